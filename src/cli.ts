@@ -1,0 +1,42 @@
+#!/usr/bin/env node
+/**
+ * `fast3d <command>`: the operator's tool. Each command lives in src/commands/<name>.ts and exports
+ * `run(argv): Promise<number>` (the exit code) and a one-line `summary`.
+ */
+process.env.ORT_DISABLE_TELEMETRY ??= '1';
+// `fast3d config | head`: a closed pipe ends the command quietly.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(0); throw err; });
+
+interface Command {
+  summary: string;
+  run(argv: string[]): Promise<number>;
+}
+
+const COMMANDS: Record<string, () => Promise<Command>> = {
+  serve: () => import('./commands/serve.js'),
+  check: () => import('./commands/check.js'),
+  config: () => import('./commands/config.js'),
+};
+
+async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h' || name === 'help') {
+    const lines = await Promise.all(Object.entries(COMMANDS).map(async ([n, load]) => `  ${n.padEnd(12)} ${(await load()).summary}`));
+    process.stdout.write(`usage: fast3d <command> [options]\n\ncommands:\n${lines.join('\n')}\n`);
+    return name ? 0 : 2;
+  }
+  const load = COMMANDS[name];
+  if (!load) {
+    process.stderr.write(`fast3d: unknown command "${name}" (try: fast3d --help)\n`);
+    return 2;
+  }
+  return (await load()).run(rest);
+}
+
+main(process.argv.slice(2)).then(
+  (code) => { process.exitCode = code; },
+  (err: Error) => {
+    process.stderr.write(`fast3d: ${err.message}\n`);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,127 @@
+/**
+ * Turns a generate request's form into a task and a seed. Accepts the legacy contract (`prompt`: text or a
+ * base64 image, urlencoded or multipart) and the newer one (multipart `prompt_image_file` plus `seed`).
+ */
+import { createHash } from 'node:crypto';
+import { decodeImage, ImageDecodeError, sniffImageFormat } from '../image/codec.js';
+import type { Task } from '../pipelines/job.js';
+import { MAX_SEED, seedFromContent } from '../pipelines/seed.js';
+import { HttpError } from './errors.js';
+import { sniffPrompt } from './prompt.js';
+
+export interface RequestLimits {
+  maxPromptChars: number;
+  maxImagePixels: number;
+  minImageSide: number;
+}
+
+export type FormValue = string | File;
+export type FormFields = Record<string, FormValue | FormValue[]>;
+
+export interface GenerateRequest {
+  task: Task;
+  seed: number;
+  /** The client chose the seed (otherwise it was derived from the content). */
+  seedGiven: boolean;
+  /** The form, for route-specific fields such as video_res. */
+  fields: FormFields;
+}
+
+const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
+
+/** 415 unless the body is a form. */
+export function assertFormContentType(contentType: string | undefined): void {
+  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (!FORM_TYPES.includes(type)) {
+    throw new HttpError(415, `Content-Type must be application/x-www-form-urlencoded or multipart/form-data, got ${type ? `"${type}"` : 'none'}`);
+  }
+}
+
+export async function parseGenerateRequest(fields: FormFields, limits: RequestLimits): Promise<GenerateRequest> {
+  const prompt = single(fields, 'prompt');
+  const file = single(fields, 'prompt_image_file');
+  const seedField = single(fields, 'seed');
+
+  let task: Task;
+  let content: string | Uint8Array;
+  const promptText = typeof prompt === 'string' ? prompt : undefined;
+  if (file !== undefined && file !== '' && promptText?.trim()) {
+    throw new HttpError(400, 'send either prompt or prompt_image_file, not both');
+  }
+  if (file instanceof File) {
+    const bytes = new Uint8Array(await file.arrayBuffer());
+    if (!sniffImageFormat(bytes)) throw new HttpError(400, 'prompt_image_file is not a PNG, JPEG or WebP image');
+    ({ task, content } = await imageTask(bytes, limits));
+  } else if (typeof file === 'string' && file !== '') {
+    throw new HttpError(400, 'prompt_image_file must be a file part of a multipart/form-data body');
+  } else if (prompt instanceof File) {
+    // A multipart client may send the prompt as a file part: same rules as the text field.
+    const bytes = new Uint8Array(await prompt.arrayBuffer());
+    ({ task, content } = sniffImageFormat(bytes) ? await imageTask(bytes, limits) : await promptTask(new TextDecoder().decode(bytes), limits));
+  } else if (typeof prompt === 'string') {
+    ({ task, content } = await promptTask(prompt, limits));
+  } else {
+    throw new HttpError(400, 'form field "prompt" (text or a base64 image) or "prompt_image_file" is required');
+  }
+
+  const seed = parseSeed(seedField);
+  return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, fields };
+}
+
+async function promptTask(value: string, limits: RequestLimits): Promise<{ task: Task; content: string | Uint8Array }> {
+  const sniffed = sniffPrompt(value, limits.maxPromptChars);
+  switch (sniffed.kind) {
+    case 'invalid':
+      throw new HttpError(400, sniffed.reason);
+    case 'image':
+      return imageTask(sniffed.bytes, limits);
+    case 'text': {
+      const text = sniffed.text;
+      if (!text) throw new HttpError(400, 'prompt is empty');
+      const chars = [...text].length;
+      if (chars > limits.maxPromptChars) {
+        throw new HttpError(400, `prompt is ${chars} characters long; the limit is ${limits.maxPromptChars}`);
+      }
+      return { task: { kind: 'text', prompt: text }, content: text };
+    }
+  }
+}
+
+async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promise<{ task: Task; content: Uint8Array }> {
+  try {
+    const image = await decodeImage(bytes, { maxPixels: limits.maxImagePixels, minSide: limits.minImageSide });
+    const digest = createHash('sha256').update(bytes).digest('hex');
+    return { task: { kind: 'image', image, digest }, content: bytes };
+  } catch (err) {
+    if (err instanceof ImageDecodeError) throw new HttpError(400, err.message);
+    throw err;
+  }
+}
+
+function parseSeed(value: FormValue | undefined): number | undefined {
+  if (value === undefined || value === '') return undefined;
+  const text = typeof value === 'string' ? value.trim() : '';
+  const seed = /^\d{1,10}$/.test(text) ? Number(text) : NaN;
+  if (!(seed >= 0 && seed <= MAX_SEED)) throw new HttpError(400, `seed must be an integer from 0 to ${MAX_SEED}`);
+  return seed;
+}
+
+/** The one value of a field; a repeated field is an error rather than a silent pick. */
+export function single(fields: FormFields, name: string): FormValue | undefined {
+  const value = fields[name];
+  if (Array.isArray(value)) {
+    if (value.length > 1) throw new HttpError(400, `form field "${name}" was sent ${value.length} times; send it once`);
+    return value[0];
+  }
+  return value;
+}
+
+/** Parses an optional integer field within bounds; 400 names the field and the range. */
+export function integerField(fields: FormFields, name: string, min: number, max: number): number | undefined {
+  const value = single(fields, name);
+  if (value === undefined || value === '') return undefined;
+  const text = typeof value === 'string' ? value.trim() : '';
+  const n = /^-?\d{1,9}$/.test(text) ? Number(text) : NaN;
+  if (!(n >= min && n <= max)) throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
+  return n;
+}

@@ -1,0 +1,55 @@
+/**
+ * Outcome -> HTTP. `plyResponse` is the only way a 200 with asset bytes leaves the service, and it refuses
+ * bytes that break the subnet's PLY rules: a bad 200 would kill the miner's worker loop for good.
+ */
+import type { Outcome, Report } from '../pipelines/job.js';
+import { servablePlyViolation } from '../splat/servable.js';
+import { HttpError } from './errors.js';
+
+export function plyResponse(ply: Uint8Array, headers: Record<string, string> = {}): Response {
+  const violation = servablePlyViolation(ply);
+  if (violation) throw new HttpError(500, `refusing to serve an asset that breaks the PLY rules: ${violation}`);
+  return new Response(ply, {
+    status: 200,
+    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(ply.length), ...headers },
+  });
+}
+
+/** 204: self-validation declined the job; the miner submits nothing and loses nothing. */
+export function declinedResponse(headers: Record<string, string> = {}): Response {
+  return new Response(null, { status: 204, headers });
+}
+
+export function errorResponse(error: HttpError): Response {
+  return Response.json({ error: error.message }, { status: error.status, headers: error.headers });
+}
+
+/** The outcome's report as compact headers (the full report goes to the log line). */
+export function reportHeaders(outcome: Outcome): Record<string, string> {
+  const headers: Record<string, string> = { 'X-Fast3d-Report': compactReport(outcome.report) };
+  if (outcome.kind === 'asset') {
+    headers['X-Fast3d-Seed'] = String(outcome.seed);
+    headers['X-Fast3d-Gaussians'] = String(outcome.cloud.count);
+  } else {
+    headers['X-Fast3d-Decline-Reason'] = asciiHeader(outcome.reason);
+  }
+  return headers;
+}
+
+/** `attempt:seed:verdict[:check=value/threshold/verdict...]` joined by `;`: readable, and short enough for a header. */
+export function compactReport(report: Report): string {
+  return report.attempts
+    .map((attempt, i) => {
+      const checks = attempt.checks.map((c) => `${c.name}=${round(c.value)}/${round(c.threshold)}/${c.passed ? 'pass' : 'fail'}`);
+      return [`${i + 1}`, attempt.seed, attempt.accepted ? 'accept' : 'reject', ...checks].join(':');
+    })
+    .join(';');
+}
+
+function round(v: number): string {
+  return Number.isInteger(v) ? String(v) : v.toPrecision(4);
+}
+
+function asciiHeader(text: string): string {
+  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+}

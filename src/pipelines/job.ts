@@ -1,0 +1,47 @@
+/** The Job that flows through the pipeline, and the Outcome that comes back. No HTTP here. */
+import type { RgbaImage } from '../image/rgba.js';
+import type { GaussianCloud } from '../splat/cloud.js';
+
+export type Task =
+  | { kind: 'text'; prompt: string }
+  | { kind: 'image'; image: RgbaImage; /** Digest of the image bytes as received (cache keys, logs). */ digest: string };
+
+export interface Job {
+  id: string;
+  task: Task;
+  /** Seed of the first attempt; retries derive theirs from it. */
+  seed: number;
+  /** Aborted when the client goes away or the deadline passes. */
+  signal?: AbortSignal;
+}
+
+/** One self-validation check: what was measured, against what, and the verdict. */
+export interface Check {
+  name: string;
+  value: number;
+  threshold: number;
+  passed: boolean;
+  /** Which validation backend ran it. */
+  by: string;
+}
+
+export interface Attempt {
+  seed: number;
+  checks: Check[];
+  gaussians: number;
+  accepted: boolean;
+  /** Why the attempt failed, when it did before or during validation. */
+  reason?: string;
+}
+
+export interface Report {
+  attempts: Attempt[];
+  /** Milliseconds per stage, summed over attempts. */
+  timings: Record<string, number>;
+  /** True when any stage ran a preview backend: such assets are not for mining. */
+  preview: boolean;
+}
+
+export type Outcome =
+  | { kind: 'asset'; cloud: GaussianCloud; ply: Uint8Array; seed: number; report: Report }
+  | { kind: 'declined'; reason: string; report: Report };

@@ -1,0 +1,74 @@
+/**
+ * Stage interfaces. Each stage has interchangeable backends chosen at start-up; the pipeline sees only these.
+ * Every backend reports readiness so the service can answer 503 instead of failing a job halfway.
+ */
+import type { RgbaImage } from '../image/rgba.js';
+import type { GaussianCloud } from '../splat/cloud.js';
+import type { Check, Job } from './job.js';
+
+export interface Readiness {
+  ready: boolean;
+  /** What is missing or happening, e.g. "model file /models/isnet.onnx not found". */
+  detail?: string;
+}
+
+export interface Backend {
+  /** Backend name as in the config, e.g. "preview" or "isnet". */
+  readonly name: string;
+  /** A preview backend is a CPU stand-in: its outputs are labelled and not for mining. */
+  readonly preview: boolean;
+  /** The backend runs on the GPU: the runtime serialises such calls under its GPU lock. */
+  readonly gpu?: boolean;
+  readiness(): Readiness;
+  /** Loads models or connects; called once at start-up, in the background. */
+  init?(): Promise<void>;
+  close?(): Promise<void>;
+}
+
+export interface TextToImage extends Backend {
+  generate(prompt: string, seed: number, signal?: AbortSignal): Promise<RgbaImage>;
+}
+
+export interface MattingInput {
+  image: RgbaImage;
+  /** The image came from the user (image task) rather than from text-to-image. */
+  fromUser: boolean;
+}
+
+/** Returns the object cut out and framed (square, centred, transparent background), or null when none is found. */
+export interface Matting extends Backend {
+  matte(input: MattingInput, signal?: AbortSignal): Promise<RgbaImage | null>;
+}
+
+export interface ImageTo3d extends Backend {
+  /** The cloud in the validator's frame: +Y up, front toward +Z. */
+  generate(image: RgbaImage, seed: number, signal?: AbortSignal): Promise<GaussianCloud>;
+}
+
+export interface ValidationInput {
+  job: Job;
+  cloud: GaussianCloud;
+  /** The framed RGBA image the cloud was made from. */
+  image: RgbaImage;
+}
+
+export interface Validator extends Backend {
+  validate(input: ValidationInput, signal?: AbortSignal): Promise<Check[]>;
+}
+
+export interface Stages {
+  textToImage: TextToImage;
+  matting: Matting;
+  imageTo3d: ImageTo3d;
+  /** Run in order; the first failing check ends the attempt. */
+  validators: Validator[];
+}
+
+export function allBackends(stages: Stages): { stage: string; backend: Backend }[] {
+  return [
+    { stage: 'text_to_image', backend: stages.textToImage },
+    { stage: 'matting', backend: stages.matting },
+    { stage: 'image_to_3d', backend: stages.imageTo3d },
+    ...stages.validators.map((v) => ({ stage: `validate.${v.name}`, backend: v as Backend })),
+  ];
+}
