@@ -72,3 +72,9 @@ export function allBackends(stages: Stages): { stage: string; backend: Backend }
     ...stages.validators.map((v) => ({ stage: `validate.${v.name}`, backend: v as Backend })),
   ];
 }
+
+/**
+ * Renders a cloud from the validator's camera preset (`count` views on its orbit, `size` pixels square, white
+ * background), for validators that score views. src/render provides the implementation.
+ */
+export type ViewRenderer = (cloud: GaussianCloud, views: { count: number; size: number }, signal?: AbortSignal) => Promise<RgbaImage[]>;
