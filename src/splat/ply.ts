@@ -25,10 +25,7 @@ export function encodePly(cloud: GaussianCloud): Uint8Array {
   const buffer = new ArrayBuffer(pad + header.length + bodyBytes);
   new Uint8Array(buffer, pad, header.length).set(header);
   const body = new Float32Array(buffer, pad + header.length, cloud.count * FLOATS_PER_GAUSSIAN);
-  for (let p = 0; p < FLOATS_PER_GAUSSIAN; p++) {
-    const column = cloud.columns[GAUSSIAN_PROPERTIES[p]];
-    for (let i = 0, o = p; i < cloud.count; i++, o += FLOATS_PER_GAUSSIAN) body[o] = column[i];
-  }
+  interleave(cloud, body);
   if (!littleEndianHost()) swapFloat32(body);
   return new Uint8Array(buffer, pad, header.length + bodyBytes);
 }
@@ -123,9 +120,14 @@ export function decodePly(bytes: Uint8Array): GaussianCloud {
     // Fast path: one aligned Float32Array over the body, then a strided gather per column.
     const floats = stride / 4;
     const body = alignedFloat32(bytes, bodyOffset, n * floats);
+    const at = (name: string) => byName.get(name)!.offset / 4;
+    if (floats === FLOATS_PER_GAUSSIAN && GAUSSIAN_PROPERTIES.every((name, p) => at(name) === p)) {
+      deinterleave(body, cloud);
+      return cloud;
+    }
     for (const name of GAUSSIAN_PROPERTIES) {
       const column = cloud.columns[name];
-      for (let i = 0, o = byName.get(name)!.offset / 4; i < n; i++, o += floats) column[i] = body[o];
+      for (let i = 0, o = at(name); i < n; i++, o += floats) column[i] = body[o];
     }
     return cloud;
   }
@@ -137,6 +139,37 @@ export function decodePly(bytes: Uint8Array): GaussianCloud {
     for (let i = 0, o = at; i < n; i++, o += stride) column[i] = read(view, o);
   }
   return cloud;
+}
+
+/**
+ * Row-by-row copy of the 14 columns into the interleaved body. One sequential write stream is several times
+ * faster than 14 strided passes over a 56 MB buffer; the unrolled body is deliberate.
+ */
+function interleave(cloud: GaussianCloud, body: Float32Array): void {
+  const c = cloud.columns;
+  const x = c.x, y = c.y, z = c.z, d0 = c.f_dc_0, d1 = c.f_dc_1, d2 = c.f_dc_2, op = c.opacity;
+  const s0 = c.scale_0, s1 = c.scale_1, s2 = c.scale_2, r0 = c.rot_0, r1 = c.rot_1, r2 = c.rot_2, r3 = c.rot_3;
+  for (let i = 0, o = 0; i < cloud.count; i++, o += 14) {
+    body[o] = x[i]; body[o + 1] = y[i]; body[o + 2] = z[i];
+    body[o + 3] = d0[i]; body[o + 4] = d1[i]; body[o + 5] = d2[i];
+    body[o + 6] = op[i];
+    body[o + 7] = s0[i]; body[o + 8] = s1[i]; body[o + 9] = s2[i];
+    body[o + 10] = r0[i]; body[o + 11] = r1[i]; body[o + 12] = r2[i]; body[o + 13] = r3[i];
+  }
+}
+
+/** The inverse of interleave, for bodies laid out exactly as we write them. */
+function deinterleave(body: Float32Array, cloud: GaussianCloud): void {
+  const c = cloud.columns;
+  const x = c.x, y = c.y, z = c.z, d0 = c.f_dc_0, d1 = c.f_dc_1, d2 = c.f_dc_2, op = c.opacity;
+  const s0 = c.scale_0, s1 = c.scale_1, s2 = c.scale_2, r0 = c.rot_0, r1 = c.rot_1, r2 = c.rot_2, r3 = c.rot_3;
+  for (let i = 0, o = 0; i < cloud.count; i++, o += 14) {
+    x[i] = body[o]; y[i] = body[o + 1]; z[i] = body[o + 2];
+    d0[i] = body[o + 3]; d1[i] = body[o + 4]; d2[i] = body[o + 5];
+    op[i] = body[o + 6];
+    s0[i] = body[o + 7]; s1[i] = body[o + 8]; s2[i] = body[o + 9];
+    r0[i] = body[o + 10]; r1[i] = body[o + 11]; r2[i] = body[o + 12]; r3[i] = body[o + 13];
+  }
 }
 
 const READERS: Record<string, (view: DataView, offset: number) => number> = {

@@ -1,0 +1,65 @@
+import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { ConfigError, describeConfig, loadConfig, parseConfig } from '../src/config/load.js';
+
+function yamlFile(text: string): string {
+  const path = join(mkdtempSync(join(tmpdir(), 'fast3d-config-')), 'config.yaml');
+  writeFileSync(path, text);
+  return path;
+}
+
+describe('config', () => {
+  it('has a default and a one-line description for every key', () => {
+    const rows = describeConfig();
+    expect(rows.length).toBeGreaterThan(20);
+    for (const row of rows) {
+      expect(row.default, row.key).not.toBeUndefined();
+      expect(row.description, row.key).toMatch(/^[A-Z].{10,}\.$/);
+      expect(row.description, row.key).not.toMatch(/\n/);
+    }
+  });
+
+  it('loads every shipped config file', () => {
+    const dir = new URL('../configs/', import.meta.url).pathname;
+    const files = readdirSync(dir).filter((f) => f.endsWith('.yaml'));
+    expect(files).toContain('preview.yaml');
+    for (const file of files) expect(() => loadConfig({ path: join(dir, file), env: {} }), file).not.toThrow();
+  });
+
+  it('rejects a bad value naming the key path and the reason', () => {
+    const path = yamlFile('server:\n  port: "eighty"\npipeline:\n  retries: -1\n');
+    expect(() => loadConfig({ path, env: {} })).toThrow(ConfigError);
+    try {
+      loadConfig({ path, env: {} });
+    } catch (err) {
+      const message = (err as Error).message;
+      expect(message).toMatch(/server\.port: .*expected number/i);
+      expect(message).toMatch(/pipeline\.retries: .*>=0/i);
+    }
+  });
+
+  it('rejects unknown keys, so typos do not pass silently', () => {
+    expect(() => parseConfig({ matting: { margn: 0.1 } })).toThrow(/matting\.margn: unknown key/);
+    expect(() => parseConfig({ sever: {} })).toThrow(/sever: unknown key/);
+  });
+
+  it('rejects an unknown backend with the choices', () => {
+    expect(() => parseConfig({ image_to_3d: { backend: 'magic' } })).toThrow(/image_to_3d\.backend: .*"inflate"/);
+  });
+
+  it('says when the file is missing or not YAML', () => {
+    expect(() => loadConfig({ path: '/nonexistent/fast3d.yaml', env: {} })).toThrow(/cannot read config file \/nonexistent\/fast3d.yaml/);
+    expect(() => loadConfig({ path: yamlFile('server: [1, 2\n'), env: {} })).toThrow(/is not valid YAML/);
+  });
+
+  it('lets PORT, HOST and FAST3D_CONFIG override', () => {
+    const path = yamlFile('server:\n  port: 9000\n  host: 127.0.0.1\n');
+    expect(loadConfig({ env: { FAST3D_CONFIG: path } }).server.port).toBe(9000);
+    const config = loadConfig({ env: { FAST3D_CONFIG: path, PORT: '8123', HOST: '0.0.0.0' } });
+    expect(config.server).toMatchObject({ port: 8123, host: '0.0.0.0' });
+    expect(() => loadConfig({ env: { PORT: 'abc' } })).toThrow(/server\.port/);
+    expect(loadConfig({ env: {} }).server.port).toBe(8093);
+  });
+});
