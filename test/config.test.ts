@@ -63,3 +63,11 @@ describe('config', () => {
     expect(loadConfig({ env: {} }).server.port).toBe(8093);
   });
 });
+
+describe('configuration reference', () => {
+  it('docs/configuration.md matches the schema (run `npm run docs:config` after changing it)', async () => {
+    const { configMarkdown } = await import('../src/config/load.js');
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(new URL('../docs/configuration.md', import.meta.url), 'utf8')).toBe(configMarkdown());
+  });
+});

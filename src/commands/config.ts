@@ -3,7 +3,7 @@
  * or validates a config file (exit 2 naming the bad key).
  */
 import { parseArgs } from 'node:util';
-import { ConfigError, describeConfig, loadConfig } from '../config/load.js';
+import { configMarkdown, ConfigError, describeConfig, loadConfig } from '../config/load.js';
 
 export const summary = 'list every config key with default and description (--markdown), or --check FILE';
 
@@ -24,8 +24,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const rows = describeConfig();
   if (values.markdown) {
-    process.stdout.write('| key | default | description |\n| --- | --- | --- |\n');
-    for (const r of rows) process.stdout.write(`| \`${r.key}\` | \`${JSON.stringify(r.default)}\` | ${r.description} |\n`);
+    process.stdout.write(configMarkdown());
   } else {
     for (const r of rows) process.stdout.write(`${r.key} = ${JSON.stringify(r.default)}\n    ${r.description}\n`);
   }

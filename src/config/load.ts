@@ -92,3 +92,19 @@ function unwrap(schema: z.ZodType): z.ZodType {
   }
   return s;
 }
+
+/** The configuration reference (docs/configuration.md), generated from the schema so it cannot drift. */
+export function configMarkdown(): string {
+  let text = '# Configuration reference\n\nGenerated from the schema by `npm run docs:config`; do not edit by hand.\n' +
+    'Every key is optional: a missing key takes its default. Environment: `PORT`, `HOST` and `FAST3D_CONFIG` (the file).\n';
+  let section = '';
+  for (const row of describeConfig()) {
+    const top = row.key.split('.')[0];
+    if (top !== section) {
+      section = top;
+      text += `\n## \`${top}\`\n\n| key | default | description |\n| --- | --- | --- |\n`;
+    }
+    text += `| \`${row.key}\` | \`${JSON.stringify(row.default)}\` | ${row.description.replace(/\|/g, '\\|')} |\n`;
+  }
+  return text;
+}
