@@ -75,7 +75,7 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
       throw new HttpError(400, `malformed form body: ${(err as Error).message}`);
     }
     const request = await parseGenerateRequest(fields, options.limits);
-    const job: Job = { id: c.get('requestId'), task: request.task, seed: request.seed, signal: c.req.raw.signal };
+    const job: Job = { id: c.get('requestId'), task: request.task, seed: request.seed, delivery: request.delivery, signal: c.req.raw.signal };
     c.set('log', { task: job.task.kind, seed: job.seed });
     const outcome = await service.generate(job);
     c.set('log', {

@@ -5,6 +5,7 @@ import type { Config } from './config/schema.js';
 import { createStages } from './pipelines/backends.js';
 import { Pipeline } from './pipelines/generate.js';
 import type { Stages } from './pipelines/stages.js';
+import { orientationMatrix } from './splat/frame.js';
 import type { Logger } from './runtime/log.js';
 import { GenerationService } from './runtime/service.js';
 
@@ -22,6 +23,10 @@ export function compose(config: Config, options: { logger?: Logger; stages?: Par
       maxPromptChars: config.contract.max_prompt_chars,
       maxImagePixels: config.contract.max_image_pixels,
       minImageSide: config.contract.min_image_side,
+      imageFileDelivery: {
+        rotation: orientationMatrix(config.contract.image_file_rotation),
+        onReject: config.contract.image_file_on_reject,
+      },
     },
     bodyLimitBytes: Math.round(config.server.body_limit_mb * 1024 * 1024),
     healthOkStatus: config.server.health_ok_status,

@@ -21,14 +21,25 @@ describe('validator gates', () => {
     expect(verdicts(cloudOf(7000, 0.9, [0.9, 0.1, 0, 0])).gaussian_count).toBe(true);
   });
 
-  it('allows at most 80% of opacities below 1e-3 after sigmoid', () => {
+  it('allows at most 80% of opacities that SPZ decodes below 1e-3 (sigmoid under 0.5/255)', () => {
     const cloud = cloudOf(10_000, 0.5, [0.9, 0.1, 0, 0]);
-    cloud.columns.opacity.fill(logit(0.0009), 0, 8000); // exactly 80% transparent: passes
+    cloud.columns.opacity.fill(logit(0.0015), 0, 8000); // exactly 80% transparent: passes
     expect(verdicts(cloud).transparent_share).toBe(true);
-    cloud.columns.opacity[8000] = logit(0.0009); // 80.01%
+    cloud.columns.opacity[8000] = logit(0.0015); // 80.01%: 0.0015 * 255 rounds to byte 0, which decodes to 0
     expect(verdicts(cloud).transparent_share).toBe(false);
-    cloud.columns.opacity.fill(logit(0.0011)); // just above the limit counts as visible
+    cloud.columns.opacity.fill(logit(0.0021)); // rounds to byte 1 = 0.0039 after SPZ: visible to the validator
     expect(verdicts(cloud).transparent_share).toBe(true);
+  });
+
+  it('fails when one of the first three Gaussians sits at (1, 1, 1), as the validator does', () => {
+    const cloud = cloudOf(8000, 0.9, [0.9, 0.1, 0, 0]);
+    expect(verdicts(cloud).first_points_not_ones).toBe(true);
+    cloud.columns.x[2] = 1.00001; cloud.columns.y[2] = 1; cloud.columns.z[2] = 0.99999;
+    expect(verdicts(cloud).first_points_not_ones).toBe(false);
+    cloud.columns.x[2] = 1.001; // off SPZ's 1/4096 grid point
+    expect(verdicts(cloud).first_points_not_ones).toBe(true);
+    cloud.columns.x[3] = 1; cloud.columns.y[3] = 1; cloud.columns.z[3] = 1; // the fourth does not count
+    expect(verdicts(cloud).first_points_not_ones).toBe(true);
   });
 
   it('fails when every rotation is the identity, however scaled', () => {
@@ -37,7 +48,7 @@ describe('validator gates', () => {
     const cloud = cloudOf(8000, 0.9);
     cloud.columns.rot_2[7999] = 0.01;
     expect(verdicts(cloud).rotations_not_identity).toBe(true);
-    expect(VALIDATOR_GATES).toEqual({ minGaussians: 7000, transparentBelow: 1e-3, maxTransparentShare: 0.8 });
+    expect(VALIDATOR_GATES).toEqual({ minGaussians: 7000, transparentBelow: 0.5 / 255, maxTransparentShare: 0.8 });
   });
 });
 

@@ -24,6 +24,31 @@ async function expectValidPly(response: Response) {
   return { bytes, ply, figures };
 }
 
+/** A disc, red in its upper half and blue in its lower half, on white. */
+async function twoToneDisc(): Promise<Buffer> {
+  const sharp = (await import('sharp')).default;
+  const size = 200;
+  const data = Buffer.alloc(size * size * 3, 255);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      if ((x - 100) ** 2 + (y - 100) ** 2 > 70 ** 2) continue;
+      data.set(y < 100 ? [220, 20, 20] : [20, 20, 220], (y * size + x) * 3);
+    }
+  }
+  return sharp(data, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+}
+
+/** Mean (red - blue) SH coefficient over the Gaussians above y = 0. */
+function redMinusBlueAtPositiveY(ply: ReturnType<typeof readPlyIndependently>): number {
+  let sum = 0, n = 0;
+  for (let i = 0; i < ply.count; i++) {
+    if (ply.get('y', i) <= 0) continue;
+    sum += ply.get('f_dc_0', i) - ply.get('f_dc_2', i);
+    n++;
+  }
+  return sum / n;
+}
+
 async function expectError(response: Response, status: number, pattern: RegExp) {
   expect(response.status).toBe(status);
   expect(response.headers.get('content-type')).toMatch(/application\/json/);
@@ -129,6 +154,24 @@ describe('generate over HTTP (preview backends)', () => {
     expect(d.headers.get('x-fast3d-seed')).toBe(e.headers.get('x-fast3d-seed'));
   });
 
+  it('takes a negative seed as "derive one", as the newer contract\'s reference server does', async () => {
+    const derived = await postForm(`${server.url}/generate/`, { prompt: 'a brass lamp' });
+    const negative = await postForm(`${server.url}/generate/`, { prompt: 'a brass lamp', seed: '-1' });
+    expect(negative.status).toBe(200);
+    expect(negative.headers.get('x-fast3d-seed')).toBe(derived.headers.get('x-fast3d-seed'));
+  });
+
+  it('answers the newer contract in its judges\' frame (Y down) and the legacy one upright (Y up)', async () => {
+    // Red on top, blue below: which end of the asset's Y axis is red says which way is up.
+    const png = await twoToneDisc();
+    const form = new FormData();
+    form.set('prompt_image_file', new Blob([png], { type: 'image/png' }), 'p.png');
+    const newer = readPlyIndependently(new Uint8Array(await (await fetch(`${server.url}/generate`, { method: 'POST', body: form })).arrayBuffer()));
+    const legacy = readPlyIndependently(new Uint8Array(await (await postForm(`${server.url}/generate/`, { prompt: png.toString('base64') })).arrayBuffer()));
+    expect(redMinusBlueAtPositiveY(legacy)).toBeGreaterThan(0);
+    expect(redMinusBlueAtPositiveY(newer)).toBeLessThan(0);
+  });
+
   describe('bad input', () => {
     it('400: empty or whitespace prompt', async () => {
       await expectError(await postForm(`${server.url}/generate/`, { prompt: '' }), 400, /prompt is empty/);
@@ -154,7 +197,7 @@ describe('generate over HTTP (preview backends)', () => {
     });
 
     it('400: bad seeds', async () => {
-      for (const seed of ['abc', '-1', '1.5', '4294967296']) {
+      for (const seed of ['abc', '1.5', '4294967296', '-']) {
         await expectError(await postForm(`${server.url}/generate/`, { prompt: 'cat', seed }), 400, /seed must be an integer from 0 to 4294967295/);
       }
     });
@@ -240,6 +283,21 @@ describe('self-validation over HTTP', () => {
       await expectValidPly(response);
       expect(response.headers.get('x-fast3d-seed')).not.toBe('5');
       expect(validator.calls).toBe(2);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('returns the last asset instead of a 204 to the newer contract, which counts a 204 as a lost prompt', async () => {
+    const server = await startTestServer({}, { validators: [new ScriptedValidator(2)] });
+    try {
+      const form = new FormData();
+      form.set('prompt_image_file', new Blob([await discImage({ size: 128, radius: 40 })], { type: 'image/png' }), 'p.png');
+      form.set('seed', '3');
+      const response = await fetch(`${server.url}/generate`, { method: 'POST', body: form });
+      await expectValidPly(response);
+      expect(response.headers.get('x-fast3d-best-effort')).toBe('true');
+      expect(response.headers.get('x-fast3d-report')).toMatch(/^1:3:reject:.*;2:\d+:reject:/);
     } finally {
       await server.close();
     }

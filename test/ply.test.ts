@@ -108,6 +108,7 @@ describe('servable PLY rules (the packer\'s exact checks)', () => {
     expect(servablePlyViolation(withHeader('element vertex 5\n', 'element vertex 5\ncomment hi\n'))).toMatch(/does not start with "property float "/);
     expect(servablePlyViolation(withHeader('property float x\n', 'property double x\n'))).toMatch(/property float/);
     expect(servablePlyViolation(withHeader('property float opacity\n', 'property float alpha\n'))).toMatch(/"opacity" is missing/);
+    expect(servablePlyViolation(withHeader('property float rot_3\n', 'property float rot_2\n'))).toMatch(/"rot_2" is declared twice/);
     expect(servablePlyViolation(good.subarray(0, good.length - 1))).toMatch(/body holds/);
     expect(servablePlyViolation(new Uint8Array(0))).toMatch(/end_header/);
     const zero = new TextEncoder().encode(plyHeader(0));

@@ -22,6 +22,8 @@ export const contractSchema = z.strictObject({
   max_prompt_chars: z.number().int().min(1).default(1024).describe('Longest text prompt after trimming (validators cap prompts at 1024).'),
   max_image_pixels: z.number().int().min(1).default(40_000_000).describe('Largest decoded image (width x height) accepted for image tasks.'),
   min_image_side: z.number().int().min(1).default(16).describe('Smallest accepted width or height of an input image, in pixels.'),
+  image_file_rotation: rotation.default('y-down').describe('Frame of answers to the newer contract\'s prompt_image_file requests: its judges render TRELLIS\'s default export, Y down ("identity" keeps the validator\'s frame).'),
+  image_file_on_reject: z.enum(['best-effort', 'decline']).default('best-effort').describe('When self-validation rejects a prompt_image_file request: return the last asset anyway (that contract counts a 204 as a lost prompt) or decline.'),
 });
 
 export const pipelineSchema = z.strictObject({
@@ -67,7 +69,7 @@ export const imageTo3dSchema = z.strictObject({
 
 export const gatesSchema = z.strictObject({
   min_gaussians: z.number().int().min(1).default(7000).describe('Fewest Gaussians an asset may have (the validator\'s gate is 7000).'),
-  transparent_below: z.number().min(0).max(1).default(1e-3).describe('Opacity under which a Gaussian counts as transparent (validator: 1e-3).'),
+  transparent_below: z.number().min(0).max(1).default(0.00196).describe('Opacity under which a Gaussian counts as transparent: the validator\'s 1e-3 after SPZ\'s 8-bit rounding is 0.5/255.'),
   max_transparent_share: z.number().min(0).max(1).default(0.8).describe('Largest share of transparent Gaussians (validator: 0.8).'),
 });
 

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { decodeImage, ImageDecodeError, sniffImageFormat } from '../image/codec.js';
-import type { Task } from '../pipelines/job.js';
+import type { Delivery, Task } from '../pipelines/job.js';
 import { MAX_SEED, seedFromContent } from '../pipelines/seed.js';
 import { HttpError } from './errors.js';
 import { sniffPrompt } from './prompt.js';
@@ -13,6 +13,8 @@ export interface RequestLimits {
   maxPromptChars: number;
   maxImagePixels: number;
   minImageSide: number;
+  /** How answers to the newer contract (prompt_image_file) are delivered. */
+  imageFileDelivery: Delivery;
 }
 
 export type FormValue = string | File;
@@ -23,6 +25,8 @@ export interface GenerateRequest {
   seed: number;
   /** The client chose the seed (otherwise it was derived from the content). */
   seedGiven: boolean;
+  /** Set for the newer contract's requests; absent means the legacy delivery. */
+  delivery?: Delivery;
   /** The form, for route-specific fields such as video_res. */
   fields: FormFields;
 }
@@ -44,6 +48,7 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
 
   let task: Task;
   let content: string | Uint8Array;
+  let delivery: Delivery | undefined;
   const promptText = typeof prompt === 'string' ? prompt : undefined;
   if (file !== undefined && file !== '' && promptText?.trim()) {
     throw new HttpError(400, 'send either prompt or prompt_image_file, not both');
@@ -52,6 +57,7 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
     const bytes = new Uint8Array(await file.arrayBuffer());
     if (!sniffImageFormat(bytes)) throw new HttpError(400, 'prompt_image_file is not a PNG, JPEG or WebP image');
     ({ task, content } = await imageTask(bytes, limits));
+    delivery = limits.imageFileDelivery;
   } else if (typeof file === 'string' && file !== '') {
     throw new HttpError(400, 'prompt_image_file must be a file part of a multipart/form-data body');
   } else if (prompt instanceof File) {
@@ -65,7 +71,7 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
   }
 
   const seed = parseSeed(seedField);
-  return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, fields };
+  return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, delivery, fields };
 }
 
 async function promptTask(value: string, limits: RequestLimits): Promise<{ task: Task; content: string | Uint8Array }> {
@@ -98,11 +104,13 @@ async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promise<{ ta
   }
 }
 
+/** A negative seed means "any seed", as in the newer contract's reference server (which sends -1 by default). */
 function parseSeed(value: FormValue | undefined): number | undefined {
   if (value === undefined || value === '') return undefined;
   const text = typeof value === 'string' ? value.trim() : '';
+  if (/^-\d{1,10}$/.test(text)) return undefined;
   const seed = /^\d{1,10}$/.test(text) ? Number(text) : NaN;
-  if (!(seed >= 0 && seed <= MAX_SEED)) throw new HttpError(400, `seed must be an integer from 0 to ${MAX_SEED}`);
+  if (!(seed >= 0 && seed <= MAX_SEED)) throw new HttpError(400, `seed must be an integer from 0 to ${MAX_SEED} (negative: derive one)`);
   return seed;
 }
 

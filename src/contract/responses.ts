@@ -30,26 +30,32 @@ export function reportHeaders(outcome: Outcome): Record<string, string> {
   if (outcome.kind === 'asset') {
     headers['X-Fast3d-Seed'] = String(outcome.seed);
     headers['X-Fast3d-Gaussians'] = String(outcome.cloud.count);
+    if (outcome.report.bestEffort) headers['X-Fast3d-Best-Effort'] = 'true';
   } else {
     headers['X-Fast3d-Decline-Reason'] = asciiHeader(outcome.reason);
   }
   return headers;
 }
 
+/** aiohttp, the miner's client, fails on a header line over 8190 bytes; stay far below. */
+const MAX_REPORT_HEADER = 2000;
+
 /** `attempt:seed:verdict[:check=value/threshold/verdict...]` joined by `;`: readable, and short enough for a header. */
 export function compactReport(report: Report): string {
-  return report.attempts
+  const text = report.attempts
     .map((attempt, i) => {
       const checks = attempt.checks.map((c) => `${c.name}=${round(c.value)}/${round(c.threshold)}/${c.passed ? 'pass' : 'fail'}`);
       return [`${i + 1}`, attempt.seed, attempt.accepted ? 'accept' : 'reject', ...checks].join(':');
     })
     .join(';');
+  return asciiHeader(text, MAX_REPORT_HEADER);
 }
 
 function round(v: number): string {
   return Number.isInteger(v) ? String(v) : v.toPrecision(4);
 }
 
-function asciiHeader(text: string): string {
-  return text.replace(/[^\x20-\x7e]/g, '?').slice(0, 200);
+function asciiHeader(text: string, max = 200): string {
+  const ascii = text.replace(/[^\x20-\x7e]/g, '?');
+  return ascii.length > max ? `${ascii.slice(0, max - 3)}...` : ascii;
 }

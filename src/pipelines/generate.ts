@@ -4,7 +4,7 @@
  */
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
-import { centreAndScale, dropNonFinite } from '../splat/frame.js';
+import { centreAndScale, dropNonFinite, rotateCloud } from '../splat/frame.js';
 import { encodePly } from '../splat/ply.js';
 import type { Attempt, Check, Job, Outcome, Report } from './job.js';
 import { attemptSeed } from './seed.js';
@@ -39,6 +39,12 @@ export class Pipeline {
     const signal = job.signal;
     // An image task's matte does not depend on the seed: compute it once for every attempt.
     let userMatte: RgbaImage | null | undefined;
+    let lastMade: { cloud: GaussianCloud; seed: number } | undefined;
+    const deliver = (cloud: GaussianCloud, seed: number): Outcome => {
+      if (job.delivery) rotateCloud(cloud, job.delivery.rotation);
+      const ply = time.sync('encode', () => encodePly(cloud));
+      return { kind: 'asset', cloud, ply, seed, report };
+    };
 
     for (let attempt = 0; attempt <= this.options.retries; attempt++) {
       const seed = attemptSeed(job.seed, attempt);
@@ -71,6 +77,7 @@ export class Pipeline {
       const raw = await time('image_to_3d', () => this.onBackend(stages.imageTo3d, () => stages.imageTo3d.generate(image, seed, signal), signal));
       const cloud = time.sync('normalise', () => normalise(raw, this.options.extent));
       record.gaussians = cloud.count;
+      if (cloud.count > 0) lastMade = { cloud, seed };
       signal?.throwIfAborted();
 
       const failed = await time('validate', () => this.validate(job, cloud, image, record.checks, signal));
@@ -79,8 +86,11 @@ export class Pipeline {
         continue;
       }
       record.accepted = true;
-      const ply = time.sync('encode', () => encodePly(cloud));
-      return { kind: 'asset', cloud, ply, seed, report };
+      return deliver(cloud, seed);
+    }
+    if (job.delivery?.onReject === 'best-effort' && lastMade) {
+      report.bestEffort = true;
+      return deliver(lastMade.cloud, lastMade.seed);
     }
     const last = report.attempts[report.attempts.length - 1];
     return { kind: 'declined', reason: last?.reason ?? 'self-validation failed', report };

@@ -1,16 +1,31 @@
 /** The Job that flows through the pipeline, and the Outcome that comes back. No HTTP here. */
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
+import type { Matrix3 } from '../splat/frame.js';
 
 export type Task =
   | { kind: 'text'; prompt: string }
   | { kind: 'image'; image: RgbaImage; /** Digest of the image bytes as received (cache keys, logs). */ digest: string };
+
+/**
+ * How the finished asset leaves, decided by the contract the client speaks. The legacy miner wants the
+ * validator's frame and a decline (204) over a likely rejection; the newer contract's judges render another
+ * frame and count an empty answer as a lost prompt.
+ */
+export interface Delivery {
+  /** Rotation from the validator's frame (+Y up, front +Z) into the frame the client renders. */
+  rotation: Matrix3;
+  /** When every attempt fails self-validation: answer 204, or return the last attempt's asset anyway. */
+  onReject: 'decline' | 'best-effort';
+}
 
 export interface Job {
   id: string;
   task: Task;
   /** Seed of the first attempt; retries derive theirs from it. */
   seed: number;
+  /** Absent: the legacy contract's delivery (validator frame, decline). */
+  delivery?: Delivery;
   /** Aborted when the client goes away or the deadline passes. */
   signal?: AbortSignal;
 }
@@ -40,6 +55,8 @@ export interface Report {
   timings: Record<string, number>;
   /** True when any stage ran a preview backend: such assets are not for mining. */
   preview: boolean;
+  /** The asset failed self-validation and is returned anyway (Delivery.onReject = best-effort). */
+  bestEffort?: boolean;
 }
 
 export type Outcome =

@@ -1,6 +1,7 @@
 /**
  * The validator's structural gates (subnet contract, section 3). Failing any one scores 0, so we mirror
- * them exactly and decline before submitting.
+ * them and decline before submitting. The validator applies them to the SPZ-decoded asset, so thresholds
+ * are stated for what survives SPZ's 8-bit opacity: everything under 0.5/255 decodes to 0.
  */
 import type { GaussianCloud } from './cloud.js';
 
@@ -13,10 +14,16 @@ export interface GateLimits {
   maxTransparentShare: number;
 }
 
-export const VALIDATOR_GATES: GateLimits = { minGaussians: 7000, transparentBelow: 1e-3, maxTransparentShare: 0.8 };
+/**
+ * The validator counts opacities below 1e-3; after SPZ rounds opacity to 1/255 steps, that is every opacity
+ * under 0.5/255 (about 0.00196), so that is the limit that predicts its verdict.
+ */
+export const SPZ_TRANSPARENT_BELOW = 0.5 / 255;
+
+export const VALIDATOR_GATES: GateLimits = { minGaussians: 7000, transparentBelow: SPZ_TRANSPARENT_BELOW, maxTransparentShare: 0.8 };
 
 export interface GateResult {
-  name: 'gaussian_count' | 'transparent_share' | 'rotations_not_identity';
+  name: 'gaussian_count' | 'transparent_share' | 'rotations_not_identity' | 'first_points_not_ones';
   value: number;
   threshold: number;
   passed: boolean;
@@ -33,14 +40,27 @@ export function checkGates(cloud: GaussianCloud, limits: GateLimits = VALIDATOR_
     if (nonIdentity === 0 && !isIdentity(rot_0[i], rot_1[i], rot_2[i], rot_3[i])) nonIdentity++;
   }
   const share = cloud.count ? transparent / cloud.count : 1;
+  const onesAt = firstPointAtOnes(cloud);
   return [
     { name: 'gaussian_count', value: cloud.count, threshold: limits.minGaussians, passed: cloud.count >= limits.minGaussians },
     { name: 'transparent_share', value: share, threshold: limits.maxTransparentShare, passed: share <= limits.maxTransparentShare },
+    // Stricter than the validator after SPZ (which never decodes an exact identity), but what its check does on
+    // a raw PLY, e.g. through its validation service: an all-identity asset is declined either way.
     { name: 'rotations_not_identity', value: nonIdentity, threshold: 1, passed: nonIdentity > 0 },
+    // A quirk of the validator: it rejects an asset when one of its first three Gaussians sits at (1, 1, 1).
+    { name: 'first_points_not_ones', value: onesAt, threshold: -1, passed: onesAt === -1 },
   ];
 }
 
 /** A quaternion (w,x,y,z) that normalises to the identity rotation. */
 function isIdentity(w: number, x: number, y: number, z: number): boolean {
   return w > 0 && x === 0 && y === 0 && z === 0;
+}
+
+/** Index (0..2) of the first of the first three Gaussians whose position rounds to (1,1,1) on SPZ's 1/4096 grid, else -1. */
+function firstPointAtOnes(cloud: GaussianCloud): number {
+  const { x, y, z } = cloud.columns;
+  const onGrid = (v: number) => Math.round(v * 4096) === 4096;
+  for (let i = 0; i < Math.min(3, cloud.count); i++) if (onGrid(x[i]) && onGrid(y[i]) && onGrid(z[i])) return i;
+  return -1;
 }

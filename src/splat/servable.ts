@@ -25,6 +25,8 @@ export function servablePlyViolation(bytes: Uint8Array): string | null {
   for (const line of lines.slice(3, -2)) {
     if (!line.startsWith('property float ')) return `header line "${line.slice(0, 60)}" does not start with "property float "`;
     const name = line.slice('property float '.length);
+    // The packer indexes properties by name: a repeated name would shift every later column.
+    if (names.includes(name)) return `property "${name}" is declared twice`;
     names.push(name);
     if (name.startsWith('f_rest_')) fRest++;
   }
