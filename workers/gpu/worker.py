@@ -92,10 +92,6 @@ def main(argv: list) -> int:
     except OSError as err:
         log.error("cannot listen on %s:%d: %s", args.host, args.port, err)
         return 1
-    host, port = server.server_address[:2]
-    # The first stdout line tells a parent process (tests, scripts) the port actually bound.
-    print(f"fast3d-gpu-worker {__version__} listening on http://{host}:{port} provider={provider.name}", flush=True)
-    worker.start_loading()
 
     def stop(signum: int, _frame) -> None:
         log.info("signal %d: stopping", signum)
@@ -103,6 +99,10 @@ def main(argv: list) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    host, port = server.server_address[:2]
+    # The first stdout line tells a parent process (tests, scripts) the port actually bound.
+    print(f"fast3d-gpu-worker {__version__} listening on http://{host}:{port} provider={provider.name}", flush=True)
+    worker.start_loading()
     try:
         server.serve_forever(poll_interval=0.2)
     finally:
