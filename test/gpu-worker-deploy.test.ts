@@ -153,3 +153,16 @@ describe('pm2/ecosystem.config.cjs', () => {
     expect(relay.args).toEqual(['--listen', '5001', '--target', 'http://127.0.0.1:5000/ping']);
   });
 });
+
+describe('scripts/orientation-check.ts', () => {
+  it('offers the 24 axis-aligned rotations, each proper and distinct, the named ones among them', async () => {
+    const { axisRotations } = await import('../scripts/orientation-check.js');
+    const { NAMED_ROTATIONS } = await import('../src/splat/frame.js');
+    const { assertRotation } = await import('../src/pipelines/image-to-3d/gpu-worker.js');
+    const rotations = axisRotations();
+    expect(rotations).toHaveLength(24);
+    expect(new Set(rotations.map((m) => m.join(','))).size).toBe(24);
+    for (const m of rotations) expect(() => assertRotation(m)).not.toThrow();
+    for (const named of Object.values(NAMED_ROTATIONS)) expect(rotations.map((m) => m.join(','))).toContain(named.join(','));
+  });
+});

@@ -86,7 +86,7 @@ export const gpuWorkerImageTo3dSchema = z.strictObject({
   sparse_structure_cfg: z.number().min(0).max(50).default(7.5).describe('TRELLIS sparse-structure classifier-free guidance strength.'),
   slat_steps: z.number().int().min(1).max(100).default(12).describe('TRELLIS structured-latent sampler steps (stage 2: appearance and detail).'),
   slat_cfg: z.number().min(0).max(50).default(3).describe('TRELLIS structured-latent classifier-free guidance strength.'),
-  orientation: rotation.default('z-up').describe('Rotation from TRELLIS\'s internal frame (Z-up) to the validator\'s (+Y up, front +Z): a name or nine numbers, row-major; confirm on a GPU box with scripts/orientation-check.sh.'),
+  orientation: rotation.default('z-up').describe('Rotation from TRELLIS\'s internal frame (Z-up) to the validator\'s (+Y up, front +Z): a name or nine numbers, row-major; confirm on a GPU box with scripts/orientation-check.ts.'),
 });
 
 export const imageTo3dSchema = z.strictObject({
