@@ -200,7 +200,7 @@ class TorchProvider(Provider):
         torch = self._torch
         # A CPU generator gives the same noise whatever the offload mode; diffusers moves the latents.
         generator = torch.Generator("cpu").manual_seed(request.seed)
-        with torch.inference_mode():
+        with torch.no_grad():
             image = self._flux(
                 prompt=request.prompt,
                 num_inference_steps=request.steps,
@@ -217,7 +217,8 @@ class TorchProvider(Provider):
     def _run_trellis(self, image: Any, seed: int, ss: tuple, slat: tuple) -> bytes:
         torch = self._torch
         conditioning = premultiplied_rgb(image)
-        with torch.inference_mode():
+        # no_grad, as TRELLIS's own run() uses: sparse-conv libraries do not all accept inference-mode tensors.
+        with torch.no_grad():
             outputs = self._trellis.run(
                 conditioning,
                 seed=seed,
@@ -279,6 +280,7 @@ def gaussian_ply(torch: Any, gaussian: Any) -> bytes:
     opacity = torch.logit(gaussian.get_opacity.float())
     scale = torch.log(gaussian.get_scaling)
     rotation = gaussian._rotation + gaussian.rots_bias[None, :]
-    table = torch.cat([xyz, f_dc, opacity, scale, rotation], dim=1).float().contiguous().cpu().numpy()
+    columns = [c.float() for c in (xyz, f_dc, opacity, scale, rotation)]
+    table = torch.cat(columns, dim=1).contiguous().cpu().numpy()
     count = table.shape[0]
     return encode_ply(count, table.astype("<f4", copy=False).tobytes())

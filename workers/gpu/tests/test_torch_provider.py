@@ -82,6 +82,81 @@ class TorchMissingTest(unittest.TestCase):
         self.assertEqual(process.returncode, 0, "SIGTERM stops the worker cleanly")
 
 
+class StubTorch:
+    """Just enough of torch's surface for the provider's bookkeeping: generators, no_grad, CUDA memory calls."""
+
+    class OutOfMemoryError(RuntimeError):
+        pass
+
+    def __init__(self):
+        self.emptied = 0
+        outer = self
+
+        class Cuda:
+            OutOfMemoryError = StubTorch.OutOfMemoryError
+
+            @staticmethod
+            def empty_cache():
+                outer.emptied += 1
+
+            @staticmethod
+            def mem_get_info():
+                return (6 * 2**30, 48 * 2**30)
+
+        self.cuda = Cuda
+
+    class Generator:
+        def __init__(self, device):
+            self.device = device
+
+        def manual_seed(self, seed):
+            self.seed = seed
+            return self
+
+    class no_grad:  # noqa: N801 (torch's name)
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            return False
+
+
+class OutOfMemoryTest(unittest.TestCase):
+    def test_cuda_oom_frees_the_cache_answers_503_and_the_worker_serves_on(self):
+        torch = StubTorch()
+        calls = []
+
+        def flux(**kwargs):
+            calls.append(kwargs)
+            raise StubTorch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+
+        provider = TorchProvider()
+        provider._torch, provider._device_name, provider._state, provider._flux = torch, "Stub GPU", "ready", flux
+        running = helpers.RunningWorker(provider, load=False)
+        try:
+            status, headers, body = running.json("POST", "/v1/images/generations", {"prompt": "a cup", "size": "512x512", "seed": 9, "steps": 3})
+            self.assertEqual(status, 503)
+            self.assertIn("CUDA out of memory during text-to-image", body["error"])
+            self.assertIn("memory was freed", body["error"])
+            self.assertEqual(torch.emptied, 1)
+            self.assertEqual(calls[0]["num_inference_steps"], 3)
+            self.assertEqual((calls[0]["height"], calls[0]["width"], calls[0]["guidance_scale"]), (512, 512, 0.0))
+            self.assertEqual(calls[0]["generator"].seed, 9)
+            status, _, health = running.json("GET", "/health")
+            self.assertEqual(status, 200)
+            self.assertEqual((health["vram_total"], health["vram_used"]), (48 * 2**30, 42 * 2**30))
+            self.assertEqual(health["device"], "cuda:0 (Stub GPU)")
+        finally:
+            running.close()
+
+    def test_other_errors_are_not_treated_as_oom(self):
+        provider = TorchProvider()
+        provider._torch, provider._device_name = StubTorch(), "Stub GPU"
+        with self.assertRaises(ValueError):
+            provider._guard("image-to-3d", lambda: (_ for _ in ()).throw(ValueError("bad shape")))
+        self.assertEqual(provider._torch.emptied, 0)
+
+
 class OutOfMemoryRecognitionTest(unittest.TestCase):
     def test_recognises_torch_oom_and_oom_runtime_errors_only(self):
         class OutOfMemoryError(RuntimeError):
