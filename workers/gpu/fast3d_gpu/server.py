@@ -14,6 +14,7 @@ import base64
 import binascii
 import json
 import logging
+import math
 import re
 import threading
 import time
@@ -187,7 +188,7 @@ def _integer(fields: dict, name: str, low: int, high: int, default: int) -> int:
     value = fields.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
         raise BadInput(f"{name} must be an integer")
     if not low <= value <= high:
         raise BadInput(f"{name} must be in {low}..{high}")
@@ -198,7 +199,7 @@ def _number(fields: dict, name: str, low: float, high: float, default: float) ->
     value = fields.get(name)
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise BadInput(f"{name} must be a number")
     if not low <= value <= high:
         raise BadInput(f"{name} must be in {low}..{high}")

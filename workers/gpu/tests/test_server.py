@@ -95,6 +95,8 @@ class ReadyWorkerTest(unittest.TestCase):
             ({"prompt": "x", "size": "64x64", "response_format": "url"}, "b64_json"),
             ({"prompt": "x", "size": "64x64", "seed": -1}, "seed"),
             ({"prompt": "x", "size": "64x64", "seed": 1.5}, "seed"),
+            ({"prompt": "x", "size": "64x64", "seed": float("inf")}, "seed"),
+            ({"prompt": "x", "size": "64x64", "steps": float("nan")}, "steps"),
             ({"prompt": "x", "size": "64x64", "steps": 0}, "steps"),
             ([1, 2], "JSON object"),
         ]
