@@ -2,11 +2,12 @@
 import type { Hono } from 'hono';
 import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
-import { createStages } from './pipelines/backends.js';
+import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
 import { Pipeline } from './pipelines/generate.js';
 import type { Stages } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
 import type { Logger } from './runtime/log.js';
+import { GpuWorkerClient } from './runtime/gpu-client.js';
 import { GenerationService } from './runtime/service.js';
 
 export interface Composed {
@@ -15,7 +16,7 @@ export interface Composed {
 }
 
 export function compose(config: Config, options: { logger?: Logger; stages?: Partial<Stages> } = {}): Composed {
-  const stages: Stages = { ...createStages(config), ...options.stages };
+  const stages: Stages = { ...createStages(config, defaultStageDeps()), ...options.stages };
   const pipeline = new Pipeline(stages, { retries: config.pipeline.retries, extent: config.pipeline.extent });
   const service = new GenerationService(pipeline, { queueLength: config.runtime.queue_length }, options.logger);
   const app = createApp(service, {
@@ -34,4 +35,19 @@ export function compose(config: Config, options: { logger?: Logger; stages?: Par
     logger: options.logger,
   });
   return { service, app };
+}
+
+/** The runtime's implementations of what backends need: one GPU worker client per worker section. */
+export function defaultStageDeps(): StageDeps {
+  return {
+    gpuWorker: (section: GpuWorkerSection) =>
+      new GpuWorkerClient({
+        url: section.url,
+        requestTimeoutMs: section.request_timeout_s * 1000,
+        connectRetries: section.connect_retries,
+        retryDelayMs: section.retry_delay_ms,
+        pollIntervalMs: section.poll_interval_s * 1000,
+        readyTimeoutMs: section.ready_timeout_s * 1000,
+      }),
+  };
 }

@@ -36,9 +36,29 @@ export const previewTextToImageSchema = z.strictObject({
   light_jitter: z.number().min(0).max(1).default(0.25).describe('How far the seed moves the light and the object\'s pose in preview pictures (0 = fixed).'),
 });
 
+/** How the service reaches the GPU worker (workers/gpu); shared by the stages it serves. */
+function gpuWorkerConnection(requestTimeoutS: number) {
+  return {
+    url: z.url({ protocol: /^https?$/ }).default('http://127.0.0.1:9100').describe('Base URL of the GPU worker (workers/gpu/worker.py); keep it on loopback.'),
+    request_timeout_s: z.number().positive().max(3600).default(requestTimeoutS).describe('Longest wait for one worker request, answer included; a timeout is not retried.'),
+    connect_retries: z.number().int().min(0).max(10).default(2).describe('Extra attempts when the connection to the worker fails (refused or reset); HTTP errors are never retried.'),
+    retry_delay_ms: z.number().int().min(0).max(60_000).default(500).describe('Pause before each connection retry, in milliseconds.'),
+    poll_interval_s: z.number().positive().max(600).default(2).describe('Seconds between readiness polls of the worker\'s GET /health.'),
+    ready_timeout_s: z.number().min(0).default(1800).describe('How long start-up waits for the worker to load its models before /health reports it not ready (polling goes on).'),
+  };
+}
+
+export const gpuWorkerTextToImageSchema = z.strictObject({
+  ...gpuWorkerConnection(120),
+  prompt_suffix: z.string().max(1000).default(', a single object centred on a plain white background, full object in frame, soft studio lighting, no ground shadow').describe('Appended to every text prompt so FLUX draws one whole, centred object that matting and TRELLIS handle well.'),
+  steps: z.number().int().min(1).max(50).default(4).describe('FLUX.1-schnell denoising steps (it is distilled for 1-4).'),
+  size: z.number().int().min(256).max(2048).multipleOf(16).default(1024).describe('Side of the square FLUX image in pixels (a multiple of 16); replaces pipeline.image_size for this backend.'),
+});
+
 export const textToImageSchema = z.strictObject({
-  backend: z.enum(['preview']).default('preview').describe('Text-to-image backend: "preview" draws a shaded primitive chosen from the prompt (CPU, no model).'),
+  backend: z.enum(['preview', 'gpu-worker']).default('preview').describe('Text-to-image backend: "preview" draws a shaded primitive chosen from the prompt (CPU, no model); "gpu-worker" asks the GPU worker\'s FLUX.1-schnell.'),
   preview: previewTextToImageSchema.prefault({}),
+  gpu_worker: gpuWorkerTextToImageSchema.prefault({}),
 });
 
 export const keyingSchema = z.strictObject({
@@ -62,9 +82,19 @@ export const inflateSchema = z.strictObject({
   opacity: z.number().min(0.01).max(0.999).default(0.95).describe('Opacity (after sigmoid) of each preview Gaussian.'),
 });
 
+export const gpuWorkerImageTo3dSchema = z.strictObject({
+  ...gpuWorkerConnection(180),
+  sparse_structure_steps: z.number().int().min(1).max(100).default(12).describe('TRELLIS sparse-structure sampler steps (stage 1: which voxels are occupied).'),
+  sparse_structure_cfg: z.number().min(0).max(50).default(7.5).describe('TRELLIS sparse-structure classifier-free guidance strength.'),
+  slat_steps: z.number().int().min(1).max(100).default(12).describe('TRELLIS structured-latent sampler steps (stage 2: appearance and detail).'),
+  slat_cfg: z.number().min(0).max(50).default(3).describe('TRELLIS structured-latent classifier-free guidance strength.'),
+  orientation: rotation.default('z-up').describe('Rotation from TRELLIS\'s internal frame (Z-up) to the validator\'s (+Y up, front +Z): a name or nine numbers, row-major; confirm on a GPU box with scripts/orientation-check.ts.'),
+});
+
 export const imageTo3dSchema = z.strictObject({
-  backend: z.enum(['inflate']).default('inflate').describe('Image-to-3D backend: "inflate" lifts the silhouette into a 3D Gaussian body (CPU, no model).'),
+  backend: z.enum(['inflate', 'gpu-worker']).default('inflate').describe('Image-to-3D backend: "inflate" lifts the silhouette into a 3D Gaussian body (CPU, no model); "gpu-worker" asks the GPU worker\'s TRELLIS.'),
   inflate: inflateSchema.prefault({}),
+  gpu_worker: gpuWorkerImageTo3dSchema.prefault({}),
 });
 
 export const gatesSchema = z.strictObject({

@@ -1,25 +1,44 @@
 /** Builds each stage's backend from the config: swapping a backend is a config line. */
 import type { Config } from '../config/schema.js';
+import { orientationMatrix } from '../splat/frame.js';
+import { GpuWorkerImageTo3d } from './image-to-3d/gpu-worker.js';
 import { InflateImageTo3d } from './image-to-3d/inflate.js';
 import { KeyingMatting } from './matting/keying.js';
+import type { GpuWorker } from './gpu-worker.js';
 import type { ImageTo3d, Matting, Stages, TextToImage, Validator } from './stages.js';
+import { GpuWorkerTextToImage } from './text-to-image/gpu-worker.js';
 import { PreviewTextToImage } from './text-to-image/preview.js';
 import { GatesValidator } from './validate/gates.js';
 
-export function createStages(config: Config): Stages {
+export type GpuWorkerSection = Config['text_to_image']['gpu_worker'] | Config['image_to_3d']['gpu_worker'];
+
+/** What backends need from outside the pipeline layer; compose.ts provides it (see defaultStageDeps). */
+export interface StageDeps {
+  /** The GPU worker's client for a config section (stages on the same URL may share one). */
+  gpuWorker?: (section: GpuWorkerSection) => GpuWorker;
+}
+
+export function createStages(config: Config, deps: StageDeps = {}): Stages {
   return {
-    textToImage: createTextToImage(config),
+    textToImage: createTextToImage(config, deps),
     matting: createMatting(config),
-    imageTo3d: createImageTo3d(config),
+    imageTo3d: createImageTo3d(config, deps),
     validators: config.validate.checks.map((check) => createValidator(config, check)),
   };
 }
 
-function createTextToImage(config: Config): TextToImage {
+function createTextToImage(config: Config, deps: StageDeps): TextToImage {
   const section = config.text_to_image;
   switch (section.backend) {
     case 'preview':
       return new PreviewTextToImage({ size: config.pipeline.image_size, lightJitter: section.preview.light_jitter });
+    case 'gpu-worker':
+      return new GpuWorkerTextToImage({
+        client: gpuWorker(deps, section.gpu_worker),
+        promptSuffix: section.gpu_worker.prompt_suffix,
+        steps: section.gpu_worker.steps,
+        size: section.gpu_worker.size,
+      });
   }
 }
 
@@ -38,7 +57,7 @@ function createMatting(config: Config): Matting {
   }
 }
 
-function createImageTo3d(config: Config): ImageTo3d {
+function createImageTo3d(config: Config, deps: StageDeps): ImageTo3d {
   const section = config.image_to_3d;
   switch (section.backend) {
     case 'inflate':
@@ -48,7 +67,25 @@ function createImageTo3d(config: Config): ImageTo3d {
         opacity: section.inflate.opacity,
         alphaThreshold: config.matting.alpha_threshold,
       });
+    case 'gpu-worker': {
+      const worker = section.gpu_worker;
+      return new GpuWorkerImageTo3d({
+        client: gpuWorker(deps, worker),
+        sampling: {
+          sparseStructureSteps: worker.sparse_structure_steps,
+          sparseStructureCfg: worker.sparse_structure_cfg,
+          slatSteps: worker.slat_steps,
+          slatCfg: worker.slat_cfg,
+        },
+        orientation: orientationMatrix(worker.orientation),
+      });
+    }
   }
+}
+
+function gpuWorker(deps: StageDeps, section: GpuWorkerSection): GpuWorker {
+  if (!deps.gpuWorker) throw new Error('gpu-worker backends need a GPU worker client: build stages with compose.ts\'s defaultStageDeps()');
+  return deps.gpuWorker(section);
 }
 
 function createValidator(config: Config, check: Config['validate']['checks'][number]): Validator {

@@ -1,0 +1,77 @@
+/**
+ * Image-to-3D on the GPU worker: TRELLIS-image-large. The worker returns the Gaussians in TRELLIS's internal
+ * frame; the one configured rotation turns them into the validator's frame (+Y up, front toward +Z).
+ */
+import { encodePng } from '../../image/codec.js';
+import type { RgbaImage } from '../../image/rgba.js';
+import { GpuWorkerError, type GpuWorker } from '../gpu-worker.js';
+import type { GaussianCloud } from '../../splat/cloud.js';
+import { rotateCloud, type Matrix3 } from '../../splat/frame.js';
+import { decodePly } from '../../splat/ply.js';
+import type { ImageTo3d, Readiness } from '../stages.js';
+
+export interface TrellisSampling {
+  sparseStructureSteps: number;
+  sparseStructureCfg: number;
+  slatSteps: number;
+  slatCfg: number;
+}
+
+export interface GpuWorkerImageTo3dOptions {
+  /** The worker's client (compose.ts builds it from the config). */
+  client: GpuWorker;
+  sampling: TrellisSampling;
+  /** TRELLIS internal frame -> validator frame. */
+  orientation: Matrix3;
+}
+
+export class GpuWorkerImageTo3d implements ImageTo3d {
+  readonly name = 'gpu-worker';
+  readonly preview = false;
+  readonly gpu = true;
+  readonly client: GpuWorker;
+
+  constructor(private readonly options: GpuWorkerImageTo3dOptions) {
+    assertRotation(options.orientation);
+    this.client = options.client;
+  }
+
+  readiness(): Readiness {
+    return this.client.readiness('image-to-3d');
+  }
+
+  async init(): Promise<void> {
+    await this.client.waitUntilReady();
+  }
+
+  async close(): Promise<void> {
+    this.client.close();
+  }
+
+  async generate(image: RgbaImage, seed: number, signal?: AbortSignal): Promise<GaussianCloud> {
+    const png = await encodePng(image);
+    const ply = await this.client.imageTo3d({ png, seed, ...this.options.sampling }, signal);
+    let cloud: GaussianCloud;
+    try {
+      cloud = decodePly(ply);
+    } catch (err) {
+      throw new GpuWorkerError(`GPU worker returned a PLY that cannot be read: ${(err as Error).message}`);
+    }
+    rotateCloud(cloud, this.options.orientation);
+    return cloud;
+  }
+}
+
+/** Rejects at start-up what is not a proper rotation: a reflection or a shear would corrupt every asset. */
+export function assertRotation(r: Matrix3): void {
+  const rows = [r.slice(0, 3), r.slice(3, 6), r.slice(6, 9)];
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) {
+      const dot = rows[i][0] * rows[j][0] + rows[i][1] * rows[j][1] + rows[i][2] * rows[j][2];
+      if (Math.abs(dot - (i === j ? 1 : 0)) > 1e-6) throw new Error(`orientation [${r.join(', ')}] is not a rotation matrix (rows must be orthonormal)`);
+    }
+  }
+  const det =
+    r[0] * (r[4] * r[8] - r[5] * r[7]) - r[1] * (r[3] * r[8] - r[5] * r[6]) + r[2] * (r[3] * r[7] - r[4] * r[6]);
+  if (det < 0) throw new Error(`orientation [${r.join(', ')}] is a reflection (determinant -1), not a rotation`);
+}

@@ -1,0 +1,174 @@
+/**
+ * GpuWorkerClient against a scripted loopback HTTP server: timeouts, bounded retries on connection errors only,
+ * readiness polling, and the worker's error answers.
+ */
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import { GpuWorkerClient, GpuWorkerError, GpuWorkerUnavailableError, type GpuClientOptions } from '../src/runtime/gpu-client.js';
+import { NotReadyError } from '../src/runtime/service.js';
+
+type Handler = (req: IncomingMessage, res: ServerResponse, count: number, body: string) => void;
+
+const servers: Server[] = [];
+const clients: GpuWorkerClient[] = [];
+
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  await Promise.all(servers.splice(0).map((s) => new Promise((r) => { s.closeAllConnections(); s.close(r); })));
+});
+
+/** A server answering with `handler`; `hits` counts requests per path. */
+async function stub(handler: Handler): Promise<{ url: string; hits: Record<string, number> }> {
+  const hits: Record<string, number> = {};
+  const server = createServer((req, res) => {
+    const path = req.url ?? '/';
+    hits[path] = (hits[path] ?? 0) + 1;
+    let body = '';
+    req.on('data', (chunk) => { body += chunk; });
+    req.on('end', () => handler(req, res, hits[path], body));
+  });
+  servers.push(server);
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, hits };
+}
+
+function client(url: string, options: Partial<GpuClientOptions> = {}): GpuWorkerClient {
+  const c = new GpuWorkerClient({
+    url, requestTimeoutMs: 2000, connectRetries: 2, retryDelayMs: 10, pollIntervalMs: 20, readyTimeoutMs: 2000, ...options,
+  });
+  clients.push(c);
+  return c;
+}
+
+function json(res: ServerResponse, status: number, body: unknown): void {
+  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+}
+
+const health = (status: 'loading' | 'ready' | 'failed', error: string | null = null) => ({
+  ready: status === 'ready', status, error, device: null, vram_total: null, vram_used: null,
+  models: [{ name: 'text-to-image', id: 'flux', loaded: status === 'ready' }, { name: 'image-to-3d', id: 'trellis', loaded: false }],
+});
+
+const imageRequest = { prompt: 'a cup', size: '64x64', steps: 4, seed: 1 };
+
+/** A port nothing listens on. */
+async function closedPort(): Promise<string> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as AddressInfo).port;
+  await new Promise((r) => server.close(r));
+  return `http://127.0.0.1:${port}`;
+}
+
+describe('GpuWorkerClient requests', () => {
+  it('sends the OpenAI images request and returns the decoded bytes', async () => {
+    let seen: unknown;
+    const { url } = await stub((req, res, count, body) => {
+      seen = JSON.parse(body);
+      json(res, 200, { data: [{ b64_json: Buffer.from('PNGBYTES').toString('base64') }] });
+    });
+    const bytes = await client(url).generateImage(imageRequest);
+    expect(Buffer.from(bytes).toString()).toBe('PNGBYTES');
+    expect(seen).toEqual({ prompt: 'a cup', size: '64x64', n: 1, response_format: 'b64_json', seed: 1, steps: 4 });
+  });
+
+  it('times out a slow answer without retrying it', async () => {
+    const { url, hits } = await stub((req, res) => { setTimeout(() => json(res, 200, { data: [] }), 1500); });
+    const started = Date.now();
+    await expect(client(url, { requestTimeoutMs: 150 }).generateImage(imageRequest)).rejects.toThrow(/did not answer \/v1\/images\/generations within 0\.2 s/);
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(hits['/v1/images/generations']).toBe(1);
+  });
+
+  it('retries a reset connection and succeeds within the bound', async () => {
+    const { url, hits } = await stub((req, res, count) => {
+      if (count <= 2) return req.socket.destroy();
+      json(res, 200, { data: [{ b64_json: 'AAAA' }] });
+    });
+    await expect(client(url, { connectRetries: 2 }).generateImage(imageRequest)).resolves.toHaveLength(3);
+    expect(hits['/v1/images/generations']).toBe(3);
+  });
+
+  it('gives up after connect_retries and says how to start the worker', async () => {
+    const { url, hits } = await stub((req) => req.socket.destroy());
+    const error = await client(url, { connectRetries: 1 }).generateImage(imageRequest).catch((e) => e);
+    expect(error).toBeInstanceOf(GpuWorkerUnavailableError);
+    expect(error.message).toMatch(/not reachable .*after 2 attempts.*pm2 start pm2\/ecosystem\.config\.cjs/);
+    expect(hits['/v1/images/generations']).toBe(2);
+  });
+
+  it('reports a refused connection as unavailable (a 503 for the service)', async () => {
+    const error = await client(await closedPort(), { connectRetries: 0 }).generateImage(imageRequest).catch((e) => e);
+    expect(error).toBeInstanceOf(NotReadyError);
+    expect(error.message).toMatch(/not reachable \(ECONNREFUSED\)/);
+  });
+
+  it('does not retry HTTP errors: 503 becomes unavailable, 400 a worker error, both with the worker\'s message', async () => {
+    const { url, hits } = await stub((req, res) => {
+      if (req.url === '/v1/images/generations') return json(res, 503, { error: 'CUDA out of memory during text-to-image; memory was freed' });
+      if (req.url === '/v1/image-to-3d') return json(res, 400, { error: 'image must be an RGBA PNG' });
+      json(res, 200, health('ready'));
+    });
+    const c = client(url);
+    const oom = await c.generateImage(imageRequest).catch((e) => e);
+    expect(oom).toBeInstanceOf(GpuWorkerUnavailableError);
+    expect(oom.status).toBe(503);
+    expect(oom.message).toContain('CUDA out of memory during text-to-image');
+    const bad = await c.imageTo3d({ png: new Uint8Array(4), seed: 1, sparseStructureSteps: 1, sparseStructureCfg: 1, slatSteps: 1, slatCfg: 1 }).catch((e) => e);
+    expect(bad).toBeInstanceOf(GpuWorkerError);
+    expect(bad).not.toBeInstanceOf(NotReadyError);
+    expect(bad.status).toBe(400);
+    expect(bad.message).toContain('image must be an RGBA PNG');
+    expect(hits['/v1/images/generations']).toBe(1);
+    expect(hits['/v1/image-to-3d']).toBe(1);
+  });
+
+  it('an aborted job signal cancels the request', async () => {
+    const { url } = await stub((req, res) => { setTimeout(() => json(res, 200, {}), 1000); });
+    const controller = new AbortController();
+    setTimeout(() => controller.abort(new Error('client went away')), 50);
+    await expect(client(url).generateImage(imageRequest, controller.signal)).rejects.toThrow('client went away');
+  });
+});
+
+describe('GpuWorkerClient readiness', () => {
+  it('polls /health until the models are loaded', async () => {
+    const { url, hits } = await stub((req, res, count) => json(res, count < 3 ? 503 : 200, health(count < 3 ? 'loading' : 'ready')));
+    const c = client(url);
+    expect(c.readiness().ready).toBe(false);
+    const readiness = await c.waitUntilReady();
+    expect(readiness).toEqual({ ready: true });
+    expect(hits['/health']).toBeGreaterThanOrEqual(3);
+    expect(c.readiness('text-to-image').ready).toBe(true);
+    // A model the worker did not load keeps that stage not ready.
+    expect(c.readiness('image-to-3d')).toEqual({ ready: false, detail: expect.stringContaining('no image-to-3d model loaded') });
+  });
+
+  it('stops waiting at once when the worker reports a load failure, with its reason', async () => {
+    const { url } = await stub((req, res) => json(res, 503, health('failed', 'torch is not installed for /usr/bin/python3')));
+    const started = Date.now();
+    const readiness = await client(url, { readyTimeoutMs: 10_000 }).waitUntilReady();
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(readiness.ready).toBe(false);
+    expect(readiness.detail).toContain('torch is not installed');
+  });
+
+  it('gives up waiting after ready_timeout and keeps polling, so a late worker still becomes ready', async () => {
+    let ready = false;
+    const { url } = await stub((req, res) => json(res, ready ? 200 : 503, health(ready ? 'ready' : 'loading')));
+    const c = client(url, { readyTimeoutMs: 150 });
+    const readiness = await c.waitUntilReady();
+    expect(readiness.ready).toBe(false);
+    expect(readiness.detail).toMatch(/loading models .*not ready within/);
+    ready = true;
+    await expect.poll(() => c.readiness().ready, { timeout: 2000 }).toBe(true);
+  });
+
+  it('says the worker is not reachable when nothing listens', async () => {
+    const c = client(await closedPort(), { readyTimeoutMs: 100 });
+    const readiness = await c.waitUntilReady();
+    expect(readiness.ready).toBe(false);
+    expect(readiness.detail).toMatch(/not reachable \(ECONNREFUSED\)/);
+  });
+});

@@ -1,0 +1,168 @@
+/**
+ * Deployment pieces that run outside Docker: docker/runpod-start.sh (its --dry-run does everything but start
+ * processes), the generated config, the RunPod ping relay, and the pm2 process file.
+ */
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { parse } from 'yaml';
+import { afterAll, describe, expect, it } from 'vitest';
+import { parseConfig } from '../src/config/load.js';
+
+const temp = mkdtempSync(join(tmpdir(), 'fast3d-deploy-'));
+afterAll(() => rmSync(temp, { recursive: true, force: true }));
+
+function dryRun(env: Record<string, string>, name: string) {
+  const run = join(temp, name);
+  const result = spawnSync('bash', ['docker/runpod-start.sh', '--dry-run'], {
+    encoding: 'utf8',
+    env: {
+      PATH: process.env.PATH!,
+      HOME: process.env.HOME ?? temp,
+      FAST3D_RUN_DIR: run,
+      FAST3D_CACHE: join(run, 'cache'),
+      FAST3D_LOG_DIR: join(run, 'logs'),
+      FAST3D_VOLUME: join(temp, 'no-volume'),
+      ...env,
+    },
+  });
+  const configPath = join(run, 'service.yaml');
+  return { ...result, configPath, config: () => parseConfig(parse(readFileSync(configPath, 'utf8'))) };
+}
+
+describe('docker/runpod-start.sh', () => {
+  it('pod mode serves the legacy contract on 8093 and starts nothing in a dry run', () => {
+    const result = dryRun({}, 'pod');
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toContain('mode=pod port=8093 health_ok=ok');
+    expect(result.stdout).toContain('runpod-start: npm run weights');
+    expect(result.stdout).toContain('pm2-runtime start pm2/ecosystem.config.cjs');
+    const config = result.config();
+    expect(config.server.port).toBe(8093);
+    expect(config.text_to_image.backend).toBe('gpu-worker');
+    expect(config.image_to_3d.backend).toBe('gpu-worker');
+  });
+
+  it('serverless mode honours PORT and relays /ping on PORT_HEALTH when it differs', () => {
+    const result = dryRun({ FAST3D_MODE: 'serverless', PORT: '5000', PORT_HEALTH: '5001' }, 'serverless');
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toContain('mode=serverless port=5000 health_ok=ok ping_port=5001');
+    expect(result.config().server.port).toBe(5000);
+  });
+
+  it('RunPod serverless workers are detected, PORT defaults to 80 and PORT_HEALTH to PORT', () => {
+    const result = dryRun({ RUNPOD_ENDPOINT_ID: 'abc123' }, 'detected');
+    expect(result.stdout).toContain('mode=serverless port=80 health_ok=ok ping_port=same');
+  });
+
+  it('competition mode listens on 10006 and reports "healthy"', () => {
+    const result = dryRun({ FAST3D_MODE: 'competition' }, 'competition');
+    expect(result.status, result.stderr).toBe(0);
+    const config = result.config();
+    expect(config.server.port).toBe(10006);
+    expect(config.server.health_ok_status).toBe('healthy');
+  });
+
+  it('puts the model caches on the network volume when one is mounted', () => {
+    const volume = join(temp, 'volume');
+    mkdirSync(volume);
+    const result = dryRun({ FAST3D_VOLUME: volume }, 'volume');
+    expect(result.stdout).toContain(`cache=${volume}/fast3d-cache HF_HOME=${volume}/huggingface-cache TORCH_HOME=${volume}/fast3d-cache/torch`);
+  });
+
+  it('refuses an unknown mode or a bad port with a clear message', () => {
+    const mode = dryRun({ FAST3D_MODE: 'cloud' }, 'bad-mode');
+    expect(mode.status).toBe(2);
+    expect(mode.stderr).toContain('FAST3D_MODE must be pod, serverless or competition');
+    const port = dryRun({ PORT: 'eighty' }, 'bad-port');
+    expect(port.status).toBe(2);
+    expect(port.stderr).toContain("port 'eighty' is not a number");
+  });
+});
+
+describe('scripts/ping-relay.mjs', () => {
+  const servers: Server[] = [];
+  afterAll(() => { for (const s of servers) s.close(); });
+
+  it('relays the service\'s /ping status (204 starting, 200 ready) and answers 503 when it is unreachable', async () => {
+    let ready = false;
+    const service = createServer((req, res) => {
+      if (ready) res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}');
+      else res.writeHead(204).end();
+    });
+    servers.push(service);
+    await new Promise<void>((r) => service.listen(0, '127.0.0.1', r));
+    const target = `http://127.0.0.1:${(service.address() as AddressInfo).port}/ping`;
+    const relay = spawn(process.execPath, ['scripts/ping-relay.mjs', '--listen', '0', '--host', '127.0.0.1', '--target', target]);
+    try {
+      const line = await new Promise<string>((resolve) => createInterface({ input: relay.stdout }).once('line', resolve));
+      const port = /:(\d+) ->/.exec(line)![1];
+      const ping = () => fetch(`http://127.0.0.1:${port}/ping`);
+      expect((await ping()).status).toBe(204);
+      ready = true;
+      const answer = await ping();
+      expect(answer.status).toBe(200);
+      expect(await answer.json()).toEqual({ status: 'ready' });
+      expect((await fetch(`http://127.0.0.1:${port}/generate`)).status).toBe(404);
+      await new Promise((r) => service.close(r));
+      expect((await ping()).status).toBe(503);
+    } finally {
+      relay.kill('SIGTERM');
+    }
+  });
+});
+
+describe('pm2/ecosystem.config.cjs', () => {
+  const load = (env: Record<string, string | undefined>) => {
+    const saved = { ...process.env };
+    for (const [key, value] of Object.entries(env)) if (value === undefined) delete process.env[key]; else process.env[key] = value;
+    try {
+      const require = createRequire(import.meta.url);
+      const path = require.resolve('../pm2/ecosystem.config.cjs');
+      delete require.cache[path];
+      return require(path) as { apps: Record<string, any>[] };
+    } finally {
+      for (const key of Object.keys(env)) if (saved[key] === undefined) delete process.env[key]; else process.env[key] = saved[key];
+    }
+  };
+
+  it('runs the compiled service and the worker with restart limits, memory limits and log files', () => {
+    const { apps } = load({ FAST3D_PING_PORT: undefined, FAST3D_PYTHON: '/opt/venv/bin/python' });
+    expect(apps.map((a) => a.name)).toEqual(['fast3d', 'fast3d-gpu-worker']);
+    const [service, worker] = apps;
+    expect(service.script).toBe('dist/cli.js');
+    expect(service.args.slice(0, 2)).toEqual(['serve', '--config']);
+    expect(worker.script).toBe('workers/gpu/worker.py');
+    expect(worker.interpreter).toBe('/opt/venv/bin/python');
+    for (const app of apps) {
+      expect(app.max_restarts).toBeGreaterThan(0);
+      expect(app.max_memory_restart).toMatch(/^\d+[MG]$/);
+      expect(app.out_file).toMatch(/\.out\.log$/);
+      expect(app.error_file).toMatch(/\.err\.log$/);
+    }
+  });
+
+  it('adds the ping relay only when PORT_HEALTH differs from PORT', () => {
+    const { apps } = load({ FAST3D_PING_PORT: '5001', PORT: '5000' });
+    const relay = apps.find((a) => a.name === 'fast3d-ping')!;
+    expect(relay.args).toEqual(['--listen', '5001', '--target', 'http://127.0.0.1:5000/ping']);
+  });
+});
+
+describe('scripts/orientation-check.ts', () => {
+  it('offers the 24 axis-aligned rotations, each proper and distinct, the named ones among them', async () => {
+    const { axisRotations } = await import('../scripts/orientation-check.js');
+    const { NAMED_ROTATIONS } = await import('../src/splat/frame.js');
+    const { assertRotation } = await import('../src/pipelines/image-to-3d/gpu-worker.js');
+    const rotations = axisRotations();
+    expect(rotations).toHaveLength(24);
+    expect(new Set(rotations.map((m) => m.join(','))).size).toBe(24);
+    for (const m of rotations) expect(() => assertRotation(m)).not.toThrow();
+    for (const named of Object.values(NAMED_ROTATIONS)) expect(rotations.map((m) => m.join(','))).toContain(named.join(','));
+  });
+});

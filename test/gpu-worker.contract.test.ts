@@ -1,0 +1,206 @@
+/**
+ * Contract test: the real Python worker process (workers/gpu/worker.py --fake: deterministic provider, no torch)
+ * behind the service's gpu-worker backends. Text -> image on the worker -> keying matting -> image-to-3D on the
+ * worker -> orientation -> normalise -> gates -> a PLY the miner's packer accepts; and the same through HTTP.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compose } from '../src/compose.js';
+import { parseConfig } from '../src/config/load.js';
+import type { Config } from '../src/config/schema.js';
+import { createStages } from '../src/pipelines/backends.js';
+import { defaultStageDeps } from '../src/compose.js';
+import { Pipeline } from '../src/pipelines/generate.js';
+import { allBackends, type Stages } from '../src/pipelines/stages.js';
+import { GpuWorkerTextToImage } from '../src/pipelines/text-to-image/gpu-worker.js';
+import { dcToColour } from '../src/splat/cloud.js';
+import { checkGates } from '../src/splat/gates.js';
+import { decodePly } from '../src/splat/ply.js';
+import { servablePlyViolation } from '../src/splat/servable.js';
+
+const PYTHON = process.env.FAST3D_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
+
+interface WorkerProcess {
+  url: string;
+  child: ChildProcess;
+  stderr: string[];
+}
+
+const workers: WorkerProcess[] = [];
+
+/** Starts worker.py on an ephemeral loopback port; resolves with its URL from the first stdout line. */
+async function startWorker(...args: string[]): Promise<WorkerProcess> {
+  const child = spawn(PYTHON, ['workers/gpu/worker.py', '--port', '0', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const stderr: string[] = [];
+  child.stderr!.setEncoding('utf8').on('data', (d: string) => stderr.push(d));
+  const line = await new Promise<string>((resolve, reject) => {
+    const lines = createInterface({ input: child.stdout! });
+    lines.once('line', resolve);
+    child.once('exit', (code) => reject(new Error(`worker exited with ${code}: ${stderr.join('')}`)));
+    child.once('error', reject);
+  });
+  const url = /listening on (http:\/\/\S+)/.exec(line)?.[1];
+  if (!url) throw new Error(`unexpected first line from the worker: ${line}`);
+  const worker = { url, child, stderr };
+  workers.push(worker);
+  return worker;
+}
+
+function configFor(url: string, extra: Record<string, unknown> = {}): Config {
+  const connection = { url, poll_interval_s: 0.05, ready_timeout_s: 20, request_timeout_s: 60 };
+  return parseConfig({
+    pipeline: { retries: 1 },
+    text_to_image: { backend: 'gpu-worker', gpu_worker: { ...connection, size: 256 } },
+    image_to_3d: { backend: 'gpu-worker', gpu_worker: { ...connection } },
+    log: { level: 'silent' },
+    ...extra,
+  });
+}
+
+async function initAll(stages: Stages): Promise<void> {
+  await Promise.all(allBackends(stages).map(({ backend }) => backend.init?.()));
+}
+
+function closeAll(stages: Stages): void {
+  for (const { backend } of allBackends(stages)) void backend.close?.();
+}
+
+afterAll(() => {
+  for (const w of workers) w.child.kill('SIGTERM');
+});
+
+describe('the service pipeline through the Python GPU worker (fake provider)', () => {
+  let worker: WorkerProcess;
+  let stages: Stages;
+
+  beforeAll(async () => {
+    worker = await startWorker('--fake');
+    stages = createStages(configFor(worker.url), defaultStageDeps());
+    await initAll(stages);
+  });
+  afterAll(() => closeAll(stages));
+
+  it('uses GPU backends that the pipeline runs under its GPU lock', () => {
+    expect(stages.textToImage.name).toBe('gpu-worker');
+    expect(stages.imageTo3d.name).toBe('gpu-worker');
+    expect(stages.textToImage.gpu).toBe(true);
+    expect(stages.imageTo3d.gpu).toBe(true);
+    expect(stages.textToImage.readiness()).toEqual({ ready: true });
+    expect(stages.imageTo3d.readiness()).toEqual({ ready: true });
+  });
+
+  it('turns a text prompt into a servable PLY in the validator\'s frame', async () => {
+    const locked: string[] = [];
+    const pipeline = new Pipeline(stages, {
+      retries: 1,
+      extent: 1.5,
+      gpu: async (work) => { locked.push('gpu'); return work(); },
+    });
+    const outcome = await pipeline.run({ id: 't1', task: { kind: 'text', prompt: 'a red apple' }, seed: 42 });
+    expect(outcome.kind, outcome.kind === 'declined' ? outcome.reason : '').toBe('asset');
+    if (outcome.kind !== 'asset') return;
+    // Only the keying matting here is a CPU stand-in; both worker stages are production backends.
+    expect(allBackends(stages).filter(({ backend }) => backend.preview).map(({ stage }) => stage)).toEqual(['matting']);
+    expect(locked).toEqual(['gpu', 'gpu']); // text-to-image and image-to-3d, not matting or validation
+    expect(servablePlyViolation(outcome.ply)).toBeNull();
+    const cloud = decodePly(outcome.ply);
+    expect(cloud.count).toBeGreaterThanOrEqual(7000);
+    expect(checkGates(cloud).every((g) => g.passed)).toBe(true);
+
+    // The worker's picture faces TRELLIS's -Y with +Z up; the default orientation ("z-up") must bring the
+    // picture's face to +Z (the validator's azimuth 0) and its top to +Y.
+    const { y, z, f_dc_0, f_dc_1, f_dc_2 } = cloud.columns;
+    const brightness = (i: number) => dcToColour(f_dc_0[i]) + dcToColour(f_dc_1[i]) + dcToColour(f_dc_2[i]);
+    const mean = (keep: (i: number) => boolean) => {
+      let sum = 0, n = 0;
+      for (let i = 0; i < cloud.count; i++) if (keep(i)) { sum += brightness(i); n++; }
+      return sum / n;
+    };
+    expect(mean((i) => z[i] > 0)).toBeGreaterThan(mean((i) => z[i] < 0) + 0.15); // the face, not the darker back
+    expect(mean((i) => z[i] > 0 && y[i] > 0.2)).toBeGreaterThan(mean((i) => z[i] > 0 && y[i] < -0.2)); // top lit
+  });
+
+  it('is deterministic for a prompt and seed, and different for another seed', async () => {
+    const pipeline = new Pipeline(stages, { retries: 0, extent: 1.5 });
+    const run = async (seed: number) => {
+      const outcome = await pipeline.run({ id: 's', task: { kind: 'text', prompt: 'a blue mug' }, seed });
+      if (outcome.kind !== 'asset') throw new Error(outcome.reason);
+      return Buffer.from(outcome.ply).toString('base64');
+    };
+    expect(await run(5)).toBe(await run(5));
+    expect(await run(5)).not.toBe(await run(6));
+  });
+
+  it('appends the configured prompt suffix', () => {
+    const backend = stages.textToImage as GpuWorkerTextToImage;
+    expect(backend.prompt('  a red apple ')).toMatch(/^a red apple, a single object centred on a plain white background/);
+  });
+
+  it('serves POST /generate end to end with a PLY the packer accepts', async () => {
+    const { service, app } = compose(configFor(worker.url));
+    await service.start();
+    try {
+      const health = await app.request('/health');
+      expect(health.status).toBe(200);
+      const report = await health.json() as { stages: Record<string, { backend: string; ready: boolean; preview: boolean }> };
+      expect(report.stages.text_to_image).toMatchObject({ backend: 'gpu-worker', ready: true, preview: false });
+      expect(report.stages.image_to_3d).toMatchObject({ backend: 'gpu-worker', ready: true, preview: false });
+      const response = await app.request('/generate/', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ prompt: 'a wooden barrel' }).toString(),
+      });
+      expect(response.status).toBe(200);
+      const ply = new Uint8Array(await response.arrayBuffer());
+      expect(servablePlyViolation(ply)).toBeNull();
+      expect(Number(response.headers.get('X-Fast3d-Gaussians'))).toBe(decodePly(ply).count);
+    } finally {
+      await service.close();
+    }
+  });
+});
+
+describe('the service while the worker is loading or broken', () => {
+  it('reports starting while the worker loads, then ok', async () => {
+    const worker = await startWorker('--fake', '--fake-load-seconds', '1');
+    const { service, app } = compose(configFor(worker.url));
+    const started = service.start();
+    try {
+      const early = await app.request('/ping');
+      expect(early.status).toBe(204); // RunPod: still initialising
+      await started;
+      expect((await app.request('/ping')).status).toBe(200);
+    } finally {
+      await service.close();
+    }
+  });
+
+  it('reports degraded with the worker\'s reason when its models cannot load, and answers 503', async () => {
+    const worker = await startWorker('--fake', '--fake-fail', 'torch is not installed for /usr/bin/python3');
+    const { service, app } = compose(configFor(worker.url));
+    await service.start();
+    try {
+      const health = await app.request('/health');
+      expect(health.status).toBe(503);
+      const body = await health.json() as { status: string; stages: Record<string, { ready: boolean; detail?: string }> };
+      expect(body.status).toBe('degraded');
+      expect(body.stages.image_to_3d.detail).toContain('torch is not installed');
+      const response = await app.request('/generate', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: 'prompt=a+cup',
+      });
+      expect(response.status).toBe(503);
+      expect(((await response.json()) as { error: string }).error).toContain('torch is not installed');
+    } finally {
+      await service.close();
+    }
+  });
+
+  it('rejects an orientation that is not a rotation at start-up', () => {
+    expect(() => createStages(configFor('http://127.0.0.1:9', { image_to_3d: { backend: 'gpu-worker', gpu_worker: { orientation: [1, 0, 0, 0, 1, 0, 0, 0, -1] } } }), defaultStageDeps()))
+      .toThrow(/reflection/);
+  });
+});

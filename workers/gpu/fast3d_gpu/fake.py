@@ -1,0 +1,121 @@
+"""A deterministic stand-in provider for tests: no torch, no GPU, no weights.
+
+- Images: a shaded disc on white whose colour and placement follow the prompt and seed.
+- Image to 3D: the picture's opaque pixels lifted into a thin two-sided relief of Gaussians, laid out in
+  TRELLIS's internal frame as the default orientation assumes (+Z up, the picture facing -Y), within
+  [-0.5, 0.5]^3, in the raw values TRELLIS writes (logit opacity, log scale, unnormalised w-x-y-z quaternion).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+import struct
+import threading
+import time
+from typing import Optional
+
+from .ply import PROPERTIES, encode_ply
+from .pngcodec import PngError, decode_rgba, encode_rgba
+from .provider import BadInput, ImageRequest, ModelStatus, Provider, ProviderStatus, SplatRequest
+
+SH_C0 = 0.28209479177387814
+# Samples of the silhouette: enough that the two-sided relief passes the validator's 7,000-Gaussian gate.
+TARGET_SAMPLES = 6000
+
+
+class FakeProvider(Provider):
+    name = "fake"
+
+    def __init__(self, load_seconds: float = 0.0, fail_with: Optional[str] = None):
+        self.load_seconds = load_seconds
+        self.fail_with = fail_with
+        self._state = "loading"
+        self._error: Optional[str] = None
+        self._lock = threading.Lock()
+
+    def load(self) -> None:
+        time.sleep(self.load_seconds)
+        with self._lock:
+            if self.fail_with:
+                self._state, self._error = "failed", self.fail_with
+            else:
+                self._state = "ready"
+
+    def mark_failed(self, message: str) -> None:
+        with self._lock:
+            self._state, self._error = "failed", message
+
+    def status(self) -> ProviderStatus:
+        with self._lock:
+            ready = self._state == "ready"
+            return ProviderStatus(
+                state=self._state,
+                error=self._error,
+                device="cpu (fake)",
+                models=[ModelStatus("text-to-image", "fake-disc", ready), ModelStatus("image-to-3d", "fake-relief", ready)],
+            )
+
+    def generate_image(self, request: ImageRequest) -> bytes:
+        digest = hashlib.sha256(f"{request.prompt}\0{request.seed}".encode("utf-8")).digest()
+        w, h = request.width, request.height
+        colour = bytes((40 + digest[0] % 180, 40 + digest[1] % 180, 40 + digest[2] % 180))
+        radius = min(w, h) * (0.28 + digest[3] / 255 * 0.08)
+        cx = w / 2 + (digest[4] / 255 - 0.5) * 0.1 * w
+        cy = h / 2 + (digest[5] / 255 - 0.5) * 0.1 * h
+        white = b"\xff\xff\xff\xff"
+        rows = bytearray()
+        for y in range(h):
+            dy = (y + 0.5 - cy) / radius
+            row = bytearray(white * w)
+            if abs(dy) < 1:
+                half = math.sqrt(1 - dy * dy) * radius
+                x0, x1 = max(0, int(cx - half)), min(w, int(cx + half))
+                # Darker toward the bottom: a hint of light from above, like a studio shot.
+                shade = 1.0 - 0.35 * (dy + 1) / 2
+                pixel = bytes(int(c * shade) for c in colour) + b"\xff"
+                row[x0 * 4:x1 * 4] = pixel * (x1 - x0)
+            rows += row
+        return encode_rgba(w, h, bytes(rows))
+
+    def image_to_3d(self, request: SplatRequest) -> bytes:
+        try:
+            width, height, rgba = decode_rgba(request.png)
+        except PngError as err:
+            raise BadInput(f"image: {err}") from None
+        inside = [i for i in range(width * height) if rgba[i * 4 + 3] >= 128]
+        if not inside:
+            raise BadInput("image has no opaque pixels (alpha >= 128): nothing to lift into 3D")
+        xs = [i % width for i in inside]
+        ys = [i // width for i in inside]
+        x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+        stride = max(1, int(math.sqrt(len(inside) / TARGET_SAMPLES)))
+        side = max(width, height)
+        spacing = stride / side
+        rng = random.Random(request.seed)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        rx, ry = max(1.0, (x1 - x0) / 2), max(1.0, (y1 - y0) / 2)
+        rows = []
+        for py in range(y0, y1 + 1, stride):
+            for px in range(x0, x1 + 1, stride):
+                o = (py * width + px) * 4
+                if rgba[o + 3] < 128:
+                    continue
+                r2 = ((px - cx) / rx) ** 2 + ((py - cy) / ry) ** 2
+                depth = 0.12 * math.sqrt(max(0.0, 1.0 - min(1.0, r2))) + 0.5 * spacing
+                x = (px - width / 2) / side
+                z = (height / 2 - py) / side
+                dc = [(rgba[o + c] / 255 - 0.5) / SH_C0 for c in range(3)]
+                alpha = min(0.99, max(0.01, rgba[o + 3] / 255 * 0.95))
+                for facing, darken in ((-1.0, 0.0), (1.0, 0.3)):  # front toward -Y, then the back
+                    angle = rng.uniform(-0.3, 0.3)
+                    rows.append((
+                        x, facing * depth * (1 + rng.uniform(-0.05, 0.05)), z,
+                        dc[0] - darken, dc[1] - darken, dc[2] - darken,
+                        math.log(alpha / (1 - alpha)),
+                        math.log(0.6 * spacing), math.log(0.2 * spacing), math.log(0.6 * spacing),
+                        math.cos(angle / 2) * 1.1, 0.0, math.sin(angle / 2) * 1.1, 0.0,
+                    ))
+        row = struct.Struct("<" + "f" * len(PROPERTIES))
+        return encode_ply(len(rows), b"".join(row.pack(*r) for r in rows))

@@ -1,0 +1,79 @@
+"""The model-provider interface the HTTP layer talks to, and the errors that map to HTTP statuses."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+
+class BadInput(ValueError):
+    """The request is malformed or out of range: HTTP 400."""
+
+
+class NotReady(RuntimeError):
+    """The models are still loading, or failed to load: HTTP 503."""
+
+
+class OutOfMemory(RuntimeError):
+    """The GPU ran out of memory; the provider freed what it could and stays usable: HTTP 503."""
+
+
+@dataclass
+class ModelStatus:
+    name: str
+    id: str
+    loaded: bool = False
+
+
+@dataclass
+class ProviderStatus:
+    """What GET /health reports. `state` is "loading", "ready" or "failed" (with `error` saying why)."""
+
+    state: str = "loading"
+    error: Optional[str] = None
+    device: Optional[str] = None
+    vram_total: Optional[int] = None
+    vram_used: Optional[int] = None
+    models: list = field(default_factory=list)
+
+
+@dataclass
+class ImageRequest:
+    prompt: str
+    width: int
+    height: int
+    steps: int
+    seed: int
+
+
+@dataclass
+class SplatRequest:
+    """An RGBA PNG and TRELLIS's sampler parameters (sparse structure, then structured latent)."""
+
+    png: bytes
+    seed: int
+    sparse_structure_steps: int
+    sparse_structure_cfg: float
+    slat_steps: int
+    slat_cfg: float
+
+
+class Provider:
+    """Loads the models once (`load`, run in a background thread) and runs them. The HTTP layer serialises
+    `generate_image` and `image_to_3d` under one lock, so a provider never runs two of them at once."""
+
+    name = "abstract"
+
+    def load(self) -> None:
+        raise NotImplementedError
+
+    def status(self) -> ProviderStatus:
+        raise NotImplementedError
+
+    def generate_image(self, request: ImageRequest) -> bytes:
+        """Returns PNG bytes."""
+        raise NotImplementedError
+
+    def image_to_3d(self, request: SplatRequest) -> bytes:
+        """Returns a binary little-endian PLY of 3D Gaussians in TRELLIS's internal frame."""
+        raise NotImplementedError

@@ -1,0 +1,298 @@
+"""The worker's HTTP layer: standard library only (no torch import), one lock around GPU work.
+
+Routes (see docs/gpu-worker.md):
+  GET  /health                  readiness, models, device and VRAM
+  POST /v1/images/generations   OpenAI images API subset -> {"data": [{"b64_json": PNG}]}
+  POST /v1/image-to-3d          RGBA PNG + TRELLIS sampler parameters -> PLY (TRELLIS internal frame)
+Errors are JSON {"error": "..."}: 400 bad input, 404 unknown route, 413 body too large, 503 loading / failed to
+load / out of GPU memory, 500 anything else.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import math
+import re
+import threading
+import time
+from dataclasses import asdict
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Optional
+
+from .pngcodec import PngError, png_info
+from .provider import BadInput, ImageRequest, NotReady, OutOfMemory, Provider, SplatRequest
+
+log = logging.getLogger("fast3d.gpu")
+
+MAX_SEED = 2**32 - 1
+SIZE_PATTERN = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+
+
+class Limits:
+    """Bounds on requests; the defaults suit FLUX.1-schnell and TRELLIS."""
+
+    def __init__(self, max_body_bytes: int = 64 * 1024 * 1024, max_side: int = 2048, max_steps: int = 100,
+                 max_prompt_chars: int = 4096, max_image_side: int = 4096):
+        self.max_body_bytes = max_body_bytes
+        self.max_side = max_side
+        self.max_steps = max_steps
+        self.max_prompt_chars = max_prompt_chars
+        self.max_image_side = max_image_side
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, message: str, headers: Optional[dict] = None):
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
+class Worker:
+    """Owns the provider, its loading thread and the GPU lock. Independent of the HTTP server so tests can
+    drive it through a real socket or directly."""
+
+    def __init__(self, provider: Provider, limits: Optional[Limits] = None, default_steps: int = 4,
+                 retry_after_s: int = 5):
+        self.provider = provider
+        self.limits = limits or Limits()
+        self.default_steps = default_steps
+        self.retry_after_s = retry_after_s
+        self.gpu = threading.Lock()
+        self._loader: Optional[threading.Thread] = None
+
+    def start_loading(self) -> threading.Thread:
+        """Loads the models in a background thread so /health answers (503, loading) meanwhile."""
+
+        def run() -> None:
+            started = time.monotonic()
+            try:
+                self.provider.load()
+            except Exception as err:  # load() reports its own failures; this is the last resort
+                log.exception("model loading crashed")
+                mark = getattr(self.provider, "mark_failed", None)
+                if mark:
+                    mark(f"model loading crashed: {err}")
+            status = self.provider.status()
+            if status.state == "ready":
+                log.info("models ready in %.1f s on %s", time.monotonic() - started, status.device)
+            else:
+                log.error("GPU WORKER NOT READY: %s", status.error or status.state)
+
+        self._loader = threading.Thread(target=run, name="model-loader", daemon=True)
+        self._loader.start()
+        return self._loader
+
+    # --- routes -------------------------------------------------------------------------------------------
+
+    def health(self) -> tuple[int, dict]:
+        status = self.provider.status()
+        body = {
+            "ready": status.state == "ready",
+            "status": status.state,
+            "error": status.error,
+            "provider": self.provider.name,
+            "models": [asdict(m) for m in status.models],
+            "device": status.device,
+            "vram_total": status.vram_total,
+            "vram_used": status.vram_used,
+            "busy": self.gpu.locked(),
+        }
+        return (200 if body["ready"] else 503), body
+
+    def images_generations(self, body: Any) -> dict:
+        fields = _object(body)
+        prompt = fields.get("prompt")
+        if not isinstance(prompt, str) or not prompt.strip():
+            raise BadInput("prompt must be a non-empty string")
+        if len(prompt) > self.limits.max_prompt_chars:
+            raise BadInput(f"prompt is longer than {self.limits.max_prompt_chars} characters")
+        n = fields.get("n", 1)
+        if n != 1 or isinstance(n, bool):
+            raise BadInput("n must be 1 (one image per request)")
+        response_format = fields.get("response_format", "b64_json")
+        if response_format != "b64_json":
+            raise BadInput('response_format must be "b64_json" (this server does not host image URLs)')
+        width, height = self._size(fields.get("size", "1024x1024"))
+        request = ImageRequest(
+            prompt=prompt,
+            width=width,
+            height=height,
+            steps=_integer(fields, "steps", 1, self.limits.max_steps, self.default_steps),
+            seed=_integer(fields, "seed", 0, MAX_SEED, 0),
+        )
+        png = self._on_gpu(lambda: self.provider.generate_image(request))
+        return {"created": int(time.time()), "data": [{"b64_json": base64.b64encode(png).decode("ascii")}]}
+
+    def image_to_3d(self, body: Any) -> bytes:
+        fields = _object(body)
+        encoded = fields.get("image")
+        if not isinstance(encoded, str) or not encoded:
+            raise BadInput("image must be a base64-encoded RGBA PNG")
+        if encoded.startswith("data:"):
+            encoded = encoded.split(",", 1)[-1]
+        try:
+            png = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadInput("image is not valid base64") from None
+        try:
+            info = png_info(png)
+        except PngError as err:
+            raise BadInput(f"image: {err}") from None
+        if not info.has_alpha:
+            raise BadInput("image must be an RGBA PNG (the alpha channel is the object's matte)")
+        if max(info.width, info.height) > self.limits.max_image_side:
+            raise BadInput(f"image is {info.width}x{info.height}, larger than {self.limits.max_image_side} on a side")
+        request = SplatRequest(
+            png=png,
+            seed=_integer(fields, "seed", 0, MAX_SEED, 0),
+            sparse_structure_steps=_integer(fields, "sparse_structure_steps", 1, self.limits.max_steps, 12),
+            sparse_structure_cfg=_number(fields, "sparse_structure_cfg", 0.0, 50.0, 7.5),
+            slat_steps=_integer(fields, "slat_steps", 1, self.limits.max_steps, 12),
+            slat_cfg=_number(fields, "slat_cfg", 0.0, 50.0, 3.0),
+        )
+        return self._on_gpu(lambda: self.provider.image_to_3d(request))
+
+    # --- helpers ------------------------------------------------------------------------------------------
+
+    def _size(self, value: Any) -> tuple[int, int]:
+        match = SIZE_PATTERN.match(value) if isinstance(value, str) else None
+        if not match:
+            raise BadInput('size must be "WIDTHxHEIGHT", e.g. "1024x1024"')
+        width, height = int(match.group(1)), int(match.group(2))
+        side = self.limits.max_side
+        for v in (width, height):
+            if v < 64 or v > side or v % 16:
+                raise BadInput(f"size {value}: each side must be a multiple of 16 in 64..{side}")
+        return width, height
+
+    def _on_gpu(self, work: Callable[[], Any]) -> Any:
+        status = self.provider.status()
+        if status.state == "loading":
+            raise NotReady("models are still loading; retry when GET /health says ready")
+        if status.state != "ready":
+            raise NotReady(f"models failed to load: {status.error}")
+        with self.gpu:
+            return work()
+
+
+def _object(body: Any) -> dict:
+    if not isinstance(body, dict):
+        raise BadInput("request body must be a JSON object")
+    return body
+
+
+def _integer(fields: dict, name: str, low: int, high: int, default: int) -> int:
+    value = fields.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
+        raise BadInput(f"{name} must be an integer")
+    if not low <= value <= high:
+        raise BadInput(f"{name} must be in {low}..{high}")
+    return int(value)
+
+
+def _number(fields: dict, name: str, low: float, high: float, default: float) -> float:
+    value = fields.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise BadInput(f"{name} must be a number")
+    if not low <= value <= high:
+        raise BadInput(f"{name} must be in {low}..{high}")
+    return float(value)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "fast3d-gpu-worker"
+    worker: Worker  # set on the subclass made by make_server
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:  # noqa: N802
+        self._dispatch("POST")
+
+    def _dispatch(self, method: str) -> None:
+        path = self.path.split("?", 1)[0].rstrip("/") or "/"
+        started = time.monotonic()
+        status = 500
+        try:
+            if method == "GET" and path == "/health":
+                status, body = self.worker.health()
+                self._json(status, body)
+            elif method == "POST" and path == "/v1/images/generations":
+                status = 200
+                self._json(200, self.worker.images_generations(self._read_json()))
+            elif method == "POST" and path == "/v1/image-to-3d":
+                ply = self.worker.image_to_3d(self._read_json())
+                status = 200
+                self._send(200, ply, "application/octet-stream")
+            else:
+                raise HttpError(404, f"no route for {method} {path}")
+        except Exception as err:  # every failure becomes a JSON error; the process stays up
+            status, message, headers = _classify(err, self.worker.retry_after_s)
+            if status >= 500 and not isinstance(err, (NotReady, OutOfMemory)):
+                log.exception("request %s %s failed", method, path)
+            self._json(status, {"error": message}, headers)
+        finally:
+            if path != "/health":
+                log.info("%s %s %d %.0f ms", method, path, status, (time.monotonic() - started) * 1000)
+
+    def _read_json(self) -> Any:
+        length_header = self.headers.get("Content-Length")
+        if length_header is None:
+            raise HttpError(411, "Content-Length is required")
+        try:
+            length = int(length_header)
+        except ValueError:
+            raise HttpError(400, "Content-Length is not a number") from None
+        if length > self.worker.limits.max_body_bytes:
+            # The body is not read: close the connection rather than parse what follows as a request.
+            self.close_connection = True
+            raise HttpError(413, f"request body is larger than {self.worker.limits.max_body_bytes} bytes")
+        raw = self.rfile.read(length)
+        try:
+            return json.loads(raw)
+        except (UnicodeDecodeError, json.JSONDecodeError) as err:
+            raise BadInput(f"request body is not valid JSON: {err}") from None
+
+    def _json(self, status: int, body: Any, headers: Optional[dict] = None) -> None:
+        self._send(status, json.dumps(body).encode("utf-8"), "application/json", headers)
+
+    def _send(self, status: int, payload: bytes, content_type: str, headers: Optional[dict] = None) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(payload)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (signature from http.server)
+        log.debug("%s - %s", self.address_string(), format % args)
+
+
+def _classify(err: Exception, retry_after_s: int) -> tuple[int, str, dict]:
+    if isinstance(err, HttpError):
+        return err.status, str(err), err.headers
+    if isinstance(err, BadInput):
+        return 400, str(err), {}
+    if isinstance(err, NotReady):
+        return 503, str(err), {"Retry-After": str(retry_after_s)}
+    if isinstance(err, OutOfMemory):
+        return 503, str(err), {"Retry-After": "1"}
+    return 500, f"internal error: {type(err).__name__}: {err}", {}
+
+
+def make_server(worker: Worker, host: str = "127.0.0.1", port: int = 9100) -> ThreadingHTTPServer:
+    handler = type("Handler", (_Handler,), {"worker": worker})
+    server = ThreadingHTTPServer((host, port), handler)
+    server.daemon_threads = True
+    return server

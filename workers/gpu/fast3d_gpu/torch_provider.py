@@ -1,0 +1,286 @@
+"""The real provider: FLUX.1-schnell through diffusers and TRELLIS-image-large, loaded once, on one CUDA GPU.
+
+Nothing here is imported at module level beyond the standard library: `load()` imports torch, diffusers and
+trellis, and reports (through `status()`) what is missing instead of raising, so the worker keeps serving
+/health and says why it is not ready.
+
+APIs followed:
+- diffusers `FluxPipeline.from_pretrained(id, torch_dtype=torch.bfloat16)` and
+  `pipe(prompt=..., num_inference_steps=..., guidance_scale=0.0, height=..., width=..., max_sequence_length=256,
+  generator=...).images[0]` (FLUX.1-schnell model card and diffusers Flux docs); `enable_model_cpu_offload()` /
+  `enable_sequential_cpu_offload()` for cards with less memory.
+- TRELLIS (microsoft/TRELLIS, trellis/pipelines/trellis_image_to_3d.py): `TrellisImageTo3DPipeline
+  .from_pretrained(id)`, `.cuda()` (returns None), `.run(image, seed=..., formats=["gaussian"],
+  preprocess_image=False, sparse_structure_sampler_params={"steps", "cfg_strength"},
+  slat_sampler_params={"steps", "cfg_strength"})["gaussian"][0]`.
+- The PLY values are those of trellis/representations/gaussian/gaussian_model.py `save_ply(path,
+  transform=None)`: `get_xyz`, `_features_dc` (N x 1 x 3), logit of `get_opacity`, log of `get_scaling`,
+  `_rotation + rots_bias` (w, x, y, z, unnormalised). They are gathered here directly with numpy, because
+  save_ply goes through a file and a per-row Python conversion that costs seconds at a million Gaussians.
+"""
+
+from __future__ import annotations
+
+import gc
+import io
+import logging
+import os
+import sys
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+from .ply import encode_ply
+from .provider import BadInput, ImageRequest, ModelStatus, OutOfMemory, Provider, ProviderStatus, SplatRequest
+
+log = logging.getLogger("fast3d.gpu")
+
+TRELLIS_INPUT_SIDE = 518
+INSTALL_HINT = "install the worker's Python environment (docker/Dockerfile, or docs/gpu-worker.md 'Python environment')"
+
+
+@dataclass
+class TorchOptions:
+    flux_model: str = "black-forest-labs/FLUX.1-schnell"
+    trellis_model: str = "microsoft/TRELLIS-image-large"
+    # "none" keeps FLUX on the GPU (about 33 GB in bf16); "model" offloads whole sub-models to the CPU between
+    # uses (fits 24 GB cards); "sequential" offloads layer by layer (smallest memory, slowest).
+    flux_offload: str = "none"
+    max_sequence_length: int = 256
+    attention_backend: str = "xformers"
+    spconv_algo: str = "native"
+    warmup: bool = True
+    load_flux: bool = True
+    load_trellis: bool = True
+
+
+class TorchProvider(Provider):
+    name = "torch"
+
+    def __init__(self, options: Optional[TorchOptions] = None):
+        self.options = options or TorchOptions()
+        self._state = "loading"
+        self._error: Optional[str] = None
+        self._lock = threading.Lock()
+        self._torch: Any = None
+        self._flux: Any = None
+        self._trellis: Any = None
+        self._device_name: Optional[str] = None
+
+    # --- loading ------------------------------------------------------------------------------------------
+
+    def mark_failed(self, message: str) -> None:
+        with self._lock:
+            self._state, self._error = "failed", message
+
+    def load(self) -> None:
+        try:
+            import torch  # noqa: F401 (the one place torch enters the worker)
+        except ImportError as err:
+            self.mark_failed(f"torch is not installed for {sys.executable} ({err}); {INSTALL_HINT}")
+            return
+        self._torch = torch
+        if not torch.cuda.is_available():
+            self.mark_failed(f"torch {torch.__version__} sees no CUDA device; the worker needs an NVIDIA GPU with CUDA")
+            return
+        self._device_name = torch.cuda.get_device_name(0)
+        # TRELLIS reads its backends from the environment when its modules are first imported.
+        os.environ.setdefault("ATTN_BACKEND", self.options.attention_backend)
+        os.environ.setdefault("SPCONV_ALGO", self.options.spconv_algo)
+        try:
+            if self.options.load_flux:
+                self._flux = self._load_flux(torch)
+            if self.options.load_trellis:
+                self._trellis = self._load_trellis()
+            if self.options.warmup:
+                self._warm_up()
+        except ImportError as err:
+            self.mark_failed(f"a model package is missing for {sys.executable}: {err}; {INSTALL_HINT}")
+            return
+        except Exception as err:  # weights missing, no disk, driver mismatch: say so, stay up
+            log.exception("model loading failed")
+            self.mark_failed(f"model loading failed: {type(err).__name__}: {err}")
+            return
+        with self._lock:
+            self._state = "ready"
+
+    def _load_flux(self, torch: Any) -> Any:
+        from diffusers import FluxPipeline
+
+        log.info("loading %s (offload: %s)", self.options.flux_model, self.options.flux_offload)
+        pipe = FluxPipeline.from_pretrained(self.options.flux_model, torch_dtype=torch.bfloat16)
+        if self.options.flux_offload == "model":
+            pipe.enable_model_cpu_offload()
+        elif self.options.flux_offload == "sequential":
+            pipe.enable_sequential_cpu_offload()
+        else:
+            pipe.to("cuda")
+        pipe.set_progress_bar_config(disable=True)
+        return pipe
+
+    def _load_trellis(self) -> Any:
+        from trellis.pipelines import TrellisImageTo3DPipeline
+
+        log.info("loading %s", self.options.trellis_model)
+        pipeline = TrellisImageTo3DPipeline.from_pretrained(self.options.trellis_model)
+        pipeline.cuda()
+        return pipeline
+
+    def _warm_up(self) -> None:
+        """One small run of each model, so the first request does not pay for kernel selection."""
+        log.info("warming up")
+        if self._flux is not None:
+            png = self._generate_image(ImageRequest("a red apple on a white background", 512, 512, 1, 0))
+        else:
+            png = None
+        if self._trellis is not None:
+            from PIL import Image
+
+            image = Image.new("RGBA", (TRELLIS_INPUT_SIDE, TRELLIS_INPUT_SIDE), (0, 0, 0, 0))
+            if png is not None:
+                image = Image.open(io.BytesIO(png)).convert("RGBA")
+            else:
+                image.paste((200, 60, 60, 255), (160, 160, 360, 360))
+            self._run_trellis(image, seed=0, ss=(4, 7.5), slat=(4, 3.0))
+        self._free()
+
+    # --- status -------------------------------------------------------------------------------------------
+
+    def status(self) -> ProviderStatus:
+        with self._lock:
+            state, error = self._state, self._error
+        total = used = None
+        torch = self._torch
+        if torch is not None and self._device_name is not None:
+            try:
+                free, total = torch.cuda.mem_get_info()
+                used = total - free
+            except Exception:  # the driver can refuse while another thread allocates; report nothing then
+                pass
+        return ProviderStatus(
+            state=state,
+            error=error,
+            device=f"cuda:0 ({self._device_name})" if self._device_name else None,
+            vram_total=total,
+            vram_used=used,
+            models=[
+                ModelStatus("text-to-image", self.options.flux_model, self._flux is not None and state == "ready"),
+                ModelStatus("image-to-3d", self.options.trellis_model, self._trellis is not None and state == "ready"),
+            ],
+        )
+
+    # --- inference ----------------------------------------------------------------------------------------
+
+    def generate_image(self, request: ImageRequest) -> bytes:
+        if self._flux is None:
+            raise BadInput("this worker was started without the text-to-image model")
+        return self._guard("text-to-image", lambda: self._generate_image(request))
+
+    def image_to_3d(self, request: SplatRequest) -> bytes:
+        if self._trellis is None:
+            raise BadInput("this worker was started without the image-to-3D model")
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            image = Image.open(io.BytesIO(request.png))
+            image.load()
+        except (UnidentifiedImageError, OSError) as err:
+            raise BadInput(f"image could not be decoded: {err}") from None
+        return self._guard(
+            "image-to-3d",
+            lambda: self._run_trellis(
+                image.convert("RGBA"),
+                seed=request.seed,
+                ss=(request.sparse_structure_steps, request.sparse_structure_cfg),
+                slat=(request.slat_steps, request.slat_cfg),
+            ),
+        )
+
+    def _generate_image(self, request: ImageRequest) -> bytes:
+        torch = self._torch
+        # A CPU generator gives the same noise whatever the offload mode; diffusers moves the latents.
+        generator = torch.Generator("cpu").manual_seed(request.seed)
+        with torch.no_grad():
+            image = self._flux(
+                prompt=request.prompt,
+                num_inference_steps=request.steps,
+                guidance_scale=0.0,
+                height=request.height,
+                width=request.width,
+                max_sequence_length=self.options.max_sequence_length,
+                generator=generator,
+            ).images[0]
+        out = io.BytesIO()
+        image.save(out, format="PNG", compress_level=1)
+        return out.getvalue()
+
+    def _run_trellis(self, image: Any, seed: int, ss: tuple, slat: tuple) -> bytes:
+        torch = self._torch
+        conditioning = premultiplied_rgb(image)
+        # no_grad, as TRELLIS's own run() uses: sparse-conv libraries do not all accept inference-mode tensors.
+        with torch.no_grad():
+            outputs = self._trellis.run(
+                conditioning,
+                seed=seed,
+                formats=["gaussian"],
+                preprocess_image=False,
+                sparse_structure_sampler_params={"steps": int(ss[0]), "cfg_strength": float(ss[1])},
+                slat_sampler_params={"steps": int(slat[0]), "cfg_strength": float(slat[1])},
+            )
+            gaussian = outputs["gaussian"][0]
+            return gaussian_ply(torch, gaussian)
+
+    def _guard(self, what: str, work: Callable[[], bytes]) -> bytes:
+        """Runs GPU work; a CUDA out-of-memory frees the cache and becomes OutOfMemory (HTTP 503)."""
+        oom_message = None
+        try:
+            return work()
+        except Exception as err:
+            if not is_out_of_memory(self._torch, err):
+                raise
+            oom_message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        # Outside the except block: the traceback (and the tensors its frames hold) is gone by now.
+        self._free()
+        log.error("CUDA out of memory during %s; cache freed: %s", what, oom_message)
+        raise OutOfMemory(
+            f"CUDA out of memory during {what} ({oom_message}); memory was freed and the worker is up: "
+            "retry, or lower the image size, steps or concurrency"
+        )
+
+    def _free(self) -> None:
+        gc.collect()
+        if self._torch is not None and self._device_name is not None:
+            self._torch.cuda.empty_cache()
+
+
+def is_out_of_memory(torch: Any, err: BaseException) -> bool:
+    kind = getattr(getattr(torch, "cuda", None), "OutOfMemoryError", None) if torch is not None else None
+    if kind is not None and isinstance(err, kind):
+        return True
+    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+
+
+def premultiplied_rgb(image: Any) -> Any:
+    """What TRELLIS conditions on: the RGBA image premultiplied onto black, 518 x 518 (Lanczos), RGB. This is
+    the tail of TRELLIS's own preprocess_image; the framing (crop, margin) is done by the service's matting."""
+    import numpy as np
+    from PIL import Image
+
+    if image.size != (TRELLIS_INPUT_SIDE, TRELLIS_INPUT_SIDE):
+        image = image.resize((TRELLIS_INPUT_SIDE, TRELLIS_INPUT_SIDE), Image.Resampling.LANCZOS)
+    rgba = np.asarray(image, dtype=np.float32) / 255.0
+    rgb = rgba[:, :, :3] * rgba[:, :, 3:4]
+    return Image.fromarray((rgb * 255).astype(np.uint8))
+
+
+def gaussian_ply(torch: Any, gaussian: Any) -> bytes:
+    """The Gaussians as PLY bytes, with the values save_ply(transform=None) writes (internal frame)."""
+    xyz = gaussian.get_xyz
+    f_dc = gaussian._features_dc.transpose(1, 2).flatten(start_dim=1)
+    opacity = torch.logit(gaussian.get_opacity.float())
+    scale = torch.log(gaussian.get_scaling)
+    rotation = gaussian._rotation + gaussian.rots_bias[None, :]
+    columns = [c.float() for c in (xyz, f_dc, opacity, scale, rotation)]
+    table = torch.cat(columns, dim=1).contiguous().cpu().numpy()
+    count = table.shape[0]
+    return encode_ply(count, table.astype("<f4", copy=False).tobytes())
