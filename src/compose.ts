@@ -4,7 +4,7 @@ import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
 import { createStages } from './pipelines/backends.js';
 import { Pipeline } from './pipelines/generate.js';
-import type { Stages } from './pipelines/stages.js';
+import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import type { Logger } from './runtime/log.js';
 import { GenerationService } from './runtime/service.js';
 
@@ -13,8 +13,8 @@ export interface Composed {
   app: Hono<any>;
 }
 
-export function compose(config: Config, options: { logger?: Logger; stages?: Partial<Stages> } = {}): Composed {
-  const stages: Stages = { ...createStages(config), ...options.stages };
+export function compose(config: Config, options: { logger?: Logger; stages?: Partial<Stages>; renderViews?: ViewRenderer } = {}): Composed {
+  const stages: Stages = { ...createStages(config, { renderViews: options.renderViews }), ...options.stages };
   const pipeline = new Pipeline(stages, { retries: config.pipeline.retries, extent: config.pipeline.extent });
   const service = new GenerationService(pipeline, { queueLength: config.runtime.queue_length }, options.logger);
   const app = createApp(service, {

@@ -1,17 +1,27 @@
 /** Builds each stage's backend from the config: swapping a backend is a config line. */
 import type { Config } from '../config/schema.js';
 import { InflateImageTo3d } from './image-to-3d/inflate.js';
+import { IsnetMatting } from './matting/isnet.js';
 import { KeyingMatting } from './matting/keying.js';
-import type { ImageTo3d, Matting, Stages, TextToImage, Validator } from './stages.js';
+import type { ImageTo3d, Matting, Stages, TextToImage, Validator, ViewRenderer } from './stages.js';
 import { PreviewTextToImage } from './text-to-image/preview.js';
+import { clipFolderFiles, ClipValidator } from './validate/clip.js';
 import { GatesValidator } from './validate/gates.js';
+import { ValidatorServiceValidator } from './validate/validator-service.js';
+import { expectedFiles, modelPath } from '../weights/check.js';
 
-export function createStages(config: Config): Stages {
+/** What backends need from outside the config. */
+export interface StageDeps {
+  /** Renders the validator's views of a cloud; the "clip" check needs it. */
+  renderViews?: ViewRenderer;
+}
+
+export function createStages(config: Config, deps: StageDeps = {}): Stages {
   return {
     textToImage: createTextToImage(config),
     matting: createMatting(config),
     imageTo3d: createImageTo3d(config),
-    validators: config.validate.checks.map((check) => createValidator(config, check)),
+    validators: config.validate.checks.map((check) => createValidator(config, check, deps)),
   };
 }
 
@@ -35,6 +45,21 @@ function createMatting(config: Config): Matting {
         minCoverage: section.min_coverage,
         keepInputAlpha: section.keep_input_alpha,
       });
+    case 'isnet': {
+      const weights = config.weights;
+      const [model] = expectedFiles(weights.dir, [modelPath(weights.dir, section.isnet.model)]);
+      return new IsnetMatting({
+        ...frame,
+        model,
+        weightsDir: weights.dir,
+        verify: weights.verify,
+        executionProvider: section.isnet.execution_provider,
+        inputSize: section.isnet.input_size,
+        threads: section.isnet.threads,
+        minCoverage: section.min_coverage,
+        keepInputAlpha: section.keep_input_alpha,
+      });
+    }
   }
 }
 
@@ -51,7 +76,7 @@ function createImageTo3d(config: Config): ImageTo3d {
   }
 }
 
-function createValidator(config: Config, check: Config['validate']['checks'][number]): Validator {
+function createValidator(config: Config, check: Config['validate']['checks'][number], deps: StageDeps): Validator {
   switch (check) {
     case 'gates':
       return new GatesValidator({
@@ -59,5 +84,36 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
         transparentBelow: config.validate.gates.transparent_below,
         maxTransparentShare: config.validate.gates.max_transparent_share,
       });
+    case 'clip': {
+      if (!deps.renderViews) {
+        throw new Error('validate.checks lists "clip", but no view renderer was given to createStages (it scores rendered views of the asset)');
+      }
+      const clip = config.validate.clip;
+      const weights = config.weights;
+      const modelDir = modelPath(weights.dir, clip.model);
+      const aestheticPath = clip.min_aesthetic > 0 ? modelPath(weights.dir, clip.aesthetic_weights) : null;
+      const paths = clipFolderFiles(clip.dtype).map((f) => `${modelDir}/${f}`);
+      if (aestheticPath) paths.push(aestheticPath);
+      return new ClipValidator({
+        modelDir,
+        files: expectedFiles(weights.dir, paths),
+        aestheticPath,
+        weightsDir: weights.dir,
+        verify: weights.verify,
+        dtype: clip.dtype,
+        device: clip.device,
+        views: clip.views,
+        viewSize: clip.view_size,
+        minSimilarity: clip.min_similarity,
+        minAlignment: clip.min_alignment,
+        minImageSimilarity: clip.min_image_similarity,
+        minAesthetic: clip.min_aesthetic,
+        textCache: clip.text_cache,
+      }, deps.renderViews);
+    }
+    case 'validator-service': {
+      const service = config.validate.validator_service;
+      return new ValidatorServiceValidator({ url: service.url, timeoutMs: service.timeout_s * 1000, minScore: service.min_score });
+    }
   }
 }
