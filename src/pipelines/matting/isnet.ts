@@ -91,10 +91,16 @@ export class IsnetMatting implements Matting {
 
 /** rembg's input: RGB, Lanczos to size x size, / the image's max, - 0.5, std 1, NCHW float32. */
 export async function isnetInput(image: RgbaImage, size: number): Promise<Float32Array> {
-  const rgb = await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.length), {
-    raw: { width: image.width, height: image.height, channels: 4 },
-  })
-    .removeAlpha()
+  // Drop alpha by hand, as PIL's convert("RGB") does: sharp would premultiply it into the colours on resize.
+  const n = image.width * image.height;
+  const src = image.data;
+  const dropped = Buffer.allocUnsafe(n * 3);
+  for (let p = 0, i = 0, o = 0; p < n; p++, i += 4, o += 3) {
+    dropped[o] = src[i];
+    dropped[o + 1] = src[i + 1];
+    dropped[o + 2] = src[i + 2];
+  }
+  const rgb = await sharp(dropped, { raw: { width: image.width, height: image.height, channels: 3 } })
     .resize(size, size, { kernel: 'lanczos3', fit: 'fill' })
     .raw()
     .toBuffer();
