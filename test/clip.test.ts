@@ -1,7 +1,7 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { PreTrainedModel } from '@huggingface/transformers';
+import { AutoProcessor, env, PreTrainedModel, RawImage, type Tensor } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import type { RgbaImage } from '../src/image/rgba.js';
@@ -9,7 +9,7 @@ import { createStages } from '../src/pipelines/backends.js';
 import { Pipeline } from '../src/pipelines/generate.js';
 import type { Job } from '../src/pipelines/job.js';
 import { affinePredictor, loadAestheticPredictor, readSafetensors } from '../src/pipelines/validate/aesthetic.js';
-import { ClipValidator, clipFolderFiles, cosine, flattenOnWhite, mean, validatorAlignment } from '../src/pipelines/validate/clip.js';
+import { ClipValidator, clipFolderFiles, clipImageSettings, clipPixelValues, cosine, flattenOnWhite, mean, validatorAlignment } from '../src/pipelines/validate/clip.js';
 import { allocateCloud, colourToDc, logit, type GaussianCloud } from '../src/splat/cloud.js';
 import { expectedFiles } from '../src/weights/check.js';
 import { aestheticSafetensors, writeTinyClip, type TinyClip } from './helpers/models.js';
@@ -151,6 +151,36 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
       expect(check.by).toBe('clip');
     }
     await clip.close();
+  });
+
+  it('pre-processes views as CLIP does: crop, rescale and normalise match the transformers.js processor; downscaling is antialiased', async () => {
+    env.allowRemoteModels = false;
+    env.localModelPath = `${root}/`;
+    const processor = await AutoProcessor.from_pretrained('tiny-clip');
+    const settings = clipImageSettings(JSON.parse(await readFile(join(root, 'tiny-clip', 'preprocessor_config.json'), 'utf8')));
+    // A wide gradient with a transparent corner, already 16 high: no resampling, so the centre crop,
+    // flattening, rescale, normalisation and NCHW layout must match the processor value for value.
+    const w = 26, h = 16;
+    const view: RgbaImage = { width: w, height: h, data: new Uint8ClampedArray(w * h * 4) };
+    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) view.data.set([x * 9, y * 15, 255 - x * 7, x < 9 && y < 4 ? 60 : 255], (y * w + x) * 4);
+    const ours = await clipPixelValues(settings, [view, view]);
+    const reference = (await processor(new RawImage(flattenOnWhite(view), w, h, 3))).pixel_values as Tensor;
+    expect(ours.dims).toEqual([2, 3, 16, 16]);
+    const a = ours.data as Float32Array, b = reference.data as Float32Array;
+    for (let i = 0; i < b.length; i++) {
+      expect(a[i]).toBeCloseTo(b[i], 5);
+      expect(a[b.length + i]).toBeCloseTo(b[i], 5);
+    }
+    // Downscaling is antialiased like Pillow's bicubic resize (the reference CLIP pipeline's): a fine
+    // 1-pixel checkerboard averages to mid-grey instead of aliasing.
+    const checker: RgbaImage = { width: 64, height: 64, data: new Uint8ClampedArray(64 * 64 * 4) };
+    for (let p = 0; p < 64 * 64; p++) {
+      const v = ((p % 64) + Math.floor(p / 64)) % 2 ? 255 : 0;
+      checker.data.set([v, v, v, 255], p * 4);
+    }
+    const grey = (await clipPixelValues(settings, [checker])).data as Float32Array;
+    const midGrey = (127.5 / 255 - tiny.mean[0]) / tiny.std[0];
+    for (let p = 20; p < 236; p += 37) expect(Math.abs(grey[p] - midGrey)).toBeLessThan(0.1);
   });
 
   it('embeds each prompt once: retries and repeats reuse the text embedding', async () => {

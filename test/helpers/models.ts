@@ -142,8 +142,8 @@ export async function writeTinyClip(dir: string, options: { dim?: number; imageS
       unk_token: '<|endoftext|>', pad_token: '<|endoftext|>', do_lower_case: true,
     }),
     'preprocessor_config.json': JSON.stringify({
-      crop_size: imageSize, do_center_crop: true, do_normalize: true, do_resize: true, do_convert_rgb: true,
-      feature_extractor_type: 'CLIPFeatureExtractor', image_mean: mean, image_std: std, resample: 3, size: imageSize,
+      crop_size: { height: imageSize, width: imageSize }, do_center_crop: true, do_normalize: true, do_resize: true, do_convert_rgb: true,
+      feature_extractor_type: 'CLIPFeatureExtractor', image_mean: mean, image_std: std, resample: 3, size: { shortest_edge: imageSize },
     }),
     'onnx/text_model.onnx': text,
     'onnx/vision_model.onnx': vision,

@@ -7,19 +7,18 @@
  * Image tasks: mean cosine between the framed input image and the views. Aesthetic: the LAION predictor on the
  * normalised view embeddings, averaged over the views.
  */
-import { basename, dirname } from 'node:path';
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
 import {
-  AutoProcessor,
   AutoTokenizer,
   CLIPTextModelWithProjection,
   CLIPVisionModelWithProjection,
   env,
-  RawImage,
-  type Processor,
+  Tensor,
   type PreTrainedTokenizer,
   type PreTrainedModel,
-  type Tensor,
 } from '@huggingface/transformers';
+import sharp from 'sharp';
 import type { RgbaImage } from '../../image/rgba.js';
 import { checkFiles, describeProblems, missingPaths, type ExpectedFile, type VerifyMode } from '../../weights/check.js';
 import type { Check } from '../job.js';
@@ -52,7 +51,7 @@ export interface ClipOptions {
 
 interface Loaded {
   tokenizer: PreTrainedTokenizer;
-  processor: Processor;
+  imageSettings: ClipImageSettings;
   text: PreTrainedModel;
   vision: PreTrainedModel;
   aesthetic: AestheticPredictor | null;
@@ -101,14 +100,14 @@ export class ClipValidator implements Validator {
       env.localModelPath = `${dirname(modelDir)}/`;
       const id = basename(modelDir);
       const modelOptions = { device, dtype } as const;
-      const [tokenizer, processor, text, vision, aesthetic] = await Promise.all([
+      const [tokenizer, imageSettings, text, vision, aesthetic] = await Promise.all([
         AutoTokenizer.from_pretrained(id),
-        AutoProcessor.from_pretrained(id),
+        readFile(join(modelDir, 'preprocessor_config.json'), 'utf8').then((t) => clipImageSettings(JSON.parse(t))),
         CLIPTextModelWithProjection.from_pretrained(id, modelOptions),
         CLIPVisionModelWithProjection.from_pretrained(id, modelOptions),
         aestheticPath ? loadAestheticPredictor(aestheticPath) : Promise.resolve(null),
       ]);
-      this.loaded = { tokenizer, processor, text, vision, aesthetic };
+      this.loaded = { tokenizer, imageSettings, text, vision, aesthetic };
     } catch (err) {
       this.loadError = `CLIP could not be loaded from ${modelDir}: ${(err as Error).message}`;
       throw new Error(this.loadError);
@@ -170,16 +169,71 @@ export class ClipValidator implements Validator {
   }
 
   private async embedImages(loaded: Loaded, images: RgbaImage[]): Promise<Float32Array[]> {
-    const inputs = await clipPixelValues(loaded.processor, images);
-    const { image_embeds } = (await loaded.vision(inputs)) as { image_embeds: Tensor };
+    const pixel_values = await clipPixelValues(loaded.imageSettings, images);
+    const { image_embeds } = (await loaded.vision({ pixel_values })) as { image_embeds: Tensor };
     return rows(image_embeds);
   }
 }
 
-/** The processor's input for a batch of views: each flattened onto white (the validator's background). */
-export async function clipPixelValues(processor: Processor, images: RgbaImage[]): Promise<Record<string, Tensor>> {
-  const raws = images.map((img) => new RawImage(flattenOnWhite(img), img.width, img.height, 3));
-  return (await processor(raws)) as Record<string, Tensor>;
+/** CLIP's image pre-processing, as the model folder's preprocessor_config.json states it. */
+export interface ClipImageSettings {
+  /** Shortest edge after resizing. */
+  shortestEdge: number;
+  crop: { width: number; height: number };
+  mean: [number, number, number];
+  std: [number, number, number];
+  rescale: number;
+}
+
+/** Reads the fields of a Hugging Face CLIP preprocessor_config.json that CLIP's pre-processing uses. */
+export function clipImageSettings(config: Record<string, unknown>): ClipImageSettings {
+  const size = config.size as number | { shortest_edge?: number; height?: number; width?: number } | undefined;
+  const shortestEdge = typeof size === 'number' ? size : size?.shortest_edge ?? Math.min(size?.height ?? NaN, size?.width ?? NaN);
+  const cropRaw = (config.do_center_crop === false ? shortestEdge : config.crop_size ?? shortestEdge) as number | { height: number; width: number };
+  const crop = typeof cropRaw === 'number' ? { width: cropRaw, height: cropRaw } : cropRaw;
+  const triple = (v: unknown, fallback: number) => (Array.isArray(v) && v.length === 3 ? v : [fallback, fallback, fallback]) as [number, number, number];
+  const settings = {
+    shortestEdge,
+    crop,
+    mean: config.do_normalize === false ? [0, 0, 0] as [number, number, number] : triple(config.image_mean, NaN),
+    std: config.do_normalize === false ? [1, 1, 1] as [number, number, number] : triple(config.image_std, NaN),
+    rescale: typeof config.rescale_factor === 'number' ? config.rescale_factor : 1 / 255,
+  };
+  if (!(settings.shortestEdge > 0) || !(crop?.width > 0) || !(crop?.height > 0) || settings.mean.some(Number.isNaN) || settings.std.some(Number.isNaN)) {
+    throw new Error(`preprocessor_config.json lacks size, crop_size, image_mean or image_std: ${JSON.stringify(config).slice(0, 200)}`);
+  }
+  return settings;
+}
+
+/**
+ * CLIP's pixel values for a batch of views: each flattened onto white (the validator's background), resized
+ * so its shortest edge matches (bicubic, via sharp, as transformers.js does in Node), centre-cropped,
+ * rescaled and normalised, NCHW float32. Written directly because it runs on every attempt: the views are
+ * resized in parallel by libvips.
+ */
+export async function clipPixelValues(settings: ClipImageSettings, images: RgbaImage[]): Promise<Tensor> {
+  const { width: cw, height: ch } = settings.crop;
+  const plane = cw * ch;
+  const out = new Float32Array(images.length * 3 * plane);
+  const scale = [0, 1, 2].map((c) => settings.rescale / settings.std[c]);
+  const offset = [0, 1, 2].map((c) => -settings.mean[c] / settings.std[c]);
+  await Promise.all(images.map(async (image, n) => {
+    const k = settings.shortestEdge / Math.min(image.width, image.height);
+    const w = Math.max(cw, Math.round(image.width * k));
+    const h = Math.max(ch, Math.round(image.height * k));
+    const rgb = await sharp(Buffer.from(flattenOnWhite(image).buffer), { raw: { width: image.width, height: image.height, channels: 3 } })
+      .resize(w, h, { kernel: 'cubic', fit: 'fill' })
+      .extract({ left: (w - cw) >> 1, top: (h - ch) >> 1, width: cw, height: ch })
+      .raw()
+      .toBuffer();
+    const base = n * 3 * plane;
+    for (let p = 0, i = 0; p < plane; p++, i += 3) {
+      out[base + p] = rgb[i] * scale[0] + offset[0];
+      out[base + plane + p] = rgb[i + 1] * scale[1] + offset[1];
+      out[base + 2 * plane + p] = rgb[i + 2] * scale[2] + offset[2];
+    }
+  }));
+  return new Tensor('float32', out, [images.length, 3, ch, cw]);
 }
 
 /** RGB bytes of an RGBA image composited over white. */
