@@ -1,10 +1,13 @@
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { AutoProcessor, env, PreTrainedModel, RawImage, type Tensor } from '@huggingface/transformers';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import type { RgbaImage } from '../src/image/rgba.js';
+import { compose } from '../src/compose.js';
 import { createStages } from '../src/pipelines/backends.js';
 import { Pipeline } from '../src/pipelines/generate.js';
 import type { Job } from '../src/pipelines/job.js';
@@ -46,6 +49,47 @@ describe('alignment and aesthetic formulas', () => {
       expect(predictor.score(Float32Array.of(0, 0, 0, 2))).toBeCloseTo(4.25, 6);
       await writeFile(path, new Uint8Array([1, 2, 3]));
       await expect(loadAestheticPredictor(path)).rejects.toThrow(/too short/);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('convert_aesthetic.py (the GPU worker\'s converter) and the service\'s reader agree', () => {
+  it('folds linear layers with dropouts between them into one affine map', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'fast3d-convert-'));
+    try {
+      // The predictor's layout (layers.0, .2, .4, .6 with dropouts at 1, 3, 5, then .7), at toy widths.
+      const widths = [8, 6, 5, 4, 3, 1];
+      const indices = [0, 2, 4, 6, 7];
+      let seed = 7;
+      const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5;
+      const layers = indices.map((_, l) => ({
+        weight: Array.from({ length: widths[l + 1] }, () => Array.from({ length: widths[l] }, random)),
+        bias: Array.from({ length: widths[l + 1] }, random),
+      }));
+      const state: Record<string, number[] | number[][]> = {};
+      indices.forEach((index, l) => {
+        state[`layers.${index}.weight`] = layers[l].weight;
+        state[`layers.${index}.bias`] = layers[l].bias;
+      });
+      await writeFile(join(dir, 'state.json'), JSON.stringify(state));
+      const out = join(dir, 'aesthetic.safetensors');
+      const script = fileURLToPath(new URL('../workers/gpu/tools/convert_aesthetic.py', import.meta.url));
+      const result = spawnSync('python3', [script, join(dir, 'state.json'), out], { encoding: 'utf8' });
+      expect(result.error, 'python3 must be on PATH to run the converter').toBeUndefined();
+      expect(result.stderr).toBe('');
+      expect(result.stdout).toMatch(/weight 1x8/);
+
+      const predictor = await loadAestheticPredictor(out);
+      for (let trial = 0; trial < 5; trial++) {
+        const x = Float32Array.from({ length: 8 }, random);
+        const norm = Math.hypot(...x);
+        // The MLP layer by layer on the normalised embedding (dropout is the identity at inference).
+        let h = Array.from(x, (v) => v / norm);
+        for (const { weight, bias } of layers) h = weight.map((row, i) => row.reduce((s, w, k) => s + w * h[k], bias[i]));
+        expect(predictor.score(x)).toBeCloseTo(h[0], 5);
+      }
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -294,6 +338,32 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
       const { pipeline: p } = await pipeline({ min_alignment: 0, min_similarity: -1, min_aesthetic: 10 });
       const outcome = await p.run(job);
       expect(outcome.kind === 'declined' && outcome.reason).toMatch(/^aesthetic [\d.]+ failed threshold 10 \(clip\)$/);
+    });
+
+    it('puts every check with value, threshold and verdict into X-Fast3d-Report of a 204', async () => {
+      const config = parseConfig({
+        image_to_3d: { inflate: { max_gaussians: 9000 } },
+        validate: {
+          checks: ['gates', 'clip'],
+          clip: { model: join(root, 'tiny-clip'), aesthetic_weights: join(root, 'aesthetic.safetensors'), views: 2, view_size: 32, min_alignment: 100 },
+        },
+        weights: { dir: root },
+      });
+      const { service, app } = compose(config, { renderViews: flatViewRenderer() });
+      await service.start();
+      const res = await app.request('/generate/', {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded' },
+        body: 'prompt=orange+ball&seed=5',
+      });
+      expect(res.status).toBe(204);
+      expect(res.headers.get('X-Fast3d-Decline-Reason')).toMatch(/^clip_alignment [\d.e-]+ failed threshold 100 \(clip\)$/);
+      const attempts = res.headers.get('X-Fast3d-Report')!.split(';');
+      expect(attempts).toHaveLength(2);
+      for (const attempt of attempts) {
+        expect(attempt).toMatch(/^\d:\d+:reject:gaussian_count=\d+\/7000\/pass:transparent_share=[^:]+:rotations_not_identity=[^:]+:clip_alignment=[\d.e-]+\/100\/fail:clip_similarity=[-\d.e]+\/0\.2400\/(pass|fail):aesthetic=[\d.]+\/4\.500\/(pass|fail)$/);
+      }
+      await service.close();
     });
 
     it('returns the asset when every check passes', async () => {

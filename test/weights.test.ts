@@ -186,6 +186,20 @@ describe('weights check', () => {
     ]);
     expect(manifestFiles(empty, ['clip'])).toHaveLength(6);
   });
+
+  it('with configs/service.yaml, checks the files its backends load: ISNet, CLIP and the aesthetic weights', async () => {
+    const empty = join(dir, 'service-models');
+    const out: string[] = [];
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { out.push(String(chunk)); return true; });
+    try {
+      expect(await weightsCommand(['--check', '--config', 'configs/service.yaml', '--dir', empty, '--json'])).toBe(1);
+    } finally {
+      write.mockRestore();
+    }
+    const statuses = out.join('').trim().split('\n').map((line) => JSON.parse(line) as { path: string; state: string });
+    expect(statuses.map((s) => s.path)).toEqual(MANIFEST.map((m) => join(empty, m.target)));
+    expect(statuses.every((s) => s.state === 'missing')).toBe(true);
+  });
 });
 
 describe('readiness through HTTP with an empty models folder', () => {
