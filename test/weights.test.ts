@@ -182,7 +182,7 @@ describe('weights check', () => {
     expect(lines).toEqual([
       `MISSING ${join(empty, 'isnet-general-use.onnx')} not found (run: npm run weights)`,
       `MISSING ${join(empty, 'aesthetic/sac+logos+ava1-l14-linearMSE.pth')} not found (run: npm run weights)`,
-      `MISSING ${join(empty, 'aesthetic/laion-aesthetic-l14.safetensors')} not found (make it with: python workers/gpu/tools/convert_aesthetic.py MODELS/aesthetic/sac+logos+ava1-l14-linearMSE.pth MODELS/aesthetic/laion-aesthetic-l14.safetensors)`,
+      `MISSING ${join(empty, 'aesthetic/laion-aesthetic-l14.safetensors')} not found (make it with: python workers/gpu/tools/convert_aesthetic.py ${join(empty, 'aesthetic/sac+logos+ava1-l14-linearMSE.pth')} ${join(empty, 'aesthetic/laion-aesthetic-l14.safetensors')})`,
     ]);
     expect(manifestFiles(empty, ['clip'])).toHaveLength(6);
   });

@@ -100,13 +100,13 @@ export async function checkFiles(files: readonly ExpectedFile[], options: { dir:
       }
       size = info.size;
     } catch {
-      out.push({ path: file.path, state: 'missing', detail: `${file.path} not found (${howToGet(file)})` });
+      out.push({ path: file.path, state: 'missing', detail: `${file.path} not found (${howToGet(file, options.dir)})` });
       continue;
     }
     const recorded = lock[relative(resolve(options.dir), file.path)];
     const expectedSize = file.size ?? recorded?.size ?? null;
     if (expectedSize !== null && size !== expectedSize) {
-      out.push({ path: file.path, state: 'wrong-size', detail: `${file.path} has ${size} bytes, expected ${expectedSize} (${howToGet(file)})` });
+      out.push({ path: file.path, state: 'wrong-size', detail: `${file.path} has ${size} bytes, expected ${expectedSize} (${howToGet(file, options.dir)})` });
       continue;
     }
     if (options.verify === 'size') {
@@ -116,7 +116,7 @@ export async function checkFiles(files: readonly ExpectedFile[], options: { dir:
     const expected = file.sha256 ?? recorded?.sha256 ?? null;
     const actual = await sha256File(file.path);
     if (expected && actual !== expected) {
-      out.push({ path: file.path, state: 'corrupt', sha256: actual, detail: `${file.path} is corrupt: sha256 ${actual}, expected ${expected} (${howToGet(file)})` });
+      out.push({ path: file.path, state: 'corrupt', sha256: actual, detail: `${file.path} is corrupt: sha256 ${actual}, expected ${expected} (${howToGet(file, options.dir)})` });
       continue;
     }
     const how = file.sha256 ? 'published sha256' : recorded ? 'sha256 recorded at download' : 'no known sha256 to compare';
@@ -131,8 +131,8 @@ export function describeProblems(statuses: readonly FileStatus[]): string | null
   return bad.length ? bad.map((s) => s.detail).join('; ') : null;
 }
 
-function howToGet(file: ExpectedFile): string {
-  if (file.entry?.producedBy) return `make it with: ${file.entry.producedBy}`;
+function howToGet(file: ExpectedFile, dir: string): string {
+  if (file.entry?.producedBy) return `make it with: ${file.entry.producedBy.replaceAll('MODELS/', `${resolve(dir)}/`)}`;
   if (file.entry) return 'run: npm run weights';
   return 'this path is not in the weights manifest: put the file there yourself';
 }
