@@ -185,7 +185,10 @@ export interface ClipImageSettings {
   rescale: number;
 }
 
-/** Reads the fields of a Hugging Face CLIP preprocessor_config.json that CLIP's pre-processing uses. */
+/**
+ * Reads the fields of a Hugging Face CLIP preprocessor_config.json that CLIP's pre-processing uses. A plain
+ * number for `size` means the shortest edge, as in the reference CLIPImageProcessor.
+ */
 export function clipImageSettings(config: Record<string, unknown>): ClipImageSettings {
   const size = config.size as number | { shortest_edge?: number; height?: number; width?: number } | undefined;
   const shortestEdge = typeof size === 'number' ? size : size?.shortest_edge ?? Math.min(size?.height ?? NaN, size?.width ?? NaN);
