@@ -105,7 +105,20 @@ describe('downloader', () => {
     expect(existsSync(`${target}.part`)).toBe(true);
   });
 
-  it('reports HTTP errors without retrying', async () => {
+  it('retries server errors, but reports missing files at once', async () => {
+    let requests = 0;
+    const flaky = createServer((_req, res) => {
+      requests++;
+      if (requests === 1) res.writeHead(503).end('busy');
+      else res.writeHead(200, { 'Content-Length': '5' }).end('hello');
+    });
+    await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
+    servers.push(flaky);
+    const target = join(dir, 'flaky', 'x');
+    await downloadFile({ url: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}/x`, size: 5, sha256: null }, target, { retries: 2, backoffMs: 1 });
+    expect(await readFile(target, 'utf8')).toBe('hello');
+    expect(requests).toBe(2);
+
     const server = createServer((_req, res) => res.writeHead(404).end('no'));
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     servers.push(server);

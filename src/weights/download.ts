@@ -68,7 +68,10 @@ async function fetchInto(source: DownloadSource, part: string, offset: number, o
   }
   if (response.status !== 200 && response.status !== 206) {
     await response.body?.cancel();
-    throw new DownloadError(`${source.url} answered HTTP ${response.status}`);
+    const message = `${source.url} answered HTTP ${response.status}`;
+    // Server trouble and rate limits pass; anything else (404, 403...) will not.
+    if (response.status >= 500 || response.status === 429) throw new Error(message);
+    throw new DownloadError(message);
   }
   if (!response.body) throw new Error('empty response body');
   // A server that ignores Range sends the whole file again: start over.
