@@ -1,5 +1,6 @@
 /** Builds each stage's backend from the config: swapping a backend is a config line. */
 import type { Config } from '../config/schema.js';
+import { expectedFiles, modelPath } from '../weights/check.js';
 import { InflateImageTo3d } from './image-to-3d/inflate.js';
 import { IsnetMatting } from './matting/isnet.js';
 import { KeyingMatting } from './matting/keying.js';
@@ -8,7 +9,6 @@ import { PreviewTextToImage } from './text-to-image/preview.js';
 import { clipFolderFiles, ClipValidator } from './validate/clip.js';
 import { GatesValidator } from './validate/gates.js';
 import { ValidatorServiceValidator } from './validate/validator-service.js';
-import { expectedFiles, modelPath } from '../weights/check.js';
 
 /** What backends need from outside the config. */
 export interface StageDeps {

@@ -9,15 +9,8 @@
  */
 import { readFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import {
-  AutoTokenizer,
-  CLIPTextModelWithProjection,
-  CLIPVisionModelWithProjection,
-  env,
-  Tensor,
-  type PreTrainedTokenizer,
-  type PreTrainedModel,
-} from '@huggingface/transformers';
+// Types only: the library itself (about a second to import) is loaded in init(), when a config uses "clip".
+import type { PreTrainedModel, PreTrainedTokenizer, Tensor } from '@huggingface/transformers';
 import sharp from 'sharp';
 import type { RgbaImage } from '../../image/rgba.js';
 import { checkFiles, describeProblems, missingPaths, type ExpectedFile, type VerifyMode } from '../../weights/check.js';
@@ -50,6 +43,7 @@ export interface ClipOptions {
 }
 
 interface Loaded {
+  lib: typeof import('@huggingface/transformers');
   tokenizer: PreTrainedTokenizer;
   imageSettings: ClipImageSettings;
   text: PreTrainedModel;
@@ -94,6 +88,8 @@ export class ClipValidator implements Validator {
     try {
       const problem = describeProblems(await checkFiles(files, { dir: weightsDir, verify }));
       if (problem) throw new Error(problem);
+      const lib = await import('@huggingface/transformers');
+      const { env, AutoTokenizer, CLIPTextModelWithProjection, CLIPVisionModelWithProjection } = lib;
       // Disk only: never reach for the hub. The model id is the folder's name under its parent.
       env.allowRemoteModels = false;
       env.allowLocalModels = true;
@@ -107,7 +103,7 @@ export class ClipValidator implements Validator {
         CLIPVisionModelWithProjection.from_pretrained(id, modelOptions),
         aestheticPath ? loadAestheticPredictor(aestheticPath) : Promise.resolve(null),
       ]);
-      this.loaded = { tokenizer, imageSettings, text, vision, aesthetic };
+      this.loaded = { lib, tokenizer, imageSettings, text, vision, aesthetic };
     } catch (err) {
       this.loadError = `CLIP could not be loaded from ${modelDir}: ${(err as Error).message}`;
       throw new Error(this.loadError);
@@ -169,7 +165,8 @@ export class ClipValidator implements Validator {
   }
 
   private async embedImages(loaded: Loaded, images: RgbaImage[]): Promise<Float32Array[]> {
-    const pixel_values = await clipPixelValues(loaded.imageSettings, images);
+    const pixels = await clipPixelValues(loaded.imageSettings, images);
+    const pixel_values = new loaded.lib.Tensor('float32', pixels.data, pixels.dims);
     const { image_embeds } = (await loaded.vision({ pixel_values })) as { image_embeds: Tensor };
     return rows(image_embeds);
   }
@@ -214,7 +211,7 @@ export function clipImageSettings(config: Record<string, unknown>): ClipImageSet
  * rescaled and normalised, NCHW float32. Written directly because it runs on every attempt: the views are
  * resized in parallel by libvips.
  */
-export async function clipPixelValues(settings: ClipImageSettings, images: RgbaImage[]): Promise<Tensor> {
+export async function clipPixelValues(settings: ClipImageSettings, images: RgbaImage[]): Promise<{ data: Float32Array; dims: number[] }> {
   const { width: cw, height: ch } = settings.crop;
   const plane = cw * ch;
   const out = new Float32Array(images.length * 3 * plane);
@@ -236,7 +233,7 @@ export async function clipPixelValues(settings: ClipImageSettings, images: RgbaI
       out[base + 2 * plane + p] = rgb[i + 2] * scale[2] + offset[2];
     }
   }));
-  return new Tensor('float32', out, [images.length, 3, ch, cw]);
+  return { data: out, dims: [images.length, 3, ch, cw] };
 }
 
 /** RGB bytes of an RGBA image composited over white. */
