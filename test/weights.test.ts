@@ -200,6 +200,44 @@ describe('weights check', () => {
     expect(manifestFiles(empty, ['clip'])).toHaveLength(6);
   });
 
+  it('downloads through the command, records unpublished digests, and --check then catches a changed file', async () => {
+    const models = join(dir, 'mirror-models');
+    const served = new Map(MANIFEST.filter((m) => m.model === 'clip').map((m) => [`/${m.target}`, new TextEncoder().encode(`contents of ${m.target}`)]));
+    const requested: string[] = [];
+    const server = createServer((req, res) => {
+      requested.push(decodeURIComponent(req.url ?? ''));
+      const body = served.get(decodeURIComponent(req.url ?? ''));
+      if (!body) return void res.writeHead(404).end();
+      res.writeHead(200, { 'Content-Length': String(body.length) }).end(body);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    servers.push(server);
+    const mirror = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+    const out: string[] = [];
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { out.push(String(chunk)); return true; });
+    const errors = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      expect(await weightsCommand(['--only', 'clip', '--dir', models, '--mirror', mirror])).toBe(0);
+      for (const [path, body] of served) expect(Buffer.compare(await readFile(join(models, path)), body)).toBe(0);
+      const lock = JSON.parse(await readFile(join(models, LOCK_FILE), 'utf8')) as Record<string, { sha256: string }>;
+      expect(lock['clip-vit-large-patch14/onnx/vision_model.onnx'].sha256).toBe(sha(served.get('/clip-vit-large-patch14/onnx/vision_model.onnx')!));
+      expect(await weightsCommand(['--check', '--only', 'clip', '--dir', models])).toBe(0);
+
+      await writeFile(join(models, 'clip-vit-large-patch14/onnx/vision_model.onnx'), 'contents of clip-vit-large-patch14/onnx/vision_model.onnY');
+      out.length = 0;
+      expect(await weightsCommand(['--check', '--only', 'clip', '--dir', models])).toBe(1);
+      expect(out.join('')).toContain(`CORRUPT ${join(models, 'clip-vit-large-patch14/onnx/vision_model.onnx')} is corrupt`);
+      // Running the download again fetches only the bad file and repairs it.
+      requested.length = 0;
+      expect(await weightsCommand(['--only', 'clip', '--dir', models, '--mirror', mirror])).toBe(0);
+      expect(requested).toEqual(['/clip-vit-large-patch14/onnx/vision_model.onnx']);
+      expect(await readFile(join(models, 'clip-vit-large-patch14/onnx/vision_model.onnx'), 'utf8')).toBe('contents of clip-vit-large-patch14/onnx/vision_model.onnx');
+    } finally {
+      write.mockRestore();
+      errors.mockRestore();
+    }
+  });
+
   it('with configs/service.yaml, checks the files its backends load: ISNet, CLIP and the aesthetic weights', async () => {
     const empty = join(dir, 'service-models');
     const out: string[] = [];

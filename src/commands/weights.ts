@@ -1,7 +1,8 @@
 /**
- * `fast3d weights [--config FILE] [--dir DIR] [--only isnet,clip,aesthetic] [--check] [--json]`:
+ * `fast3d weights [--config FILE] [--dir DIR] [--only isnet,clip,aesthetic] [--mirror URL] [--check] [--json]`:
  * downloads the model files the Node process loads (resumable, verified, atomic), or with --check says
  * exactly which are missing or corrupt. With --config, only the files that config's backends need.
+ * --mirror fetches every file from URL/<target path> instead of its source (a copy on your own storage).
  */
 import { parseArgs } from 'node:util';
 import { resolve } from 'node:path';
@@ -34,6 +35,7 @@ export async function run(argv: string[]): Promise<number> {
       config: { type: 'string', short: 'c' },
       dir: { type: 'string' },
       only: { type: 'string' },
+      mirror: { type: 'string' },
       check: { type: 'boolean' },
       json: { type: 'boolean' },
       quiet: { type: 'boolean', short: 'q' },
@@ -77,10 +79,11 @@ export async function run(argv: string[]): Promise<number> {
     const entry = file.entry!;
     if (!entry.url) continue; // made by another tool: reported below
     const name = entry.target;
+    const url = values.mirror ? `${values.mirror.replace(/\/+$/, '')}/${entry.target.split('/').map(encodeURIComponent).join('/')}` : entry.url;
     const bar = bars?.create(mb(entry.size ?? 0), 0, { name });
-    if (!bars) process.stderr.write(`downloading ${name} from ${entry.url}\n`);
+    if (!bars) process.stderr.write(`downloading ${name} from ${url}\n`);
     try {
-      const digest = await downloadFile({ url: entry.url, size: entry.size, sha256: entry.sha256 }, file.path, {
+      const digest = await downloadFile({ url, size: entry.size, sha256: entry.sha256 }, file.path, {
         retries: config.weights.retries,
         onProgress: (received, total) => {
           if (!bar) return;
