@@ -4,7 +4,7 @@ import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
 import { Pipeline } from './pipelines/generate.js';
-import type { Stages } from './pipelines/stages.js';
+import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
 import type { Logger } from './runtime/log.js';
 import { GpuWorkerClient } from './runtime/gpu-client.js';
@@ -15,8 +15,8 @@ export interface Composed {
   app: Hono<any>;
 }
 
-export function compose(config: Config, options: { logger?: Logger; stages?: Partial<Stages> } = {}): Composed {
-  const stages: Stages = { ...createStages(config, defaultStageDeps()), ...options.stages };
+export function compose(config: Config, options: { logger?: Logger; stages?: Partial<Stages>; renderViews?: ViewRenderer } = {}): Composed {
+  const stages: Stages = { ...createStages(config, { ...defaultStageDeps(), renderViews: options.renderViews }), ...options.stages };
   const pipeline = new Pipeline(stages, { retries: config.pipeline.retries, extent: config.pipeline.extent });
   const service = new GenerationService(pipeline, { queueLength: config.runtime.queue_length }, options.logger);
   const app = createApp(service, {

@@ -66,14 +66,24 @@ export const keyingSchema = z.strictObject({
   softness: z.number().min(0).max(1).default(0.08).describe('Width of the soft edge above the tolerance, in the same colour distance.'),
 });
 
+export const executionProvider = z.enum(['cpu', 'cuda']);
+
+export const isnetSchema = z.strictObject({
+  model: z.string().min(1).default('isnet-general-use.onnx').describe('ISNet ONNX file, relative to weights.dir unless absolute (fetched by `npm run weights`).'),
+  execution_provider: executionProvider.default('cpu').describe('ONNX Runtime execution provider: "cuda" on a GPU box (needs onnxruntime-node\'s CUDA libraries), "cpu" otherwise.'),
+  input_size: z.number().int().min(64).max(2048).default(1024).describe('Side of the square image the model takes (1024 for isnet-general-use).'),
+  threads: z.number().int().min(0).max(256).default(0).describe('CPU threads per inference (onnxruntime intra-op threads; 0 lets onnxruntime choose).'),
+});
+
 export const mattingSchema = z.strictObject({
-  backend: z.enum(['keying']).default('keying').describe('Matting backend: "keying" removes a plain background by colour distance (CPU, no model).'),
+  backend: z.enum(['keying', 'isnet']).default('keying').describe('Matting backend: "keying" removes a plain background by colour distance (CPU, no model); "isnet" runs the ISNet model (onnxruntime).'),
   output_size: z.number().int().min(64).max(2048).default(518).describe('Side of the square, centred RGBA image handed to image-to-3d (518 is TRELLIS\'s input).'),
   margin: z.number().min(0).max(0.45).default(0.1).describe('Empty border around the object in the framed image, as a share of its side.'),
   alpha_threshold: z.number().min(0).max(1).default(0.5).describe('Alpha above which a pixel counts as object when framing and checking coverage.'),
   min_coverage: z.number().min(0).max(1).default(0.005).describe('Smallest share of object pixels; below it the matte is considered empty and the job declined.'),
   keep_input_alpha: z.boolean().default(true).describe('Image tasks whose image has a real alpha channel keep it instead of being matted again.'),
   keying: keyingSchema.prefault({}),
+  isnet: isnetSchema.prefault({}),
 });
 
 export const inflateSchema = z.strictObject({
@@ -103,9 +113,37 @@ export const gatesSchema = z.strictObject({
   max_transparent_share: z.number().min(0).max(1).default(0.8).describe('Largest share of transparent Gaussians (validator: 0.8).'),
 });
 
+export const clipSchema = z.strictObject({
+  model: z.string().min(1).default('clip-vit-large-patch14').describe('CLIP ViT-L/14 folder in transformers.js layout (config, tokenizer, onnx/), relative to weights.dir unless absolute.'),
+  dtype: z.enum(['fp32', 'fp16', 'q8']).default('fp32').describe('Which ONNX export of the CLIP towers to load (fp32: onnx/*_model.onnx, fp16: *_fp16, q8: *_quantized).'),
+  device: executionProvider.default('cpu').describe('Where the CLIP towers run: "cuda" on a GPU box, "cpu" otherwise.'),
+  views: z.number().int().min(1).max(64).default(8).describe('Views of the asset rendered from the validator\'s camera orbit and scored.'),
+  view_size: z.number().int().min(32).max(1024).default(256).describe('Side of each rendered view in pixels (CLIP resizes to 224 anyway).'),
+  min_similarity: z.number().min(-1).max(1).default(0.24).describe('Lowest mean text-view cosine similarity (seed design: 0.24 with CLIP ViT-B/32).'),
+  min_alignment: z.number().min(0).default(0.3).describe('Lowest alignment by the validator\'s formula (cosine clipped to [0,1], geometric mean over views, / 0.35); the validator scores 0 below 0.3.'),
+  min_image_similarity: z.number().min(-1).max(1).default(0.75).describe('Image tasks: lowest mean cosine similarity between the input image and the views (a starting point; calibrate on your assets).'),
+  aesthetic_weights: z.string().min(1).default('aesthetic/laion-aesthetic-l14.safetensors').describe('LAION aesthetic predictor converted to safetensors (workers/gpu/tools/convert_aesthetic.py), relative to weights.dir unless absolute.'),
+  min_aesthetic: z.number().min(0).max(10).default(4.5).describe('Lowest mean aesthetic score over the views (LAION predictor, 1-10; seed design: 4.5); 0 skips the aesthetic check.'),
+  text_cache: z.number().int().min(0).default(64).describe('Prompts whose text embedding is kept in memory (retries and repeated prompts skip the text tower).'),
+});
+
+export const validatorServiceSchema = z.strictObject({
+  url: z.string().url().default('http://127.0.0.1:8094').describe('Base URL of the subnet\'s validation service the operator runs (validation/ in the subnet repository).'),
+  timeout_s: z.number().positive().max(600).default(60).describe('Seconds to wait for one validation answer before the attempt fails with an error.'),
+  min_score: z.number().min(0).max(1).default(0.6).describe('Lowest score accepted (the validator accepts results scoring 0.6 or more).'),
+});
+
 export const validateSchema = z.strictObject({
-  checks: z.array(z.enum(['gates'])).min(1).default(['gates']).describe('Self-validation checks in the order they run; the first failure declines the attempt.'),
+  checks: z.array(z.enum(['gates', 'clip', 'validator-service'])).min(1).default(['gates']).describe('Self-validation checks in the order they run ("gates", "clip", "validator-service"); the first failure declines the attempt.'),
   gates: gatesSchema.prefault({}),
+  clip: clipSchema.prefault({}),
+  validator_service: validatorServiceSchema.prefault({}),
+});
+
+export const weightsSchema = z.strictObject({
+  dir: z.string().min(1).default('models').describe('Folder holding the model files the Node process loads (ISNet, CLIP, aesthetic); `npm run weights` fills it.'),
+  verify: z.enum(['checksum', 'size']).default('checksum').describe('What start-up and `weights --check` verify: "checksum" hashes every file (seconds for 2 GB), "size" only compares sizes.'),
+  retries: z.number().int().min(0).max(20).default(5).describe('Times a download resumes (HTTP Range) after a dropped connection before giving up.'),
 });
 
 export const runtimeSchema = z.strictObject({
@@ -125,6 +163,7 @@ export const configSchema = z.strictObject({
   matting: mattingSchema.prefault({}),
   image_to_3d: imageTo3dSchema.prefault({}),
   validate: validateSchema.prefault({}),
+  weights: weightsSchema.prefault({}),
   runtime: runtimeSchema.prefault({}),
   log: logSchema.prefault({}),
 });

@@ -2,20 +2,26 @@
 import type { Config } from '../config/schema.js';
 import { orientationMatrix } from '../splat/frame.js';
 import { GpuWorkerImageTo3d } from './image-to-3d/gpu-worker.js';
+import { expectedFiles, modelPath } from '../weights/check.js';
 import { InflateImageTo3d } from './image-to-3d/inflate.js';
+import { IsnetMatting } from './matting/isnet.js';
 import { KeyingMatting } from './matting/keying.js';
 import type { GpuWorker } from './gpu-worker.js';
-import type { ImageTo3d, Matting, Stages, TextToImage, Validator } from './stages.js';
+import type { ImageTo3d, Matting, Stages, TextToImage, Validator, ViewRenderer } from './stages.js';
 import { GpuWorkerTextToImage } from './text-to-image/gpu-worker.js';
 import { PreviewTextToImage } from './text-to-image/preview.js';
+import { clipFolderFiles, ClipValidator } from './validate/clip.js';
 import { GatesValidator } from './validate/gates.js';
+import { ValidatorServiceValidator } from './validate/validator-service.js';
 
 export type GpuWorkerSection = Config['text_to_image']['gpu_worker'] | Config['image_to_3d']['gpu_worker'];
 
 /** What backends need from outside the pipeline layer; compose.ts provides it (see defaultStageDeps). */
 export interface StageDeps {
-  /** The GPU worker's client for a config section (stages on the same URL may share one). */
+  /** The GPU worker's client for a config section. */
   gpuWorker?: (section: GpuWorkerSection) => GpuWorker;
+  /** Renders the validator's views of a cloud; the "clip" check needs it. */
+  renderViews?: ViewRenderer;
 }
 
 export function createStages(config: Config, deps: StageDeps = {}): Stages {
@@ -23,7 +29,7 @@ export function createStages(config: Config, deps: StageDeps = {}): Stages {
     textToImage: createTextToImage(config, deps),
     matting: createMatting(config),
     imageTo3d: createImageTo3d(config, deps),
-    validators: config.validate.checks.map((check) => createValidator(config, check)),
+    validators: config.validate.checks.map((check) => createValidator(config, check, deps)),
   };
 }
 
@@ -54,6 +60,21 @@ function createMatting(config: Config): Matting {
         minCoverage: section.min_coverage,
         keepInputAlpha: section.keep_input_alpha,
       });
+    case 'isnet': {
+      const weights = config.weights;
+      const [model] = expectedFiles(weights.dir, [modelPath(weights.dir, section.isnet.model)]);
+      return new IsnetMatting({
+        ...frame,
+        model,
+        weightsDir: weights.dir,
+        verify: weights.verify,
+        executionProvider: section.isnet.execution_provider,
+        inputSize: section.isnet.input_size,
+        threads: section.isnet.threads,
+        minCoverage: section.min_coverage,
+        keepInputAlpha: section.keep_input_alpha,
+      });
+    }
   }
 }
 
@@ -88,7 +109,7 @@ function gpuWorker(deps: StageDeps, section: GpuWorkerSection): GpuWorker {
   return deps.gpuWorker(section);
 }
 
-function createValidator(config: Config, check: Config['validate']['checks'][number]): Validator {
+function createValidator(config: Config, check: Config['validate']['checks'][number], deps: StageDeps): Validator {
   switch (check) {
     case 'gates':
       return new GatesValidator({
@@ -96,5 +117,36 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
         transparentBelow: config.validate.gates.transparent_below,
         maxTransparentShare: config.validate.gates.max_transparent_share,
       });
+    case 'clip': {
+      if (!deps.renderViews) {
+        throw new Error('validate.checks lists "clip", but no view renderer was given to createStages (it scores rendered views of the asset)');
+      }
+      const clip = config.validate.clip;
+      const weights = config.weights;
+      const modelDir = modelPath(weights.dir, clip.model);
+      const aestheticPath = clip.min_aesthetic > 0 ? modelPath(weights.dir, clip.aesthetic_weights) : null;
+      const paths = clipFolderFiles(clip.dtype).map((f) => `${modelDir}/${f}`);
+      if (aestheticPath) paths.push(aestheticPath);
+      return new ClipValidator({
+        modelDir,
+        files: expectedFiles(weights.dir, paths),
+        aestheticPath,
+        weightsDir: weights.dir,
+        verify: weights.verify,
+        dtype: clip.dtype,
+        device: clip.device,
+        views: clip.views,
+        viewSize: clip.view_size,
+        minSimilarity: clip.min_similarity,
+        minAlignment: clip.min_alignment,
+        minImageSimilarity: clip.min_image_similarity,
+        minAesthetic: clip.min_aesthetic,
+        textCache: clip.text_cache,
+      }, deps.renderViews);
+    }
+    case 'validator-service': {
+      const service = config.validate.validator_service;
+      return new ValidatorServiceValidator({ url: service.url, timeoutMs: service.timeout_s * 1000, minScore: service.min_score });
+    }
   }
 }

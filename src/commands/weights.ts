@@ -1,0 +1,116 @@
+/**
+ * `fast3d weights [--config FILE] [--dir DIR] [--only isnet,clip,aesthetic] [--mirror URL] [--check] [--json]`:
+ * downloads the model files the Node process loads (resumable, verified, atomic), or with --check says
+ * exactly which are missing or corrupt. With --config, only the files that config's backends need.
+ * --mirror fetches every file from URL/<target path> instead of its source (a copy on your own storage).
+ */
+import { parseArgs } from 'node:util';
+import { resolve } from 'node:path';
+import cliProgress from 'cli-progress';
+import { loadConfig } from '../config/load.js';
+import type { Config } from '../config/schema.js';
+import { checkFiles, manifestFiles, recordInLock, type FileStatus } from '../weights/check.js';
+import { downloadFile } from '../weights/download.js';
+import type { ModelName } from '../weights/manifest.js';
+
+export const summary = 'download the model files (ISNet, CLIP, aesthetic) or --check them';
+
+const MODELS: readonly ModelName[] = ['isnet', 'clip', 'aesthetic'];
+
+/** The models a config's backends load. */
+export function modelsFor(config: Config): ModelName[] {
+  const models: ModelName[] = [];
+  if (config.matting.backend === 'isnet') models.push('isnet');
+  if (config.validate.checks.includes('clip')) {
+    models.push('clip');
+    if (config.validate.clip.min_aesthetic > 0) models.push('aesthetic');
+  }
+  return models;
+}
+
+export async function run(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      config: { type: 'string', short: 'c' },
+      dir: { type: 'string' },
+      only: { type: 'string' },
+      mirror: { type: 'string' },
+      check: { type: 'boolean' },
+      json: { type: 'boolean' },
+      quiet: { type: 'boolean', short: 'q' },
+    },
+  });
+  const config = loadConfig({ path: values.config });
+  const dir = resolve(values.dir ?? config.weights.dir);
+  let models: readonly string[] = values.config ?? process.env.FAST3D_CONFIG ? modelsFor(config) : MODELS;
+  if (values.only) {
+    const only = values.only.split(',').map((s) => s.trim()).filter(Boolean);
+    const unknown = only.filter((m) => !MODELS.includes(m as ModelName));
+    if (unknown.length) {
+      process.stderr.write(`fast3d weights: unknown model ${unknown.join(', ')} (known: ${MODELS.join(', ')})\n`);
+      return 2;
+    }
+    models = only;
+  }
+  if (!models.length) {
+    process.stdout.write('this config loads no model files in the Node process\n');
+    return 0;
+  }
+  const files = manifestFiles(dir, models);
+
+  if (values.check) {
+    const statuses = await checkFiles(files, { dir, verify: config.weights.verify });
+    print(statuses, Boolean(values.json));
+    return statuses.every((s) => s.state === 'ok') ? 0 : 1;
+  }
+
+  // Only what is missing or fails its check is fetched again.
+  const before = await checkFiles(files, { dir, verify: config.weights.verify });
+  const todo = files.filter((f, i) => before[i].state !== 'ok');
+  const bars = !values.quiet && process.stderr.isTTY
+    ? new cliProgress.MultiBar(
+      { format: ' {bar} {percentage}% | {value}/{total} MB | {name}', hideCursor: true, clearOnComplete: false, stream: process.stderr },
+      cliProgress.Presets.shades_classic,
+    )
+    : null;
+  let failed = 0;
+  for (const file of todo) {
+    const entry = file.entry!;
+    if (!entry.url) continue; // made by another tool: reported below
+    const name = entry.target;
+    const url = values.mirror ? `${values.mirror.replace(/\/+$/, '')}/${entry.target.split('/').map(encodeURIComponent).join('/')}` : entry.url;
+    const bar = bars?.create(mb(entry.size ?? 0), 0, { name });
+    if (!bars) process.stderr.write(`downloading ${name} from ${url}\n`);
+    try {
+      const digest = await downloadFile({ url, size: entry.size, sha256: entry.sha256 }, file.path, {
+        retries: config.weights.retries,
+        onProgress: (received, total) => {
+          if (!bar) return;
+          if (total !== null) bar.setTotal(mb(total));
+          bar.update(mb(received));
+        },
+      });
+      if (!entry.sha256) await recordInLock(dir, file.path, digest);
+    } catch (err) {
+      failed++;
+      bars?.log(`${(err as Error).message}\n`);
+      if (!bars) process.stderr.write(`${(err as Error).message}\n`);
+    }
+  }
+  bars?.stop();
+  const after = await checkFiles(files, { dir, verify: config.weights.verify });
+  print(after, Boolean(values.json));
+  return failed || after.some((s) => s.state !== 'ok') ? 1 : 0;
+}
+
+function print(statuses: FileStatus[], json: boolean): void {
+  for (const s of statuses) {
+    if (json) process.stdout.write(`${JSON.stringify(s)}\n`);
+    else process.stdout.write(`${s.state === 'ok' ? 'ok     ' : s.state.toUpperCase().padEnd(7)} ${s.detail}\n`);
+  }
+}
+
+function mb(bytes: number): number {
+  return Math.round(bytes / 1e5) / 10;
+}

@@ -1,0 +1,289 @@
+/**
+ * Validation backend "clip": CLIP ViT-L/14 through transformers.js, from a local folder only. One vision pass
+ * per rendered view serves both the text alignment and the aesthetic score.
+ *
+ * Text tasks: cosine between each view and the prompt; the validator's alignment (cosine clipped to [0,1],
+ * geometric mean over views, / 0.35; it scores 0 below 0.3) and the plain mean cosine (seed design: >= 0.24).
+ * Image tasks: mean cosine between the framed input image and the views. Aesthetic: the LAION predictor on the
+ * normalised view embeddings, averaged over the views.
+ */
+import { readFile } from 'node:fs/promises';
+import { basename, dirname, join } from 'node:path';
+// Types only: the library itself (about a second to import) is loaded in init(), when a config uses "clip".
+import type { PreTrainedModel, PreTrainedTokenizer, Tensor } from '@huggingface/transformers';
+import sharp from 'sharp';
+import type { RgbaImage } from '../../image/rgba.js';
+import { checkFiles, describeProblems, missingPaths, type ExpectedFile, type VerifyMode } from '../../weights/check.js';
+import type { Check } from '../job.js';
+import type { Readiness, ValidationInput, Validator, ViewRenderer } from '../stages.js';
+import { loadAestheticPredictor, type AestheticPredictor } from './aesthetic.js';
+
+/** The validator divides the geometric-mean cosine by this before comparing with 0.3. */
+export const VALIDATOR_ALIGNMENT_DIVISOR = 0.35;
+
+export interface ClipOptions {
+  /** Folder in transformers.js layout (config.json, tokenizer*.json, preprocessor_config.json, onnx/). */
+  modelDir: string;
+  /** Every file the backend loads (CLIP folder and aesthetic weights), checked before loading. */
+  files: ExpectedFile[];
+  /** Converted aesthetic weights; null leaves the aesthetic check out. */
+  aestheticPath: string | null;
+  weightsDir: string;
+  verify: VerifyMode;
+  dtype: 'fp32' | 'fp16' | 'q8';
+  device: 'cpu' | 'cuda';
+  views: number;
+  viewSize: number;
+  minSimilarity: number;
+  minAlignment: number;
+  minImageSimilarity: number;
+  minAesthetic: number;
+  /** Prompts whose text embedding stays cached. */
+  textCache: number;
+}
+
+interface Loaded {
+  lib: typeof import('@huggingface/transformers');
+  tokenizer: PreTrainedTokenizer;
+  imageSettings: ClipImageSettings;
+  text: PreTrainedModel;
+  vision: PreTrainedModel;
+  aesthetic: AestheticPredictor | null;
+}
+
+/** The files a CLIP folder must hold for this dtype (transformers.js names). */
+export function clipFolderFiles(dtype: ClipOptions['dtype']): string[] {
+  const suffix = { fp32: '', fp16: '_fp16', q8: '_quantized' }[dtype];
+  return [
+    'config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json',
+    `onnx/text_model${suffix}.onnx`, `onnx/vision_model${suffix}.onnx`,
+  ];
+}
+
+export class ClipValidator implements Validator {
+  readonly name = 'clip';
+  readonly preview = false;
+  readonly gpu: boolean;
+  private loaded: Loaded | null = null;
+  private loadError: string | null = null;
+  private readonly textEmbeddings = new Map<string, Float32Array>();
+
+  constructor(
+    private readonly options: ClipOptions,
+    private readonly renderViews: ViewRenderer,
+  ) {
+    this.gpu = options.device === 'cuda';
+  }
+
+  readiness(): Readiness {
+    if (this.loaded) return { ready: true };
+    if (this.loadError) return { ready: false, detail: this.loadError };
+    const missing = missingPaths(this.options.files);
+    if (missing.length) return { ready: false, detail: `model files not found: ${missing.join(', ')} (run: npm run weights)` };
+    return { ready: false, detail: `loading CLIP from ${this.options.modelDir}` };
+  }
+
+  async init(): Promise<void> {
+    const { modelDir, files, weightsDir, verify, dtype, device, aestheticPath } = this.options;
+    try {
+      const problem = describeProblems(await checkFiles(files, { dir: weightsDir, verify }));
+      if (problem) throw new Error(problem);
+      const lib = await import('@huggingface/transformers');
+      const { env, AutoTokenizer, CLIPTextModelWithProjection, CLIPVisionModelWithProjection } = lib;
+      // Disk only: never reach for the hub. The model id is the folder's name under its parent.
+      env.allowRemoteModels = false;
+      env.allowLocalModels = true;
+      env.localModelPath = `${dirname(modelDir)}/`;
+      const id = basename(modelDir);
+      const modelOptions = { device, dtype } as const;
+      const [tokenizer, imageSettings, text, vision, aesthetic] = await Promise.all([
+        AutoTokenizer.from_pretrained(id),
+        readFile(join(modelDir, 'preprocessor_config.json'), 'utf8').then((t) => clipImageSettings(JSON.parse(t))),
+        CLIPTextModelWithProjection.from_pretrained(id, modelOptions),
+        CLIPVisionModelWithProjection.from_pretrained(id, modelOptions),
+        aestheticPath ? loadAestheticPredictor(aestheticPath) : Promise.resolve(null),
+      ]);
+      this.loaded = { lib, tokenizer, imageSettings, text, vision, aesthetic };
+    } catch (err) {
+      this.loadError = `CLIP could not be loaded from ${modelDir}: ${(err as Error).message}`;
+      throw new Error(this.loadError);
+    }
+  }
+
+  async close(): Promise<void> {
+    const loaded = this.loaded;
+    this.loaded = null;
+    await Promise.all([loaded?.text.dispose(), loaded?.vision.dispose()]);
+  }
+
+  async validate({ job, cloud, image }: ValidationInput, signal?: AbortSignal): Promise<Check[]> {
+    const loaded = this.loaded;
+    if (!loaded) throw new Error(this.readiness().detail ?? 'CLIP not loaded');
+    const o = this.options;
+    const views = await this.renderViews(cloud, { count: o.views, size: o.viewSize }, signal);
+    signal?.throwIfAborted();
+    const check = (name: string, value: number, threshold: number): Check => ({ name, value, threshold, passed: value >= threshold, by: this.name });
+    const checks: Check[] = [];
+
+    let viewEmbeds: Float32Array[];
+    if (job.task.kind === 'text') {
+      const [text, embeds] = await Promise.all([this.embedText(loaded, job.task.prompt), this.embedImages(loaded, views)]);
+      viewEmbeds = embeds;
+      const cosines = viewEmbeds.map((v) => cosine(v, text));
+      checks.push(check('clip_alignment', validatorAlignment(cosines), o.minAlignment));
+      checks.push(check('clip_similarity', mean(cosines), o.minSimilarity));
+    } else {
+      // The framed input against the views, both on the validator's white background.
+      const [reference, ...embeds] = await this.embedImages(loaded, [image, ...views]);
+      viewEmbeds = embeds;
+      checks.push(check('clip_image_similarity', mean(viewEmbeds.map((v) => cosine(v, reference))), o.minImageSimilarity));
+    }
+    if (loaded.aesthetic && o.minAesthetic > 0) {
+      const predictor = loaded.aesthetic;
+      checks.push(check('aesthetic', mean(viewEmbeds.map((v) => predictor.score(v))), o.minAesthetic));
+    }
+    return checks;
+  }
+
+  private async embedText(loaded: Loaded, prompt: string): Promise<Float32Array> {
+    const cached = this.textEmbeddings.get(prompt);
+    if (cached) {
+      // Refresh its place in the insertion-ordered map (least recently used goes first).
+      this.textEmbeddings.delete(prompt);
+      this.textEmbeddings.set(prompt, cached);
+      return cached;
+    }
+    // CLIP reads at most 77 tokens; longer prompts are truncated as the reference tokenizer does.
+    const inputs = loaded.tokenizer([prompt], { padding: true, truncation: true });
+    const { text_embeds } = (await loaded.text(inputs)) as { text_embeds: Tensor };
+    const embedding = rows(text_embeds)[0];
+    if (this.options.textCache > 0) {
+      if (this.textEmbeddings.size >= this.options.textCache) this.textEmbeddings.delete(this.textEmbeddings.keys().next().value!);
+      this.textEmbeddings.set(prompt, embedding);
+    }
+    return embedding;
+  }
+
+  private async embedImages(loaded: Loaded, images: RgbaImage[]): Promise<Float32Array[]> {
+    const pixels = await clipPixelValues(loaded.imageSettings, images);
+    const pixel_values = new loaded.lib.Tensor('float32', pixels.data, pixels.dims);
+    const { image_embeds } = (await loaded.vision({ pixel_values })) as { image_embeds: Tensor };
+    return rows(image_embeds);
+  }
+}
+
+/** CLIP's image pre-processing, as the model folder's preprocessor_config.json states it. */
+export interface ClipImageSettings {
+  /** Shortest edge after resizing. */
+  shortestEdge: number;
+  crop: { width: number; height: number };
+  mean: [number, number, number];
+  std: [number, number, number];
+  rescale: number;
+}
+
+/**
+ * Reads the fields of a Hugging Face CLIP preprocessor_config.json that CLIP's pre-processing uses. A plain
+ * number for `size` means the shortest edge, as in the reference CLIPImageProcessor.
+ */
+export function clipImageSettings(config: Record<string, unknown>): ClipImageSettings {
+  const size = config.size as number | { shortest_edge?: number; height?: number; width?: number } | undefined;
+  const shortestEdge = typeof size === 'number' ? size : size?.shortest_edge ?? Math.min(size?.height ?? NaN, size?.width ?? NaN);
+  const cropRaw = (config.do_center_crop === false ? shortestEdge : config.crop_size ?? shortestEdge) as number | { height: number; width: number };
+  const crop = typeof cropRaw === 'number' ? { width: cropRaw, height: cropRaw } : cropRaw;
+  const triple = (v: unknown, fallback: number) => (Array.isArray(v) && v.length === 3 ? v : [fallback, fallback, fallback]) as [number, number, number];
+  const settings = {
+    shortestEdge,
+    crop,
+    mean: config.do_normalize === false ? [0, 0, 0] as [number, number, number] : triple(config.image_mean, NaN),
+    std: config.do_normalize === false ? [1, 1, 1] as [number, number, number] : triple(config.image_std, NaN),
+    rescale: typeof config.rescale_factor === 'number' ? config.rescale_factor : 1 / 255,
+  };
+  if (!(settings.shortestEdge > 0) || !(crop?.width > 0) || !(crop?.height > 0) || settings.mean.some(Number.isNaN) || settings.std.some(Number.isNaN)) {
+    throw new Error(`preprocessor_config.json lacks size, crop_size, image_mean or image_std: ${JSON.stringify(config).slice(0, 200)}`);
+  }
+  return settings;
+}
+
+/**
+ * CLIP's pixel values for a batch of views: each flattened onto white (the validator's background), resized
+ * so its shortest edge matches (bicubic, via sharp, as transformers.js does in Node), centre-cropped,
+ * rescaled and normalised, NCHW float32. Written directly because it runs on every attempt: the views are
+ * resized in parallel by libvips.
+ */
+export async function clipPixelValues(settings: ClipImageSettings, images: RgbaImage[]): Promise<{ data: Float32Array; dims: number[] }> {
+  const { width: cw, height: ch } = settings.crop;
+  const plane = cw * ch;
+  const out = new Float32Array(images.length * 3 * plane);
+  const scale = [0, 1, 2].map((c) => settings.rescale / settings.std[c]);
+  const offset = [0, 1, 2].map((c) => -settings.mean[c] / settings.std[c]);
+  await Promise.all(images.map(async (image, n) => {
+    const k = settings.shortestEdge / Math.min(image.width, image.height);
+    const w = Math.max(cw, Math.round(image.width * k));
+    const h = Math.max(ch, Math.round(image.height * k));
+    const rgb = await sharp(Buffer.from(flattenOnWhite(image).buffer), { raw: { width: image.width, height: image.height, channels: 3 } })
+      .resize(w, h, { kernel: 'cubic', fit: 'fill' })
+      .extract({ left: (w - cw) >> 1, top: (h - ch) >> 1, width: cw, height: ch })
+      .raw()
+      .toBuffer();
+    const base = n * 3 * plane;
+    for (let p = 0, i = 0; p < plane; p++, i += 3) {
+      out[base + p] = rgb[i] * scale[0] + offset[0];
+      out[base + plane + p] = rgb[i + 1] * scale[1] + offset[1];
+      out[base + 2 * plane + p] = rgb[i + 2] * scale[2] + offset[2];
+    }
+  }));
+  return { data: out, dims: [images.length, 3, ch, cw] };
+}
+
+/** RGB bytes of an RGBA image composited over white. */
+export function flattenOnWhite(image: RgbaImage): Uint8ClampedArray {
+  const { data } = image;
+  const n = image.width * image.height;
+  const out = new Uint8ClampedArray(n * 3);
+  for (let p = 0, i = 0, o = 0; p < n; p++, i += 4, o += 3) {
+    const a = data[i + 3];
+    if (a === 255) {
+      out[o] = data[i]; out[o + 1] = data[i + 1]; out[o + 2] = data[i + 2];
+    } else {
+      const w = 255 - a;
+      out[o] = (data[i] * a + 255 * w + 127) / 255;
+      out[o + 1] = (data[i + 1] * a + 255 * w + 127) / 255;
+      out[o + 2] = (data[i + 2] * a + 255 * w + 127) / 255;
+    }
+  }
+  return out;
+}
+
+/** The validator's text alignment: cosines clipped to [0,1], geometric mean, divided by 0.35. */
+export function validatorAlignment(cosines: readonly number[]): number {
+  if (!cosines.length) return 0;
+  let logSum = 0;
+  for (const c of cosines) {
+    const clipped = Math.min(1, Math.max(0, c));
+    if (clipped === 0) return 0;
+    logSum += Math.log(clipped);
+  }
+  return Math.exp(logSum / cosines.length) / VALIDATOR_ALIGNMENT_DIVISOR;
+}
+
+export function cosine(a: Float32Array, b: Float32Array): number {
+  let dot = 0, na = 0, nb = 0;
+  for (let i = 0; i < a.length; i++) {
+    dot += a[i] * b[i];
+    na += a[i] * a[i];
+    nb += b[i] * b[i];
+  }
+  return dot / Math.max(Math.sqrt(na * nb), 1e-12);
+}
+
+export function mean(values: readonly number[]): number {
+  return values.length ? values.reduce((s, v) => s + v, 0) / values.length : 0;
+}
+
+/** Rows of a [batch, dim] float tensor. */
+function rows(tensor: Tensor): Float32Array[] {
+  const [batch, dim] = tensor.dims;
+  const data = tensor.data as Float32Array;
+  return Array.from({ length: batch }, (_, i) => data.slice(i * dim, (i + 1) * dim));
+}
