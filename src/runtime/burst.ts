@@ -51,7 +51,7 @@ export class Burst {
       const label = String(index);
       const url = new URL(path, peer.url.endsWith('/') ? peer.url : `${peer.url}/`).href;
       try {
-        const timeout = AbortSignal.timeout(remaining);
+        const timeout = AbortSignal.timeout(Math.ceil(remaining));
         const response = await fetch(url, {
           method: 'POST',
           headers: {
