@@ -16,6 +16,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: () => import('./commands/serve.js'),
   check: () => import('./commands/check.js'),
   config: () => import('./commands/config.js'),
+  pregenerate: () => import('./commands/pregenerate.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

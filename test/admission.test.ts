@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
 import { Admission, BusyError, ShuttingDownError } from '../src/runtime/admission.js';
 import { GpuLock } from '../src/runtime/gpu-lock.js';
-import { fakeStages, postPrompt, serveApp, sleep, testConfig, type Served } from './support/fake-stages.js';
+import { fakeStages, postPrompt, serveApp, sleep, testConfig, type Served, errorOf } from './support/fake-stages.js';
 
 const servers: Served[] = [];
 afterEach(async () => {
@@ -89,7 +89,7 @@ describe('admission over HTTP', () => {
     expect(statuses).toEqual([200, 200, 503]);
     const refused = responses.find((r) => r.status === 503)!;
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(7);
-    expect((await refused.json()).error).toMatch(/busy/);
+    expect((await errorOf(refused))).toMatch(/busy/);
     expect(s.calls.imageTo3d).toBe(2);
   });
 
@@ -108,7 +108,7 @@ describe('admission over HTTP', () => {
     const response = await postPrompt(s.url, 'a slow chair');
     const elapsed = performance.now() - t0;
     expect(response.status).toBe(503);
-    expect((await response.json()).error).toMatch(/deadline/);
+    expect((await errorOf(response))).toMatch(/deadline/);
     expect(response.headers.get('retry-after')).toBeTruthy();
     expect(elapsed).toBeLessThan(1200);
   });
@@ -124,7 +124,7 @@ describe('admission over HTTP', () => {
     const refused = await postPrompt(s.url, 'a third chair');
     expect(performance.now() - t0).toBeLessThan(150);
     expect(refused.status).toBe(503);
-    expect((await refused.json()).error).toMatch(/cannot finish within the 0.4 s deadline/);
+    expect((await errorOf(refused))).toMatch(/cannot finish within the 0.4 s deadline/);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect((await running).status).toBe(200);
     expect(s.calls.imageTo3d).toBe(2);

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
 import { ConfigError } from '../src/config/load.js';
-import { fakeStages, postPrompt, serveApp, testConfig, type Served } from './support/fake-stages.js';
+import { fakeStages, postPrompt, serveApp, testConfig, type Served, errorOf } from './support/fake-stages.js';
 
 const servers: Served[] = [];
 afterEach(async () => {
@@ -27,10 +27,10 @@ describe('bearer auth on the generate routes', () => {
     const missing = await postPrompt(s.url, 'a guarded chair');
     expect(missing.status).toBe(401);
     expect(missing.headers.get('www-authenticate')).toMatch(/^Bearer/);
-    expect((await missing.json()).error).toMatch(/Authorization: Bearer/);
+    expect((await errorOf(missing))).toMatch(/Authorization: Bearer/);
     const wrong = await postPrompt(s.url, 'a guarded chair', { headers: { Authorization: 'Bearer not-it' } });
     expect(wrong.status).toBe(401);
-    expect((await wrong.json()).error).toBe('invalid bearer token');
+    expect((await errorOf(wrong))).toBe('invalid bearer token');
     const malformed = await postPrompt(s.url, 'a guarded chair', { headers: { Authorization: 'Basic abc' } });
     expect(malformed.status).toBe(400);
     // Trailing-slash and future generate routes are covered too.

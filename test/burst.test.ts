@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
-import { fakeStages, postPrompt, serveApp, sleep, testConfig, type Served } from './support/fake-stages.js';
+import { fakeStages, postPrompt, serveApp, sleep, testConfig, type Served, errorOf } from './support/fake-stages.js';
 
 const servers: Served[] = [];
 afterEach(async () => {
@@ -61,7 +61,7 @@ describe('burst to peers', () => {
     const refused = await postPrompt(local.url, 'an unlucky chair');
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBeTruthy();
-    expect((await refused.json()).error).toMatch(/busy/);
+    expect((await errorOf(refused))).toMatch(/busy/);
     expect(performance.now() - t0).toBeLessThan(2500);
     expect(guarded.calls.imageTo3d).toBe(0);
     expect((await running).status).toBe(200);

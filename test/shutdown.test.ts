@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { servablePlyViolation } from '../src/splat/servable.js';
-import { postPrompt, sleep } from './support/fake-stages.js';
+import { postPrompt, sleep, errorOf } from './support/fake-stages.js';
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -61,7 +61,7 @@ describe('graceful shutdown', () => {
     const late = await postPrompt(child.url, 'a late chair');
     expect(late.status).toBe(503);
     expect(late.headers.get('retry-after')).toBeTruthy();
-    expect((await late.json()).error).toMatch(/shutting down/);
+    expect((await errorOf(late))).toMatch(/shutting down/);
     expect((await fetch(`${child.url}/ping`)).status).toBe(503);
     const response = await inFlight;
     expect(response.status).toBe(200);

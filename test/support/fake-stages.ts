@@ -142,3 +142,8 @@ export function testConfig(sections: Record<string, Record<string, unknown>> = {
     cache: { enabled: false, ...sections.cache },
   });
 }
+
+/** The `error` of a JSON error body. */
+export async function errorOf(response: Response): Promise<string> {
+  return ((await response.json()) as { error: string }).error;
+}
