@@ -58,6 +58,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     ? new ResultCache({
         directory: config.cache.directory,
         maxBytes: config.cache.max_size_mb * 1024 * 1024,
+        memoryBytes: config.cache.memory_mb * 1024 * 1024,
         declineTtlMs: config.cache.decline_ttl_s * 1000,
         fingerprint: configFingerprint(config),
         metrics,

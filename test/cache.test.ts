@@ -26,8 +26,9 @@ const bytes = (n: number, fill: number) => new Uint8Array(n).fill(fill);
 const entryFiles = (dir: string) => readdirSync(dir).filter((f) => f !== '.tmp');
 
 describe('ResultCache', () => {
-  const open = (directory: string, maxBytes = 1 << 20, metrics?: Metrics) =>
-    new ResultCache({ directory, maxBytes, declineTtlMs: 1000, fingerprint: 'f1', metrics });
+  // Disk only (memoryBytes 0) unless a test says otherwise, so reads exercise the files.
+  const open = (directory: string, maxBytes = 1 << 20, metrics?: Metrics, memoryBytes = 0) =>
+    new ResultCache({ directory, maxBytes, declineTtlMs: 1000, fingerprint: 'f1', metrics, memoryBytes });
 
   it('misses, then hits with the same bytes; keys separate content, seed, config and artefact kind', async () => {
     const cache = open(tempDir());
@@ -65,7 +66,7 @@ describe('ResultCache', () => {
     await first.put(key, { kind: 'ply' }, bytes(2000, 3));
     writeFileSync(join(dir, '.tmp', 'half-written'), 'x');
     const second = open(dir);
-    expect(second.size()).toEqual({ entries: 1, bytes: 2000 });
+    expect(second.size()).toMatchObject({ entries: 1, bytes: 2000 });
     expect(await second.get(key, { kind: 'ply' })).toEqual(bytes(2000, 3));
     expect(readdirSync(join(dir, '.tmp'))).toEqual([]);
   });
@@ -101,7 +102,7 @@ describe('ResultCache', () => {
     // Using "a" makes "b" the least recently used.
     expect(await cache.get(keys[0], { kind: 'ply' })).not.toBeNull();
     await cache.put(keys[2], { kind: 'ply' }, bytes(1000, 3));
-    expect(cache.size()).toEqual({ entries: 2, bytes: 2000 });
+    expect(cache.size()).toMatchObject({ entries: 2, bytes: 2000 });
     expect(await cache.get(keys[1], { kind: 'ply' })).toBeNull();
     expect(await cache.get(keys[0], { kind: 'ply' })).not.toBeNull();
     expect(await cache.get(keys[2], { kind: 'ply' })).not.toBeNull();
@@ -109,6 +110,20 @@ describe('ResultCache', () => {
     expect(entryFiles(dir)).toHaveLength(2);
     // The bound also holds for what a restart finds.
     expect(open(dir, 1500).size().entries).toBe(1);
+  });
+
+  it('holds recently used artefacts in memory within its own bound', async () => {
+    const dir = tempDir();
+    const cache = open(dir, 1 << 20, undefined, 2500);
+    const keys = ['a', 'b', 'c'].map((p) => cache.requestKey(text(p), 1));
+    for (const [i, key] of keys.entries()) await cache.put(key, { kind: 'ply' }, bytes(1000, i + 1));
+    expect(cache.size().memoryBytes).toBe(2000);
+    // A held artefact is served from memory: removing its file does not change the answer.
+    for (const file of entryFiles(dir)) rmSync(join(dir, file));
+    expect(await cache.get(keys[2], { kind: 'ply' })).toEqual(bytes(1000, 3));
+    // The oldest one was not held, so it is read from disk, which is gone: a miss that drops the entry.
+    expect(await cache.get(keys[0], { kind: 'ply' })).toBeNull();
+    expect(cache.size().entries).toBe(2);
   });
 
   it('remembers declines for the TTL only', () => {

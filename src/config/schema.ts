@@ -88,6 +88,7 @@ export const cacheSchema = z.strictObject({
   enabled: z.boolean().default(true).describe('Serve repeated requests (same prompt or image, seed and output-changing config) from the on-disk result cache.'),
   directory: z.string().min(1).default('.fast3d-cache').describe('Directory of the result cache (created if missing); relative paths are from the working directory.'),
   max_size_mb: z.number().positive().default(2048).describe('Largest total size of cached artefacts in MiB; the least recently used are evicted beyond it.'),
+  memory_mb: z.number().min(0).default(256).describe('MiB of the most recently used artefacts also held in memory, so hot hits read no file (0 = disk only).'),
   decline_ttl_s: z.number().min(0).default(600).describe('Seconds a declined request is remembered and answered 204 again without GPU work (0 = never remembered).'),
 });
 

@@ -7,11 +7,12 @@
  * Entries are plain files named `<entry key>-<crc32>.<kind>`: written to a temp file and renamed (never
  * half-written), checked against the CRC on every read (a corrupt entry is deleted and counts as a miss), kept
  * under a size bound by evicting the least recently used, and found again after a restart by listing the
- * directory (file mtimes carry the recency). Declines are remembered in memory for a short TTL.
+ * directory (file mtimes carry the recency). The most recently used artefacts are also held in memory up to a
+ * second bound, so a hot hit touches no file. Declines are remembered in memory for a short TTL.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { readFile, rename, unlink, utimes, writeFile } from 'node:fs/promises';
+import { open, rename, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Config } from '../config/schema.js';
@@ -28,6 +29,8 @@ export interface CacheOptions {
   maxBytes: number;
   /** How long a decline is remembered; 0 disables the memory. */
   declineTtlMs: number;
+  /** Bytes of recently used artefacts also kept in memory (verified when read from disk); 0 = none. */
+  memoryBytes?: number;
   /** configFingerprint(config): requests under another config never share entries. */
   fingerprint: string;
   metrics?: Metrics;
@@ -59,6 +62,9 @@ export class ResultCache {
   private readonly index = new Map<string, Entry>();
   private readonly declines = new Map<string, { reason: string; until: number }>();
   private bytes = 0;
+  /** Recently used artefacts in memory, least recently used first: a hit from here touches no file. */
+  private readonly memory = new Map<string, Uint8Array>();
+  private memoryBytes = 0;
   private readonly now: () => number;
 
   constructor(private readonly options: CacheOptions) {
@@ -81,9 +87,17 @@ export class ResultCache {
       this.options.metrics?.cacheLookup(label, 'miss');
       return null;
     }
+    const held = this.memory.get(key);
+    if (held) {
+      this.touch(key, entry);
+      this.memory.delete(key);
+      this.memory.set(key, held);
+      this.options.metrics?.cacheLookup(label, 'hit');
+      return held;
+    }
     let bytes: Buffer;
     try {
-      bytes = await readFile(join(this.options.directory, entry.file));
+      bytes = await readWhole(join(this.options.directory, entry.file), entry.size);
     } catch {
       this.drop(key, entry, false);
       this.options.metrics?.cacheLookup(label, 'miss');
@@ -96,13 +110,35 @@ export class ResultCache {
       this.options.metrics?.cacheLookup(label, 'miss');
       return null;
     }
-    // Most recently used: move to the end, and let the file's mtime say so after a restart.
+    this.touch(key, entry);
+    const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+    this.hold(key, view);
+    this.options.metrics?.cacheLookup(label, 'hit');
+    return view;
+  }
+
+  /** Most recently used: move to the end, and let the file's mtime say so after a restart. */
+  private touch(key: string, entry: Entry): void {
     this.index.delete(key);
     this.index.set(key, entry);
     const at = new Date(this.now());
     utimes(join(this.options.directory, entry.file), at, at).catch(() => undefined);
-    this.options.metrics?.cacheLookup(label, 'hit');
-    return new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+  }
+
+  private hold(key: string, bytes: Uint8Array): void {
+    const limit = this.options.memoryBytes ?? 0;
+    this.release(key);
+    if (bytes.length > limit) return;
+    this.memory.set(key, bytes);
+    this.memoryBytes += bytes.length;
+    while (this.memoryBytes > limit) this.release(this.memory.keys().next().value as string);
+  }
+
+  private release(key: string): void {
+    const held = this.memory.get(key);
+    if (!held) return;
+    this.memory.delete(key);
+    this.memoryBytes -= held.length;
   }
 
   /** Stores an artefact atomically (temp file, then rename), then evicts down to the size bound. */
@@ -122,6 +158,7 @@ export class ResultCache {
     }
     this.index.set(key, { file, size: bytes.length, crc });
     this.bytes += bytes.length;
+    this.hold(key, bytes);
     this.evict();
   }
 
@@ -143,8 +180,8 @@ export class ResultCache {
     while (this.declines.size > MAX_DECLINES) this.declines.delete(this.declines.keys().next().value as string);
   }
 
-  size(): { entries: number; bytes: number } {
-    return { entries: this.index.size, bytes: this.bytes };
+  size(): { entries: number; bytes: number; memoryBytes: number } {
+    return { entries: this.index.size, bytes: this.bytes, memoryBytes: this.memoryBytes };
   }
 
   /** Rebuilds the index from the directory; stray temp files from an interrupted write are removed. */
@@ -187,8 +224,29 @@ export class ResultCache {
   private drop(key: string, entry: Entry, unlinkFile: boolean): void {
     if (this.index.get(key) !== entry) return;
     this.index.delete(key);
+    this.release(key);
     this.bytes -= entry.size;
     if (unlinkFile) unlink(join(this.options.directory, entry.file)).catch(() => undefined);
+  }
+}
+
+/**
+ * Reads a file of known size with one read call (plus one to detect a longer file): readFile reads in 512 KiB
+ * chunks, each a trip through the thread pool, which is most of a cache hit's latency on a busy machine.
+ */
+async function readWhole(path: string, size: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(size + 1);
+    let filled = 0;
+    while (filled <= size) {
+      const { bytesRead } = await handle.read(buffer, filled, size + 1 - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return buffer.subarray(0, filled);
+  } finally {
+    await handle.close();
   }
 }
 
