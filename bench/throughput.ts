@@ -20,6 +20,8 @@ import type { Stages } from '../src/pipelines/stages.js';
 import { PreviewTextToImage } from '../src/pipelines/text-to-image/preview.js';
 import { allocateCloud, GAUSSIAN_PROPERTIES, type GaussianCloud } from '../src/splat/cloud.js';
 import { decodePly } from '../src/splat/ply.js';
+import { createLogger, type Logger } from '../src/runtime/log.js';
+import { Writable } from 'node:stream';
 
 const FIXTURES = join(process.cwd(), '..', 'shared', 'fixtures');
 
@@ -73,8 +75,8 @@ async function benchStages(options: { textToImageMs: number; imageTo3dMs: number
   };
 }
 
-async function start(sections: Record<string, unknown>, stages: Partial<Stages>) {
-  const composed = compose(parseConfig({ log: { level: 'silent' }, ...sections }), { stages });
+async function start(sections: Record<string, unknown>, stages: Partial<Stages>, logger?: Logger) {
+  const composed = compose(parseConfig({ log: { level: 'silent' }, ...sections }), { stages, logger });
   const server = await new Promise<ServerType>((resolve) => {
     const s = serve({ fetch: composed.app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
   });
@@ -188,27 +190,47 @@ async function cacheHits(runs: number): Promise<{ http: number[]; inProcess: num
   return { http, inProcess, minMs, cpuMs, bytes };
 }
 
-/** Wall time per job with instant GPU fakes: everything that is not the model (CPU stages, checks, HTTP). */
-async function overhead(runs: number): Promise<{ perRun: number[]; cpuPerRun: number[]; gaussians: number }> {
+/**
+ * Wall time per job with instant GPU fakes: everything that is not the GPU models (CPU stages, checks, HTTP).
+ * Matting is reported apart: in production it is a model too (ISNet), here the preview keying backend.
+ */
+async function overhead(runs: number): Promise<{ perRun: number[]; nonModelPerRun: number[]; cpuPerRun: number[]; stages: Record<string, number>; gaussians: number }> {
   const cloud = decodePly(fixture('robocop.ply'));
   const perRun: number[] = [];
+  const nonModelPerRun: number[] = [];
   const cpuPerRun: number[] = [];
+  const stageTimes: Record<string, number[]> = {};
   for (let run = 0; run < runs; run++) {
-    const s = await start({ cache: { enabled: false } }, await benchStages({ textToImageMs: 0, imageTo3dMs: 0, cloud }));
+    const timings: Record<string, number>[] = [];
+    const logger = createLogger('info', new Writable({
+      write(chunk, _encoding, done) {
+        const line = JSON.parse(String(chunk)) as { timings?: Record<string, number> };
+        if (line.timings) timings.push(line.timings);
+        done();
+      },
+    }));
+    const s = await start({ cache: { enabled: false } }, await benchStages({ textToImageMs: 0, imageTo3dMs: 0, cloud }), logger);
     await post(s.url, 'warm-up');
+    timings.length = 0;
     const times: number[] = [];
+    const nonModel: number[] = [];
     const cpu = process.cpuUsage();
     for (let i = 0; i < 8; i++) {
       const r = await post(s.url, `robocop job ${i} run ${run}`);
       if (r.status !== 200) throw new Error(`job answered ${r.status}`);
       times.push(r.ms);
+      const t = timings[timings.length - 1] ?? {};
+      nonModel.push(r.ms - (t.matting ?? 0) - (t.text_to_image ?? 0) - (t.image_to_3d ?? 0));
+      for (const [stage, ms] of Object.entries(t)) (stageTimes[stage] ??= []).push(ms);
     }
     const used = process.cpuUsage(cpu);
     cpuPerRun.push((used.user + used.system) / 1000 / times.length);
     perRun.push(median(times));
+    nonModelPerRun.push(median(nonModel));
     await s.close();
   }
-  return { perRun, cpuPerRun, gaussians: cloud.count };
+  const stages = Object.fromEntries(Object.entries(stageTimes).map(([stage, values]) => [stage, median(values)]));
+  return { perRun, nonModelPerRun, cpuPerRun, stages, gaussians: cloud.count };
 }
 
 async function main(): Promise<void> {
@@ -239,8 +261,10 @@ async function main(): Promise<void> {
   if (parts.includes('overhead')) {
   const cost = await overhead(runs);
   console.log(`orchestration overhead per job, instant fake GPU stages, robocop-size asset (${cost.gaussians} Gaussians), one client, median of 8 jobs per run:`);
-  console.log(`  median ${median(cost.perRun).toFixed(1)} ms (runs: ${fmt(cost.perRun)})  target <= 300 ms ${median(cost.perRun) <= 300 ? 'MET' : 'MISSED'}`);
-  console.log(`  CPU time per job (server and client, one process): median ${median(cost.cpuPerRun).toFixed(1)} ms (runs: ${fmt(cost.cpuPerRun)})`);
+  console.log(`  whole job incl. preview keying matting: median ${median(cost.perRun).toFixed(1)} ms (runs: ${fmt(cost.perRun)})`);
+  console.log(`  non-model time (whole job minus matting and the GPU stages): median ${median(cost.nonModelPerRun).toFixed(1)} ms (runs: ${fmt(cost.nonModelPerRun)})  target <= 300 ms ${median(cost.nonModelPerRun) <= 300 ? 'MET' : 'MISSED'}`);
+  console.log(`  stage medians (ms): ${Object.entries(cost.stages).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
+  console.log(`  CPU time per job (server and client share the process): median ${median(cost.cpuPerRun).toFixed(1)} ms (runs: ${fmt(cost.cpuPerRun)})`);
   }
 }
 
