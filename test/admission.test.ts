@@ -111,6 +111,23 @@ describe('admission over HTTP', () => {
     expect(elapsed).toBeLessThan(1200);
   });
 
+  it('abandons a job still waiting in the queue at its deadline, which then leaves the queue', async () => {
+    // The GPU stage ignores aborts, so the first job keeps its place until 0.7 s, past the second's deadline.
+    const s = await start({ deadline_s: 0.4, queue_length: 2, pipeline_concurrency: 1 }, { imageTo3dMs: 700, ignoreAbort: true });
+    const running = postPrompt(s.url, 'a running chair');
+    await sleep(100);
+    const t0 = performance.now();
+    const waiting = await postPrompt(s.url, 'a waiting chair');
+    expect(waiting.status).toBe(503);
+    expect(await errorOf(waiting)).toMatch(/deadline/);
+    expect(performance.now() - t0).toBeLessThan(650);
+    expect(s.service.admission.depth).toBe(0);
+    // The first job itself ran past 0.4 s: abandoned too; the queued one never reached a stage.
+    expect((await running).status).toBe(503);
+    await sleep(700);
+    expect(s.calls.textToImage).toBe(1);
+  });
+
   it('refuses up front a job whose estimated finish misses the deadline', async () => {
     // One job measures ~250 ms of GPU per job; with one running, a new job would finish after ~500 ms > 400 ms.
     const s = await start({ deadline_s: 0.4, queue_length: 4, pipeline_concurrency: 1, retry_after_s: 1 }, { imageTo3dMs: 250 });
