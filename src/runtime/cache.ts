@@ -42,11 +42,14 @@ interface Entry {
   file: string;
   size: number;
   crc: number;
+  /** When the file's mtime was last set (ms), to limit those writes. */
+  touched?: number;
 }
 
 const ENTRY_FILE = /^([0-9a-f]{64})-([0-9a-f]{8})\.(ply|mp4)$/;
 const TMP = '.tmp';
 const MAX_DECLINES = 10_000;
+const TOUCH_INTERVAL_MS = 60_000;
 
 /** Sections of the config that change what a request produces; the fingerprint covers these (and the version). */
 export const OUTPUT_SECTIONS = ['pipeline', 'text_to_image', 'matting', 'image_to_3d', 'validate', 'render', 'video'] as const;
@@ -117,11 +120,17 @@ export class ResultCache {
     return view;
   }
 
-  /** Most recently used: move to the end, and let the file's mtime say so after a restart. */
+  /**
+   * Most recently used: move to the end, and let the file's mtime say so after a restart (at most once a minute
+   * per entry: recency across restarts needs no finer grain, and a hot entry then costs no syscall per hit).
+   */
   private touch(key: string, entry: Entry): void {
     this.index.delete(key);
     this.index.set(key, entry);
-    const at = new Date(this.now());
+    const now = this.now();
+    if (now - (entry.touched ?? 0) < TOUCH_INTERVAL_MS) return;
+    entry.touched = now;
+    const at = new Date(now);
     utimes(join(this.options.directory, entry.file), at, at).catch(() => undefined);
   }
 
