@@ -1,15 +1,22 @@
 /**
  * The HTTP routes. Only this file and contract/ know about HTTP; everything below works on Jobs.
+ * Around the routes: request ids and one log line per request, metrics, optional bearer auth on the generate
+ * routes, result-cache lookups, and forwarding to burst peers when the local queue is full.
  */
-import { Hono, type Context } from 'hono';
+import { Hono, type Context, type MiddlewareHandler } from 'hono';
+import { bearerAuth } from 'hono/bearer-auth';
 import { bodyLimit } from 'hono/body-limit';
+import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { HttpError } from './contract/errors.js';
 import { assertFormContentType, parseGenerateRequest, type GenerateRequest, type RequestLimits } from './contract/request.js';
-import { declinedResponse, errorResponse, plyResponse, reportHeaders } from './contract/responses.js';
+import { asciiHeader, declinedResponse, errorResponse, plyResponse, reportHeaders } from './contract/responses.js';
 import type { Job, Outcome } from './pipelines/job.js';
-import { BusyError } from './runtime/admission.js';
+import { BusyError, DeadlineError, ShuttingDownError } from './runtime/admission.js';
+import { FORWARDED_HEADER, type Burst, type ForwardedAnswer } from './runtime/burst.js';
+import type { Artefact, ResultCache } from './runtime/cache.js';
 import type { Logger } from './runtime/log.js';
+import type { Metrics } from './runtime/metrics.js';
 import { NotReadyError, type GenerationService } from './runtime/service.js';
 
 export interface AppOptions {
@@ -19,13 +26,31 @@ export interface AppOptions {
   healthOkStatus: string;
   retryAfterSeconds: number;
   logger?: Logger;
+  /** Serves GET /metrics and counts requests when given. */
+  metrics?: Metrics;
+  /** Result cache; absent when disabled. */
+  cache?: ResultCache;
+  /** Peers that take requests the local queue cannot. */
+  burst?: Burst;
+  /** Bearer token the generate routes require; absent = open. */
+  authToken?: string;
 }
+
+/** Header saying where an answer came from: hit, decline-hit, miss (generated here), or peer. */
+export const CACHE_HEADER = 'X-Fast3d-Cache';
 
 type Env = { Variables: RequestIdVariables & { log: Record<string, unknown> } };
 
 export function createApp(service: GenerationService, options: AppOptions): Hono<Env> {
   const app = new Hono<Env>({ strict: false });
-  const retryAfter = { 'Retry-After': String(options.retryAfterSeconds) };
+  const retryAfter = (seconds = options.retryAfterSeconds) => ({ 'Retry-After': String(seconds) });
+  let routeNames: Set<string> | undefined;
+  const routeLabel = (path: string) => {
+    routeNames ??= new Set(app.routes.filter((r) => !r.path.includes('*')).map((r) => r.path));
+    const trimmed = path.length > 1 ? path.replace(/\/+$/, '') : path;
+    return routeNames.has(trimmed) ? trimmed : 'other';
+  };
+  const addLog = (c: Context<Env>, fields: Record<string, unknown>) => c.set('log', { ...c.get('log'), ...fields });
 
   app.use(requestId());
   app.use(async (c, next) => {
@@ -34,64 +59,145 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     await next();
     c.res.headers.set('X-Fast3d-Mode', service.mode);
     c.res.headers.set('X-Request-Id', c.get('requestId'));
-    if (c.req.path === '/ping') return;
+    const ms = performance.now() - start;
+    if (c.req.path === '/metrics' || c.req.path === '/ping') return;
+    options.metrics?.request(routeLabel(c.req.path), c.res.status, ms / 1000);
     options.logger?.info(
-      {
-        req_id: c.get('requestId'),
-        method: c.req.method,
-        path: c.req.path,
-        status: c.res.status,
-        ms: Math.round(performance.now() - start),
-        ...c.get('log'),
-      },
+      { req_id: c.get('requestId'), method: c.req.method, path: c.req.path, status: c.res.status, ms: Math.round(ms), ...c.get('log') },
       'request',
     );
   });
 
   app.onError((err, c) => {
     if (err instanceof HttpError) return errorResponse(err);
-    if (err instanceof BusyError) return errorResponse(new HttpError(503, `${err.message}; retry later`, retryAfter));
-    if (err instanceof NotReadyError) return errorResponse(new HttpError(503, err.message, retryAfter));
+    if (err instanceof HTTPException) return err.getResponse();
+    if (err instanceof BusyError) return errorResponse(new HttpError(503, `${err.message}; retry later`, retryAfter(err.retryAfterS)));
+    if (err instanceof DeadlineError) return errorResponse(new HttpError(503, err.message, retryAfter()));
+    if (err instanceof ShuttingDownError) return errorResponse(new HttpError(503, err.message, { ...retryAfter(), Connection: 'close' }));
+    if (err instanceof NotReadyError) return errorResponse(new HttpError(503, err.message, retryAfter()));
     if (c.req.raw.signal.aborted) {
-      c.set('log', { ...c.get('log'), cancelled: true });
+      addLog(c, { cancelled: true });
       return errorResponse(new HttpError(503, 'request cancelled'));
     }
     options.logger?.error({ req_id: c.get('requestId'), err: { message: err.message, stack: err.stack } }, 'unhandled error');
     return errorResponse(new HttpError(500, `internal error: ${err.message}`));
   });
 
+  if (options.authToken) {
+    // /health, /ping and /metrics stay open: load balancers and scrapers send no token.
+    const auth: MiddlewareHandler<Env> = bearerAuth({
+      token: options.authToken,
+      noAuthenticationHeader: { message: { error: 'this route needs an "Authorization: Bearer <token>" header' } },
+      invalidAuthenticationHeader: { message: { error: 'malformed Authorization header; expected "Bearer <token>"' } },
+      invalidToken: { message: { error: 'invalid bearer token' } },
+    });
+    app.use(async (c, next) => (isGenerateRoute(c.req.path) ? auth(c, next) : next()));
+  }
+
   const limitBody = bodyLimit({
     maxSize: options.bodyLimitBytes,
     onError: () => errorResponse(new HttpError(413, `request body is larger than ${options.bodyLimitBytes} bytes`)),
   });
 
-  /** Parses the form, runs the job, records the log fields; the route decides what the asset becomes. */
-  async function runGenerate(c: Context<Env>): Promise<{ request: GenerateRequest; outcome: Outcome }> {
-    assertFormContentType(c.req.header('content-type'));
+  /** The parsed request, plus the raw body when it may have to be forwarded to a peer as it came. */
+  async function readRequest(c: Context<Env>): Promise<{ request: GenerateRequest; raw?: ArrayBuffer }> {
+    const contentType = c.req.header('content-type');
+    assertFormContentType(contentType);
+    const mayForward = options.burst?.enabled && !c.req.header(FORWARDED_HEADER);
     let fields;
+    let raw: ArrayBuffer | undefined;
     try {
+      // Read the bytes first: Hono re-parses the form from them, and a form re-encoded later would not be
+      // the same bytes (multipart boundaries change).
+      if (mayForward) raw = await c.req.arrayBuffer();
       fields = await c.req.parseBody({ all: true });
     } catch (err) {
       throw new HttpError(400, `malformed form body: ${(err as Error).message}`);
     }
     const request = await parseGenerateRequest(fields, options.limits);
+    addLog(c, { task: request.task.kind, seed: request.seed });
+    return { request, raw };
+  }
+
+  /** A cached answer for the request (artefact or remembered decline), or null. */
+  async function cachedAnswer(c: Context<Env>, key: string | undefined, artefact: Artefact, respond: (bytes: Uint8Array) => Response): Promise<Response | null> {
+    const cache = options.cache;
+    if (!cache || key === undefined) return null;
+    const reason = cache.declined(key);
+    if (reason !== null) {
+      options.metrics?.cacheLookup(artefact.kind, 'decline_hit');
+      addLog(c, { cache: 'decline-hit', outcome: 'declined', reason });
+      return declinedResponse({ 'X-Fast3d-Decline-Reason': asciiHeader(reason), [CACHE_HEADER]: 'decline-hit' });
+    }
+    const bytes = await cache.get(key, artefact);
+    if (!bytes) return null;
+    try {
+      const response = respond(bytes);
+      addLog(c, { cache: 'hit', outcome: 'asset', bytes: bytes.length });
+      return response;
+    } catch (err) {
+      // Only checked bytes are stored, so this means the rules changed since: regenerate rather than fail.
+      if (!(err instanceof HttpError)) throw err;
+      options.logger?.warn({ err: err.message }, 'cached artefact refused; regenerating');
+      return null;
+    }
+  }
+
+  /**
+   * Runs the job here, or, when the local queue is full and peers are configured, forwards the request.
+   * Returns the local outcome, or the peer's answer.
+   */
+  async function generateOrForward(c: Context<Env>, request: GenerateRequest, raw: ArrayBuffer | undefined): Promise<{ outcome: Outcome } | { forwarded: ForwardedAnswer }> {
     const job: Job = { id: c.get('requestId'), task: request.task, seed: request.seed, delivery: request.delivery, signal: c.req.raw.signal };
-    c.set('log', { task: job.task.kind, seed: job.seed });
-    const outcome = await service.generate(job);
-    c.set('log', {
-      ...c.get('log'),
+    let outcome: Outcome;
+    try {
+      outcome = await service.generate(job);
+    } catch (err) {
+      if (!(err instanceof BusyError) || !raw || !options.burst) throw err;
+      const forwarded = await options.burst.forward(c.req.path, c.req.header('content-type') ?? '', raw, c.req.raw.signal);
+      addLog(c, { forwarded: forwarded ? `peer ${forwarded.peer}` : 'failed' });
+      if (!forwarded) throw err;
+      return { forwarded };
+    }
+    addLog(c, {
       outcome: outcome.kind,
       ...(outcome.kind === 'declined' ? { reason: outcome.reason } : { gaussians: outcome.cloud.count, bytes: outcome.ply.length }),
       attempts: outcome.report.attempts,
       timings: outcome.report.timings,
     });
-    return { request, outcome };
+    return { outcome };
+  }
+
+  /** Stores what a job produced (the artefact, or the decline) under its request key; never fails the request. */
+  async function remember(key: string | undefined, artefact: Artefact, outcome: Outcome, bytes?: Uint8Array): Promise<void> {
+    const cache = options.cache;
+    if (!cache || key === undefined) return;
+    if (outcome.kind === 'declined') {
+      cache.rememberDecline(key, outcome.reason);
+      return;
+    }
+    if (!bytes) return;
+    try {
+      await cache.put(key, artefact, bytes);
+    } catch (err) {
+      options.logger?.warn({ err: (err as Error).message }, 'cache write failed');
+    }
   }
 
   app.post('/generate', limitBody, async (c) => {
-    const { outcome } = await runGenerate(c);
-    const headers = reportHeaders(outcome);
-    return outcome.kind === 'asset' ? plyResponse(outcome.ply, headers) : declinedResponse(headers);
+    const artefact: Artefact = { kind: 'ply' };
+    const { request, raw } = await readRequest(c);
+    const key = options.cache?.requestKey(request.task, request.seed, request.delivery);
+    const cached = await cachedAnswer(c, key, artefact, (bytes) => plyResponse(bytes, { [CACHE_HEADER]: 'hit' }));
+    if (cached) return cached;
+    const result = await generateOrForward(c, request, raw);
+    if ('forwarded' in result) return forwardedResponse(result.forwarded, (bytes, headers) => plyResponse(bytes, headers));
+    const { outcome } = result;
+    const headers = { ...reportHeaders(outcome), [CACHE_HEADER]: 'miss' };
+    // The 200 is built (and its bytes checked) before they are cached, so only servable bytes are stored.
+    const response = outcome.kind === 'asset' ? plyResponse(outcome.ply, headers) : declinedResponse(headers);
+    await remember(key, artefact, outcome, outcome.kind === 'asset' ? outcome.ply : undefined);
+    return response;
   });
 
   app.get('/health', (c) => {
@@ -107,6 +213,35 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     return status === 'starting' ? c.body(null, 204) : c.json({ status }, 503);
   });
 
+  if (options.metrics) {
+    const metrics = options.metrics;
+    app.get('/metrics', async (c) => c.body(await metrics.text(), 200, { 'Content-Type': metrics.contentType }));
+  }
+
   app.notFound((c) => errorResponse(new HttpError(404, `no route for ${c.req.method} ${c.req.path}`)));
   return app;
+}
+
+/** The generate routes (every POST that starts a job), which bearer auth protects when enabled. */
+export function isGenerateRoute(path: string): boolean {
+  return path === '/generate' || path.startsWith('/generate/') || path.startsWith('/generate_');
+}
+
+/**
+ * A peer's answer as ours: a 204 passes through; a 200's bytes go through `respond` (for assets that is
+ * plyResponse, which re-checks them), and bytes it refuses become the usual 503 rather than a bad 200.
+ */
+function forwardedResponse(answer: ForwardedAnswer, respond: (bytes: Uint8Array, headers: Record<string, string>) => Response): Response {
+  const headers: Record<string, string> = { [CACHE_HEADER]: 'peer' };
+  answer.headers.forEach((value, name) => {
+    if (name.toLowerCase().startsWith('x-fast3d-') && name.toLowerCase() !== 'x-fast3d-cache') headers[name] = value;
+  });
+  headers['X-Fast3d-Peer'] = String(answer.peer);
+  if (answer.status === 204) return declinedResponse(headers);
+  try {
+    return respond(answer.body, headers);
+  } catch (err) {
+    if (err instanceof HttpError) throw new BusyError(`busy, and burst peer ${answer.peer} returned unservable bytes (${err.message})`);
+    throw err;
+  }
 }

@@ -17,6 +17,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   check: () => import('./commands/check.js'),
   config: () => import('./commands/config.js'),
   weights: () => import('./commands/weights.js'),
+  pregenerate: () => import('./commands/pregenerate.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { pathToFileURL } from 'node:url';
 import { ConfigError, loadConfig } from './config/load.js';
 import { compose } from './compose.js';
+import type { Stages } from './pipelines/stages.js';
 import { createLogger } from './runtime/log.js';
 import { VERSION } from './version.js';
 
@@ -19,11 +20,16 @@ export interface RunningServer {
   stop(): Promise<void>;
 }
 
-export async function startServer(argv: string[] = process.argv.slice(2)): Promise<RunningServer> {
+export interface StartOptions {
+  /** Stages to use instead of the configured backends (tests, benches). */
+  stages?: Partial<Stages>;
+}
+
+export async function startServer(argv: string[] = process.argv.slice(2), options: StartOptions = {}): Promise<RunningServer> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true });
   const config = loadConfig({ path: values.config });
   const logger = createLogger(config.log.level);
-  const { service, app } = compose(config, { logger });
+  const { service, app } = compose(config, { logger, stages: options.stages });
 
   if (service.mode === 'preview') printPreviewBanner();
   void service.start();
@@ -36,21 +42,33 @@ export async function startServer(argv: string[] = process.argv.slice(2)): Promi
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   logger.info({ version: VERSION, mode: service.mode, host: config.server.host, port }, 'listening');
 
+  const http = server as ServerType & { closeIdleConnections?: () => void; closeAllConnections?: () => void };
   let stopping: Promise<void> | undefined;
+  /**
+   * Graceful stop: admission closes at once (new jobs get 503 with Retry-After while the port stays open, so
+   * clients get an answer rather than a refused connection), admitted jobs get up to shutdown_grace_s to
+   * finish and answer, then the server closes and the backends are released.
+   */
   const stop = () => {
     stopping ??= (async () => {
-      logger.info({ grace_s: config.server.shutdown_grace_s }, 'shutting down: no new connections');
+      const graceMs = config.server.shutdown_grace_s * 1000;
+      const started = performance.now();
+      const { running, waiting } = service.health().queue;
+      logger.info({ grace_s: config.server.shutdown_grace_s, running, waiting }, 'shutting down: admission closed');
+      const drained = await service.drain(graceMs);
+      if (!drained) logger.warn({ grace_s: config.server.shutdown_grace_s }, 'grace period over: abandoning in-flight jobs');
+      // Let the answers of the last jobs go out (bounded by what is left of the grace period, at least 1 s).
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
-          (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+          http.closeAllConnections?.();
           resolve();
-        }, config.server.shutdown_grace_s * 1000);
+        }, Math.max(1000, graceMs - (performance.now() - started)));
         timer.unref();
         server.close(() => { clearTimeout(timer); resolve(); });
-        (server as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+        http.closeIdleConnections?.();
       });
       await service.close();
-      logger.info('stopped');
+      logger.info({ drained }, 'stopped');
     })();
     return stopping;
   };
@@ -66,6 +84,22 @@ function printPreviewBanner(): void {
   );
 }
 
+/** Stops gracefully on the first SIGTERM or SIGINT, then exits (0 when stopped cleanly). */
+export function stopOnSignals(running: RunningServer): void {
+  const onSignal = (signal: string) => {
+    process.stderr.write(`fast3d: ${signal} received, finishing in-flight jobs\n`);
+    running.stop().then(
+      () => process.exit(0),
+      (err: Error) => {
+        process.stderr.write(`fast3d: error while stopping: ${err.message}\n`);
+        process.exit(1);
+      },
+    );
+  };
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
+}
+
 async function main(): Promise<void> {
   let running: RunningServer;
   try {
@@ -78,12 +112,7 @@ async function main(): Promise<void> {
     process.stderr.write(`fast3d: cannot start: ${(err as Error).message}\n`);
     process.exit(1);
   }
-  const onSignal = (signal: string) => {
-    process.stderr.write(`fast3d: ${signal} received, finishing in-flight jobs\n`);
-    void running.stop().then(() => process.exit(0));
-  };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  stopOnSignals(running);
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) void main();

@@ -281,7 +281,7 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
   });
 
   it('cannot be configured without a view renderer', () => {
-    const config = parseConfig({ validate: { checks: ['gates', 'clip'] }, weights: { dir: root } });
+    const config = parseConfig({ validate: { checks: ['gates', 'clip'] }, weights: { dir: root }, cache: { enabled: false } });
     expect(() => createStages(config)).toThrow(/no view renderer was given to createStages/);
     expect(createStages(config, { renderViews: flatViewRenderer() }).validators.map((v) => v.name)).toEqual(['gates', 'clip']);
   });
@@ -290,6 +290,7 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     /** Preview stages for everything but validation; checks in config order. */
     const pipeline = async ({ gates, ...clipSection }: Record<string, unknown>) => {
       const config = parseConfig({
+        cache: { enabled: false },
         image_to_3d: { inflate: { max_gaussians: 9000 } },
         validate: {
           checks: ['gates', 'clip'],
@@ -342,6 +343,7 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
 
     it('puts every check with value, threshold and verdict into X-Fast3d-Report of a 204', async () => {
       const config = parseConfig({
+        cache: { enabled: false },
         image_to_3d: { inflate: { max_gaussians: 9000 } },
         validate: {
           checks: ['gates', 'clip'],

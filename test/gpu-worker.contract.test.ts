@@ -51,6 +51,7 @@ async function startWorker(...args: string[]): Promise<WorkerProcess> {
 function configFor(url: string, extra: Record<string, unknown> = {}): Config {
   const connection = { url, poll_interval_s: 0.05, ready_timeout_s: 20, request_timeout_s: 60 };
   return parseConfig({
+    cache: { enabled: false },
     pipeline: { retries: 1 },
     text_to_image: { backend: 'gpu-worker', gpu_worker: { ...connection, size: 256 } },
     image_to_3d: { backend: 'gpu-worker', gpu_worker: { ...connection } },

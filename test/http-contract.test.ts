@@ -391,7 +391,7 @@ describe('overload', () => {
       },
     });
     await base.close();
-    const server = await startTestServer({ runtime: { queue_length: 1 } }, { imageTo3d: slow });
+    const server = await startTestServer({ runtime: { queue_length: 1, pipeline_concurrency: 1 } }, { imageTo3d: slow });
     try {
       const first = postForm(`${server.url}/generate/`, { prompt: 'one' });
       await new Promise((r) => setTimeout(r, 100));

@@ -257,6 +257,7 @@ describe('readiness through HTTP with an empty models folder', () => {
   it('reports each model stage not ready with its paths on /health, answers 503 on /generate/, and keeps serving', async () => {
     const empty = join(dir, 'no-models');
     const config = parseConfig({
+      cache: { enabled: false },
       matting: { backend: 'isnet' },
       validate: { checks: ['gates', 'clip'] },
       weights: { dir: empty },

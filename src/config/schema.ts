@@ -147,8 +147,39 @@ export const weightsSchema = z.strictObject({
 });
 
 export const runtimeSchema = z.strictObject({
-  queue_length: z.number().int().min(0).default(8).describe('Jobs that may wait for the pipeline; more are refused with 503 and Retry-After.'),
-  retry_after_s: z.number().int().min(1).default(10).describe('Seconds suggested in Retry-After when the service is busy or starting.'),
+  queue_length: z.number().int().min(0).default(8).describe('Jobs that may wait for the pipeline; more are refused with 503 and Retry-After (or forwarded to a burst peer).'),
+  retry_after_s: z.number().int().min(1).default(10).describe('Seconds suggested in Retry-After when the service is busy or starting (the least suggested when estimated).'),
+  pipeline_concurrency: z.number().int().min(1).max(16).default(2).describe('Jobs inside the pipeline at once; GPU calls still take turns, so 2 lets one job\'s CPU stages overlap another\'s GPU stage.'),
+  deadline_s: z.number().positive().default(240).describe('Seconds a job may take from arrival; a job estimated to miss it is refused up front, one that runs past it is abandoned (503). Keep it under the miner\'s 300 s timeout.'),
+  estimate_jobs: z.number().int().min(1).max(1000).default(20).describe('Recent jobs whose GPU time is averaged to estimate waits for the deadline check and Retry-After.'),
+});
+
+export const cacheSchema = z.strictObject({
+  enabled: z.boolean().default(true).describe('Serve repeated requests (same prompt or image, seed and output-changing config) from the on-disk result cache.'),
+  directory: z.string().min(1).default('.fast3d-cache').describe('Directory of the result cache (created if missing); relative paths are from the working directory.'),
+  max_size_mb: z.number().positive().default(2048).describe('Largest total size of cached artefacts in MiB; the least recently used are evicted beyond it.'),
+  memory_mb: z.number().min(0).default(256).describe('MiB of the most recently used artefacts also held in memory, so hot hits read no file (0 = disk only).'),
+  decline_ttl_s: z.number().min(0).default(600).describe('Seconds a declined request is remembered and answered 204 again without GPU work (0 = never remembered).'),
+});
+
+export const burstPeerSchema = z.strictObject({
+  url: z.url().describe('Base URL of a peer running this service, e.g. a RunPod load-balancing endpoint; the request path is appended.'),
+  token_env: z.string().default('').describe('Name of the environment variable holding the bearer token sent to this peer (empty = none).'),
+});
+
+export const burstSchema = z.strictObject({
+  peers: z.array(burstPeerSchema).default([]).describe('Peers that take whole requests when the local queue is full, tried in turn; empty = no bursting.'),
+  timeout_s: z.number().positive().default(240).describe('Seconds to wait for a peer\'s answer before falling back to 503.'),
+});
+
+export const authSchema = z.strictObject({
+  enabled: z.boolean().default(false).describe('Require "Authorization: Bearer <token>" on the generate routes (off by default: the miner sends none).'),
+  token_env: z.string().default('FAST3D_API_TOKEN').describe('Name of the environment variable holding the accepted bearer token.'),
+  token: z.string().default('').describe('The accepted bearer token itself, if not taken from token_env (the environment variable wins when set).'),
+});
+
+export const metricsSchema = z.strictObject({
+  enabled: z.boolean().default(true).describe('Serve Prometheus metrics at GET /metrics.'),
 });
 
 export const logSchema = z.strictObject({
@@ -165,6 +196,10 @@ export const configSchema = z.strictObject({
   validate: validateSchema.prefault({}),
   weights: weightsSchema.prefault({}),
   runtime: runtimeSchema.prefault({}),
+  cache: cacheSchema.prefault({}),
+  burst: burstSchema.prefault({}),
+  auth: authSchema.prefault({}),
+  metrics: metricsSchema.prefault({}),
   log: logSchema.prefault({}),
 });
 

@@ -55,7 +55,8 @@ function round(v: number): string {
   return Number.isInteger(v) ? String(v) : v.toPrecision(4);
 }
 
-function asciiHeader(text: string, max = 200): string {
+/** Printable ASCII only (header values), cut to `max` characters. */
+export function asciiHeader(text: string, max = 200): string {
   const ascii = text.replace(/[^\x20-\x7e]/g, '?');
   return ascii.length > max ? `${ascii.slice(0, max - 3)}...` : ascii;
 }

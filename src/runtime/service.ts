@@ -1,16 +1,18 @@
 /**
- * The generation service the HTTP layer talks to: readiness of every stage, admission, and the pipeline.
- * It wraps the pipeline; the pipeline never sees it.
+ * The generation service the HTTP layer talks to: readiness of every stage, admission with deadlines, and the
+ * pipeline. It wraps the pipeline; the pipeline never sees it.
  */
 import type { Job, Outcome } from '../pipelines/job.js';
 import type { Pipeline } from '../pipelines/generate.js';
 import { allBackends, type Readiness } from '../pipelines/stages.js';
 import { VERSION } from '../version.js';
-import { Admission } from './admission.js';
+import { Admission, BusyError, DeadlineError, ShuttingDownError } from './admission.js';
+import type { GpuLock } from './gpu-lock.js';
 import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
 
 export type Mode = 'preview' | 'gpu';
-export type HealthStatus = 'ok' | 'starting' | 'degraded';
+export type HealthStatus = 'ok' | 'starting' | 'degraded' | 'stopping';
 
 export interface StageHealth extends Readiness {
   backend: string;
@@ -22,7 +24,7 @@ export interface Health {
   mode: Mode;
   version: string;
   stages: Record<string, StageHealth>;
-  queue: { running: number; waiting: number };
+  queue: { running: number; waiting: number; gpu_s_per_job: number | null };
 }
 
 export class NotReadyError extends Error {
@@ -30,22 +32,46 @@ export class NotReadyError extends Error {
 }
 
 export interface ServiceOptions {
+  /** Jobs that may wait for a place in the pipeline. */
   queueLength: number;
+  /** Jobs inside the pipeline at once (default 1). */
+  concurrency?: number;
+  /** Milliseconds a job may take from arrival (default: no deadline). */
+  deadlineMs?: number;
+  /** Least Retry-After suggested, in seconds (default 10). */
+  retryAfterS?: number;
+  /** Recent jobs averaged for the GPU-time estimate (default 20). */
+  estimateJobs?: number;
+  /** The GPU lock the pipeline's GPU stages take; its per-job usage feeds the wait estimate. */
+  gpu?: GpuLock;
+  metrics?: Metrics;
 }
 
 export class GenerationService {
   readonly mode: Mode;
-  private readonly admission: Admission;
+  readonly admission: Admission;
   private readonly initErrors = new Map<string, string>();
   private initialising = 0;
+  /** GPU milliseconds of recently finished jobs, newest last. */
+  private readonly recentGpuMs: number[] = [];
+  private readonly deadlineMs: number;
+  private readonly retryAfterS: number;
 
   constructor(
     readonly pipeline: Pipeline,
-    options: ServiceOptions,
+    private readonly options: ServiceOptions,
     private readonly logger?: Logger,
   ) {
     this.mode = pipeline.preview ? 'preview' : 'gpu';
-    this.admission = new Admission(1, options.queueLength);
+    this.admission = new Admission(options.concurrency ?? 1, options.queueLength);
+    this.deadlineMs = options.deadlineMs ?? Infinity;
+    this.retryAfterS = options.retryAfterS ?? 10;
+    options.metrics?.watch({
+      queueDepth: () => this.admission.depth,
+      running: () => this.admission.active,
+      gpuBusyRatio: () => options.gpu?.busyRatio() ?? 0,
+      gpuBusySeconds: () => options.gpu?.busySeconds ?? 0,
+    });
   }
 
   /** Starts every backend's initialisation in the background; /health reports progress. */
@@ -74,29 +100,147 @@ export class GenerationService {
       stages[stage] = { backend: backend.name, preview: backend.preview, ...readiness };
     }
     const allReady = Object.values(stages).every((s) => s.ready);
-    const status: HealthStatus = allReady ? 'ok' : this.initialising > 0 ? 'starting' : 'degraded';
+    let status: HealthStatus = allReady ? 'ok' : this.initialising > 0 ? 'starting' : 'degraded';
+    if (this.admission.isClosed) status = 'stopping';
+    const estimate = this.gpuMsPerJob();
     return {
       status,
       mode: this.mode,
       version: VERSION,
       stages,
-      queue: { running: this.admission.active, waiting: this.admission.depth },
+      queue: {
+        running: this.admission.active,
+        waiting: this.admission.depth,
+        gpu_s_per_job: estimate === null ? null : Math.round(estimate) / 1000,
+      },
     };
   }
 
-  /** Runs a job under admission control. Throws NotReadyError or BusyError before any work starts. */
+  /**
+   * Runs a job under admission control and its deadline. Before any work it throws ShuttingDownError,
+   * NotReadyError, or BusyError (queue full, or the estimated wait would miss the deadline); a job still waiting
+   * or running at its deadline rejects with DeadlineError; a job whose own signal aborts rejects with its reason.
+   */
   async generate(job: Job): Promise<Outcome> {
+    const metrics = this.options.metrics;
+    if (this.admission.isClosed) {
+      metrics?.refusal('shutting_down');
+      throw new ShuttingDownError('service is shutting down; no new jobs are admitted');
+    }
     const health = this.health();
     if (health.status !== 'ok') {
+      metrics?.refusal('not_ready');
       const missing = Object.entries(health.stages)
         .filter(([, s]) => !s.ready)
         .map(([name, s]) => `${name} (${s.backend}): ${s.detail ?? 'not ready'}`);
       throw new NotReadyError(`service is ${health.status}: ${missing.join('; ')}`);
     }
-    return this.admission.run(() => this.pipeline.run(job), job.signal);
+    this.refuseIfLate();
+
+    const deadline = new AbortController();
+    const timer = Number.isFinite(this.deadlineMs)
+      ? setTimeout(() => deadline.abort(new DeadlineError(`job ran past its ${this.deadlineMs / 1000} s deadline and was abandoned`)), this.deadlineMs)
+      : undefined;
+    const signal = job.signal ? AbortSignal.any([job.signal, deadline.signal]) : deadline.signal;
+    const admitted = this.admission.run(async () => {
+      const outcome = await this.pipeline.run({ ...job, signal });
+      if (this.options.gpu) this.recordGpuMs(this.options.gpu.usage(signal).busyMs);
+      return outcome;
+    }, signal);
+    // Abandoned jobs keep their place until their stages return; their late result is dropped here.
+    admitted.catch(() => undefined);
+    try {
+      const outcome = await untilAborted(admitted, signal);
+      metrics?.job(outcome.kind);
+      metrics?.stages(outcome.report.timings);
+      if (outcome.kind === 'declined') metrics?.decline(declineLabel(outcome));
+      return outcome;
+    } catch (err) {
+      if (err instanceof BusyError) {
+        metrics?.refusal('queue_full');
+        throw new BusyError(err.message, this.retryAfter(this.gpuMsPerJob() ?? 0));
+      }
+      if (err instanceof ShuttingDownError) {
+        metrics?.refusal('shutting_down');
+        throw err;
+      }
+      if (deadline.signal.aborted) {
+        metrics?.job('deadline');
+        throw deadline.signal.reason;
+      }
+      metrics?.job(job.signal?.aborted ? 'cancelled' : 'error');
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /** Stops admitting jobs and waits up to `graceMs` for admitted ones; true when all finished in time. */
+  async drain(graceMs: number): Promise<boolean> {
+    this.admission.close();
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), graceMs); });
+    const drained = await Promise.race([this.admission.idle().then(() => true), timedOut]);
+    clearTimeout(timer);
+    return drained;
   }
 
   async close(): Promise<void> {
+    this.admission.close();
     await Promise.all(allBackends(this.pipeline.stages).map(({ backend }) => backend.close?.()));
   }
+
+  /** Mean GPU milliseconds of recent finished jobs, or null before the first one. */
+  gpuMsPerJob(): number | null {
+    if (!this.recentGpuMs.length) return null;
+    return this.recentGpuMs.reduce((a, b) => a + b, 0) / this.recentGpuMs.length;
+  }
+
+  /**
+   * The GPU is the bottleneck: a new job finishes after roughly (jobs ahead + 1) x GPU time per job. When that
+   * misses the deadline, refuse now (no GPU time is spent on a job the miner would drop anyway).
+   */
+  private refuseIfLate(): void {
+    const perJob = this.gpuMsPerJob();
+    if (perJob === null || !Number.isFinite(this.deadlineMs) || this.admission.full) return;
+    const ahead = this.admission.active + this.admission.depth;
+    const finishMs = (ahead + 1) * perJob;
+    if (finishMs <= this.deadlineMs) return;
+    this.options.metrics?.refusal('deadline');
+    throw new BusyError(
+      `cannot finish within the ${this.deadlineMs / 1000} s deadline: ${ahead} jobs ahead at about ${(perJob / 1000).toFixed(1)} s of GPU each`,
+      this.retryAfter(finishMs - this.deadlineMs),
+    );
+  }
+
+  private retryAfter(waitMs: number): number {
+    return Math.max(this.retryAfterS, Math.ceil(waitMs / 1000));
+  }
+
+  private recordGpuMs(ms: number): void {
+    this.recentGpuMs.push(ms);
+    const keep = this.options.estimateJobs ?? 20;
+    if (this.recentGpuMs.length > keep) this.recentGpuMs.splice(0, this.recentGpuMs.length - keep);
+  }
+}
+
+/** A bounded label for a decline: the failing check's name, or what stopped the attempt. */
+export function declineLabel(outcome: Extract<Outcome, { kind: 'declined' }>): string {
+  const last = outcome.report.attempts[outcome.report.attempts.length - 1];
+  const failed = last?.checks.find((c) => !c.passed);
+  if (failed) return failed.name.replace(/[^\w.-]/g, '_').slice(0, 40);
+  if (last?.reason?.startsWith('no object')) return 'no_object';
+  return 'other';
+}
+
+function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    work.then(
+      (value) => { signal.removeEventListener('abort', onAbort); resolve(value); },
+      (err) => { signal.removeEventListener('abort', onAbort); reject(err); },
+    );
+  });
 }

@@ -35,11 +35,34 @@ export function servablePlyViolation(bytes: Uint8Array): string | null {
   const expected = count * names.length * 4;
   const body = bytes.length - headerEnd;
   if (body !== expected) return `body holds ${body} bytes, the header declares ${expected}`;
-  const view = new DataView(bytes.buffer, bytes.byteOffset + headerEnd, body);
-  for (let o = 0; o < body; o += 4) {
-    if (!Number.isFinite(view.getFloat32(o, true))) return `non-finite value at float ${o / 4}`;
+  const bad = firstNonFiniteFloat(bytes, headerEnd, body / 4);
+  return bad < 0 ? null : `non-finite value at float ${bad}`;
+}
+
+const LITTLE_ENDIAN = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
+
+/**
+ * Index of the first non-finite little-endian float32 of the body, or -1. The hot path of every 200. When the
+ * body is 4-byte aligned a Float32Array reads it in place; otherwise (the usual case: headers have any length)
+ * DataView reads, which V8 compiles to plain loads, beat copying the body to align it (measured ~0.9 ms vs
+ * ~2 ms for 2.9 MB). `x - x` is 0 for finite x and NaN for NaN and both infinities.
+ */
+function firstNonFiniteFloat(bytes: Uint8Array, offset: number, count: number): number {
+  const start = bytes.byteOffset + offset;
+  if (LITTLE_ENDIAN && start % 4 === 0) {
+    const floats = new Float32Array(bytes.buffer, start, count);
+    for (let i = 0; i < count; i++) {
+      const x = floats[i];
+      if (x - x !== 0) return i;
+    }
+    return -1;
   }
-  return null;
+  const view = new DataView(bytes.buffer, start, count * 4);
+  for (let i = 0; i < count; i++) {
+    const x = view.getFloat32(i * 4, true);
+    if (x - x !== 0) return i;
+  }
+  return -1;
 }
 
 const END = 'end_header\n';

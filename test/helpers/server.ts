@@ -11,8 +11,9 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
+/** The result cache is off unless the test's config turns it on: a repeated request must exercise the pipeline. */
 export async function startTestServer(config: Record<string, unknown> = {}, stages?: Partial<Stages>): Promise<TestServer> {
-  const parsed = parseConfig({ log: { level: 'silent' }, ...config });
+  const parsed = parseConfig({ log: { level: 'silent' }, cache: { enabled: false }, ...config });
   const { service, app } = compose(parsed, { stages });
   void service.start();
   const server = await new Promise<ServerType>((resolve) => {

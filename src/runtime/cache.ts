@@ -1,0 +1,282 @@
+/**
+ * The result cache: finished artefacts on disk, addressed by what determines them, so a repeated request costs
+ * no GPU time. A request key is the sha256 of the task's content (trimmed prompt text, or the digest of the
+ * image bytes), the seed, and a fingerprint of every config value that changes the output. Each artefact kind
+ * (the PLY of /generate/, the MP4 of /generate_video/ at a given resolution) is a separate entry under it.
+ *
+ * Entries are plain files named `<entry key>-<crc32>.<kind>`: written to a temp file and renamed (never
+ * half-written), checked against the CRC on every read (a corrupt entry is deleted and counts as a miss), kept
+ * under a size bound by evicting the least recently used, and found again after a restart by listing the
+ * directory (file mtimes carry the recency). The most recently used artefacts are also held in memory up to a
+ * second bound, so a hot hit touches no file. Declines are remembered in memory for a short TTL.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { open, rename, unlink, utimes, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import type { Config } from '../config/schema.js';
+import type { Delivery, Task } from '../pipelines/job.js';
+import { VERSION } from '../version.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+
+/** What is stored for a request: the PLY asset, or a turntable video at a resolution. */
+export type Artefact = { kind: 'ply' } | { kind: 'mp4'; resolution: number };
+
+export interface CacheOptions {
+  directory: string;
+  maxBytes: number;
+  /** How long a decline is remembered; 0 disables the memory. */
+  declineTtlMs: number;
+  /** Bytes of recently used artefacts also kept in memory (verified when read from disk); 0 = none. */
+  memoryBytes?: number;
+  /** configFingerprint(config): requests under another config never share entries. */
+  fingerprint: string;
+  metrics?: Metrics;
+  logger?: Logger;
+  now?: () => number;
+}
+
+interface Entry {
+  file: string;
+  size: number;
+  crc: number;
+  /** When the file's mtime was last set (ms), to limit those writes. */
+  touched?: number;
+}
+
+const ENTRY_FILE = /^([0-9a-f]{64})-([0-9a-f]{8})\.(ply|mp4)$/;
+const TMP = '.tmp';
+const MAX_DECLINES = 10_000;
+const TOUCH_INTERVAL_MS = 60_000;
+
+/** Sections of the config that change what a request produces; the fingerprint covers these (and the version). */
+export const OUTPUT_SECTIONS = ['pipeline', 'text_to_image', 'matting', 'image_to_3d', 'validate', 'render', 'video'] as const;
+
+export function configFingerprint(config: Config): string {
+  const record = config as unknown as Record<string, unknown>;
+  const sections = Object.fromEntries(OUTPUT_SECTIONS.filter((s) => s in record).map((s) => [s, record[s]]));
+  return sha256(stableJson({ version: VERSION, sections }));
+}
+
+export class ResultCache {
+  /** Insertion order is recency order: the first entry is the least recently used. */
+  private readonly index = new Map<string, Entry>();
+  private readonly declines = new Map<string, { reason: string; until: number }>();
+  private bytes = 0;
+  /** Recently used artefacts in memory, least recently used first: a hit from here touches no file. */
+  private readonly memory = new Map<string, Uint8Array>();
+  private memoryBytes = 0;
+  private readonly now: () => number;
+
+  constructor(private readonly options: CacheOptions) {
+    this.now = options.now ?? Date.now;
+    this.load();
+  }
+
+  /** The key of a request: content, seed and config fingerprint. Artefacts and declines hang off it. */
+  requestKey(task: Task, seed: number, delivery?: Delivery): string {
+    const content = task.kind === 'text' ? `text:${sha256(task.prompt.trim())}` : `image:${task.digest}`;
+    // The newer contract gets another frame and best-effort answers: never serve one contract's bytes to the other.
+    const how = delivery ? stableJson(delivery) : 'legacy';
+    return sha256(`fast3d-request\n${content}\n${seed}\n${how}\n${this.options.fingerprint}`);
+  }
+
+  /** The cached bytes of one artefact of a request, or null (missing, or corrupt and now dropped). */
+  async get(requestKey: string, artefact: Artefact): Promise<Uint8Array | null> {
+    const key = entryKey(requestKey, artefact);
+    const entry = this.index.get(key);
+    const label = artefact.kind;
+    if (!entry) {
+      this.options.metrics?.cacheLookup(label, 'miss');
+      return null;
+    }
+    const held = this.memory.get(key);
+    if (held) {
+      this.touch(key, entry);
+      this.memory.delete(key);
+      this.memory.set(key, held);
+      this.options.metrics?.cacheLookup(label, 'hit');
+      return held;
+    }
+    let bytes: Buffer;
+    try {
+      bytes = await readWhole(join(this.options.directory, entry.file), entry.size);
+    } catch {
+      this.drop(key, entry, false);
+      this.options.metrics?.cacheLookup(label, 'miss');
+      return null;
+    }
+    if (bytes.length !== entry.size || crc32(bytes) !== entry.crc) {
+      this.options.logger?.warn({ file: entry.file, bytes: bytes.length }, 'cache entry corrupt: dropped');
+      this.options.metrics?.cacheCorruption();
+      this.drop(key, entry, true);
+      this.options.metrics?.cacheLookup(label, 'miss');
+      return null;
+    }
+    this.touch(key, entry);
+    const view = new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+    this.hold(key, view);
+    this.options.metrics?.cacheLookup(label, 'hit');
+    return view;
+  }
+
+  /**
+   * Most recently used: move to the end, and let the file's mtime say so after a restart (at most once a minute
+   * per entry: recency across restarts needs no finer grain, and a hot entry then costs no syscall per hit).
+   */
+  private touch(key: string, entry: Entry): void {
+    this.index.delete(key);
+    this.index.set(key, entry);
+    const now = this.now();
+    if (now - (entry.touched ?? 0) < TOUCH_INTERVAL_MS) return;
+    entry.touched = now;
+    const at = new Date(now);
+    utimes(join(this.options.directory, entry.file), at, at).catch(() => undefined);
+  }
+
+  private hold(key: string, bytes: Uint8Array): void {
+    const limit = this.options.memoryBytes ?? 0;
+    this.release(key);
+    if (bytes.length > limit) return;
+    this.memory.set(key, bytes);
+    this.memoryBytes += bytes.length;
+    while (this.memoryBytes > limit) this.release(this.memory.keys().next().value as string);
+  }
+
+  private release(key: string): void {
+    const held = this.memory.get(key);
+    if (!held) return;
+    this.memory.delete(key);
+    this.memoryBytes -= held.length;
+  }
+
+  /** Stores an artefact atomically (temp file, then rename), then evicts down to the size bound. */
+  async put(requestKey: string, artefact: Artefact, bytes: Uint8Array): Promise<void> {
+    if (bytes.length > this.options.maxBytes) return;
+    const key = entryKey(requestKey, artefact);
+    const crc = crc32(bytes);
+    const file = `${key}-${crc.toString(16).padStart(8, '0')}.${artefact.kind}`;
+    const tmp = join(this.options.directory, TMP, `${key}.${randomBytes(6).toString('hex')}`);
+    await writeFile(tmp, bytes);
+    await rename(tmp, join(this.options.directory, file));
+    const previous = this.index.get(key);
+    if (previous) {
+      this.index.delete(key);
+      this.bytes -= previous.size;
+      if (previous.file !== file) unlink(join(this.options.directory, previous.file)).catch(() => undefined);
+    }
+    this.index.set(key, { file, size: bytes.length, crc });
+    this.bytes += bytes.length;
+    this.hold(key, bytes);
+    this.evict();
+  }
+
+  /** The reason a request was declined, if that happened within the decline TTL. */
+  declined(requestKey: string): string | null {
+    const hit = this.declines.get(requestKey);
+    if (!hit) return null;
+    if (hit.until <= this.now()) {
+      this.declines.delete(requestKey);
+      return null;
+    }
+    return hit.reason;
+  }
+
+  rememberDecline(requestKey: string, reason: string): void {
+    if (this.options.declineTtlMs <= 0) return;
+    this.declines.delete(requestKey);
+    this.declines.set(requestKey, { reason, until: this.now() + this.options.declineTtlMs });
+    while (this.declines.size > MAX_DECLINES) this.declines.delete(this.declines.keys().next().value as string);
+  }
+
+  size(): { entries: number; bytes: number; memoryBytes: number } {
+    return { entries: this.index.size, bytes: this.bytes, memoryBytes: this.memoryBytes };
+  }
+
+  /** Rebuilds the index from the directory; stray temp files from an interrupted write are removed. */
+  private load(): void {
+    const dir = this.options.directory;
+    rmSync(join(dir, TMP), { recursive: true, force: true });
+    mkdirSync(join(dir, TMP), { recursive: true });
+    const found: { key: string; entry: Entry; mtime: number }[] = [];
+    for (const name of readdirSync(dir)) {
+      const m = ENTRY_FILE.exec(name);
+      if (!m) continue;
+      try {
+        const st = statSync(join(dir, name));
+        found.push({ key: m[1], entry: { file: name, size: st.size, crc: parseInt(m[2], 16) }, mtime: st.mtimeMs });
+      } catch {
+        // Removed while listing: nothing to index.
+      }
+    }
+    found.sort((a, b) => a.mtime - b.mtime);
+    for (const { key, entry } of found) {
+      const previous = this.index.get(key);
+      if (previous) this.bytes -= previous.size;
+      this.index.delete(key);
+      this.index.set(key, entry);
+      this.bytes += entry.size;
+    }
+    this.evict();
+  }
+
+  private evict(): void {
+    let evicted = 0;
+    while (this.bytes > this.options.maxBytes && this.index.size) {
+      const [key, entry] = this.index.entries().next().value as [string, Entry];
+      this.drop(key, entry, true);
+      evicted++;
+    }
+    if (evicted) this.options.metrics?.cacheEviction(evicted);
+  }
+
+  private drop(key: string, entry: Entry, unlinkFile: boolean): void {
+    if (this.index.get(key) !== entry) return;
+    this.index.delete(key);
+    this.release(key);
+    this.bytes -= entry.size;
+    if (unlinkFile) unlink(join(this.options.directory, entry.file)).catch(() => undefined);
+  }
+}
+
+/**
+ * Reads a file of known size with one read call (plus one to detect a longer file): readFile reads in 512 KiB
+ * chunks, each a trip through the thread pool, which is most of a cache hit's latency on a busy machine.
+ */
+async function readWhole(path: string, size: number): Promise<Buffer> {
+  const handle = await open(path, 'r');
+  try {
+    const buffer = Buffer.allocUnsafe(size + 1);
+    let filled = 0;
+    while (filled <= size) {
+      const { bytesRead } = await handle.read(buffer, filled, size + 1 - filled, filled);
+      if (bytesRead === 0) break;
+      filled += bytesRead;
+    }
+    return buffer.subarray(0, filled);
+  } finally {
+    await handle.close();
+  }
+}
+
+function entryKey(requestKey: string, artefact: Artefact): string {
+  const descriptor = artefact.kind === 'ply' ? 'ply' : `mp4:${artefact.resolution}`;
+  return sha256(`${requestKey}\n${descriptor}`);
+}
+
+function sha256(text: string): string {
+  return createHash('sha256').update(text).digest('hex');
+}
+
+/** JSON with object keys sorted, so equal configs give equal fingerprints whatever their key order. */
+function stableJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
+  if (value && typeof value === 'object') {
+    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
+    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(',')}}`;
+  }
+  return JSON.stringify(value);
+}

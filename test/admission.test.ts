@@ -1,0 +1,164 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { compose } from '../src/compose.js';
+import { Admission, BusyError, ShuttingDownError } from '../src/runtime/admission.js';
+import { GpuLock } from '../src/runtime/gpu-lock.js';
+import { fakeStages, postPrompt, serveApp, sleep, testConfig, type Served, errorOf } from './support/fake-stages.js';
+
+const servers: Served[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+async function start(runtime: Record<string, unknown>, fakes: Parameters<typeof fakeStages>[0]) {
+  const fake = fakeStages(fakes);
+  const composed = compose(testConfig({ runtime, pipeline: { retries: 0 } }), { stages: fake.stages });
+  const served = await serveApp(composed.app);
+  servers.push(served);
+  return { ...composed, ...fake, url: served.url };
+}
+
+describe('Admission', () => {
+  it('admits `concurrency` jobs, queues `queueLength` more and refuses the rest', async () => {
+    const admission = new Admission(2, 1);
+    const gates: (() => void)[] = [];
+    const job = () => admission.run(() => new Promise<void>((resolve) => gates.push(resolve)));
+    const running = [job(), job(), job()];
+    await sleep(0);
+    expect(admission.active).toBe(2);
+    expect(admission.depth).toBe(1);
+    expect(admission.full).toBe(true);
+    await expect(job()).rejects.toBeInstanceOf(BusyError);
+    gates.shift()!();
+    await sleep(0);
+    expect(admission.depth).toBe(0);
+    expect(admission.active).toBe(2);
+    for (const open of gates.splice(0)) open();
+    await Promise.all(running);
+    expect(admission.active).toBe(0);
+  });
+
+  it('drops a waiting job whose signal aborts, and refuses everything once closed', async () => {
+    const admission = new Admission(1, 4);
+    let release!: () => void;
+    const first = admission.run(() => new Promise<void>((resolve) => { release = resolve; }));
+    const controller = new AbortController();
+    const waiting = admission.run(async () => 'ran', controller.signal);
+    await sleep(0);
+    expect(admission.depth).toBe(1);
+    controller.abort(new Error('client went away'));
+    await expect(waiting).rejects.toThrow('client went away');
+    expect(admission.depth).toBe(0);
+    admission.close();
+    await expect(admission.run(async () => 1)).rejects.toBeInstanceOf(ShuttingDownError);
+    const idle = admission.idle();
+    release();
+    await first;
+    await idle;
+  });
+});
+
+describe('GpuLock', () => {
+  it('serialises GPU work and reports per-job usage and the busy ratio', async () => {
+    const lock = new GpuLock();
+    const intervals: [number, number][] = [];
+    const work = async () => {
+      const start = performance.now();
+      await sleep(40);
+      intervals.push([start, performance.now()]);
+    };
+    const a = new AbortController();
+    const b = new AbortController();
+    const t0 = performance.now();
+    await Promise.all([lock.run(work, a.signal), lock.run(work, b.signal), lock.run(work, a.signal)]);
+    intervals.sort((x, y) => x[0] - y[0]);
+    for (let i = 1; i < intervals.length; i++) expect(intervals[i][0]).toBeGreaterThanOrEqual(intervals[i - 1][1] - 1);
+    expect(lock.usage(a.signal).busyMs).toBeGreaterThanOrEqual(75);
+    expect(lock.usage(b.signal).busyMs).toBeGreaterThanOrEqual(35);
+    expect(lock.usage(b.signal).busyMs).toBeLessThan(lock.usage(a.signal).busyMs);
+    expect(lock.busyRatio(t0)).toBeGreaterThan(0.8);
+  });
+});
+
+describe('admission over HTTP', () => {
+  it('runs up to concurrency + queue_length jobs and answers 503 with Retry-After beyond', async () => {
+    const s = await start({ queue_length: 1, pipeline_concurrency: 1, retry_after_s: 7 }, { imageTo3dMs: 300 });
+    const responses = await Promise.all(['a red chair', 'a blue chair', 'a green chair'].map((p) => postPrompt(s.url, p)));
+    const statuses = responses.map((r) => r.status).sort();
+    expect(statuses).toEqual([200, 200, 503]);
+    const refused = responses.find((r) => r.status === 503)!;
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(7);
+    expect((await errorOf(refused))).toMatch(/busy/);
+    expect(s.calls.imageTo3d).toBe(2);
+  });
+
+  it('lets several jobs into the pipeline while their GPU stages never overlap', async () => {
+    const s = await start({ queue_length: 0, pipeline_concurrency: 3 }, { textToImageMs: 60, imageTo3dMs: 60, mattingCpuMs: 30 });
+    const responses = await Promise.all(['one', 'two', 'three'].map((p) => postPrompt(s.url, `a chair ${p}`)));
+    expect(responses.map((r) => r.status)).toEqual([200, 200, 200]);
+    const gpu = [...s.gpuIntervals].sort((x, y) => x[0] - y[0]);
+    expect(gpu).toHaveLength(6);
+    for (let i = 1; i < gpu.length; i++) expect(gpu[i][0]).toBeGreaterThanOrEqual(gpu[i - 1][1] - 1);
+  });
+
+  it('abandons a job that runs past its deadline with 503', async () => {
+    const s = await start({ deadline_s: 0.3 }, { imageTo3dMs: 1500, ignoreAbort: true });
+    const t0 = performance.now();
+    const response = await postPrompt(s.url, 'a slow chair');
+    const elapsed = performance.now() - t0;
+    expect(response.status).toBe(503);
+    expect((await errorOf(response))).toMatch(/deadline/);
+    expect(response.headers.get('retry-after')).toBeTruthy();
+    expect(elapsed).toBeLessThan(1200);
+  });
+
+  it('abandons a job still waiting in the queue at its deadline, which then leaves the queue', async () => {
+    // The GPU stage ignores aborts, so the first job keeps its place until 0.7 s, past the second's deadline.
+    const s = await start({ deadline_s: 0.4, queue_length: 2, pipeline_concurrency: 1 }, { imageTo3dMs: 700, ignoreAbort: true });
+    const running = postPrompt(s.url, 'a running chair');
+    await sleep(100);
+    const t0 = performance.now();
+    const waiting = await postPrompt(s.url, 'a waiting chair');
+    expect(waiting.status).toBe(503);
+    expect(await errorOf(waiting)).toMatch(/deadline/);
+    expect(performance.now() - t0).toBeLessThan(650);
+    expect(s.service.admission.depth).toBe(0);
+    // The first job itself ran past 0.4 s: abandoned too; the queued one never reached a stage.
+    expect((await running).status).toBe(503);
+    await sleep(700);
+    expect(s.calls.textToImage).toBe(1);
+  });
+
+  it('refuses up front a job whose estimated finish misses the deadline', async () => {
+    // One job measures ~250 ms of GPU per job; with one running, a new job would finish after ~500 ms > 400 ms.
+    const s = await start({ deadline_s: 0.4, queue_length: 4, pipeline_concurrency: 1, retry_after_s: 1 }, { imageTo3dMs: 250 });
+    expect((await postPrompt(s.url, 'a first chair')).status).toBe(200);
+    expect(s.service.gpuMsPerJob()).toBeGreaterThanOrEqual(240);
+    const running = postPrompt(s.url, 'a second chair');
+    await sleep(30);
+    const t0 = performance.now();
+    const refused = await postPrompt(s.url, 'a third chair');
+    expect(performance.now() - t0).toBeLessThan(150);
+    expect(refused.status).toBe(503);
+    expect((await errorOf(refused))).toMatch(/cannot finish within the 0.4 s deadline/);
+    expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+    expect((await running).status).toBe(200);
+    expect(s.calls.imageTo3d).toBe(2);
+  });
+
+  it('cancels queued work when the client disconnects', async () => {
+    const s = await start({ queue_length: 2, pipeline_concurrency: 1 }, { imageTo3dMs: 300 });
+    const first = postPrompt(s.url, 'a running chair');
+    await sleep(50);
+    const controller = new AbortController();
+    const queued = postPrompt(s.url, 'a queued chair', { signal: controller.signal });
+    await sleep(50);
+    expect(s.service.admission.depth).toBe(1);
+    controller.abort();
+    await expect(queued).rejects.toThrow();
+    await sleep(50);
+    expect(s.service.admission.depth).toBe(0);
+    expect((await first).status).toBe(200);
+    await sleep(50);
+    expect(s.calls.textToImage).toBe(1);
+  });
+});

@@ -1,0 +1,55 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { compose } from '../src/compose.js';
+import { ConfigError } from '../src/config/load.js';
+import { fakeStages, postPrompt, serveApp, testConfig, type Served, errorOf } from './support/fake-stages.js';
+
+const servers: Served[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+async function start(auth: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) {
+  const fake = fakeStages();
+  const composed = compose(testConfig({ auth, pipeline: { retries: 0 } }), { stages: fake.stages, env });
+  const served = await serveApp(composed.app);
+  servers.push(served);
+  return { ...fake, url: served.url };
+}
+
+describe('bearer auth on the generate routes', () => {
+  it('is off by default: the miner sends no token', async () => {
+    const s = await start({});
+    expect((await postPrompt(s.url, 'an open chair')).status).toBe(200);
+  });
+
+  it('when on, refuses missing, malformed and wrong tokens with JSON errors and runs no job', async () => {
+    const s = await start({ enabled: true, token_env: 'MY_TOKEN' }, { MY_TOKEN: 's3cret-token' });
+    const missing = await postPrompt(s.url, 'a guarded chair');
+    expect(missing.status).toBe(401);
+    expect(missing.headers.get('www-authenticate')).toMatch(/^Bearer/);
+    expect((await errorOf(missing))).toMatch(/Authorization: Bearer/);
+    const wrong = await postPrompt(s.url, 'a guarded chair', { headers: { Authorization: 'Bearer not-it' } });
+    expect(wrong.status).toBe(401);
+    expect((await errorOf(wrong))).toBe('invalid bearer token');
+    const malformed = await postPrompt(s.url, 'a guarded chair', { headers: { Authorization: 'Basic abc' } });
+    expect(malformed.status).toBe(400);
+    // Trailing-slash and future generate routes are covered too.
+    const otherRoute = await postPrompt(s.url, 'a guarded chair', { path: '/generate_video/' });
+    expect(otherRoute.status).toBe(401);
+    expect(s.calls.textToImage).toBe(0);
+    const ok = await postPrompt(s.url, 'a guarded chair', { headers: { Authorization: 'Bearer s3cret-token' } });
+    expect(ok.status).toBe(200);
+    expect(s.calls.textToImage).toBe(1);
+  });
+
+  it('leaves /health, /ping and /metrics open', async () => {
+    const s = await start({ enabled: true, token: 'inline-token' });
+    for (const path of ['/health', '/ping', '/metrics']) expect((await fetch(`${s.url}${path}`)).status).toBe(200);
+    expect((await postPrompt(s.url, 'a chair', { headers: { Authorization: 'Bearer inline-token' } })).status).toBe(200);
+  });
+
+  it('refuses to start when enabled without a token', () => {
+    expect(() => compose(testConfig({ auth: { enabled: true, token_env: 'UNSET_TOKEN_VAR' } }), { env: {} })).toThrow(ConfigError);
+    expect(() => compose(testConfig({ auth: { enabled: true, token_env: 'UNSET_TOKEN_VAR' } }), { env: {} })).toThrow(/UNSET_TOKEN_VAR/);
+  });
+});

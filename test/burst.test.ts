@@ -1,0 +1,84 @@
+import { afterEach, describe, expect, it } from 'vitest';
+import { compose } from '../src/compose.js';
+import { servablePlyViolation } from '../src/splat/servable.js';
+import { fakeStages, postPrompt, serveApp, sleep, testConfig, type Served, errorOf } from './support/fake-stages.js';
+
+const servers: Served[] = [];
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
+
+/** One real instance on an ephemeral port, with slow fake GPU stages. */
+async function instance(sections: Record<string, Record<string, unknown>>, env: NodeJS.ProcessEnv = {}, imageTo3dMs = 300) {
+  const fake = fakeStages({ imageTo3dMs });
+  const composed = compose(testConfig({ pipeline: { retries: 0 }, ...sections }), { stages: fake.stages, env });
+  const served = await serveApp(composed.app);
+  servers.push(served);
+  return { ...composed, ...fake, url: served.url };
+}
+
+/** A full local instance (one running job, no queue) that bursts to `peers`. */
+function busyLocal(peers: { url: string; token_env?: string }[], env: NodeJS.ProcessEnv = {}, timeout_s = 10) {
+  return instance({ runtime: { queue_length: 0, pipeline_concurrency: 1 }, burst: { peers, timeout_s } }, env);
+}
+
+describe('burst to peers', () => {
+  it('forwards a request the full local queue cannot take to a peer, with the peer\'s bearer token', async () => {
+    const peer = await instance({ auth: { enabled: true, token_env: 'PEER_SECRET' } }, { PEER_SECRET: 'peer-token-1' });
+    const local = await busyLocal([{ url: peer.url, token_env: 'BURST_TOKEN' }], { BURST_TOKEN: 'peer-token-1' });
+    const running = postPrompt(local.url, 'a local chair');
+    await sleep(50);
+    const forwarded = await postPrompt(local.url, 'a forwarded chair');
+    expect(forwarded.status).toBe(200);
+    expect(forwarded.headers.get('x-fast3d-cache')).toBe('peer');
+    expect(forwarded.headers.get('x-fast3d-peer')).toBe('0');
+    expect(forwarded.headers.get('x-fast3d-gaussians')).toBe('8000');
+    expect(servablePlyViolation(new Uint8Array(await forwarded.arrayBuffer()))).toBeNull();
+    expect((await running).status).toBe(200);
+    expect(local.calls.imageTo3d).toBe(1);
+    expect(peer.calls.imageTo3d).toBe(1);
+    const metrics = await (await fetch(`${local.url}/metrics`)).text();
+    expect(metrics).toMatch(/^fast3d_burst_forwards_total\{peer="0",result="ok"\} 1$/m);
+    // The same body reached the peer: same prompt, so the peer derived the same seed as local would have.
+    const direct = await postPrompt(peer.url, 'a forwarded chair', { headers: { Authorization: 'Bearer peer-token-1' } });
+    expect(direct.headers.get('x-fast3d-seed')).toBe(forwarded.headers.get('x-fast3d-seed'));
+  });
+
+  it('falls back to the normal 503 when the peer refuses, is down, or is too slow', async () => {
+    const guarded = await instance({ auth: { enabled: true, token_env: 'PEER_SECRET' } }, { PEER_SECRET: 'right' });
+    const down = await serveApp(compose(testConfig()).app);
+    const downUrl = down.url;
+    await down.close();
+    const slow = await instance({}, {}, 3000);
+    const local = await busyLocal(
+      [{ url: guarded.url, token_env: 'BURST_TOKEN' }, { url: downUrl }, { url: slow.url }],
+      { BURST_TOKEN: 'wrong' },
+      1,
+    );
+    const running = postPrompt(local.url, 'a local chair');
+    await sleep(50);
+    const t0 = performance.now();
+    const refused = await postPrompt(local.url, 'an unlucky chair');
+    expect(refused.status).toBe(503);
+    expect(refused.headers.get('retry-after')).toBeTruthy();
+    expect((await errorOf(refused))).toMatch(/busy/);
+    expect(performance.now() - t0).toBeLessThan(2500);
+    expect(guarded.calls.imageTo3d).toBe(0);
+    expect((await running).status).toBe(200);
+    const metrics = await (await fetch(`${local.url}/metrics`)).text();
+    for (const peer of ['0', '1', '2']) expect(metrics).toMatch(new RegExp(`^fast3d_burst_forwards_total\\{peer="${peer}",result="failed"\\} 1$`, 'm'));
+  });
+
+  it('never forwards a forwarded request again', async () => {
+    // Two full instances that name each other as peers: the request bounces at most once.
+    const b = await instance({ runtime: { queue_length: 0, pipeline_concurrency: 1 } });
+    const a = await busyLocal([{ url: b.url }]);
+    const busyA = postPrompt(a.url, 'a chair for a');
+    const busyB = postPrompt(b.url, 'a chair for b');
+    await sleep(50);
+    const refused = await postPrompt(a.url, 'a homeless chair');
+    expect(refused.status).toBe(503);
+    expect((await (await fetch(`${b.url}/metrics`)).text())).not.toMatch(/fast3d_burst_forwards_total\{/);
+    await Promise.all([busyA, busyB]);
+  });
+});

@@ -1,0 +1,80 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { compose } from '../src/compose.js';
+import { HOPELESS, fakeStages, postPrompt, serveApp, sleep, testConfig, type Served } from './support/fake-stages.js';
+
+const servers: Served[] = [];
+let dir: string | undefined;
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+/** The value of one sample line, e.g. sample(text, 'fast3d_http_requests_total{route="/generate",status="200"}'). */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('GET /metrics', () => {
+  it('reports requests, stage durations, declines, cache lookups, queue depth, GPU busy ratio in Prometheus text', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'fast3d-metrics-test-'));
+    const fake = fakeStages({ textToImageMs: 30, imageTo3dMs: 150 });
+    const composed = compose(
+      testConfig({ cache: { enabled: true, directory: dir }, runtime: { queue_length: 0, pipeline_concurrency: 1 }, pipeline: { retries: 0 } }),
+      { stages: fake.stages },
+    );
+    const served = await serveApp(composed.app);
+    servers.push(served);
+    const url = served.url;
+
+    const slow = postPrompt(url, 'a metered chair');
+    await sleep(60);
+    const during = await (await fetch(`${url}/metrics`)).text();
+    expect(sample(during, 'fast3d_jobs_running')).toBe(1);
+    expect(sample(during, 'fast3d_queue_depth')).toBe(0);
+    expect((await postPrompt(url, 'a refused chair')).status).toBe(503);
+    expect((await slow).status).toBe(200);
+    expect((await postPrompt(url, 'a metered chair')).status).toBe(200);
+    expect((await postPrompt(url, `a ${HOPELESS} chair`)).status).toBe(204);
+    expect((await postPrompt(url, `a ${HOPELESS} chair`)).status).toBe(204);
+    expect((await fetch(`${url}/nowhere`)).status).toBe(404);
+
+    const response = await fetch(`${url}/metrics`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    const text = await response.text();
+    expect(text).toMatch(/^# TYPE fast3d_http_requests_total counter$/m);
+    expect(sample(text, 'fast3d_http_requests_total{route="/generate",status="200"}')).toBe(2);
+    expect(sample(text, 'fast3d_http_requests_total{route="/generate",status="204"}')).toBe(2);
+    expect(sample(text, 'fast3d_http_requests_total{route="/generate",status="503"}')).toBe(1);
+    expect(sample(text, 'fast3d_http_requests_total{route="other",status="404"}')).toBe(1);
+    expect(sample(text, 'fast3d_admission_refusals_total{reason="queue_full"}')).toBe(1);
+    // Stage durations come from the job reports: the asset job ran every stage, the declined one stopped at matting.
+    expect(sample(text, 'fast3d_stage_duration_seconds_count{stage="image_to_3d"}')).toBe(1);
+    expect(sample(text, 'fast3d_stage_duration_seconds_count{stage="text_to_image"}')).toBe(2);
+    expect(sample(text, 'fast3d_stage_duration_seconds_sum{stage="image_to_3d"}')).toBeGreaterThanOrEqual(0.14);
+    expect(sample(text, 'fast3d_declines_total{reason="no_object"}')).toBe(1);
+    expect(sample(text, 'fast3d_jobs_total{outcome="asset"}')).toBe(1);
+    expect(sample(text, 'fast3d_cache_lookups_total{artefact="ply",result="hit"}')).toBe(1);
+    expect(sample(text, 'fast3d_cache_lookups_total{artefact="ply",result="miss"}')).toBe(3);
+    expect(sample(text, 'fast3d_cache_lookups_total{artefact="ply",result="decline_hit"}')).toBe(1);
+    expect(sample(text, 'fast3d_cache_entries')).toBe(1);
+    expect(sample(text, 'fast3d_queue_depth')).toBe(0);
+    expect(sample(text, 'fast3d_jobs_running')).toBe(0);
+    const ratio = sample(text, 'fast3d_gpu_busy_ratio')!;
+    expect(ratio).toBeGreaterThan(0);
+    expect(ratio).toBeLessThanOrEqual(1);
+    expect(sample(text, 'fast3d_gpu_busy_seconds')).toBeGreaterThanOrEqual(0.2);
+    expect(text).toMatch(/^process_cpu_seconds_total /m);
+  });
+
+  it('is absent when metrics are disabled', async () => {
+    const composed = compose(testConfig({ metrics: { enabled: false } }), { stages: fakeStages().stages });
+    const served = await serveApp(composed.app);
+    servers.push(served);
+    expect((await fetch(`${served.url}/metrics`)).status).toBe(404);
+  });
+});

@@ -1,0 +1,87 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { servablePlyViolation } from '../src/splat/servable.js';
+import { postPrompt, sleep, errorOf } from './support/fake-stages.js';
+
+const children: ChildProcess[] = [];
+const dirs: string[] = [];
+afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Child {
+  url: string;
+  exited: Promise<{ code: number | null; at: number }>;
+  process: ChildProcess;
+}
+
+/** Starts test/support/slow-server.ts in a child process and waits for its "listening" log line. */
+async function startChild(graceS: number, gpuMs: number): Promise<Child> {
+  const dir = mkdtempSync(join(tmpdir(), 'fast3d-shutdown-test-'));
+  dirs.push(dir);
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, `server: { host: 127.0.0.1, port: 0, shutdown_grace_s: ${graceS} }\ncache: { enabled: false }\npipeline: { retries: 0 }\n`);
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/slow-server.ts', '--config', config], {
+    env: { ...process.env, FAKE_GPU_MS: String(gpuMs) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  children.push(child);
+  const exited = new Promise<{ code: number | null; at: number }>((resolve) => child.once('exit', (code) => resolve({ code, at: performance.now() })));
+  const port = await new Promise<number>((resolve, reject) => {
+    let buffered = '';
+    child.stdout!.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString();
+      for (const line of buffered.split('\n')) {
+        if (!line.startsWith('{')) continue;
+        try {
+          const entry = JSON.parse(line) as { msg?: string; port?: number };
+          if (entry.msg === 'listening' && entry.port) resolve(entry.port);
+        } catch {
+          // A partial line: wait for the rest.
+        }
+      }
+    });
+    child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
+  });
+  return { url: `http://127.0.0.1:${port}`, exited, process: child };
+}
+
+describe('graceful shutdown', () => {
+  it('on SIGTERM refuses new jobs with 503, finishes the job in flight, then exits 0', async () => {
+    const child = await startChild(10, 1200);
+    const inFlight = postPrompt(child.url, 'a chair in flight');
+    await sleep(300);
+    const signalledAt = performance.now();
+    child.process.kill('SIGTERM');
+    await sleep(100);
+    const late = await postPrompt(child.url, 'a late chair');
+    expect(late.status).toBe(503);
+    expect(late.headers.get('retry-after')).toBeTruthy();
+    expect((await errorOf(late))).toMatch(/shutting down/);
+    expect((await fetch(`${child.url}/ping`)).status).toBe(503);
+    const response = await inFlight;
+    expect(response.status).toBe(200);
+    expect(servablePlyViolation(new Uint8Array(await response.arrayBuffer()))).toBeNull();
+    const { code, at } = await child.exited;
+    expect(code).toBe(0);
+    // It waited for the job (about 0.9 s were left) but not for the whole 10 s grace period.
+    expect(at - signalledAt).toBeGreaterThan(700);
+    expect(at - signalledAt).toBeLessThan(5000);
+  });
+
+  it('exits after the grace period even when a job is still running', async () => {
+    const child = await startChild(0.5, 10_000);
+    const inFlight = postPrompt(child.url, 'an endless chair').then((r) => r.status, () => 'closed');
+    await sleep(300);
+    const signalledAt = performance.now();
+    child.process.kill('SIGTERM');
+    const { code, at } = await child.exited;
+    expect(code).toBe(0);
+    expect(at - signalledAt).toBeLessThan(4000);
+    expect(await inFlight).toBe('closed');
+  });
+});

@@ -1,0 +1,11 @@
+/**
+ * A real service process whose GPU stages are fake waits of FAKE_GPU_MS: `node --import tsx
+ * test/support/slow-server.ts --config FILE`. It runs the same startServer and signal handling as `fast3d serve`.
+ */
+import { startServer, stopOnSignals } from '../../src/main.js';
+import { fakeStages } from './fake-stages.js';
+
+const running = await startServer(process.argv.slice(2), {
+  stages: fakeStages({ imageTo3dMs: Number(process.env.FAKE_GPU_MS ?? 1000) }).stages,
+});
+stopOnSignals(running);
