@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
 import { Admission, BusyError, ShuttingDownError } from '../src/runtime/admission.js';
 import { GpuLock } from '../src/runtime/gpu-lock.js';
-import { fakeStages, postPrompt, serveApp, sleep, testConfig, type Served, errorOf } from './support/fake-stages.js';
+import { fakeStages, postPrompt, serveApp, sleep, testConfig, type Served, errorOf } from './helpers/fake-stages.js';
 
 const servers: Served[] = [];
 afterEach(async () => {

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
-import { fakeStages, postPrompt, serveApp, sleep, testConfig, type Served, errorOf } from './support/fake-stages.js';
+import { fakeStages, postPrompt, serveApp, sleep, testConfig, type Served, errorOf } from './helpers/fake-stages.js';
 
 const servers: Served[] = [];
 afterEach(async () => {

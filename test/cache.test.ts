@@ -6,7 +6,7 @@ import { compose } from '../src/compose.js';
 import type { Task } from '../src/pipelines/job.js';
 import { configFingerprint, ResultCache } from '../src/runtime/cache.js';
 import { Metrics } from '../src/runtime/metrics.js';
-import { HOPELESS, fakeStages, postPrompt, serveApp, sleep, testConfig, type Served } from './support/fake-stages.js';
+import { HOPELESS, fakeStages, postPrompt, serveApp, sleep, testConfig, type Served } from './helpers/fake-stages.js';
 
 const dirs: string[] = [];
 const servers: Served[] = [];

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
-import { HOPELESS, fakeStages, postPrompt, serveApp, sleep, testConfig, type Served } from './support/fake-stages.js';
+import { HOPELESS, fakeStages, postPrompt, serveApp, sleep, testConfig, type Served } from './helpers/fake-stages.js';
 
 const servers: Served[] = [];
 let dir: string | undefined;

@@ -5,7 +5,7 @@ import { PassThrough } from 'node:stream';
 import { afterEach, describe, expect, it } from 'vitest';
 import { formatSummary, pregenerate, PregenerateError } from '../src/commands/pregenerate.js';
 import { compose } from '../src/compose.js';
-import { HOPELESS, fakeStages, postPrompt, serveApp, testConfig, type Served } from './support/fake-stages.js';
+import { HOPELESS, fakeStages, postPrompt, serveApp, testConfig, type Served } from './helpers/fake-stages.js';
 
 const servers: Served[] = [];
 const dirs: string[] = [];

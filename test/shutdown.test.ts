@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { servablePlyViolation } from '../src/splat/servable.js';
-import { postPrompt, sleep, errorOf } from './support/fake-stages.js';
+import { postPrompt, sleep, errorOf } from './helpers/fake-stages.js';
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -19,13 +19,13 @@ interface Child {
   process: ChildProcess;
 }
 
-/** Starts test/support/slow-server.ts in a child process and waits for its "listening" log line. */
+/** Starts test/helpers/slow-server.ts in a child process and waits for its "listening" log line. */
 async function startChild(graceS: number, gpuMs: number): Promise<Child> {
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-shutdown-test-'));
   dirs.push(dir);
   const config = join(dir, 'config.yaml');
   writeFileSync(config, `server: { host: 127.0.0.1, port: 0, shutdown_grace_s: ${graceS} }\ncache: { enabled: false }\npipeline: { retries: 0 }\n`);
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/support/slow-server.ts', '--config', config], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/slow-server.ts', '--config', config], {
     env: { ...process.env, FAKE_GPU_MS: String(gpuMs) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

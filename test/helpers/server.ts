@@ -1,9 +1,9 @@
 /** Starts the real app on an ephemeral loopback port, built from a config object and optional test stages. */
-import { serve, type ServerType } from '@hono/node-server';
 import { compose } from '../../src/compose.js';
 import { parseConfig } from '../../src/config/load.js';
 import type { Stages } from '../../src/pipelines/stages.js';
 import type { GenerationService } from '../../src/runtime/service.js';
+import { serveApp } from './fake-stages.js';
 
 export interface TestServer {
   url: string;
@@ -16,19 +16,8 @@ export async function startTestServer(config: Record<string, unknown> = {}, stag
   const parsed = parseConfig({ log: { level: 'silent' }, cache: { enabled: false }, ...config });
   const { service, app } = compose(parsed, { stages });
   void service.start();
-  const server = await new Promise<ServerType>((resolve) => {
-    const s = serve({ fetch: app.fetch, hostname: '127.0.0.1', port: 0 }, () => resolve(s));
-  });
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    service,
-    close: () => new Promise<void>((resolve) => {
-      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      server.close(() => resolve());
-    }),
-  };
+  const served = await serveApp(app);
+  return { url: served.url, service, close: served.close };
 }
 
 /** POSTs an urlencoded form exactly as the miner's aiohttp client does. */

@@ -1,6 +1,6 @@
 /**
  * A real service process whose GPU stages are fake waits of FAKE_GPU_MS: `node --import tsx
- * test/support/slow-server.ts --config FILE`. It runs the same startServer and signal handling as `fast3d serve`.
+ * test/helpers/slow-server.ts --config FILE`. It runs the same startServer and signal handling as `fast3d serve`.
  */
 import { startServer, stopOnSignals } from '../../src/main.js';
 import { fakeStages } from './fake-stages.js';
