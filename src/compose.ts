@@ -8,7 +8,7 @@ import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
 import { Pipeline } from './pipelines/generate.js';
-import type { Stages, ViewRenderer } from './pipelines/stages.js';
+import type { GpuRunner, Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
 import { Burst } from './runtime/burst.js';
 import { configFingerprint, ResultCache } from './runtime/cache.js';
@@ -37,13 +37,11 @@ export interface ComposeOptions {
 export function compose(config: Config, options: ComposeOptions = {}): Composed {
   const env = options.env ?? process.env;
   const logger = options.logger;
-  const stages: Stages = { ...createStages(config, { ...defaultStageDeps(), renderViews: options.renderViews }), ...options.stages };
   const gpu = new GpuLock();
-  const pipeline = new Pipeline(stages, {
-    retries: config.pipeline.retries,
-    extent: config.pipeline.extent,
-    gpu: (work, signal) => gpu.run(work, signal),
-  });
+  const runOnGpu: GpuRunner = (work, signal) => gpu.run(work, signal);
+  const deps = { ...defaultStageDeps(), renderViews: options.renderViews, gpu: runOnGpu };
+  const stages: Stages = { ...createStages(config, deps), ...options.stages };
+  const pipeline = new Pipeline(stages, { retries: config.pipeline.retries, extent: config.pipeline.extent, gpu: runOnGpu });
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
   const service = new GenerationService(
     pipeline,

@@ -17,6 +17,7 @@ import { allocateCloud, colourToDc, logit, type GaussianCloud } from '../src/spl
 import { expectedFiles } from '../src/weights/check.js';
 import { aestheticSafetensors, writeTinyClip, type TinyClip } from './helpers/models.js';
 import { flatViewRenderer, viewColour } from './helpers/views.js';
+import type { GpuRunner, ViewRenderer } from '../src/pipelines/stages.js';
 
 describe('alignment and aesthetic formulas', () => {
   it('follows the validator: cosines clipped to [0,1], geometric mean, / 0.35', () => {
@@ -154,6 +155,7 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
       verify: 'checksum' as const,
       dtype: 'fp32' as const,
       device: 'cpu' as const,
+      lockModelsOnGpu: false,
       views: 4,
       viewSize: 32,
       minSimilarity: 0.24,
@@ -225,6 +227,42 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     const grey = (await clipPixelValues(settings, [checker])).data as Float32Array;
     const midGrey = (127.5 / 255 - tiny.mean[0]) / tiny.std[0];
     for (let p = 20; p < 236; p += 37) expect(Math.abs(grey[p] - midGrey)).toBeLessThan(0.1);
+  });
+
+  it('holds the GPU lock only around model calls, never while views render on the CPU', async () => {
+    let locked = false;
+    const locks: string[] = [];
+    const runOnGpu: GpuRunner = async (work) => {
+      locks.push('enter');
+      locked = true;
+      try {
+        return await work();
+      } finally {
+        locked = false;
+      }
+    };
+    const inner = flatViewRenderer();
+    const renderedUnderLock: boolean[] = [];
+    const renderer: ViewRenderer = (cloud, views, signal) => {
+      renderedUnderLock.push(locked);
+      return inner(cloud, views, signal);
+    };
+    const image = { width: 1, height: 1, data: new Uint8ClampedArray(4) };
+    const cloud = flatCloud(8000, [0.5, 0.5, 0.2]);
+
+    const onGpu = new ClipValidator(options({ lockModelsOnGpu: true }), renderer, runOnGpu);
+    await onGpu.init();
+    expect(onGpu.gpu).toBe(false); // the pipeline must not wrap the whole check
+    await onGpu.validate({ job: textJob('a lamp'), cloud, image });
+    expect(locks).toEqual(['enter']);
+    expect(renderedUnderLock).toEqual([false]);
+    await onGpu.close();
+
+    const onCpu = new ClipValidator(options({ lockModelsOnGpu: false }), renderer, runOnGpu);
+    await onCpu.init();
+    await onCpu.validate({ job: textJob('a lamp'), cloud, image });
+    expect(locks).toEqual(['enter']); // CPU inference leaves the GPU to other jobs
+    await onCpu.close();
   });
 
   it('embeds each prompt once: retries and repeats reuse the text embedding', async () => {

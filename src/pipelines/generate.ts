@@ -8,7 +8,7 @@ import { centreAndScale, dropNonFinite, rotateCloud } from '../splat/frame.js';
 import { encodePly } from '../splat/ply.js';
 import type { Attempt, Check, Job, Outcome, Report } from './job.js';
 import { attemptSeed } from './seed.js';
-import { allBackends, type Backend, type Stages } from './stages.js';
+import { allBackends, type Backend, type GpuRunner, type Stages } from './stages.js';
 
 export interface PipelineOptions {
   /** Extra attempts after a failed self-validation. */
@@ -19,7 +19,7 @@ export interface PipelineOptions {
    * Runs work that needs the GPU; the runtime passes its GPU lock here so that CPU stages of one job
    * overlap GPU stages of another. Defaults to running the work directly.
    */
-  gpu?: <T>(work: () => Promise<T>, signal?: AbortSignal) => Promise<T>;
+  gpu?: GpuRunner;
 }
 
 export class Pipeline {

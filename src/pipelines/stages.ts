@@ -78,3 +78,6 @@ export function allBackends(stages: Stages): { stage: string; backend: Backend }
  * background), for validators that score views. src/render provides the implementation.
  */
 export type ViewRenderer = (cloud: GaussianCloud, views: { count: number; size: number }, signal?: AbortSignal) => Promise<RgbaImage[]>;
+
+/** Runs work under the runtime's GPU lock (one GPU call at a time); the pipeline and GPU-using backends share it. */
+export type GpuRunner = <T>(work: () => Promise<T>, signal?: AbortSignal) => Promise<T>;

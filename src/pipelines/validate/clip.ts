@@ -15,7 +15,7 @@ import sharp from 'sharp';
 import type { RgbaImage } from '../../image/rgba.js';
 import { checkFiles, describeProblems, missingPaths, type ExpectedFile, type VerifyMode } from '../../weights/check.js';
 import type { Check } from '../job.js';
-import type { Readiness, ValidationInput, Validator, ViewRenderer } from '../stages.js';
+import type { GpuRunner, Readiness, ValidationInput, Validator, ViewRenderer } from '../stages.js';
 import { loadAestheticPredictor, type AestheticPredictor } from './aesthetic.js';
 
 /** The validator divides the geometric-mean cosine by this before comparing with 0.3. */
@@ -32,6 +32,8 @@ export interface ClipOptions {
   verify: VerifyMode;
   dtype: 'fp32' | 'fp16' | 'q8';
   device: 'cpu' | 'cuda';
+  /** Model calls take the runtime's GPU lock (true when the models run on the GPU). */
+  lockModelsOnGpu: boolean;
   views: number;
   viewSize: number;
   minSimilarity: number;
@@ -63,7 +65,12 @@ export function clipFolderFiles(dtype: ClipOptions['dtype']): string[] {
 export class ClipValidator implements Validator {
   readonly name = 'clip';
   readonly preview = false;
-  readonly gpu: boolean;
+  /**
+   * False: the pipeline must not hold the GPU lock over the whole check, whose view rendering is CPU work.
+   * Only the model calls take the lock (see onGpu).
+   */
+  readonly gpu = false;
+  private readonly onGpu: GpuRunner;
   private loaded: Loaded | null = null;
   private loadError: string | null = null;
   private readonly textEmbeddings = new Map<string, Float32Array>();
@@ -71,8 +78,9 @@ export class ClipValidator implements Validator {
   constructor(
     private readonly options: ClipOptions,
     private readonly renderViews: ViewRenderer,
+    runOnGpu?: GpuRunner,
   ) {
-    this.gpu = options.device === 'cuda';
+    this.onGpu = options.lockModelsOnGpu && runOnGpu ? runOnGpu : (work) => work();
   }
 
   readiness(): Readiness {
@@ -127,14 +135,15 @@ export class ClipValidator implements Validator {
 
     let viewEmbeds: Float32Array[];
     if (job.task.kind === 'text') {
-      const [text, embeds] = await Promise.all([this.embedText(loaded, job.task.prompt), this.embedImages(loaded, views)]);
+      const prompt = job.task.prompt;
+      const [text, embeds] = await this.onGpu(() => Promise.all([this.embedText(loaded, prompt), this.embedImages(loaded, views)]), signal);
       viewEmbeds = embeds;
       const cosines = viewEmbeds.map((v) => cosine(v, text));
       checks.push(check('clip_alignment', validatorAlignment(cosines), o.minAlignment));
       checks.push(check('clip_similarity', mean(cosines), o.minSimilarity));
     } else {
       // The framed input against the views, both on the validator's white background.
-      const [reference, ...embeds] = await this.embedImages(loaded, [image, ...views]);
+      const [reference, ...embeds] = await this.onGpu(() => this.embedImages(loaded, [image, ...views]), signal);
       viewEmbeds = embeds;
       checks.push(check('clip_image_similarity', mean(viewEmbeds.map((v) => cosine(v, reference))), o.minImageSimilarity));
     }
