@@ -5,12 +5,25 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { HttpError } from './contract/errors.js';
-import { assertFormContentType, parseGenerateRequest, type GenerateRequest, type RequestLimits } from './contract/request.js';
-import { declinedResponse, errorResponse, plyResponse, reportHeaders } from './contract/responses.js';
+import { assertFormContentType, integerField, parseGenerateRequest, type GenerateRequest, type RequestLimits } from './contract/request.js';
+import { declinedResponse, errorResponse, mp4Response, plyResponse, reportHeaders } from './contract/responses.js';
 import type { Job, Outcome } from './pipelines/job.js';
 import { BusyError } from './runtime/admission.js';
 import type { Logger } from './runtime/log.js';
 import { NotReadyError, type GenerationService } from './runtime/service.js';
+import type { GaussianCloud } from './splat/cloud.js';
+
+/** Renders an accepted asset as a turntable MP4 (the bytes of a complete file). */
+export type TurntableVideo = (cloud: GaussianCloud, options: { size: number }, signal?: AbortSignal) => Promise<Uint8Array>;
+
+export interface VideoOptions {
+  turntable: TurntableVideo;
+  /** Side in pixels when the request has no video_res. */
+  defaultRes: number;
+}
+
+export const VIDEO_RES_MIN = 64;
+export const VIDEO_RES_MAX = 2048;
 
 export interface AppOptions {
   limits: RequestLimits;
@@ -19,6 +32,8 @@ export interface AppOptions {
   healthOkStatus: string;
   retryAfterSeconds: number;
   logger?: Logger;
+  /** Enables POST /generate_video/. */
+  video?: VideoOptions;
 }
 
 type Env = { Variables: RequestIdVariables & { log: Record<string, unknown> } };
@@ -66,7 +81,7 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
   });
 
   /** Parses the form, runs the job, records the log fields; the route decides what the asset becomes. */
-  async function runGenerate(c: Context<Env>): Promise<{ request: GenerateRequest; outcome: Outcome }> {
+  async function runGenerate(c: Context<Env>, check?: (request: GenerateRequest) => void): Promise<{ request: GenerateRequest; outcome: Outcome }> {
     assertFormContentType(c.req.header('content-type'));
     let fields;
     try {
@@ -75,6 +90,7 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
       throw new HttpError(400, `malformed form body: ${(err as Error).message}`);
     }
     const request = await parseGenerateRequest(fields, options.limits);
+    check?.(request);
     const job: Job = { id: c.get('requestId'), task: request.task, seed: request.seed, signal: c.req.raw.signal };
     c.set('log', { task: job.task.kind, seed: job.seed });
     const outcome = await service.generate(job);
@@ -92,6 +108,23 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     const { outcome } = await runGenerate(c);
     const headers = reportHeaders(outcome);
     return outcome.kind === 'asset' ? plyResponse(outcome.ply, headers) : declinedResponse(headers);
+  });
+
+  app.post('/generate_video', limitBody, async (c) => {
+    const video = options.video;
+    if (!video) throw new HttpError(404, 'video rendering is not enabled in this service');
+    let size = video.defaultRes;
+    const { outcome } = await runGenerate(c, (request) => {
+      // Odd sizes are rounded down to even: H.264 in yuv420p needs even dimensions.
+      const res = integerField(request.fields, 'video_res', VIDEO_RES_MIN, VIDEO_RES_MAX) ?? video.defaultRes;
+      size = res - (res % 2);
+    });
+    const headers = reportHeaders(outcome);
+    if (outcome.kind !== 'asset') return declinedResponse(headers);
+    const start = performance.now();
+    const mp4 = await video.turntable(outcome.cloud, { size }, c.req.raw.signal);
+    c.set('log', { ...c.get('log'), video_res: size, video_bytes: mp4.length, video_ms: Math.round(performance.now() - start) });
+    return mp4Response(mp4, headers);
   });
 
   app.get('/health', (c) => {

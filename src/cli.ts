@@ -16,6 +16,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   serve: () => import('./commands/serve.js'),
   check: () => import('./commands/check.js'),
   config: () => import('./commands/config.js'),
+  render: () => import('./commands/render.js'),
+  turntable: () => import('./commands/turntable.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -3,6 +3,7 @@ import type { Hono } from 'hono';
 import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
 import { createStages } from './pipelines/backends.js';
+import { sharedRenderPool, turntableMp4 } from './render/index.js';
 import { Pipeline } from './pipelines/generate.js';
 import type { Stages } from './pipelines/stages.js';
 import type { Logger } from './runtime/log.js';
@@ -27,6 +28,10 @@ export function compose(config: Config, options: { logger?: Logger; stages?: Par
     healthOkStatus: config.server.health_ok_status,
     retryAfterSeconds: config.runtime.retry_after_s,
     logger: options.logger,
+    video: {
+      defaultRes: config.render.video_res,
+      turntable: (cloud, { size }, signal) => turntableMp4(cloud, { ...config.render, size, pool: sharedRenderPool(config.render.threads) }, signal),
+    },
   });
   return { service, app };
 }
