@@ -5,7 +5,7 @@
  * FFMPEG_PATH overrides it.
  */
 import { spawn } from 'node:child_process';
-import { once } from 'node:events';
+import type { Writable } from 'node:stream';
 import { rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { basename, dirname, join } from 'node:path';
@@ -59,7 +59,7 @@ export async function encodeMp4(frames: AsyncIterable<Uint8Array>, outPath: stri
     for await (const frame of frames) {
       if (frame.length !== frameBytes) throw new VideoEncodeError(`frame ${count} has ${frame.length} bytes, expected ${frameBytes}`);
       if (child.exitCode !== null || child.stdin.destroyed) break;
-      if (!child.stdin.write(frame)) await Promise.race([once(child.stdin, 'drain'), exited]);
+      if (!child.stdin.write(frame)) await drained(child.stdin);
       count++;
     }
     child.stdin.end();
@@ -81,4 +81,15 @@ export async function encodeMp4(frames: AsyncIterable<Uint8Array>, outPath: stri
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }
+}
+
+/** Resolves when the stream wants more data, or when it can take no more (ffmpeg exited; its code tells why). */
+function drained(stream: Writable): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      stream.off('drain', done); stream.off('error', done); stream.off('close', done);
+      resolve();
+    };
+    stream.on('drain', done); stream.on('error', done); stream.on('close', done);
+  });
 }
