@@ -32,16 +32,15 @@ export interface RasterOptions {
 }
 
 export class Rasterizer {
-  private proj = new Float64Array(0);
+  private proj = new Float32Array(0);
   private keys = new Uint32Array(0);
   private ids = new Int32Array(0);
   private keys2 = new Uint32Array(0);
   private ids2 = new Int32Array(0);
   private rects = new Int32Array(0);
-  private sorted = new Float64Array(0);
-  private sortedRects = new Int32Array(0);
-  private tileCount = new Int32Array(0);
-  private entries = new Int32Array(0);
+  private tileStart = new Int32Array(0);
+  /** Projected records copied into per-tile runs, P floats each. */
+  private records = new Float32Array(0);
   private readonly radix = new Uint32Array(65536);
   private readonly accT = new Float64Array(TILE * TILE);
   private readonly accR = new Float64Array(TILE * TILE);
@@ -53,7 +52,6 @@ export class Rasterizer {
   render(cloud: PreparedCloud, camera: Camera, options: RasterOptions, out: Uint8Array = new Uint8Array(camera.width * camera.height * options.channels)): Uint8Array {
     const visible = this.project(cloud, camera);
     this.sortByDepth(visible);
-    this.gatherSorted(visible);
     const tilesX = Math.ceil(camera.width / TILE);
     const tilesY = Math.ceil(camera.height / TILE);
     this.bin(visible, tilesX * tilesY, tilesX);
@@ -68,7 +66,7 @@ export class Rasterizer {
     const n = cloud.count;
     if (this.proj.length < n * P) {
       const cap = Math.ceil(n * 1.25) + 16;
-      this.proj = new Float64Array(cap * P);
+      this.proj = new Float32Array(cap * P);
       this.keys = new Uint32Array(cap);
       this.ids = new Int32Array(cap);
       this.keys2 = new Uint32Array(cap);
@@ -143,65 +141,26 @@ export class Rasterizer {
     return v;
   }
 
-  /** LSD radix sort of the visible records by depth, 2 passes of 16 bits; stable. Result in this.ids. */
+  /** Stable LSD radix sort of the visible records by depth (2 passes of 16 bits); the order ends in this.ids. */
   private sortByDepth(n: number): void {
-    let kIn = this.keys, iIn = this.ids, kOut = this.keys2, iOut = this.ids2;
-    const count = this.radix;
-    for (let shift = 0; shift < 32; shift += 16) {
-      count.fill(0);
-      for (let i = 0; i < n; i++) count[(kIn[i] >>> shift) & 0xffff]++;
-      let sum = 0;
-      for (let b = 0; b < 65536; b++) { const c = count[b]; count[b] = sum; sum += c; }
-      for (let i = 0; i < n; i++) {
-        const k = kIn[i];
-        const dst = count[(k >>> shift) & 0xffff]++;
-        kOut[dst] = k;
-        iOut[dst] = iIn[i];
-      }
-      const tk = kIn; kIn = kOut; kOut = tk;
-      const ti = iIn; iIn = iOut; iOut = ti;
-    }
-    // After an even number of passes the sorted order is back in this.keys/this.ids.
+    radixPass(this.keys, this.ids, this.keys2, this.ids2, n, 0, this.radix);
+    radixPass(this.keys2, this.ids2, this.keys, this.ids, n, 16, this.radix);
   }
 
-  /** Reorders the projected records into depth order so binning and compositing read memory in sequence. */
-  private gatherSorted(n: number): void {
-    if (this.sorted.length < this.proj.length) {
-      this.sorted = new Float64Array(this.proj.length);
-      this.sortedRects = new Int32Array(this.rects.length);
-    }
-    const ids = this.ids, proj = this.proj, rects = this.rects, sorted = this.sorted, sortedRects = this.sortedRects;
-    for (let s = 0; s < n; s++) {
-      const g = ids[s];
-      const src = g * P, dst = s * P;
-      for (let j = 0; j < P; j++) sorted[dst + j] = proj[src + j];
-      const q = g * 4, o = s * 4;
-      sortedRects[o] = rects[q]; sortedRects[o + 1] = rects[q + 1]; sortedRects[o + 2] = rects[q + 2]; sortedRects[o + 3] = rects[q + 3];
-    }
-  }
-
-  /** Counting sort of (tile, Gaussian) pairs; walking Gaussians in depth order keeps every tile list sorted. */
+  /**
+   * Counting sort of (tile, Gaussian) pairs into per-tile runs of records: walking the Gaussians in depth
+   * order keeps every run sorted, and copying the record into the run lets compositing stream through memory
+   * instead of chasing indices.
+   */
   private bin(n: number, tiles: number, tilesX: number): void {
-    if (this.tileCount.length < tiles + 1) this.tileCount = new Int32Array(tiles + 1);
-    const start = this.tileCount;
+    if (this.tileStart.length < tiles + 1) this.tileStart = new Int32Array(tiles + 1);
+    const start = this.tileStart;
     start.fill(0, 0, tiles + 1);
-    const rects = this.sortedRects;
-    let total = 0;
-    for (let s = 0, q = 0; s < n; s++, q += 4) {
-      const x0 = rects[q], y0 = rects[q + 1], x1 = rects[q + 2], y1 = rects[q + 3];
-      if (x1 - x0 === 1 && y1 - y0 === 1) { start[y0 * tilesX + x0 + 1]++; total++; continue; }
-      for (let ty = y0; ty < y1; ty++) for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) start[t + 1]++;
-      total += (x1 - x0) * (y1 - y0);
-    }
+    const total = countTiles(this.rects, n, tilesX, start);
     for (let t = 0; t < tiles; t++) start[t + 1] += start[t];
-    if (this.entries.length < total) this.entries = new Int32Array(Math.ceil(total * 1.25) + 16);
-    const entries = this.entries;
-    // Fill using start[t] as a cursor, then shift back: afterwards start[t]..start[t+1] is tile t's list.
-    for (let s = 0, q = 0; s < n; s++, q += 4) {
-      const x0 = rects[q], y0 = rects[q + 1], x1 = rects[q + 2], y1 = rects[q + 3];
-      if (x1 - x0 === 1 && y1 - y0 === 1) { entries[start[y0 * tilesX + x0]++] = s; continue; }
-      for (let ty = y0; ty < y1; ty++) for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) entries[start[t]++] = s;
-    }
+    if (this.records.length < total * P) this.records = new Float32Array(Math.ceil(total * 1.25) * P + 16 * P);
+    fillTiles(this.ids, this.proj, this.rects, n, tilesX, start, this.records);
+    // fillTiles advanced each start[t] to the end of tile t's run: shift back by one tile.
     for (let t = tiles; t > 0; t--) start[t] = start[t - 1];
     start[0] = 0;
   }
@@ -217,12 +176,11 @@ export class Rasterizer {
     const fullRow = (1 << (px1 - px0)) - 1;
     let openRows = py1 - py0;
     for (let r = 0; r < TILE; r++) rowOpen[r] = r < openRows ? fullRow : 0;
-    const proj = this.sorted, entries = this.entries;
-    const end = this.tileCount[tile + 1];
-    for (let k = this.tileCount[tile]; k < end && openRows > 0; k++) {
-      const p = entries[k] * P;
-      const mx = proj[p], my = proj[p + 1], a = proj[p + 2], b = proj[p + 3], c = proj[p + 4], L = proj[p + 5];
-      const op = proj[p + 6], cr = proj[p + 7], cg = proj[p + 8], cb = proj[p + 9], reach = proj[p + 10];
+    const rec = this.records;
+    const end = this.tileStart[tile + 1] * P;
+    for (let p = this.tileStart[tile] * P; p < end && openRows > 0; p += P) {
+      const mx = rec[p], my = rec[p + 1], a = rec[p + 2], b = rec[p + 3], c = rec[p + 4], L = rec[p + 5];
+      const op = rec[p + 6], cr = rec[p + 7], cg = rec[p + 8], cb = rec[p + 9], reach = rec[p + 10];
       let y0 = Math.ceil(my - 0.5 - reach), y1 = Math.floor(my - 0.5 + reach);
       if (y0 < py0) y0 = py0;
       if (y1 >= py1) y1 = py1 - 1;
@@ -290,19 +248,62 @@ export class Rasterizer {
 
 /** Beyond this sigma, alpha = opacity * exp(-sigma) < 1/255 for any opacity <= 1. */
 const SIGMA_MAX = Math.log(255);
-/** exp(-k/4 - 1/8) for k = 0..23: the table half of expNeg. */
-const EXP_QUARTERS = Float64Array.from({ length: 24 }, (_, k) => Math.exp(-k / 4 - 0.125));
+/** exp(-k/8 - 1/16) for k = 0..47: the table half of expNeg. */
+const EXP_EIGHTHS = Float64Array.from({ length: 48 }, (_, k) => Math.exp(-k / 8 - 1 / 16));
 
 /**
- * exp(-s) for 0 <= s < 6 with relative error below 2e-9 (float32 rounding is 6e-8): a table of exp(-k/4)
- * times a degree-6 Taylor polynomial of exp(-r) around r = 1/8 for the remainder r in [0, 1/4). About three
- * times faster than Math.exp in the compositing loop.
+ * exp(-s) for 0 <= s < 6 with relative error below 1e-8 (float32 rounding is 6e-8): a table of exp(-k/8 - 1/16)
+ * times a degree-4 Taylor polynomial of exp(-r) for the remainder r in [-1/16, 1/16).
  */
 export function expNeg(s: number): number {
-  const k = (s * 4) | 0;
-  const r = s - k * 0.25 - 0.125;
-  const p = 1 - r * (1 - r * (0.5 - r * (1 / 6 - r * (1 / 24 - r * (1 / 120 - r * (1 / 720))))));
-  return EXP_QUARTERS[k] * p;
+  const k = (s * 8) | 0;
+  const r = s - k * 0.125 - 0.0625;
+  return EXP_EIGHTHS[k] * (1 - r * (1 - r * (0.5 - r * (1 / 6 - r * (1 / 24)))));
+}
+
+// The passes below are separate functions on purpose: V8 optimises a whole small function once it is hot,
+// whereas one function with several long loops keeps being deoptimised between its on-stack-replaced loops.
+
+function radixPass(kIn: Uint32Array, iIn: Int32Array, kOut: Uint32Array, iOut: Int32Array, n: number, shift: number, count: Uint32Array): void {
+  count.fill(0);
+  for (let i = 0; i < n; i++) count[(kIn[i] >>> shift) & 0xffff]++;
+  let sum = 0;
+  for (let b = 0; b < 65536; b++) { const c = count[b]; count[b] = sum; sum += c; }
+  for (let i = 0; i < n; i++) {
+    const k = kIn[i];
+    const dst = count[(k >>> shift) & 0xffff]++;
+    kOut[dst] = k;
+    iOut[dst] = iIn[i];
+  }
+}
+
+/** Adds each record's tiles to count[tile + 1]; returns the number of (tile, record) pairs. */
+function countTiles(rects: Int32Array, n: number, tilesX: number, count: Int32Array): number {
+  let total = 0;
+  for (let s = 0, q = 0; s < n; s++, q += 4) {
+    const x0 = rects[q], y0 = rects[q + 1], x1 = rects[q + 2], y1 = rects[q + 3];
+    for (let ty = y0; ty < y1; ty++) for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) count[t + 1]++;
+    total += (x1 - x0) * (y1 - y0);
+  }
+  return total;
+}
+
+/** Copies each record, in depth order, to the runs of its tiles; cursor[t] starts at tile t's first slot. */
+function fillTiles(order: Int32Array, proj: Float32Array, rects: Int32Array, n: number, tilesX: number, cursor: Int32Array, records: Float32Array): void {
+  for (let s = 0; s < n; s++) {
+    const g = order[s];
+    const q = g * 4, src = g * P;
+    const x0 = rects[q], y0 = rects[q + 1], x1 = rects[q + 2], y1 = rects[q + 3];
+    const v0 = proj[src], v1 = proj[src + 1], v2 = proj[src + 2], v3 = proj[src + 3], v4 = proj[src + 4], v5 = proj[src + 5];
+    const v6 = proj[src + 6], v7 = proj[src + 7], v8 = proj[src + 8], v9 = proj[src + 9], v10 = proj[src + 10];
+    for (let ty = y0; ty < y1; ty++) {
+      for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) {
+        const d = cursor[t]++ * P;
+        records[d] = v0; records[d + 1] = v1; records[d + 2] = v2; records[d + 3] = v3; records[d + 4] = v4; records[d + 5] = v5;
+        records[d + 6] = v6; records[d + 7] = v7; records[d + 8] = v8; records[d + 9] = v9; records[d + 10] = v10;
+      }
+    }
+  }
 }
 
 /** Clip to [0, 1] and truncate, as the validator's `(clip(img, 0, 1) * 255).to(uint8)`. */
