@@ -22,6 +22,8 @@ const T_MIN = 1e-4;
 const MAX_EXTEND = 3.33;
 /** Projected record: mx my conicA conicB conicC L(=2 ln(255 op)) opacity r g b rowReach */
 const P = 11;
+/** Stride of the projection buffer: the record, then its tile rectangle x0 y0 x1 y1 (16 floats, one cache line). */
+const Q = 16;
 
 export type Rgb = readonly [number, number, number];
 
@@ -37,7 +39,6 @@ export class Rasterizer {
   private ids = new Int32Array(0);
   private keys2 = new Uint32Array(0);
   private ids2 = new Int32Array(0);
-  private rects = new Int32Array(0);
   private tileStart = new Int32Array(0);
   /** Projected records copied into per-tile runs, P floats each. */
   private records = new Float32Array(0);
@@ -64,17 +65,16 @@ export class Rasterizer {
   /** Projects every Gaussian; keeps the ones whose footprint reaches the image. Returns how many. */
   private project(cloud: PreparedCloud, cam: Camera): number {
     const n = cloud.count;
-    if (this.proj.length < n * P) {
+    if (this.proj.length < n * Q) {
       const cap = Math.ceil(n * 1.25) + 16;
-      this.proj = new Float32Array(cap * P);
+      this.proj = new Float32Array(cap * Q);
       this.keys = new Uint32Array(cap);
       this.ids = new Int32Array(cap);
       this.keys2 = new Uint32Array(cap);
       this.ids2 = new Int32Array(cap);
-      this.rects = new Int32Array(cap * 4);
     }
     const d = cloud.data;
-    const proj = this.proj, keys = this.keys, ids = this.ids, rects = this.rects;
+    const proj = this.proj, keys = this.keys, ids = this.ids;
     const [r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2] = cam.view;
     const { fx, fy, cx, cy, width, height, near, far } = cam;
     const tilesX = Math.ceil(width / TILE), tilesY = Math.ceil(height / TILE);
@@ -123,7 +123,7 @@ export class Rasterizer {
       if (rx0 >= rx1 || ry0 >= ry1) continue;
       const inv = 1 / det;
       const L = 2 * lnReach;
-      const p = v * P;
+      const p = v * Q;
       proj[p] = mx; proj[p + 1] = my;
       proj[p + 2] = cyy * inv; proj[p + 3] = -cxy * inv; proj[p + 4] = cxx * inv;
       proj[p + 5] = L;
@@ -131,8 +131,7 @@ export class Rasterizer {
       proj[p + 7] = d[o + 9]; proj[p + 8] = d[o + 10]; proj[p + 9] = d[o + 11];
       // Rows where a dx^2 + 2 b dx dy + c dy^2 <= L has solutions: |dy| <= sqrt(L * cov_yy).
       proj[p + 10] = Math.sqrt(L * cyy);
-      const q = v * 4;
-      rects[q] = rx0; rects[q + 1] = ry0; rects[q + 2] = rx1; rects[q + 3] = ry1;
+      proj[p + 11] = rx0; proj[p + 12] = ry0; proj[p + 13] = rx1; proj[p + 14] = ry1;
       depthBits[0] = tz; // positive floats order like their bit patterns
       keys[v] = depthKey[0];
       ids[v] = v;
@@ -156,10 +155,10 @@ export class Rasterizer {
     if (this.tileStart.length < tiles + 1) this.tileStart = new Int32Array(tiles + 1);
     const start = this.tileStart;
     start.fill(0, 0, tiles + 1);
-    const total = countTiles(this.rects, n, tilesX, start);
+    const total = countTiles(this.proj, n, tilesX, start);
     for (let t = 0; t < tiles; t++) start[t + 1] += start[t];
     if (this.records.length < total * P) this.records = new Float32Array(Math.ceil(total * 1.25) * P + 16 * P);
-    fillTiles(this.ids, this.proj, this.rects, n, tilesX, start, this.records);
+    fillTiles(this.ids, this.proj, n, tilesX, start, this.records);
     // fillTiles advanced each start[t] to the end of tile t's run: shift back by one tile.
     for (let t = tiles; t > 0; t--) start[t] = start[t - 1];
     start[0] = 0;
@@ -278,10 +277,10 @@ function radixPass(kIn: Uint32Array, iIn: Int32Array, kOut: Uint32Array, iOut: I
 }
 
 /** Adds each record's tiles to count[tile + 1]; returns the number of (tile, record) pairs. */
-function countTiles(rects: Int32Array, n: number, tilesX: number, count: Int32Array): number {
+function countTiles(proj: Float32Array, n: number, tilesX: number, count: Int32Array): number {
   let total = 0;
-  for (let s = 0, q = 0; s < n; s++, q += 4) {
-    const x0 = rects[q], y0 = rects[q + 1], x1 = rects[q + 2], y1 = rects[q + 3];
+  for (let s = 0, q = P; s < n; s++, q += Q) {
+    const x0 = proj[q], y0 = proj[q + 1], x1 = proj[q + 2], y1 = proj[q + 3];
     for (let ty = y0; ty < y1; ty++) for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) count[t + 1]++;
     total += (x1 - x0) * (y1 - y0);
   }
@@ -289,13 +288,12 @@ function countTiles(rects: Int32Array, n: number, tilesX: number, count: Int32Ar
 }
 
 /** Copies each record, in depth order, to the runs of its tiles; cursor[t] starts at tile t's first slot. */
-function fillTiles(order: Int32Array, proj: Float32Array, rects: Int32Array, n: number, tilesX: number, cursor: Int32Array, records: Float32Array): void {
+function fillTiles(order: Int32Array, proj: Float32Array, n: number, tilesX: number, cursor: Int32Array, records: Float32Array): void {
   for (let s = 0; s < n; s++) {
-    const g = order[s];
-    const q = g * 4, src = g * P;
-    const x0 = rects[q], y0 = rects[q + 1], x1 = rects[q + 2], y1 = rects[q + 3];
+    const src = order[s] * Q;
     const v0 = proj[src], v1 = proj[src + 1], v2 = proj[src + 2], v3 = proj[src + 3], v4 = proj[src + 4], v5 = proj[src + 5];
     const v6 = proj[src + 6], v7 = proj[src + 7], v8 = proj[src + 8], v9 = proj[src + 9], v10 = proj[src + 10];
+    const x0 = proj[src + 11], y0 = proj[src + 12], x1 = proj[src + 13], y1 = proj[src + 14];
     for (let ty = y0; ty < y1; ty++) {
       for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) {
         const d = cursor[t]++ * P;
