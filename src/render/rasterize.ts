@@ -75,6 +75,8 @@ export class Rasterizer {
     }
     const d = cloud.data;
     const proj = this.proj, keys = this.keys, ids = this.ids;
+    // Locals, not module bindings: see splatTile.
+    const stride = STRIDE, q = Q, tile = TILE, eps2d = EPS2D, maxExtend = MAX_EXTEND;
     const [r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2] = cam.view;
     const { fx, fy, cx, cy, width, height, near, far } = cam;
     const tilesX = Math.ceil(width / TILE), tilesY = Math.ceil(height / TILE);
@@ -84,7 +86,7 @@ export class Rasterizer {
     const depthBits = new Float32Array(1);
     const depthKey = new Uint32Array(depthBits.buffer);
     let v = 0;
-    for (let i = 0, o = 0; i < n; i++, o += STRIDE) {
+    for (let i = 0, o = 0; i < n; i++, o += stride) {
       const x = d[o], y = d[o + 1], z = d[o + 2];
       const tz = r20 * x + r21 * y + r22 * z + t2;
       if (tz < near || tz > far) continue;
@@ -103,27 +105,27 @@ export class Rasterizer {
       const sxx = d[o + 3], sxy = d[o + 4], sxz = d[o + 5], syy = d[o + 6], syz = d[o + 7], szz = d[o + 8];
       const u0 = sxx * a0 + sxy * a1 + sxz * a2, u1 = sxy * a0 + syy * a1 + syz * a2, u2 = sxz * a0 + syz * a1 + szz * a2;
       const w0 = sxx * b0 + sxy * b1 + sxz * b2, w1 = sxy * b0 + syy * b1 + syz * b2, w2 = sxz * b0 + syz * b1 + szz * b2;
-      const cxx = a0 * u0 + a1 * u1 + a2 * u2 + EPS2D;
+      const cxx = a0 * u0 + a1 * u1 + a2 * u2 + eps2d;
       const cxy = b0 * u0 + b1 * u1 + b2 * u2;
-      const cyy = b0 * w0 + b1 * w1 + b2 * w2 + EPS2D;
+      const cyy = b0 * w0 + b1 * w1 + b2 * w2 + eps2d;
       const det = cxx * cyy - cxy * cxy;
       if (!(det > 0)) continue;
       const opacity = d[o + 12];
       const lnReach = d[o + 13];
       let extend = Math.sqrt(2 * lnReach);
-      if (extend > MAX_EXTEND) extend = MAX_EXTEND;
+      if (extend > maxExtend) extend = maxExtend;
       const radX = Math.ceil(extend * Math.sqrt(cxx));
       const radY = Math.ceil(extend * Math.sqrt(cyy));
       if (radX <= 0 && radY <= 0) continue;
       if (mx + radX <= 0 || mx - radX >= width || my + radY <= 0 || my - radY >= height) continue;
-      let rx0 = Math.floor((mx - radX) / TILE), rx1 = Math.ceil((mx + radX) / TILE);
-      let ry0 = Math.floor((my - radY) / TILE), ry1 = Math.ceil((my + radY) / TILE);
+      let rx0 = Math.floor((mx - radX) / tile), rx1 = Math.ceil((mx + radX) / tile);
+      let ry0 = Math.floor((my - radY) / tile), ry1 = Math.ceil((my + radY) / tile);
       if (rx0 < 0) rx0 = 0; if (ry0 < 0) ry0 = 0;
       if (rx1 > tilesX) rx1 = tilesX; if (ry1 > tilesY) ry1 = tilesY;
       if (rx0 >= rx1 || ry0 >= ry1) continue;
       const inv = 1 / det;
       const L = 2 * lnReach;
-      const p = v * Q;
+      const p = v * q;
       proj[p] = mx; proj[p + 1] = my;
       proj[p + 2] = cyy * inv; proj[p + 3] = -cxy * inv; proj[p + 4] = cxx * inv;
       proj[p + 5] = L;
@@ -173,63 +175,9 @@ export class Rasterizer {
     // One bit per pixel still open (T above the stop level), per tile row.
     const rowOpen = this.rowOpen;
     const fullRow = (1 << (px1 - px0)) - 1;
-    let openRows = py1 - py0;
+    const openRows = py1 - py0;
     for (let r = 0; r < TILE; r++) rowOpen[r] = r < openRows ? fullRow : 0;
-    const rec = this.records;
-    const end = this.tileStart[tile + 1] * P;
-    for (let p = this.tileStart[tile] * P; p < end && openRows > 0; p += P) {
-      const mx = rec[p], my = rec[p + 1], a = rec[p + 2], b = rec[p + 3], c = rec[p + 4], L = rec[p + 5];
-      const op = rec[p + 6], cr = rec[p + 7], cg = rec[p + 8], cb = rec[p + 9], reach = rec[p + 10];
-      let y0 = Math.ceil(my - 0.5 - reach), y1 = Math.floor(my - 0.5 + reach);
-      if (y0 < py0) y0 = py0;
-      if (y1 >= py1) y1 = py1 - 1;
-      const invA = 1 / a;
-      const sx = mx - 0.5 - px0;
-      for (let py = y0; py <= y1; py++) {
-        const r = py - py0;
-        let open = rowOpen[r];
-        if (open === 0) continue;
-        const dy = py + 0.5 - my;
-        const bdy = b * dy;
-        const cdy2 = c * dy * dy;
-        const disc = bdy * bdy - a * (cdy2 - L);
-        if (disc < 0) continue;
-        const s = Math.sqrt(disc);
-        // Columns (tile-relative) where alpha can reach 1/255 on this row.
-        let x0 = Math.ceil(sx + (-bdy - s) * invA), x1 = Math.floor(sx + (-bdy + s) * invA);
-        if (x0 < 0) x0 = 0;
-        if (x1 > 15) x1 = 15;
-        if (x0 > x1) continue;
-        let m = open & (((2 << (x1 - x0)) - 1) << x0);
-        const row = r * TILE;
-        while (m !== 0) {
-          const low = m & -m;
-          m ^= low;
-          const x = 31 - Math.clz32(low);
-          const i = row + x;
-          const dx = x + px0 + 0.5 - mx;
-          const sigma = 0.5 * (a * dx * dx + cdy2) + bdy * dx;
-          if (sigma > SIGMA_MAX || sigma < 0) continue;
-          let alpha = op * expNeg(sigma);
-          if (alpha < ALPHA_MIN) continue;
-          if (alpha > MAX_ALPHA) alpha = MAX_ALPHA;
-          const t = T[i];
-          const next = t * (1 - alpha);
-          if (next <= T_MIN) {
-            // Exclusive stop, as gsplat: this Gaussian does not contribute and T keeps its value.
-            open ^= low;
-            continue;
-          }
-          const w = alpha * t;
-          R[i] += cr * w; G[i] += cg * w; B[i] += cb * w;
-          T[i] = next;
-        }
-        if (open !== rowOpen[r]) {
-          rowOpen[r] = open;
-          if (open === 0) openRows--;
-        }
-      }
-    }
+    splatTile(this.records, this.tileStart[tile] * P, this.tileStart[tile + 1] * P, px0, py0, px1, py1, openRows, T, R, G, B, rowOpen, EXP_EIGHTHS);
     const [br, bg, bb] = options.background;
     const ch = options.channels;
     for (let py = py0; py < py1; py++) {
@@ -260,6 +208,76 @@ export function expNeg(s: number): number {
   return EXP_EIGHTHS[k] * (1 - r * (1 - r * (0.5 - r * (1 / 6 - r * (1 / 24)))));
 }
 
+/**
+ * Composites one tile's run of records (depth order) into the tile's accumulators. Constants are copied into
+ * locals: module-level and imported bindings are re-read (with a hole check) on every use in V8's optimised code.
+ */
+function splatTile(
+  rec: Float32Array, begin: number, end: number, px0: number, py0: number, px1: number, py1: number, openRows: number,
+  T: Float64Array, R: Float64Array, G: Float64Array, B: Float64Array, rowOpen: Int32Array, exps: Float64Array,
+): void {
+  const sigmaMax = SIGMA_MAX, alphaMin = ALPHA_MIN, maxAlpha = MAX_ALPHA, tMin = T_MIN, stride = P, tile = TILE;
+  const lastCol = px1 - px0 - 1;
+  for (let p = begin; p < end && openRows > 0; p += stride) {
+    const mx = rec[p], my = rec[p + 1], a = rec[p + 2], b = rec[p + 3], c = rec[p + 4], L = rec[p + 5];
+    const op = rec[p + 6], cr = rec[p + 7], cg = rec[p + 8], cb = rec[p + 9], reach = rec[p + 10];
+    let y0 = Math.ceil(my - 0.5 - reach), y1 = Math.floor(my - 0.5 + reach);
+    if (y0 < py0) y0 = py0;
+    if (y1 >= py1) y1 = py1 - 1;
+    const invA = 1 / a;
+    const sx = mx - 0.5 - px0;
+    const ox = px0 + 0.5 - mx;
+    for (let py = y0; py <= y1; py++) {
+      const r = py - py0;
+      let open = rowOpen[r];
+      if (open === 0) continue;
+      const dy = py + 0.5 - my;
+      const bdy = b * dy;
+      const cdy2 = c * dy * dy;
+      const disc = bdy * bdy - a * (cdy2 - L);
+      if (disc < 0) continue;
+      const s = Math.sqrt(disc);
+      // Columns (tile-relative) where alpha can reach 1/255 on this row.
+      let x0 = Math.ceil(sx + (-bdy - s) * invA), x1 = Math.floor(sx + (-bdy + s) * invA);
+      if (x0 < 0) x0 = 0;
+      if (x1 > lastCol) x1 = lastCol;
+      if (x0 > x1) continue;
+      let m = open & (((2 << (x1 - x0)) - 1) << x0);
+      const row = r * tile;
+      const hcdy2 = 0.5 * cdy2, ha = 0.5 * a;
+      while (m !== 0) {
+        const low = m & -m;
+        m ^= low;
+        const x = 31 - Math.clz32(low);
+        const dx = x + ox;
+        const sigma = (ha * dx + bdy) * dx + hcdy2;
+        if (sigma > sigmaMax || sigma < 0) continue;
+        // exp(-sigma): table of exp(-k/8 - 1/16) times a degree-4 Taylor polynomial (see expNeg).
+        const k = (sigma * 8) | 0;
+        const u = sigma - k * 0.125 - 0.0625;
+        let alpha = op * exps[k] * (1 - u * (1 - u * (0.5 - u * (1 / 6 - u * (1 / 24)))));
+        if (alpha < alphaMin) continue;
+        if (alpha > maxAlpha) alpha = maxAlpha;
+        const i = row + x;
+        const t = T[i];
+        const next = t * (1 - alpha);
+        if (next <= tMin) {
+          // Exclusive stop, as gsplat: this Gaussian does not contribute and T keeps its value.
+          open ^= low;
+          continue;
+        }
+        const w = alpha * t;
+        R[i] += cr * w; G[i] += cg * w; B[i] += cb * w;
+        T[i] = next;
+      }
+      if (open !== rowOpen[r]) {
+        rowOpen[r] = open;
+        if (open === 0) openRows--;
+      }
+    }
+  }
+}
+
 // The passes below are separate functions on purpose: V8 optimises a whole small function once it is hot,
 // whereas one function with several long loops keeps being deoptimised between its on-stack-replaced loops.
 
@@ -279,8 +297,9 @@ function radixPass(kIn: Uint32Array, iIn: Int32Array, kOut: Uint32Array, iOut: I
 /** Adds each record's tiles to count[tile + 1]; returns the number of (tile, record) pairs. */
 function countTiles(proj: Float32Array, n: number, tilesX: number, count: Int32Array): number {
   let total = 0;
-  for (let s = 0, q = P; s < n; s++, q += Q) {
-    const x0 = proj[q], y0 = proj[q + 1], x1 = proj[q + 2], y1 = proj[q + 3];
+  const stride = Q;
+  for (let s = 0, q = P; s < n; s++, q += stride) {
+    const x0 = proj[q] | 0, y0 = proj[q + 1] | 0, x1 = proj[q + 2] | 0, y1 = proj[q + 3] | 0;
     for (let ty = y0; ty < y1; ty++) for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) count[t + 1]++;
     total += (x1 - x0) * (y1 - y0);
   }
@@ -289,14 +308,15 @@ function countTiles(proj: Float32Array, n: number, tilesX: number, count: Int32A
 
 /** Copies each record, in depth order, to the runs of its tiles; cursor[t] starts at tile t's first slot. */
 function fillTiles(order: Int32Array, proj: Float32Array, n: number, tilesX: number, cursor: Int32Array, records: Float32Array): void {
+  const stride = Q, size = P;
   for (let s = 0; s < n; s++) {
-    const src = order[s] * Q;
+    const src = order[s] * stride;
     const v0 = proj[src], v1 = proj[src + 1], v2 = proj[src + 2], v3 = proj[src + 3], v4 = proj[src + 4], v5 = proj[src + 5];
     const v6 = proj[src + 6], v7 = proj[src + 7], v8 = proj[src + 8], v9 = proj[src + 9], v10 = proj[src + 10];
-    const x0 = proj[src + 11], y0 = proj[src + 12], x1 = proj[src + 13], y1 = proj[src + 14];
+    const x0 = proj[src + 11] | 0, y0 = proj[src + 12] | 0, x1 = proj[src + 13] | 0, y1 = proj[src + 14] | 0;
     for (let ty = y0; ty < y1; ty++) {
       for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) {
-        const d = cursor[t]++ * P;
+        const d = cursor[t]++ * size;
         records[d] = v0; records[d + 1] = v1; records[d + 2] = v2; records[d + 3] = v3; records[d + 4] = v4; records[d + 5] = v5;
         records[d + 6] = v6; records[d + 7] = v7; records[d + 8] = v8; records[d + 9] = v9; records[d + 10] = v10;
       }
