@@ -18,6 +18,8 @@ export function compose(config: Config, options: { logger?: Logger; stages?: Par
   const stages: Stages = { ...createStages(config), ...options.stages };
   const pipeline = new Pipeline(stages, { retries: config.pipeline.retries, extent: config.pipeline.extent });
   const service = new GenerationService(pipeline, { queueLength: config.runtime.queue_length }, options.logger);
+  // Created here so that render.threads applies to every user of the shared pool (videos, validator views).
+  const renderPool = sharedRenderPool(config.render.threads);
   const app = createApp(service, {
     limits: {
       maxPromptChars: config.contract.max_prompt_chars,
@@ -30,7 +32,7 @@ export function compose(config: Config, options: { logger?: Logger; stages?: Par
     logger: options.logger,
     video: {
       defaultRes: config.render.video_res,
-      turntable: (cloud, { size }, signal) => turntableMp4(cloud, { ...config.render, size, pool: sharedRenderPool(config.render.threads) }, signal),
+      turntable: (cloud, { size }, signal) => turntableMp4(cloud, { ...config.render, size, pool: renderPool }, signal),
     },
   });
   return { service, app };
