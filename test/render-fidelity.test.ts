@@ -23,6 +23,14 @@ describe('fidelity against the validator\'s own render', () => {
     expect(value).toBeGreaterThanOrEqual(40);
   });
 
+  it('gives the same image whatever the tile size (gsplat uses 16, we default to 32)', () => {
+    const cloud = prepareCloud(loadFixtureCloud('hamburger.ply'), { extent: 1.5 });
+    const view = orbitCamera({ azimuth: 100, elevation: -15, radius: 2.5 }, { width: 250, height: 250, fov: 49.1 });
+    const images = [16, 32, 7].map((tile) => Buffer.from(new Rasterizer(tile).render(cloud, view, { background: [1, 1, 1], channels: 3 })));
+    expect(Buffer.compare(images[0], images[1])).toBe(0);
+    expect(Buffer.compare(images[0], images[2])).toBe(0);
+  });
+
   it('renders the same pixels through the worker pool as in-thread', async () => {
     const cloud = prepareCloud(loadFixtureCloud('hamburger.ply'), { extent: 1.0 });
     const small = orbitCamera({ azimuth: 45, elevation: 0, radius: 3 }, { width: 270, height: 270, fov: 49.1 });
