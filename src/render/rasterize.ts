@@ -1,14 +1,14 @@
 /**
  * EWA splatting on the CPU, following gsplat's `rasterization` (the validator's renderer) step by step:
  * projection with the clamped Jacobian, 0.3 px dilation of the 2D covariance, opacity-aware extent
- * (min(3.33, sqrt(2 ln(255 opacity))) sigma), 16x16 tiles, depth order, front-to-back compositing with
+ * (min(3.33, sqrt(2 ln(255 opacity))) sigma), square tiles, depth order, front-to-back compositing with
  * alpha = min(0.999, opacity * exp(-sigma)), skip alpha < 1/255, exclusive stop when T would fall to 1e-4,
  * pixel centres at +0.5, background added with the remaining T, output clipped to [0, 1] and truncated to
  * 8 bits like the validator's `(img * 255).to(uint8)`.
  *
  * Speed comes from the layout, not from approximations: a flat projected record per visible Gaussian, one
- * global radix sort by depth, per-tile lists filled by counting sort (so each list is already in depth order),
- * and per tile a Gaussian-major loop that visits only the pixels of each row where alpha can reach 1/255
+ * global radix sort by depth, per-tile runs of records filled by counting sort (so each run is already in depth
+ * order), and per tile a Gaussian-major loop that visits only the pixels of each row where alpha can reach 1/255
  * (solved exactly from the conic), with per-pixel early termination and the whole tile stopping once every
  * pixel is opaque. No per-Gaussian objects; all scratch memory is reused between frames.
  */
@@ -190,7 +190,7 @@ export class Rasterizer {
     const fullRow = px1 - px0 >= 32 ? -1 : (1 << (px1 - px0)) - 1; // one bit per column, int32
     const openRows = py1 - py0;
     for (let r = 0; r < size; r++) rowOpen[r] = r < openRows ? fullRow : 0;
-    splatTile(this.records, this.tileStart[tile] * P, this.tileStart[tile + 1] * P, px0, py0, px1, py1, openRows, size, acc, rowOpen, EXP_EIGHTHS);
+    splatTile(this.records, this.tileStart[tile] * P, this.tileStart[tile + 1] * P, px0, py0, px1, py1, openRows, size, acc, rowOpen);
     const [br, bg, bb] = options.background;
     const ch = options.channels;
     for (let py = py0; py < py1; py++) {
@@ -227,7 +227,7 @@ export function expNeg(s: number): number {
  */
 function splatTile(
   rec: Float32Array, begin: number, end: number, px0: number, py0: number, px1: number, py1: number, openRows: number, tile: number,
-  acc: Float64Array, rowOpen: Int32Array, exps: Float64Array,
+  acc: Float64Array, rowOpen: Int32Array,
 ): void {
   const sigmaMax = SIGMA_MAX, alphaMin = ALPHA_MIN, maxAlpha = MAX_ALPHA, tMin = T_MIN, stride = P;
   const lastCol = px1 - px0 - 1;
@@ -265,10 +265,7 @@ function splatTile(
         const dx = x + ox;
         const sigma = (ha * dx + bdy) * dx + hcdy2;
         if (sigma > sigmaMax || sigma < 0) continue;
-        // exp(-sigma): table of exp(-k/8 - 1/16) times a degree-4 Taylor polynomial (see expNeg).
-        const k = (sigma * 8) | 0;
-        const u = sigma - k * 0.125 - 0.0625;
-        let alpha = op * exps[k] * (1 - u * (1 - u * (0.5 - u * (1 / 6 - u * (1 / 24)))));
+        let alpha = op * expNeg(sigma);
         if (alpha < alphaMin) continue;
         if (alpha > maxAlpha) alpha = maxAlpha;
         const i = (row + x) << 2;
