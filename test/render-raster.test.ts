@@ -81,8 +81,10 @@ describe('rasteriser', () => {
       const c = (32 * 64 + 32) * 4; // the middle blob at the origin is in view
       expect(v.data[c]).toBeLessThan(120);
     }
-    // linspace(0, 360, 4) ends where it starts: the first and last views are the same picture.
+    // linspace(0, 360, 4) ends where it starts: the first and last views are the same picture (in its own buffer).
     expect(Buffer.compare(Buffer.from(views[0].data), Buffer.from(views[3].data))).toBe(0);
+    expect(views[3].data.buffer).not.toBe(views[0].data.buffer);
+    expect(Buffer.compare(Buffer.from(views[0].data), Buffer.from(views[1].data))).not.toBe(0);
   });
 
   it('computes exp(-s) to float32 precision', () => {

@@ -97,9 +97,22 @@ export class RenderPool {
     });
   }
 
-  /** Renders every camera; all views are in flight at once, spread over the workers. */
-  renderAll(cloud: PreparedCloud, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array[]> {
-    return Promise.all(cameras.map((camera) => this.render(cloud, camera, options, signal)));
+  /**
+   * Renders every camera; all views are in flight at once, spread over the workers. A camera equal to an earlier
+   * one to 1e-9 (the validator's linspace(0, 360, n) repeats its first view at 360 degrees, up to
+   * sin(2 pi) = -2e-16) is rendered once and copied.
+   */
+  async renderAll(cloud: PreparedCloud, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array[]> {
+    const first = new Map<string, number>();
+    const source = cameras.map((camera, i) => {
+      const key = JSON.stringify(camera, (_, v: unknown) => (typeof v === 'number' ? Math.round(v * 1e9) / 1e9 + 0 : v));
+      const earlier = first.get(key);
+      if (earlier !== undefined) return earlier;
+      first.set(key, i);
+      return i;
+    });
+    const frames = await Promise.all(cameras.map((camera, i) => (source[i] === i ? this.render(cloud, camera, options, signal) : null)));
+    return frames.map((frame, i) => frame ?? frames[source[i]]!.slice());
   }
 
   /**
