@@ -3,9 +3,9 @@ import type { Hono } from 'hono';
 import { createApp } from './app.js';
 import type { Config } from './config/schema.js';
 import { createStages } from './pipelines/backends.js';
-import { sharedRenderPool, turntableMp4 } from './render/index.js';
 import { Pipeline } from './pipelines/generate.js';
 import type { Stages } from './pipelines/stages.js';
+import { sharedRenderPool, turntableMp4 } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { GenerationService } from './runtime/service.js';
 
