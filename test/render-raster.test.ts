@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { allocateCloud } from '../src/splat/cloud.js';
-import { orbitCamera, parseBackground, prepareCloud, Rasterizer, renderValidatorViews } from '../src/render/index.js';
+import { orbitCamera, parseBackground, prepareCloud, Rasterizer, RenderPool, renderValidatorViews } from '../src/render/index.js';
 import { expNeg } from '../src/render/rasterize.js';
 import { blobCloud } from './helpers/clouds.js';
 
@@ -85,6 +85,22 @@ describe('rasteriser', () => {
     expect(Buffer.compare(Buffer.from(views[0].data), Buffer.from(views[3].data))).toBe(0);
     expect(views[3].data.buffer).not.toBe(views[0].data.buffer);
     expect(Buffer.compare(Buffer.from(views[0].data), Buffer.from(views[1].data))).not.toBe(0);
+  });
+
+  it('refuses, without crashing, a cloud whose splats would cover the screen millions of times', async () => {
+    const blobs = Array.from({ length: 30_000 }, (_, i) => ({ at: [i * 1e-6, 0, 0] as [number, number, number], sigma: 5, colour: [1, 0, 0] as [number, number, number], opacity: 0.5 }));
+    const cloud = prepareCloud(blobCloud(blobs), { extent: null });
+    const camera = orbitCamera({ azimuth: 0, elevation: 0, radius: 2.5 }, { width: 2048, height: 2048, fov: 49.1 });
+    expect(() => new Rasterizer(16).render(cloud, camera, { background: [1, 1, 1], channels: 3 })).toThrow(/too large on screen/);
+    // Through the pool the job fails and the pool keeps working.
+    const pool = new RenderPool(1);
+    try {
+      await expect(pool.render(cloud, camera, { background: [1, 1, 1], channels: 3 })).rejects.toThrow(/too large on screen/);
+      const small = orbitCamera({ azimuth: 0, elevation: 0, radius: 2.5 }, { width: 16, height: 16, fov: 49.1 });
+      expect((await pool.render(prepareCloud(allocateCloud(0)), small, { background: [1, 1, 1], channels: 3 })).length).toBe(16 * 16 * 3);
+    } finally {
+      await pool.close();
+    }
   });
 
   it('computes exp(-s) to float32 precision', () => {

@@ -26,6 +26,8 @@ const T_MIN = 1e-4;
 const MAX_EXTEND = 3.33;
 /** Projected record: mx my conicA conicB conicC L(=2 ln(255 op)) opacity r g b rowReach */
 const P = 11;
+/** Most (tile, Gaussian) pairs one render may hold: 24M records of 44 bytes, about 1 GiB. */
+const MAX_PAIRS = 24_000_000;
 /** Stride of the projection buffer: the record, then its tile rectangle x0 y0 x1 y1 (16 floats, one cache line). */
 const Q = 16;
 
@@ -169,8 +171,10 @@ export class Rasterizer {
     const start = this.tileStart;
     start.fill(0, 0, tiles + 1);
     const total = countTiles(this.proj, n, tilesX, start);
+    // A pathological cloud (huge splats close to the camera) must fail this render, not exhaust the process.
+    if (total > MAX_PAIRS) throw new Error(`${total} tile-Gaussian pairs exceed the renderer's limit of ${MAX_PAIRS}: the splats are too large on screen`);
     for (let t = 0; t < tiles; t++) start[t + 1] += start[t];
-    if (this.records.length < total * P) this.records = new Float32Array(Math.ceil(total * 1.25) * P + 16 * P);
+    if (this.records.length < total * P) this.records = new Float32Array(Math.min(Math.ceil(total * 1.25), MAX_PAIRS) * P + 16 * P);
     fillTiles(this.ids, this.proj, n, tilesX, start, this.records);
     // fillTiles advanced each start[t] to the end of tile t's run: shift back by one tile.
     for (let t = tiles; t > 0; t--) start[t] = start[t - 1];
