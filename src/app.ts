@@ -9,14 +9,28 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { HttpError } from './contract/errors.js';
-import { assertFormContentType, parseGenerateRequest, type GenerateRequest, type RequestLimits } from './contract/request.js';
-import { asciiHeader, declinedResponse, errorResponse, plyResponse, reportHeaders } from './contract/responses.js';
+import { assertFormContentType, integerField, parseGenerateRequest, type GenerateRequest, type RequestLimits } from './contract/request.js';
+import { asciiHeader, declinedResponse, errorResponse, mp4Response, plyResponse, reportHeaders } from './contract/responses.js';
 import type { Job, Outcome } from './pipelines/job.js';
 import { BusyError, DeadlineError, ShuttingDownError } from './runtime/admission.js';
 import { FORWARDED_HEADER, type Burst, type ForwardedAnswer } from './runtime/burst.js';
 import type { Artefact, ResultCache } from './runtime/cache.js';
 import type { Logger } from './runtime/log.js';
 import type { Metrics } from './runtime/metrics.js';
+import type { GaussianCloud } from './splat/cloud.js';
+import { decodePly } from './splat/ply.js';
+
+/** Renders an accepted asset as a turntable MP4 (the bytes of a complete file). */
+export type TurntableVideo = (cloud: GaussianCloud, options: { size: number }, signal?: AbortSignal) => Promise<Uint8Array>;
+
+export interface VideoOptions {
+  turntable: TurntableVideo;
+  /** Side in pixels when the request has no video_res. */
+  defaultRes: number;
+}
+
+export const VIDEO_RES_MIN = 64;
+export const VIDEO_RES_MAX = 2048;
 import { NotReadyError, type GenerationService } from './runtime/service.js';
 
 export interface AppOptions {
@@ -34,6 +48,8 @@ export interface AppOptions {
   burst?: Burst;
   /** Bearer token the generate routes require; absent = open. */
   authToken?: string;
+  /** Enables POST /generate_video/. */
+  video?: VideoOptions;
 }
 
 /** Header saying where an answer came from: hit, decline-hit, miss (generated here), or peer. */
@@ -170,15 +186,18 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
 
   /** Stores what a job produced (the artefact, or the decline) under its request key; never fails the request. */
   async function remember(key: string | undefined, artefact: Artefact, outcome: Outcome, bytes?: Uint8Array): Promise<void> {
-    const cache = options.cache;
-    if (!cache || key === undefined) return;
     if (outcome.kind === 'declined') {
-      cache.rememberDecline(key, outcome.reason);
+      if (key !== undefined) options.cache?.rememberDecline(key, outcome.reason);
       return;
     }
-    if (!bytes) return;
+    if (bytes) await store(key, artefact, bytes);
+  }
+
+  /** Caches checked bytes of one artefact; a failed write is logged, never the request's failure. */
+  async function store(key: string | undefined, artefact: Artefact, bytes: Uint8Array): Promise<void> {
+    if (!options.cache || key === undefined) return;
     try {
-      await cache.put(key, artefact, bytes);
+      await options.cache.put(key, artefact, bytes);
     } catch (err) {
       options.logger?.warn({ err: (err as Error).message }, 'cache write failed');
     }
@@ -197,6 +216,47 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     // The 200 is built (and its bytes checked) before they are cached, so only servable bytes are stored.
     const response = outcome.kind === 'asset' ? plyResponse(outcome.ply, headers) : declinedResponse(headers);
     await remember(key, artefact, outcome, outcome.kind === 'asset' ? outcome.ply : undefined);
+    return response;
+  });
+
+  app.post('/generate_video', limitBody, async (c) => {
+    const video = options.video;
+    if (!video) throw new HttpError(404, 'video rendering is not enabled in this service');
+    const { request, raw } = await readRequest(c);
+    // Checked before any work: H.264 in yuv420p needs even sides, so odd sizes are rounded down.
+    const res = integerField(request.fields, 'video_res', VIDEO_RES_MIN, VIDEO_RES_MAX) ?? video.defaultRes;
+    const size = res - (res % 2);
+    addLog(c, { video_res: size });
+    const artefact: Artefact = { kind: 'mp4', resolution: size };
+    const key = options.cache?.requestKey(request.task, request.seed, request.delivery);
+    const cached = await cachedAnswer(c, key, artefact, (bytes) => mp4Response(bytes, { [CACHE_HEADER]: 'hit' }));
+    if (cached) return cached;
+
+    // The asset may be cached from /generate/: then only the video is rendered, with no GPU work.
+    const ply = key === undefined ? null : await options.cache!.get(key, { kind: 'ply' });
+    let cloud: GaussianCloud;
+    let headers: Record<string, string>;
+    let outcome: Outcome | undefined;
+    if (ply) {
+      cloud = decodePly(ply);
+      headers = { [CACHE_HEADER]: 'asset-hit' };
+    } else {
+      const result = await generateOrForward(c, request, raw);
+      if ('forwarded' in result) return forwardedResponse(result.forwarded, (bytes, h) => mp4Response(bytes, h));
+      outcome = result.outcome;
+      headers = { ...reportHeaders(outcome), [CACHE_HEADER]: 'miss' };
+      if (outcome.kind !== 'asset') {
+        await remember(key, artefact, outcome);
+        return declinedResponse(headers);
+      }
+      await remember(key, { kind: 'ply' }, outcome, outcome.ply);
+      cloud = outcome.cloud;
+    }
+    const start = performance.now();
+    const mp4 = await video.turntable(cloud, { size }, c.req.raw.signal);
+    addLog(c, { video_bytes: mp4.length, video_ms: Math.round(performance.now() - start) });
+    const response = mp4Response(mp4, headers);
+    await store(key, artefact, mp4);
     return response;
   });
 

@@ -18,6 +18,8 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   config: () => import('./commands/config.js'),
   weights: () => import('./commands/weights.js'),
   pregenerate: () => import('./commands/pregenerate.js'),
+  render: () => import('./commands/render.js'),
+  turntable: () => import('./commands/turntable.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

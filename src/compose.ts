@@ -14,6 +14,7 @@ import { Burst } from './runtime/burst.js';
 import { configFingerprint, ResultCache } from './runtime/cache.js';
 import { GpuWorkerClient } from './runtime/gpu-client.js';
 import { GpuLock } from './runtime/gpu-lock.js';
+import { renderValidatorViews, sharedRenderPool, turntableMp4 } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { Metrics } from './runtime/metrics.js';
 import { GenerationService } from './runtime/service.js';
@@ -39,7 +40,9 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const logger = options.logger;
   const gpu = new GpuLock();
   const runOnGpu: GpuRunner = (work, signal) => gpu.run(work, signal);
-  const deps = { ...defaultStageDeps(), renderViews: options.renderViews, gpu: runOnGpu };
+  // Created first so that render.threads applies to every user of the shared pool (videos, validator views).
+  const renderPool = sharedRenderPool(config.render.threads);
+  const deps = { ...defaultStageDeps(), renderViews: options.renderViews ?? renderValidatorViews, gpu: runOnGpu };
   const stages: Stages = { ...createStages(config, deps), ...options.stages };
   const pipeline = new Pipeline(stages, { retries: config.pipeline.retries, extent: config.pipeline.extent, gpu: runOnGpu });
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
@@ -92,6 +95,10 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     cache,
     burst,
     authToken: authToken(config, env),
+    video: {
+      defaultRes: config.render.video_res,
+      turntable: (cloud, { size }, signal) => turntableMp4(cloud, { ...config.render, size, pool: renderPool }, signal),
+    },
   });
   return { service, app, gpu, cache, metrics };
 }

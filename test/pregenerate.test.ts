@@ -14,11 +14,11 @@ afterEach(async () => {
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 
-async function setup(prompts: string) {
+async function setup(prompts: string, sections: Record<string, Record<string, unknown>> = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-pregenerate-test-'));
   dirs.push(dir);
   const fake = fakeStages({ imageTo3dMs: 30 });
-  const composed = compose(testConfig({ cache: { enabled: true, directory: join(dir, 'cache') }, runtime: { queue_length: 0, pipeline_concurrency: 1 } }), { stages: fake.stages });
+  const composed = compose(testConfig({ cache: { enabled: true, directory: join(dir, 'cache') }, runtime: { queue_length: 0, pipeline_concurrency: 1 }, ...sections }), { stages: fake.stages });
   const served = await serveApp(composed.app);
   servers.push(served);
   const promptsFile = join(dir, 'prompts.txt');
@@ -69,9 +69,18 @@ describe('fast3d pregenerate', () => {
     expect(s.calls.imageTo3d).toBe(4);
   });
 
-  it('says clearly when no service is running or the video route does not exist', async () => {
+  it('warms videos with --video: the next /generate_video/ is a cache hit', async () => {
+    const s = await setup('a chair\n', { render: { video_res: 96, frames: 6 } });
+    const summary = await pregenerate({ ...s.options, video: true });
+    expect(summary.counts).toEqual({ ok: 1, cached: 0, declined: 0, failed: 0 });
+    const hit = await postPrompt(s.url, 'a chair', { path: '/generate_video/' });
+    expect(hit.status).toBe(200);
+    expect(hit.headers.get('content-type')).toBe('video/mp4');
+    expect(hit.headers.get('x-fast3d-cache')).toBe('hit');
+  });
+
+  it('says clearly when no service is running', async () => {
     const s = await setup('a chair\n');
-    await expect(pregenerate({ ...s.options, video: true })).rejects.toThrow(/no \/generate_video\/ route/);
     await servers[0].close();
     servers.length = 0;
     await expect(pregenerate(s.options)).rejects.toThrow(PregenerateError);

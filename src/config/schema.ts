@@ -182,6 +182,22 @@ export const metricsSchema = z.strictObject({
   enabled: z.boolean().default(true).describe('Serve Prometheus metrics at GET /metrics.'),
 });
 
+export const renderSchema = z.strictObject({
+  fps: z.number().int().min(1).max(120).default(24).describe('Frames per second of turntable videos (upstream: 24).'),
+  seconds: z.number().positive().max(600).default(4).describe('Length of a turntable video in seconds, used when render.frames is 0.'),
+  frames: z.number().int().min(0).max(10_000).default(0).describe('Frames of a turntable video; 0 derives it from fps x seconds.'),
+  elevations: z.array(z.number().min(-89).max(89)).min(1).default([-15]).describe('Camera elevation path in degrees, visited linearly over the video (negative looks down; one value keeps it level).'),
+  turns: z.number().positive().max(20).default(1).describe('Full revolutions of the camera over a turntable video.'),
+  radius: z.number().positive().default(2.5).describe('Camera distance from the centre, in normalised units (validator: 2.5).'),
+  fov: z.number().min(1).max(170).default(49.1).describe('Vertical field of view in degrees (validator: 49.1).'),
+  extent: z.number().positive().default(1.5).describe('Largest bounding-box extent the asset is scaled to before rendering (validator: 1.5).'),
+  background: z.string().regex(/^(white|black|#[0-9a-fA-F]{6})$/, 'white, black or #rrggbb').default('white').describe('Background colour of videos: white (as upstream), black or #rrggbb.'),
+  video_res: z.number().int().min(64).max(2048).default(1088).describe('Default side of /generate_video/ videos in pixels when the request has no video_res (upstream: 1088).'),
+  crf: z.number().int().min(0).max(51).default(20).describe('The x264 constant rate factor of videos (lower is better and larger).'),
+  preset: z.enum(['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow']).default('veryfast').describe('The x264 speed preset of videos.'),
+  threads: z.number().int().min(0).max(256).default(0).describe('Render worker threads; 0 uses one per available core.'),
+});
+
 export const logSchema = z.strictObject({
   level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Lowest log level written (JSON lines on stdout).'),
 });
@@ -200,6 +216,7 @@ export const configSchema = z.strictObject({
   burst: burstSchema.prefault({}),
   auth: authSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
+  render: renderSchema.prefault({}),
   log: logSchema.prefault({}),
 });
 

@@ -15,6 +15,16 @@ export function plyResponse(ply: Uint8Array, headers: Record<string, string> = {
   });
 }
 
+/** 200 video/mp4; refuses bytes that do not start with an MP4 `ftyp` box (a broken encode is a 500, never a 200). */
+export function mp4Response(mp4: Uint8Array, headers: Record<string, string> = {}): Response {
+  const ftyp = mp4.length >= 8 && String.fromCharCode(mp4[4], mp4[5], mp4[6], mp4[7]) === 'ftyp';
+  if (!ftyp) throw new HttpError(500, 'video encoding produced no valid MP4');
+  return new Response(mp4, {
+    status: 200,
+    headers: { 'Content-Type': 'video/mp4', 'Content-Length': String(mp4.length), ...headers },
+  });
+}
+
 /** 204: self-validation declined the job; the miner submits nothing and loses nothing. */
 export function declinedResponse(headers: Record<string, string> = {}): Response {
   return new Response(null, { status: 204, headers });

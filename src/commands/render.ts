@@ -1,0 +1,154 @@
+/**
+ * `fast3d render FILE.ply --out OUT.png`: renders views of a splat file on the CPU, as the validator sees it
+ * (its normalisation, cameras and white background) unless told otherwise. Several views go to numbered files
+ * (OUT_0.png, OUT_1.png, ...) or, with --grid, into one image.
+ */
+import { readFile, writeFile } from 'node:fs/promises';
+import { parseArgs } from 'node:util';
+import { encodePng } from '../image/codec.js';
+import { createImage, type RgbaImage } from '../image/rgba.js';
+import {
+  linspace, orbitCamera, parseBackground, prepareCloud, RenderPool, renderViews, VALIDATOR_ELEVATION, VALIDATOR_EXTENT,
+  VALIDATOR_FOV, VALIDATOR_RADIUS, VALIDATOR_SIZE, type Camera,
+} from '../render/index.js';
+import { decodePly } from '../splat/ply.js';
+
+export const summary = 'render PNG views of a PLY as the validator does (--preset validator, --theta, --size, --json)';
+
+const USAGE = `usage: fast3d render FILE.ply --out OUT.png [--size N | --width W --height H]
+         [--theta DEG[,DEG...] | --preset validator] [--phi DEG] [--radius R] [--fov DEG]
+         [--ref-bbox S] [--bg white|black|#rrggbb] [--grid] [--threads N] [--json]
+  --theta     azimuths in degrees (0 looks from +Z, the object's front); default 0
+  --phi       elevation in degrees (negative looks down); default ${VALIDATOR_ELEVATION}
+  --preset    validator: the validator's 16 views (azimuths linspace(0, 360, 16), elevation ${VALIDATOR_ELEVATION})
+  --ref-bbox  largest bounding-box extent after normalisation (validator ${VALIDATOR_EXTENT}); 0 keeps the file's frame
+  --grid      several views go into one image instead of OUT_0.png, OUT_1.png, ...
+  --json      print {"n","views","load_ms","render_ms","ms_per_view"} as one line
+`;
+
+export async function run(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        out: { type: 'string', short: 'o' },
+        size: { type: 'string' },
+        width: { type: 'string' },
+        height: { type: 'string' },
+        theta: { type: 'string' },
+        phi: { type: 'string' },
+        preset: { type: 'string' },
+        radius: { type: 'string' },
+        fov: { type: 'string' },
+        'ref-bbox': { type: 'string' },
+        bg: { type: 'string' },
+        grid: { type: 'boolean' },
+        threads: { type: 'string' },
+        json: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+  } catch (err) {
+    process.stderr.write(`fast3d render: ${(err as Error).message}\n${USAGE}`);
+    return 2;
+  }
+  const { values, positionals } = parsed;
+  if (values.help) { process.stdout.write(USAGE); return 0; }
+  if (positionals.length !== 1 || !values.out) {
+    process.stderr.write(USAGE);
+    return 2;
+  }
+  let cameras: Camera[];
+  let background;
+  let extent: number | null;
+  let threads: number;
+  try {
+    const size = values.size !== undefined ? int(values.size, 'size', 8, 8192) : VALIDATOR_SIZE;
+    const width = values.width !== undefined ? int(values.width, 'width', 8, 8192) : size;
+    const height = values.height !== undefined ? int(values.height, 'height', 8, 8192) : size;
+    const fov = values.fov !== undefined ? num(values.fov, 'fov', 1, 170) : VALIDATOR_FOV;
+    const radius = values.radius !== undefined ? num(values.radius, 'radius', 1e-3, 1e4) : VALIDATOR_RADIUS;
+    const phi = values.phi !== undefined ? num(values.phi, 'phi', -90, 90) : VALIDATOR_ELEVATION;
+    const bbox = values['ref-bbox'] !== undefined ? num(values['ref-bbox'], 'ref-bbox', 0, 1e6) : VALIDATOR_EXTENT;
+    extent = bbox > 0 ? bbox : null;
+    background = parseBackground(values.bg ?? 'white');
+    threads = values.threads !== undefined ? int(values.threads, 'threads', 0, 256) : 0;
+    if (values.preset !== undefined) {
+      if (values.preset !== 'validator') throw new Error(`unknown preset "${values.preset}" (known: validator)`);
+      if (values.theta !== undefined) throw new Error('use either --preset or --theta');
+      // The validator's azimuths; elevation, radius and fov default to its values too.
+      cameras = linspace(0, 360, 16).map((azimuth) => orbitCamera({ azimuth, elevation: phi, radius }, { width, height, fov }));
+    } else {
+      const thetas = (values.theta ?? '0').split(',').map((t) => num(t, 'theta', -3600, 3600));
+      cameras = thetas.map((azimuth) => orbitCamera({ azimuth, elevation: phi, radius }, { width, height, fov }));
+    }
+  } catch (err) {
+    process.stderr.write(`fast3d render: ${(err as Error).message}\n`);
+    return 2;
+  }
+
+  const t0 = performance.now();
+  const cloud = decodePly(new Uint8Array(await readFile(positionals[0])));
+  const prepared = prepareCloud(cloud, { extent });
+  const t1 = performance.now();
+  const pool = new RenderPool(threads);
+  let images: RgbaImage[];
+  try {
+    images = await renderViews(prepared, cameras, { background, pool });
+  } finally {
+    await pool.close();
+  }
+  const t2 = performance.now();
+
+  const out = values.out;
+  if (images.length === 1) {
+    await writeFile(out, await encodePng(images[0]));
+  } else if (values.grid) {
+    await writeFile(out, await encodePng(grid(images)));
+  } else {
+    const stem = out.replace(/\.png$/i, '');
+    await Promise.all(images.map(async (image, i) => writeFile(`${stem}_${i}.png`, await encodePng(image))));
+  }
+  const renderMs = t2 - t1;
+  if (values.json) {
+    const line = { n: cloud.count, views: images.length, load_ms: round(t1 - t0), render_ms: round(renderMs), ms_per_view: round(renderMs / images.length) };
+    process.stdout.write(`${JSON.stringify(line)}\n`);
+  } else {
+    process.stdout.write(`${positionals[0]}: ${cloud.count} Gaussians, ${images.length} view(s) in ${round(renderMs)} ms -> ${out}\n`);
+  }
+  return 0;
+}
+
+/** Views side by side, ceil(sqrt(n)) per row. */
+function grid(images: RgbaImage[]): RgbaImage {
+  const { width, height } = images[0];
+  const cols = Math.ceil(Math.sqrt(images.length));
+  const rows = Math.ceil(images.length / cols);
+  const out = createImage(width * cols, height * rows);
+  out.data.fill(255);
+  images.forEach((image, i) => {
+    const ox = (i % cols) * width, oy = Math.floor(i / cols) * height;
+    for (let y = 0; y < height; y++) {
+      out.data.set(image.data.subarray(y * width * 4, (y + 1) * width * 4), ((oy + y) * out.width + ox) * 4);
+    }
+  });
+  return out;
+}
+
+function num(text: string, name: string, min: number, max: number): number {
+  const v = Number(text);
+  if (text.trim() === '' || !Number.isFinite(v) || v < min || v > max) throw new Error(`--${name} must be a number from ${min} to ${max}, got "${text}"`);
+  return v;
+}
+
+function int(text: string, name: string, min: number, max: number): number {
+  const v = num(text, name, min, max);
+  if (!Number.isInteger(v)) throw new Error(`--${name} must be an integer, got "${text}"`);
+  return v;
+}
+
+function round(v: number): number {
+  return Math.round(v * 10) / 10;
+}

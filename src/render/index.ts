@@ -1,0 +1,117 @@
+/**
+ * The renderer's public face: validator views for self-validation, single views and grids for operators,
+ * and turntable videos. Everything renders on the shared worker pool.
+ */
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { RgbaImage } from '../image/rgba.js';
+import type { GaussianCloud } from '../splat/cloud.js';
+import { turntableCameras, validatorCameras, type Camera } from './camera.js';
+import { sharedRenderPool, type RenderPool } from './pool.js';
+import { prepareCloud, type PreparedCloud } from './prepare.js';
+import type { Rgb } from './rasterize.js';
+import { encodeMp4 } from './video.js';
+
+export { linspace, orbitCamera, turntableCameras, validatorCameras, VALIDATOR_ELEVATION, VALIDATOR_FOV, VALIDATOR_RADIUS, VALIDATOR_SIZE } from './camera.js';
+export type { Camera, Lens, OrbitView, TurntablePath } from './camera.js';
+export { prepareCloud, type PreparedCloud } from './prepare.js';
+export { Rasterizer, type RasterOptions, type Rgb } from './rasterize.js';
+export { RenderPool, RenderAbortedError, sharedRenderPool } from './pool.js';
+export { encodeMp4, ffmpegPath, VideoEncodeError, type VideoOptions } from './video.js';
+
+export const WHITE: Rgb = [1, 1, 1];
+/** The validator's normalisation: largest bounding-box extent 1.5. */
+export const VALIDATOR_EXTENT = 1.5;
+
+/** 'white', 'black' or '#rrggbb' -> linear 0..1 triple. */
+export function parseBackground(text: string): Rgb {
+  const value = text.trim().toLowerCase();
+  if (value === 'white') return [1, 1, 1];
+  if (value === 'black') return [0, 0, 0];
+  const m = /^#([0-9a-f]{2})([0-9a-f]{2})([0-9a-f]{2})$/.exec(value);
+  if (!m) throw new Error(`background must be white, black or #rrggbb, got "${text}"`);
+  return [parseInt(m[1], 16) / 255, parseInt(m[2], 16) / 255, parseInt(m[3], 16) / 255];
+}
+
+function toRgba(pixels: Uint8Array, camera: Camera): RgbaImage {
+  return { width: camera.width, height: camera.height, data: new Uint8ClampedArray(pixels.buffer, pixels.byteOffset, pixels.length) };
+}
+
+/**
+ * The views the validator scores: its normalisation (extent 1.5), `count` azimuths from linspace(0, 360, count)
+ * at elevation -15 and radius 2.5, fov 49.1, `size` pixels square, white background; opaque RGBA.
+ */
+export async function renderValidatorViews(cloud: GaussianCloud, views: { count: number; size: number }, signal?: AbortSignal): Promise<RgbaImage[]> {
+  const prepared = prepareCloud(cloud, { extent: VALIDATOR_EXTENT });
+  const cameras = validatorCameras(views.count, views.size);
+  const frames = await sharedRenderPool().renderAll(prepared, cameras, { background: WHITE, channels: 4 }, signal);
+  return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
+}
+
+export interface ViewsOptions {
+  background?: Rgb;
+  /** Largest bounding-box extent after normalisation; null keeps the cloud's own frame. */
+  extent?: number | null;
+  pool?: RenderPool;
+}
+
+/** Renders any cameras (single views, grids) as opaque RGBA images. */
+export async function renderViews(cloud: GaussianCloud | PreparedCloud, cameras: readonly Camera[], options: ViewsOptions = {}, signal?: AbortSignal): Promise<RgbaImage[]> {
+  const prepared = 'columns' in cloud ? prepareCloud(cloud, { extent: options.extent === undefined ? VALIDATOR_EXTENT : options.extent }) : cloud;
+  const pool = options.pool ?? sharedRenderPool();
+  const frames = await pool.renderAll(prepared, cameras, { background: options.background ?? WHITE, channels: 4 }, signal);
+  return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
+}
+
+/** The `render:` config section, as the renderer needs it. */
+export interface TurntableSettings {
+  fps: number;
+  seconds: number;
+  /** 0: fps * seconds. */
+  frames: number;
+  elevations: number[];
+  turns: number;
+  radius: number;
+  fov: number;
+  extent: number;
+  background: string;
+  crf: number;
+  preset: string;
+}
+
+export interface TurntableOptions extends TurntableSettings {
+  /** Square side in pixels; odd values are rounded down to even (H.264 yuv420p). */
+  size: number;
+  pool?: RenderPool;
+}
+
+export function turntableFrameCount(settings: Pick<TurntableSettings, 'fps' | 'seconds' | 'frames'>): number {
+  return settings.frames > 0 ? settings.frames : Math.max(1, Math.round(settings.fps * settings.seconds));
+}
+
+/** Renders the turntable and streams it into an MP4 at `outPath` (written atomically). Returns the frame count. */
+export async function renderTurntable(cloud: GaussianCloud | PreparedCloud, outPath: string, options: TurntableOptions, signal?: AbortSignal): Promise<number> {
+  const size = Math.max(2, options.size - (options.size % 2));
+  const prepared = 'columns' in cloud ? prepareCloud(cloud, { extent: options.extent }) : cloud;
+  const cameras = turntableCameras(
+    { frames: turntableFrameCount(options), elevations: options.elevations, turns: options.turns, radius: options.radius, fov: options.fov },
+    size,
+    size,
+  );
+  const pool = options.pool ?? sharedRenderPool();
+  const frames = pool.frames(prepared, cameras, { background: parseBackground(options.background), channels: 3 }, signal);
+  return encodeMp4(frames, outPath, { width: size, height: size, fps: options.fps, crf: options.crf, preset: options.preset }, signal);
+}
+
+/** The turntable as MP4 bytes (encoded to a temporary file first; the bytes exist only once it is complete). */
+export async function turntableMp4(cloud: GaussianCloud, options: TurntableOptions, signal?: AbortSignal): Promise<Uint8Array> {
+  const dir = await mkdtemp(join(tmpdir(), 'fast3d-video-'));
+  try {
+    const path = join(dir, 'turntable.mp4');
+    await renderTurntable(cloud, path, options, signal);
+    return new Uint8Array(await readFile(path));
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,202 @@
+/**
+ * A pool of worker threads that render views in parallel. The cloud lives in a SharedArrayBuffer and is posted
+ * to each worker once per scene (posting shares it, never copies); afterwards each job carries only a camera.
+ * Workers are unreferenced while idle, so an idle pool never keeps the process alive.
+ *
+ * The worker entry is worker.js next to this file in the build; when running from TypeScript sources (tsx,
+ * vitest) it is worker.ts, loaded through tsx's loader.
+ */
+import { readFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
+import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { pathToFileURL } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import type { Camera } from './camera.js';
+import type { PreparedCloud } from './prepare.js';
+import type { RenderReply, RenderRequest } from './protocol.js';
+import type { RasterOptions } from './rasterize.js';
+
+interface Job {
+  id: number;
+  cloud: PreparedCloud;
+  camera: Camera;
+  options: RasterOptions;
+  resolve(pixels: Uint8Array): void;
+  reject(err: Error): void;
+}
+
+interface Slot {
+  worker: Worker;
+  scene: number;
+  job: Job | null;
+}
+
+export class RenderAbortedError extends Error {
+  override name = 'RenderAbortedError';
+}
+
+const sceneIds = new WeakMap<PreparedCloud, number>();
+let nextScene = 1;
+
+function sceneOf(cloud: PreparedCloud): number {
+  let id = sceneIds.get(cloud);
+  if (id === undefined) sceneIds.set(cloud, (id = nextScene++));
+  return id;
+}
+
+/**
+ * How to start a worker. From the build: worker.js beside this file. From TypeScript sources (tsx, vitest):
+ * a small bootstrap that registers tsx's loader inside the worker, then imports worker.ts; a loader passed
+ * through execArgv does not reach worker threads on every Node 20 release.
+ */
+function workerEntry(): { script: string | URL; eval: boolean } {
+  if (!import.meta.url.endsWith('.ts')) return { script: new URL('./worker.js', import.meta.url), eval: false };
+  const require = createRequire(import.meta.url);
+  const pkgPath = require.resolve('tsx/package.json');
+  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { exports: Record<string, { import?: { default?: string } }> };
+  const api = pkg.exports['./esm/api']?.import?.default;
+  if (!api) throw new Error('tsx is needed to run the render workers from TypeScript sources (npm ci), or run the build');
+  const apiUrl = pathToFileURL(join(dirname(pkgPath), api)).href;
+  const entry = new URL('./worker.ts', import.meta.url).href;
+  const script = `import(${JSON.stringify(apiUrl)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })
+  .catch((err) => { console.error(err); process.exit(1); });`;
+  return { script, eval: true };
+}
+
+export class RenderPool {
+  readonly threads: number;
+  private readonly slots: Slot[] = [];
+  private readonly queue: Job[] = [];
+  private nextJob = 1;
+  private closed = false;
+
+  /** threads <= 0: one per available core. */
+  constructor(threads = 0) {
+    this.threads = threads > 0 ? Math.floor(threads) : Math.max(1, availableParallelism());
+  }
+
+  /** Renders one view; resolves with width * height * channels bytes. */
+  render(cloud: PreparedCloud, camera: Camera, options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new Error('render pool is closed'));
+    if (signal?.aborted) return Promise.reject(new RenderAbortedError('render aborted'));
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const job: Job = { id: this.nextJob++, cloud, camera, options, resolve, reject };
+      if (signal) {
+        const onAbort = () => {
+          const i = this.queue.indexOf(job);
+          if (i >= 0) this.queue.splice(i, 1);
+          reject(new RenderAbortedError('render aborted'));
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        job.resolve = (pixels) => { signal.removeEventListener('abort', onAbort); resolve(pixels); };
+        job.reject = (err) => { signal.removeEventListener('abort', onAbort); reject(err); };
+      }
+      this.queue.push(job);
+      this.dispatch();
+    });
+  }
+
+  /**
+   * Renders every camera; all views are in flight at once, spread over the workers. A camera equal to an earlier
+   * one to 1e-9 (the validator's linspace(0, 360, n) repeats its first view at 360 degrees, up to
+   * sin(2 pi) = -2e-16) is rendered once and copied.
+   */
+  async renderAll(cloud: PreparedCloud, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array[]> {
+    const first = new Map<string, number>();
+    const source = cameras.map((camera, i) => {
+      const key = JSON.stringify(camera, (_, v: unknown) => (typeof v === 'number' ? Math.round(v * 1e9) / 1e9 + 0 : v));
+      const earlier = first.get(key);
+      if (earlier !== undefined) return earlier;
+      first.set(key, i);
+      return i;
+    });
+    const frames = await Promise.all(cameras.map((camera, i) => (source[i] === i ? this.render(cloud, camera, options, signal) : null)));
+    return frames.map((frame, i) => frame ?? frames[source[i]]!.slice());
+  }
+
+  /**
+   * Yields frames in camera order while keeping at most `ahead` views in flight, so a long video never holds
+   * more than a few frames in memory.
+   */
+  async *frames(cloud: PreparedCloud, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal, ahead = this.threads + 1): AsyncGenerator<Uint8Array> {
+    const pending: Promise<Uint8Array>[] = [];
+    let next = 0;
+    try {
+      while (next < cameras.length || pending.length) {
+        while (next < cameras.length && pending.length < ahead) {
+          const p = this.render(cloud, cameras[next++], options, signal);
+          p.catch(() => {}); // observed below, in order
+          pending.push(p);
+        }
+        yield await pending.shift()!;
+      }
+    } finally {
+      // Consumer stopped early: let in-flight frames finish and be dropped.
+      for (const p of pending) p.catch(() => {});
+    }
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const job of this.queue.splice(0)) job.reject(new Error('render pool closed'));
+    await Promise.all(this.slots.splice(0).map((slot) => slot.worker.terminate()));
+  }
+
+  private dispatch(): void {
+    while (this.queue.length) {
+      let slot = this.slots.find((s) => s.job === null);
+      if (!slot) {
+        if (this.slots.length >= this.threads) return;
+        slot = this.spawn();
+      }
+      const job = this.queue.shift()!;
+      slot.job = job;
+      const scene = sceneOf(job.cloud);
+      const message: RenderRequest = { type: 'render', job: job.id, scene, count: job.cloud.count, camera: job.camera, options: job.options };
+      if (slot.scene !== scene) {
+        message.data = job.cloud.data;
+        slot.scene = scene;
+      }
+      slot.worker.ref();
+      slot.worker.postMessage(message);
+    }
+  }
+
+  private spawn(): Slot {
+    const entry = workerEntry();
+    const worker = new Worker(entry.script, { eval: entry.eval });
+    const slot: Slot = { worker, scene: -1, job: null };
+    worker.unref();
+    worker.on('message', (reply: RenderReply) => {
+      const job = slot.job;
+      slot.job = null;
+      if (!this.queue.length) worker.unref();
+      if (job && job.id === reply.job) {
+        if (reply.type === 'frame') job.resolve(reply.pixels);
+        else job.reject(new Error(`render failed: ${reply.message}`));
+      }
+      this.dispatch();
+    });
+    const fail = (err: Error) => {
+      const i = this.slots.indexOf(slot);
+      if (i >= 0) this.slots.splice(i, 1);
+      const job = slot.job;
+      slot.job = null;
+      job?.reject(new Error(`render worker failed: ${err.message}`));
+      if (!this.closed) this.dispatch();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => { if (this.slots.includes(slot)) fail(new Error(`exited with code ${code}`)); });
+    this.slots.push(slot);
+    return slot;
+  }
+}
+
+let shared: RenderPool | null = null;
+
+/** The process-wide pool (created on first use with `threads`, 0 = one per core). */
+export function sharedRenderPool(threads = 0): RenderPool {
+  if (!shared) shared = new RenderPool(threads);
+  return shared;
+}

@@ -1,0 +1,89 @@
+/**
+ * Turns a GaussianCloud (raw PLY space) into the flat, activated layout the rasteriser reads: one
+ * Float32Array, STRIDE floats per Gaussian, in a SharedArrayBuffer so worker threads read it without copies.
+ * Normalisation is the validator's (subnet notes, section 4): centre by the scalar mean of all coordinates,
+ * scale the largest bounding-box extent to `extent`, multiply scales by the factor and opacity (after sigmoid)
+ * by 1/factor, clipped to [0, 1]. Gaussians that can never reach alpha 1/255 are dropped here, once.
+ */
+import { SH_C0, type GaussianCloud } from '../splat/cloud.js';
+
+/** x y z | covariance xx xy xz yy yz zz | r g b | opacity | ln(255 opacity) */
+export const STRIDE = 14;
+export const ALPHA_MIN = 1 / 255;
+
+export interface PreparedCloud {
+  readonly count: number;
+  /** STRIDE floats per Gaussian; backed by a SharedArrayBuffer. */
+  readonly data: Float32Array;
+}
+
+export interface Normalisation {
+  /** Largest bounding-box extent after normalisation (validator: 1.5; its fixture render: 1.0); null keeps the frame. */
+  extent: number | null;
+}
+
+export function prepareCloud(cloud: GaussianCloud, normalisation: Normalisation = { extent: 1.5 }): PreparedCloud {
+  const c = cloud.columns;
+  const n = cloud.count;
+  let offset = [0, 0, 0];
+  let factor = 1;
+  if (normalisation.extent !== null && n > 0) {
+    let sum = 0;
+    const min = [Infinity, Infinity, Infinity];
+    const max = [-Infinity, -Infinity, -Infinity];
+    const axes = [c.x, c.y, c.z];
+    for (let a = 0; a < 3; a++) {
+      const col = axes[a];
+      let lo = Infinity, hi = -Infinity;
+      for (let i = 0; i < n; i++) {
+        const v = col[i];
+        sum += v;
+        if (v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      min[a] = lo; max[a] = hi;
+    }
+    const mean = sum / (3 * n);
+    offset = [mean, mean, mean];
+    const largest = Math.max(max[0] - min[0], max[1] - min[1], max[2] - min[2]);
+    factor = largest > 0 && Number.isFinite(largest) ? normalisation.extent / largest : 1;
+  }
+
+  const data = new Float32Array(new SharedArrayBuffer(Math.max(1, n) * STRIDE * 4));
+  let kept = 0;
+  for (let i = 0; i < n; i++) {
+    let opacity = (1 / (1 + Math.exp(-c.opacity[i]))) / factor;
+    if (opacity > 1) opacity = 1;
+    if (!(opacity >= ALPHA_MIN)) continue; // also drops NaN
+    let qw = c.rot_0[i], qx = c.rot_1[i], qy = c.rot_2[i], qz = c.rot_3[i];
+    const ql = Math.hypot(qw, qx, qy, qz);
+    if (!(ql > 0) || !Number.isFinite(ql)) continue;
+    qw /= ql; qx /= ql; qy /= ql; qz /= ql;
+    const sx = Math.exp(c.scale_0[i]) * factor, sy = Math.exp(c.scale_1[i]) * factor, sz = Math.exp(c.scale_2[i]) * factor;
+    const px = (c.x[i] - offset[0]) * factor, py = (c.y[i] - offset[1]) * factor, pz = (c.z[i] - offset[2]) * factor;
+    if (!Number.isFinite(px + py + pz + sx + sy + sz)) continue;
+    // R from the unit quaternion; M = R S; Sigma = M M^T.
+    const r00 = 1 - 2 * (qy * qy + qz * qz), r01 = 2 * (qx * qy - qw * qz), r02 = 2 * (qx * qz + qw * qy);
+    const r10 = 2 * (qx * qy + qw * qz), r11 = 1 - 2 * (qx * qx + qz * qz), r12 = 2 * (qy * qz - qw * qx);
+    const r20 = 2 * (qx * qz - qw * qy), r21 = 2 * (qy * qz + qw * qx), r22 = 1 - 2 * (qx * qx + qy * qy);
+    const m00 = r00 * sx, m01 = r01 * sy, m02 = r02 * sz;
+    const m10 = r10 * sx, m11 = r11 * sy, m12 = r12 * sz;
+    const m20 = r20 * sx, m21 = r21 * sy, m22 = r22 * sz;
+    const o = kept * STRIDE;
+    data[o] = px; data[o + 1] = py; data[o + 2] = pz;
+    data[o + 3] = m00 * m00 + m01 * m01 + m02 * m02;
+    data[o + 4] = m00 * m10 + m01 * m11 + m02 * m12;
+    data[o + 5] = m00 * m20 + m01 * m21 + m02 * m22;
+    data[o + 6] = m10 * m10 + m11 * m11 + m12 * m12;
+    data[o + 7] = m10 * m20 + m11 * m21 + m12 * m22;
+    data[o + 8] = m20 * m20 + m21 * m21 + m22 * m22;
+    // gsplat receives these as plain colours (no SH evaluation, so no clamp); the final image is clipped.
+    data[o + 9] = 0.5 + SH_C0 * c.f_dc_0[i];
+    data[o + 10] = 0.5 + SH_C0 * c.f_dc_1[i];
+    data[o + 11] = 0.5 + SH_C0 * c.f_dc_2[i];
+    data[o + 12] = opacity;
+    data[o + 13] = Math.log(255 * opacity);
+    kept++;
+  }
+  return { count: kept, data };
+}

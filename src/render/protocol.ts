@@ -1,0 +1,18 @@
+/** Messages between the render pool and its worker threads. */
+import type { Camera } from './camera.js';
+import type { RasterOptions } from './rasterize.js';
+
+export interface RenderRequest {
+  type: 'render';
+  job: number;
+  scene: number;
+  /** Sent only when the worker does not hold this scene yet; SharedArrayBuffer-backed, so never copied. */
+  data?: Float32Array;
+  count: number;
+  camera: Camera;
+  options: RasterOptions;
+}
+
+export type RenderReply =
+  | { type: 'frame'; job: number; pixels: Uint8Array }
+  | { type: 'error'; job: number; message: string };
