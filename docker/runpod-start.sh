@@ -61,7 +61,8 @@ else
 fi
 export TORCH_HOME="${TORCH_HOME:-$CACHE/torch}"   # TRELLIS loads DINOv2 through torch.hub
 export U2NET_HOME="${U2NET_HOME:-$CACHE/u2net}"   # rembg, imported by TRELLIS
-export FAST3D_MODELS="${FAST3D_MODELS:-$CACHE/models}"
+MODELS_DIR="${FAST3D_MODELS:-$CACHE/models}"      # the service's model files (npm run weights)
+RESULTS_DIR="${FAST3D_RESULTS:-$CACHE/results}"   # the result cache survives pod restarts too
 
 RUN_DIR="${FAST3D_RUN_DIR:-$APP_DIR/run}"
 BASE_CONFIG="${FAST3D_BASE_CONFIG:-$APP_DIR/configs/service.yaml}"
@@ -71,18 +72,19 @@ export FAST3D_PING_PORT="$PING_PORT"
 export FAST3D_LOG_DIR="${FAST3D_LOG_DIR:-$APP_DIR/logs}"
 
 echo "runpod-start: mode=$MODE port=$PORT health_ok=$HEALTH_OK ping_port=${PING_PORT:-same} config=$FAST3D_CONFIG"
-echo "runpod-start: cache=$CACHE HF_HOME=$HF_HOME TORCH_HOME=$TORCH_HOME python=${FAST3D_PYTHON:-python3}"
+echo "runpod-start: cache=$CACHE models=$MODELS_DIR results=$RESULTS_DIR HF_HOME=$HF_HOME TORCH_HOME=$TORCH_HOME python=${FAST3D_PYTHON:-python3}"
 
 mkdir -p "$RUN_DIR" "$CACHE" "$FAST3D_LOG_DIR"
 node scripts/effective-config.mjs --base "$BASE_CONFIG" --out "$FAST3D_CONFIG" \
-  --set "server.port=$PORT" --set "server.health_ok_status=$HEALTH_OK"
+  --set "server.port=$PORT" --set "server.health_ok_status=$HEALTH_OK" \
+  --set "weights.dir=$MODELS_DIR" --set "cache.directory=$RESULTS_DIR"
 
 run() {
   echo "runpod-start: $*"
   if [ "$DRY_RUN" = 0 ]; then "$@"; fi
 }
 
-run npm run weights
+run npm run weights -- --config "$FAST3D_CONFIG"
 if [ "$DRY_RUN" = 0 ]; then
   exec npx --no-install pm2-runtime start pm2/ecosystem.config.cjs
 fi

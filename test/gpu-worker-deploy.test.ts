@@ -40,7 +40,7 @@ describe('docker/runpod-start.sh', () => {
     const result = dryRun({}, 'pod');
     expect(result.status, result.stderr).toBe(0);
     expect(result.stdout).toContain('mode=pod port=8093 health_ok=ok');
-    expect(result.stdout).toContain('runpod-start: npm run weights');
+    expect(result.stdout).toContain(`runpod-start: npm run weights -- --config ${result.configPath}`);
     expect(result.stdout).toContain('pm2-runtime start pm2/ecosystem.config.cjs');
     const config = result.config();
     expect(config.server.port).toBe(8093);
@@ -72,7 +72,13 @@ describe('docker/runpod-start.sh', () => {
     const volume = join(temp, 'volume');
     mkdirSync(volume);
     const result = dryRun({ FAST3D_VOLUME: volume }, 'volume');
-    expect(result.stdout).toContain(`cache=${volume}/fast3d-cache HF_HOME=${volume}/huggingface-cache TORCH_HOME=${volume}/fast3d-cache/torch`);
+    expect(result.stdout).toContain(
+      `cache=${volume}/fast3d-cache models=${volume}/fast3d-cache/models results=${volume}/fast3d-cache/results HF_HOME=${volume}/huggingface-cache TORCH_HOME=${volume}/fast3d-cache/torch`,
+    );
+    // The service's own model files and result cache live there too: a new pod downloads nothing twice.
+    const config = result.config();
+    expect(config.weights.dir).toBe(`${volume}/fast3d-cache/models`);
+    expect(config.cache.directory).toBe(`${volume}/fast3d-cache/results`);
   });
 
   it('refuses an unknown mode or a bad port with a clear message', () => {

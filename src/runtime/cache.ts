@@ -12,7 +12,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { open, rename, unlink, utimes, writeFile } from 'node:fs/promises';
+import { open, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import type { Config } from '../config/schema.js';
@@ -104,10 +104,13 @@ export class ResultCache {
     try {
       bytes = await readWhole(join(this.options.directory, entry.file), entry.size);
     } catch {
+      if (this.index.get(key) !== entry) return this.get(requestKey, artefact);
       this.drop(key, entry, false);
       this.options.metrics?.cacheLookup(label, 'miss');
       return null;
     }
+    // A put or an eviction during the read changed the entry: what was read is no longer what the index holds.
+    if (this.index.get(key) !== entry) return this.get(requestKey, artefact);
     if (bytes.length !== entry.size || crc32(bytes) !== entry.crc) {
       this.options.logger?.warn({ file: entry.file, bytes: bytes.length }, 'cache entry corrupt: dropped');
       this.options.metrics?.cacheCorruption();
@@ -159,8 +162,13 @@ export class ResultCache {
     const crc = crc32(bytes);
     const file = `${key}-${crc.toString(16).padStart(8, '0')}.${artefact.kind}`;
     const tmp = join(this.options.directory, TMP, `${key}.${randomBytes(6).toString('hex')}`);
-    await writeFile(tmp, bytes);
-    await rename(tmp, join(this.options.directory, file));
+    try {
+      await writeFile(tmp, bytes);
+      await rename(tmp, join(this.options.directory, file));
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
     const previous = this.index.get(key);
     if (previous) {
       this.index.delete(key);
