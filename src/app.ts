@@ -18,6 +18,7 @@ import type { Artefact, ResultCache } from './runtime/cache.js';
 import type { Logger } from './runtime/log.js';
 import type { Metrics } from './runtime/metrics.js';
 import type { GaussianCloud } from './splat/cloud.js';
+import { rotateCloud, transpose } from './splat/frame.js';
 import { decodePly } from './splat/ply.js';
 
 /** Renders an accepted asset as a turntable MP4 (the bytes of a complete file). */
@@ -239,6 +240,8 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     let outcome: Outcome | undefined;
     if (ply) {
       cloud = decodePly(ply);
+      // Cached bytes are in the delivery's frame; videos are rendered upright, in the validator's.
+      if (request.delivery) rotateCloud(cloud, transpose(request.delivery.rotation));
       headers = { [CACHE_HEADER]: 'asset-hit' };
     } else {
       const result = await generateOrForward(c, request, raw);

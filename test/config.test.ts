@@ -45,6 +45,12 @@ describe('config', () => {
     expect(() => parseConfig({ sever: {} })).toThrow(/sever: unknown key/);
   });
 
+  it('rejects a frame change that is not a proper rotation, naming the key', () => {
+    expect(() => parseConfig({ contract: { image_file_rotation: [1, 0, 0, 0, 1, 0, 0, 0, -1] } })).toThrow(/contract\.image_file_rotation: .*is a reflection/);
+    expect(() => parseConfig({ contract: { image_file_rotation: [2, 0, 0, 0, 1, 0, 0, 0, 1] } })).toThrow(/contract\.image_file_rotation: .*not a rotation matrix/);
+    expect(parseConfig({ contract: { image_file_rotation: [1, 0, 0, 0, 0, -1, 0, 1, 0] } }).contract.image_file_rotation).toHaveLength(9);
+  });
+
   it('rejects an unknown backend with the choices', () => {
     expect(() => parseConfig({ image_to_3d: { backend: 'magic' } })).toThrow(/image_to_3d\.backend: .*"inflate"/);
   });

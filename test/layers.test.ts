@@ -10,7 +10,8 @@ const FORBIDDEN: Record<string, string[]> = {
   splat: ['image', 'render', 'pipelines', 'runtime', 'contract', 'commands', 'app', 'compose', 'main'],
   image: ['splat', 'render', 'pipelines', 'runtime', 'contract', 'commands', 'app', 'compose', 'main'],
   render: ['pipelines', 'runtime', 'contract', 'commands', 'app', 'compose', 'main'],
-  config: ['splat', 'image', 'render', 'pipelines', 'runtime', 'contract', 'commands', 'app', 'compose', 'main'],
+  // The schema may use splat's pure maths (rotation checks); nothing else below it.
+  config: ['image', 'render', 'pipelines', 'runtime', 'contract', 'commands', 'app', 'compose', 'main'],
   pipelines: ['runtime', 'contract', 'commands', 'app', 'compose', 'main'],
   runtime: ['contract', 'commands', 'app', 'compose', 'main'],
   contract: ['runtime', 'commands', 'app', 'compose', 'main'],

@@ -3,7 +3,9 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
 import { parseConfig } from '../src/config/load.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { ffmpegPath } from '../src/render/index.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fakeStages } from './helpers/fake-stages.js';
@@ -130,6 +132,42 @@ describe('POST /generate_video/ with the result cache', () => {
     } finally {
       await server.close();
       rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('POST /generate_video/ for the newer contract', () => {
+  it('renders the turntable upright even though the PLY goes out in the judges\' Y-down frame', async () => {
+    // Red on top, blue below: the first frame (the front view) must show red above blue.
+    const sharp = (await import('sharp')).default;
+    const size = 160;
+    const raw = Buffer.alloc(size * size * 3, 255);
+    for (let y = 0; y < size; y++) {
+      for (let x = 0; x < size; x++) {
+        if ((x - 80) ** 2 + (y - 80) ** 2 <= 60 ** 2) raw.set(y < 80 ? [220, 20, 20] : [20, 20, 220], (y * size + x) * 3);
+      }
+    }
+    const png = await sharp(raw, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+    const server = await startTestServer({ render: { frames: 2, fps: 2, video_res: 64 } });
+    try {
+      const form = new FormData();
+      form.set('prompt_image_file', new Blob([png], { type: 'image/png' }), 'p.png');
+      const response = await fetch(`${server.url}/generate_video`, { method: 'POST', body: form });
+      expect(response.status).toBe(200);
+      const dir = mkdtempSync(join(tmpdir(), 'fast3d-video-frame-'));
+      const file = join(dir, 'v.mp4');
+      writeFileSync(file, Buffer.from(await response.arrayBuffer()));
+      const frame = execFileSync(ffmpegPath(), ['-loglevel', 'error', '-i', file, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 1 << 22 });
+      rmSync(dir, { recursive: true, force: true });
+      const redMinusBlue = (y0: number, y1: number) => {
+        let sum = 0;
+        for (let y = y0; y < y1; y++) for (let x = 0; x < 64; x++) sum += frame[(y * 64 + x) * 3] - frame[(y * 64 + x) * 3 + 2];
+        return sum;
+      };
+      expect(redMinusBlue(0, 32)).toBeGreaterThan(0);
+      expect(redMinusBlue(32, 64)).toBeLessThan(0);
+    } finally {
+      await server.close();
     }
   });
 });

@@ -3,11 +3,15 @@
  * misspelt key is an error rather than a silently ignored setting.
  */
 import { z } from 'zod';
+import { rotationProblem } from '../splat/frame.js';
 
 const port = z.number().int().min(0).max(65535);
 const rotation = z.union([
   z.enum(['identity', 'z-up', 'y-down']),
-  z.array(z.number()).length(9),
+  z.array(z.number()).length(9).superRefine((matrix, ctx) => {
+    const problem = rotationProblem(matrix);
+    if (problem) ctx.addIssue({ code: 'custom', message: `[${matrix.join(', ')}] ${problem}` });
+  }),
 ]);
 
 export const serverSchema = z.strictObject({

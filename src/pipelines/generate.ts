@@ -3,8 +3,8 @@
  * run the chain, self-validate, retry with a new seed up to `retries` times, then decline.
  */
 import type { RgbaImage } from '../image/rgba.js';
-import type { GaussianCloud } from '../splat/cloud.js';
-import { centreAndScale, dropNonFinite, rotateCloud } from '../splat/frame.js';
+import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
+import { centreAndScale, dropNonFinite, rotateCloud, type Matrix3 } from '../splat/frame.js';
 import { encodePly } from '../splat/ply.js';
 import type { Attempt, Check, Job, Outcome, Report } from './job.js';
 import { attemptSeed } from './seed.js';
@@ -40,9 +40,9 @@ export class Pipeline {
     // An image task's matte does not depend on the seed: compute it once for every attempt.
     let userMatte: RgbaImage | null | undefined;
     let lastMade: { cloud: GaussianCloud; seed: number } | undefined;
+    // The bytes go out in the delivery's frame; the cloud stays in the validator's (videos, views).
     const deliver = (cloud: GaussianCloud, seed: number): Outcome => {
-      if (job.delivery) rotateCloud(cloud, job.delivery.rotation);
-      const ply = time.sync('encode', () => encodePly(cloud));
+      const ply = time.sync('encode', () => encodePly(job.delivery ? rotatedCopy(cloud, job.delivery.rotation) : cloud));
       return { kind: 'asset', cloud, ply, seed, report };
     };
 
@@ -110,6 +110,12 @@ export class Pipeline {
   private onBackend<T>(backend: Backend, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return backend.gpu && this.options.gpu ? this.options.gpu(work, signal) : work();
   }
+}
+
+function rotatedCopy(cloud: GaussianCloud, rotation: Matrix3): GaussianCloud {
+  const copy = cloneCloud(cloud);
+  rotateCloud(copy, rotation);
+  return copy;
 }
 
 /** Every asset leaves in the same frame and scale, whatever backend made it. */

@@ -60,5 +60,6 @@ export interface Report {
 }
 
 export type Outcome =
+  /** `cloud` is in the validator's frame; `ply` is the delivered bytes, in the delivery's frame. */
   | { kind: 'asset'; cloud: GaussianCloud; ply: Uint8Array; seed: number; report: Report }
   | { kind: 'declined'; reason: string; report: Report };

@@ -30,6 +30,12 @@ export function allocateCloud(count: number): GaussianCloud {
   return { count, columns };
 }
 
+export function cloneCloud(cloud: GaussianCloud): GaussianCloud {
+  const columns = {} as GaussianColumns;
+  for (const name of GAUSSIAN_PROPERTIES) columns[name] = cloud.columns[name].slice();
+  return { count: cloud.count, columns };
+}
+
 /** Keeps the Gaussians whose mask byte is non-zero, in order. */
 export function selectGaussians(cloud: GaussianCloud, keep: Uint8Array): GaussianCloud {
   let kept = 0;

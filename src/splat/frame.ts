@@ -32,6 +32,27 @@ export function rotateCloud(cloud: GaussianCloud, r: Matrix3): void {
   }
 }
 
+/**
+ * Why a matrix is not a proper rotation (orthonormal rows, determinant +1), or null when it is. A reflection
+ * or a scale would corrupt every quaternion it touches.
+ */
+export function rotationProblem(r: readonly number[]): string | null {
+  if (r.length !== 9) return `has ${r.length} numbers, not 9`;
+  for (let i = 0; i < 3; i++) {
+    for (let j = 0; j < 3; j++) {
+      const dot = r[i * 3] * r[j * 3] + r[i * 3 + 1] * r[j * 3 + 1] + r[i * 3 + 2] * r[j * 3 + 2];
+      if (Math.abs(dot - (i === j ? 1 : 0)) > 1e-6) return 'is not a rotation matrix (rows must be orthonormal)';
+    }
+  }
+  const det = r[0] * (r[4] * r[8] - r[5] * r[7]) - r[1] * (r[3] * r[8] - r[5] * r[6]) + r[2] * (r[3] * r[7] - r[4] * r[6]);
+  return det < 0 ? 'is a reflection (determinant -1), not a rotation' : null;
+}
+
+/** The inverse of a rotation. */
+export function transpose(r: Matrix3): Matrix3 {
+  return [r[0], r[3], r[6], r[1], r[4], r[7], r[2], r[5], r[8]];
+}
+
 /** Unit quaternion (w,x,y,z) of a rotation matrix (Shepperd's method, stable for every angle). */
 export function matrixToQuaternion(r: Matrix3): [number, number, number, number] {
   const [m00, m01, m02, m10, m11, m12, m20, m21, m22] = r;

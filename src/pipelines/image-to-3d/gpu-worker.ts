@@ -6,7 +6,7 @@ import { encodePng } from '../../image/codec.js';
 import type { RgbaImage } from '../../image/rgba.js';
 import { GpuWorkerError, type GpuWorker } from '../gpu-worker.js';
 import type { GaussianCloud } from '../../splat/cloud.js';
-import { rotateCloud, type Matrix3 } from '../../splat/frame.js';
+import { rotateCloud, rotationProblem, type Matrix3 } from '../../splat/frame.js';
 import { decodePly } from '../../splat/ply.js';
 import type { ImageTo3d, Readiness } from '../stages.js';
 
@@ -64,14 +64,6 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
 
 /** Rejects at start-up what is not a proper rotation: a reflection or a shear would corrupt every asset. */
 export function assertRotation(r: Matrix3): void {
-  const rows = [r.slice(0, 3), r.slice(3, 6), r.slice(6, 9)];
-  for (let i = 0; i < 3; i++) {
-    for (let j = 0; j < 3; j++) {
-      const dot = rows[i][0] * rows[j][0] + rows[i][1] * rows[j][1] + rows[i][2] * rows[j][2];
-      if (Math.abs(dot - (i === j ? 1 : 0)) > 1e-6) throw new Error(`orientation [${r.join(', ')}] is not a rotation matrix (rows must be orthonormal)`);
-    }
-  }
-  const det =
-    r[0] * (r[4] * r[8] - r[5] * r[7]) - r[1] * (r[3] * r[8] - r[5] * r[6]) + r[2] * (r[3] * r[7] - r[4] * r[6]);
-  if (det < 0) throw new Error(`orientation [${r.join(', ')}] is a reflection (determinant -1), not a rotation`);
+  const problem = rotationProblem(r);
+  if (problem) throw new Error(`orientation [${r.join(', ')}] ${problem}`);
 }
