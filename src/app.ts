@@ -228,6 +228,8 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     const res = integerField(request.fields, 'video_res', VIDEO_RES_MIN, VIDEO_RES_MAX) ?? video.defaultRes;
     const size = res - (res % 2);
     addLog(c, { video_res: size });
+    // Refuse before generating when the video line is already full: an asset nobody renders wastes the GPU.
+    if (service.videos.full) throw new BusyError('busy: the video queue is full; retry later', options.retryAfterSeconds);
     const artefact: Artefact = { kind: 'mp4', resolution: size };
     const key = options.cache?.requestKey(request.task, request.seed, request.delivery);
     const cached = await cachedAnswer(c, key, artefact, (bytes) => mp4Response(bytes, { [CACHE_HEADER]: 'hit' }));
@@ -256,7 +258,8 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
       cloud = outcome.cloud;
     }
     const start = performance.now();
-    const mp4 = await video.turntable(cloud, { size }, c.req.raw.signal);
+    const signal = c.req.raw.signal;
+    const mp4 = await service.renderVideo(() => video.turntable(cloud, { size }, signal), signal);
     addLog(c, { video_bytes: mp4.length, video_ms: Math.round(performance.now() - start) });
     const response = mp4Response(mp4, headers);
     await store(key, artefact, mp4);

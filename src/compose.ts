@@ -54,6 +54,8 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
       deadlineMs: config.runtime.deadline_s * 1000,
       retryAfterS: config.runtime.retry_after_s,
       estimateJobs: config.runtime.estimate_jobs,
+      videoConcurrency: config.runtime.video_concurrency,
+      videoQueueLength: config.runtime.video_queue_length,
       gpu,
       metrics,
     },

@@ -171,3 +171,27 @@ describe('POST /generate_video/ for the newer contract', () => {
     }
   });
 });
+
+describe('POST /generate_video/ admission', () => {
+  it('bounds concurrent videos: past the queue, a video request gets 503 with Retry-After', async () => {
+    const fake = fakeStages();
+    const server = await startTestServer(
+      { runtime: { video_concurrency: 1, video_queue_length: 0 }, render: { frames: 48, fps: 24, video_res: 256 } },
+      fake.stages,
+    );
+    try {
+      const first = postForm(`${server.url}/generate_video/`, { prompt: 'one' });
+      // Wait until the first video holds the only place.
+      for (let i = 0; i < 200 && server.service.videos.active === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      expect(server.service.videos.active).toBe(1);
+      const second = await postForm(`${server.url}/generate_video/`, { prompt: 'two' });
+      expect(second.status).toBe(503);
+      expect(second.headers.get('retry-after')).toMatch(/^\d+$/);
+      expect(((await second.json()) as { error: string }).error).toMatch(/busy: the video queue is full/);
+      expect(fake.calls.imageTo3d).toBe(1); // refused before any generation
+      expect((await first).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+});

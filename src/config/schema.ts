@@ -154,6 +154,8 @@ export const runtimeSchema = z.strictObject({
   queue_length: z.number().int().min(0).default(8).describe('Jobs that may wait for the pipeline; more are refused with 503 and Retry-After (or forwarded to a burst peer).'),
   retry_after_s: z.number().int().min(1).default(10).describe('Seconds suggested in Retry-After when the service is busy or starting (the least suggested when estimated).'),
   pipeline_concurrency: z.number().int().min(1).max(16).default(2).describe('Jobs inside the pipeline at once; GPU calls still take turns, so 2 lets one job\'s CPU stages overlap another\'s GPU stage.'),
+  video_concurrency: z.number().int().min(1).max(16).default(1).describe('Turntable videos rendered and encoded at once (each uses every render worker and an ffmpeg process).'),
+  video_queue_length: z.number().int().min(0).default(4).describe('Videos that may wait to be rendered; more are refused with 503 and Retry-After.'),
   deadline_s: z.number().positive().default(240).describe('Seconds a job may take from arrival; a job estimated to miss it is refused up front, one that runs past it is abandoned (503). Keep it under the miner\'s 300 s timeout.'),
   estimate_jobs: z.number().int().min(1).max(1000).default(20).describe('Recent jobs whose GPU time is averaged to estimate waits for the deadline check and Retry-After.'),
 });

@@ -44,12 +44,17 @@ export interface ServiceOptions {
   estimateJobs?: number;
   /** The GPU lock the pipeline's GPU stages take; its per-job usage feeds the wait estimate. */
   gpu?: GpuLock;
+  /** Turntable videos rendered at once, and how many may wait (default 1 and 4). */
+  videoConcurrency?: number;
+  videoQueueLength?: number;
   metrics?: Metrics;
 }
 
 export class GenerationService {
   readonly mode: Mode;
   readonly admission: Admission;
+  /** Videos are CPU-heavy (every render worker plus ffmpeg): bounded apart from the pipeline. */
+  readonly videos: Admission;
   private readonly initErrors = new Map<string, string>();
   private initialising = 0;
   /** GPU milliseconds of recently finished jobs, newest last. */
@@ -64,6 +69,7 @@ export class GenerationService {
   ) {
     this.mode = pipeline.preview ? 'preview' : 'gpu';
     this.admission = new Admission(options.concurrency ?? 1, options.queueLength);
+    this.videos = new Admission(options.videoConcurrency ?? 1, options.videoQueueLength ?? 4);
     this.deadlineMs = options.deadlineMs ?? Infinity;
     this.retryAfterS = options.retryAfterS ?? 10;
     options.metrics?.watch({
@@ -175,18 +181,29 @@ export class GenerationService {
     }
   }
 
-  /** Stops admitting jobs and waits up to `graceMs` for admitted ones; true when all finished in time. */
+  /**
+   * Renders a video of an asset under the video admission: refused at once (BusyError, 503) when the line is
+   * full, and waited for by drain().
+   */
+  renderVideo<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.videos.run(work, signal);
+  }
+
+  /** Stops admitting jobs and waits up to `graceMs` for admitted ones (and videos); true when all finished in time. */
   async drain(graceMs: number): Promise<boolean> {
     this.admission.close();
+    this.videos.close();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), graceMs); });
-    const drained = await Promise.race([this.admission.idle().then(() => true), timedOut]);
+    const idle = Promise.all([this.admission.idle(), this.videos.idle()]).then(() => true);
+    const drained = await Promise.race([idle, timedOut]);
     clearTimeout(timer);
     return drained;
   }
 
   async close(): Promise<void> {
     this.admission.close();
+    this.videos.close();
     await Promise.all(allBackends(this.pipeline.stages).map(({ backend }) => backend.close?.()));
   }
 
