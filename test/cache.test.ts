@@ -6,7 +6,7 @@ import { compose } from '../src/compose.js';
 import type { Task } from '../src/pipelines/job.js';
 import { configFingerprint, ResultCache } from '../src/runtime/cache.js';
 import { Metrics } from '../src/runtime/metrics.js';
-import { HOPELESS, fakeStages, postPrompt, serveApp, sleep, testConfig, type Served } from './helpers/fake-stages.js';
+import { HOPELESS, fakeStages, postPrompt, serveApp, sleep, testConfig, until, type Served } from './helpers/fake-stages.js';
 
 const dirs: string[] = [];
 const servers: Served[] = [];
@@ -82,8 +82,7 @@ describe('ResultCache', () => {
     damaged[1234] ^= 0xff;
     writeFileSync(join(dir, file), damaged);
     expect(await cache.get(key, { kind: 'ply' })).toBeNull();
-    await sleep(20);
-    expect(entryFiles(dir)).toEqual([]);
+    await until(() => entryFiles(dir).length === 0);
     expect(cache.size().entries).toBe(0);
     expect(await metrics.text()).toMatch(/^fast3d_cache_corrupt_total 1$/m);
     // A truncated file is corrupt too, also after a restart.
@@ -106,8 +105,7 @@ describe('ResultCache', () => {
     expect(await cache.get(keys[1], { kind: 'ply' })).toBeNull();
     expect(await cache.get(keys[0], { kind: 'ply' })).not.toBeNull();
     expect(await cache.get(keys[2], { kind: 'ply' })).not.toBeNull();
-    await sleep(20);
-    expect(entryFiles(dir)).toHaveLength(2);
+    await until(() => entryFiles(dir).length === 2);
     // The bound also holds for what a restart finds.
     expect(open(dir, 1500).size().entries).toBe(1);
   });

@@ -7,6 +7,7 @@ import type { Check } from '../src/pipelines/job.js';
 import type { Backend, Readiness, Validator } from '../src/pipelines/stages.js';
 import { gateFigures, readPlyIndependently } from './helpers/independent-ply.js';
 import { discImage } from './helpers/images.js';
+import { until } from './helpers/fake-stages.js';
 import { postForm, startTestServer, type TestServer } from './helpers/server.js';
 
 async function expectValidPly(response: Response) {
@@ -345,7 +346,7 @@ describe('readiness', () => {
       expect(((await health.json()) as { status: string }).status).toBe('starting');
 
       stage.release();
-      await new Promise((r) => setTimeout(r, 20));
+      await until(() => server.service.health().status === 'ok');
       expect((await fetch(`${server.url}/ping`)).status).toBe(200);
       await expectValidPly(await postForm(`${server.url}/generate/`, { prompt: 'a chair' }));
     } finally {
@@ -360,7 +361,7 @@ describe('readiness', () => {
     const server = await startTestServer({}, { matting: stage });
     try {
       stage.fail();
-      await new Promise((r) => setTimeout(r, 20));
+      await until(() => server.service.health().status === 'degraded');
       const health = (await (await fetch(`${server.url}/health`)).json()) as Record<string, any>;
       expect(health.status).toBe('degraded');
       expect(health.stages.matting).toMatchObject({ ready: false, detail: 'model file /models/x.onnx not found' });
@@ -394,9 +395,9 @@ describe('overload', () => {
     const server = await startTestServer({ runtime: { queue_length: 1, pipeline_concurrency: 1 } }, { imageTo3d: slow });
     try {
       const first = postForm(`${server.url}/generate/`, { prompt: 'one' });
-      await new Promise((r) => setTimeout(r, 100));
+      await until(() => server.service.admission.active === 1);
       const second = postForm(`${server.url}/generate/`, { prompt: 'two' });
-      await new Promise((r) => setTimeout(r, 50));
+      await until(() => server.service.admission.depth === 1);
       const third = await postForm(`${server.url}/generate/`, { prompt: 'three' });
       await expectError(third, 503, /busy/);
       expect(third.headers.get('retry-after')).toBe('10');

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
-import { HOPELESS, fakeStages, postPrompt, serveApp, sleep, testConfig, type Served } from './helpers/fake-stages.js';
+import { HOPELESS, fakeStages, postPrompt, serveApp, testConfig, until, type Served } from './helpers/fake-stages.js';
 
 const servers: Served[] = [];
 let dir: string | undefined;
@@ -31,7 +31,7 @@ describe('GET /metrics', () => {
     const url = served.url;
 
     const slow = postPrompt(url, 'a metered chair');
-    await sleep(60);
+    await until(() => composed.service.admission.active === 1);
     const during = await (await fetch(`${url}/metrics`)).text();
     expect(sample(during, 'fast3d_jobs_running')).toBe(1);
     expect(sample(during, 'fast3d_queue_depth')).toBe(0);

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { servablePlyViolation } from '../src/splat/servable.js';
-import { postPrompt, sleep, errorOf } from './helpers/fake-stages.js';
+import { errorOf, postPrompt, sleep, until } from './helpers/fake-stages.js';
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -50,11 +50,17 @@ async function startChild(graceS: number, gpuMs: number): Promise<Child> {
   return { url: `http://127.0.0.1:${port}`, exited, process: child };
 }
 
+/** Jobs inside the child's pipeline, from its /health. */
+async function runningJobs(url: string): Promise<number> {
+  const health = (await (await fetch(`${url}/health`)).json()) as { queue: { running: number } };
+  return health.queue.running;
+}
+
 describe('graceful shutdown', () => {
   it('on SIGTERM refuses new jobs with 503, finishes the job in flight, then exits 0', async () => {
     const child = await startChild(10, 1200);
     const inFlight = postPrompt(child.url, 'a chair in flight');
-    await sleep(300);
+    await until(async () => runningJobs(child.url).then((n) => n === 1));
     const signalledAt = performance.now();
     child.process.kill('SIGTERM');
     await sleep(100);
@@ -76,7 +82,7 @@ describe('graceful shutdown', () => {
   it('exits after the grace period even when a job is still running', async () => {
     const child = await startChild(0.5, 10_000);
     const inFlight = postPrompt(child.url, 'an endless chair').then((r) => r.status, () => 'closed');
-    await sleep(300);
+    await until(async () => runningJobs(child.url).then((n) => n === 1));
     const signalledAt = performance.now();
     child.process.kill('SIGTERM');
     const { code, at } = await child.exited;

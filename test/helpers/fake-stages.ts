@@ -147,3 +147,12 @@ export function testConfig(sections: Record<string, Record<string, unknown>> = {
 export async function errorOf(response: Response): Promise<string> {
   return ((await response.json()) as { error: string }).error;
 }
+
+/** Polls `condition` every 5 ms until it holds (or fails after `ms`): tests wait for states, not for fixed sleeps. */
+export async function until(condition: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
+  const end = performance.now() + ms;
+  while (!(await condition())) {
+    if (performance.now() > end) throw new Error(`condition not reached within ${ms} ms: ${condition}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+}
