@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { servablePlyViolation } from '../src/splat/servable.js';
-import { errorOf, postPrompt, sleep, until } from './helpers/fake-stages.js';
+import { errorOf, postPrompt, until } from './helpers/fake-stages.js';
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -63,7 +63,7 @@ describe('graceful shutdown', () => {
     await until(async () => runningJobs(child.url).then((n) => n === 1));
     const signalledAt = performance.now();
     child.process.kill('SIGTERM');
-    await sleep(100);
+    await until(async () => ((await (await fetch(`${child.url}/health`)).json()) as { status: string }).status === 'stopping');
     const late = await postPrompt(child.url, 'a late chair');
     expect(late.status).toBe(503);
     expect(late.headers.get('retry-after')).toBeTruthy();
