@@ -1,11 +1,10 @@
 /**
  * Composition root and process lifecycle: config -> backends -> pipeline -> service -> app -> server,
- * then signals. `fast3d serve` and `npm run preview` land here.
+ * then signals. `fast3d serve` (src/commands/serve.ts) is the entry point that uses it.
  */
 import { serve, type ServerType } from '@hono/node-server';
 import { parseArgs } from 'node:util';
-import { pathToFileURL } from 'node:url';
-import { ConfigError, loadConfig } from './config/load.js';
+import { loadConfig } from './config/load.js';
 import { compose } from './compose.js';
 import type { Stages } from './pipelines/stages.js';
 import { createLogger } from './runtime/log.js';
@@ -99,20 +98,3 @@ export function stopOnSignals(running: RunningServer): void {
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
 }
-
-async function main(): Promise<void> {
-  let running: RunningServer;
-  try {
-    running = await startServer();
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`fast3d: ${err.message}\n`);
-      process.exit(2);
-    }
-    process.stderr.write(`fast3d: cannot start: ${(err as Error).message}\n`);
-    process.exit(1);
-  }
-  stopOnSignals(running);
-}
-
-if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) void main();

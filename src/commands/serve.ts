@@ -1,6 +1,9 @@
-/** `fast3d serve [--config FILE]`: runs the HTTP service until SIGTERM or SIGINT. */
+/**
+ * `fast3d serve [--config FILE]`: runs the HTTP service until SIGTERM or SIGINT, then drains in-flight jobs.
+ * The one entry point of the service (`npm run preview`, `npm start`, pm2 and Docker all run it).
+ */
 import { ConfigError } from '../config/load.js';
-import { startServer } from '../main.js';
+import { startServer, stopOnSignals } from '../main.js';
 
 export const summary = 'start the HTTP service (--config FILE; env PORT, HOST, FAST3D_CONFIG)';
 
@@ -13,13 +16,10 @@ export async function run(argv: string[]): Promise<number> {
       process.stderr.write(`fast3d: ${err.message}\n`);
       return 2;
     }
-    throw err;
+    process.stderr.write(`fast3d: cannot start: ${(err as Error).message}\n`);
+    return 1;
   }
-  const signal = await new Promise<string>((resolve) => {
-    process.once('SIGTERM', () => resolve('SIGTERM'));
-    process.once('SIGINT', () => resolve('SIGINT'));
-  });
-  process.stderr.write(`fast3d: ${signal} received, finishing in-flight jobs\n`);
-  await running.stop();
-  return 0;
+  stopOnSignals(running);
+  // Serves until a signal: stopOnSignals drains, then ends the process with its exit code.
+  return new Promise<number>(() => {});
 }
