@@ -5,20 +5,13 @@
 import { createImage, type RgbaImage } from '../src/image/rgba.js';
 import { frameMatted, isnetInput, maskFromPrediction, withMask } from '../src/pipelines/matting/isnet.js';
 import { clipImageSettings, clipPixelValues } from '../src/pipelines/validate/clip.js';
+import { report, timeMedian } from './stats.js';
 
 const RUNS = 9;
 
+/** Median of RUNS after a warm-up, printed beside its target. */
 async function median(label: string, target: number, work: () => Promise<unknown>): Promise<void> {
-  await work(); // warm-up
-  const times: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const start = performance.now();
-    await work();
-    times.push(performance.now() - start);
-  }
-  times.sort((a, b) => a - b);
-  const m = times[times.length >> 1];
-  process.stdout.write(`${label.padEnd(58)} median ${m.toFixed(1).padStart(7)} ms  (min ${times[0].toFixed(1)}, max ${times[times.length - 1].toFixed(1)}; target <= ${target} ms: ${m <= target ? 'ok' : 'OVER'})\n`);
+  report(label, await timeMedian(RUNS, work), 'ms', `<= ${target} ms`);
 }
 
 /** A photo-like test picture: a shaded disc on a light background. */

@@ -22,6 +22,7 @@ import { allocateCloud, GAUSSIAN_PROPERTIES, type GaussianCloud } from '../src/s
 import { decodePly } from '../src/splat/ply.js';
 import { createLogger, type Logger } from '../src/runtime/log.js';
 import { Writable } from 'node:stream';
+import { median } from './stats.js';
 
 const FIXTURES = join(process.cwd(), '..', 'shared', 'fixtures');
 
@@ -39,11 +40,6 @@ function copyCloud(cloud: GaussianCloud): GaussianCloud {
   return out;
 }
 
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = sorted.length >> 1;
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**

@@ -17,6 +17,7 @@ import { FORWARDED_HEADER, type Burst, type ForwardedAnswer } from './runtime/bu
 import type { Artefact, ResultCache } from './runtime/cache.js';
 import type { Logger } from './runtime/log.js';
 import type { Metrics } from './runtime/metrics.js';
+import { NotReadyError, type GenerationService } from './runtime/service.js';
 import type { GaussianCloud } from './splat/cloud.js';
 import { rotateCloud, transpose } from './splat/frame.js';
 import { decodePly } from './splat/ply.js';
@@ -28,11 +29,13 @@ export interface VideoOptions {
   turntable: TurntableVideo;
   /** Side in pixels when the request has no video_res. */
   defaultRes: number;
+  /** Fingerprint of the settings that decide a video's bytes (cache key of the MP4). */
+  settings: string;
 }
 
+/** The video_res bounds of the contract (upstream's default is 1088). */
 export const VIDEO_RES_MIN = 64;
 export const VIDEO_RES_MAX = 2048;
-import { NotReadyError, type GenerationService } from './runtime/service.js';
 
 export interface AppOptions {
   limits: RequestLimits;
@@ -230,7 +233,7 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     addLog(c, { video_res: size });
     // Refuse before generating when the video line is already full: an asset nobody renders wastes the GPU.
     if (service.videos.full) throw new BusyError('busy: the video queue is full; retry later', options.retryAfterSeconds);
-    const artefact: Artefact = { kind: 'mp4', resolution: size };
+    const artefact: Artefact = { kind: 'mp4', resolution: size, settings: video.settings };
     const key = options.cache?.requestKey(request.task, request.seed, request.delivery);
     const cached = await cachedAnswer(c, key, artefact, (bytes) => mp4Response(bytes, { [CACHE_HEADER]: 'hit' }));
     if (cached) return cached;

@@ -11,7 +11,7 @@ import { Pipeline } from './pipelines/generate.js';
 import type { GpuRunner, Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
 import { Burst } from './runtime/burst.js';
-import { configFingerprint, ResultCache } from './runtime/cache.js';
+import { configFingerprint, ResultCache, videoFingerprint } from './runtime/cache.js';
 import { GpuWorkerClient } from './runtime/gpu-client.js';
 import { GpuLock } from './runtime/gpu-lock.js';
 import { renderValidatorViews, sharedRenderPool, turntableMp4 } from './render/index.js';
@@ -99,6 +99,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     authToken: authToken(config, env),
     video: {
       defaultRes: config.render.video_res,
+      settings: videoFingerprint(config),
       turntable: (cloud, { size }, signal) => turntableMp4(cloud, { ...config.render, size, pool: renderPool }, signal),
     },
   });

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
 import type { Task } from '../src/pipelines/job.js';
-import { configFingerprint, ResultCache } from '../src/runtime/cache.js';
+import { configFingerprint, ResultCache, videoFingerprint } from '../src/runtime/cache.js';
 import { Metrics } from '../src/runtime/metrics.js';
 import { HOPELESS, fakeStages, postPrompt, serveApp, sleep, testConfig, until, type Served } from './helpers/fake-stages.js';
 
@@ -45,10 +45,10 @@ describe('ResultCache', () => {
     const other = new ResultCache({ directory: tempDir(), maxBytes: 1 << 20, declineTtlMs: 0, fingerprint: 'f2' });
     expect(other.requestKey(text('a red chair'), 7)).not.toBe(key);
     // Another artefact of the same request is a separate entry.
-    expect(await cache.get(key, { kind: 'mp4', resolution: 512 })).toBeNull();
-    await cache.put(key, { kind: 'mp4', resolution: 512 }, bytes(500, 2));
-    expect(await cache.get(key, { kind: 'mp4', resolution: 256 })).toBeNull();
-    expect(await cache.get(key, { kind: 'mp4', resolution: 512 })).toEqual(bytes(500, 2));
+    expect(await cache.get(key, { kind: 'mp4', resolution: 512, settings: 's' })).toBeNull();
+    await cache.put(key, { kind: 'mp4', resolution: 512, settings: 's' }, bytes(500, 2));
+    expect(await cache.get(key, { kind: 'mp4', resolution: 256, settings: 's' })).toBeNull();
+    expect(await cache.get(key, { kind: 'mp4', resolution: 512, settings: 's' })).toEqual(bytes(500, 2));
     expect(await cache.get(key, { kind: 'ply' })).toEqual(bytes(1000, 1));
   });
 
@@ -57,6 +57,10 @@ describe('ResultCache', () => {
     expect(configFingerprint(testConfig({ server: { port: 1234 }, runtime: { queue_length: 1 } }))).toBe(configFingerprint(base));
     expect(configFingerprint(testConfig({ pipeline: { retries: 2 } }))).not.toBe(configFingerprint(base));
     expect(configFingerprint(testConfig({ image_to_3d: { inflate: { opacity: 0.5 } } }))).not.toBe(configFingerprint(base));
+    // Video settings key the MP4s only; the render thread count keys nothing.
+    expect(configFingerprint(testConfig({ render: { crf: 30, threads: 1 } }))).toBe(configFingerprint(base));
+    expect(videoFingerprint(testConfig({ render: { crf: 30 } }))).not.toBe(videoFingerprint(base));
+    expect(videoFingerprint(testConfig({ render: { threads: 1 } }))).toBe(videoFingerprint(base));
   });
 
   it('survives a restart: a new instance on the same directory finds the entries', async () => {

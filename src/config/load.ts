@@ -83,6 +83,17 @@ function walk(schema: z.ZodType, path: string[], rows: { key: string; default: u
     return;
   }
   rows.push({ key: path.join('.'), default: defaults, description: schema.description ?? '' });
+  // A list of objects (burst.peers): its items' keys too, as `list[].key`; an item key with no default is required.
+  if (inner instanceof z.ZodArray) {
+    const item = unwrap((inner as unknown as { element: z.ZodType }).element);
+    if (!(item instanceof z.ZodObject)) return;
+    for (const [key, child] of Object.entries(item.shape as Record<string, z.ZodType>)) {
+      const last = path.length - 1;
+      const itemPath = [...path.slice(0, last), `${path[last]}[]`, key];
+      const fallback = child.safeParse(undefined);
+      rows.push({ key: itemPath.join('.'), default: fallback.success ? fallback.data : 'required', description: child.description ?? '' });
+    }
+  }
 }
 
 function unwrap(schema: z.ZodType): z.ZodType {

@@ -22,7 +22,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
 /** What is stored for a request: the PLY asset, or a turntable video at a resolution. */
-export type Artefact = { kind: 'ply' } | { kind: 'mp4'; resolution: number };
+export type Artefact = { kind: 'ply' } | { kind: 'mp4'; resolution: number; /** videoFingerprint(config) */ settings: string };
 
 export interface CacheOptions {
   directory: string;
@@ -51,13 +51,21 @@ const TMP = '.tmp';
 const MAX_DECLINES = 10_000;
 const TOUCH_INTERVAL_MS = 60_000;
 
-/** Sections of the config that change what a request produces; the fingerprint covers these (and the version). */
-export const OUTPUT_SECTIONS = ['pipeline', 'text_to_image', 'matting', 'image_to_3d', 'validate', 'render', 'video'] as const;
+/** Sections of the config that change the asset a request produces; the fingerprint covers these (and the version). */
+export const OUTPUT_SECTIONS = ['pipeline', 'text_to_image', 'matting', 'image_to_3d', 'validate'] as const;
 
 export function configFingerprint(config: Config): string {
-  const record = config as unknown as Record<string, unknown>;
-  const sections = Object.fromEntries(OUTPUT_SECTIONS.filter((s) => s in record).map((s) => [s, record[s]]));
+  const sections = Object.fromEntries(OUTPUT_SECTIONS.map((s) => [s, config[s]]));
   return sha256(stableJson({ version: VERSION, sections }));
+}
+
+/**
+ * What, besides the asset and the resolution, decides a video's bytes: the render settings, but not how many
+ * threads render them. Part of an MP4 artefact's key, so a PLY survives a change of video settings.
+ */
+export function videoFingerprint(config: Config): string {
+  const { threads: _threads, ...settings } = config.render;
+  return sha256(stableJson(settings)).slice(0, 16);
 }
 
 export class ResultCache {
@@ -270,7 +278,7 @@ async function readWhole(path: string, size: number): Promise<Buffer> {
 }
 
 function entryKey(requestKey: string, artefact: Artefact): string {
-  const descriptor = artefact.kind === 'ply' ? 'ply' : `mp4:${artefact.resolution}`;
+  const descriptor = artefact.kind === 'ply' ? 'ply' : `mp4:${artefact.resolution}:${artefact.settings}`;
   return sha256(`${requestKey}\n${descriptor}`);
 }
 
