@@ -11,6 +11,7 @@ import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { HttpError } from './contract/errors.js';
 import { assertFormContentType, integerField, parseGenerateRequest, type GenerateRequest, type RequestLimits } from './contract/request.js';
 import { asciiHeader, declinedResponse, errorResponse, mp4Response, plyResponse, reportHeaders } from './contract/responses.js';
+import { GpuWorkerError } from './pipelines/gpu-worker.js';
 import type { Job, Outcome } from './pipelines/job.js';
 import { BusyError, DeadlineError, ShuttingDownError } from './runtime/admission.js';
 import { FORWARDED_HEADER, type Burst, type ForwardedAnswer } from './runtime/burst.js';
@@ -95,6 +96,11 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     if (err instanceof DeadlineError) return errorResponse(new HttpError(503, err.message, retryAfter()));
     if (err instanceof ShuttingDownError) return errorResponse(new HttpError(503, err.message, { ...retryAfter(), Connection: 'close' }));
     if (err instanceof NotReadyError) return errorResponse(new HttpError(503, err.message, retryAfter()));
+    // The GPU worker answered wrongly (502) or too late (504): say so, rather than an anonymous 500.
+    if (err instanceof GpuWorkerError) {
+      options.logger?.error({ req_id: c.get('requestId'), err: err.message }, 'GPU worker error');
+      return errorResponse(new HttpError(err.status === 504 ? 504 : 502, err.message));
+    }
     if (c.req.raw.signal.aborted) {
       addLog(c, { cancelled: true });
       return errorResponse(new HttpError(503, 'request cancelled'));

@@ -1,11 +1,16 @@
-import { mkdtempSync, readdirSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, describeConfig, loadConfig, parseConfig } from '../src/config/load.js';
 
+const dirs: string[] = [];
+afterAll(() => { for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true }); });
+
 function yamlFile(text: string): string {
-  const path = join(mkdtempSync(join(tmpdir(), 'fast3d-config-')), 'config.yaml');
+  const dir = mkdtempSync(join(tmpdir(), 'fast3d-config-'));
+  dirs.push(dir);
+  const path = join(dir, 'config.yaml');
   writeFileSync(path, text);
   return path;
 }

@@ -173,3 +173,37 @@ describe('GpuWorkerClient readiness', () => {
     expect(readiness.detail).toMatch(/not reachable \(ECONNREFUSED\)/);
   });
 });
+
+describe('the service over a misbehaving GPU worker', () => {
+  it('answers 502 with the worker\'s message when it fails, and 504 when it is too slow', async () => {
+    const { compose } = await import('../src/compose.js');
+    const { parseConfig } = await import('../src/config/load.js');
+    const { serveApp } = await import('./helpers/fake-stages.js');
+    let slow = false;
+    const { url } = await stub((req, res) => {
+      if (req.url === '/health') return json(res, 200, health('ready'));
+      if (slow) return void setTimeout(() => json(res, 200, { data: [] }), 5000);
+      json(res, 500, { error: 'CUDA kernel failed: illegal memory access' });
+    });
+    const config = parseConfig({
+      log: { level: 'silent' },
+      cache: { enabled: false },
+      text_to_image: { backend: 'gpu-worker', gpu_worker: { url, request_timeout_s: 0.3, poll_interval_s: 0.05 } },
+    });
+    const { service, app } = compose(config);
+    await service.start();
+    const served = await serveApp(app);
+    try {
+      const failed = await fetch(`${served.url}/generate/`, { method: 'POST', body: new URLSearchParams({ prompt: 'a cup' }) });
+      expect(failed.status).toBe(502);
+      expect(((await failed.json()) as { error: string }).error).toMatch(/CUDA kernel failed: illegal memory access/);
+      slow = true;
+      const late = await fetch(`${served.url}/generate/`, { method: 'POST', body: new URLSearchParams({ prompt: 'a cup' }) });
+      expect(late.status).toBe(504);
+      expect(((await late.json()) as { error: string }).error).toMatch(/did not answer \/v1\/images\/generations within 0\.3 s/);
+    } finally {
+      await served.close();
+      await service.close();
+    }
+  });
+});

@@ -180,7 +180,7 @@ export class GpuWorkerClient implements GpuWorker {
       slat_steps: request.slatSteps,
       slat_cfg: request.slatCfg,
     }, signal);
-    return new Uint8Array(await response.arrayBuffer());
+    return bodyBytes(response, `GPU worker at ${this.base}, /v1/image-to-3d`);
   }
 
   /** A JSON POST whose non-2xx answers become errors carrying the worker's message. */
@@ -218,7 +218,7 @@ export class GpuWorkerClient implements GpuWorker {
       } catch (err) {
         if (signal?.aborted) throw signal.reason ?? err;
         if (timeout.aborted) {
-          throw new GpuWorkerError(`GPU worker at ${this.base} did not answer ${path} within ${Math.round(timeoutMs / 100) / 10} s`);
+          throw new GpuWorkerError(`GPU worker at ${this.base} did not answer ${path} within ${Math.round(timeoutMs / 100) / 10} s`, 504);
         }
         const code = connectionErrorCode(err);
         if (!code) throw err;
@@ -247,7 +247,18 @@ export function connectionErrorCode(err: unknown): string | null {
 
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(resolve, ms);
-    signal?.addEventListener('abort', () => { clearTimeout(timer); reject(signal.reason); }, { once: true });
+    const onAbort = () => { clearTimeout(timer); reject(signal?.reason); };
+    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+/** The whole body of a worker's answer; a body cut off by the request's timeout says so (504). */
+async function bodyBytes(response: Response, what: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await response.arrayBuffer());
+  } catch (err) {
+    const timedOut = (err as Error).name === 'TimeoutError';
+    throw new GpuWorkerError(`${what}: the answer's body ${timedOut ? 'did not arrive in time' : `broke off (${(err as Error).message})`}`, timedOut ? 504 : 502);
+  }
 }
