@@ -46,6 +46,8 @@ export class Rasterizer {
   private keys2 = new Uint32Array(0);
   private ids2 = new Int32Array(0);
   private tileStart = new Int32Array(0);
+  /** The projection buffer permuted into depth order (Q floats per record). */
+  private sorted = new Float32Array(0);
   /** Projected records copied into per-tile runs, P floats each. */
   private records = new Float32Array(0);
   private readonly radix = new Uint32Array(65536);
@@ -85,6 +87,7 @@ export class Rasterizer {
       this.ids = new Int32Array(cap);
       this.keys2 = new Uint32Array(cap);
       this.ids2 = new Int32Array(cap);
+      this.sorted = new Float32Array(cap * Q);
     }
     const d = cloud.data;
     const proj = this.proj, keys = this.keys, ids = this.ids;
@@ -175,7 +178,8 @@ export class Rasterizer {
     if (total > MAX_PAIRS) throw new Error(`${total} tile-Gaussian pairs exceed the renderer's limit of ${MAX_PAIRS}: the splats are too large on screen`);
     for (let t = 0; t < tiles; t++) start[t + 1] += start[t];
     if (this.records.length < total * P) this.records = new Float32Array(Math.min(Math.ceil(total * 1.25), MAX_PAIRS) * P + 16 * P);
-    fillTiles(this.ids, this.proj, n, tilesX, start, this.records);
+    gather(this.ids, this.proj, n, this.sorted);
+    fillTiles(this.sorted, n, tilesX, start, this.records);
     // fillTiles advanced each start[t] to the end of tile t's run: shift back by one tile.
     for (let t = tiles; t > 0; t--) start[t] = start[t - 1];
     start[0] = 0;
@@ -320,14 +324,28 @@ function countTiles(proj: Float32Array, n: number, tilesX: number, count: Int32A
   return total;
 }
 
-/** Copies each record, in depth order, to the runs of its tiles; cursor[t] starts at tile t's first slot. */
-function fillTiles(order: Int32Array, proj: Float32Array, n: number, tilesX: number, cursor: Int32Array, records: Float32Array): void {
-  const stride = Q, size = P;
-  for (let s = 0; s < n; s++) {
+/**
+ * Permutes the projected records into depth order. A loop this short lets the CPU keep many of its random reads
+ * in flight at once; inside fillTiles, with its data-dependent inner loops, every read waited for memory.
+ */
+function gather(order: Int32Array, proj: Float32Array, n: number, sorted: Float32Array): void {
+  const stride = Q;
+  for (let s = 0, d = 0; s < n; s++, d += stride) {
     const src = order[s] * stride;
-    const v0 = proj[src], v1 = proj[src + 1], v2 = proj[src + 2], v3 = proj[src + 3], v4 = proj[src + 4], v5 = proj[src + 5];
-    const v6 = proj[src + 6], v7 = proj[src + 7], v8 = proj[src + 8], v9 = proj[src + 9], v10 = proj[src + 10];
-    const x0 = proj[src + 11] | 0, y0 = proj[src + 12] | 0, x1 = proj[src + 13] | 0, y1 = proj[src + 14] | 0;
+    sorted[d] = proj[src]; sorted[d + 1] = proj[src + 1]; sorted[d + 2] = proj[src + 2]; sorted[d + 3] = proj[src + 3];
+    sorted[d + 4] = proj[src + 4]; sorted[d + 5] = proj[src + 5]; sorted[d + 6] = proj[src + 6]; sorted[d + 7] = proj[src + 7];
+    sorted[d + 8] = proj[src + 8]; sorted[d + 9] = proj[src + 9]; sorted[d + 10] = proj[src + 10]; sorted[d + 11] = proj[src + 11];
+    sorted[d + 12] = proj[src + 12]; sorted[d + 13] = proj[src + 13]; sorted[d + 14] = proj[src + 14];
+  }
+}
+
+/** Copies each record (already in depth order) to the runs of its tiles; cursor[t] starts at tile t's first slot. */
+function fillTiles(sorted: Float32Array, n: number, tilesX: number, cursor: Int32Array, records: Float32Array): void {
+  const stride = Q, size = P;
+  for (let s = 0, src = 0; s < n; s++, src += stride) {
+    const v0 = sorted[src], v1 = sorted[src + 1], v2 = sorted[src + 2], v3 = sorted[src + 3], v4 = sorted[src + 4], v5 = sorted[src + 5];
+    const v6 = sorted[src + 6], v7 = sorted[src + 7], v8 = sorted[src + 8], v9 = sorted[src + 9], v10 = sorted[src + 10];
+    const x0 = sorted[src + 11] | 0, y0 = sorted[src + 12] | 0, x1 = sorted[src + 13] | 0, y1 = sorted[src + 14] | 0;
     for (let ty = y0; ty < y1; ty++) {
       for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) {
         const d = cursor[t]++ * size;
