@@ -185,6 +185,7 @@ export class Rasterizer {
       this.records = new Float32Array(cap * P);
       this.recordKeys = new Int32Array(cap);
     }
+    // A run holds each Gaussian at most once, so this scratch never exceeds the visible count (unlike `records`).
     if (this.runOrder[0].length < longest) {
       const cap = Math.ceil(longest * 1.25) + 16;
       this.runKeys = [new Int32Array(cap), new Int32Array(cap)];
