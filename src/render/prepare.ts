@@ -5,7 +5,7 @@
  * scale the largest bounding-box extent to `extent`, multiply scales by the factor and opacity (after sigmoid)
  * by 1/factor, clipped to [0, 1]. Gaussians that can never reach alpha 1/255 are dropped here, once.
  */
-import { SH_C0, type GaussianCloud } from '../splat/cloud.js';
+import { SH_C0, type GaussianCloud, type GaussianColumns } from '../splat/cloud.js';
 
 /** x y z | covariance xx xy xz yy yz zz | r g b | opacity | ln(255 opacity) */
 export const STRIDE = 14;
@@ -25,7 +25,7 @@ export interface Normalisation {
 export function prepareCloud(cloud: GaussianCloud, normalisation: Normalisation = { extent: 1.5 }): PreparedCloud {
   const c = cloud.columns;
   const n = cloud.count;
-  let offset = [0, 0, 0];
+  let mean = 0;
   let factor = 1;
   if (normalisation.extent !== null && n > 0) {
     let sum = 0;
@@ -43,24 +43,35 @@ export function prepareCloud(cloud: GaussianCloud, normalisation: Normalisation 
       }
       min[a] = lo; max[a] = hi;
     }
-    const mean = sum / (3 * n);
-    offset = [mean, mean, mean];
+    mean = sum / (3 * n);
     const largest = Math.max(max[0] - min[0], max[1] - min[1], max[2] - min[2]);
     factor = largest > 0 && Number.isFinite(largest) ? normalisation.extent / largest : 1;
   }
 
   const data = new Float32Array(new SharedArrayBuffer(Math.max(1, n) * STRIDE * 4));
+  const kept = activate(c, n, mean, factor, data);
+  return { count: kept, data };
+}
+
+/**
+ * The per-Gaussian half of prepareCloud, on its own and with the columns and constants in locals so V8 optimises
+ * it as one small hot function (a second long loop in the same function kept it in slower code).
+ */
+function activate(c: GaussianColumns, n: number, mean: number, factor: number, data: Float32Array): number {
+  const { x, y, z, opacity: opacityLogit, rot_0: rot0, rot_1: rot1, rot_2: rot2, rot_3: rot3, scale_0: scale0, scale_1: scale1, scale_2: scale2, f_dc_0: dc0, f_dc_1: dc1, f_dc_2: dc2 } = c;
+  const stride = STRIDE, alphaMin = ALPHA_MIN, shC0 = SH_C0;
   let kept = 0;
   for (let i = 0; i < n; i++) {
-    let opacity = (1 / (1 + Math.exp(-c.opacity[i]))) / factor;
+    let opacity = (1 / (1 + Math.exp(-opacityLogit[i]))) / factor;
     if (opacity > 1) opacity = 1;
-    if (!(opacity >= ALPHA_MIN)) continue; // also drops NaN
-    let qw = c.rot_0[i], qx = c.rot_1[i], qy = c.rot_2[i], qz = c.rot_3[i];
-    const ql = Math.hypot(qw, qx, qy, qz);
+    if (!(opacity >= alphaMin)) continue; // also drops NaN
+    let qw = rot0[i], qx = rot1[i], qy = rot2[i], qz = rot3[i];
+    // Not Math.hypot: V8 runs it several times slower, and a quaternion's norm cannot overflow a double.
+    const ql = Math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz);
     if (!(ql > 0) || !Number.isFinite(ql)) continue;
     qw /= ql; qx /= ql; qy /= ql; qz /= ql;
-    const sx = Math.exp(c.scale_0[i]) * factor, sy = Math.exp(c.scale_1[i]) * factor, sz = Math.exp(c.scale_2[i]) * factor;
-    const px = (c.x[i] - offset[0]) * factor, py = (c.y[i] - offset[1]) * factor, pz = (c.z[i] - offset[2]) * factor;
+    const sx = Math.exp(scale0[i]) * factor, sy = Math.exp(scale1[i]) * factor, sz = Math.exp(scale2[i]) * factor;
+    const px = (x[i] - mean) * factor, py = (y[i] - mean) * factor, pz = (z[i] - mean) * factor;
     if (!Number.isFinite(px + py + pz + sx + sy + sz)) continue;
     // R from the unit quaternion; M = R S; Sigma = M M^T.
     const r00 = 1 - 2 * (qy * qy + qz * qz), r01 = 2 * (qx * qy - qw * qz), r02 = 2 * (qx * qz + qw * qy);
@@ -69,7 +80,7 @@ export function prepareCloud(cloud: GaussianCloud, normalisation: Normalisation 
     const m00 = r00 * sx, m01 = r01 * sy, m02 = r02 * sz;
     const m10 = r10 * sx, m11 = r11 * sy, m12 = r12 * sz;
     const m20 = r20 * sx, m21 = r21 * sy, m22 = r22 * sz;
-    const o = kept * STRIDE;
+    const o = kept * stride;
     data[o] = px; data[o + 1] = py; data[o + 2] = pz;
     data[o + 3] = m00 * m00 + m01 * m01 + m02 * m02;
     data[o + 4] = m00 * m10 + m01 * m11 + m02 * m12;
@@ -78,12 +89,12 @@ export function prepareCloud(cloud: GaussianCloud, normalisation: Normalisation 
     data[o + 7] = m10 * m20 + m11 * m21 + m12 * m22;
     data[o + 8] = m20 * m20 + m21 * m21 + m22 * m22;
     // gsplat receives these as plain colours (no SH evaluation, so no clamp); the final image is clipped.
-    data[o + 9] = 0.5 + SH_C0 * c.f_dc_0[i];
-    data[o + 10] = 0.5 + SH_C0 * c.f_dc_1[i];
-    data[o + 11] = 0.5 + SH_C0 * c.f_dc_2[i];
+    data[o + 9] = 0.5 + shC0 * dc0[i];
+    data[o + 10] = 0.5 + shC0 * dc1[i];
+    data[o + 11] = 0.5 + shC0 * dc2[i];
     data[o + 12] = opacity;
     data[o + 13] = Math.log(255 * opacity);
     kept++;
   }
-  return { count: kept, data };
+  return kept;
 }

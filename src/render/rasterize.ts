@@ -6,9 +6,9 @@
  * pixel centres at +0.5, background added with the remaining T, output clipped to [0, 1] and truncated to
  * 8 bits like the validator's `(img * 255).to(uint8)`.
  *
- * Speed comes from the layout, not from approximations: a flat projected record per visible Gaussian, one
- * global radix sort by depth, per-tile runs of records filled by counting sort (so each run is already in depth
- * order), and per tile a Gaussian-major loop that visits only the pixels of each row where alpha can reach 1/255
+ * Speed comes from the layout, not from approximations: a flat projected record per visible Gaussian, per-tile
+ * runs of records filled by counting sort in projection order (sequential reads), a small radix sort by depth of
+ * each run just before it is composited (while it is in cache), and per tile a Gaussian-major loop that visits only the pixels of each row where alpha can reach 1/255
  * (solved exactly from the conic), with per-pixel early termination and the whole tile stopping once every
  * pixel is opaque. No per-Gaussian objects; all scratch memory is reused between frames.
  */
@@ -41,14 +41,22 @@ export interface RasterOptions {
 
 export class Rasterizer {
   private proj = new Float32Array(0);
-  private keys = new Uint32Array(0);
-  private ids = new Int32Array(0);
-  private keys2 = new Uint32Array(0);
-  private ids2 = new Int32Array(0);
+  /**
+   * Depth of each projected record as float bits: positive floats order like their bit patterns, and as int32
+   * (sign bit clear) V8 keeps them in integer registers, which a Uint32Array's values above 2^31 would not be.
+   */
+  private keys = new Int32Array(0);
   private tileStart = new Int32Array(0);
-  /** Projected records copied into per-tile runs, P floats each. */
+  /** Projected records copied into per-tile runs, P floats each, in projection order within a run. */
   private records = new Float32Array(0);
-  private readonly radix = new Uint32Array(65536);
+  /** The depth key of each record of `records`. */
+  private recordKeys = new Int32Array(0);
+  /** Scratch of the per-run sort, sized to the longest run. */
+  private runKeys = [new Int32Array(0), new Int32Array(0)] as const;
+  private runOrder = [new Int32Array(0), new Int32Array(0)] as const;
+  /** The run being composited, its records copied in depth order (compositing then streams through it). */
+  private runRecords = new Float32Array(0);
+  private readonly histogram = new Int32Array(4 * 256);
   /** Per tile pixel: transmittance T, then accumulated r, g, b (interleaved: one array, one cache line per 2 pixels). */
   private readonly acc: Float64Array;
   private readonly rowOpen: Int32Array;
@@ -65,12 +73,15 @@ export class Rasterizer {
   /** Renders one view into `out` (width * height * channels bytes). */
   render(cloud: PreparedCloud, camera: Camera, options: RasterOptions, out: Uint8Array = new Uint8Array(camera.width * camera.height * options.channels)): Uint8Array {
     const visible = this.project(cloud, camera);
-    this.sortByDepth(visible);
     const tilesX = Math.ceil(camera.width / this.tile);
     const tilesY = Math.ceil(camera.height / this.tile);
     this.bin(visible, tilesX * tilesY, tilesX);
     for (let ty = 0; ty < tilesY; ty++) {
-      for (let tx = 0; tx < tilesX; tx++) this.compositeTile(camera, tx, ty, ty * tilesX + tx, options, out);
+      for (let tx = 0; tx < tilesX; tx++) {
+        const tile = ty * tilesX + tx;
+        const count = this.sortRun(tile);
+        this.compositeTile(camera, tx, ty, count, options, out);
+      }
     }
     return out;
   }
@@ -81,13 +92,10 @@ export class Rasterizer {
     if (this.proj.length < n * Q) {
       const cap = Math.ceil(n * 1.25) + 16;
       this.proj = new Float32Array(cap * Q);
-      this.keys = new Uint32Array(cap);
-      this.ids = new Int32Array(cap);
-      this.keys2 = new Uint32Array(cap);
-      this.ids2 = new Int32Array(cap);
+      this.keys = new Int32Array(cap);
     }
     const d = cloud.data;
-    const proj = this.proj, keys = this.keys, ids = this.ids;
+    const proj = this.proj, keys = this.keys;
     // Locals, not module bindings: see splatTile.
     const stride = STRIDE, q = Q, tile = this.tile, eps2d = EPS2D, maxExtend = MAX_EXTEND;
     const [r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2] = cam.view;
@@ -97,7 +105,7 @@ export class Rasterizer {
     const limXPos = (width - cx) / fx + 0.3 * tanX, limXNeg = cx / fx + 0.3 * tanX;
     const limYPos = (height - cy) / fy + 0.3 * tanY, limYNeg = cy / fy + 0.3 * tanY;
     const depthBits = new Float32Array(1);
-    const depthKey = new Uint32Array(depthBits.buffer);
+    const depthKey = new Int32Array(depthBits.buffer);
     let v = 0;
     for (let i = 0, o = 0; i < n; i++, o += stride) {
       const x = d[o], y = d[o + 1], z = d[o + 2];
@@ -149,22 +157,16 @@ export class Rasterizer {
       proj[p + 11] = rx0; proj[p + 12] = ry0; proj[p + 13] = rx1; proj[p + 14] = ry1;
       depthBits[0] = tz; // positive floats order like their bit patterns
       keys[v] = depthKey[0];
-      ids[v] = v;
       v++;
     }
     return v;
   }
 
-  /** Stable LSD radix sort of the visible records by depth (2 passes of 16 bits); the order ends in this.ids. */
-  private sortByDepth(n: number): void {
-    radixPass(this.keys, this.ids, this.keys2, this.ids2, n, 0, this.radix);
-    radixPass(this.keys2, this.ids2, this.keys, this.ids, n, 16, this.radix);
-  }
-
   /**
-   * Counting sort of (tile, Gaussian) pairs into per-tile runs of records: walking the Gaussians in depth
-   * order keeps every run sorted, and copying the record into the run lets compositing stream through memory
-   * instead of chasing indices.
+   * Counting sort of (tile, Gaussian) pairs into per-tile runs of records, walking the records in projection
+   * order: the reads are sequential, and the writes go to one cursor per tile. Copying the record into the run
+   * lets compositing stream through memory instead of chasing indices. Each run is sorted by depth later
+   * (sortRun); the runs keep projection order, so that stable sort gives the order of one global stable sort.
    */
   private bin(n: number, tiles: number, tilesX: number): void {
     if (this.tileStart.length < tiles + 1) this.tileStart = new Int32Array(tiles + 1);
@@ -173,15 +175,41 @@ export class Rasterizer {
     const total = countTiles(this.proj, n, tilesX, start);
     // A pathological cloud (huge splats close to the camera) must fail this render, not exhaust the process.
     if (total > MAX_PAIRS) throw new Error(`${total} tile-Gaussian pairs exceed the renderer's limit of ${MAX_PAIRS}: the splats are too large on screen`);
-    for (let t = 0; t < tiles; t++) start[t + 1] += start[t];
-    if (this.records.length < total * P) this.records = new Float32Array(Math.min(Math.ceil(total * 1.25), MAX_PAIRS) * P + 16 * P);
-    fillTiles(this.ids, this.proj, n, tilesX, start, this.records);
+    let longest = 0;
+    for (let t = 0; t < tiles; t++) {
+      if (start[t + 1] > longest) longest = start[t + 1];
+      start[t + 1] += start[t];
+    }
+    if (this.records.length < total * P) {
+      const cap = Math.min(Math.ceil(total * 1.25), MAX_PAIRS) + 16;
+      this.records = new Float32Array(cap * P);
+      this.recordKeys = new Int32Array(cap);
+    }
+    // A run holds each Gaussian at most once, so this scratch never exceeds the visible count (unlike `records`).
+    if (this.runOrder[0].length < longest) {
+      const cap = Math.ceil(longest * 1.25) + 16;
+      this.runKeys = [new Int32Array(cap), new Int32Array(cap)];
+      this.runOrder = [new Int32Array(cap), new Int32Array(cap)];
+      this.runRecords = new Float32Array(cap * P);
+    }
+    fillTiles(this.proj, this.keys, n, tilesX, start, this.records, this.recordKeys);
     // fillTiles advanced each start[t] to the end of tile t's run: shift back by one tile.
     for (let t = tiles; t > 0; t--) start[t] = start[t - 1];
     start[0] = 0;
   }
 
-  private compositeTile(cam: Camera, tileX: number, tileY: number, tile: number, options: RasterOptions, out: Uint8Array): void {
+  /** Copies one tile's run into runRecords in depth order (stable); returns its length. */
+  private sortRun(tile: number): number {
+    const begin = this.tileStart[tile], n = this.tileStart[tile + 1] - begin;
+    const k0 = this.runKeys[0], k1 = this.runKeys[1], i0 = this.runOrder[0], i1 = this.runOrder[1];
+    const order = radixSortRun(this.recordKeys, begin, n, k0, i0, k1, i1, this.histogram);
+    const rank = order === i0 ? i1 : i0;
+    for (let j = 0; j < n; j++) rank[order[j] - begin] = j;
+    scatterRun(this.records, begin, rank, n, this.runRecords);
+    return n;
+  }
+
+  private compositeTile(cam: Camera, tileX: number, tileY: number, count: number, options: RasterOptions, out: Uint8Array): void {
     const { width, height } = cam;
     const size = this.tile;
     const px0 = tileX * size, py0 = tileY * size;
@@ -194,7 +222,7 @@ export class Rasterizer {
     const fullRow = px1 - px0 >= 32 ? -1 : (1 << (px1 - px0)) - 1; // one bit per column, int32
     const openRows = py1 - py0;
     for (let r = 0; r < size; r++) rowOpen[r] = r < openRows ? fullRow : 0;
-    splatTile(this.records, this.tileStart[tile] * P, this.tileStart[tile + 1] * P, px0, py0, px1, py1, openRows, size, acc, rowOpen);
+    splatTile(this.runRecords, count * P, px0, py0, px1, py1, openRows, size, acc, rowOpen);
     const [br, bg, bb] = options.background;
     const ch = options.channels;
     for (let py = py0; py < py1; py++) {
@@ -226,16 +254,16 @@ export function expNeg(s: number): number {
 }
 
 /**
- * Composites one tile's run of records (depth order) into the tile's accumulators. Constants are copied into
+ * Composites one tile's run of records (depth order, `end` floats) into the tile's accumulators. Constants are copied into
  * locals: module-level and imported bindings are re-read (with a hole check) on every use in V8's optimised code.
  */
 function splatTile(
-  rec: Float32Array, begin: number, end: number, px0: number, py0: number, px1: number, py1: number, openRows: number, tile: number,
+  rec: Float32Array, end: number, px0: number, py0: number, px1: number, py1: number, openRows: number, tile: number,
   acc: Float64Array, rowOpen: Int32Array,
 ): void {
   const sigmaMax = SIGMA_MAX, alphaMin = ALPHA_MIN, maxAlpha = MAX_ALPHA, tMin = T_MIN, stride = P;
   const lastCol = px1 - px0 - 1;
-  for (let p = begin; p < end && openRows > 0; p += stride) {
+  for (let p = 0; p < end && openRows > 0; p += stride) {
     const mx = rec[p], my = rec[p + 1], a = rec[p + 2], b = rec[p + 3], c = rec[p + 4], L = rec[p + 5];
     const op = rec[p + 6], cr = rec[p + 7], cg = rec[p + 8], cb = rec[p + 9], reach = rec[p + 10];
     let y0 = Math.ceil(my - 0.5 - reach), y1 = Math.floor(my - 0.5 + reach);
@@ -295,17 +323,36 @@ function splatTile(
 // The passes below are separate functions on purpose: V8 optimises a whole small function once it is hot,
 // whereas one function with several long loops keeps being deoptimised between its on-stack-replaced loops.
 
-function radixPass(kIn: Uint32Array, iIn: Int32Array, kOut: Uint32Array, iOut: Int32Array, n: number, shift: number, count: Uint32Array): void {
-  count.fill(0);
-  for (let i = 0; i < n; i++) count[(kIn[i] >>> shift) & 0xffff]++;
-  let sum = 0;
-  for (let b = 0; b < 65536; b++) { const c = count[b]; count[b] = sum; sum += c; }
+/**
+ * Stable LSD radix sort of one run of depth keys, 8 bits per pass; a pass whose digit every key shares is
+ * skipped (the exponent byte usually is). Returns the index array (i0 or i1) that holds the sorted order.
+ */
+function radixSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array, i0: Int32Array, k1: Int32Array, i1: Int32Array, hist: Int32Array): Int32Array {
+  hist.fill(0);
+  // Keys relative to the run's smallest: the depths of one tile span far fewer than 32 bits.
+  let min = 0x7fffffff;
+  for (let i = begin; i < begin + n; i++) if (keys[i] < min) min = keys[i];
   for (let i = 0; i < n; i++) {
-    const k = kIn[i];
-    const dst = count[(k >>> shift) & 0xffff]++;
-    kOut[dst] = k;
-    iOut[dst] = iIn[i];
+    const k = keys[begin + i] - min;
+    k0[i] = k;
+    i0[i] = begin + i;
+    hist[k & 255]++; hist[256 + ((k >>> 8) & 255)]++; hist[512 + ((k >>> 16) & 255)]++; hist[768 + (k >>> 24)]++;
   }
+  let kIn = k0, iIn = i0, kOut = k1, iOut = i1;
+  for (let shift = 0, h = 0; shift < 32 && n > 1; shift += 8, h += 256) {
+    if (hist[h + ((kIn[0] >>> shift) & 255)] === n) continue;
+    let sum = 0;
+    for (let b = h; b < h + 256; b++) { const c = hist[b]; hist[b] = sum; sum += c; }
+    for (let i = 0; i < n; i++) {
+      const k = kIn[i];
+      const d = hist[h + ((k >>> shift) & 255)]++;
+      kOut[d] = k;
+      iOut[d] = iIn[i];
+    }
+    const kt = kIn; kIn = kOut; kOut = kt;
+    const it = iIn; iIn = iOut; iOut = it;
+  }
+  return iIn;
 }
 
 /** Adds each record's tiles to count[tile + 1]; returns the number of (tile, record) pairs. */
@@ -320,17 +367,34 @@ function countTiles(proj: Float32Array, n: number, tilesX: number, count: Int32A
   return total;
 }
 
-/** Copies each record, in depth order, to the runs of its tiles; cursor[t] starts at tile t's first slot. */
-function fillTiles(order: Int32Array, proj: Float32Array, n: number, tilesX: number, cursor: Int32Array, records: Float32Array): void {
+/**
+ * Copies the records of the run starting at `begin` into `run`, record i to slot rank[i]. Reading the run in
+ * memory order and writing in depth order (not the reverse) lets the prefetcher stream the run in from memory;
+ * the random writes land in `run`, which is small enough to stay in cache.
+ */
+function scatterRun(records: Float32Array, begin: number, rank: Int32Array, n: number, run: Float32Array): void {
+  const size = P;
+  for (let i = 0, s = begin * size; i < n; i++, s += size) {
+    const d = rank[i] * size;
+    run[d] = records[s]; run[d + 1] = records[s + 1]; run[d + 2] = records[s + 2]; run[d + 3] = records[s + 3];
+    run[d + 4] = records[s + 4]; run[d + 5] = records[s + 5]; run[d + 6] = records[s + 6]; run[d + 7] = records[s + 7];
+    run[d + 8] = records[s + 8]; run[d + 9] = records[s + 9]; run[d + 10] = records[s + 10];
+  }
+}
+
+/** Copies each record, with its depth key, to the runs of its tiles; cursor[t] starts at tile t's first slot. */
+function fillTiles(proj: Float32Array, keys: Int32Array, n: number, tilesX: number, cursor: Int32Array, records: Float32Array, recordKeys: Int32Array): void {
   const stride = Q, size = P;
-  for (let s = 0; s < n; s++) {
-    const src = order[s] * stride;
+  for (let s = 0, src = 0; s < n; s++, src += stride) {
     const v0 = proj[src], v1 = proj[src + 1], v2 = proj[src + 2], v3 = proj[src + 3], v4 = proj[src + 4], v5 = proj[src + 5];
     const v6 = proj[src + 6], v7 = proj[src + 7], v8 = proj[src + 8], v9 = proj[src + 9], v10 = proj[src + 10];
     const x0 = proj[src + 11] | 0, y0 = proj[src + 12] | 0, x1 = proj[src + 13] | 0, y1 = proj[src + 14] | 0;
+    const key = keys[s];
     for (let ty = y0; ty < y1; ty++) {
       for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) {
-        const d = cursor[t]++ * size;
+        const slot = cursor[t]++;
+        recordKeys[slot] = key;
+        const d = slot * size;
         records[d] = v0; records[d + 1] = v1; records[d + 2] = v2; records[d + 3] = v3; records[d + 4] = v4; records[d + 5] = v5;
         records[d + 6] = v6; records[d + 7] = v7; records[d + 8] = v8; records[d + 9] = v9; records[d + 10] = v10;
       }
