@@ -21,7 +21,7 @@ import type { Metrics } from './runtime/metrics.js';
 import { NotReadyError, type GenerationService } from './runtime/service.js';
 import type { GaussianCloud } from './splat/cloud.js';
 import { rotateCloud, transpose } from './splat/frame.js';
-import { decodePly } from './splat/ply.js';
+import { decodePly, parsePlyHeader } from './splat/ply.js';
 
 /** Renders an accepted asset as a turntable MP4 (the bytes of a complete file). */
 export type TurntableVideo = (cloud: GaussianCloud, options: { size: number }, signal?: AbortSignal) => Promise<Uint8Array>;
@@ -217,7 +217,8 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     const artefact: Artefact = { kind: 'ply' };
     const { request, raw } = await readRequest(c);
     const key = options.cache?.requestKey(request.task, request.seed, request.delivery);
-    const cached = await cachedAnswer(c, key, artefact, (bytes) => plyResponse(bytes, { [CACHE_HEADER]: 'hit' }));
+    const cached = await cachedAnswer(c, key, artefact, (bytes) =>
+      plyResponse(bytes, { [CACHE_HEADER]: 'hit', 'X-Fast3d-Gaussians': String(parsePlyHeader(bytes).vertexCount) }));
     if (cached) return cached;
     const result = await generateOrForward(c, request, raw);
     if ('forwarded' in result) return forwardedResponse(result.forwarded, (bytes, headers) => plyResponse(bytes, headers));

@@ -160,6 +160,7 @@ describe('result cache over HTTP', () => {
     expect(second.status).toBe(200);
     expect(second.headers.get('x-fast3d-cache')).toBe('hit');
     expect(second.headers.get('content-type')).toBe('application/octet-stream');
+    expect(second.headers.get('x-fast3d-gaussians')).toBe(first.headers.get('x-fast3d-gaussians'));
     expect(new Uint8Array(await second.arrayBuffer())).toEqual(body);
     expect(s.calls.imageTo3d).toBe(1);
     // Another seed is another request.

@@ -19,6 +19,8 @@ describe('render and turntable commands, from sources and from the build', () =>
   let build: string;
   beforeAll(async () => {
     out = await mkdtemp(join(tmpdir(), 'fast3d-cli-test-'));
+    // Inside the checkout (under node_modules, ignored by git) so that the build resolves the installed packages
+    // as dist/ does; removed afterwards.
     build = join(root, 'node_modules', '.cache', `fast3d-build-test-${process.pid}`);
     await run(join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', build, '--sourceMap', 'false'], { cwd: root });
   }, 120_000);
