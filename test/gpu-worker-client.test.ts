@@ -19,7 +19,7 @@ afterEach(async () => {
 });
 
 /** A server answering with `handler`; `hits` counts requests per path. */
-async function stub(handler: Handler): Promise<{ url: string; hits: Record<string, number> }> {
+async function scriptedWorker(handler: Handler): Promise<{ url: string; hits: Record<string, number> }> {
   const hits: Record<string, number> = {};
   const server = createServer((req, res) => {
     const path = req.url ?? '/';
@@ -64,7 +64,7 @@ async function closedPort(): Promise<string> {
 describe('GpuWorkerClient requests', () => {
   it('sends the OpenAI images request and returns the decoded bytes', async () => {
     let seen: unknown;
-    const { url } = await stub((req, res, count, body) => {
+    const { url } = await scriptedWorker((req, res, count, body) => {
       seen = JSON.parse(body);
       json(res, 200, { data: [{ b64_json: Buffer.from('PNGBYTES').toString('base64') }] });
     });
@@ -74,7 +74,7 @@ describe('GpuWorkerClient requests', () => {
   });
 
   it('times out a slow answer without retrying it', async () => {
-    const { url, hits } = await stub((req, res) => { setTimeout(() => json(res, 200, { data: [] }), 5000); });
+    const { url, hits } = await scriptedWorker((req, res) => { setTimeout(() => json(res, 200, { data: [] }), 5000); });
     const started = Date.now();
     await expect(client(url, { requestTimeoutMs: 150 }).generateImage(imageRequest)).rejects.toThrow(/did not answer \/v1\/images\/generations within 0\.2 s/);
     // Given up long before the answer would have come.
@@ -83,7 +83,7 @@ describe('GpuWorkerClient requests', () => {
   });
 
   it('retries a reset connection and succeeds within the bound', async () => {
-    const { url, hits } = await stub((req, res, count) => {
+    const { url, hits } = await scriptedWorker((req, res, count) => {
       if (count <= 2) return req.socket.destroy();
       json(res, 200, { data: [{ b64_json: 'AAAA' }] });
     });
@@ -92,7 +92,7 @@ describe('GpuWorkerClient requests', () => {
   });
 
   it('gives up after connect_retries and says how to start the worker', async () => {
-    const { url, hits } = await stub((req) => req.socket.destroy());
+    const { url, hits } = await scriptedWorker((req) => req.socket.destroy());
     const error = await client(url, { connectRetries: 1 }).generateImage(imageRequest).catch((e) => e);
     expect(error).toBeInstanceOf(GpuWorkerUnavailableError);
     expect(error.message).toMatch(/not reachable .*after 2 attempts.*pm2 start pm2\/ecosystem\.config\.cjs/);
@@ -106,7 +106,7 @@ describe('GpuWorkerClient requests', () => {
   });
 
   it('does not retry HTTP errors: 503 becomes unavailable, 400 a worker error, both with the worker\'s message', async () => {
-    const { url, hits } = await stub((req, res) => {
+    const { url, hits } = await scriptedWorker((req, res) => {
       if (req.url === '/v1/images/generations') return json(res, 503, { error: 'CUDA out of memory during text-to-image; memory was freed' });
       if (req.url === '/v1/image-to-3d') return json(res, 400, { error: 'image must be an RGBA PNG' });
       json(res, 200, health('ready'));
@@ -126,7 +126,7 @@ describe('GpuWorkerClient requests', () => {
   });
 
   it('an aborted job signal cancels the request', async () => {
-    const { url } = await stub((req, res) => { setTimeout(() => json(res, 200, {}), 1000); });
+    const { url } = await scriptedWorker((req, res) => { setTimeout(() => json(res, 200, {}), 1000); });
     const controller = new AbortController();
     setTimeout(() => controller.abort(new Error('client went away')), 50);
     await expect(client(url).generateImage(imageRequest, controller.signal)).rejects.toThrow('client went away');
@@ -135,7 +135,7 @@ describe('GpuWorkerClient requests', () => {
 
 describe('GpuWorkerClient readiness', () => {
   it('polls /health until the models are loaded', async () => {
-    const { url, hits } = await stub((req, res, count) => json(res, count < 3 ? 503 : 200, health(count < 3 ? 'loading' : 'ready')));
+    const { url, hits } = await scriptedWorker((req, res, count) => json(res, count < 3 ? 503 : 200, health(count < 3 ? 'loading' : 'ready')));
     const c = client(url);
     expect(c.readiness().ready).toBe(false);
     const readiness = await c.waitUntilReady();
@@ -147,7 +147,7 @@ describe('GpuWorkerClient readiness', () => {
   });
 
   it('stops waiting at once when the worker reports a load failure, with its reason', async () => {
-    const { url } = await stub((req, res) => json(res, 503, health('failed', 'torch is not installed for /usr/bin/python3')));
+    const { url } = await scriptedWorker((req, res) => json(res, 503, health('failed', 'torch is not installed for /usr/bin/python3')));
     const started = Date.now();
     const readiness = await client(url, { readyTimeoutMs: 10_000 }).waitUntilReady();
     expect(Date.now() - started).toBeLessThan(2000);
@@ -157,7 +157,7 @@ describe('GpuWorkerClient readiness', () => {
 
   it('gives up waiting after ready_timeout and keeps polling, so a late worker still becomes ready', async () => {
     let ready = false;
-    const { url } = await stub((req, res) => json(res, ready ? 200 : 503, health(ready ? 'ready' : 'loading')));
+    const { url } = await scriptedWorker((req, res) => json(res, ready ? 200 : 503, health(ready ? 'ready' : 'loading')));
     const c = client(url, { readyTimeoutMs: 150 });
     const readiness = await c.waitUntilReady();
     expect(readiness.ready).toBe(false);
@@ -180,7 +180,7 @@ describe('the service over a misbehaving GPU worker', () => {
     const { parseConfig } = await import('../src/config/load.js');
     const { serveApp } = await import('./helpers/fake-stages.js');
     let slow = false;
-    const { url } = await stub((req, res) => {
+    const { url } = await scriptedWorker((req, res) => {
       if (req.url === '/health') return json(res, 200, health('ready'));
       if (slow) return void setTimeout(() => json(res, 200, { data: [] }), 5000);
       json(res, 500, { error: 'CUDA kernel failed: illegal memory access' });

@@ -67,7 +67,7 @@ export async function run(argv: string[]): Promise<number> {
 
   // Only what is missing or fails its check is fetched again.
   const before = await checkFiles(files, { dir, verify: config.weights.verify });
-  const todo = files.filter((f, i) => before[i].state !== 'ok');
+  const pending = files.filter((f, i) => before[i].state !== 'ok');
   const bars = !values.quiet && process.stderr.isTTY
     ? new cliProgress.MultiBar(
       { format: ' {bar} {percentage}% | {value}/{total} MB | {name}', hideCursor: true, clearOnComplete: false, stream: process.stderr },
@@ -75,7 +75,7 @@ export async function run(argv: string[]): Promise<number> {
     )
     : null;
   let failed = 0;
-  for (const file of todo) {
+  for (const file of pending) {
     const entry = file.entry!;
     if (!entry.url) continue; // made by another tool: reported below
     const name = entry.target;
