@@ -82,7 +82,7 @@ class TorchMissingTest(unittest.TestCase):
         self.assertEqual(process.returncode, 0, "SIGTERM stops the worker cleanly")
 
 
-class StubTorch:
+class FakeTorch:
     """Just enough of torch's surface for the provider's bookkeeping: generators, no_grad, CUDA memory calls."""
 
     class OutOfMemoryError(RuntimeError):
@@ -93,7 +93,7 @@ class StubTorch:
         outer = self
 
         class Cuda:
-            OutOfMemoryError = StubTorch.OutOfMemoryError
+            OutOfMemoryError = FakeTorch.OutOfMemoryError
 
             @staticmethod
             def empty_cache():
@@ -123,15 +123,15 @@ class StubTorch:
 
 class OutOfMemoryTest(unittest.TestCase):
     def test_cuda_oom_frees_the_cache_answers_503_and_the_worker_serves_on(self):
-        torch = StubTorch()
+        torch = FakeTorch()
         calls = []
 
         def flux(**kwargs):
             calls.append(kwargs)
-            raise StubTorch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
+            raise FakeTorch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB")
 
         provider = TorchProvider()
-        provider._torch, provider._device_name, provider._state, provider._flux = torch, "Stub GPU", "ready", flux
+        provider._torch, provider._device_name, provider._state, provider._flux = torch, "Fake GPU", "ready", flux
         running = helpers.RunningWorker(provider, load=False)
         try:
             status, headers, body = running.json("POST", "/v1/images/generations", {"prompt": "a cup", "size": "512x512", "seed": 9, "steps": 3})
@@ -145,13 +145,13 @@ class OutOfMemoryTest(unittest.TestCase):
             status, _, health = running.json("GET", "/health")
             self.assertEqual(status, 200)
             self.assertEqual((health["vram_total"], health["vram_used"]), (48 * 2**30, 42 * 2**30))
-            self.assertEqual(health["device"], "cuda:0 (Stub GPU)")
+            self.assertEqual(health["device"], "cuda:0 (Fake GPU)")
         finally:
             running.close()
 
     def test_other_errors_are_not_treated_as_oom(self):
         provider = TorchProvider()
-        provider._torch, provider._device_name = StubTorch(), "Stub GPU"
+        provider._torch, provider._device_name = FakeTorch(), "Fake GPU"
         with self.assertRaises(ValueError):
             provider._guard("image-to-3d", lambda: (_ for _ in ()).throw(ValueError("bad shape")))
         self.assertEqual(provider._torch.emptied, 0)
