@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { allocateCloud } from '../src/splat/cloud.js';
 import { orbitCamera, parseBackground, prepareCloud, Rasterizer, RenderPool, renderValidatorViews } from '../src/render/index.js';
-import { expNeg } from '../src/render/rasterize.js';
+import { bucketSortRun, expNeg, radixSortRun } from '../src/render/rasterize.js';
 import { blobCloud } from './helpers/clouds.js';
 
 describe('rasteriser', () => {
@@ -105,5 +105,33 @@ describe('rasteriser', () => {
 
   it('computes exp(-s) to float32 precision', () => {
     for (let s = 0; s < 6; s += 0.0137) expect(Math.abs(expNeg(s) / Math.exp(-s) - 1)).toBeLessThan(1e-8);
+  });
+
+  it('sorts a tile run by depth stably with either sort, in the same order', () => {
+    // Depth keys are float bits; ties must keep record order, as one global stable sort would.
+    const bits = (depths: number[]) => new Int32Array(new Float32Array(depths).buffer);
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const cases = {
+      spread: Array.from({ length: 3000 }, () => 1.5 + 2 * random()),
+      ties: Array.from({ length: 2000 }, () => 2 + Math.floor(random() * 1000) / 1024),
+      // Nearly all keys in one bucket: the bucket sort must decline and leave it to the radix sort.
+      clustered: Array.from({ length: 1000 }, (_, i) => (i % 100 === 0 ? 90 : 2 + random() * 1e-6)),
+      one: [2.5],
+    };
+    for (const [name, depths] of Object.entries(cases)) {
+      const begin = 5;
+      const keys = new Int32Array(begin + depths.length);
+      keys.set(bits(depths), begin);
+      const n = depths.length;
+      const scratch = () => new Int32Array(n + 1);
+      const expected = Array.from({ length: n }, (_, i) => begin + i).sort((a, b) => keys[a] - keys[b] || a - b);
+      const radix = radixSortRun(keys, begin, n, scratch(), scratch(), scratch(), scratch(), new Int32Array(1024));
+      expect(Array.from(radix.subarray(0, n)), name).toEqual(expected);
+      const k0 = scratch(), i0 = scratch();
+      const done = bucketSortRun(keys, begin, n, k0, i0, new Int32Array(2 * n + 1));
+      expect(done, name).toBe(name !== 'clustered');
+      if (done) expect(Array.from(i0.subarray(0, n)), name).toEqual(expected);
+    }
   });
 });

@@ -57,6 +57,8 @@ export class Rasterizer {
   /** The run being composited, its records copied in depth order (compositing then streams through it). */
   private runRecords = new Float32Array(0);
   private readonly histogram = new Int32Array(4 * 256);
+  /** Bucket counts of bucketSortRun: at most two buckets per record of the longest run, plus one. */
+  private buckets = new Int32Array(0);
   /** Per tile pixel: transmittance T, then accumulated r, g, b (interleaved: one array, one cache line per 2 pixels). */
   private readonly acc: Float64Array;
   private readonly rowOpen: Int32Array;
@@ -191,6 +193,7 @@ export class Rasterizer {
       this.runKeys = [new Int32Array(cap), new Int32Array(cap)];
       this.runOrder = [new Int32Array(cap), new Int32Array(cap)];
       this.runRecords = new Float32Array(cap * P);
+      this.buckets = new Int32Array(2 * cap + 1);
     }
     fillTiles(this.proj, this.keys, n, tilesX, start, this.records, this.recordKeys);
     // fillTiles advanced each start[t] to the end of tile t's run: shift back by one tile.
@@ -202,7 +205,8 @@ export class Rasterizer {
   private sortRun(tile: number): number {
     const begin = this.tileStart[tile], n = this.tileStart[tile + 1] - begin;
     const k0 = this.runKeys[0], k1 = this.runKeys[1], i0 = this.runOrder[0], i1 = this.runOrder[1];
-    const order = radixSortRun(this.recordKeys, begin, n, k0, i0, k1, i1, this.histogram);
+    // Both sorts are stable by the full key, so either gives the same order.
+    const order = bucketSortRun(this.recordKeys, begin, n, k0, i0, this.buckets) ? i0 : radixSortRun(this.recordKeys, begin, n, k0, i0, k1, i1, this.histogram);
     const rank = order === i0 ? i1 : i0;
     for (let j = 0; j < n; j++) rank[order[j] - begin] = j;
     scatterRun(this.records, begin, rank, n, this.runRecords);
@@ -327,7 +331,7 @@ function splatTile(
  * Stable LSD radix sort of one run of depth keys, 8 bits per pass; a pass whose digit every key shares is
  * skipped (the exponent byte usually is). Returns the index array (i0 or i1) that holds the sorted order.
  */
-function radixSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array, i0: Int32Array, k1: Int32Array, i1: Int32Array, hist: Int32Array): Int32Array {
+export function radixSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array, i0: Int32Array, k1: Int32Array, i1: Int32Array, hist: Int32Array): Int32Array {
   hist.fill(0);
   // Keys relative to the run's smallest: the depths of one tile span far fewer than 32 bits.
   let min = 0x7fffffff;
@@ -353,6 +357,62 @@ function radixSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array
     const it = iIn; iIn = iOut; iOut = it;
   }
   return iIn;
+}
+
+/**
+ * Stable sort of one run of depth keys into k0/i0 (keys, record indices): one counting pass into one to two buckets
+ * per record by the key's top bits, then an insertion sort, which only moves records within their bucket. Runs
+ * are long (thousands of records) and their keys span about 20 bits, so this is one pass where the radix sort
+ * needs three. Returns false, having written nothing useful, when the buckets are too uneven for the insertion
+ * sort (sum of squared bucket sizes above 8 n); the caller then uses radixSortRun.
+ */
+export function bucketSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array, i0: Int32Array, count: Int32Array): boolean {
+  if (n < 2) {
+    if (n === 1) { k0[0] = keys[begin]; i0[0] = begin; }
+    return true;
+  }
+  const end = begin + n;
+  let min = 0x7fffffff, max = 0; // keys are the bits of positive floats: non-negative int32
+  for (let i = begin; i < end; i++) {
+    const k = keys[i];
+    if (k < min) min = k;
+    if (k > max) max = k;
+  }
+  // At most 2^(floor(log2 n) + 1) <= 2n buckets, so clearing and summing them stays O(n).
+  const bucketBits = 32 - Math.clz32(n);
+  const rangeBits = 32 - Math.clz32(max - min);
+  const shift = rangeBits > bucketBits ? rangeBits - bucketBits : 0;
+  const nb = ((max - min) >>> shift) + 1;
+  count.fill(0, 0, nb + 1);
+  for (let i = begin; i < end; i++) count[((keys[i] - min) >>> shift) + 1]++;
+  let squares = 0;
+  for (let b = 1; b <= nb; b++) {
+    const c = count[b];
+    squares += c * c;
+    count[b] = c + count[b - 1];
+  }
+  if (squares > 8 * n) return false;
+  for (let i = begin; i < end; i++) {
+    const k = keys[i];
+    const d = count[(k - min) >>> shift]++;
+    k0[d] = k;
+    i0[d] = i;
+  }
+  // Strict comparison: equal keys keep their projection order (stable).
+  for (let i = 1; i < n; i++) {
+    const k = k0[i];
+    if (k0[i - 1] <= k) continue;
+    const o = i0[i];
+    let j = i - 1;
+    do {
+      k0[j + 1] = k0[j];
+      i0[j + 1] = i0[j];
+      j--;
+    } while (j >= 0 && k0[j] > k);
+    k0[j + 1] = k;
+    i0[j + 1] = o;
+  }
+  return true;
 }
 
 /** Adds each record's tiles to count[tile + 1]; returns the number of (tile, record) pairs. */
