@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { allocateCloud } from '../src/splat/cloud.js';
 import { orbitCamera, parseBackground, prepareCloud, Rasterizer, RenderPool, renderValidatorViews } from '../src/render/index.js';
 import { bucketSortRun, expNeg, radixSortRun } from '../src/render/rasterize.js';
-import { blobCloud } from './helpers/clouds.js';
+import { ballCloud, blobCloud } from './helpers/clouds.js';
 
 describe('rasteriser', () => {
   it('draws a single isotropic Gaussian with its analytic profile', () => {
@@ -132,6 +132,33 @@ describe('rasteriser', () => {
       const done = bucketSortRun(keys, begin, n, k0, i0, new Int32Array(2 * n + 1));
       expect(done, name).toBe(name !== 'clustered');
       if (done) expect(Array.from(i0.subarray(0, n)), name).toEqual(expected);
+    }
+  });
+
+  it('renders a band of tile rows with the bytes of the whole render', () => {
+    const cloud = prepareCloud(ballCloud(4000), { extent: 1.5 });
+    const camera = orbitCamera({ azimuth: 30, elevation: -15, radius: 2.5 }, { width: 100, height: 90, fov: 49.1 });
+    const options = { background: [1, 1, 1] as const, channels: 3 as const };
+    const whole = new Rasterizer(16).render(cloud, camera, options);
+    const rasterizer = new Rasterizer(16);
+    // Tile rows 2..4 are image rows 32..79; the last band ends at the image's last (partial) tile row.
+    expect(Buffer.compare(rasterizer.renderTileRows(cloud, camera, options, 2, 5), whole.subarray(32 * 300, 80 * 300))).toBe(0);
+    expect(Buffer.compare(rasterizer.renderTileRows(cloud, camera, options, 5, 6), whole.subarray(80 * 300))).toBe(0);
+    expect(() => rasterizer.renderTileRows(cloud, camera, options, 3, 7)).toThrow(/tile rows/);
+  });
+
+  it('shares the odd view between workers without changing any byte', async () => {
+    const cloud = prepareCloud(ballCloud(4000), { extent: 1.5 });
+    // 3 distinct views on 2 workers: the third is rendered as two bands.
+    const cameras = [0, 120, 240].map((azimuth) => orbitCamera({ azimuth, elevation: -15, radius: 2.5 }, { width: 96, height: 80, fov: 49.1 }));
+    const options = { background: [0, 0, 0] as const, channels: 4 as const };
+    const pool = new RenderPool(2);
+    try {
+      const frames = await pool.renderAll(cloud, cameras, options);
+      const rasterizer = new Rasterizer();
+      frames.forEach((frame, i) => expect(Buffer.compare(frame, rasterizer.render(cloud, cameras[i], options))).toBe(0));
+    } finally {
+      await pool.close();
     }
   });
 });

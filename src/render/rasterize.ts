@@ -74,22 +74,38 @@ export class Rasterizer {
 
   /** Renders one view into `out` (width * height * channels bytes). */
   render(cloud: PreparedCloud, camera: Camera, options: RasterOptions, out: Uint8Array = new Uint8Array(camera.width * camera.height * options.channels)): Uint8Array {
-    const visible = this.project(cloud, camera);
+    return this.renderTileRows(cloud, camera, options, 0, Math.ceil(camera.height / this.tile), out);
+  }
+
+  /**
+   * Renders only the tile rows [row0, row1) of a view (a band of whole tiles) into `out`, which holds just those
+   * pixel rows. Tiles are independent, so a view split into bands and reassembled has the bytes of one render:
+   * lets the render pool share a view between workers when the views do not divide evenly among them.
+   */
+  renderTileRows(
+    cloud: PreparedCloud, camera: Camera, options: RasterOptions, row0: number, row1: number,
+    out: Uint8Array = new Uint8Array(camera.width * (Math.min(row1 * this.tile, camera.height) - row0 * this.tile) * options.channels),
+  ): Uint8Array {
     const tilesX = Math.ceil(camera.width / this.tile);
     const tilesY = Math.ceil(camera.height / this.tile);
+    if (!(Number.isInteger(row0) && Number.isInteger(row1) && row0 >= 0 && row0 < row1 && row1 <= tilesY)) {
+      throw new Error(`tile rows must satisfy 0 <= row0 < row1 <= ${tilesY}, got ${row0}..${row1}`);
+    }
+    const visible = this.project(cloud, camera, row0, row1);
     this.bin(visible, tilesX * tilesY, tilesX);
-    for (let ty = 0; ty < tilesY; ty++) {
+    const outY0 = row0 * this.tile;
+    for (let ty = row0; ty < row1; ty++) {
       for (let tx = 0; tx < tilesX; tx++) {
         const tile = ty * tilesX + tx;
         const count = this.sortRun(tile);
-        this.compositeTile(camera, tx, ty, count, options, out);
+        this.compositeTile(camera, tx, ty, count, options, out, outY0);
       }
     }
     return out;
   }
 
-  /** Projects every Gaussian; keeps the ones whose footprint reaches the image. Returns how many. */
-  private project(cloud: PreparedCloud, cam: Camera): number {
+  /** Projects every Gaussian; keeps the ones whose footprint reaches tile rows [row0, row1). Returns how many. */
+  private project(cloud: PreparedCloud, cam: Camera, row0: number, row1: number): number {
     const n = cloud.count;
     if (this.proj.length < n * Q) {
       const cap = Math.ceil(n * 1.25) + 16;
@@ -102,7 +118,7 @@ export class Rasterizer {
     const stride = STRIDE, q = Q, tile = this.tile, eps2d = EPS2D, maxExtend = MAX_EXTEND;
     const [r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2] = cam.view;
     const { fx, fy, cx, cy, width, height, near, far } = cam;
-    const tilesX = Math.ceil(width / tile), tilesY = Math.ceil(height / tile);
+    const tilesX = Math.ceil(width / tile);
     const tanX = (0.5 * width) / fx, tanY = (0.5 * height) / fy;
     const limXPos = (width - cx) / fx + 0.3 * tanX, limXNeg = cx / fx + 0.3 * tanX;
     const limYPos = (height - cy) / fy + 0.3 * tanY, limYNeg = cy / fy + 0.3 * tanY;
@@ -143,8 +159,8 @@ export class Rasterizer {
       if (mx + radX <= 0 || mx - radX >= width || my + radY <= 0 || my - radY >= height) continue;
       let rx0 = Math.floor((mx - radX) / tile), rx1 = Math.ceil((mx + radX) / tile);
       let ry0 = Math.floor((my - radY) / tile), ry1 = Math.ceil((my + radY) / tile);
-      if (rx0 < 0) rx0 = 0; if (ry0 < 0) ry0 = 0;
-      if (rx1 > tilesX) rx1 = tilesX; if (ry1 > tilesY) ry1 = tilesY;
+      if (rx0 < 0) rx0 = 0; if (ry0 < row0) ry0 = row0;
+      if (rx1 > tilesX) rx1 = tilesX; if (ry1 > row1) ry1 = row1;
       if (rx0 >= rx1 || ry0 >= ry1) continue;
       const inv = 1 / det;
       const L = 2 * lnReach;
@@ -213,7 +229,8 @@ export class Rasterizer {
     return n;
   }
 
-  private compositeTile(cam: Camera, tileX: number, tileY: number, count: number, options: RasterOptions, out: Uint8Array): void {
+  /** Composites one tile and writes its pixels into `out`, whose first row is image row outY0. */
+  private compositeTile(cam: Camera, tileX: number, tileY: number, count: number, options: RasterOptions, out: Uint8Array, outY0: number): void {
     const { width, height } = cam;
     const size = this.tile;
     const px0 = tileX * size, py0 = tileY * size;
@@ -230,7 +247,7 @@ export class Rasterizer {
     const [br, bg, bb] = options.background;
     const ch = options.channels;
     for (let py = py0; py < py1; py++) {
-      let o = (py * width + px0) * ch;
+      let o = ((py - outY0) * width + px0) * ch;
       for (let px = px0, i = (py - py0) * size; px < px1; px++, i++, o += ch) {
         const a = i * 4, t = acc[a];
         out[o] = toByte(acc[a + 1] + t * br);
