@@ -293,10 +293,23 @@ function splatTile(
     const invA = 1 / a;
     const sx = mx - 0.5 - px0;
     const ox = px0 + 0.5 - mx;
+    // The columns of the ellipse's bounding box (half-width sqrt(L cov_xx), cov_xx = c / (ac - b^2)), widened by
+    // 1/64 px against rounding (the spans are solved in doubles, errors ~1e-12 px): a row none of whose open
+    // pixels lie in it is skipped before its span is solved.
+    // In opaque assets most rows of a late record meet only finished pixels. NaN or huge: every column.
+    const halfWidth = Math.sqrt(L * (c / (a * c - b * b))) + 0.015625;
+    let box = -1;
+    if (halfWidth < 64) {
+      let bx0 = Math.ceil(sx - halfWidth), bx1 = Math.floor(sx + halfWidth);
+      if (bx0 < 0) bx0 = 0;
+      if (bx1 > lastCol) bx1 = lastCol;
+      if (bx0 > bx1) continue;
+      box = ((2 << (bx1 - bx0)) - 1) << bx0;
+    }
     for (let py = y0; py <= y1; py++) {
       const r = py - py0;
       let open = rowOpen[r];
-      if (open === 0) continue;
+      if ((open & box) === 0) continue;
       const dy = py + 0.5 - my;
       const bdy = b * dy;
       const cdy2 = c * dy * dy;
