@@ -120,7 +120,7 @@ export class RenderPool {
       return i;
     });
     const distinct = source.filter((s, i) => s === i).length;
-    let shared = this.threads > 1 ? distinct % this.threads : 0;
+    const shared = this.threads > 1 ? distinct % this.threads : 0;
     let whole = distinct - shared;
     const frames = await Promise.all(cameras.map((camera, i) => {
       if (source[i] !== i) return null;
@@ -129,7 +129,7 @@ export class RenderPool {
     return frames.map((frame, i) => frame ?? frames[source[i]]!.slice());
   }
 
-  /** One view as `threads` bands of whole tile rows, rendered as separate jobs and reassembled (same bytes). */
+  /** One view as `threads` bands of whole tile rows (the workers use the default TILE), rendered as separate jobs and reassembled (same bytes). */
   private async renderInBands(cloud: PreparedCloud, camera: Camera, options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array> {
     const tileRows = Math.ceil(camera.height / TILE);
     const bands = Math.min(this.threads, tileRows);
