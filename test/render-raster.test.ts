@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { allocateCloud } from '../src/splat/cloud.js';
 import { orbitCamera, parseBackground, prepareCloud, Rasterizer, RenderPool, renderValidatorViews } from '../src/render/index.js';
-import { expNeg } from '../src/render/rasterize.js';
-import { blobCloud } from './helpers/clouds.js';
+import { bucketSortRun, expNeg, radixSortRun } from '../src/render/rasterize.js';
+import { ballCloud, blobCloud } from './helpers/clouds.js';
 
 describe('rasteriser', () => {
   it('draws a single isotropic Gaussian with its analytic profile', () => {
@@ -105,5 +105,60 @@ describe('rasteriser', () => {
 
   it('computes exp(-s) to float32 precision', () => {
     for (let s = 0; s < 6; s += 0.0137) expect(Math.abs(expNeg(s) / Math.exp(-s) - 1)).toBeLessThan(1e-8);
+  });
+
+  it('sorts a tile run by depth stably with either sort, in the same order', () => {
+    // Depth keys are float bits; ties must keep record order, as one global stable sort would.
+    const bits = (depths: number[]) => new Int32Array(new Float32Array(depths).buffer);
+    let seed = 7;
+    const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const cases = {
+      spread: Array.from({ length: 3000 }, () => 1.5 + 2 * random()),
+      ties: Array.from({ length: 2000 }, () => 2 + Math.floor(random() * 1000) / 1024),
+      // Nearly all keys in one bucket: the bucket sort must decline and leave it to the radix sort.
+      clustered: Array.from({ length: 1000 }, (_, i) => (i % 100 === 0 ? 90 : 2 + random() * 1e-6)),
+      one: [2.5],
+    };
+    for (const [name, depths] of Object.entries(cases)) {
+      const begin = 5;
+      const keys = new Int32Array(begin + depths.length);
+      keys.set(bits(depths), begin);
+      const n = depths.length;
+      const scratch = () => new Int32Array(n + 1);
+      const expected = Array.from({ length: n }, (_, i) => begin + i).sort((a, b) => keys[a] - keys[b] || a - b);
+      const radix = radixSortRun(keys, begin, n, scratch(), scratch(), scratch(), scratch(), new Int32Array(1024));
+      expect(Array.from(radix.subarray(0, n)), name).toEqual(expected);
+      const k0 = scratch(), i0 = scratch();
+      const done = bucketSortRun(keys, begin, n, k0, i0, new Int32Array(2 * n + 1));
+      expect(done, name).toBe(name !== 'clustered');
+      if (done) expect(Array.from(i0.subarray(0, n)), name).toEqual(expected);
+    }
+  });
+
+  it('renders a band of tile rows with the bytes of the whole render', () => {
+    const cloud = prepareCloud(ballCloud(4000), { extent: 1.5 });
+    const camera = orbitCamera({ azimuth: 30, elevation: -15, radius: 2.5 }, { width: 100, height: 90, fov: 49.1 });
+    const options = { background: [1, 1, 1] as const, channels: 3 as const };
+    const whole = new Rasterizer(16).render(cloud, camera, options);
+    const rasterizer = new Rasterizer(16);
+    // Tile rows 2..4 are image rows 32..79; the last band ends at the image's last (partial) tile row.
+    expect(Buffer.compare(rasterizer.renderTileRows(cloud, camera, options, 2, 5), whole.subarray(32 * 300, 80 * 300))).toBe(0);
+    expect(Buffer.compare(rasterizer.renderTileRows(cloud, camera, options, 5, 6), whole.subarray(80 * 300))).toBe(0);
+    expect(() => rasterizer.renderTileRows(cloud, camera, options, 3, 7)).toThrow(/tile rows/);
+  });
+
+  it('shares the odd view between workers without changing any byte', async () => {
+    const cloud = prepareCloud(ballCloud(4000), { extent: 1.5 });
+    // 3 distinct views on 2 workers: the third is rendered as two bands.
+    const cameras = [0, 120, 240].map((azimuth) => orbitCamera({ azimuth, elevation: -15, radius: 2.5 }, { width: 96, height: 80, fov: 49.1 }));
+    const options = { background: [0, 0, 0] as const, channels: 4 as const };
+    const pool = new RenderPool(2);
+    try {
+      const frames = await pool.renderAll(cloud, cameras, options);
+      const rasterizer = new Rasterizer();
+      frames.forEach((frame, i) => expect(Buffer.compare(frame, rasterizer.render(cloud, cameras[i], options))).toBe(0));
+    } finally {
+      await pool.close();
+    }
   });
 });

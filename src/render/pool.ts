@@ -15,13 +15,15 @@ import { Worker } from 'node:worker_threads';
 import type { Camera } from './camera.js';
 import type { PreparedCloud } from './prepare.js';
 import type { RenderReply, RenderRequest } from './protocol.js';
-import type { RasterOptions } from './rasterize.js';
+import { TILE, type RasterOptions } from './rasterize.js';
 
 interface Job {
   id: number;
   cloud: PreparedCloud;
   camera: Camera;
   options: RasterOptions;
+  /** Tile rows [first, end) of a view shared between workers; absent: the whole view. */
+  rows?: readonly [number, number];
   resolve(pixels: Uint8Array): void;
   reject(err: Error): void;
 }
@@ -78,10 +80,14 @@ export class RenderPool {
 
   /** Renders one view; resolves with width * height * channels bytes. */
   render(cloud: PreparedCloud, camera: Camera, options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.submit(cloud, camera, options, signal);
+  }
+
+  private submit(cloud: PreparedCloud, camera: Camera, options: RasterOptions, signal?: AbortSignal, rows?: readonly [number, number]): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new Error('render pool is closed'));
     if (signal?.aborted) return Promise.reject(new RenderAbortedError('render aborted'));
     return new Promise<Uint8Array>((resolve, reject) => {
-      const job: Job = { id: this.nextJob++, cloud, camera, options, resolve, reject };
+      const job: Job = { id: this.nextJob++, cloud, camera, options, rows, resolve, reject };
       if (signal) {
         const onAbort = () => {
           const i = this.queue.indexOf(job);
@@ -100,7 +106,9 @@ export class RenderPool {
   /**
    * Renders every camera; all views are in flight at once, spread over the workers. A camera equal to an earlier
    * one to 1e-9 (the validator's linspace(0, 360, n) repeats its first view at 360 degrees, up to
-   * sin(2 pi) = -2e-16) is rendered once and copied.
+   * sin(2 pi) = -2e-16) is rendered once and copied. When the distinct views do not divide evenly among the
+   * workers (the validator's 15 on 2), the last few are split into bands of tile rows, one per worker, so no
+   * worker idles through a whole last view.
    */
   async renderAll(cloud: PreparedCloud, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array[]> {
     const first = new Map<string, number>();
@@ -111,8 +119,25 @@ export class RenderPool {
       first.set(key, i);
       return i;
     });
-    const frames = await Promise.all(cameras.map((camera, i) => (source[i] === i ? this.render(cloud, camera, options, signal) : null)));
+    const distinct = source.filter((s, i) => s === i).length;
+    const shared = this.threads > 1 ? distinct % this.threads : 0;
+    let whole = distinct - shared;
+    const frames = await Promise.all(cameras.map((camera, i) => {
+      if (source[i] !== i) return null;
+      return whole-- > 0 ? this.render(cloud, camera, options, signal) : this.renderInBands(cloud, camera, options, signal);
+    }));
     return frames.map((frame, i) => frame ?? frames[source[i]]!.slice());
+  }
+
+  /** One view as `threads` bands of whole tile rows (the workers use the default TILE), rendered as separate jobs and reassembled (same bytes). */
+  private async renderInBands(cloud: PreparedCloud, camera: Camera, options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array> {
+    const tileRows = Math.ceil(camera.height / TILE);
+    const bands = Math.min(this.threads, tileRows);
+    const starts = Array.from({ length: bands + 1 }, (_, b) => Math.floor((b * tileRows) / bands));
+    const parts = await Promise.all(starts.slice(0, bands).map((row0, b) => this.submit(cloud, camera, options, signal, [row0, starts[b + 1]])));
+    const out = new Uint8Array(camera.width * camera.height * options.channels);
+    parts.forEach((part, b) => out.set(part, starts[b] * TILE * camera.width * options.channels));
+    return out;
   }
 
   /**
@@ -154,6 +179,7 @@ export class RenderPool {
       slot.job = job;
       const scene = sceneOf(job.cloud);
       const message: RenderRequest = { type: 'render', job: job.id, scene, count: job.cloud.count, camera: job.camera, options: job.options };
+      if (job.rows) message.rows = job.rows;
       if (slot.scene !== scene) {
         message.data = job.cloud.data;
         slot.scene = scene;

@@ -11,6 +11,8 @@ export interface RenderRequest {
   count: number;
   camera: Camera;
   options: RasterOptions;
+  /** Tile rows [first, end) only (the reply then holds just those pixel rows); absent: the whole view. */
+  rows?: readonly [number, number];
 }
 
 export type RenderReply =

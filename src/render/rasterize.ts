@@ -57,6 +57,8 @@ export class Rasterizer {
   /** The run being composited, its records copied in depth order (compositing then streams through it). */
   private runRecords = new Float32Array(0);
   private readonly histogram = new Int32Array(4 * 256);
+  /** Bucket counts of bucketSortRun: at most two buckets per record of the longest run, plus one. */
+  private buckets = new Int32Array(0);
   /** Per tile pixel: transmittance T, then accumulated r, g, b (interleaved: one array, one cache line per 2 pixels). */
   private readonly acc: Float64Array;
   private readonly rowOpen: Int32Array;
@@ -72,22 +74,38 @@ export class Rasterizer {
 
   /** Renders one view into `out` (width * height * channels bytes). */
   render(cloud: PreparedCloud, camera: Camera, options: RasterOptions, out: Uint8Array = new Uint8Array(camera.width * camera.height * options.channels)): Uint8Array {
-    const visible = this.project(cloud, camera);
+    return this.renderTileRows(cloud, camera, options, 0, Math.ceil(camera.height / this.tile), out);
+  }
+
+  /**
+   * Renders only the tile rows [row0, row1) of a view (a band of whole tiles) into `out`, which holds just those
+   * pixel rows. Tiles are independent, so a view split into bands and reassembled has the bytes of one render:
+   * lets the render pool share a view between workers when the views do not divide evenly among them.
+   */
+  renderTileRows(
+    cloud: PreparedCloud, camera: Camera, options: RasterOptions, row0: number, row1: number,
+    out: Uint8Array = new Uint8Array(camera.width * (Math.min(row1 * this.tile, camera.height) - row0 * this.tile) * options.channels),
+  ): Uint8Array {
     const tilesX = Math.ceil(camera.width / this.tile);
     const tilesY = Math.ceil(camera.height / this.tile);
+    if (!(Number.isInteger(row0) && Number.isInteger(row1) && row0 >= 0 && row0 < row1 && row1 <= tilesY)) {
+      throw new Error(`tile rows must satisfy 0 <= row0 < row1 <= ${tilesY}, got ${row0}..${row1}`);
+    }
+    const visible = this.project(cloud, camera, row0, row1);
     this.bin(visible, tilesX * tilesY, tilesX);
-    for (let ty = 0; ty < tilesY; ty++) {
+    const outY0 = row0 * this.tile;
+    for (let ty = row0; ty < row1; ty++) {
       for (let tx = 0; tx < tilesX; tx++) {
         const tile = ty * tilesX + tx;
         const count = this.sortRun(tile);
-        this.compositeTile(camera, tx, ty, count, options, out);
+        this.compositeTile(camera, tx, ty, count, options, out, outY0);
       }
     }
     return out;
   }
 
-  /** Projects every Gaussian; keeps the ones whose footprint reaches the image. Returns how many. */
-  private project(cloud: PreparedCloud, cam: Camera): number {
+  /** Projects every Gaussian; keeps the ones whose footprint reaches tile rows [row0, row1). Returns how many. */
+  private project(cloud: PreparedCloud, cam: Camera, row0: number, row1: number): number {
     const n = cloud.count;
     if (this.proj.length < n * Q) {
       const cap = Math.ceil(n * 1.25) + 16;
@@ -100,7 +118,7 @@ export class Rasterizer {
     const stride = STRIDE, q = Q, tile = this.tile, eps2d = EPS2D, maxExtend = MAX_EXTEND;
     const [r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2] = cam.view;
     const { fx, fy, cx, cy, width, height, near, far } = cam;
-    const tilesX = Math.ceil(width / tile), tilesY = Math.ceil(height / tile);
+    const tilesX = Math.ceil(width / tile);
     const tanX = (0.5 * width) / fx, tanY = (0.5 * height) / fy;
     const limXPos = (width - cx) / fx + 0.3 * tanX, limXNeg = cx / fx + 0.3 * tanX;
     const limYPos = (height - cy) / fy + 0.3 * tanY, limYNeg = cy / fy + 0.3 * tanY;
@@ -141,8 +159,8 @@ export class Rasterizer {
       if (mx + radX <= 0 || mx - radX >= width || my + radY <= 0 || my - radY >= height) continue;
       let rx0 = Math.floor((mx - radX) / tile), rx1 = Math.ceil((mx + radX) / tile);
       let ry0 = Math.floor((my - radY) / tile), ry1 = Math.ceil((my + radY) / tile);
-      if (rx0 < 0) rx0 = 0; if (ry0 < 0) ry0 = 0;
-      if (rx1 > tilesX) rx1 = tilesX; if (ry1 > tilesY) ry1 = tilesY;
+      if (rx0 < 0) rx0 = 0; if (ry0 < row0) ry0 = row0;
+      if (rx1 > tilesX) rx1 = tilesX; if (ry1 > row1) ry1 = row1;
       if (rx0 >= rx1 || ry0 >= ry1) continue;
       const inv = 1 / det;
       const L = 2 * lnReach;
@@ -191,6 +209,7 @@ export class Rasterizer {
       this.runKeys = [new Int32Array(cap), new Int32Array(cap)];
       this.runOrder = [new Int32Array(cap), new Int32Array(cap)];
       this.runRecords = new Float32Array(cap * P);
+      this.buckets = new Int32Array(2 * cap + 1);
     }
     fillTiles(this.proj, this.keys, n, tilesX, start, this.records, this.recordKeys);
     // fillTiles advanced each start[t] to the end of tile t's run: shift back by one tile.
@@ -202,14 +221,16 @@ export class Rasterizer {
   private sortRun(tile: number): number {
     const begin = this.tileStart[tile], n = this.tileStart[tile + 1] - begin;
     const k0 = this.runKeys[0], k1 = this.runKeys[1], i0 = this.runOrder[0], i1 = this.runOrder[1];
-    const order = radixSortRun(this.recordKeys, begin, n, k0, i0, k1, i1, this.histogram);
+    // Both sorts are stable by the full key, so either gives the same order.
+    const order = bucketSortRun(this.recordKeys, begin, n, k0, i0, this.buckets) ? i0 : radixSortRun(this.recordKeys, begin, n, k0, i0, k1, i1, this.histogram);
     const rank = order === i0 ? i1 : i0;
     for (let j = 0; j < n; j++) rank[order[j] - begin] = j;
     scatterRun(this.records, begin, rank, n, this.runRecords);
     return n;
   }
 
-  private compositeTile(cam: Camera, tileX: number, tileY: number, count: number, options: RasterOptions, out: Uint8Array): void {
+  /** Composites one tile and writes its pixels into `out`, whose first row is image row outY0. */
+  private compositeTile(cam: Camera, tileX: number, tileY: number, count: number, options: RasterOptions, out: Uint8Array, outY0: number): void {
     const { width, height } = cam;
     const size = this.tile;
     const px0 = tileX * size, py0 = tileY * size;
@@ -226,7 +247,7 @@ export class Rasterizer {
     const [br, bg, bb] = options.background;
     const ch = options.channels;
     for (let py = py0; py < py1; py++) {
-      let o = (py * width + px0) * ch;
+      let o = ((py - outY0) * width + px0) * ch;
       for (let px = px0, i = (py - py0) * size; px < px1; px++, i++, o += ch) {
         const a = i * 4, t = acc[a];
         out[o] = toByte(acc[a + 1] + t * br);
@@ -272,10 +293,23 @@ function splatTile(
     const invA = 1 / a;
     const sx = mx - 0.5 - px0;
     const ox = px0 + 0.5 - mx;
+    // The columns of the ellipse's bounding box (half-width sqrt(L cov_xx), cov_xx = c / (ac - b^2)), widened by
+    // 1/64 px against rounding (the spans are solved in doubles, errors ~1e-12 px): a row none of whose open
+    // pixels lie in it is skipped before its span is solved.
+    // In opaque assets most rows of a late record meet only finished pixels. NaN or huge: every column.
+    const halfWidth = Math.sqrt(L * (c / (a * c - b * b))) + 0.015625;
+    let box = -1;
+    if (halfWidth < 64) {
+      let bx0 = Math.ceil(sx - halfWidth), bx1 = Math.floor(sx + halfWidth);
+      if (bx0 < 0) bx0 = 0;
+      if (bx1 > lastCol) bx1 = lastCol;
+      if (bx0 > bx1) continue;
+      box = ((2 << (bx1 - bx0)) - 1) << bx0;
+    }
     for (let py = y0; py <= y1; py++) {
       const r = py - py0;
       let open = rowOpen[r];
-      if (open === 0) continue;
+      if ((open & box) === 0) continue;
       const dy = py + 0.5 - my;
       const bdy = b * dy;
       const cdy2 = c * dy * dy;
@@ -327,7 +361,7 @@ function splatTile(
  * Stable LSD radix sort of one run of depth keys, 8 bits per pass; a pass whose digit every key shares is
  * skipped (the exponent byte usually is). Returns the index array (i0 or i1) that holds the sorted order.
  */
-function radixSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array, i0: Int32Array, k1: Int32Array, i1: Int32Array, hist: Int32Array): Int32Array {
+export function radixSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array, i0: Int32Array, k1: Int32Array, i1: Int32Array, hist: Int32Array): Int32Array {
   hist.fill(0);
   // Keys relative to the run's smallest: the depths of one tile span far fewer than 32 bits.
   let min = 0x7fffffff;
@@ -353,6 +387,62 @@ function radixSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array
     const it = iIn; iIn = iOut; iOut = it;
   }
   return iIn;
+}
+
+/**
+ * Stable sort of one run of depth keys into k0/i0 (keys, record indices): one counting pass into one to two buckets
+ * per record by the key's top bits, then an insertion sort, which only moves records within their bucket. Runs
+ * are long (thousands of records) and their keys span about 20 bits, so this is one pass where the radix sort
+ * needs three. Returns false, having written nothing useful, when the buckets are too uneven for the insertion
+ * sort (sum of squared bucket sizes above 8 n); the caller then uses radixSortRun.
+ */
+export function bucketSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array, i0: Int32Array, count: Int32Array): boolean {
+  if (n < 2) {
+    if (n === 1) { k0[0] = keys[begin]; i0[0] = begin; }
+    return true;
+  }
+  const end = begin + n;
+  let min = 0x7fffffff, max = 0; // keys are the bits of positive floats: non-negative int32
+  for (let i = begin; i < end; i++) {
+    const k = keys[i];
+    if (k < min) min = k;
+    if (k > max) max = k;
+  }
+  // At most 2^(floor(log2 n) + 1) <= 2n buckets, so clearing and summing them stays O(n).
+  const bucketBits = 32 - Math.clz32(n);
+  const rangeBits = 32 - Math.clz32(max - min);
+  const shift = rangeBits > bucketBits ? rangeBits - bucketBits : 0;
+  const nb = ((max - min) >>> shift) + 1;
+  count.fill(0, 0, nb + 1);
+  for (let i = begin; i < end; i++) count[((keys[i] - min) >>> shift) + 1]++;
+  let squares = 0;
+  for (let b = 1; b <= nb; b++) {
+    const c = count[b];
+    squares += c * c;
+    count[b] = c + count[b - 1];
+  }
+  if (squares > 8 * n) return false;
+  for (let i = begin; i < end; i++) {
+    const k = keys[i];
+    const d = count[(k - min) >>> shift]++;
+    k0[d] = k;
+    i0[d] = i;
+  }
+  // Strict comparison: equal keys keep their projection order (stable).
+  for (let i = 1; i < n; i++) {
+    const k = k0[i];
+    if (k0[i - 1] <= k) continue;
+    const o = i0[i];
+    let j = i - 1;
+    do {
+      k0[j + 1] = k0[j];
+      i0[j + 1] = i0[j];
+      j--;
+    } while (j >= 0 && k0[j] > k);
+    k0[j + 1] = k;
+    i0[j + 1] = o;
+  }
+  return true;
 }
 
 /** Adds each record's tiles to count[tile + 1]; returns the number of (tile, record) pairs. */

@@ -20,7 +20,7 @@ port.on('message', (message: RenderRequest) => {
       throw new Error(`scene ${message.scene} was never sent to this worker`);
     }
     const { camera, options } = message;
-    const pixels = rasterizer.render(cloud, camera, options);
+    const pixels = message.rows ? rasterizer.renderTileRows(cloud, camera, options, message.rows[0], message.rows[1]) : rasterizer.render(cloud, camera, options);
     const reply: RenderReply = { type: 'frame', job: message.job, pixels };
     port.postMessage(reply, [pixels.buffer as ArrayBuffer]);
   } catch (err) {
