@@ -46,7 +46,9 @@ async function fileServer(content: Uint8Array, options: { cuts?: number; ignoreR
     });
     if (cuts > 0) {
       cuts--;
-      res.write(body.subarray(0, body.length >> 1), () => res.destroy());
+      // Close with a FIN once the half is flushed: the client receives exactly those bytes, then a short body.
+      // (A reset could discard bytes still in flight and make the resume offset depend on timing.)
+      res.write(body.subarray(0, body.length >> 1), () => res.socket?.end());
     } else {
       res.end(body);
     }
