@@ -14,7 +14,7 @@
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { rename, writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { integerFlag, parseCommandArgs } from './args.js';
 import cliProgress from 'cli-progress';
 import { ConfigError, loadConfig } from '../config/load.js';
 
@@ -65,32 +65,24 @@ interface State {
   results: Record<string, PromptResult>;
 }
 
+const USAGE = 'usage: fast3d pregenerate PROMPTS.txt [--video] [--concurrency N] [--url URL] [--config FILE] [--state FILE]\n';
+
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
+  const args = parseCommandArgs('pregenerate', USAGE, argv, {
+    video: { type: 'boolean', default: false },
+    concurrency: { type: 'string', default: '2' },
+    url: { type: 'string' },
+    config: { type: 'string', short: 'c' },
+    state: { type: 'string' },
+    help: { type: 'boolean', short: 'h' },
+  });
+  if (typeof args === 'number') return args;
+  const { values, target } = args;
+  let concurrency: number;
   try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        video: { type: 'boolean', default: false },
-        concurrency: { type: 'string', default: '2' },
-        url: { type: 'string' },
-        config: { type: 'string', short: 'c' },
-        state: { type: 'string' },
-      },
-    });
+    concurrency = integerFlag(values.concurrency, 'concurrency', 1, 64);
   } catch (err) {
     process.stderr.write(`fast3d pregenerate: ${(err as Error).message}\n`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (positionals.length !== 1) {
-    process.stderr.write('usage: fast3d pregenerate PROMPTS.txt [--video] [--concurrency N] [--url URL] [--config FILE] [--state FILE]\n');
-    return 2;
-  }
-  const concurrency = Number(values.concurrency);
-  if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 64) {
-    process.stderr.write('fast3d pregenerate: --concurrency must be an integer from 1 to 64\n');
     return 2;
   }
   let config;
@@ -115,11 +107,11 @@ export async function run(argv: string[]): Promise<number> {
   process.once('SIGINT', onInterrupt);
   try {
     const result = await pregenerate({
-      promptsFile: positionals[0],
+      promptsFile: target,
       url,
       video: values.video ?? false,
       concurrency,
-      statePath: values.state ?? `${positionals[0]}.pregenerate.json`,
+      statePath: values.state ?? `${target}.pregenerate.json`,
       token,
       signal: controller.signal,
     });

@@ -4,7 +4,6 @@
  * (OUT_0.png, OUT_1.png, ...) or, with --grid, into one image.
  */
 import { readFile, writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { encodePng } from '../image/codec.js';
 import { createImage, type RgbaImage } from '../image/rgba.js';
 import {
@@ -12,6 +11,7 @@ import {
   VALIDATOR_FOV, VALIDATOR_RADIUS, VALIDATOR_SIZE, type Camera,
 } from '../render/index.js';
 import { decodePly } from '../splat/ply.js';
+import { integerFlag, numberFlag, parseCommandArgs, tenths } from './args.js';
 
 export const summary = 'render PNG views of a PLY as the validator does (--preset validator, --theta, --size, --json)';
 
@@ -27,61 +27,47 @@ const USAGE = `usage: fast3d render FILE.ply --out OUT.png [--size N | --width W
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        out: { type: 'string', short: 'o' },
-        size: { type: 'string' },
-        width: { type: 'string' },
-        height: { type: 'string' },
-        theta: { type: 'string' },
-        phi: { type: 'string' },
-        preset: { type: 'string' },
-        radius: { type: 'string' },
-        fov: { type: 'string' },
-        'ref-bbox': { type: 'string' },
-        bg: { type: 'string' },
-        grid: { type: 'boolean' },
-        threads: { type: 'string' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    process.stderr.write(`fast3d render: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) { process.stdout.write(USAGE); return 0; }
-  if (positionals.length !== 1 || !values.out) {
-    process.stderr.write(USAGE);
-    return 2;
-  }
+  const args = parseCommandArgs('render', USAGE, argv, {
+    out: { type: 'string', short: 'o' },
+    size: { type: 'string' },
+    width: { type: 'string' },
+    height: { type: 'string' },
+    theta: { type: 'string' },
+    phi: { type: 'string' },
+    preset: { type: 'string' },
+    radius: { type: 'string' },
+    fov: { type: 'string' },
+    'ref-bbox': { type: 'string' },
+    bg: { type: 'string' },
+    grid: { type: 'boolean' },
+    threads: { type: 'string' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  }, ['out']);
+  if (typeof args === 'number') return args;
+  const { values, target } = args;
   let cameras: Camera[];
   let background;
   let extent: number | null;
   let threads: number;
   try {
-    const size = values.size !== undefined ? int(values.size, 'size', 8, 8192) : VALIDATOR_SIZE;
-    const width = values.width !== undefined ? int(values.width, 'width', 8, 8192) : size;
-    const height = values.height !== undefined ? int(values.height, 'height', 8, 8192) : size;
-    const fov = values.fov !== undefined ? num(values.fov, 'fov', 1, 170) : VALIDATOR_FOV;
-    const radius = values.radius !== undefined ? num(values.radius, 'radius', 1e-3, 1e4) : VALIDATOR_RADIUS;
-    const phi = values.phi !== undefined ? num(values.phi, 'phi', -90, 90) : VALIDATOR_ELEVATION;
-    const bbox = values['ref-bbox'] !== undefined ? num(values['ref-bbox'], 'ref-bbox', 0, 1e6) : VALIDATOR_EXTENT;
+    const size = values.size !== undefined ? integerFlag(values.size, 'size', 8, 8192) : VALIDATOR_SIZE;
+    const width = values.width !== undefined ? integerFlag(values.width, 'width', 8, 8192) : size;
+    const height = values.height !== undefined ? integerFlag(values.height, 'height', 8, 8192) : size;
+    const fov = values.fov !== undefined ? numberFlag(values.fov, 'fov', 1, 170) : VALIDATOR_FOV;
+    const radius = values.radius !== undefined ? numberFlag(values.radius, 'radius', 1e-3, 1e4) : VALIDATOR_RADIUS;
+    const phi = values.phi !== undefined ? numberFlag(values.phi, 'phi', -90, 90) : VALIDATOR_ELEVATION;
+    const bbox = values['ref-bbox'] !== undefined ? numberFlag(values['ref-bbox'], 'ref-bbox', 0, 1e6) : VALIDATOR_EXTENT;
     extent = bbox > 0 ? bbox : null;
     background = parseBackground(values.bg ?? 'white');
-    threads = values.threads !== undefined ? int(values.threads, 'threads', 0, 256) : 0;
+    threads = values.threads !== undefined ? integerFlag(values.threads, 'threads', 0, 256) : 0;
     if (values.preset !== undefined) {
       if (values.preset !== 'validator') throw new Error(`unknown preset "${values.preset}" (known: validator)`);
       if (values.theta !== undefined) throw new Error('use either --preset or --theta');
       // The validator's azimuths; elevation, radius and fov default to its values too.
       cameras = linspace(0, 360, 16).map((azimuth) => orbitCamera({ azimuth, elevation: phi, radius }, { width, height, fov }));
     } else {
-      const thetas = (values.theta ?? '0').split(',').map((t) => num(t, 'theta', -3600, 3600));
+      const thetas = (values.theta ?? '0').split(',').map((t) => numberFlag(t, 'theta', -3600, 3600));
       cameras = thetas.map((azimuth) => orbitCamera({ azimuth, elevation: phi, radius }, { width, height, fov }));
     }
   } catch (err) {
@@ -90,7 +76,7 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const t0 = performance.now();
-  const cloud = decodePly(new Uint8Array(await readFile(positionals[0])));
+  const cloud = decodePly(new Uint8Array(await readFile(target)));
   const prepared = prepareCloud(cloud, { extent });
   const t1 = performance.now();
   const pool = new RenderPool(threads);
@@ -102,7 +88,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   const t2 = performance.now();
 
-  const out = values.out;
+  const out = values.out!;
   if (images.length === 1) {
     await writeFile(out, await encodePng(images[0]));
   } else if (values.grid) {
@@ -113,10 +99,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const renderMs = t2 - t1;
   if (values.json) {
-    const line = { n: cloud.count, views: images.length, load_ms: round(t1 - t0), render_ms: round(renderMs), ms_per_view: round(renderMs / images.length) };
+    const line = { n: cloud.count, views: images.length, load_ms: tenths(t1 - t0), render_ms: tenths(renderMs), ms_per_view: tenths(renderMs / images.length) };
     process.stdout.write(`${JSON.stringify(line)}\n`);
   } else {
-    process.stdout.write(`${positionals[0]}: ${cloud.count} Gaussians, ${images.length} view(s) in ${round(renderMs)} ms -> ${out}\n`);
+    process.stdout.write(`${target}: ${cloud.count} Gaussians, ${images.length} view(s) in ${tenths(renderMs)} ms -> ${out}\n`);
   }
   return 0;
 }
@@ -135,20 +121,4 @@ function grid(images: RgbaImage[]): RgbaImage {
     }
   });
   return out;
-}
-
-function num(text: string, name: string, min: number, max: number): number {
-  const v = Number(text);
-  if (text.trim() === '' || !Number.isFinite(v) || v < min || v > max) throw new Error(`--${name} must be a number from ${min} to ${max}, got "${text}"`);
-  return v;
-}
-
-function int(text: string, name: string, min: number, max: number): number {
-  const v = num(text, name, min, max);
-  if (!Number.isInteger(v)) throw new Error(`--${name} must be an integer, got "${text}"`);
-  return v;
-}
-
-function round(v: number): number {
-  return Math.round(v * 10) / 10;
 }

@@ -4,10 +4,10 @@
  * config's `render:` section (--config FILE or FAST3D_CONFIG); the flags override size, frames and fps.
  */
 import { readFile, stat } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config/load.js';
 import { prepareCloud, RenderPool, renderTurntable } from '../render/index.js';
 import { decodePly } from '../splat/ply.js';
+import { integerFlag, parseCommandArgs, tenths } from './args.js';
 
 export const summary = 'render a turntable MP4 of a PLY (--size, --frames, --fps, --json)';
 
@@ -18,75 +18,52 @@ const USAGE = `usage: fast3d turntable FILE.ply --out OUT.mp4 [--size N] [--fram
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: {
-        out: { type: 'string', short: 'o' },
-        size: { type: 'string' },
-        frames: { type: 'string' },
-        fps: { type: 'string' },
-        threads: { type: 'string' },
-        config: { type: 'string', short: 'c' },
-        json: { type: 'boolean' },
-        help: { type: 'boolean', short: 'h' },
-      },
-    });
-  } catch (err) {
-    process.stderr.write(`fast3d turntable: ${(err as Error).message}\n${USAGE}`);
-    return 2;
-  }
-  const { values, positionals } = parsed;
-  if (values.help) { process.stdout.write(USAGE); return 0; }
-  if (positionals.length !== 1 || !values.out) {
-    process.stderr.write(USAGE);
-    return 2;
-  }
+  const args = parseCommandArgs('turntable', USAGE, argv, {
+    out: { type: 'string', short: 'o' },
+    size: { type: 'string' },
+    frames: { type: 'string' },
+    fps: { type: 'string' },
+    threads: { type: 'string' },
+    config: { type: 'string', short: 'c' },
+    json: { type: 'boolean' },
+    help: { type: 'boolean', short: 'h' },
+  }, ['out']);
+  if (typeof args === 'number') return args;
+  const { values, target } = args;
+  const out = values.out!;
   let settings;
   let size: number;
   try {
     const config = loadConfig({ path: values.config });
     settings = { ...config.render };
-    size = values.size !== undefined ? int(values.size, 'size', 16, 4096) : settings.video_res;
-    if (values.frames !== undefined) settings.frames = int(values.frames, 'frames', 1, 100_000);
-    if (values.fps !== undefined) settings.fps = int(values.fps, 'fps', 1, 240);
-    if (values.threads !== undefined) settings.threads = int(values.threads, 'threads', 0, 256);
+    size = values.size !== undefined ? integerFlag(values.size, 'size', 16, 4096) : settings.video_res;
+    if (values.frames !== undefined) settings.frames = integerFlag(values.frames, 'frames', 1, 100_000);
+    if (values.fps !== undefined) settings.fps = integerFlag(values.fps, 'fps', 1, 240);
+    if (values.threads !== undefined) settings.threads = integerFlag(values.threads, 'threads', 0, 256);
   } catch (err) {
     process.stderr.write(`fast3d turntable: ${(err as Error).message}\n`);
     return 2;
   }
 
   const t0 = performance.now();
-  const cloud = decodePly(new Uint8Array(await readFile(positionals[0])));
+  const cloud = decodePly(new Uint8Array(await readFile(target)));
   const prepared = prepareCloud(cloud, { extent: settings.extent });
   const t1 = performance.now();
   const pool = new RenderPool(settings.threads);
   let frames: number;
   try {
-    frames = await renderTurntable(prepared, values.out, { ...settings, size, pool });
+    frames = await renderTurntable(prepared, out, { ...settings, size, pool });
   } finally {
     await pool.close();
   }
   const t2 = performance.now();
-  const bytes = (await stat(values.out)).size;
+  const bytes = (await stat(out)).size;
   const even = size - (size % 2);
   if (values.json) {
-    const line = { n: cloud.count, frames, size: even, load_ms: round(t1 - t0), render_ms: round(t2 - t1), ms_per_frame: round((t2 - t1) / frames), bytes };
+    const line = { n: cloud.count, frames, size: even, load_ms: tenths(t1 - t0), render_ms: tenths(t2 - t1), ms_per_frame: tenths((t2 - t1) / frames), bytes };
     process.stdout.write(`${JSON.stringify(line)}\n`);
   } else {
-    process.stdout.write(`${positionals[0]}: ${frames} frames of ${even}x${even} at ${settings.fps} fps in ${round(t2 - t1)} ms -> ${values.out} (${bytes} bytes)\n`);
+    process.stdout.write(`${target}: ${frames} frames of ${even}x${even} at ${settings.fps} fps in ${tenths(t2 - t1)} ms -> ${out} (${bytes} bytes)\n`);
   }
   return 0;
-}
-
-function int(text: string, name: string, min: number, max: number): number {
-  const v = Number(text);
-  if (text.trim() === '' || !Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be an integer from ${min} to ${max}, got "${text}"`);
-  return v;
-}
-
-function round(v: number): number {
-  return Math.round(v * 10) / 10;
 }
