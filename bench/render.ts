@@ -13,6 +13,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { prepareCloud, RenderPool, renderTurntable, validatorCameras, WHITE } from '../src/render/index.js';
 import { configSchema } from '../src/config/schema.js';
 import { decodePly } from '../src/splat/ply.js';
+import { median } from './stats.js';
 
 export const summary = 'validator views and turntables of the fixtures (medians; CPU renderer)';
 
@@ -24,12 +25,6 @@ function fixture(name: string): string {
   const path = resolve(root, '..', 'shared', 'fixtures', name);
   if (!existsSync(path)) throw new Error(`fixture ${name} not found at ${path} (expected ../shared/fixtures beside the repository)`);
   return path;
-}
-
-function median(values: number[]): number {
-  const s = [...values].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${ms.toFixed(1)} ms`);
