@@ -1,0 +1,171 @@
+;; Front-to-back compositing of one tile, four pixels of a row at a time (WebAssembly SIMD, f32 like gsplat).
+;; Assembled into composite-wasm.ts by `npm run build:wasm`; rasterize.ts owns the memory layout:
+;;   records: RECORD f32 each, in depth order: mx my a b c L opacity r g b reach
+;;            (conic a b c; L = 2 ln(255 opacity); reach = sqrt(L cov_yy), the half-height of the ellipse)
+;;   acc:     four planes (T, r, g, b) of 32 rows x ROW f32; ROW > 32 so that a 4-lane load at column 31 stays
+;;            inside its row; the caller sets T to 1 and r g b to 0 before each tile
+;;   open:    32 i32 row masks, bit x set while pixel x of that row is still open
+;; Per pixel this is gsplat's rule: sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, skip sigma < 0,
+;; alpha = min(0.999, opacity exp(-sigma)), skip alpha < 1/255, stop before a Gaussian that would take T to 1e-4
+;; or below (exclusive), C += colour alpha T.
+(module
+  (memory (export "memory") 1)
+
+  ;; Sizes in bytes, written as literals below (V8 reloads even immutable globals inside loops):
+  ;; a record 44 (11 f32), an accumulator row 144 (36 f32), a plane 4608 (32 rows).
+
+  ;; exp(-s) for four lanes, s clamped to [0, 6]: 2^-(s log2 e) = 2^n 2^f with n an integer and |f| <= 1/2;
+  ;; 2^f by its degree-7 Taylor polynomial (relative error about 2e-8, below float32 rounding), evaluated in
+  ;; Estrin's scheme: the loop is bound by this chain's latency, and Horner's form would be twice as deep.
+  (func $exp_neg (param $s v128) (result v128)
+    (local $t v128) (local $n v128) (local $f v128) (local $f2 v128)
+    (local.set $t (f32x4.mul
+      (f32x4.pmin (f32x4.pmax (local.get $s) (v128.const f32x4 0 0 0 0)) (v128.const f32x4 6 6 6 6))
+      (v128.const f32x4 -1.4426950408889634 -1.4426950408889634 -1.4426950408889634 -1.4426950408889634)))
+    (local.set $n (f32x4.nearest (local.get $t)))
+    (local.set $f (f32x4.sub (local.get $t) (local.get $n)))
+    (local.set $f2 (f32x4.mul (local.get $f) (local.get $f)))
+    ;; (c0 + c1 f) + f^2 (c2 + c3 f) + f^4 ((c4 + c5 f) + f^2 (c6 + c7 f)), c_k = (ln 2)^k / k!
+    (i32x4.add
+      (f32x4.add
+        (f32x4.add
+          (f32x4.add (v128.const f32x4 1 1 1 1) (f32x4.mul (local.get $f) (v128.const f32x4 0.6931471805599453 0.6931471805599453 0.6931471805599453 0.6931471805599453)))
+          (f32x4.mul (local.get $f2)
+            (f32x4.add (v128.const f32x4 0.2402265069591007 0.2402265069591007 0.2402265069591007 0.2402265069591007) (f32x4.mul (local.get $f) (v128.const f32x4 0.05550410866482158 0.05550410866482158 0.05550410866482158 0.05550410866482158)))))
+        (f32x4.mul (f32x4.mul (local.get $f2) (local.get $f2))
+          (f32x4.add
+            (f32x4.add (v128.const f32x4 0.009618129107628477 0.009618129107628477 0.009618129107628477 0.009618129107628477) (f32x4.mul (local.get $f) (v128.const f32x4 0.0013333558146428443 0.0013333558146428443 0.0013333558146428443 0.0013333558146428443)))
+            (f32x4.mul (local.get $f2)
+              (f32x4.add (v128.const f32x4 0.00015403530393381608 0.00015403530393381608 0.00015403530393381608 0.00015403530393381608) (f32x4.mul (local.get $f) (v128.const f32x4 1.525273380405984e-05 1.525273380405984e-05 1.525273380405984e-05 1.525273380405984e-05)))))))
+      ;; times 2^n: add n to the exponent field (n is in [-9, 0], so the result stays a normal float)
+      (i32x4.shl (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32.const 23))))
+
+  ;; Composites `count` records at `rec` into the tile whose top-left pixel is (px0, py0) and which is `cols` x
+  ;; `rows` pixels; `open_rows` is how many rows of `open` are not yet all closed. Returns how many still are.
+  (func (export "composite")
+    (param $rec i32) (param $count i32) (param $acc i32) (param $open i32)
+    (param $px0 i32) (param $py0 i32) (param $cols i32) (param $rows i32) (param $open_rows i32)
+    (result i32)
+    (local $end i32) (local $y0 i32) (local $y1 i32) (local $py i32) (local $bx0 i32) (local $bx1 i32)
+    (local $box i32) (local $mask i32) (local $row_mask i32) (local $x i32) (local $lanes i32) (local $stops i32)
+    (local $row_ptr i32) (local $cell i32)
+    (local $mx f64) (local $my f64) (local $a f64) (local $b f64) (local $c f64) (local $L f64) (local $reach f64)
+    (local $sx f64) (local $ox f64) (local $half_width f64) (local $dy f64)
+    (local $ha v128) (local $bdy v128) (local $hcdy2 v128) (local $op v128)
+    (local $cr v128) (local $cg v128) (local $cb v128)
+    (local $dx v128) (local $sigma v128) (local $alpha v128) (local $valid v128) (local $t v128) (local $next v128)
+    (local $stop v128) (local $add v128) (local $w v128)
+    (local.set $end (i32.add (local.get $rec) (i32.mul (local.get $count) (i32.const 44))))
+    (block $done
+      (loop $records
+        (br_if $done (i32.ge_u (local.get $rec) (local.get $end)))
+        (br_if $done (i32.eqz (local.get $open_rows)))
+        (block $next_record
+          (local.set $mx (f64.promote_f32 (f32.load offset=0 (local.get $rec))))
+          (local.set $my (f64.promote_f32 (f32.load offset=4 (local.get $rec))))
+          (local.set $a (f64.promote_f32 (f32.load offset=8 (local.get $rec))))
+          (local.set $b (f64.promote_f32 (f32.load offset=12 (local.get $rec))))
+          (local.set $c (f64.promote_f32 (f32.load offset=16 (local.get $rec))))
+          (local.set $L (f64.promote_f32 (f32.load offset=20 (local.get $rec))))
+          (local.set $reach (f64.promote_f32 (f32.load offset=40 (local.get $rec))))
+          ;; rows of the ellipse within the tile
+          (local.set $y0 (i32.trunc_sat_f64_s (f64.ceil (f64.sub (f64.sub (local.get $my) (f64.const 0.5)) (local.get $reach)))))
+          (local.set $y1 (i32.trunc_sat_f64_s (f64.floor (f64.add (f64.sub (local.get $my) (f64.const 0.5)) (local.get $reach)))))
+          (if (i32.lt_s (local.get $y0) (local.get $py0)) (then (local.set $y0 (local.get $py0))))
+          (if (i32.ge_s (local.get $y1) (i32.add (local.get $py0) (local.get $rows)))
+            (then (local.set $y1 (i32.sub (i32.add (local.get $py0) (local.get $rows)) (i32.const 1)))))
+          (br_if $next_record (i32.gt_s (local.get $y0) (local.get $y1)))
+          ;; columns of its bounding box (half-width sqrt(L cov_xx), widened by 1/64 px against rounding):
+          ;; one to a few 4-lane groups per row for the small splats of typical assets
+          (local.set $sx (f64.sub (f64.sub (local.get $mx) (f64.const 0.5)) (f64.convert_i32_s (local.get $px0))))
+          (local.set $half_width (f64.add (f64.sqrt (f64.mul (local.get $L)
+            (f64.div (local.get $c) (f64.sub (f64.mul (local.get $a) (local.get $c)) (f64.mul (local.get $b) (local.get $b))))))
+            (f64.const 0.015625)))
+          (if (f64.lt (local.get $half_width) (f64.const 64))
+            (then
+              (local.set $bx0 (i32.trunc_sat_f64_s (f64.ceil (f64.sub (local.get $sx) (local.get $half_width)))))
+              (local.set $bx1 (i32.trunc_sat_f64_s (f64.floor (f64.add (local.get $sx) (local.get $half_width)))))
+              (if (i32.lt_s (local.get $bx0) (i32.const 0)) (then (local.set $bx0 (i32.const 0))))
+              (if (i32.ge_s (local.get $bx1) (local.get $cols)) (then (local.set $bx1 (i32.sub (local.get $cols) (i32.const 1))))))
+            (else ;; NaN or huge: every column
+              (local.set $bx0 (i32.const 0))
+              (local.set $bx1 (i32.sub (local.get $cols) (i32.const 1)))))
+          (br_if $next_record (i32.gt_s (local.get $bx0) (local.get $bx1)))
+          (local.set $box (i32.shl
+            (i32.sub (i32.shl (i32.const 2) (i32.sub (local.get $bx1) (local.get $bx0))) (i32.const 1))
+            (local.get $bx0)))
+          ;; lane constants: dx of column x is x + ox
+          (local.set $ox (f64.sub (f64.add (f64.convert_i32_s (local.get $px0)) (f64.const 0.5)) (local.get $mx)))
+          (local.set $ha (f32x4.splat (f32.demote_f64 (f64.mul (local.get $a) (f64.const 0.5)))))
+          (local.set $op (v128.load32_splat offset=24 (local.get $rec)))
+          (local.set $cr (v128.load32_splat offset=28 (local.get $rec)))
+          (local.set $cg (v128.load32_splat offset=32 (local.get $rec)))
+          (local.set $cb (v128.load32_splat offset=36 (local.get $rec)))
+          (local.set $py (local.get $y0))
+          (loop $rows_loop
+            (local.set $row_ptr (i32.add (local.get $open) (i32.shl (i32.sub (local.get $py) (local.get $py0)) (i32.const 2))))
+            (local.set $row_mask (i32.load (local.get $row_ptr)))
+            ;; a row none of whose open pixels lies in the box is skipped before any arithmetic
+            (if (i32.and (local.get $row_mask) (local.get $box))
+              (then
+                (local.set $mask (local.get $row_mask))
+                (local.set $dy (f64.sub (f64.add (f64.convert_i32_s (local.get $py)) (f64.const 0.5)) (local.get $my)))
+                (local.set $bdy (f32x4.splat (f32.demote_f64 (f64.mul (local.get $b) (local.get $dy)))))
+                (local.set $hcdy2 (f32x4.splat (f32.demote_f64 (f64.mul (f64.mul (f64.mul (local.get $c) (f64.const 0.5)) (local.get $dy)) (local.get $dy)))))
+                (local.set $x (local.get $bx0))
+                (loop $groups
+                  ;; open lanes of the group's columns inside the box
+                  (local.set $lanes (i32.and (i32.shr_u (i32.and (local.get $mask) (local.get $box)) (local.get $x)) (i32.const 15)))
+                  (if (local.get $lanes)
+                    (then
+                      (local.set $dx (f32x4.add
+                        (f32x4.splat (f32.demote_f64 (f64.add (f64.convert_i32_s (local.get $x)) (local.get $ox))))
+                        (v128.const f32x4 0 1 2 3)))
+                      ;; sigma = (a/2 dx + b dy) dx + c/2 dy^2
+                      (local.set $sigma (f32x4.add
+                        (f32x4.mul (f32x4.add (f32x4.mul (local.get $ha) (local.get $dx)) (local.get $bdy)) (local.get $dx))
+                        (local.get $hcdy2)))
+                      (local.set $alpha (f32x4.mul (local.get $op) (call $exp_neg (local.get $sigma))))
+                      (local.set $valid (v128.and
+                        (v128.and
+                          (f32x4.ge (local.get $sigma) (v128.const f32x4 0 0 0 0))
+                          (f32x4.ge (local.get $alpha) (v128.const f32x4 0.00392156862745098 0.00392156862745098 0.00392156862745098 0.00392156862745098)))
+                        (i32x4.ne
+                          (v128.and (i32x4.splat (local.get $lanes)) (v128.const i32x4 1 2 4 8))
+                          (v128.const i32x4 0 0 0 0))))
+                      (local.set $alpha (f32x4.pmin (local.get $alpha) (v128.const f32x4 0.999 0.999 0.999 0.999)))
+                      (local.set $cell (i32.add (i32.add (local.get $acc)
+                        (i32.mul (i32.sub (local.get $py) (local.get $py0)) (i32.const 144)))
+                        (i32.shl (local.get $x) (i32.const 2))))
+                      (local.set $t (v128.load (local.get $cell)))
+                      (local.set $next (f32x4.mul (local.get $t) (f32x4.sub (v128.const f32x4 1 1 1 1) (local.get $alpha))))
+                      (local.set $stop (v128.and (local.get $valid) (f32x4.le (local.get $next) (v128.const f32x4 1e-4 1e-4 1e-4 1e-4))))
+                      (local.set $valid (v128.andnot (local.get $valid) (local.get $stop)))
+                      (local.set $w (f32x4.mul (local.get $alpha) (local.get $t)))
+                      (v128.store (local.get $cell) (v128.bitselect (local.get $next) (local.get $t) (local.get $valid)))
+                      (local.set $cell (i32.add (local.get $cell) (i32.const 4608)))
+                      (v128.store (local.get $cell) (f32x4.add (v128.load (local.get $cell))
+                        (v128.and (f32x4.mul (local.get $cr) (local.get $w)) (local.get $valid))))
+                      (local.set $cell (i32.add (local.get $cell) (i32.const 4608)))
+                      (v128.store (local.get $cell) (f32x4.add (v128.load (local.get $cell))
+                        (v128.and (f32x4.mul (local.get $cg) (local.get $w)) (local.get $valid))))
+                      (local.set $cell (i32.add (local.get $cell) (i32.const 4608)))
+                      (v128.store (local.get $cell) (f32x4.add (v128.load (local.get $cell))
+                        (v128.and (f32x4.mul (local.get $cb) (local.get $w)) (local.get $valid))))
+                      ;; pixels that stopped close (exclusive: this Gaussian did not contribute to them)
+                      (local.set $stops (i32x4.bitmask (local.get $stop)))
+                      (if (local.get $stops)
+                        (then (local.set $mask (i32.xor (local.get $mask) (i32.shl (local.get $stops) (local.get $x))))))))
+                  (local.set $x (i32.add (local.get $x) (i32.const 4)))
+                  (br_if $groups (i32.le_s (local.get $x) (local.get $bx1))))
+                (if (i32.ne (local.get $mask) (local.get $row_mask))
+                  (then
+                    (i32.store (local.get $row_ptr) (local.get $mask))
+                    (if (i32.eqz (local.get $mask))
+                      (then (local.set $open_rows (i32.sub (local.get $open_rows) (i32.const 1)))))))))
+            (local.set $py (i32.add (local.get $py) (i32.const 1)))
+            (br_if $rows_loop (i32.le_s (local.get $py) (local.get $y1)))))
+        (local.set $rec (i32.add (local.get $rec) (i32.const 44)))
+        (br $records)))
+    (local.get $open_rows))
+)
