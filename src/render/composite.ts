@@ -1,8 +1,8 @@
 /**
  * The WebAssembly compositing kernel (composite.wat): one instance per rasteriser, hence per worker thread.
- * Its memory holds the tile's accumulators (four float32 planes T, r, g, b), the tile's open-pixel row masks and
- * the sorted run of records the rasteriser copies in before each tile, so compositing reads nothing from
- * JavaScript's heap.
+ * Its memory holds the tile's accumulators (four float32 planes T, r, g, b), the tile's open-pixel row masks, the
+ * sorted run of records the rasteriser copies in before each tile, and the output pixels of the render, so
+ * compositing and the conversion to bytes read and write nothing on JavaScript's heap.
  */
 import { compositeWasm } from './composite-wasm.js';
 
@@ -19,6 +19,7 @@ let compiled: WebAssembly.Module | null = null;
 interface Exports {
   memory: WebAssembly.Memory;
   composite(rec: number, count: number, acc: number, open: number, px0: number, py0: number, cols: number, rows: number, openRows: number): number;
+  readout(acc: number, cols: number, rows: number, out: number, pitch: number, channels: number, br: number, bg: number, bb: number): void;
 }
 
 /** Clip to [0, 1] and truncate, as the validator's `(clip(img, 0, 1) * 255).to(uint8)`. */
@@ -31,6 +32,7 @@ export class CompositeKernel {
   private acc: Float32Array;
   private open: Int32Array;
   private run = new Float32Array(0);
+  private image = new Uint8Array(0);
 
   constructor() {
     compiled ??= new WebAssembly.Module(Buffer.from(compositeWasm, 'base64'));
@@ -39,25 +41,30 @@ export class CompositeKernel {
     this.open = new Int32Array(this.exports.memory.buffer, OPEN_OFFSET, 32);
   }
 
-  /** A view of `floats` floats in the kernel's memory for the sorted run (growing the memory if needed). */
-  runRecords(floats: number): Float32Array<ArrayBuffer> {
+  /**
+   * Lays out the kernel's memory for one render: room for a run of `runFloats` floats of records (the
+   * rasteriser copies each tile's run there before compositing it), then `imageBytes` bytes of output pixels.
+   * Grows the memory when needed; returns the view of the run.
+   */
+  reserve(runFloats: number, imageBytes: number): Float32Array<ArrayBuffer> {
+    if (this.run.length === runFloats && this.image.length >= imageBytes) return this.run;
     const memory = this.exports.memory;
-    const needed = RUN_OFFSET + floats * 4;
-    if (needed > memory.buffer.byteLength) {
-      memory.grow(Math.ceil((needed - memory.buffer.byteLength) / PAGE));
-      // Growing detaches the old buffer: every view is made again.
-      this.acc = new Float32Array(memory.buffer, 0, 4 * PLANE);
-      this.open = new Int32Array(memory.buffer, OPEN_OFFSET, 32);
-    }
-    this.run = new Float32Array(memory.buffer, RUN_OFFSET, floats);
+    const imageOffset = RUN_OFFSET + Math.ceil(runFloats / 16) * 64;
+    const needed = imageOffset + imageBytes + 16;
+    if (needed > memory.buffer.byteLength) memory.grow(Math.ceil((needed - memory.buffer.byteLength) / PAGE));
+    // Growing detaches the old buffer: every view is made again.
+    this.acc = new Float32Array(memory.buffer, 0, 4 * PLANE);
+    this.open = new Int32Array(memory.buffer, OPEN_OFFSET, 32);
+    this.run = new Float32Array(memory.buffer, RUN_OFFSET, runFloats);
+    this.image = new Uint8Array(memory.buffer, imageOffset, imageBytes);
     return this.run;
   }
 
   /**
    * Composites the first `count` records of the run into a `cols` x `rows` tile at (px0, py0) and writes its
-   * pixels into `out` from byte `offset`, `pitch` bytes per image row.
+   * pixels into the kernel's image from byte `offset`, `pitch` bytes per image row.
    */
-  composite(count: number, px0: number, py0: number, cols: number, rows: number, options: { background: readonly [number, number, number]; channels: 3 | 4 }, out: Uint8Array, offset: number, pitch: number): void {
+  composite(count: number, px0: number, py0: number, cols: number, rows: number, options: { background: readonly [number, number, number]; channels: 3 | 4 }, offset: number, pitch: number): void {
     const acc = this.acc, open = this.open;
     acc.fill(1, 0, PLANE);
     acc.fill(0, PLANE);
@@ -65,16 +72,11 @@ export class CompositeKernel {
     for (let r = 0; r < 32; r++) open[r] = r < rows ? full : 0;
     if (count > 0) this.exports.composite(RUN_OFFSET, count, 0, OPEN_OFFSET, px0, py0, cols, rows, rows);
     const [br, bg, bb] = options.background;
-    const ch = options.channels;
-    for (let r = 0; r < rows; r++) {
-      let o = offset + r * pitch;
-      for (let i = r * ROW, e = i + cols; i < e; i++, o += ch) {
-        const t = acc[i];
-        out[o] = toByte(acc[i + PLANE] + t * br);
-        out[o + 1] = toByte(acc[i + 2 * PLANE] + t * bg);
-        out[o + 2] = toByte(acc[i + 3 * PLANE] + t * bb);
-        if (ch === 4) out[o + 3] = 255;
-      }
-    }
+    this.exports.readout(0, cols, rows, this.image.byteOffset + offset, pitch, options.channels, br, bg, bb);
+  }
+
+  /** Copies the first `bytes` bytes of the kernel's image into `out`. */
+  copyImage(out: Uint8Array, bytes: number): void {
+    out.set(this.image.subarray(0, bytes));
   }
 }

@@ -5,6 +5,7 @@
 ;;   acc:     four planes (T, r, g, b) of 32 rows x ROW f32; ROW > 32 so that a 4-lane load at column 31 stays
 ;;            inside its row; the caller sets T to 1 and r g b to 0 before each tile
 ;;   open:    32 i32 row masks, bit x set while pixel x of that row is still open
+;;   image:   the 8-bit pixels of the band being rendered (RGB or RGBA), which `readout` writes
 ;; Per pixel this is gsplat's rule: sigma = 0.5 (a dx^2 + c dy^2) + b dx dy, skip sigma < 0,
 ;; alpha = min(0.999, opacity exp(-sigma)), skip alpha < 1/255, stop before a Gaussian that would take T to 1e-4
 ;; or below (exclusive), C += colour alpha T.
@@ -168,4 +169,55 @@
         (local.set $rec (i32.add (local.get $rec) (i32.const 44)))
         (br $records)))
     (local.get $open_rows))
+
+  ;; Writes a composited tile's pixels as bytes into the image: C + T background, clipped to [0, 1] and
+  ;; truncated like the validator's `(img * 255).to(uint8)`; alpha 255 when `channels` is 4.
+  (func (export "readout")
+    (param $acc i32) (param $cols i32) (param $rows i32) (param $out i32) (param $pitch i32) (param $channels i32)
+    (param $br f32) (param $bg f32) (param $bb f32)
+    (local $r i32) (local $x i32) (local $cell i32) (local $o i32) (local $k i32) (local $n i32) (local $pixel i32)
+    (local $t v128) (local $packed v128)
+    (block $done
+      (loop $rows_loop
+        (br_if $done (i32.ge_s (local.get $r) (local.get $rows)))
+        (local.set $x (i32.const 0))
+        (local.set $o (i32.add (local.get $out) (i32.mul (local.get $r) (local.get $pitch))))
+        (loop $groups
+          (local.set $cell (i32.add (local.get $acc) (i32.add (i32.mul (local.get $r) (i32.const 144)) (i32.shl (local.get $x) (i32.const 2)))))
+          (local.set $t (v128.load (local.get $cell)))
+          ;; r | g << 8 | b << 16 | 255 << 24 for four pixels
+          (local.set $packed (v128.or
+            (v128.or
+              (call $to_byte (f32x4.add (v128.load offset=4608 (local.get $cell)) (f32x4.mul (local.get $t) (f32x4.splat (local.get $br)))))
+              (i32x4.shl (call $to_byte (f32x4.add (v128.load offset=9216 (local.get $cell)) (f32x4.mul (local.get $t) (f32x4.splat (local.get $bg))))) (i32.const 8)))
+            (v128.or
+              (i32x4.shl (call $to_byte (f32x4.add (v128.load offset=13824 (local.get $cell)) (f32x4.mul (local.get $t) (f32x4.splat (local.get $bb))))) (i32.const 16))
+              (v128.const i32x4 0xff000000 0xff000000 0xff000000 0xff000000))))
+          (local.set $n (i32.sub (local.get $cols) (local.get $x)))
+          (if (i32.gt_s (local.get $n) (i32.const 4)) (then (local.set $n (i32.const 4))))
+          (if (i32.and (i32.eq (local.get $channels) (i32.const 4)) (i32.eq (local.get $n) (i32.const 4)))
+            (then (v128.store (local.get $o) (local.get $packed)))
+            (else
+              (local.set $k (i32.const 0))
+              (loop $pixels
+                (local.set $pixel (i32x4.extract_lane 0 (i8x16.swizzle (local.get $packed)
+                  (i8x16.add (i8x16.splat (i32.shl (local.get $k) (i32.const 2))) (v128.const i8x16 0 1 2 3 0 0 0 0 0 0 0 0 0 0 0 0)))))
+                (if (i32.eq (local.get $channels) (i32.const 4))
+                  (then (i32.store (i32.add (local.get $o) (i32.shl (local.get $k) (i32.const 2))) (local.get $pixel)))
+                  (else
+                    (i32.store16 (i32.add (local.get $o) (i32.mul (local.get $k) (i32.const 3))) (local.get $pixel))
+                    (i32.store8 offset=2 (i32.add (local.get $o) (i32.mul (local.get $k) (i32.const 3))) (i32.shr_u (local.get $pixel) (i32.const 16)))))
+                (local.set $k (i32.add (local.get $k) (i32.const 1)))
+                (br_if $pixels (i32.lt_s (local.get $k) (local.get $n))))))
+          (local.set $o (i32.add (local.get $o) (i32.mul (local.get $n) (local.get $channels))))
+          (local.set $x (i32.add (local.get $x) (i32.const 4)))
+          (br_if $groups (i32.lt_s (local.get $x) (local.get $cols))))
+        (local.set $r (i32.add (local.get $r) (i32.const 1)))
+        (br $rows_loop))))
+
+  ;; clip(v, 0, 1) * 255, truncated, as i32 lanes (NaN gives 0)
+  (func $to_byte (param $v v128) (result v128)
+    (i32x4.trunc_sat_f32x4_u (f32x4.mul
+      (f32x4.pmin (f32x4.pmax (local.get $v) (v128.const f32x4 0 0 0 0)) (v128.const f32x4 1 1 1 1))
+      (v128.const f32x4 255 255 255 255))))
 )

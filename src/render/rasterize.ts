@@ -108,6 +108,8 @@ export class Rasterizer {
     const visible = this.project(cloud, camera, row0, row1);
     this.bin(visible, tilesX * tilesY, tilesX);
     const outY0 = row0 * this.tile;
+    const bytes = camera.width * (Math.min(row1 * this.tile, camera.height) - outY0) * options.channels;
+    if (this.wasm) this.runRecords = this.wasm.reserve(this.runOrder[0].length * P, bytes);
     for (let ty = row0; ty < row1; ty++) {
       for (let tx = 0; tx < tilesX; tx++) {
         const tile = ty * tilesX + tx;
@@ -115,6 +117,7 @@ export class Rasterizer {
         this.compositeTile(camera, tx, ty, count, options, out, outY0);
       }
     }
+    this.wasm?.copyImage(out, bytes);
     return out;
   }
 
@@ -222,7 +225,7 @@ export class Rasterizer {
       const cap = Math.ceil(longest * 1.25) + 16;
       this.runKeys = [new Int32Array(cap), new Int32Array(cap)];
       this.runOrder = [new Int32Array(cap), new Int32Array(cap)];
-      this.runRecords = this.wasm ? this.wasm.runRecords(cap * P) : new Float32Array(cap * P);
+      if (!this.wasm) this.runRecords = new Float32Array(cap * P); // the kernel's run lives in its memory (reserve)
       this.buckets = new Int32Array(2 * cap + 1);
     }
     fillTiles(this.proj, this.keys, n, tilesX, start, this.records, this.recordKeys);
@@ -250,7 +253,7 @@ export class Rasterizer {
     const px0 = tileX * size, py0 = tileY * size;
     const px1 = Math.min(px0 + size, width), py1 = Math.min(py0 + size, height);
     if (this.wasm) {
-      this.wasm.composite(count, px0, py0, px1 - px0, py1 - py0, options, out, ((py0 - outY0) * width + px0) * options.channels, width * options.channels);
+      this.wasm.composite(count, px0, py0, px1 - px0, py1 - py0, options, ((py0 - outY0) * width + px0) * options.channels, width * options.channels);
       return;
     }
     const acc = this.acc;
