@@ -65,9 +65,11 @@ describe('rasteriser', () => {
     ]);
     const prepared = prepareCloud(cloud, { extent: 1.5 });
     // mean of all coordinates = 12; largest extent 4 -> factor 0.375
-    expect(Array.from(prepared.data.subarray(0, 3))).toEqual([-0.75, 0, 0.75].map(Math.fround));
-    expect(prepared.data[3]).toBeCloseTo((0.5 * 0.375) ** 2, 6); // covariance xx = (sigma * factor)^2
-    expect(prepared.data[12]).toBeCloseTo(Math.min(1, 0.2 / 0.375), 6);
+    const field = (k: number, i = 0) => prepared.data[k * prepared.pitch + i]; // columns x y z, covariance, rgb, opacity
+    expect([field(0), field(1), field(2)]).toEqual([-0.75, 0, 0.75].map(Math.fround));
+    expect([field(0, 1), field(1, 1), field(2, 1)]).toEqual([0.75, 0, -0.75].map(Math.fround));
+    expect(field(3)).toBeCloseTo((0.5 * 0.375) ** 2, 6); // covariance xx = (sigma * factor)^2
+    expect(field(12)).toBeCloseTo(Math.min(1, 0.2 / 0.375), 6);
   });
 
   it('renders the validator views as opaque RGBA on white', async () => {

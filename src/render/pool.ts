@@ -178,7 +178,7 @@ export class RenderPool {
       const job = this.queue.shift()!;
       slot.job = job;
       const scene = sceneOf(job.cloud);
-      const message: RenderRequest = { type: 'render', job: job.id, scene, count: job.cloud.count, camera: job.camera, options: job.options };
+      const message: RenderRequest = { type: 'render', job: job.id, scene, count: job.cloud.count, pitch: job.cloud.pitch, camera: job.camera, options: job.options };
       if (job.rows) message.rows = job.rows;
       if (slot.scene !== scene) {
         message.data = job.cloud.data;

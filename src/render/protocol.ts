@@ -9,6 +9,7 @@ export interface RenderRequest {
   /** Sent only when the worker does not hold this scene yet; SharedArrayBuffer-backed, so never copied. */
   data?: Float32Array;
   count: number;
+  pitch: number;
   camera: Camera;
   options: RasterOptions;
   /** Tile rows [first, end) only (the reply then holds just those pixel rows); absent: the whole view. */

@@ -14,7 +14,7 @@
  */
 import type { Camera } from './camera.js';
 import { CompositeKernel, toByte } from './composite.js';
-import { ALPHA_MIN, STRIDE, type PreparedCloud } from './prepare.js';
+import { ALPHA_MIN, type PreparedCloud } from './prepare.js';
 
 /**
  * Default tile side. gsplat uses 16; the image does not depend on it (every pixel gets exactly the Gaussians
@@ -132,7 +132,7 @@ export class Rasterizer {
     const d = cloud.data;
     const proj = this.proj, keys = this.keys;
     // Locals, not module bindings: see splatTile.
-    const stride = STRIDE, q = Q, tile = this.tile, eps2d = EPS2D, maxExtend = MAX_EXTEND;
+    const q = Q, tile = this.tile, eps2d = EPS2D, maxExtend = MAX_EXTEND, pitch = cloud.pitch;
     const [r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2] = cam.view;
     const { fx, fy, cx, cy, width, height, near, far } = cam;
     const tilesX = Math.ceil(width / tile);
@@ -142,8 +142,8 @@ export class Rasterizer {
     const depthBits = new Float32Array(1);
     const depthKey = new Int32Array(depthBits.buffer);
     let v = 0;
-    for (let i = 0, o = 0; i < n; i++, o += stride) {
-      const x = d[o], y = d[o + 1], z = d[o + 2];
+    for (let i = 0; i < n; i++) {
+      const x = d[i], y = d[i + pitch], z = d[i + 2 * pitch];
       const tz = r20 * x + r21 * y + r22 * z + t2;
       if (tz < near || tz > far) continue;
       const tx = r00 * x + r01 * y + r02 * z + t0;
@@ -158,7 +158,7 @@ export class Rasterizer {
       const j0 = fx * rz, j2 = -fx * ux * rz, k1 = fy * rz, k2 = -fy * uy * rz;
       const a0 = j0 * r00 + j2 * r20, a1 = j0 * r01 + j2 * r21, a2 = j0 * r02 + j2 * r22;
       const b0 = k1 * r10 + k2 * r20, b1 = k1 * r11 + k2 * r21, b2 = k1 * r12 + k2 * r22;
-      const sxx = d[o + 3], sxy = d[o + 4], sxz = d[o + 5], syy = d[o + 6], syz = d[o + 7], szz = d[o + 8];
+      const sxx = d[i + 3 * pitch], sxy = d[i + 4 * pitch], sxz = d[i + 5 * pitch], syy = d[i + 6 * pitch], syz = d[i + 7 * pitch], szz = d[i + 8 * pitch];
       const u0 = sxx * a0 + sxy * a1 + sxz * a2, u1 = sxy * a0 + syy * a1 + syz * a2, u2 = sxz * a0 + syz * a1 + szz * a2;
       const w0 = sxx * b0 + sxy * b1 + sxz * b2, w1 = sxy * b0 + syy * b1 + syz * b2, w2 = sxz * b0 + syz * b1 + szz * b2;
       const cxx = a0 * u0 + a1 * u1 + a2 * u2 + eps2d;
@@ -166,8 +166,8 @@ export class Rasterizer {
       const cyy = b0 * w0 + b1 * w1 + b2 * w2 + eps2d;
       const det = cxx * cyy - cxy * cxy;
       if (!(det > 0)) continue;
-      const opacity = d[o + 12];
-      const lnReach = d[o + 13];
+      const opacity = d[i + 12 * pitch];
+      const lnReach = d[i + 13 * pitch];
       let extend = Math.sqrt(2 * lnReach);
       if (extend > maxExtend) extend = maxExtend;
       const radX = Math.ceil(extend * Math.sqrt(cxx));
@@ -186,7 +186,7 @@ export class Rasterizer {
       proj[p + 2] = cyy * inv; proj[p + 3] = -cxy * inv; proj[p + 4] = cxx * inv;
       proj[p + 5] = L;
       proj[p + 6] = opacity;
-      proj[p + 7] = d[o + 9]; proj[p + 8] = d[o + 10]; proj[p + 9] = d[o + 11];
+      proj[p + 7] = d[i + 9 * pitch]; proj[p + 8] = d[i + 10 * pitch]; proj[p + 9] = d[i + 11 * pitch];
       // Rows where a dx^2 + 2 b dx dy + c dy^2 <= L has solutions: |dy| <= sqrt(L * cov_yy).
       proj[p + 10] = Math.sqrt(L * cyy);
       proj[p + 11] = rx0; proj[p + 12] = ry0; proj[p + 13] = rx1; proj[p + 14] = ry1;

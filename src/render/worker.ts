@@ -9,13 +9,13 @@ if (!port) throw new Error('render worker must run in a worker thread');
 
 const rasterizer = new Rasterizer();
 let scene = -1;
-let cloud: PreparedCloud = { count: 0, data: new Float32Array(0) };
+let cloud: PreparedCloud = { count: 0, pitch: 0, data: new Float32Array(0) };
 
 port.on('message', (message: RenderRequest) => {
   try {
     if (message.data) {
       scene = message.scene;
-      cloud = { count: message.count, data: message.data };
+      cloud = { count: message.count, pitch: message.pitch, data: message.data };
     } else if (message.scene !== scene) {
       throw new Error(`scene ${message.scene} was never sent to this worker`);
     }
