@@ -13,7 +13,7 @@
  * pixel is opaque. No per-Gaussian objects; all scratch memory is reused between frames.
  */
 import type { Camera } from './camera.js';
-import { CompositeKernel, toByte } from './composite.js';
+import { PROJECTED, RenderKernel } from './kernel.js';
 import { ALPHA_MIN, type PreparedCloud } from './prepare.js';
 
 /**
@@ -30,13 +30,14 @@ const P = 11;
 /** Most (tile, Gaussian) pairs one render may hold: 24M records of 44 bytes, about 1 GiB. */
 const MAX_PAIRS = 24_000_000;
 /** Stride of the projection buffer: the record, then its tile rectangle x0 y0 x1 y1 (16 floats, one cache line). */
-const Q = 16;
+const Q = PROJECTED;
 
 export type Rgb = readonly [number, number, number];
 
 /**
- * Which compositing loop: `wasm` (default) composites four pixels of a row at once in float32, as gsplat does;
- * `js` is the scalar loop in doubles, kept as the reference the kernel is tested against.
+ * Which implementation of projection and compositing: `wasm` (default), the SIMD kernel, four Gaussians or four
+ * pixels at once in float32 as gsplat computes; `js`, scalar loops in doubles, kept as the reference the kernel
+ * is tested against.
  */
 export type Kernel = 'wasm' | 'js';
 
@@ -69,8 +70,8 @@ export class Rasterizer {
   /** Per tile pixel: transmittance T, then accumulated r, g, b (interleaved: one array, one cache line per 2 pixels). */
   private readonly acc: Float64Array;
   private readonly rowOpen: Int32Array;
-  /** The WebAssembly kernel and its memory (accumulators, row masks, the sorted run); null: the JS loop. */
-  private readonly wasm: CompositeKernel | null;
+  /** The WebAssembly kernel, whose memory holds the projected records, the tile runs and the image; null: the JS loops. */
+  private readonly wasm: RenderKernel | null;
   readonly tile: number;
 
   /** tile: side of the square tiles, 1..32 (one bit per column in an int32 row mask). */
@@ -79,7 +80,7 @@ export class Rasterizer {
     this.tile = tile;
     this.acc = new Float64Array(tile * tile * 4);
     this.rowOpen = new Int32Array(tile);
-    this.wasm = kernel === 'wasm' ? new CompositeKernel() : null;
+    this.wasm = kernel === 'wasm' ? new RenderKernel() : null;
   }
 
   get kernel(): Kernel {
@@ -109,7 +110,10 @@ export class Rasterizer {
     this.bin(visible, tilesX * tilesY, tilesX);
     const outY0 = row0 * this.tile;
     const bytes = camera.width * (Math.min(row1 * this.tile, camera.height) - outY0) * options.channels;
-    if (this.wasm) this.runRecords = this.wasm.reserve(this.runOrder[0].length * P, bytes);
+    if (this.wasm) {
+      this.wasm.reserveComposite(this.runOrder[0].length * P, bytes);
+      this.runRecords = this.wasm.run;
+    }
     for (let ty = row0; ty < row1; ty++) {
       for (let tx = 0; tx < tilesX; tx++) {
         const tile = ty * tilesX + tx;
@@ -123,6 +127,12 @@ export class Rasterizer {
 
   /** Projects every Gaussian; keeps the ones whose footprint reaches tile rows [row0, row1). Returns how many. */
   private project(cloud: PreparedCloud, cam: Camera, row0: number, row1: number): number {
+    if (this.wasm) {
+      const visible = this.wasm.project(cloud, cam, this.tile, row0, row1);
+      this.proj = this.wasm.proj;
+      this.keys = this.wasm.keys;
+      return visible;
+    }
     const n = cloud.count;
     if (this.proj.length < n * Q) {
       const cap = Math.ceil(n * 1.25) + 16;
@@ -511,4 +521,9 @@ function fillTiles(proj: Float32Array, keys: Int32Array, n: number, tilesX: numb
       }
     }
   }
+}
+
+/** Clip to [0, 1] and truncate, as the validator's `(clip(img, 0, 1) * 255).to(uint8)`. */
+function toByte(v: number): number {
+  return v >= 1 ? 255 : v > 0 ? (v * 255) | 0 : 0;
 }
