@@ -19,32 +19,6 @@
   ;; Sizes in bytes, written as literals below (V8 reloads even immutable globals inside loops):
   ;; a record 44 (11 f32), an accumulator row 144 (36 f32), a plane 4608 (32 rows).
 
-  ;; exp(-s) for four lanes, s clamped to [0, 6]: 2^-(s log2 e) = 2^n 2^f with n an integer and |f| <= 1/2;
-  ;; 2^f by its degree-7 Taylor polynomial (relative error about 2e-8, below float32 rounding), evaluated in
-  ;; Estrin's scheme: the loop is bound by this chain's latency, and Horner's form would be twice as deep.
-  (func $exp_neg (param $s v128) (result v128)
-    (local $t v128) (local $n v128) (local $f v128) (local $f2 v128)
-    (local.set $t (f32x4.mul
-      (f32x4.pmin (f32x4.pmax (local.get $s) (v128.const f32x4 0 0 0 0)) (v128.const f32x4 6 6 6 6))
-      (v128.const f32x4 -1.4426950408889634 -1.4426950408889634 -1.4426950408889634 -1.4426950408889634)))
-    (local.set $n (f32x4.nearest (local.get $t)))
-    (local.set $f (f32x4.sub (local.get $t) (local.get $n)))
-    (local.set $f2 (f32x4.mul (local.get $f) (local.get $f)))
-    ;; (c0 + c1 f) + f^2 (c2 + c3 f) + f^4 ((c4 + c5 f) + f^2 (c6 + c7 f)), c_k = (ln 2)^k / k!
-    (i32x4.add
-      (f32x4.add
-        (f32x4.add
-          (f32x4.add (v128.const f32x4 1 1 1 1) (f32x4.mul (local.get $f) (v128.const f32x4 0.6931471805599453 0.6931471805599453 0.6931471805599453 0.6931471805599453)))
-          (f32x4.mul (local.get $f2)
-            (f32x4.add (v128.const f32x4 0.2402265069591007 0.2402265069591007 0.2402265069591007 0.2402265069591007) (f32x4.mul (local.get $f) (v128.const f32x4 0.05550410866482158 0.05550410866482158 0.05550410866482158 0.05550410866482158)))))
-        (f32x4.mul (f32x4.mul (local.get $f2) (local.get $f2))
-          (f32x4.add
-            (f32x4.add (v128.const f32x4 0.009618129107628477 0.009618129107628477 0.009618129107628477 0.009618129107628477) (f32x4.mul (local.get $f) (v128.const f32x4 0.0013333558146428443 0.0013333558146428443 0.0013333558146428443 0.0013333558146428443)))
-            (f32x4.mul (local.get $f2)
-              (f32x4.add (v128.const f32x4 0.00015403530393381608 0.00015403530393381608 0.00015403530393381608 0.00015403530393381608) (f32x4.mul (local.get $f) (v128.const f32x4 1.525273380405984e-05 1.525273380405984e-05 1.525273380405984e-05 1.525273380405984e-05)))))))
-      ;; times 2^n: add n to the exponent field (n is in [-9, 0], so the result stays a normal float)
-      (i32x4.shl (i32x4.trunc_sat_f32x4_s (local.get $n)) (i32.const 23))))
-
   ;; Composites `count` records at `rec` into the tile whose top-left pixel is (px0, py0) and which is `cols` x
   ;; `rows` pixels; `open_rows` is how many rows of `open` are not yet all closed. Returns how many still are.
   (func (export "composite")
@@ -59,7 +33,7 @@
     (local $ha v128) (local $bdy v128) (local $hcdy2 v128) (local $op v128)
     (local $cr v128) (local $cg v128) (local $cb v128)
     (local $dx v128) (local $sigma v128) (local $alpha v128) (local $valid v128) (local $t v128) (local $next v128)
-    (local $stop v128) (local $add v128) (local $w v128)
+    (local $stop v128) (local $w v128) (local $e_t v128) (local $e_n v128) (local $e_f v128) (local $e_f2 v128)
     (local.set $end (i32.add (local.get $rec) (i32.mul (local.get $count) (i32.const 44))))
     (block $done
       (loop $records
@@ -130,7 +104,30 @@
                       (local.set $sigma (f32x4.add
                         (f32x4.mul (f32x4.add (f32x4.mul (local.get $ha) (local.get $dx)) (local.get $bdy)) (local.get $dx))
                         (local.get $hcdy2)))
-                      (local.set $alpha (f32x4.mul (local.get $op) (call $exp_neg (local.get $sigma))))
+                      ;; alpha = opacity exp(-sigma). exp(-s), s clamped to [0, 6]: 2^-(s log2 e) = 2^n 2^f with n an integer and
+                      ;; |f| <= 1/2; 2^f by its degree-7 Taylor polynomial (relative error about 2e-8, below float32 rounding) in
+                      ;; Estrin's scheme, as the loop is bound by this chain's latency (Horner's form is twice as deep); written
+                      ;; out here because V8 does not inline a function that returns a v128.
+                      (local.set $e_t (f32x4.mul
+                        (f32x4.pmin (f32x4.pmax (local.get $sigma) (v128.const f32x4 0 0 0 0)) (v128.const f32x4 6 6 6 6))
+                        (v128.const f32x4 -1.4426950408889634 -1.4426950408889634 -1.4426950408889634 -1.4426950408889634)))
+                      (local.set $e_n (f32x4.nearest (local.get $e_t)))
+                      (local.set $e_f (f32x4.sub (local.get $e_t) (local.get $e_n)))
+                      (local.set $e_f2 (f32x4.mul (local.get $e_f) (local.get $e_f)))
+                      ;; (c0 + c1 f) + f^2 (c2 + c3 f) + f^4 ((c4 + c5 f) + f^2 (c6 + c7 f)), c_k = (ln 2)^k / k!, then times 2^n by
+                      ;; adding n to the exponent field (n is in [-9, 0], so the result stays a normal float)
+                      (local.set $alpha (f32x4.mul (local.get $op) (i32x4.add
+                        (f32x4.add
+                          (f32x4.add
+                            (f32x4.add (v128.const f32x4 1 1 1 1) (f32x4.mul (local.get $e_f) (v128.const f32x4 0.6931471805599453 0.6931471805599453 0.6931471805599453 0.6931471805599453)))
+                            (f32x4.mul (local.get $e_f2)
+                              (f32x4.add (v128.const f32x4 0.2402265069591007 0.2402265069591007 0.2402265069591007 0.2402265069591007) (f32x4.mul (local.get $e_f) (v128.const f32x4 0.05550410866482158 0.05550410866482158 0.05550410866482158 0.05550410866482158)))))
+                          (f32x4.mul (f32x4.mul (local.get $e_f2) (local.get $e_f2))
+                            (f32x4.add
+                              (f32x4.add (v128.const f32x4 0.009618129107628477 0.009618129107628477 0.009618129107628477 0.009618129107628477) (f32x4.mul (local.get $e_f) (v128.const f32x4 0.0013333558146428443 0.0013333558146428443 0.0013333558146428443 0.0013333558146428443)))
+                              (f32x4.mul (local.get $e_f2)
+                                (f32x4.add (v128.const f32x4 0.00015403530393381608 0.00015403530393381608 0.00015403530393381608 0.00015403530393381608) (f32x4.mul (local.get $e_f) (v128.const f32x4 1.525273380405984e-05 1.525273380405984e-05 1.525273380405984e-05 1.525273380405984e-05)))))))
+                        (i32x4.shl (i32x4.trunc_sat_f32x4_s (local.get $e_n)) (i32.const 23)))))
                       (local.set $valid (v128.and
                         (v128.and
                           (f32x4.ge (local.get $sigma) (v128.const f32x4 0 0 0 0))
