@@ -4,7 +4,8 @@
  * nothing on JavaScript's heap: the fixed part (tile accumulators, row masks, camera, scratch), then regions
  * laid out one after the other. A region that grows moves the ones after it, whose contents are then lost;
  * the order below makes that harmless, as each region is filled after the ones before it in a render:
- * cloud (kept across renders of one scene), projected records, depth keys, the tile run, the output image.
+ * cloud (kept across renders of one scene), projected records and their depth keys, where each tile's run
+ * starts, the runs of records and their keys, the sort's ranks, the tile run being composited, the image.
  */
 import type { Camera } from './camera.js';
 import { kernelWasm } from './kernel-wasm.js';
@@ -21,31 +22,42 @@ const PAGE = 65536;
 /** Floats per projected record (kernel.wat `project`). */
 export const PROJECTED = 16;
 
-type Region = 'cloud' | 'proj' | 'keys' | 'run' | 'image';
-const REGIONS: readonly Region[] = ['cloud', 'proj', 'keys', 'run', 'image'];
+/** Floats per record of a tile run (kernel.wat `fill_tiles`): the 11 the compositing loop reads, and a spare. */
+export const RECORD = 12;
+
+type Region = 'cloud' | 'proj' | 'keys' | 'tiles' | 'records' | 'recordKeys' | 'order' | 'run' | 'image';
+const REGIONS: readonly Region[] = ['cloud', 'proj', 'keys', 'tiles', 'records', 'recordKeys', 'order', 'run', 'image'];
 
 let compiled: WebAssembly.Module | null = null;
 
 interface Exports {
   memory: WebAssembly.Memory;
   project(cloud: number, pitch: number, count: number, params: number, proj: number, keys: number, scratch: number): number;
+  count_tiles(proj: number, n: number, tilesX: number, count: number): number;
+  fill_tiles(proj: number, keys: number, n: number, tilesX: number, cursor: number, records: number, recordKeys: number): void;
+  scatter_run(records: number, begin: number, rank: number, n: number, run: number): void;
   composite(rec: number, count: number, acc: number, open: number, px0: number, py0: number, cols: number, rows: number, openRows: number): number;
   readout(acc: number, cols: number, rows: number, out: number, pitch: number, channels: number, br: number, bg: number, bb: number): void;
 }
 
 export class RenderKernel {
   private readonly exports: Exports;
-  private readonly bytes: Record<Region, number> = { cloud: 0, proj: 0, keys: 0, run: 0, image: 0 };
-  private readonly offset: Record<Region, number> = { cloud: 0, proj: 0, keys: 0, run: 0, image: 0 };
+  private readonly bytes: Record<Region, number> = { cloud: 0, proj: 0, keys: 0, tiles: 0, records: 0, recordKeys: 0, order: 0, run: 0, image: 0 };
+  private readonly offset: Record<Region, number> = { cloud: 0, proj: 0, keys: 0, tiles: 0, records: 0, recordKeys: 0, order: 0, run: 0, image: 0 };
   private acc = new Float32Array(0);
   private open = new Int32Array(0);
   private params = new Float32Array(0);
   /** The scene whose cloud is in memory (by identity of its data) and its column pitch. */
   private cloudData: Float32Array | null = null;
   private cloudPitch = 0;
+  // Views of the regions, made again whenever the layout changes: read them after each call that may grow one.
   proj = new Float32Array(0);
   keys = new Int32Array(0);
-  run = new Float32Array(0);
+  /** Per tile t, where its run starts in `records` (tiles + 1 entries once `fillTiles` has run). */
+  tiles = new Int32Array(0);
+  recordKeys = new Int32Array(0);
+  /** The rank of each record of the run being sorted: scatterRun's destination slots. */
+  order = new Int32Array(0);
   private image = new Uint8Array(0);
 
   constructor() {
@@ -80,14 +92,44 @@ export class RenderKernel {
     return this.exports.project(this.offset.cloud, this.cloudPitch, cloud.count, PARAMS_OFFSET, this.offset.proj, this.offset.keys, SCRATCH_OFFSET);
   }
 
-  /** Makes room for a tile run of `runFloats` floats and an image of `imageBytes` bytes. */
-  reserveComposite(runFloats: number, imageBytes: number): void {
-    if (this.bytes.run < runFloats * 4) this.reserve('run', runFloats * 4);
-    if (this.bytes.image < imageBytes) this.reserve('image', imageBytes);
+  /**
+   * Counts the (tile, record) pairs of the `visible` projected records into `tiles` (entry t + 1 for tile t);
+   * returns their total.
+   */
+  countTiles(visible: number, tileCount: number, tilesX: number): number {
+    if (this.bytes.tiles < (tileCount + 1) * 4) this.reserve('tiles', (tileCount + 1) * 4);
+    this.tiles.fill(0, 0, tileCount + 1);
+    return this.exports.count_tiles(this.offset.proj, visible, tilesX, this.offset.tiles);
   }
 
   /**
-   * Composites the first `count` records of `run` into a `cols` x `rows` tile at (px0, py0) and writes its
+   * Copies each projected record and its key into the runs of its tiles; `tiles` holds where each run starts
+   * and is left holding where each ends. `capacity` (at least the pair count) sizes the records region.
+   */
+  fillTiles(visible: number, tilesX: number, pairs: number, capacity: number): void {
+    if (this.bytes.records < pairs * RECORD * 4) {
+      this.reserve('records', capacity * RECORD * 4);
+      this.reserve('recordKeys', capacity * 4);
+    }
+    this.exports.fill_tiles(this.offset.proj, this.offset.keys, visible, tilesX, this.offset.tiles, this.offset.records, this.offset.recordKeys);
+  }
+
+  /** Makes room for runs of up to `longest` records and an image of `imageBytes` bytes. */
+  reserveComposite(longest: number, imageBytes: number): void {
+    if (this.bytes.order < longest * 4) {
+      this.reserve('order', longest * 4);
+      this.reserve('run', longest * RECORD * 4);
+    }
+    if (this.bytes.image < imageBytes) this.reserve('image', imageBytes);
+  }
+
+  /** Copies the n records of the run starting at `begin` into the tile run, record i to slot order[i]. */
+  scatterRun(begin: number, n: number): void {
+    this.exports.scatter_run(this.offset.records, begin, this.offset.order, n, this.offset.run);
+  }
+
+  /**
+   * Composites the first `count` records of the tile run into a `cols` x `rows` tile at (px0, py0) and writes its
    * pixels into the kernel's image from byte `offset`, `pitch` bytes per image row.
    */
   composite(count: number, px0: number, py0: number, cols: number, rows: number, options: { background: readonly [number, number, number]; channels: 3 | 4 }, offset: number, pitch: number): void {
@@ -127,7 +169,9 @@ export class RenderKernel {
     this.params = new Float32Array(buffer, PARAMS_OFFSET, 32);
     this.proj = new Float32Array(buffer, this.offset.proj, this.bytes.proj / 4);
     this.keys = new Int32Array(buffer, this.offset.keys, this.bytes.keys / 4);
-    this.run = new Float32Array(buffer, this.offset.run, this.bytes.run / 4);
+    this.tiles = new Int32Array(buffer, this.offset.tiles, this.bytes.tiles / 4);
+    this.recordKeys = new Int32Array(buffer, this.offset.recordKeys, this.bytes.recordKeys / 4);
+    this.order = new Int32Array(buffer, this.offset.order, this.bytes.order / 4);
     this.image = new Uint8Array(buffer, this.offset.image, this.bytes.image);
   }
 }

@@ -3,8 +3,11 @@
 ;; Assembled into kernel-wasm.ts by `npm run build:wasm`; kernel.ts lays out the memory:
 ;;   cloud:   the prepared cloud's FIELDS columns, `pitch` floats each
 ;;   params:  the camera of the render (see RenderKernel.project)
-;;   proj:    16 f32 per visible Gaussian, written by `project`
-;;   run:     records of the tile being composited, 11 f32 each, in depth order: mx my a b c L opacity r g b reach
+;;   proj:    16 f32 per visible Gaussian, written by `project`, and its depth key
+;;   tiles:   per tile, where its run starts
+;;   records: every tile's run of records, 12 f32 each: mx my a b c L opacity r g b reach (and one spare),
+;;            and their depth keys
+;;   run:     the records of the tile being composited, in depth order
 ;;            (conic a b c; L = 2 ln(255 opacity); reach = sqrt(L cov_yy), the half-height of the ellipse)
 ;;   acc:     four planes (T, r, g, b) of 32 rows x 36 f32; rows are longer than 32 so that a 4-lane load at
 ;;            column 31 stays inside its row; T is set to 1 and r g b to 0 before each tile
@@ -17,7 +20,7 @@
   (memory (export "memory") 1)
 
   ;; Sizes in bytes, written as literals below (V8 reloads even immutable globals inside loops):
-  ;; a record 44 (11 f32), an accumulator row 144 (36 f32), a plane 4608 (32 rows).
+  ;; a record 48 (12 f32), an accumulator row 144 (36 f32), a plane 4608 (32 rows).
 
   ;; Composites `count` records at `rec` into the tile whose top-left pixel is (px0, py0) and which is `cols` x
   ;; `rows` pixels; `open_rows` is how many rows of `open` are not yet all closed. Returns how many still are.
@@ -34,7 +37,7 @@
     (local $cr v128) (local $cg v128) (local $cb v128)
     (local $dx v128) (local $sigma v128) (local $alpha v128) (local $valid v128) (local $t v128) (local $next v128)
     (local $stop v128) (local $w v128) (local $e_t v128) (local $e_n v128) (local $e_f v128) (local $e_f2 v128)
-    (local.set $end (i32.add (local.get $rec) (i32.mul (local.get $count) (i32.const 44))))
+    (local.set $end (i32.add (local.get $rec) (i32.mul (local.get $count) (i32.const 48))))
     (block $done
       (loop $records
         (br_if $done (i32.ge_u (local.get $rec) (local.get $end)))
@@ -167,7 +170,7 @@
                       (then (local.set $open_rows (i32.sub (local.get $open_rows) (i32.const 1)))))))))
             (local.set $py (i32.add (local.get $py) (i32.const 1)))
             (br_if $rows_loop (i32.le_s (local.get $py) (local.get $y1)))))
-        (local.set $rec (i32.add (local.get $rec) (i32.const 44)))
+        (local.set $rec (i32.add (local.get $rec) (i32.const 48)))
         (br $records)))
     (local.get $open_rows))
 
@@ -359,4 +362,98 @@
     (v128.store offset=64 (local.get $out) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $ab_lo) (local.get $cd_lo)))
     (v128.store offset=128 (local.get $out) (i8x16.shuffle 0 1 2 3 4 5 6 7 16 17 18 19 20 21 22 23 (local.get $ab_hi) (local.get $cd_hi)))
     (v128.store offset=192 (local.get $out) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $ab_hi) (local.get $cd_hi))))
+
+  ;; Adds each projected record's tiles to count[tile + 1] (`proj`: n records of 16 f32, the tile rectangle
+  ;; x0 y0 x1 y1 at floats 11-14); returns the number of (tile, record) pairs.
+  (func (export "count_tiles") (param $proj i32) (param $n i32) (param $tiles_x i32) (param $count i32) (result i32)
+    (local $end i32) (local $x0 i32) (local $y0 i32) (local $x1 i32) (local $y1 i32) (local $ty i32) (local $t i32)
+    (local $e i32) (local $total i32)
+    (local.set $end (i32.add (local.get $proj) (i32.shl (local.get $n) (i32.const 6))))
+    (block $done
+      (loop $records
+        (br_if $done (i32.ge_u (local.get $proj) (local.get $end)))
+        (local.set $x0 (i32.trunc_sat_f32_s (f32.load offset=44 (local.get $proj))))
+        (local.set $y0 (i32.trunc_sat_f32_s (f32.load offset=48 (local.get $proj))))
+        (local.set $x1 (i32.trunc_sat_f32_s (f32.load offset=52 (local.get $proj))))
+        (local.set $y1 (i32.trunc_sat_f32_s (f32.load offset=56 (local.get $proj))))
+        (local.set $total (i32.add (local.get $total)
+          (i32.mul (i32.sub (local.get $x1) (local.get $x0)) (i32.sub (local.get $y1) (local.get $y0)))))
+        (local.set $ty (local.get $y0))
+        (block $rows_done
+          (loop $rows
+            (br_if $rows_done (i32.ge_s (local.get $ty) (local.get $y1)))
+            (local.set $t (i32.add (local.get $count)
+              (i32.shl (i32.add (i32.mul (local.get $ty) (local.get $tiles_x)) (local.get $x0)) (i32.const 2))))
+            (local.set $e (i32.add (local.get $t) (i32.shl (i32.sub (local.get $x1) (local.get $x0)) (i32.const 2))))
+            (loop $tiles
+              (i32.store offset=4 (local.get $t) (i32.add (i32.load offset=4 (local.get $t)) (i32.const 1)))
+              (local.set $t (i32.add (local.get $t) (i32.const 4)))
+              (br_if $tiles (i32.lt_u (local.get $t) (local.get $e))))
+            (local.set $ty (i32.add (local.get $ty) (i32.const 1)))
+            (br $rows)))
+        (local.set $proj (i32.add (local.get $proj) (i32.const 64)))
+        (br $records)))
+    (local.get $total))
+
+  ;; Copies each projected record (its first 12 floats: the 11 of a run record and one spare) with its depth
+  ;; key into the runs of its tiles: record i goes to slot cursor[t]++ of every tile t it covers (48 bytes per
+  ;; slot in `records`, the key in `record_keys`). Walks the records in projection order: sequential reads.
+  (func (export "fill_tiles")
+    (param $proj i32) (param $keys i32) (param $n i32) (param $tiles_x i32) (param $cursor i32)
+    (param $records i32) (param $record_keys i32)
+    (local $end i32) (local $x0 i32) (local $y0 i32) (local $x1 i32) (local $y1 i32) (local $ty i32) (local $t i32)
+    (local $e i32) (local $slot i32) (local $dst i32) (local $key i32)
+    (local $v0 v128) (local $v1 v128) (local $v2 v128)
+    (local.set $end (i32.add (local.get $proj) (i32.shl (local.get $n) (i32.const 6))))
+    (block $done
+      (loop $gaussians
+        (br_if $done (i32.ge_u (local.get $proj) (local.get $end)))
+        (local.set $v0 (v128.load offset=0 (local.get $proj)))
+        (local.set $v1 (v128.load offset=16 (local.get $proj)))
+        (local.set $v2 (v128.load offset=32 (local.get $proj)))
+        (local.set $key (i32.load (local.get $keys)))
+        (local.set $x0 (i32.trunc_sat_f32_s (f32.load offset=44 (local.get $proj))))
+        (local.set $y0 (i32.trunc_sat_f32_s (f32.load offset=48 (local.get $proj))))
+        (local.set $x1 (i32.trunc_sat_f32_s (f32.load offset=52 (local.get $proj))))
+        (local.set $y1 (i32.trunc_sat_f32_s (f32.load offset=56 (local.get $proj))))
+        (local.set $ty (local.get $y0))
+        (block $rows_done
+          (loop $rows
+            (br_if $rows_done (i32.ge_s (local.get $ty) (local.get $y1)))
+            (local.set $t (i32.add (local.get $cursor)
+              (i32.shl (i32.add (i32.mul (local.get $ty) (local.get $tiles_x)) (local.get $x0)) (i32.const 2))))
+            (local.set $e (i32.add (local.get $t) (i32.shl (i32.sub (local.get $x1) (local.get $x0)) (i32.const 2))))
+            (loop $tiles
+              (local.set $slot (i32.load (local.get $t)))
+              (i32.store (local.get $t) (i32.add (local.get $slot) (i32.const 1)))
+              (i32.store (i32.add (local.get $record_keys) (i32.shl (local.get $slot) (i32.const 2))) (local.get $key))
+              (local.set $dst (i32.add (local.get $records) (i32.mul (local.get $slot) (i32.const 48))))
+              (v128.store offset=0 (local.get $dst) (local.get $v0))
+              (v128.store offset=16 (local.get $dst) (local.get $v1))
+              (v128.store offset=32 (local.get $dst) (local.get $v2))
+              (local.set $t (i32.add (local.get $t) (i32.const 4)))
+              (br_if $tiles (i32.lt_u (local.get $t) (local.get $e))))
+            (local.set $ty (i32.add (local.get $ty) (i32.const 1)))
+            (br $rows)))
+        (local.set $proj (i32.add (local.get $proj) (i32.const 64)))
+        (local.set $keys (i32.add (local.get $keys) (i32.const 4)))
+        (br $gaussians))))
+
+  ;; Copies the n records of the run starting at slot `begin` into `run`, record i to slot rank[i]: reading the
+  ;; run in memory order (which the prefetcher streams in) and writing in depth order into `run`, which is small
+  ;; enough to stay in cache.
+  (func (export "scatter_run") (param $records i32) (param $begin i32) (param $rank i32) (param $n i32) (param $run i32)
+    (local $src i32) (local $end i32) (local $dst i32)
+    (local.set $src (i32.add (local.get $records) (i32.mul (local.get $begin) (i32.const 48))))
+    (local.set $end (i32.add (local.get $rank) (i32.shl (local.get $n) (i32.const 2))))
+    (block $done
+      (loop $records_loop
+        (br_if $done (i32.ge_u (local.get $rank) (local.get $end)))
+        (local.set $dst (i32.add (local.get $run) (i32.mul (i32.load (local.get $rank)) (i32.const 48))))
+        (v128.store offset=0 (local.get $dst) (v128.load offset=0 (local.get $src)))
+        (v128.store offset=16 (local.get $dst) (v128.load offset=16 (local.get $src)))
+        (v128.store offset=32 (local.get $dst) (v128.load offset=32 (local.get $src)))
+        (local.set $src (i32.add (local.get $src) (i32.const 48)))
+        (local.set $rank (i32.add (local.get $rank) (i32.const 4)))
+        (br $records_loop))))
 )

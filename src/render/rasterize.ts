@@ -107,12 +107,13 @@ export class Rasterizer {
       throw new Error(`tile rows must satisfy 0 <= row0 < row1 <= ${tilesY}, got ${row0}..${row1}`);
     }
     const visible = this.project(cloud, camera, row0, row1);
-    this.bin(visible, tilesX * tilesY, tilesX);
     const outY0 = row0 * this.tile;
     const bytes = camera.width * (Math.min(row1 * this.tile, camera.height) - outY0) * options.channels;
     if (this.wasm) {
-      this.wasm.reserveComposite(this.runOrder[0].length * P, bytes);
-      this.runRecords = this.wasm.run;
+      const longest = this.binInKernel(this.wasm, visible, tilesX * tilesY, tilesX);
+      this.wasm.reserveComposite(longest, bytes);
+    } else {
+      this.bin(visible, tilesX * tilesY, tilesX);
     }
     for (let ty = row0; ty < row1; ty++) {
       for (let tx = 0; tx < tilesX; tx++) {
@@ -207,6 +208,24 @@ export class Rasterizer {
     return v;
   }
 
+  /** bin() with the kernel's count and copy loops, into its memory; returns the longest run. */
+  private binInKernel(kernel: RenderKernel, n: number, tiles: number, tilesX: number): number {
+    const total = kernel.countTiles(n, tiles, tilesX);
+    if (total > MAX_PAIRS) throw new Error(`${total} tile-Gaussian pairs exceed the renderer's limit of ${MAX_PAIRS}: the splats are too large on screen`);
+    let start = kernel.tiles;
+    let longest = 0;
+    for (let t = 0; t < tiles; t++) {
+      if (start[t + 1] > longest) longest = start[t + 1];
+      start[t + 1] += start[t];
+    }
+    this.growRunScratch(longest);
+    kernel.fillTiles(n, tilesX, total, Math.min(Math.ceil(total * 1.25), MAX_PAIRS) + 16);
+    start = kernel.tiles; // the records may have grown: views are new
+    for (let t = tiles; t > 0; t--) start[t] = start[t - 1];
+    start[0] = 0;
+    return longest;
+  }
+
   /**
    * Counting sort of (tile, Gaussian) pairs into per-tile runs of records, walking the records in projection
    * order: the reads are sequential, and the writes go to one cursor per tile. Copying the record into the run
@@ -230,29 +249,36 @@ export class Rasterizer {
       this.records = new Float32Array(cap * P);
       this.recordKeys = new Int32Array(cap);
     }
-    // A run holds each Gaussian at most once, so this scratch never exceeds the visible count (unlike `records`).
-    if (this.runOrder[0].length < longest) {
-      const cap = Math.ceil(longest * 1.25) + 16;
-      this.runKeys = [new Int32Array(cap), new Int32Array(cap)];
-      this.runOrder = [new Int32Array(cap), new Int32Array(cap)];
-      if (!this.wasm) this.runRecords = new Float32Array(cap * P); // the kernel's run lives in its memory (reserve)
-      this.buckets = new Int32Array(2 * cap + 1);
-    }
+    if (this.growRunScratch(longest)) this.runRecords = new Float32Array(this.runOrder[0].length * P);
     fillTiles(this.proj, this.keys, n, tilesX, start, this.records, this.recordKeys);
     // fillTiles advanced each start[t] to the end of tile t's run: shift back by one tile.
     for (let t = tiles; t > 0; t--) start[t] = start[t - 1];
     start[0] = 0;
   }
 
-  /** Copies one tile's run into runRecords in depth order (stable); returns its length. */
+  /** Sizes the per-run sort scratch for runs of `longest` records; returns whether it grew. */
+  private growRunScratch(longest: number): boolean {
+    // A run holds each Gaussian at most once, so this scratch never exceeds the visible count (unlike `records`).
+    if (this.runOrder[0].length >= longest) return false;
+    const cap = Math.ceil(longest * 1.25) + 16;
+    this.runKeys = [new Int32Array(cap), new Int32Array(cap)];
+    this.runOrder = [new Int32Array(cap), new Int32Array(cap)];
+    this.buckets = new Int32Array(2 * cap + 1);
+    return true;
+  }
+
+  /** Copies one tile's run in depth order (stable) into the run the compositing loop reads; returns its length. */
   private sortRun(tile: number): number {
-    const begin = this.tileStart[tile], n = this.tileStart[tile + 1] - begin;
+    const kernel = this.wasm;
+    const starts = kernel ? kernel.tiles : this.tileStart, keys = kernel ? kernel.recordKeys : this.recordKeys;
+    const begin = starts[tile], n = starts[tile + 1] - begin;
     const k0 = this.runKeys[0], k1 = this.runKeys[1], i0 = this.runOrder[0], i1 = this.runOrder[1];
     // Both sorts are stable by the full key, so either gives the same order.
-    const order = bucketSortRun(this.recordKeys, begin, n, k0, i0, this.buckets) ? i0 : radixSortRun(this.recordKeys, begin, n, k0, i0, k1, i1, this.histogram);
-    const rank = order === i0 ? i1 : i0;
+    const order = bucketSortRun(keys, begin, n, k0, i0, this.buckets) ? i0 : radixSortRun(keys, begin, n, k0, i0, k1, i1, this.histogram);
+    const rank = kernel ? kernel.order : order === i0 ? i1 : i0;
     for (let j = 0; j < n; j++) rank[order[j] - begin] = j;
-    scatterRun(this.records, begin, rank, n, this.runRecords);
+    if (kernel) kernel.scatterRun(begin, n);
+    else scatterRun(this.records, begin, rank, n, this.runRecords);
     return n;
   }
 
