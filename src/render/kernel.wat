@@ -5,10 +5,10 @@
 ;;   params:  the camera of the render (see RenderKernel.project)
 ;;   proj:    16 f32 per visible Gaussian, written by `project`, and its depth key
 ;;   tiles:   per tile, where its run starts
-;;   records: every tile's run of records, 12 f32 each: mx my a b c L opacity r g b reach (and one spare),
-;;            and their depth keys
+;;   records: every tile's run of records, 12 x 4 bytes each: mx my a b c columns opacity r g b rows (and one
+;;            spare), where columns and rows are the pixel range [first, last] where the ellipse can reach 1/255,
+;;            as two i16 (first in the low half), and their depth keys
 ;;   run:     the records of the tile being composited, in depth order
-;;            (conic a b c; L = 2 ln(255 opacity); reach = sqrt(L cov_yy), the half-height of the ellipse)
 ;;   acc:     four planes (T, r, g, b) of 32 rows x 36 f32; rows are longer than 32 so that a 4-lane load at
 ;;            column 31 stays inside its row; T is set to 1 and r g b to 0 before each tile
 ;;   open:    32 i32 row masks, bit x set while pixel x of that row is still open
@@ -31,8 +31,7 @@
     (local $end i32) (local $y0 i32) (local $y1 i32) (local $py i32) (local $bx0 i32) (local $bx1 i32)
     (local $box i32) (local $mask i32) (local $row_mask i32) (local $x i32) (local $lanes i32) (local $stops i32)
     (local $row_ptr i32) (local $cell i32)
-    (local $mx f64) (local $my f64) (local $a f64) (local $b f64) (local $c f64) (local $L f64) (local $reach f64)
-    (local $sx f64) (local $ox f64) (local $half_width f64) (local $dy f64)
+    (local $range i32) (local $ox f32) (local $oy f32) (local $b f32) (local $hc f32) (local $dy f32)
     (local $ha v128) (local $bdy v128) (local $hcdy2 v128) (local $op v128)
     (local $cr v128) (local $cg v128) (local $cb v128)
     (local $dx v128) (local $sigma v128) (local $alpha v128) (local $valid v128) (local $t v128) (local $next v128)
@@ -43,42 +42,31 @@
         (br_if $done (i32.ge_u (local.get $rec) (local.get $end)))
         (br_if $done (i32.eqz (local.get $open_rows)))
         (block $next_record
-          (local.set $mx (f64.promote_f32 (f32.load offset=0 (local.get $rec))))
-          (local.set $my (f64.promote_f32 (f32.load offset=4 (local.get $rec))))
-          (local.set $a (f64.promote_f32 (f32.load offset=8 (local.get $rec))))
-          (local.set $b (f64.promote_f32 (f32.load offset=12 (local.get $rec))))
-          (local.set $c (f64.promote_f32 (f32.load offset=16 (local.get $rec))))
-          (local.set $L (f64.promote_f32 (f32.load offset=20 (local.get $rec))))
-          (local.set $reach (f64.promote_f32 (f32.load offset=40 (local.get $rec))))
-          ;; rows of the ellipse within the tile
-          (local.set $y0 (i32.trunc_sat_f64_s (f64.ceil (f64.sub (f64.sub (local.get $my) (f64.const 0.5)) (local.get $reach)))))
-          (local.set $y1 (i32.trunc_sat_f64_s (f64.floor (f64.add (f64.sub (local.get $my) (f64.const 0.5)) (local.get $reach)))))
+          ;; the pixel rows and columns where the ellipse can reach 1/255 (precomputed by `project`, two i16 each),
+          ;; within the tile; columns become tile-relative
+          (local.set $range (i32.load offset=40 (local.get $rec)))
+          (local.set $y0 (i32.shr_s (i32.shl (local.get $range) (i32.const 16)) (i32.const 16)))
+          (local.set $y1 (i32.shr_s (local.get $range) (i32.const 16)))
           (if (i32.lt_s (local.get $y0) (local.get $py0)) (then (local.set $y0 (local.get $py0))))
           (if (i32.ge_s (local.get $y1) (i32.add (local.get $py0) (local.get $rows)))
             (then (local.set $y1 (i32.sub (i32.add (local.get $py0) (local.get $rows)) (i32.const 1)))))
           (br_if $next_record (i32.gt_s (local.get $y0) (local.get $y1)))
-          ;; columns of its bounding box (half-width sqrt(L cov_xx), widened by 1/64 px against rounding):
-          ;; one to a few 4-lane groups per row for the small splats of typical assets
-          (local.set $sx (f64.sub (f64.sub (local.get $mx) (f64.const 0.5)) (f64.convert_i32_s (local.get $px0))))
-          (local.set $half_width (f64.add (f64.sqrt (f64.mul (local.get $L)
-            (f64.div (local.get $c) (f64.sub (f64.mul (local.get $a) (local.get $c)) (f64.mul (local.get $b) (local.get $b))))))
-            (f64.const 0.015625)))
-          (if (f64.lt (local.get $half_width) (f64.const 64))
-            (then
-              (local.set $bx0 (i32.trunc_sat_f64_s (f64.ceil (f64.sub (local.get $sx) (local.get $half_width)))))
-              (local.set $bx1 (i32.trunc_sat_f64_s (f64.floor (f64.add (local.get $sx) (local.get $half_width)))))
-              (if (i32.lt_s (local.get $bx0) (i32.const 0)) (then (local.set $bx0 (i32.const 0))))
-              (if (i32.ge_s (local.get $bx1) (local.get $cols)) (then (local.set $bx1 (i32.sub (local.get $cols) (i32.const 1))))))
-            (else ;; NaN or huge: every column
-              (local.set $bx0 (i32.const 0))
-              (local.set $bx1 (i32.sub (local.get $cols) (i32.const 1)))))
+          (local.set $range (i32.load offset=20 (local.get $rec)))
+          (local.set $bx0 (i32.sub (i32.shr_s (i32.shl (local.get $range) (i32.const 16)) (i32.const 16)) (local.get $px0)))
+          (local.set $bx1 (i32.sub (i32.shr_s (local.get $range) (i32.const 16)) (local.get $px0)))
+          (if (i32.lt_s (local.get $bx0) (i32.const 0)) (then (local.set $bx0 (i32.const 0))))
+          (if (i32.ge_s (local.get $bx1) (local.get $cols)) (then (local.set $bx1 (i32.sub (local.get $cols) (i32.const 1)))))
           (br_if $next_record (i32.gt_s (local.get $bx0) (local.get $bx1)))
+          ;; one to a few 4-lane groups per row for the small splats of typical assets
           (local.set $box (i32.shl
             (i32.sub (i32.shl (i32.const 2) (i32.sub (local.get $bx1) (local.get $bx0))) (i32.const 1))
             (local.get $bx0)))
-          ;; lane constants: dx of column x is x + ox
-          (local.set $ox (f64.sub (f64.add (f64.convert_i32_s (local.get $px0)) (f64.const 0.5)) (local.get $mx)))
-          (local.set $ha (f32x4.splat (f32.demote_f64 (f64.mul (local.get $a) (f64.const 0.5)))))
+          ;; dx of column x is x + ox, dy of row py is py + oy (pixel centres at +0.5, as gsplat)
+          (local.set $ox (f32.sub (f32.add (f32.convert_i32_s (local.get $px0)) (f32.const 0.5)) (f32.load offset=0 (local.get $rec))))
+          (local.set $oy (f32.sub (f32.const 0.5) (f32.load offset=4 (local.get $rec))))
+          (local.set $b (f32.load offset=12 (local.get $rec)))
+          (local.set $hc (f32.mul (f32.load offset=16 (local.get $rec)) (f32.const 0.5)))
+          (local.set $ha (f32x4.splat (f32.mul (f32.load offset=8 (local.get $rec)) (f32.const 0.5))))
           (local.set $op (v128.load32_splat offset=24 (local.get $rec)))
           (local.set $cr (v128.load32_splat offset=28 (local.get $rec)))
           (local.set $cg (v128.load32_splat offset=32 (local.get $rec)))
@@ -91,9 +79,9 @@
             (if (i32.and (local.get $row_mask) (local.get $box))
               (then
                 (local.set $mask (local.get $row_mask))
-                (local.set $dy (f64.sub (f64.add (f64.convert_i32_s (local.get $py)) (f64.const 0.5)) (local.get $my)))
-                (local.set $bdy (f32x4.splat (f32.demote_f64 (f64.mul (local.get $b) (local.get $dy)))))
-                (local.set $hcdy2 (f32x4.splat (f32.demote_f64 (f64.mul (f64.mul (f64.mul (local.get $c) (f64.const 0.5)) (local.get $dy)) (local.get $dy)))))
+                (local.set $dy (f32.add (f32.convert_i32_s (local.get $py)) (local.get $oy)))
+                (local.set $bdy (f32x4.splat (f32.mul (local.get $b) (local.get $dy))))
+                (local.set $hcdy2 (f32x4.splat (f32.mul (f32.mul (local.get $hc) (local.get $dy)) (local.get $dy))))
                 (local.set $x (local.get $bx0))
                 (loop $groups
                   ;; open lanes of the group's columns inside the box
@@ -101,7 +89,7 @@
                   (if (local.get $lanes)
                     (then
                       (local.set $dx (f32x4.add
-                        (f32x4.splat (f32.demote_f64 (f64.add (f64.convert_i32_s (local.get $x)) (local.get $ox))))
+                        (f32x4.splat (f32.add (f32.convert_i32_s (local.get $x)) (local.get $ox)))
                         (v128.const f32x4 0 1 2 3)))
                       ;; sigma = (a/2 dx + b dy) dx + c/2 dy^2
                       (local.set $sigma (f32x4.add
@@ -226,9 +214,9 @@
       (v128.const f32x4 255 255 255 255))))
 
   ;; Projects Gaussians 4 at a time (the cloud is stored as FIELDS columns of `pitch` floats at `cloud`) and
-  ;; writes one 16-float record per visible Gaussian to `proj` (mx my a b c L opacity r g b reach x0 y0 x1 y1 -,
+  ;; writes one 16-float record per visible Gaussian to `proj` (mx my a b c columns opacity r g b rows x0 y0 x1 y1 -,
   ;; the last four its tile rectangle) and its depth key to `keys`; returns how many. `params` holds the camera
-  ;; (see Kernel.project); `scratch` is 256 bytes for the transposed records and 16 for the depth keys.
+  ;; (see RenderKernel.project); `scratch` is 256 bytes for the transposed records and 16 for the depth keys.
   ;; As gsplat: centres outside [near, far] culled, Jacobian with clamped x/z and y/z, 2D covariance plus 0.3 px,
   ;; extent ceil(min(3.33, sqrt(2 ln(255 opacity))) sigma), footprints off the image culled.
   (func (export "project")
@@ -315,21 +303,26 @@
         (then
           (local.set $inv (f32x4.div (v128.const f32x4 1 1 1 1) (local.get $det)))
           (local.set $L (f32x4.mul (local.get $ln_reach) (v128.const f32x4 2 2 2 2)))
-          ;; record fields in four groups of four: mx my a b | c L opacity r | g b reach x0 | y0 x1 y1 -
+          ;; record fields in four groups of four: mx my a b | c columns opacity r | g b rows x0 | y0 x1 y1 -
           (local.set $q0 (local.get $mx))
           (local.set $q1 (local.get $my))
           (local.set $q2 (f32x4.mul (local.get $cyy) (local.get $inv)))
           (local.set $q3 (f32x4.mul (f32x4.neg (local.get $cxy)) (local.get $inv)))
           (call $transpose (local.get $q0) (local.get $q1) (local.get $q2) (local.get $q3) (local.get $scratch))
           (local.set $q0 (f32x4.mul (local.get $cxx) (local.get $inv)))
-          (local.set $q1 (local.get $L))
+          ;; a dx^2 + 2 b dx dy + c dy^2 <= L, where alpha can reach 1/255, spans |dx| <= sqrt(L cov_xx) and
+          ;; |dy| <= sqrt(L cov_yy); widened by 1/64 px against rounding (each pixel is then tested exactly)
+          (local.set $q1 (call $pixel_range (local.get $mx)
+            (f32x4.add (f32x4.sqrt (f32x4.mul (local.get $L) (local.get $cxx))) (v128.const f32x4 0.015625 0.015625 0.015625 0.015625))
+            (v128.load32_splat offset=64 (local.get $params))))
           (local.set $q2 (v128.load (i32.add (local.get $column) (i32.mul (local.get $pitch4) (i32.const 12)))))
           (local.set $q3 (v128.load (i32.add (local.get $column) (i32.mul (local.get $pitch4) (i32.const 9)))))
           (call $transpose (local.get $q0) (local.get $q1) (local.get $q2) (local.get $q3) (i32.add (local.get $scratch) (i32.const 16)))
           (local.set $q0 (v128.load (i32.add (local.get $column) (i32.mul (local.get $pitch4) (i32.const 10)))))
           (local.set $q1 (v128.load (i32.add (local.get $column) (i32.mul (local.get $pitch4) (i32.const 11)))))
-          ;; rows where the ellipse can reach 1/255: |dy| <= sqrt(L cov_yy)
-          (local.set $q2 (f32x4.sqrt (f32x4.mul (local.get $L) (local.get $cyy))))
+          (local.set $q2 (call $pixel_range (local.get $my)
+            (f32x4.add (f32x4.sqrt (f32x4.mul (local.get $L) (local.get $cyy))) (v128.const f32x4 0.015625 0.015625 0.015625 0.015625))
+            (v128.load32_splat offset=68 (local.get $params))))
           (call $transpose (local.get $q0) (local.get $q1) (local.get $q2) (local.get $rx0) (i32.add (local.get $scratch) (i32.const 32)))
           (call $transpose (local.get $ry0) (local.get $rx1) (local.get $ry1) (v128.const f32x4 0 0 0 0) (i32.add (local.get $scratch) (i32.const 48)))
           ;; each lane's record goes to slot v, and v advances only for visible lanes (branch-free compaction)
@@ -350,6 +343,21 @@
       (local.set $i (i32.add (local.get $i) (i32.const 4)))
       (br $gaussians)))
     (local.get $v))
+
+  ;; The pixels [first, last] whose centres lie within `half` of `centre` (first = ceil(centre - 0.5 - half),
+  ;; last = floor(centre - 0.5 + half)), limited to [-1, size], packed as two i16: first | last << 16.
+  (func $pixel_range (param $centre v128) (param $half v128) (param $size v128) (result v128)
+    (local $c v128)
+    (local.set $c (f32x4.sub (local.get $centre) (v128.const f32x4 0.5 0.5 0.5 0.5)))
+    (v128.or
+      (v128.and
+        (i32x4.trunc_sat_f32x4_s (f32x4.pmin (f32x4.pmax (f32x4.ceil (f32x4.sub (local.get $c) (local.get $half)))
+          (v128.const f32x4 -1 -1 -1 -1)) (local.get $size)))
+        (v128.const i32x4 0xffff 0xffff 0xffff 0xffff))
+      (i32x4.shl
+        (i32x4.trunc_sat_f32x4_s (f32x4.pmin (f32x4.pmax (f32x4.floor (f32x4.add (local.get $c) (local.get $half)))
+          (v128.const f32x4 -1 -1 -1 -1)) (local.get $size)))
+        (i32.const 16))))
 
   ;; Stores the 4x4 transpose of rows a b c d: lane k of each row, in order, at out + 64 k (16 bytes each).
   (func $transpose (param $a v128) (param $b v128) (param $c v128) (param $d v128) (param $out i32)
