@@ -1,0 +1,57 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { orbitCamera, prepareCloud, Rasterizer, validatorCameras, type RasterOptions } from '../src/render/index.js';
+import { ballCloud } from './helpers/clouds.js';
+import { loadFixtureCloud } from './helpers/fixtures.js';
+
+const WHITE_RGB: RasterOptions = { background: [1, 1, 1], channels: 3 };
+
+/** PSNR and the largest difference of two images of the same size. */
+function compare(a: Uint8Array, b: Uint8Array): { psnr: number; maxDiff: number } {
+  expect(a.length).toBe(b.length);
+  let se = 0, maxDiff = 0;
+  for (let i = 0; i < a.length; i++) {
+    const d = Math.abs(a[i] - b[i]);
+    se += d * d;
+    if (d > maxDiff) maxDiff = d;
+  }
+  return { psnr: se === 0 ? Infinity : 10 * Math.log10((255 * 255) / (se / a.length)), maxDiff };
+}
+
+describe('WebAssembly kernel', () => {
+  it('matches the scalar reference loops on both fixtures (float32 against doubles)', () => {
+    for (const name of ['hamburger.ply', 'robocop.ply']) {
+      const cloud = prepareCloud(loadFixtureCloud(name), { extent: 1.5 });
+      const fast = new Rasterizer(32, 'wasm'), reference = new Rasterizer(32, 'js');
+      expect([fast.kernel, reference.kernel]).toEqual(['wasm', 'js']);
+      for (const camera of validatorCameras(5, 200).slice(0, 4)) {
+        const { psnr, maxDiff } = compare(fast.render(cloud, camera, WHITE_RGB), reference.render(cloud, camera, WHITE_RGB));
+        // Rounding differences move a handful of pixels by a level or two; a wrong kernel moves thousands.
+        expect(psnr, name).toBeGreaterThan(80);
+        expect(maxDiff, name).toBeLessThanOrEqual(3);
+      }
+    }
+  });
+
+  it('keeps rendering correctly as its memory grows and scenes change', () => {
+    const small = prepareCloud(ballCloud(500, 0.5, 3), { extent: 1.5 });
+    const large = prepareCloud(ballCloud(60_000, 0.5, 4), { extent: 1.5 });
+    const camera = orbitCamera({ azimuth: 20, elevation: -15, radius: 2.5 }, { width: 160, height: 120, fov: 49.1 });
+    const big = orbitCamera({ azimuth: 20, elevation: -15, radius: 2.5 }, { width: 700, height: 500, fov: 49.1 });
+    const fresh = (cloud: typeof small, cam = camera) => Buffer.from(new Rasterizer().render(cloud, cam, WHITE_RGB));
+    const reused = new Rasterizer();
+    const frames = [
+      [small, camera], [large, big], [small, camera], [large, camera], [small, big],
+    ] as const;
+    for (const [cloud, cam] of frames) {
+      // Each render must equal a fresh rasteriser's: nothing left over from a smaller or larger earlier scene.
+      expect(Buffer.compare(Buffer.from(reused.render(cloud, cam, WHITE_RGB)), fresh(cloud, cam))).toBe(0);
+    }
+  });
+
+  it('is assembled from the committed kernel.wat (npm run build:wasm)', async () => {
+    const { stdout, stderr } = await promisify(execFile)(process.execPath, ['scripts/build-wasm.mjs', '--check']);
+    expect(stdout + stderr).toBe('');
+  });
+});
