@@ -1,6 +1,7 @@
 /**
  * Renderer benchmarks (the targets of docs/rendering.md): the validator's 16 views at 518^2 of both fixtures,
- * a 96-frame 512^2 turntable of robocop.ply including encoding, and the peak memory of a 1088^2 turntable.
+ * one core's time per view with the WebAssembly kernel and with the scalar reference loops, a 96-frame 512^2
+ * turntable of robocop.ply including encoding, and the peak memory of a 1088^2 turntable.
  * Prints medians over several runs; the pool is warmed first (worker start-up is reported separately).
  * BENCH_RUNS overrides the number of runs; BENCH_THREADS the worker count (default: one per core).
  */
@@ -10,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { prepareCloud, RenderPool, renderTurntable, validatorCameras, WHITE } from '../src/render/index.js';
+import { prepareCloud, Rasterizer, RenderPool, renderTurntable, validatorCameras, WHITE } from '../src/render/index.js';
 import { configSchema } from '../src/config/schema.js';
 import { decodePly } from '../src/splat/ply.js';
 import { median } from './stats.js';
@@ -53,6 +54,7 @@ export async function run(): Promise<void> {
     }
 
     const robocop = decodePly(readFileSync(fixture('robocop.ply')));
+    oneCore(robocop);
     const settings = { ...configSchema.parse({}).render, frames: 96 };
     const dir = await mkdtemp(join(tmpdir(), 'fast3d-bench-'));
     try {
@@ -70,6 +72,24 @@ export async function run(): Promise<void> {
     await pool.close();
   }
   await peakMemory();
+}
+
+/** One core, in this thread: the WebAssembly kernel against the scalar reference loops, per validator view. */
+function oneCore(cloud: ReturnType<typeof decodePly>): void {
+  const prepared = prepareCloud(cloud, { extent: 1.5 });
+  const cameras = validatorCameras(16, 518).slice(0, 15); // the 16th repeats the first
+  const perView: Record<string, number> = {};
+  for (const kernel of ['wasm', 'js'] as const) {
+    const rasterizer = new Rasterizer(undefined, kernel);
+    const times: number[] = [];
+    for (let i = 0; i <= Math.max(3, Math.ceil(runs / 2)); i++) {
+      const start = performance.now();
+      for (const camera of cameras) rasterizer.render(prepared, camera, { background: WHITE, channels: 4 });
+      if (i > 0) times.push((performance.now() - start) / cameras.length);
+    }
+    perView[kernel] = median(times);
+  }
+  console.log(`one core, robocop.ply validator views 518^2: kernel ${fmt(perView.wasm)} per view, scalar reference loops ${fmt(perView.js)} (${(perView.js / perView.wasm).toFixed(2)}x)`);
 }
 
 /** Runs `fast3d turntable` at 1088^2 in a child process and samples the RSS of it and its ffmpeg every 10 ms. */
