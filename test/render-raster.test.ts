@@ -89,6 +89,12 @@ describe('rasteriser', () => {
     expect(Buffer.compare(Buffer.from(views[0].data), Buffer.from(views[1].data))).not.toBe(0);
   });
 
+  it('refuses images wider or taller than it can address, with a clear error', () => {
+    const cloud = prepareCloud(blobCloud([{ at: [0, 0, 0], sigma: 0.1, colour: [1, 0, 0], opacity: 0.5 }]), { extent: null });
+    const wide = orbitCamera({ azimuth: 0, elevation: 0, radius: 2.5 }, { width: 16385, height: 8, fov: 49.1 });
+    expect(() => new Rasterizer().render(cloud, wide, { background: [1, 1, 1], channels: 3 })).toThrow(/limited to 16384 pixels per side/);
+  });
+
   it('refuses, without crashing, a cloud whose splats would cover the screen millions of times', async () => {
     const blobs = Array.from({ length: 30_000 }, (_, i) => ({ at: [i * 1e-6, 0, 0] as [number, number, number], sigma: 5, colour: [1, 0, 0] as [number, number, number], opacity: 0.5 }));
     const cloud = prepareCloud(blobCloud(blobs), { extent: null });

@@ -27,6 +27,8 @@ const T_MIN = 1e-4;
 const MAX_EXTEND = 3.33;
 /** Projected record: mx my conicA conicB conicC L(=2 ln(255 op)) opacity r g b rowReach */
 const P = 11;
+/** Largest image side: the kernel packs pixel ranges into 16-bit halves. */
+export const MAX_SIDE = 16384;
 /** Most (tile, Gaussian) pairs one render may hold: 24M records of 44 bytes, about 1 GiB. */
 const MAX_PAIRS = 24_000_000;
 /** Stride of the projection buffer: the record, then its tile rectangle x0 y0 x1 y1 (16 floats, one cache line). */
@@ -101,6 +103,9 @@ export class Rasterizer {
     cloud: PreparedCloud, camera: Camera, options: RasterOptions, row0: number, row1: number,
     out: Uint8Array = new Uint8Array(camera.width * (Math.min(row1 * this.tile, camera.height) - row0 * this.tile) * options.channels),
   ): Uint8Array {
+    if (!(camera.width <= MAX_SIDE && camera.height <= MAX_SIDE)) {
+      throw new Error(`images are limited to ${MAX_SIDE} pixels per side, got ${camera.width} x ${camera.height}`);
+    }
     const tilesX = Math.ceil(camera.width / this.tile);
     const tilesY = Math.ceil(camera.height / this.tile);
     if (!(Number.isInteger(row0) && Number.isInteger(row1) && row0 >= 0 && row0 < row1 && row1 <= tilesY)) {
