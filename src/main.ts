@@ -6,6 +6,7 @@ import { serve, type ServerType } from '@hono/node-server';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { compose } from './compose.js';
+import { sharedRenderPool } from './render/index.js';
 import type { Stages } from './pipelines/stages.js';
 import { createLogger } from './runtime/log.js';
 import { VERSION } from './version.js';
@@ -32,6 +33,13 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
 
   if (service.mode === 'preview') printPreviewBanner();
   void service.start();
+  // Start the render workers now, so the first validator views or video do not wait for them.
+  const renderPool = sharedRenderPool(config.render.threads);
+  const warmStart = performance.now();
+  renderPool.warm().then(
+    () => logger.info({ workers: renderPool.started, ms: Math.round(performance.now() - warmStart) }, 'render workers ready'),
+    (err: Error) => logger.warn({ err: err.message }, 'render workers failed to start; they will be retried on first use'),
+  );
 
   const server = await new Promise<ServerType>((resolve, reject) => {
     const s = serve({ fetch: app.fetch, hostname: config.server.host, port: config.server.port }, () => resolve(s));

@@ -169,4 +169,20 @@ describe('rasteriser', () => {
       await pool.close();
     }
   });
+
+  it('warm() starts every worker before the first render, which then renders as usual', async () => {
+    const pool = new RenderPool(2);
+    try {
+      expect(pool.started).toBe(0);
+      await pool.warm();
+      expect(pool.started).toBe(2);
+      const cloud = prepareCloud(ballCloud(500), { extent: 1.5 });
+      const camera = orbitCamera({ azimuth: 30, elevation: -15, radius: 2.5 }, { width: 64, height: 48, fov: 49.1 });
+      const options = { background: [1, 1, 1] as const, channels: 3 as const };
+      expect(Buffer.compare(await pool.render(cloud, camera, options), new Rasterizer().render(cloud, camera, options))).toBe(0);
+      expect(pool.started).toBe(2);
+    } finally {
+      await pool.close();
+    }
+  });
 });
