@@ -6,11 +6,14 @@
  * pixel centres at +0.5, background added with the remaining T, output clipped to [0, 1] and truncated to
  * 8 bits like the validator's `(img * 255).to(uint8)`.
  *
- * Speed comes from the layout, not from approximations: a flat projected record per visible Gaussian, per-tile
- * runs of records filled by counting sort in projection order (sequential reads), a small radix sort by depth of
- * each run just before it is composited (while it is in cache), and per tile a Gaussian-major loop that visits only the pixels of each row where alpha can reach 1/255
- * (solved exactly from the conic), with per-pixel early termination and the whole tile stopping once every
- * pixel is opaque. No per-Gaussian objects; all scratch memory is reused between frames.
+ * Speed comes from the layout and from SIMD, not from approximations: a flat projected record per visible
+ * Gaussian, per-tile runs of records filled by counting sort in projection order (sequential reads), a small
+ * sort by depth of each run just before it is composited (while it is in cache), and per tile a Gaussian-major
+ * loop that visits only the pixels where alpha can reach 1/255, with per-pixel early termination and the whole
+ * tile stopping once every pixel is opaque. Projection, binning, compositing and the conversion to bytes run in
+ * the WebAssembly kernel (kernel.wat, four Gaussians or four pixels at once); this file keeps the steps, the
+ * per-tile sort and, as the reference the kernel is tested against, the same loops in scalar TypeScript.
+ * No per-Gaussian objects; all scratch memory is reused between frames.
  */
 import type { Camera } from './camera.js';
 import { PROJECTED, RenderKernel } from './kernel.js';
@@ -25,11 +28,11 @@ const EPS2D = 0.3;
 const MAX_ALPHA = 0.999;
 const T_MIN = 1e-4;
 const MAX_EXTEND = 3.33;
-/** Projected record: mx my conicA conicB conicC L(=2 ln(255 op)) opacity r g b rowReach */
+/** Record of the scalar loops: mx my conicA conicB conicC L(=2 ln(255 op)) opacity r g b rowReach */
 const P = 11;
 /** Largest image side: the kernel packs pixel ranges into 16-bit halves. */
 export const MAX_SIDE = 16384;
-/** Most (tile, Gaussian) pairs one render may hold: 24M records of 44 bytes, about 1 GiB. */
+/** Most (tile, Gaussian) pairs one render may hold: 24M records of 48 bytes (kernel), about 1.1 GiB. */
 const MAX_PAIRS = 24_000_000;
 /** Stride of the projection buffer: the record, then its tile rectangle x0 y0 x1 y1 (16 floats, one cache line). */
 const Q = PROJECTED;
