@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { orbitCamera, prepareCloud, Rasterizer, validatorCameras, type RasterOptions } from '../src/render/index.js';
-import { ballCloud } from './helpers/clouds.js';
+import { ballCloud, blobCloud } from './helpers/clouds.js';
 import { loadFixtureCloud } from './helpers/fixtures.js';
 
 const WHITE_RGB: RasterOptions = { background: [1, 1, 1], channels: 3 };
@@ -47,6 +47,39 @@ describe('WebAssembly kernel', () => {
     for (const [cloud, cam] of frames) {
       // Each render must equal a fresh rasteriser's: nothing left over from a smaller or larger earlier scene.
       expect(Buffer.compare(Buffer.from(reused.render(cloud, cam, WHITE_RGB)), fresh(cloud, cam))).toBe(0);
+    }
+  });
+
+  it('fails a render whose tile-Gaussian pairs pass 2^31 with the limit error, and renders the next one', () => {
+    // 513 splats each covering all 2048^2 one-pixel tiles: 2.15 billion pairs, past what 32 bits can count.
+    const blobs = Array.from({ length: 513 }, (_, i) => ({ at: [0.001 * i, 0, 0] as [number, number, number], sigma: 1, colour: [1, 0, 0] as [number, number, number], opacity: 0.9 }));
+    const huge = prepareCloud(blobCloud(blobs), { extent: null });
+    const camera = orbitCamera({ azimuth: 0, elevation: 0, radius: 2 }, { width: 2048, height: 2048, fov: 49.1 });
+    const rasterizer = new Rasterizer(1);
+    expect(() => rasterizer.render(huge, camera, WHITE_RGB)).toThrow(/over 2 billion tile-Gaussian pairs .* too large on screen/);
+    const small = prepareCloud(ballCloud(300), { extent: 1.5 });
+    const view = orbitCamera({ azimuth: 10, elevation: -15, radius: 2.5 }, { width: 40, height: 30, fov: 49.1 });
+    expect(Buffer.compare(Buffer.from(rasterizer.render(small, view, WHITE_RGB)), Buffer.from(new Rasterizer(1).render(small, view, WHITE_RGB)))).toBe(0);
+  });
+
+  it('keeps working for smaller scenes after its memory could not grow', () => {
+    const small = prepareCloud(ballCloud(500, 0.5, 3), { extent: 1.5 });
+    const large = prepareCloud(ballCloud(200_000, 0.5, 4), { extent: 1.5 });
+    const camera = orbitCamera({ azimuth: 20, elevation: -15, radius: 2.5 }, { width: 160, height: 120, fov: 49.1 });
+    const expected = Buffer.from(new Rasterizer().render(small, camera, WHITE_RGB));
+    const rasterizer = new Rasterizer();
+    rasterizer.render(small, camera, WHITE_RGB);
+    // As V8 does at its 4 GiB limit (or the system when out of memory): growing past a cap throws.
+    const grow = WebAssembly.Memory.prototype.grow;
+    WebAssembly.Memory.prototype.grow = function (this: WebAssembly.Memory, pages: number) {
+      if (this.buffer.byteLength / 65536 + pages > 200) throw new RangeError('WebAssembly.Memory.grow(): Maximum memory size exceeded');
+      return grow.call(this, pages);
+    };
+    try {
+      expect(() => rasterizer.render(large, camera, WHITE_RGB)).toThrow(/Maximum memory size exceeded/);
+      expect(Buffer.compare(Buffer.from(rasterizer.render(small, camera, WHITE_RGB)), expected)).toBe(0);
+    } finally {
+      WebAssembly.Memory.prototype.grow = grow;
     }
   });
 

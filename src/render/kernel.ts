@@ -148,20 +148,32 @@ export class RenderKernel {
     out.set(this.image.subarray(0, bytes));
   }
 
-  /** Gives `region` at least `bytes` bytes; the regions after it move (their contents are lost). */
+  /**
+   * Gives `region` `bytes` bytes; the regions after it move (their contents are lost). When the memory cannot
+   * grow that far, the layout stays as it was (so later, smaller renders still work) and the error is thrown.
+   */
   private reserve(region: Region, bytes: number): void {
+    const previous = this.bytes[region];
     this.bytes[region] = bytes;
-    this.layout();
+    try {
+      this.layout();
+    } catch (err) {
+      this.bytes[region] = previous;
+      this.layout(); // fits: the memory was already this large
+      throw err;
+    }
   }
 
   private layout(): void {
+    const offset = { ...this.offset };
     let at = REGIONS_OFFSET;
     for (const region of REGIONS) {
-      this.offset[region] = at;
+      offset[region] = at;
       at += Math.ceil(this.bytes[region] / 64) * 64; // each region starts on a cache line
     }
     const memory = this.exports.memory;
     if (at > memory.buffer.byteLength) memory.grow(Math.ceil((at - memory.buffer.byteLength) / PAGE));
+    Object.assign(this.offset, offset);
     // Growing detaches the old buffer, and regions may have moved: every view is made again.
     const buffer = memory.buffer;
     this.acc = new Float32Array(buffer, 0, 4 * PLANE);

@@ -372,10 +372,11 @@
     (v128.store offset=192 (local.get $out) (i8x16.shuffle 8 9 10 11 12 13 14 15 24 25 26 27 28 29 30 31 (local.get $ab_hi) (local.get $cd_hi))))
 
   ;; Adds each projected record's tiles to count[tile + 1] (`proj`: n records of 16 f32, the tile rectangle
-  ;; x0 y0 x1 y1 at floats 11-14); returns the number of (tile, record) pairs.
+  ;; x0 y0 x1 y1 at floats 11-14); returns the number of (tile, record) pairs, counted in 64 bits and
+  ;; saturated at 2^31 - 1 so that a pathological cloud reaches the caller's limit instead of wrapping.
   (func (export "count_tiles") (param $proj i32) (param $n i32) (param $tiles_x i32) (param $count i32) (result i32)
     (local $end i32) (local $x0 i32) (local $y0 i32) (local $x1 i32) (local $y1 i32) (local $ty i32) (local $t i32)
-    (local $e i32) (local $total i32)
+    (local $e i32) (local $total i64)
     (local.set $end (i32.add (local.get $proj) (i32.shl (local.get $n) (i32.const 6))))
     (block $done
       (loop $records
@@ -384,8 +385,8 @@
         (local.set $y0 (i32.trunc_sat_f32_s (f32.load offset=48 (local.get $proj))))
         (local.set $x1 (i32.trunc_sat_f32_s (f32.load offset=52 (local.get $proj))))
         (local.set $y1 (i32.trunc_sat_f32_s (f32.load offset=56 (local.get $proj))))
-        (local.set $total (i32.add (local.get $total)
-          (i32.mul (i32.sub (local.get $x1) (local.get $x0)) (i32.sub (local.get $y1) (local.get $y0)))))
+        (local.set $total (i64.add (local.get $total)
+          (i64.mul (i64.extend_i32_s (i32.sub (local.get $x1) (local.get $x0))) (i64.extend_i32_s (i32.sub (local.get $y1) (local.get $y0))))))
         (local.set $ty (local.get $y0))
         (block $rows_done
           (loop $rows
@@ -401,7 +402,8 @@
             (br $rows)))
         (local.set $proj (i32.add (local.get $proj) (i32.const 64)))
         (br $records)))
-    (local.get $total))
+    (select (i32.const 0x7fffffff) (i32.wrap_i64 (local.get $total))
+      (i64.gt_s (local.get $total) (i64.const 0x7fffffff))))
 
   ;; Copies each projected record (its first 12 floats: the 11 of a run record and one spare) with its depth
   ;; key into the runs of its tiles: record i goes to slot cursor[t]++ of every tile t it covers (48 bytes per

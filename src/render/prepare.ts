@@ -12,6 +12,10 @@ import { SH_C0, type GaussianCloud, type GaussianColumns } from '../splat/cloud.
 export const FIELDS = 14;
 export const ALPHA_MIN = 1 / 255;
 
+/**
+ * Read-only once made: render workers and kernels keep it per scene, recognised by the identity of `data`, so a
+ * changed cloud must be prepared again rather than edited in place.
+ */
 export interface PreparedCloud {
   readonly count: number;
   /** Distance between two columns, in floats: a multiple of 4, at least `count`. */

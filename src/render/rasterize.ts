@@ -218,8 +218,8 @@ export class Rasterizer {
 
   /** bin() with the kernel's count and copy loops, into its memory; returns the longest run. */
   private binInKernel(kernel: RenderKernel, n: number, tiles: number, tilesX: number): number {
-    const total = kernel.countTiles(n, tiles, tilesX);
-    if (total > MAX_PAIRS) throw new Error(`${total} tile-Gaussian pairs exceed the renderer's limit of ${MAX_PAIRS}: the splats are too large on screen`);
+    const total = kernel.countTiles(n, tiles, tilesX); // saturates at 2^31 - 1
+    if (total > MAX_PAIRS) throw tooManyPairs(total);
     let start = kernel.tiles;
     let longest = 0;
     for (let t = 0; t < tiles; t++) {
@@ -245,8 +245,7 @@ export class Rasterizer {
     const start = this.tileStart;
     start.fill(0, 0, tiles + 1);
     const total = countTiles(this.proj, n, tilesX, start);
-    // A pathological cloud (huge splats close to the camera) must fail this render, not exhaust the process.
-    if (total > MAX_PAIRS) throw new Error(`${total} tile-Gaussian pairs exceed the renderer's limit of ${MAX_PAIRS}: the splats are too large on screen`);
+    if (total > MAX_PAIRS) throw tooManyPairs(total);
     let longest = 0;
     for (let t = 0; t < tiles; t++) {
       if (start[t + 1] > longest) longest = start[t + 1];
@@ -560,4 +559,10 @@ function fillTiles(proj: Float32Array, keys: Int32Array, n: number, tilesX: numb
 /** Clip to [0, 1] and truncate, as the validator's `(clip(img, 0, 1) * 255).to(uint8)`. */
 function toByte(v: number): number {
   return v >= 1 ? 255 : v > 0 ? (v * 255) | 0 : 0;
+}
+
+/** A pathological cloud (huge splats close to the camera) must fail its render, not exhaust the process. */
+function tooManyPairs(total: number): Error {
+  const count = total >= 2 ** 31 - 1 ? 'over 2 billion' : String(total);
+  return new Error(`${count} tile-Gaussian pairs exceed the renderer's limit of ${MAX_PAIRS}: the splats are too large on screen`);
 }
