@@ -25,7 +25,13 @@ export async function assemble() {
   }
 }
 
-const text = await assemble();
+let text;
+try {
+  text = await assemble();
+} catch (err) {
+  console.error(err instanceof Error ? err.message : String(err));
+  process.exit(1);
+}
 if (process.argv.includes('--check')) {
   let current = '';
   try { current = readFileSync(target, 'utf8'); } catch { /* missing: differs */ }

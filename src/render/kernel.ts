@@ -5,7 +5,8 @@
  * laid out one after the other. A region that grows moves the ones after it, whose contents are then lost;
  * the order below makes that harmless, as each region is filled after the ones before it in a render:
  * cloud (kept across renders of one scene), projected records and their depth keys, where each tile's run
- * starts, the runs of records and their keys, the sort's ranks, the tile run being composited, the image.
+ * starts, the runs of records and their keys, the sort's ranks and scratch, the tile run being composited,
+ * the image.
  */
 import type { Camera } from './camera.js';
 import { kernelWasm } from './kernel-wasm.js';
@@ -25,8 +26,8 @@ export const PROJECTED = 16;
 /** Floats per record of a tile run (kernel.wat `fill_tiles`): the 11 the compositing loop reads, and a spare. */
 export const RECORD = 12;
 
-type Region = 'cloud' | 'proj' | 'keys' | 'tiles' | 'records' | 'recordKeys' | 'order' | 'run' | 'image';
-const REGIONS: readonly Region[] = ['cloud', 'proj', 'keys', 'tiles', 'records', 'recordKeys', 'order', 'run', 'image'];
+type Region = 'cloud' | 'proj' | 'keys' | 'tiles' | 'records' | 'recordKeys' | 'order' | 'sortKeys' | 'sortIndex' | 'buckets' | 'run' | 'image';
+const REGIONS: readonly Region[] = ['cloud', 'proj', 'keys', 'tiles', 'records', 'recordKeys', 'order', 'sortKeys', 'sortIndex', 'buckets', 'run', 'image'];
 
 let compiled: WebAssembly.Module | null = null;
 
@@ -36,14 +37,15 @@ interface Exports {
   count_tiles(proj: number, n: number, tilesX: number, count: number): number;
   fill_tiles(proj: number, keys: number, n: number, tilesX: number, cursor: number, records: number, recordKeys: number): void;
   scatter_run(records: number, begin: number, rank: number, n: number, run: number): void;
+  sort_run(keys: number, begin: number, n: number, k0: number, i0: number, count: number, rank: number): number;
   composite(rec: number, count: number, acc: number, open: number, px0: number, py0: number, cols: number, rows: number, openRows: number): number;
   readout(acc: number, cols: number, rows: number, out: number, pitch: number, channels: number, br: number, bg: number, bb: number): void;
 }
 
 export class RenderKernel {
   private readonly exports: Exports;
-  private readonly bytes: Record<Region, number> = { cloud: 0, proj: 0, keys: 0, tiles: 0, records: 0, recordKeys: 0, order: 0, run: 0, image: 0 };
-  private readonly offset: Record<Region, number> = { cloud: 0, proj: 0, keys: 0, tiles: 0, records: 0, recordKeys: 0, order: 0, run: 0, image: 0 };
+  private readonly bytes = Object.fromEntries(REGIONS.map((r) => [r, 0])) as Record<Region, number>;
+  private readonly offset = Object.fromEntries(REGIONS.map((r) => [r, 0])) as Record<Region, number>;
   private acc = new Float32Array(0);
   private open = new Int32Array(0);
   private params = new Float32Array(0);
@@ -114,13 +116,26 @@ export class RenderKernel {
     this.exports.fill_tiles(this.offset.proj, this.offset.keys, visible, tilesX, this.offset.tiles, this.offset.records, this.offset.recordKeys);
   }
 
-  /** Makes room for runs of up to `longest` records and an image of `imageBytes` bytes. */
+  /** Makes room for sorting and compositing runs of up to `longest` records, and for an image of `imageBytes` bytes. */
   reserveComposite(longest: number, imageBytes: number): void {
     if (this.bytes.order < longest * 4) {
-      this.reserve('order', longest * 4);
-      this.reserve('run', longest * RECORD * 4);
+      const cap = Math.ceil(longest * 1.25) + 16;
+      this.reserve('order', cap * 4);
+      this.reserve('sortKeys', cap * 4);
+      this.reserve('sortIndex', cap * 4);
+      this.reserve('buckets', (2 * cap + 2) * 4);
+      this.reserve('run', cap * RECORD * 4);
     }
     if (this.bytes.image < imageBytes) this.reserve('image', imageBytes);
+  }
+
+  /**
+   * Sorts the run of n records starting at `begin` by depth (stable) and leaves their ranks in `order`; returns
+   * false, having ranked nothing, when its keys are too unevenly spread for the kernel's bucket sort.
+   */
+  sortRun(begin: number, n: number): boolean {
+    const o = this.offset;
+    return this.exports.sort_run(o.recordKeys, begin, n, o.sortKeys, o.sortIndex, o.buckets, o.order) === 1;
   }
 
   /** Copies the n records of the run starting at `begin` into the tile run, record i to slot order[i]. */

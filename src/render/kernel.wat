@@ -466,4 +466,99 @@
         (local.set $src (i32.add (local.get $src) (i32.const 48)))
         (local.set $rank (i32.add (local.get $rank) (i32.const 4)))
         (br $records_loop))))
+
+  ;; Sorts the run of n depth keys starting at index `begin` of `keys`, stably, and writes each record's rank
+  ;; (its position in depth order) to rank[i - begin]; `k0`, `i0` (n i32 each) and `count` (2 n + 2 i32) are
+  ;; scratch. As rasterize.ts bucketSortRun: one counting pass into one or two buckets per record by the keys'
+  ;; top bits, then an insertion sort. Returns 0, having ranked nothing, when the buckets are too uneven for the
+  ;; insertion sort (sum of squared bucket sizes above 8 n); the caller then sorts the run another way.
+  (func (export "sort_run")
+    (param $keys i32) (param $begin i32) (param $n i32) (param $k0 i32) (param $i0 i32) (param $count i32) (param $rank i32)
+    (result i32)
+    (local $p i32) (local $end i32) (local $k i32) (local $min i32) (local $max i32) (local $shift i32) (local $nb i32)
+    (local $b i32) (local $c i32) (local $sum i32) (local $squares i64) (local $d i32) (local $i i32) (local $j i32)
+    (local $o i32)
+    (if (i32.lt_s (local.get $n) (i32.const 2))
+      (then
+        (if (i32.eq (local.get $n) (i32.const 1)) (then (i32.store (local.get $rank) (i32.const 0))))
+        (return (i32.const 1))))
+    (local.set $p (i32.add (local.get $keys) (i32.shl (local.get $begin) (i32.const 2))))
+    (local.set $end (i32.add (local.get $p) (i32.shl (local.get $n) (i32.const 2))))
+    ;; keys are the bits of positive floats: non-negative
+    (local.set $min (i32.const 0x7fffffff))
+    (loop $range
+      (local.set $k (i32.load (local.get $p)))
+      (if (i32.lt_s (local.get $k) (local.get $min)) (then (local.set $min (local.get $k))))
+      (if (i32.gt_s (local.get $k) (local.get $max)) (then (local.set $max (local.get $k))))
+      (local.set $p (i32.add (local.get $p) (i32.const 4)))
+      (br_if $range (i32.lt_u (local.get $p) (local.get $end))))
+    ;; at most 2^(floor(log2 n) + 1) <= 2 n buckets, so clearing and summing them stays O(n)
+    (local.set $shift (i32.sub
+      (i32.sub (i32.const 32) (i32.clz (i32.sub (local.get $max) (local.get $min))))
+      (i32.sub (i32.const 32) (i32.clz (local.get $n)))))
+    (if (i32.lt_s (local.get $shift) (i32.const 0)) (then (local.set $shift (i32.const 0))))
+    (local.set $nb (i32.add (i32.shr_u (i32.sub (local.get $max) (local.get $min)) (local.get $shift)) (i32.const 1)))
+    (memory.fill (local.get $count) (i32.const 0) (i32.shl (i32.add (local.get $nb) (i32.const 1)) (i32.const 2)))
+    (local.set $p (i32.add (local.get $keys) (i32.shl (local.get $begin) (i32.const 2))))
+    (loop $histogram
+      (local.set $d (i32.add (local.get $count)
+        (i32.shl (i32.shr_u (i32.sub (i32.load (local.get $p)) (local.get $min)) (local.get $shift)) (i32.const 2))))
+      (i32.store offset=4 (local.get $d) (i32.add (i32.load offset=4 (local.get $d)) (i32.const 1)))
+      (local.set $p (i32.add (local.get $p) (i32.const 4)))
+      (br_if $histogram (i32.lt_u (local.get $p) (local.get $end))))
+    ;; prefix sums (count[b] becomes the first slot of bucket b), and the sum of squared sizes
+    (local.set $b (i32.const 1))
+    (loop $prefix
+      (local.set $d (i32.add (local.get $count) (i32.shl (local.get $b) (i32.const 2))))
+      (local.set $c (i32.load (local.get $d)))
+      (local.set $squares (i64.add (local.get $squares) (i64.mul (i64.extend_i32_s (local.get $c)) (i64.extend_i32_s (local.get $c)))))
+      (local.set $sum (i32.add (local.get $sum) (local.get $c)))
+      (i32.store (local.get $d) (local.get $sum))
+      (local.set $b (i32.add (local.get $b) (i32.const 1)))
+      (br_if $prefix (i32.le_s (local.get $b) (local.get $nb))))
+    (if (i64.gt_s (local.get $squares) (i64.mul (i64.extend_i32_s (local.get $n)) (i64.const 8))) (then (return (i32.const 0))))
+    ;; distribute keys and record indices into their buckets, in run order
+    (local.set $p (i32.add (local.get $keys) (i32.shl (local.get $begin) (i32.const 2))))
+    (local.set $i (local.get $begin))
+    (loop $distribute
+      (local.set $k (i32.load (local.get $p)))
+      (local.set $o (i32.add (local.get $count)
+        (i32.shl (i32.shr_u (i32.sub (local.get $k) (local.get $min)) (local.get $shift)) (i32.const 2))))
+      (local.set $d (i32.load (local.get $o)))
+      (i32.store (local.get $o) (i32.add (local.get $d) (i32.const 1)))
+      (i32.store (i32.add (local.get $k0) (i32.shl (local.get $d) (i32.const 2))) (local.get $k))
+      (i32.store (i32.add (local.get $i0) (i32.shl (local.get $d) (i32.const 2))) (local.get $i))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (local.set $p (i32.add (local.get $p) (i32.const 4)))
+      (br_if $distribute (i32.lt_u (local.get $p) (local.get $end))))
+    ;; insertion sort; strict comparison, so equal keys keep their run order (stable)
+    (local.set $i (i32.const 1))
+    (loop $insert
+      (local.set $k (i32.load (i32.add (local.get $k0) (i32.shl (local.get $i) (i32.const 2)))))
+      (if (i32.gt_s (i32.load (i32.add (local.get $k0) (i32.shl (i32.sub (local.get $i) (i32.const 1)) (i32.const 2)))) (local.get $k))
+        (then
+          (local.set $o (i32.load (i32.add (local.get $i0) (i32.shl (local.get $i) (i32.const 2)))))
+          (local.set $j (i32.sub (local.get $i) (i32.const 1)))
+          (block $placed
+            (loop $shift_up
+              (i32.store offset=4 (i32.add (local.get $k0) (i32.shl (local.get $j) (i32.const 2)))
+                (i32.load (i32.add (local.get $k0) (i32.shl (local.get $j) (i32.const 2)))))
+              (i32.store offset=4 (i32.add (local.get $i0) (i32.shl (local.get $j) (i32.const 2)))
+                (i32.load (i32.add (local.get $i0) (i32.shl (local.get $j) (i32.const 2)))))
+              (local.set $j (i32.sub (local.get $j) (i32.const 1)))
+              (br_if $placed (i32.lt_s (local.get $j) (i32.const 0)))
+              (br_if $shift_up (i32.gt_s (i32.load (i32.add (local.get $k0) (i32.shl (local.get $j) (i32.const 2)))) (local.get $k)))))
+          (i32.store offset=4 (i32.add (local.get $k0) (i32.shl (local.get $j) (i32.const 2))) (local.get $k))
+          (i32.store offset=4 (i32.add (local.get $i0) (i32.shl (local.get $j) (i32.const 2))) (local.get $o))))
+      (local.set $i (i32.add (local.get $i) (i32.const 1)))
+      (br_if $insert (i32.lt_s (local.get $i) (local.get $n))))
+    ;; ranks for scatter_run
+    (local.set $j (i32.const 0))
+    (loop $ranks
+      (i32.store
+        (i32.add (local.get $rank) (i32.shl (i32.sub (i32.load (i32.add (local.get $i0) (i32.shl (local.get $j) (i32.const 2)))) (local.get $begin)) (i32.const 2)))
+        (local.get $j))
+      (local.set $j (i32.add (local.get $j) (i32.const 1)))
+      (br_if $ranks (i32.lt_s (local.get $j) (local.get $n))))
+    (i32.const 1))
 )

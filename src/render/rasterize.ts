@@ -277,11 +277,17 @@ export class Rasterizer {
   /** Copies one tile's run in depth order (stable) into the run the compositing loop reads; returns its length. */
   private sortRun(tile: number): number {
     const kernel = this.wasm;
-    const starts = kernel ? kernel.tiles : this.tileStart, keys = kernel ? kernel.recordKeys : this.recordKeys;
+    const starts = kernel ? kernel.tiles : this.tileStart;
     const begin = starts[tile], n = starts[tile + 1] - begin;
+    if (kernel?.sortRun(begin, n)) {
+      kernel.scatterRun(begin, n);
+      return n;
+    }
+    const keys = kernel ? kernel.recordKeys : this.recordKeys;
     const k0 = this.runKeys[0], k1 = this.runKeys[1], i0 = this.runOrder[0], i1 = this.runOrder[1];
-    // Both sorts are stable by the full key, so either gives the same order.
-    const order = bucketSortRun(keys, begin, n, k0, i0, this.buckets) ? i0 : radixSortRun(keys, begin, n, k0, i0, k1, i1, this.histogram);
+    // Both sorts are stable by the full key, so either gives the same order. When the kernel declined, its
+    // bucket sort found the keys too unevenly spread, and so would bucketSortRun.
+    const order = !kernel && bucketSortRun(keys, begin, n, k0, i0, this.buckets) ? i0 : radixSortRun(keys, begin, n, k0, i0, k1, i1, this.histogram);
     const rank = kernel ? kernel.order : order === i0 ? i1 : i0;
     for (let j = 0; j < n; j++) rank[order[j] - begin] = j;
     if (kernel) kernel.scatterRun(begin, n);
