@@ -83,25 +83,48 @@ describe('WebAssembly kernel', () => {
     expect(Buffer.compare(Buffer.from(rasterizer.render(small, view, WHITE_RGB)), Buffer.from(new Rasterizer(1).render(small, view, WHITE_RGB)))).toBe(0);
   });
 
-  it('keeps working for smaller scenes after its memory could not grow', () => {
+  it('keeps working after its memory could not grow, whichever region it was growing', () => {
     const small = prepareCloud(ballCloud(500, 0.5, 3), { extent: 1.5 });
     const large = prepareCloud(ballCloud(200_000, 0.5, 4), { extent: 1.5 });
     const camera = orbitCamera({ azimuth: 20, elevation: -15, radius: 2.5 }, { width: 160, height: 120, fov: 49.1 });
-    const expected = Buffer.from(new Rasterizer().render(small, camera, WHITE_RGB));
-    const rasterizer = new Rasterizer();
-    rasterizer.render(small, camera, WHITE_RGB);
+    const expected = [small, large].map((cloud) => Buffer.from(new Rasterizer().render(cloud, camera, WHITE_RGB)));
     // As V8 does at its 4 GiB limit (or the system when out of memory): growing past a cap throws.
     const grow = WebAssembly.Memory.prototype.grow;
-    WebAssembly.Memory.prototype.grow = function (this: WebAssembly.Memory, pages: number) {
-      if (this.buffer.byteLength / 65536 + pages > 200) throw new RangeError('WebAssembly.Memory.grow(): Maximum memory size exceeded');
-      return grow.call(this, pages);
+    let cap = Infinity;
+    let steps: number[] = [];
+    WebAssembly.Memory.prototype.grow = function (this: WebAssembly.Memory, delta: number) {
+      const target = this.buffer.byteLength / 65536 + delta;
+      if (target > cap) throw new RangeError('WebAssembly.Memory.grow(): Maximum memory size exceeded');
+      steps.push(target);
+      return grow.call(this, delta);
     };
     try {
-      expect(() => rasterizer.render(large, camera, WHITE_RGB)).toThrow(/Maximum memory size exceeded/);
-      expect(Buffer.compare(Buffer.from(rasterizer.render(small, camera, WHITE_RGB)), expected)).toBe(0);
+      const probe = new Rasterizer();
+      probe.render(small, camera, WHITE_RGB);
+      steps = [];
+      probe.render(large, camera, WHITE_RGB);
+      // Each growth the large scene needs (one per group of regions), made to fail in turn.
+      const growths = steps.slice();
+      expect(growths.length).toBeGreaterThan(2);
+      for (const target of growths) {
+        const rasterizer = new Rasterizer();
+        cap = Infinity;
+        rasterizer.render(small, camera, WHITE_RGB);
+        cap = target - 1;
+        expect(() => rasterizer.render(large, camera, WHITE_RGB)).toThrow(/Maximum memory size exceeded/);
+        expect(Buffer.compare(Buffer.from(rasterizer.render(small, camera, WHITE_RGB)), expected[0])).toBe(0);
+        cap = Infinity;
+        expect(Buffer.compare(Buffer.from(rasterizer.render(large, camera, WHITE_RGB)), expected[1])).toBe(0);
+      }
     } finally {
       WebAssembly.Memory.prototype.grow = grow;
     }
+  });
+
+  it('refuses a camera whose near plane is not in front of it', () => {
+    const cloud = prepareCloud(ballCloud(50), { extent: 1.5 });
+    const camera = { ...orbitCamera({ azimuth: 0, elevation: 0, radius: 2.5 }, { width: 32, height: 32, fov: 49.1 }), near: 0 };
+    expect(() => new Rasterizer().render(cloud, camera, WHITE_RGB)).toThrow(/0 < near < far/);
   });
 
   it('is assembled from the committed kernel.wat (npm run build:wasm)', async () => {

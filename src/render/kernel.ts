@@ -75,15 +75,14 @@ export class RenderKernel {
   project(cloud: PreparedCloud, cam: Camera, tile: number, row0: number, row1: number): number {
     if (cloud.data !== this.cloudData) {
       this.cloudData = null;
-      this.reserve('cloud', FIELDS * cloud.pitch * 4);
+      this.reserve({ cloud: FIELDS * cloud.pitch * 4 });
       new Float32Array(this.exports.memory.buffer, this.offset.cloud, FIELDS * cloud.pitch).set(cloud.data.subarray(0, FIELDS * cloud.pitch));
       this.cloudData = cloud.data;
       this.cloudPitch = cloud.pitch;
     }
     // Room for every Gaussian plus the three a 4-lane group may write past the last visible one.
     const cap = cloud.count + 4;
-    if (this.bytes.proj < cap * PROJECTED * 4) this.reserve('proj', Math.ceil(cap * 1.25) * PROJECTED * 4);
-    if (this.bytes.keys < cap * 4) this.reserve('keys', Math.ceil(cap * 1.25) * 4);
+    if (this.bytes.proj < cap * PROJECTED * 4) this.reserve({ proj: Math.ceil(cap * 1.25) * PROJECTED * 4, keys: Math.ceil(cap * 1.25) * 4 });
     const { fx, fy, cx, cy, width, height, near, far } = cam;
     const tanX = (0.5 * width) / fx, tanY = (0.5 * height) / fy;
     this.params.set([
@@ -99,7 +98,7 @@ export class RenderKernel {
    * returns their total.
    */
   countTiles(visible: number, tileCount: number, tilesX: number): number {
-    if (this.bytes.tiles < (tileCount + 1) * 4) this.reserve('tiles', (tileCount + 1) * 4);
+    if (this.bytes.tiles < (tileCount + 1) * 4) this.reserve({ tiles: (tileCount + 1) * 4 });
     this.tiles.fill(0, 0, tileCount + 1);
     return this.exports.count_tiles(this.offset.proj, visible, tilesX, this.offset.tiles);
   }
@@ -109,10 +108,7 @@ export class RenderKernel {
    * and is left holding where each ends. `capacity` (at least the pair count) sizes the records region.
    */
   fillTiles(visible: number, tilesX: number, pairs: number, capacity: number): void {
-    if (this.bytes.records < pairs * RECORD * 4) {
-      this.reserve('records', capacity * RECORD * 4);
-      this.reserve('recordKeys', capacity * 4);
-    }
+    if (this.bytes.records < pairs * RECORD * 4) this.reserve({ records: capacity * RECORD * 4, recordKeys: capacity * 4 });
     this.exports.fill_tiles(this.offset.proj, this.offset.keys, visible, tilesX, this.offset.tiles, this.offset.records, this.offset.recordKeys);
   }
 
@@ -120,13 +116,9 @@ export class RenderKernel {
   reserveComposite(longest: number, imageBytes: number): void {
     if (this.bytes.order < longest * 4) {
       const cap = Math.ceil(longest * 1.25) + 16;
-      this.reserve('order', cap * 4);
-      this.reserve('sortKeys', cap * 4);
-      this.reserve('sortIndex', cap * 4);
-      this.reserve('buckets', (2 * cap + 2) * 4);
-      this.reserve('run', cap * RECORD * 4);
+      this.reserve({ order: cap * 4, sortKeys: cap * 4, sortIndex: cap * 4, buckets: (2 * cap + 2) * 4, run: cap * RECORD * 4 });
     }
-    if (this.bytes.image < imageBytes) this.reserve('image', imageBytes);
+    if (this.bytes.image < imageBytes) this.reserve({ image: imageBytes });
   }
 
   /**
@@ -164,16 +156,17 @@ export class RenderKernel {
   }
 
   /**
-   * Gives `region` `bytes` bytes; the regions after it move (their contents are lost). When the memory cannot
-   * grow that far, the layout stays as it was (so later, smaller renders still work) and the error is thrown.
+   * Gives each region of `sizes` its size, all at once (regions that are filled together are sized together, so
+   * one size check stands for the group); the regions after them move and lose their contents. When the memory
+   * cannot grow that far, every size stays as it was (so later renders still work) and the error is thrown.
    */
-  private reserve(region: Region, bytes: number): void {
-    const previous = this.bytes[region];
-    this.bytes[region] = bytes;
+  private reserve(sizes: Partial<Record<Region, number>>): void {
+    const previous = { ...this.bytes };
+    Object.assign(this.bytes, sizes);
     try {
       this.layout();
     } catch (err) {
-      this.bytes[region] = previous;
+      Object.assign(this.bytes, previous);
       this.layout(); // fits: the memory was already this large
       throw err;
     }

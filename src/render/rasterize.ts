@@ -109,6 +109,8 @@ export class Rasterizer {
     if (!(camera.width <= MAX_SIDE && camera.height <= MAX_SIDE)) {
       throw new Error(`images are limited to ${MAX_SIDE} pixels per side, got ${camera.width} x ${camera.height}`);
     }
+    // Depth keys are the bits of positive floats: nothing at or behind the camera may be kept.
+    if (!(camera.near > 0 && camera.far > camera.near)) throw new Error(`the camera needs 0 < near < far, got near ${camera.near}, far ${camera.far}`);
     const tilesX = Math.ceil(camera.width / this.tile);
     const tilesY = Math.ceil(camera.height / this.tile);
     if (!(Number.isInteger(row0) && Number.isInteger(row1) && row0 >= 0 && row0 < row1 && row1 <= tilesY)) {
@@ -270,7 +272,7 @@ export class Rasterizer {
     const cap = Math.ceil(longest * 1.25) + 16;
     this.runKeys = [new Int32Array(cap), new Int32Array(cap)];
     this.runOrder = [new Int32Array(cap), new Int32Array(cap)];
-    this.buckets = new Int32Array(2 * cap + 1);
+    if (!this.wasm) this.buckets = new Int32Array(2 * cap + 1); // the kernel buckets in its own memory
     return true;
   }
 
