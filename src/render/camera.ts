@@ -35,6 +35,23 @@ export interface Lens {
   far?: number;
 }
 
+/**
+ * How far x/z and y/z may go when the projection's Jacobian is evaluated, as gsplat clamps them: the image's
+ * bounds on each side plus 30 % of its half-extent. Negative sides are given as positive distances.
+ */
+export interface JacobianLimits {
+  readonly xPos: number;
+  readonly xNeg: number;
+  readonly yPos: number;
+  readonly yNeg: number;
+}
+
+export function jacobianLimits(cam: Camera): JacobianLimits {
+  const { fx, fy, cx, cy, width, height } = cam;
+  const tanX = (0.5 * width) / fx, tanY = (0.5 * height) / fy;
+  return { xPos: (width - cx) / fx + 0.3 * tanX, xNeg: cx / fx + 0.3 * tanX, yPos: (height - cy) / fy + 0.3 * tanY, yNeg: cy / fy + 0.3 * tanY };
+}
+
 export const VALIDATOR_FOV = 49.1;
 export const VALIDATOR_RADIUS = 2.5;
 export const VALIDATOR_ELEVATION = -15;

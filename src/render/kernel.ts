@@ -8,7 +8,7 @@
  * starts, the runs of records and their keys, the sort's ranks and scratch, the tile run being composited,
  * the image.
  */
-import type { Camera } from './camera.js';
+import { jacobianLimits, type Camera } from './camera.js';
 import { kernelWasm } from './kernel-wasm.js';
 import { FIELDS, type PreparedCloud } from './prepare.js';
 
@@ -53,8 +53,6 @@ export class RenderKernel {
   private cloudData: Float32Array | null = null;
   private cloudPitch = 0;
   // Views of the regions, made again whenever the layout changes: read them after each call that may grow one.
-  proj = new Float32Array(0);
-  keys = new Int32Array(0);
   /** Per tile t, where its run starts in `records` (tiles + 1 entries once `fillTiles` has run). */
   tiles = new Int32Array(0);
   recordKeys = new Int32Array(0);
@@ -69,8 +67,9 @@ export class RenderKernel {
   }
 
   /**
-   * Projects the cloud for `cam` (the tile rows [row0, row1) only) into `proj` (PROJECTED floats per visible
-   * Gaussian) and `keys`; returns how many are visible. The cloud is copied in once per scene.
+   * Projects the cloud for `cam` (the tile rows [row0, row1) only) into the kernel's projected records
+   * (PROJECTED floats per visible Gaussian) and their depth keys; returns how many are visible. The cloud is
+   * copied in once per scene.
    */
   project(cloud: PreparedCloud, cam: Camera, tile: number, row0: number, row1: number): number {
     if (cloud.data !== this.cloudData) {
@@ -84,11 +83,10 @@ export class RenderKernel {
     const cap = cloud.count + 4;
     if (this.bytes.proj < cap * PROJECTED * 4) this.reserve({ proj: Math.ceil(cap * 1.25) * PROJECTED * 4, keys: Math.ceil(cap * 1.25) * 4 });
     const { fx, fy, cx, cy, width, height, near, far } = cam;
-    const tanX = (0.5 * width) / fx, tanY = (0.5 * height) / fy;
+    const lim = jacobianLimits(cam);
     this.params.set([
       ...cam.view, fx, fy, cx, cy, width, height, near, far,
-      (width - cx) / fx + 0.3 * tanX, -(cx / fx + 0.3 * tanX), (height - cy) / fy + 0.3 * tanY, -(cy / fy + 0.3 * tanY),
-      tile, row0, row1, Math.ceil(width / tile), -fx, -fy,
+      lim.xPos, -lim.xNeg, lim.yPos, -lim.yNeg, tile, row0, row1, Math.ceil(width / tile), -fx, -fy,
     ]);
     return this.exports.project(this.offset.cloud, this.cloudPitch, cloud.count, PARAMS_OFFSET, this.offset.proj, this.offset.keys, SCRATCH_OFFSET);
   }
@@ -187,8 +185,6 @@ export class RenderKernel {
     this.acc = new Float32Array(buffer, 0, 4 * PLANE);
     this.open = new Int32Array(buffer, OPEN_OFFSET, 32);
     this.params = new Float32Array(buffer, PARAMS_OFFSET, 32);
-    this.proj = new Float32Array(buffer, this.offset.proj, this.bytes.proj / 4);
-    this.keys = new Int32Array(buffer, this.offset.keys, this.bytes.keys / 4);
     this.tiles = new Int32Array(buffer, this.offset.tiles, this.bytes.tiles / 4);
     this.recordKeys = new Int32Array(buffer, this.offset.recordKeys, this.bytes.recordKeys / 4);
     this.order = new Int32Array(buffer, this.offset.order, this.bytes.order / 4);

@@ -15,7 +15,7 @@
  * per-tile sort and, as the reference the kernel is tested against, the same loops in scalar TypeScript.
  * No per-Gaussian objects; all scratch memory is reused between frames.
  */
-import type { Camera } from './camera.js';
+import { jacobianLimits, type Camera } from './camera.js';
 import { PROJECTED, RenderKernel } from './kernel.js';
 import { ALPHA_MIN, type PreparedCloud } from './prepare.js';
 
@@ -138,12 +138,7 @@ export class Rasterizer {
 
   /** Projects every Gaussian; keeps the ones whose footprint reaches tile rows [row0, row1). Returns how many. */
   private project(cloud: PreparedCloud, cam: Camera, row0: number, row1: number): number {
-    if (this.wasm) {
-      const visible = this.wasm.project(cloud, cam, this.tile, row0, row1);
-      this.proj = this.wasm.proj;
-      this.keys = this.wasm.keys;
-      return visible;
-    }
+    if (this.wasm) return this.wasm.project(cloud, cam, this.tile, row0, row1);
     const n = cloud.count;
     if (this.proj.length < n * Q) {
       const cap = Math.ceil(n * 1.25) + 16;
@@ -157,9 +152,7 @@ export class Rasterizer {
     const [r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2] = cam.view;
     const { fx, fy, cx, cy, width, height, near, far } = cam;
     const tilesX = Math.ceil(width / tile);
-    const tanX = (0.5 * width) / fx, tanY = (0.5 * height) / fy;
-    const limXPos = (width - cx) / fx + 0.3 * tanX, limXNeg = cx / fx + 0.3 * tanX;
-    const limYPos = (height - cy) / fy + 0.3 * tanY, limYNeg = cy / fy + 0.3 * tanY;
+    const { xPos: limXPos, xNeg: limXNeg, yPos: limYPos, yNeg: limYNeg } = jacobianLimits(cam);
     const depthBits = new Float32Array(1);
     const depthKey = new Int32Array(depthBits.buffer);
     let v = 0;
@@ -222,17 +215,10 @@ export class Rasterizer {
   private binInKernel(kernel: RenderKernel, n: number, tiles: number, tilesX: number): number {
     const total = kernel.countTiles(n, tiles, tilesX); // saturates at 2^31 - 1
     if (total > MAX_PAIRS) throw tooManyPairs(total);
-    let start = kernel.tiles;
-    let longest = 0;
-    for (let t = 0; t < tiles; t++) {
-      if (start[t + 1] > longest) longest = start[t + 1];
-      start[t + 1] += start[t];
-    }
+    const longest = countsToStarts(kernel.tiles, tiles);
     this.growRunScratch(longest);
     kernel.fillTiles(n, tilesX, total, Math.min(Math.ceil(total * 1.25), MAX_PAIRS) + 16);
-    start = kernel.tiles; // the records may have grown: views are new
-    for (let t = tiles; t > 0; t--) start[t] = start[t - 1];
-    start[0] = 0;
+    endsToStarts(kernel.tiles, tiles); // the records may have grown: a fresh view
     return longest;
   }
 
@@ -248,11 +234,7 @@ export class Rasterizer {
     start.fill(0, 0, tiles + 1);
     const total = countTiles(this.proj, n, tilesX, start);
     if (total > MAX_PAIRS) throw tooManyPairs(total);
-    let longest = 0;
-    for (let t = 0; t < tiles; t++) {
-      if (start[t + 1] > longest) longest = start[t + 1];
-      start[t + 1] += start[t];
-    }
+    const longest = countsToStarts(start, tiles);
     if (this.records.length < total * P) {
       const cap = Math.min(Math.ceil(total * 1.25), MAX_PAIRS) + 16;
       this.records = new Float32Array(cap * P);
@@ -260,9 +242,7 @@ export class Rasterizer {
     }
     if (this.growRunScratch(longest)) this.runRecords = new Float32Array(this.runOrder[0].length * P);
     fillTiles(this.proj, this.keys, n, tilesX, start, this.records, this.recordKeys);
-    // fillTiles advanced each start[t] to the end of tile t's run: shift back by one tile.
-    for (let t = tiles; t > 0; t--) start[t] = start[t - 1];
-    start[0] = 0;
+    endsToStarts(start, tiles);
   }
 
   /** Sizes the per-run sort scratch for runs of `longest` records; returns whether it grew. */
@@ -573,4 +553,20 @@ function toByte(v: number): number {
 function tooManyPairs(total: number): Error {
   const count = total >= 2 ** 31 - 1 ? 'over 2 billion' : String(total);
   return new Error(`${count} tile-Gaussian pairs exceed the renderer's limit of ${MAX_PAIRS}: the splats are too large on screen`);
+}
+
+/** Turns per-tile counts (count of tile t at t + 1) into where each run starts, in place; returns the longest. */
+function countsToStarts(start: Int32Array, tiles: number): number {
+  let longest = 0;
+  for (let t = 0; t < tiles; t++) {
+    if (start[t + 1] > longest) longest = start[t + 1];
+    start[t + 1] += start[t];
+  }
+  return longest;
+}
+
+/** After filling, start[t] holds where tile t's run ends: shift back by one tile to where each starts. */
+function endsToStarts(start: Int32Array, tiles: number): void {
+  for (let t = tiles; t > 0; t--) start[t] = start[t - 1];
+  start[0] = 0;
 }
