@@ -11,7 +11,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { availableParallelism, loadavg, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
-import { prepareCloud, Rasterizer, RenderPool, renderTurntable, validatorCameras, WHITE } from '../src/render/index.js';
+import { prepareCloud, Rasterizer, RenderPool, renderTurntable, VALIDATOR_EXTENT, validatorCameras, WHITE } from '../src/render/index.js';
 import { configSchema } from '../src/config/schema.js';
 import { decodePly } from '../src/splat/ply.js';
 import { median } from './stats.js';
@@ -45,7 +45,7 @@ export async function run(): Promise<void> {
       const totals: number[] = [];
       for (let i = 0; i <= runs; i++) {
         const start = performance.now();
-        const prepared = prepareCloud(cloud, { extent: 1.5 }); // part of every call of renderValidatorViews
+        const prepared = prepareCloud(cloud, { extent: VALIDATOR_EXTENT }); // part of every call of renderValidatorViews
         await pool.renderAll(prepared, cameras, { background: WHITE, channels: 4 });
         if (i > 0) totals.push(performance.now() - start); // run 0 warms the JIT
       }
@@ -76,7 +76,7 @@ export async function run(): Promise<void> {
 
 /** One core, in this thread: the WebAssembly kernel against the scalar reference loops, per validator view. */
 function oneCore(cloud: ReturnType<typeof decodePly>): void {
-  const prepared = prepareCloud(cloud, { extent: 1.5 });
+  const prepared = prepareCloud(cloud, { extent: VALIDATOR_EXTENT });
   const cameras = validatorCameras(16, 518).slice(0, 15); // the 16th repeats the first
   const perView: Record<string, number> = {};
   for (const kernel of ['wasm', 'js'] as const) {

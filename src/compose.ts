@@ -1,28 +1,37 @@
 /**
- * Builds the object graph from a config: backends -> pipeline (with the GPU lock) -> service -> cache, burst,
- * metrics -> app. Tests pass their own stages.
+ * Builds the object graph from a config: render pool and formats -> backends -> pipeline -> service (GPU lock,
+ * admission) -> cache, burst, job registry -> answer path -> app. Tests pass their own stages.
  */
 import type { Hono } from 'hono';
 import { createApp } from './app.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
+import { createFormats, type FormatRegistry } from './formats/registry.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
+import type { JobSettings } from './pipelines/context.js';
 import { Pipeline } from './pipelines/generate.js';
-import type { GpuRunner, Stages, ViewRenderer } from './pipelines/stages.js';
+import { settingsFingerprint } from './pipelines/settings.js';
+import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
+import { AnswerPath } from './runtime/answer.js';
 import { Burst } from './runtime/burst.js';
-import { configFingerprint, ResultCache, videoFingerprint } from './runtime/cache.js';
+import { ResultCache } from './runtime/cache.js';
 import { GpuWorkerClient } from './runtime/gpu-client.js';
 import { GpuLock } from './runtime/gpu-lock.js';
-import { renderValidatorViews, sharedRenderPool, turntableMp4 } from './render/index.js';
+import { JobRegistry } from './runtime/jobs.js';
+import { renderValidatorViews, RenderPool } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { Metrics } from './runtime/metrics.js';
 import { GenerationService } from './runtime/service.js';
 
 export interface Composed {
   service: GenerationService;
+  answers: AnswerPath;
   app: Hono<any>;
   gpu: GpuLock;
+  /** The render workers every view and video of this service uses (closed by whoever stops the service). */
+  renderPool: RenderPool;
+  formats: FormatRegistry;
   cache?: ResultCache;
   metrics?: Metrics;
 }
@@ -35,39 +44,47 @@ export interface ComposeOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** The settings a job runs with when its request brings none: the config's. */
+export function configSettings(config: Config): JobSettings {
+  const { pipeline, text_to_image, matting, image_to_3d, validate, render } = config;
+  return { pipeline, text_to_image, matting, image_to_3d, validate, render };
+}
+
 export function compose(config: Config, options: ComposeOptions = {}): Composed {
   const env = options.env ?? process.env;
   const logger = options.logger;
   const gpu = new GpuLock();
-  const runOnGpu: GpuRunner = (work, signal) => gpu.run(work, signal);
-  // Created first so that render.threads applies to every user of the shared pool (videos, validator views).
-  const renderPool = sharedRenderPool(config.render.threads);
-  const deps = { ...defaultStageDeps(), renderViews: options.renderViews ?? renderValidatorViews, gpu: runOnGpu };
+  const renderPool = new RenderPool(config.render.threads);
+  const formats = createFormats({ pool: renderPool });
+  const renderViews: ViewRenderer = options.renderViews ?? ((cloud, views, signal) => renderValidatorViews(cloud, views, renderPool, signal));
+  const deps = { ...defaultStageDeps(), renderViews };
   const stages: Stages = { ...createStages(config, deps), ...options.stages };
-  const pipeline = new Pipeline(stages, { retries: config.pipeline.retries, extent: config.pipeline.extent, gpu: runOnGpu });
+  const pipeline = new Pipeline(stages);
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
+  const runtime = config.runtime;
   const service = new GenerationService(
     pipeline,
     {
-      queueLength: config.runtime.queue_length,
-      concurrency: config.runtime.pipeline_concurrency,
-      deadlineMs: config.runtime.deadline_s * 1000,
-      retryAfterS: config.runtime.retry_after_s,
-      estimateJobs: config.runtime.estimate_jobs,
-      videoConcurrency: config.runtime.video_concurrency,
-      videoQueueLength: config.runtime.video_queue_length,
+      queueLength: { contract: runtime.queue_length, interactive: runtime.interactive_queue_length, background: runtime.background_queue_length },
+      concurrency: runtime.pipeline_concurrency,
+      deadlineMs: runtime.deadline_s * 1000,
+      retryAfterS: runtime.retry_after_s,
+      estimateJobs: runtime.estimate_jobs,
+      videoConcurrency: runtime.video_concurrency,
+      videoQueueLength: runtime.video_queue_length,
       gpu,
       metrics,
     },
     logger,
   );
+  const settings = configSettings(config);
   const cache = config.cache.enabled
     ? new ResultCache({
         directory: config.cache.directory,
         maxBytes: config.cache.max_size_mb * 1024 * 1024,
         memoryBytes: config.cache.memory_mb * 1024 * 1024,
         declineTtlMs: config.cache.decline_ttl_s * 1000,
-        fingerprint: configFingerprint(config),
+        fingerprint: settingsFingerprint(settings),
         metrics,
         logger,
       })
@@ -79,7 +96,9 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     return { url: peer.url, token };
   });
   const burst = peers.length ? new Burst(peers, config.burst.timeout_s * 1000, metrics, logger) : undefined;
-  const app = createApp(service, {
+  const jobs = new JobRegistry({ keep: config.jobs.keep, retentionMs: config.jobs.retention_s * 1000 });
+  const answers = new AnswerPath({ service, formats, jobs, settings, cache, burst, metrics, logger });
+  const app = createApp(service, answers, {
     limits: {
       maxPromptChars: config.contract.max_prompt_chars,
       maxImagePixels: config.contract.max_image_pixels,
@@ -94,16 +113,11 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     retryAfterSeconds: config.runtime.retry_after_s,
     logger,
     metrics,
-    cache,
-    burst,
     authToken: authToken(config, env),
-    video: {
-      defaultRes: config.render.video_res,
-      settings: videoFingerprint(config),
-      turntable: (cloud, { size }, signal) => turntableMp4(cloud, { ...config.render, size, pool: renderPool }, signal),
-    },
+    videoRes: config.render.video_res,
+    mayForward: burst !== undefined,
   });
-  return { service, app, gpu, cache, metrics };
+  return { service, answers, app, gpu, renderPool, formats, cache, metrics };
 }
 
 /** The runtime's implementations of what backends need: one GPU worker client per worker section. */

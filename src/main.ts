@@ -6,7 +6,6 @@ import { serve, type ServerType } from '@hono/node-server';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { compose } from './compose.js';
-import { sharedRenderPool } from './render/index.js';
 import type { Stages } from './pipelines/stages.js';
 import { createLogger } from './runtime/log.js';
 import { VERSION } from './version.js';
@@ -29,12 +28,11 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true });
   const config = loadConfig({ path: values.config });
   const logger = createLogger(config.log.level);
-  const { service, app } = compose(config, { logger, stages: options.stages });
+  const { service, app, renderPool } = compose(config, { logger, stages: options.stages });
 
   if (service.mode === 'preview') printPreviewBanner();
   void service.start();
   // Start the render workers now, so the first validator views or video do not wait for them.
-  const renderPool = sharedRenderPool(config.render.threads);
   const warmStart = performance.now();
   renderPool.warm().then(
     () => logger.info({ workers: renderPool.started, ms: Math.round(performance.now() - warmStart) }, 'render workers ready'),
@@ -53,15 +51,16 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
   let stopping: Promise<void> | undefined;
   /**
    * Graceful stop: admission closes at once (new jobs get 503 with Retry-After while the port stays open, so
-   * clients get an answer rather than a refused connection), admitted jobs get up to shutdown_grace_s to
-   * finish and answer, then the server closes and the backends are released.
+   * clients get an answer rather than a refused connection), admitted requests get up to shutdown_grace_s to
+   * finish and answer whatever phase they are in (generating, waiting for the video line, rendering), then the
+   * server closes and the backends and render workers are released.
    */
   const stop = () => {
     stopping ??= (async () => {
       const graceMs = config.server.shutdown_grace_s * 1000;
       const started = performance.now();
       const { running, waiting } = service.health().queue;
-      logger.info({ grace_s: config.server.shutdown_grace_s, running, waiting }, 'shutting down: admission closed');
+      logger.info({ grace_s: config.server.shutdown_grace_s, running, waiting, answering: service.answering }, 'shutting down: admission closed');
       const drained = await service.drain(graceMs);
       if (!drained) logger.warn({ grace_s: config.server.shutdown_grace_s }, 'grace period over: abandoning in-flight jobs');
       // Let the answers of the last jobs go out (bounded by what is left of the grace period, at least 1 s).
@@ -75,6 +74,7 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
         http.closeIdleConnections?.();
       });
       await service.close();
+      await renderPool.close();
       logger.info({ drained }, 'stopped');
     })();
     return stopping;

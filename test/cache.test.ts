@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
 import type { Task } from '../src/pipelines/job.js';
-import { configFingerprint, ResultCache, videoFingerprint } from '../src/runtime/cache.js';
+import { configSettings } from '../src/compose.js';
+import { renderFingerprint, settingsFingerprint } from '../src/pipelines/settings.js';
+import { ResultCache } from '../src/runtime/cache.js';
 import { Metrics } from '../src/runtime/metrics.js';
 import { HOPELESS, fakeStages, postPrompt, serveApp, sleep, testConfig, until, type Served } from './helpers/fake-stages.js';
 
@@ -45,14 +47,16 @@ describe('ResultCache', () => {
     const other = new ResultCache({ directory: tempDir(), maxBytes: 1 << 20, declineTtlMs: 0, fingerprint: 'f2' });
     expect(other.requestKey(text('a red chair'), 7)).not.toBe(key);
     // Another artefact of the same request is a separate entry.
-    expect(await cache.get(key, { kind: 'mp4', resolution: 512, settings: 's' })).toBeNull();
-    await cache.put(key, { kind: 'mp4', resolution: 512, settings: 's' }, bytes(500, 2));
-    expect(await cache.get(key, { kind: 'mp4', resolution: 256, settings: 's' })).toBeNull();
-    expect(await cache.get(key, { kind: 'mp4', resolution: 512, settings: 's' })).toEqual(bytes(500, 2));
+    expect(await cache.get(key, { kind: 'mp4', variant: '512:s' })).toBeNull();
+    await cache.put(key, { kind: 'mp4', variant: '512:s' }, bytes(500, 2));
+    expect(await cache.get(key, { kind: 'mp4', variant: '256:s' })).toBeNull();
+    expect(await cache.get(key, { kind: 'mp4', variant: '512:s' })).toEqual(bytes(500, 2));
     expect(await cache.get(key, { kind: 'ply' })).toEqual(bytes(1000, 1));
   });
 
   it('fingerprints only output-changing config, whatever the key order', () => {
+    const configFingerprint = (config: ReturnType<typeof testConfig>) => settingsFingerprint(configSettings(config));
+    const videoFingerprint = (config: ReturnType<typeof testConfig>) => renderFingerprint(configSettings(config));
     const base = testConfig();
     expect(configFingerprint(testConfig({ server: { port: 1234 }, runtime: { queue_length: 1 } }))).toBe(configFingerprint(base));
     expect(configFingerprint(testConfig({ pipeline: { retries: 2 } }))).not.toBe(configFingerprint(base));

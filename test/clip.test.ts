@@ -1,3 +1,5 @@
+import { standaloneContext } from '../src/pipelines/context.js';
+import { jobContext, testConfig } from './helpers/fake-stages.js';
 import { spawnSync } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -250,17 +252,19 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     const image = { width: 1, height: 1, data: new Uint8ClampedArray(4) };
     const cloud = flatCloud(8000, [0.5, 0.5, 0.2]);
 
-    const onGpu = new ClipValidator(options({ lockModelsOnGpu: true }), renderer, runOnGpu);
+    const ctx = standaloneContext(testConfig(), { gpu: runOnGpu });
+    const onGpu = new ClipValidator(options({ lockModelsOnGpu: true }), renderer);
     await onGpu.init();
     expect(onGpu.gpu).toBe(false); // the pipeline must not wrap the whole check
-    await onGpu.validate({ job: textJob('a lamp'), cloud, image });
+    await onGpu.validate({ job: textJob('a lamp'), cloud, image }, ctx);
+    expect(ctx.gpuMs()).toBeGreaterThan(0); // the model calls count as the job's GPU time
     expect(locks).toEqual(['enter']);
     expect(renderedUnderLock).toEqual([false]);
     await onGpu.close();
 
-    const onCpu = new ClipValidator(options({ lockModelsOnGpu: false }), renderer, runOnGpu);
+    const onCpu = new ClipValidator(options({ lockModelsOnGpu: false }), renderer);
     await onCpu.init();
-    await onCpu.validate({ job: textJob('a lamp'), cloud, image });
+    await onCpu.validate({ job: textJob('a lamp'), cloud, image }, ctx);
     expect(locks).toEqual(['enter']); // CPU inference leaves the GPU to other jobs
     await onCpu.close();
   });
@@ -340,13 +344,13 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
       const renderer = flatViewRenderer();
       const stages = createStages(config, { renderViews: renderer });
       for (const v of stages.validators) await v.init?.();
-      return { renderer, pipeline: new Pipeline(stages, { retries: config.pipeline.retries, extent: config.pipeline.extent }) };
+      return { renderer, pipeline: new Pipeline(stages), ctx: () => jobContext({ config }) };
     };
     const job = textJob('orange ball');
 
     it('runs gates first: a gate failure declines without rendering views', async () => {
-      const { renderer, pipeline: p } = await pipeline({ gates: { min_gaussians: 1_000_000 } });
-      const outcome = await p.run(job);
+      const { renderer, pipeline: p, ctx } = await pipeline({ gates: { min_gaussians: 1_000_000 } });
+      const outcome = await p.run(job, ctx());
       expect(outcome.kind).toBe('declined');
       if (outcome.kind !== 'declined') return;
       expect(outcome.reason).toMatch(/^gaussian_count \d+ failed threshold 1000000 \(gates\)$/);
@@ -356,8 +360,8 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     });
 
     it('declines with the clip check that failed, after one retry', async () => {
-      const { renderer, pipeline: p } = await pipeline({ min_alignment: 100 });
-      const outcome = await p.run(job);
+      const { renderer, pipeline: p, ctx } = await pipeline({ min_alignment: 100 });
+      const outcome = await p.run(job, ctx());
       expect(outcome.kind).toBe('declined');
       if (outcome.kind !== 'declined') return;
       expect(outcome.reason).toMatch(/^clip_alignment [\d.e-]+ failed threshold 100 \(clip\)$/);
@@ -374,8 +378,8 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     });
 
     it('names the aesthetic check when only it fails', async () => {
-      const { pipeline: p } = await pipeline({ min_alignment: 0, min_similarity: -1, min_aesthetic: 10 });
-      const outcome = await p.run(job);
+      const { pipeline: p, ctx } = await pipeline({ min_alignment: 0, min_similarity: -1, min_aesthetic: 10 });
+      const outcome = await p.run(job, ctx());
       expect(outcome.kind === 'declined' && outcome.reason).toMatch(/^aesthetic [\d.]+ failed threshold 10 \(clip\)$/);
     });
 
@@ -407,8 +411,8 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     });
 
     it('returns the asset when every check passes', async () => {
-      const { pipeline: p } = await pipeline({ min_alignment: 0, min_similarity: -1, min_aesthetic: 0.01 });
-      const outcome = await p.run(job);
+      const { pipeline: p, ctx } = await pipeline({ min_alignment: 0, min_similarity: -1, min_aesthetic: 0.01 });
+      const outcome = await p.run(job, ctx());
       expect(outcome.kind).toBe('asset');
       expect(outcome.report.attempts).toHaveLength(1);
       expect(outcome.report.attempts[0].checks.every((c) => c.passed)).toBe(true);

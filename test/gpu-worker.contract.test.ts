@@ -17,8 +17,9 @@ import { allBackends, type Stages } from '../src/pipelines/stages.js';
 import { GpuWorkerTextToImage } from '../src/pipelines/text-to-image/gpu-worker.js';
 import { dcToColour } from '../src/splat/cloud.js';
 import { checkGates } from '../src/splat/gates.js';
-import { decodePly } from '../src/splat/ply.js';
+import { decodePly, encodePly } from '../src/splat/ply.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
+import { jobContext } from './helpers/fake-stages.js';
 
 const PYTHON = process.env.FAST3D_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 
@@ -94,19 +95,17 @@ describe('the service pipeline through the Python GPU worker (fake provider)', (
 
   it('turns a text prompt into a servable PLY in the validator\'s frame', async () => {
     const locked: string[] = [];
-    const pipeline = new Pipeline(stages, {
-      retries: 1,
-      extent: 1.5,
-      gpu: async (work) => { locked.push('gpu'); return work(); },
-    });
-    const outcome = await pipeline.run({ id: 't1', task: { kind: 'text', prompt: 'a red apple' }, seed: 42 });
+    const pipeline = new Pipeline(stages);
+    const ctx = jobContext({ retries: 1, extent: 1.5, gpu: async (work) => { locked.push('gpu'); return work(); } });
+    const outcome = await pipeline.run({ id: 't1', task: { kind: 'text', prompt: 'a red apple' }, seed: 42 }, ctx);
     expect(outcome.kind, outcome.kind === 'declined' ? outcome.reason : '').toBe('asset');
     if (outcome.kind !== 'asset') return;
     // Only the keying matting here is a CPU stand-in; both worker stages are production backends.
     expect(allBackends(stages).filter(({ backend }) => backend.preview).map(({ stage }) => stage)).toEqual(['matting']);
     expect(locked).toEqual(['gpu', 'gpu']); // text-to-image and image-to-3d, not matting or validation
-    expect(servablePlyViolation(outcome.ply)).toBeNull();
-    const cloud = decodePly(outcome.ply);
+    const ply = encodePly(outcome.cloud);
+    expect(servablePlyViolation(ply)).toBeNull();
+    const cloud = decodePly(ply);
     expect(cloud.count).toBeGreaterThanOrEqual(7000);
     expect(checkGates(cloud).every((g) => g.passed)).toBe(true);
 
@@ -124,11 +123,11 @@ describe('the service pipeline through the Python GPU worker (fake provider)', (
   });
 
   it('is deterministic for a prompt and seed, and different for another seed', async () => {
-    const pipeline = new Pipeline(stages, { retries: 0, extent: 1.5 });
+    const pipeline = new Pipeline(stages);
     const run = async (seed: number) => {
-      const outcome = await pipeline.run({ id: 's', task: { kind: 'text', prompt: 'a blue mug' }, seed });
+      const outcome = await pipeline.run({ id: 's', task: { kind: 'text', prompt: 'a blue mug' }, seed }, jobContext({ retries: 0, extent: 1.5 }));
       if (outcome.kind !== 'asset') throw new Error(outcome.reason);
-      return Buffer.from(outcome.ply).toString('base64');
+      return Buffer.from(encodePly(outcome.cloud)).toString('base64');
     };
     expect(await run(5)).toBe(await run(5));
     expect(await run(5)).not.toBe(await run(6));

@@ -7,6 +7,7 @@ import { Pipeline } from '../src/pipelines/generate.js';
 import type { Check, Job } from '../src/pipelines/job.js';
 import { attemptSeed } from '../src/pipelines/seed.js';
 import type { Matting, Stages, Validator } from '../src/pipelines/stages.js';
+import { jobContext } from './helpers/fake-stages.js';
 
 function stagesWith(overrides: Partial<Stages>): Stages {
   return { ...createStages(parseConfig({})), ...overrides };
@@ -27,26 +28,27 @@ const textJob = (seed = 11): Job => ({ id: 't', task: { kind: 'text', prompt: 'a
 
 describe('Pipeline', () => {
   it('accepts on the first attempt and reports stage timings', async () => {
-    const outcome = await new Pipeline(stagesWith({ validators: [validator([true])] }), { retries: 1, extent: 1.5 }).run(textJob());
+    const outcome = await new Pipeline(stagesWith({ validators: [validator([true])] })).run(textJob(), jobContext({ retries: 1, extent: 1.5 }));
     expect(outcome.kind).toBe('asset');
     if (outcome.kind !== 'asset') return;
     expect(outcome.seed).toBe(11);
     expect(outcome.report.attempts).toHaveLength(1);
-    expect(Object.keys(outcome.report.timings)).toEqual(['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validate', 'encode']);
+    // Encoding is not a pipeline stage: the answer path encodes each format on the way out.
+    expect(Object.keys(outcome.report.timings)).toEqual(['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validate']);
     expect(outcome.report.preview).toBe(true);
   });
 
   it('runs validators in order and stops at the first failing check', async () => {
     const first = validator([false], 'first');
     const second = validator([true], 'second');
-    const outcome = await new Pipeline(stagesWith({ validators: [first, second] }), { retries: 0, extent: 1.5 }).run(textJob());
+    const outcome = await new Pipeline(stagesWith({ validators: [first, second] })).run(textJob(), jobContext({ retries: 0, extent: 1.5 }));
     expect(outcome).toMatchObject({ kind: 'declined', reason: 'first_check 0 failed threshold 1 (first)' });
     expect(second.seen).toBe(0);
   });
 
   it('retries with a derived seed, then declines after `retries` extra attempts', async () => {
     const v = validator([false, false, false]);
-    const outcome = await new Pipeline(stagesWith({ validators: [v] }), { retries: 2, extent: 1.5 }).run(textJob(11));
+    const outcome = await new Pipeline(stagesWith({ validators: [v] })).run(textJob(11), jobContext({ retries: 2, extent: 1.5 }));
     expect(outcome.kind).toBe('declined');
     expect(outcome.report.attempts.map((a) => a.seed)).toEqual([11, attemptSeed(11, 1), attemptSeed(11, 2)]);
     expect(new Set(outcome.report.attempts.map((a) => a.seed)).size).toBe(3);
@@ -57,7 +59,7 @@ describe('Pipeline', () => {
     let mattes = 0;
     const empty: Matting = { name: 'empty', preview: true, readiness: () => ({ ready: true }), matte: async () => { mattes++; return null; } };
     const job: Job = { id: 'i', task: { kind: 'image', image: createImage(32, 32), digest: 'x' }, seed: 1 };
-    const outcome = await new Pipeline(stagesWith({ matting: empty }), { retries: 3, extent: 1.5 }).run(job);
+    const outcome = await new Pipeline(stagesWith({ matting: empty })).run(job, jobContext({ retries: 3, extent: 1.5 }));
     expect(outcome).toMatchObject({ kind: 'declined', reason: 'no object found in the image' });
     expect(mattes).toBe(1);
   });
@@ -70,7 +72,7 @@ describe('Pipeline', () => {
     const image = createImage(64, 64);
     image.data.fill(255);
     for (let y = 16; y < 48; y++) for (let x = 16; x < 48; x++) image.data.set([10, 10, 200, 255], (y * 64 + x) * 4);
-    const outcome = await new Pipeline({ ...stages, matting: counting }, { retries: 1, extent: 1.5 }).run({ id: 'i', task: { kind: 'image', image, digest: 'd' }, seed: 3 });
+    const outcome = await new Pipeline({ ...stages, matting: counting }).run({ id: 'i', task: { kind: 'image', image, digest: 'd' }, seed: 3 }, jobContext({ retries: 1, extent: 1.5 }));
     expect(outcome.kind).toBe('asset');
     expect(mattes).toBe(1);
   });
@@ -78,18 +80,16 @@ describe('Pipeline', () => {
   it('stops between stages when the job is aborted', async () => {
     const controller = new AbortController();
     controller.abort(new Error('client went away'));
-    await expect(new Pipeline(stagesWith({}), { retries: 1, extent: 1.5 }).run({ ...textJob(), signal: controller.signal })).rejects.toThrow(/client went away/);
+    await expect(new Pipeline(stagesWith({})).run(textJob(), jobContext({ retries: 1, extent: 1.5, signal: controller.signal }))).rejects.toThrow(/client went away/);
   });
 
   it('runs GPU backends through the runtime\'s GPU hook', async () => {
     const stages = stagesWith({});
     const gpuStage = Object.assign(Object.create(stages.imageTo3d), { gpu: true });
     const entered: string[] = [];
-    const pipeline = new Pipeline({ ...stages, imageTo3d: gpuStage }, {
-      retries: 0, extent: 1.5,
-      gpu: async (work) => { entered.push('gpu'); return work(); },
-    });
-    expect((await pipeline.run(textJob())).kind).toBe('asset');
+    const pipeline = new Pipeline({ ...stages, imageTo3d: gpuStage });
+    const ctx = jobContext({ retries: 0, extent: 1.5, gpu: async (work) => { entered.push('gpu'); return work(); } });
+    expect((await pipeline.run(textJob(), ctx)).kind).toBe('asset');
     expect(entered).toEqual(['gpu']);
   });
 });

@@ -75,7 +75,8 @@ describe('rasteriser', () => {
   it('renders the validator views as opaque RGBA on white', async () => {
     const blob = { sigma: 0.08, colour: [0.2, 0.4, 0.6] as [number, number, number], opacity: 0.9 };
     const cloud = blobCloud([{ ...blob, at: [-0.75, 0, 0] }, { ...blob, at: [0.75, 0, 0] }, { ...blob, at: [0, 0, 0] }]);
-    const views = await renderValidatorViews(cloud, { count: 4, size: 64 });
+    const pool = new RenderPool(2);
+    const views = await renderValidatorViews(cloud, { count: 4, size: 64 }, pool).finally(() => pool.close());
     expect(views).toHaveLength(4);
     for (const v of views) {
       expect([v.width, v.height, v.data.length]).toEqual([64, 64, 64 * 64 * 4]);

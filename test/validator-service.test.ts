@@ -11,6 +11,7 @@ import { ValidatorServiceValidator } from '../src/pipelines/validate/validator-s
 import { allocateCloud, logit } from '../src/splat/cloud.js';
 import { decodePly } from '../src/splat/ply.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
+import { jobContext } from './helpers/fake-stages.js';
 
 interface Received {
   path: string;
@@ -117,7 +118,7 @@ describe('validator-service backend against a local validation service', () => {
     });
     const stages = createStages(config);
     expect(stages.validators.map((v) => v.name)).toEqual(['gates', 'validator-service']);
-    const outcome = await new Pipeline(stages, { retries: 1, extent: 1.5 }).run({ ...textJob, task: { kind: 'text', prompt: 'red apple' } });
+    const outcome = await new Pipeline(stages).run({ ...textJob, task: { kind: 'text', prompt: 'red apple' } }, jobContext({ retries: 1, extent: 1.5 }));
     expect(outcome.kind).toBe('declined');
     if (outcome.kind !== 'declined') return;
     expect(outcome.reason).toBe('validator_score 0.55 failed threshold 0.6 (validator-service)');

@@ -5,7 +5,7 @@
  */
 import { readFile, writeFile } from 'node:fs/promises';
 import { encodePng } from '../image/codec.js';
-import { createImage, type RgbaImage } from '../image/rgba.js';
+import { gridImage, type RgbaImage } from '../image/rgba.js';
 import {
   linspace, orbitCamera, parseBackground, prepareCloud, RenderPool, renderViews, VALIDATOR_ELEVATION, VALIDATOR_EXTENT,
   VALIDATOR_FOV, VALIDATOR_RADIUS, VALIDATOR_SIZE, type Camera,
@@ -92,7 +92,7 @@ export async function run(argv: string[]): Promise<number> {
   if (images.length === 1) {
     await writeFile(out, await encodePng(images[0]));
   } else if (values.grid) {
-    await writeFile(out, await encodePng(grid(images)));
+    await writeFile(out, await encodePng(gridImage(images)));
   } else {
     const stem = out.replace(/\.png$/i, '');
     await Promise.all(images.map(async (image, i) => writeFile(`${stem}_${i}.png`, await encodePng(image))));
@@ -105,20 +105,4 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(`${target}: ${cloud.count} Gaussians, ${images.length} view(s) in ${tenths(renderMs)} ms -> ${out}\n`);
   }
   return 0;
-}
-
-/** Views side by side, ceil(sqrt(n)) per row. */
-function grid(images: RgbaImage[]): RgbaImage {
-  const { width, height } = images[0];
-  const cols = Math.ceil(Math.sqrt(images.length));
-  const rows = Math.ceil(images.length / cols);
-  const out = createImage(width * cols, height * rows);
-  out.data.fill(255);
-  images.forEach((image, i) => {
-    const ox = (i % cols) * width, oy = Math.floor(i / cols) * height;
-    for (let y = 0; y < height; y++) {
-      out.data.set(image.data.subarray(y * width * 4, (y + 1) * width * 4), ((oy + y) * out.width + ox) * 4);
-    }
-  });
-  return out;
 }

@@ -3,9 +3,12 @@
  * misspelt key is an error rather than a silently ignored setting.
  */
 import { z } from 'zod';
-import { rotationProblem } from '../splat/frame.js';
+import { rotationProblem, VALIDATOR_ELEVATION, VALIDATOR_EXTENT, VALIDATOR_FOV, VALIDATOR_RADIUS } from '../splat/frame.js';
 
 const port = z.number().int().min(0).max(65535);
+
+/** Sides of turntable videos a request may ask for (video_res), in pixels; upstream's default is 1088. */
+export const VIDEO_RES = { min: 64, max: 2048 } as const;
 const rotation = z.union([
   z.enum(['identity', 'z-up', 'y-down']),
   z.array(z.number()).length(9).superRefine((matrix, ctx) => {
@@ -33,7 +36,7 @@ export const contractSchema = z.strictObject({
 export const pipelineSchema = z.strictObject({
   retries: z.number().int().min(0).max(5).default(1).describe('Extra attempts with a new seed after self-validation fails; then the job is declined (204).'),
   image_size: z.number().int().min(64).max(2048).default(512).describe('Side of the square image text-to-image generates, in pixels.'),
-  extent: z.number().min(0).default(1.5).describe('Largest bounding-box extent of the returned asset; 1.5 makes the validator\'s rescale a no-op (0 keeps the scale).'),
+  extent: z.number().min(0).default(VALIDATOR_EXTENT).describe('Largest bounding-box extent of the returned asset; the validator\'s own (the default) makes its rescale a no-op (0 keeps the scale).'),
 });
 
 export const previewTextToImageSchema = z.strictObject({
@@ -151,13 +154,20 @@ export const weightsSchema = z.strictObject({
 });
 
 export const runtimeSchema = z.strictObject({
-  queue_length: z.number().int().min(0).default(8).describe('Jobs that may wait for the pipeline; more are refused with 503 and Retry-After (or forwarded to a burst peer).'),
+  queue_length: z.number().int().min(0).default(8).describe('Contract jobs (the miner\'s requests) that may wait for the pipeline; more are refused with 503 and Retry-After (or forwarded to a burst peer).'),
+  interactive_queue_length: z.number().int().min(0).default(16).describe('Interactive jobs (people and agents) that may wait; they get a free place only when no contract job waits.'),
+  background_queue_length: z.number().int().min(0).default(256).describe('Background jobs (pregeneration) that may wait; they get a free place only when no other job waits.'),
   retry_after_s: z.number().int().min(1).default(10).describe('Seconds suggested in Retry-After when the service is busy or starting (the least suggested when estimated).'),
   pipeline_concurrency: z.number().int().min(1).max(16).default(2).describe('Jobs inside the pipeline at once; GPU calls still take turns, so 2 lets one job\'s CPU stages overlap another\'s GPU stage.'),
   video_concurrency: z.number().int().min(1).max(16).default(1).describe('Turntable videos rendered and encoded at once (each uses every render worker and an ffmpeg process).'),
   video_queue_length: z.number().int().min(0).default(4).describe('Videos that may wait to be rendered; more are refused with 503 and Retry-After.'),
-  deadline_s: z.number().positive().default(240).describe('Seconds a job may take from arrival; a job estimated to miss it is refused up front, one that runs past it is abandoned (503). Keep it under the miner\'s 300 s timeout.'),
+  deadline_s: z.number().positive().default(240).describe('Seconds a contract job may take from arrival; a job estimated to miss it is refused up front, one that runs past it is abandoned (503). Keep it under the miner\'s 300 s timeout.'),
   estimate_jobs: z.number().int().min(1).max(1000).default(20).describe('Recent jobs whose GPU time is averaged to estimate waits for the deadline check and Retry-After.'),
+});
+
+export const jobsSchema = z.strictObject({
+  keep: z.number().int().min(1).max(10_000).default(32).describe('Finished jobs whose state, report and artefacts stay readable by id (the oldest are forgotten first); without a cache their artefacts are held in memory.'),
+  retention_s: z.number().positive().default(900).describe('Seconds a finished job stays readable by id.'),
 });
 
 export const cacheSchema = z.strictObject({
@@ -192,13 +202,13 @@ export const renderSchema = z.strictObject({
   fps: z.number().int().min(1).max(120).default(24).describe('Frames per second of turntable videos (upstream: 24).'),
   seconds: z.number().positive().max(600).default(4).describe('Length of a turntable video in seconds, used when render.frames is 0.'),
   frames: z.number().int().min(0).max(10_000).default(0).describe('Frames of a turntable video; 0 derives it from fps x seconds.'),
-  elevations: z.array(z.number().min(-89).max(89)).min(1).default([-15]).describe('Camera elevation path in degrees, visited linearly over the video (negative looks down; one value keeps it level).'),
+  elevations: z.array(z.number().min(-89).max(89)).min(1).default([VALIDATOR_ELEVATION]).describe('Camera elevation path in degrees, visited linearly over the video (negative looks down; one value keeps it level).'),
   turns: z.number().positive().max(20).default(1).describe('Full revolutions of the camera over a turntable video.'),
-  radius: z.number().positive().default(2.5).describe('Camera distance from the centre, in normalised units (validator: 2.5).'),
-  fov: z.number().min(1).max(170).default(49.1).describe('Vertical field of view in degrees (validator: 49.1).'),
-  extent: z.number().positive().default(1.5).describe('Largest bounding-box extent the asset is scaled to before rendering (validator: 1.5).'),
+  radius: z.number().positive().default(VALIDATOR_RADIUS).describe('Camera distance from the centre, in normalised units (default: the validator\'s).'),
+  fov: z.number().min(1).max(170).default(VALIDATOR_FOV).describe('Vertical field of view in degrees (default: the validator\'s).'),
+  extent: z.number().positive().default(VALIDATOR_EXTENT).describe('Largest bounding-box extent the asset is scaled to before rendering (default: the validator\'s).'),
   background: z.string().regex(/^(white|black|#[0-9a-fA-F]{6})$/, 'white, black or #rrggbb').default('white').describe('Background colour of videos: white (as upstream), black or #rrggbb.'),
-  video_res: z.number().int().min(64).max(2048).default(1088).describe('Default side of /generate_video/ videos in pixels when the request has no video_res (upstream: 1088).'),
+  video_res: z.number().int().min(VIDEO_RES.min).max(VIDEO_RES.max).default(1088).describe('Default side of /generate_video/ videos in pixels when the request has no video_res (upstream: 1088).'),
   crf: z.number().int().min(0).max(51).default(20).describe('The x264 constant rate factor of videos (lower is better and larger).'),
   preset: z.enum(['ultrafast', 'superfast', 'veryfast', 'faster', 'fast', 'medium', 'slow']).default('veryfast').describe('The x264 speed preset of videos.'),
   threads: z.number().int().min(0).max(256).default(0).describe('Render worker threads; 0 uses one per available core.'),
@@ -218,6 +228,7 @@ export const configSchema = z.strictObject({
   validate: validateSchema.prefault({}),
   weights: weightsSchema.prefault({}),
   runtime: runtimeSchema.prefault({}),
+  jobs: jobsSchema.prefault({}),
   cache: cacheSchema.prefault({}),
   burst: burstSchema.prefault({}),
   auth: authSchema.prefault({}),

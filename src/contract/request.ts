@@ -3,6 +3,7 @@
  * base64 image, urlencoded or multipart) and the newer one (multipart `prompt_image_file` plus `seed`).
  */
 import { createHash } from 'node:crypto';
+import { VIDEO_RES } from '../config/schema.js';
 import { decodeImage, ImageDecodeError, sniffImageFormat } from '../image/codec.js';
 import type { Delivery, Task } from '../pipelines/job.js';
 import { MAX_SEED, seedFromContent } from '../pipelines/seed.js';
@@ -122,6 +123,30 @@ export function single(fields: FormFields, name: string): FormValue | undefined 
     return value[0];
   }
   return value;
+}
+
+/**
+ * The side of a requested video: `video_res` within the contract's bounds, or the default; odd sides are
+ * rounded down, since H.264 in yuv420p needs even ones.
+ */
+export function videoSize(fields: FormFields, defaultRes: number): number {
+  const res = integerField(fields, 'video_res', VIDEO_RES.min, VIDEO_RES.max) ?? defaultRes;
+  return res - (res % 2);
+}
+
+/** Priority classes a generate request may ask for: its own (contract), or lower. */
+const PRIORITY_HEADER_VALUES = ['contract', 'interactive', 'background'] as const;
+export type RequestPriority = (typeof PRIORITY_HEADER_VALUES)[number];
+
+/**
+ * The class a contract route's job runs in: `contract`, unless the X-Fast3d-Priority header lowers it
+ * (`fast3d pregenerate` sends `background`, so warming the cache never delays the miner).
+ */
+export function requestPriority(header: string | undefined): RequestPriority {
+  if (header === undefined || header === '') return 'contract';
+  const value = header.trim().toLowerCase();
+  if ((PRIORITY_HEADER_VALUES as readonly string[]).includes(value)) return value as RequestPriority;
+  throw new HttpError(400, `X-Fast3d-Priority must be one of ${PRIORITY_HEADER_VALUES.join(', ')}, got "${header.slice(0, 40)}"`);
 }
 
 /** Parses an optional integer field within bounds; 400 names the field and the range. */

@@ -1,27 +1,17 @@
 /**
- * Outcome -> HTTP. `plyResponse` is the only way a 200 with asset bytes leaves the service, and it refuses
- * bytes that break the subnet's PLY rules: a bad 200 would kill the miner's worker loop for good.
+ * Answers -> HTTP. `artefactResponse` is the only way a 200 with asset bytes leaves the service, and it refuses
+ * bytes that break their format's rules (for PLY, the subnet's): a bad 200 would kill the miner's worker loop.
  */
-import type { Outcome, Report } from '../pipelines/job.js';
-import { servablePlyViolation } from '../splat/servable.js';
+import type { Format } from '../formats/registry.js';
+import type { Report } from '../pipelines/job.js';
 import { HttpError } from './errors.js';
 
-export function plyResponse(ply: Uint8Array, headers: Record<string, string> = {}): Response {
-  const violation = servablePlyViolation(ply);
-  if (violation) throw new HttpError(500, `refusing to serve an asset that breaks the PLY rules: ${violation}`);
-  return new Response(ply, {
+export function artefactResponse(format: Format, bytes: Uint8Array, headers: Record<string, string> = {}): Response {
+  const violation = format.violation(bytes);
+  if (violation) throw new HttpError(500, `refusing to serve a ${format.name} artefact that breaks its rules: ${violation}`);
+  return new Response(bytes, {
     status: 200,
-    headers: { 'Content-Type': 'application/octet-stream', 'Content-Length': String(ply.length), ...headers },
-  });
-}
-
-/** 200 video/mp4; refuses bytes that do not start with an MP4 `ftyp` box (a broken encode is a 500, never a 200). */
-export function mp4Response(mp4: Uint8Array, headers: Record<string, string> = {}): Response {
-  const ftyp = mp4.length >= 8 && String.fromCharCode(mp4[4], mp4[5], mp4[6], mp4[7]) === 'ftyp';
-  if (!ftyp) throw new HttpError(500, 'video encoding produced no valid MP4');
-  return new Response(mp4, {
-    status: 200,
-    headers: { 'Content-Type': 'video/mp4', 'Content-Length': String(mp4.length), ...headers },
+    headers: { 'Content-Type': format.contentType, 'Content-Length': String(bytes.length), ...headers },
   });
 }
 
@@ -34,17 +24,20 @@ export function errorResponse(error: HttpError): Response {
   return Response.json({ error: error.message }, { status: error.status, headers: error.headers });
 }
 
-/** The outcome's report as compact headers (the full report goes to the log line). */
-export function reportHeaders(outcome: Outcome): Record<string, string> {
-  const headers: Record<string, string> = { 'X-Fast3d-Report': compactReport(outcome.report) };
-  if (outcome.kind === 'asset') {
-    headers['X-Fast3d-Seed'] = String(outcome.seed);
-    headers['X-Fast3d-Gaussians'] = String(outcome.cloud.count);
-    if (outcome.report.bestEffort) headers['X-Fast3d-Best-Effort'] = 'true';
-  } else {
-    headers['X-Fast3d-Decline-Reason'] = asciiHeader(outcome.reason);
-  }
+/** The report of an asset as compact headers (the full report goes to the log line and the job API). */
+export function assetHeaders(asset: { seed: number; gaussians: number; report: Report }): Record<string, string> {
+  const headers: Record<string, string> = {
+    'X-Fast3d-Report': compactReport(asset.report),
+    'X-Fast3d-Seed': String(asset.seed),
+    'X-Fast3d-Gaussians': String(asset.gaussians),
+  };
+  if (asset.report.bestEffort) headers['X-Fast3d-Best-Effort'] = 'true';
   return headers;
+}
+
+/** Why a job was declined, as headers (the report too, when the decline was not remembered from before). */
+export function declineHeaders(reason: string, report: Report | null): Record<string, string> {
+  return { ...(report ? { 'X-Fast3d-Report': compactReport(report) } : {}), 'X-Fast3d-Decline-Reason': asciiHeader(reason) };
 }
 
 /** aiohttp, the miner's client, fails on a header line over 8190 bytes; stay far below. */

@@ -15,3 +15,19 @@ export function hasTransparency(image: RgbaImage): boolean {
   for (let i = 3; i < data.length; i += 4) if (data[i] < 255) return true;
   return false;
 }
+
+/** Views side by side, ceil(sqrt(n)) per row. */
+export function gridImage(images: RgbaImage[]): RgbaImage {
+  const { width, height } = images[0];
+  const cols = Math.ceil(Math.sqrt(images.length));
+  const rows = Math.ceil(images.length / cols);
+  const out = createImage(width * cols, height * rows);
+  out.data.fill(255);
+  images.forEach((image, i) => {
+    const ox = (i % cols) * width, oy = Math.floor(i / cols) * height;
+    for (let y = 0; y < height; y++) {
+      out.data.set(image.data.subarray(y * width * 4, (y + 1) * width * 4), ((oy + y) * out.width + ox) * 4);
+    }
+  });
+  return out;
+}

@@ -7,7 +7,7 @@ import { InflateImageTo3d } from './image-to-3d/inflate.js';
 import { IsnetMatting } from './matting/isnet.js';
 import { KeyingMatting } from './matting/keying.js';
 import type { GpuWorker } from './gpu-worker.js';
-import type { GpuRunner, ImageTo3d, Matting, Stages, TextToImage, Validator, ViewRenderer } from './stages.js';
+import type { ImageTo3d, Matting, Stages, TextToImage, Validator, ViewRenderer } from './stages.js';
 import { GpuWorkerTextToImage } from './text-to-image/gpu-worker.js';
 import { PreviewTextToImage } from './text-to-image/preview.js';
 import { clipFolderFiles, ClipValidator } from './validate/clip.js';
@@ -22,8 +22,6 @@ export interface StageDeps {
   gpuWorker?: (section: GpuWorkerSection) => GpuWorker;
   /** Renders the validator's views of a cloud; the "clip" check needs it. */
   renderViews?: ViewRenderer;
-  /** The runtime's GPU lock, for backends that use the GPU for only part of their work. */
-  gpu?: GpuRunner;
 }
 
 export function createStages(config: Config, deps: StageDeps = {}): Stages {
@@ -145,7 +143,7 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
         minImageSimilarity: clip.min_image_similarity,
         minAesthetic: clip.min_aesthetic,
         textCache: clip.text_cache,
-      }, deps.renderViews, deps.gpu);
+      }, deps.renderViews);
     }
     case 'validator-service': {
       const service = config.validate.validator_service;

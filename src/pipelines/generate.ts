@@ -3,65 +3,51 @@
  * run the chain, self-validate, retry with a new seed up to `retries` times, then decline.
  */
 import type { RgbaImage } from '../image/rgba.js';
-import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
-import { centreAndScale, dropNonFinite, rotateCloud, type Matrix3 } from '../splat/frame.js';
-import { encodePly } from '../splat/ply.js';
+import type { GaussianCloud } from '../splat/cloud.js';
+import { centreAndScale, dropNonFinite } from '../splat/frame.js';
+import type { JobContext, StageName } from './context.js';
 import type { Attempt, Check, Job, Outcome, Report } from './job.js';
 import { attemptSeed } from './seed.js';
-import { allBackends, type Backend, type GpuRunner, type Stages } from './stages.js';
-
-export interface PipelineOptions {
-  /** Extra attempts after a failed self-validation. */
-  retries: number;
-  /** Largest extent of the normalised asset (0 keeps the scale). */
-  extent: number;
-  /**
-   * Runs work that needs the GPU; the runtime passes its GPU lock here so that CPU stages of one job
-   * overlap GPU stages of another. Defaults to running the work directly.
-   */
-  gpu?: GpuRunner;
-}
+import { allBackends, type Backend, type Stages } from './stages.js';
 
 export class Pipeline {
   readonly preview: boolean;
 
-  constructor(
-    readonly stages: Stages,
-    private readonly options: PipelineOptions,
-  ) {
+  constructor(readonly stages: Stages) {
     this.preview = allBackends(stages).some(({ backend }) => backend.preview);
   }
 
-  async run(job: Job): Promise<Outcome> {
+  /**
+   * Runs the job under its context: retries and extent come from the job's settings, every stage reports its
+   * start and end, and the picture, matte and raw cloud are shown as they appear.
+   */
+  async run(job: Job, ctx: JobContext): Promise<Outcome> {
     const report: Report = { attempts: [], timings: {}, preview: this.preview };
-    const time = timer(report.timings);
     const { stages } = this;
-    const signal = job.signal;
+    const { signal, progress } = ctx;
+    const { retries, extent } = ctx.settings.pipeline;
     // An image task's matte does not depend on the seed: compute it once for every attempt.
     let userMatte: RgbaImage | null | undefined;
     let lastMade: { cloud: GaussianCloud; seed: number } | undefined;
-    // The bytes go out in the delivery's frame; the cloud stays in the validator's (videos, views).
-    const deliver = (cloud: GaussianCloud, seed: number): Outcome => {
-      const ply = time.sync('encode', () => encodePly(job.delivery ? rotatedCopy(cloud, job.delivery.rotation) : cloud));
-      return { kind: 'asset', cloud, ply, seed, report };
-    };
 
-    for (let attempt = 0; attempt <= this.options.retries; attempt++) {
+    for (let attempt = 0; attempt <= retries; attempt++) {
       const seed = attemptSeed(job.seed, attempt);
       const record: Attempt = { seed, checks: [], gaussians: 0, accepted: false };
       report.attempts.push(record);
-      signal?.throwIfAborted();
+      signal.throwIfAborted();
+      const time = stageTimer(report.timings, ctx, attempt);
 
       let framed: RgbaImage | null;
       if (job.task.kind === 'text') {
         const prompt = job.task.prompt;
-        const image = await time('text_to_image', () => this.onBackend(stages.textToImage, () => stages.textToImage.generate(prompt, seed, signal), signal));
-        signal?.throwIfAborted();
-        framed = await time('matting', () => this.onBackend(stages.matting, () => stages.matting.matte({ image, fromUser: false }, signal), signal));
+        const image = await time('text_to_image', () => this.onBackend(stages.textToImage, ctx, () => stages.textToImage.generate(prompt, seed, ctx)));
+        progress.intermediate({ name: 'image', image }, attempt);
+        signal.throwIfAborted();
+        framed = await time('matting', () => this.onBackend(stages.matting, ctx, () => stages.matting.matte({ image, fromUser: false }, ctx)));
       } else {
         const image = job.task.image;
         if (userMatte === undefined) {
-          userMatte = await time('matting', () => this.onBackend(stages.matting, () => stages.matting.matte({ image, fromUser: true }, signal), signal));
+          userMatte = await time('matting', () => this.onBackend(stages.matting, ctx, () => stages.matting.matte({ image, fromUser: true }, ctx)));
         }
         framed = userMatte;
       }
@@ -71,35 +57,37 @@ export class Pipeline {
         if (job.task.kind === 'image') break;
         continue;
       }
-      signal?.throwIfAborted();
+      progress.intermediate({ name: 'matte', image: framed }, attempt);
+      signal.throwIfAborted();
 
       const image = framed;
-      const raw = await time('image_to_3d', () => this.onBackend(stages.imageTo3d, () => stages.imageTo3d.generate(image, seed, signal), signal));
-      const cloud = time.sync('normalise', () => normalise(raw, this.options.extent));
+      const raw = await time('image_to_3d', () => this.onBackend(stages.imageTo3d, ctx, () => stages.imageTo3d.generate(image, seed, ctx)));
+      progress.intermediate({ name: 'cloud', cloud: raw }, attempt);
+      const cloud = await time('normalise', async () => normalise(raw, extent));
       record.gaussians = cloud.count;
       if (cloud.count > 0) lastMade = { cloud, seed };
-      signal?.throwIfAborted();
+      signal.throwIfAborted();
 
-      const failed = await time('validate', () => this.validate(job, cloud, image, record.checks, signal));
+      const failed = await time('validate', () => this.validate(job, cloud, image, record.checks, ctx));
       if (failed) {
         record.reason = `${failed.name} ${failed.value} failed threshold ${failed.threshold} (${failed.by})`;
         continue;
       }
       record.accepted = true;
-      return deliver(cloud, seed);
+      return { kind: 'asset', cloud, seed, report };
     }
     if (job.delivery?.onReject === 'best-effort' && lastMade) {
       report.bestEffort = true;
-      return deliver(lastMade.cloud, lastMade.seed);
+      return { kind: 'asset', cloud: lastMade.cloud, seed: lastMade.seed, report };
     }
     const last = report.attempts[report.attempts.length - 1];
     return { kind: 'declined', reason: last?.reason ?? 'self-validation failed', report };
   }
 
   /** Runs the validators in order; returns the first failing check, or null when all pass. */
-  private async validate(job: Job, cloud: GaussianCloud, image: RgbaImage, into: Check[], signal?: AbortSignal): Promise<Check | null> {
+  private async validate(job: Job, cloud: GaussianCloud, image: RgbaImage, into: Check[], ctx: JobContext): Promise<Check | null> {
     for (const validator of this.stages.validators) {
-      const checks = await this.onBackend(validator, () => validator.validate({ job, cloud, image }, signal), signal);
+      const checks = await this.onBackend(validator, ctx, () => validator.validate({ job, cloud, image }, ctx));
       into.push(...checks);
       const failed = checks.find((c) => !c.passed);
       if (failed) return failed;
@@ -107,15 +95,10 @@ export class Pipeline {
     return null;
   }
 
-  private onBackend<T>(backend: Backend, work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return backend.gpu && this.options.gpu ? this.options.gpu(work, signal) : work();
+  /** GPU backends run under the job's GPU runner (the runtime's lock), so CPU stages of other jobs overlap. */
+  private onBackend<T>(backend: Backend, ctx: JobContext, work: () => Promise<T>): Promise<T> {
+    return backend.gpu ? ctx.gpu(work, ctx.signal) : work();
   }
-}
-
-function rotatedCopy(cloud: GaussianCloud, rotation: Matrix3): GaussianCloud {
-  const copy = cloneCloud(cloud);
-  rotateCloud(copy, rotation);
-  return copy;
 }
 
 /** Every asset leaves in the same frame and scale, whatever backend made it. */
@@ -125,29 +108,17 @@ export function normalise(cloud: GaussianCloud, extent: number): GaussianCloud {
   return finite;
 }
 
-type Timer = (<T>(stage: string, work: () => Promise<T>) => Promise<T>) & {
-  sync<T>(stage: string, work: () => T): T;
-};
-
-function timer(into: Record<string, number>): Timer {
-  const add = (stage: string, start: number) => {
-    into[stage] = Math.round(((into[stage] ?? 0) + performance.now() - start) * 10) / 10;
-  };
-  const time = (async (stage, work) => {
+/** Times each stage into the report and tells the job's progress sink when it starts and ends. */
+function stageTimer(into: Record<string, number>, ctx: JobContext, attempt: number) {
+  return async <T>(stage: StageName, work: () => Promise<T>): Promise<T> => {
+    ctx.progress.stageStarted(stage, attempt);
     const start = performance.now();
     try {
       return await work();
     } finally {
-      add(stage, start);
-    }
-  }) as Timer;
-  time.sync = (stage, work) => {
-    const start = performance.now();
-    try {
-      return work();
-    } finally {
-      add(stage, start);
+      const ms = performance.now() - start;
+      into[stage] = Math.round(((into[stage] ?? 0) + ms) * 10) / 10;
+      ctx.progress.stageEnded(stage, attempt, ms);
     }
   };
-  return time;
 }

@@ -26,8 +26,6 @@ export interface Job {
   seed: number;
   /** Absent: the legacy contract's delivery (validator frame, decline). */
   delivery?: Delivery;
-  /** Aborted when the client goes away or the deadline passes. */
-  signal?: AbortSignal;
 }
 
 /** One self-validation check: what was measured, against what, and the verdict. */
@@ -60,6 +58,9 @@ export interface Report {
 }
 
 export type Outcome =
-  /** `cloud` is in the validator's frame; `ply` is the delivered bytes, in the delivery's frame. */
-  | { kind: 'asset'; cloud: GaussianCloud; ply: Uint8Array; seed: number; report: Report }
+  /**
+   * `cloud` is in the canonical frame, the validator's (+Y up, front toward +Z), normalised. The delivery's
+   * rotation and the encoding into a format happen once, on the way out (runtime/answer.ts).
+   */
+  | { kind: 'asset'; cloud: GaussianCloud; seed: number; report: Report }
   | { kind: 'declined'; reason: string; report: Report };

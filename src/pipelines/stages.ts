@@ -1,9 +1,11 @@
 /**
  * Stage interfaces. Each stage has interchangeable backends chosen at start-up; the pipeline sees only these.
- * Every backend reports readiness so the service can answer 503 instead of failing a job halfway.
+ * Every backend reports readiness so the service can answer 503 instead of failing a job halfway. Each call
+ * receives the job's context (signal, GPU runner, settings, progress); it is absent only outside a job.
  */
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
+import type { JobContext } from './context.js';
 import type { Check, Job } from './job.js';
 
 export interface Readiness {
@@ -26,7 +28,7 @@ export interface Backend {
 }
 
 export interface TextToImage extends Backend {
-  generate(prompt: string, seed: number, signal?: AbortSignal): Promise<RgbaImage>;
+  generate(prompt: string, seed: number, ctx?: JobContext): Promise<RgbaImage>;
 }
 
 export interface MattingInput {
@@ -37,12 +39,12 @@ export interface MattingInput {
 
 /** Returns the object cut out and framed (square, centred, transparent background), or null when none is found. */
 export interface Matting extends Backend {
-  matte(input: MattingInput, signal?: AbortSignal): Promise<RgbaImage | null>;
+  matte(input: MattingInput, ctx?: JobContext): Promise<RgbaImage | null>;
 }
 
 export interface ImageTo3d extends Backend {
   /** The cloud in the validator's frame: +Y up, front toward +Z. */
-  generate(image: RgbaImage, seed: number, signal?: AbortSignal): Promise<GaussianCloud>;
+  generate(image: RgbaImage, seed: number, ctx?: JobContext): Promise<GaussianCloud>;
 }
 
 export interface ValidationInput {
@@ -53,7 +55,7 @@ export interface ValidationInput {
 }
 
 export interface Validator extends Backend {
-  validate(input: ValidationInput, signal?: AbortSignal): Promise<Check[]>;
+  validate(input: ValidationInput, ctx?: JobContext): Promise<Check[]>;
 }
 
 export interface Stages {

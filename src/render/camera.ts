@@ -4,6 +4,7 @@
  * (r cos(el) sin(az), -r sin(el), r cos(el) cos(az)) looking at the origin with world up +Y, so azimuth 0 sits
  * on +Z and a negative elevation looks down from above. Focal W / (2 tan(fov/2)), principal point (W//2, H//2).
  */
+import { VALIDATOR_ELEVATION, VALIDATOR_FOV, VALIDATOR_RADIUS } from '../splat/frame.js';
 
 export interface Camera {
   readonly width: number;
@@ -52,9 +53,7 @@ export function jacobianLimits(cam: Camera): JacobianLimits {
   return { xPos: (width - cx) / fx + 0.3 * tanX, xNeg: cx / fx + 0.3 * tanX, yPos: (height - cy) / fy + 0.3 * tanY, yNeg: cy / fy + 0.3 * tanY };
 }
 
-export const VALIDATOR_FOV = 49.1;
-export const VALIDATOR_RADIUS = 2.5;
-export const VALIDATOR_ELEVATION = -15;
+export { VALIDATOR_ELEVATION, VALIDATOR_FOV, VALIDATOR_RADIUS };
 export const VALIDATOR_SIZE = 518;
 
 const DEG = Math.PI / 180;
@@ -101,7 +100,7 @@ export function linspace(start: number, stop: number, count: number): number[] {
   return Array.from({ length: count }, (_, i) => (i === count - 1 ? stop : start + i * step));
 }
 
-/** The validator's orbit: `count` azimuths from linspace(0, 360, count), elevation -15, radius 2.5, fov 49.1. */
+/** The validator's orbit: `count` azimuths from linspace(0, 360, count), at its elevation, radius and field of view. */
 export function validatorCameras(count: number, size = VALIDATOR_SIZE): Camera[] {
   const lens = { width: size, height: size, fov: VALIDATOR_FOV };
   return linspace(0, 360, count).map((azimuth) =>

@@ -1,6 +1,7 @@
 /**
  * The renderer's public face: validator views for self-validation, single views and grids for operators,
- * and turntable videos. Everything renders on the shared worker pool.
+ * and turntable videos. Everything renders on a worker pool its caller owns (the service builds one in its
+ * composition root; each command builds its own).
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -8,7 +9,7 @@ import { join } from 'node:path';
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { turntableCameras, validatorCameras, type Camera } from './camera.js';
-import { sharedRenderPool, type RenderPool } from './pool.js';
+import type { RenderPool } from './pool.js';
 import { prepareCloud, type PreparedCloud } from './prepare.js';
 import type { Rgb } from './rasterize.js';
 import { encodeMp4 } from './video.js';
@@ -17,12 +18,12 @@ export { linspace, orbitCamera, turntableCameras, validatorCameras, VALIDATOR_EL
 export type { Camera, Lens, OrbitView, TurntablePath } from './camera.js';
 export { prepareCloud, type PreparedCloud } from './prepare.js';
 export { Rasterizer, type RasterOptions, type Rgb } from './rasterize.js';
-export { RenderPool, RenderAbortedError, sharedRenderPool } from './pool.js';
+export { RenderPool, RenderAbortedError } from './pool.js';
 export { encodeMp4, ffmpegPath, VideoEncodeError, type VideoOptions } from './video.js';
 
 export const WHITE: Rgb = [1, 1, 1];
-/** The validator's normalisation: largest bounding-box extent 1.5. */
-export const VALIDATOR_EXTENT = 1.5;
+import { VALIDATOR_EXTENT } from '../splat/frame.js';
+export { VALIDATOR_EXTENT };
 
 /** 'white', 'black' or '#rrggbb' -> linear 0..1 triple. */
 export function parseBackground(text: string): Rgb {
@@ -39,13 +40,13 @@ function toRgba(pixels: Uint8Array, camera: Camera): RgbaImage {
 }
 
 /**
- * The views the validator scores: its normalisation (extent 1.5), `count` azimuths from linspace(0, 360, count)
- * at elevation -15 and radius 2.5, fov 49.1, `size` pixels square, white background; opaque RGBA.
+ * The views the validator scores: its normalisation and orbit (`count` azimuths from linspace(0, 360, count)),
+ * `size` pixels square, white background; opaque RGBA.
  */
-export async function renderValidatorViews(cloud: GaussianCloud, views: { count: number; size: number }, signal?: AbortSignal): Promise<RgbaImage[]> {
+export async function renderValidatorViews(cloud: GaussianCloud, views: { count: number; size: number }, pool: RenderPool, signal?: AbortSignal): Promise<RgbaImage[]> {
   const prepared = prepareCloud(cloud, { extent: VALIDATOR_EXTENT });
   const cameras = validatorCameras(views.count, views.size);
-  const frames = await sharedRenderPool().renderAll(prepared, cameras, { background: WHITE, channels: 4 }, signal);
+  const frames = await pool.renderAll(prepared, cameras, { background: WHITE, channels: 4 }, signal);
   return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
 }
 
@@ -53,14 +54,13 @@ export interface ViewsOptions {
   background?: Rgb;
   /** Largest bounding-box extent after normalisation; null keeps the cloud's own frame. */
   extent?: number | null;
-  pool?: RenderPool;
+  pool: RenderPool;
 }
 
 /** Renders any cameras (single views, grids) as opaque RGBA images. */
-export async function renderViews(cloud: GaussianCloud | PreparedCloud, cameras: readonly Camera[], options: ViewsOptions = {}, signal?: AbortSignal): Promise<RgbaImage[]> {
+export async function renderViews(cloud: GaussianCloud | PreparedCloud, cameras: readonly Camera[], options: ViewsOptions, signal?: AbortSignal): Promise<RgbaImage[]> {
   const prepared = 'columns' in cloud ? prepareCloud(cloud, { extent: options.extent === undefined ? VALIDATOR_EXTENT : options.extent }) : cloud;
-  const pool = options.pool ?? sharedRenderPool();
-  const frames = await pool.renderAll(prepared, cameras, { background: options.background ?? WHITE, channels: 4 }, signal);
+  const frames = await options.pool.renderAll(prepared, cameras, { background: options.background ?? WHITE, channels: 4 }, signal);
   return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
 }
 
@@ -83,7 +83,7 @@ export interface TurntableSettings {
 export interface TurntableOptions extends TurntableSettings {
   /** Square side in pixels; odd values are rounded down to even (H.264 yuv420p). */
   size: number;
-  pool?: RenderPool;
+  pool: RenderPool;
 }
 
 export function turntableFrameCount(settings: Pick<TurntableSettings, 'fps' | 'seconds' | 'frames'>): number {
@@ -99,8 +99,7 @@ export async function renderTurntable(cloud: GaussianCloud | PreparedCloud, outP
     size,
     size,
   );
-  const pool = options.pool ?? sharedRenderPool();
-  const frames = pool.frames(prepared, cameras, { background: parseBackground(options.background), channels: 3 }, signal);
+  const frames = options.pool.frames(prepared, cameras, { background: parseBackground(options.background), channels: 3 }, signal);
   return encodeMp4(frames, outPath, { width: size, height: size, fps: options.fps, crf: options.crf, preset: options.preset }, signal);
 }
 

@@ -13,6 +13,7 @@ import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { allocateCloud } from '../splat/cloud.js';
+import { VALIDATOR_EXTENT, VALIDATOR_FOV, VALIDATOR_RADIUS } from '../splat/frame.js';
 import { orbitCamera, type Camera } from './camera.js';
 import { prepareCloud, type PreparedCloud } from './prepare.js';
 import type { RenderReply, RenderRequest } from './protocol.js';
@@ -98,8 +99,8 @@ export class RenderPool {
    * start-up, module loading and compiling the kernel (about 0.3 s here). Resolves once all have answered.
    */
   async warm(): Promise<void> {
-    const cloud = prepareCloud(WARM_CLOUD, { extent: 1.5 });
-    const camera = orbitCamera({ azimuth: 0, elevation: 0, radius: 2.5 }, { width: 8, height: 8, fov: 49.1 });
+    const cloud = prepareCloud(WARM_CLOUD, { extent: VALIDATOR_EXTENT });
+    const camera = orbitCamera({ azimuth: 0, elevation: 0, radius: VALIDATOR_RADIUS }, { width: 8, height: 8, fov: VALIDATOR_FOV });
     await Promise.all(Array.from({ length: this.threads }, () => this.render(cloud, camera, { background: [1, 1, 1], channels: 3 })));
   }
 
@@ -242,12 +243,4 @@ export class RenderPool {
     this.slots.push(slot);
     return slot;
   }
-}
-
-let shared: RenderPool | null = null;
-
-/** The process-wide pool (created on first use with `threads`, 0 = one per core). */
-export function sharedRenderPool(threads = 0): RenderPool {
-  if (!shared) shared = new RenderPool(threads);
-  return shared;
 }

@@ -7,6 +7,7 @@
  * by 1/factor, clipped to [0, 1]. Gaussians that can never reach alpha 1/255 are dropped here, once.
  */
 import { SH_C0, type GaussianCloud, type GaussianColumns } from '../splat/cloud.js';
+import { VALIDATOR_EXTENT } from '../splat/frame.js';
 
 /** Columns: x y z | covariance xx xy xz yy yz zz | r g b | opacity | ln(255 opacity) */
 export const FIELDS = 14;
@@ -25,11 +26,11 @@ export interface PreparedCloud {
 }
 
 export interface Normalisation {
-  /** Largest bounding-box extent after normalisation (validator: 1.5; its fixture render: 1.0); null keeps the frame. */
+  /** Largest bounding-box extent after normalisation (the validator's VALIDATOR_EXTENT; its fixture render: 1.0); null keeps the frame. */
   extent: number | null;
 }
 
-export function prepareCloud(cloud: GaussianCloud, normalisation: Normalisation = { extent: 1.5 }): PreparedCloud {
+export function prepareCloud(cloud: GaussianCloud, normalisation: Normalisation = { extent: VALIDATOR_EXTENT }): PreparedCloud {
   const c = cloud.columns;
   const n = cloud.count;
   let mean = 0;

@@ -1,28 +1,39 @@
 /**
  * The result cache: finished artefacts on disk, addressed by what determines them, so a repeated request costs
  * no GPU time. A request key is the sha256 of the task's content (trimmed prompt text, or the digest of the
- * image bytes), the seed, and a fingerprint of every config value that changes the output. Each artefact kind
- * (the PLY of /generate/, the MP4 of /generate_video/ at a given resolution) is a separate entry under it.
+ * image bytes), the seed, the delivery, and a fingerprint of the settings that change the output. Each artefact
+ * (one per format, e.g. the PLY of /generate/ or the MP4 of /generate_video/ at a given resolution) is a
+ * separate entry under it, and so is the report that came with them.
  *
  * Entries are plain files named `<entry key>-<crc32>.<kind>`: written to a temp file and renamed (never
  * half-written), checked against the CRC on every read (a corrupt entry is deleted and counts as a miss), kept
  * under a size bound by evicting the least recently used, and found again after a restart by listing the
  * directory (file mtimes carry the recency). The most recently used artefacts are also held in memory up to a
- * second bound, so a hot hit touches no file. Declines are remembered in memory for a short TTL.
+ * second bound, so a hot hit touches no file. Declines are remembered in memory for a short TTL. An entry that
+ * reads back intact but that its format refuses is discarded by the caller (`discard`) and made again.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { open, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { Config } from '../config/schema.js';
 import type { Delivery, Task } from '../pipelines/job.js';
-import { VERSION } from '../version.js';
+import { sha256, stableJson } from '../pipelines/settings.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
-/** What is stored for a request: the PLY asset, or a turntable video at a resolution. */
-export type Artefact = { kind: 'ply' } | { kind: 'mp4'; resolution: number; /** videoFingerprint(config) */ settings: string };
+/** File kinds of entries: the extension of their files. */
+export const ENTRY_KINDS = ['ply', 'spz', 'mp4', 'png', 'json'] as const;
+export type EntryKind = (typeof ENTRY_KINDS)[number];
+
+/**
+ * One entry of a request: its file kind and, when a request can have several of a kind (videos at several
+ * sizes), what tells them apart.
+ */
+export interface EntryName {
+  kind: EntryKind;
+  variant?: string;
+}
 
 export interface CacheOptions {
   directory: string;
@@ -31,7 +42,7 @@ export interface CacheOptions {
   declineTtlMs: number;
   /** Bytes of recently used artefacts also kept in memory (verified when read from disk); 0 = none. */
   memoryBytes?: number;
-  /** configFingerprint(config): requests under another config never share entries. */
+  /** settingsFingerprint(settings): requests under other settings never share entries. */
   fingerprint: string;
   metrics?: Metrics;
   logger?: Logger;
@@ -46,27 +57,10 @@ interface Entry {
   touched?: number;
 }
 
-const ENTRY_FILE = /^([0-9a-f]{64})-([0-9a-f]{8})\.(ply|mp4)$/;
+const ENTRY_FILE = new RegExp(`^([0-9a-f]{64})-([0-9a-f]{8})\\.(${ENTRY_KINDS.join('|')})$`);
 const TMP = '.tmp';
 const MAX_DECLINES = 10_000;
 const TOUCH_INTERVAL_MS = 60_000;
-
-/** Sections of the config that change the asset a request produces; the fingerprint covers these (and the version). */
-export const OUTPUT_SECTIONS = ['pipeline', 'text_to_image', 'matting', 'image_to_3d', 'validate'] as const;
-
-export function configFingerprint(config: Config): string {
-  const sections = Object.fromEntries(OUTPUT_SECTIONS.map((s) => [s, config[s]]));
-  return sha256(stableJson({ version: VERSION, sections }));
-}
-
-/**
- * What, besides the asset and the resolution, decides a video's bytes: the render settings, but not how many
- * threads render them. Part of an MP4 artefact's key, so a PLY survives a change of video settings.
- */
-export function videoFingerprint(config: Config): string {
-  const { threads: _threads, ...settings } = config.render;
-  return sha256(stableJson(settings)).slice(0, 16);
-}
 
 export class ResultCache {
   /** Insertion order is recency order: the first entry is the least recently used. */
@@ -92,7 +86,7 @@ export class ResultCache {
   }
 
   /** The cached bytes of one artefact of a request, or null (missing, or corrupt and now dropped). */
-  async get(requestKey: string, artefact: Artefact): Promise<Uint8Array | null> {
+  async get(requestKey: string, artefact: EntryName): Promise<Uint8Array | null> {
     const key = entryKey(requestKey, artefact);
     const entry = this.index.get(key);
     const label = artefact.kind;
@@ -164,7 +158,7 @@ export class ResultCache {
   }
 
   /** Stores an artefact atomically (temp file, then rename), then evicts down to the size bound. */
-  async put(requestKey: string, artefact: Artefact, bytes: Uint8Array): Promise<void> {
+  async put(requestKey: string, artefact: EntryName, bytes: Uint8Array): Promise<void> {
     if (bytes.length > this.options.maxBytes) return;
     const key = entryKey(requestKey, artefact);
     const crc = crc32(bytes);
@@ -186,7 +180,17 @@ export class ResultCache {
     this.index.set(key, { file, size: bytes.length, crc });
     this.bytes += bytes.length;
     this.hold(key, bytes);
-    this.evict();
+    this.evictToBound();
+  }
+
+  /** Drops one entry (its bytes were refused by their format): the next request makes it again. */
+  discard(requestKey: string, artefact: EntryName): void {
+    const key = entryKey(requestKey, artefact);
+    const entry = this.index.get(key);
+    if (!entry) return;
+    this.options.logger?.warn({ file: entry.file }, 'cache entry unusable: evicted');
+    this.options.metrics?.cacheCorruption();
+    this.drop(key, entry, true);
   }
 
   /** The reason a request was declined, if that happened within the decline TTL. */
@@ -235,10 +239,10 @@ export class ResultCache {
       this.index.set(key, entry);
       this.bytes += entry.size;
     }
-    this.evict();
+    this.evictToBound();
   }
 
-  private evict(): void {
+  private evictToBound(): void {
     let evicted = 0;
     while (this.bytes > this.options.maxBytes && this.index.size) {
       const [key, entry] = this.index.entries().next().value as [string, Entry];
@@ -277,22 +281,7 @@ async function readWhole(path: string, size: number): Promise<Buffer> {
   }
 }
 
-function entryKey(requestKey: string, artefact: Artefact): string {
-  const descriptor = artefact.kind === 'ply' ? 'ply' : `mp4:${artefact.resolution}:${artefact.settings}`;
+function entryKey(requestKey: string, artefact: EntryName): string {
+  const descriptor = artefact.variant === undefined ? artefact.kind : `${artefact.kind}:${artefact.variant}`;
   return sha256(`${requestKey}\n${descriptor}`);
-}
-
-function sha256(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
-}
-
-/** JSON with object keys sorted, so equal configs give equal fingerprints whatever their key order. */
-function stableJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(stableJson).join(',')}]`;
-  if (value && typeof value === 'object') {
-    const entries = Object.entries(value as Record<string, unknown>).filter(([, v]) => v !== undefined);
-    entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${stableJson(v)}`).join(',')}}`;
-  }
-  return JSON.stringify(value);
 }

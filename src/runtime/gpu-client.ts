@@ -6,7 +6,7 @@
  */
 import { GpuWorkerError, type GpuWorker, type ImageGenerationRequest, type ImageTo3dRequest } from '../pipelines/gpu-worker.js';
 import type { Readiness } from '../pipelines/stages.js';
-import { NotReadyError } from './service.js';
+import { NotReadyError } from '../pipelines/errors.js';
 
 export { GpuWorkerError };
 export type { ImageGenerationRequest, ImageTo3dRequest };

@@ -1,12 +1,8 @@
 /**
  * The GPU lock: one GPU call at a time, first come first served. The pipeline takes it only around backends
  * with `gpu: true`, so one job's CPU stages run while another job holds the GPU. It also measures how busy the
- * GPU is and how much GPU time each job used, which admission turns into wait estimates.
+ * GPU is; each job counts its own GPU time through its context (pipelines/context.ts).
  */
-export interface GpuUsage {
-  /** Milliseconds the job held the lock. */
-  busyMs: number;
-}
 
 export class GpuLock {
   private held = false;
@@ -15,7 +11,6 @@ export class GpuLock {
   private heldSince = 0;
   /** Closed busy intervals [start, end] of the last `windowMs`, for the busy ratio. */
   private readonly intervals: [number, number][] = [];
-  private readonly perJob = new WeakMap<AbortSignal, GpuUsage>();
 
   constructor(private readonly windowMs = 60_000, private readonly now: () => number = () => performance.now()) {}
 
@@ -49,20 +44,10 @@ export class GpuLock {
       this.busyTotalMs += end - start;
       this.intervals.push([start, end]);
       this.trim(end);
-      if (signal) {
-        const usage = this.perJob.get(signal) ?? { busyMs: 0 };
-        usage.busyMs += end - start;
-        this.perJob.set(signal, usage);
-      }
       const next = this.waiting.shift();
       if (next) next.grant();
       else this.held = false;
     }
-  }
-
-  /** GPU time used so far by the job whose signal is `signal`. */
-  usage(signal: AbortSignal): GpuUsage {
-    return this.perJob.get(signal) ?? { busyMs: 0 };
   }
 
   get busy(): boolean {

@@ -100,7 +100,7 @@ export class Metrics {
     gauge('fast3d_jobs_running', 'Jobs inside the pipeline.', () => sources.running?.());
     gauge('fast3d_gpu_busy_ratio', 'Share of the last 60 s during which the GPU lock was held.', () => sources.gpuBusyRatio?.());
     gauge('fast3d_gpu_busy_seconds', 'Seconds the GPU lock was held since start (rate() gives the busy ratio over any window).', () => sources.gpuBusySeconds?.());
-    gauge('fast3d_cache_entries', 'Artefacts in the result cache.', () => sources.cacheSize?.().entries);
+    gauge('fast3d_cache_entries', 'Entries in the result cache (artefacts and the reports stored with them).', () => sources.cacheSize?.().entries);
     gauge('fast3d_cache_bytes', 'Bytes of artefacts in the result cache.', () => sources.cacheSize?.().bytes);
   }
 

@@ -1,15 +1,20 @@
 /**
- * The generation service the HTTP layer talks to: readiness of every stage, admission with deadlines, and the
- * pipeline. It wraps the pipeline; the pipeline never sees it.
+ * The generation service: readiness of every stage, admission in priority classes with deadlines, and the
+ * pipeline. It builds each admitted job's context (signal, GPU runner, settings, progress) and runs the
+ * pipeline under it; the pipeline never sees the service.
  */
+import { countingGpu, silentProgress, type JobContext, type JobSettings, type ProgressSink } from '../pipelines/context.js';
+import { BusyError, DeadlineError, NotReadyError, ShuttingDownError } from '../pipelines/errors.js';
 import type { Job, Outcome } from '../pipelines/job.js';
 import type { Pipeline } from '../pipelines/generate.js';
-import { allBackends, type Readiness } from '../pipelines/stages.js';
+import { allBackends, type GpuRunner, type Readiness } from '../pipelines/stages.js';
 import { VERSION } from '../version.js';
-import { Admission, BusyError, DeadlineError, ShuttingDownError } from './admission.js';
+import { Admission, type Priority, type QueueLimits } from './admission.js';
 import type { GpuLock } from './gpu-lock.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
+
+export { NotReadyError };
 
 export type Mode = 'preview' | 'gpu';
 export type HealthStatus = 'ok' | 'starting' | 'degraded' | 'stopping';
@@ -24,30 +29,40 @@ export interface Health {
   mode: Mode;
   version: string;
   stages: Record<string, StageHealth>;
-  queue: { running: number; waiting: number; gpu_s_per_job: number | null };
-}
-
-export class NotReadyError extends Error {
-  override name = 'NotReadyError';
+  queue: { running: number; waiting: number; waiting_by_class: Record<Priority, number>; gpu_s_per_job: number | null; job_s: number | null };
 }
 
 export interface ServiceOptions {
-  /** Jobs that may wait for a place in the pipeline. */
-  queueLength: number;
+  /** Jobs that may wait for a place in the pipeline, per priority class (one number: every class). */
+  queueLength: number | QueueLimits;
   /** Jobs inside the pipeline at once (default 1). */
   concurrency?: number;
-  /** Milliseconds a job may take from arrival (default: no deadline). */
+  /** Milliseconds a contract job may take from arrival (default: no deadline). */
   deadlineMs?: number;
   /** Least Retry-After suggested, in seconds (default 10). */
   retryAfterS?: number;
   /** Recent jobs averaged for the GPU-time estimate (default 20). */
   estimateJobs?: number;
-  /** The GPU lock the pipeline's GPU stages take; its per-job usage feeds the wait estimate. */
+  /** The GPU lock the pipeline's GPU stages take; each job's GPU time feeds the deadline estimate. */
   gpu?: GpuLock;
   /** Turntable videos rendered at once, and how many may wait (default 1 and 4). */
   videoConcurrency?: number;
   videoQueueLength?: number;
   metrics?: Metrics;
+}
+
+/** What the caller of `generate` decides about a job besides its content. */
+export interface RunRequest {
+  job: Job;
+  /** Admission class (default 'contract'). */
+  priority?: Priority;
+  /** The job's resolved settings. */
+  settings: JobSettings;
+  /** Aborted when the client goes away or the job is cancelled. */
+  signal?: AbortSignal;
+  progress?: ProgressSink;
+  /** Called when the job gets its place in the pipeline (after waiting in its class's queue). */
+  onStart?: () => void;
 }
 
 export class GenerationService {
@@ -61,6 +76,9 @@ export class GenerationService {
   private readonly recentGpuMs: number[] = [];
   private readonly deadlineMs: number;
   private readonly retryAfterS: number;
+  private readonly runOnGpu: GpuRunner;
+  private held = 0;
+  private readonly heldIdle: (() => void)[] = [];
 
   constructor(
     readonly pipeline: Pipeline,
@@ -72,6 +90,8 @@ export class GenerationService {
     this.videos = new Admission(options.videoConcurrency ?? 1, options.videoQueueLength ?? 4);
     this.deadlineMs = options.deadlineMs ?? Infinity;
     this.retryAfterS = options.retryAfterS ?? 10;
+    const lock = options.gpu;
+    this.runOnGpu = lock ? (work, signal) => lock.run(work, signal) : (work) => work();
     options.metrics?.watch({
       queueDepth: () => this.admission.depth,
       running: () => this.admission.active,
@@ -109,6 +129,7 @@ export class GenerationService {
     let status: HealthStatus = allReady ? 'ok' : this.initialising > 0 ? 'starting' : 'degraded';
     if (this.admission.isClosed) status = 'stopping';
     const estimate = this.gpuMsPerJob();
+    const jobMs = this.admission.meanJobMs();
     return {
       status,
       mode: this.mode,
@@ -117,17 +138,27 @@ export class GenerationService {
       queue: {
         running: this.admission.active,
         waiting: this.admission.depth,
+        waiting_by_class: { contract: this.admission.depthOf('contract'), interactive: this.admission.depthOf('interactive'), background: this.admission.depthOf('background') },
         gpu_s_per_job: estimate === null ? null : Math.round(estimate) / 1000,
+        job_s: jobMs === null ? null : Math.round(jobMs) / 1000,
       },
     };
   }
 
+  /** False once shutdown began: nothing new may start (admitted work carries on). */
+  get accepting(): boolean {
+    return !this.admission.isClosed;
+  }
+
   /**
-   * Runs a job under admission control and its deadline. Before any work it throws ShuttingDownError,
-   * NotReadyError, or BusyError (queue full, or the estimated wait would miss the deadline); a job still waiting
-   * or running at its deadline rejects with DeadlineError; a job whose own signal aborts rejects with its reason.
+   * Runs a job under admission control (its class) and, for contract jobs, the deadline. Before any work it
+   * throws ShuttingDownError, NotReadyError, or BusyError (its class's queue is full, or the estimated wait
+   * would miss the deadline); a job still waiting or running at its deadline rejects with DeadlineError; a job
+   * whose own signal aborts rejects with its reason.
    */
-  async generate(job: Job): Promise<Outcome> {
+  async generate(request: RunRequest): Promise<Outcome> {
+    const { job } = request;
+    const priority = request.priority ?? 'contract';
     const metrics = this.options.metrics;
     if (this.admission.isClosed) {
       metrics?.refusal('shutting_down');
@@ -141,18 +172,30 @@ export class GenerationService {
         .map(([name, s]) => `${name} (${s.backend}): ${s.detail ?? 'not ready'}`);
       throw new NotReadyError(`service is ${health.status}: ${missing.join('; ')}`);
     }
-    this.refuseIfLate();
+    // The miner drops an answer that comes too late; people and pregeneration would rather wait.
+    const deadlineMs = priority === 'contract' ? this.deadlineMs : Infinity;
+    if (priority === 'contract') this.refuseIfLate();
 
     const deadline = new AbortController();
-    const timer = Number.isFinite(this.deadlineMs)
-      ? setTimeout(() => deadline.abort(new DeadlineError(`job ran past its ${this.deadlineMs / 1000} s deadline and was abandoned`)), this.deadlineMs)
+    const timer = Number.isFinite(deadlineMs)
+      ? setTimeout(() => deadline.abort(new DeadlineError(`job ran past its ${deadlineMs / 1000} s deadline and was abandoned`)), deadlineMs)
       : undefined;
-    const signal = job.signal ? AbortSignal.any([job.signal, deadline.signal]) : deadline.signal;
+    const signal = request.signal ? AbortSignal.any([request.signal, deadline.signal]) : deadline.signal;
+    const counted = countingGpu(this.runOnGpu);
+    const ctx: JobContext = {
+      id: job.id,
+      signal,
+      gpu: counted.gpu,
+      gpuMs: counted.gpuMs,
+      settings: request.settings,
+      progress: request.progress ?? silentProgress,
+    };
     const admitted = this.admission.run(async () => {
-      const outcome = await this.pipeline.run({ ...job, signal });
-      if (this.options.gpu) this.recordGpuMs(this.options.gpu.usage(signal).busyMs);
+      request.onStart?.();
+      const outcome = await this.pipeline.run(job, ctx);
+      this.recordGpuMs(ctx.gpuMs());
       return outcome;
-    }, signal);
+    }, { signal, priority });
     // Abandoned jobs keep their place until their stages return; their late result is dropped here.
     admitted.catch(() => undefined);
     try {
@@ -164,7 +207,7 @@ export class GenerationService {
     } catch (err) {
       if (err instanceof BusyError) {
         metrics?.refusal('queue_full');
-        throw new BusyError(err.message, this.retryAfter(this.gpuMsPerJob() ?? 0));
+        throw new BusyError(err.message, this.retryAfter(this.admission.estimatedWaitMs(priority) || (this.admission.meanJobMs() ?? 0)));
       }
       if (err instanceof ShuttingDownError) {
         metrics?.refusal('shutting_down');
@@ -174,7 +217,7 @@ export class GenerationService {
         metrics?.job('deadline');
         throw deadline.signal.reason;
       }
-      metrics?.job(job.signal?.aborted ? 'cancelled' : 'error');
+      metrics?.job(request.signal?.aborted ? 'cancelled' : 'error');
       throw err;
     } finally {
       clearTimeout(timer);
@@ -183,19 +226,45 @@ export class GenerationService {
 
   /**
    * Renders a video of an asset under the video admission: refused at once (BusyError, 503) when the line is
-   * full, and waited for by drain().
+   * full. The answer path admits a video request before its job starts, so drain never cuts it short.
    */
   renderVideo<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
-    return this.videos.run(work, signal);
+    return this.videos.run(work, { signal });
   }
 
-  /** Stops admitting jobs and waits up to `graceMs` for admitted ones (and videos); true when all finished in time. */
+  /**
+   * Holds the service open for one whole answer (cache look-up, job, video, encoding): refused once shutdown
+   * began, and waited for by drain() whatever phase it is in, so an admitted request is always answered.
+   */
+  async hold<T>(work: () => Promise<T>): Promise<T> {
+    if (this.admission.isClosed) {
+      this.options.metrics?.refusal('shutting_down');
+      throw new ShuttingDownError('service is shutting down; no new jobs are admitted');
+    }
+    this.held++;
+    try {
+      return await work();
+    } finally {
+      this.held--;
+      if (this.held === 0) for (const resolve of this.heldIdle.splice(0)) resolve();
+    }
+  }
+
+  /** Answers in flight (see hold). */
+  get answering(): number {
+    return this.held;
+  }
+
+  /**
+   * Stops admitting and waits up to `graceMs` for every held answer, job and video to finish; true when all
+   * finished in time.
+   */
   async drain(graceMs: number): Promise<boolean> {
     this.admission.close();
-    this.videos.close();
     let timer: NodeJS.Timeout | undefined;
     const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), graceMs); });
-    const idle = Promise.all([this.admission.idle(), this.videos.idle()]).then(() => true);
+    const answered = this.held === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.heldIdle.push(resolve));
+    const idle = Promise.all([answered, this.admission.idle(), this.videos.idle()]).then(() => true);
     const drained = await Promise.race([idle, timedOut]);
     clearTimeout(timer);
     return drained;
@@ -214,13 +283,13 @@ export class GenerationService {
   }
 
   /**
-   * The GPU is the bottleneck: a new job finishes after roughly (jobs ahead + 1) x GPU time per job. When that
-   * misses the deadline, refuse now (no GPU time is spent on a job the miner would drop anyway).
+   * The GPU is the bottleneck: a new contract job finishes after roughly (jobs ahead + 1) x GPU time per job.
+   * When that misses the deadline, refuse now (no GPU time is spent on a job the miner would drop anyway).
    */
   private refuseIfLate(): void {
     const perJob = this.gpuMsPerJob();
-    if (perJob === null || !Number.isFinite(this.deadlineMs) || this.admission.full) return;
-    const ahead = this.admission.active + this.admission.depth;
+    if (perJob === null || !Number.isFinite(this.deadlineMs) || this.admission.isFull('contract')) return;
+    const ahead = this.admission.ahead('contract');
     const finishMs = (ahead + 1) * perJob;
     if (finishMs <= this.deadlineMs) return;
     this.options.metrics?.refusal('deadline');

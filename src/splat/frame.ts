@@ -1,10 +1,19 @@
 /**
  * Frames and normalisation. The validator renders +Y up with the object's front toward +Z, recentres by the
- * scalar mean of all coordinates and rescales the largest bounding-box extent to 1.5 (dividing opacity by
+ * scalar mean of all coordinates and rescales the largest bounding-box extent to VALIDATOR_EXTENT (dividing opacity by
  * the scale factor). Putting the centroid at the origin and the extent at the validator's own value makes
  * its normalisation a no-op, so what we check is what it renders.
  */
 import { bounds, selectGaussians, type GaussianCloud } from './cloud.js';
+
+/**
+ * The validator's render: it scales the largest extent to 1.5 and views from radius 2.5 at elevation -15 with
+ * a 49.1 degree field of view. The one place these numbers are written; cameras, defaults and checks use these.
+ */
+export const VALIDATOR_EXTENT = 1.5;
+export const VALIDATOR_RADIUS = 2.5;
+export const VALIDATOR_FOV = 49.1;
+export const VALIDATOR_ELEVATION = -15;
 
 /** Row-major 3x3 rotation matrix. */
 export type Matrix3 = readonly [number, number, number, number, number, number, number, number, number];

@@ -8,7 +8,9 @@ import type { Hono } from 'hono';
 import { parseConfig } from '../../src/config/load.js';
 import type { Config } from '../../src/config/schema.js';
 import type { RgbaImage } from '../../src/image/rgba.js';
-import type { Stages } from '../../src/pipelines/stages.js';
+import { configSettings } from '../../src/compose.js';
+import { standaloneContext, type JobContext, type ProgressSink } from '../../src/pipelines/context.js';
+import type { GpuRunner, Stages } from '../../src/pipelines/stages.js';
 import { allocateCloud, logit, type GaussianCloud } from '../../src/splat/cloud.js';
 
 export interface FakeOptions {
@@ -46,9 +48,9 @@ export function fakeStages(options: FakeOptions = {}): { stages: Partial<Stages>
   const stages: Partial<Stages> = {
     textToImage: {
       name: 'fake-gpu-text-to-image', preview: false, gpu: true, readiness: ready,
-      async generate(prompt, seed, signal) {
+      async generate(prompt, seed, ctx) {
         calls.textToImage++;
-        await gpuWait(options.textToImageMs ?? 0, signal);
+        await gpuWait(options.textToImageMs ?? 0, ctx?.signal);
         const image: RgbaImage = { width: 8, height: 8, data: new Uint8ClampedArray(8 * 8 * 4).fill(seed & 0xff) };
         prompts.set(image, prompt);
         return image;
@@ -65,9 +67,9 @@ export function fakeStages(options: FakeOptions = {}): { stages: Partial<Stages>
     },
     imageTo3d: {
       name: 'fake-gpu-image-to-3d', preview: false, gpu: true, readiness: ready,
-      async generate(_image, seed, signal) {
+      async generate(_image, seed, ctx) {
         calls.imageTo3d++;
-        await gpuWait(options.imageTo3dMs ?? 0, signal);
+        await gpuWait(options.imageTo3dMs ?? 0, ctx?.signal);
         return ballCloud(options.gaussians ?? 8000, seed);
       },
     },
@@ -155,4 +157,13 @@ export async function until(condition: () => boolean | Promise<boolean>, ms = 50
     if (performance.now() > end) throw new Error(`condition not reached within ${ms} ms: ${condition}`);
     await new Promise((r) => setTimeout(r, 5));
   }
+}
+
+/**
+ * A job context for running a Pipeline directly: the config's settings with the given pipeline options, GPU work
+ * through `gpu` (direct by default), an optional signal and progress sink.
+ */
+export function jobContext(init: { retries?: number; extent?: number; gpu?: GpuRunner; signal?: AbortSignal; progress?: ProgressSink; config?: Config } = {}): JobContext {
+  const config = init.config ?? testConfig({ pipeline: { ...(init.retries !== undefined ? { retries: init.retries } : {}), ...(init.extent !== undefined ? { extent: init.extent } : {}) } });
+  return standaloneContext(configSettings(config), { gpu: init.gpu, signal: init.signal, progress: init.progress });
 }

@@ -4,6 +4,7 @@
  */
 import { encodePng } from '../../image/codec.js';
 import type { RgbaImage } from '../../image/rgba.js';
+import type { JobContext } from '../context.js';
 import { GpuWorkerError, type GpuWorker } from '../gpu-worker.js';
 import type { GaussianCloud } from '../../splat/cloud.js';
 import { rotateCloud, rotationProblem, type Matrix3 } from '../../splat/frame.js';
@@ -48,9 +49,9 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
     this.client.close();
   }
 
-  async generate(image: RgbaImage, seed: number, signal?: AbortSignal): Promise<GaussianCloud> {
+  async generate(image: RgbaImage, seed: number, ctx?: JobContext): Promise<GaussianCloud> {
     const png = await encodePng(image);
-    const ply = await this.client.imageTo3d({ png, seed, ...this.options.sampling }, signal);
+    const ply = await this.client.imageTo3d({ png, seed, ...this.options.sampling }, ctx?.signal);
     let cloud: GaussianCloud;
     try {
       cloud = decodePly(ply);

@@ -11,6 +11,7 @@ import sharp from 'sharp';
 import { alphaBox, frameObject, type FrameOptions } from '../../image/frame-object.js';
 import { hasTransparency, type RgbaImage } from '../../image/rgba.js';
 import { checkFiles, describeProblems, missingPaths, type ExpectedFile, type VerifyMode } from '../../weights/check.js';
+import type { JobContext } from '../context.js';
 import type { Matting, MattingInput, Readiness } from '../stages.js';
 
 export interface IsnetOptions extends FrameOptions {
@@ -68,7 +69,7 @@ export class IsnetMatting implements Matting {
     this.session = null;
   }
 
-  async matte({ image, fromUser }: MattingInput, signal?: AbortSignal): Promise<RgbaImage | null> {
+  async matte({ image, fromUser }: MattingInput, ctx?: JobContext): Promise<RgbaImage | null> {
     const keepAlpha = fromUser && this.options.keepInputAlpha && hasTransparency(image);
     let matted = image;
     if (!keepAlpha) {
@@ -76,7 +77,7 @@ export class IsnetMatting implements Matting {
       if (!session) throw new Error(this.readiness().detail ?? 'ISNet model not loaded');
       const size = this.options.inputSize;
       const input = await isnetInput(image, size);
-      signal?.throwIfAborted();
+      ctx?.signal.throwIfAborted();
       const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', input, [1, 3, size, size]) };
       const outputs = await session.run(feeds);
       const output = outputs[session.outputNames[0]];

@@ -4,6 +4,7 @@
  */
 import { decodeImage } from '../../image/codec.js';
 import type { RgbaImage } from '../../image/rgba.js';
+import type { JobContext } from '../context.js';
 import { GpuWorkerError, type GpuWorker } from '../gpu-worker.js';
 import type { Readiness, TextToImage } from '../stages.js';
 
@@ -43,9 +44,9 @@ export class GpuWorkerTextToImage implements TextToImage {
     return prompt.trim() + this.options.promptSuffix;
   }
 
-  async generate(prompt: string, seed: number, signal?: AbortSignal): Promise<RgbaImage> {
+  async generate(prompt: string, seed: number, ctx?: JobContext): Promise<RgbaImage> {
     const { size, steps } = this.options;
-    const png = await this.client.generateImage({ prompt: this.prompt(prompt), size: `${size}x${size}`, steps, seed }, signal);
+    const png = await this.client.generateImage({ prompt: this.prompt(prompt), size: `${size}x${size}`, steps, seed }, ctx?.signal);
     let image: RgbaImage;
     try {
       image = await decodeImage(png, { maxPixels: size * size * 4, minSide: 16 });

@@ -14,6 +14,7 @@ import type { PreTrainedModel, PreTrainedTokenizer, Tensor } from '@huggingface/
 import sharp from 'sharp';
 import type { RgbaImage } from '../../image/rgba.js';
 import { checkFiles, describeProblems, missingPaths, type ExpectedFile, type VerifyMode } from '../../weights/check.js';
+import type { JobContext } from '../context.js';
 import type { Check } from '../job.js';
 import type { GpuRunner, Readiness, ValidationInput, Validator, ViewRenderer } from '../stages.js';
 import { loadAestheticPredictor, type AestheticPredictor } from './aesthetic.js';
@@ -67,10 +68,9 @@ export class ClipValidator implements Validator {
   readonly preview = false;
   /**
    * False: the pipeline must not hold the GPU lock over the whole check, whose view rendering is CPU work.
-   * Only the model calls take the lock (see onGpu).
+   * Only the model calls take the lock (see validate).
    */
   readonly gpu = false;
-  private readonly onGpu: GpuRunner;
   private loaded: Loaded | null = null;
   private loadError: string | null = null;
   private readonly textEmbeddings = new Map<string, Float32Array>();
@@ -78,10 +78,7 @@ export class ClipValidator implements Validator {
   constructor(
     private readonly options: ClipOptions,
     private readonly renderViews: ViewRenderer,
-    runOnGpu?: GpuRunner,
-  ) {
-    this.onGpu = options.lockModelsOnGpu && runOnGpu ? runOnGpu : (work) => work();
-  }
+  ) {}
 
   readiness(): Readiness {
     if (this.loaded) return { ready: true };
@@ -124,7 +121,10 @@ export class ClipValidator implements Validator {
     await Promise.all([loaded?.text.dispose(), loaded?.vision.dispose()]);
   }
 
-  async validate({ job, cloud, image }: ValidationInput, signal?: AbortSignal): Promise<Check[]> {
+  async validate({ job, cloud, image }: ValidationInput, ctx?: JobContext): Promise<Check[]> {
+    const signal = ctx?.signal;
+    // Only the model calls take the job's GPU runner (and count as its GPU time).
+    const onGpu: GpuRunner = this.options.lockModelsOnGpu && ctx ? ctx.gpu : (work) => work();
     const loaded = this.loaded;
     if (!loaded) throw new Error(this.readiness().detail ?? 'CLIP not loaded');
     const o = this.options;
@@ -136,14 +136,14 @@ export class ClipValidator implements Validator {
     let viewEmbeds: Float32Array[];
     if (job.task.kind === 'text') {
       const prompt = job.task.prompt;
-      const [text, embeds] = await this.onGpu(() => Promise.all([this.embedText(loaded, prompt), this.embedImages(loaded, views)]), signal);
+      const [text, embeds] = await onGpu(() => Promise.all([this.embedText(loaded, prompt), this.embedImages(loaded, views)]), signal);
       viewEmbeds = embeds;
       const cosines = viewEmbeds.map((v) => cosine(v, text));
       checks.push(check('clip_alignment', validatorAlignment(cosines), o.minAlignment));
       checks.push(check('clip_similarity', mean(cosines), o.minSimilarity));
     } else {
       // The framed input against the views, both on the validator's white background.
-      const [reference, ...embeds] = await this.onGpu(() => this.embedImages(loaded, [image, ...views]), signal);
+      const [reference, ...embeds] = await onGpu(() => this.embedImages(loaded, [image, ...views]), signal);
       viewEmbeds = embeds;
       checks.push(check('clip_image_similarity', mean(viewEmbeds.map((v) => cosine(v, reference))), o.minImageSimilarity));
     }

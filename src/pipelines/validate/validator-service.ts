@@ -7,6 +7,7 @@
 import { encodePng } from '../../image/codec.js';
 import { encodePly } from '../../splat/ply.js';
 import type { Check } from '../job.js';
+import type { JobContext } from '../context.js';
 import type { Readiness, ValidationInput, Validator } from '../stages.js';
 
 export interface ValidatorServiceOptions {
@@ -31,7 +32,8 @@ export class ValidatorServiceValidator implements Validator {
     return { ready: true, detail: `scores with ${this.options.url}` };
   }
 
-  async validate({ job, cloud }: ValidationInput, signal?: AbortSignal): Promise<Check[]> {
+  async validate({ job, cloud }: ValidationInput, ctx?: JobContext): Promise<Check[]> {
+    const signal = ctx?.signal;
     const data = Buffer.from(encodePly(cloud)).toString('base64');
     const [path, body] = job.task.kind === 'text'
       ? ['/validate_txt_to_3d_ply/', { prompt: job.task.prompt, data, compression: 0 }]

@@ -1,0 +1,302 @@
+/**
+ * The answer path: one parsed request in, the artefacts it asked for (or a decline) out, with no HTTP in it.
+ * The contract routes call it, and so does every later entry point (job API, MCP).
+ *
+ *   request -> cache (decline memory, artefacts + report) -> job (registry) -> service (admission, pipeline)
+ *           -> or a burst peer when the local queue is full -> encode each format once, check it -> cache
+ *
+ * Every artefact is encoded from the canonical cloud on the way out: geometry in the delivery's frame,
+ * videos and views upright. Bytes are checked by their format before they are returned or cached, and
+ * cached bytes are checked again when read: an entry its format refuses is evicted and made again.
+ */
+import type { JobSettings } from '../pipelines/context.js';
+import { AssetRefusedError, BusyError, CancelledError } from '../pipelines/errors.js';
+import type { Delivery, Outcome, Report, Task } from '../pipelines/job.js';
+import { renderFingerprint } from '../pipelines/settings.js';
+import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
+import { IDENTITY3, rotateCloud, transpose, type Matrix3 } from '../splat/frame.js';
+import { specKey, type ArtefactSpec, type Format, type FormatRegistry } from '../formats/registry.js';
+import type { Priority } from './admission.js';
+import type { Burst, ForwardedAnswer } from './burst.js';
+import type { EntryKind, EntryName, ResultCache } from './cache.js';
+import type { JobHandle, JobRegistry } from './jobs.js';
+import type { Logger } from './log.js';
+import type { Metrics } from './metrics.js';
+import type { GenerationService } from './service.js';
+
+export interface AnswerRequest {
+  /** Id for the job (the request id); the registry makes one when absent or taken. */
+  id?: string;
+  task: Task;
+  seed: number;
+  /** Absent: the legacy contract's delivery (validator frame, decline on rejection). */
+  delivery?: Delivery;
+  priority: Priority;
+  /** The artefacts to deliver, at least one. */
+  wants: ArtefactSpec[];
+  /** The job's resolved settings (default: the service's). */
+  settings?: JobSettings;
+  /** Aborted when the client goes away. */
+  signal?: AbortSignal;
+  /** The request as received, for a burst peer when the local queue is full. */
+  forward?: { path: string; contentType: string; body: ArrayBuffer };
+}
+
+export interface Delivered {
+  spec: ArtefactSpec;
+  format: Format;
+  bytes: Uint8Array;
+}
+
+/** What the cache remembers beside the artefacts, so a hit answers with the same headers as the miss did. */
+interface StoredReport {
+  seed: number;
+  gaussians: number;
+  report: Report;
+}
+
+export type CacheSource = 'hit' | 'miss' | 'asset-hit' | 'decline-hit';
+
+export type Answer =
+  | { kind: 'asset'; jobId: string; artefacts: Delivered[]; seed: number; gaussians: number; report: Report; cache: CacheSource }
+  | { kind: 'declined'; jobId: string; reason: string; report: Report | null; cache: CacheSource }
+  | { kind: 'forwarded'; jobId: string; answer: ForwardedAnswer };
+
+export interface AnswerPathOptions {
+  service: GenerationService;
+  formats: FormatRegistry;
+  jobs: JobRegistry;
+  /** The service's settings, for requests that bring none. */
+  settings: JobSettings;
+  cache?: ResultCache;
+  burst?: Burst;
+  metrics?: Metrics;
+  logger?: Logger;
+}
+
+const REPORT_ENTRY: EntryName = { kind: 'json', variant: 'report' };
+
+export class AnswerPath {
+  constructor(private readonly options: AnswerPathOptions) {}
+
+  get formats(): FormatRegistry {
+    return this.options.formats;
+  }
+
+  get jobs(): JobRegistry {
+    return this.options.jobs;
+  }
+
+  /**
+   * Answers a request. Throws what the service throws before a job starts (busy, not ready, shutting down),
+   * DeadlineError, CancelledError, the backends' errors, and AssetRefusedError when a made artefact fails its
+   * format's check (never returned, never cached).
+   */
+  answer(request: AnswerRequest): Promise<Answer> {
+    if (!request.wants.length) throw new RangeError('an answer needs at least one artefact');
+    // Held from here to the last byte encoded: a shutdown waits for this answer, whatever phase it is in.
+    return this.options.service.hold(() => this.run(request));
+  }
+
+  private async run(request: AnswerRequest): Promise<Answer> {
+    const { service, cache } = this.options;
+    const settings = request.settings ?? this.options.settings;
+    const rendered = request.wants.some((w) => this.format(w).frame === 'canonical');
+    const key = cache?.requestKey(request.task, request.seed, request.delivery);
+    const job = this.options.jobs.create({
+      id: request.id,
+      priority: request.priority,
+      task: request.task.kind,
+      seed: request.seed,
+      title: request.task.kind === 'text' ? request.task.prompt.slice(0, 80) : 'image',
+    });
+    const signal = request.signal ? AbortSignal.any([request.signal, job.signal]) : job.signal;
+    try {
+      const cached = key === undefined ? null : await this.fromCache(key, request, settings, job);
+      if (cached) return cached;
+      // Refuse before generating when the video line is already full: an asset nobody renders wastes the GPU.
+      if (rendered && service.videos.full) throw new BusyError('busy: the video queue is full; retry later');
+
+      const assetHit = key === undefined || !rendered ? null : await this.cachedAsset(key, request);
+      let outcome: Outcome;
+      if (assetHit) {
+        outcome = { kind: 'asset', ...assetHit };
+      } else {
+        const made = await this.generateOrForward(request, settings, job, signal);
+        if ('forwarded' in made) {
+          job.end(made.forwarded.status === 200 ? 'done' : 'declined', { reason: `answered by burst peer ${made.forwarded.peer}` });
+          return { kind: 'forwarded', jobId: job.id, answer: made.forwarded };
+        }
+        outcome = made.outcome;
+      }
+      if (outcome.kind === 'declined') {
+        if (key !== undefined) cache?.rememberDecline(key, outcome.reason);
+        job.end('declined', { report: outcome.report, reason: outcome.reason });
+        return { kind: 'declined', jobId: job.id, reason: outcome.reason, report: outcome.report, cache: 'miss' };
+      }
+      const artefacts: Delivered[] = [];
+      for (const spec of request.wants) artefacts.push(await this.encode(outcome.cloud, spec, request.delivery, settings, outcome.report, signal));
+      const stored: StoredReport = { seed: outcome.seed, gaussians: outcome.cloud.count, report: outcome.report };
+      if (key !== undefined) await this.store(key, artefacts, stored, settings);
+      for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
+      job.end('done', { report: outcome.report });
+      return { kind: 'asset', jobId: job.id, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
+    } catch (err) {
+      if (job.signal.aborted) job.end('cancelled', { error: (job.signal.reason as Error).message });
+      else job.end('failed', { error: (err as Error).message });
+      throw job.signal.aborted && !(err instanceof CancelledError) ? job.signal.reason : err;
+    }
+  }
+
+  private format(spec: ArtefactSpec): Format {
+    return this.options.formats[spec.format];
+  }
+
+  private entryName(spec: ArtefactSpec, settings: JobSettings): EntryName {
+    const kind = this.format(spec).extension.slice(1) as EntryKind;
+    const variant = specKey(spec, renderFingerprint(settings));
+    return variant === spec.format ? { kind } : { kind, variant: variant.slice(spec.format.length + 1) };
+  }
+
+  /** Every wanted artefact and its report from the cache, or a remembered decline; null on any miss. */
+  private async fromCache(key: string, request: AnswerRequest, settings: JobSettings, job: JobHandle): Promise<Answer | null> {
+    const cache = this.options.cache!;
+    const reason = cache.declined(key);
+    if (reason !== null) {
+      this.options.metrics?.cacheLookup(request.wants[0].format, 'decline_hit');
+      job.end('declined', { reason });
+      return { kind: 'declined', jobId: job.id, reason, report: null, cache: 'decline-hit' };
+    }
+    const artefacts: Delivered[] = [];
+    for (const spec of request.wants) {
+      const name = this.entryName(spec, settings);
+      const bytes = await cache.get(key, name);
+      if (!bytes) return null;
+      const format = this.format(spec);
+      if (format.violation(bytes) !== null) {
+        // Intact on disk but not a valid file (or the rules changed since): make it again.
+        cache.discard(key, name);
+        return null;
+      }
+      artefacts.push({ spec, format, bytes });
+    }
+    const stored = await this.readReport(key);
+    if (!stored) return null;
+    for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
+    job.end('done', { report: stored.report });
+    return { kind: 'asset', jobId: job.id, artefacts, ...stored, cache: 'hit' };
+  }
+
+  private async readReport(key: string): Promise<StoredReport | null> {
+    const cache = this.options.cache!;
+    const bytes = await cache.get(key, REPORT_ENTRY);
+    if (!bytes) return null;
+    try {
+      const stored = JSON.parse(new TextDecoder().decode(bytes)) as StoredReport;
+      if (typeof stored.seed === 'number' && typeof stored.gaussians === 'number' && Array.isArray(stored.report?.attempts)) return stored;
+    } catch {
+      // Unreadable: evicted below.
+    }
+    cache.discard(key, REPORT_ENTRY);
+    return null;
+  }
+
+  /**
+   * The asset of this request cached as its geometry (say by /generate/ before /generate_video/): a video or
+   * views then need no GPU work. Bytes that do not decode are evicted, and the asset is made again.
+   */
+  private async cachedAsset(key: string, request: AnswerRequest): Promise<{ cloud: GaussianCloud; seed: number; report: Report } | null> {
+    const cache = this.options.cache!;
+    const format = this.options.formats.ply;
+    const name: EntryName = { kind: 'ply' };
+    const bytes = await cache.get(key, name);
+    if (!bytes) return null;
+    const stored = await this.readReport(key);
+    if (!stored) return null;
+    let cloud: GaussianCloud;
+    try {
+      if (format.violation(bytes) !== null) throw new Error('refused by its format');
+      cloud = format.decode!(bytes);
+    } catch {
+      cache.discard(key, name);
+      return null;
+    }
+    // Cached geometry is in the delivery's frame; the canonical cloud is the validator's.
+    if (request.delivery) rotateCloud(cloud, transpose(request.delivery.rotation));
+    return { cloud, seed: stored.seed, report: stored.report };
+  }
+
+  private async generateOrForward(request: AnswerRequest, settings: JobSettings, job: JobHandle, signal: AbortSignal): Promise<{ outcome: Outcome } | { forwarded: ForwardedAnswer }> {
+    const { service, burst } = this.options;
+    try {
+      const outcome = await service.generate({
+        job: { id: job.id, task: request.task, seed: request.seed, delivery: request.delivery },
+        priority: request.priority,
+        settings,
+        signal,
+        progress: job.progress,
+        onStart: job.started,
+      });
+      return { outcome };
+    } catch (err) {
+      if (!(err instanceof BusyError) || !request.forward || !burst?.enabled) throw err;
+      const { path, contentType, body } = request.forward;
+      const forwarded = await burst.forward(path, contentType, body, signal);
+      if (!forwarded) throw err;
+      return { forwarded };
+    }
+  }
+
+  /** Encodes one artefact from the canonical cloud and checks it; rendered formats wait in the video line. */
+  private async encode(cloud: GaussianCloud, spec: ArtefactSpec, delivery: Delivery | undefined, settings: JobSettings, report: Report, signal: AbortSignal): Promise<Delivered> {
+    const format = this.format(spec);
+    const start = performance.now();
+    const env = { turntable: settings.render, signal };
+    let bytes: Uint8Array;
+    if (format.frame === 'canonical') {
+      bytes = await this.options.service.renderVideo(() => format.encode(cloud, spec, env), signal);
+    } else {
+      bytes = await format.encode(inFrame(cloud, delivery?.rotation), spec, env);
+    }
+    const name = spec.format === 'ply' ? 'encode' : `encode_${spec.format}`;
+    report.timings[name] = Math.round(((report.timings[name] ?? 0) + performance.now() - start) * 10) / 10;
+    const violation = format.violation(bytes);
+    if (violation) throw new AssetRefusedError(`refusing to serve a ${format.name} artefact that breaks its rules: ${violation}`);
+    return { spec, format, bytes };
+  }
+
+  /** Caches checked artefacts and the report; a failed write is logged, never the request's failure. */
+  private async store(key: string, artefacts: Delivered[], stored: StoredReport, settings: JobSettings): Promise<void> {
+    const cache = this.options.cache!;
+    const entries: [EntryName, Uint8Array][] = artefacts.map((a) => [this.entryName(a.spec, settings), a.bytes]);
+    try {
+      // The report goes last: an entry is only ever found with the report that describes it.
+      for (const [name, bytes] of entries) await cache.put(key, name, bytes);
+      await cache.put(key, REPORT_ENTRY, new TextEncoder().encode(JSON.stringify(stored)));
+    } catch (err) {
+      this.options.logger?.warn({ err: (err as Error).message }, 'cache write failed');
+    }
+  }
+
+  private artefactRef(a: Delivered, key: string | undefined, settings: JobSettings) {
+    const cache = this.options.cache;
+    const name = this.entryName(a.spec, settings);
+    // With a cache the registry reads the bytes from it; without one it holds them.
+    const held = cache && key !== undefined ? null : a.bytes;
+    return {
+      name: a.spec.format,
+      contentType: a.format.contentType,
+      extension: a.format.extension,
+      bytes: a.bytes.length,
+      read: async () => held ?? (await cache!.get(key!, name)),
+    };
+  }
+}
+
+/** The cloud in the delivery's frame: the canonical cloud itself when no rotation applies, else a rotated copy. */
+function inFrame(cloud: GaussianCloud, rotation: Matrix3 | undefined): GaussianCloud {
+  if (!rotation || rotation.every((v, i) => v === IDENTITY3[i])) return cloud;
+  const copy = cloneCloud(cloud);
+  rotateCloud(copy, rotation);
+  return copy;
+}

@@ -1,0 +1,247 @@
+/**
+ * The job registry: every job the answer path runs gets an id when it is admitted, and can be read (state,
+ * stage, timings, report, artefacts), followed (an event stream: everything so far, then live events until
+ * the end) and cancelled by id, while it runs and for a bounded time after. It lives in memory; artefact
+ * bytes are read through the result cache when there is one, otherwise held here within a byte bound.
+ */
+import type { Intermediate, ProgressSink, StageName } from '../pipelines/context.js';
+import { CancelledError } from '../pipelines/errors.js';
+import type { Report } from '../pipelines/job.js';
+import type { RgbaImage } from '../image/rgba.js';
+import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
+import type { Priority } from './admission.js';
+
+export type JobState = 'queued' | 'running' | 'done' | 'declined' | 'failed' | 'cancelled';
+export type EndState = Extract<JobState, 'done' | 'declined' | 'failed' | 'cancelled'>;
+
+/** Milliseconds since the job was created. */
+type At = { at: number };
+
+export type JobEvent =
+  | ({ type: 'queued' } & At)
+  | ({ type: 'running' } & At)
+  | ({ type: 'stage'; phase: 'start' | 'end'; stage: StageName; attempt: number; ms?: number } & At)
+  | ({ type: 'intermediate'; name: Intermediate['name']; attempt: number } & At)
+  | ({ type: 'artefact'; name: string; contentType: string; bytes: number } & At)
+  | ({ type: 'end'; state: EndState; reason?: string; error?: string } & At);
+
+/** An artefact of a finished job: what it is, and how to read its bytes. */
+export interface ArtefactRef {
+  name: string;
+  contentType: string;
+  extension: string;
+  bytes: number;
+  read(): Promise<Uint8Array | null>;
+}
+
+export interface JobSummary {
+  /** What was asked, for lists: the prompt's first words, or "image". */
+  title: string;
+  task: 'text' | 'image';
+  seed: number;
+}
+
+/** A job as readers see it. */
+export interface JobView extends JobSummary {
+  id: string;
+  priority: Priority;
+  state: JobState;
+  /** The stage running now, while the job runs. */
+  stage: StageName | null;
+  createdAt: number;
+  /** Milliseconds waited for a place, and from start to end. */
+  timings: { queuedMs: number | null; runMs: number | null; stages: Record<string, number> };
+  report: Report | null;
+  reason: string | null;
+  error: string | null;
+  artefacts: { name: string; contentType: string; extension: string; bytes: number }[];
+  intermediates: Intermediate['name'][];
+}
+
+export interface RegistryOptions {
+  /** Finished jobs kept, newest first (older ones are forgotten). */
+  keep: number;
+  /** How long a finished job stays readable, in ms. */
+  retentionMs: number;
+  now?: () => number;
+}
+
+interface Entry {
+  view: JobView;
+  events: JobEvent[];
+  listeners: Set<() => void>;
+  controller: AbortController;
+  intermediates: Map<Intermediate['name'], RgbaImage | GaussianCloud>;
+  artefacts: Map<string, ArtefactRef>;
+  endedAt: number | null;
+  startedAt: number | null;
+}
+
+/** What the answer path holds for one running job. */
+export interface JobHandle {
+  readonly id: string;
+  /** Aborted when the job is cancelled by id. */
+  readonly signal: AbortSignal;
+  readonly progress: ProgressSink;
+  started(): void;
+  artefact(ref: ArtefactRef): void;
+  end(state: EndState, details?: { report?: Report; reason?: string; error?: string }): void;
+}
+
+export class JobRegistry {
+  private readonly jobs = new Map<string, Entry>();
+  private readonly now: () => number;
+  private nextId = 1;
+
+  constructor(private readonly options: RegistryOptions) {
+    this.now = options.now ?? Date.now;
+  }
+
+  /** Registers an admitted job. */
+  create(init: { id?: string; priority: Priority } & JobSummary): JobHandle {
+    this.sweep();
+    const id = init.id && !this.jobs.has(init.id) ? init.id : this.newId();
+    const createdAt = this.now();
+    const entry: Entry = {
+      view: {
+        id, priority: init.priority, title: init.title, task: init.task, seed: init.seed, state: 'queued', stage: null, createdAt,
+        timings: { queuedMs: null, runMs: null, stages: {} }, report: null, reason: null, error: null, artefacts: [], intermediates: [],
+      },
+      events: [],
+      listeners: new Set(),
+      controller: new AbortController(),
+      intermediates: new Map(),
+      artefacts: new Map(),
+      endedAt: null,
+      startedAt: null,
+    };
+    this.jobs.set(id, entry);
+    const emit = (event: JobEvent) => {
+      if (entry.endedAt !== null) return;
+      entry.events.push(event);
+      for (const listener of entry.listeners) listener();
+    };
+    const at = () => this.now() - createdAt;
+    emit({ type: 'queued', at: 0 });
+    const { view } = entry;
+    const progress: ProgressSink = {
+      stageStarted(stage, attempt) {
+        view.stage = stage;
+        emit({ type: 'stage', phase: 'start', stage, attempt, at: at() });
+      },
+      stageEnded(stage, attempt, ms) {
+        view.timings.stages[stage] = Math.round(((view.timings.stages[stage] ?? 0) + ms) * 10) / 10;
+        emit({ type: 'stage', phase: 'end', stage, attempt, ms: Math.round(ms * 10) / 10, at: at() });
+      },
+      intermediate(item, attempt) {
+        // The pipeline goes on normalising the raw cloud in place: keep a copy of what image-to-3d made.
+        entry.intermediates.set(item.name, item.name === 'cloud' ? cloneCloud(item.cloud) : item.image);
+        if (!view.intermediates.includes(item.name)) view.intermediates.push(item.name);
+        emit({ type: 'intermediate', name: item.name, attempt, at: at() });
+      },
+    };
+    return {
+      id,
+      signal: entry.controller.signal,
+      progress,
+      started: () => {
+        entry.startedAt = this.now();
+        view.state = 'running';
+        view.timings.queuedMs = entry.startedAt - createdAt;
+        emit({ type: 'running', at: at() });
+      },
+      artefact: (ref) => {
+        entry.artefacts.set(ref.name, ref);
+        view.artefacts.push({ name: ref.name, contentType: ref.contentType, extension: ref.extension, bytes: ref.bytes });
+        emit({ type: 'artefact', name: ref.name, contentType: ref.contentType, bytes: ref.bytes, at: at() });
+      },
+      end: (state, details = {}) => {
+        if (entry.endedAt !== null) return;
+        view.state = state;
+        view.stage = null;
+        view.report = details.report ?? null;
+        view.reason = details.reason ?? null;
+        view.error = details.error ?? null;
+        if (entry.startedAt !== null) view.timings.runMs = this.now() - entry.startedAt;
+        emit({ type: 'end', state, ...(details.reason ? { reason: details.reason } : {}), ...(details.error ? { error: details.error } : {}), at: at() });
+        entry.endedAt = this.now();
+        for (const listener of entry.listeners) listener();
+      },
+    };
+  }
+
+  get(id: string): JobView | undefined {
+    this.sweep();
+    return this.jobs.get(id)?.view;
+  }
+
+  /** The most recent jobs, newest first. */
+  list(limit = 50): JobView[] {
+    this.sweep();
+    return [...this.jobs.values()].reverse().slice(0, limit).map((e) => e.view);
+  }
+
+  intermediate(id: string, name: Intermediate['name']): RgbaImage | GaussianCloud | undefined {
+    return this.jobs.get(id)?.intermediates.get(name);
+  }
+
+  artefact(id: string, name: string): ArtefactRef | undefined {
+    return this.jobs.get(id)?.artefacts.get(name);
+  }
+
+  /** Cancels a queued or running job; false when there is no such job or it has already ended. */
+  cancel(id: string): boolean {
+    const entry = this.jobs.get(id);
+    if (!entry || entry.endedAt !== null) return false;
+    entry.controller.abort(new CancelledError(`job ${id} was cancelled`));
+    return true;
+  }
+
+  /** The job's events: those so far first, then live ones, ending after the `end` event. */
+  async *events(id: string, signal?: AbortSignal): AsyncGenerator<JobEvent> {
+    const entry = this.jobs.get(id);
+    if (!entry) return;
+    let next = 0;
+    let wake: (() => void) | null = null;
+    const listener = () => { wake?.(); };
+    const onAbort = () => { wake?.(); };
+    entry.listeners.add(listener);
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      while (!signal?.aborted) {
+        while (next < entry.events.length) {
+          const event = entry.events[next++];
+          yield event;
+          if (event.type === 'end') return;
+        }
+        if (entry.endedAt !== null) return;
+        await new Promise<void>((resolve) => { wake = resolve; });
+        wake = null;
+      }
+    } finally {
+      entry.listeners.delete(listener);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+
+  /** Forgets finished jobs past the retention time, and the oldest finished beyond `keep`. */
+  private sweep(): void {
+    const now = this.now();
+    let finished = 0;
+    for (const entry of this.jobs.values()) if (entry.endedAt !== null) finished++;
+    for (const [id, entry] of this.jobs) {
+      if (entry.endedAt === null) continue;
+      if (finished > this.options.keep || now - entry.endedAt > this.options.retentionMs) {
+        this.jobs.delete(id);
+        finished--;
+      }
+    }
+  }
+
+  private newId(): string {
+    let id: string;
+    do id = `job-${(this.nextId++).toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    while (this.jobs.has(id));
+    return id;
+  }
+}
