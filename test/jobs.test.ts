@@ -1,0 +1,120 @@
+/**
+ * Jobs as values, with no HTTP: the answer path runs a job through the registry, which reports its stages in
+ * order with timings, shows the picture, the matte and the raw cloud as they appear, and cancels by id.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { compose, type Composed } from '../src/compose.js';
+import type { Stages } from '../src/pipelines/stages.js';
+import type { JobEvent } from '../src/runtime/jobs.js';
+import { servablePlyViolation } from '../src/splat/servable.js';
+import { fakeStages, sleep, testConfig, until } from './helpers/fake-stages.js';
+
+const composed: Composed[] = [];
+afterEach(async () => {
+  for (const c of composed.splice(0)) {
+    await c.service.close();
+    await c.renderPool.close();
+  }
+});
+
+function build(sections: Record<string, Record<string, unknown>> = {}, stages?: Partial<Stages>): Composed {
+  const c = compose(testConfig({ pipeline: { retries: 0 }, ...sections }), { stages });
+  composed.push(c);
+  return c;
+}
+
+const text = (prompt: string) => ({ kind: 'text' as const, prompt });
+
+async function collect(events: AsyncIterable<JobEvent>): Promise<JobEvent[]> {
+  const out: JobEvent[] = [];
+  for await (const e of events) out.push(e);
+  return out;
+}
+
+describe('the job registry', () => {
+  it('reports ordered stage events with timings, and the picture, matte and cloud as they appear', async () => {
+    const c = build();
+    await c.service.start();
+    const answer = await c.answers.answer({ id: 'job-a', task: text('a red wooden chair'), seed: 5, priority: 'interactive', wants: [{ format: 'ply' }] });
+    expect(answer.kind).toBe('asset');
+    if (answer.kind !== 'asset') return;
+    expect(answer.jobId).toBe('job-a');
+    expect(servablePlyViolation(answer.artefacts[0].bytes)).toBeNull();
+
+    // A reader that comes after the end gets every event from the start.
+    const events = await collect(c.answers.jobs.events('job-a'));
+    const shape = events.map((e) => (e.type === 'stage' ? `${e.phase}:${e.stage}` : e.type === 'intermediate' ? `show:${e.name}` : e.type));
+    expect(shape).toEqual([
+      'queued', 'running',
+      'start:text_to_image', 'end:text_to_image', 'show:image',
+      'start:matting', 'end:matting', 'show:matte',
+      'start:image_to_3d', 'end:image_to_3d', 'show:cloud',
+      'start:normalise', 'end:normalise',
+      'start:validate', 'end:validate',
+      'artefact', 'end',
+    ]);
+    const ats = events.map((e) => e.at);
+    expect([...ats].sort((a, b) => a - b)).toEqual(ats); // in time order
+    for (const e of events) if (e.type === 'stage' && e.phase === 'end') expect(e.ms).toBeGreaterThanOrEqual(0);
+    expect(events.at(-1)).toMatchObject({ type: 'end', state: 'done' });
+
+    const view = c.answers.jobs.get('job-a')!;
+    expect(view.state).toBe('done');
+    expect(view.priority).toBe('interactive');
+    expect(Object.keys(view.timings.stages)).toEqual(['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validate']);
+    expect(view.timings.runMs).toBeGreaterThan(0);
+    expect(view.report?.attempts[0].accepted).toBe(true);
+    expect(view.intermediates).toEqual(['image', 'matte', 'cloud']);
+    expect(view.artefacts).toEqual([{ name: 'ply', contentType: 'application/octet-stream', extension: '.ply', bytes: answer.artefacts[0].bytes.length }]);
+
+    // The intermediates are real values: the picture, the framed matte (transparent border), the raw cloud.
+    const picture = c.answers.jobs.intermediate('job-a', 'image') as { width: number; data: Uint8ClampedArray };
+    const matte = c.answers.jobs.intermediate('job-a', 'matte') as { width: number; data: Uint8ClampedArray };
+    const cloud = c.answers.jobs.intermediate('job-a', 'cloud') as { count: number };
+    expect(picture.width).toBe(512);
+    expect(matte.width).toBe(518);
+    expect(matte.data[3]).toBe(0);
+    expect(cloud.count).toBe(answer.gaussians);
+    // The artefact reads back through the registry.
+    const read = await c.answers.jobs.artefact('job-a', 'ply')!.read();
+    expect(Buffer.compare(read!, answer.artefacts[0].bytes)).toBe(0);
+  });
+
+  it('streams live events to a reader that joins while the job runs, and cancels a second job by id', async () => {
+    const fake = fakeStages({ imageTo3dMs: 400 });
+    const c = build({ runtime: { pipeline_concurrency: 1 } }, fake.stages);
+    const first = c.answers.answer({ id: 'first', task: text('a lamp'), seed: 1, priority: 'interactive', wants: [{ format: 'ply' }] });
+    const second = c.answers.answer({ id: 'second', task: text('a vase'), seed: 2, priority: 'interactive', wants: [{ format: 'ply' }] });
+    second.catch(() => undefined);
+    await until(() => c.answers.jobs.get('first')?.stage === 'image_to_3d');
+    const live = collect(c.answers.jobs.events('first'));
+    expect(c.answers.jobs.get('second')?.state).toBe('queued');
+
+    expect(c.answers.jobs.cancel('second')).toBe(true);
+    await expect(second).rejects.toThrow(/job second was cancelled/);
+    expect(c.answers.jobs.get('second')?.state).toBe('cancelled');
+    expect(c.answers.jobs.cancel('second')).toBe(false); // already ended
+    expect(c.answers.jobs.cancel('no-such-job')).toBe(false);
+
+    expect((await first).kind).toBe('asset');
+    const events = await live;
+    expect(events.at(-1)).toMatchObject({ type: 'end', state: 'done' });
+    expect(events.filter((e) => e.type === 'stage' && e.phase === 'end' && e.stage === 'image_to_3d')).toHaveLength(1);
+    expect(fake.calls.imageTo3d).toBe(1); // the cancelled job never reached the GPU
+  });
+
+  it('cancels a running job: its stages see the abort and the job ends cancelled', async () => {
+    const fake = fakeStages({ imageTo3dMs: 5000 });
+    const c = build({}, fake.stages);
+    const running = c.answers.answer({ id: 'long', task: text('a tower'), seed: 3, priority: 'interactive', wants: [{ format: 'ply' }] });
+    running.catch(() => undefined);
+    await until(() => c.answers.jobs.get('long')?.stage === 'image_to_3d');
+    const started = performance.now();
+    c.answers.jobs.cancel('long');
+    await expect(running).rejects.toThrow(/cancelled/);
+    expect(performance.now() - started).toBeLessThan(1000);
+    expect(c.answers.jobs.get('long')).toMatchObject({ state: 'cancelled', error: 'job long was cancelled' });
+    await sleep(0);
+    expect(c.service.health().queue.running).toBe(0);
+  });
+});
