@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
-import { Admission, BusyError, ShuttingDownError } from '../src/runtime/admission.js';
+import { Admission, BusyError, ShuttingDownError, type Priority } from '../src/runtime/admission.js';
 import { GpuLock } from '../src/runtime/gpu-lock.js';
 import { countingGpu } from '../src/pipelines/context.js';
 import { errorOf, fakeStages, postPrompt, serveApp, sleep, testConfig, until, type Served } from './helpers/fake-stages.js';
@@ -78,6 +78,59 @@ describe('GpuLock', () => {
     expect(b.gpuMs()).toBeGreaterThanOrEqual(35);
     expect(b.gpuMs()).toBeLessThan(70);
     expect(lock.busyRatio(t0)).toBeGreaterThan(0.8);
+  });
+});
+
+describe('priority classes', () => {
+  it('gives a freed place to the highest class waiting, and within a class to the first come', async () => {
+    const admission = new Admission(1, { contract: 4, interactive: 4, background: 4 });
+    const order: string[] = [];
+    let release!: () => void;
+    const first = admission.run(() => new Promise<void>((resolve) => { release = resolve; }));
+    const queued = [
+      ['background', 'b1'], ['interactive', 'i1'], ['background', 'b2'], ['contract', 'c1'], ['interactive', 'i2'], ['contract', 'c2'],
+    ].map(([priority, name]) => admission.run(async () => { order.push(name); }, { priority: priority as Priority }));
+    await sleep(0);
+    expect([admission.depthOf('contract'), admission.depthOf('interactive'), admission.depthOf('background')]).toEqual([2, 2, 2]);
+    expect(admission.ahead('contract')).toBe(3); // the running job and the two contract jobs
+    release();
+    await Promise.all([first, ...queued]);
+    expect(order).toEqual(['c1', 'c2', 'i1', 'i2', 'b1', 'b2']);
+  });
+
+  it('each class has its own queue limit', async () => {
+    const admission = new Admission(1, { contract: 1, interactive: 0, background: 2 });
+    let release!: () => void;
+    const first = admission.run(() => new Promise<void>((resolve) => { release = resolve; }));
+    const background = [admission.run(async () => 1, { priority: 'background' }), admission.run(async () => 2, { priority: 'background' })];
+    await expect(admission.run(async () => 3, { priority: 'background' })).rejects.toBeInstanceOf(BusyError);
+    await expect(admission.run(async () => 4, { priority: 'interactive' })).rejects.toBeInstanceOf(BusyError);
+    expect(admission.isFull('contract')).toBe(false);
+    const contract = admission.run(async () => 5);
+    release();
+    expect(await Promise.all([first, ...background, contract])).toEqual([undefined, 1, 2, 5]);
+  });
+
+  it('over HTTP: a contract request behind 20 queued background jobs starts as soon as the running jobs finish', async () => {
+    const s = await start({ pipeline_concurrency: 2, queue_length: 2, background_queue_length: 32 }, { imageTo3dMs: 250 });
+    const background = Array.from({ length: 22 }, (_, i) =>
+      postPrompt(s.url, `a background chair ${i}`, { headers: { 'X-Fast3d-Priority': 'background' } }));
+    await until(() => s.service.health().queue.running === 2 && s.service.admission.depthOf('background') === 20);
+    const sent = performance.now();
+    const contract = await postPrompt(s.url, 'the miner\'s chair');
+    const contractMs = performance.now() - sent;
+    expect(contract.status).toBe(200);
+    // It waited for at most the two running jobs (about 250 ms of GPU each, in turn), never for the queue.
+    expect(contractMs).toBeLessThan(1500);
+    expect(s.service.admission.depthOf('background')).toBeGreaterThanOrEqual(17);
+    for (const r of await Promise.all(background)) expect(r.status).toBe(200);
+  }, 30_000);
+
+  it('refuses an unknown X-Fast3d-Priority with 400', async () => {
+    const s = await start({}, {});
+    const response = await postPrompt(s.url, 'a chair', { headers: { 'X-Fast3d-Priority': 'urgent' } });
+    expect(response.status).toBe(400);
+    expect(await errorOf(response)).toMatch(/X-Fast3d-Priority must be one of contract, interactive, background/);
   });
 });
 
