@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { mp4Violation } from '../src/formats/containers.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
 import { errorOf, postPrompt, until } from './helpers/fake-stages.js';
 
@@ -20,11 +21,11 @@ interface Child {
 }
 
 /** Starts test/helpers/slow-server.ts in a child process and waits for its "listening" log line. */
-async function startChild(graceS: number, gpuMs: number): Promise<Child> {
+async function startChild(graceS: number, gpuMs: number, extraConfig = ''): Promise<Child> {
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-shutdown-test-'));
   dirs.push(dir);
   const config = join(dir, 'config.yaml');
-  writeFileSync(config, `server: { host: 127.0.0.1, port: 0, shutdown_grace_s: ${graceS} }\ncache: { enabled: false }\npipeline: { retries: 0 }\n`);
+  writeFileSync(config, `server: { host: 127.0.0.1, port: 0, shutdown_grace_s: ${graceS} }\ncache: { enabled: false }\npipeline: { retries: 0 }\n${extraConfig}`);
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/slow-server.ts', '--config', config], {
     env: { ...process.env, FAKE_GPU_MS: String(gpuMs) },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -77,6 +78,22 @@ describe('graceful shutdown', () => {
     // It waited for the job (about 0.9 s were left) but not for the whole 10 s grace period.
     expect(at - signalledAt).toBeGreaterThan(700);
     expect(at - signalledAt).toBeLessThan(5000);
+  });
+
+  it('on SIGTERM answers 200 to both a /generate/ and a /generate_video/ in flight', async () => {
+    const child = await startChild(20, 800, 'render: { frames: 4, fps: 4, video_res: 64 }\nruntime: { pipeline_concurrency: 2 }\n');
+    const ply = postPrompt(child.url, 'a chair before the signal');
+    const mp4 = postPrompt(child.url, 'a lamp before the signal', { path: '/generate_video/' });
+    await until(async () => runningJobs(child.url).then((n) => n === 2));
+    child.process.kill('SIGTERM');
+    const [plyResponse, mp4Response] = await Promise.all([ply, mp4]);
+    expect(plyResponse.status).toBe(200);
+    expect(servablePlyViolation(new Uint8Array(await plyResponse.arrayBuffer()))).toBeNull();
+    // The video's asset is made first, then it waits for the video line and renders: all after the signal.
+    expect(mp4Response.status).toBe(200);
+    expect(mp4Response.headers.get('content-type')).toBe('video/mp4');
+    expect(mp4Violation(new Uint8Array(await mp4Response.arrayBuffer()))).toBeNull();
+    expect((await child.exited).code).toBe(0);
   });
 
   it('exits after the grace period even when a job is still running', async () => {
