@@ -20,6 +20,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   pregenerate: () => import('./commands/pregenerate.js'),
   render: () => import('./commands/render.js'),
   turntable: () => import('./commands/turntable.js'),
+  convert: () => import('./commands/convert.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -55,3 +55,10 @@ export function integerFlag(text: string, name: string, min: number, max: number
 export function tenths(ms: number): number {
   return Math.round(ms * 10) / 10;
 }
+
+/** Throws unless `path` ends with one of `extensions` (an output file holds what its name says). */
+export function assertExtension(path: string, flag: string, extensions: readonly string[]): void {
+  const lower = path.toLowerCase();
+  if (extensions.some((e) => lower.endsWith(e))) return;
+  throw new Error(`--${flag} ${path}: this command writes ${extensions.join(' or ')} files; name the file so`);
+}

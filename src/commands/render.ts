@@ -11,7 +11,7 @@ import {
   VALIDATOR_FOV, VALIDATOR_RADIUS, VALIDATOR_SIZE, type Camera,
 } from '../render/index.js';
 import { decodePly } from '../splat/ply.js';
-import { integerFlag, numberFlag, parseCommandArgs, tenths } from './args.js';
+import { assertExtension, integerFlag, numberFlag, parseCommandArgs, tenths } from './args.js';
 
 export const summary = 'render PNG views of a PLY as the validator does (--preset validator, --theta, --size, --json)';
 
@@ -51,6 +51,7 @@ export async function run(argv: string[]): Promise<number> {
   let extent: number | null;
   let threads: number;
   try {
+    assertExtension(values.out!, 'out', ['.png']);
     const size = values.size !== undefined ? integerFlag(values.size, 'size', 8, 8192) : VALIDATOR_SIZE;
     const width = values.width !== undefined ? integerFlag(values.width, 'width', 8, 8192) : size;
     const height = values.height !== undefined ? integerFlag(values.height, 'height', 8, 8192) : size;

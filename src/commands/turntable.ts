@@ -7,7 +7,7 @@ import { readFile, stat } from 'node:fs/promises';
 import { loadConfig } from '../config/load.js';
 import { prepareCloud, RenderPool, renderTurntable } from '../render/index.js';
 import { decodePly } from '../splat/ply.js';
-import { integerFlag, parseCommandArgs, tenths } from './args.js';
+import { assertExtension, integerFlag, parseCommandArgs, tenths } from './args.js';
 
 export const summary = 'render a turntable MP4 of a PLY (--size, --frames, --fps, --json)';
 
@@ -34,6 +34,7 @@ export async function run(argv: string[]): Promise<number> {
   let settings;
   let size: number;
   try {
+    assertExtension(out, 'out', ['.mp4']);
     const config = loadConfig({ path: values.config });
     settings = { ...config.render };
     size = values.size !== undefined ? integerFlag(values.size, 'size', 16, 4096) : settings.video_res;
