@@ -60,6 +60,8 @@ def parse_args(argv: list) -> argparse.Namespace:
                    help="JSON file recording the hub commit each model was first downloaded at (empty: none)")
     p.add_argument("--state-dir", default=env("STATE_DIR", ""),
                    help="folder for the worker's derived files (the Gaussian-only TRELLIS folder); empty: a temp folder")
+    p.add_argument("--dinov2-dir", default=env("DINOV2_DIR", ""),
+                   help="pinned checkout of facebookresearch/dinov2 that TRELLIS's torch.hub.load uses (empty: torch.hub's)")
     p.add_argument("--flux-offload", choices=("auto",) + OFFLOAD_MODES,
                    default=env("FLUX_OFFLOAD", TorchOptions.flux_offload),
                    help="FLUX CPU offload: auto (from the GPU's memory), none (80 GB), model (48 GB), sequential (24 GB)")
@@ -93,6 +95,7 @@ def build_provider(args: argparse.Namespace):
         trellis_revision=args.trellis_revision,
         revisions_file=args.revisions_file,
         state_dir=args.state_dir,
+        dinov2_dir=args.dinov2_dir,
         flux_offload=args.flux_offload,
         attention_backend=args.attention_backend,
         spconv_algo=args.spconv_algo,

@@ -146,3 +146,25 @@ def gaussian_only_folder(snapshot: str, target: str) -> str:
         json.dump(config, f, indent=2)
     os.replace(tmp, os.path.join(target, "pipeline.json"))
     return target
+
+
+# TRELLIS loads DINOv2 with torch.hub.load("facebookresearch/dinov2", name) (trellis_image_to_3d.py
+# _init_image_cond_model). torch.hub uses the checkout in <hub dir>/facebookresearch_dinov2_main when it is
+# there and downloads the repository's newest code otherwise; a pinned checkout linked there keeps it fixed.
+DINOV2_HUB_ENTRY = "facebookresearch_dinov2_main"
+
+
+def link_torch_hub_repo(hub_dir: str, entry: str, checkout: str) -> str:
+    """Makes <hub_dir>/<entry> the pinned `checkout`; an earlier, unpinned copy is moved aside. Returns the link."""
+    if not os.path.isfile(os.path.join(checkout, "hubconf.py")):
+        raise HubError(f"{checkout} is not a torch.hub repository checkout (no hubconf.py)")
+    os.makedirs(hub_dir, exist_ok=True)
+    link = os.path.join(hub_dir, entry)
+    if os.path.islink(link):
+        if os.path.realpath(link) == os.path.realpath(checkout):
+            return link
+        os.remove(link)
+    elif os.path.exists(link):
+        os.replace(link, f"{link}.unpinned")
+    os.symlink(os.path.abspath(checkout), link)
+    return link

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from . import determinism
-from .hub import HubError, Snapshot, fetch_snapshot, gaussian_only_folder, is_local
+from .hub import DINOV2_HUB_ENTRY, HubError, Snapshot, fetch_snapshot, gaussian_only_folder, is_local, link_torch_hub_repo
 from .memory import resolve_offload
 from .ply import encode_ply
 from .provider import BadInput, ImageRequest, ModelStatus, OutOfMemory, Provider, ProviderStatus, SplatRequest
@@ -60,6 +60,8 @@ class TorchOptions:
     revisions_file: str = ""
     # Where the Gaussian-only TRELLIS folder is written (links into the snapshot).
     state_dir: str = ""
+    # A checkout of facebookresearch/dinov2 at a pinned commit (the image has one); empty: torch.hub's own.
+    dinov2_dir: str = ""
     # "auto" picks from the GPU's memory (memory.py); "none" keeps FLUX on the GPU (about 33 GB in bf16);
     # "model" moves one sub-model at a time to the GPU; "sequential" streams layer by layer (least memory, slowest).
     flux_offload: str = "auto"
@@ -120,6 +122,8 @@ class TorchProvider(Provider):
                 folder = self._snapshot(o.flux_model, o.flux_revision, download, "FLUX.1-schnell")
                 self._flux = self._load_flux(modules["FluxPipeline"], torch, folder)
             if o.load_trellis:
+                if o.dinov2_dir:
+                    link_torch_hub_repo(torch.hub.get_dir(), DINOV2_HUB_ENTRY, o.dinov2_dir)
                 folder = self._snapshot(o.trellis_model, o.trellis_revision, download, "TRELLIS-image-large")
                 self._trellis = self._load_trellis(modules["TrellisImageTo3DPipeline"], folder)
             if o.warmup:

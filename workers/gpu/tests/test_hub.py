@@ -15,7 +15,7 @@ import urllib.request
 from unittest import mock
 
 import helpers  # noqa: F401 (puts the worker on sys.path)
-from fast3d_gpu.hub import HubError, fetch_snapshot, gaussian_only_folder, read_revisions
+from fast3d_gpu.hub import DINOV2_HUB_ENTRY, HubError, fetch_snapshot, gaussian_only_folder, link_torch_hub_repo, read_revisions
 from test_imports import FAKE_SITE, WORKER, write_tree
 
 A = "a" * 40
@@ -174,6 +174,21 @@ class GaussianFolderTest(unittest.TestCase):
                 json.dump({"args": {"models": {"slat_decoder_mesh": "ckpts/m"}}}, f)
             with self.assertRaises(HubError):
                 gaussian_only_folder(root, os.path.join(root, "out"))
+
+
+class TorchHubPinTest(unittest.TestCase):
+    def test_the_pinned_dinov2_checkout_replaces_an_unpinned_copy_in_torch_hub(self):
+        with tempfile.TemporaryDirectory() as root:
+            checkout = os.path.join(root, "dinov2")
+            write_tree(checkout, {"hubconf.py": "dependencies = ['torch']\n"})
+            hub_dir = os.path.join(root, "hub")
+            write_tree(os.path.join(hub_dir, DINOV2_HUB_ENTRY), {"hubconf.py": "# newest upstream code\n"})
+            link = link_torch_hub_repo(hub_dir, DINOV2_HUB_ENTRY, checkout)
+            self.assertEqual(os.path.realpath(link), os.path.realpath(checkout))
+            self.assertTrue(os.path.isdir(link + ".unpinned"))
+            self.assertEqual(link_torch_hub_repo(hub_dir, DINOV2_HUB_ENTRY, checkout), link)
+            with self.assertRaises(HubError):
+                link_torch_hub_repo(hub_dir, DINOV2_HUB_ENTRY, os.path.join(root, "missing"))
 
 
 if __name__ == "__main__":
