@@ -148,6 +148,7 @@ export const weightsSchema = z.strictObject({
   dir: z.string().min(1).default('models').describe('Folder holding the model files the Node process loads (ISNet, CLIP, aesthetic); `npm run weights` fills it.'),
   verify: z.enum(['checksum', 'size']).default('checksum').describe('What start-up and `weights --check` verify: "checksum" hashes every file (seconds for 2 GB), "size" only compares sizes.'),
   retries: z.number().int().min(0).max(20).default(5).describe('Times a download resumes (HTTP Range) after a dropped connection before giving up.'),
+  clip_revision: z.string().regex(/^[\w.-]+$/, 'a commit hash or branch name').default('main').describe('Hub revision of the CLIP files (Xenova/clip-vit-large-patch14) `npm run weights` downloads; set a confirmed commit hash to pin them (their first download\'s digests are recorded and checked either way).'),
 });
 
 export const runtimeSchema = z.strictObject({
