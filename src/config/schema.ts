@@ -26,7 +26,7 @@ export const contractSchema = z.strictObject({
   max_prompt_chars: z.number().int().min(1).default(1024).describe('Longest text prompt after trimming (validators cap prompts at 1024).'),
   max_image_pixels: z.number().int().min(1).default(40_000_000).describe('Largest decoded image (width x height) accepted for image tasks.'),
   min_image_side: z.number().int().min(1).default(16).describe('Smallest accepted width or height of an input image, in pixels.'),
-  image_file_rotation: rotation.default('y-down').describe('Frame of answers to the newer contract\'s prompt_image_file requests: its judges render TRELLIS\'s default export, Y down ("identity" keeps the validator\'s frame).'),
+  image_file_rotation: rotation.default('identity').describe('Frame of answers to prompt_image_file requests: "identity" is +Y up, front +Z, as the subnet\'s competitions require since their orientation update; "y-down" is the earlier Y-down frame.'),
   image_file_on_reject: z.enum(['best-effort', 'decline']).default('best-effort').describe('When self-validation rejects a prompt_image_file request: return the last asset anyway (that contract counts a 204 as a lost prompt) or decline.'),
 });
 
