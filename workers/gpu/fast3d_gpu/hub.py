@@ -60,16 +60,24 @@ def record_revision(path: Optional[str], repo_id: str, revision: str) -> None:
     os.replace(tmp, path)
 
 
+# What each model's loader reads: FLUX.1-schnell's repository also holds the original single-file checkpoints
+# (about 24 GB more) that diffusers' FluxPipeline never opens; TRELLIS's holds decoders the Gaussian path skips.
+FLUX_FILES = {"allow_patterns": ["model_index.json", "scheduler/*", "text_encoder/*", "text_encoder_2/*",
+                                 "tokenizer/*", "tokenizer_2/*", "transformer/*", "vae/*"]}
+TRELLIS_FILES = {"ignore_patterns": ["ckpts/slat_dec_mesh*", "ckpts/slat_dec_rf*", "assets/*"]}
+
+
 def fetch_snapshot(repo_id: str, revision: Optional[str], revisions_file: Optional[str],
-                   download: Callable[..., str], label: str) -> Snapshot:
+                   download: Callable[..., str], label: str, files: Optional[dict] = None) -> Snapshot:
     """The snapshot of `repo_id` at the configured revision, else the recorded one, else the current commit
-    (then recorded). `download` is huggingface_hub.snapshot_download (a stand-in in tests)."""
+    (then recorded). `download` is huggingface_hub.snapshot_download (a stand-in in tests); `files` its
+    allow_patterns / ignore_patterns."""
     if revision and not COMMIT.match(revision):
         raise HubError(f"{label}: revision {revision!r} is not a 40-hex commit hash; pin a commit, not a branch or tag")
     recorded = read_revisions(revisions_file).get(repo_id)
     wanted = revision or recorded or None
     try:
-        path = download(repo_id=repo_id, revision=wanted)
+        path = download(repo_id=repo_id, revision=wanted, **(files or {}))
     except Exception as err:  # noqa: BLE001 (classified below; anything else passes through unchanged)
         raise HubError(describe_hub_error(repo_id, label, err)) from err
     resolved = os.path.basename(os.path.normpath(path))

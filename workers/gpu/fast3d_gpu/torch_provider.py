@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from . import determinism
-from .hub import DINOV2_HUB_ENTRY, HubError, Snapshot, fetch_snapshot, gaussian_only_folder, is_local, link_torch_hub_repo
+from .hub import DINOV2_HUB_ENTRY, FLUX_FILES, TRELLIS_FILES, HubError, Snapshot, fetch_snapshot, gaussian_only_folder, is_local, link_torch_hub_repo
 from .memory import resolve_offload
 from .ply import encode_ply
 from .provider import BadInput, ImageRequest, ModelStatus, OutOfMemory, Provider, ProviderStatus, SplatRequest
@@ -119,12 +119,12 @@ class TorchProvider(Provider):
             if o.load_flux:
                 total = torch.cuda.get_device_properties(0).total_memory
                 self._flux_offload = resolve_offload(o.flux_offload, total)
-                folder = self._snapshot(o.flux_model, o.flux_revision, download, "FLUX.1-schnell")
+                folder = self._snapshot(o.flux_model, o.flux_revision, download, "FLUX.1-schnell", FLUX_FILES)
                 self._flux = self._load_flux(modules["FluxPipeline"], torch, folder)
             if o.load_trellis:
                 if o.dinov2_dir:
                     link_torch_hub_repo(torch.hub.get_dir(), DINOV2_HUB_ENTRY, o.dinov2_dir)
-                folder = self._snapshot(o.trellis_model, o.trellis_revision, download, "TRELLIS-image-large")
+                folder = self._snapshot(o.trellis_model, o.trellis_revision, download, "TRELLIS-image-large", TRELLIS_FILES)
                 self._trellis = self._load_trellis(modules["TrellisImageTo3DPipeline"], folder)
             if o.warmup:
                 self._warm_up()
@@ -141,12 +141,12 @@ class TorchProvider(Provider):
         with self._lock:
             self._state = "ready"
 
-    def _snapshot(self, model: str, revision: str, download: Callable[..., str], label: str) -> str:
+    def _snapshot(self, model: str, revision: str, download: Callable[..., str], label: str, files: dict) -> str:
         """A local folder of `model`: itself when it is one, else the pinned hub snapshot."""
         if is_local(model):
             self._revisions[model] = "local folder"
             return model
-        snapshot: Snapshot = fetch_snapshot(model, revision or None, self.options.revisions_file or None, download, label)
+        snapshot: Snapshot = fetch_snapshot(model, revision or None, self.options.revisions_file or None, download, label, files)
         self._revisions[model] = snapshot.revision
         log.info("%s: %s at revision %s", label, model, snapshot.revision)
         return snapshot.path

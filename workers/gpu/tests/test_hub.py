@@ -15,7 +15,7 @@ import urllib.request
 from unittest import mock
 
 import helpers  # noqa: F401 (puts the worker on sys.path)
-from fast3d_gpu.hub import DINOV2_HUB_ENTRY, HubError, fetch_snapshot, gaussian_only_folder, link_torch_hub_repo, read_revisions
+from fast3d_gpu.hub import DINOV2_HUB_ENTRY, FLUX_FILES, TRELLIS_FILES, HubError, fetch_snapshot, gaussian_only_folder, link_torch_hub_repo, read_revisions
 from test_imports import FAKE_SITE, WORKER, write_tree
 
 A = "a" * 40
@@ -28,8 +28,9 @@ class FakeHub:
     def __init__(self, root, current=A, error=None):
         self.root, self.current, self.error, self.calls = root, current, error, []
 
-    def __call__(self, repo_id, revision=None):
+    def __call__(self, repo_id, revision=None, **patterns):
         self.calls.append((repo_id, revision))
+        self.patterns = patterns
         if self.error:
             raise self.error
         path = os.path.join(self.root, repo_id.replace("/", "--"), "snapshots", revision or self.current)
@@ -58,6 +59,14 @@ class SnapshotTest(unittest.TestCase):
         again = fetch_snapshot("org/model", None, self.revisions, hub, "Model")
         self.assertEqual(again.revision, A)
         self.assertEqual(hub.calls[-1], ("org/model", A))
+
+    def test_only_the_files_the_loaders_read_are_downloaded(self):
+        hub = FakeHub(self.dir.name)
+        fetch_snapshot("black-forest-labs/FLUX.1-schnell", None, None, hub, "FLUX.1-schnell", FLUX_FILES)
+        self.assertIn("transformer/*", hub.patterns["allow_patterns"])
+        self.assertNotIn("*.safetensors", hub.patterns["allow_patterns"], "not the single-file checkpoints at the top")
+        fetch_snapshot("microsoft/TRELLIS-image-large", None, None, hub, "TRELLIS", TRELLIS_FILES)
+        self.assertIn("ckpts/slat_dec_mesh*", hub.patterns["ignore_patterns"])
 
     def test_a_configured_commit_wins_and_branch_names_are_refused(self):
         hub = FakeHub(self.dir.name)
@@ -116,7 +125,7 @@ class SnapshotTest(unittest.TestCase):
         tree["huggingface_hub/__init__.py"] = textwrap.dedent("""
             class GatedRepoError(Exception):
                 pass
-            def snapshot_download(repo_id, revision=None):
+            def snapshot_download(repo_id, revision=None, **patterns):
                 raise GatedRepoError(f"Access to model {repo_id} is restricted")
         """)
         write_tree(site, tree)
