@@ -7,6 +7,7 @@
  * Environment (all optional):
  *   FAST3D_CONFIG            service config (default configs/service.yaml)
  *   FAST3D_PYTHON            Python with torch, diffusers and TRELLIS for the worker (default python3)
+ *   HF_TOKEN                 hub token for the worker (FLUX.1-schnell is gated)
  *   FAST3D_WORKER_*          worker flags, e.g. FAST3D_WORKER_PORT, FAST3D_WORKER_FLUX_OFFLOAD (see worker.py)
  *   FAST3D_LOG_DIR           log files (default logs/ in the checkout)
  *   FAST3D_SERVICE_MAX_MEMORY, FAST3D_WORKER_MAX_MEMORY   pm2 restarts a process above this resident size
@@ -64,7 +65,8 @@ const worker = {
   error_file: path.join(logs, 'gpu-worker.err.log'),
   merge_logs: true,
   time: true,
-  env: { PYTHONUNBUFFERED: '1' },
+  // HF_TOKEN reaches the worker explicitly (FLUX.1-schnell is gated on its hub); huggingface_hub reads it.
+  env: { PYTHONUNBUFFERED: '1', ...(env.HF_TOKEN ? { HF_TOKEN: env.HF_TOKEN } : {}) },
 };
 
 const apps = [service, worker];

@@ -14,7 +14,7 @@ import { createStages } from '../src/pipelines/backends.js';
 import { Pipeline } from '../src/pipelines/generate.js';
 import type { Job } from '../src/pipelines/job.js';
 import { affinePredictor, loadAestheticPredictor, readSafetensors } from '../src/pipelines/validate/aesthetic.js';
-import { ClipValidator, clipFolderFiles, clipImageSettings, clipPixelValues, cosine, flattenOnWhite, mean, validatorAlignment } from '../src/pipelines/validate/clip.js';
+import { ClipValidator, clipFolderFiles, clipImageSettings, clipPixelValues, cosine, flattenOnWhite, mean, geometricMeanCosine } from '../src/pipelines/validate/clip.js';
 import { allocateCloud, colourToDc, logit, type GaussianCloud } from '../src/splat/cloud.js';
 import { expectedFiles } from '../src/weights/check.js';
 import { aestheticSafetensors, writeTinyClip, type TinyClip } from './helpers/models.js';
@@ -22,13 +22,13 @@ import { flatViewRenderer, viewColour } from './helpers/views.js';
 import type { GpuRunner, ViewRenderer } from '../src/pipelines/stages.js';
 
 describe('alignment and aesthetic formulas', () => {
-  it('follows the validator: cosines clipped to [0,1], geometric mean, / 0.35', () => {
-    // sqrt(0.25 * 0.16) = 0.2; 0.2 / 0.35 = 0.5714...
-    expect(validatorAlignment([0.25, 0.16])).toBeCloseTo(0.2 / 0.35, 12);
+  it('is the raw geometric mean of cosines clipped to [0,1], with no rescaling', () => {
+    // sqrt(0.25 * 0.16) = 0.2
+    expect(geometricMeanCosine([0.25, 0.16])).toBeCloseTo(0.2, 12);
     // A negative cosine clips to 0 and zeroes the geometric mean; values above 1 clip to 1.
-    expect(validatorAlignment([0.3, -0.2, 0.4])).toBe(0);
-    expect(validatorAlignment([1.5, 0.49])).toBeCloseTo(0.7 / 0.35, 12);
-    expect(validatorAlignment([])).toBe(0);
+    expect(geometricMeanCosine([0.3, -0.2, 0.4])).toBe(0);
+    expect(geometricMeanCosine([1.5, 0.49])).toBeCloseTo(0.7, 12);
+    expect(geometricMeanCosine([])).toBe(0);
     expect(mean([0.25, 0.16, -0.11])).toBeCloseTo(0.1, 12);
     expect(cosine(Float32Array.of(3, 4), Float32Array.of(4, 3))).toBeCloseTo(24 / 25, 6);
   });
@@ -161,7 +161,7 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
       views: 4,
       viewSize: 32,
       minSimilarity: 0.24,
-      minAlignment: 0.3,
+      minGeomeanCosine: 0.2,
       minImageSimilarity: 0.75,
       minAesthetic: 4.5,
       textCache: 8,
@@ -185,15 +185,15 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     const text = textEmbedding(prompt);
     const views = [0, 1, 2, 3].map((i) => imageEmbedding(viewColour(cloud, i)));
     const cosines = views.map((v) => cosine(v, text));
-    const expectedAlignment = Math.exp(cosines.reduce((s, c) => s + Math.log(Math.min(1, Math.max(0, c))), 0) / 4) / 0.35;
+    const expectedAlignment = Math.exp(cosines.reduce((s, c) => s + Math.log(Math.min(1, Math.max(0, c))), 0) / 4);
     const norm = (v: Float32Array) => Math.hypot(...v);
     const expectedAesthetic = views.reduce((s, v) => s + v.reduce((t, x, d) => t + (x / norm(v)) * aestheticWeight[d], 0) + aestheticBias, 0) / 4;
 
-    expect(checks.map((c) => c.name)).toEqual(['clip_alignment', 'clip_similarity', 'aesthetic']);
+    expect(checks.map((c) => c.name)).toEqual(['clip_geomean_cosine', 'clip_similarity', 'aesthetic']);
     expect(checks[0].value).toBeCloseTo(expectedAlignment, 4);
     expect(checks[1].value).toBeCloseTo(cosines.reduce((a, b) => a + b) / 4, 4);
     expect(checks[2].value).toBeCloseTo(expectedAesthetic, 4);
-    for (const [check, threshold] of [[checks[0], 0.3], [checks[1], 0.24], [checks[2], 4.5]] as const) {
+    for (const [check, threshold] of [[checks[0], 0.2], [checks[1], 0.24], [checks[2], 4.5]] as const) {
       expect(check.threshold).toBe(threshold);
       expect(check.passed).toBe(check.value >= threshold);
       expect(check.by).toBe('clip');
@@ -360,17 +360,17 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     });
 
     it('declines with the clip check that failed, after one retry', async () => {
-      const { renderer, pipeline: p, ctx } = await pipeline({ min_alignment: 100 });
+      const { renderer, pipeline: p, ctx } = await pipeline({ min_geomean_cosine: 1 });
       const outcome = await p.run(job, ctx());
       expect(outcome.kind).toBe('declined');
       if (outcome.kind !== 'declined') return;
-      expect(outcome.reason).toMatch(/^clip_alignment [\d.e-]+ failed threshold 100 \(clip\)$/);
+      expect(outcome.reason).toMatch(/^clip_geomean_cosine [\d.e-]+ failed threshold 1 \(clip\)$/);
       expect(outcome.report.attempts.map((a) => a.seed)).toHaveLength(2);
       expect(new Set(outcome.report.attempts.map((a) => a.seed)).size).toBe(2);
       for (const attempt of outcome.report.attempts) {
         expect(attempt.checks.map((c) => `${c.by}:${c.name}`)).toEqual([
           'gates:gaussian_count', 'gates:transparent_share', 'gates:rotations_not_identity', 'gates:first_points_not_ones',
-          'clip:clip_alignment', 'clip:clip_similarity', 'clip:aesthetic',
+          'clip:clip_geomean_cosine', 'clip:clip_similarity', 'clip:aesthetic',
         ]);
       }
       expect(renderer.calls).toEqual([{ count: 3, size: 32 }, { count: 3, size: 32 }]);
@@ -378,7 +378,7 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     });
 
     it('names the aesthetic check when only it fails', async () => {
-      const { pipeline: p, ctx } = await pipeline({ min_alignment: 0, min_similarity: -1, min_aesthetic: 10 });
+      const { pipeline: p, ctx } = await pipeline({ min_geomean_cosine: 0, min_similarity: -1, min_aesthetic: 10 });
       const outcome = await p.run(job, ctx());
       expect(outcome.kind === 'declined' && outcome.reason).toMatch(/^aesthetic [\d.]+ failed threshold 10 \(clip\)$/);
     });
@@ -389,7 +389,7 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
         image_to_3d: { inflate: { max_gaussians: 9000 } },
         validate: {
           checks: ['gates', 'clip'],
-          clip: { model: join(root, 'tiny-clip'), aesthetic_weights: join(root, 'aesthetic.safetensors'), views: 2, view_size: 32, min_alignment: 100 },
+          clip: { model: join(root, 'tiny-clip'), aesthetic_weights: join(root, 'aesthetic.safetensors'), views: 2, view_size: 32, min_geomean_cosine: 1 },
         },
         weights: { dir: root },
       });
@@ -401,17 +401,17 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
         body: 'prompt=orange+ball&seed=5',
       });
       expect(res.status).toBe(204);
-      expect(res.headers.get('X-Fast3d-Decline-Reason')).toMatch(/^clip_alignment [\d.e-]+ failed threshold 100 \(clip\)$/);
+      expect(res.headers.get('X-Fast3d-Decline-Reason')).toMatch(/^clip_geomean_cosine [\d.e-]+ failed threshold 1 \(clip\)$/);
       const attempts = res.headers.get('X-Fast3d-Report')!.split(';');
       expect(attempts).toHaveLength(2);
       for (const attempt of attempts) {
-        expect(attempt).toMatch(/^\d:\d+:reject:gaussian_count=\d+\/7000\/pass:transparent_share=[^:]+:rotations_not_identity=[^:]+:first_points_not_ones=-1\/-1\/pass:clip_alignment=[\d.e-]+\/100\/fail:clip_similarity=[-\d.e]+\/0\.2400\/(pass|fail):aesthetic=[\d.]+\/4\.500\/(pass|fail)$/);
+        expect(attempt).toMatch(/^\d:\d+:reject:gaussian_count=\d+\/7000\/pass:transparent_share=[^:]+:rotations_not_identity=[^:]+:first_points_not_ones=-1\/-1\/pass:clip_geomean_cosine=[\d.e-]+\/1\/fail:clip_similarity=[-\d.e]+\/0\.2400\/(pass|fail):aesthetic=[\d.]+\/4\.500\/(pass|fail)$/);
       }
       await service.close();
     });
 
     it('returns the asset when every check passes', async () => {
-      const { pipeline: p, ctx } = await pipeline({ min_alignment: 0, min_similarity: -1, min_aesthetic: 0.01 });
+      const { pipeline: p, ctx } = await pipeline({ min_geomean_cosine: 0, min_similarity: -1, min_aesthetic: 0.01 });
       const outcome = await p.run(job, ctx());
       expect(outcome.kind).toBe('asset');
       expect(outcome.report.attempts).toHaveLength(1);

@@ -68,6 +68,74 @@ describe('docker/runpod-start.sh', () => {
     expect(config.server.health_ok_status).toBe('healthy');
   });
 
+  it('the image\'s default is the subnet\'s contract: 0.0.0.0:10006, one request at a time, image-only worker', () => {
+    const result = dryRun({ FAST3D_DEFAULT_MODE: 'competition', HOST: '127.0.0.1' }, 'image-default');
+    expect(result.status, result.stderr).toBe(0);
+    expect(result.stdout).toContain('mode=competition port=10006 health_ok=healthy');
+    expect(result.stdout).toContain('flux=off');
+    const config = result.config();
+    expect(config.server.host).toBe('0.0.0.0');
+    expect(config.runtime.pipeline_concurrency).toBe(1);
+    expect(config.pipeline.retries).toBe(0);
+    expect(config.validate.checks).toEqual(['gates']);
+    expect(config.text_to_image.backend).toBe('preview');
+    expect(config.image_to_3d.backend).toBe('gpu-worker');
+    // Without the image-only default, the text stage and FLUX stay.
+    const withText = dryRun({ FAST3D_MODE: 'competition', FAST3D_COMPETITION_TEXT: '1', HF_TOKEN: 't' }, 'competition-text');
+    expect(withText.stdout).toContain('flux=loaded');
+    expect(withText.config().text_to_image.backend).toBe('gpu-worker');
+  });
+
+  it('passes HF_TOKEN (or HUGGING_FACE_HUB_TOKEN) to the worker without printing it, and warns when FLUX has none', () => {
+    const token = 'hf_secretvalue123';
+    const given = dryRun({ HF_TOKEN: token }, 'token');
+    expect(given.status, given.stderr).toBe(0);
+    expect(given.stdout).toContain('hf_token=set (passed to the GPU worker) flux=loaded');
+    expect(given.stdout + given.stderr).not.toContain(token);
+    expect(given.stderr).not.toContain('HF_TOKEN is not set');
+    const alias = dryRun({ HUGGING_FACE_HUB_TOKEN: token }, 'token-alias');
+    expect(alias.stdout).toContain('hf_token=set');
+    const none = dryRun({}, 'no-token');
+    expect(none.stdout).toContain('hf_token=unset');
+    expect(none.stderr).toContain("HF_TOKEN is not set and FLUX.1-schnell is gated on its hub");
+    expect(none.stderr).toContain('MODEL LICENCE NOT ACCEPTED');
+  });
+
+  it('records hub revisions next to the weights on the volume', () => {
+    const volume = join(temp, 'revisions-volume');
+    mkdirSync(volume);
+    const result = dryRun({ FAST3D_VOLUME: volume }, 'revisions');
+    expect(result.stdout).toContain(`revisions=${volume}/huggingface-cache/fast3d-revisions.json`);
+  });
+
+  it('a first start whose weights cannot all be fetched still goes on to start the service', async () => {
+    const missing = createServer((_req, res) => res.writeHead(404).end());
+    await new Promise<void>((r) => missing.listen(0, '127.0.0.1', r));
+    try {
+      const mirror = `http://127.0.0.1:${(missing.address() as AddressInfo).port}`;
+      const run = join(temp, 'no-start');
+      const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+        const child = spawn('bash', ['docker/runpod-start.sh', '--no-start'], {
+          env: {
+            PATH: process.env.PATH!, HOME: process.env.HOME ?? temp, FAST3D_RUN_DIR: run, FAST3D_CACHE: join(run, 'cache'),
+            FAST3D_LOG_DIR: join(run, 'logs'), FAST3D_VOLUME: join(temp, 'no-volume'), FAST3D_MODE: 'pod',
+            FAST3D_WEIGHTS_MIRROR: mirror, HF_TOKEN: 'x',
+          },
+        });
+        let stdout = '', stderr = '';
+        child.stdout.on('data', (d) => { stdout += d; });
+        child.stderr.on('data', (d) => { stderr += d; });
+        child.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+      expect(result.status, result.stderr).toBe(0);
+      expect(result.stdout).toContain(`MISSING ${join(run, 'cache', 'models', 'isnet-general-use.onnx')} not found`);
+      expect(result.stderr).toContain('some model files could not be fetched or made; starting anyway, /health names them');
+      expect(result.stdout).toContain('pm2-runtime start pm2/ecosystem.config.cjs (not started)');
+    } finally {
+      missing.close();
+    }
+  }, 60_000);
+
   it('puts the model caches on the network volume when one is mounted', () => {
     const volume = join(temp, 'volume');
     mkdirSync(volume);
@@ -138,19 +206,26 @@ describe('pm2/ecosystem.config.cjs', () => {
   };
 
   it('runs the compiled service and the worker with restart limits, memory limits and log files', () => {
-    const { apps } = load({ FAST3D_PING_PORT: undefined, FAST3D_PYTHON: '/opt/venv/bin/python' });
+    const { apps } = load({ FAST3D_PING_PORT: undefined, FAST3D_PYTHON: '/opt/venv/bin/python', HF_TOKEN: undefined });
     expect(apps.map((a) => a.name)).toEqual(['fast3d', 'fast3d-gpu-worker']);
     const [service, worker] = apps;
     expect(service.script).toBe('dist/cli.js');
     expect(service.args.slice(0, 2)).toEqual(['serve', '--config']);
     expect(worker.script).toBe('workers/gpu/worker.py');
     expect(worker.interpreter).toBe('/opt/venv/bin/python');
+    expect(worker.env).not.toHaveProperty('HF_TOKEN');
     for (const app of apps) {
       expect(app.max_restarts).toBeGreaterThan(0);
       expect(app.max_memory_restart).toMatch(/^\d+[MG]$/);
       expect(app.out_file).toMatch(/\.out\.log$/);
       expect(app.error_file).toMatch(/\.err\.log$/);
     }
+  });
+
+  it('hands HF_TOKEN to the worker, not to the service', () => {
+    const { apps } = load({ FAST3D_PING_PORT: undefined, HF_TOKEN: 'hf_abc' });
+    expect(apps[1].env.HF_TOKEN).toBe('hf_abc');
+    expect(apps[0].env).not.toHaveProperty('HF_TOKEN');
   });
 
   it('adds the ping relay only when PORT_HEALTH differs from PORT', () => {
@@ -170,5 +245,34 @@ describe('scripts/orientation-check.ts', () => {
     expect(new Set(rotations.map((m) => m.join(','))).size).toBe(24);
     for (const m of rotations) expect(() => assertRotation(m)).not.toThrow();
     for (const named of Object.values(NAMED_ROTATIONS)) expect(rotations.map((m) => m.join(','))).toContain(named.join(','));
+  });
+});
+
+describe('scripts/gpu-acceptance.sh and its probe', () => {
+  it('judges up from the two-tone picture: red above blue is Y-up, the same asset flipped is not', async () => {
+    const { redAboveBlue, twoTonePicture } = await import('../scripts/acceptance-probe.js');
+    const { allocateCloud } = await import('../src/splat/cloud.js');
+    const { rotateCloud, NAMED_ROTATIONS } = await import('../src/splat/frame.js');
+    const cloud = allocateCloud(200);
+    for (let i = 0; i < 200; i++) {
+      const top = i < 100;
+      cloud.columns.y[i] = top ? 0.2 + i / 1000 : -0.2 - i / 1000;
+      cloud.columns.f_dc_0[i] = top ? 1.5 : -1.5;
+      cloud.columns.f_dc_2[i] = top ? -1.5 : 1.5;
+      cloud.columns.rot_0[i] = 1;
+    }
+    expect(redAboveBlue(cloud)).toBeGreaterThan(0);
+    rotateCloud(cloud, NAMED_ROTATIONS['y-down']);
+    expect(redAboveBlue(cloud)).toBeLessThan(0);
+    const png = await twoTonePicture();
+    expect(png.subarray(1, 4).toString()).toBe('PNG');
+  });
+
+  it('documents itself and refuses unknown arguments', () => {
+    const help = spawnSync('bash', ['scripts/gpu-acceptance.sh', '--help'], { encoding: 'utf8' });
+    expect(help.status).toBe(0);
+    for (const row of ['imports', 'weights', 'orientation', 'image job', 'text job', 'GLB', 'same seed', 'GPU memory']) expect(help.stdout).toContain(row);
+    const bad = spawnSync('bash', ['scripts/gpu-acceptance.sh', '--fast'], { encoding: 'utf8' });
+    expect(bad.status).toBe(2);
   });
 });

@@ -162,7 +162,7 @@ describe('generate over HTTP (preview backends)', () => {
     expect(negative.headers.get('x-fast3d-seed')).toBe(derived.headers.get('x-fast3d-seed'));
   });
 
-  it('answers the newer contract in its judges\' frame (Y down) and the legacy one upright (Y up)', async () => {
+  it('answers prompt_image_file upright (+Y up), as the subnet\'s competitions require, like the legacy contract', async () => {
     // Red on top, blue below: which end of the asset's Y axis is red says which way is up.
     const png = await twoToneDisc();
     const form = new FormData();
@@ -170,7 +170,19 @@ describe('generate over HTTP (preview backends)', () => {
     const newer = readPlyIndependently(new Uint8Array(await (await fetch(`${server.url}/generate`, { method: 'POST', body: form })).arrayBuffer()));
     const legacy = readPlyIndependently(new Uint8Array(await (await postForm(`${server.url}/generate/`, { prompt: png.toString('base64') })).arrayBuffer()));
     expect(redMinusBlueAtPositiveY(legacy)).toBeGreaterThan(0);
-    expect(redMinusBlueAtPositiveY(newer)).toBeLessThan(0);
+    expect(redMinusBlueAtPositiveY(newer)).toBeGreaterThan(0);
+  });
+
+  it('keeps the earlier Y-down frame for prompt_image_file as an option', async () => {
+    const yDown = await startTestServer({ contract: { image_file_rotation: 'y-down' } });
+    try {
+      const form = new FormData();
+      form.set('prompt_image_file', new Blob([await twoToneDisc()], { type: 'image/png' }), 'p.png');
+      const answer = readPlyIndependently(new Uint8Array(await (await fetch(`${yDown.url}/generate`, { method: 'POST', body: form })).arrayBuffer()));
+      expect(redMinusBlueAtPositiveY(answer)).toBeLessThan(0);
+    } finally {
+      await yDown.close();
+    }
   });
 
   describe('bad input', () => {

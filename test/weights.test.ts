@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
@@ -5,13 +6,16 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { run as weightsCommand } from '../src/commands/weights.js';
 import { compose } from '../src/compose.js';
 import { parseConfig } from '../src/config/load.js';
 import { checkFiles, describeProblems, expectedFiles, LOCK_FILE, manifestFiles, recordInLock } from '../src/weights/check.js';
 import { downloadFile } from '../src/weights/download.js';
-import { MANIFEST } from '../src/weights/manifest.js';
+import { AESTHETIC_PTH, AESTHETIC_SAFETENSORS, MANIFEST } from '../src/weights/manifest.js';
+import { loadAestheticPredictor } from '../src/pipelines/validate/aesthetic.js';
+import { aestheticSafetensors } from './helpers/models.js';
 import { flatViewRenderer } from './helpers/views.js';
 
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
@@ -197,7 +201,7 @@ describe('weights check', () => {
     expect(lines).toEqual([
       `MISSING ${join(empty, 'isnet-general-use.onnx')} not found (run: npm run weights)`,
       `MISSING ${join(empty, 'aesthetic/sac+logos+ava1-l14-linearMSE.pth')} not found (run: npm run weights)`,
-      `MISSING ${join(empty, 'aesthetic/laion-aesthetic-l14.safetensors')} not found (make it with: python workers/gpu/tools/convert_aesthetic.py ${join(empty, 'aesthetic/sac+logos+ava1-l14-linearMSE.pth')} ${join(empty, 'aesthetic/laion-aesthetic-l14.safetensors')})`,
+      `MISSING ${join(empty, 'aesthetic/laion-aesthetic-l14.safetensors')} not found (run: npm run weights, which makes it with: python workers/gpu/tools/convert_aesthetic.py ${join(empty, 'aesthetic/sac+logos+ava1-l14-linearMSE.pth')} ${join(empty, 'aesthetic/laion-aesthetic-l14.safetensors')})`,
     ]);
     expect(manifestFiles(empty, ['clip'])).toHaveLength(6);
   });
@@ -252,6 +256,91 @@ describe('weights check', () => {
     const statuses = out.join('').trim().split('\n').map((line) => JSON.parse(line) as { path: string; state: string });
     expect(statuses.map((s) => s.path)).toEqual(MANIFEST.map((m) => join(empty, m.target)));
     expect(statuses.every((s) => s.state === 'missing')).toBe(true);
+  });
+});
+
+describe('first start: download, then convert the aesthetic predictor', () => {
+  const python = process.env.FAST3D_PYTHON ?? 'python3';
+  const hasTorch = spawnSync(python, ['-c', 'import torch'], { stdio: 'ignore' }).status === 0;
+
+  /** Serves `files` (path -> bytes) and returns a manifest of the aesthetic entries pointing at them. */
+  async function aestheticSource(pth: Uint8Array) {
+    const server = createServer((req, res) => {
+      if (decodeURIComponent(req.url ?? '') !== `/${AESTHETIC_PTH}`) return void res.writeHead(404).end();
+      res.writeHead(200, { 'Content-Length': String(pth.length) }).end(pth);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    servers.push(server);
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/${AESTHETIC_PTH}`;
+    return MANIFEST.filter((m) => m.model === 'aesthetic').map((m) => (m.target === AESTHETIC_PTH ? { ...m, url, size: pth.length, sha256: sha(pth) } : m));
+  }
+
+  /**
+   * The converter as the command runs it (interpreter, script, source, target): with PyTorch, the real
+   * converter on a real state dict; without it, a stand-in interpreter that logs its arguments and writes a
+   * predictor file, so the flow is checked on any machine.
+   */
+  async function converter(root: string): Promise<{ pth: Uint8Array; python: string[]; log: string }> {
+    const log = join(root, 'converter.log');
+    if (hasTorch) {
+      const path = join(root, 'source.pth');
+      const made = spawnSync(python, ['-c', `import torch; torch.manual_seed(0); torch.save({'layers.0.weight': torch.randn(4, 768), 'layers.0.bias': torch.randn(4), 'layers.2.weight': torch.randn(1, 4), 'layers.2.bias': torch.randn(1)}, ${JSON.stringify(path)})`]);
+      expect(made.status).toBe(0);
+      return { pth: new Uint8Array(await readFile(path)), python: [python], log };
+    }
+    const predictor = join(root, 'predictor.safetensors');
+    await writeFile(predictor, aestheticSafetensors(Float32Array.from({ length: 768 }, (_, i) => (i % 7) / 100), 5));
+    const fake = join(root, 'fake-python.sh');
+    await writeFile(fake, `#!/bin/sh\necho "$@" >> ${JSON.stringify(log)}\ncp ${JSON.stringify(predictor)} "$3"\n`, { mode: 0o755 });
+    return { pth: randomBytes(4096), python: [fake], log };
+  }
+
+  it(`downloads the state dict, makes the safetensors with ${hasTorch ? 'the real converter' : 'a stand-in converter (no torch here)'}, records it, and --check passes`, async () => {
+    const root = await mkdtemp(join(dir, 'first-start-'));
+    const models = join(root, 'models');
+    const { pth, python: interpreter, log } = await converter(root);
+    const manifest = await aestheticSource(pth);
+    const errors = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const out = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
+    try {
+      expect(await weightsCommand(['--only', 'aesthetic', '--dir', models], { manifest, python: interpreter })).toBe(0);
+      expect(await weightsCommand(['--check', '--only', 'aesthetic', '--dir', models], { manifest })).toBe(0);
+    } finally {
+      errors.mockRestore();
+      out.mockRestore();
+    }
+    const target = join(models, AESTHETIC_SAFETENSORS);
+    const predictor = await loadAestheticPredictor(target);
+    expect(predictor.dim).toBe(768);
+    if (!hasTorch) {
+      const [args] = (await readFile(log, 'utf8')).trim().split('\n');
+      expect(args.split(' ')).toEqual([fileURLToPath(new URL('../workers/gpu/tools/convert_aesthetic.py', import.meta.url)), join(models, AESTHETIC_PTH), target]);
+    }
+    const lock = JSON.parse(await readFile(join(models, LOCK_FILE), 'utf8')) as Record<string, { sha256: string }>;
+    expect(lock[AESTHETIC_SAFETENSORS].sha256).toBe(sha(await readFile(target)));
+  });
+
+  it('a converter that fails leaves no file behind, exits 1 and the check names the file', async () => {
+    const root = await mkdtemp(join(dir, 'failed-convert-'));
+    const models = join(root, 'models');
+    const pth = randomBytes(1024);
+    const manifest = await aestheticSource(pth);
+    const broken = join(root, 'broken-python.sh');
+    await writeFile(broken, '#!/bin/sh\necho half > "$3"\necho "no module named torch" >&2\nexit 1\n', { mode: 0o755 });
+    const errors: string[] = [];
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => { errors.push(String(chunk)); return true; });
+    const out: string[] = [];
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { out.push(String(chunk)); return true; });
+    try {
+      expect(await weightsCommand(['--only', 'aesthetic', '--dir', models], { manifest, python: [broken] })).toBe(1);
+    } finally {
+      err.mockRestore();
+      write.mockRestore();
+    }
+    expect(existsSync(join(models, AESTHETIC_SAFETENSORS))).toBe(false);
+    expect(errors.join('')).toMatch(/making .*laion-aesthetic-l14\.safetensors failed .*exited 1\): no module named torch/);
+    expect(out.join('')).toContain(`MISSING ${join(models, AESTHETIC_SAFETENSORS)} not found`);
+    expect(out.join('')).toMatch(/^ok +.*sac\+logos/m);
   });
 });
 

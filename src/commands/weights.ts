@@ -3,15 +3,19 @@
  * downloads the model files the Node process loads (resumable, verified, atomic), or with --check says
  * exactly which are missing or corrupt. With --config, only the files that config's backends need.
  * --mirror fetches every file from URL/<target path> instead of its source (a copy on your own storage).
+ * Files converted from another one (the aesthetic predictor's safetensors) are made once their source is
+ * there, with the GPU worker's Python (--no-convert leaves them to be made by hand).
  */
-import { parseArgs } from 'node:util';
+import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
+import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { checkFiles, manifestFiles, recordInLock, type FileStatus } from '../weights/check.js';
+import { checkFiles, manifestFiles, recordInLock, sha256File, type ExpectedFile, type FileStatus, type VerifyMode } from '../weights/check.js';
 import { downloadFile } from '../weights/download.js';
-import type { ModelName } from '../weights/manifest.js';
+import { manifestFor, type ModelName, type WeightFile } from '../weights/manifest.js';
+import { produceFile } from '../weights/produce.js';
 
 export const summary = 'download the model files (ISNet, CLIP, aesthetic) or --check them';
 
@@ -28,7 +32,14 @@ export function modelsFor(config: Config): ModelName[] {
   return models;
 }
 
-export async function run(argv: string[]): Promise<number> {
+export interface WeightsDeps {
+  /** The files to handle (default: the manifest at the config's CLIP revision). */
+  manifest?: readonly WeightFile[];
+  /** Interpreter for converters (default: the worker's Python). */
+  python?: string[];
+}
+
+export async function run(argv: string[], deps: WeightsDeps = {}): Promise<number> {
   const { values } = parseArgs({
     args: argv,
     options: {
@@ -37,6 +48,7 @@ export async function run(argv: string[]): Promise<number> {
       only: { type: 'string' },
       mirror: { type: 'string' },
       check: { type: 'boolean' },
+      'no-convert': { type: 'boolean' },
       json: { type: 'boolean' },
       quiet: { type: 'boolean', short: 'q' },
     },
@@ -57,7 +69,8 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write('this config loads no model files in the Node process\n');
     return 0;
   }
-  const files = manifestFiles(dir, models);
+  const manifest = deps.manifest ?? manifestFor({ clipRevision: config.weights.clip_revision });
+  const files = manifestFiles(dir, models, manifest);
 
   if (values.check) {
     const statuses = await checkFiles(files, { dir, verify: config.weights.verify });
@@ -99,9 +112,36 @@ export async function run(argv: string[]): Promise<number> {
     }
   }
   bars?.stop();
+  if (!values['no-convert']) failed += await produceMissing(files, pending, dir, config.weights.verify, deps.python);
   const after = await checkFiles(files, { dir, verify: config.weights.verify });
   print(after, Boolean(values.json));
   return failed || after.some((s) => s.state !== 'ok') ? 1 : 0;
+}
+
+/** Makes each pending converted file whose source is in place and intact; returns how many could not be made. */
+async function produceMissing(files: ExpectedFile[], pending: ExpectedFile[], dir: string, verify: VerifyMode, python?: string[]): Promise<number> {
+  let failed = 0;
+  for (const file of pending) {
+    const produce = file.entry?.produce;
+    if (!produce) continue;
+    const source = files.find((f) => f.entry?.target === produce.input);
+    const [state] = source ? await checkFiles([source], { dir, verify }) : [];
+    if (state?.state !== 'ok') {
+      process.stderr.write(`cannot make ${file.path}: its source ${resolve(dir, produce.input)} is not there intact\n`);
+      failed++;
+      continue;
+    }
+    process.stderr.write(`making ${file.entry!.target} from ${produce.input}\n`);
+    const problem = await produceFile(file, { dir, python });
+    if (problem) {
+      process.stderr.write(`${problem}\n`);
+      failed++;
+      continue;
+    }
+    // Recorded like a download without a published digest: later checks catch a changed file.
+    await recordInLock(dir, file.path, { sha256: await sha256File(file.path), size: (await stat(file.path)).size });
+  }
+  return failed;
 }
 
 function print(statuses: FileStatus[], json: boolean): void {

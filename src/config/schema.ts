@@ -29,7 +29,7 @@ export const contractSchema = z.strictObject({
   max_prompt_chars: z.number().int().min(1).default(1024).describe('Longest text prompt after trimming (validators cap prompts at 1024).'),
   max_image_pixels: z.number().int().min(1).default(40_000_000).describe('Largest decoded image (width x height) accepted for image tasks.'),
   min_image_side: z.number().int().min(1).default(16).describe('Smallest accepted width or height of an input image, in pixels.'),
-  image_file_rotation: rotation.default('y-down').describe('Frame of answers to the newer contract\'s prompt_image_file requests: its judges render TRELLIS\'s default export, Y down ("identity" keeps the validator\'s frame).'),
+  image_file_rotation: rotation.default('identity').describe('Frame of answers to prompt_image_file requests: "identity" is +Y up, front +Z, as the subnet\'s competitions require since their orientation update; "y-down" is the earlier Y-down frame.'),
   image_file_on_reject: z.enum(['best-effort', 'decline']).default('best-effort').describe('When self-validation rejects a prompt_image_file request: return the last asset anyway (that contract counts a 204 as a lost prompt) or decline.'),
 });
 
@@ -126,8 +126,8 @@ export const clipSchema = z.strictObject({
   device: executionProvider.default('cpu').describe('Where the CLIP towers run: "cuda" on a GPU box, "cpu" otherwise.'),
   views: z.number().int().min(1).max(64).default(8).describe('Views of the asset rendered from the validator\'s camera orbit and scored.'),
   view_size: z.number().int().min(32).max(1024).default(256).describe('Side of each rendered view in pixels (CLIP resizes to 224 anyway).'),
-  min_similarity: z.number().min(-1).max(1).default(0.24).describe('Lowest mean text-view cosine similarity (seed design: 0.24 with CLIP ViT-B/32).'),
-  min_alignment: z.number().min(0).default(0.3).describe('Lowest alignment by the validator\'s formula (cosine clipped to [0,1], geometric mean over views, / 0.35); the validator scores 0 below 0.3.'),
+  min_similarity: z.number().min(-1).max(1).default(0.24).describe('Text tasks: lowest mean raw cosine between the prompt and the views on CLIP ViT-L/14 (seed design: 0.24, set on ViT-B/32).'),
+  min_geomean_cosine: z.number().min(0).max(1).default(0.2).describe('Text tasks: lowest geometric mean of the raw ViT-L/14 prompt-view cosines clipped to [0,1] (one poor view drags it down); not the validator\'s score (use validator-service for that). Was min_alignment.'),
   min_image_similarity: z.number().min(-1).max(1).default(0.75).describe('Image tasks: lowest mean cosine similarity between the input image and the views (a starting point; calibrate on your assets).'),
   aesthetic_weights: z.string().min(1).default('aesthetic/laion-aesthetic-l14.safetensors').describe('LAION aesthetic predictor converted to safetensors (workers/gpu/tools/convert_aesthetic.py), relative to weights.dir unless absolute.'),
   min_aesthetic: z.number().min(0).max(10).default(4.5).describe('Lowest mean aesthetic score over the views (LAION predictor, 1-10; seed design: 4.5); 0 skips the aesthetic check.'),
@@ -151,6 +151,7 @@ export const weightsSchema = z.strictObject({
   dir: z.string().min(1).default('models').describe('Folder holding the model files the Node process loads (ISNet, CLIP, aesthetic); `npm run weights` fills it.'),
   verify: z.enum(['checksum', 'size']).default('checksum').describe('What start-up and `weights --check` verify: "checksum" hashes every file (seconds for 2 GB), "size" only compares sizes.'),
   retries: z.number().int().min(0).max(20).default(5).describe('Times a download resumes (HTTP Range) after a dropped connection before giving up.'),
+  clip_revision: z.string().regex(/^[\w.-]+$/, 'a commit hash or branch name').default('main').describe('Hub revision of the CLIP files (Xenova/clip-vit-large-patch14) `npm run weights` downloads; set a confirmed commit hash to pin them (their first download\'s digests are recorded and checked either way).'),
 });
 
 export const runtimeSchema = z.strictObject({

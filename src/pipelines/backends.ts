@@ -139,7 +139,7 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
         views: clip.views,
         viewSize: clip.view_size,
         minSimilarity: clip.min_similarity,
-        minAlignment: clip.min_alignment,
+        minGeomeanCosine: clip.min_geomean_cosine,
         minImageSimilarity: clip.min_image_similarity,
         minAesthetic: clip.min_aesthetic,
         textCache: clip.text_cache,

@@ -132,7 +132,7 @@ export function describeProblems(statuses: readonly FileStatus[]): string | null
 }
 
 function howToGet(file: ExpectedFile, dir: string): string {
-  if (file.entry?.producedBy) return `make it with: ${file.entry.producedBy.replaceAll('MODELS/', `${resolve(dir)}/`)}`;
+  if (file.entry?.producedBy) return `run: npm run weights, which makes it with: ${file.entry.producedBy.replaceAll('MODELS/', `${resolve(dir)}/`)}`;
   if (file.entry) return 'run: npm run weights';
   return 'this path is not in the weights manifest: put the file there yourself';
 }

@@ -21,7 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fast3d_gpu import __version__  # noqa: E402
 from fast3d_gpu.fake import FakeProvider  # noqa: E402
 from fast3d_gpu.server import Limits, Worker, make_server  # noqa: E402
+from fast3d_gpu.memory import OFFLOAD_MODES  # noqa: E402
 from fast3d_gpu.torch_provider import TorchOptions, TorchProvider  # noqa: E402
+from fast3d_gpu.trellis_imports import ATTENTION_BACKENDS, SPCONV_ALGOS, import_worker_modules  # noqa: E402
 
 log = logging.getLogger("fast3d.gpu")
 
@@ -44,16 +46,32 @@ def parse_args(argv: list) -> argparse.Namespace:
                    help="fake provider: seconds 'loading' lasts")
     p.add_argument("--fake-fail", default=env("FAKE_FAIL", "") or None,
                    help="fake provider: fail loading with this message")
+    p.add_argument("--fake-vram-gb", type=float, default=float(env("FAKE_VRAM_GB", "0")),
+                   help="fake provider: the GPU memory it reports (0: none), from which --flux-offload auto chooses")
     p.add_argument("--flux-model", default=env("FLUX_MODEL", TorchOptions.flux_model),
                    help="FLUX.1-schnell: Hugging Face id or local folder")
     p.add_argument("--trellis-model", default=env("TRELLIS_MODEL", TorchOptions.trellis_model),
                    help="TRELLIS-image-large: Hugging Face id or local folder")
-    p.add_argument("--flux-offload", choices=("none", "model", "sequential"),
+    p.add_argument("--flux-revision", default=env("FLUX_REVISION", ""),
+                   help="FLUX.1-schnell hub commit (40 hex); empty: the recorded one, else today's, recorded")
+    p.add_argument("--trellis-revision", default=env("TRELLIS_REVISION", ""),
+                   help="TRELLIS-image-large hub commit (40 hex); empty: the recorded one, else today's, recorded")
+    p.add_argument("--revisions-file", default=env("REVISIONS_FILE", ""),
+                   help="JSON file recording the hub commit each model was first downloaded at (empty: none)")
+    p.add_argument("--state-dir", default=env("STATE_DIR", ""),
+                   help="folder for the worker's derived files (the Gaussian-only TRELLIS folder); empty: a temp folder")
+    p.add_argument("--dinov2-dir", default=env("DINOV2_DIR", ""),
+                   help="pinned checkout of facebookresearch/dinov2 that TRELLIS's torch.hub.load uses (empty: torch.hub's)")
+    p.add_argument("--flux-offload", choices=("auto",) + OFFLOAD_MODES,
                    default=env("FLUX_OFFLOAD", TorchOptions.flux_offload),
-                   help="FLUX CPU offload: none (>= 40 GB cards), model (24 GB cards), sequential (least memory)")
-    p.add_argument("--attention-backend", choices=("xformers", "flash_attn", "sdpa"),
+                   help="FLUX CPU offload: auto (from the GPU's memory), none (80 GB), model (48 GB), sequential (24 GB)")
+    p.add_argument("--attention-backend", choices=ATTENTION_BACKENDS,
                    default=env("ATTENTION_BACKEND", TorchOptions.attention_backend),
-                   help="TRELLIS attention backend (its ATTN_BACKEND)")
+                   help="TRELLIS attention, dense and sparse (sets ATTN_BACKEND and SPARSE_ATTN_BACKEND)")
+    p.add_argument("--spconv-algo", choices=SPCONV_ALGOS, default=env("SPCONV_ALGO", TorchOptions.spconv_algo),
+                   help="spconv algorithm: auto (benchmarks once; for servers), implicit_gemm, native (one-off runs)")
+    p.add_argument("--check-imports", action="store_true",
+                   help="import exactly what the real provider imports, print the versions, exit 0 (or 1 naming the failure)")
     p.add_argument("--no-flux", action="store_true", default=flag("NO_FLUX", False),
                    help="do not load FLUX (image-to-3D only)")
     p.add_argument("--no-warmup", action="store_true", default=flag("NO_WARMUP", False),
@@ -67,19 +85,45 @@ def parse_args(argv: list) -> argparse.Namespace:
 
 def build_provider(args: argparse.Namespace):
     if args.fake:
-        return FakeProvider(load_seconds=args.fake_load_seconds, fail_with=args.fake_fail)
+        return FakeProvider(load_seconds=args.fake_load_seconds, fail_with=args.fake_fail,
+                            vram_total=int(args.fake_vram_gb * 1024 ** 3) or None,
+                            flux_offload=args.flux_offload, load_flux=not args.no_flux)
     return TorchProvider(TorchOptions(
         flux_model=args.flux_model,
         trellis_model=args.trellis_model,
+        flux_revision=args.flux_revision,
+        trellis_revision=args.trellis_revision,
+        revisions_file=args.revisions_file,
+        state_dir=args.state_dir,
+        dinov2_dir=args.dinov2_dir,
         flux_offload=args.flux_offload,
         attention_backend=args.attention_backend,
+        spconv_algo=args.spconv_algo,
         warmup=not args.no_warmup,
         load_flux=not args.no_flux,
     ))
 
 
+def check_imports(args: argparse.Namespace) -> int:
+    """What the image build and scripts/gpu-acceptance.sh run: the provider's own import function."""
+    try:
+        modules = import_worker_modules(args.attention_backend, args.spconv_algo, not args.no_flux)
+    except Exception as err:  # noqa: BLE001 (any import-time failure is the answer)
+        print(f"imports FAILED: {type(err).__name__}: {err}", file=sys.stderr)
+        return 1
+    torch = modules["torch"]
+    stand_ins = modules.get("stand_ins") or []
+    print(f"imports ok: torch {torch.__version__} (CUDA {torch.version.cuda}), "
+          f"attention {args.attention_backend}, spconv {args.spconv_algo}, "
+          f"FLUX {'yes' if 'FluxPipeline' in modules else 'skipped'}, TRELLIS yes, "
+          f"stand-ins: {', '.join(stand_ins) or 'none'}")
+    return 0
+
+
 def main(argv: list) -> int:
     args = parse_args(argv)
+    if args.check_imports:
+        return check_imports(args)
     logging.basicConfig(
         level=getattr(logging, args.log_level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

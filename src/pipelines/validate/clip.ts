@@ -2,8 +2,11 @@
  * Validation backend "clip": CLIP ViT-L/14 through transformers.js, from a local folder only. One vision pass
  * per rendered view serves both the text alignment and the aesthetic score.
  *
- * Text tasks: cosine between each view and the prompt; the validator's alignment (cosine clipped to [0,1],
- * geometric mean over views, / 0.35; it scores 0 below 0.3) and the plain mean cosine (seed design: >= 0.24).
+ * Text tasks: raw cosines between each view and the prompt on CLIP ViT-L/14, two thresholds: their geometric
+ * mean (cosines clipped to [0,1] first, so one view that misses the prompt drags it down) and their plain mean
+ * (seed design: >= 0.24). These are not the validator's score: its alignment divides the geometric mean by 0.35,
+ * a scale tuned for open_clip ConvNeXt-Large-D cosines, which on ViT-L/14 would accept almost anything. The
+ * "validator-service" check asks the validator's own code for its score.
  * Image tasks: mean cosine between the framed input image and the views. Aesthetic: the LAION predictor on the
  * normalised view embeddings, averaged over the views.
  */
@@ -18,9 +21,6 @@ import type { JobContext } from '../context.js';
 import type { Check } from '../job.js';
 import type { GpuRunner, Readiness, ValidationInput, Validator, ViewRenderer } from '../stages.js';
 import { loadAestheticPredictor, type AestheticPredictor } from './aesthetic.js';
-
-/** The validator divides the geometric-mean cosine by this before comparing with 0.3. */
-export const VALIDATOR_ALIGNMENT_DIVISOR = 0.35;
 
 export interface ClipOptions {
   /** Folder in transformers.js layout (config.json, tokenizer*.json, preprocessor_config.json, onnx/). */
@@ -38,7 +38,8 @@ export interface ClipOptions {
   views: number;
   viewSize: number;
   minSimilarity: number;
-  minAlignment: number;
+  /** Lowest geometric mean of the clipped raw cosines. */
+  minGeomeanCosine: number;
   minImageSimilarity: number;
   minAesthetic: number;
   /** Prompts whose text embedding stays cached. */
@@ -139,7 +140,7 @@ export class ClipValidator implements Validator {
       const [text, embeds] = await onGpu(() => Promise.all([this.embedText(loaded, prompt), this.embedImages(loaded, views)]), signal);
       viewEmbeds = embeds;
       const cosines = viewEmbeds.map((v) => cosine(v, text));
-      checks.push(check('clip_alignment', validatorAlignment(cosines), o.minAlignment));
+      checks.push(check('clip_geomean_cosine', geometricMeanCosine(cosines), o.minGeomeanCosine));
       checks.push(check('clip_similarity', mean(cosines), o.minSimilarity));
     } else {
       // The framed input against the views, both on the validator's white background.
@@ -264,8 +265,8 @@ export function flattenOnWhite(image: RgbaImage): Uint8ClampedArray {
   return out;
 }
 
-/** The validator's text alignment: cosines clipped to [0,1], geometric mean, divided by 0.35. */
-export function validatorAlignment(cosines: readonly number[]): number {
+/** Geometric mean of cosines clipped to [0,1] (0 when any view is at or below 0). */
+export function geometricMeanCosine(cosines: readonly number[]): number {
   if (!cosines.length) return 0;
   let logSum = 0;
   for (const c of cosines) {
@@ -273,7 +274,7 @@ export function validatorAlignment(cosines: readonly number[]): number {
     if (clipped === 0) return 0;
     logSum += Math.log(clipped);
   }
-  return Math.exp(logSum / cosines.length) / VALIDATOR_ALIGNMENT_DIVISOR;
+  return Math.exp(logSum / cosines.length);
 }
 
 export function cosine(a: Float32Array, b: Float32Array): number {

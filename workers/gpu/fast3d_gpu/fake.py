@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Optional
 
+from .memory import resolve_offload
 from .ply import PROPERTIES, encode_ply
 from .pngcodec import PngError, decode_rgba, encode_rgba
 from .provider import BadInput, ImageRequest, ModelStatus, Provider, ProviderStatus, SplatRequest
@@ -28,9 +29,14 @@ TARGET_SAMPLES = 6000
 class FakeProvider(Provider):
     name = "fake"
 
-    def __init__(self, load_seconds: float = 0.0, fail_with: Optional[str] = None):
+    def __init__(self, load_seconds: float = 0.0, fail_with: Optional[str] = None,
+                 vram_total: Optional[int] = None, flux_offload: str = "auto", load_flux: bool = True):
         self.load_seconds = load_seconds
         self.fail_with = fail_with
+        # A pretend GPU of this many bytes: the offload choice runs exactly as the real provider runs it.
+        self.vram_total = vram_total
+        self.flux_offload = resolve_offload(flux_offload, vram_total) if vram_total and load_flux else None
+        self.load_flux = load_flux
         self._state = "loading"
         self._error: Optional[str] = None
         self._lock = threading.Lock()
@@ -54,10 +60,15 @@ class FakeProvider(Provider):
                 state=self._state,
                 error=self._error,
                 device="cpu (fake)",
-                models=[ModelStatus("text-to-image", "fake-disc", ready), ModelStatus("image-to-3d", "fake-relief", ready)],
+                vram_total=self.vram_total,
+                flux_offload=self.flux_offload,
+                models=[ModelStatus("text-to-image", "fake-disc", ready and self.load_flux),
+                        ModelStatus("image-to-3d", "fake-relief", ready)],
             )
 
     def generate_image(self, request: ImageRequest) -> bytes:
+        if not self.load_flux:
+            raise BadInput("this worker was started without the text-to-image model")
         digest = hashlib.sha256(f"{request.prompt}\0{request.seed}".encode("utf-8")).digest()
         w, h = request.width, request.height
         colour = bytes((40 + digest[0] % 180, 40 + digest[1] % 180, 40 + digest[2] % 180))

@@ -23,6 +23,8 @@ class ModelStatus:
     name: str
     id: str
     loaded: bool = False
+    # The hub commit loaded (or "local folder"), once known.
+    revision: Optional[str] = None
 
 
 @dataclass
@@ -34,6 +36,8 @@ class ProviderStatus:
     device: Optional[str] = None
     vram_total: Optional[int] = None
     vram_used: Optional[int] = None
+    # FLUX's CPU-offload mode in use ("none", "model", "sequential"), once chosen.
+    flux_offload: Optional[str] = None
     models: list = field(default_factory=list)
 
 

@@ -98,6 +98,7 @@ class Worker:
             "device": status.device,
             "vram_total": status.vram_total,
             "vram_used": status.vram_used,
+            "flux_offload": status.flux_offload,
             "busy": self.gpu.locked(),
         }
         return (200 if body["ready"] else 503), body

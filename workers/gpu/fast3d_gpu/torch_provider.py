@@ -5,18 +5,23 @@ trellis, and reports (through `status()`) what is missing instead of raising, so
 /health and says why it is not ready.
 
 APIs followed:
-- diffusers `FluxPipeline.from_pretrained(id, torch_dtype=torch.bfloat16)` and
+- diffusers (huggingface/diffusers, src/diffusers/pipelines/flux/pipeline_flux.py)
+  `FluxPipeline.from_pretrained(folder, torch_dtype=torch.bfloat16)` and
   `pipe(prompt=..., num_inference_steps=..., guidance_scale=0.0, height=..., width=..., max_sequence_length=256,
   generator=...).images[0]` (FLUX.1-schnell model card and diffusers Flux docs); `enable_model_cpu_offload()` /
   `enable_sequential_cpu_offload()` for cards with less memory.
 - TRELLIS (microsoft/TRELLIS, trellis/pipelines/trellis_image_to_3d.py): `TrellisImageTo3DPipeline
-  .from_pretrained(id)`, `.cuda()` (returns None), `.run(image, seed=..., formats=["gaussian"],
+  .from_pretrained(folder)` on a Gaussian-only folder (hub.gaussian_only_folder), `.cuda()` (returns None),
+  `.run(image, seed=..., formats=["gaussian"],
   preprocess_image=False, sparse_structure_sampler_params={"steps", "cfg_strength"},
   slat_sampler_params={"steps", "cfg_strength"})["gaussian"][0]`.
 - The PLY values are those of trellis/representations/gaussian/gaussian_model.py `save_ply(path,
   transform=None)`: `get_xyz`, `_features_dc` (N x 1 x 3), logit of `get_opacity`, log of `get_scaling`,
   `_rotation + rots_bias` (w, x, y, z, unnormalised). They are gathered here directly with numpy, because
   save_ply goes through a file and a per-row Python conversion that costs seconds at a million Gaussians.
+  One difference: the opacity is clamped to [OPACITY_EPS, 1 - OPACITY_EPS] before the logit, because a
+  saturated opacity would give +-inf and the service drops non-finite Gaussians.
+- Models come from pinned hub snapshots (hub.py); the imports are those of trellis_imports.py.
 """
 
 from __future__ import annotations
@@ -30,12 +35,18 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
+from . import determinism
+from .hub import DINOV2_HUB_ENTRY, FLUX_FILES, TRELLIS_FILES, HubError, Snapshot, fetch_snapshot, gaussian_only_folder, is_local, link_torch_hub_repo
+from .memory import resolve_offload
 from .ply import encode_ply
 from .provider import BadInput, ImageRequest, ModelStatus, OutOfMemory, Provider, ProviderStatus, SplatRequest
+from .trellis_imports import import_worker_modules
 
 log = logging.getLogger("fast3d.gpu")
 
 TRELLIS_INPUT_SIDE = 518
+# float32 keeps 1 - 1e-6 apart from 1: logits stay within about +-13.8.
+OPACITY_EPS = 1e-6
 INSTALL_HINT = "install the worker's Python environment (docker/Dockerfile, or docs/gpu-worker.md 'Python environment')"
 
 
@@ -43,12 +54,22 @@ INSTALL_HINT = "install the worker's Python environment (docker/Dockerfile, or d
 class TorchOptions:
     flux_model: str = "black-forest-labs/FLUX.1-schnell"
     trellis_model: str = "microsoft/TRELLIS-image-large"
-    # "none" keeps FLUX on the GPU (about 33 GB in bf16); "model" offloads whole sub-models to the CPU between
-    # uses (fits 24 GB cards); "sequential" offloads layer by layer (smallest memory, slowest).
-    flux_offload: str = "none"
+    # Hub revisions (40-hex commits); empty: the one recorded in revisions_file, else the current one, recorded.
+    flux_revision: str = ""
+    trellis_revision: str = ""
+    revisions_file: str = ""
+    # Where the Gaussian-only TRELLIS folder is written (links into the snapshot).
+    state_dir: str = ""
+    # A checkout of facebookresearch/dinov2 at a pinned commit (the image has one); empty: torch.hub's own.
+    dinov2_dir: str = ""
+    # "auto" picks from the GPU's memory (memory.py); "none" keeps FLUX on the GPU (about 33 GB in bf16);
+    # "model" moves one sub-model at a time to the GPU; "sequential" streams layer by layer (least memory, slowest).
+    flux_offload: str = "auto"
     max_sequence_length: int = 256
     attention_backend: str = "xformers"
-    spconv_algo: str = "native"
+    # "auto" benchmarks spconv's kernels once, then reuses the fastest: right for a long-running server
+    # (TRELLIS README: "native" is for single runs).
+    spconv_algo: str = "auto"
     warmup: bool = True
     load_flux: bool = True
     load_trellis: bool = True
@@ -66,6 +87,8 @@ class TorchProvider(Provider):
         self._flux: Any = None
         self._trellis: Any = None
         self._device_name: Optional[str] = None
+        self._flux_offload: Optional[str] = None
+        self._revisions: dict = {}
 
     # --- loading ------------------------------------------------------------------------------------------
 
@@ -74,26 +97,40 @@ class TorchProvider(Provider):
             self._state, self._error = "failed", message
 
     def load(self) -> None:
+        determinism.prepare_environment()
+        o = self.options
         try:
-            import torch  # noqa: F401 (the one place torch enters the worker)
+            modules = import_worker_modules(o.attention_backend, o.spconv_algo, o.load_flux, o.load_trellis)
         except ImportError as err:
-            self.mark_failed(f"torch is not installed for {sys.executable} ({err}); {INSTALL_HINT}")
+            if getattr(err, "name", None) == "torch":
+                self.mark_failed(f"torch is not installed for {sys.executable} ({err}); {INSTALL_HINT}")
+            else:
+                self.mark_failed(f"a model package is missing for {sys.executable}: {err}; {INSTALL_HINT}")
             return
+        torch = modules["torch"]
         self._torch = torch
         if not torch.cuda.is_available():
             self.mark_failed(f"torch {torch.__version__} sees no CUDA device; the worker needs an NVIDIA GPU with CUDA")
             return
         self._device_name = torch.cuda.get_device_name(0)
-        # TRELLIS reads its backends from the environment when its modules are first imported.
-        os.environ.setdefault("ATTN_BACKEND", self.options.attention_backend)
-        os.environ.setdefault("SPCONV_ALGO", self.options.spconv_algo)
+        determinism.set_deterministic_flags(torch)
+        download = modules["huggingface_hub"].snapshot_download
         try:
-            if self.options.load_flux:
-                self._flux = self._load_flux(torch)
-            if self.options.load_trellis:
-                self._trellis = self._load_trellis()
-            if self.options.warmup:
+            if o.load_flux:
+                total = torch.cuda.get_device_properties(0).total_memory
+                self._flux_offload = resolve_offload(o.flux_offload, total)
+                folder = self._snapshot(o.flux_model, o.flux_revision, download, "FLUX.1-schnell", FLUX_FILES)
+                self._flux = self._load_flux(modules["FluxPipeline"], torch, folder)
+            if o.load_trellis:
+                if o.dinov2_dir:
+                    link_torch_hub_repo(torch.hub.get_dir(), DINOV2_HUB_ENTRY, o.dinov2_dir)
+                folder = self._snapshot(o.trellis_model, o.trellis_revision, download, "TRELLIS-image-large", TRELLIS_FILES)
+                self._trellis = self._load_trellis(modules["TrellisImageTo3DPipeline"], folder)
+            if o.warmup:
                 self._warm_up()
+        except HubError as err:
+            self.mark_failed(str(err))
+            return
         except ImportError as err:
             self.mark_failed(f"a model package is missing for {sys.executable}: {err}; {INSTALL_HINT}")
             return
@@ -104,25 +141,35 @@ class TorchProvider(Provider):
         with self._lock:
             self._state = "ready"
 
-    def _load_flux(self, torch: Any) -> Any:
-        from diffusers import FluxPipeline
+    def _snapshot(self, model: str, revision: str, download: Callable[..., str], label: str, files: dict) -> str:
+        """A local folder of `model`: itself when it is one, else the pinned hub snapshot."""
+        if is_local(model):
+            self._revisions[model] = "local folder"
+            return model
+        snapshot: Snapshot = fetch_snapshot(model, revision or None, self.options.revisions_file or None, download, label, files)
+        self._revisions[model] = snapshot.revision
+        log.info("%s: %s at revision %s", label, model, snapshot.revision)
+        return snapshot.path
 
-        log.info("loading %s (offload: %s)", self.options.flux_model, self.options.flux_offload)
-        pipe = FluxPipeline.from_pretrained(self.options.flux_model, torch_dtype=torch.bfloat16)
-        if self.options.flux_offload == "model":
+    def _load_flux(self, flux_pipeline: Any, torch: Any, folder: str) -> Any:
+        log.info("loading FLUX from %s (offload: %s)", folder, self._flux_offload)
+        pipe = flux_pipeline.from_pretrained(folder, torch_dtype=torch.bfloat16)
+        if self._flux_offload == "model":
             pipe.enable_model_cpu_offload()
-        elif self.options.flux_offload == "sequential":
+        elif self._flux_offload == "sequential":
             pipe.enable_sequential_cpu_offload()
         else:
             pipe.to("cuda")
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def _load_trellis(self) -> Any:
-        from trellis.pipelines import TrellisImageTo3DPipeline
+    def _load_trellis(self, trellis_pipeline: Any, folder: str) -> Any:
+        import tempfile
 
-        log.info("loading %s", self.options.trellis_model)
-        pipeline = TrellisImageTo3DPipeline.from_pretrained(self.options.trellis_model)
+        state = self.options.state_dir or tempfile.mkdtemp(prefix="fast3d-trellis-")
+        gaussian_only = gaussian_only_folder(folder, os.path.join(state, "trellis-gaussian"))
+        log.info("loading TRELLIS from %s (Gaussian decoder only)", gaussian_only)
+        pipeline = trellis_pipeline.from_pretrained(gaussian_only)
         pipeline.cuda()
         return pipeline
 
@@ -163,9 +210,12 @@ class TorchProvider(Provider):
             device=f"cuda:0 ({self._device_name})" if self._device_name else None,
             vram_total=total,
             vram_used=used,
+            flux_offload=self._flux_offload,
             models=[
-                ModelStatus("text-to-image", self.options.flux_model, self._flux is not None and state == "ready"),
-                ModelStatus("image-to-3d", self.options.trellis_model, self._trellis is not None and state == "ready"),
+                ModelStatus("text-to-image", self.options.flux_model, self._flux is not None and state == "ready",
+                            self._revisions.get(self.options.flux_model)),
+                ModelStatus("image-to-3d", self.options.trellis_model, self._trellis is not None and state == "ready",
+                            self._revisions.get(self.options.trellis_model)),
             ],
         )
 
@@ -198,6 +248,7 @@ class TorchProvider(Provider):
 
     def _generate_image(self, request: ImageRequest) -> bytes:
         torch = self._torch
+        determinism.seed_everything(torch, request.seed)
         # A CPU generator gives the same noise whatever the offload mode; diffusers moves the latents.
         generator = torch.Generator("cpu").manual_seed(request.seed)
         with torch.no_grad():
@@ -217,6 +268,8 @@ class TorchProvider(Provider):
     def _run_trellis(self, image: Any, seed: int, ss: tuple, slat: tuple) -> bytes:
         torch = self._torch
         conditioning = premultiplied_rgb(image)
+        # run() seeds torch itself (torch.manual_seed(seed)); the other generators are seeded here.
+        determinism.seed_everything(torch, seed)
         # no_grad, as TRELLIS's own run() uses: sparse-conv libraries do not all accept inference-mode tensors.
         with torch.no_grad():
             outputs = self._trellis.run(
@@ -277,10 +330,15 @@ def gaussian_ply(torch: Any, gaussian: Any) -> bytes:
     """The Gaussians as PLY bytes, with the values save_ply(transform=None) writes (internal frame)."""
     xyz = gaussian.get_xyz
     f_dc = gaussian._features_dc.transpose(1, 2).flatten(start_dim=1)
-    opacity = torch.logit(gaussian.get_opacity.float())
+    opacity = opacity_logits(torch, gaussian.get_opacity)
     scale = torch.log(gaussian.get_scaling)
     rotation = gaussian._rotation + gaussian.rots_bias[None, :]
     columns = [c.float() for c in (xyz, f_dc, opacity, scale, rotation)]
     table = torch.cat(columns, dim=1).contiguous().cpu().numpy()
     count = table.shape[0]
     return encode_ply(count, table.astype("<f4", copy=False).tobytes())
+
+
+def opacity_logits(torch: Any, opacity: Any) -> Any:
+    """The logit the PLY stores, finite even where the activation saturated to exactly 0 or 1."""
+    return torch.logit(opacity.float().clamp(OPACITY_EPS, 1.0 - OPACITY_EPS))

@@ -4,6 +4,7 @@ stay up and say so on /health. Also the out-of-memory recognition, against a sta
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import urllib.error
 import urllib.request
 
 import helpers
-from fast3d_gpu.torch_provider import TorchProvider, is_out_of_memory
+from fast3d_gpu.torch_provider import OPACITY_EPS, TorchProvider, is_out_of_memory, opacity_logits
 
 WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "worker.py")
 # Runs worker.py with torch made unimportable, whatever this machine has installed.
@@ -90,6 +91,7 @@ class FakeTorch:
 
     def __init__(self):
         self.emptied = 0
+        self.seeds = []
         outer = self
 
         class Cuda:
@@ -104,6 +106,9 @@ class FakeTorch:
                 return (6 * 2**30, 48 * 2**30)
 
         self.cuda = Cuda
+
+    def manual_seed(self, seed):
+        self.seeds.append(seed)
 
     class Generator:
         def __init__(self, device):
@@ -142,6 +147,7 @@ class OutOfMemoryTest(unittest.TestCase):
             self.assertEqual(calls[0]["num_inference_steps"], 3)
             self.assertEqual((calls[0]["height"], calls[0]["width"], calls[0]["guidance_scale"]), (512, 512, 0.0))
             self.assertEqual(calls[0]["generator"].seed, 9)
+            self.assertEqual(torch.seeds, [9], "the global generators are seeded per call too")
             status, _, health = running.json("GET", "/health")
             self.assertEqual(status, 200)
             self.assertEqual((health["vram_total"], health["vram_used"]), (48 * 2**30, 42 * 2**30))
@@ -167,6 +173,39 @@ class OutOfMemoryRecognitionTest(unittest.TestCase):
         self.assertTrue(is_out_of_memory(torch, RuntimeError("CUDA error: out of memory")))
         self.assertFalse(is_out_of_memory(torch, RuntimeError("shape mismatch")))
         self.assertFalse(is_out_of_memory(None, ValueError("out of memory")))
+
+
+class ListTensor:
+    """A 1-D tensor of Python floats with the two methods opacity_logits uses, behaving as torch's do."""
+
+    def __init__(self, values):
+        self.values = [float(v) for v in values]
+
+    def float(self):
+        return ListTensor(self.values)
+
+    def clamp(self, low, high):
+        return ListTensor(min(high, max(low, v)) for v in self.values)
+
+
+class ListTorch:
+    @staticmethod
+    def logit(t):
+        # torch.logit without eps: log(p / (1 - p)), so exactly 0 and 1 give -inf and +inf.
+        return ListTensor(math.inf if v >= 1 else -math.inf if v <= 0 else math.log(v / (1 - v)) for v in t.values)
+
+
+class OpacityLogitTest(unittest.TestCase):
+    def test_saturated_opacities_get_finite_logits_that_round_trip(self):
+        logits = opacity_logits(ListTorch, ListTensor([0.0, 1e-9, 0.25, 0.5, 1.0])).values
+        self.assertTrue(all(math.isfinite(v) for v in logits), logits)
+        bound = math.log((1 - OPACITY_EPS) / OPACITY_EPS)
+        self.assertAlmostEqual(logits[-1], bound, places=6)
+        self.assertAlmostEqual(logits[0], -bound, places=6)
+        self.assertAlmostEqual(logits[2], math.log(1 / 3), places=9)
+        self.assertEqual(logits[3], 0.0)
+        # The validator's sigmoid of the clamped value is still fully opaque at 8-bit precision.
+        self.assertGreater(1 / (1 + math.exp(-logits[-1])), 1 - 1 / 512)
 
 
 if __name__ == "__main__":
