@@ -90,7 +90,7 @@ async function main(): Promise<number> {
       writeFileSync(join(out, 'flux.png'), png);
       picture = await decodeImage(png, { maxPixels: 100_000_000, minSide: 16 });
     }
-    const stages = createStages(config, defaultStageDeps());
+    const stages = createStages(config, defaultStageDeps(config));
     await stages.matting.init?.();
     const framed = await stages.matting.matte({ image: picture, fromUser: Boolean(values.image) && hasTransparency(picture) });
     await stages.matting.close?.();

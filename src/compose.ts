@@ -23,6 +23,7 @@ import { renderValidatorViews, RenderPool } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { Metrics } from './runtime/metrics.js';
 import { GenerationService } from './runtime/service.js';
+import { weightsStore } from './weights/store.js';
 
 export interface Composed {
   service: GenerationService;
@@ -57,7 +58,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const renderPool = new RenderPool(config.render.threads);
   const formats = createFormats({ pool: renderPool });
   const renderViews: ViewRenderer = options.renderViews ?? ((cloud, views, signal) => renderValidatorViews(cloud, views, renderPool, signal));
-  const deps = { ...defaultStageDeps(), renderViews };
+  const deps = { ...defaultStageDeps(config), renderViews };
   const stages: Stages = { ...createStages(config, deps), ...options.stages };
   const pipeline = new Pipeline(stages);
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
@@ -120,9 +121,13 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   return { service, answers, app, gpu, renderPool, formats, cache, metrics };
 }
 
-/** The runtime's implementations of what backends need: one GPU worker client per worker section. */
-export function defaultStageDeps(): StageDeps {
+/**
+ * The implementations of what backends need: one GPU worker client per worker section, and the model files
+ * under the configured weights folder.
+ */
+export function defaultStageDeps(config: Config): StageDeps {
   return {
+    models: weightsStore(config.weights.dir, config.weights.verify),
     gpuWorker: (section: GpuWorkerSection) =>
       new GpuWorkerClient({
         url: section.url,

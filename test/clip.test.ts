@@ -9,14 +9,14 @@ import { AutoProcessor, env, PreTrainedModel, RawImage, type Tensor } from '@hug
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parseConfig } from '../src/config/load.js';
 import type { RgbaImage } from '../src/image/rgba.js';
-import { compose } from '../src/compose.js';
+import { compose, defaultStageDeps } from '../src/compose.js';
 import { createStages } from '../src/pipelines/backends.js';
 import { Pipeline } from '../src/pipelines/generate.js';
 import type { Job } from '../src/pipelines/job.js';
 import { affinePredictor, loadAestheticPredictor, readSafetensors } from '../src/pipelines/validate/aesthetic.js';
 import { ClipValidator, clipFolderFiles, clipImageSettings, clipPixelValues, cosine, flattenOnWhite, mean, geometricMeanCosine } from '../src/pipelines/validate/clip.js';
 import { allocateCloud, colourToDc, logit, type GaussianCloud } from '../src/splat/cloud.js';
-import { expectedFiles } from '../src/weights/check.js';
+import { weightsStore } from '../src/weights/store.js';
 import { aestheticSafetensors, writeTinyClip, type TinyClip } from './helpers/models.js';
 import { flatViewRenderer, viewColour } from './helpers/views.js';
 import type { GpuRunner, ViewRenderer } from '../src/pipelines/stages.js';
@@ -151,10 +151,8 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     const aestheticPath = join(root, 'aesthetic.safetensors');
     return {
       modelDir,
-      files: expectedFiles(root, [...clipFolderFiles('fp32').map((f) => join(modelDir, f)), aestheticPath]),
+      files: weightsStore(root, 'checksum').files([...clipFolderFiles('fp32').map((f) => join(modelDir, f)), aestheticPath]),
       aestheticPath,
-      weightsDir: root,
-      verify: 'checksum' as const,
       dtype: 'fp32' as const,
       device: 'cpu' as const,
       lockModelsOnGpu: false,
@@ -313,7 +311,7 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     const modelDir = join(root, 'absent-clip');
     const clip = new ClipValidator(options({
       modelDir,
-      files: expectedFiles(root, clipFolderFiles('fp32').map((f) => join(modelDir, f))),
+      files: weightsStore(root, 'checksum').files(clipFolderFiles('fp32').map((f) => join(modelDir, f))),
     }), flatViewRenderer());
     const readiness = clip.readiness();
     expect(readiness.ready).toBe(false);
@@ -324,8 +322,8 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
 
   it('cannot be configured without a view renderer', () => {
     const config = parseConfig({ validate: { checks: ['gates', 'clip'] }, weights: { dir: root }, cache: { enabled: false } });
-    expect(() => createStages(config)).toThrow(/no view renderer was given to createStages/);
-    expect(createStages(config, { renderViews: flatViewRenderer() }).validators.map((v) => v.name)).toEqual(['gates', 'clip']);
+    expect(() => createStages(config, defaultStageDeps(config))).toThrow(/no view renderer was given to createStages/);
+    expect(createStages(config, { ...defaultStageDeps(config), renderViews: flatViewRenderer() }).validators.map((v) => v.name)).toEqual(['gates', 'clip']);
   });
 
   describe('through the pipeline', () => {
@@ -342,7 +340,7 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
         weights: { dir: root },
       });
       const renderer = flatViewRenderer();
-      const stages = createStages(config, { renderViews: renderer });
+      const stages = createStages(config, { ...defaultStageDeps(config), renderViews: renderer });
       for (const v of stages.validators) await v.init?.();
       return { renderer, pipeline: new Pipeline(stages), ctx: () => jobContext({ config }) };
     };

@@ -79,7 +79,7 @@ describe('the service pipeline through the Python GPU worker (fake provider)', (
 
   beforeAll(async () => {
     worker = await startWorker('--fake');
-    stages = createStages(configFor(worker.url), defaultStageDeps());
+    stages = createStages(configFor(worker.url), defaultStageDeps(configFor(worker.url)));
     await initAll(stages);
   });
   afterAll(() => closeAll(stages));
@@ -200,7 +200,7 @@ describe('the service while the worker is loading or broken', () => {
   });
 
   it('rejects an orientation that is not a rotation at start-up', () => {
-    expect(() => createStages(configFor('http://127.0.0.1:9', { image_to_3d: { backend: 'gpu-worker', gpu_worker: { orientation: [1, 0, 0, 0, 1, 0, 0, 0, -1] } } }), defaultStageDeps()))
+    expect(() => { const config = configFor('http://127.0.0.1:9', { image_to_3d: { backend: 'gpu-worker', gpu_worker: { orientation: [1, 0, 0, 0, 1, 0, 0, 0, -1] } } }); return createStages(config, defaultStageDeps(config)); })
       .toThrow(/reflection/);
   });
 });

@@ -1,4 +1,5 @@
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { defaultStageDeps } from '../src/compose.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,7 +8,7 @@ import { alphaBox } from '../src/image/frame-object.js';
 import { createImage, type RgbaImage } from '../src/image/rgba.js';
 import { createStages } from '../src/pipelines/backends.js';
 import { IsnetMatting, isnetInput, maskFromPrediction, withMask } from '../src/pipelines/matting/isnet.js';
-import { expectedFiles } from '../src/weights/check.js';
+import { weightsStore } from '../src/weights/store.js';
 import { tinyIsnetOnnx } from './helpers/models.js';
 
 /** A w x h image filled with `bg`, with an opaque rectangle [x0,x1) x [y0,y1) of colour `fg`. */
@@ -74,9 +75,7 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
   const backend = (keepInputAlpha = true, path = modelFile) =>
     new IsnetMatting({
       ...frame,
-      model: expectedFiles(dir, [path])[0],
-      weightsDir: dir,
-      verify: 'checksum',
+      model: weightsStore(dir, 'checksum').files([path]),
       executionProvider: 'cpu',
       inputSize: 1024,
       threads: 1,
@@ -162,7 +161,7 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
   it('is chosen by matting.backend: isnet, with the model path under weights.dir', () => {
     const empty = join(dir, 'empty-models');
     const config = parseConfig({ matting: { backend: 'isnet' }, weights: { dir: empty } });
-    const stages = createStages(config);
+    const stages = createStages(config, defaultStageDeps(config));
     expect(stages.matting.name).toBe('isnet');
     expect(stages.matting.readiness().detail).toBe(`model file ${join(empty, 'isnet-general-use.onnx')} not found (run: npm run weights)`);
   });

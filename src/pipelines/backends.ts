@@ -2,11 +2,11 @@
 import type { Config } from '../config/schema.js';
 import { orientationMatrix } from '../splat/frame.js';
 import { GpuWorkerImageTo3d } from './image-to-3d/gpu-worker.js';
-import { expectedFiles, modelPath } from '../weights/check.js';
 import { InflateImageTo3d } from './image-to-3d/inflate.js';
 import { IsnetMatting } from './matting/isnet.js';
 import { KeyingMatting } from './matting/keying.js';
 import type { GpuWorker } from './gpu-worker.js';
+import type { ModelStore } from './model-files.js';
 import type { ImageTo3d, Matting, Stages, TextToImage, Validator, ViewRenderer } from './stages.js';
 import { GpuWorkerTextToImage } from './text-to-image/gpu-worker.js';
 import { PreviewTextToImage } from './text-to-image/preview.js';
@@ -22,12 +22,14 @@ export interface StageDeps {
   gpuWorker?: (section: GpuWorkerSection) => GpuWorker;
   /** Renders the validator's views of a cloud; the "clip" check needs it. */
   renderViews?: ViewRenderer;
+  /** The model files of backends that load models (isnet, clip), checked as `npm run weights -- --check` does. */
+  models?: ModelStore;
 }
 
 export function createStages(config: Config, deps: StageDeps = {}): Stages {
   return {
     textToImage: createTextToImage(config, deps),
-    matting: createMatting(config),
+    matting: createMatting(config, deps),
     imageTo3d: createImageTo3d(config, deps),
     validators: config.validate.checks.map((check) => createValidator(config, check, deps)),
   };
@@ -48,7 +50,7 @@ function createTextToImage(config: Config, deps: StageDeps): TextToImage {
   }
 }
 
-function createMatting(config: Config): Matting {
+function createMatting(config: Config, deps: StageDeps): Matting {
   const section = config.matting;
   const frame = { size: section.output_size, margin: section.margin, alphaThreshold: section.alpha_threshold };
   switch (section.backend) {
@@ -61,13 +63,10 @@ function createMatting(config: Config): Matting {
         keepInputAlpha: section.keep_input_alpha,
       });
     case 'isnet': {
-      const weights = config.weights;
-      const [model] = expectedFiles(weights.dir, [modelPath(weights.dir, section.isnet.model)]);
+      const store = models(deps);
       return new IsnetMatting({
         ...frame,
-        model,
-        weightsDir: weights.dir,
-        verify: weights.verify,
+        model: store.files([store.resolve(section.isnet.model)]),
         executionProvider: section.isnet.execution_provider,
         inputSize: section.isnet.input_size,
         threads: section.isnet.threads,
@@ -104,8 +103,13 @@ function createImageTo3d(config: Config, deps: StageDeps): ImageTo3d {
   }
 }
 
+function models(deps: StageDeps): ModelStore {
+  if (!deps.models) throw new Error('model backends need the model files: build stages with compose.ts\'s defaultStageDeps(config)');
+  return deps.models;
+}
+
 function gpuWorker(deps: StageDeps, section: GpuWorkerSection): GpuWorker {
-  if (!deps.gpuWorker) throw new Error('gpu-worker backends need a GPU worker client: build stages with compose.ts\'s defaultStageDeps()');
+  if (!deps.gpuWorker) throw new Error('gpu-worker backends need a GPU worker client: build stages with compose.ts\'s defaultStageDeps(config)');
   return deps.gpuWorker(section);
 }
 
@@ -122,17 +126,15 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
         throw new Error('validate.checks lists "clip", but no view renderer was given to createStages (it scores rendered views of the asset)');
       }
       const clip = config.validate.clip;
-      const weights = config.weights;
-      const modelDir = modelPath(weights.dir, clip.model);
-      const aestheticPath = clip.min_aesthetic > 0 ? modelPath(weights.dir, clip.aesthetic_weights) : null;
+      const store = models(deps);
+      const modelDir = store.resolve(clip.model);
+      const aestheticPath = clip.min_aesthetic > 0 ? store.resolve(clip.aesthetic_weights) : null;
       const paths = clipFolderFiles(clip.dtype).map((f) => `${modelDir}/${f}`);
       if (aestheticPath) paths.push(aestheticPath);
       return new ClipValidator({
         modelDir,
-        files: expectedFiles(weights.dir, paths),
+        files: store.files(paths),
         aestheticPath,
-        weightsDir: weights.dir,
-        verify: weights.verify,
         dtype: clip.dtype,
         device: clip.device,
         lockModelsOnGpu: clip.device === 'cuda',

@@ -10,16 +10,13 @@ import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { alphaBox, frameObject, type FrameOptions } from '../../image/frame-object.js';
 import { hasTransparency, type RgbaImage } from '../../image/rgba.js';
-import { checkFiles, describeProblems, missingPaths, type ExpectedFile, type VerifyMode } from '../../weights/check.js';
+import type { ModelFiles } from '../model-files.js';
 import type { JobContext } from '../context.js';
 import type { Matting, MattingInput, Readiness } from '../stages.js';
 
 export interface IsnetOptions extends FrameOptions {
-  /** The ONNX file, with what the weights manifest knows about it. */
-  model: ExpectedFile;
-  /** Models folder (for the weights lock file). */
-  weightsDir: string;
-  verify: VerifyMode;
+  /** The ONNX file. */
+  model: ModelFiles;
   executionProvider: 'cpu' | 'cuda';
   /** Side of the model's square input. */
   inputSize: number;
@@ -43,23 +40,24 @@ export class IsnetMatting implements Matting {
   readiness(): Readiness {
     if (this.session) return { ready: true };
     if (this.loadError) return { ready: false, detail: this.loadError };
-    const missing = missingPaths([this.options.model]);
+    const missing = this.options.model.missing();
     if (missing.length) return { ready: false, detail: `model file ${missing[0]} not found (run: npm run weights)` };
-    return { ready: false, detail: `loading ${this.options.model.path}` };
+    return { ready: false, detail: `loading ${this.options.model.paths[0]}` };
   }
 
   async init(): Promise<void> {
-    const { model, weightsDir, verify, executionProvider, threads } = this.options;
+    const { model, executionProvider, threads } = this.options;
+    const path = model.paths[0];
     try {
-      const problem = describeProblems(await checkFiles([model], { dir: weightsDir, verify }));
+      const problem = await model.problems();
       if (problem) throw new Error(problem);
-      this.session = await ort.InferenceSession.create(model.path, {
+      this.session = await ort.InferenceSession.create(path, {
         executionProviders: [executionProvider],
         graphOptimizationLevel: 'all',
         ...(threads ? { intraOpNumThreads: threads } : {}),
       });
     } catch (err) {
-      this.loadError = `ISNet model ${model.path} could not be loaded: ${(err as Error).message}`;
+      this.loadError = `ISNet model ${path} could not be loaded: ${(err as Error).message}`;
       throw new Error(this.loadError);
     }
   }

@@ -16,7 +16,7 @@ import { basename, dirname, join } from 'node:path';
 import type { PreTrainedModel, PreTrainedTokenizer, Tensor } from '@huggingface/transformers';
 import sharp from 'sharp';
 import type { RgbaImage } from '../../image/rgba.js';
-import { checkFiles, describeProblems, missingPaths, type ExpectedFile, type VerifyMode } from '../../weights/check.js';
+import type { ModelFiles } from '../model-files.js';
 import type { JobContext } from '../context.js';
 import type { Check } from '../job.js';
 import type { GpuRunner, Readiness, ValidationInput, Validator, ViewRenderer } from '../stages.js';
@@ -26,11 +26,9 @@ export interface ClipOptions {
   /** Folder in transformers.js layout (config.json, tokenizer*.json, preprocessor_config.json, onnx/). */
   modelDir: string;
   /** Every file the backend loads (CLIP folder and aesthetic weights), checked before loading. */
-  files: ExpectedFile[];
+  files: ModelFiles;
   /** Converted aesthetic weights; null leaves the aesthetic check out. */
   aestheticPath: string | null;
-  weightsDir: string;
-  verify: VerifyMode;
   dtype: 'fp32' | 'fp16' | 'q8';
   device: 'cpu' | 'cuda';
   /** Model calls take the runtime's GPU lock (true when the models run on the GPU). */
@@ -84,15 +82,15 @@ export class ClipValidator implements Validator {
   readiness(): Readiness {
     if (this.loaded) return { ready: true };
     if (this.loadError) return { ready: false, detail: this.loadError };
-    const missing = missingPaths(this.options.files);
+    const missing = this.options.files.missing();
     if (missing.length) return { ready: false, detail: `model files not found: ${missing.join(', ')} (run: npm run weights)` };
     return { ready: false, detail: `loading CLIP from ${this.options.modelDir}` };
   }
 
   async init(): Promise<void> {
-    const { modelDir, files, weightsDir, verify, dtype, device, aestheticPath } = this.options;
+    const { modelDir, files, dtype, device, aestheticPath } = this.options;
     try {
-      const problem = describeProblems(await checkFiles(files, { dir: weightsDir, verify }));
+      const problem = await files.problems();
       if (problem) throw new Error(problem);
       const lib = await import('@huggingface/transformers');
       const { env, AutoTokenizer, CLIPTextModelWithProjection, CLIPVisionModelWithProjection } = lib;
