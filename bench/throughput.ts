@@ -20,6 +20,7 @@ import type { Stages } from '../src/pipelines/stages.js';
 import { PreviewTextToImage } from '../src/pipelines/text-to-image/preview.js';
 import { allocateCloud, GAUSSIAN_PROPERTIES, type GaussianCloud } from '../src/splat/cloud.js';
 import { decodePly } from '../src/splat/ply.js';
+import { JobRegistry } from '../src/runtime/jobs.js';
 import { createLogger, type Logger } from '../src/runtime/log.js';
 import { Writable } from 'node:stream';
 import { median } from './stats.js';
@@ -258,12 +259,44 @@ async function overhead(runs: number): Promise<{ perRun: number[]; nonModelPerRu
   return { perRun, nonModelPerRun, cpuPerRun, stages, gaussians: cloud.count };
 }
 
+/**
+ * What a job's progress costs: one stage event into the registry with a live reader attached (ns each), and the
+ * copy of the raw cloud the registry keeps as an intermediate (ms, robocop-size).
+ */
+async function eventCost(runs: number): Promise<{ nsPerEvent: number[]; cloudCopyMs: number[]; eventsPerJob: number }> {
+  const cloud = decodePly(fixture('robocop.ply'));
+  const nsPerEvent: number[] = [];
+  const cloudCopyMs: number[] = [];
+  let eventsPerJob = 0;
+  for (let run = 0; run < runs; run++) {
+    const jobs = new JobRegistry({ keep: 4, retentionMs: 60_000 });
+    const handle = jobs.create({ priority: 'interactive', title: 'bench', task: 'text', seed: 1 });
+    const reader = (async () => { for await (const _ of jobs.events(handle.id)) { /* a live reader, as SSE is */ } })();
+    const count = 200_000;
+    const t0 = performance.now();
+    for (let i = 0; i < count; i += 2) {
+      handle.progress.stageStarted('matting', 0);
+      handle.progress.stageEnded('matting', 0, 1);
+    }
+    nsPerEvent.push(((performance.now() - t0) * 1e6) / count);
+    const t1 = performance.now();
+    handle.progress.intermediate({ name: 'cloud', cloud }, 0);
+    cloudCopyMs.push(performance.now() - t1);
+    handle.end('done');
+    await reader;
+    // A text job's events: queued, running, 5 stages x 2, 3 intermediates, an artefact, the end.
+    eventsPerJob = 2 + 10 + 3 + 1 + 1;
+  }
+  return { nsPerEvent, cloudCopyMs, eventsPerJob };
+}
+
 async function main(): Promise<void> {
   const runs = Number(process.env.BENCH_RUNS ?? 3);
   const fmt = (values: number[], digits = 1) => values.map((v) => v.toFixed(digits)).join(', ');
   console.log(`machine: ${cpus().length} cores, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (shared with other work: figures are noisy)`);
 
-  const parts = (process.env.BENCH_PARTS ?? 'pipelining,cache,overhead').split(',');
+  const parts = (process.env.BENCH_PARTS ?? 'pipelining,cache,overhead,events').split(',');
+  const cloud0Count = decodePly(fixture('robocop.ply')).count;
 
   if (parts.includes('pipelining')) {
   const hamburger = decodePly(fixture('hamburger.ply'));
@@ -283,6 +316,12 @@ async function main(): Promise<void> {
   console.log(`  in process (app.request; adds the fetch Response's body copies): median ${median(hits.inProcess).toFixed(2)} ms (runs: ${fmt(hits.inProcess, 2)}), fastest ${hits.minMs.toFixed(2)} ms, CPU per hit ${median(hits.cpuMs).toFixed(2)} ms`);
   }
 
+  if (parts.includes('events')) {
+    const cost = await eventCost(runs);
+    console.log('job events (the registry, with a live reader attached):');
+    console.log(`  one stage event: median ${median(cost.nsPerEvent).toFixed(0)} ns (runs: ${fmt(cost.nsPerEvent, 0)}); ${cost.eventsPerJob} events per text job`);
+    console.log(`  the raw-cloud intermediate (a copy of ${cloud0Count} Gaussians): median ${median(cost.cloudCopyMs).toFixed(2)} ms (runs: ${fmt(cost.cloudCopyMs, 2)})`);
+  }
   if (parts.includes('overhead')) {
   const cost = await overhead(runs);
   console.log(`orchestration overhead per job, instant fake GPU stages, robocop-size asset (${cost.gaussians} Gaussians), one client, median of 8 jobs per run:`);
