@@ -2,7 +2,7 @@
  * SPZ, the compressed splat format (nianticlabs/spz, version 3): a gzip stream of a 16-byte header and one block
  * per attribute: positions as 24-bit fixed point, alphas, colours, log-scales as bytes, rotations as the
  * "smallest three" of the quaternion in 32 bits. Both Niantic's reference reader and the Spark web viewer read
- * it; about a tenth of the PLY's size.
+ * it; a quarter to a tenth of the PLY's size, depending on how well the values compress.
  *
  * SPZ's frame is RUB (x right, y up, z toward the viewer): the validator's frame, so the canonical cloud is
  * written as it is. Only SH degree 0 is written (our clouds have no higher bands); a file with higher bands is
