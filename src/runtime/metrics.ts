@@ -3,6 +3,7 @@
  * benches) never share counters. Label values are bounded: routes are the known route names, decline reasons
  * are check names, peers are their configured index.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Live values the gauges read at scrape time; whoever owns them registers them with `watch`. */
@@ -102,7 +103,32 @@ export class Metrics {
     gauge('fast3d_gpu_busy_seconds', 'Seconds the GPU lock was held since start (rate() gives the busy ratio over any window).', () => sources.gpuBusySeconds?.());
     gauge('fast3d_cache_entries', 'Entries in the result cache (artefacts and the reports stored with them).', () => sources.cacheSize?.().entries);
     gauge('fast3d_cache_bytes', 'Bytes of artefacts in the result cache.', () => sources.cacheSize?.().bytes);
+    // Stalls of the event loop delay every answer, /ping included (a load balancer drops a worker whose /ping
+    // is late): the longest since the last scrape, and the 99th percentile, at 1 ms resolution.
+    const delay = monitorEventLoopDelay({ resolution: 1 });
+    delay.enable();
+    this.stopDelay = () => delay.disable();
+    new Gauge({
+      name: 'fast3d_event_loop_delay_max_seconds',
+      help: 'Longest event-loop stall since the last scrape.',
+      registers: [this.registry],
+      collect() {
+        this.set(delay.max / 1e9);
+      },
+    });
+    new Gauge({
+      name: 'fast3d_event_loop_delay_p99_seconds',
+      help: '99th percentile of event-loop delay since the last scrape (the window resets when it is read).',
+      registers: [this.registry],
+      collect() {
+        this.set(delay.percentile(99) / 1e9);
+        delay.reset();
+      },
+    });
   }
+
+  /** Stops the event-loop monitor (tests that build many services). */
+  readonly stopDelay: () => void;
 
   /** Registers live values for the gauges. */
   watch(sources: MetricsSources): void {

@@ -1,0 +1,139 @@
+/**
+ * Responsiveness under load: does the event loop keep answering while the service works? A real preview service
+ * runs in a child process (configs/preview.yaml, cache off); this process keeps 8 preview generations in flight
+ * and sends one 32 MiB urlencoded body, while it asks /ping every 20 ms. It prints /ping's latency (median, p99,
+ * max) and the service's longest event-loop stall during the load (from /metrics), against the 100 ms targets.
+ *
+ *   npm run bench -- responsiveness        (BENCH_RUNS=3 by default)
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request } from 'node:http';
+import { cpus, loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { median } from './stats.js';
+
+const root = fileURLToPath(new URL('..', import.meta.url));
+const CONCURRENT_JOBS = 8;
+const BIG_BODY_MIB = 32;
+
+async function startService(dir: string): Promise<{ url: string; child: ChildProcess }> {
+  const config = join(dir, 'config.yaml');
+  writeFileSync(config, [
+    'server: { host: 127.0.0.1, port: 0, body_limit_mb: 40 }',
+    'cache: { enabled: false }',
+    'runtime: { queue_length: 16 }',
+    'text_to_image: { backend: preview }',
+    'matting: { backend: keying }',
+    'image_to_3d: { backend: inflate, inflate: { max_gaussians: 240000 } }',
+    'validate: { checks: [gates] }',
+    'log: { level: warn }',
+    '',
+  ].join('\n'));
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', config], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, LOG_FORMAT: 'json' },
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    let buffered = '';
+    const onData = (chunk: Buffer) => {
+      buffered += chunk.toString();
+      const m = /"port":(\d+)/.exec(buffered);
+      if (m) resolve(`http://127.0.0.1:${m[1]}`);
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', () => undefined);
+    child.once('exit', (code) => reject(new Error(`service exited with ${code} before listening`)));
+  });
+  // The port is logged at warn level only as part of "listening" at info: poll /ping until it answers.
+  for (let i = 0; i < 200; i++) {
+    if ((await ping(url).catch(() => null)) !== null) break;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return { url, child };
+}
+
+/** Milliseconds /ping takes, node:http (one socket per request, so a slow answer never queues behind another). */
+function ping(url: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const start = performance.now();
+    const req = request(`${url}/ping`, { agent: false }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(performance.now() - start));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function post(url: string, body: string | Buffer): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(`${url}/generate/`, {
+      method: 'POST',
+      agent: false,
+      headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body) },
+    }, (res) => {
+      res.resume();
+      res.on('end', () => resolve(res.statusCode ?? 0));
+    });
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+async function metric(url: string, name: string): Promise<number | null> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(text);
+  return m ? Number(m[1]) : null;
+}
+
+function percentile(values: number[], p: number): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)];
+}
+
+async function oneRun(url: string, run: number): Promise<{ p50: number; p99: number; max: number; stallMs: number | null; statuses: number[] }> {
+  await metric(url, 'fast3d_event_loop_delay_max_seconds'); // starts a fresh window
+  const pings: number[] = [];
+  let loading = true;
+  const pinger = (async () => {
+    while (loading) {
+      pings.push(await ping(url));
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  })();
+  const prompts = Array.from({ length: CONCURRENT_JOBS }, (_, i) => post(url, new URLSearchParams({ prompt: `a red wooden chair ${run}-${i}` }).toString()));
+  // A text prompt far over the limit, as a hostile client sends it: it must be refused without stalling anyone.
+  const big = post(url, `prompt=${'a'.repeat(BIG_BODY_MIB * 1024 * 1024)}`);
+  const statuses = await Promise.all([...prompts, big]);
+  loading = false;
+  await pinger;
+  const stall = await metric(url, 'fast3d_event_loop_delay_max_seconds');
+  return { p50: median(pings), p99: percentile(pings, 99), max: Math.max(...pings), stallMs: stall === null ? null : stall * 1000, statuses };
+}
+
+async function main(): Promise<void> {
+  const runs = Number(process.env.BENCH_RUNS ?? 3);
+  console.log(`machine: ${cpus().length} cores, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (shared with other work: figures are noisy)`);
+  const dir = mkdtempSync(join(tmpdir(), 'fast3d-bench-responsiveness-'));
+  const { url, child } = await startService(dir);
+  try {
+    await post(url, 'prompt=warm-up');
+    const results = [];
+    for (let run = 0; run < runs; run++) results.push(await oneRun(url, run));
+    const statuses = results.flatMap((r) => r.statuses);
+    console.log(`responsiveness: ${CONCURRENT_JOBS} concurrent preview generations plus one ${BIG_BODY_MIB} MiB urlencoded prompt, /ping every 20 ms, ${runs} runs:`);
+    console.log(`  answers: ${statuses.filter((s) => s === 200).length} x 200, ${statuses.filter((s) => s === 400).length} x 400, others: ${statuses.filter((s) => s !== 200 && s !== 400).join(', ') || 'none'}`);
+    const p99 = results.map((r) => r.p99);
+    const stalls = results.map((r) => r.stallMs ?? NaN);
+    console.log(`  /ping median ${median(results.map((r) => r.p50)).toFixed(1)} ms; p99 median ${median(p99).toFixed(1)} ms (runs: ${p99.map((v) => v.toFixed(1)).join(', ')}); worst ${Math.max(...results.map((r) => r.max)).toFixed(1)} ms  target p99 <= 100 ms ${median(p99) <= 100 ? 'MET' : 'MISSED'}`);
+    console.log(`  longest event-loop stall: median ${median(stalls).toFixed(1)} ms (runs: ${stalls.map((v) => v.toFixed(1)).join(', ')})  target <= 100 ms ${median(stalls) <= 100 ? 'MET' : 'MISSED'}`);
+  } finally {
+    child.kill('SIGKILL');
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
