@@ -187,9 +187,16 @@ describe('generate over HTTP (preview backends)', () => {
       await expectError(await postForm(`${server.url}/generate/`, { prompt: 'a '.repeat(600) }), 400, /prompt is 1199 characters long; the limit is 1024/);
     });
 
-    it('400: base64 that is not an image', async () => {
+    it('400: long base64 that is not an image is an over-long prompt', async () => {
       const noise = Buffer.alloc(3000, 7).toString('base64');
-      await expectError(await postForm(`${server.url}/generate/`, { prompt: noise }), 400, /base64 data but not a PNG, JPEG or WebP/);
+      await expectError(await postForm(`${server.url}/generate/`, { prompt: noise }), 400, /prompt is 4000 characters long; the limit is 1024/);
+    });
+
+    it('400 naming the format: a short base64 GIF, rather than a text prompt answered 200', async () => {
+      const sharp = (await import('sharp')).default;
+      const gif = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#208040' } }).gif().toBuffer();
+      await expectError(await postForm(`${server.url}/generate/`, { prompt: gif.toString('base64') }), 400, /base64 GIF image; only PNG, JPEG and WebP/);
+      await expectError(await postForm(`${server.url}/generate/`, { prompt: 'data:image/png,not really a png' }), 400, /data: URL \(image\/png\) without ";base64"/);
     });
 
     it('400: image magic but undecodable bytes', async () => {
