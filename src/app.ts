@@ -3,12 +3,12 @@
  * Around the routes: request ids and one log line per request, metrics, optional bearer auth on the generate
  * routes, result-cache lookups, and forwarding to burst peers when the local queue is full.
  */
-import { Hono, type Context, type MiddlewareHandler } from 'hono';
-import { bearerAuth } from 'hono/bearer-auth';
+import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { HttpError } from './contract/errors.js';
+import { bearerAuth } from './http/auth.js';
 import { assertFormContentType, integerField, parseGenerateRequest, type GenerateRequest, type RequestLimits } from './contract/request.js';
 import { asciiHeader, declinedResponse, errorResponse, mp4Response, plyResponse, reportHeaders } from './contract/responses.js';
 import { GpuWorkerError } from './pipelines/gpu-worker.js';
@@ -53,6 +53,8 @@ export interface AppOptions {
   burst?: Burst;
   /** Bearer token the generate routes require; absent = open. */
   authToken?: string;
+  /** The token is also required on GET /metrics. */
+  metricsAuth?: boolean;
   /** Enables POST /generate_video/. */
   video?: VideoOptions;
 }
@@ -109,16 +111,8 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     return errorResponse(new HttpError(500, `internal error: ${err.message}`));
   });
 
-  if (options.authToken) {
-    // /health, /ping and /metrics stay open: load balancers and scrapers send no token.
-    const auth: MiddlewareHandler<Env> = bearerAuth({
-      token: options.authToken,
-      noAuthenticationHeader: { message: { error: 'this route needs an "Authorization: Bearer <token>" header' } },
-      invalidAuthenticationHeader: { message: { error: 'malformed Authorization header; expected "Bearer <token>"' } },
-      invalidToken: { message: { error: 'invalid bearer token' } },
-    });
-    app.use(async (c, next) => (isGenerateRoute(c.req.path) ? auth(c, next) : next()));
-  }
+  // Which paths need the token is http/auth.ts's PROTECTED_PATHS; /health, /ping (and by default /metrics) stay open.
+  if (options.authToken) app.use(bearerAuth(options.authToken, { metrics: options.metricsAuth }));
 
   const limitBody = bodyLimit({
     maxSize: options.bodyLimitBytes,
@@ -296,11 +290,6 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
 
   app.notFound((c) => errorResponse(new HttpError(404, `no route for ${c.req.method} ${c.req.path}`)));
   return app;
-}
-
-/** The generate routes (every POST that starts a job), which bearer auth protects when enabled. */
-export function isGenerateRoute(path: string): boolean {
-  return path === '/generate' || path.startsWith('/generate/') || path.startsWith('/generate_');
 }
 
 /**
