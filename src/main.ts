@@ -53,7 +53,7 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
-  logger.info({ version: VERSION, mode: service.mode, host: config.server.host, port }, 'listening');
+  logger.info({ version: VERSION, mode: service.mode, host: config.server.host, port, pid: process.pid }, 'listening');
 
   const http = server as Server;
   answerClientErrors(http);
