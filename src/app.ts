@@ -9,6 +9,7 @@ import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { HttpError } from './contract/errors.js';
 import { bearerAuth } from './http/auth.js';
+import { methodNotAllowed } from './http/method.js';
 import { assertFormContentType, integerField, parseGenerateRequest, type GenerateRequest, type RequestLimits } from './contract/request.js';
 import { asciiHeader, declinedResponse, errorResponse, mp4Response, plyResponse, reportHeaders } from './contract/responses.js';
 import { GpuWorkerError } from './pipelines/gpu-worker.js';
@@ -269,6 +270,8 @@ export function createApp(service: GenerationService, options: AppOptions): Hono
     await store(key, artefact, mp4);
     return response;
   });
+
+  for (const path of ['/generate', '/generate_video']) app.all(path, methodNotAllowed('POST'));
 
   app.get('/health', (c) => {
     const health = service.health();

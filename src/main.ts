@@ -34,7 +34,7 @@ export interface StartOptions {
 export async function startServer(argv: string[] = process.argv.slice(2), options: StartOptions = {}): Promise<RunningServer> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true });
   const config = loadConfig({ path: values.config });
-  const logger = createLogger(config.log.level);
+  const logger = createLogger(config.log.level, undefined, config.log.format);
   const { service, app } = compose(config, { logger, stages: options.stages });
 
   if (service.mode === 'preview') printPreviewBanner();

@@ -233,6 +233,15 @@ describe('generate over HTTP (preview backends)', () => {
     it('404 as JSON for unknown routes', async () => {
       await expectError(await fetch(`${server.url}/nope`), 404, /no route for GET \/nope/);
     });
+
+    it('405 with Allow: POST for a GET of a generate route', async () => {
+      for (const path of ['/generate/', '/generate', '/generate_video/']) {
+        const response = await fetch(`${server.url}${path}`);
+        expect(response.headers.get('allow'), path).toBe('POST');
+        await expectError(response, 405, /GET is not allowed on \/generate.*; use POST/);
+      }
+      expect((await fetch(`${server.url}/generate/`, { method: 'PUT', body: 'x' })).status).toBe(405);
+    });
   });
 
   it('GET /health reports status, mode, stages and version', async () => {

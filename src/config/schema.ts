@@ -207,7 +207,8 @@ export const renderSchema = z.strictObject({
 });
 
 export const logSchema = z.strictObject({
-  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Lowest log level written (JSON lines on stdout).'),
+  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Lowest log level written (to stdout).'),
+  format: z.enum(['auto', 'json', 'pretty']).default('auto').describe('Log lines as JSON (for collectors) or human-readable (pino-pretty); "auto": readable when stdout is a terminal, JSON otherwise.'),
 });
 
 export const configSchema = z.strictObject({
