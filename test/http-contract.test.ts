@@ -234,6 +234,16 @@ describe('generate over HTTP (preview backends)', () => {
       await expectError(await fetch(`${server.url}/nope`), 404, /no route for GET \/nope/);
     });
 
+    it('the README\'s decline example (a blank image) really is a 204 in preview, with its reason', async () => {
+      const { readFileSync } = await import('node:fs');
+      const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+      const blank = /^BLANK=(\S+)/m.exec(readme)![1];
+      const response = await postForm(`${server.url}/generate/`, { prompt: blank });
+      expect(response.status).toBe(204);
+      expect(response.headers.get('x-fast3d-decline-reason')).toBe('no object found in the image');
+      expect(response.headers.get('x-fast3d-report')).toMatch(/reject/);
+    });
+
     it('405 with Allow: POST for a GET of a generate route', async () => {
       for (const path of ['/generate/', '/generate', '/generate_video/']) {
         const response = await fetch(`${server.url}${path}`);
