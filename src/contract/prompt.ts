@@ -63,7 +63,9 @@ function textPrompt(text: string, max: number): SniffedPrompt {
  */
 function base64Head(body: string): Uint8Array | null {
   let chars = '';
-  for (let i = 0; i < body.length && chars.length < HEAD_CHARS; i++) {
+  // Bounded by position too: line breaks are skipped, and a value of nothing but breaks must not be walked.
+  const end = Math.min(body.length, HEAD_CHARS * 2);
+  for (let i = 0; i < end && chars.length < HEAD_CHARS; i++) {
     const c = body[i];
     if (c === '\r' || c === '\n' || c === '\t') continue;
     if (c === '=') break;
