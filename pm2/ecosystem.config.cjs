@@ -39,6 +39,8 @@ const service = {
   max_memory_restart: env.FAST3D_SERVICE_MAX_MEMORY || '8G',
   // The service finishes in-flight jobs for server.shutdown_grace_s (30 s) after SIGINT.
   kill_timeout: 35_000,
+  // Signal the service only: its ffmpeg children must finish the videos being drained, and die with it.
+  treekill: false,
   out_file: path.join(logs, 'fast3d.out.log'),
   error_file: path.join(logs, 'fast3d.err.log'),
   merge_logs: true,

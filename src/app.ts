@@ -3,8 +3,7 @@
  * Around the routes: request ids and one log line per request, metrics, optional bearer auth on the generate
  * routes, the body limit, and errors as JSON. Each generate route parses, answers and responds.
  */
-import { Hono, type Context, type MiddlewareHandler } from 'hono';
-import { bearerAuth } from 'hono/bearer-auth';
+import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
@@ -16,6 +15,8 @@ import type { ArtefactSpec, Format } from './formats/registry.js';
 import { BusyError } from './runtime/admission.js';
 import type { Answer, AnswerPath } from './runtime/answer.js';
 import { FORWARDED_HEADER, type ForwardedAnswer } from './runtime/burst.js';
+import { bearerAuth } from './http/auth.js';
+import { methodNotAllowed } from './http/method.js';
 import type { Logger } from './runtime/log.js';
 import type { Metrics } from './runtime/metrics.js';
 import type { GenerationService } from './runtime/service.js';
@@ -31,6 +32,8 @@ export interface AppOptions {
   metrics?: Metrics;
   /** Bearer token the generate routes require; absent = open. */
   authToken?: string;
+  /** The token is also required on GET /metrics. */
+  metricsAuth?: boolean;
   /** Side of /generate_video/ videos when the request has no video_res; absent disables the route. */
   videoRes?: number;
   /** Burst peers are configured: keep each request's raw body so it can be forwarded as it came. */
@@ -83,16 +86,8 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     return errorResponse(new HttpError(500, `internal error: ${(err as Error).message}`));
   });
 
-  if (options.authToken) {
-    // /health, /ping and /metrics stay open: load balancers and scrapers send no token.
-    const auth: MiddlewareHandler<Env> = bearerAuth({
-      token: options.authToken,
-      noAuthenticationHeader: { message: { error: 'this route needs an "Authorization: Bearer <token>" header' } },
-      invalidAuthenticationHeader: { message: { error: 'malformed Authorization header; expected "Bearer <token>"' } },
-      invalidToken: { message: { error: 'invalid bearer token' } },
-    });
-    app.use(async (c, next) => (isGenerateRoute(c.req.path) ? auth(c, next) : next()));
-  }
+  // Which paths need the token is http/auth.ts's PROTECTED_PATHS; /health, /ping (and by default /metrics) stay open.
+  if (options.authToken) app.use(bearerAuth(options.authToken, { metrics: options.metricsAuth }));
 
   const limitBody = bodyLimit({
     maxSize: options.bodyLimitBytes,
@@ -146,6 +141,8 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     return generate(c, (request) => ({ format: 'mp4', size: videoSize(request.fields, defaultRes) }));
   });
 
+  for (const path of ['/generate', '/generate_video']) app.all(path, methodNotAllowed('POST'));
+
   app.get('/health', (c) => {
     const health = service.health();
     const status = health.status === 'ok' ? options.healthOkStatus : health.status;
@@ -166,11 +163,6 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
 
   app.notFound((c) => errorResponse(new HttpError(404, `no route for ${c.req.method} ${c.req.path}`)));
   return app;
-}
-
-/** The generate routes (every POST that starts a job), which bearer auth protects when enabled. */
-export function isGenerateRoute(path: string): boolean {
-  return path === '/generate' || path.startsWith('/generate/') || path.startsWith('/generate_');
 }
 
 /** An answer as a response: the artefact (checked once more by its format), a 204, or a peer's answer. */

@@ -4,11 +4,16 @@
  * `run(argv): Promise<number>` (the exit code) and a one-line `summary`.
  */
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
+// npm runs scripts from the package root; `npm run fast3d -- check x.ply` means the x.ply where the user stands.
+// (Only that script: the others carry paths relative to the root, such as configs/preview.yaml.)
+if (process.env.npm_lifecycle_event === 'fast3d' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
 // `fast3d config | head`: a closed pipe ends the command quietly.
 process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(0); throw err; });
 
 interface Command {
   summary: string;
+  /** Printed for `fast3d <command> --help`; commands without it handle --help themselves. */
+  usage?: string;
   run(argv: string[]): Promise<number>;
 }
 
@@ -25,9 +30,13 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
 
 async function main(argv: string[]): Promise<number> {
   const [name, ...rest] = argv;
+  if (name === '--version' || name === '-v' || name === 'version') {
+    process.stdout.write(`fast3d ${(await import('./version.js')).VERSION}\n`);
+    return 0;
+  }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     const lines = await Promise.all(Object.entries(COMMANDS).map(async ([n, load]) => `  ${n.padEnd(12)} ${(await load()).summary}`));
-    process.stdout.write(`usage: fast3d <command> [options]\n\ncommands:\n${lines.join('\n')}\n`);
+    process.stdout.write(`usage: fast3d <command> [options]   (fast3d <command> --help; fast3d --version)\n\ncommands:\n${lines.join('\n')}\n`);
     return name ? 0 : 2;
   }
   const load = COMMANDS[name];
@@ -35,7 +44,12 @@ async function main(argv: string[]): Promise<number> {
     process.stderr.write(`fast3d: unknown command "${name}" (try: fast3d --help)\n`);
     return 2;
   }
-  return (await load()).run(rest);
+  const command = await load();
+  if (command.usage && rest.some((a) => a === '--help' || a === '-h')) {
+    process.stdout.write(command.usage);
+    return 0;
+  }
+  return command.run(rest);
 }
 
 main(process.argv.slice(2)).then(

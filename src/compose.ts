@@ -115,6 +115,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     logger,
     metrics,
     authToken: authToken(config, env),
+    metricsAuth: config.server.metrics_auth === 'token',
     videoRes: config.render.video_res,
     mayForward: burst !== undefined,
   });
@@ -142,6 +143,9 @@ export function defaultStageDeps(config: Config): StageDeps {
 
 /** The bearer token the generate routes require, or undefined when auth is off. */
 export function authToken(config: Config, env: NodeJS.ProcessEnv): string | undefined {
+  if (config.server.metrics_auth === 'token' && !config.auth.enabled) {
+    throw new ConfigError('server.metrics_auth is "token" but auth.enabled is false: enable auth and set its token');
+  }
   if (!config.auth.enabled) return undefined;
   const token = (config.auth.token_env && env[config.auth.token_env]) || config.auth.token;
   if (!token) {

@@ -3,9 +3,13 @@
  * then signals. `fast3d serve` (src/commands/serve.ts) is the entry point that uses it.
  */
 import { serve, type ServerType } from '@hono/node-server';
+import type { Server } from 'node:http';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import { compose } from './compose.js';
+import { answerClientErrors } from './http/client-error.js';
+import { ResponsesInFlight } from './http/in-flight.js';
+import { limitWriteStalls } from './http/write-timeout.js';
 import type { Stages } from './pipelines/stages.js';
 import { createLogger } from './runtime/log.js';
 import { VERSION } from './version.js';
@@ -16,6 +20,8 @@ process.env.ORT_DISABLE_TELEMETRY ??= '1';
 export interface RunningServer {
   server: ServerType;
   port: number;
+  /** server.shutdown_grace_s, for the stop message. */
+  graceS: number;
   stop(): Promise<void>;
 }
 
@@ -27,7 +33,7 @@ export interface StartOptions {
 export async function startServer(argv: string[] = process.argv.slice(2), options: StartOptions = {}): Promise<RunningServer> {
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true });
   const config = loadConfig({ path: values.config });
-  const logger = createLogger(config.log.level);
+  const logger = createLogger(config.log.level, undefined, config.log.format);
   const { service, app, renderPool } = compose(config, { logger, stages: options.stages });
 
   if (service.mode === 'preview') printPreviewBanner();
@@ -45,41 +51,53 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
-  logger.info({ version: VERSION, mode: service.mode, host: config.server.host, port }, 'listening');
+  logger.info({ version: VERSION, mode: service.mode, host: config.server.host, port, pid: process.pid }, 'listening');
 
-  const http = server as ServerType & { closeIdleConnections?: () => void; closeAllConnections?: () => void };
+  const http = server as Server;
+  answerClientErrors(http);
+  const inFlight = new ResponsesInFlight(http);
+  limitWriteStalls(http, config.server.write_timeout_s * 1000, (req) =>
+    logger.warn({ method: req.method, path: req.url, write_timeout_s: config.server.write_timeout_s }, 'client read nothing of its answer in time; connection closed'));
   let stopping: Promise<void> | undefined;
   /**
    * Graceful stop: admission closes at once (new jobs get 503 with Retry-After while the port stays open, so
    * clients get an answer rather than a refused connection), admitted requests get up to shutdown_grace_s to
-   * finish and answer whatever phase they are in (generating, waiting for the video line, rendering), then the
-   * server closes and the backends and render workers are released.
+   * finish whatever phase they are in (generating, waiting for the video line, rendering), and their answers up
+   * to what is left of it to be flushed; then the server closes and the backends and render workers are released.
    */
   const stop = () => {
     stopping ??= (async () => {
       const graceMs = config.server.shutdown_grace_s * 1000;
       const started = performance.now();
+      const left = () => graceMs - (performance.now() - started);
       const { running, waiting } = service.health().queue;
       logger.info({ grace_s: config.server.shutdown_grace_s, running, waiting, answering: service.answering }, 'shutting down: admission closed');
+      inFlight.close();
       const drained = await service.drain(graceMs);
       if (!drained) logger.warn({ grace_s: config.server.shutdown_grace_s }, 'grace period over: abandoning in-flight jobs');
-      // Let the answers of the last jobs go out (bounded by what is left of the grace period, at least 1 s).
+      // Node's server.close() destroys every connection it deems idle, including one whose answer has ended
+      // but is still queued behind a slow reader: so it waits until every answer is flushed.
+      const pending = inFlight.size;
+      const flushed = await inFlight.settled(left());
+      if (!flushed) logger.warn({ responses: inFlight.size }, 'grace period over: cutting answers still being sent');
+      else if (pending) logger.info({ responses: pending }, 'answers flushed');
       await new Promise<void>((resolve) => {
         const timer = setTimeout(() => {
-          http.closeAllConnections?.();
+          http.closeAllConnections();
           resolve();
-        }, Math.max(1000, graceMs - (performance.now() - started)));
+        }, Math.max(1000, left()));
         timer.unref();
         server.close(() => { clearTimeout(timer); resolve(); });
-        http.closeIdleConnections?.();
+        // A keep-alive socket goes idle when its last answer is flushed: close it then.
+        http.on('request', (_req, res) => res.once('finish', () => { if (inFlight.size === 0) http.closeIdleConnections(); }));
       });
       await service.close();
       await renderPool.close();
-      logger.info({ drained }, 'stopped');
+      logger.info({ drained, flushed }, 'stopped');
     })();
     return stopping;
   };
-  return { server, port, stop };
+  return { server, port, graceS: config.server.shutdown_grace_s, stop };
 }
 
 function printPreviewBanner(): void {
@@ -91,18 +109,36 @@ function printPreviewBanner(): void {
   );
 }
 
-/** Stops gracefully on the first SIGTERM or SIGINT, then exits (0 when stopped cleanly). */
+/**
+ * Ctrl-C reaches us twice within milliseconds when run through npm: once from the terminal's process group
+ * and once forwarded by npm. A signal this soon after the first is that same interrupt, not a second one.
+ */
+const SAME_INTERRUPT_MS = 1000;
+
+/**
+ * Stops gracefully on the first SIGTERM or SIGINT, then exits (0 when stopped cleanly); a second signal
+ * stops at once, abandoning what is in flight.
+ */
 export function stopOnSignals(running: RunningServer): void {
-  const onSignal = (signal: string) => {
-    process.stderr.write(`fast3d: ${signal} received, finishing in-flight jobs\n`);
-    running.stop().then(
-      () => process.exit(0),
-      (err: Error) => {
-        process.stderr.write(`fast3d: error while stopping: ${err.message}\n`);
-        process.exit(1);
-      },
-    );
+  let firstAt: number | undefined;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (firstAt === undefined) {
+      firstAt = performance.now();
+      const again = signal === 'SIGINT' ? 'press Ctrl-C again' : `send ${signal} again`;
+      process.stderr.write(`fast3d: ${signal} received, finishing in-flight jobs (up to ${running.graceS} s); ${again} to stop at once\n`);
+      running.stop().then(
+        () => process.exit(0),
+        (err: Error) => {
+          process.stderr.write(`fast3d: error while stopping: ${err.message}\n`);
+          process.exit(1);
+        },
+      );
+      return;
+    }
+    if (performance.now() - firstAt < SAME_INTERRUPT_MS) return;
+    process.stderr.write(`fast3d: second ${signal}: stopping now, abandoning in-flight jobs\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
   };
-  process.once('SIGTERM', () => onSignal('SIGTERM'));
-  process.once('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', onSignal);
+  process.on('SIGINT', onSignal);
 }

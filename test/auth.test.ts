@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
 import { ConfigError } from '../src/config/load.js';
+import { needsAuth } from '../src/http/auth.js';
 import { fakeStages, postPrompt, serveApp, testConfig, type Served, errorOf } from './helpers/fake-stages.js';
 
 const servers: Served[] = [];
@@ -8,9 +9,9 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
-async function start(auth: Record<string, unknown>, env: NodeJS.ProcessEnv = {}) {
+async function start(auth: Record<string, unknown>, env: NodeJS.ProcessEnv = {}, server: Record<string, unknown> = {}) {
   const fake = fakeStages();
-  const composed = compose(testConfig({ auth, pipeline: { retries: 0 } }), { stages: fake.stages, env });
+  const composed = compose(testConfig({ auth, server, pipeline: { retries: 0 } }), { stages: fake.stages, env });
   const served = await serveApp(composed.app);
   servers.push(served);
   return { ...fake, url: served.url };
@@ -51,5 +52,33 @@ describe('bearer auth on the generate routes', () => {
   it('refuses to start when enabled without a token', () => {
     expect(() => compose(testConfig({ auth: { enabled: true, token_env: 'UNSET_TOKEN_VAR' } }), { env: {} })).toThrow(ConfigError);
     expect(() => compose(testConfig({ auth: { enabled: true, token_env: 'UNSET_TOKEN_VAR' } }), { env: {} })).toThrow(/UNSET_TOKEN_VAR/);
+  });
+
+  it('accepts a token with characters outside RFC 6750\'s token68 (compared as opaque bytes)', async () => {
+    const s = await start({ enabled: true }, { FAST3D_API_TOKEN: 'p@ss:w0rd!' });
+    const ok = await postPrompt(s.url, 'a punctuated chair', { headers: { Authorization: 'Bearer p@ss:w0rd!' } });
+    expect(ok.status).toBe(200);
+    const near = await postPrompt(s.url, 'a punctuated chair', { headers: { Authorization: 'Bearer p@ss:w0rd' } });
+    expect(near.status).toBe(401);
+    expect(await errorOf(near)).toBe('invalid bearer token');
+    expect(s.calls.textToImage).toBe(1);
+  });
+
+  it('protects /metrics too when server.metrics_auth is "token"', async () => {
+    const s = await start({ enabled: true, token: 'scrape-me' }, {}, { metrics_auth: 'token' });
+    const open = await fetch(`${s.url}/metrics`);
+    expect(open.status).toBe(401);
+    expect(await errorOf(open)).toMatch(/Authorization: Bearer/);
+    const authed = await fetch(`${s.url}/metrics`, { headers: { Authorization: 'Bearer scrape-me' } });
+    expect(authed.status).toBe(200);
+    expect(await authed.text()).toMatch(/fast3d_/);
+    for (const path of ['/health', '/ping']) expect((await fetch(`${s.url}${path}`)).status).toBe(200);
+    expect(() => compose(testConfig({ server: { metrics_auth: 'token' } }), { env: {} })).toThrow(/auth.enabled/);
+  });
+
+  it('keeps the rule of protected paths in one table', () => {
+    for (const path of ['/generate', '/generate/', '/generate_video', '/generate_video/', '/generate_anything']) expect(needsAuth(path), path).toBe(true);
+    for (const path of ['/health', '/ping', '/metrics', '/generated', '/']) expect(needsAuth(path), path).toBe(false);
+    expect(needsAuth('/metrics', { metrics: true })).toBe(true);
   });
 });

@@ -70,8 +70,20 @@ describe('config', () => {
     expect(loadConfig({ env: { FAST3D_CONFIG: path } }).server.port).toBe(9000);
     const config = loadConfig({ env: { FAST3D_CONFIG: path, PORT: '8123', HOST: '0.0.0.0' } });
     expect(config.server).toMatchObject({ port: 8123, host: '0.0.0.0' });
-    expect(() => loadConfig({ env: { PORT: 'abc' } })).toThrow(/server\.port/);
     expect(loadConfig({ env: {} }).server.port).toBe(8093);
+  });
+
+  it('blames the environment variable, not the config file, for a bad PORT', () => {
+    const path = yamlFile('server:\n  port: 9000\n');
+    for (const bad of ['abc', '80.5', '-1', '70000']) {
+      let message = '';
+      try {
+        loadConfig({ path, env: { PORT: bad } });
+      } catch (err) {
+        message = (err as Error).message;
+      }
+      expect(message).toBe(`environment variable PORT must be a port number from 0 to 65535, got "${bad}"`);
+    }
   });
 });
 

@@ -199,9 +199,16 @@ describe('generate over HTTP (preview backends)', () => {
       await expectError(await postForm(`${server.url}/generate/`, { prompt: 'a '.repeat(600) }), 400, /prompt is 1199 characters long; the limit is 1024/);
     });
 
-    it('400: base64 that is not an image', async () => {
+    it('400: long base64 that is not an image is an over-long prompt', async () => {
       const noise = Buffer.alloc(3000, 7).toString('base64');
-      await expectError(await postForm(`${server.url}/generate/`, { prompt: noise }), 400, /base64 data but not a PNG, JPEG or WebP/);
+      await expectError(await postForm(`${server.url}/generate/`, { prompt: noise }), 400, /prompt is 4000 characters long; the limit is 1024/);
+    });
+
+    it('400 naming the format: a short base64 GIF, rather than a text prompt answered 200', async () => {
+      const sharp = (await import('sharp')).default;
+      const gif = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#208040' } }).gif().toBuffer();
+      await expectError(await postForm(`${server.url}/generate/`, { prompt: gif.toString('base64') }), 400, /base64 GIF image; only PNG, JPEG and WebP/);
+      await expectError(await postForm(`${server.url}/generate/`, { prompt: 'data:image/png,not really a png' }), 400, /data: URL \(image\/png\) without ";base64"/);
     });
 
     it('400: image magic but undecodable bytes', async () => {
@@ -237,6 +244,25 @@ describe('generate over HTTP (preview backends)', () => {
 
     it('404 as JSON for unknown routes', async () => {
       await expectError(await fetch(`${server.url}/nope`), 404, /no route for GET \/nope/);
+    });
+
+    it('the README\'s decline example (a blank image) really is a 204 in preview, with its reason', async () => {
+      const { readFileSync } = await import('node:fs');
+      const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
+      const blank = /^BLANK=(\S+)/m.exec(readme)![1];
+      const response = await postForm(`${server.url}/generate/`, { prompt: blank });
+      expect(response.status).toBe(204);
+      expect(response.headers.get('x-fast3d-decline-reason')).toBe('no object found in the image');
+      expect(response.headers.get('x-fast3d-report')).toMatch(/reject/);
+    });
+
+    it('405 with Allow: POST for a GET of a generate route', async () => {
+      for (const path of ['/generate/', '/generate', '/generate_video/']) {
+        const response = await fetch(`${server.url}${path}`);
+        expect(response.headers.get('allow'), path).toBe('POST');
+        await expectError(response, 405, /GET is not allowed on \/generate.*; use POST/);
+      }
+      expect((await fetch(`${server.url}/generate/`, { method: 'PUT', body: 'x' })).status).toBe(405);
     });
   });
 

@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mp4Violation } from '../src/formats/containers.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
 import { errorOf, postPrompt, until } from './helpers/fake-stages.js';
+import { rawPost, stallingClient } from './helpers/raw-http.js';
 
 const children: ChildProcess[] = [];
 const dirs: string[] = [];
@@ -16,39 +17,42 @@ afterEach(() => {
 
 interface Child {
   url: string;
+  port: number;
+  /** Messages of the JSON log lines the child has written so far. */
+  logs: string[];
   exited: Promise<{ code: number | null; at: number }>;
   process: ChildProcess;
 }
 
 /** Starts test/helpers/slow-server.ts in a child process and waits for its "listening" log line. */
-async function startChild(graceS: number, gpuMs: number, extraConfig = ''): Promise<Child> {
+async function startChild(graceS: number, gpuMs: number, extra: { server?: string; env?: Record<string, string>; config?: string } = {}): Promise<Child> {
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-shutdown-test-'));
   dirs.push(dir);
   const config = join(dir, 'config.yaml');
-  writeFileSync(config, `server: { host: 127.0.0.1, port: 0, shutdown_grace_s: ${graceS} }\ncache: { enabled: false }\npipeline: { retries: 0 }\n${extraConfig}`);
+  writeFileSync(config, `server: { host: 127.0.0.1, port: 0, shutdown_grace_s: ${graceS}${extra.server ?? ''} }\ncache: { enabled: false }\npipeline: { retries: 0 }\n${extra.config ?? ''}`);
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/slow-server.ts', '--config', config], {
-    env: { ...process.env, FAKE_GPU_MS: String(gpuMs) },
+    env: { ...process.env, FAKE_GPU_MS: String(gpuMs), ...extra.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
   const exited = new Promise<{ code: number | null; at: number }>((resolve) => child.once('exit', (code) => resolve({ code, at: performance.now() })));
+  const logs: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     let buffered = '';
     child.stdout!.on('data', (chunk: Buffer) => {
       buffered += chunk.toString();
-      for (const line of buffered.split('\n')) {
+      const lines = buffered.split('\n');
+      buffered = lines.pop()!;
+      for (const line of lines) {
         if (!line.startsWith('{')) continue;
-        try {
-          const entry = JSON.parse(line) as { msg?: string; port?: number };
-          if (entry.msg === 'listening' && entry.port) resolve(entry.port);
-        } catch {
-          // A partial line: wait for the rest.
-        }
+        const entry = JSON.parse(line) as { msg?: string; port?: number };
+        logs.push(entry.msg ?? '');
+        if (entry.msg === 'listening' && entry.port) resolve(entry.port);
       }
     });
     child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
   });
-  return { url: `http://127.0.0.1:${port}`, exited, process: child };
+  return { url: `http://127.0.0.1:${port}`, port, logs, exited, process: child };
 }
 
 /** Jobs inside the child's pipeline, from its /health. */
@@ -81,7 +85,7 @@ describe('graceful shutdown', () => {
   });
 
   it('on SIGTERM answers 200 to both a /generate/ and a /generate_video/ in flight', async () => {
-    const child = await startChild(20, 800, 'render: { frames: 4, fps: 4, video_res: 64 }\nruntime: { pipeline_concurrency: 2 }\n');
+    const child = await startChild(20, 800, { config: 'render: { frames: 4, fps: 4, video_res: 64 }\nruntime: { pipeline_concurrency: 2 }\n' });
     const ply = postPrompt(child.url, 'a chair before the signal');
     const mp4 = postPrompt(child.url, 'a lamp before the signal', { path: '/generate_video/' });
     await until(async () => runningJobs(child.url).then((n) => n === 2));
@@ -106,5 +110,41 @@ describe('graceful shutdown', () => {
     expect(code).toBe(0);
     expect(at - signalledAt).toBeLessThan(4000);
     expect(await inFlight).toBe('closed');
+  });
+
+  // 240k Gaussians: a 13.4 MB answer, several times what the kernel's socket buffers hold on loopback.
+  const BIG = { FAKE_GAUSSIANS: '240000' };
+
+  it('waits, within the grace period, until an answer is flushed to a client that stopped reading', async () => {
+    const child = await startChild(15, 300, { env: BIG });
+    const client = stallingClient(child.port, rawPost('/generate/', { prompt: 'a chair for a slow reader' }));
+    // The job is done and its answer has begun; the client now reads nothing for 4 s.
+    await client.firstChunk;
+    child.process.kill('SIGTERM');
+    await new Promise((resolve) => setTimeout(resolve, 4000));
+    expect(child.process.exitCode).toBeNull();
+    client.resume();
+    const { answer } = await client.done;
+    expect(answer.status).toBe(200);
+    expect(answer.expected).toBeGreaterThan(13_000_000);
+    expect(answer.body.length).toBe(answer.expected);
+    expect(servablePlyViolation(new Uint8Array(answer.body))).toBeNull();
+    expect((await child.exited).code).toBe(0);
+  });
+
+  it('closes the connection of a client that reads none of its answer for server.write_timeout_s', async () => {
+    const child = await startChild(15, 0, { env: BIG, server: ', write_timeout_s: 1' });
+    const client = stallingClient(child.port, rawPost('/generate/', { prompt: 'a chair nobody reads' }));
+    await client.firstChunk;
+    const began = performance.now();
+    await until(() => child.logs.some((msg) => msg.includes('read nothing of its answer')), 10_000);
+    expect(performance.now() - began).toBeGreaterThan(800);
+    // Reading again, the client finds its connection closed with the answer cut short.
+    client.resume();
+    const { answer } = await client.done;
+    expect(answer.status).toBe(200);
+    expect(answer.body.length).toBeLessThan(answer.expected!);
+    // The service is unharmed: the next request is answered.
+    expect((await postPrompt(child.url, 'a chair after the stall')).status).toBe(200);
   });
 });

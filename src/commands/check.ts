@@ -10,10 +10,16 @@ import { servablePlyViolation } from '../splat/servable.js';
 
 export const summary = 'check PLY files against the subnet\'s packer rules and validator gates';
 
+export const usage = `usage: fast3d check FILE.ply [FILE.ply ...] [--json]
+
+Would the miner's packer and the validator's gates accept these files? One line per file (--json: one JSON
+object per file). Exit 0 when all pass, 1 otherwise.
+`;
+
 export async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({ args: argv, options: { json: { type: 'boolean' } }, allowPositionals: true });
   if (!positionals.length) {
-    process.stderr.write('usage: fast3d check FILE.ply [FILE.ply ...] [--json]\n');
+    process.stderr.write(usage);
     return 2;
   }
   let failures = 0;

@@ -7,6 +7,13 @@ import { configMarkdown, ConfigError, describeConfig, loadConfig } from '../conf
 
 export const summary = 'list every config key with default and description (--markdown), or --check FILE';
 
+export const usage = `usage: fast3d config [--markdown]
+       fast3d config --check FILE
+
+Lists every configuration key with its default and description (--markdown: the docs/configuration.md
+table), or validates FILE (exit 2 naming each bad key).
+`;
+
 export async function run(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { check: { type: 'string' }, markdown: { type: 'boolean' } } });
   if (values.check) {

@@ -7,6 +7,16 @@ import { startServer, stopOnSignals } from '../main.js';
 
 export const summary = 'start the HTTP service (--config FILE; env PORT, HOST, FAST3D_CONFIG)';
 
+export const usage = `usage: fast3d serve [--config FILE]
+
+Runs the HTTP service until SIGTERM or Ctrl-C, then finishes the jobs in flight and sends their answers
+(within server.shutdown_grace_s); a second signal stops at once.
+
+  -c, --config FILE   YAML config (default: FAST3D_CONFIG, else built-in defaults; see \`fast3d config\`)
+
+Environment: PORT and HOST override server.port and server.host.
+`;
+
 export async function run(argv: string[]): Promise<number> {
   let running;
   try {

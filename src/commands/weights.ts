@@ -19,6 +19,13 @@ import { produceFile } from '../weights/produce.js';
 
 export const summary = 'download the model files (ISNet, CLIP, aesthetic) or --check them';
 
+export const usage = `usage: fast3d weights [--config FILE] [--dir DIR] [--only isnet,clip,aesthetic] [--mirror URL] [--check] [--json]
+
+Downloads the model files the service loads (resumable, verified, atomic), or with --check says which are
+missing or corrupt. With --config, only the files that config's backends need; --mirror fetches every file
+from URL/<target path> instead of its source.
+`;
+
 const MODELS: readonly ModelName[] = ['isnet', 'clip', 'aesthetic'];
 
 /** The models a config's backends load. */

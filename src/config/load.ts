@@ -59,8 +59,12 @@ function applyEnv(raw: unknown, env: NodeJS.ProcessEnv): unknown {
   const config = raw as Record<string, unknown>;
   const server = { ...((config.server as Record<string, unknown> | undefined) ?? {}) };
   if (env.PORT !== undefined && env.PORT !== '') {
+    // Said to be the variable's fault: the schema would blame server.port in the file.
     const port = Number(env.PORT);
-    server.port = Number.isInteger(port) ? port : env.PORT;
+    if (!/^\d+$/.test(env.PORT.trim()) || port > 65535) {
+      throw new ConfigError(`environment variable PORT must be a port number from 0 to 65535, got "${env.PORT}"`);
+    }
+    server.port = port;
   }
   if (env.HOST) server.host = env.HOST;
   return { ...config, server };

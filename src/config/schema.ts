@@ -23,6 +23,8 @@ export const serverSchema = z.strictObject({
   body_limit_mb: z.number().positive().max(1024).default(32).describe('Largest accepted request body in MiB; larger bodies get 413.'),
   health_ok_status: z.string().min(1).default('ok').describe('Word /health reports in "status" when ready; set "healthy" for the newer contract\'s checker.'),
   shutdown_grace_s: z.number().min(0).default(30).describe('Seconds in-flight jobs may run after SIGTERM before the process exits.'),
+  write_timeout_s: z.number().min(0).max(3600).default(60).describe('Seconds an answer may wait for a client that reads none of it before its connection is closed (0 = no limit).'),
+  metrics_auth: z.enum(['open', 'token']).default('open').describe('GET /metrics open to scrapers, or "token": it needs the bearer token of auth too (for public pods).'),
 });
 
 export const contractSchema = z.strictObject({
@@ -216,7 +218,8 @@ export const renderSchema = z.strictObject({
 });
 
 export const logSchema = z.strictObject({
-  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Lowest log level written (JSON lines on stdout).'),
+  level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info').describe('Lowest log level written (to stdout).'),
+  format: z.enum(['auto', 'json', 'pretty']).default('auto').describe('Log lines as JSON (for collectors) or human-readable (pino-pretty); "auto": readable when stdout is a terminal, JSON otherwise.'),
 });
 
 export const configSchema = z.strictObject({

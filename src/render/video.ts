@@ -4,7 +4,7 @@
  * exits cleanly, so a reader never sees half a video. The binary comes from @ffmpeg-installer/ffmpeg;
  * FFMPEG_PATH overrides it.
  */
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import type { Writable } from 'node:stream';
 import { rename, rm } from 'node:fs/promises';
 import { createRequire } from 'node:module';
@@ -30,6 +30,12 @@ export function ffmpegPath(): string {
   return installer.path;
 }
 
+/** Running ffmpeg processes, killed when this process exits (being detached, they would outlive it). */
+const encoders = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of encoders) child.kill('SIGKILL');
+});
+
 /** Encodes RGB24 frames (width * height * 3 bytes each) to `outPath`; returns the number of frames written. */
 export async function encodeMp4(frames: AsyncIterable<Uint8Array>, outPath: string, options: VideoOptions, signal?: AbortSignal): Promise<number> {
   const { width, height, fps } = options;
@@ -41,7 +47,11 @@ export async function encodeMp4(frames: AsyncIterable<Uint8Array>, outPath: stri
     '-an', '-c:v', 'libx264', '-preset', options.preset, '-crf', String(options.crf), '-pix_fmt', 'yuv420p',
     '-movflags', '+faststart', '-f', 'mp4', tmp,
   ];
-  const child = spawn(ffmpegPath(), args, { stdio: ['pipe', 'ignore', 'pipe'] });
+  // Its own process group: a Ctrl-C (or a signal to the control group) is the service's to handle by draining;
+  // reaching ffmpeg too, it would kill the video mid-encode. It still dies with its job or with the process.
+  const child = spawn(ffmpegPath(), args, { stdio: ['pipe', 'ignore', 'pipe'], detached: true });
+  encoders.add(child);
+  child.once('exit', () => encoders.delete(child));
   let stderr = '';
   child.stderr.setEncoding('utf8');
   child.stderr.on('data', (chunk: string) => { stderr = (stderr + chunk).slice(-4000); });

@@ -1,0 +1,72 @@
+/** The operator's entry points as a user runs them: npm scripts, --help and --version, paths, npm itself. */
+import { execFile } from 'node:child_process';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+import { afterEach, describe, expect, it } from 'vitest';
+import { fixturePath } from './helpers/fixtures.js';
+
+const exec = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, '..');
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+function tempDir(): string {
+  const dir = mkdtempSync(join(tmpdir(), 'fast3d-cli-test-'));
+  dirs.push(dir);
+  return dir;
+}
+
+/** Runs a command and returns its exit code and output, whatever the code. */
+async function run(file: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
+  try {
+    const { stdout, stderr } = await exec(file, args, { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, timeout: 60_000 });
+    return { code: 0, stdout, stderr };
+  } catch (err) {
+    const e = err as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+const cli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args]);
+
+describe('fast3d CLI', () => {
+  it('prints its version', async () => {
+    expect(await cli('--version')).toMatchObject({ code: 0, stdout: `fast3d ${VERSION}\n` });
+  });
+
+  it('prints the usage of every command on --help, without running it', async () => {
+    for (const command of ['check', 'serve', 'config', 'weights']) {
+      const { code, stdout } = await cli(command, '--help');
+      expect(code, command).toBe(0);
+      expect(stdout, command).toMatch(new RegExp(`^usage: fast3d ${command}`));
+    }
+  });
+
+  it('npm run fast3d -- check resolves a relative path from where the user stands', async () => {
+    const dir = tempDir();
+    copyFileSync(fixturePath('hamburger.ply'), join(dir, 'x.ply'));
+    const { code, stdout, stderr } = await run('npm', ['--prefix', ROOT, 'run', '-s', 'fast3d', '--', 'check', 'x.ply'], { cwd: dir });
+    expect(stderr).not.toMatch(/ENOENT/);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/^ok {3}x\.ply: \d+ Gaussians/);
+  });
+
+  it('npm start before a build says what to run instead of a module-not-found stack', async () => {
+    const dir = tempDir();
+    mkdirSync(join(dir, 'scripts'));
+    copyFileSync(join(ROOT, 'scripts/start.mjs'), join(dir, 'scripts/start.mjs'));
+    const { code, stderr } = await run(process.execPath, [join(dir, 'scripts/start.mjs'), 'serve'], { cwd: dir });
+    expect(code).toBe(1);
+    expect(stderr).toBe('fast3d: dist/ is not built yet: run `npm run build` first (or `npm run preview` to run from source)\n');
+  });
+
+  it('npm reads the project\'s .npmrc without warnings', async () => {
+    const { code, stderr } = await run('npm', ['config', 'get', 'ignore-scripts']);
+    expect(code).toBe(0);
+    expect(stderr).toBe('');
+  });
+});
