@@ -28,7 +28,7 @@ async function startService(dir: string): Promise<{ url: string; child: ChildPro
     'matting: { backend: keying }',
     'image_to_3d: { backend: inflate, inflate: { max_gaussians: 240000 } }',
     'validate: { checks: [gates] }',
-    'log: { level: warn }',
+    'log: { level: info, format: json }',
     '',
   ].join('\n'));
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', config], {
@@ -47,7 +47,7 @@ async function startService(dir: string): Promise<{ url: string; child: ChildPro
     child.stderr!.on('data', () => undefined);
     child.once('exit', (code) => reject(new Error(`service exited with ${code} before listening`)));
   });
-  // The port is logged at warn level only as part of "listening" at info: poll /ping until it answers.
+  // Listening is not ready: poll /ping until the stages answer.
   for (let i = 0; i < 200; i++) {
     if ((await ping(url).catch(() => null)) !== null) break;
     await new Promise((r) => setTimeout(r, 50));

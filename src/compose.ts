@@ -10,6 +10,7 @@ import { createFormats, type FormatRegistry } from './formats/registry.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
 import type { JobSettings } from './pipelines/context.js';
 import { Pipeline } from './pipelines/generate.js';
+import { Presets } from './pipelines/presets.js';
 import { settingsFingerprint } from './pipelines/settings.js';
 import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
@@ -98,7 +99,9 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   });
   const burst = peers.length ? new Burst(peers, config.burst.timeout_s * 1000, metrics, logger) : undefined;
   const jobs = new JobRegistry({ keep: config.jobs.keep, retentionMs: config.jobs.retention_s * 1000 });
-  const answers = new AnswerPath({ service, formats, jobs, settings, cache, burst, metrics, logger });
+  // The config's settings are the one preset until the config names more.
+  const presets = new Presets({ default: settings }, 'default');
+  const answers = new AnswerPath({ service, formats, jobs, presets, cache, burst, metrics, logger });
   const app = createApp(service, answers, {
     limits: {
       maxPromptChars: config.contract.max_prompt_chars,

@@ -10,6 +10,7 @@
  * cached bytes are checked again when read: an entry its format refuses is evicted and made again.
  */
 import type { JobSettings } from '../pipelines/context.js';
+import type { Presets } from '../pipelines/presets.js';
 import { AssetRefusedError, BusyError, CancelledError } from '../pipelines/errors.js';
 import type { Delivery, Outcome, Report, Task } from '../pipelines/job.js';
 import { renderFingerprint } from '../pipelines/settings.js';
@@ -34,8 +35,8 @@ export interface AnswerRequest {
   priority: Priority;
   /** The artefacts to deliver, at least one. */
   wants: ArtefactSpec[];
-  /** The job's resolved settings (default: the service's). */
-  settings?: JobSettings;
+  /** The preset whose settings the job runs with (default: the service's default preset). */
+  preset?: string;
   /** Aborted when the client goes away. */
   signal?: AbortSignal;
   /** The request as received, for a burst peer when the local queue is full. */
@@ -66,8 +67,8 @@ export interface AnswerPathOptions {
   service: GenerationService;
   formats: FormatRegistry;
   jobs: JobRegistry;
-  /** The service's settings, for requests that bring none. */
-  settings: JobSettings;
+  /** The named settings a request may choose. */
+  presets: Presets;
   cache?: ResultCache;
   burst?: Burst;
   metrics?: Metrics;
@@ -87,6 +88,10 @@ export class AnswerPath {
     return this.options.jobs;
   }
 
+  get presets(): Presets {
+    return this.options.presets;
+  }
+
   /**
    * Answers a request. Throws what the service throws before a job starts (busy, not ready, shutting down),
    * DeadlineError, CancelledError, the backends' errors, and AssetRefusedError when a made artefact fails its
@@ -100,9 +105,10 @@ export class AnswerPath {
 
   private async run(request: AnswerRequest): Promise<Answer> {
     const { service, cache } = this.options;
-    const settings = request.settings ?? this.options.settings;
+    const preset = this.options.presets.resolve(request.preset);
+    const settings = preset.settings;
     const rendered = request.wants.some((w) => this.format(w).frame === 'canonical');
-    const key = cache?.requestKey(request.task, request.seed, request.delivery);
+    const key = cache?.requestKey(request.task, request.seed, request.delivery, preset.fingerprint);
     const job = this.options.jobs.create({
       id: request.id,
       priority: request.priority,

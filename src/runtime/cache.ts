@@ -77,12 +77,15 @@ export class ResultCache {
     this.load();
   }
 
-  /** The key of a request: content, seed and config fingerprint. Artefacts and declines hang off it. */
-  requestKey(task: Task, seed: number, delivery?: Delivery): string {
+  /**
+   * The key of a request: content, seed, delivery and settings fingerprint (the job's, when it runs with other
+   * settings than the cache's own). Artefacts and declines hang off it.
+   */
+  requestKey(task: Task, seed: number, delivery?: Delivery, settings = this.options.fingerprint): string {
     const content = task.kind === 'text' ? `text:${sha256(task.prompt.trim())}` : `image:${task.digest}`;
     // The newer contract gets another frame and best-effort answers: never serve one contract's bytes to the other.
     const how = delivery ? stableJson(delivery) : 'legacy';
-    return sha256(`fast3d-request\n${content}\n${seed}\n${how}\n${this.options.fingerprint}`);
+    return sha256(`fast3d-request\n${content}\n${seed}\n${how}\n${settings}`);
   }
 
   /** The cached bytes of one artefact of a request, or null (missing, or corrupt and now dropped). */
