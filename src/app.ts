@@ -38,7 +38,14 @@ export interface AppOptions {
   videoRes?: number;
   /** Burst peers are configured: keep each request's raw body so it can be forwarded as it came. */
   mayForward?: boolean;
+  /** Parses a large urlencoded body off the event loop (its buffer is handed over); absent: parsed in place. */
+  parseLargeForm?: (body: ArrayBuffer) => Promise<Record<string, string | string[]>>;
 }
+
+/** Urlencoded bodies larger than this are parsed off the event loop (a base64 image prompt, or a hostile one). */
+const LARGE_FORM_BYTES = 1 << 20;
+
+const isUrlencoded = (contentType: string | undefined) => (contentType ?? '').split(';')[0].trim().toLowerCase() === 'application/x-www-form-urlencoded';
 
 /** Header saying where an answer came from: hit, decline-hit, asset-hit, miss (generated here), or peer. */
 export const CACHE_HEADER = 'X-Fast3d-Cache';
@@ -105,7 +112,13 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
       // Read the bytes first: Hono re-parses the form from them, and a form re-encoded later would not be
       // the same bytes (multipart boundaries change).
       if (mayForward) raw = await c.req.arrayBuffer();
-      fields = await c.req.parseBody({ all: true });
+      const length = Number(c.req.header('content-length') ?? raw?.byteLength ?? 0);
+      if (options.parseLargeForm && isUrlencoded(contentType) && length > LARGE_FORM_BYTES) {
+        const body = raw ? raw.slice(0) : await c.req.arrayBuffer();
+        fields = await options.parseLargeForm(body);
+      } else {
+        fields = await c.req.parseBody({ all: true });
+      }
     } catch (err) {
       throw new HttpError(400, `malformed form body: ${(err as Error).message}`);
     }
@@ -118,19 +131,23 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
   async function generate(c: Context<Env>, want: (request: GenerateRequest) => ArtefactSpec): Promise<Response> {
     const priority = requestPriority(c.req.header('x-fast3d-priority'));
     const { request, raw } = await readRequest(c);
-    const spec = want(request);
-    const answer = await answers.answer({
-      id: c.get('requestId'),
-      task: request.task,
-      seed: request.seed,
-      delivery: request.delivery,
-      priority,
-      wants: [spec],
-      signal: c.req.raw.signal,
-      forward: raw && { path: c.req.path, contentType: c.req.header('content-type') ?? '', body: raw },
-    });
-    addLog(c, answerLog(answer));
-    return respond(answer, answers.formats[spec.format]);
+    try {
+      const spec = want(request);
+      const answer = await answers.answer({
+        id: c.get('requestId'),
+        task: request.task,
+        seed: request.seed,
+        delivery: request.delivery,
+        priority,
+        wants: [spec],
+        signal: c.req.raw.signal,
+        forward: raw && { path: c.req.path, contentType: c.req.header('content-type') ?? '', body: raw },
+      });
+      addLog(c, answerLog(answer));
+      return respond(answer, answers.formats[spec.format]);
+    } finally {
+      request.release();
+    }
   }
 
   app.post('/generate', limitBody, (c) => generate(c, () => ({ format: 'ply' })));

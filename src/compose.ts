@@ -16,6 +16,7 @@ import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
 import { AnswerPath } from './runtime/answer.js';
 import { Burst } from './runtime/burst.js';
+import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from './runtime/cpu-pool.js';
 import { ResultCache } from './runtime/cache.js';
 import { GpuWorkerClient } from './runtime/gpu-client.js';
 import { GpuLock } from './runtime/gpu-lock.js';
@@ -33,6 +34,8 @@ export interface Composed {
   gpu: GpuLock;
   /** The render workers every view and video of this service uses (closed by whoever stops the service). */
   renderPool: RenderPool;
+  /** The worker threads of the CPU preview stages, when runtime.cpu_workers > 0 (closed likewise). */
+  cpuPool?: CpuPool;
   formats: FormatRegistry;
   cache?: ResultCache;
   metrics?: Metrics;
@@ -44,6 +47,18 @@ export interface ComposeOptions {
   /** Renders the validator's views (the "clip" check needs it). */
   renderViews?: ViewRenderer;
   env?: NodeJS.ProcessEnv;
+}
+
+/** The CPU preview backends run in the CPU pool, off the event loop; model and GPU backends stay as they are. */
+function offloadPreviewStages(stages: Stages, pool: CpuPool | undefined): Stages {
+  if (!pool) return stages;
+  const cpuOnly = (b: { preview: boolean; gpu?: boolean; name: string }, name: string) => b.preview && !b.gpu && b.name === name;
+  return {
+    ...stages,
+    textToImage: cpuOnly(stages.textToImage, 'preview') ? offloadTextToImage(stages.textToImage, pool) : stages.textToImage,
+    matting: cpuOnly(stages.matting, 'keying') ? offloadMatting(stages.matting, pool) : stages.matting,
+    imageTo3d: cpuOnly(stages.imageTo3d, 'inflate') ? offloadImageTo3d(stages.imageTo3d, pool) : stages.imageTo3d,
+  };
 }
 
 /** The settings a job runs with when its request brings none: the config's. */
@@ -60,7 +75,8 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const formats = createFormats({ pool: renderPool });
   const renderViews: ViewRenderer = options.renderViews ?? ((cloud, views, signal) => renderValidatorViews(cloud, views, renderPool, signal));
   const deps = { ...defaultStageDeps(config), renderViews };
-  const stages: Stages = { ...createStages(config, deps), ...options.stages };
+  const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
+  const stages: Stages = { ...offloadPreviewStages(createStages(config, deps), cpuPool), ...options.stages };
   const pipeline = new Pipeline(stages);
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
   const runtime = config.runtime;
@@ -72,6 +88,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
       deadlineMs: runtime.deadline_s * 1000,
       retryAfterS: runtime.retry_after_s,
       estimateJobs: runtime.estimate_jobs,
+      imageMemoryBytes: runtime.image_memory_mb * 1024 * 1024,
       videoConcurrency: runtime.video_concurrency,
       videoQueueLength: runtime.video_queue_length,
       gpu,
@@ -111,6 +128,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
         rotation: orientationMatrix(config.contract.image_file_rotation),
         onReject: config.contract.image_file_on_reject,
       },
+      reserveImage: (bytes) => service.images.reserve(bytes),
     },
     bodyLimitBytes: Math.round(config.server.body_limit_mb * 1024 * 1024),
     healthOkStatus: config.server.health_ok_status,
@@ -121,8 +139,9 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     metricsAuth: config.server.metrics_auth === 'token',
     videoRes: config.render.video_res,
     mayForward: burst !== undefined,
+    parseLargeForm: cpuPool && ((body) => cpuPool.parseUrlencoded(body)),
   });
-  return { service, answers, app, gpu, renderPool, formats, cache, metrics };
+  return { service, answers, app, gpu, renderPool, cpuPool, formats, cache, metrics };
 }
 
 /**

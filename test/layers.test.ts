@@ -68,9 +68,9 @@ describe('layers', () => {
     expect(violations).toEqual([]);
   });
 
-  it('reads the rule itself: splat may import nothing, runtime neither contract nor config', () => {
+  it('reads the rule itself: splat may import nothing, runtime neither contract nor app', () => {
     expect(table.get('splat')).toEqual(new Set());
     const runtime = table.get('runtime') as Set<string>;
-    expect(runtime.has('contract') || runtime.has('config') || runtime.has('app')).toBe(false);
+    expect(runtime.has('contract') || runtime.has('app') || runtime.has('commands')).toBe(false);
   });
 });

@@ -165,6 +165,8 @@ export const runtimeSchema = z.strictObject({
   video_concurrency: z.number().int().min(1).max(16).default(1).describe('Turntable videos rendered and encoded at once (each uses every render worker and an ffmpeg process).'),
   video_queue_length: z.number().int().min(0).default(4).describe('Videos that may wait to be rendered; more are refused with 503 and Retry-After.'),
   deadline_s: z.number().positive().default(240).describe('Seconds a contract job may take from arrival; a job estimated to miss it is refused up front, one that runs past it is abandoned (503). Keep it under the miner\'s 300 s timeout.'),
+  image_memory_mb: z.number().positive().default(1024).describe('MiB of decoded input images that requests in flight may hold (a 40 Mpx image is 160 MiB); a request whose image does not fit gets 503 with Retry-After before it is decoded.'),
+  cpu_workers: z.number().int().min(0).max(64).default(1).describe('Worker threads that run the CPU preview stages (text-to-image, keying, inflation) off the event loop; 0 runs them on it. Keep one core for the event loop: on 2 cores, 1.'),
   estimate_jobs: z.number().int().min(1).max(1000).default(20).describe('Recent jobs whose GPU time is averaged to estimate waits for the deadline check and Retry-After.'),
 });
 

@@ -4,7 +4,7 @@
  */
 import { createHash } from 'node:crypto';
 import { VIDEO_RES } from '../config/schema.js';
-import { decodeImage, ImageDecodeError, sniffImageFormat } from '../image/codec.js';
+import { decodeImage, ImageDecodeError, imageSize, sniffImageFormat } from '../image/codec.js';
 import type { Delivery, Task } from '../pipelines/job.js';
 import { MAX_SEED, seedFromContent } from '../pipelines/seed.js';
 import { HttpError } from './errors.js';
@@ -16,6 +16,11 @@ export interface RequestLimits {
   minImageSide: number;
   /** How answers to the newer contract (prompt_image_file) are delivered. */
   imageFileDelivery: Delivery;
+  /**
+   * Takes a decoded image's bytes from the service's memory budget before it is decoded (throws when the budget
+   * is full); returns the function that gives them back. Absent: no bound.
+   */
+  reserveImage?: (bytes: number) => () => void;
 }
 
 export type FormValue = string | File;
@@ -30,6 +35,8 @@ export interface GenerateRequest {
   delivery?: Delivery;
   /** The form, for route-specific fields such as video_res. */
   fields: FormFields;
+  /** Gives back what the request holds of the memory budget (its decoded image): call once it is answered. */
+  release(): void;
 }
 
 const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
@@ -45,7 +52,11 @@ export function assertFormContentType(contentType: string | undefined): void {
 export async function parseGenerateRequest(fields: FormFields, limits: RequestLimits): Promise<GenerateRequest> {
   const prompt = single(fields, 'prompt');
   const file = single(fields, 'prompt_image_file');
-  const seedField = single(fields, 'seed');
+  // Checked before any image is decoded: a bad seed costs nothing.
+  const seed = parseSeed(single(fields, 'seed'));
+  let release = () => {};
+  const reserve = limits.reserveImage;
+  if (reserve) limits = { ...limits, reserveImage: (bytes) => (release = reserve(bytes)) };
 
   let task: Task;
   let content: string | Uint8Array;
@@ -71,8 +82,7 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
     throw new HttpError(400, 'form field "prompt" (text or a base64 image) or "prompt_image_file" is required');
   }
 
-  const seed = parseSeed(seedField);
-  return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, delivery, fields };
+  return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, delivery, fields, release: () => release() };
 }
 
 async function promptTask(value: string, limits: RequestLimits): Promise<{ task: Task; content: string | Uint8Array }> {
@@ -95,11 +105,15 @@ async function promptTask(value: string, limits: RequestLimits): Promise<{ task:
 }
 
 async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promise<{ task: Task; content: Uint8Array }> {
+  // The header says how large the decoded image will be: take that from the budget first, or refuse now.
+  const size = limits.reserveImage ? await imageSize(bytes) : null;
+  const release = size ? limits.reserveImage!(Math.min(size.width * size.height, limits.maxImagePixels) * 4) : () => {};
   try {
     const image = await decodeImage(bytes, { maxPixels: limits.maxImagePixels, minSide: limits.minImageSide });
     const digest = createHash('sha256').update(bytes).digest('hex');
     return { task: { kind: 'image', image, digest }, content: bytes };
   } catch (err) {
+    release();
     if (err instanceof ImageDecodeError) throw new HttpError(400, err.message);
     throw err;
   }

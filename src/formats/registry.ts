@@ -10,7 +10,7 @@ import { renderViews, turntableMp4, validatorCameras, type RenderPool, type Turn
 import type { GaussianCloud } from '../splat/cloud.js';
 import { decodePly, encodePly } from '../splat/ply.js';
 import { servablePlyViolation } from '../splat/servable.js';
-import { decodeSpz, encodeSpz, spzViolation } from '../splat/spz.js';
+import { decodeSpz, encodeSpzAsync, spzViolation } from '../splat/spz.js';
 import { mp4Violation, pngViolation } from './containers.js';
 
 export const FORMAT_NAMES = ['ply', 'spz', 'mp4', 'views'] as const;
@@ -37,7 +37,7 @@ export interface Format {
   readonly frame: 'delivery' | 'canonical';
   encode(cloud: GaussianCloud, spec: ArtefactSpec, env: EncodeEnv): Promise<Uint8Array>;
   /** Why the bytes may not leave with a 200, or null when they are a complete, valid file of this kind. */
-  violation(bytes: Uint8Array): string | null;
+  violation: (bytes: Uint8Array) => string | null;
   /** Geometry formats read back (into the frame they were written in). */
   decode?(bytes: Uint8Array): GaussianCloud;
 }
@@ -50,7 +50,7 @@ export type FormatRegistry = Readonly<Record<FormatName, Format>>;
 
 export function createFormats(deps: { pool: RenderPool }): FormatRegistry {
   const { pool } = deps;
-  return {
+  const formats: Record<FormatName, Format> = {
     ply: {
       name: 'ply',
       extension: '.ply',
@@ -65,7 +65,7 @@ export function createFormats(deps: { pool: RenderPool }): FormatRegistry {
       extension: '.spz',
       contentType: 'application/x-spz',
       frame: 'delivery',
-      encode: async (cloud) => encodeSpz(cloud),
+      encode: encodeSpzAsync,
       violation: spzViolation,
       decode: decodeSpz,
     },
@@ -88,6 +88,24 @@ export function createFormats(deps: { pool: RenderPool }): FormatRegistry {
       },
       violation: pngViolation,
     },
+  };
+  for (const format of Object.values(formats)) format.violation = rememberVerdicts(format.violation);
+  return formats;
+}
+
+/**
+ * A check that remembers its verdict for the same bytes: the answer path checks an artefact before caching it
+ * and the response checks it again before the 200, and 13 MB of PLY need not be read twice. Keyed on the array
+ * itself, so other bytes (or a copy) are checked afresh.
+ */
+function rememberVerdicts(check: (bytes: Uint8Array) => string | null): (bytes: Uint8Array) => string | null {
+  const verdicts = new WeakMap<Uint8Array, string | null>();
+  return (bytes) => {
+    const known = verdicts.get(bytes);
+    if (known !== undefined) return known;
+    const verdict = check(bytes);
+    verdicts.set(bytes, verdict);
+    return verdict;
   };
 }
 

@@ -25,6 +25,16 @@ export interface DecodeLimits {
   minSide: number;
 }
 
+/** Width and height from the image's header alone (no pixels decoded), or null when it has none sharp reads. */
+export async function imageSize(bytes: Uint8Array): Promise<{ width: number; height: number } | null> {
+  try {
+    const { width, height } = await sharp(bytes).metadata();
+    return width && height ? { width, height } : null;
+  } catch {
+    return null;
+  }
+}
+
 /** Decodes to RGBA8, applying EXIF orientation. Throws ImageDecodeError with the reason. */
 export async function decodeImage(bytes: Uint8Array, limits: DecodeLimits): Promise<RgbaImage> {
   let result: { data: Buffer; info: OutputInfo };

@@ -2,14 +2,12 @@
 import type { Config } from '../config/schema.js';
 import { orientationMatrix } from '../splat/frame.js';
 import { GpuWorkerImageTo3d } from './image-to-3d/gpu-worker.js';
-import { InflateImageTo3d } from './image-to-3d/inflate.js';
 import { IsnetMatting } from './matting/isnet.js';
-import { KeyingMatting } from './matting/keying.js';
 import type { GpuWorker } from './gpu-worker.js';
 import type { ModelStore } from './model-files.js';
+import { inflateImageTo3d, keyingMatting, previewTextToImage } from './preview-backends.js';
 import type { ImageTo3d, Matting, Stages, TextToImage, Validator, ViewRenderer } from './stages.js';
 import { GpuWorkerTextToImage } from './text-to-image/gpu-worker.js';
-import { PreviewTextToImage } from './text-to-image/preview.js';
 import { clipFolderFiles, ClipValidator } from './validate/clip.js';
 import { GatesValidator } from './validate/gates.js';
 import { ValidatorServiceValidator } from './validate/validator-service.js';
@@ -39,7 +37,7 @@ function createTextToImage(config: Config, deps: StageDeps): TextToImage {
   const section = config.text_to_image;
   switch (section.backend) {
     case 'preview':
-      return new PreviewTextToImage({ size: config.pipeline.image_size, lightJitter: section.preview.light_jitter });
+      return previewTextToImage(config);
     case 'gpu-worker':
       return new GpuWorkerTextToImage({
         client: gpuWorker(deps, section.gpu_worker),
@@ -55,13 +53,7 @@ function createMatting(config: Config, deps: StageDeps): Matting {
   const frame = { size: section.output_size, margin: section.margin, alphaThreshold: section.alpha_threshold };
   switch (section.backend) {
     case 'keying':
-      return new KeyingMatting({
-        ...frame,
-        tolerance: section.keying.tolerance,
-        softness: section.keying.softness,
-        minCoverage: section.min_coverage,
-        keepInputAlpha: section.keep_input_alpha,
-      });
+      return keyingMatting(config);
     case 'isnet': {
       const store = models(deps);
       return new IsnetMatting({
@@ -81,12 +73,7 @@ function createImageTo3d(config: Config, deps: StageDeps): ImageTo3d {
   const section = config.image_to_3d;
   switch (section.backend) {
     case 'inflate':
-      return new InflateImageTo3d({
-        maxGaussians: section.inflate.max_gaussians,
-        depthRatio: section.inflate.depth_ratio,
-        opacity: section.inflate.opacity,
-        alphaThreshold: config.matting.alpha_threshold,
-      });
+      return inflateImageTo3d(config);
     case 'gpu-worker': {
       const worker = section.gpu_worker;
       return new GpuWorkerImageTo3d({

@@ -2,6 +2,7 @@
  * The generation pipeline: one Job in, one Outcome out. It owns the one decision rule of the service:
  * run the chain, self-validate, retry with a new seed up to `retries` times, then decline.
  */
+import { setImmediate } from 'node:timers/promises';
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { centreAndScale, dropNonFinite } from '../splat/frame.js';
@@ -111,6 +112,9 @@ export function normalise(cloud: GaussianCloud, extent: number): GaussianCloud {
 /** Times each stage into the report and tells the job's progress sink when it starts and ends. */
 function stageTimer(into: Record<string, number>, ctx: JobContext, attempt: number) {
   return async <T>(stage: StageName, work: () => Promise<T>): Promise<T> => {
+    // Each stage starts on a fresh turn of the event loop: CPU stages run back to back would otherwise hold it
+    // for their sum, and /ping, /health and every other answer would wait.
+    await setImmediate();
     ctx.progress.stageStarted(stage, attempt);
     const start = performance.now();
     try {

@@ -3,16 +3,12 @@
  * to each worker once per scene (posting shares it, never copies); afterwards each job carries only a camera.
  * Workers are unreferenced while idle, so an idle pool never keeps the process alive.
  *
- * The worker entry is worker.js next to this file in the build; when running from TypeScript sources (tsx,
- * vitest) it is worker.ts, loaded through tsx's loader.
+ * The worker entry is worker.js next to this file in the build, worker.ts from sources (src/threads.ts).
  */
-import { readFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
-import { dirname, join } from 'node:path';
-import { createRequire } from 'node:module';
-import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
 import { allocateCloud } from '../splat/cloud.js';
+import { startWorker } from '../threads.js';
+import type { Worker } from 'node:worker_threads';
 import { VALIDATOR_EXTENT, VALIDATOR_FOV, VALIDATOR_RADIUS } from '../splat/frame.js';
 import { orbitCamera, type Camera } from './camera.js';
 import { prepareCloud, type PreparedCloud } from './prepare.js';
@@ -56,25 +52,6 @@ function sceneOf(cloud: PreparedCloud): number {
   let id = sceneIds.get(cloud);
   if (id === undefined) sceneIds.set(cloud, (id = nextScene++));
   return id;
-}
-
-/**
- * How to start a worker. From the build: worker.js beside this file. From TypeScript sources (tsx, vitest):
- * a small bootstrap that registers tsx's loader inside the worker, then imports worker.ts; a loader passed
- * through execArgv does not reach worker threads on every Node 20 release.
- */
-function workerEntry(): { script: string | URL; eval: boolean } {
-  if (!import.meta.url.endsWith('.ts')) return { script: new URL('./worker.js', import.meta.url), eval: false };
-  const require = createRequire(import.meta.url);
-  const pkgPath = require.resolve('tsx/package.json');
-  const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { exports: Record<string, { import?: { default?: string } }> };
-  const api = pkg.exports['./esm/api']?.import?.default;
-  if (!api) throw new Error('tsx is needed to run the render workers from TypeScript sources (npm ci), or run the build');
-  const apiUrl = pathToFileURL(join(dirname(pkgPath), api)).href;
-  const entry = new URL('./worker.ts', import.meta.url).href;
-  const script = `import(${JSON.stringify(apiUrl)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })
-  .catch((err) => { console.error(err); process.exit(1); });`;
-  return { script, eval: true };
 }
 
 export class RenderPool {
@@ -216,8 +193,7 @@ export class RenderPool {
   }
 
   private spawn(): Slot {
-    const entry = workerEntry();
-    const worker = new Worker(entry.script, { eval: entry.eval });
+    const worker = startWorker(import.meta.url, 'worker');
     const slot: Slot = { worker, scene: -1, job: null };
     worker.unref();
     worker.on('message', (reply: RenderReply) => {

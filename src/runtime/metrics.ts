@@ -152,7 +152,7 @@ export class Metrics {
     this.declines.inc({ reason });
   }
 
-  refusal(reason: 'queue_full' | 'deadline' | 'shutting_down' | 'not_ready'): void {
+  refusal(reason: 'queue_full' | 'deadline' | 'shutting_down' | 'not_ready' | 'memory'): void {
     this.refusals.inc({ reason });
   }
 

@@ -10,6 +10,7 @@ import type { Pipeline } from '../pipelines/generate.js';
 import { allBackends, type GpuRunner, type Readiness } from '../pipelines/stages.js';
 import { VERSION } from '../version.js';
 import { Admission, type Priority, type QueueLimits } from './admission.js';
+import { MemoryBudget } from './memory-budget.js';
 import type { GpuLock } from './gpu-lock.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -45,6 +46,8 @@ export interface ServiceOptions {
   estimateJobs?: number;
   /** The GPU lock the pipeline's GPU stages take; each job's GPU time feeds the deadline estimate. */
   gpu?: GpuLock;
+  /** Bytes of decoded input images that requests in flight may hold (default: no bound). */
+  imageMemoryBytes?: number;
   /** Turntable videos rendered at once, and how many may wait (default 1 and 4). */
   videoConcurrency?: number;
   videoQueueLength?: number;
@@ -70,6 +73,8 @@ export class GenerationService {
   readonly admission: Admission;
   /** Videos are CPU-heavy (every render worker plus ffmpeg): bounded apart from the pipeline. */
   readonly videos: Admission;
+  /** Decoded input images of requests in flight, bounded before they are decoded. */
+  readonly images: MemoryBudget;
   private readonly initErrors = new Map<string, string>();
   private initialising = 0;
   /** GPU milliseconds of recently finished jobs, newest last. */
@@ -88,6 +93,7 @@ export class GenerationService {
     this.mode = pipeline.preview ? 'preview' : 'gpu';
     this.admission = new Admission(options.concurrency ?? 1, options.queueLength);
     this.videos = new Admission(options.videoConcurrency ?? 1, options.videoQueueLength ?? 4);
+    this.images = new MemoryBudget(options.imageMemoryBytes ?? Infinity, () => this.retryAfter(this.admission.meanJobMs() ?? 0), () => options.metrics?.refusal('memory'));
     this.deadlineMs = options.deadlineMs ?? Infinity;
     this.retryAfterS = options.retryAfterS ?? 10;
     const lock = options.gpu;

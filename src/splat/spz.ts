@@ -8,7 +8,8 @@
  * written as it is. Only SH degree 0 is written (our clouds have no higher bands); a file with higher bands is
  * read and its bands are dropped.
  */
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { gunzipSync, gzip, gzipSync } from 'node:zlib';
 import { allocateCloud, type GaussianCloud } from './cloud.js';
 
 export const SPZ_MAGIC = 0x5053474e; // "NGSP"
@@ -22,6 +23,7 @@ const COLOR_SCALE = 0.15;
 export const MAX_SPZ_POINTS = 10_000_000;
 const SQRT1_2 = Math.SQRT1_2;
 const MASK9 = (1 << 9) - 1;
+const gzipAsync = promisify(gzip);
 
 export class SpzFormatError extends Error {
   override name = 'SpzFormatError';
@@ -32,7 +34,18 @@ const BYTES_PER_POINT = 20;
 
 const clampByte = (v: number) => (v <= 0 ? 0 : v >= 255 ? 255 : Math.round(v));
 
+/** The SPZ file of a cloud. */
 export function encodeSpz(cloud: GaussianCloud): Uint8Array {
+  return new Uint8Array(gzipSync(packSpz(cloud)));
+}
+
+/** The same file, compressed on libuv's thread pool rather than on the calling thread (a service's event loop). */
+export async function encodeSpzAsync(cloud: GaussianCloud): Promise<Uint8Array> {
+  return new Uint8Array(await gzipAsync(packSpz(cloud)));
+}
+
+/** The uncompressed stream: header and attribute blocks. */
+export function packSpz(cloud: GaussianCloud): Uint8Array {
   const n = cloud.count;
   if (n > MAX_SPZ_POINTS) throw new SpzFormatError(`${n} Gaussians is more than SPZ readers accept (${MAX_SPZ_POINTS})`);
   const raw = new Uint8Array(HEADER_BYTES + n * BYTES_PER_POINT);
@@ -68,7 +81,7 @@ export function encodeSpz(cloud: GaussianCloud): Uint8Array {
     raw[alphas + i] = clampByte(255 / (1 + Math.exp(-c.opacity[i])));
     packRotation(raw, rotations + i * 4, c.rot_1[i], c.rot_2[i], c.rot_3[i], c.rot_0[i]);
   }
-  return new Uint8Array(gzipSync(raw));
+  return raw;
 }
 
 /** Smallest three of the unit quaternion (x, y, z, w): 2 bits for the largest's index, then 1 sign + 9 bits each. */

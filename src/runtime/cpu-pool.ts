@@ -1,0 +1,146 @@
+/**
+ * The CPU pool: worker threads that run the CPU preview backends (text-to-image, keying, silhouette inflation),
+ * so their hundreds of milliseconds of work per job never stall the event loop that answers /ping, /health and
+ * every other request. Each worker builds the same backends from the service's settings; a call carries the job's settings
+ * and returns the image or cloud transferred. Workers start on first use and are unreferenced while idle.
+ */
+import type { Worker } from 'node:worker_threads';
+import type { JobContext, JobSettings } from '../pipelines/context.js';
+import type { ImageTo3d, Matting, MattingInput, TextToImage } from '../pipelines/stages.js';
+import type { RgbaImage } from '../image/rgba.js';
+import type { GaussianCloud } from '../splat/cloud.js';
+import { startWorker } from '../threads.js';
+import type { CpuCall, CpuFormCall, CpuReply, OffloadedStage } from './cpu-protocol.js';
+
+interface Pending {
+  resolve(value: unknown): void;
+  reject(err: Error): void;
+}
+
+interface Slot {
+  worker: Worker;
+  pending: Map<number, Pending>;
+}
+
+export class CpuPool {
+  private readonly slots: Slot[] = [];
+  private nextId = 1;
+  private closed = false;
+
+  constructor(
+    private readonly settings: JobSettings,
+    readonly threads: number,
+  ) {}
+
+  /** Runs one stage call in the least busy worker; rejects at once when the job's signal aborts. */
+  run<T>(stage: OffloadedStage, args: unknown[], ctx: JobContext | undefined, settings = ctx?.settings): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('the CPU pool is closed'));
+    if (!settings) return Promise.reject(new Error('an offloaded stage call needs the job\'s settings'));
+    const signal = ctx?.signal;
+    if (signal?.aborted) return Promise.reject(signal.reason);
+    const slot = this.leastBusy();
+    const id = this.nextId++;
+    return new Promise<T>((resolve, reject) => {
+      const onAbort = () => {
+        // The worker finishes the call; its result is dropped.
+        slot.pending.delete(id);
+        this.settle(slot);
+        reject(signal!.reason);
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      slot.pending.set(id, {
+        resolve: (value) => { signal?.removeEventListener('abort', onAbort); resolve(value as T); },
+        reject: (err) => { signal?.removeEventListener('abort', onAbort); reject(err); },
+      });
+      slot.worker.ref();
+      const message: CpuCall = { type: 'call', id, stage, args, settings };
+      slot.worker.postMessage(message);
+    });
+  }
+
+  /**
+   * Parses an urlencoded form body in a worker: decoding tens of MiB of it takes the event loop hundreds of
+   * milliseconds. The body's buffer is handed over (the caller must not use it after).
+   */
+  parseUrlencoded(body: ArrayBuffer): Promise<Record<string, string | string[]>> {
+    if (this.closed) return Promise.reject(new Error('the CPU pool is closed'));
+    const slot = this.leastBusy();
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      slot.pending.set(id, { resolve: (value) => resolve(value as Record<string, string | string[]>), reject });
+      slot.worker.ref();
+      const message: CpuFormCall = { type: 'form', id, body };
+      slot.worker.postMessage(message, [body]);
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await Promise.all(this.slots.splice(0).map((slot) => slot.worker.terminate()));
+  }
+
+  private leastBusy(): Slot {
+    if (this.slots.length < this.threads) {
+      const idle = this.slots.find((s) => s.pending.size === 0);
+      if (idle) return idle;
+      return this.spawn();
+    }
+    return this.slots.reduce((a, b) => (b.pending.size < a.pending.size ? b : a));
+  }
+
+  private settle(slot: Slot): void {
+    if (slot.pending.size === 0) slot.worker.unref();
+  }
+
+  private spawn(): Slot {
+    const worker = startWorker(import.meta.url, 'cpu-worker');
+    const slot: Slot = { worker, pending: new Map() };
+    worker.postMessage({ type: 'init', settings: this.settings });
+    worker.on('message', (reply: CpuReply) => {
+      const pending = slot.pending.get(reply.id);
+      slot.pending.delete(reply.id);
+      this.settle(slot);
+      if (!pending) return;
+      if (reply.ok) pending.resolve(reply.value);
+      else pending.reject(new Error(reply.error));
+    });
+    const fail = (err: Error) => {
+      const at = this.slots.indexOf(slot);
+      if (at >= 0) this.slots.splice(at, 1);
+      for (const p of slot.pending.values()) p.reject(new Error(`CPU worker failed: ${err.message}`));
+      slot.pending.clear();
+    };
+    worker.on('error', fail);
+    worker.on('exit', (code) => { if (this.slots.includes(slot)) fail(new Error(`exited with code ${code}`)); });
+    this.slots.push(slot);
+    return slot;
+  }
+}
+
+/** A CPU preview backend, run in the pool (inputs are copied to the worker, results transferred back). */
+export function offloadTextToImage(backend: TextToImage, pool: CpuPool): TextToImage {
+  return {
+    name: backend.name,
+    preview: backend.preview,
+    readiness: () => backend.readiness(),
+    generate: (prompt, seed, ctx) => pool.run<RgbaImage>('textToImage', [prompt, seed], ctx),
+  };
+}
+
+export function offloadMatting(backend: Matting, pool: CpuPool): Matting {
+  return {
+    name: backend.name,
+    preview: backend.preview,
+    readiness: () => backend.readiness(),
+    matte: (input: MattingInput, ctx) => pool.run<RgbaImage | null>('matting', [{ image: input.image, fromUser: input.fromUser }], ctx),
+  };
+}
+
+export function offloadImageTo3d(backend: ImageTo3d, pool: CpuPool): ImageTo3d {
+  return {
+    name: backend.name,
+    preview: backend.preview,
+    readiness: () => backend.readiness(),
+    generate: (image, seed, ctx) => pool.run<GaussianCloud>('imageTo3d', [image, seed], ctx),
+  };
+}

@@ -1,0 +1,31 @@
+/** Messages between the CPU pool (cpu-pool.ts) and its worker threads (cpu-worker.ts). */
+import type { JobSettings } from '../pipelines/context.js';
+
+/** The stages whose CPU preview backends run in the pool. */
+export type OffloadedStage = 'textToImage' | 'matting' | 'imageTo3d';
+
+export interface CpuInit {
+  type: 'init';
+  /** The settings the backends are built with (a call's own settings come with it). */
+  settings: JobSettings;
+}
+
+export interface CpuCall {
+  type: 'call';
+  id: number;
+  stage: OffloadedStage;
+  /** The stage method's arguments before the job context (images as plain { width, height, data }). */
+  args: unknown[];
+  settings: JobSettings;
+}
+
+/** Parses an urlencoded form body (transferred) into fields: one value a string, a repeated one an array. */
+export interface CpuFormCall {
+  type: 'form';
+  id: number;
+  body: ArrayBuffer;
+}
+
+export type CpuReply =
+  | { id: number; ok: true; value: unknown }
+  | { id: number; ok: false; error: string };
