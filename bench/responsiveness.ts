@@ -85,7 +85,7 @@ function post(url: string, body: string | Buffer): Promise<number> {
 
 async function metric(url: string, name: string): Promise<number | null> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const m = new RegExp(`^${name} ([\\d.e+-]+)$`, 'm').exec(text);
+  const m = new RegExp(`^${name.replace(/[{}"]/g, (ch) => `\\${ch}`)} ([\\d.e+-]+)$`, 'm').exec(text);
   return m ? Number(m[1]) : null;
 }
 
@@ -95,7 +95,7 @@ function percentile(values: number[], p: number): number {
 }
 
 async function oneRun(url: string, run: number): Promise<{ p50: number; p99: number; max: number; stallMs: number | null; statuses: number[] }> {
-  await metric(url, 'fast3d_event_loop_delay_max_seconds'); // starts a fresh window
+  await metric(url, 'fast3d_event_loop_stall_max_seconds'); // starts a fresh window
   const pings: number[] = [];
   let loading = true;
   const pinger = (async () => {
@@ -110,7 +110,7 @@ async function oneRun(url: string, run: number): Promise<{ p50: number; p99: num
   const statuses = await Promise.all([...prompts, big]);
   loading = false;
   await pinger;
-  const stall = await metric(url, 'fast3d_event_loop_delay_max_seconds');
+  const stall = await metric(url, 'fast3d_event_loop_stall_max_seconds');
   return { p50: median(pings), p99: percentile(pings, 99), max: Math.max(...pings), stallMs: stall === null ? null : stall * 1000, statuses };
 }
 

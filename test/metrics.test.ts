@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { Metrics } from '../src/runtime/metrics.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
@@ -70,6 +71,22 @@ describe('GET /metrics', () => {
     expect(ratio).toBeLessThanOrEqual(1);
     expect(sample(text, 'fast3d_gpu_busy_seconds')).toBeGreaterThanOrEqual(0.2);
     expect(text).toMatch(/^process_cpu_seconds_total /m);
+  });
+
+  it('reports the event loop\'s longest stall since the last scrape', async () => {
+    const metrics = new Metrics({ defaultMetrics: false });
+    try {
+      await metrics.text(); // a fresh window
+      const end = performance.now() + 120;
+      while (performance.now() < end) { /* the event loop is held, as a long synchronous stage would */ }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const after = await metrics.text();
+      expect(sample(after, 'fast3d_event_loop_stall_max_seconds')).toBeGreaterThanOrEqual(0.08);
+      const again = await metrics.text();
+      expect(sample(again, 'fast3d_event_loop_stall_max_seconds')).toBeLessThan(0.08); // the window was reset
+    } finally {
+      metrics.stopDelay();
+    }
   });
 
   it('is absent when metrics are disabled', async () => {

@@ -3,7 +3,6 @@
  * benches) never share counters. Label values are bounded: routes are the known route names, decline reasons
  * are check names, peers are their configured index.
  */
-import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client';
 
 /** Live values the gauges read at scrape time; whoever owns them registers them with `watch`. */
@@ -104,30 +103,31 @@ export class Metrics {
     gauge('fast3d_cache_entries', 'Entries in the result cache (artefacts and the reports stored with them).', () => sources.cacheSize?.().entries);
     gauge('fast3d_cache_bytes', 'Bytes of artefacts in the result cache.', () => sources.cacheSize?.().bytes);
     // Stalls of the event loop delay every answer, /ping included (a load balancer drops a worker whose /ping
-    // is late): the longest since the last scrape, and the 99th percentile, at 1 ms resolution.
-    const delay = monitorEventLoopDelay({ resolution: 1 });
-    delay.enable();
-    this.stopDelay = () => delay.disable();
+    // is late). A 10 ms ticker sees each stall as a late tick; the longest since the last scrape is reported.
+    // (perf_hooks' monitorEventLoopDelay drops the first delay after each reset, which may be the stall itself.)
+    const tick = 10;
+    let last = performance.now();
+    let longest = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longest = Math.max(longest, now - last - tick);
+      last = now;
+    }, tick);
+    ticker.unref();
+    this.stopDelay = () => clearInterval(ticker);
     new Gauge({
-      name: 'fast3d_event_loop_delay_max_seconds',
-      help: 'Longest event-loop stall since the last scrape.',
+      name: 'fast3d_event_loop_stall_max_seconds',
+      help: 'Longest event-loop stall since the last scrape, at 10 ms resolution (each scrape starts a new window).',
       registers: [this.registry],
       collect() {
-        this.set(delay.max / 1e9);
-      },
-    });
-    new Gauge({
-      name: 'fast3d_event_loop_delay_p99_seconds',
-      help: '99th percentile of event-loop delay since the last scrape (the window resets when it is read).',
-      registers: [this.registry],
-      collect() {
-        this.set(delay.percentile(99) / 1e9);
-        delay.reset();
+        // A stall still going on (this scrape waited for it) counts too.
+        this.set(Math.max(0, longest, performance.now() - last - tick) / 1000);
+        longest = 0;
       },
     });
   }
 
-  /** Stops the event-loop monitor (tests that build many services). */
+  /** Stops the event-loop ticker (tests that build many services). */
   readonly stopDelay: () => void;
 
   /** Registers live values for the gauges. */

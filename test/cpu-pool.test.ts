@@ -1,0 +1,51 @@
+/**
+ * The CPU pool runs the preview stages and large form bodies in worker threads: the results must be exactly what
+ * the same backends give in process, a job's abort must release its caller at once, and a failing call must
+ * reject, never hang.
+ */
+import { afterAll, describe, expect, it } from 'vitest';
+import { configSettings } from '../src/compose.js';
+import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../src/pipelines/preview-backends.js';
+import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from '../src/runtime/cpu-pool.js';
+import { encodePly } from '../src/splat/ply.js';
+import { jobContext, testConfig } from './helpers/fake-stages.js';
+
+const settings = configSettings(testConfig({ image_to_3d: { inflate: { max_gaussians: 20000 } } }));
+const pool = new CpuPool(settings, 1);
+afterAll(() => pool.close());
+
+describe('the CPU pool', () => {
+  it('gives the bytes the same backends give in process, picture to cloud', async () => {
+    const ctx = jobContext({ config: testConfig({ image_to_3d: { inflate: { max_gaussians: 20000 } } }) });
+    const local = { t2i: previewTextToImage(settings), matting: keyingMatting(settings), i23: inflateImageTo3d(settings) };
+    const remote = { t2i: offloadTextToImage(local.t2i, pool), matting: offloadMatting(local.matting, pool), i23: offloadImageTo3d(local.i23, pool) };
+    expect(remote.t2i.name).toBe('preview');
+    const [a, b] = await Promise.all([local.t2i.generate('a green mug', 4, ctx), remote.t2i.generate('a green mug', 4, ctx)]);
+    expect(Buffer.compare(Buffer.from(a.data), Buffer.from(b.data))).toBe(0);
+    const [ma, mb] = await Promise.all([local.matting.matte({ image: a, fromUser: false }, ctx), remote.matting.matte({ image: a, fromUser: false }, ctx)]);
+    expect(a.data.length).toBeGreaterThan(0); // the caller's picture is copied to the worker, never taken from it
+    expect(Buffer.compare(Buffer.from(ma!.data), Buffer.from(mb!.data))).toBe(0);
+    const [ca, cb] = await Promise.all([local.i23.generate(ma!, 4, ctx), remote.i23.generate(ma!, 4, ctx)]);
+    expect(cb.count).toBe(ca.count);
+    expect(Buffer.compare(encodePly(ca), encodePly(cb))).toBe(0);
+  });
+
+  it('releases a caller whose job aborts, and the pool goes on serving', async () => {
+    const controller = new AbortController();
+    const ctx = jobContext({ signal: controller.signal });
+    const call = pool.run('imageTo3d', [{ width: 8, height: 8, data: new Uint8ClampedArray(256) }, 1], ctx);
+    controller.abort(new Error('client went away'));
+    await expect(call).rejects.toThrow('client went away');
+    const image = await pool.run<{ width: number }>('textToImage', ['a cube', 1], jobContext());
+    expect(image.width).toBe(512);
+  });
+
+  it('rejects a failing call with its reason', async () => {
+    await expect(pool.run('imageTo3d', [{ width: 8, height: 8, data: null }, 1], jobContext())).rejects.toThrow(/null/);
+  });
+
+  it('parses urlencoded bodies as Hono does: one value a string, a repeated one an array', async () => {
+    const body = new TextEncoder().encode('prompt=a+red%20chair&seed=1&seed=2&empty=').buffer as ArrayBuffer;
+    expect(await pool.parseUrlencoded(body)).toEqual({ prompt: 'a red chair', seed: ['1', '2'], empty: '' });
+  });
+});
