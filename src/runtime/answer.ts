@@ -144,7 +144,12 @@ export class AnswerPath {
       const artefacts: Delivered[] = [];
       for (const spec of request.wants) artefacts.push(await this.encode(outcome.cloud, spec, request.delivery, settings, outcome.report, signal));
       const stored: StoredReport = { seed: outcome.seed, gaussians: outcome.cloud.count, report: outcome.report };
-      if (key !== undefined) await this.store(key, artefacts, stored, settings);
+      if (key !== undefined) {
+        // The asset is kept as its PLY too, whatever was asked: a later request for it, or for a video or views
+        // of it, then needs no GPU work.
+        const geometry = assetHit || artefacts.some((a) => a.spec.format === 'ply') ? [] : [await this.encode(outcome.cloud, { format: 'ply' }, request.delivery, settings, outcome.report, signal)];
+        await this.store(key, [...artefacts, ...geometry], stored, settings);
+      }
       for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
       job.end('done', { report: outcome.report });
       return { kind: 'asset', jobId: job.id, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
