@@ -38,6 +38,8 @@ export interface AppOptions {
   videoRes?: number;
   /** Burst peers are configured: keep each request's raw body so it can be forwarded as it came. */
   mayForward?: boolean;
+  /** Serves MCP's Streamable HTTP transport at /mcp when given. */
+  mcp?: (request: Request) => Promise<Response>;
 }
 
 /** Header saying where an answer came from: hit, decline-hit, asset-hit, miss (generated here), or peer. */
@@ -142,6 +144,9 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
   });
 
   for (const path of ['/generate', '/generate_video']) app.all(path, methodNotAllowed('POST'));
+
+  const mcp = options.mcp;
+  if (mcp) app.all('/mcp', limitBody, (c) => mcp(c.req.raw));
 
   app.get('/health', (c) => {
     const health = service.health();

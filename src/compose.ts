@@ -23,6 +23,7 @@ import { JobRegistry } from './runtime/jobs.js';
 import { renderValidatorViews, RenderPool } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { Metrics } from './runtime/metrics.js';
+import { mcpHandler } from './mcp/http.js';
 import { GenerationService } from './runtime/service.js';
 import { weightsStore } from './weights/store.js';
 
@@ -102,17 +103,17 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   // The config's settings are the one preset until the config names more.
   const presets = new Presets({ default: settings }, 'default');
   const answers = new AnswerPath({ service, formats, jobs, presets, cache, burst, metrics, logger });
+  const limits = {
+    maxPromptChars: config.contract.max_prompt_chars,
+    maxImagePixels: config.contract.max_image_pixels,
+    minImageSide: config.contract.min_image_side,
+    imageFileDelivery: { rotation: orientationMatrix(config.contract.image_file_rotation), onReject: config.contract.image_file_on_reject },
+  };
+  const bodyLimitBytes = Math.round(config.server.body_limit_mb * 1024 * 1024);
+  const mcpDeps = { answers, service, renderPool, limits, videoRes: config.render.video_res, maxInlineBytes: bodyLimitBytes, retryAfterS: runtime.retry_after_s, logger };
   const app = createApp(service, answers, {
-    limits: {
-      maxPromptChars: config.contract.max_prompt_chars,
-      maxImagePixels: config.contract.max_image_pixels,
-      minImageSide: config.contract.min_image_side,
-      imageFileDelivery: {
-        rotation: orientationMatrix(config.contract.image_file_rotation),
-        onReject: config.contract.image_file_on_reject,
-      },
-    },
-    bodyLimitBytes: Math.round(config.server.body_limit_mb * 1024 * 1024),
+    limits,
+    bodyLimitBytes,
     healthOkStatus: config.server.health_ok_status,
     retryAfterSeconds: config.runtime.retry_after_s,
     logger,
@@ -121,6 +122,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     metricsAuth: config.server.metrics_auth === 'token',
     videoRes: config.render.video_res,
     mayForward: burst !== undefined,
+    mcp: mcpHandler(mcpDeps, { maxBodyBytes: bodyLimitBytes }),
   });
   return { service, answers, app, gpu, renderPool, formats, cache, metrics };
 }

@@ -75,7 +75,7 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
   return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, delivery, fields };
 }
 
-async function promptTask(value: string, limits: RequestLimits): Promise<{ task: Task; content: string | Uint8Array }> {
+export async function promptTask(value: string, limits: RequestLimits): Promise<{ task: Task; content: string | Uint8Array }> {
   const sniffed = sniffPrompt(value, limits.maxPromptChars);
   switch (sniffed.kind) {
     case 'invalid':
@@ -94,7 +94,7 @@ async function promptTask(value: string, limits: RequestLimits): Promise<{ task:
   }
 }
 
-async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promise<{ task: Task; content: Uint8Array }> {
+export async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promise<{ task: Task; content: Uint8Array }> {
   try {
     const image = await decodeImage(bytes, { maxPixels: limits.maxImagePixels, minSide: limits.minImageSide });
     const digest = createHash('sha256').update(bytes).digest('hex');
