@@ -10,7 +10,7 @@ import { compose, type Composed } from '../src/compose.js';
 import { decodeImage } from '../src/image/codec.js';
 import { decodePly } from '../src/splat/ply.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
-import { fakeStages, HOPELESS, serveApp, testConfig, type Served } from './helpers/fake-stages.js';
+import { fakeStages, HOPELESS, type FakeOptions, serveApp, testConfig, until, type Served } from './helpers/fake-stages.js';
 import { fixturePath } from './helpers/fixtures.js';
 import { httpClient, imagesOf, linksOf, readBlob, textOf } from './helpers/mcp.js';
 
@@ -20,7 +20,9 @@ describe('/mcp over Streamable HTTP', () => {
   let served: Served;
   let composed: Composed;
   let client: Client;
-  const fake = fakeStages({ gaussians: 8000 });
+  // Read by the fake stages at each call: a test can slow a stage down.
+  const fakeOptions: FakeOptions = { gaussians: 8000 };
+  const fake = fakeStages(fakeOptions);
 
   beforeAll(async () => {
     composed = compose(testConfig({ auth: { enabled: true, token: TOKEN }, pipeline: { retries: 0 }, render: { threads: 2 } }), { stages: fake.stages });
@@ -166,6 +168,21 @@ describe('/mcp over Streamable HTTP', () => {
     }
     expect((await fetch(`${served.url}/ping`)).status).toBe(200);
     expect((await client.listTools()).tools).toHaveLength(5);
+  });
+
+  it('a client that goes away mid-call cancels its job', async () => {
+    fakeOptions.textToImageMs = 10_000;
+    try {
+      const leaving = await httpClient(served.url, TOKEN);
+      const pending = leaving.callTool({ name: 'generate_3d_asset', arguments: { prompt: 'a slow silver bell' } }).catch((err: Error) => err);
+      const running = () => composed.answers.jobs.list().find((j) => j.title === 'a slow silver bell');
+      await until(() => running()?.state === 'running');
+      await leaving.close();
+      await until(() => running()?.state === 'cancelled');
+      expect(await pending).toBeInstanceOf(Error);
+    } finally {
+      fakeOptions.textToImageMs = 0;
+    }
   });
 
   it('refuses clients without the bearer token, or with a wrong one', async () => {

@@ -85,10 +85,12 @@ export function createMcpServer(deps: McpDeps): McpServer {
     const wants = wantedArtefacts(args.formats ?? [], args.size, deps.videoRes);
     const id = randomUUID();
     // The id is chosen here so the job's events can be followed while it runs.
-    const answer = answers.answer({
-      id, task, seed: args.seed ?? seedFromContent(content), priority: 'interactive', wants, preset: args.preset, signal: extra.signal,
-    });
+    const answer = answers.answer({ id, task, seed: args.seed ?? seedFromContent(content), priority: 'interactive', wants, preset: args.preset });
     answer.catch(() => {}); // awaited below; this keeps an early rejection from being reported as unhandled
+    // A caller that goes away cancels its job by id, so the job reads "cancelled" afterwards.
+    const cancel = () => answers.jobs.cancel(id);
+    if (extra.signal.aborted) cancel();
+    else extra.signal.addEventListener('abort', cancel, { once: true });
     await reportProgress(answers.jobs.events(id, extra.signal), extra);
     const result = await answer;
     if (result.kind === 'declined') return toolError(`declined (job ${result.jobId}): ${result.reason}`);
