@@ -40,6 +40,8 @@ export interface AppOptions {
   mayForward?: boolean;
   /** Parses a large urlencoded body off the event loop (its buffer is handed over); absent: parsed in place. */
   parseLargeForm?: (body: ArrayBuffer) => Promise<Record<string, string | string[]>>;
+  /** Serves MCP's Streamable HTTP transport at /mcp when given. */
+  mcp?: (request: Request) => Promise<Response>;
 }
 
 /** Urlencoded bodies larger than this are parsed off the event loop (a base64 image prompt, or a hostile one). */
@@ -159,6 +161,9 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
   });
 
   for (const path of ['/generate', '/generate_video']) app.all(path, methodNotAllowed('POST'));
+
+  const mcp = options.mcp;
+  if (mcp) app.all('/mcp', limitBody, (c) => mcp(c.req.raw));
 
   app.get('/health', (c) => {
     const health = service.health();

@@ -26,6 +26,7 @@ const COMMANDS: Record<string, () => Promise<Command>> = {
   render: () => import('./commands/render.js'),
   turntable: () => import('./commands/turntable.js'),
   convert: () => import('./commands/convert.js'),
+  mcp: () => import('./commands/mcp.js'),
 };
 
 async function main(argv: string[]): Promise<number> {

@@ -24,6 +24,7 @@ import { JobRegistry } from './runtime/jobs.js';
 import { renderValidatorViews, RenderPool } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { Metrics } from './runtime/metrics.js';
+import { mcpHandler } from './mcp/http.js';
 import { GenerationService } from './runtime/service.js';
 import { weightsStore } from './weights/store.js';
 
@@ -119,18 +120,18 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   // The config's settings are the one preset until the config names more.
   const presets = new Presets({ default: settings }, 'default');
   const answers = new AnswerPath({ service, formats, jobs, presets, cache, burst, metrics, logger });
+  const limits = {
+    maxPromptChars: config.contract.max_prompt_chars,
+    maxImagePixels: config.contract.max_image_pixels,
+    minImageSide: config.contract.min_image_side,
+    imageFileDelivery: { rotation: orientationMatrix(config.contract.image_file_rotation), onReject: config.contract.image_file_on_reject },
+  };
+  const bodyLimitBytes = Math.round(config.server.body_limit_mb * 1024 * 1024);
+  const mcpDeps = { answers, service, renderPool, limits, videoRes: config.render.video_res, maxInlineBytes: bodyLimitBytes, retryAfterS: runtime.retry_after_s, logger };
   const app = createApp(service, answers, {
-    limits: {
-      maxPromptChars: config.contract.max_prompt_chars,
-      maxImagePixels: config.contract.max_image_pixels,
-      minImageSide: config.contract.min_image_side,
-      imageFileDelivery: {
-        rotation: orientationMatrix(config.contract.image_file_rotation),
-        onReject: config.contract.image_file_on_reject,
-      },
-      reserveImage: (bytes) => service.images.reserve(bytes),
-    },
-    bodyLimitBytes: Math.round(config.server.body_limit_mb * 1024 * 1024),
+    // The routes hold decoded images in the memory budget until they are answered.
+    limits: { ...limits, reserveImage: (bytes) => service.images.reserve(bytes) },
+    bodyLimitBytes,
     healthOkStatus: config.server.health_ok_status,
     retryAfterSeconds: config.runtime.retry_after_s,
     logger,
@@ -140,6 +141,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     videoRes: config.render.video_res,
     mayForward: burst !== undefined,
     parseLargeForm: cpuPool && ((body) => cpuPool.parseUrlencoded(body)),
+    mcp: mcpHandler(mcpDeps, { maxBodyBytes: bodyLimitBytes }),
   });
   return { service, answers, app, gpu, renderPool, cpuPool, formats, cache, metrics };
 }

@@ -85,7 +85,7 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
   return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, delivery, fields, release: () => release() };
 }
 
-async function promptTask(value: string, limits: RequestLimits): Promise<{ task: Task; content: string | Uint8Array }> {
+export async function promptTask(value: string, limits: RequestLimits): Promise<{ task: Task; content: string | Uint8Array }> {
   const sniffed = sniffPrompt(value, limits.maxPromptChars);
   switch (sniffed.kind) {
     case 'invalid':
@@ -104,7 +104,7 @@ async function promptTask(value: string, limits: RequestLimits): Promise<{ task:
   }
 }
 
-async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promise<{ task: Task; content: Uint8Array }> {
+export async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promise<{ task: Task; content: Uint8Array }> {
   // The header says how large the decoded image will be: take that from the budget first, or refuse now.
   const size = limits.reserveImage ? await imageSize(bytes) : null;
   const release = size ? limits.reserveImage!(Math.min(size.width * size.height, limits.maxImagePixels) * 4) : () => {};

@@ -14,6 +14,7 @@ import { errorResponse } from '../contract/responses.js';
 export const PROTECTED_PATHS: readonly string[] = [
   '/generate',
   '/generate_*',
+  '/mcp',
 ];
 
 export interface AuthScope {

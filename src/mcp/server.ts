@@ -1,0 +1,341 @@
+/**
+ * The MCP server of the service: the tools of tools.ts run in-process on the answer path, the job registry and
+ * the render pool, and every job's artefacts are resources. Jobs run in the `interactive` class, in the
+ * validator's frame (+Y up, front +Z), and are declined rather than delivered when self-validation fails.
+ *
+ * A tool never throws to the SDK for an expected failure: bad input, a decline, a busy service and a missing
+ * job all come back as tool errors (isError) whose text says what was wrong.
+ */
+import { randomUUID } from 'node:crypto';
+import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
+import type { CallToolResult, ReadResourceResult, Resource, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
+import { HttpError } from '../contract/errors.js';
+import { sniffPrompt } from '../contract/prompt.js';
+import { imageTask, promptTask, type RequestLimits } from '../contract/request.js';
+import { httpErrorOf } from '../contract/status.js';
+import { DEFAULT_VIEW_SIZE, type ArtefactSpec, type FormatName } from '../formats/registry.js';
+import { encodePng } from '../image/codec.js';
+import type { Task } from '../pipelines/job.js';
+import { seedFromContent } from '../pipelines/seed.js';
+import { parseBackground, renderViews, turntableCameras, VALIDATOR_EXTENT, validatorCameras, WHITE, type Camera, type RenderPool, type Rgb } from '../render/index.js';
+import type { AnswerPath } from '../runtime/answer.js';
+import type { JobEvent, JobView } from '../runtime/jobs.js';
+import type { Logger } from '../runtime/log.js';
+import type { GenerationService } from '../runtime/service.js';
+import type { GaussianCloud } from '../splat/cloud.js';
+import { checkGates } from '../splat/gates.js';
+import { decodePly } from '../splat/ply.js';
+import { servablePlyViolation } from '../splat/servable.js';
+import { VERSION } from '../version.js';
+import { ARTEFACT_URI_TEMPLATE, artefactUri, MAX_VIEWS, parseArtefactUri, TOOLS } from './tools.js';
+
+export interface McpDeps {
+  answers: AnswerPath;
+  service: GenerationService;
+  renderPool: RenderPool;
+  /** The contract's prompt and image limits (length, pixels, smallest side). */
+  limits: RequestLimits;
+  /** Default side of mp4 artefacts. */
+  videoRes: number;
+  /** Largest inline bytes (base64 PLY or image) a call may carry, decoded. */
+  maxInlineBytes: number;
+  retryAfterS: number;
+  logger?: Logger;
+}
+
+type Extra = RequestHandlerExtra<ServerRequest, ServerNotification>;
+
+/** Side of the front view generate_3d_asset returns. */
+const FRONT_VIEW_SIZE = 384;
+const DEFAULT_VIEW_COUNT = 4;
+const DEFAULT_LIST_LIMIT = 10;
+
+/** A failure the caller can act on: it becomes a tool error with this text. */
+class ToolInputError extends Error {}
+
+export function toolError(text: string): CallToolResult {
+  return { isError: true, content: [{ type: 'text', text }] };
+}
+
+/** A new MCP server with fast3d's tools and resources (one per HTTP request: the transport is stateless). */
+export function createMcpServer(deps: McpDeps): McpServer {
+  const server = new McpServer({ name: 'fast3d', version: VERSION }, { capabilities: { logging: {} } });
+  const { answers } = deps;
+
+  /** Runs a tool body; expected failures become tool errors, unexpected ones are logged and reported too. */
+  const guarded = <A>(name: string, body: (args: A, extra: Extra) => Promise<CallToolResult>) => async (args: A, extra: Extra): Promise<CallToolResult> => {
+    try {
+      return await body(args, extra);
+    } catch (err) {
+      if (err instanceof ToolInputError) return toolError(err.message);
+      const known = httpErrorOf(err, { retryAfterS: deps.retryAfterS });
+      if (known) {
+        const retry = known.headers['Retry-After'];
+        return toolError(retry ? `${known.message} (retry after ${retry} s)` : known.message);
+      }
+      if (extra.signal.aborted) return toolError('cancelled');
+      deps.logger?.error({ tool: name, err: { message: (err as Error).message, stack: (err as Error).stack } }, 'mcp tool failed');
+      return toolError(`internal error: ${(err as Error).message}`);
+    }
+  };
+
+  server.registerTool('generate_3d_asset', TOOLS.generate_3d_asset, guarded('generate_3d_asset', async (args, extra) => {
+    const { task, content } = await taskOf(args, deps);
+    const wants = wantedArtefacts(args.formats ?? [], args.size, deps.videoRes);
+    const id = randomUUID();
+    // The id is chosen here so the job's events can be followed while it runs.
+    const answer = answers.answer({ id, task, seed: args.seed ?? seedFromContent(content), priority: 'interactive', wants, preset: args.preset });
+    answer.catch(() => {}); // awaited below; this keeps an early rejection from being reported as unhandled
+    // A caller that goes away cancels its job by id, so the job reads "cancelled" afterwards.
+    const cancel = () => answers.jobs.cancel(id);
+    if (extra.signal.aborted) cancel();
+    else extra.signal.addEventListener('abort', cancel, { once: true });
+    await reportProgress(answers.jobs.events(id, extra.signal), extra);
+    const result = await answer;
+    if (result.kind === 'declined') return toolError(`declined (job ${result.jobId}): ${result.reason}`);
+    if (result.kind === 'forwarded') return toolError(`job ${result.jobId} was answered by a burst peer; its artefacts are not held here`);
+    const ply = result.artefacts.find((a) => a.spec.format === 'ply')!;
+    const front = await renderViews(decodePly(ply.bytes), validatorCameras(1, FRONT_VIEW_SIZE), { pool: deps.renderPool }, extra.signal);
+    const summary = {
+      job_id: result.jobId,
+      seed: result.seed,
+      gaussians: result.gaussians,
+      preview: result.report.preview,
+      cache: result.cache,
+      artefacts: result.artefacts.map((a) => ({ name: a.spec.format, uri: artefactUri(result.jobId, a.spec.format), content_type: a.format.contentType, bytes: a.bytes.length })),
+    };
+    return {
+      content: [
+        { type: 'text', text: JSON.stringify(summary) },
+        ...result.artefacts.map((a) => ({
+          type: 'resource_link' as const,
+          uri: artefactUri(result.jobId, a.spec.format),
+          name: `${result.jobId}${a.format.extension}`,
+          mimeType: a.format.contentType,
+          size: a.bytes.length,
+        })),
+        { type: 'image', data: base64(await encodePng(front[0])), mimeType: 'image/png' },
+      ],
+      structuredContent: summary,
+    };
+  }));
+
+  server.registerTool('get_job', TOOLS.get_job, guarded('get_job', async ({ job_id }) => {
+    const view = answers.jobs.get(job_id);
+    if (!view) throw new ToolInputError(`no job "${job_id}" (unknown, or finished long enough ago to be forgotten)`);
+    const job = jobSummary(view);
+    return { content: [{ type: 'text', text: JSON.stringify(job) }], structuredContent: job };
+  }));
+
+  server.registerTool('list_recent_assets', TOOLS.list_recent_assets, guarded('list_recent_assets', async ({ limit }) => {
+    const assets = recentAssets(answers, limit ?? DEFAULT_LIST_LIMIT);
+    const listed = assets.map((v) => ({
+      job_id: v.id, title: v.title, task: v.task, seed: v.seed, created_at: new Date(v.createdAt).toISOString(),
+      artefacts: v.artefacts.map((a) => ({ name: a.name, uri: artefactUri(v.id, a.name), content_type: a.contentType, bytes: a.bytes })),
+    }));
+    return {
+      content: [
+        { type: 'text', text: JSON.stringify({ assets: listed }) },
+        ...assets.flatMap((v) => v.artefacts.map((a) => ({
+          type: 'resource_link' as const, uri: artefactUri(v.id, a.name), name: `${v.id}${a.extension}`, description: v.title, mimeType: a.contentType, size: a.bytes,
+        }))),
+      ],
+      structuredContent: { assets: listed },
+    };
+  }));
+
+  server.registerTool('render_views', TOOLS.render_views, guarded('render_views', async (args, extra) => {
+    const { cloud, label } = await assetOf(args, deps);
+    const size = args.size ?? DEFAULT_VIEW_SIZE;
+    const count = args.count ?? DEFAULT_VIEW_COUNT;
+    const { cameras, background, extent, azimuths } = camerasFor(args.cameras ?? 'validator', count, size, deps);
+    // Views share the video line with videos: a full line refuses at once rather than queueing CPU work.
+    const images = await deps.service.renderVideo(() => renderViews(cloud, cameras, { pool: deps.renderPool, background, extent }, extra.signal), extra.signal);
+    const pngs = await Promise.all(images.map((image) => encodePng(image)));
+    return {
+      content: [
+        { type: 'text', text: `${images.length} ${args.cameras ?? 'validator'} view(s) of ${label}, ${size}x${size}, azimuths ${azimuths.map((a) => Math.round(a * 10) / 10).join(', ')} degrees` },
+        ...pngs.map((png) => ({ type: 'image' as const, data: base64(png), mimeType: 'image/png' })),
+      ],
+    };
+  }));
+
+  server.registerTool('check_asset', TOOLS.check_asset, guarded('check_asset', async (args) => {
+    const { bytes, label } = await plyBytesOf(args, deps);
+    const packer = servablePlyViolation(bytes);
+    const gates = packer ? [] : checkGates(decodePly(bytes));
+    const ok = packer === null && gates.every((g) => g.passed);
+    const verdict = { asset: label, ok, packer: packer ?? 'ok', gates };
+    const failed = gates.filter((g) => !g.passed).map((g) => `${g.name}=${g.value} (limit ${g.threshold})`);
+    const line = ok ? `ok: ${label} passes the packer rules and the validator's gates` : packer ? `FAIL: ${label} breaks a packer rule: ${packer}` : `FAIL: ${label} fails the validator's gates: ${failed.join(', ')}`;
+    return { content: [{ type: 'text', text: `${line}\n${JSON.stringify(verdict)}` }], structuredContent: verdict };
+  }));
+
+  server.registerResource(
+    'artefact',
+    new ResourceTemplate(ARTEFACT_URI_TEMPLATE, { list: async () => ({ resources: artefactResources(answers) }) }),
+    { title: 'Job artefact', description: 'An artefact of a finished job: ply, spz, mp4 or views (PNG).' },
+    async (uri): Promise<ReadResourceResult> => {
+      const parsed = parseArtefactUri(uri.href);
+      const ref = parsed && answers.jobs.artefact(parsed.jobId, parsed.artefact);
+      if (!parsed || !ref) throw new Error(`no artefact at ${uri.href}`);
+      const bytes = await ref.read();
+      if (!bytes) throw new Error(`the bytes of ${uri.href} are no longer available`);
+      return { contents: [{ uri: uri.href, mimeType: ref.contentType, blob: base64(bytes) }] };
+    },
+  );
+  return server;
+}
+
+/** The task of a generate call: its prompt, or its image (base64 or a data: URL) under the contract's limits. */
+async function taskOf(args: { prompt?: string; image_base64?: string }, deps: McpDeps): Promise<{ task: Task; content: string | Uint8Array }> {
+  if ((args.prompt === undefined) === (args.image_base64 === undefined)) {
+    throw new ToolInputError('give exactly one of "prompt" (text) and "image_base64" (a base64 PNG, JPEG or WebP image)');
+  }
+  try {
+    if (args.prompt !== undefined) return await promptTask(args.prompt, deps.limits);
+    if (args.image_base64!.length > base64Chars(deps.maxInlineBytes)) throw new ToolInputError(`image_base64 is larger than ${deps.maxInlineBytes} bytes`);
+    const sniffed = sniffPrompt(args.image_base64!, deps.limits.maxPromptChars);
+    if (sniffed.kind === 'invalid') throw new ToolInputError(sniffed.reason.replace(/^prompt\b/, 'image_base64'));
+    if (sniffed.kind === 'text') throw new ToolInputError('image_base64 is not a base64 (or data: URL) PNG, JPEG or WebP image');
+    return await imageTask(sniffed.bytes, deps.limits);
+  } catch (err) {
+    if (err instanceof HttpError) throw new ToolInputError(err.message);
+    throw err;
+  }
+}
+
+/** The PLY always, then the other formats asked for, each once. */
+function wantedArtefacts(formats: readonly FormatName[], size: number | undefined, videoRes: number): ArtefactSpec[] {
+  const wants: ArtefactSpec[] = [{ format: 'ply' }];
+  for (const format of new Set(formats)) {
+    if (format === 'ply') continue;
+    if (format === 'mp4') {
+      const side = size ?? videoRes;
+      wants.push({ format, size: side - (side % 2) });
+    } else if (format === 'views') wants.push({ format, size: size ?? DEFAULT_VIEW_SIZE });
+    else wants.push({ format });
+  }
+  return wants;
+}
+
+/** Sends the job's events as progress notifications when the caller asked for them (a progress token). */
+async function reportProgress(events: AsyncIterable<JobEvent>, extra: Extra): Promise<void> {
+  const token = extra._meta?.progressToken;
+  let progress = 0;
+  for await (const event of events) {
+    if (token === undefined) continue;
+    progress++;
+    try {
+      await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress, message: describeEvent(event) } });
+    } catch {
+      // The caller went away: the job goes on (or is cancelled through the signal); nothing to report to.
+    }
+  }
+}
+
+/** One line per event, for people: attempts are counted from 1. */
+function describeEvent(event: JobEvent): string {
+  switch (event.type) {
+    case 'queued': return 'queued';
+    case 'running': return 'running';
+    case 'stage': return event.phase === 'start' ? `${event.stage} started (attempt ${event.attempt + 1})` : `${event.stage} done in ${event.ms} ms (attempt ${event.attempt + 1})`;
+    case 'intermediate': return `${event.name} ready (attempt ${event.attempt + 1})`;
+    case 'artefact': return `${event.name} ready (${event.bytes} bytes)`;
+    case 'end': return event.reason ? `${event.state}: ${event.reason}` : event.error ? `${event.state}: ${event.error}` : event.state;
+  }
+}
+
+function jobSummary(view: JobView) {
+  return {
+    job_id: view.id, state: view.state, stage: view.stage, title: view.title, task: view.task, seed: view.seed, priority: view.priority,
+    created_at: new Date(view.createdAt).toISOString(), timings: view.timings, reason: view.reason, error: view.error, report: view.report,
+    artefacts: view.artefacts.map((a) => ({ name: a.name, uri: artefactUri(view.id, a.name), content_type: a.contentType, bytes: a.bytes })),
+  };
+}
+
+function recentAssets(answers: AnswerPath, limit: number): JobView[] {
+  return answers.jobs.list(Number.MAX_SAFE_INTEGER).filter((v) => v.state === 'done' && v.artefacts.length > 0).slice(0, limit);
+}
+
+function artefactResources(answers: AnswerPath): Resource[] {
+  return recentAssets(answers, 100).flatMap((v) => v.artefacts.map((a) => ({
+    uri: artefactUri(v.id, a.name), name: `${v.id}${a.extension}`, title: `${v.title} (${a.name})`, mimeType: a.contentType, size: a.bytes,
+  })));
+}
+
+/** The PLY bytes a call names: a job's PLY, an artefact URI of a PLY, or base64. */
+async function plyBytesOf(args: { job_id?: string; uri?: string; ply_base64?: string }, deps: McpDeps): Promise<{ bytes: Uint8Array; label: string }> {
+  const source = oneSource(args);
+  if (source === 'ply_base64') return { bytes: inlinePly(args.ply_base64!, deps), label: 'the given PLY' };
+  const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: 'ply' };
+  if (artefact !== 'ply') throw new ToolInputError(`${artefactUri(jobId, artefact)} is not a PLY; check_asset checks PLY files`);
+  return { bytes: await artefactBytes(jobId, artefact, deps), label: `job ${jobId}'s PLY` };
+}
+
+/** The cloud a call names: a job's geometry artefact, an artefact URI, or a base64 PLY. */
+async function assetOf(args: { job_id?: string; artefact?: 'ply' | 'spz'; uri?: string; ply_base64?: string }, deps: McpDeps): Promise<{ cloud: GaussianCloud; label: string }> {
+  const source = oneSource(args);
+  const formats = deps.answers.formats;
+  if (source === 'ply_base64') {
+    const bytes = inlinePly(args.ply_base64!, deps);
+    const violation = servablePlyViolation(bytes);
+    if (violation) throw new ToolInputError(`ply_base64 is not a valid PLY: ${violation}`);
+    return { cloud: decodePly(bytes), label: 'the given PLY' };
+  }
+  const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: args.artefact ?? 'ply' };
+  const format = artefact === 'ply' || artefact === 'spz' ? formats[artefact] : undefined;
+  if (!format?.decode) throw new ToolInputError(`${artefactUri(jobId, artefact)} is not geometry; render_views renders a ply or spz artefact`);
+  return { cloud: format.decode(await artefactBytes(jobId, artefact, deps)), label: `job ${jobId}'s ${artefact}` };
+}
+
+function oneSource(args: { job_id?: string; uri?: string; ply_base64?: string }): 'job_id' | 'uri' | 'ply_base64' {
+  const given = (['job_id', 'uri', 'ply_base64'] as const).filter((k) => args[k] !== undefined);
+  if (given.length !== 1) throw new ToolInputError(`give exactly one of "job_id", "uri" and "ply_base64"${given.length ? ` (got ${given.join(', ')})` : ''}`);
+  return given[0];
+}
+
+function artefactOfUri(uri: string): { jobId: string; artefact: string } {
+  const parsed = parseArtefactUri(uri);
+  if (!parsed) throw new ToolInputError(`"${uri}" is not an artefact URI (fast3d://jobs/{job_id}/{artefact})`);
+  return parsed;
+}
+
+async function artefactBytes(jobId: string, artefact: string, deps: McpDeps): Promise<Uint8Array> {
+  const view = deps.answers.jobs.get(jobId);
+  if (!view) throw new ToolInputError(`no job "${jobId}" (unknown, or finished long enough ago to be forgotten)`);
+  const ref = deps.answers.jobs.artefact(jobId, artefact);
+  if (!ref) throw new ToolInputError(`job ${jobId} (${view.state}) has no ${artefact} artefact${view.artefacts.length ? ` (it has: ${view.artefacts.map((a) => a.name).join(', ')})` : ''}`);
+  const bytes = await ref.read();
+  if (!bytes) throw new ToolInputError(`the bytes of job ${jobId}'s ${artefact} are no longer available`);
+  return bytes;
+}
+
+const NOT_BASE64 = /[^A-Za-z0-9+/=\s]/;
+
+function inlinePly(text: string, deps: McpDeps): Uint8Array {
+  if (text.length > base64Chars(deps.maxInlineBytes)) throw new ToolInputError(`ply_base64 is larger than ${deps.maxInlineBytes} bytes; pass a job_id or uri instead`);
+  if (NOT_BASE64.test(text)) throw new ToolInputError('ply_base64 is not base64');
+  return new Uint8Array(Buffer.from(text, 'base64'));
+}
+
+/** The validator's cameras (`count` evenly spaced among its 16) or the service's turntable path. */
+function camerasFor(kind: 'validator' | 'turntable', count: number, size: number, deps: McpDeps): { cameras: Camera[]; background: Rgb; extent: number; azimuths: number[] } {
+  if (kind === 'validator') {
+    const all = validatorCameras(MAX_VIEWS, size);
+    const picked = Array.from({ length: count }, (_, i) => Math.floor((i * MAX_VIEWS) / count));
+    return { cameras: picked.map((i) => all[i]), background: WHITE, extent: VALIDATOR_EXTENT, azimuths: picked.map((i) => (360 * i) / (MAX_VIEWS - 1)) };
+  }
+  const render = deps.answers.presets.resolve().settings.render;
+  const cameras = turntableCameras({ frames: count, elevations: render.elevations, turns: render.turns, radius: render.radius, fov: render.fov }, size, size);
+  return { cameras, background: parseBackground(render.background), extent: render.extent, azimuths: cameras.map((_, i) => (360 * render.turns * i) / count) };
+}
+
+function base64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString('base64');
+}
+
+function base64Chars(bytes: number): number {
+  return Math.ceil(bytes / 3) * 4 + 1024;
+}
