@@ -116,7 +116,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     return { url: peer.url, token };
   });
   const burst = peers.length ? new Burst(peers, config.burst.timeout_s * 1000, metrics, logger) : undefined;
-  const jobs = new JobRegistry({ keep: config.jobs.keep, retentionMs: config.jobs.retention_s * 1000 });
+  const jobs = new JobRegistry({ keep: config.jobs.keep, retentionMs: config.jobs.retention_s * 1000, maxHeldBytes: config.jobs.memory_mb * 1024 * 1024 });
   // The config's settings are the one preset until the config names more.
   const presets = new Presets({ default: settings }, 'default');
   const answers = new AnswerPath({ service, formats, jobs, presets, cache, burst, metrics, logger });

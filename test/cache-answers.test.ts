@@ -10,6 +10,7 @@ import { crc32 } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { mp4Violation } from '../src/formats/containers.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
+import { until } from './helpers/fake-stages.js';
 import { postForm, startTestServer, type TestServer } from './helpers/server.js';
 
 const dirs: string[] = [];
@@ -97,5 +98,26 @@ describe('cache answers', () => {
     expect(again.status).toBe(200);
     expect(again.headers.get('x-fast3d-cache')).toBe('asset-hit'); // the PLY was fine: only the video is made again
     expect(Buffer.compare(Buffer.from(await again.arrayBuffer()), Buffer.from(made))).toBe(0);
+  });
+
+  it('a video request caches its asset before rendering: a client that goes away mid-render loses no GPU work', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'fast3d-cache-answers-'));
+    dirs.push(dir);
+    const server = await startTestServer({
+      cache: { enabled: true, directory: dir, memory_mb: 0 },
+      render: { frames: 48, fps: 24, video_res: 512 },
+      image_to_3d: { inflate: { max_gaussians: 60000 } },
+    });
+    servers.push(server);
+    const controller = new AbortController();
+    const video = fetch(`${server.url}/generate_video/`, { method: 'POST', body: new URLSearchParams({ prompt: 'a slow vase', seed: '8' }), signal: controller.signal })
+      .then((r) => r.arrayBuffer()).catch((err: Error) => err);
+    // The PLY and its report are stored while the video is still being rendered (the video line is busy).
+    await until(() => readdirSync(dir).filter((f) => /\.(ply|json)$/.test(f)).length === 2 && server.service.videos.active === 1, 20_000);
+    controller.abort();
+    expect(await video).toBeInstanceOf(Error);
+    const ply = await postForm(`${server.url}/generate/`, { prompt: 'a slow vase', seed: '8' });
+    expect(ply.headers.get('x-fast3d-cache')).toBe('hit');
+    expect(servablePlyViolation(new Uint8Array(await ply.arrayBuffer()))).toBeNull();
   });
 });

@@ -3,7 +3,7 @@
  * order with timings, shows the picture, the matte and the raw cloud as they appear, and cancels by id.
  */
 import { afterEach, describe, expect, it } from 'vitest';
-import { compose, type Composed } from '../src/compose.js';
+import { compose, configSettings, type Composed } from '../src/compose.js';
 import type { Stages } from '../src/pipelines/stages.js';
 import type { JobEvent } from '../src/runtime/jobs.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
@@ -35,7 +35,13 @@ describe('the job registry', () => {
   it('reports ordered stage events with timings, and the picture, matte and cloud as they appear', async () => {
     const c = build();
     await c.service.start();
-    const answer = await c.answers.answer({ id: 'job-a', task: text('a red wooden chair'), seed: 5, priority: 'interactive', wants: [{ format: 'ply' }] });
+    const answering = c.answers.answer({ id: 'job-a', task: text('a red wooden chair'), seed: 5, priority: 'interactive', wants: [{ format: 'ply' }] });
+    // A live reader can take the raw cloud when it is shown.
+    const rawCloud = (async () => {
+      for await (const e of c.answers.jobs.events('job-a')) if (e.type === 'intermediate' && e.name === 'cloud') return c.answers.jobs.intermediate('job-a', 'cloud') as { count: number };
+      return undefined;
+    })();
+    const answer = await answering;
     expect(answer.kind).toBe('asset');
     if (answer.kind !== 'asset') return;
     expect(answer.jobId).toBe('job-a');
@@ -64,17 +70,18 @@ describe('the job registry', () => {
     expect(Object.keys(view.timings.stages)).toEqual(['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validate']);
     expect(view.timings.runMs).toBeGreaterThan(0);
     expect(view.report?.attempts[0].accepted).toBe(true);
-    expect(view.intermediates).toEqual(['image', 'matte', 'cloud']);
+    // The raw cloud was shown while the job ran; after its end only the pictures are kept (the asset is the artefact).
+    expect(view.intermediates).toEqual(['image', 'matte']);
+    expect(c.answers.jobs.intermediate('job-a', 'cloud')).toBeUndefined();
+    expect((await rawCloud)?.count).toBe(answer.gaussians);
     expect(view.artefacts).toEqual([{ name: 'ply', contentType: 'application/octet-stream', extension: '.ply', bytes: answer.artefacts[0].bytes.length }]);
 
-    // The intermediates are real values: the picture, the framed matte (transparent border), the raw cloud.
+    // The intermediates are real values: the picture, the framed matte (transparent border).
     const picture = c.answers.jobs.intermediate('job-a', 'image') as { width: number; data: Uint8ClampedArray };
     const matte = c.answers.jobs.intermediate('job-a', 'matte') as { width: number; data: Uint8ClampedArray };
-    const cloud = c.answers.jobs.intermediate('job-a', 'cloud') as { count: number };
     expect(picture.width).toBe(512);
     expect(matte.width).toBe(518);
     expect(matte.data[3]).toBe(0);
-    expect(cloud.count).toBe(answer.gaussians);
     // The artefact reads back through the registry.
     const read = await c.answers.jobs.artefact('job-a', 'ply')!.read();
     expect(Buffer.compare(read!, answer.artefacts[0].bytes)).toBe(0);
@@ -116,5 +123,20 @@ describe('the job registry', () => {
     expect(c.answers.jobs.get('long')).toMatchObject({ state: 'cancelled', error: 'job long was cancelled' });
     await sleep(0);
     expect(c.service.health().queue.running).toBe(0);
+  });
+
+  it('an answer held before a shutdown is admitted after it began; a new one is refused', async () => {
+    const fake = fakeStages({ imageTo3dMs: 100 });
+    const c = build({}, fake.stages);
+    const settings = configSettings(testConfig({ pipeline: { retries: 0 } }));
+    let drained: Promise<boolean> | undefined;
+    const held = c.service.hold(async () => {
+      drained = c.service.drain(5000); // the shutdown begins while this answer is, say, reading the cache
+      return c.service.generate({ job: { id: 'held', task: text('a held chair'), seed: 1 }, settings, held: true });
+    });
+    expect((await held).kind).toBe('asset');
+    expect(await drained).toBe(true);
+    await expect(c.service.generate({ job: { id: 'late', task: text('a late chair'), seed: 2 }, settings })).rejects.toThrow(/shutting down/);
+    await expect(c.service.hold(async () => 1)).rejects.toThrow(/shutting down/);
   });
 });

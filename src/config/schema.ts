@@ -173,6 +173,7 @@ export const runtimeSchema = z.strictObject({
 export const jobsSchema = z.strictObject({
   keep: z.number().int().min(1).max(10_000).default(32).describe('Finished jobs whose state, report and artefacts stay readable by id (the oldest are forgotten first); without a cache their artefacts are held in memory.'),
   retention_s: z.number().positive().default(900).describe('Seconds a finished job stays readable by id.'),
+  memory_mb: z.number().min(0).default(256).describe('MiB of artefacts the registry holds for finished jobs when the cache is off; older jobs then keep their record but not their bytes.'),
 });
 
 export const cacheSchema = z.strictObject({

@@ -20,6 +20,8 @@ export interface RunOptions {
   signal?: AbortSignal;
   /** Default 'contract'. */
   priority?: Priority;
+  /** Admit even after close(): the work belongs to a request admitted before (a held answer). */
+  evenIfClosed?: boolean;
 }
 
 interface Waiter {
@@ -113,7 +115,7 @@ export class Admission {
 
   async run<T>(work: () => Promise<T>, options: RunOptions = {}): Promise<T> {
     const { signal, priority = 'contract' } = options;
-    if (this.closed) throw new ShuttingDownError('service is shutting down; no new jobs are admitted');
+    if (this.closed && !options.evenIfClosed) throw new ShuttingDownError('service is shutting down; no new jobs are admitted');
     signal?.throwIfAborted();
     if (this.running < this.concurrency) {
       this.running++;

@@ -122,7 +122,7 @@ export class AnswerPath {
       const cached = key === undefined ? null : await this.fromCache(key, request, settings, job);
       if (cached) return cached;
       // Refuse before generating when the video line is already full: an asset nobody renders wastes the GPU.
-      if (rendered && service.videos.full) throw new BusyError('busy: the video queue is full; retry later');
+      if (rendered && service.videos.full) throw new BusyError('busy: the video queue is full');
 
       const assetHit = key === undefined || !rendered ? null : await this.cachedAsset(key, request);
       let outcome: Outcome;
@@ -131,7 +131,11 @@ export class AnswerPath {
       } else {
         const made = await this.generateOrForward(request, settings, job, signal);
         if ('forwarded' in made) {
-          job.end(made.forwarded.status === 200 ? 'done' : 'declined', { reason: `answered by burst peer ${made.forwarded.peer}` });
+          const { forwarded } = made;
+          // A peer's bytes pass the same check as ours before anyone gets them.
+          const violation = forwarded.status === 200 ? this.format(request.wants[0]).violation(forwarded.body) : null;
+          if (violation) throw new BusyError(`busy, and burst peer ${forwarded.peer} returned unservable bytes (${violation})`);
+          job.end(forwarded.status === 200 ? 'done' : 'declined', { reason: `answered by burst peer ${forwarded.peer}` });
           return { kind: 'forwarded', jobId: job.id, answer: made.forwarded };
         }
         outcome = made.outcome;
@@ -141,20 +145,21 @@ export class AnswerPath {
         job.end('declined', { report: outcome.report, reason: outcome.reason });
         return { kind: 'declined', jobId: job.id, reason: outcome.reason, report: outcome.report, cache: 'miss' };
       }
-      const artefacts: Delivered[] = [];
-      for (const spec of request.wants) artefacts.push(await this.encode(outcome.cloud, spec, request.delivery, settings, outcome.report, signal));
       const stored: StoredReport = { seed: outcome.seed, gaussians: outcome.cloud.count, report: outcome.report };
-      if (key !== undefined) {
-        // The asset is kept as its PLY too, whatever was asked: a later request for it, or for a video or views
-        // of it, then needs no GPU work.
-        const geometry = assetHit || artefacts.some((a) => a.spec.format === 'ply') ? [] : [await this.encode(outcome.cloud, { format: 'ply' }, request.delivery, settings, outcome.report, signal)];
-        await this.store(key, [...artefacts, ...geometry], stored, settings);
+      // A made asset is cached as its PLY, with its report, before anything else is encoded, whatever was asked:
+      // a later request for it, or for a video or views of it, needs no GPU work, even when this client goes
+      // away or its render fails.
+      const geometry = key !== undefined && !assetHit ? await this.cacheGeometry(key, outcome.cloud, request, settings, stored, signal) : null;
+      const artefacts: Delivered[] = [];
+      for (const spec of request.wants) {
+        artefacts.push(spec.format === 'ply' && geometry ? geometry : await this.encode(outcome.cloud, spec, request.delivery, settings, outcome.report, signal));
       }
+      if (key !== undefined) await this.store(key, artefacts.filter((a) => a !== geometry), settings);
       for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
       job.end('done', { report: outcome.report });
       return { kind: 'asset', jobId: job.id, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
     } catch (err) {
-      if (job.signal.aborted) job.end('cancelled', { error: (job.signal.reason as Error).message });
+      if (job.signal.aborted || request.signal?.aborted) job.end('cancelled', { error: ((job.signal.reason ?? request.signal?.reason) as Error).message });
       else job.end('failed', { error: (err as Error).message });
       throw job.signal.aborted && !(err instanceof CancelledError) ? job.signal.reason : err;
     }
@@ -243,6 +248,8 @@ export class AnswerPath {
     try {
       const outcome = await service.generate({
         job: { id: job.id, task: request.task, seed: request.seed, delivery: request.delivery },
+        // The answer is held (see answer()): a shutdown that began since must still let it through.
+        held: true,
         priority: request.priority,
         settings,
         signal,
@@ -279,14 +286,30 @@ export class AnswerPath {
     return { spec, format, bytes };
   }
 
-  /** Caches checked artefacts and the report; a failed write is logged, never the request's failure. */
-  private async store(key: string, artefacts: Delivered[], stored: StoredReport, settings: JobSettings): Promise<void> {
-    const cache = this.options.cache!;
-    const entries: [EntryName, Uint8Array][] = artefacts.map((a) => [this.entryName(a.spec, settings), a.bytes]);
+  /**
+   * Encodes, checks and caches the asset's PLY and its report. Returns the PLY, or null when it could not be
+   * made or kept (logged: the request goes on; a PLY it asked for is then encoded, and refused, on its own).
+   */
+  private async cacheGeometry(key: string, cloud: GaussianCloud, request: AnswerRequest, settings: JobSettings, stored: StoredReport, signal: AbortSignal): Promise<Delivered | null> {
+    let geometry: Delivered;
     try {
-      // The report goes last: an entry is only ever found with the report that describes it.
-      for (const [name, bytes] of entries) await cache.put(key, name, bytes);
-      await cache.put(key, REPORT_ENTRY, new TextEncoder().encode(JSON.stringify(stored)));
+      geometry = await this.encode(cloud, { format: 'ply' }, request.delivery, settings, stored.report, signal);
+    } catch (err) {
+      if (!(err instanceof AssetRefusedError)) throw err;
+      this.options.logger?.error({ err: err.message }, 'asset refused by the PLY rules: not cached');
+      return null;
+    }
+    // The report goes last: an entry is only ever found with the report that describes it.
+    await this.store(key, [geometry], settings, stored);
+    return geometry;
+  }
+
+  /** Caches checked artefacts (and the report); a failed write is logged, never the request's failure. */
+  private async store(key: string, artefacts: Delivered[], settings: JobSettings, stored?: StoredReport): Promise<void> {
+    const cache = this.options.cache!;
+    try {
+      for (const a of artefacts) await cache.put(key, this.entryName(a.spec, settings), a.bytes);
+      if (stored) await cache.put(key, REPORT_ENTRY, new TextEncoder().encode(JSON.stringify(stored)));
     } catch (err) {
       this.options.logger?.warn({ err: (err as Error).message }, 'cache write failed');
     }
@@ -302,6 +325,7 @@ export class AnswerPath {
       contentType: a.format.contentType,
       extension: a.format.extension,
       bytes: a.bytes.length,
+      held: held !== null,
       read: async () => held ?? (await cache!.get(key!, name)),
     };
   }

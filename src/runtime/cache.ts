@@ -12,7 +12,7 @@
  * second bound, so a hot hit touches no file. Declines are remembered in memory for a short TTL. An entry that
  * reads back intact but that its format refuses is discarded by the caller (`discard`) and made again.
  */
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { open, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';

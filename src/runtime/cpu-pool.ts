@@ -76,7 +76,12 @@ export class CpuPool {
 
   async close(): Promise<void> {
     this.closed = true;
-    await Promise.all(this.slots.splice(0).map((slot) => slot.worker.terminate()));
+    const slots = this.slots.splice(0);
+    for (const slot of slots) {
+      for (const p of slot.pending.values()) p.reject(new Error('the CPU pool was closed'));
+      slot.pending.clear();
+    }
+    await Promise.all(slots.map((slot) => slot.worker.terminate()));
   }
 
   private leastBusy(): Slot {

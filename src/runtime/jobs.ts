@@ -31,6 +31,8 @@ export interface ArtefactRef {
   contentType: string;
   extension: string;
   bytes: number;
+  /** The registry holds the bytes itself (no cache): they count against `maxHeldBytes`. */
+  held: boolean;
   read(): Promise<Uint8Array | null>;
 }
 
@@ -63,6 +65,8 @@ export interface RegistryOptions {
   keep: number;
   /** How long a finished job stays readable, in ms. */
   retentionMs: number;
+  /** Bytes of artefacts held for finished jobs (without a cache); the oldest jobs' are let go first. */
+  maxHeldBytes?: number;
   now?: () => number;
 }
 
@@ -124,16 +128,21 @@ export class JobRegistry {
     const at = () => this.now() - createdAt;
     emit({ type: 'queued', at: 0 });
     const { view } = entry;
+    const ended = () => entry.endedAt !== null;
+    // A cancelled job whose backend ignores the abort may go on: what it does after its end is not its story.
     const progress: ProgressSink = {
       stageStarted(stage, attempt) {
+        if (ended()) return;
         view.stage = stage;
         emit({ type: 'stage', phase: 'start', stage, attempt, at: at() });
       },
       stageEnded(stage, attempt, ms) {
+        if (ended()) return;
         view.timings.stages[stage] = Math.round(((view.timings.stages[stage] ?? 0) + ms) * 10) / 10;
         emit({ type: 'stage', phase: 'end', stage, attempt, ms: Math.round(ms * 10) / 10, at: at() });
       },
       intermediate(item, attempt) {
+        if (ended()) return;
         // The pipeline goes on normalising the raw cloud in place: keep a copy of what image-to-3d made.
         entry.intermediates.set(item.name, item.name === 'cloud' ? cloneCloud(item.cloud) : item.image);
         if (!view.intermediates.includes(item.name)) view.intermediates.push(item.name);
@@ -165,6 +174,9 @@ export class JobRegistry {
         if (entry.startedAt !== null) view.timings.runMs = this.now() - entry.startedAt;
         emit({ type: 'end', state, ...(details.reason ? { reason: details.reason } : {}), ...(details.error ? { error: details.error } : {}), at: at() });
         entry.endedAt = this.now();
+        // The raw cloud (13 MB for 240k Gaussians) is for watching a job; the finished asset is in its artefacts.
+        entry.intermediates.delete('cloud');
+        view.intermediates = view.intermediates.filter((name) => name !== 'cloud');
         for (const listener of entry.listeners) listener();
       },
     };
@@ -234,6 +246,17 @@ export class JobRegistry {
       if (finished > this.options.keep || now - entry.endedAt > this.options.retentionMs) {
         this.jobs.delete(id);
         finished--;
+      }
+    }
+    // Held bytes, newest job first: beyond the bound, older jobs keep their record but not their bytes.
+    let held = 0;
+    const limit = this.options.maxHeldBytes ?? Infinity;
+    for (const entry of [...this.jobs.values()].reverse()) {
+      if (entry.endedAt === null) continue;
+      for (const [name, ref] of entry.artefacts) {
+        if (!ref.held) continue;
+        held += ref.bytes;
+        if (held > limit) entry.artefacts.set(name, { ...ref, held: false, read: async () => null });
       }
     }
   }

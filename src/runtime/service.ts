@@ -66,6 +66,8 @@ export interface RunRequest {
   progress?: ProgressSink;
   /** Called when the job gets its place in the pipeline (after waiting in its class's queue). */
   onStart?: () => void;
+  /** Part of an answer held open (hold()): admitted even when a shutdown began after it was held. */
+  held?: boolean;
 }
 
 export class GenerationService {
@@ -166,12 +168,13 @@ export class GenerationService {
     const { job } = request;
     const priority = request.priority ?? 'contract';
     const metrics = this.options.metrics;
-    if (this.admission.isClosed) {
+    if (this.admission.isClosed && !request.held) {
       metrics?.refusal('shutting_down');
       throw new ShuttingDownError('service is shutting down; no new jobs are admitted');
     }
     const health = this.health();
-    if (health.status !== 'ok') {
+    const allReady = Object.values(health.stages).every((s) => s.ready);
+    if (!allReady || (health.status !== 'ok' && !request.held)) {
       metrics?.refusal('not_ready');
       const missing = Object.entries(health.stages)
         .filter(([, s]) => !s.ready)
@@ -201,7 +204,7 @@ export class GenerationService {
       const outcome = await this.pipeline.run(job, ctx);
       this.recordGpuMs(ctx.gpuMs());
       return outcome;
-    }, { signal, priority });
+    }, { signal, priority, evenIfClosed: request.held });
     // Abandoned jobs keep their place until their stages return; their late result is dropped here.
     admitted.catch(() => undefined);
     try {
@@ -232,7 +235,7 @@ export class GenerationService {
 
   /**
    * Renders a video of an asset under the video admission: refused at once (BusyError, 503) when the line is
-   * full. The answer path admits a video request before its job starts, so drain never cuts it short.
+   * full. The video line is never closed: its work belongs to answers already held, which drain waits for.
    */
   renderVideo<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return this.videos.run(work, { signal });

@@ -4,8 +4,8 @@
  * "smallest three" of the quaternion in 32 bits. Both Niantic's reference reader and the Spark web viewer read
  * it; a quarter to a tenth of the PLY's size, depending on how well the values compress.
  *
- * SPZ's frame is RUB (x right, y up, z toward the viewer): the validator's frame, so the canonical cloud is
- * written as it is. Only SH degree 0 is written (our clouds have no higher bands); a file with higher bands is
+ * SPZ's frame is RUB (x right, y up, z toward the viewer): the validator's frame, so a cloud in it is written as
+ * it is (the service writes SPZ in the delivery's frame, like PLY). Only SH degree 0 is written (our clouds have no higher bands); a file with higher bands is
  * read and its bands are dropped.
  */
 import { promisify } from 'node:util';
@@ -86,8 +86,9 @@ export function packSpz(cloud: GaussianCloud): Uint8Array {
 
 /** Smallest three of the unit quaternion (x, y, z, w): 2 bits for the largest's index, then 1 sign + 9 bits each. */
 function packRotation(out: Uint8Array, at: number, x: number, y: number, z: number, w: number): void {
-  const norm = Math.hypot(x, y, z, w) || 1;
-  const q = [x / norm, y / norm, z / norm, w / norm];
+  const norm = Math.hypot(x, y, z, w);
+  // A zero quaternion is no rotation at all: store the identity.
+  const q = norm > 0 ? [x / norm, y / norm, z / norm, w / norm] : [0, 0, 0, 1];
   let largest = 0;
   for (let k = 1; k < 4; k++) if (Math.abs(q[k]) > Math.abs(q[largest])) largest = k;
   // q and -q are the same rotation: make the largest positive, so its sign need not be stored.
