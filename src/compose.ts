@@ -10,8 +10,7 @@ import { createFormats, type FormatRegistry } from './formats/registry.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
 import type { JobSettings } from './pipelines/context.js';
 import { Pipeline } from './pipelines/generate.js';
-import { Presets } from './pipelines/presets.js';
-import { settingsFingerprint } from './pipelines/settings.js';
+import { presetsOf } from './pipelines/presets.js';
 import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
 import { AnswerPath } from './runtime/answer.js';
@@ -79,14 +78,14 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     },
     logger,
   );
-  const settings = configSettings(config);
+  const presets = presetsOf(config);
   const cache = config.cache.enabled
     ? new ResultCache({
         directory: config.cache.directory,
         maxBytes: config.cache.max_size_mb * 1024 * 1024,
         memoryBytes: config.cache.memory_mb * 1024 * 1024,
         declineTtlMs: config.cache.decline_ttl_s * 1000,
-        fingerprint: settingsFingerprint(settings),
+        fingerprint: presets.resolve().fingerprint,
         metrics,
         logger,
       })
@@ -99,8 +98,6 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   });
   const burst = peers.length ? new Burst(peers, config.burst.timeout_s * 1000, metrics, logger) : undefined;
   const jobs = new JobRegistry({ keep: config.jobs.keep, retentionMs: config.jobs.retention_s * 1000 });
-  // The config's settings are the one preset until the config names more.
-  const presets = new Presets({ default: settings }, 'default');
   const answers = new AnswerPath({ service, formats, jobs, presets, cache, burst, metrics, logger });
   const app = createApp(service, answers, {
     limits: {
@@ -111,6 +108,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
         rotation: orientationMatrix(config.contract.image_file_rotation),
         onReject: config.contract.image_file_on_reject,
       },
+      imageFilePreset: config.contract.image_file_preset,
     },
     bodyLimitBytes: Math.round(config.server.body_limit_mb * 1024 * 1024),
     healthOkStatus: config.server.health_ok_status,
@@ -119,7 +117,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     metrics,
     authToken: authToken(config, env),
     metricsAuth: config.server.metrics_auth === 'token',
-    videoRes: config.render.video_res,
+    video: true,
     mayForward: burst !== undefined,
   });
   return { service, answers, app, gpu, renderPool, formats, cache, metrics };

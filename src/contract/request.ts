@@ -16,6 +16,8 @@ export interface RequestLimits {
   minImageSide: number;
   /** How answers to the newer contract (prompt_image_file) are delivered. */
   imageFileDelivery: Delivery;
+  /** The preset of the newer contract's requests that name none (absent: the service's default). */
+  imageFilePreset?: string;
 }
 
 export type FormValue = string | File;
@@ -28,6 +30,8 @@ export interface GenerateRequest {
   seedGiven: boolean;
   /** Set for the newer contract's requests; absent means the legacy delivery. */
   delivery?: Delivery;
+  /** The preset the request names (the `preset` field), or the newer contract's default; absent: the service's. */
+  preset?: string;
   /** The form, for route-specific fields such as video_res. */
   fields: FormFields;
 }
@@ -72,7 +76,16 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
   }
 
   const seed = parseSeed(seedField);
-  return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, delivery, fields };
+  const preset = presetField(fields) ?? (delivery ? limits.imageFilePreset : undefined);
+  return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, delivery, preset, fields };
+}
+
+/** The `preset` field: a name; whether it is known is the answer path's to say (400 listing the known ones). */
+function presetField(fields: FormFields): string | undefined {
+  const value = single(fields, 'preset');
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string') throw new HttpError(400, 'form field "preset" must be text, not a file');
+  return value.trim();
 }
 
 async function promptTask(value: string, limits: RequestLimits): Promise<{ task: Task; content: string | Uint8Array }> {
