@@ -3,7 +3,9 @@
  * Importance is what a Gaussian can add to a picture: its opacity times the area of its largest cross-section
  * (the two largest axes), so a faint speck goes before an opaque sheet. Scores are computed in log space (no
  * overflow for large log-scales) into one Float32Array; the cut is an O(n) selection (Floyd-Rivest) on a copy,
- * and the kept Gaussians stay in their order. No per-Gaussian objects.
+ * and the kept Gaussians stay in their order. The frame the validator normalises by is kept: the Gaussians at
+ * the bounding box's faces always stay, and a few near the cut are exchanged so the centroid does not move.
+ * No per-Gaussian objects.
  */
 import { selectGaussians, type GaussianCloud } from './cloud.js';
 
@@ -36,13 +38,83 @@ export function pruneToBudget(cloud: GaussianCloud, budget: number, measure: Imp
   if (!(budget >= 0) || !Number.isInteger(budget)) throw new RangeError(`a Gaussian budget is a whole number, got ${budget}`);
   if (cloud.count <= budget) return { cloud, dropped: 0 };
   const scores = importance(cloud, measure);
+  // The Gaussians that set the bounding box stay: the extent, which the validator rescales by, is kept.
+  for (const i of extremes(cloud)) scores[i] = Infinity;
   const threshold = kthLargest(scores.slice(), budget);
   const keep = new Uint8Array(cloud.count);
   let kept = 0;
   for (let i = 0; i < cloud.count; i++) if (scores[i] > threshold) { keep[i] = 1; kept++; }
   // Ties at the threshold fill the rest, in order, so the count is exactly the budget.
   for (let i = 0; i < cloud.count && kept < budget; i++) if (scores[i] === threshold) { keep[i] = 1; kept++; }
+  keepCentroid(cloud, scores, keep, budget);
   return { cloud: selectGaussians(cloud, keep), dropped: cloud.count - kept };
+}
+
+/** Indices of the Gaussians at the least and the most x, y and z. */
+function extremes(cloud: GaussianCloud): number[] {
+  const out: number[] = [];
+  for (const column of [cloud.columns.x, cloud.columns.y, cloud.columns.z]) {
+    let lo = 0, hi = 0;
+    for (let i = 1; i < cloud.count; i++) {
+      if (column[i] < column[lo]) lo = i;
+      if (column[i] > column[hi]) hi = i;
+    }
+    out.push(lo, hi);
+  }
+  return out;
+}
+
+/** Share of the budget near the cut whose Gaussians may be exchanged to keep the centroid. */
+const EXCHANGE_SHARE = 0.1;
+const EXCHANGE_ROUNDS = 4;
+
+/**
+ * Moves the kept set's centroid back onto the whole cloud's by exchanging Gaussians on either side of the cut
+ * (the least important kept for the most important dropped, of nearly equal importance). The validator centres
+ * every asset on its mean: a centroid moved by a hundredth of the extent shifts every view by pixels, which
+ * costs far more than the Gaussians themselves.
+ */
+function keepCentroid(cloud: GaussianCloud, scores: Float32Array, keep: Uint8Array, budget: number): void {
+  const n = cloud.count;
+  const { x, y, z } = cloud.columns;
+  const m = Math.min(budget, n - budget, Math.max(64, Math.round(EXCHANGE_SHARE * budget)));
+  if (m <= 0) return;
+  const sorted = scores.slice();
+  const high = kthLargest(sorted, Math.max(1, budget - m));
+  const low = kthLargest(sorted, Math.min(n, budget + m));
+  let sx = 0, sy = 0, sz = 0, kx = 0, ky = 0, kz = 0;
+  for (let i = 0; i < n; i++) {
+    sx += x[i]; sy += y[i]; sz += z[i];
+    if (keep[i]) { kx += x[i]; ky += y[i]; kz += z[i]; }
+  }
+  // Error of the kept sum against `budget` Gaussians at the whole cloud's centroid.
+  const error = [kx - (budget * sx) / n, ky - (budget * sy) / n, kz - (budget * sz) / n];
+  const out: number[] = [];
+  const into: number[] = [];
+  for (let i = 0; i < n; i++) {
+    if (!Number.isFinite(scores[i])) continue;
+    if (keep[i] && scores[i] < high) out.push(i);
+    else if (!keep[i] && scores[i] >= low) into.push(i);
+  }
+  for (let round = 0; round < EXCHANGE_ROUNDS; round++) {
+    const size = Math.hypot(error[0], error[1], error[2]);
+    if (size < 1e-9 * budget) return;
+    const u = [-error[0] / size, -error[1] / size, -error[2] / size];
+    const along = (i: number) => x[i] * u[0] + y[i] * u[1] + z[i] * u[2];
+    const leaving = out.filter((i) => keep[i]).sort((a, b) => along(a) - along(b));
+    const joining = into.filter((i) => !keep[i]).sort((a, b) => along(b) - along(a));
+    let remaining = size;
+    for (let k = 0; k < Math.min(leaving.length, joining.length); k++) {
+      const i = leaving[k], j = joining[k];
+      const gain = along(j) - along(i);
+      // Stop before overshooting: each exchange moves the error by `gain` along u.
+      if (gain <= 0 || gain > 2 * remaining) break;
+      keep[i] = 0;
+      keep[j] = 1;
+      error[0] += x[j] - x[i]; error[1] += y[j] - y[i]; error[2] += z[j] - z[i];
+      remaining -= gain;
+    }
+  }
 }
 
 /** The k-th largest value (k >= 1) of `values`, which it reorders. NaN counts as the smallest. */
