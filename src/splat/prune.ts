@@ -99,10 +99,11 @@ function keepCentroid(cloud: GaussianCloud, scores: Float32Array, keep: Uint8Arr
   for (let round = 0; round < EXCHANGE_ROUNDS; round++) {
     const size = Math.hypot(error[0], error[1], error[2]);
     if (size < 1e-9 * budget) return;
-    const u = [-error[0] / size, -error[1] / size, -error[2] / size];
-    const along = (i: number) => x[i] * u[0] + y[i] * u[1] + z[i] * u[2];
-    const leaving = out.filter((i) => keep[i]).sort((a, b) => along(a) - along(b));
-    const joining = into.filter((i) => !keep[i]).sort((a, b) => along(b) - along(a));
+    const ux = -error[0] / size, uy = -error[1] / size, uz = -error[2] / size;
+    const along = (i: number) => x[i] * ux + y[i] * uy + z[i] * uz;
+    // Sorted by position along u: typed arrays of keys, so the sorts compare numbers, not call closures.
+    const leaving = sortedAlong(out.filter((i) => keep[i]), along, 1);
+    const joining = sortedAlong(into.filter((i) => !keep[i]), along, -1);
     let remaining = size;
     for (let k = 0; k < Math.min(leaving.length, joining.length); k++) {
       const i = leaving[k], j = joining[k];
@@ -160,6 +161,16 @@ function select(a: Float32Array, k: number, left: number, right: number): void {
     if (j <= k) left = j + 1;
     if (k <= j) right = j - 1;
   }
+}
+
+/** Indices ordered by `key` (ascending for 1, descending for -1), sorting packed (key, index) pairs. */
+function sortedAlong(indices: number[], key: (i: number) => number, direction: 1 | -1): Uint32Array {
+  const keys = new Float64Array(indices.length);
+  const order = new Uint32Array(indices.length);
+  for (let k = 0; k < indices.length; k++) { keys[k] = direction * key(indices[k]); order[k] = k; }
+  order.sort((a, b) => keys[a] - keys[b]);
+  for (let k = 0; k < order.length; k++) order[k] = indices[order[k]];
+  return order;
 }
 
 function swap(a: Float32Array, i: number, j: number): void {
