@@ -13,7 +13,7 @@ import { artefactResponse, assetHeaders, declinedResponse, declineHeaders, error
 import { httpErrorOf } from './contract/status.js';
 import type { ArtefactSpec, Format } from './formats/registry.js';
 import { BusyError } from './runtime/admission.js';
-import type { Answer, AnswerPath } from './runtime/answer.js';
+import type { Answer, AnswerPath, ResolvedPreset } from './runtime/answer.js';
 import { FORWARDED_HEADER, type ForwardedAnswer } from './runtime/burst.js';
 import { bearerAuth } from './http/auth.js';
 import { methodNotAllowed } from './http/method.js';
@@ -34,8 +34,8 @@ export interface AppOptions {
   authToken?: string;
   /** The token is also required on GET /metrics. */
   metricsAuth?: boolean;
-  /** Side of /generate_video/ videos when the request has no video_res; absent disables the route. */
-  videoRes?: number;
+  /** Serve /generate_video/ (videos are sized by the request's video_res, else its preset's render.video_res). */
+  video?: boolean;
   /** Burst peers are configured: keep each request's raw body so it can be forwarded as it came. */
   mayForward?: boolean;
   /** Parses a large urlencoded body off the event loop (its buffer is handed over); absent: parsed in place. */
@@ -51,6 +51,9 @@ const isUrlencoded = (contentType: string | undefined) => (contentType ?? '').sp
 
 /** Header saying where an answer came from: hit, decline-hit, asset-hit, miss (generated here), or peer. */
 export const CACHE_HEADER = 'X-Fast3d-Cache';
+
+/** Header naming the preset whose settings made the answer (the report holds its values). */
+export const PRESET_HEADER = 'X-Fast3d-Preset';
 
 type Env = { Variables: RequestIdVariables & { log: Record<string, unknown> } };
 
@@ -130,11 +133,13 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
   }
 
   /** Parse, answer, respond: the whole of a generate route, for the artefact it delivers. */
-  async function generate(c: Context<Env>, want: (request: GenerateRequest) => ArtefactSpec): Promise<Response> {
+  async function generate(c: Context<Env>, want: (request: GenerateRequest, preset: ResolvedPreset) => ArtefactSpec): Promise<Response> {
     const priority = requestPriority(c.req.header('x-fast3d-priority'));
     const { request, raw } = await readRequest(c);
     try {
-      const spec = want(request);
+      // An unknown name is a 400 here, before any work; the preset also gives the video's default size.
+      const preset = answers.presets.resolve(request.preset);
+      const spec = want(request, preset);
       const answer = await answers.answer({
         id: c.get('requestId'),
         task: request.task,
@@ -142,6 +147,7 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
         delivery: request.delivery,
         priority,
         wants: [spec],
+        preset: request.preset,
         signal: c.req.raw.signal,
         forward: raw && { path: c.req.path, contentType: c.req.header('content-type') ?? '', body: raw },
       });
@@ -155,9 +161,8 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
   app.post('/generate', limitBody, (c) => generate(c, () => ({ format: 'ply' })));
 
   app.post('/generate_video', limitBody, (c) => {
-    const defaultRes = options.videoRes;
-    if (defaultRes === undefined) throw new HttpError(404, 'video rendering is not enabled in this service');
-    return generate(c, (request) => ({ format: 'mp4', size: videoSize(request.fields, defaultRes) }));
+    if (!options.video) throw new HttpError(404, 'video rendering is not enabled in this service');
+    return generate(c, (request, preset) => ({ format: 'mp4', size: videoSize(request.fields, preset.settings.render.video_res) }));
   });
 
   for (const path of ['/generate', '/generate_video']) app.all(path, methodNotAllowed('POST'));
@@ -191,9 +196,9 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
 function respond(answer: Answer, format: Format): Response {
   switch (answer.kind) {
     case 'asset':
-      return artefactResponse(format, answer.artefacts[0].bytes, { ...assetHeaders(answer), [CACHE_HEADER]: answer.cache });
+      return artefactResponse(format, answer.artefacts[0].bytes, { ...assetHeaders(answer), [CACHE_HEADER]: answer.cache, [PRESET_HEADER]: answer.preset });
     case 'declined':
-      return declinedResponse({ ...declineHeaders(answer.reason, answer.report), [CACHE_HEADER]: answer.cache });
+      return declinedResponse({ ...declineHeaders(answer.reason, answer.report), [CACHE_HEADER]: answer.cache, [PRESET_HEADER]: answer.preset });
     case 'forwarded':
       return forwardedResponse(answer.answer, format);
   }
@@ -203,9 +208,9 @@ function respond(answer: Answer, format: Format): Response {
 function answerLog(answer: Answer): Record<string, unknown> {
   switch (answer.kind) {
     case 'asset':
-      return { job: answer.jobId, cache: answer.cache, outcome: 'asset', gaussians: answer.gaussians, bytes: answer.artefacts[0].bytes.length, attempts: answer.report.attempts, timings: answer.report.timings };
+      return { job: answer.jobId, preset: answer.preset, cache: answer.cache, outcome: 'asset', gaussians: answer.gaussians, bytes: answer.artefacts[0].bytes.length, attempts: answer.report.attempts, timings: answer.report.timings };
     case 'declined':
-      return { job: answer.jobId, cache: answer.cache, outcome: 'declined', reason: answer.reason, attempts: answer.report?.attempts };
+      return { job: answer.jobId, preset: answer.preset, cache: answer.cache, outcome: 'declined', reason: answer.reason, attempts: answer.report?.attempts };
     case 'forwarded':
       return { job: answer.jobId, forwarded: `peer ${answer.answer.peer}` };
   }

@@ -10,8 +10,7 @@ import { createFormats, type FormatRegistry } from './formats/registry.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
 import type { JobSettings } from './pipelines/context.js';
 import { Pipeline } from './pipelines/generate.js';
-import { Presets } from './pipelines/presets.js';
-import { settingsFingerprint } from './pipelines/settings.js';
+import { presetsOf } from './pipelines/presets.js';
 import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
 import { AnswerPath } from './runtime/answer.js';
@@ -97,14 +96,14 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     },
     logger,
   );
-  const settings = configSettings(config);
+  const presets = presetsOf(config);
   const cache = config.cache.enabled
     ? new ResultCache({
         directory: config.cache.directory,
         maxBytes: config.cache.max_size_mb * 1024 * 1024,
         memoryBytes: config.cache.memory_mb * 1024 * 1024,
         declineTtlMs: config.cache.decline_ttl_s * 1000,
-        fingerprint: settingsFingerprint(settings),
+        fingerprint: presets.resolve().fingerprint,
         metrics,
         logger,
       })
@@ -117,14 +116,13 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   });
   const burst = peers.length ? new Burst(peers, config.burst.timeout_s * 1000, metrics, logger) : undefined;
   const jobs = new JobRegistry({ keep: config.jobs.keep, retentionMs: config.jobs.retention_s * 1000, maxHeldBytes: config.jobs.memory_mb * 1024 * 1024 });
-  // The config's settings are the one preset until the config names more.
-  const presets = new Presets({ default: settings }, 'default');
   const answers = new AnswerPath({ service, formats, jobs, presets, cache, burst, metrics, logger });
   const limits = {
     maxPromptChars: config.contract.max_prompt_chars,
     maxImagePixels: config.contract.max_image_pixels,
     minImageSide: config.contract.min_image_side,
     imageFileDelivery: { rotation: orientationMatrix(config.contract.image_file_rotation), onReject: config.contract.image_file_on_reject },
+    imageFilePreset: config.contract.image_file_preset,
   };
   const bodyLimitBytes = Math.round(config.server.body_limit_mb * 1024 * 1024);
   const mcpDeps = { answers, service, renderPool, limits, videoRes: config.render.video_res, maxInlineBytes: bodyLimitBytes, retryAfterS: runtime.retry_after_s, logger };
@@ -138,7 +136,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     metrics,
     authToken: authToken(config, env),
     metricsAuth: config.server.metrics_auth === 'token',
-    videoRes: config.render.video_res,
+    video: true,
     mayForward: burst !== undefined,
     parseLargeForm: cpuPool && ((body) => cpuPool.parseUrlencoded(body)),
     mcp: mcpHandler(mcpDeps, { maxBodyBytes: bodyLimitBytes }),

@@ -1,6 +1,6 @@
 /** The operator's entry points as a user runs them: npm scripts, --help and --version, paths, npm itself. */
 import { execFile } from 'node:child_process';
-import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
@@ -34,6 +34,22 @@ async function run(file: string, args: string[], options: { cwd?: string; env?: 
 const cli = (...args: string[]) => run(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args]);
 
 describe('fast3d CLI', () => {
+  it('lists the presets with what each changes, and refuses a config with a bad one', async () => {
+    const dir = tempDir();
+    const file = join(dir, 'c.yaml');
+    writeFileSync(file, 'presets:\n  mine:\n    description: Mine.\n    pipeline:\n      retries: 3\n');
+    const listed = await cli('config', '--presets', '--config', file);
+    expect(listed.code).toBe(0);
+    expect(listed.stdout).toContain('balanced (contract.preset): ');
+    expect(listed.stdout).toContain('fast (contract.image_file_preset): ');
+    expect(listed.stdout).toMatch(/realtime: .*\n(    .*\n)*    pipeline\.max_gaussians = 60000\n/);
+    expect(listed.stdout).toMatch(/mine: Mine\.\n    pipeline\.retries = 3\n/);
+    writeFileSync(file, 'presets:\n  mine:\n    pipeline:\n      retries: 30\n');
+    const bad = await cli('config', '--check', file);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/presets\.mine\.pipeline\.retries: /);
+  });
+
   it('prints its version', async () => {
     expect(await cli('--version')).toMatchObject({ code: 0, stdout: `fast3d ${VERSION}\n` });
   });

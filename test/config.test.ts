@@ -87,6 +87,40 @@ describe('config', () => {
   });
 });
 
+describe('presets in the config', () => {
+  it('resolves balanced to exactly the config\'s sections, and the others on top of them', async () => {
+    const { presetsOf } = await import('../src/pipelines/presets.js');
+    const { configSettings } = await import('../src/compose.js');
+    const config = parseConfig({ validate: { clip: { min_similarity: 0.3 } }, pipeline: { retries: 2 } });
+    const presets = presetsOf(config);
+    expect(presets.names()).toEqual(['realtime', 'fast', 'balanced', 'quality']);
+    expect(presets.resolve().name).toBe('balanced');
+    expect(presets.resolve('balanced').settings).toEqual(configSettings(config));
+    const realtime = presets.resolve('realtime').settings;
+    expect(realtime.pipeline).toMatchObject({ retries: 0, max_gaussians: 60_000 });
+    expect(realtime.validate.clip.min_similarity).toBe(0.3); // not a knob realtime moves
+    expect(presets.resolve('realtime').fingerprint).not.toBe(presets.resolve('balanced').fingerprint);
+  });
+
+  it('lets a user add a preset and change a built-in one, keeping its other values', async () => {
+    const { presetsOf } = await import('../src/pipelines/presets.js');
+    const config = parseConfig({ presets: { fast: { pipeline: { retries: 1 } }, 'my-look': { text_to_image: { gpu_worker: { steps: 1 } } } }, contract: { preset: 'my-look' } });
+    const presets = presetsOf(config);
+    expect(presets.resolve('fast').settings.pipeline).toMatchObject({ retries: 1, max_gaussians: 300_000 });
+    expect(presets.resolve().name).toBe('my-look');
+    expect(presets.resolve().settings.text_to_image.gpu_worker).toMatchObject({ steps: 1, size: 1024 });
+  });
+
+  it('stops start-up on a bad preset, naming its key', () => {
+    expect(() => parseConfig({ presets: { fast: { text_to_image: { gpu_worker: { size: 770 } } } } })).toThrow(/presets\.fast\.text_to_image\.gpu_worker\.size: .*multiple of 16/);
+    expect(() => parseConfig({ presets: { mine: { pipeline: { max_gaussians: 5000 } } } })).toThrow(/presets\.mine\.pipeline\.max_gaussians: .*7000/);
+    expect(() => parseConfig({ presets: { mine: { pipeline: { retries: 9 } } } })).toThrow(/presets\.mine\.pipeline\.retries: /);
+    expect(() => parseConfig({ presets: { mine: { matting: { margin: 0.2 } } } })).toThrow(/presets\.mine\.matting: unknown key/);
+    expect(() => parseConfig({ presets: { 'Big Look': {} } })).toThrow(/presets\.Big Look: a preset name/);
+    expect(() => parseConfig({ contract: { image_file_preset: 'turbo' } })).toThrow(/contract\.image_file_preset: unknown preset "turbo"; known presets: realtime, fast, balanced, quality/);
+  });
+});
+
 describe('configuration reference', () => {
   it('docs/configuration.md matches the schema (run `npm run docs:config` after changing it)', async () => {
     const { configMarkdown } = await import('../src/config/load.js');

@@ -162,6 +162,39 @@ describe('the service pipeline through the Python GPU worker (fake provider)', (
   });
 });
 
+describe('presets through the GPU worker (fake provider)', () => {
+  it('sends each preset\'s steps, size and cfg on every call, as the worker records them', async () => {
+    const worker = await startWorker('--fake');
+    const { service, app } = compose(configFor(worker.url, { text_to_image: { backend: 'gpu-worker', gpu_worker: { url: worker.url, poll_interval_s: 0.05, size: 256 } } }));
+    await service.start();
+    try {
+      const expected = {
+        realtime: { image: { steps: 2, width: 512 }, splat: { sparse_structure_steps: 6, sparse_structure_cfg: 7.5, slat_steps: 6, slat_cfg: 3 } },
+        balanced: { image: { steps: 4, width: 256 }, splat: { sparse_structure_steps: 12, sparse_structure_cfg: 7.5, slat_steps: 12, slat_cfg: 3 } },
+        quality: { image: { steps: 4, width: 256 }, splat: { sparse_structure_steps: 25, sparse_structure_cfg: 7.5, slat_steps: 25, slat_cfg: 3 } },
+      };
+      for (const [preset, want] of Object.entries(expected)) {
+        const response = await app.request('/generate/', {
+          method: 'POST',
+          headers: { 'content-type': 'application/x-www-form-urlencoded' },
+          body: new URLSearchParams({ prompt: `a ${preset} lamp`, seed: '9', preset }).toString(),
+        });
+        expect(response.status, preset).toBe(200);
+        expect(response.headers.get('x-fast3d-preset')).toBe(preset);
+        const { received } = await (await fetch(`${worker.url}/v1/received`)).json() as { received: Record<string, unknown>[] };
+        const image = received.filter((call) => call.route === 'images/generations' && String(call.prompt).startsWith(`a ${preset} lamp`));
+        expect(image.length, preset).toBeGreaterThanOrEqual(1);
+        for (const call of image) expect(call, preset).toMatchObject({ ...want.image, height: want.image.width });
+        const splats = received.slice(received.indexOf(image[0])).filter((call) => call.route === 'image-to-3d');
+        expect(splats.length, preset).toBe(image.length);
+        for (const call of splats) expect(call, preset).toMatchObject(want.splat);
+      }
+    } finally {
+      await service.close();
+    }
+  });
+});
+
 describe('the service while the worker is loading or broken', () => {
   it('reports starting while the worker loads, then ok', async () => {
     const worker = await startWorker('--fake', '--fake-load-seconds', '1');

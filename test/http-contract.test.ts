@@ -328,7 +328,8 @@ describe('self-validation over HTTP', () => {
   });
 
   it('returns the last asset instead of a 204 to the newer contract, which counts a 204 as a lost prompt', async () => {
-    const server = await startTestServer({}, { validators: [new ScriptedValidator(2)] });
+    // Three rejections: one attempt under the contract's default preset, then two under balanced.
+    const server = await startTestServer({}, { validators: [new ScriptedValidator(3)] });
     try {
       const form = new FormData();
       form.set('prompt_image_file', new Blob([await discImage({ size: 128, radius: 40 })], { type: 'image/png' }), 'p.png');
@@ -336,7 +337,15 @@ describe('self-validation over HTTP', () => {
       const response = await fetch(`${server.url}/generate`, { method: 'POST', body: form });
       await expectValidPly(response);
       expect(response.headers.get('x-fast3d-best-effort')).toBe('true');
-      expect(response.headers.get('x-fast3d-report')).toMatch(/^1:3:reject:.*;2:\d+:reject:/);
+      // That contract's default preset (fast) makes one attempt, to keep within its 30 s.
+      expect(response.headers.get('x-fast3d-preset')).toBe('fast');
+      expect(response.headers.get('x-fast3d-report')).toMatch(/^1:3:reject:[^;]*$/);
+      // A request naming balanced gets its retry, and still the last asset.
+      form.set('preset', 'balanced');
+      const balanced = await fetch(`${server.url}/generate`, { method: 'POST', body: form });
+      await expectValidPly(balanced);
+      expect(balanced.headers.get('x-fast3d-best-effort')).toBe('true');
+      expect(balanced.headers.get('x-fast3d-report')).toMatch(/^1:3:reject:.*;2:\d+:reject:/);
     } finally {
       await server.close();
     }

@@ -2,6 +2,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { USER_PRESET_ROW } from './presets.js';
 import { configSchema, type Config } from './schema.js';
 
 export class ConfigError extends Error {
@@ -75,6 +76,7 @@ export function describeConfig(): { key: string; default: unknown; description: 
   const rows: { key: string; default: unknown; description: string }[] = [];
   const defaults = configSchema.parse({}) as Record<string, unknown>;
   walk(configSchema, [], rows, defaults);
+  rows.push(USER_PRESET_ROW);
   return rows;
 }
 

@@ -3,9 +3,16 @@
  * misspelt key is an error rather than a silently ignored setting.
  */
 import { z } from 'zod';
+import { checkPresets, PRESET_NAME, presetsSchema } from './presets.js';
 import { rotationProblem, VALIDATOR_ELEVATION, VALIDATOR_EXTENT, VALIDATOR_FOV, VALIDATOR_RADIUS } from '../splat/frame.js';
 
 const port = z.number().int().min(0).max(65535);
+
+const presetName = z.string().regex(PRESET_NAME, 'lower-case letters, digits, "-" and "_", at most 40 characters');
+
+/** The validator's gate: no budget may go below it. */
+export const MIN_BUDGET = 7000;
+const gaussianBudget = z.number().int().min(0).max(10_000_000).refine((n) => n === 0 || n >= MIN_BUDGET, `a Gaussian budget is 0 (none) or at least the validator's ${MIN_BUDGET}`);
 
 /** Sides of turntable videos a request may ask for (video_res), in pixels; upstream's default is 1088. */
 export const VIDEO_RES = { min: 64, max: 2048 } as const;
@@ -33,12 +40,15 @@ export const contractSchema = z.strictObject({
   min_image_side: z.number().int().min(1).default(16).describe('Smallest accepted width or height of an input image, in pixels.'),
   image_file_rotation: rotation.default('identity').describe('Frame of answers to prompt_image_file requests: "identity" is +Y up, front +Z, as the subnet\'s competitions require since their orientation update; "y-down" is the earlier Y-down frame.'),
   image_file_on_reject: z.enum(['best-effort', 'decline']).default('best-effort').describe('When self-validation rejects a prompt_image_file request: return the last asset anyway (that contract counts a 204 as a lost prompt) or decline.'),
+  preset: presetName.default('balanced').describe('Preset of the legacy contract\'s requests (and of any request naming none) when the request has no "preset" field.'),
+  image_file_preset: presetName.default('fast').describe('Preset of prompt_image_file requests without a "preset" field: no retry and fewer sampler steps keep that contract\'s 30 s per asset.'),
 });
 
 export const pipelineSchema = z.strictObject({
   retries: z.number().int().min(0).max(5).default(1).describe('Extra attempts with a new seed after self-validation fails; then the job is declined (204).'),
   image_size: z.number().int().min(64).max(2048).default(512).describe('Side of the square image text-to-image generates, in pixels.'),
   extent: z.number().min(0).default(VALIDATOR_EXTENT).describe('Largest bounding-box extent of the returned asset; the validator\'s own (the default) makes its rescale a no-op (0 keeps the scale).'),
+  max_gaussians: gaussianBudget.default(0).describe('Gaussian budget: a larger cloud keeps only its most important Gaussians (opacity x area), never fewer than the gates\' minimum (0 = no budget).'),
 });
 
 export const previewTextToImageSchema = z.strictObject({
@@ -242,7 +252,18 @@ export const configSchema = z.strictObject({
   metrics: metricsSchema.prefault({}),
   render: renderSchema.prefault({}),
   log: logSchema.prefault({}),
-});
+  presets: presetsSchema.prefault({}),
+}).superRefine((config, ctx) => checkPresets(config, ctx, JOB_SECTION_SCHEMAS));
 
 export type Config = z.infer<typeof configSchema>;
+
+/** The schema of each section a preset may change, to validate a preset's sections as the config's are. */
+const JOB_SECTION_SCHEMAS = {
+  pipeline: pipelineSchema,
+  text_to_image: textToImageSchema,
+  matting: mattingSchema,
+  image_to_3d: imageTo3dSchema,
+  validate: validateSchema,
+  render: renderSchema,
+};
 export { rotation as rotationSchema };

@@ -21,6 +21,8 @@ export interface RequestLimits {
    * is full); returns the function that gives them back. Absent: no bound.
    */
   reserveImage?: (bytes: number) => () => void;
+  /** The preset of the newer contract's requests that name none (absent: the service's default). */
+  imageFilePreset?: string;
 }
 
 export type FormValue = string | File;
@@ -33,6 +35,8 @@ export interface GenerateRequest {
   seedGiven: boolean;
   /** Set for the newer contract's requests; absent means the legacy delivery. */
   delivery?: Delivery;
+  /** The preset the request names (the `preset` field), or the newer contract's default; absent: the service's. */
+  preset?: string;
   /** The form, for route-specific fields such as video_res. */
   fields: FormFields;
   /** Gives back what the request holds of the memory budget (its decoded image): call once it is answered. */
@@ -82,7 +86,16 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
     throw new HttpError(400, 'form field "prompt" (text or a base64 image) or "prompt_image_file" is required');
   }
 
-  return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, delivery, fields, release: () => release() };
+  const preset = presetField(fields) ?? (delivery ? limits.imageFilePreset : undefined);
+  return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, delivery, preset, fields, release: () => release() };
+}
+
+/** The `preset` field: a name; whether it is known is the answer path's to say (400 listing the known ones). */
+function presetField(fields: FormFields): string | undefined {
+  const value = single(fields, 'preset');
+  if (value === undefined || value === '') return undefined;
+  if (typeof value !== 'string') throw new HttpError(400, 'form field "preset" must be text, not a file');
+  return value.trim();
 }
 
 export async function promptTask(value: string, limits: RequestLimits): Promise<{ task: Task; content: string | Uint8Array }> {

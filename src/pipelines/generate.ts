@@ -6,7 +6,9 @@ import { setImmediate } from 'node:timers/promises';
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { centreAndScale, dropNonFinite } from '../splat/frame.js';
-import type { JobContext, StageName } from './context.js';
+import { VALIDATOR_GATES } from '../splat/gates.js';
+import { pruneToBudget } from '../splat/prune.js';
+import type { JobContext, JobSettings, StageName } from './context.js';
 import type { Attempt, Check, Job, Outcome, Report } from './job.js';
 import { attemptSeed } from './seed.js';
 import { allBackends, type Backend, type Stages } from './stages.js';
@@ -27,6 +29,7 @@ export class Pipeline {
     const { stages } = this;
     const { signal, progress } = ctx;
     const { retries, extent } = ctx.settings.pipeline;
+    const budget = gaussianBudget(ctx.settings);
     // An image task's matte does not depend on the seed: compute it once for every attempt.
     let userMatte: RgbaImage | null | undefined;
     let lastMade: { cloud: GaussianCloud; seed: number } | undefined;
@@ -64,8 +67,10 @@ export class Pipeline {
       const image = framed;
       const raw = await time('image_to_3d', () => this.onBackend(stages.imageTo3d, ctx, () => stages.imageTo3d.generate(image, seed, ctx)));
       progress.intermediate({ name: 'cloud', cloud: raw }, attempt);
-      const cloud = await time('normalise', async () => normalise(raw, extent));
+      const made = raw.count;
+      const cloud = await time('normalise', async () => normalise(raw, extent, budget));
       record.gaussians = cloud.count;
+      if (made > cloud.count) record.dropped = made - cloud.count;
       if (cloud.count > 0) lastMade = { cloud, seed };
       signal.throwIfAborted();
 
@@ -102,11 +107,25 @@ export class Pipeline {
   }
 }
 
-/** Every asset leaves in the same frame and scale, whatever backend made it. */
-export function normalise(cloud: GaussianCloud, extent: number): GaussianCloud {
-  const finite = dropNonFinite(cloud);
+/**
+ * Every asset leaves in the same frame and scale, whatever backend made it, and within its Gaussian budget
+ * (0: none). The cut comes before centring and scaling, so the kept Gaussians set the extent.
+ */
+export function normalise(cloud: GaussianCloud, extent: number, budget = 0): GaussianCloud {
+  let finite = dropNonFinite(cloud);
+  if (budget > 0) finite = pruneToBudget(finite, budget).cloud;
   centreAndScale(finite, { extent });
   return finite;
+}
+
+/**
+ * The job's Gaussian budget (pipeline.max_gaussians, 0 = none), never below the gates' minimum nor the
+ * validator's 7,000: a budget must not make an asset the validator refuses.
+ */
+export function gaussianBudget(settings: JobSettings): number {
+  const budget = settings.pipeline.max_gaussians;
+  if (budget <= 0) return 0;
+  return Math.max(budget, settings.validate.gates.min_gaussians, VALIDATOR_GATES.minGaussians);
 }
 
 /** Times each stage into the report and tells the job's progress sink when it starts and ends. */

@@ -1,4 +1,5 @@
 /** The Job that flows through the pipeline, and the Outcome that comes back. No HTTP here. */
+import type { PresetValues } from '../config/presets.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import type { Matrix3 } from '../splat/frame.js';
@@ -42,6 +43,8 @@ export interface Attempt {
   seed: number;
   checks: Check[];
   gaussians: number;
+  /** Gaussians the budget (pipeline.max_gaussians) dropped from what image-to-3d made, or non-finite ones. */
+  dropped?: number;
   accepted: boolean;
   /** Why the attempt failed, when it did before or during validation. */
   reason?: string;
@@ -55,6 +58,17 @@ export interface Report {
   preview: boolean;
   /** The asset failed self-validation and is returned anyway (Delivery.onReject = best-effort). */
   bestEffort?: boolean;
+  /** The preset whose settings made it (set by the answer path). */
+  preset?: PresetReport;
+}
+
+/** A preset as reports and job views show it. */
+export interface PresetReport {
+  name: string;
+  /** The start of the settings' fingerprint, which the cache keys on. */
+  fingerprint: string;
+  /** Every knob a preset may set, as this one resolved it. */
+  values: PresetValues;
 }
 
 export type Outcome =

@@ -11,9 +11,9 @@
  */
 import { setImmediate } from 'node:timers/promises';
 import type { JobSettings } from '../pipelines/context.js';
-import type { Presets } from '../pipelines/presets.js';
+import type { Presets, ResolvedPreset } from '../pipelines/presets.js';
 import { AssetRefusedError, BusyError, CancelledError } from '../pipelines/errors.js';
-import type { Delivery, Outcome, Report, Task } from '../pipelines/job.js';
+import type { Delivery, Outcome, PresetReport, Report, Task } from '../pipelines/job.js';
 import { renderFingerprint } from '../pipelines/settings.js';
 import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
 import { IDENTITY3, rotateCloud, transpose, type Matrix3 } from '../splat/frame.js';
@@ -25,6 +25,8 @@ import type { JobHandle, JobRegistry } from './jobs.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 import type { GenerationService } from './service.js';
+
+export type { ResolvedPreset };
 
 export interface AnswerRequest {
   /** Id for the job (the request id); the registry makes one when absent or taken. */
@@ -59,9 +61,10 @@ interface StoredReport {
 
 export type CacheSource = 'hit' | 'miss' | 'asset-hit' | 'decline-hit';
 
+/** `preset` names the preset the request resolved to; the report's `preset` gives its values. */
 export type Answer =
-  | { kind: 'asset'; jobId: string; artefacts: Delivered[]; seed: number; gaussians: number; report: Report; cache: CacheSource }
-  | { kind: 'declined'; jobId: string; reason: string; report: Report | null; cache: CacheSource }
+  | { kind: 'asset'; jobId: string; preset: string; artefacts: Delivered[]; seed: number; gaussians: number; report: Report; cache: CacheSource }
+  | { kind: 'declined'; jobId: string; preset: string; reason: string; report: Report | null; cache: CacheSource }
   | { kind: 'forwarded'; jobId: string; answer: ForwardedAnswer };
 
 export interface AnswerPathOptions {
@@ -116,10 +119,11 @@ export class AnswerPath {
       task: request.task.kind,
       seed: request.seed,
       title: request.task.kind === 'text' ? request.task.prompt.slice(0, 80) : 'image',
+      preset: presetOfReport(preset),
     });
     const signal = request.signal ? AbortSignal.any([request.signal, job.signal]) : job.signal;
     try {
-      const cached = key === undefined ? null : await this.fromCache(key, request, settings, job);
+      const cached = key === undefined ? null : await this.fromCache(key, request, preset, job);
       if (cached) return cached;
       // Refuse before generating when the video line is already full: an asset nobody renders wastes the GPU.
       if (rendered && service.videos.full) throw new BusyError('busy: the video queue is full');
@@ -140,10 +144,12 @@ export class AnswerPath {
         }
         outcome = made.outcome;
       }
+      // The report says which settings made the answer (a cached report: the same settings, by the key).
+      outcome.report.preset = presetOfReport(preset);
       if (outcome.kind === 'declined') {
         if (key !== undefined) cache?.rememberDecline(key, outcome.reason);
         job.end('declined', { report: outcome.report, reason: outcome.reason });
-        return { kind: 'declined', jobId: job.id, reason: outcome.reason, report: outcome.report, cache: 'miss' };
+        return { kind: 'declined', jobId: job.id, preset: preset.name, reason: outcome.reason, report: outcome.report, cache: 'miss' };
       }
       const stored: StoredReport = { seed: outcome.seed, gaussians: outcome.cloud.count, report: outcome.report };
       // A made asset is cached as its PLY, with its report, before anything else is encoded, whatever was asked:
@@ -157,7 +163,7 @@ export class AnswerPath {
       if (key !== undefined) await this.store(key, artefacts.filter((a) => a !== geometry), settings);
       for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
       job.end('done', { report: outcome.report });
-      return { kind: 'asset', jobId: job.id, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
+      return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
     } catch (err) {
       if (job.signal.aborted || request.signal?.aborted) job.end('cancelled', { error: ((job.signal.reason ?? request.signal?.reason) as Error).message });
       else job.end('failed', { error: (err as Error).message });
@@ -176,13 +182,14 @@ export class AnswerPath {
   }
 
   /** Every wanted artefact and its report from the cache, or a remembered decline; null on any miss. */
-  private async fromCache(key: string, request: AnswerRequest, settings: JobSettings, job: JobHandle): Promise<Answer | null> {
+  private async fromCache(key: string, request: AnswerRequest, preset: ResolvedPreset, job: JobHandle): Promise<Answer | null> {
     const cache = this.options.cache!;
+    const settings = preset.settings;
     const reason = cache.declined(key);
     if (reason !== null) {
       this.options.metrics?.cacheLookup(request.wants[0].format, 'decline_hit');
       job.end('declined', { reason });
-      return { kind: 'declined', jobId: job.id, reason, report: null, cache: 'decline-hit' };
+      return { kind: 'declined', jobId: job.id, preset: preset.name, reason, report: null, cache: 'decline-hit' };
     }
     const artefacts: Delivered[] = [];
     for (const spec of request.wants) {
@@ -199,9 +206,10 @@ export class AnswerPath {
     }
     const stored = await this.readReport(key);
     if (!stored) return null;
+    stored.report.preset = presetOfReport(preset);
     for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
     job.end('done', { report: stored.report });
-    return { kind: 'asset', jobId: job.id, artefacts, ...stored, cache: 'hit' };
+    return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts, ...stored, cache: 'hit' };
   }
 
   private async readReport(key: string): Promise<StoredReport | null> {
@@ -329,6 +337,11 @@ export class AnswerPath {
       read: async () => held ?? (await cache!.get(key!, name)),
     };
   }
+}
+
+/** What a report and a job view say of the preset: its name, fingerprint and the values of its knobs. */
+function presetOfReport(preset: ResolvedPreset): PresetReport {
+  return { name: preset.name, fingerprint: preset.fingerprint.slice(0, 16), values: preset.values };
 }
 
 /** The cloud in the delivery's frame: the canonical cloud itself when no rotation applies, else a rotated copy. */

@@ -6,7 +6,7 @@
  */
 import type { Intermediate, ProgressSink, StageName } from '../pipelines/context.js';
 import { CancelledError } from '../pipelines/errors.js';
-import type { Report } from '../pipelines/job.js';
+import type { PresetReport, Report } from '../pipelines/job.js';
 import type { RgbaImage } from '../image/rgba.js';
 import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
 import type { Priority } from './admission.js';
@@ -41,6 +41,8 @@ export interface JobSummary {
   title: string;
   task: 'text' | 'image';
   seed: number;
+  /** The preset the job runs with: its name and the values of its knobs. */
+  preset?: PresetReport;
 }
 
 /** A job as readers see it. */
@@ -108,7 +110,7 @@ export class JobRegistry {
     const createdAt = this.now();
     const entry: Entry = {
       view: {
-        id, priority: init.priority, title: init.title, task: init.task, seed: init.seed, state: 'queued', stage: null, createdAt,
+        id, priority: init.priority, title: init.title, task: init.task, seed: init.seed, preset: init.preset, state: 'queued', stage: null, createdAt,
         timings: { queuedMs: null, runMs: null, stages: {} }, report: null, reason: null, error: null, artefacts: [], intermediates: [],
       },
       events: [],

@@ -51,7 +51,7 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
 
   async generate(image: RgbaImage, seed: number, ctx?: JobContext): Promise<GaussianCloud> {
     const png = await encodePng(image);
-    const ply = await this.client.imageTo3d({ png, seed, ...this.options.sampling }, ctx?.signal);
+    const ply = await this.client.imageTo3d({ png, seed, ...(ctx ? trellisSampling(ctx.settings.image_to_3d.gpu_worker) : this.options.sampling) }, ctx?.signal);
     let cloud: GaussianCloud;
     try {
       cloud = decodePly(ply);
@@ -61,6 +61,16 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
     rotateCloud(cloud, this.options.orientation);
     return cloud;
   }
+}
+
+/** The sampler parameters of a config section (the job's: a preset may change them). */
+export function trellisSampling(section: { sparse_structure_steps: number; sparse_structure_cfg: number; slat_steps: number; slat_cfg: number }): TrellisSampling {
+  return {
+    sparseStructureSteps: section.sparse_structure_steps,
+    sparseStructureCfg: section.sparse_structure_cfg,
+    slatSteps: section.slat_steps,
+    slatCfg: section.slat_cfg,
+  };
 }
 
 /** Rejects at start-up what is not a proper rotation: a reflection or a shear would corrupt every asset. */

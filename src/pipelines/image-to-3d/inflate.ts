@@ -9,6 +9,7 @@
 import type { RgbaImage } from '../../image/rgba.js';
 import { allocateCloud, colourToDc, logit, type GaussianCloud } from '../../splat/cloud.js';
 import { matrixToQuaternion } from '../../splat/frame.js';
+import type { JobContext } from '../context.js';
 import type { ImageTo3d, Readiness } from '../stages.js';
 
 export interface InflateOptions {
@@ -39,8 +40,10 @@ export class InflateImageTo3d implements ImageTo3d {
     return { ready: true };
   }
 
-  async generate(image: RgbaImage): Promise<GaussianCloud> {
-    return inflateSilhouette(image, this.options);
+  /** At most the job's image_to_3d.inflate.max_gaussians (a preset may change it), else the constructor's. */
+  async generate(image: RgbaImage, _seed: number, ctx?: JobContext): Promise<GaussianCloud> {
+    const maxGaussians = ctx?.settings.image_to_3d.inflate.max_gaussians ?? this.options.maxGaussians;
+    return inflateSilhouette(image, { ...this.options, maxGaussians });
   }
 }
 

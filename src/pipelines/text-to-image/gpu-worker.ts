@@ -44,8 +44,9 @@ export class GpuWorkerTextToImage implements TextToImage {
     return prompt.trim() + this.options.promptSuffix;
   }
 
+  /** Steps and size are the job's (a preset may change them), else the constructor's. */
   async generate(prompt: string, seed: number, ctx?: JobContext): Promise<RgbaImage> {
-    const { size, steps } = this.options;
+    const { size, steps } = ctx?.settings.text_to_image.gpu_worker ?? this.options;
     const png = await this.client.generateImage({ prompt: this.prompt(prompt), size: `${size}x${size}`, steps, seed }, ctx?.signal);
     let image: RgbaImage;
     try {

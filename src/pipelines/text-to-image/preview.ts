@@ -4,6 +4,7 @@
  * stand-in that exercises every later stage with object-centric pictures; it understands no language.
  */
 import { createImage, type RgbaImage } from '../../image/rgba.js';
+import type { JobContext } from '../context.js';
 import type { Readiness, TextToImage } from '../stages.js';
 
 export type Shape = 'sphere' | 'box' | 'cylinder' | 'cone' | 'torus' | 'capsule';
@@ -63,8 +64,10 @@ export class PreviewTextToImage implements TextToImage {
     return { ready: true };
   }
 
-  async generate(prompt: string, seed: number): Promise<RgbaImage> {
-    return drawPrimitive(lookOfPrompt(prompt), seed, this.options);
+  /** The picture's side is the job's (pipeline.image_size, which a preset may change), else the constructor's. */
+  async generate(prompt: string, seed: number, ctx?: JobContext): Promise<RgbaImage> {
+    const size = ctx?.settings.pipeline.image_size ?? this.options.size;
+    return drawPrimitive(lookOfPrompt(prompt), seed, { ...this.options, size });
   }
 }
 

@@ -17,7 +17,7 @@ import type { PreTrainedModel, PreTrainedTokenizer, Tensor } from '@huggingface/
 import sharp from 'sharp';
 import type { RgbaImage } from '../../image/rgba.js';
 import type { ModelFiles } from '../model-files.js';
-import type { JobContext } from '../context.js';
+import type { JobContext, JobSettings } from '../context.js';
 import type { Check } from '../job.js';
 import type { GpuRunner, Readiness, ValidationInput, Validator, ViewRenderer } from '../stages.js';
 import { loadAestheticPredictor, type AestheticPredictor } from './aesthetic.js';
@@ -126,7 +126,8 @@ export class ClipValidator implements Validator {
     const onGpu: GpuRunner = this.options.lockModelsOnGpu && ctx ? ctx.gpu : (work) => work();
     const loaded = this.loaded;
     if (!loaded) throw new Error(this.readiness().detail ?? 'CLIP not loaded');
-    const o = this.options;
+    // Thresholds are the job's (a preset may change them); the models and views are the constructor's.
+    const o = ctx ? { ...this.options, ...clipThresholds(ctx.settings.validate.clip) } : this.options;
     const views = await this.renderViews(cloud, { count: o.views, size: o.viewSize }, signal);
     signal?.throwIfAborted();
     const check = (name: string, value: number, threshold: number): Check => ({ name, value, threshold, passed: value >= threshold, by: this.name });
@@ -178,6 +179,15 @@ export class ClipValidator implements Validator {
     const { image_embeds } = (await loaded.vision({ pixel_values })) as { image_embeds: Tensor };
     return rows(image_embeds);
   }
+}
+
+function clipThresholds(section: JobSettings['validate']['clip']): Pick<ClipOptions, 'minSimilarity' | 'minGeomeanCosine' | 'minImageSimilarity' | 'minAesthetic'> {
+  return {
+    minSimilarity: section.min_similarity,
+    minGeomeanCosine: section.min_geomean_cosine,
+    minImageSimilarity: section.min_image_similarity,
+    minAesthetic: section.min_aesthetic,
+  };
 }
 
 /** CLIP's image pre-processing, as the model folder's preprocessor_config.json states it. */

@@ -1,5 +1,6 @@
 /** Validation backend "gates": the validator's structural gates, the cheapest check, always first. */
 import { checkGates, type GateLimits } from '../../splat/gates.js';
+import type { JobContext, JobSettings } from '../context.js';
 import type { Check } from '../job.js';
 import type { Readiness, ValidationInput, Validator } from '../stages.js';
 
@@ -13,7 +14,12 @@ export class GatesValidator implements Validator {
     return { ready: true };
   }
 
-  async validate({ cloud }: ValidationInput): Promise<Check[]> {
-    return checkGates(cloud, this.limits).map((gate) => ({ ...gate, by: this.name }));
+  /** The job's thresholds (a preset may change them), else the constructor's. */
+  async validate({ cloud }: ValidationInput, ctx?: JobContext): Promise<Check[]> {
+    return checkGates(cloud, ctx ? gateLimits(ctx.settings.validate.gates) : this.limits).map((gate) => ({ ...gate, by: this.name }));
   }
+}
+
+export function gateLimits(section: JobSettings['validate']['gates']): GateLimits {
+  return { minGaussians: section.min_gaussians, transparentBelow: section.transparent_below, maxTransparentShare: section.max_transparent_share };
 }

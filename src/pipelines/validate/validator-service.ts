@@ -64,6 +64,8 @@ export class ValidatorServiceValidator implements Validator {
     if (typeof score !== 'number' || !Number.isFinite(score)) {
       throw new ValidatorServiceError(`validation service at ${url} answered without a numeric "score": ${text.slice(0, 200)}`);
     }
-    return [{ name: 'validator_score', value: score, threshold: this.options.minScore, passed: score >= this.options.minScore, by: this.name }];
+    // The job's threshold (a preset may change it), else the constructor's.
+    const minScore = ctx?.settings.validate.validator_service.min_score ?? this.options.minScore;
+    return [{ name: 'validator_score', value: score, threshold: minScore, passed: score >= minScore, by: this.name }];
   }
 }

@@ -14,6 +14,7 @@ import random
 import struct
 import threading
 import time
+from collections import deque
 from typing import Optional
 
 from .memory import resolve_offload
@@ -24,6 +25,8 @@ from .provider import BadInput, ImageRequest, ModelStatus, Provider, ProviderSta
 SH_C0 = 0.28209479177387814
 # Samples of the silhouette: enough that the two-sided relief passes the validator's 7,000-Gaussian gate.
 TARGET_SAMPLES = 6000
+# Calls whose parameters are remembered (GET /v1/received), so tests can see what the service asked for.
+RECEIVED_CALLS = 256
 
 
 class FakeProvider(Provider):
@@ -40,6 +43,15 @@ class FakeProvider(Provider):
         self._state = "loading"
         self._error: Optional[str] = None
         self._lock = threading.Lock()
+        self._received: deque = deque(maxlen=RECEIVED_CALLS)
+
+    def received(self) -> list:
+        with self._lock:
+            return list(self._received)
+
+    def _record(self, call: dict) -> None:
+        with self._lock:
+            self._received.append(call)
 
     def load(self) -> None:
         time.sleep(self.load_seconds)
@@ -69,6 +81,8 @@ class FakeProvider(Provider):
     def generate_image(self, request: ImageRequest) -> bytes:
         if not self.load_flux:
             raise BadInput("this worker was started without the text-to-image model")
+        self._record({"route": "images/generations", "prompt": request.prompt, "seed": request.seed,
+                      "width": request.width, "height": request.height, "steps": request.steps})
         digest = hashlib.sha256(f"{request.prompt}\0{request.seed}".encode("utf-8")).digest()
         w, h = request.width, request.height
         colour = bytes((40 + digest[0] % 180, 40 + digest[1] % 180, 40 + digest[2] % 180))
@@ -91,6 +105,10 @@ class FakeProvider(Provider):
         return encode_rgba(w, h, bytes(rows))
 
     def image_to_3d(self, request: SplatRequest) -> bytes:
+        self._record({"route": "image-to-3d", "seed": request.seed,
+                      "sparse_structure_steps": request.sparse_structure_steps,
+                      "sparse_structure_cfg": request.sparse_structure_cfg,
+                      "slat_steps": request.slat_steps, "slat_cfg": request.slat_cfg})
         try:
             width, height, rgba = decode_rgba(request.png)
         except PngError as err:

@@ -81,3 +81,7 @@ class Provider:
     def image_to_3d(self, request: SplatRequest) -> bytes:
         """Returns a binary little-endian PLY of 3D Gaussians in TRELLIS's internal frame."""
         raise NotImplementedError
+
+    def received(self) -> Optional[list]:
+        """The parameters of recent calls, oldest first, for providers that record them (the fake); None otherwise."""
+        return None

@@ -4,6 +4,7 @@ Routes (see docs/gpu-worker.md):
   GET  /health                  readiness, models, device and VRAM
   POST /v1/images/generations   OpenAI images API subset -> {"data": [{"b64_json": PNG}]}
   POST /v1/image-to-3d          RGBA PNG + TRELLIS sampler parameters -> PLY (TRELLIS internal frame)
+  GET  /v1/received             the parameters of recent calls, for providers that record them (the fake)
 Errors are JSON {"error": "..."}: 400 bad input, 404 unknown route, 413 body too large, 503 loading / failed to
 load / out of GPU memory, 500 anything else.
 """
@@ -226,6 +227,12 @@ class _Handler(BaseHTTPRequestHandler):
             if method == "GET" and path == "/health":
                 status, body = self.worker.health()
                 self._json(status, body)
+            elif method == "GET" and path == "/v1/received":
+                received = self.worker.provider.received()
+                if received is None:
+                    raise HttpError(404, f"provider {self.worker.provider.name} does not record its calls")
+                status = 200
+                self._json(200, {"received": received})
             elif method == "POST" and path == "/v1/images/generations":
                 status = 200
                 self._json(200, self.worker.images_generations(self._read_json()))

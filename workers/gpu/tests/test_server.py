@@ -141,6 +141,17 @@ class ReadyWorkerTest(unittest.TestCase):
         self.assertEqual(a, b)
         self.assertNotEqual(a, c)
 
+    def test_the_fake_records_the_steps_and_cfg_of_each_call(self):
+        self.running.json("POST", "/v1/images/generations", {"prompt": "a cup", "size": "256x256", "steps": 2, "seed": 9})
+        self.running.request("POST", "/v1/image-to-3d", splat_body(disc_png(), sparse_structure_steps=6, sparse_structure_cfg=5.5,
+                                                                   slat_steps=7, slat_cfg=2.5))
+        status, _, body = self.running.json("GET", "/v1/received")
+        self.assertEqual(status, 200)
+        image, splat = body["received"][-2:]
+        self.assertEqual(image, {"route": "images/generations", "prompt": "a cup", "seed": 9, "width": 256, "height": 256, "steps": 2})
+        self.assertEqual(splat, {"route": "image-to-3d", "seed": 7, "sparse_structure_steps": 6, "sparse_structure_cfg": 5.5,
+                                 "slat_steps": 7, "slat_cfg": 2.5})
+
     def test_bad_image_to_3d_requests_get_400(self):
         rgb = encode_rgba(8, 8, b"\x00" * 256)
         rgb_only = bytearray(rgb)
