@@ -1,11 +1,15 @@
-// The splat viewer: three.js + Spark, orbit/zoom with OrbitControls, a slow turn until the user takes over,
-// reset, and camera linking for A/B.
+// The splat viewer: three.js + Spark, orbit/zoom with OrbitControls, a slow turn until the user takes over
+// (none when the system asks for reduced motion), reset, and camera linking for A/B. A still camera stops
+// drawing shortly after its last change, so an idle page costs no GPU (or CPU, on software WebGL).
 import * as THREE from 'three';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
 import { SparkRenderer, SplatMesh } from '@sparkjsdev/spark';
 
 // Assets are centred with their largest extent at 1.5 (the validator's frame: +Y up, front toward +Z).
 const HOME = new THREE.Vector3(0, 0.45, 2.6);
+// Frames keep coming this long after a change (damping eases out; Spark's onDirty asks for more).
+const SETTLE_MS = 600;
+const motion = !matchMedia('(prefers-reduced-motion: reduce)').matches;
 
 export class Viewer {
   constructor(container) {
@@ -18,7 +22,8 @@ export class Viewer {
     this.canvas.setAttribute('aria-label', 'Splat viewer: drag to orbit, scroll to zoom, R to reset');
     container.replaceChildren(this.canvas);
     this.scene = new THREE.Scene();
-    this.scene.add(new SparkRenderer({ renderer: this.renderer }));
+    // Spark says when a finished sort (in its worker) needs another frame.
+    this.scene.add(new SparkRenderer({ renderer: this.renderer, onDirty: () => this.invalidate() }));
     this.camera = new THREE.PerspectiveCamera(45, 1, 0.01, 100);
     this.controls = new OrbitControls(this.camera, this.canvas);
     this.controls.enableDamping = true;
@@ -26,16 +31,24 @@ export class Viewer {
     this.controls.minDistance = 0.5;
     this.controls.maxDistance = 10;
     this.controls.addEventListener('start', () => { this.controls.autoRotate = false; });
-    this.controls.addEventListener('change', () => this.followers.forEach((f) => f.copyCamera(this)));
     this.followers = new Set();
+    this.drawUntil = 0;
+    this.controls.addEventListener('change', () => {
+      this.invalidate();
+      this.followers.forEach((f) => f.copyCamera(this));
+    });
     this.canvas.addEventListener('keydown', (e) => { if (e.key === 'r' || e.key === 'R') this.reset(); });
     this.reset();
     new ResizeObserver(() => this.resize()).observe(container);
     this.resize();
     this.renderer.setAnimationLoop(() => {
       this.controls.update();
-      this.renderer.render(this.scene, this.camera);
+      if (this.controls.autoRotate || performance.now() < this.drawUntil) this.renderer.render(this.scene, this.camera);
     });
+  }
+
+  invalidate() {
+    this.drawUntil = performance.now() + SETTLE_MS;
   }
 
   resize() {
@@ -44,13 +57,15 @@ export class Viewer {
     this.renderer.setSize(w, h, false);
     this.camera.aspect = w / h;
     this.camera.updateProjectionMatrix();
+    this.invalidate();
   }
 
   reset() {
     this.camera.position.copy(HOME);
     this.controls.target.set(0, 0, 0);
-    this.controls.autoRotate = !this.leader;
+    this.controls.autoRotate = motion && !this.leader;
     this.controls.update();
+    this.invalidate();
   }
 
   /** Shows an SPZ (or PLY) file's bytes; resolves once Spark has decoded it. */
@@ -62,6 +77,7 @@ export class Viewer {
     this.mesh = new SplatMesh({ fileBytes: bytes, fileName });
     this.scene.add(this.mesh);
     await this.mesh.initialized;
+    this.invalidate();
     this.container.dataset.loaded = 'true';
   }
 
