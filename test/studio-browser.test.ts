@@ -58,7 +58,7 @@ describe('studio in chromium', () => {
     page = await browser.newPage({ viewport: { width: 1366, height: 800 }, reducedMotion: 'reduce' });
     page.on('pageerror', (err) => errors.push(err.message));
     await page.goto(`${server.url}/`);
-    await page.waitForFunction(() => document.querySelector('#preset option') !== null);
+    await page.waitForFunction("document.querySelector('#preset option') !== null");
   }, 30_000);
 
   afterAll(async () => {
@@ -69,12 +69,12 @@ describe('studio in chromium', () => {
   it('a prompt submitted through the page shows every stage in order, the picture, the matte and a splat; the PLY download is valid', async () => {
     await page.fill('#prompt', 'a red wooden chair');
     await page.keyboard.press('Control+Enter');
-    await page.waitForFunction(() => document.querySelector('.result')?.getAttribute('data-state') === 'done' && document.querySelector('[data-panel=viewer]')?.getAttribute('data-loaded') === 'true', undefined, { timeout: 30_000 });
+    await page.waitForFunction("document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=viewer]')?.dataset.loaded === 'true'", undefined, { timeout: 30_000 });
 
-    const timeline = await page.$$eval('.timeline li', (rows) => rows.map((r) => [(r as HTMLElement).dataset.stage, (r as HTMLElement).dataset.state]));
+    const timeline = await page.$$eval('.timeline li', (rows: any[]) => rows.map((r) => [r.dataset.stage, r.dataset.state]));
     expect(timeline).toEqual(STAGES.map((s) => [s, 'done']));
     for (const name of ['image', 'matte']) {
-      const width = await page.$eval(`[data-pic=${name}] img`, (img) => (img as HTMLImageElement).decode().then(() => (img as HTMLImageElement).naturalWidth));
+      const width = await page.$eval(`[data-pic=${name}] img`, (img: any) => img.decode().then(() => img.naturalWidth as number));
       expect(width, name).toBeGreaterThan(0);
     }
     expect(await page.locator('.report tr[data-check]').count()).toBeGreaterThan(0);
@@ -95,10 +95,10 @@ describe('studio in chromium', () => {
     await page.fill('#seed', '11');
     await page.fill('#ab-seed', '12');
     await page.click('#generate');
-    await page.waitForFunction(() => {
+    await page.waitForFunction(`(() => {
       const results = [...document.querySelectorAll('.result')];
-      return results.length === 2 && results.every((r) => r.getAttribute('data-state') === 'done' && r.querySelector('[data-panel=viewer]')?.getAttribute('data-loaded') === 'true');
-    }, undefined, { timeout: 40_000 });
+      return results.length === 2 && results.every((r) => r.dataset.state === 'done' && r.querySelector('[data-panel=viewer]')?.dataset.loaded === 'true');
+    })()`, undefined, { timeout: 40_000 });
     const labels = await page.$$eval('.result .label', (els) => els.map((e) => e.textContent));
     expect(labels).toEqual(['A · seed 11', 'B · seed 12']);
     const seeds = await page.$$eval('.result .report p:first-child', (els) => els.map((e) => /seed (\d+)/.exec(e.textContent ?? '')?.[1]));
