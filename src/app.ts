@@ -15,7 +15,9 @@ import type { ArtefactSpec, Format } from './formats/registry.js';
 import { BusyError } from './runtime/admission.js';
 import type { Answer, AnswerPath, ResolvedPreset } from './runtime/answer.js';
 import { FORWARDED_HEADER, type ForwardedAnswer } from './runtime/burst.js';
+import { API_BASE, jobApi } from './api/routes.js';
 import { bearerAuth } from './http/auth.js';
+import { studioRoutes } from './studio/routes.js';
 import { methodNotAllowed } from './http/method.js';
 import type { Logger } from './runtime/log.js';
 import type { Metrics } from './runtime/metrics.js';
@@ -187,6 +189,9 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     const metrics = options.metrics;
     app.get('/metrics', async (c) => c.body(await metrics.text(), 200, { 'Content-Type': metrics.contentType }));
   }
+
+  app.route(API_BASE, jobApi(service, answers, { limits: options.limits, bodyLimitBytes: options.bodyLimitBytes, retryAfterSeconds: options.retryAfterSeconds, auth: !!options.authToken, logger: options.logger }));
+  app.route('/', studioRoutes());
 
   app.notFound((c) => errorResponse(new HttpError(404, `no route for ${c.req.method} ${c.req.path}`)));
   return app;

@@ -3,7 +3,7 @@ export class HttpError extends Error {
   override name = 'HttpError';
 
   constructor(
-    readonly status: 400 | 401 | 404 | 405 | 413 | 415 | 500 | 502 | 503 | 504,
+    readonly status: 400 | 401 | 404 | 405 | 409 | 410 | 413 | 415 | 500 | 502 | 503 | 504,
     message: string,
     readonly headers: Record<string, string> = {},
   ) {

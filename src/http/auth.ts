@@ -9,12 +9,15 @@ import { errorResponse } from '../contract/responses.js';
 
 /**
  * Paths that need the token: "/x" covers /x and /x/...; "/x*" covers every path starting with "/x".
- * /health, /ping stay open for load balancers; /metrics is open unless server.metrics_auth is "token".
+ * /health, /ping stay open for load balancers; /metrics is open unless server.metrics_auth is "token". The studio
+ * page and /api/v1/openapi.json stay open (the page asks for the token).
  */
 export const PROTECTED_PATHS: readonly string[] = [
   '/generate',
   '/generate_*',
   '/mcp',
+  '/api/v1/jobs',
+  '/api/v1/presets',
 ];
 
 export interface AuthScope {

@@ -1,0 +1,185 @@
+/**
+ * The job API under /api/v1: start a job (202 with its id and links), read it, follow its events (SSE, with
+ * replay for late or reconnecting clients), download its artefacts and intermediates, cancel it, list recent
+ * jobs and the presets. Jobs run in the interactive priority class; routes stay thin: parse, answer, respond.
+ */
+import { randomUUID } from 'node:crypto';
+import { Hono, type Context } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { HttpError } from '../contract/errors.js';
+import type { RequestLimits } from '../contract/request.js';
+import { artefactResponse, errorResponse } from '../contract/responses.js';
+import { FORMAT_NAMES, type FormatName } from '../formats/registry.js';
+import { encodePng } from '../image/codec.js';
+import type { RgbaImage } from '../image/rgba.js';
+import { methodNotAllowed } from '../http/method.js';
+import { BusyError, NotReadyError, ShuttingDownError } from '../pipelines/errors.js';
+import { UnknownPresetError } from '../pipelines/presets.js';
+import type { AnswerPath } from '../runtime/answer.js';
+import type { JobEvent, JobView } from '../runtime/jobs.js';
+import type { Logger } from '../runtime/log.js';
+import type { GenerationService } from '../runtime/service.js';
+import { openApiDocument } from './openapi.js';
+import { bodyKind, parseJobRequest } from './request.js';
+import { sseResponse, type SseMessage } from './sse.js';
+
+export const API_BASE = '/api/v1';
+
+export interface JobApiOptions {
+  limits: RequestLimits;
+  bodyLimitBytes: number;
+  retryAfterSeconds: number;
+  /** Auth is on: the OpenAPI document says so. */
+  auth: boolean;
+  logger?: Logger;
+}
+
+const INTERMEDIATE_PICTURES = ['image', 'matte'] as const;
+
+export function jobApi(service: GenerationService, answers: AnswerPath, options: JobApiOptions): Hono {
+  const api = new Hono({ strict: false });
+  const jobs = answers.jobs;
+  const document = openApiDocument(API_BASE, options.auth);
+
+  const limitBody = bodyLimit({
+    maxSize: options.bodyLimitBytes,
+    onError: () => errorResponse(new HttpError(413, `request body is larger than ${options.bodyLimitBytes} bytes`)),
+  });
+
+  const jobOr404 = (id: string): JobView => {
+    const job = jobs.get(id);
+    if (!job) throw new HttpError(404, `no job "${id.slice(0, 80)}" (unknown, or finished long enough ago to be forgotten)`);
+    return job;
+  };
+
+  api.post('/jobs', limitBody, async (c) => {
+    const kind = bodyKind(c.req.header('content-type'));
+    let body;
+    try {
+      body = kind === 'json' ? { json: await c.req.json() } : { form: await c.req.parseBody({ all: true }) };
+    } catch (err) {
+      throw new HttpError(400, `malformed ${kind === 'json' ? 'JSON' : 'form'} body: ${(err as Error).message}`);
+    }
+    const request = await parseJobRequest(body, options.limits);
+    if (request.preset !== undefined && !answers.presets.names().includes(request.preset)) {
+      throw new UnknownPresetError(request.preset, answers.presets.names());
+    }
+    refuseIfUnable(service, request.wants.some((w) => answers.formats[w.format].frame === 'canonical'), options.retryAfterSeconds);
+
+    // The id is ours, so it can be answered before the job ends; the job itself runs on without this request.
+    const id = randomUUID();
+    const running = answers.answer({ id, task: request.task, seed: request.seed, priority: 'interactive', wants: request.wants, preset: request.preset });
+    running.catch((err: Error) => options.logger?.info({ job: id, err: err.message }, 'job ended without an asset'));
+    // A request refused before its job was registered (shutting down) rejects at once: answer its error.
+    if (!jobs.get(id)) await running.then(() => { throw new HttpError(500, 'the job was not registered'); });
+    const job = jobOr404(id);
+    return c.json({ id, state: job.state, links: links(id) }, 202, { Location: links(id).self });
+  });
+
+  api.get('/jobs', (c) => {
+    const raw = c.req.query('limit');
+    const limit = raw === undefined ? 50 : Number(raw);
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new HttpError(400, 'limit must be an integer from 1 to 100');
+    return c.json({ jobs: jobs.list(limit).map(jobBody) });
+  });
+
+  api.get('/jobs/:id', (c) => c.json(jobBody(jobOr404(c.req.param('id')))));
+
+  api.delete('/jobs/:id', (c) => {
+    const job = jobOr404(c.req.param('id'));
+    if (!jobs.cancel(job.id)) throw new HttpError(409, `job ${job.id} has already ended (${job.state})`);
+    return c.json({ id: job.id, state: 'cancelling', links: links(job.id) }, 202);
+  });
+
+  api.get('/jobs/:id/events', (c) => {
+    const job = jobOr404(c.req.param('id'));
+    const resume = c.req.header('last-event-id') ?? c.req.query('after');
+    const after = resume === undefined || resume === '' ? -1 : Number(resume);
+    if (!Number.isInteger(after) || after < -1) throw new HttpError(400, 'Last-Event-ID (or "after") must be an event id from this stream');
+    const stop = new AbortController();
+    const signal = AbortSignal.any([stop.signal, c.req.raw.signal]);
+    return sseResponse(eventMessages(job.id, after, jobs.events(job.id, signal)), stop);
+  });
+
+  api.get('/jobs/:id/artifacts/:name', async (c) => {
+    const job = jobOr404(c.req.param('id'));
+    const name = c.req.param('name');
+    if (!(FORMAT_NAMES as readonly string[]).includes(name)) throw new HttpError(404, `no artefact kind "${name.slice(0, 40)}"; kinds are ${FORMAT_NAMES.join(', ')}`);
+    const ref = jobs.artefact(job.id, name);
+    if (!ref) {
+      const made = job.artefacts.map((a) => a.name);
+      throw new HttpError(404, `job ${job.id} (${job.state}) has no ${name} artefact${made.length ? `; it has ${made.join(', ')}` : ' (yet)'}`);
+    }
+    const bytes = await ref.read();
+    if (!bytes) throw new HttpError(410, `the ${name} artefact of job ${job.id} is no longer held`);
+    const filename = `fast3d-${job.id.slice(0, 8)}${name === 'views' ? '-views' : ''}${ref.extension}`;
+    return artefactResponse(answers.formats[name as FormatName], bytes, { 'Content-Disposition': `attachment; filename="${filename}"`, 'Cache-Control': 'private, max-age=3600' });
+  });
+
+  api.get('/jobs/:id/intermediates/:name', async (c) => {
+    const job = jobOr404(c.req.param('id'));
+    const name = c.req.param('name');
+    if (!(INTERMEDIATE_PICTURES as readonly string[]).includes(name)) throw new HttpError(404, `no intermediate picture "${name.slice(0, 40)}"; they are ${INTERMEDIATE_PICTURES.join(', ')}`);
+    const item = jobs.intermediate(job.id, name as 'image' | 'matte');
+    if (!item) throw new HttpError(404, `job ${job.id} has no ${name} (yet)`);
+    const png = await encodePng(item as RgbaImage);
+    return c.body(png as Uint8Array<ArrayBuffer>, 200, { 'Content-Type': 'image/png', 'Cache-Control': 'private, max-age=3600' });
+  });
+
+  api.get('/presets', (c) => {
+    const presets = answers.presets;
+    return c.json({ presets: presets.names().map((name) => ({ name, default: name === presets.defaultName })), default: presets.defaultName });
+  });
+
+  api.get('/openapi.json', (c) => c.json(document));
+
+  api.all('/jobs', methodNotAllowed('GET', 'POST'));
+  api.all('/jobs/:id', methodNotAllowed('GET', 'DELETE'));
+  for (const path of ['/jobs/:id/events', '/jobs/:id/artifacts/:name', '/jobs/:id/intermediates/:name', '/presets', '/openapi.json']) api.all(path, methodNotAllowed('GET'));
+  return api;
+}
+
+/**
+ * Refuses at once what the job would be refused a moment later, so a client gets a 503 with Retry-After
+ * rather than a 202 for a job that fails at admission.
+ */
+function refuseIfUnable(service: GenerationService, rendered: boolean, retryAfterS: number): void {
+  if (!service.accepting) throw new ShuttingDownError('service is shutting down; no new jobs are admitted');
+  const health = service.health();
+  if (health.status !== 'ok') throw new NotReadyError(`service is ${health.status}; retry when /health says ok`);
+  const waitS = (ms: number | null) => Math.max(retryAfterS, Math.ceil((ms ?? 0) / 1000));
+  if (service.admission.isFull('interactive')) {
+    throw new BusyError('busy: the interactive queue is full', waitS(service.admission.estimatedWaitMs('interactive') || service.admission.meanJobMs()));
+  }
+  if (rendered && service.videos.full) throw new BusyError('busy: the render line is full', retryAfterS);
+}
+
+function links(id: string) {
+  const self = `${API_BASE}/jobs/${encodeURIComponent(id)}`;
+  return { self, events: `${self}/events`, cancel: self };
+}
+
+function jobBody(job: JobView) {
+  const { self } = links(job.id);
+  return {
+    ...job,
+    artefacts: job.artefacts.map(({ name, contentType, bytes }) => ({ name, contentType, bytes, url: `${self}/artifacts/${name}` })),
+    intermediates: job.intermediates.map((name) => ({ name, url: name === 'cloud' ? null : `${self}/intermediates/${name}` })),
+    links: links(job.id),
+  };
+}
+
+/** Registry events as SSE messages (id = index in the job's stream), skipping those the client has seen. */
+async function* eventMessages(id: string, after: number, events: AsyncIterable<JobEvent>): AsyncGenerator<SseMessage> {
+  const { self } = links(id);
+  let index = -1;
+  for await (const event of events) {
+    index++;
+    if (index <= after) continue;
+    let data: Record<string, unknown> = event;
+    if (event.type === 'intermediate') data = { ...event, url: event.name === 'cloud' ? null : `${self}/intermediates/${event.name}` };
+    if (event.type === 'artefact') data = { ...event, url: `${self}/artifacts/${event.name}` };
+    if (event.type === 'end') data = { ...event, job: self };
+    yield { id: String(index), event: event.type, data };
+  }
+}

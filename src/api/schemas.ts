@@ -1,0 +1,84 @@
+/**
+ * The job API's shapes, as zod schemas: the handlers parse with them, and the OpenAPI document is generated
+ * from the same objects (openapi.ts), so the two cannot disagree.
+ */
+import { z } from 'zod';
+import { VIDEO_RES } from '../config/schema.js';
+import { FORMAT_NAMES } from '../formats/registry.js';
+import { MAX_SEED } from '../pipelines/seed.js';
+
+/** What a job delivers when the request names no outputs: the viewer's SPZ, the PLY, the validator's views. */
+export const DEFAULT_OUTPUTS = ['ply', 'spz', 'views'] as const;
+/** Side of a turntable video when `videoSize` is absent: small, since a video costs every render worker. */
+export const DEFAULT_VIDEO_SIZE = 512;
+export const VIEW_SIZE = { min: 64, max: 512, default: 256 };
+
+export const OutputName = z.enum(FORMAT_NAMES).describe('An artefact kind: ply, spz (Spark loads SPZ v3), mp4 (turntable video), views (PNG grid of the validator\'s 16 views).');
+
+export const JobRequest = z
+  .strictObject({
+    prompt: z.string().min(1).optional().describe('Text prompt. Send either prompt or image.'),
+    image: z.string().min(1).optional().describe('A PNG, JPEG or WebP image as base64 or a data: URL (multipart bodies send a file part "image" instead).'),
+    seed: z.number().int().min(0).max(MAX_SEED).optional().describe('Seed of the first attempt; absent: derived from the prompt or image, so a repeated task gives the same asset.'),
+    preset: z.string().min(1).max(64).optional().describe('Preset name (GET /api/v1/presets); absent: the default preset.'),
+    outputs: z.array(OutputName).min(1).max(FORMAT_NAMES.length).optional().describe(`Artefacts to make; default ${DEFAULT_OUTPUTS.join(', ')} (mp4 only when asked: it costs CPU).`),
+    videoSize: z.number().int().min(VIDEO_RES.min).max(VIDEO_RES.max).optional().describe(`Side of the mp4 in pixels (default ${DEFAULT_VIDEO_SIZE}; odd sides are rounded down).`),
+    viewSize: z.number().int().min(VIEW_SIZE.min).max(VIEW_SIZE.max).optional().describe(`Side of each of the 16 views in pixels (default ${VIEW_SIZE.default}).`),
+  })
+  .describe('A job: a prompt or an image, with optional seed, preset and outputs.');
+export type JobRequest = z.infer<typeof JobRequest>;
+
+export const ErrorBody = z.object({ error: z.string() }).describe('Every 4xx and 5xx answer.');
+
+const Links = z.object({
+  self: z.string(),
+  events: z.string(),
+  cancel: z.string(),
+});
+
+export const JobCreated = z.object({
+  id: z.string(),
+  state: z.string(),
+  links: Links,
+});
+
+const Check = z.object({ name: z.string(), value: z.number(), threshold: z.number(), passed: z.boolean(), by: z.string() });
+const Attempt = z.object({ seed: z.number(), checks: z.array(Check), gaussians: z.number(), accepted: z.boolean(), reason: z.string().optional() });
+export const Report = z.object({
+  attempts: z.array(Attempt),
+  timings: z.record(z.string(), z.number()).describe('Milliseconds per stage, summed over attempts.'),
+  preview: z.boolean(),
+  bestEffort: z.boolean().optional(),
+});
+
+export const JobState = z.enum(['queued', 'running', 'done', 'declined', 'failed', 'cancelled']);
+
+export const JobBody = z.object({
+  id: z.string(),
+  title: z.string(),
+  task: z.enum(['text', 'image']),
+  seed: z.number(),
+  priority: z.string(),
+  state: JobState,
+  stage: z.string().nullable().describe('The stage running now.'),
+  createdAt: z.number().describe('Milliseconds since the epoch.'),
+  timings: z.object({ queuedMs: z.number().nullable(), runMs: z.number().nullable(), stages: z.record(z.string(), z.number()) }),
+  report: Report.nullable(),
+  reason: z.string().nullable().describe('Why the job was declined.'),
+  error: z.string().nullable().describe('Why the job failed or was cancelled.'),
+  artefacts: z.array(z.object({ name: z.string(), contentType: z.string(), bytes: z.number(), url: z.string() })),
+  intermediates: z.array(z.object({ name: z.string(), url: z.string().nullable() })),
+  links: Links,
+});
+
+export const JobList = z.object({ jobs: z.array(JobBody) });
+
+export const PresetList = z.object({ presets: z.array(z.object({ name: z.string(), default: z.boolean() })), default: z.string() });
+
+export const JobEventBody = z
+  .object({
+    type: z.enum(['queued', 'running', 'stage', 'intermediate', 'artefact', 'end']),
+    at: z.number().describe('Milliseconds since the job was created.'),
+  })
+  .loose()
+  .describe('One server-sent event (its SSE `event` field is `type`, its `id` the event\'s index): stage start/end with `stage`, `attempt`, `ms`; intermediate with `name` and `url`; artefact with `name`, `bytes`, `url`; end with `state` and `reason` or `error`.');

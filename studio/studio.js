@@ -1,0 +1,407 @@
+// The studio page: submit jobs to /api/v1, follow their events, show picture, matte, splat, views, video,
+// report and downloads; A/B runs two jobs side by side with linked cameras; a gallery reopens recent jobs.
+import { Viewer } from './viewer.js';
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const STAGE_LABELS = { text_to_image: 'picture', matting: 'matte', image_to_3d: 'image to 3D', normalise: 'normalise', validate: 'validate' };
+const TOKEN_KEY = 'fast3d.token';
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+class ApiError extends Error {
+  constructor(status, message) { super(message); this.status = status; }
+}
+
+// ---- API access (the token, when auth is on, lives in sessionStorage) ----
+const tokenInput = $('#token');
+tokenInput.value = sessionStorage.getItem(TOKEN_KEY) ?? '';
+if (tokenInput.value) $('#token-box').hidden = false;
+tokenInput.addEventListener('change', () => { sessionStorage.setItem(TOKEN_KEY, tokenInput.value.trim()); start(); });
+
+function authHeaders() {
+  const token = tokenInput.value.trim();
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+async function api(path, init = {}) {
+  const res = await fetch(path, { ...init, headers: { ...authHeaders(), ...init.headers } });
+  if (!res.ok) throw await apiError(res);
+  return res;
+}
+
+async function apiError(res) {
+  let message = res.statusText;
+  try { message = (await res.json()).error ?? message; } catch { /* not JSON */ }
+  if (res.status === 401) {
+    $('#token-box').hidden = false;
+    tokenInput.focus();
+    return new ApiError(401, `This service needs a token: enter it at the top right (${message}).`);
+  }
+  if (res.status === 503) {
+    const after = res.headers.get('retry-after');
+    return new ApiError(503, `The service cannot take the job now: ${message}${after ? `. Retry in ${after} s.` : ''}`);
+  }
+  return new ApiError(res.status, `${res.status}: ${message}`);
+}
+
+const blobUrl = async (path) => URL.createObjectURL(await (await api(path)).blob());
+
+function say(text, isError = false) {
+  const el = $('#message');
+  el.textContent = text;
+  el.classList.toggle('error', isError);
+}
+
+/** A job's server-sent events; reconnects with Last-Event-ID when the stream drops before the end. */
+async function* jobEvents(id) {
+  let last = null;
+  for (let tries = 0; tries < 30; tries++) {
+    try {
+      const res = await api(`/api/v1/jobs/${id}/events`, { headers: last === null ? {} : { 'Last-Event-ID': last } });
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      let buffer = '';
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buffer += value;
+        let cut;
+        while ((cut = buffer.indexOf('\n\n')) >= 0) {
+          const block = buffer.slice(0, cut);
+          buffer = buffer.slice(cut + 2);
+          const fields = Object.fromEntries(block.split('\n').filter((l) => l && !l.startsWith(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+          if (fields.data === undefined) continue;
+          last = fields.id;
+          const event = JSON.parse(fields.data);
+          yield event;
+          if (event.type === 'end') return;
+        }
+      }
+    } catch (err) {
+      if (err instanceof ApiError && err.status !== 503) throw err;
+    }
+    await sleep(1000);
+  }
+  throw new Error('lost the event stream');
+}
+
+// ---- One job's panel ----
+class JobPanel {
+  constructor(label) {
+    this.el = $('#result-template').content.firstElementChild.cloneNode(true);
+    this.el.dataset.label = label;
+    $('.label', this.el).textContent = label;
+    $('#results').append(this.el);
+    this.viewer = null;
+    this.stageMs = new Map();
+    for (const tab of this.el.querySelectorAll('[role=tab]')) tab.addEventListener('click', () => this.tab(tab.dataset.tab));
+    $('.tabs', this.el).addEventListener('keydown', (e) => {
+      const tabs = [...this.el.querySelectorAll('[role=tab]')];
+      const i = tabs.indexOf(document.activeElement);
+      if (i < 0 || (e.key !== 'ArrowRight' && e.key !== 'ArrowLeft')) return;
+      const next = tabs[(i + (e.key === 'ArrowRight' ? 1 : tabs.length - 1)) % tabs.length];
+      next.focus();
+      this.tab(next.dataset.tab);
+    });
+    $('.reset', this.el).addEventListener('click', () => this.viewer?.reset());
+    $('.cancel', this.el).addEventListener('click', () => this.cancel());
+  }
+
+  tab(name) {
+    for (const tab of this.el.querySelectorAll('[role=tab]')) tab.setAttribute('aria-selected', String(tab.dataset.tab === name));
+    for (const panel of this.el.querySelectorAll('[data-panel]')) panel.hidden = panel.dataset.panel !== name;
+  }
+
+  setState(state, detail = '') {
+    const el = $('.state', this.el);
+    el.textContent = detail ? `${state} · ${detail}` : state;
+    el.className = `state ${state}`;
+    this.el.dataset.state = state;
+    $('.cancel', this.el).hidden = !['queued', 'running'].includes(state);
+  }
+
+  /** Follows a job from its first event (a late or reopened job replays what happened so far). */
+  async follow(id, title) {
+    this.id = id;
+    $('.title', this.el).textContent = title ?? '';
+    this.setState('queued');
+    try {
+      for await (const event of jobEvents(id)) await this.onEvent(event);
+    } catch (err) {
+      this.setState('failed', err.message);
+    }
+  }
+
+  async onEvent(event) {
+    switch (event.type) {
+      case 'running': this.setState('running'); break;
+      case 'stage': this.stage(event); break;
+      case 'intermediate':
+        if (event.url) this.picture(event.name, event.url);
+        break;
+      case 'artefact': await this.artefact(event); break;
+      case 'end': await this.end(event); break;
+    }
+  }
+
+  stage({ phase, stage, attempt, ms }) {
+    const key = `${stage}#${attempt}`;
+    let row = this.el.querySelector(`.timeline li[data-key="${key}"]`);
+    if (!row) {
+      row = document.createElement('li');
+      row.dataset.key = key;
+      row.dataset.stage = stage;
+      row.innerHTML = '<span class="name"></span><span class="bar"><i></i></span><span class="ms"></span>';
+      $('.name', row).textContent = `${STAGE_LABELS[stage] ?? stage}${attempt > 0 ? ` #${attempt + 1}` : ''}`;
+      $('.timeline', this.el).append(row);
+    }
+    row.dataset.state = phase === 'start' ? 'running' : 'done';
+    if (phase === 'end') {
+      this.stageMs.set(key, ms);
+      $('.ms', row).textContent = formatMs(ms);
+      const longest = Math.max(...this.stageMs.values(), 1);
+      for (const [k, v] of this.stageMs) $(`li[data-key="${k}"] .bar i`, this.el).style.width = `${(100 * v) / longest}%`;
+    }
+  }
+
+  async picture(name, url) {
+    const img = new Image();
+    img.alt = name;
+    img.src = await blobUrl(url);
+    this.el.querySelector(`[data-pic="${name}"]`).replaceChildren(img);
+  }
+
+  async artefact({ name, url, bytes }) {
+    const link = document.createElement('a');
+    link.href = url;
+    link.textContent = `${name === 'views' ? 'views.png' : name} (${formatBytes(bytes)})`;
+    link.dataset.artefact = name;
+    link.addEventListener('click', (e) => { e.preventDefault(); download(url, `${this.id.slice(0, 8)}-${name}${EXTENSIONS[name]}`); });
+    $('.downloads', this.el).append(link);
+    if (name === 'spz') {
+      const data = new Uint8Array(await (await api(url)).arrayBuffer());
+      this.viewer ??= new Viewer($('[data-panel=viewer]', this.el));
+      await this.viewer.load(data);
+      this.onViewer?.(this.viewer);
+    } else if (name === 'views') {
+      const img = new Image();
+      img.alt = 'the validator\'s 16 views';
+      img.src = await blobUrl(url);
+      $('[data-panel=views]', this.el).replaceChildren(img);
+    } else if (name === 'mp4') {
+      const video = document.createElement('video');
+      Object.assign(video, { controls: true, loop: true, muted: true, autoplay: true });
+      video.src = await blobUrl(url);
+      $('[data-panel=video]', this.el).replaceChildren(video);
+    }
+  }
+
+  async end(event) {
+    const job = await (await api(`/api/v1/jobs/${this.id}`)).json();
+    if (event.state === 'done' && !this.el.querySelector('.timeline li')) {
+      // No stage ran: the answer came from the result cache (the picture and matte are not kept there).
+      const note = Object.assign(document.createElement('li'), { className: 'note', textContent: 'answered from the cache: no stage ran' });
+      $('.timeline', this.el).append(note);
+    }
+    const run = job.timings.runMs === null ? '' : `${formatMs(job.timings.runMs)} total`;
+    this.setState(event.state, event.state === 'done' ? run : (event.reason ?? event.error ?? ''));
+    this.report(job);
+    refreshGallery();
+  }
+
+  report(job) {
+    const box = $('.report', this.el);
+    box.replaceChildren();
+    const line = (text, cls) => { const p = document.createElement('p'); p.textContent = text; if (cls) p.className = cls; box.append(p); };
+    const attempts = job.report?.attempts ?? [];
+    const last = attempts.at(-1);
+    line(`seed ${job.seed} · ${attempts.length} attempt${attempts.length === 1 ? '' : 's'}${attempts.length ? ` (seeds ${attempts.map((a) => a.seed).join(', ')})` : ''}${last ? ` · ${last.gaussians.toLocaleString()} Gaussians` : ''}${job.report?.preview ? ' · preview backends' : ''}`);
+    if (job.reason) line(`Declined: ${job.reason}`, 'why');
+    if (job.error) line(`${job.state === 'cancelled' ? 'Cancelled' : 'Failed'}: ${job.error}`, 'why');
+    if (!last) return;
+    const table = document.createElement('table');
+    table.innerHTML = '<thead><tr><th>check</th><th>value</th><th>threshold</th><th>verdict</th></tr></thead><tbody></tbody>';
+    for (const attempt of attempts) {
+      for (const check of attempt.checks) {
+        const tr = document.createElement('tr');
+        tr.dataset.check = check.name;
+        for (const [text, cls] of [[`${check.name}${attempts.length > 1 ? ` (seed ${attempt.seed})` : ''}`], [formatNumber(check.value), 'num'], [formatNumber(check.threshold), 'num'], [check.passed ? 'pass' : 'fail', check.passed ? 'pass' : 'fail']]) {
+          const td = document.createElement('td');
+          td.textContent = text;
+          if (cls) td.className = cls;
+          tr.append(td);
+        }
+        table.tBodies[0].append(tr);
+      }
+      if (attempt.reason) line(`attempt with seed ${attempt.seed}: ${attempt.reason}`, 'why');
+    }
+    box.append(table);
+  }
+
+  async cancel() {
+    try {
+      await api(`/api/v1/jobs/${this.id}`, { method: 'DELETE' });
+    } catch (err) {
+      say(err.message, true);
+    }
+  }
+
+  dispose() {
+    this.viewer?.dispose();
+    this.el.remove();
+  }
+}
+
+const EXTENSIONS = { ply: '.ply', spz: '.spz', mp4: '.mp4', views: '.png' };
+
+/** Downloads through fetch, so the token travels in its header rather than the URL. */
+async function download(url, filename) {
+  try {
+    const href = await blobUrl(url);
+    const a = Object.assign(document.createElement('a'), { href, download: filename });
+    document.body.append(a);
+    a.click();
+    a.remove();
+    setTimeout(() => URL.revokeObjectURL(href), 60_000);
+  } catch (err) {
+    say(err.message, true);
+  }
+}
+
+const formatMs = (ms) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : `${Math.round(ms)} ms`);
+const formatBytes = (n) => (n >= 1 << 20 ? `${(n / (1 << 20)).toFixed(1)} MB` : `${Math.ceil(n / 1024)} KB`);
+const formatNumber = (v) => (Number.isInteger(v) ? v.toLocaleString() : v.toFixed(3));
+
+// ---- The form ----
+let imageFile = null;
+let panels = [];
+const drop = $('#drop');
+const fileInput = $('#image');
+
+function setImage(file) {
+  imageFile = file;
+  $('#clear-image').hidden = !file;
+  $('#drop-text').textContent = file ? `image: ${file.name}` : 'or drop an image here / choose a file';
+  drop.querySelector('img')?.remove();
+  if (file) drop.prepend(Object.assign(new Image(), { src: URL.createObjectURL(file), alt: 'chosen image' }));
+}
+
+drop.addEventListener('click', (e) => { if (e.target.id !== 'clear-image') fileInput.click(); });
+drop.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); fileInput.click(); } });
+drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('dragleave', () => drop.classList.remove('over'));
+drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); if (e.dataTransfer.files[0]) setImage(e.dataTransfer.files[0]); });
+fileInput.addEventListener('change', () => setImage(fileInput.files[0] ?? null));
+$('#clear-image').addEventListener('click', () => { setImage(null); fileInput.value = ''; });
+$('#ab-kind').addEventListener('change', () => {
+  const bySeed = $('#ab-kind').value === 'seed';
+  $('#ab-seed-box').hidden = !bySeed;
+  $('#ab-preset-box').hidden = bySeed;
+});
+$('#prompt').addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); $('#job-form').requestSubmit(); } });
+
+$('#job-form').addEventListener('submit', async (e) => {
+  e.preventDefault();
+  const prompt = $('#prompt').value.trim();
+  if (!prompt && !imageFile) { say('Type a prompt or choose an image.', true); $('#prompt').focus(); return; }
+  const base = {
+    outputs: ['spz', ...[...document.querySelectorAll('input[name=out]:checked')].map((i) => i.value)],
+    preset: $('#preset').value || undefined,
+    seed: $('#seed').value === '' ? undefined : Number($('#seed').value),
+  };
+  const requests = [{ label: 'A', ...base }];
+  if ($('#ab').checked) {
+    if ($('#ab-kind').value === 'seed') {
+      const seed = $('#ab-seed').value === '' ? Math.floor(Math.random() * 2 ** 32) : Number($('#ab-seed').value);
+      requests.push({ label: 'B', ...base, seed });
+    } else {
+      requests.push({ label: 'B', ...base, preset: $('#ab-preset').value || undefined });
+    }
+    for (const r of requests) r.label = `${r.label} · ${$('#ab-kind').value === 'seed' ? `seed ${r.seed ?? 'auto'}` : (r.preset ?? 'default')}`;
+  }
+  $('#generate').disabled = true;
+  say('Submitting…');
+  try {
+    const created = [];
+    for (const { label, ...fields } of requests) created.push({ label, job: await submit(prompt, fields) });
+    openPanels(created.map(({ label, job }) => ({ label, id: job.id, title: prompt || imageFile.name })));
+    say(created.length > 1 ? 'Two jobs started: A and B.' : 'Job started.');
+  } catch (err) {
+    say(err.message, true);
+  } finally {
+    $('#generate').disabled = false;
+  }
+});
+
+async function submit(prompt, fields) {
+  let body;
+  let headers = {};
+  if (imageFile) {
+    body = new FormData();
+    body.append('image', imageFile);
+    for (const [k, v] of Object.entries(fields)) if (v !== undefined) body.append(k, Array.isArray(v) ? v.join(',') : String(v));
+  } else {
+    body = JSON.stringify({ prompt, ...fields });
+    headers = { 'Content-Type': 'application/json' };
+  }
+  return (await api('/api/v1/jobs', { method: 'POST', body, headers })).json();
+}
+
+function openPanels(jobs) {
+  for (const panel of panels) panel.dispose();
+  panels = jobs.map(({ label }) => new JobPanel(label));
+  $('#results').classList.toggle('ab', panels.length > 1);
+  if (panels.length === 2) {
+    // Linked cameras: whichever viewer exists second follows the first.
+    const [a, b] = panels;
+    const link = () => { if (a.viewer && b.viewer && !b.viewer.leader) b.viewer.follow(a.viewer); };
+    a.onViewer = link;
+    b.onViewer = link;
+  }
+  jobs.forEach(({ id, title }, i) => panels[i].follow(id, title));
+}
+
+// ---- Gallery ----
+async function refreshGallery() {
+  let list;
+  try {
+    list = (await (await api('/api/v1/jobs?limit=24')).json()).jobs;
+  } catch {
+    return;
+  }
+  const gallery = $('#gallery');
+  gallery.replaceChildren(...list.map((job) => {
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.setAttribute('role', 'listitem');
+    button.dataset.job = job.id;
+    button.title = `${job.title} (${job.state})`;
+    button.innerHTML = '<div class="thumb"></div><span class="t"></span><span class="s"></span>';
+    $('.t', button).textContent = job.title;
+    $('.s', button).textContent = job.state;
+    const thumb = job.intermediates.find((i) => i.name === 'image' && i.url)?.url ?? job.artefacts.find((a) => a.name === 'views')?.url;
+    if (thumb) blobUrl(thumb).then((u) => { $('.thumb', button).style.backgroundImage = `url(${u})`; }, () => {});
+    button.addEventListener('click', () => openPanels([{ label: 'job', id: job.id, title: job.title }]));
+    return button;
+  }));
+  if (!list.length) gallery.textContent = 'No jobs yet.';
+}
+
+// ---- Start ----
+async function start() {
+  try {
+    const health = await (await fetch('/health')).json();
+    if (health.mode === 'preview') Object.assign($('#mode'), { hidden: false, textContent: 'preview backends: not for mining' });
+  } catch { /* the page still works without /health */ }
+  try {
+    const { presets, default: fallback } = await (await api('/api/v1/presets')).json();
+    for (const select of [$('#preset'), $('#ab-preset')]) {
+      select.replaceChildren(...presets.map((p) => new Option(p.name, p.name, false, p.name === fallback)));
+    }
+    if (presets.length > 1) $('#ab-preset').value = presets.find((p) => p.name !== fallback).name;
+    say('');
+  } catch (err) {
+    say(err.message, true);
+  }
+  refreshGallery();
+}
+
+start();

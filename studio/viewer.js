@@ -1,0 +1,108 @@
+// The splat viewer: three.js + Spark, orbit/zoom with OrbitControls, a slow turn until the user takes over
+// (none when the system asks for reduced motion), reset, and camera linking for A/B. A still camera stops
+// drawing shortly after its last change, so an idle page costs no GPU (or CPU, on software WebGL).
+import * as THREE from 'three';
+import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
+import { SparkRenderer, SplatMesh } from '@sparkjsdev/spark';
+
+// Assets are centred with their largest extent at 1.5 (the validator's frame: +Y up, front toward +Z).
+const HOME = new THREE.Vector3(0, 0.45, 2.6);
+// Frames keep coming this long after a change (damping eases out; Spark's onDirty asks for more).
+const SETTLE_MS = 600;
+const motion = !matchMedia('(prefers-reduced-motion: reduce)').matches;
+
+export class Viewer {
+  constructor(container) {
+    this.container = container;
+    this.renderer = new THREE.WebGLRenderer({ antialias: false });
+    this.renderer.setPixelRatio(1);
+    this.renderer.setClearColor(0x0c0d10);
+    this.canvas = this.renderer.domElement;
+    this.canvas.tabIndex = 0;
+    this.canvas.setAttribute('aria-label', 'Splat viewer: drag to orbit, scroll to zoom, R to reset');
+    container.replaceChildren(this.canvas);
+    this.scene = new THREE.Scene();
+    // Spark says when a finished sort (in its worker) needs another frame.
+    this.scene.add(new SparkRenderer({ renderer: this.renderer, onDirty: () => this.invalidate() }));
+    this.camera = new THREE.PerspectiveCamera(45, 1, 0.01, 100);
+    this.controls = new OrbitControls(this.camera, this.canvas);
+    this.controls.enableDamping = true;
+    this.controls.autoRotateSpeed = 2.5;
+    this.controls.minDistance = 0.5;
+    this.controls.maxDistance = 10;
+    this.controls.addEventListener('start', () => { this.controls.autoRotate = false; });
+    this.followers = new Set();
+    this.drawUntil = 0;
+    this.controls.addEventListener('change', () => {
+      this.invalidate();
+      this.followers.forEach((f) => f.copyCamera(this));
+    });
+    this.canvas.addEventListener('keydown', (e) => { if (e.key === 'r' || e.key === 'R') this.reset(); });
+    this.reset();
+    new ResizeObserver(() => this.resize()).observe(container);
+    this.resize();
+    this.renderer.setAnimationLoop(() => {
+      this.controls.update();
+      if (this.controls.autoRotate || performance.now() < this.drawUntil) this.renderer.render(this.scene, this.camera);
+    });
+  }
+
+  invalidate() {
+    this.drawUntil = performance.now() + SETTLE_MS;
+  }
+
+  resize() {
+    const { clientWidth: w, clientHeight: h } = this.container;
+    if (!w || !h) return;
+    this.renderer.setSize(w, h, false);
+    this.camera.aspect = w / h;
+    this.camera.updateProjectionMatrix();
+    this.invalidate();
+  }
+
+  reset() {
+    this.camera.position.copy(HOME);
+    this.controls.target.set(0, 0, 0);
+    this.controls.autoRotate = motion && !this.leader;
+    this.controls.update();
+    this.invalidate();
+  }
+
+  /** Shows an SPZ (or PLY) file's bytes; resolves once Spark has decoded it. */
+  async load(bytes, fileName = 'asset.spz') {
+    if (this.mesh) {
+      this.scene.remove(this.mesh);
+      this.mesh.dispose?.();
+    }
+    this.mesh = new SplatMesh({ fileBytes: bytes, fileName });
+    this.scene.add(this.mesh);
+    await this.mesh.initialized;
+    this.invalidate();
+    this.container.dataset.loaded = 'true';
+  }
+
+  /** This viewer's camera follows `leader`'s (both ways when linked from each side). */
+  follow(leader) {
+    this.leader = leader;
+    this.controls.autoRotate = false;
+    leader.followers.add(this);
+    this.followers.add(leader);
+    this.copyCamera(leader);
+  }
+
+  copyCamera(other) {
+    if (this.copying) return;
+    this.copying = true;
+    this.camera.position.copy(other.camera.position);
+    this.controls.target.copy(other.controls.target);
+    this.controls.update();
+    this.copying = false;
+  }
+
+  dispose() {
+    this.renderer.setAnimationLoop(null);
+    this.controls.dispose();
+    this.renderer.dispose();
+    this.renderer.forceContextLoss?.();
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The studio in a real browser: Debian's chromium (/usr/bin/chromium, WebGL through SwiftShader) driven by
+ * playwright-core against the preview service. It submits a prompt through the page, then checks the timeline,
+ * the picture and matte, that the viewer's canvas is not blank (pixel variance), a PLY download, and A/B.
+ * Screenshots go to test-output/studio/.
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { servablePlyViolation } from '../src/splat/servable.js';
+import { startTestServer, type TestServer } from './helpers/server.js';
+
+const CHROMIUM = '/usr/bin/chromium';
+const SHOTS = new URL('../test-output/studio/', import.meta.url).pathname;
+const STAGES = ['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validate'];
+const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--use-gl=angle', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
+
+/** Standard deviation of the canvas's luminance: a blank (one-colour) canvas gives about 0. */
+async function canvasSpread(page: Page, panel: number): Promise<number> {
+  const png = await page.locator('[data-panel=viewer] canvas').nth(panel).screenshot();
+  const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+  let sum = 0, sq = 0;
+  const n = info.width * info.height;
+  for (let i = 0; i < data.length; i += 3) {
+    const y = 0.299 * data[i] + 0.587 * data[i + 1] + 0.114 * data[i + 2];
+    sum += y;
+    sq += y * y;
+  }
+  return Math.sqrt(sq / n - (sum / n) ** 2);
+}
+
+/** Waits until the canvas shows something (Spark sorts and draws a frame or two after loading). */
+async function untilDrawn(page: Page, panel: number, ms = 15_000): Promise<number> {
+  const end = Date.now() + ms;
+  let spread = 0;
+  while ((spread = await canvasSpread(page, panel)) < 8 && Date.now() < end) await page.waitForTimeout(250);
+  return spread;
+}
+
+describe('studio in chromium', () => {
+  let server: TestServer;
+  let browser: Browser;
+  let page: Page;
+  const errors: string[] = [];
+
+  beforeAll(async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (.ci/run does this)`);
+    mkdirSync(SHOTS, { recursive: true });
+    server = await startTestServer({
+      text_to_image: { backend: 'preview' },
+      matting: { backend: 'keying' },
+      image_to_3d: { backend: 'inflate', inflate: { max_gaussians: 40_000 } },
+      validate: { checks: ['gates'] },
+    });
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    // Reduced motion: no turntable, so software WebGL draws only after changes and the page stays responsive.
+    page = await browser.newPage({ viewport: { width: 1366, height: 800 }, reducedMotion: 'reduce' });
+    page.on('pageerror', (err) => errors.push(err.message));
+    await page.goto(`${server.url}/`);
+    await page.waitForFunction("document.querySelector('#preset option') !== null");
+  }, 30_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await server?.close();
+  });
+
+  it('a prompt submitted through the page shows every stage in order, the picture, the matte and a splat; the PLY download is valid', async () => {
+    await page.fill('#prompt', 'a red wooden chair');
+    await page.keyboard.press('Control+Enter');
+    await page.waitForFunction("document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=viewer]')?.dataset.loaded === 'true'", undefined, { timeout: 30_000 });
+
+    const timeline = await page.$$eval('.timeline li', (rows: any[]) => rows.map((r) => [r.dataset.stage, r.dataset.state]));
+    expect(timeline).toEqual(STAGES.map((s) => [s, 'done']));
+    for (const name of ['image', 'matte']) {
+      const width = await page.$eval(`[data-pic=${name}] img`, (img: any) => img.decode().then(() => img.naturalWidth as number));
+      expect(width, name).toBeGreaterThan(0);
+    }
+    expect(await page.locator('.report tr[data-check]').count()).toBeGreaterThan(0);
+    expect(await untilDrawn(page, 0)).toBeGreaterThanOrEqual(8);
+    await page.screenshot({ path: `${SHOTS}single.png` });
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('a[data-artefact=ply]')]);
+    expect(download.suggestedFilename()).toMatch(/\.ply$/);
+    const bytes = new Uint8Array(readFileSync(await download.path()));
+    expect(new TextDecoder().decode(bytes.subarray(0, 4))).toBe('ply\n');
+    expect(servablePlyViolation(bytes)).toBeNull();
+    expect(errors).toEqual([]);
+  }, 60_000);
+
+  it('A/B runs the same prompt with two seeds side by side, each with its viewer, timings and report', async () => {
+    await page.check('#ab');
+    await page.selectOption('#ab-kind', 'seed');
+    await page.fill('#seed', '11');
+    await page.fill('#ab-seed', '12');
+    await page.click('#generate');
+    await page.waitForFunction(`(() => {
+      const results = [...document.querySelectorAll('.result')];
+      return results.length === 2 && results.every((r) => r.dataset.state === 'done' && r.querySelector('[data-panel=viewer]')?.dataset.loaded === 'true');
+    })()`, undefined, { timeout: 40_000 });
+    const labels = await page.$$eval('.result .label', (els) => els.map((e) => e.textContent));
+    expect(labels).toEqual(['A · seed 11', 'B · seed 12']);
+    const seeds = await page.$$eval('.result .report p:first-child', (els) => els.map((e) => /seed (\d+)/.exec(e.textContent ?? '')?.[1]));
+    expect(seeds).toEqual(['11', '12']);
+    await page.screenshot({ path: `${SHOTS}ab.png` });
+    for (const panel of [0, 1]) expect(await untilDrawn(page, panel), `viewer ${panel}`).toBeGreaterThanOrEqual(8);
+    expect(await page.locator('.result').nth(1).locator('.timeline li[data-state=done]').count()).toBe(STAGES.length);
+    await page.screenshot({ path: `${SHOTS}ab.png` });
+    expect(errors).toEqual([]);
+  }, 60_000);
+});
