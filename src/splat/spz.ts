@@ -29,6 +29,16 @@ export class SpzFormatError extends Error {
   override name = 'SpzFormatError';
 }
 
+/** Where each attribute's block starts, after the header, in the order the format lays them out. */
+function blockOffsets(n: number) {
+  const positions = HEADER_BYTES;
+  const alphas = positions + n * 9;
+  const colours = alphas + n;
+  const scales = colours + n * 3;
+  const rotations = scales + n * 3;
+  return { positions, alphas, colours, scales, rotations };
+}
+
 /** Bytes per point for SH degree 0, version 3: position 9, alpha 1, colour 3, scale 3, rotation 4. */
 const BYTES_PER_POINT = 20;
 
@@ -58,11 +68,7 @@ export function packSpz(cloud: GaussianCloud): Uint8Array {
   raw[14] = 0; // flags: not antialiased
   raw[15] = 0;
   const c = cloud.columns;
-  const positions = HEADER_BYTES;
-  const alphas = positions + n * 9;
-  const colours = alphas + n;
-  const scales = colours + n * 3;
-  const rotations = scales + n * 3;
+  const { positions, alphas, colours, scales, rotations } = blockOffsets(n);
   const fixed = 1 << FRACTIONAL_BITS;
   const axes = [c.x, c.y, c.z];
   const dc = [c.f_dc_0, c.f_dc_1, c.f_dc_2];
@@ -165,11 +171,7 @@ export function decodeSpz(bytes: Uint8Array): GaussianCloud {
   const n = h.count;
   const cloud = allocateCloud(n);
   const c = cloud.columns;
-  const positions = HEADER_BYTES;
-  const alphas = positions + n * 9;
-  const colours = alphas + n;
-  const scales = colours + n * 3;
-  const rotations = scales + n * 3;
+  const { positions, alphas, colours, scales, rotations } = blockOffsets(n);
   const unit = 1 / (1 << h.fractionalBits);
   const axes = [c.x, c.y, c.z];
   const dc = [c.f_dc_0, c.f_dc_1, c.f_dc_2];
