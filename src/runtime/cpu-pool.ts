@@ -34,9 +34,21 @@ export class CpuPool {
 
   /** Runs one stage call in the least busy worker; rejects at once when the job's signal aborts. */
   run<T>(stage: OffloadedStage, args: unknown[], ctx: JobContext | undefined, settings = ctx?.settings): Promise<T> {
-    if (this.closed) return Promise.reject(new Error('the CPU pool is closed'));
     if (!settings) return Promise.reject(new Error('an offloaded stage call needs the job\'s settings'));
-    const signal = ctx?.signal;
+    return this.send<T>((id) => ({ type: 'call', id, stage, args, settings }), [], ctx?.signal);
+  }
+
+  /**
+   * Parses an urlencoded form body in a worker: decoding tens of MiB of it takes the event loop hundreds of
+   * milliseconds. The body's buffer is handed over (the caller must not use it after).
+   */
+  parseUrlencoded(body: ArrayBuffer): Promise<Record<string, string | string[]>> {
+    return this.send((id): CpuFormCall => ({ type: 'form', id, body }), [body]);
+  }
+
+  /** Posts one message to the least busy worker and waits for its reply (or for `signal` to abort). */
+  private send<T>(message: (id: number) => CpuCall | CpuFormCall, transfer: ArrayBuffer[], signal?: AbortSignal): Promise<T> {
+    if (this.closed) return Promise.reject(new Error('the CPU pool is closed'));
     if (signal?.aborted) return Promise.reject(signal.reason);
     const slot = this.leastBusy();
     const id = this.nextId++;
@@ -53,24 +65,7 @@ export class CpuPool {
         reject: (err) => { signal?.removeEventListener('abort', onAbort); reject(err); },
       });
       slot.worker.ref();
-      const message: CpuCall = { type: 'call', id, stage, args, settings };
-      slot.worker.postMessage(message);
-    });
-  }
-
-  /**
-   * Parses an urlencoded form body in a worker: decoding tens of MiB of it takes the event loop hundreds of
-   * milliseconds. The body's buffer is handed over (the caller must not use it after).
-   */
-  parseUrlencoded(body: ArrayBuffer): Promise<Record<string, string | string[]>> {
-    if (this.closed) return Promise.reject(new Error('the CPU pool is closed'));
-    const slot = this.leastBusy();
-    const id = this.nextId++;
-    return new Promise((resolve, reject) => {
-      slot.pending.set(id, { resolve: (value) => resolve(value as Record<string, string | string[]>), reject });
-      slot.worker.ref();
-      const message: CpuFormCall = { type: 'form', id, body };
-      slot.worker.postMessage(message, [body]);
+      slot.worker.postMessage(message(id), transfer);
     });
   }
 
