@@ -8,7 +8,7 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { HttpError } from './contract/errors.js';
-import { assertFormContentType, parseGenerateRequest, requestPriority, videoSize, type GenerateRequest, type RequestLimits } from './contract/request.js';
+import { assertFormContentType, mediaType, parseGenerateRequest, requestPriority, videoSize, type GenerateRequest, type RequestLimits } from './contract/request.js';
 import { artefactResponse, assetHeaders, declinedResponse, declineHeaders, errorResponse } from './contract/responses.js';
 import { httpErrorOf } from './contract/status.js';
 import type { ArtefactSpec, Format } from './formats/registry.js';
@@ -49,7 +49,7 @@ export interface AppOptions {
 /** Urlencoded bodies larger than this are parsed off the event loop (a base64 image prompt, or a hostile one). */
 const LARGE_FORM_BYTES = 1 << 20;
 
-const isUrlencoded = (contentType: string | undefined) => (contentType ?? '').split(';')[0].trim().toLowerCase() === 'application/x-www-form-urlencoded';
+const isUrlencoded = (contentType: string | undefined) => mediaType(contentType) === 'application/x-www-form-urlencoded';
 
 /** Header saying where an answer came from: hit, decline-hit, asset-hit, miss (generated here), or peer. */
 export const CACHE_HEADER = 'X-Fast3d-Cache';

@@ -4,7 +4,7 @@
  * parsing, so the job API has exactly the contract's limits (prompt length, image size and formats).
  */
 import { HttpError } from '../contract/errors.js';
-import { parseGenerateRequest, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
+import { mediaType, parseGenerateRequest, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
 import type { ArtefactSpec, FormatName } from '../formats/registry.js';
 import { sniffImageFormat } from '../image/codec.js';
 import type { Task } from '../pipelines/job.js';
@@ -24,7 +24,7 @@ const FORM_TYPES = ['multipart/form-data', 'application/x-www-form-urlencoded'];
 
 /** Which parser a Content-Type needs; 415 for anything else. */
 export function bodyKind(contentType: string | undefined): 'json' | 'form' {
-  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  const type = mediaType(contentType);
   if (type === JSON_TYPE) return 'json';
   if (FORM_TYPES.includes(type)) return 'form';
   throw new HttpError(415, `Content-Type must be application/json or multipart/form-data, got ${type ? `"${type}"` : 'none'}`);

@@ -45,9 +45,14 @@ export interface GenerateRequest {
 
 const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
 
+/** The media type of a Content-Type header, without parameters, lower-cased ('' when absent). */
+export function mediaType(contentType: string | undefined): string {
+  return (contentType ?? '').split(';')[0].trim().toLowerCase();
+}
+
 /** 415 unless the body is a form. */
 export function assertFormContentType(contentType: string | undefined): void {
-  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  const type = mediaType(contentType);
   if (!FORM_TYPES.includes(type)) {
     throw new HttpError(415, `Content-Type must be application/x-www-form-urlencoded or multipart/form-data, got ${type ? `"${type}"` : 'none'}`);
   }
