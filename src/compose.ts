@@ -73,7 +73,10 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const gpu = new GpuLock();
   const renderPool = new RenderPool(config.render.threads);
   const formats = createFormats({ pool: renderPool });
-  const renderViews: ViewRenderer = options.renderViews ?? ((cloud, views, signal) => renderValidatorViews(cloud, views, renderPool, signal));
+  const renderViews: ViewRenderer = options.renderViews ?? ((subject, views, signal) => {
+    if ('mesh' in subject) throw new Error('mesh views: not built yet');
+    return renderValidatorViews(subject.cloud, views, renderPool, signal);
+  });
   const deps = { ...defaultStageDeps(config), renderViews };
   const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
   const stages: Stages = { ...offloadPreviewStages(createStages(config, deps), cpuPool), ...options.stages };

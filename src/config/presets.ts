@@ -40,12 +40,15 @@ const KNOBS = {
   image_to_3d: {
     inflate: {
       max_gaussians: int('Most Gaussians the preview inflation emits (image_to_3d.inflate.max_gaussians).'),
+      mesh_faces: int('About how many triangles a preview mesh has (image_to_3d.inflate.mesh_faces).'),
     },
     gpu_worker: {
       sparse_structure_steps: int('TRELLIS sparse-structure sampler steps (image_to_3d.gpu_worker.sparse_structure_steps).'),
       sparse_structure_cfg: num('TRELLIS sparse-structure guidance strength (image_to_3d.gpu_worker.sparse_structure_cfg).'),
       slat_steps: int('TRELLIS structured-latent sampler steps (image_to_3d.gpu_worker.slat_steps).'),
       slat_cfg: num('TRELLIS structured-latent guidance strength (image_to_3d.gpu_worker.slat_cfg).'),
+      mesh_simplify: num('Share of TRELLIS mesh triangles removed before baking the GLB (image_to_3d.gpu_worker.mesh_simplify).'),
+      mesh_texture_size: int('Side of the GLB\'s baked texture in pixels (image_to_3d.gpu_worker.mesh_texture_size).'),
     },
   },
   validate: {
@@ -89,7 +92,7 @@ export const BUILT_IN_PRESETS: Record<'realtime' | 'fast' | 'balanced' | 'qualit
     values: {
       pipeline: { retries: 0, image_size: 256, max_gaussians: 60_000 },
       text_to_image: { gpu_worker: { steps: 2, size: 512 } },
-      image_to_3d: { inflate: { max_gaussians: 120_000 }, gpu_worker: { sparse_structure_steps: 6, slat_steps: 6 } },
+      image_to_3d: { inflate: { max_gaussians: 120_000, mesh_faces: 30_000 }, gpu_worker: { sparse_structure_steps: 6, slat_steps: 6, mesh_simplify: 0.98, mesh_texture_size: 512 } },
       render: { video_res: 512, fps: 12, seconds: 2, frames: 0 },
     },
   },
@@ -98,7 +101,7 @@ export const BUILT_IN_PRESETS: Record<'realtime' | 'fast' | 'balanced' | 'qualit
     values: {
       pipeline: { retries: 0, image_size: 384, max_gaussians: 300_000 },
       text_to_image: { gpu_worker: { steps: 3, size: 768 } },
-      image_to_3d: { gpu_worker: { sparse_structure_steps: 8, slat_steps: 8 } },
+      image_to_3d: { inflate: { mesh_faces: 60_000 }, gpu_worker: { sparse_structure_steps: 8, slat_steps: 8, mesh_simplify: 0.95, mesh_texture_size: 1024 } },
     },
   },
   balanced: {
@@ -109,7 +112,7 @@ export const BUILT_IN_PRESETS: Record<'realtime' | 'fast' | 'balanced' | 'qualit
     description: 'A careful asset: two retries, twice the sampler steps, denser preview, stricter checks, a longer video.',
     values: {
       pipeline: { retries: 2, image_size: 768 },
-      image_to_3d: { inflate: { max_gaussians: 480_000 }, gpu_worker: { sparse_structure_steps: 25, slat_steps: 25 } },
+      image_to_3d: { inflate: { max_gaussians: 480_000, mesh_faces: 250_000 }, gpu_worker: { sparse_structure_steps: 25, slat_steps: 25, mesh_simplify: 0.9, mesh_texture_size: 2048 } },
       validate: { clip: { min_geomean_cosine: 0.22, min_aesthetic: 5 }, validator_service: { min_score: 0.65 } },
       render: { fps: 30, seconds: 6, frames: 0 },
     },

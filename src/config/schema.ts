@@ -39,6 +39,7 @@ export const contractSchema = z.strictObject({
   max_image_pixels: z.number().int().min(1).default(40_000_000).describe('Largest decoded image (width x height) accepted for image tasks.'),
   min_image_side: z.number().int().min(1).default(16).describe('Smallest accepted width or height of an input image, in pixels.'),
   image_file_rotation: rotation.default('identity').describe('Frame of answers to prompt_image_file requests: "identity" is +Y up, front +Z, as the subnet\'s competitions require since their orientation update; "y-down" is the earlier Y-down frame.'),
+  image_file_output: z.enum(['ply', 'glb']).default('ply').describe('What POST /generate answers to prompt_image_file requests without a "format" field: a Gaussian-splat PLY (competition 0) or a GLB mesh (competition 1).'),
   image_file_on_reject: z.enum(['best-effort', 'decline']).default('best-effort').describe('When self-validation rejects a prompt_image_file request: return the last asset anyway (that contract counts a 204 as a lost prompt) or decline.'),
   preset: presetName.default('balanced').describe('Preset of the legacy contract\'s requests (and of any request naming none) when the request has no "preset" field.'),
   image_file_preset: presetName.default('fast').describe('Preset of prompt_image_file requests without a "preset" field: no retry and fewer sampler steps keep that contract\'s 30 s per asset.'),
@@ -48,6 +49,8 @@ export const pipelineSchema = z.strictObject({
   retries: z.number().int().min(0).max(5).default(1).describe('Extra attempts with a new seed after self-validation fails; then the job is declined (204).'),
   image_size: z.number().int().min(64).max(2048).default(512).describe('Side of the square image text-to-image generates, in pixels.'),
   extent: z.number().min(0).default(VALIDATOR_EXTENT).describe('Largest bounding-box extent of the returned asset; the validator\'s own (the default) makes its rescale a no-op (0 keeps the scale).'),
+  mesh_extent: z.number().positive().default(1).describe('Side of the cube every mesh (GLB) is centred in and scaled to fit: 1 is [-0.5, 0.5] on every axis, as the mesh competition asks.'),
+  max_glb_mb: z.number().positive().max(2048).default(200).describe('Largest GLB served, in MB (the mesh competition accepts about 200); a larger one is refused, never sent.'),
   max_gaussians: gaussianBudget.default(0).describe('Gaussian budget: a larger cloud keeps only its most important Gaussians (opacity x area), never fewer than the gates\' minimum (0 = no budget).'),
 });
 
@@ -109,6 +112,7 @@ export const inflateSchema = z.strictObject({
   max_gaussians: z.number().int().min(7000).max(2_000_000).default(240_000).describe('Upper bound on Gaussians the preview inflation emits; the pixel stride grows to stay under it.'),
   depth_ratio: z.number().min(0).max(2).default(0.6).describe('Thickness of the inflated body relative to its silhouette\'s inscribed radius.'),
   opacity: z.number().min(0.01).max(0.999).default(0.95).describe('Opacity (after sigmoid) of each preview Gaussian.'),
+  mesh_faces: z.number().int().min(1000).max(2_000_000).default(100_000).describe('About how many triangles a preview mesh (GLB) has; the grid of the closed surface is spaced to come near it.'),
 });
 
 export const gpuWorkerImageTo3dSchema = z.strictObject({
@@ -117,6 +121,8 @@ export const gpuWorkerImageTo3dSchema = z.strictObject({
   sparse_structure_cfg: z.number().min(0).max(50).default(7.5).describe('TRELLIS sparse-structure classifier-free guidance strength.'),
   slat_steps: z.number().int().min(1).max(100).default(12).describe('TRELLIS structured-latent sampler steps (stage 2: appearance and detail).'),
   slat_cfg: z.number().min(0).max(50).default(3).describe('TRELLIS structured-latent classifier-free guidance strength.'),
+  mesh_simplify: z.number().min(0).max(0.99).default(0.95).describe('Share of TRELLIS\'s mesh triangles removed before baking the GLB (to_glb\'s simplify).'),
+  mesh_texture_size: z.number().int().min(256).max(4096).default(1024).describe('Side in pixels of the GLB\'s baked base-colour texture (to_glb\'s texture_size).'),
   orientation: rotation.default('z-up').describe('Rotation from TRELLIS\'s internal frame (Z-up) to the validator\'s (+Y up, front +Z): a name or nine numbers, row-major; confirm on a GPU box with scripts/orientation-check.ts.'),
 });
 

@@ -1,6 +1,7 @@
 /** The Job that flows through the pipeline, and the Outcome that comes back. No HTTP here. */
 import type { PresetValues } from '../config/presets.js';
 import type { RgbaImage } from '../image/rgba.js';
+import type { TriangleMesh } from '../mesh/mesh.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import type { Matrix3 } from '../splat/frame.js';
 
@@ -27,6 +28,8 @@ export interface Job {
   seed: number;
   /** Absent: the legacy contract's delivery (validator frame, decline). */
   delivery?: Delivery;
+  /** The job delivers a mesh (GLB): image-to-3d makes one beside the cloud, and views are rendered from it. */
+  mesh?: boolean;
 }
 
 /** One self-validation check: what was measured, against what, and the verdict. */
@@ -76,5 +79,5 @@ export type Outcome =
    * `cloud` is in the canonical frame, the validator's (+Y up, front toward +Z), normalised. The delivery's
    * rotation and the encoding into a format happen once, on the way out (runtime/answer.ts).
    */
-  | { kind: 'asset'; cloud: GaussianCloud; seed: number; report: Report }
+  | { kind: 'asset'; cloud: GaussianCloud; /** A mesh job's mesh, canonical frame, fitted to mesh.extent. */ mesh?: TriangleMesh; seed: number; report: Report }
   | { kind: 'declined'; reason: string; report: Report };

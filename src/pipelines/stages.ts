@@ -4,6 +4,7 @@
  * receives the job's context (signal, GPU runner, settings, progress); it is absent only outside a job.
  */
 import type { RgbaImage } from '../image/rgba.js';
+import type { TriangleMesh } from '../mesh/mesh.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import type { JobContext } from './context.js';
 import type { Check, Job } from './job.js';
@@ -45,11 +46,23 @@ export interface Matting extends Backend {
 export interface ImageTo3d extends Backend {
   /** The cloud in the validator's frame: +Y up, front toward +Z. */
   generate(image: RgbaImage, seed: number, ctx?: JobContext): Promise<GaussianCloud>;
+  /**
+   * The cloud and a mesh of the same object from one run, both in the validator's frame; only backends that
+   * make meshes have it. The job's settings say how fine the mesh is.
+   */
+  generateWithMesh?(image: RgbaImage, seed: number, ctx?: JobContext): Promise<CloudAndMesh>;
+}
+
+export interface CloudAndMesh {
+  cloud: GaussianCloud;
+  mesh: TriangleMesh;
 }
 
 export interface ValidationInput {
   job: Job;
   cloud: GaussianCloud;
+  /** A mesh job's mesh, normalised: views are rendered from it rather than from the cloud. */
+  mesh?: TriangleMesh;
   /** The framed RGBA image the cloud was made from. */
   image: RgbaImage;
 }
@@ -75,11 +88,14 @@ export function allBackends(stages: Stages): { stage: string; backend: Backend }
   ];
 }
 
+/** What views are rendered of: the splats, or a mesh job's mesh. */
+export type ViewSubject = { cloud: GaussianCloud } | { mesh: TriangleMesh };
+
 /**
- * Renders a cloud from the validator's camera preset (`count` views on its orbit, `size` pixels square, white
- * background), for validators that score views. src/render provides the implementation.
+ * Renders a cloud or a mesh from the validator's camera preset (`count` views on its orbit, `size` pixels
+ * square, white background), for validators that score views. src/render provides the implementation.
  */
-export type ViewRenderer = (cloud: GaussianCloud, views: { count: number; size: number }, signal?: AbortSignal) => Promise<RgbaImage[]>;
+export type ViewRenderer = (subject: ViewSubject, views: { count: number; size: number }, signal?: AbortSignal) => Promise<RgbaImage[]>;
 
 /** Runs work under the runtime's GPU lock (one GPU call at a time); the pipeline and GPU-using backends share it. */
 export type GpuRunner = <T>(work: () => Promise<T>, signal?: AbortSignal) => Promise<T>;

@@ -27,10 +27,11 @@ export interface RecordingRenderer extends ViewRenderer {
 
 export function flatViewRenderer(): RecordingRenderer {
   const calls: { count: number; size: number }[] = [];
-  const render = (async (cloud, views) => {
+  const render = (async (subject, views) => {
+    if (!('cloud' in subject)) throw new Error('flatViewRenderer renders clouds only');
     calls.push(views);
     return Array.from({ length: views.count }, (_, i): RgbaImage => {
-      const [r, g, b] = viewColour(cloud, i);
+      const [r, g, b] = viewColour(subject.cloud, i);
       const data = new Uint8ClampedArray(views.size * views.size * 4);
       for (let o = 0; o < data.length; o += 4) { data[o] = r; data[o + 1] = g; data[o + 2] = b; data[o + 3] = 255; }
       return { width: views.size, height: views.size, data };

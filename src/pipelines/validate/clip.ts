@@ -120,7 +120,7 @@ export class ClipValidator implements Validator {
     await Promise.all([loaded?.text.dispose(), loaded?.vision.dispose()]);
   }
 
-  async validate({ job, cloud, image }: ValidationInput, ctx?: JobContext): Promise<Check[]> {
+  async validate({ job, cloud, mesh, image }: ValidationInput, ctx?: JobContext): Promise<Check[]> {
     const signal = ctx?.signal;
     // Only the model calls take the job's GPU runner (and count as its GPU time).
     const onGpu: GpuRunner = this.options.lockModelsOnGpu && ctx ? ctx.gpu : (work) => work();
@@ -128,7 +128,8 @@ export class ClipValidator implements Validator {
     if (!loaded) throw new Error(this.readiness().detail ?? 'CLIP not loaded');
     // Thresholds are the job's (a preset may change them); the models and views are the constructor's.
     const o = ctx ? { ...this.options, ...clipThresholds(ctx.settings.validate.clip) } : this.options;
-    const views = await this.renderViews(cloud, { count: o.views, size: o.viewSize }, signal);
+    // A mesh job is judged on its mesh: its views are the mesh's.
+    const views = await this.renderViews(mesh ? { mesh } : { cloud }, { count: o.views, size: o.viewSize }, signal);
     signal?.throwIfAborted();
     const check = (name: string, value: number, threshold: number): Check => ({ name, value, threshold, passed: value >= threshold, by: this.name });
     const checks: Check[] = [];
