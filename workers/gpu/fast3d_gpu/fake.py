@@ -4,6 +4,10 @@
 - Image to 3D: the picture's opaque pixels lifted into a thin two-sided relief of Gaussians, laid out in
   TRELLIS's internal frame as the default orientation assumes (+Z up, the picture facing -Y), within
   [-0.5, 0.5]^3, in the raw values TRELLIS writes (logit opacity, log scale, unnormalised w-x-y-z quaternion).
+- Mesh (a request with `mesh`): the same relief's PLY and a small real GLB, a textured sphere with a spire on
+  top and a nose at the front, in the frame TRELLIS's to_glb writes (its Z-up to glTF's Y-up: internal
+  (x, y, z) -> (x, z, -y)), so the relief's top (+Z) is the spire (+Y) and its front (-Y) the nose (+Z). The
+  texture is `texture_size` pixels square: the front half red, the back half blue.
 """
 
 from __future__ import annotations
@@ -17,29 +21,39 @@ import time
 from collections import deque
 from typing import Optional
 
+from .glb import encode_glb
 from .memory import resolve_offload
 from .ply import PROPERTIES, encode_ply
 from .pngcodec import PngError, decode_rgba, encode_rgba
-from .provider import BadInput, ImageRequest, ModelStatus, Provider, ProviderStatus, SplatRequest
+from .provider import BadInput, ImageRequest, MeshOptions, ModelStatus, Provider, ProviderStatus, SplatRequest
 
 SH_C0 = 0.28209479177387814
 # Samples of the silhouette: enough that the two-sided relief passes the validator's 7,000-Gaussian gate.
 TARGET_SAMPLES = 6000
 # Calls whose parameters are remembered (GET /v1/received), so tests can see what the service asked for.
 RECEIVED_CALLS = 256
+# The fake mesh, in to_glb's frame (glTF: +Y up, front toward +Z): a sphere of this radius, its +Y pole pulled
+# out to SPIRE (the top) and its +Z pole to NOSE (the front), so a test can tell up and front apart.
+SPHERE_RADIUS = 0.3
+SPIRE = 0.48
+NOSE = 0.42
+FRONT_COLOUR = (220, 40, 40, 255)
+BACK_COLOUR = (40, 60, 220, 255)
 
 
 class FakeProvider(Provider):
     name = "fake"
 
     def __init__(self, load_seconds: float = 0.0, fail_with: Optional[str] = None,
-                 vram_total: Optional[int] = None, flux_offload: str = "auto", load_flux: bool = True):
+                 vram_total: Optional[int] = None, flux_offload: str = "auto", load_flux: bool = True,
+                 mesh: bool = True):
         self.load_seconds = load_seconds
         self.fail_with = fail_with
         # A pretend GPU of this many bytes: the offload choice runs exactly as the real provider runs it.
         self.vram_total = vram_total
         self.flux_offload = resolve_offload(flux_offload, vram_total) if vram_total and load_flux else None
         self.load_flux = load_flux
+        self.supports_mesh = mesh
         self._state = "loading"
         self._error: Optional[str] = None
         self._lock = threading.Lock()
@@ -105,10 +119,26 @@ class FakeProvider(Provider):
         return encode_rgba(w, h, bytes(rows))
 
     def image_to_3d(self, request: SplatRequest) -> bytes:
-        self._record({"route": "image-to-3d", "seed": request.seed,
-                      "sparse_structure_steps": request.sparse_structure_steps,
-                      "sparse_structure_cfg": request.sparse_structure_cfg,
-                      "slat_steps": request.slat_steps, "slat_cfg": request.slat_cfg})
+        self._record(self._splat_call(request, None))
+        return self._relief(request)
+
+    def image_to_3d_mesh(self, request: SplatRequest, mesh: MeshOptions) -> tuple:
+        if not self.supports_mesh:
+            raise BadInput("this fake worker was started without meshes")
+        self._record(self._splat_call(request, mesh))
+        return self._relief(request), fake_glb(mesh.texture_size)
+
+    @staticmethod
+    def _splat_call(request: SplatRequest, mesh: Optional[MeshOptions]) -> dict:
+        call = {"route": "image-to-3d", "seed": request.seed,
+                "sparse_structure_steps": request.sparse_structure_steps,
+                "sparse_structure_cfg": request.sparse_structure_cfg,
+                "slat_steps": request.slat_steps, "slat_cfg": request.slat_cfg}
+        if mesh is not None:
+            call["mesh"] = {"simplify": mesh.simplify, "texture_size": mesh.texture_size}
+        return call
+
+    def _relief(self, request: SplatRequest) -> bytes:
         try:
             width, height, rgba = decode_rgba(request.png)
         except PngError as err:
@@ -148,3 +178,57 @@ class FakeProvider(Provider):
                     ))
         row = struct.Struct("<" + "f" * len(PROPERTIES))
         return encode_ply(len(rows), b"".join(row.pack(*r) for r in rows))
+
+
+def sphere_mesh(subdivisions: int = 2) -> tuple:
+    """(unit vertices, triangles) of an octahedron subdivided `subdivisions` times onto the unit sphere: it has
+    exact poles on every axis. Triangles are counter-clockwise seen from outside."""
+    vertices = [(1.0, 0.0, 0.0), (-1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.0, -1.0, 0.0), (0.0, 0.0, 1.0), (0.0, 0.0, -1.0)]
+    triangles = []
+    for sx in (1, -1):
+        for sy in (2, 3):
+            for sz in (4, 5):
+                triangles.append((0 if sx == 1 else 1, sy, sz))
+    for _ in range(subdivisions):
+        midpoints: dict = {}
+
+        def midpoint(a: int, b: int) -> int:
+            key = (min(a, b), max(a, b))
+            if key not in midpoints:
+                m = [(vertices[a][i] + vertices[b][i]) / 2 for i in range(3)]
+                length = math.sqrt(sum(c * c for c in m))
+                vertices.append(tuple(c / length for c in m))
+                midpoints[key] = len(vertices) - 1
+            return midpoints[key]
+
+        finer = []
+        for a, b, c in triangles:
+            ab, bc, ca = midpoint(a, b), midpoint(b, c), midpoint(c, a)
+            finer += [(a, ab, ca), (ab, b, bc), (ca, bc, c), (ab, bc, ca)]
+        triangles = finer
+    return vertices, [_outward(vertices, t) for t in triangles]
+
+
+def _outward(vertices: list, t: tuple) -> tuple:
+    """The triangle wound counter-clockwise seen from outside (its normal points away from the centre)."""
+    a, b, c = (vertices[i] for i in t)
+    u = [b[i] - a[i] for i in range(3)]
+    v = [c[i] - a[i] for i in range(3)]
+    n = (u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0])
+    centre = [(a[i] + b[i] + c[i]) / 3 for i in range(3)]
+    return t if sum(n[i] * centre[i] for i in range(3)) > 0 else (t[0], t[2], t[1])
+
+
+def fake_glb(texture_size: int) -> bytes:
+    """The fake mesh as a GLB (to_glb's frame): spire at +Y, nose at +Z, front half red, back half blue."""
+    unit, triangles = sphere_mesh()
+    positions, uvs = [], []
+    for x, y, z in unit:
+        radius = SPIRE if y > 0.999 else NOSE if z > 0.999 else SPHERE_RADIUS
+        positions.append((x * radius, y * radius, z * radius))
+        # u runs from the front (z = +1, u = 0) to the back (u = 1); v from the top (glTF's v = 0) down.
+        uvs.append((0.5 - 0.5 * z, 0.5 - 0.5 * y))
+    half = texture_size // 2
+    row = bytes(FRONT_COLOUR) * half + bytes(BACK_COLOUR) * (texture_size - half)
+    texture = encode_rgba(texture_size, texture_size, row * texture_size)
+    return encode_glb(positions, triangles, uvs, texture, name="fake-sphere")

@@ -62,11 +62,22 @@ class SplatRequest:
     slat_cfg: float
 
 
+@dataclass
+class MeshOptions:
+    """A mesh beside the Gaussians, baked as TRELLIS's to_glb bakes it: `simplify` is the share of triangles
+    removed, `texture_size` the side of the base-colour texture in pixels."""
+
+    simplify: float
+    texture_size: int
+
+
 class Provider:
     """Loads the models once (`load`, run in a background thread) and runs them. The HTTP layer serialises
     `generate_image` and `image_to_3d` under one lock, so a provider never runs two of them at once."""
 
     name = "abstract"
+    # Whether `image_to_3d_mesh` can run (the mesh decoder and to_glb's dependencies are loaded).
+    supports_mesh = False
 
     def load(self) -> None:
         raise NotImplementedError
@@ -81,6 +92,11 @@ class Provider:
     def image_to_3d(self, request: SplatRequest) -> bytes:
         """Returns a binary little-endian PLY of 3D Gaussians in TRELLIS's internal frame."""
         raise NotImplementedError
+
+    def image_to_3d_mesh(self, request: SplatRequest, mesh: MeshOptions) -> tuple:
+        """One TRELLIS run decoded twice: (the PLY `image_to_3d` returns, a GLB of the textured mesh in the frame
+        TRELLIS's to_glb writes: glTF's +Y up, i.e. the internal frame with (x, y, z) -> (x, z, -y))."""
+        raise BadInput(f"provider {self.name} makes no meshes")
 
     def received(self) -> Optional[list]:
         """The parameters of recent calls, oldest first, for providers that record them (the fake); None otherwise."""

@@ -3,10 +3,11 @@
 Routes (see docs/gpu-worker.md):
   GET  /health                  readiness, models, device and VRAM
   POST /v1/images/generations   OpenAI images API subset -> {"data": [{"b64_json": PNG}]}
-  POST /v1/image-to-3d          RGBA PNG + TRELLIS sampler parameters -> PLY (TRELLIS internal frame)
+  POST /v1/image-to-3d          RGBA PNG + TRELLIS sampler parameters -> PLY (TRELLIS internal frame); with a
+                                `mesh` object, a parts container of that PLY and the baked GLB (protocol.py)
   GET  /v1/received             the parameters of recent calls, for providers that record them (the fake)
 Errors are JSON {"error": "..."}: 400 bad input, 404 unknown route, 413 body too large, 503 loading / failed to
-load / out of GPU memory, 500 anything else.
+load / out of GPU memory, 500 anything else. Every answer carries the protocol version (protocol.py).
 """
 
 from __future__ import annotations
@@ -24,11 +25,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Optional
 
 from .pngcodec import PngError, png_info
-from .provider import BadInput, ImageRequest, NotReady, OutOfMemory, Provider, SplatRequest
+from .protocol import PARTS_CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, pack_parts
+from .provider import BadInput, ImageRequest, MeshOptions, NotReady, OutOfMemory, Provider, SplatRequest
 
 log = logging.getLogger("fast3d.gpu")
 
 MAX_SEED = 2**32 - 1
+# Bounds of a mesh request: to_glb's simplify is a share of triangles removed (1 would remove them all), and
+# the baked texture's side in pixels.
+MAX_SIMPLIFY = 0.99
+TEXTURE_SIZES = (64, 8192)
 SIZE_PATTERN = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 
 
@@ -91,6 +97,7 @@ class Worker:
     def health(self) -> tuple[int, dict]:
         status = self.provider.status()
         body = {
+            "protocol": PROTOCOL_VERSION,
             "ready": status.state == "ready",
             "status": status.state,
             "error": status.error,
@@ -101,6 +108,7 @@ class Worker:
             "vram_used": status.vram_used,
             "flux_offload": status.flux_offload,
             "busy": self.gpu.locked(),
+            "mesh": bool(self.provider.supports_mesh),
         }
         return (200 if body["ready"] else 503), body
 
@@ -128,7 +136,9 @@ class Worker:
         png = self._on_gpu(lambda: self.provider.generate_image(request))
         return {"created": int(time.time()), "data": [{"b64_json": base64.b64encode(png).decode("ascii")}]}
 
-    def image_to_3d(self, body: Any) -> bytes:
+    def image_to_3d(self, body: Any) -> tuple[bytes, str]:
+        """(answer bytes, content type): the PLY alone, or with a `mesh` request the parts container of the
+        PLY and the GLB."""
         fields = _object(body)
         encoded = fields.get("image")
         if not isinstance(encoded, str) or not encoded:
@@ -155,7 +165,26 @@ class Worker:
             slat_steps=_integer(fields, "slat_steps", 1, self.limits.max_steps, 12),
             slat_cfg=_number(fields, "slat_cfg", 0.0, 50.0, 3.0),
         )
-        return self._on_gpu(lambda: self.provider.image_to_3d(request))
+        mesh = self._mesh_options(fields.get("mesh"))
+        if mesh is None:
+            return self._on_gpu(lambda: self.provider.image_to_3d(request)), "application/octet-stream"
+        if not self.provider.supports_mesh:
+            raise BadInput("this worker makes no meshes: start it with --mesh (FAST3D_WORKER_MESH=1), which loads "
+                           "TRELLIS's mesh decoder and to_glb's dependencies")
+        ply, glb = self._on_gpu(lambda: self.provider.image_to_3d_mesh(request, mesh))
+        return pack_parts([("ply", ply), ("glb", glb)]), PARTS_CONTENT_TYPE
+
+    def _mesh_options(self, value: Any) -> Optional[MeshOptions]:
+        """The request's `mesh` object ({"simplify", "texture_size"}, both optional), or None when it asks none."""
+        if value is None or value is False:
+            return None
+        if value is True:
+            value = {}
+        fields = _object(value, "mesh")
+        return MeshOptions(
+            simplify=_number(fields, "simplify", 0.0, MAX_SIMPLIFY, 0.95, "mesh.simplify"),
+            texture_size=_integer(fields, "texture_size", TEXTURE_SIZES[0], TEXTURE_SIZES[1], 1024, "mesh.texture_size"),
+        )
 
     # --- helpers ------------------------------------------------------------------------------------------
 
@@ -180,14 +209,16 @@ class Worker:
             return work()
 
 
-def _object(body: Any) -> dict:
+def _object(body: Any, what: str = "request body") -> dict:
     if not isinstance(body, dict):
-        raise BadInput("request body must be a JSON object")
+        raise BadInput(f"{what} must be a JSON object")
     return body
 
 
-def _integer(fields: dict, name: str, low: int, high: int, default: int) -> int:
+def _integer(fields: dict, name: str, low: int, high: int, default: int,
+             label: Optional[str] = None) -> int:
     value = fields.get(name)
+    name = label or name
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value != int(value):
@@ -197,8 +228,10 @@ def _integer(fields: dict, name: str, low: int, high: int, default: int) -> int:
     return int(value)
 
 
-def _number(fields: dict, name: str, low: float, high: float, default: float) -> float:
+def _number(fields: dict, name: str, low: float, high: float, default: float,
+             label: Optional[str] = None) -> float:
     value = fields.get(name)
+    name = label or name
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
@@ -237,9 +270,9 @@ class _Handler(BaseHTTPRequestHandler):
                 status = 200
                 self._json(200, self.worker.images_generations(self._read_json()))
             elif method == "POST" and path == "/v1/image-to-3d":
-                ply = self.worker.image_to_3d(self._read_json())
+                payload, content_type = self.worker.image_to_3d(self._read_json())
                 status = 200
-                self._send(200, ply, "application/octet-stream")
+                self._send(200, payload, content_type)
             else:
                 raise HttpError(404, f"no route for {method} {path}")
         except Exception as err:  # every failure becomes a JSON error; the process stays up
@@ -276,6 +309,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(payload)))
+        self.send_header(PROTOCOL_HEADER, str(PROTOCOL_VERSION))
         for key, value in (headers or {}).items():
             self.send_header(key, value)
         if self.close_connection:
