@@ -20,6 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from fast3d_gpu import __version__  # noqa: E402
 from fast3d_gpu.fake import FakeProvider  # noqa: E402
+from fast3d_gpu.protocol import PROTOCOL_VERSION  # noqa: E402
 from fast3d_gpu.server import Limits, Worker, make_server  # noqa: E402
 from fast3d_gpu.memory import OFFLOAD_MODES  # noqa: E402
 from fast3d_gpu.torch_provider import TorchOptions, TorchProvider  # noqa: E402
@@ -74,6 +75,9 @@ def parse_args(argv: list) -> argparse.Namespace:
                    help="import exactly what the real provider imports, print the versions, exit 0 (or 1 naming the failure)")
     p.add_argument("--no-flux", action="store_true", default=flag("NO_FLUX", False),
                    help="do not load FLUX (image-to-3D only)")
+    p.add_argument("--mesh", action="store_true", default=flag("MESH", False),
+                   help="also load TRELLIS's mesh decoder and to_glb's dependencies: /v1/image-to-3d then answers "
+                        "mesh requests with a baked GLB (the fake provider always does)")
     p.add_argument("--no-warmup", action="store_true", default=flag("NO_WARMUP", False),
                    help="skip the warm-up run after loading")
     p.add_argument("--default-steps", type=int, default=int(env("DEFAULT_STEPS", "4")),
@@ -101,13 +105,14 @@ def build_provider(args: argparse.Namespace):
         spconv_algo=args.spconv_algo,
         warmup=not args.no_warmup,
         load_flux=not args.no_flux,
+        mesh=args.mesh,
     ))
 
 
 def check_imports(args: argparse.Namespace) -> int:
     """What the image build and scripts/gpu-acceptance.sh run: the provider's own import function."""
     try:
-        modules = import_worker_modules(args.attention_backend, args.spconv_algo, not args.no_flux)
+        modules = import_worker_modules(args.attention_backend, args.spconv_algo, not args.no_flux, True, args.mesh)
     except Exception as err:  # noqa: BLE001 (any import-time failure is the answer)
         print(f"imports FAILED: {type(err).__name__}: {err}", file=sys.stderr)
         return 1
@@ -116,6 +121,7 @@ def check_imports(args: argparse.Namespace) -> int:
     print(f"imports ok: torch {torch.__version__} (CUDA {torch.version.cuda}), "
           f"attention {args.attention_backend}, spconv {args.spconv_algo}, "
           f"FLUX {'yes' if 'FluxPipeline' in modules else 'skipped'}, TRELLIS yes, "
+          f"meshes {'yes (to_glb)' if 'to_glb' in modules else 'off'}, "
           f"stand-ins: {', '.join(stand_ins) or 'none'}")
     return 0
 
@@ -145,7 +151,8 @@ def main(argv: list) -> int:
     signal.signal(signal.SIGINT, stop)
     host, port = server.server_address[:2]
     # The first stdout line tells a parent process (tests, scripts) the port actually bound.
-    print(f"fast3d-gpu-worker {__version__} listening on http://{host}:{port} provider={provider.name}", flush=True)
+    print(f"fast3d-gpu-worker {__version__} listening on http://{host}:{port} provider={provider.name} "
+          f"protocol={PROTOCOL_VERSION}", flush=True)
     worker.start_loading()
     try:
         server.serve_forever(poll_interval=0.2)

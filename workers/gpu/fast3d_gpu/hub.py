@@ -65,6 +65,8 @@ def record_revision(path: Optional[str], repo_id: str, revision: str) -> None:
 FLUX_FILES = {"allow_patterns": ["model_index.json", "scheduler/*", "text_encoder/*", "text_encoder_2/*",
                                  "tokenizer/*", "tokenizer_2/*", "transformer/*", "vae/*"]}
 TRELLIS_FILES = {"ignore_patterns": ["ckpts/slat_dec_mesh*", "ckpts/slat_dec_rf*", "assets/*"]}
+# With meshes on (--mesh), the mesh decoder's checkpoint (ckpts/slat_dec_mesh*: its .json and .safetensors) too.
+TRELLIS_MESH_FILES = {"ignore_patterns": ["ckpts/slat_dec_rf*", "assets/*"]}
 
 
 def fetch_snapshot(repo_id: str, revision: Optional[str], revisions_file: Optional[str],
@@ -131,16 +133,20 @@ def _http_status(err: BaseException) -> Optional[int]:
 UNUSED_DECODERS = ("slat_decoder_mesh", "slat_decoder_rf")
 
 
-def gaussian_only_folder(snapshot: str, target: str) -> str:
+def gaussian_only_folder(snapshot: str, target: str, mesh: bool = False) -> str:
     """A model folder for TrellisImageTo3DPipeline.from_pretrained whose pipeline.json lists only the models the
     Gaussian path runs: the mesh decoder (FlexiCubes, kaolin) and the radiance-field decoder are not built.
+    With `mesh`, the mesh decoder is kept (formats=["gaussian", "mesh"]); the radiance-field one never is.
     Everything else links to the snapshot, so nothing is copied. Returns `target`."""
     with open(os.path.join(snapshot, "pipeline.json"), encoding="utf-8") as f:
         config = json.load(f)
     models = config.get("args", {}).get("models")
     if not isinstance(models, dict) or "slat_decoder_gs" not in models:
         raise HubError(f"{snapshot}/pipeline.json lists no Gaussian decoder (args.models.slat_decoder_gs)")
-    config["args"]["models"] = {k: v for k, v in models.items() if k not in UNUSED_DECODERS}
+    if mesh and "slat_decoder_mesh" not in models:
+        raise HubError(f"{snapshot}/pipeline.json lists no mesh decoder (args.models.slat_decoder_mesh)")
+    unused = tuple(k for k in UNUSED_DECODERS if not (mesh and k == "slat_decoder_mesh"))
+    config["args"]["models"] = {k: v for k, v in models.items() if k not in unused}
     os.makedirs(target, exist_ok=True)
     for entry in os.listdir(snapshot):
         if entry == "pipeline.json":

@@ -21,6 +21,15 @@ APIs followed:
   save_ply goes through a file and a per-row Python conversion that costs seconds at a million Gaussians.
   One difference: the opacity is clamped to [OPACITY_EPS, 1 - OPACITY_EPS] before the logit, because a
   saturated opacity would give +-inf and the service drops non-finite Gaussians.
+- Meshes (TorchOptions.mesh, `--mesh`): the folder keeps `slat_decoder_mesh`, a mesh request runs
+  `.run(..., formats=["gaussian", "mesh"])` and bakes with trellis/utils/postprocessing_utils.py
+  `to_glb(app_rep=outputs["gaussian"][0], mesh=outputs["mesh"][0], simplify=..., fill_holes=True,
+  texture_size=..., verbose=False)`, which simplifies (pyvista's decimate), removes invisible faces and fills
+  small holes (nvdiffrast, igraph, pymeshfix), unwraps UVs (xatlas), renders 100 views of the Gaussians and
+  optimises the texture against them (nvdiffrast, Adam: gradients are needed, so it runs outside no_grad),
+  rotates Z-up into glTF's Y-up (`vertices @ [[1, 0, 0], [0, 0, -1], [0, 1, 0]]`: (x, y, z) -> (x, z, -y)) and
+  returns a trimesh.Trimesh, exported here with `.export(file_type="glb")` (bytes). A Gaussian-only request
+  never decodes or bakes a mesh.
 - Models come from pinned hub snapshots (hub.py); the imports are those of trellis_imports.py.
 """
 
@@ -36,10 +45,10 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from . import determinism
-from .hub import DINOV2_HUB_ENTRY, FLUX_FILES, TRELLIS_FILES, HubError, Snapshot, fetch_snapshot, gaussian_only_folder, is_local, link_torch_hub_repo
+from .hub import DINOV2_HUB_ENTRY, FLUX_FILES, TRELLIS_FILES, TRELLIS_MESH_FILES, HubError, Snapshot, fetch_snapshot, gaussian_only_folder, is_local, link_torch_hub_repo
 from .memory import resolve_offload
 from .ply import encode_ply
-from .provider import BadInput, ImageRequest, ModelStatus, OutOfMemory, Provider, ProviderStatus, SplatRequest
+from .provider import BadInput, ImageRequest, MeshOptions, ModelStatus, OutOfMemory, Provider, ProviderStatus, SplatRequest
 from .trellis_imports import import_worker_modules
 
 log = logging.getLogger("fast3d.gpu")
@@ -73,6 +82,8 @@ class TorchOptions:
     warmup: bool = True
     load_flux: bool = True
     load_trellis: bool = True
+    # Load TRELLIS's mesh decoder and to_glb's dependencies, so /v1/image-to-3d can answer mesh requests.
+    mesh: bool = False
 
 
 class TorchProvider(Provider):
@@ -89,6 +100,11 @@ class TorchProvider(Provider):
         self._device_name: Optional[str] = None
         self._flux_offload: Optional[str] = None
         self._revisions: dict = {}
+        self._to_glb: Optional[Callable[..., Any]] = None
+
+    @property
+    def supports_mesh(self) -> bool:  # type: ignore[override]
+        return self._trellis is not None and self._to_glb is not None
 
     # --- loading ------------------------------------------------------------------------------------------
 
@@ -100,7 +116,8 @@ class TorchProvider(Provider):
         determinism.prepare_environment()
         o = self.options
         try:
-            modules = import_worker_modules(o.attention_backend, o.spconv_algo, o.load_flux, o.load_trellis)
+            modules = import_worker_modules(o.attention_backend, o.spconv_algo, o.load_flux, o.load_trellis,
+                                            o.load_trellis and o.mesh)
         except ImportError as err:
             if getattr(err, "name", None) == "torch":
                 self.mark_failed(f"torch is not installed for {sys.executable} ({err}); {INSTALL_HINT}")
@@ -124,8 +141,10 @@ class TorchProvider(Provider):
             if o.load_trellis:
                 if o.dinov2_dir:
                     link_torch_hub_repo(torch.hub.get_dir(), DINOV2_HUB_ENTRY, o.dinov2_dir)
-                folder = self._snapshot(o.trellis_model, o.trellis_revision, download, "TRELLIS-image-large", TRELLIS_FILES)
+                files = TRELLIS_MESH_FILES if o.mesh else TRELLIS_FILES
+                folder = self._snapshot(o.trellis_model, o.trellis_revision, download, "TRELLIS-image-large", files)
                 self._trellis = self._load_trellis(modules["TrellisImageTo3DPipeline"], folder)
+                self._to_glb = modules.get("to_glb")
             if o.warmup:
                 self._warm_up()
         except HubError as err:
@@ -167,8 +186,9 @@ class TorchProvider(Provider):
         import tempfile
 
         state = self.options.state_dir or tempfile.mkdtemp(prefix="fast3d-trellis-")
-        gaussian_only = gaussian_only_folder(folder, os.path.join(state, "trellis-gaussian"))
-        log.info("loading TRELLIS from %s (Gaussian decoder only)", gaussian_only)
+        mesh = self.options.mesh
+        gaussian_only = gaussian_only_folder(folder, os.path.join(state, "trellis-gaussian-mesh" if mesh else "trellis-gaussian"), mesh=mesh)
+        log.info("loading TRELLIS from %s (%s)", gaussian_only, "Gaussian and mesh decoders" if mesh else "Gaussian decoder only")
         pipeline = trellis_pipeline.from_pretrained(gaussian_only)
         pipeline.cuda()
         return pipeline
@@ -227,6 +247,33 @@ class TorchProvider(Provider):
         return self._guard("text-to-image", lambda: self._generate_image(request))
 
     def image_to_3d(self, request: SplatRequest) -> bytes:
+        image = self._trellis_input(request)
+        return self._guard(
+            "image-to-3d",
+            lambda: self._run_trellis(
+                image,
+                seed=request.seed,
+                ss=(request.sparse_structure_steps, request.sparse_structure_cfg),
+                slat=(request.slat_steps, request.slat_cfg),
+            ),
+        )
+
+    def image_to_3d_mesh(self, request: SplatRequest, mesh: MeshOptions) -> tuple:
+        if not self.supports_mesh:
+            raise BadInput("this worker makes no meshes: start it with --mesh (FAST3D_WORKER_MESH=1)")
+        image = self._trellis_input(request)
+        return self._guard(
+            "image-to-3d with a mesh",
+            lambda: self._run_trellis(
+                image,
+                seed=request.seed,
+                ss=(request.sparse_structure_steps, request.sparse_structure_cfg),
+                slat=(request.slat_steps, request.slat_cfg),
+                mesh=mesh,
+            ),
+        )
+
+    def _trellis_input(self, request: SplatRequest) -> Any:
         if self._trellis is None:
             raise BadInput("this worker was started without the image-to-3D model")
         from PIL import Image, UnidentifiedImageError
@@ -236,15 +283,7 @@ class TorchProvider(Provider):
             image.load()
         except (UnidentifiedImageError, OSError) as err:
             raise BadInput(f"image could not be decoded: {err}") from None
-        return self._guard(
-            "image-to-3d",
-            lambda: self._run_trellis(
-                image.convert("RGBA"),
-                seed=request.seed,
-                ss=(request.sparse_structure_steps, request.sparse_structure_cfg),
-                slat=(request.slat_steps, request.slat_cfg),
-            ),
-        )
+        return image.convert("RGBA")
 
     def _generate_image(self, request: ImageRequest) -> bytes:
         torch = self._torch
@@ -265,7 +304,8 @@ class TorchProvider(Provider):
         image.save(out, format="PNG", compress_level=1)
         return out.getvalue()
 
-    def _run_trellis(self, image: Any, seed: int, ss: tuple, slat: tuple) -> bytes:
+    def _run_trellis(self, image: Any, seed: int, ss: tuple, slat: tuple, mesh: Optional[MeshOptions] = None) -> Any:
+        """The PLY; with `mesh`, (PLY, GLB) from the same run."""
         torch = self._torch
         conditioning = premultiplied_rgb(image)
         # run() seeds torch itself (torch.manual_seed(seed)); the other generators are seeded here.
@@ -275,13 +315,31 @@ class TorchProvider(Provider):
             outputs = self._trellis.run(
                 conditioning,
                 seed=seed,
-                formats=["gaussian"],
+                formats=["gaussian", "mesh"] if mesh is not None else ["gaussian"],
                 preprocess_image=False,
                 sparse_structure_sampler_params={"steps": int(ss[0]), "cfg_strength": float(ss[1])},
                 slat_sampler_params={"steps": int(slat[0]), "cfg_strength": float(slat[1])},
             )
             gaussian = outputs["gaussian"][0]
-            return gaussian_ply(torch, gaussian)
+            ply = gaussian_ply(torch, gaussian)
+        if mesh is None:
+            return ply
+        return ply, self._bake_glb(gaussian, outputs["mesh"][0], mesh)
+
+    def _bake_glb(self, gaussian: Any, extracted: Any, mesh: MeshOptions) -> bytes:
+        """TRELLIS's own post-processing, then the GLB bytes. Outside no_grad: the texture bake optimises."""
+        if not getattr(extracted, "success", True):
+            raise RuntimeError("TRELLIS extracted an empty mesh from this image (no surface in the structured latent)")
+        baked = self._to_glb(
+            gaussian,
+            extracted,
+            simplify=float(mesh.simplify),
+            fill_holes=True,
+            texture_size=int(mesh.texture_size),
+            verbose=False,
+        )
+        glb = baked.export(file_type="glb")
+        return bytes(glb)
 
     def _guard(self, what: str, work: Callable[[], bytes]) -> bytes:
         """Runs GPU work; a CUDA out-of-memory frees the cache and becomes OutOfMemory (HTTP 503)."""

@@ -9,7 +9,15 @@ pipeline and representation (microsoft/TRELLIS, trellis/__init__.py):
 This worker decodes Gaussians only, so neither package is installed (open3d alone is hundreds of MB and
 kaolin has no wheel for every torch/CUDA pair). Where one is absent, a stand-in module takes its place for
 the import; any use of it raises an error that names the package, so a mesh code path can never run on a
-stand-in unnoticed. When meshes arrive, install the real packages and the stand-ins step aside.
+stand-in unnoticed.
+
+Meshes (`--mesh`): TRELLIS's mesh decoder runs FlexiCubes, whose only use of kaolin is the argument check
+`kaolin.utils.testing.check_tensor(tensor, shape, dtype, device, throw)` in its asserts. Without kaolin
+installed (its wheels exist for some torch/CUDA pairs only), a working check_tensor of the same contract takes
+its place (KAOLIN_CHECK_TENSOR); a real kaolin always wins. to_glb (trellis/utils/postprocessing_utils.py)
+imports nvdiffrast, xatlas, pyvista, pymeshfix, igraph, trimesh and cv2 at module level, and its multiview
+render uses the Gaussian rasteriser (diff_gaussian_rasterization, imported lazily by TRELLIS): all are imported
+here, at load, only when meshes are on, so a missing one fails the start by name rather than the first job.
 """
 
 from __future__ import annotations
@@ -71,9 +79,54 @@ class _Refusal:
         )
 
 
-def install_stand_ins() -> list:
-    """Puts a stand-in in sys.modules for each absent package of STAND_INS; returns the names it stood in for."""
+# What to_glb and the mesh decoder import, in import order; each is required once meshes are on.
+MESH_MODULES = ("nvdiffrast.torch", "xatlas", "pyvista", "pymeshfix", "igraph", "trimesh", "cv2",
+                "diff_gaussian_rasterization")
+
+
+def check_tensor(tensor: Any, shape: Any = None, dtype: Any = None, device: Any = None, throw: bool = True) -> bool:
+    """kaolin.utils.testing.check_tensor's contract: whether `tensor` has `shape` (None entries match any size),
+    `dtype` and `device` (None: any); with `throw`, a mismatch raises ValueError instead of returning False."""
+    problem = None
+    if shape is not None:
+        actual = tuple(tensor.shape)
+        if len(actual) != len(shape) or any(want is not None and want != got for want, got in zip(shape, actual)):
+            problem = f"tensor shape is {actual}, should be {tuple(shape)}"
+    if problem is None and dtype is not None and tensor.dtype != dtype:
+        problem = f"tensor dtype is {tensor.dtype}, should be {dtype}"
+    if problem is None and device is not None and tensor.device != device:
+        problem = f"tensor device is {tensor.device}, should be {device}"
+    if problem is not None and throw:
+        raise ValueError(problem)
+    return problem is None
+
+
+def install_kaolin_check_tensor() -> bool:
+    """Makes `from kaolin.utils.testing import check_tensor` give the working check_tensor above when kaolin is
+    not installed. Returns True when it did (False: a real kaolin is there)."""
+    current = sys.modules.get("kaolin")
+    if current is not None and not getattr(current, "__fast3d_stand_in__", False):
+        return False
+    if current is None and _importable("kaolin"):
+        return False
+    for name in ("kaolin", "kaolin.utils", "kaolin.utils.testing"):
+        module = types.ModuleType(name)
+        module.__path__ = []
+        module.__fast3d_stand_in__ = True
+        sys.modules[name] = module
+        parent, _, child = name.rpartition(".")
+        if parent:
+            setattr(sys.modules[parent], child, module)
+    sys.modules["kaolin.utils.testing"].check_tensor = check_tensor
+    return True
+
+
+def install_stand_ins(mesh: bool = False) -> list:
+    """Puts a stand-in in sys.modules for each absent package of STAND_INS; returns the names it stood in for.
+    With `mesh`, kaolin gets the working check_tensor instead of a refusal."""
     installed = []
+    if mesh and install_kaolin_check_tensor():
+        installed.append("kaolin (check_tensor)")
     for name, purpose in STAND_INS.items():
         if name in sys.modules:
             continue
@@ -109,8 +162,9 @@ def configure_trellis_env(attention_backend: str, spconv_algo: str) -> None:
 
 
 def import_worker_modules(attention_backend: str = "xformers", spconv_algo: str = "auto",
-                          load_flux: bool = True, load_trellis: bool = True) -> Dict[str, Any]:
-    """Imports what the provider uses and returns it by name. Raises ImportError naming what is missing."""
+                          load_flux: bool = True, load_trellis: bool = True, load_mesh: bool = False) -> Dict[str, Any]:
+    """Imports what the provider uses and returns it by name. Raises ImportError naming what is missing.
+    `load_mesh` adds what TRELLIS's mesh decoder and to_glb need, and `to_glb` itself."""
     configure_trellis_env(attention_backend, spconv_algo)
     modules: Dict[str, Any] = {"torch": importlib.import_module("torch")}
     modules["huggingface_hub"] = importlib.import_module("huggingface_hub")
@@ -119,6 +173,10 @@ def import_worker_modules(attention_backend: str = "xformers", spconv_algo: str 
     if load_trellis:
         importlib.import_module("xformers.ops" if attention_backend == "xformers" else "flash_attn")
         importlib.import_module("spconv.pytorch")
-        modules["stand_ins"] = install_stand_ins()
+        modules["stand_ins"] = install_stand_ins(mesh=load_mesh)
         modules["TrellisImageTo3DPipeline"] = importlib.import_module("trellis.pipelines").TrellisImageTo3DPipeline
+        if load_mesh:
+            for name in MESH_MODULES:
+                importlib.import_module(name)
+            modules["to_glb"] = importlib.import_module("trellis.utils.postprocessing_utils").to_glb
     return modules

@@ -15,7 +15,7 @@ import urllib.request
 from unittest import mock
 
 import helpers  # noqa: F401 (puts the worker on sys.path)
-from fast3d_gpu.hub import DINOV2_HUB_ENTRY, FLUX_FILES, TRELLIS_FILES, HubError, fetch_snapshot, gaussian_only_folder, link_torch_hub_repo, read_revisions
+from fast3d_gpu.hub import DINOV2_HUB_ENTRY, FLUX_FILES, TRELLIS_FILES, TRELLIS_MESH_FILES, HubError, fetch_snapshot, gaussian_only_folder, link_torch_hub_repo, read_revisions
 from test_imports import FAKE_SITE, WORKER, write_tree
 
 A = "a" * 40
@@ -176,6 +176,13 @@ class GaussianFolderTest(unittest.TestCase):
             self.assertEqual(config["args"]["image_cond_model"], "dinov2_vitl14_reg")
             self.assertTrue(os.path.islink(os.path.join(target, "ckpts")))
             self.assertTrue(os.path.exists(os.path.join(target, "ckpts", "slat_dec_gs.json")))
+            # With meshes on, the mesh decoder stays; the radiance-field decoder never does.
+            meshed = gaussian_only_folder(snapshot, os.path.join(root, "state", "trellis-mesh"), mesh=True)
+            with open(os.path.join(meshed, "pipeline.json")) as f:
+                listed = sorted(json.load(f)["args"]["models"])
+            self.assertIn("slat_decoder_mesh", listed)
+            self.assertNotIn("slat_decoder_rf", listed)
+            self.assertNotIn("ckpts/slat_dec_mesh*", TRELLIS_MESH_FILES["ignore_patterns"])
 
     def test_a_folder_without_a_gaussian_decoder_is_refused(self):
         with tempfile.TemporaryDirectory() as root:
