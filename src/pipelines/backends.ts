@@ -85,6 +85,7 @@ function createImageTo3d(config: Config, deps: StageDeps): ImageTo3d {
           slatCfg: worker.slat_cfg,
         },
         orientation: orientationMatrix(worker.orientation),
+        mesh: { simplify: worker.mesh_simplify, textureSize: worker.mesh_texture_size },
       });
     }
   }

@@ -4,12 +4,19 @@
  * calls are seeded and side-effect free, so a retry is safe), never on an HTTP answer or a timeout; and a
  * readiness poller behind `readiness()` so /health and /ping reflect the worker without a request each.
  */
-import { GpuWorkerError, type GpuWorker, type ImageGenerationRequest, type ImageTo3dRequest } from '../pipelines/gpu-worker.js';
+import {
+  GPU_WORKER_PROTOCOL, GPU_WORKER_PROTOCOL_HEADER, GpuWorkerError,
+  type CloudAndMeshBytes, type GpuWorker, type ImageGenerationRequest, type ImageTo3dRequest, type MeshBake,
+} from '../pipelines/gpu-worker.js';
 import type { Readiness } from '../pipelines/stages.js';
 import { NotReadyError } from '../pipelines/errors.js';
 
-export { GpuWorkerError };
-export type { ImageGenerationRequest, ImageTo3dRequest };
+export { GpuWorkerError, GPU_WORKER_PROTOCOL };
+export type { CloudAndMeshBytes, ImageGenerationRequest, ImageTo3dRequest, MeshBake };
+
+/** The Content-Type of the worker's parts container (a PLY and a GLB), and its magic. */
+export const PARTS_CONTENT_TYPE = 'application/x-fast3d-parts';
+const PARTS_MAGIC = 'F3DPARTS';
 
 export interface GpuClientOptions {
   /** Base URL, e.g. http://127.0.0.1:9100. */
@@ -28,6 +35,10 @@ export interface GpuClientOptions {
 
 /** What the worker's GET /health reports. */
 export interface WorkerHealth {
+  /** The protocol version the worker speaks; absent from workers before version 2. */
+  protocol?: number;
+  /** Whether the worker makes meshes (started with --mesh). */
+  mesh?: boolean;
   ready: boolean;
   status: 'loading' | 'ready' | 'failed' | string;
   error: string | null;
@@ -63,6 +74,8 @@ export class GpuWorkerClient implements GpuWorker {
   private health: WorkerHealth | undefined;
   private poller: ReturnType<typeof setTimeout> | undefined;
   private polling = false;
+  /** Why the worker was refused (another protocol version), when it was. */
+  private refused: string | undefined;
   private closed = false;
   private readonly listeners = new Set<() => void>();
 
@@ -98,11 +111,11 @@ export class GpuWorkerClient implements GpuWorker {
     const deadline = Date.now() + this.options.readyTimeoutMs;
     return new Promise<Readiness>((resolve) => {
       const check = () => {
-        const settled = this.last.ready || this.health?.status === 'failed' || Date.now() >= deadline || signal?.aborted || this.closed;
+        const settled = this.last.ready || this.health?.status === 'failed' || this.refused !== undefined || Date.now() >= deadline || signal?.aborted || this.closed;
         if (!settled) return;
         this.listeners.delete(check);
         clearTimeout(timer);
-        if (!this.last.ready && Date.now() >= deadline && this.health?.status !== 'failed') {
+        if (!this.last.ready && Date.now() >= deadline && this.health?.status !== 'failed' && this.refused === undefined) {
           this.last = { ready: false, detail: `${this.last.detail} (not ready within ${Math.round(this.options.readyTimeoutMs / 1000)} s)` };
         }
         resolve(this.last);
@@ -121,7 +134,12 @@ export class GpuWorkerClient implements GpuWorker {
       const body = (await response.json().catch(() => null)) as WorkerHealth | null;
       if (!body || typeof body.ready !== 'boolean') {
         this.last = { ready: false, detail: `GPU worker at ${this.base} answered /health with HTTP ${response.status} and no health report` };
+      } else if (body.protocol !== GPU_WORKER_PROTOCOL) {
+        this.health = undefined;
+        this.refused = this.protocolMismatch(body.protocol);
+        this.last = { ready: false, detail: this.refused };
       } else {
+        this.refused = undefined;
         this.health = body;
         this.last = body.ready
           ? { ready: true }
@@ -172,15 +190,34 @@ export class GpuWorkerClient implements GpuWorker {
 
   /** POST /v1/image-to-3d: returns the PLY bytes (TRELLIS's internal frame). */
   async imageTo3d(request: ImageTo3dRequest, signal?: AbortSignal): Promise<Uint8Array> {
-    const response = await this.call('/v1/image-to-3d', {
-      image: Buffer.from(request.png.buffer, request.png.byteOffset, request.png.length).toString('base64'),
-      seed: request.seed,
-      sparse_structure_steps: request.sparseStructureSteps,
-      sparse_structure_cfg: request.sparseStructureCfg,
-      slat_steps: request.slatSteps,
-      slat_cfg: request.slatCfg,
-    }, signal);
+    const response = await this.call('/v1/image-to-3d', imageTo3dBody(request), signal);
     return bodyBytes(response, `GPU worker at ${this.base}, /v1/image-to-3d`);
+  }
+
+  /**
+   * POST /v1/image-to-3d with a `mesh` object: one TRELLIS run, answered as a parts container of the PLY
+   * (internal frame) and the GLB TRELLIS's to_glb baked (glTF's Y-up frame).
+   */
+  async imageTo3dWithMesh(request: ImageTo3dRequest, mesh: MeshBake, signal?: AbortSignal): Promise<CloudAndMeshBytes> {
+    const what = `GPU worker at ${this.base}, /v1/image-to-3d with a mesh`;
+    const body = { ...imageTo3dBody(request), mesh: { simplify: mesh.simplify, texture_size: mesh.textureSize } };
+    const response = await this.call('/v1/image-to-3d', body, signal);
+    const type = (response.headers.get('content-type') ?? '').split(';')[0].trim();
+    if (type !== PARTS_CONTENT_TYPE) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new GpuWorkerError(`${what}: answered ${type || 'no Content-Type'}, not ${PARTS_CONTENT_TYPE} (the PLY and the GLB)`, 502);
+    }
+    const parts = unpackParts(await bodyBytes(response, what), what);
+    const ply = parts.get('ply');
+    const glb = parts.get('glb');
+    if (!ply || !glb) throw new GpuWorkerError(`${what}: the answer lacks its ${!ply ? 'ply' : 'glb'} part (has: ${[...parts.keys()].join(', ') || 'none'})`, 502);
+    return { ply, glb };
+  }
+
+  private protocolMismatch(version: unknown): string {
+    const spoken = typeof version === 'number' || typeof version === 'string' ? `protocol ${version}` : 'protocol 1 (it reports no version)';
+    return `GPU worker at ${this.base} speaks ${spoken}, but this service speaks protocol ${GPU_WORKER_PROTOCOL}: ` +
+      'refused; run the worker from the same fast3d version as the service (workers/gpu)';
   }
 
   /** A JSON POST whose non-2xx answers become errors carrying the worker's message. */
@@ -192,6 +229,11 @@ export class GpuWorkerClient implements GpuWorker {
       this.options.requestTimeoutMs,
       this.options.connectRetries,
     );
+    const spoken = response.headers.get(GPU_WORKER_PROTOCOL_HEADER);
+    if (spoken !== String(GPU_WORKER_PROTOCOL)) {
+      await response.body?.cancel().catch(() => undefined);
+      throw new GpuWorkerError(`${this.protocolMismatch(spoken ?? undefined)} (answer to ${path})`, 502);
+    }
     if (response.ok) return response;
     const text = await response.text().catch(() => '');
     let message = text.slice(0, 500);
@@ -251,6 +293,45 @@ function delay(ms: number, signal?: AbortSignal): Promise<void> {
     const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
+}
+
+function imageTo3dBody(request: ImageTo3dRequest): Record<string, unknown> {
+  return {
+    image: Buffer.from(request.png.buffer, request.png.byteOffset, request.png.length).toString('base64'),
+    seed: request.seed,
+    sparse_structure_steps: request.sparseStructureSteps,
+    sparse_structure_cfg: request.sparseStructureCfg,
+    slat_steps: request.slatSteps,
+    slat_cfg: request.slatCfg,
+  };
+}
+
+/**
+ * The parts of the worker's container (workers/gpu/fast3d_gpu/protocol.py): magic "F3DPARTS", u32 version,
+ * u32 count, then per part a 16-byte NUL-padded ASCII name and a u64 length, then the parts back to back;
+ * little-endian. The parts are views into `data`, not copies.
+ */
+export function unpackParts(data: Uint8Array, what = 'GPU worker answer'): Map<string, Uint8Array> {
+  const fail = (why: string) => new GpuWorkerError(`${what}: ${why}`, 502);
+  if (data.length < 16) throw fail('the parts container is shorter than its header');
+  const view = new DataView(data.buffer, data.byteOffset, data.byteLength);
+  if (Buffer.from(data.subarray(0, 8)).toString('latin1') !== PARTS_MAGIC) throw fail('not a parts container (bad magic)');
+  const version = view.getUint32(8, true);
+  if (version !== GPU_WORKER_PROTOCOL) throw fail(`parts container of protocol ${version}, not ${GPU_WORKER_PROTOCOL}`);
+  const count = view.getUint32(12, true);
+  let offset = 16 + count * 24;
+  if (count > 64 || data.length < offset) throw fail('the parts container is shorter than its part table');
+  const parts = new Map<string, Uint8Array>();
+  for (let i = 0; i < count; i++) {
+    const entry = 16 + i * 24;
+    const name = Buffer.from(data.subarray(entry, entry + 16)).toString('latin1').replace(/\0+$/, '');
+    const length = Number(view.getBigUint64(entry + 16, true));
+    if (offset + length > data.length) throw fail(`part ${name} runs past the end of the answer (cut short?)`);
+    parts.set(name, data.subarray(offset, offset + length));
+    offset += length;
+  }
+  if (offset !== data.length) throw fail(`${data.length - offset} bytes after the last part`);
+  return parts;
 }
 
 /** The whole body of a worker's answer; a body cut off by the request's timeout says so (504). */
