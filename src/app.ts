@@ -198,12 +198,12 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
 }
 
 /** An answer as a response: the artefact (checked once more by its format), a 204, or a peer's answer. */
-function respond(answer: Answer, format: Format): Response {
+function respond(answer: Answer, format: Format): Promise<Response> {
   switch (answer.kind) {
     case 'asset':
       return artefactResponse(format, answer.artefacts[0].bytes, { ...assetHeaders(answer), [CACHE_HEADER]: answer.cache, [PRESET_HEADER]: answer.preset });
     case 'declined':
-      return declinedResponse({ ...declineHeaders(answer.reason, answer.report), [CACHE_HEADER]: answer.cache, [PRESET_HEADER]: answer.preset });
+      return Promise.resolve(declinedResponse({ ...declineHeaders(answer.reason, answer.report), [CACHE_HEADER]: answer.cache, [PRESET_HEADER]: answer.preset }));
     case 'forwarded':
       return forwardedResponse(answer.answer, format);
   }
@@ -225,7 +225,7 @@ function answerLog(answer: Answer): Record<string, unknown> {
  * A peer's answer as ours: a 204 passes through; a 200's bytes are checked by the artefact's format, and bytes it
  * refuses become the usual 503 rather than a bad 200.
  */
-function forwardedResponse(answer: ForwardedAnswer, format: Format): Response {
+async function forwardedResponse(answer: ForwardedAnswer, format: Format): Promise<Response> {
   const headers: Record<string, string> = { [CACHE_HEADER]: 'peer' };
   answer.headers.forEach((value, name) => {
     if (name.toLowerCase().startsWith('x-fast3d-') && name.toLowerCase() !== 'x-fast3d-cache') headers[name] = value;
@@ -233,7 +233,7 @@ function forwardedResponse(answer: ForwardedAnswer, format: Format): Response {
   headers['X-Fast3d-Peer'] = String(answer.peer);
   if (answer.status === 204) return declinedResponse(headers);
   try {
-    return artefactResponse(format, answer.body, headers);
+    return await artefactResponse(format, answer.body, headers);
   } catch (err) {
     if (err instanceof HttpError) throw new BusyError(`busy, and burst peer ${answer.peer} returned unservable bytes (${err.message})`);
     throw err;

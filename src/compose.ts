@@ -125,6 +125,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     maxImagePixels: config.contract.max_image_pixels,
     minImageSide: config.contract.min_image_side,
     imageFileDelivery: { rotation: orientationMatrix(config.contract.image_file_rotation), onReject: config.contract.image_file_on_reject },
+    imageFileOutput: config.contract.image_file_output,
     imageFilePreset: config.contract.image_file_preset,
   };
   const bodyLimitBytes = Math.round(config.server.body_limit_mb * 1024 * 1024);

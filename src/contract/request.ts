@@ -23,7 +23,13 @@ export interface RequestLimits {
   reserveImage?: (bytes: number) => () => void;
   /** The preset of the newer contract's requests that name none (absent: the service's default). */
   imageFilePreset?: string;
+  /** What the newer contract's requests without a `format` field get: a splat PLY, or a GLB mesh (absent: PLY). */
+  imageFileOutput?: GeometryFormatName;
 }
+
+/** The `format` field's values: the geometry formats an answer can be in. */
+export const GEOMETRY_FORMATS = ['ply', 'spz', 'glb'] as const;
+export type GeometryFormatName = (typeof GEOMETRY_FORMATS)[number];
 
 export type FormValue = string | File;
 export type FormFields = Record<string, FormValue | FormValue[]>;
@@ -37,6 +43,11 @@ export interface GenerateRequest {
   delivery?: Delivery;
   /** The preset the request names (the `preset` field), or the newer contract's default; absent: the service's. */
   preset?: string;
+  /**
+   * The `format` field, else the newer contract's configured output, else PLY. Generate routes answer in it;
+   * the video route renders the mesh when it is GLB.
+   */
+  format: GeometryFormatName;
   /** The form, for route-specific fields such as video_res. */
   fields: FormFields;
   /** Gives back what the request holds of the memory budget (its decoded image): call once it is answered. */
@@ -61,8 +72,9 @@ export function assertFormContentType(contentType: string | undefined): void {
 export async function parseGenerateRequest(fields: FormFields, limits: RequestLimits): Promise<GenerateRequest> {
   const prompt = single(fields, 'prompt');
   const file = single(fields, 'prompt_image_file');
-  // Checked before any image is decoded: a bad seed costs nothing.
+  // Checked before any image is decoded: a bad seed or format costs nothing.
   const seed = parseSeed(single(fields, 'seed'));
+  const format = formatField(fields);
   let release = () => {};
   const reserve = limits.reserveImage;
   if (reserve) limits = { ...limits, reserveImage: (bytes) => (release = reserve(bytes)) };
@@ -92,7 +104,27 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
   }
 
   const preset = presetField(fields) ?? (delivery ? limits.imageFilePreset : undefined);
-  return { task, seed: seed ?? seedFromContent(content), seedGiven: seed !== undefined, delivery, preset, fields, release: () => release() };
+  return {
+    task,
+    seed: seed ?? seedFromContent(content),
+    seedGiven: seed !== undefined,
+    delivery,
+    preset,
+    format: format ?? (delivery ? limits.imageFileOutput ?? 'ply' : 'ply'),
+    fields,
+    release: () => release(),
+  };
+}
+
+/** The `format` field: one of the geometry formats, or absent. */
+function formatField(fields: FormFields): GeometryFormatName | undefined {
+  const value = single(fields, 'format');
+  if (value === undefined || value === '') return undefined;
+  const text = typeof value === 'string' ? value.trim().toLowerCase() : '';
+  if (!(GEOMETRY_FORMATS as readonly string[]).includes(text)) {
+    throw new HttpError(400, `form field "format" must be one of ${GEOMETRY_FORMATS.join(', ')}${typeof value === 'string' ? `, got "${value.slice(0, 40)}"` : ', not a file'}`);
+  }
+  return text as GeometryFormatName;
 }
 
 /** The `preset` field: a name; whether it is known is the answer path's to say (400 listing the known ones). */

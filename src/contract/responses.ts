@@ -6,8 +6,8 @@ import type { Format } from '../formats/registry.js';
 import type { Report } from '../pipelines/job.js';
 import { HttpError } from './errors.js';
 
-export function artefactResponse(format: Format, bytes: Uint8Array, headers: Record<string, string> = {}): Response {
-  const violation = format.violation(bytes);
+export async function artefactResponse(format: Format, bytes: Uint8Array, headers: Record<string, string> = {}): Promise<Response> {
+  const violation = await format.violation(bytes);
   if (violation) throw new HttpError(500, `refusing to serve a ${format.name} artefact that breaks its rules: ${violation}`);
   return new Response(bytes, {
     status: 200,

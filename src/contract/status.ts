@@ -5,7 +5,7 @@
  * Anything else is an unexpected 500.
  */
 import { GpuWorkerError } from '../pipelines/gpu-worker.js';
-import { AssetRefusedError, BusyError, CancelledError, DeadlineError, NotReadyError, ShuttingDownError } from '../pipelines/errors.js';
+import { AssetRefusedError, BusyError, CancelledError, DeadlineError, MeshUnsupportedError, NotReadyError, ShuttingDownError } from '../pipelines/errors.js';
 import { UnknownPresetError } from '../pipelines/presets.js';
 import { HttpError } from './errors.js';
 
@@ -18,7 +18,7 @@ export interface StatusOptions {
 export function httpErrorOf(err: unknown, options: StatusOptions): HttpError | null {
   const retryAfter = (seconds = options.retryAfterS) => ({ 'Retry-After': String(seconds) });
   if (err instanceof HttpError) return err;
-  if (err instanceof UnknownPresetError) return new HttpError(400, err.message);
+  if (err instanceof UnknownPresetError || err instanceof MeshUnsupportedError) return new HttpError(400, err.message);
   if (err instanceof BusyError) return new HttpError(503, `${err.message}; retry later`, retryAfter(err.retryAfterS ?? options.retryAfterS));
   if (err instanceof DeadlineError) return new HttpError(503, err.message, retryAfter());
   if (err instanceof ShuttingDownError) return new HttpError(503, err.message, { ...retryAfter(), Connection: 'close' });

@@ -33,6 +33,11 @@ export class CancelledError extends Error {
   override name = 'CancelledError';
 }
 
+/** The job asks for a mesh and this service's image-to-3d backend makes none (a 400: the request asks the impossible). */
+export class MeshUnsupportedError extends Error {
+  override name = 'MeshUnsupportedError';
+}
+
 /** A made artefact failed its format's check: it is never served or cached (a 500, never a bad 200). */
 export class AssetRefusedError extends Error {
   override name = 'AssetRefusedError';

@@ -4,20 +4,27 @@
  */
 import { setImmediate } from 'node:timers/promises';
 import type { RgbaImage } from '../image/rgba.js';
+import { centreAndFit, type TriangleMesh } from '../mesh/mesh.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { centreAndScale, dropNonFinite } from '../splat/frame.js';
 import { VALIDATOR_GATES } from '../splat/gates.js';
 import { pruneToBudget } from '../splat/prune.js';
 import type { JobContext, JobSettings, StageName } from './context.js';
+import { MeshUnsupportedError } from './errors.js';
 import type { Attempt, Check, Job, Outcome, Report } from './job.js';
 import { attemptSeed } from './seed.js';
-import { allBackends, type Backend, type Stages } from './stages.js';
+import { allBackends, type Backend, type Stages, type ValidationInput } from './stages.js';
 
 export class Pipeline {
   readonly preview: boolean;
 
   constructor(readonly stages: Stages) {
     this.preview = allBackends(stages).some(({ backend }) => backend.preview);
+  }
+
+  /** Whether a job may ask for a mesh: its image-to-3d backend makes one beside the cloud. */
+  get makesMeshes(): boolean {
+    return typeof this.stages.imageTo3d.generateWithMesh === 'function';
   }
 
   /**
@@ -28,11 +35,12 @@ export class Pipeline {
     const report: Report = { attempts: [], timings: {}, preview: this.preview };
     const { stages } = this;
     const { signal, progress } = ctx;
-    const { retries, extent } = ctx.settings.pipeline;
+    const { retries, extent, mesh_extent: meshExtent } = ctx.settings.pipeline;
+    if (job.mesh && !this.makesMeshes) throw new MeshUnsupportedError(`image-to-3d backend "${stages.imageTo3d.name}" makes no meshes: ask for a splat format`);
     const budget = gaussianBudget(ctx.settings);
     // An image task's matte does not depend on the seed: compute it once for every attempt.
     let userMatte: RgbaImage | null | undefined;
-    let lastMade: { cloud: GaussianCloud; seed: number } | undefined;
+    let lastMade: { cloud: GaussianCloud; mesh?: TriangleMesh; seed: number } | undefined;
 
     for (let attempt = 0; attempt <= retries; attempt++) {
       const seed = attemptSeed(job.seed, attempt);
@@ -65,35 +73,45 @@ export class Pipeline {
       signal.throwIfAborted();
 
       const image = framed;
-      const raw = await time('image_to_3d', () => this.onBackend(stages.imageTo3d, ctx, () => stages.imageTo3d.generate(image, seed, ctx)));
+      const shape = await time('image_to_3d', () => this.onBackend(stages.imageTo3d, ctx, () => this.imageTo3d(job, image, seed, ctx)));
+      const raw = shape.cloud;
       progress.intermediate({ name: 'cloud', cloud: raw }, attempt);
       const made = raw.count;
       const cloud = await time('normalise', async () => normalise(raw, extent, budget));
+      const mesh = shape.mesh;
+      if (mesh) centreAndFit(mesh, meshExtent);
       record.gaussians = cloud.count;
       if (made > cloud.count) record.dropped = made - cloud.count;
-      if (cloud.count > 0) lastMade = { cloud, seed };
+      if (cloud.count > 0) lastMade = { cloud, mesh, seed };
       signal.throwIfAborted();
 
-      const failed = await time('validate', () => this.validate(job, cloud, image, record.checks, ctx));
+      const failed = await time('validate', () => this.validate({ job, cloud, mesh, image }, record.checks, ctx));
       if (failed) {
         record.reason = `${failed.name} ${failed.value} failed threshold ${failed.threshold} (${failed.by})`;
         continue;
       }
       record.accepted = true;
-      return { kind: 'asset', cloud, seed, report };
+      return { kind: 'asset', cloud, ...(mesh && { mesh }), seed, report };
     }
     if (job.delivery?.onReject === 'best-effort' && lastMade) {
       report.bestEffort = true;
-      return { kind: 'asset', cloud: lastMade.cloud, seed: lastMade.seed, report };
+      return { kind: 'asset', ...lastMade, report };
     }
     const last = report.attempts[report.attempts.length - 1];
     return { kind: 'declined', reason: last?.reason ?? 'self-validation failed', report };
   }
 
+  /** The cloud, and for a mesh job the mesh made with it in the same run. */
+  private async imageTo3d(job: Job, image: RgbaImage, seed: number, ctx: JobContext): Promise<{ cloud: GaussianCloud; mesh?: TriangleMesh }> {
+    const backend = this.stages.imageTo3d;
+    if (job.mesh && backend.generateWithMesh) return backend.generateWithMesh(image, seed, ctx);
+    return { cloud: await backend.generate(image, seed, ctx) };
+  }
+
   /** Runs the validators in order; returns the first failing check, or null when all pass. */
-  private async validate(job: Job, cloud: GaussianCloud, image: RgbaImage, into: Check[], ctx: JobContext): Promise<Check | null> {
+  private async validate(input: ValidationInput, into: Check[], ctx: JobContext): Promise<Check | null> {
     for (const validator of this.stages.validators) {
-      const checks = await this.onBackend(validator, ctx, () => validator.validate({ job, cloud, image }, ctx));
+      const checks = await this.onBackend(validator, ctx, () => validator.validate(input, ctx));
       into.push(...checks);
       const failed = checks.find((c) => !c.passed);
       if (failed) return failed;

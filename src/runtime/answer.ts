@@ -137,7 +137,7 @@ export class AnswerPath {
         if ('forwarded' in made) {
           const { forwarded } = made;
           // A peer's bytes pass the same check as ours before anyone gets them.
-          const violation = forwarded.status === 200 ? this.format(request.wants[0]).violation(forwarded.body) : null;
+          const violation = forwarded.status === 200 ? await this.format(request.wants[0]).violation(forwarded.body) : null;
           if (violation) throw new BusyError(`busy, and burst peer ${forwarded.peer} returned unservable bytes (${violation})`);
           job.end(forwarded.status === 200 ? 'done' : 'declined', { reason: `answered by burst peer ${forwarded.peer}` });
           return { kind: 'forwarded', jobId: job.id, answer: made.forwarded };
@@ -197,7 +197,7 @@ export class AnswerPath {
       const bytes = await cache.get(key, name);
       if (!bytes) return null;
       const format = this.format(spec);
-      if (format.violation(bytes) !== null) {
+      if ((await format.violation(bytes)) !== null) {
         // Intact on disk but not a valid file (or the rules changed since): make it again.
         cache.discard(key, name);
         return null;
@@ -240,7 +240,7 @@ export class AnswerPath {
     if (!stored) return null;
     let cloud: GaussianCloud;
     try {
-      if (format.violation(bytes) !== null) throw new Error('refused by its format');
+      if ((await format.violation(bytes)) !== null) throw new Error('refused by its format');
       cloud = format.decode!(bytes);
     } catch {
       cache.discard(key, name);
@@ -289,7 +289,7 @@ export class AnswerPath {
     // The check of 13 MB reads it all: on a turn of its own, apart from the encoding.
     await setImmediate();
     report.timings[name] = Math.round(((report.timings[name] ?? 0) + performance.now() - start) * 10) / 10;
-    const violation = format.violation(bytes);
+    const violation = await format.violation(bytes);
     if (violation) throw new AssetRefusedError(`refusing to serve a ${format.name} artefact that breaks its rules: ${violation}`);
     return { spec, format, bytes };
   }
