@@ -20,6 +20,11 @@ import { checkGates } from '../src/splat/gates.js';
 import { decodePly, encodePly } from '../src/splat/ply.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
 import { jobContext } from './helpers/fake-stages.js';
+import { GpuWorkerImageTo3d } from '../src/pipelines/image-to-3d/gpu-worker.js';
+import { GpuWorkerClient } from '../src/runtime/gpu-client.js';
+import { orientationMatrix } from '../src/splat/frame.js';
+import { triangleCount } from '../src/mesh/mesh.js';
+import { createImage, type RgbaImage } from '../src/image/rgba.js';
 
 const PYTHON = process.env.FAST3D_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 
@@ -158,6 +163,78 @@ describe('the service pipeline through the Python GPU worker (fake provider)', (
       expect(Number(response.headers.get('X-Fast3d-Gaussians'))).toBe(decodePly(ply).count);
     } finally {
       await service.close();
+    }
+  });
+});
+
+describe('meshes through the GPU worker (fake provider)', () => {
+  const disc: RgbaImage = (() => {
+    const image = createImage(96, 96);
+    for (let y = 0; y < 96; y++) {
+      for (let x = 0; x < 96; x++) {
+        if ((x - 48) ** 2 + (y - 48) ** 2 >= 30 ** 2) continue;
+        image.data.set([200, 40, 60, 255], (y * 96 + x) * 4);
+      }
+    }
+    return image;
+  })();
+  const fakeClient = (url: string) => new GpuWorkerClient({ url, requestTimeoutMs: 30_000, connectRetries: 0, retryDelayMs: 10, pollIntervalMs: 50, readyTimeoutMs: 20_000 });
+  const sampling = { sparseStructureSteps: 4, sparseStructureCfg: 7.5, slatSteps: 4, slatCfg: 3 };
+  /** The vertex farthest along `axis` (0 x, 1 y, 2 z) and its coordinates. */
+  const extreme = (p: Float32Array, axis: number, sign = 1) => {
+    let best = 0;
+    for (let i = 0; i < p.length; i += 3) if (sign * p[i + axis] > sign * p[best + axis]) best = i;
+    return [p[best], p[best + 1], p[best + 2]];
+  };
+
+  it('answers a PLY and a valid GLB; generateWithMesh gives a textured mesh in the canonical frame', async () => {
+    const worker = await startWorker('--fake');
+    const client = fakeClient(worker.url);
+    try {
+      await client.waitUntilReady();
+      expect(client.lastHealth()).toMatchObject({ protocol: 2, mesh: true });
+      const { encodePng } = await import('../src/image/codec.js');
+      const { ply, glb } = await client.imageTo3dWithMesh({ png: await encodePng(disc), seed: 3, ...sampling }, { simplify: 0.9, textureSize: 256 });
+      expect(decodePly(ply).count).toBeGreaterThan(1000);
+      // The Khronos glTF validator (no type declarations of its own).
+      const validatorModule: string = 'gltf-validator';
+      const validator = (await import(validatorModule)) as { validateBytes(data: Uint8Array): Promise<{ issues: { numErrors: number; messages: unknown[] } }> };
+      const report = await validator.validateBytes(glb);
+      expect(report.issues.numErrors, JSON.stringify(report.issues.messages.slice(0, 3))).toBe(0);
+
+      const backend = new GpuWorkerImageTo3d({ client, sampling, orientation: orientationMatrix('z-up') });
+      const { cloud, mesh } = await backend.generateWithMesh(disc, 3);
+      expect(cloud.count).toBe(decodePly(ply).count);
+      expect(triangleCount(mesh)).toBeGreaterThan(100);
+      expect(mesh.texture?.width).toBe(1024); // the default bake outside a job
+      // The fake's spire is its top and its nose its front: +Y and +Z, as the splat's top and face are.
+      const [sx, sy, sz] = extreme(mesh.positions, 1);
+      expect(sy).toBeCloseTo(0.48, 5);
+      expect(Math.hypot(sx, sz)).toBeLessThan(1e-6);
+      expect(extreme(mesh.positions, 2)[2]).toBeCloseTo(0.42, 5);
+
+      const { received } = await (await fetch(`${worker.url}/v1/received`)).json() as { received: Record<string, unknown>[] };
+      expect(received.at(-1)).toMatchObject({ route: 'image-to-3d', seed: 3, mesh: { simplify: 0.95, texture_size: 1024 } });
+    } finally {
+      client.close();
+    }
+  });
+
+  it('turns the mesh with the configured orientation, so splat and mesh face the same way', async () => {
+    const worker = await startWorker('--fake');
+    const client = fakeClient(worker.url);
+    try {
+      await client.waitUntilReady();
+      // "identity" keeps TRELLIS's internal frame: +Z up, front toward -Y, for the mesh as for the splat.
+      const backend = new GpuWorkerImageTo3d({ client, sampling, orientation: orientationMatrix('identity') });
+      const { cloud, mesh } = await backend.generateWithMesh(disc, 3);
+      expect(extreme(mesh.positions, 2)[2]).toBeCloseTo(0.48, 5);
+      expect(extreme(mesh.positions, 1, -1)[1]).toBeCloseTo(-0.42, 5);
+      let top = -Infinity;
+      for (let i = 0; i < cloud.count; i++) top = Math.max(top, cloud.columns.z[i]);
+      expect(top).toBeGreaterThan(0.2); // the relief stands along +Z too
+    } finally {
+      client.close();
     }
   });
 });
