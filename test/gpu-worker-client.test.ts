@@ -41,12 +41,12 @@ function client(url: string, options: Partial<GpuClientOptions> = {}): GpuWorker
   return c;
 }
 
-function json(res: ServerResponse, status: number, body: unknown): void {
-  res.writeHead(status, { 'content-type': 'application/json' }).end(JSON.stringify(body));
+function json(res: ServerResponse, status: number, body: unknown, protocol: string | null = '2'): void {
+  res.writeHead(status, { 'content-type': 'application/json', ...(protocol ? { 'x-fast3d-protocol': protocol } : {}) }).end(JSON.stringify(body));
 }
 
 const health = (status: 'loading' | 'ready' | 'failed', error: string | null = null) => ({
-  ready: status === 'ready', status, error, device: null, vram_total: null, vram_used: null,
+  protocol: 2, ready: status === 'ready', status, error, device: null, vram_total: null, vram_used: null,
   models: [{ name: 'text-to-image', id: 'flux', loaded: status === 'ready' }, { name: 'image-to-3d', id: 'trellis', loaded: false }],
 });
 
@@ -130,6 +130,48 @@ describe('GpuWorkerClient requests', () => {
     const controller = new AbortController();
     setTimeout(() => controller.abort(new Error('client went away')), 50);
     await expect(client(url).generateImage(imageRequest, controller.signal)).rejects.toThrow('client went away');
+  });
+});
+
+describe('GpuWorkerClient protocol', () => {
+  it('refuses a worker whose /health reports another protocol version, at once and by name', async () => {
+    const { url } = await scriptedWorker((req, res) => json(res, 200, { ...health('ready'), protocol: 3 }));
+    const started = Date.now();
+    const readiness = await client(url, { readyTimeoutMs: 10_000 }).waitUntilReady();
+    expect(Date.now() - started).toBeLessThan(2000);
+    expect(readiness.ready).toBe(false);
+    expect(readiness.detail).toMatch(/speaks protocol 3, but this service speaks protocol 2: refused/);
+  });
+
+  it('refuses an older worker that reports no version, on /health and on its answers', async () => {
+    const { protocol: _, ...old } = health('ready');
+    const { url } = await scriptedWorker((req, res) => json(res, 200, req.url === '/health' ? old : { data: [{ b64_json: 'AAAA' }] }, null));
+    const c = client(url);
+    expect((await c.waitUntilReady()).detail).toMatch(/speaks protocol 1 \(it reports no version\)/);
+    const error = await c.generateImage(imageRequest).catch((e) => e);
+    expect(error).toBeInstanceOf(GpuWorkerError);
+    expect(error.message).toMatch(/speaks protocol 1 .*this service speaks protocol 2.*answer to \/v1\/images\/generations/);
+  });
+
+  it('sends the mesh bake and unpacks the PLY and GLB parts', async () => {
+    let seen: Record<string, unknown> = {};
+    const part = (name: string, bytes: Buffer) => ({ name, bytes });
+    const parts = [part('ply', Buffer.from('PLYDATA')), part('glb', Buffer.from('GLBDATA!!'))];
+    const head = Buffer.alloc(16 + parts.length * 24);
+    head.write('F3DPARTS', 0, 'latin1');
+    head.writeUInt32LE(2, 8);
+    head.writeUInt32LE(parts.length, 12);
+    parts.forEach((p, i) => { head.write(p.name, 16 + i * 24, 'latin1'); head.writeBigUInt64LE(BigInt(p.bytes.length), 32 + i * 24); });
+    const container = Buffer.concat([head, ...parts.map((p) => p.bytes)]);
+    const { url } = await scriptedWorker((req, res, count, body) => {
+      seen = JSON.parse(body);
+      res.writeHead(200, { 'content-type': 'application/x-fast3d-parts', 'x-fast3d-protocol': '2' }).end(container);
+    });
+    const request = { png: new Uint8Array(4), seed: 1, sparseStructureSteps: 2, sparseStructureCfg: 3, slatSteps: 4, slatCfg: 5 };
+    const { ply, glb } = await client(url).imageTo3dWithMesh(request, { simplify: 0.9, textureSize: 512 });
+    expect(Buffer.from(ply).toString()).toBe('PLYDATA');
+    expect(Buffer.from(glb).toString()).toBe('GLBDATA!!');
+    expect(seen).toMatchObject({ seed: 1, slat_steps: 4, mesh: { simplify: 0.9, texture_size: 512 } });
   });
 });
 
