@@ -111,8 +111,11 @@ function determinant3(m: number[]): number {
   return m[0] * (m[5] * m[10] - m[6] * m[9]) - m[4] * (m[1] * m[10] - m[2] * m[9]) + m[8] * (m[1] * m[6] - m[2] * m[5]);
 }
 
-/** Element values as floats, normalised integers mapped to [0, 1] (or [-1, 1]) even when the flag is missing. */
-function readFloats(accessor: Accessor, components: number): Float32Array {
+/**
+ * An accessor's first `components` values per element as floats (missing ones 0). Normalised integers map to
+ * [0, 1] (or [-1, 1]); with `normaliseIntegers`, so do integers whose flag is missing (colours must be).
+ */
+export function accessorFloats(accessor: Accessor, components: number, normaliseIntegers = false): Float32Array {
   const count = accessor.getCount();
   const size = accessor.getElementSize();
   const out = new Float32Array(count * components);
@@ -120,7 +123,7 @@ function readFloats(accessor: Accessor, components: number): Float32Array {
   if (!array) return out;
   if (array instanceof Float32Array && size === components) return array.slice();
   const integer = !(array instanceof Float32Array);
-  const scale = integer && !accessor.getNormalized() ? 1 / maxOf(array) : 1;
+  const scale = normaliseIntegers && integer && !accessor.getNormalized() ? 1 / maxOf(array) : 1;
   const element: number[] = [];
   for (let i = 0; i < count; i++) {
     accessor.getElement(i, element);
@@ -148,7 +151,7 @@ function readPart({ primitive, matrix }: PlacedPrimitive): Part | null {
   const position = primitive.getAttribute('POSITION');
   if (!position || position.getCount() === 0) return null;
   const count = position.getCount();
-  const local = readFloats(position, 3);
+  const local = accessorFloats(position, 3);
   const positions = new Float32Array(count * 3);
   for (let i = 0; i < count; i++) transformPoint(matrix, local[i * 3], local[i * 3 + 1], local[i * 3 + 2], positions, i * 3);
 
@@ -175,14 +178,14 @@ function readPart({ primitive, matrix }: PlacedPrimitive): Part | null {
   const colour = primitive.getAttribute('COLOR_0');
   let linear: Float32Array | null = null;
   if (colour || factor[0] !== 1 || factor[1] !== 1 || factor[2] !== 1) {
-    linear = colour ? readFloats(colour, 3) : new Float32Array(count * 3).fill(1);
+    linear = colour ? accessorFloats(colour, 3, true) : new Float32Array(count * 3).fill(1);
     for (let i = 0; i < linear.length; i++) linear[i] *= factor[i % 3];
   }
   const texture = material?.getBaseColorTexture() ?? null;
   const uvAccessor = primitive.getAttribute('TEXCOORD_0');
   const texCoord = material?.getBaseColorTextureInfo()?.getTexCoord() ?? 0;
   const uvSource = texCoord === 0 ? uvAccessor : primitive.getAttribute(`TEXCOORD_${texCoord}`);
-  const uvs = texture && uvSource ? readFloats(uvSource, 2) : null;
+  const uvs = texture && uvSource ? accessorFloats(uvSource, 2) : null;
   return { positions, indices, linear, uvs, texture: uvs ? texture : null };
 }
 
