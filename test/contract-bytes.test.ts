@@ -12,12 +12,12 @@ const sha256 = (bytes: ArrayBuffer) => createHash('sha256').update(new Uint8Arra
 
 /** sha256 of each route's body for the requests below (preview backends, default settings but a small video). */
 const EXPECTED = {
-  text: 'c2be3a6dab959dd47d46df7c1f4c23b2072994db1c82477e93986068b6c1196d',
-  base64Image: '166406be9b0ef810396288643c6dc7cc8a82084d90f458fcc705c7cf48bb1fdc',
-  imageFile: 'db7ef0437f1ef3677ac6c3e2889c2fdb8aa87c59f5dd01e11f08cf530ca4e3b1',
-  imageFileYUp: '166406be9b0ef810396288643c6dc7cc8a82084d90f458fcc705c7cf48bb1fdc',
-  video: 'c8e27ebe8171aa965a573f8b2f9b858acb50ae9191825ee31136952ef8c7bffd',
-  videoImageFile: 'ff32a9767eddd8d193672cafa2069ec7818149bfdfc26544b371b754603107ba',
+  text: '81fd37b844532db0a008526099f0938928a3b6754b11ff4a2b3ea61b78815e29',
+  base64Image: '0abd20845fbb9879d9c9f3a22da5fd352118224d38cde1f401fad7b15fcdbc73',
+  imageFile: 'df9dd3d6542ab94350d5a2fbfe57205dfd9cf17fe144902ecce7114bec8df391',
+  imageFileYUp: '0abd20845fbb9879d9c9f3a22da5fd352118224d38cde1f401fad7b15fcdbc73',
+  video: '32b8f05ce3e69c2152ed03e2286570fb9f44f3aad8b097b32878d67b24f5e78d',
+  videoImageFile: 'c1144815ca91c28c18be050cadb0019ec87a41c52becdafa9427c231a42057c6',
 };
 
 describe('contract routes answer the recorded bytes', () => {

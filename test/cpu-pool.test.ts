@@ -8,6 +8,7 @@ import { configSettings } from '../src/compose.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../src/pipelines/preview-backends.js';
 import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from '../src/runtime/cpu-pool.js';
 import { encodePly } from '../src/splat/ply.js';
+import type { ImageTo3d } from '../src/pipelines/stages.js';
 import { jobContext, testConfig } from './helpers/fake-stages.js';
 
 const settings = configSettings(testConfig({ image_to_3d: { inflate: { max_gaussians: 20000 } } }));
@@ -28,6 +29,26 @@ describe('the CPU pool', () => {
     const [ca, cb] = await Promise.all([local.i23.generate(ma!, 4, ctx), remote.i23.generate(ma!, 4, ctx)]);
     expect(cb.count).toBe(ca.count);
     expect(Buffer.compare(encodePly(ca), encodePly(cb))).toBe(0);
+  });
+
+  it('runs generateWithMesh in a worker too when the backend has it, cloud and mesh as in process', async () => {
+    const config = testConfig({ image_to_3d: { inflate: { max_gaussians: 20000, mesh_faces: 5000 } } });
+    const ctx = jobContext({ config });
+    const local = inflateImageTo3d(configSettings(config));
+    const remote = offloadImageTo3d(local, pool);
+    expect(remote.generateWithMesh).toBeTypeOf('function');
+    const image = await previewTextToImage(settings).generate('a red ball', 2, ctx);
+    const matte = (await keyingMatting(settings).matte({ image, fromUser: false }, ctx))!;
+    const [a, b] = await Promise.all([local.generateWithMesh!(matte, 2, ctx), remote.generateWithMesh!(matte, 2, ctx)]);
+    expect(Buffer.compare(encodePly(a.cloud), encodePly(b.cloud))).toBe(0);
+    expect(b.mesh.indices).toBeInstanceOf(Uint32Array);
+    expect(b.mesh.indices.length / 3).toBeGreaterThan(2500);
+    for (const key of ['positions', 'indices', 'colours'] as const) {
+      expect(Buffer.compare(Buffer.from(a.mesh[key]!.buffer), Buffer.from(b.mesh[key]!.buffer))).toBe(0);
+    }
+    // A backend without meshes is offloaded without them.
+    const cloudOnly: ImageTo3d = { name: local.name, preview: true, readiness: () => local.readiness(), generate: (i, s, c) => local.generate(i, s, c) };
+    expect(offloadImageTo3d(cloudOnly, pool).generateWithMesh).toBeUndefined();
   });
 
   it('releases a caller whose job aborts, and the pool goes on serving', async () => {

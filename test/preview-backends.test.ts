@@ -1,7 +1,8 @@
 /** The preview backends are real CPU algorithms: check what each computes, not just that it returns. */
 import { describe, expect, it } from 'vitest';
 import { createImage } from '../src/image/rgba.js';
-import { edt, halfThickness, inflateSilhouette } from '../src/pipelines/image-to-3d/inflate.js';
+import { inflateSilhouette } from '../src/pipelines/image-to-3d/inflate.js';
+import { edt, signedDistance } from '../src/pipelines/image-to-3d/surface.js';
 import { borderMedian, keyBackground, KeyingMatting } from '../src/pipelines/matting/keying.js';
 import { lookOfPrompt, PreviewTextToImage } from '../src/pipelines/text-to-image/preview.js';
 import { sigmoid } from '../src/splat/cloud.js';
@@ -102,17 +103,21 @@ describe('silhouette inflation', () => {
     expect(d[3 * 7 + 4]).toBe(25); // (4, 3): 4^2 + 3^2
   });
 
-  it('inflates a disc into a sphere-like body (circular profile)', () => {
+  it('measures the signed distance to the outline between pixel centres', () => {
     const n = 101;
     const inside = new Uint8Array(n * n);
-    for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) inside[y * n + x] = (x - 50) ** 2 + (y - 50) ** 2 <= 40 * 40 ? 1 : 0;
-    const h = halfThickness(inside, n, n, 1);
-    const centre = h[50 * n + 50];
-    expect(centre).toBeGreaterThan(38);
-    expect(centre).toBeLessThan(43);
-    // Half-way to the rim of a sphere of radius R: sqrt(R^2 - (R/2)^2) = 0.866 R.
-    expect(h[50 * n + 70] / centre).toBeGreaterThan(0.8);
-    expect(h[50 * n + 70] / centre).toBeLessThan(0.92);
+    for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) inside[y * n + x] = (x + 0.5 - 50.5) ** 2 + (y + 0.5 - 50.5) ** 2 <= 40 * 40 ? 1 : 0;
+    const field = signedDistance(inside, n, n);
+    expect(field.deepest).toBeGreaterThan(39);
+    expect(field.deepest).toBeLessThan(41);
+    expect(field.sample(50.5, 50.5)).toBeCloseTo(field.deepest, 5);
+    // Half-way to the rim, on the rim, and outside it.
+    expect(field.sample(70.5, 50.5)).toBeGreaterThan(19);
+    expect(field.sample(70.5, 50.5)).toBeLessThan(21);
+    expect(Math.abs(field.sample(90.5, 50.5))).toBeLessThan(1);
+    expect(field.sample(95.5, 50.5)).toBeLessThan(-4);
+    // Beyond the image is outside.
+    expect(field.sample(-3, 50)).toBeLessThan(0);
   });
 
   it('emits a closed, front-facing, coloured cloud that passes the validator gates', () => {

@@ -109,7 +109,7 @@ export const mattingSchema = z.strictObject({
 });
 
 export const inflateSchema = z.strictObject({
-  max_gaussians: z.number().int().min(7000).max(2_000_000).default(240_000).describe('Upper bound on Gaussians the preview inflation emits; the pixel stride grows to stay under it.'),
+  max_gaussians: z.number().int().min(7000).max(2_000_000).default(240_000).describe('Upper bound on Gaussians the preview inflation emits (one per triangle of its closed surface); the surface\'s grid spacing grows to stay under it.'),
   depth_ratio: z.number().min(0).max(2).default(0.6).describe('Thickness of the inflated body relative to its silhouette\'s inscribed radius.'),
   opacity: z.number().min(0.01).max(0.999).default(0.95).describe('Opacity (after sigmoid) of each preview Gaussian.'),
   mesh_faces: z.number().int().min(1000).max(2_000_000).default(100_000).describe('About how many triangles a preview mesh (GLB) has; the grid of the closed surface is spaced to come near it.'),

@@ -31,6 +31,7 @@ export function inflateImageTo3d(config: JobSettings): ImageTo3d {
     maxGaussians: section.inflate.max_gaussians,
     depthRatio: section.inflate.depth_ratio,
     opacity: section.inflate.opacity,
+    meshFaces: section.inflate.mesh_faces,
     alphaThreshold: config.matting.alpha_threshold,
   });
 }

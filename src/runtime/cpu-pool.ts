@@ -2,11 +2,11 @@
  * The CPU pool: worker threads that run the CPU preview backends (text-to-image, keying, silhouette inflation),
  * so their hundreds of milliseconds of work per job never stall the event loop that answers /ping, /health and
  * every other request. Each worker builds the same backends from the service's settings; a call carries the job's settings
- * and returns the image or cloud transferred. Workers start on first use and are unreferenced while idle.
+ * and returns the image, cloud or cloud and mesh transferred. Workers start on first use and are unreferenced while idle.
  */
 import type { Worker } from 'node:worker_threads';
 import type { JobContext, JobSettings } from '../pipelines/context.js';
-import type { ImageTo3d, Matting, MattingInput, TextToImage } from '../pipelines/stages.js';
+import type { CloudAndMesh, ImageTo3d, Matting, MattingInput, TextToImage } from '../pipelines/stages.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { startWorker } from '../threads.js';
@@ -136,11 +136,15 @@ export function offloadMatting(backend: Matting, pool: CpuPool): Matting {
   };
 }
 
+/** Offers generateWithMesh too when the backend has it, run in the pool as well. */
 export function offloadImageTo3d(backend: ImageTo3d, pool: CpuPool): ImageTo3d {
   return {
     name: backend.name,
     preview: backend.preview,
     readiness: () => backend.readiness(),
     generate: (image, seed, ctx) => pool.run<GaussianCloud>('imageTo3d', [image, seed], ctx),
+    ...(backend.generateWithMesh && {
+      generateWithMesh: (image: RgbaImage, seed: number, ctx?: JobContext) => pool.run<CloudAndMesh>('imageTo3dWithMesh', [image, seed], ctx),
+    }),
   };
 }

@@ -1,8 +1,8 @@
 /** Messages between the CPU pool (cpu-pool.ts) and its worker threads (cpu-worker.ts). */
 import type { JobSettings } from '../pipelines/context.js';
 
-/** The stages whose CPU preview backends run in the pool. */
-export type OffloadedStage = 'textToImage' | 'matting' | 'imageTo3d';
+/** The stage calls whose CPU preview backends run in the pool (`imageTo3dWithMesh`: ImageTo3d.generateWithMesh). */
+export type OffloadedStage = 'textToImage' | 'matting' | 'imageTo3d' | 'imageTo3dWithMesh';
 
 export interface CpuInit {
   type: 'init';

@@ -5,7 +5,8 @@
 import { parentPort } from 'node:worker_threads';
 import { standaloneContext, type JobSettings } from '../pipelines/context.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../pipelines/preview-backends.js';
-import type { ImageTo3d, Matting, TextToImage } from '../pipelines/stages.js';
+import type { CloudAndMesh, ImageTo3d, Matting, TextToImage } from '../pipelines/stages.js';
+import type { GaussianCloud } from '../splat/cloud.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { CpuCall, CpuFormCall, CpuInit, CpuReply } from './cpu-protocol.js';
 
@@ -28,14 +29,28 @@ async function call(message: CpuCall): Promise<unknown> {
       return stages.matting.matte(message.args[0] as { image: RgbaImage; fromUser: boolean }, ctx);
     case 'imageTo3d':
       return stages.imageTo3d.generate(message.args[0] as RgbaImage, message.args[1] as number, ctx);
+    case 'imageTo3dWithMesh':
+      if (!stages.imageTo3d.generateWithMesh) throw new Error(`image-to-3d backend ${stages.imageTo3d.name} makes no meshes`);
+      return stages.imageTo3d.generateWithMesh(message.args[0] as RgbaImage, message.args[1] as number, ctx);
   }
+}
+
+/** The typed arrays of a result: an image's pixels, a cloud's columns, a cloud and mesh's columns and mesh arrays. */
+function viewsOf(value: unknown): ArrayBufferView[] {
+  if (!value || typeof value !== 'object') return [];
+  if ('columns' in value) return Object.values((value as GaussianCloud).columns);
+  if ('data' in value) return [(value as RgbaImage).data];
+  if ('cloud' in value && 'mesh' in value) {
+    const { cloud, mesh } = value as CloudAndMesh;
+    const arrays: (ArrayBufferView | undefined)[] = [mesh.positions, mesh.indices, mesh.colours, mesh.uvs, mesh.texture?.data];
+    return [...viewsOf(cloud), ...arrays.filter((a): a is ArrayBufferView => a !== undefined)];
+  }
+  return [];
 }
 
 /** The buffers of a result, handed over rather than copied (the worker keeps nothing of it). */
 function buffersOf(value: unknown): ArrayBuffer[] {
-  if (!value || typeof value !== 'object') return [];
-  const views: ArrayBufferView[] = 'columns' in value ? Object.values((value as { columns: Record<string, Float32Array> }).columns)
-    : 'data' in value ? [(value as RgbaImage).data] : [];
+  const views = viewsOf(value);
   const buffers = new Set<ArrayBuffer>();
   // Only views that span their whole buffer: a view into a shared slab must be copied.
   for (const v of views) if (v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) buffers.add(v.buffer as ArrayBuffer);

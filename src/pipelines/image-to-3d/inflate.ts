@@ -1,16 +1,16 @@
 /**
- * Preview image-to-3D: silhouette inflation. The matted object's silhouette is lifted into a closed body
- * whose half-thickness grows with the distance to the silhouette's edge (a circular profile, so a disc
- * becomes a sphere), with a front surface toward +Z (the validator's azimuth 0) and a back surface toward -Z.
- * Each sample becomes a flat Gaussian lying in the surface, stretched along the slope so steep rims stay
- * closed, coloured from the image. A CPU stand-in for TRELLIS: the front view matches the picture, the rest
- * is a plausible guess.
+ * Preview image-to-3D: silhouette inflation. The matted object's silhouette is lifted into one closed surface
+ * (surface.ts: a front sheet toward +Z, the validator's azimuth 0, and a back sheet toward -Z, welded along the
+ * outline), and the splats lie on that surface's triangles: one flat Gaussian per triangle, spread over it, thin
+ * along its normal, coloured from the image. The mesh of a mesh job is the same surface at its own resolution.
+ * A CPU stand-in for TRELLIS: the front view matches the picture, the rest is a plausible guess.
  */
 import type { RgbaImage } from '../../image/rgba.js';
 import { allocateCloud, colourToDc, logit, type GaussianCloud } from '../../splat/cloud.js';
 import { matrixToQuaternion } from '../../splat/frame.js';
 import type { JobContext } from '../context.js';
-import type { ImageTo3d, Readiness } from '../stages.js';
+import type { CloudAndMesh, ImageTo3d, Readiness } from '../stages.js';
+import { buildSurface, inflateSurface, type InflatedSurface } from './surface.js';
 
 export interface InflateOptions {
   maxGaussians: number;
@@ -19,16 +19,25 @@ export interface InflateOptions {
   /** Opacity (after sigmoid) of each Gaussian. */
   opacity: number;
   alphaThreshold: number;
+  /** About how many triangles a mesh has (the job's image_to_3d.inflate.mesh_faces wins). */
+  meshFaces?: number;
 }
 
-/** Fewer samples than this make blocky previews; small silhouettes are sampled below one pixel instead. */
+/** Fewer Gaussians than this make blocky previews; small silhouettes are sampled below one pixel instead. */
 const MIN_SAMPLES = 60_000;
-/** Tangent sigma relative to the sample spacing: neighbours overlap enough to leave no holes. */
-const SPREAD = 0.6;
-/** Thickness of each disc relative to the sample spacing. */
+/** The validator's fewest Gaussians: a cloud never has fewer, whatever the budget. */
+export const MIN_GAUSSIANS = 7000;
+/**
+ * Each Gaussian's in-plane sigmas relative to its triangle's own (the uniform distribution's second moment), so
+ * neighbours overlap and leave no holes.
+ */
+const WIDEN = 1.7;
+/** Thickness of each Gaussian (sigma along the normal) relative to the grid spacing. */
 const THICKNESS = 0.15;
-/** Largest stretch along the slope, so rim Gaussians do not become needles. */
-const MAX_STRETCH = 4;
+/** The smaller in-plane sigma is at least this share of the larger: slivers at the outline do not become needles. */
+const MIN_ASPECT = 0.1;
+/** Attempts at a grid spacing whose triangle count fits the budget. */
+const ATTEMPTS = 6;
 
 export class InflateImageTo3d implements ImageTo3d {
   readonly name = 'inflate';
@@ -42,150 +51,142 @@ export class InflateImageTo3d implements ImageTo3d {
 
   /** At most the job's image_to_3d.inflate.max_gaussians (a preset may change it), else the constructor's. */
   async generate(image: RgbaImage, _seed: number, ctx?: JobContext): Promise<GaussianCloud> {
-    const maxGaussians = ctx?.settings.image_to_3d.inflate.max_gaussians ?? this.options.maxGaussians;
-    return inflateSilhouette(image, { ...this.options, maxGaussians });
+    return inflateSilhouette(image, this.jobOptions(ctx));
+  }
+
+  /** The cloud as `generate` makes it, and the same surface as a mesh of about the job's mesh_faces triangles. */
+  async generateWithMesh(image: RgbaImage, _seed: number, ctx?: JobContext): Promise<CloudAndMesh> {
+    const options = this.jobOptions(ctx);
+    const cloud = inflateSilhouette(image, options);
+    const mesh = inflateSurface(image, { triangles: options.meshFaces ?? 100_000, depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold });
+    return { cloud, mesh };
+  }
+
+  private jobOptions(ctx?: JobContext): InflateOptions {
+    const section = ctx?.settings.image_to_3d.inflate;
+    return {
+      ...this.options,
+      maxGaussians: section?.max_gaussians ?? this.options.maxGaussians,
+      meshFaces: section?.mesh_faces ?? this.options.meshFaces,
+    };
   }
 }
 
+/**
+ * The splat body: the inflated surface at a grid spacing whose triangle count is within the Gaussian budget (and
+ * at least MIN_GAUSSIANS), one Gaussian per triangle.
+ */
 export function inflateSilhouette(image: RgbaImage, options: InflateOptions): GaussianCloud {
   const { width, height, data } = image;
   const limit = Math.round(options.alphaThreshold * 255);
-  const inside = new Uint8Array(width * height);
   let area = 0;
-  for (let i = 0; i < width * height; i++) if (data[i * 4 + 3] > limit) { inside[i] = 1; area++; }
+  for (let i = 0; i < width * height; i++) if (data[i * 4 + 3] > limit) area++;
   if (area === 0) return allocateCloud(0);
 
-  const depth = halfThickness(inside, width, height, options.depthRatio);
-  // Spacing between samples, in pixels: two surfaces of area/step^2 samples each, within the bounds.
-  const target = Math.min(options.maxGaussians, Math.max(2 * area, MIN_SAMPLES));
-  const step = Math.sqrt((2 * area) / target);
-  const columns = Math.floor(width / step), rows = Math.floor(height / step);
-
-  const samples: number[] = [];
-  for (let r = 0; r < rows; r++) {
-    for (let c = 0; c < columns; c++) {
-      const px = Math.min(width - 1, Math.floor((c + 0.5) * step));
-      const py = Math.min(height - 1, Math.floor((r + 0.5) * step));
-      if (inside[py * width + px]) samples.push(c, r);
-    }
+  const cap = Math.max(options.maxGaussians, MIN_GAUSSIANS);
+  // Aim a little under the budget: the outline's cells add a few triangles to the area's estimate.
+  const target = Math.min(0.97 * cap, Math.max(2 * area, MIN_SAMPLES));
+  const surfaceOptions = { depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold };
+  let surface = buildSurface(image, { ...surfaceOptions, triangles: target });
+  // The count follows the spacing only roughly (the outline's cells): widen the grid until it fits.
+  for (let attempt = 0; attempt < ATTEMPTS && triangles(surface) > cap; attempt++) {
+    surface = buildSurface(image, { ...surfaceOptions, spacing: surface.spacing * Math.sqrt(triangles(surface) / (0.98 * cap)) });
   }
-  const count = samples.length; // two Gaussians (front, back) per (column, row) pair
-  const cloud = allocateCloud(count);
-  const col = cloud.columns;
-  const unit = 1 / Math.max(width, height); // world units per pixel
-  const tangent = Math.log(SPREAD * step * unit);
-  const thin = Math.log(THICKNESS * step * unit);
-  const opacityLogit = logit(options.opacity);
+  if (triangles(surface) > cap) surface = buildSurface(image, { ...surfaceOptions, spacing: surface.spacing * 2 });
+  return surfaceSplats(surface, options.opacity, Math.max(0, MIN_GAUSSIANS - triangles(surface)));
+}
 
-  for (let s = 0, g = 0; s < samples.length; s += 2) {
-    const u = (samples[s] + 0.5) * step, v = (samples[s + 1] + 0.5) * step;
-    const px = Math.min(width - 1, Math.floor(u)), py = Math.min(height - 1, Math.floor(v));
-    const i = py * width + px;
-    const h = depth[i];
-    // Slope of the surface in pixel units; image rows grow downward, world Y grows upward.
-    const gx = (depth[i + (px < width - 1 ? 1 : 0)] - depth[i - (px > 0 ? 1 : 0)]) / 2;
-    const gy = -(depth[i + (py < height - 1 ? width : 0)] - depth[i - (py > 0 ? width : 0)]) / 2;
-    const slope = Math.hypot(gx, gy);
-    const stretch = Math.log(Math.min(MAX_STRETCH, Math.sqrt(1 + slope * slope)));
-    const alpha = data[i * 4 + 3] / 255;
-    const x = (u - width / 2) * unit, y = (height / 2 - v) * unit;
-    const r = colourToDc(data[i * 4] / 255), gr = colourToDc(data[i * 4 + 1] / 255), b = colourToDc(data[i * 4 + 2] / 255);
-    for (const side of [1, -1]) {
-      col.x[g] = x;
-      col.y[g] = y;
-      col.z[g] = side * h * unit;
-      const q = surfaceRotation(gx, gy, slope, side);
-      col.rot_0[g] = q[0]; col.rot_1[g] = q[1]; col.rot_2[g] = q[2]; col.rot_3[g] = q[3];
-      col.scale_0[g] = tangent + stretch;
-      col.scale_1[g] = tangent;
-      col.scale_2[g] = thin;
-      // The back is unseen: reuse the front's colour, a little darker, as a plausible guess.
-      const shade = side > 0 ? 0 : -0.25;
-      col.f_dc_0[g] = r + shade; col.f_dc_1[g] = gr + shade; col.f_dc_2[g] = b + shade;
-      col.opacity[g] = alpha >= 0.999 ? opacityLogit : logit(Math.max(0.01, Math.min(0.999, options.opacity * alpha)));
-      g++;
+const triangles = (surface: InflatedSurface) => surface.mesh.indices.length / 3;
+
+/**
+ * One flat Gaussian per triangle: at its centroid, with the triangle's in-plane covariance (1/12 sum d_i d_i^T
+ * over its corners relative to the centroid) widened by WIDEN, thin along the normal, with the mean colour and
+ * alpha of its corners. The `split` largest triangles give two Gaussians each, one per half (cut at the midpoint
+ * of the longest side), to reach the validator's minimum count.
+ */
+function surfaceSplats(surface: InflatedSurface, opacity: number, split: number): GaussianCloud {
+  const { mesh: { positions: p, indices, colours }, alpha } = surface;
+  const count = indices.length / 3;
+  const halve = new Uint8Array(count);
+  if (split > 0) {
+    const areas = new Float64Array(count);
+    for (let t = 0; t < count; t++) areas[t] = triangleArea(p, indices[t * 3], indices[t * 3 + 1], indices[t * 3 + 2]);
+    const order = Array.from({ length: count }, (_, i) => i).sort((a, b) => areas[b] - areas[a]);
+    for (let k = 0; k < Math.min(split, count); k++) halve[order[k]] = 1;
+  }
+  const total = count + Math.min(split, count);
+  const cloud = allocateCloud(total);
+  const col = cloud.columns;
+  const unitSpacing = surface.spacing / surface.pixelsPerUnit;
+  const thin = Math.log(THICKNESS * unitSpacing);
+  const opacityLogit = logit(opacity);
+  const corners = new Float64Array(9);
+  let g = 0;
+
+  const emit = (c: Float64Array, r: number, gr: number, b: number, a: number) => {
+    const mx = (c[0] + c[3] + c[6]) / 3, my = (c[1] + c[4] + c[7]) / 3, mz = (c[2] + c[5] + c[8]) / 3;
+    const e1x = c[3] - c[0], e1y = c[4] - c[1], e1z = c[5] - c[2];
+    const e2x = c[6] - c[0], e2y = c[7] - c[1], e2z = c[8] - c[2];
+    let nx = e1y * e2z - e1z * e2y, ny = e1z * e2x - e1x * e2z, nz = e1x * e2y - e1y * e2x;
+    const nl = Math.sqrt(nx * nx + ny * ny + nz * nz) || 1;
+    nx /= nl; ny /= nl; nz /= nl;
+    const e1l = Math.sqrt(e1x * e1x + e1y * e1y + e1z * e1z) || 1;
+    const t1x = e1x / e1l, t1y = e1y / e1l, t1z = e1z / e1l;
+    const t2x = ny * t1z - nz * t1y, t2y = nz * t1x - nx * t1z, t2z = nx * t1y - ny * t1x;
+    // The corners in the triangle's plane, relative to the centroid: their 2x2 second moment.
+    let sxx = 0, sxy = 0, syy = 0;
+    for (let k = 0; k < 9; k += 3) {
+      const dx = c[k] - mx, dy = c[k + 1] - my, dz = c[k + 2] - mz;
+      const a1 = dx * t1x + dy * t1y + dz * t1z, a2 = dx * t2x + dy * t2y + dz * t2z;
+      sxx += a1 * a1; sxy += a1 * a2; syy += a2 * a2;
     }
+    sxx /= 12; sxy /= 12; syy /= 12;
+    const half = (sxx - syy) / 2, mean = (sxx + syy) / 2;
+    const root = Math.sqrt(half * half + sxy * sxy);
+    const major = Math.sqrt(Math.max(mean + root, 1e-30)), minor = Math.sqrt(Math.max(mean - root, 0));
+    const angle = 0.5 * Math.atan2(2 * sxy, sxx - syy);
+    const cos = Math.cos(angle), sin = Math.sin(angle);
+    const ax = cos * t1x + sin * t2x, ay = cos * t1y + sin * t2y, az = cos * t1z + sin * t2z;
+    const bx = ny * az - nz * ay, by = nz * ax - nx * az, bz = nx * ay - ny * ax;
+    const q = matrixToQuaternion([ax, bx, nx, ay, by, ny, az, bz, nz]);
+    col.x[g] = mx; col.y[g] = my; col.z[g] = mz;
+    col.rot_0[g] = q[0]; col.rot_1[g] = q[1]; col.rot_2[g] = q[2]; col.rot_3[g] = q[3];
+    col.scale_0[g] = Math.log(WIDEN * major);
+    col.scale_1[g] = Math.log(WIDEN * Math.max(minor, MIN_ASPECT * major));
+    col.scale_2[g] = Math.min(thin, col.scale_1[g]);
+    col.f_dc_0[g] = colourToDc(r); col.f_dc_1[g] = colourToDc(gr); col.f_dc_2[g] = colourToDc(b);
+    col.opacity[g] = a >= 0.999 ? opacityLogit : logit(Math.max(0.01, Math.min(0.999, opacity * a)));
+    g++;
+  };
+
+  for (let t = 0; t < count; t++) {
+    const i0 = indices[t * 3], i1 = indices[t * 3 + 1], i2 = indices[t * 3 + 2];
+    const r = (colours![i0 * 3] + colours![i1 * 3] + colours![i2 * 3]) / 3;
+    const gr = (colours![i0 * 3 + 1] + colours![i1 * 3 + 1] + colours![i2 * 3 + 1]) / 3;
+    const b = (colours![i0 * 3 + 2] + colours![i1 * 3 + 2] + colours![i2 * 3 + 2]) / 3;
+    const a = (alpha[i0] + alpha[i1] + alpha[i2]) / 3;
+    for (let k = 0; k < 3; k++) {
+      corners[k] = p[i0 * 3 + k]; corners[3 + k] = p[i1 * 3 + k]; corners[6 + k] = p[i2 * 3 + k];
+    }
+    if (!halve[t]) {
+      emit(corners, r, gr, b, a);
+      continue;
+    }
+    // Rotate the corners so the longest side runs from the second corner to the third, then cut it in half.
+    const side = (u: number, v: number) => Math.hypot(corners[u] - corners[v], corners[u + 1] - corners[v + 1], corners[u + 2] - corners[v + 2]);
+    const l0 = side(3, 6), l1 = side(6, 0), l2 = side(0, 3);
+    const shift = l0 >= l1 && l0 >= l2 ? 0 : l1 >= l2 ? 1 : 2;
+    const rotated = new Float64Array(9);
+    for (let k = 0; k < 9; k++) rotated[k] = corners[(k + 3 * shift) % 9];
+    const mid = [0, 1, 2].map((k) => (rotated[3 + k] + rotated[6 + k]) / 2);
+    emit(Float64Array.of(...rotated.subarray(0, 3), ...rotated.subarray(3, 6), ...mid), r, gr, b, a);
+    emit(Float64Array.of(...rotated.subarray(0, 3), ...mid, ...rotated.subarray(6, 9)), r, gr, b, a);
   }
   return cloud;
 }
 
-/**
- * Half-thickness per pixel, in pixels: ratio * sqrt(d (2R - d)) with d the distance to the silhouette's edge
- * and R the largest such distance. A disc of radius R becomes a sphere (at ratio 1).
- */
-export function halfThickness(inside: Uint8Array, width: number, height: number, ratio: number): Float32Array {
-  const squared = edt(inside, width, height);
-  const depth = new Float32Array(width * height);
-  let deepest = 0;
-  for (let i = 0; i < squared.length; i++) if (squared[i] > deepest) deepest = squared[i];
-  const R = Math.sqrt(deepest) + 0.5;
-  for (let i = 0; i < squared.length; i++) {
-    if (!inside[i]) continue;
-    const d = Math.sqrt(squared[i]) + 0.5;
-    depth[i] = ratio * Math.sqrt(Math.max(0, d * (2 * R - d)));
-  }
-  return depth;
-}
-
-/** Squared Euclidean distance from each inside pixel to the nearest outside pixel (Felzenszwalb-Huttenlocher). */
-export function edt(inside: Uint8Array, width: number, height: number): Float32Array {
-  const INF = 1e20;
-  const grid = new Float32Array(width * height);
-  for (let i = 0; i < grid.length; i++) grid[i] = inside[i] ? INF : 0;
-  const n = Math.max(width, height);
-  const f = new Float32Array(n), d = new Float32Array(n), z = new Float32Array(n + 1);
-  const v = new Int32Array(n);
-  for (let x = 0; x < width; x++) {
-    for (let y = 0; y < height; y++) f[y] = grid[y * width + x];
-    transform1d(f, height, d, v, z);
-    for (let y = 0; y < height; y++) grid[y * width + x] = d[y];
-  }
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) f[x] = grid[y * width + x];
-    transform1d(f, width, d, v, z);
-    for (let x = 0; x < width; x++) grid[y * width + x] = d[x];
-  }
-  return grid;
-}
-
-function transform1d(f: Float32Array, n: number, d: Float32Array, v: Int32Array, z: Float32Array): void {
-  let k = 0;
-  v[0] = 0;
-  z[0] = -Infinity;
-  z[1] = Infinity;
-  for (let q = 1; q < n; q++) {
-    let s = (f[q] + q * q - (f[v[k]] + v[k] * v[k])) / (2 * q - 2 * v[k]);
-    while (s <= z[k]) {
-      k--;
-      s = (f[q] + q * q - (f[v[k]] + v[k] * v[k])) / (2 * q - 2 * v[k]);
-    }
-    k++;
-    v[k] = q;
-    z[k] = s;
-    z[k + 1] = Infinity;
-  }
-  k = 0;
-  for (let q = 0; q < n; q++) {
-    while (z[k + 1] < q) k++;
-    const dq = q - v[k];
-    d[q] = dq * dq + f[v[k]];
-  }
-}
-
-/**
- * Rotation whose local axes are: x along the steepest slope (in the surface), y across it, z the surface
- * normal. The front surface z = h(x, y) has normal (-gx, -gy, 1); the back mirrors it.
- */
-function surfaceRotation(gx: number, gy: number, slope: number, side: number): [number, number, number, number] {
-  const nl = Math.sqrt(gx * gx + gy * gy + 1);
-  const n = [(-gx * side) / nl, (-gy * side) / nl, side / nl];
-  // Slope direction in the image plane, lifted onto the tangent plane.
-  let t = slope > 1e-6 ? [gx / slope, gy / slope, 0] : [1, 0, 0];
-  const dot = t[0] * n[0] + t[1] * n[1] + t[2] * n[2];
-  t = [t[0] - dot * n[0], t[1] - dot * n[1], t[2] - dot * n[2]];
-  const tl = Math.hypot(t[0], t[1], t[2]);
-  t = [t[0] / tl, t[1] / tl, t[2] / tl];
-  const b = [n[1] * t[2] - n[2] * t[1], n[2] * t[0] - n[0] * t[2], n[0] * t[1] - n[1] * t[0]];
-  // Columns t, b, n form the rotation matrix (row-major below).
-  return matrixToQuaternion([t[0], b[0], n[0], t[1], b[1], n[1], t[2], b[2], n[2]]);
+function triangleArea(p: Float32Array, a: number, b: number, c: number): number {
+  const ux = p[b * 3] - p[a * 3], uy = p[b * 3 + 1] - p[a * 3 + 1], uz = p[b * 3 + 2] - p[a * 3 + 2];
+  const vx = p[c * 3] - p[a * 3], vy = p[c * 3 + 1] - p[a * 3 + 1], vz = p[c * 3 + 2] - p[a * 3 + 2];
+  return Math.hypot(uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx) / 2;
 }
