@@ -20,7 +20,7 @@ import { ResultCache } from './runtime/cache.js';
 import { GpuWorkerClient } from './runtime/gpu-client.js';
 import { GpuLock } from './runtime/gpu-lock.js';
 import { JobRegistry } from './runtime/jobs.js';
-import { renderValidatorViews, RenderPool } from './render/index.js';
+import { renderValidatorMeshViews, renderValidatorViews, RenderPool } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { Metrics } from './runtime/metrics.js';
 import { mcpHandler } from './mcp/http.js';
@@ -74,7 +74,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const renderPool = new RenderPool(config.render.threads);
   const formats = createFormats({ pool: renderPool });
   const renderViews: ViewRenderer = options.renderViews ?? ((subject, views, signal) => {
-    if ('mesh' in subject) throw new Error('mesh views: not built yet');
+    if ('mesh' in subject) return renderValidatorMeshViews(subject.mesh, views, renderPool, signal);
     return renderValidatorViews(subject.cloud, views, renderPool, signal);
   });
   const deps = { ...defaultStageDeps(config), renderViews };
