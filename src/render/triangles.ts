@@ -316,10 +316,12 @@ export class MeshRasterizer {
         } else {
           r = u; g = t; bl = l;
         }
+        // Truncated to 8 bits like the splat renderer's output; the bias keeps a colour that interpolation
+        // returns a rounding error below an exact level (1 - 1e-16) on that level.
         const o = pix * ch;
-        out[o] = r >= 1 ? 255 : r > 0 ? (r * 255) | 0 : 0;
-        out[o + 1] = g >= 1 ? 255 : g > 0 ? (g * 255) | 0 : 0;
-        out[o + 2] = bl >= 1 ? 255 : bl > 0 ? (bl * 255) | 0 : 0;
+        out[o] = r >= 1 ? 255 : r > 0 ? (r * 255 + 1e-9) | 0 : 0;
+        out[o + 1] = g >= 1 ? 255 : g > 0 ? (g * 255 + 1e-9) | 0 : 0;
+        out[o + 2] = bl >= 1 ? 255 : bl > 0 ? (bl * 255 + 1e-9) | 0 : 0;
       }
     }
   }
