@@ -165,10 +165,9 @@ export class MeshRasterizer {
     if (out.length !== pixels * ch) throw new Error(`output holds ${out.length} bytes, expected ${pixels * ch}`);
     // Background, truncated like the splat renderer's output.
     const bg = options.background.map((c) => Math.floor(255 * Math.min(1, Math.max(0, c))));
-    for (let p = 0, o = 0; p < pixels; p++, o += ch) {
-      out[o] = bg[0]; out[o + 1] = bg[1]; out[o + 2] = bg[2];
-      if (ch === 4) out[o + 3] = 255;
-    }
+    out[0] = bg[0]; out[1] = bg[1]; out[2] = bg[2];
+    if (ch === 4) out[3] = 255;
+    for (let filled = ch, total = pixels * ch; filled < total; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, total - filled));
     if (this.depth.length < pixels) this.depth = new Float32Array(pixels);
     this.depth.fill(1 / far, 0, pixels);
     this.out = out; this.width = width; this.y0 = row0; this.y1 = row1; this.channels = ch;
@@ -293,12 +292,20 @@ export class MeshRasterizer {
     const invArea = 1 / area;
     const depth = this.depth, out = this.out, ch = this.channels;
     const textured = this.textured;
-    const sx = px0 + 0.5;
     for (let py = py0; py <= py1; py++) {
       const sy = py + 0.5;
-      let e0 = A0 * sx + B0 * sy + C0, e1 = A1 * sx + B1 * sy + C1, e2 = A2 * sx + B2 * sy + C2;
-      let pix = (py - rowA) * width + px0;
-      for (let px = px0; px <= px1; px++, pix++, e0 += A0, e1 += A1, e2 += A2) {
+      // The row's span where every edge function is >= 0, from each edge's crossing, widened by a pixel on
+      // each side: the exact per-pixel test below decides, the span only skips the bounding box's empty ends.
+      let lo = px0, hi = px1;
+      const r0 = B0 * sy + C0, r1 = B1 * sy + C1, r2 = B2 * sy + C2;
+      if (A0 > 0) { const c = Math.floor(-r0 / A0 - 0.5); if (c > lo) lo = c; } else if (A0 < 0) { const c = Math.ceil(-r0 / A0 - 0.5); if (c < hi) hi = c; } else if (r0 < 0) continue;
+      if (A1 > 0) { const c = Math.floor(-r1 / A1 - 0.5); if (c > lo) lo = c; } else if (A1 < 0) { const c = Math.ceil(-r1 / A1 - 0.5); if (c < hi) hi = c; } else if (r1 < 0) continue;
+      if (A2 > 0) { const c = Math.floor(-r2 / A2 - 0.5); if (c > lo) lo = c; } else if (A2 < 0) { const c = Math.ceil(-r2 / A2 - 0.5); if (c < hi) hi = c; } else if (r2 < 0) continue;
+      if (lo > hi) continue;
+      const sx = lo + 0.5;
+      let e0 = A0 * sx + r0, e1 = A1 * sx + r1, e2 = A2 * sx + r2;
+      let pix = (py - rowA) * width + lo;
+      for (let px = lo; px <= hi; px++, pix++, e0 += A0, e1 += A1, e2 += A2) {
         if (e0 < 0 || e1 < 0 || e2 < 0) continue;
         const k0 = e0 * w0, k1 = e1 * w1, k2 = e2 * w2;
         const W = k0 + k1 + k2;
