@@ -1,4 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { poolViewRenderer } from '../src/compose.js';
 import type { TriangleMesh } from '../src/mesh/mesh.js';
 import {
   AMBIENT, MeshRasterizer, orbitCamera, prepareCloud, prepareMesh, Rasterizer, RenderPool, renderMeshViews, renderValidatorMeshViews,
@@ -270,6 +271,15 @@ describe('mesh views beside splat views', () => {
     expect(Buffer.from(c1[0].data).equals(Buffer.from(cloudDirect))).toBe(true);
     const texDirect = direct.render(prepareMesh(textured), cameras[0], { background: WHITE, channels: 4 });
     expect(Buffer.from(t1[0].data).equals(Buffer.from(texDirect))).toBe(true);
+  });
+
+  it('the service\'s view renderer renders { mesh } subjects with the mesh rasteriser', async () => {
+    const mesh = sphereMesh(32, 16, 0.5, true);
+    const views = await poolViewRenderer(pool)({ mesh }, { count: 3, size: 48 });
+    const want = await renderValidatorMeshViews(mesh, { count: 3, size: 48 }, pool);
+    expect(views.map((v) => Buffer.from(v.data).toString('base64'))).toEqual(want.map((v) => Buffer.from(v.data).toString('base64')));
+    const cloudViews = await poolViewRenderer(pool)({ cloud: blobCloud([{ at: [0, 0, 0], sigma: 0.3, colour: [1, 0, 0], opacity: 0.9 }]) }, { count: 3, size: 48 });
+    expect(Buffer.from(cloudViews[0].data).equals(Buffer.from(views[0].data))).toBe(false);
   });
 
   it('encodes a mesh turntable', async () => {
