@@ -20,7 +20,7 @@ import { ResultCache } from './runtime/cache.js';
 import { GpuWorkerClient } from './runtime/gpu-client.js';
 import { GpuLock } from './runtime/gpu-lock.js';
 import { JobRegistry } from './runtime/jobs.js';
-import { renderValidatorViews, RenderPool } from './render/index.js';
+import { renderValidatorMeshViews, renderValidatorViews, RenderPool } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { Metrics } from './runtime/metrics.js';
 import { mcpHandler } from './mcp/http.js';
@@ -49,6 +49,12 @@ export interface ComposeOptions {
   env?: NodeJS.ProcessEnv;
 }
 
+/** The validator's views of a cloud (splats) or of a mesh job's mesh (triangles), rendered on the pool. */
+export function poolViewRenderer(pool: RenderPool): ViewRenderer {
+  return (subject, views, signal) =>
+    'mesh' in subject ? renderValidatorMeshViews(subject.mesh, views, pool, signal) : renderValidatorViews(subject.cloud, views, pool, signal);
+}
+
 /** The CPU preview backends run in the CPU pool, off the event loop; model and GPU backends stay as they are. */
 function offloadPreviewStages(stages: Stages, pool: CpuPool | undefined): Stages {
   if (!pool) return stages;
@@ -73,10 +79,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const gpu = new GpuLock();
   const renderPool = new RenderPool(config.render.threads);
   const formats = createFormats({ pool: renderPool });
-  const renderViews: ViewRenderer = options.renderViews ?? ((subject, views, signal) => {
-    if ('mesh' in subject) throw new Error('mesh views: not built yet');
-    return renderValidatorViews(subject.cloud, views, renderPool, signal);
-  });
+  const renderViews: ViewRenderer = options.renderViews ?? poolViewRenderer(renderPool);
   const deps = { ...defaultStageDeps(config), renderViews };
   const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
   const stages: Stages = { ...offloadPreviewStages(createStages(config, deps), cpuPool), ...options.stages };

@@ -1,24 +1,27 @@
 /**
  * The renderer's public face: validator views for self-validation, single views and grids for operators,
- * and turntable videos. Everything renders on a worker pool its caller owns (the service builds one in its
+ * and turntable videos, of splat clouds and of meshes (triangles.ts, framed like clouds). Everything renders on a worker pool its caller owns (the service builds one in its
  * composition root; each command builds its own).
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { RgbaImage } from '../image/rgba.js';
+import type { TriangleMesh } from '../mesh/mesh.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { turntableCameras, validatorCameras, type Camera } from './camera.js';
-import type { RenderPool } from './pool.js';
+import type { RenderPool, Scene } from './pool.js';
 import { prepareCloud, type PreparedCloud } from './prepare.js';
 import type { Rgb } from './rasterize.js';
+import { isPreparedMesh, prepareMesh, type PreparedMesh } from './triangles.js';
 import { encodeMp4 } from './video.js';
 
 export { linspace, orbitCamera, turntableCameras, validatorCameras, VALIDATOR_ELEVATION, VALIDATOR_FOV, VALIDATOR_RADIUS, VALIDATOR_SIZE } from './camera.js';
 export type { Camera, Lens, OrbitView, TurntablePath } from './camera.js';
 export { prepareCloud, type PreparedCloud } from './prepare.js';
 export { Rasterizer, type RasterOptions, type Rgb } from './rasterize.js';
-export { RenderPool, RenderAbortedError } from './pool.js';
+export { RenderPool, RenderAbortedError, type Scene } from './pool.js';
+export { AMBIENT, isPreparedMesh, MeshRasterizer, prepareMesh, type MeshNormalisation, type MeshRasterOptions, type PreparedMesh } from './triangles.js';
 export { encodeMp4, ffmpegPath, VideoEncodeError, type VideoOptions } from './video.js';
 
 export const WHITE: Rgb = [1, 1, 1];
@@ -64,6 +67,35 @@ export async function renderViews(cloud: GaussianCloud | PreparedCloud, cameras:
   return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
 }
 
+/**
+ * What a view or a video is rendered of, prepared with `extent` (clouds: the validator's normalisation; meshes:
+ * the bounding box centred and its largest side scaled to `extent`; never the caller's arrays). Prepared
+ * scenes are used as they are.
+ */
+function sceneOf(subject: GaussianCloud | PreparedCloud | TriangleMesh | PreparedMesh, extent: number | null): Scene {
+  if ('columns' in subject) return prepareCloud(subject, { extent });
+  if ('pitch' in subject || isPreparedMesh(subject)) return subject;
+  return prepareMesh(subject, { extent });
+}
+
+/**
+ * The validator's views of a mesh: its cameras and framing (the mesh's largest bounding-box side scaled to the
+ * validator's extent, centred), `size` pixels square, white background; opaque RGBA, lit (triangles.ts).
+ */
+export async function renderValidatorMeshViews(mesh: TriangleMesh, views: { count: number; size: number }, pool: RenderPool, signal?: AbortSignal): Promise<RgbaImage[]> {
+  const prepared = prepareMesh(mesh, { extent: VALIDATOR_EXTENT });
+  const cameras = validatorCameras(views.count, views.size);
+  const frames = await pool.renderAll(prepared, cameras, { background: WHITE, channels: 4 }, signal);
+  return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
+}
+
+/** Renders any cameras of a mesh as opaque RGBA images, framed as `renderViews` frames a cloud. */
+export async function renderMeshViews(mesh: TriangleMesh | PreparedMesh, cameras: readonly Camera[], options: ViewsOptions, signal?: AbortSignal): Promise<RgbaImage[]> {
+  const prepared = sceneOf(mesh, options.extent === undefined ? VALIDATOR_EXTENT : options.extent);
+  const frames = await options.pool.renderAll(prepared, cameras, { background: options.background ?? WHITE, channels: 4 }, signal);
+  return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
+}
+
 /** The `render:` config section, as the renderer needs it. */
 export interface TurntableSettings {
   fps: number;
@@ -90,10 +122,13 @@ export function turntableFrameCount(settings: Pick<TurntableSettings, 'fps' | 's
   return settings.frames > 0 ? settings.frames : Math.max(1, Math.round(settings.fps * settings.seconds));
 }
 
-/** Renders the turntable and streams it into an MP4 at `outPath` (written atomically). Returns the frame count. */
-export async function renderTurntable(cloud: GaussianCloud | PreparedCloud, outPath: string, options: TurntableOptions, signal?: AbortSignal): Promise<number> {
+/**
+ * Renders the turntable of a cloud or a mesh and streams it into an MP4 at `outPath` (written atomically).
+ * Returns the frame count.
+ */
+export async function renderTurntable(cloud: GaussianCloud | PreparedCloud | TriangleMesh | PreparedMesh, outPath: string, options: TurntableOptions, signal?: AbortSignal): Promise<number> {
   const size = Math.max(2, options.size - (options.size % 2));
-  const prepared = 'columns' in cloud ? prepareCloud(cloud, { extent: options.extent }) : cloud;
+  const prepared = sceneOf(cloud, options.extent);
   const cameras = turntableCameras(
     { frames: turntableFrameCount(options), elevations: options.elevations, turns: options.turns, radius: options.radius, fov: options.fov },
     size,
@@ -104,7 +139,7 @@ export async function renderTurntable(cloud: GaussianCloud | PreparedCloud, outP
 }
 
 /** The turntable as MP4 bytes (encoded to a temporary file first; the bytes exist only once it is complete). */
-export async function turntableMp4(cloud: GaussianCloud, options: TurntableOptions, signal?: AbortSignal): Promise<Uint8Array> {
+export async function turntableMp4(cloud: GaussianCloud | TriangleMesh, options: TurntableOptions, signal?: AbortSignal): Promise<Uint8Array> {
   const dir = await mkdtemp(join(tmpdir(), 'fast3d-video-'));
   try {
     const path = join(dir, 'turntable.mp4');
@@ -113,4 +148,9 @@ export async function turntableMp4(cloud: GaussianCloud, options: TurntableOptio
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/** A mesh's turntable as MP4 bytes: `turntableMp4` for a mesh. */
+export function turntableMeshMp4(mesh: TriangleMesh, options: TurntableOptions, signal?: AbortSignal): Promise<Uint8Array> {
+  return turntableMp4(mesh, options, signal);
 }

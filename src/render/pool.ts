@@ -1,6 +1,7 @@
 /**
- * A pool of worker threads that render views in parallel. The cloud lives in a SharedArrayBuffer and is posted
- * to each worker once per scene (posting shares it, never copies); afterwards each job carries only a camera.
+ * A pool of worker threads that render views in parallel. The scene (a prepared cloud, or a prepared mesh) lives
+ * in SharedArrayBuffers and is posted to each worker once per scene (posting shares it, never copies); afterwards
+ * each job carries only a camera.
  * Workers are unreferenced while idle, so an idle pool never keeps the process alive.
  *
  * The worker entry is worker.js next to this file in the build, worker.ts from sources (src/threads.ts).
@@ -12,15 +13,19 @@ import type { Worker } from 'node:worker_threads';
 import { VALIDATOR_EXTENT, VALIDATOR_FOV, VALIDATOR_RADIUS } from '../splat/frame.js';
 import { orbitCamera, type Camera } from './camera.js';
 import { prepareCloud, type PreparedCloud } from './prepare.js';
-import type { RenderReply, RenderRequest } from './protocol.js';
+import type { RenderReply, WorkerRequest } from './protocol.js';
 import { TILE, type RasterOptions } from './rasterize.js';
+import { isPreparedMesh, type PreparedMesh } from './triangles.js';
+
+/** What the pool renders: a prepared cloud (splats) or a prepared mesh (triangles). */
+export type Scene = PreparedCloud | PreparedMesh;
 
 interface Job {
   id: number;
-  cloud: PreparedCloud;
+  scene: Scene;
   camera: Camera;
   options: RasterOptions;
-  /** Tile rows [first, end) of a view shared between workers; absent: the whole view. */
+  /** Tile rows (a cloud) or pixel rows (a mesh) [first, end) of a view shared between workers; absent: the whole view. */
   rows?: readonly [number, number];
   resolve(pixels: Uint8Array): void;
   reject(err: Error): void;
@@ -45,10 +50,10 @@ const WARM_CLOUD = (() => {
   return cloud;
 })();
 
-const sceneIds = new WeakMap<PreparedCloud, number>();
+const sceneIds = new WeakMap<Scene, number>();
 let nextScene = 1;
 
-function sceneOf(cloud: PreparedCloud): number {
+function sceneOf(cloud: Scene): number {
   let id = sceneIds.get(cloud);
   if (id === undefined) sceneIds.set(cloud, (id = nextScene++));
   return id;
@@ -82,15 +87,15 @@ export class RenderPool {
   }
 
   /** Renders one view; resolves with width * height * channels bytes. */
-  render(cloud: PreparedCloud, camera: Camera, options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array> {
-    return this.submit(cloud, camera, options, signal);
+  render(scene: Scene, camera: Camera, options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array> {
+    return this.submit(scene, camera, options, signal);
   }
 
-  private submit(cloud: PreparedCloud, camera: Camera, options: RasterOptions, signal?: AbortSignal, rows?: readonly [number, number]): Promise<Uint8Array> {
+  private submit(scene: Scene, camera: Camera, options: RasterOptions, signal?: AbortSignal, rows?: readonly [number, number]): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new Error('render pool is closed'));
     if (signal?.aborted) return Promise.reject(new RenderAbortedError('render aborted'));
     return new Promise<Uint8Array>((resolve, reject) => {
-      const job: Job = { id: this.nextJob++, cloud, camera, options, rows, resolve, reject };
+      const job: Job = { id: this.nextJob++, scene, camera, options, rows, resolve, reject };
       if (signal) {
         const onAbort = () => {
           const i = this.queue.indexOf(job);
@@ -113,7 +118,7 @@ export class RenderPool {
    * workers (the validator's 15 on 2), the last few are split into bands of tile rows, one per worker, so no
    * worker idles through a whole last view.
    */
-  async renderAll(cloud: PreparedCloud, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array[]> {
+  async renderAll(cloud: Scene, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array[]> {
     const first = new Map<string, number>();
     const source = cameras.map((camera, i) => {
       const key = JSON.stringify(camera, (_, v: unknown) => (typeof v === 'number' ? Math.round(v * 1e9) / 1e9 + 0 : v));
@@ -132,14 +137,18 @@ export class RenderPool {
     return frames.map((frame, i) => frame ?? frames[source[i]]!.slice());
   }
 
-  /** One view as `threads` bands of whole tile rows (the workers use the default TILE), rendered as separate jobs and reassembled (same bytes). */
-  private async renderInBands(cloud: PreparedCloud, camera: Camera, options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array> {
-    const tileRows = Math.ceil(camera.height / TILE);
-    const bands = Math.min(this.threads, tileRows);
-    const starts = Array.from({ length: bands + 1 }, (_, b) => Math.floor((b * tileRows) / bands));
-    const parts = await Promise.all(starts.slice(0, bands).map((row0, b) => this.submit(cloud, camera, options, signal, [row0, starts[b + 1]])));
+  /**
+   * One view as `threads` bands, rendered as separate jobs and reassembled (same bytes): of whole tile rows for a
+   * cloud (the workers use the default TILE), of pixel rows for a mesh.
+   */
+  private async renderInBands(scene: Scene, camera: Camera, options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array> {
+    const unit = isPreparedMesh(scene) ? 1 : TILE;
+    const unitRows = Math.ceil(camera.height / unit);
+    const bands = Math.min(this.threads, unitRows);
+    const starts = Array.from({ length: bands + 1 }, (_, b) => Math.floor((b * unitRows) / bands));
+    const parts = await Promise.all(starts.slice(0, bands).map((row0, b) => this.submit(scene, camera, options, signal, [row0, starts[b + 1]])));
     const out = new Uint8Array(camera.width * camera.height * options.channels);
-    parts.forEach((part, b) => out.set(part, starts[b] * TILE * camera.width * options.channels));
+    parts.forEach((part, b) => out.set(part, starts[b] * unit * camera.width * options.channels));
     return out;
   }
 
@@ -147,7 +156,7 @@ export class RenderPool {
    * Yields frames in camera order while keeping at most `ahead` views in flight, so a long video never holds
    * more than a few frames in memory.
    */
-  async *frames(cloud: PreparedCloud, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal, ahead = this.threads + 1): AsyncGenerator<Uint8Array> {
+  async *frames(cloud: Scene, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal, ahead = this.threads + 1): AsyncGenerator<Uint8Array> {
     const pending: Promise<Uint8Array>[] = [];
     let next = 0;
     try {
@@ -180,13 +189,18 @@ export class RenderPool {
       }
       const job = this.queue.shift()!;
       slot.job = job;
-      const scene = sceneOf(job.cloud);
-      const message: RenderRequest = { type: 'render', job: job.id, scene, count: job.cloud.count, pitch: job.cloud.pitch, camera: job.camera, options: job.options };
-      if (job.rows) message.rows = job.rows;
-      if (slot.scene !== scene) {
-        message.data = job.cloud.data;
-        slot.scene = scene;
+      const scene = sceneOf(job.scene);
+      const fresh = slot.scene !== scene;
+      slot.scene = scene;
+      let message: WorkerRequest;
+      if (isPreparedMesh(job.scene)) {
+        message = { type: 'mesh', job: job.id, scene, camera: job.camera, options: job.options };
+        if (fresh) message.mesh = job.scene;
+      } else {
+        message = { type: 'render', job: job.id, scene, count: job.scene.count, pitch: job.scene.pitch, camera: job.camera, options: job.options };
+        if (fresh) message.data = job.scene.data;
       }
+      if (job.rows) message.rows = job.rows;
       slot.worker.ref();
       slot.worker.postMessage(message);
     }
