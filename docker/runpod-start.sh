@@ -14,7 +14,8 @@
 #   competition  the subnet's image contract (404-gen-subnet Competitions/competition0.md): 0.0.0.0:10006 (PORT
 #                overrides), /health {"status": "healthy"}, one request at a time, no retry (30 s budget),
 #                structural gates only, and an image-only GPU worker (no FLUX: the contract sends images);
-#                FAST3D_COMPETITION_TEXT=1 keeps FLUX and the text stage
+#                FAST3D_COMPETITION_TEXT=1 keeps FLUX and the text stage; FAST3D_COMPETITION_OUTPUT=glb answers
+#                GLB meshes (competition1.md) instead of PLY (competition0.md), and starts the worker with meshes
 #
 # HF_TOKEN (or HUGGING_FACE_HUB_TOKEN) is passed to the GPU worker: FLUX.1-schnell is gated on its hub, so a
 # mode that loads FLUX needs the token of an account that accepted its licence. It is never printed.
@@ -33,7 +34,7 @@ for arg in "$@"; do
   case "$arg" in
     --dry-run) DRY_RUN=1 ;;
     --no-start) NO_START=1 ;;
-    -h|--help) sed -n '2,33p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,35p' "$0"; exit 0 ;;
     *) echo "runpod-start: unknown argument '$arg' (try --help)" >&2; exit 2 ;;
   esac
 done
@@ -60,6 +61,11 @@ case "$MODE" in
     export HOST=0.0.0.0   # the contract: listen on 0.0.0.0:10006, whatever HOST the platform set
     MODE_SETTINGS+=(--set server.host=0.0.0.0 --set runtime.pipeline_concurrency=1 --set pipeline.retries=0
                     --set "validate.checks=[gates]")
+    case "${FAST3D_COMPETITION_OUTPUT:-ply}" in
+      ply) ;;
+      glb) MODE_SETTINGS+=(--set contract.image_file_output=glb); export FAST3D_WORKER_MESH=1 ;;
+      *) echo "runpod-start: FAST3D_COMPETITION_OUTPUT must be ply or glb, not '${FAST3D_COMPETITION_OUTPUT}'" >&2; exit 2 ;;
+    esac
     if [ "${FAST3D_COMPETITION_TEXT:-0}" != 1 ]; then
       export FAST3D_WORKER_NO_FLUX=1
       MODE_SETTINGS+=(--set text_to_image.backend=preview)
@@ -102,7 +108,7 @@ echo "runpod-start: mode=$MODE port=$PORT health_ok=$HEALTH_OK ping_port=${PING_
 echo "runpod-start: cache=$CACHE models=$MODELS_DIR results=$RESULTS_DIR HF_HOME=$HF_HOME TORCH_HOME=$TORCH_HOME python=${FAST3D_PYTHON:-python3}"
 FLUX_STATE=loaded
 if [ "${FAST3D_WORKER_NO_FLUX:-0}" = 1 ]; then FLUX_STATE=off; fi
-echo "runpod-start: hf_token=$HF_TOKEN_STATE (passed to the GPU worker) flux=$FLUX_STATE revisions=$FAST3D_WORKER_REVISIONS_FILE"
+echo "runpod-start: hf_token=$HF_TOKEN_STATE (passed to the GPU worker) flux=$FLUX_STATE meshes=$([ "${FAST3D_WORKER_MESH:-0}" = 1 ] && echo on || echo off) revisions=$FAST3D_WORKER_REVISIONS_FILE"
 if [ "$FLUX_STATE" = loaded ] && [ "$HF_TOKEN_STATE" = unset ]; then
   echo "runpod-start: WARNING: HF_TOKEN is not set and FLUX.1-schnell is gated on its hub: unless its files are already" \
        "in HF_HOME, the worker will report 'MODEL LICENCE NOT ACCEPTED' on /health. Accept the licence on the model's" \

@@ -149,6 +149,8 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
         delivery: request.delivery,
         priority,
         wants: [spec],
+        // format=glb makes a mesh job: /generate answers the GLB, /generate_video/ turns the mesh.
+        mesh: request.format === 'glb',
         preset: request.preset,
         signal: c.req.raw.signal,
         forward: raw && { path: c.req.path, contentType: c.req.header('content-type') ?? '', body: raw },
@@ -160,7 +162,7 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     }
   }
 
-  app.post('/generate', limitBody, (c) => generate(c, () => ({ format: 'ply' })));
+  app.post('/generate', limitBody, (c) => generate(c, (request) => ({ format: request.format })));
 
   app.post('/generate_video', limitBody, (c) => {
     if (!options.video) throw new HttpError(404, 'video rendering is not enabled in this service');

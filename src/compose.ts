@@ -6,7 +6,7 @@ import type { Hono } from 'hono';
 import { createApp } from './app.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { createFormats, type FormatRegistry } from './formats/registry.js';
+import { createFormats, type FormatRegistry, type MeshRules } from './formats/registry.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
 import type { JobSettings } from './pipelines/context.js';
 import { Pipeline } from './pipelines/generate.js';
@@ -78,7 +78,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const logger = options.logger;
   const gpu = new GpuLock();
   const renderPool = new RenderPool(config.render.threads);
-  const formats = createFormats({ pool: renderPool });
+  const formats = createFormats({ pool: renderPool, mesh: meshRules(config) });
   const renderViews: ViewRenderer = options.renderViews ?? poolViewRenderer(renderPool);
   const deps = { ...defaultStageDeps(config), renderViews };
   const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
@@ -155,6 +155,11 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
  * The implementations of what backends need: one GPU worker client per worker section, and the model files
  * under the configured weights folder.
  */
+/** The geometry rules every GLB of this service meets before a 200 (`fast3d check` applies the same). */
+export function meshRules(config: Config): MeshRules {
+  return { extent: config.pipeline.mesh_extent, maxBytes: Math.round(config.pipeline.max_glb_mb * 1e6) };
+}
+
 export function defaultStageDeps(config: Config): StageDeps {
   return {
     models: weightsStore(config.weights.dir, config.weights.verify),

@@ -101,7 +101,7 @@ class JobPanel {
       next.focus();
       this.tab(next.dataset.tab);
     });
-    $('.reset', this.el).addEventListener('click', () => this.viewer?.reset());
+    $('.reset', this.el).addEventListener('click', () => { this.viewer?.reset(); this.meshViewer?.reset(); });
     $('.cancel', this.el).addEventListener('click', () => this.cancel());
   }
 
@@ -181,6 +181,12 @@ class JobPanel {
       this.viewer ??= new Viewer($('[data-panel=viewer]', this.el));
       await this.viewer.load(data);
       this.onViewer?.(this.viewer);
+    } else if (name === 'glb') {
+      const data = new Uint8Array(await (await api(url)).arrayBuffer());
+      this.meshViewer ??= new Viewer($('[data-panel=mesh]', this.el));
+      await this.meshViewer.loadGlb(data);
+      // The mesh turns with the splats: one camera for both tabs.
+      if (this.viewer) this.meshViewer.follow(this.viewer);
     } else if (name === 'views') {
       const img = new Image();
       img.alt = 'the validator\'s 16 views';
@@ -246,11 +252,12 @@ class JobPanel {
 
   dispose() {
     this.viewer?.dispose();
+    this.meshViewer?.dispose();
     this.el.remove();
   }
 }
 
-const EXTENSIONS = { ply: '.ply', spz: '.spz', mp4: '.mp4', views: '.png' };
+const EXTENSIONS = { ply: '.ply', spz: '.spz', glb: '.glb', mp4: '.mp4', views: '.png' };
 
 /** Downloads through fetch, so the token travels in its header rather than the URL. */
 async function download(url, filename) {

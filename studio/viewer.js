@@ -1,12 +1,15 @@
-// The splat viewer: three.js + Spark, orbit/zoom with OrbitControls, a slow turn until the user takes over
+// The viewer: splats through three.js + Spark, meshes (GLB) through three.js's GLTFLoader; orbit/zoom with OrbitControls, a slow turn until the user takes over
 // (none when the system asks for reduced motion), reset, and camera linking for A/B. A still camera stops
 // drawing shortly after its last change, so an idle page costs no GPU (or CPU, on software WebGL).
 import * as THREE from 'three';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
+import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
 import { SparkRenderer, SplatMesh } from '@sparkjsdev/spark';
 
 // Assets are centred with their largest extent at 1.5 (the validator's frame: +Y up, front toward +Z).
 const HOME = new THREE.Vector3(0, 0.45, 2.6);
+// A GLB fits the unit cube (glTF's axes are the same frame): shown at the splats' size, so both look alike.
+const MESH_SCALE = 1.5;
 // Frames keep coming this long after a change (damping eases out; Spark's onDirty asks for more).
 const SETTLE_MS = 600;
 const motion = !matchMedia('(prefers-reduced-motion: reduce)').matches;
@@ -24,6 +27,11 @@ export class Viewer {
     this.scene = new THREE.Scene();
     // Spark says when a finished sort (in its worker) needs another frame.
     this.scene.add(new SparkRenderer({ renderer: this.renderer, onDirty: () => this.invalidate() }));
+    // Meshes need light; splats carry their own colour and ignore it.
+    this.scene.add(new THREE.HemisphereLight(0xffffff, 0x444455, 1.6));
+    const key = new THREE.DirectionalLight(0xffffff, 1.8);
+    key.position.set(1, 2, 3);
+    this.scene.add(key);
     this.camera = new THREE.PerspectiveCamera(45, 1, 0.01, 100);
     this.controls = new OrbitControls(this.camera, this.canvas);
     this.controls.enableDamping = true;
@@ -70,15 +78,33 @@ export class Viewer {
 
   /** Shows an SPZ (or PLY) file's bytes; resolves once Spark has decoded it. */
   async load(bytes, fileName = 'asset.spz') {
-    if (this.mesh) {
-      this.scene.remove(this.mesh);
-      this.mesh.dispose?.();
-    }
-    this.mesh = new SplatMesh({ fileBytes: bytes, fileName });
-    this.scene.add(this.mesh);
-    await this.mesh.initialized;
+    this.clear();
+    const splats = new SplatMesh({ fileBytes: bytes, fileName });
+    this.shown = splats;
+    this.scene.add(splats);
+    await splats.initialized;
     this.invalidate();
     this.container.dataset.loaded = 'true';
+  }
+
+  /** Shows a GLB file's bytes; resolves once GLTFLoader has parsed it. */
+  async loadGlb(bytes) {
+    this.clear();
+    const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    const gltf = await new GLTFLoader().parseAsync(buffer, '');
+    gltf.scene.scale.setScalar(MESH_SCALE);
+    this.shown = gltf.scene;
+    this.scene.add(gltf.scene);
+    this.invalidate();
+    this.container.dataset.loaded = 'true';
+  }
+
+  clear() {
+    if (!this.shown) return;
+    this.scene.remove(this.shown);
+    this.shown.dispose?.();
+    this.shown.traverse?.((o) => { o.geometry?.dispose(); o.material?.map?.dispose(); o.material?.dispose?.(); });
+    this.shown = null;
   }
 
   /** This viewer's camera follows `leader`'s (both ways when linked from each side). */

@@ -86,6 +86,19 @@ describe('docker/runpod-start.sh', () => {
     expect(withText.config().text_to_image.backend).toBe('gpu-worker');
   });
 
+  it('FAST3D_COMPETITION_OUTPUT=glb serves competition 1: GLB answers and a worker with meshes; another value stops the start', () => {
+    const glb = dryRun({ FAST3D_MODE: 'competition', FAST3D_COMPETITION_OUTPUT: 'glb' }, 'competition-glb');
+    expect(glb.status, glb.stderr).toBe(0);
+    expect(glb.stdout).toContain('meshes=on');
+    expect(glb.config().contract.image_file_output).toBe('glb');
+    const ply = dryRun({ FAST3D_MODE: 'competition' }, 'competition-ply');
+    expect(ply.stdout).toContain('meshes=off');
+    expect(ply.config().contract.image_file_output).toBe('ply');
+    const bad = dryRun({ FAST3D_MODE: 'competition', FAST3D_COMPETITION_OUTPUT: 'obj' }, 'competition-obj');
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('FAST3D_COMPETITION_OUTPUT must be ply or glb');
+  });
+
   it('passes HF_TOKEN (or HUGGING_FACE_HUB_TOKEN) to the worker without printing it, and warns when FLUX has none', () => {
     const token = 'hf_secretvalue123';
     const given = dryRun({ HF_TOKEN: token }, 'token');

@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Check } from '../src/pipelines/job.js';
 import type { Backend, Readiness, Validator } from '../src/pipelines/stages.js';
 import { gateFigures, readPlyIndependently } from './helpers/independent-ply.js';
-import { discImage } from './helpers/images.js';
+import { discImage, twoToneDisc } from './helpers/images.js';
 import { until } from './helpers/fake-stages.js';
 import { postForm, startTestServer, type TestServer } from './helpers/server.js';
 
@@ -23,20 +23,6 @@ async function expectValidPly(response: Response) {
   for (const c of figures.centroid) expect(Math.abs(c)).toBeLessThan(1e-3);
   expect(Math.max(...figures.extent)).toBeCloseTo(1.5, 3);
   return { bytes, ply, figures };
-}
-
-/** A disc, red in its upper half and blue in its lower half, on white. */
-async function twoToneDisc(): Promise<Buffer> {
-  const sharp = (await import('sharp')).default;
-  const size = 200;
-  const data = Buffer.alloc(size * size * 3, 255);
-  for (let y = 0; y < size; y++) {
-    for (let x = 0; x < size; x++) {
-      if ((x - 100) ** 2 + (y - 100) ** 2 > 70 ** 2) continue;
-      data.set(y < 100 ? [220, 20, 20] : [20, 20, 220], (y * size + x) * 3);
-    }
-  }
-  return sharp(data, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
 }
 
 /** Mean (red - blue) SH coefficient over the Gaussians above y = 0. */

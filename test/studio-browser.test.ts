@@ -8,6 +8,7 @@ import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { glbViolation } from '../src/mesh/rules.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
@@ -17,8 +18,8 @@ const STAGES = ['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validat
 const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--use-gl=angle', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
 
 /** Standard deviation of the canvas's luminance: a blank (one-colour) canvas gives about 0. */
-async function canvasSpread(page: Page, panel: number): Promise<number> {
-  const png = await page.locator('[data-panel=viewer] canvas').nth(panel).screenshot();
+async function canvasSpread(page: Page, panel: number, kind = 'viewer'): Promise<number> {
+  const png = await page.locator(`[data-panel=${kind}] canvas`).nth(panel).screenshot();
   const { data, info } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
   let sum = 0, sq = 0;
   const n = info.width * info.height;
@@ -31,10 +32,10 @@ async function canvasSpread(page: Page, panel: number): Promise<number> {
 }
 
 /** Waits until the canvas shows something (Spark sorts and draws a frame or two after loading). */
-async function untilDrawn(page: Page, panel: number, ms = 15_000): Promise<number> {
+async function untilDrawn(page: Page, panel: number, ms = 15_000, kind = 'viewer'): Promise<number> {
   const end = Date.now() + ms;
   let spread = 0;
-  while ((spread = await canvasSpread(page, panel)) < 8 && Date.now() < end) await page.waitForTimeout(250);
+  while ((spread = await canvasSpread(page, panel, kind)) < 8 && Date.now() < end) await page.waitForTimeout(250);
   return spread;
 }
 
@@ -107,6 +108,24 @@ describe('studio in chromium', () => {
     for (const panel of [0, 1]) expect(await untilDrawn(page, panel), `viewer ${panel}`).toBeGreaterThanOrEqual(8);
     expect(await page.locator('.result').nth(1).locator('.timeline li[data-state=done]').count()).toBe(STAGES.length);
     await page.screenshot({ path: `${SHOTS}ab.png` });
+    expect(errors).toEqual([]);
+  }, 60_000);
+
+  it('a mesh (GLB) asked for in Outputs shows in the Mesh tab through GLTFLoader; its download passes the GLB rules', async () => {
+    await page.uncheck('#ab');
+    await page.check('input[name=out][value=glb]');
+    await page.fill('#prompt', 'a blue teapot');
+    await page.fill('#seed', '5');
+    await page.click('#generate');
+    await page.waitForFunction("document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=mesh]')?.dataset.loaded === 'true'", undefined, { timeout: 40_000 });
+    await page.click('.result [role=tab][data-tab=mesh]');
+    expect(await untilDrawn(page, 0, 15_000, 'mesh')).toBeGreaterThanOrEqual(8);
+    await page.screenshot({ path: `${SHOTS}mesh.png` });
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('a[data-artefact=glb]')]);
+    expect(download.suggestedFilename()).toMatch(/\.glb$/);
+    const bytes = new Uint8Array(readFileSync(await download.path()));
+    expect(await glbViolation(bytes, { extent: 1, maxBytes: 200e6 })).toBeNull();
     expect(errors).toEqual([]);
   }, 60_000);
 });

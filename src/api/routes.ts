@@ -64,7 +64,7 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
     if (request.preset !== undefined && !answers.presets.names().includes(request.preset)) {
       throw new UnknownPresetError(request.preset, answers.presets.names());
     }
-    refuseIfUnable(service, request.wants.some((w) => answers.formats[w.format].frame === 'canonical'), options.retryAfterSeconds);
+    refuseIfUnable(service, request.wants.some((w) => answers.formats[w.format].kind === 'render'), options.retryAfterSeconds);
 
     // The id is ours, so it can be answered before the job ends; the job itself runs on without this request.
     const id = randomUUID();

@@ -13,7 +13,7 @@ export const DEFAULT_OUTPUTS = ['ply', 'spz', 'views'] as const;
 export const DEFAULT_VIDEO_SIZE = 512;
 export const VIEW_SIZE = { min: 64, max: 512, default: 256 };
 
-export const OutputName = z.enum(FORMAT_NAMES).describe('An artefact kind: ply, spz (Spark loads SPZ v3), mp4 (turntable video), views (PNG grid of the validator\'s 16 views).');
+export const OutputName = z.enum(FORMAT_NAMES).describe('An artefact kind: ply, spz (Spark loads SPZ v3), glb (a textured or vertex-coloured mesh; the job then renders and validates its mesh), mp4 (turntable video), views (PNG grid of the validator\'s 16 views).');
 
 export const JobRequest = z
   .strictObject({

@@ -1,19 +1,23 @@
 /**
  * The format registry: one entry per artefact kind a job can deliver, each with its name, file extension,
  * content type, encoder and the check its bytes must pass before any 200 (and before they are cached).
- * Encoders take the cloud in the canonical frame (the validator's: +Y up, front toward +Z); geometry formats
- * are written in the delivery's frame, rendered formats are rendered upright. Adding a kind is adding an entry.
+ * Encoders take the asset in the canonical frame (the validator's: +Y up, front toward +Z). Splat formats are
+ * written in the delivery's frame; GLB in glTF's own axes, which are the canonical ones; rendered formats are
+ * rendered upright, from the mesh in a mesh job and from the splats otherwise. Adding a kind is adding an entry.
  */
 import { encodePng } from '../image/codec.js';
 import { gridImage } from '../image/rgba.js';
-import { renderViews, turntableMp4, validatorCameras, type RenderPool, type TurntableSettings } from '../render/index.js';
+import { decodeGlb, encodeGlb } from '../mesh/glb.js';
+import { glbViolation } from '../mesh/rules.js';
+import type { TriangleMesh } from '../mesh/mesh.js';
+import { renderMeshViews, renderViews, turntableMeshMp4, turntableMp4, validatorCameras, type RenderPool, type TurntableSettings } from '../render/index.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { decodePly, encodePly } from '../splat/ply.js';
 import { servablePlyViolation } from '../splat/servable.js';
 import { decodeSpz, encodeSpzAsync, spzViolation } from '../splat/spz.js';
 import { mp4Violation, pngViolation } from './containers.js';
 
-export const FORMAT_NAMES = ['ply', 'spz', 'mp4', 'views'] as const;
+export const FORMAT_NAMES = ['ply', 'spz', 'glb', 'mp4', 'views'] as const;
 export type FormatName = (typeof FORMAT_NAMES)[number];
 
 /** One artefact a request wants: a format, and for rendered ones the side in pixels. */
@@ -29,17 +33,35 @@ export interface EncodeEnv {
   signal?: AbortSignal;
 }
 
+/** What a format encodes: the canonical cloud, and in a mesh job the mesh made with it. */
+export interface Asset {
+  cloud: GaussianCloud;
+  /** Canonical frame, fitted to pipeline.mesh_extent; rendered formats show it instead of the splats. */
+  mesh?: TriangleMesh;
+}
+
 export interface Format {
   readonly name: FormatName;
   readonly extension: string;
   readonly contentType: string;
-  /** 'delivery': geometry, written in the client's frame; 'canonical': rendered upright. */
-  readonly frame: 'delivery' | 'canonical';
-  encode(cloud: GaussianCloud, spec: ArtefactSpec, env: EncodeEnv): Promise<Uint8Array>;
+  /**
+   * What the bytes hold. 'splats': written in the delivery's frame; 'mesh': in glTF's axes (the canonical
+   * frame), needs the asset's mesh; 'render': pictures of the asset, upright, made in the video line.
+   */
+  readonly kind: 'splats' | 'mesh' | 'render';
+  encode(asset: Asset, spec: ArtefactSpec, env: EncodeEnv): Promise<Uint8Array>;
   /** Why the bytes may not leave with a 200, or null when they are a complete, valid file of this kind. */
-  violation: (bytes: Uint8Array) => string | null;
-  /** Geometry formats read back (into the frame they were written in). */
-  decode?(bytes: Uint8Array): GaussianCloud;
+  violation: (bytes: Uint8Array) => Promise<string | null>;
+  /** Splat formats read back (into the frame they were written in). */
+  decodeCloud?(bytes: Uint8Array): GaussianCloud;
+  /** Mesh formats read back. */
+  decodeMesh?(bytes: Uint8Array): Promise<TriangleMesh>;
+}
+
+/** The rules every GLB meets before a 200: it fits a cube of side `extent`, centred, and is at most `maxBytes`. */
+export interface MeshRules {
+  extent: number;
+  maxBytes: number;
 }
 
 /** Validator views in one PNG: 16 views on its orbit, four to a row. */
@@ -48,45 +70,58 @@ export const DEFAULT_VIEW_SIZE = 256;
 
 export type FormatRegistry = Readonly<Record<FormatName, Format>>;
 
-export function createFormats(deps: { pool: RenderPool }): FormatRegistry {
-  const { pool } = deps;
+export function createFormats(deps: { pool: RenderPool; mesh: MeshRules }): FormatRegistry {
+  const { pool, mesh: rules } = deps;
   const formats: Record<FormatName, Format> = {
     ply: {
       name: 'ply',
       extension: '.ply',
       contentType: 'application/octet-stream',
-      frame: 'delivery',
-      encode: async (cloud) => encodePly(cloud),
-      violation: servablePlyViolation,
-      decode: decodePly,
+      kind: 'splats',
+      encode: async ({ cloud }) => encodePly(cloud),
+      violation: async (bytes) => servablePlyViolation(bytes),
+      decodeCloud: decodePly,
     },
     spz: {
       name: 'spz',
       extension: '.spz',
       contentType: 'application/x-spz',
-      frame: 'delivery',
-      encode: encodeSpzAsync,
-      violation: spzViolation,
-      decode: decodeSpz,
+      kind: 'splats',
+      encode: ({ cloud }) => encodeSpzAsync(cloud),
+      violation: async (bytes) => spzViolation(bytes),
+      decodeCloud: decodeSpz,
+    },
+    glb: {
+      name: 'glb',
+      extension: '.glb',
+      contentType: 'model/gltf-binary',
+      kind: 'mesh',
+      encode: ({ mesh }) => encodeGlb(meshOf(mesh)),
+      violation: (bytes) => glbViolation(bytes, rules),
+      decodeMesh: decodeGlb,
     },
     mp4: {
       name: 'mp4',
       extension: '.mp4',
       contentType: 'video/mp4',
-      frame: 'canonical',
-      encode: (cloud, spec, env) => turntableMp4(cloud, { ...env.turntable, size: sizeOf(spec), pool }, env.signal),
-      violation: mp4Violation,
+      kind: 'render',
+      encode({ cloud, mesh }, spec, env) {
+        const options = { ...env.turntable, size: sizeOf(spec), pool };
+        return mesh ? turntableMeshMp4(mesh, options, env.signal) : turntableMp4(cloud, options, env.signal);
+      },
+      violation: async (bytes) => mp4Violation(bytes),
     },
     views: {
       name: 'views',
       extension: '.png',
       contentType: 'image/png',
-      frame: 'canonical',
-      async encode(cloud, spec, env) {
-        const images = await renderViews(cloud, validatorCameras(VIEW_COUNT, spec.size ?? DEFAULT_VIEW_SIZE), { pool }, env.signal);
+      kind: 'render',
+      async encode({ cloud, mesh }, spec, env) {
+        const cameras = validatorCameras(VIEW_COUNT, spec.size ?? DEFAULT_VIEW_SIZE);
+        const images = mesh ? await renderMeshViews(mesh, cameras, { pool }, env.signal) : await renderViews(cloud, cameras, { pool }, env.signal);
         return encodePng(gridImage(images));
       },
-      violation: pngViolation,
+      violation: async (bytes) => pngViolation(bytes),
     },
   };
   for (const format of Object.values(formats)) format.violation = rememberVerdicts(format.violation);
@@ -98,15 +133,21 @@ export function createFormats(deps: { pool: RenderPool }): FormatRegistry {
  * and the response checks it again before the 200, and 13 MB of PLY need not be read twice. Keyed on the array
  * itself, so other bytes (or a copy) are checked afresh.
  */
-function rememberVerdicts(check: (bytes: Uint8Array) => string | null): (bytes: Uint8Array) => string | null {
-  const verdicts = new WeakMap<Uint8Array, string | null>();
+function rememberVerdicts(check: (bytes: Uint8Array) => Promise<string | null>): (bytes: Uint8Array) => Promise<string | null> {
+  const verdicts = new WeakMap<Uint8Array, Promise<string | null>>();
   return (bytes) => {
-    const known = verdicts.get(bytes);
-    if (known !== undefined) return known;
-    const verdict = check(bytes);
-    verdicts.set(bytes, verdict);
+    let verdict = verdicts.get(bytes);
+    if (!verdict) {
+      verdict = check(bytes);
+      verdicts.set(bytes, verdict);
+    }
     return verdict;
   };
+}
+
+function meshOf(mesh: TriangleMesh | undefined): TriangleMesh {
+  if (!mesh) throw new Error('a glb artefact needs the mesh of a mesh job');
+  return mesh;
 }
 
 function sizeOf(spec: ArtefactSpec): number {
@@ -114,7 +155,10 @@ function sizeOf(spec: ArtefactSpec): number {
   return spec.size;
 }
 
-/** The part of a cache key that tells artefacts of one request apart (a video's size and render settings). */
+/**
+ * The part of a cache key that tells artefacts of one request apart (a video's size and render settings).
+ * Whether a job is a mesh job is in the request's key itself: it changes validation, so the whole answer.
+ */
 export function specKey(spec: ArtefactSpec, renderFingerprint: string): string {
   switch (spec.format) {
     case 'mp4':

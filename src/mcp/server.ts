@@ -286,8 +286,8 @@ async function assetOf(args: { job_id?: string; artefact?: 'ply' | 'spz'; uri?: 
   }
   const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: args.artefact ?? 'ply' };
   const format = artefact === 'ply' || artefact === 'spz' ? formats[artefact] : undefined;
-  if (!format?.decode) throw new ToolInputError(`${artefactUri(jobId, artefact)} is not geometry; render_views renders a ply or spz artefact`);
-  return { cloud: format.decode(await artefactBytes(jobId, artefact, deps)), label: `job ${jobId}'s ${artefact}` };
+  if (!format?.decodeCloud) throw new ToolInputError(`${artefactUri(jobId, artefact)} is not geometry; render_views renders a ply or spz artefact`);
+  return { cloud: format.decodeCloud(await artefactBytes(jobId, artefact, deps)), label: `job ${jobId}'s ${artefact}` };
 }
 
 function oneSource(args: { job_id?: string; uri?: string; ply_base64?: string }): 'job_id' | 'uri' | 'ply_base64' {

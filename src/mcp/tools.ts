@@ -53,7 +53,7 @@ export const TOOLS = {
       preset: z.string().min(1).optional().describe('Named settings to run with (default: the service\'s default preset).'),
       seed: z.number().int().min(0).max(MAX_SEED).optional().describe('Seed of the first attempt; by default derived from the prompt or image, so a repeated request gives the same asset.'),
       formats: z.array(z.enum(FORMAT_NAMES)).max(FORMAT_NAMES.length).optional()
-        .describe('Artefacts to deliver besides the PLY: "spz" (compressed splats), "mp4" (turntable video), "views" (a PNG grid of the validator\'s 16 views).'),
+        .describe('Artefacts to deliver besides the PLY: "spz" (compressed splats), "glb" (a mesh for game engines; the video and views then show the mesh), "mp4" (turntable video), "views" (a PNG grid of the validator\'s 16 views).'),
       size: z.number().int().min(VIDEO_RES.min).max(VIDEO_RES.max).optional().describe('Side in pixels of the mp4 video (default: the service\'s video side) and of each view in "views" (default 256).'),
     },
   },

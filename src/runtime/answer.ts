@@ -5,19 +5,20 @@
  *   request -> cache (decline memory, artefacts + report) -> job (registry) -> service (admission, pipeline)
  *           -> or a burst peer when the local queue is full -> encode each format once, check it -> cache
  *
- * Every artefact is encoded from the canonical cloud on the way out: geometry in the delivery's frame,
- * videos and views upright. Bytes are checked by their format before they are returned or cached, and
+ * Every artefact is encoded from the canonical asset on the way out: splats in the delivery's frame, meshes in
+ * glTF's axes, videos and views upright (of the mesh in a mesh job). Bytes are checked by their format before they are returned or cached, and
  * cached bytes are checked again when read: an entry its format refuses is evicted and made again.
  */
 import { setImmediate } from 'node:timers/promises';
 import type { JobSettings } from '../pipelines/context.js';
 import type { Presets, ResolvedPreset } from '../pipelines/presets.js';
-import { AssetRefusedError, BusyError, CancelledError } from '../pipelines/errors.js';
+import { AssetRefusedError, BusyError, CancelledError, MeshUnsupportedError } from '../pipelines/errors.js';
 import type { Delivery, Outcome, PresetReport, Report, Task } from '../pipelines/job.js';
 import { renderFingerprint } from '../pipelines/settings.js';
 import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
 import { IDENTITY3, rotateCloud, transpose, type Matrix3 } from '../splat/frame.js';
-import { specKey, type ArtefactSpec, type Format, type FormatRegistry } from '../formats/registry.js';
+import { specKey, type ArtefactSpec, type Asset, type Format, type FormatRegistry } from '../formats/registry.js';
+import type { TriangleMesh } from '../mesh/mesh.js';
 import type { Priority } from './admission.js';
 import type { Burst, ForwardedAnswer } from './burst.js';
 import type { EntryKind, EntryName, ResultCache } from './cache.js';
@@ -38,6 +39,11 @@ export interface AnswerRequest {
   priority: Priority;
   /** The artefacts to deliver, at least one. */
   wants: ArtefactSpec[];
+  /**
+   * A mesh job: image-to-3d makes a mesh too, and validation and renders use it. Implied when a GLB is wanted;
+   * set it for a video or views of the mesh alone.
+   */
+  mesh?: boolean;
   /** The preset whose settings the job runs with (default: the service's default preset). */
   preset?: string;
   /** Aborted when the client goes away. */
@@ -103,6 +109,9 @@ export class AnswerPath {
    */
   answer(request: AnswerRequest): Promise<Answer> {
     if (!request.wants.length) throw new RangeError('an answer needs at least one artefact');
+    if (this.isMeshJob(request) && !this.options.service.pipeline.makesMeshes) {
+      throw new MeshUnsupportedError(`this service's image-to-3d backend "${this.options.service.pipeline.stages.imageTo3d.name}" makes no meshes: ask for ply or spz`);
+    }
     // Held from here to the last byte encoded: a shutdown waits for this answer, whatever phase it is in.
     return this.options.service.hold(() => this.run(request));
   }
@@ -111,8 +120,10 @@ export class AnswerPath {
     const { service, cache } = this.options;
     const preset = this.options.presets.resolve(request.preset);
     const settings = preset.settings;
-    const rendered = request.wants.some((w) => this.format(w).frame === 'canonical');
-    const key = cache?.requestKey(request.task, request.seed, request.delivery, preset.fingerprint);
+    const rendered = request.wants.some((w) => this.format(w).kind === 'render');
+    const mesh = this.isMeshJob(request);
+    // A mesh job is validated on its mesh, so it may be declined where the same splat job is not: its own key.
+    const key = cache?.requestKey(request.task, request.seed, request.delivery, mesh ? `${preset.fingerprint}:mesh` : preset.fingerprint);
     const job = this.options.jobs.create({
       id: request.id,
       priority: request.priority,
@@ -128,12 +139,12 @@ export class AnswerPath {
       // Refuse before generating when the video line is already full: an asset nobody renders wastes the GPU.
       if (rendered && service.videos.full) throw new BusyError('busy: the video queue is full');
 
-      const assetHit = key === undefined || !rendered ? null : await this.cachedAsset(key, request);
+      const assetHit = key === undefined || !rendered ? null : await this.cachedAsset(key, request, mesh);
       let outcome: Outcome;
       if (assetHit) {
         outcome = { kind: 'asset', ...assetHit };
       } else {
-        const made = await this.generateOrForward(request, settings, job, signal);
+        const made = await this.generateOrForward(request, mesh, settings, job, signal);
         if ('forwarded' in made) {
           const { forwarded } = made;
           // A peer's bytes pass the same check as ours before anyone gets them.
@@ -152,15 +163,17 @@ export class AnswerPath {
         return { kind: 'declined', jobId: job.id, preset: preset.name, reason: outcome.reason, report: outcome.report, cache: 'miss' };
       }
       const stored: StoredReport = { seed: outcome.seed, gaussians: outcome.cloud.count, report: outcome.report };
-      // A made asset is cached as its PLY, with its report, before anything else is encoded, whatever was asked:
-      // a later request for it, or for a video or views of it, needs no GPU work, even when this client goes
-      // away or its render fails.
-      const geometry = key !== undefined && !assetHit ? await this.cacheGeometry(key, outcome.cloud, request, settings, stored, signal) : null;
+      const asset: Asset = { cloud: outcome.cloud, mesh: outcome.mesh };
+      // A made asset is cached as its PLY (and a mesh job's GLB), with its report, before anything else is
+      // encoded, whatever was asked: a later request for it, or for a video or views of it, needs no GPU work,
+      // even when this client goes away or its render fails.
+      const geometry = key !== undefined && !assetHit ? await this.cacheGeometry(key, asset, request, settings, stored, signal) : [];
       const artefacts: Delivered[] = [];
       for (const spec of request.wants) {
-        artefacts.push(spec.format === 'ply' && geometry ? geometry : await this.encode(outcome.cloud, spec, request.delivery, settings, outcome.report, signal));
+        const made = geometry.find((g) => g.spec.format === spec.format);
+        artefacts.push(made ?? (await this.encode(asset, spec, request.delivery, settings, outcome.report, signal)));
       }
-      if (key !== undefined) await this.store(key, artefacts.filter((a) => a !== geometry), settings);
+      if (key !== undefined) await this.store(key, artefacts.filter((a) => !geometry.includes(a)), settings);
       for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
       job.end('done', { report: outcome.report });
       return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
@@ -173,6 +186,10 @@ export class AnswerPath {
 
   private format(spec: ArtefactSpec): Format {
     return this.options.formats[spec.format];
+  }
+
+  private isMeshJob(request: AnswerRequest): boolean {
+    return request.mesh === true || request.wants.some((w) => this.format(w).kind === 'mesh');
   }
 
   private entryName(spec: ArtefactSpec, settings: JobSettings): EntryName {
@@ -227,35 +244,43 @@ export class AnswerPath {
   }
 
   /**
-   * The asset of this request cached as its geometry (say by /generate/ before /generate_video/): a video or
-   * views then need no GPU work. Bytes that do not decode are evicted, and the asset is made again.
+   * The asset of this request cached as its geometry (say by /generate/ before /generate_video/): its PLY, and
+   * a mesh job's GLB. A video or views then need no GPU work. Bytes that do not decode are evicted, and the
+   * asset is made again.
    */
-  private async cachedAsset(key: string, request: AnswerRequest): Promise<{ cloud: GaussianCloud; seed: number; report: Report } | null> {
-    const cache = this.options.cache!;
-    const format = this.options.formats.ply;
-    const name: EntryName = { kind: 'ply' };
-    const bytes = await cache.get(key, name);
-    if (!bytes) return null;
+  private async cachedAsset(key: string, request: AnswerRequest, mesh: boolean): Promise<{ cloud: GaussianCloud; mesh?: TriangleMesh; seed: number; report: Report } | null> {
+    const cloud = await this.cachedGeometry(key, 'ply', (format, bytes) => format.decodeCloud!(bytes));
+    if (!cloud) return null;
+    const made = mesh ? await this.cachedGeometry(key, 'glb', (format, bytes) => format.decodeMesh!(bytes)) : undefined;
+    if (made === null) return null;
     const stored = await this.readReport(key);
     if (!stored) return null;
-    let cloud: GaussianCloud;
+    // Cached splats are in the delivery's frame; the canonical cloud is the validator's. A GLB is in glTF's axes.
+    if (request.delivery) rotateCloud(cloud, transpose(request.delivery.rotation));
+    return { cloud, ...(made && { mesh: made }), seed: stored.seed, report: stored.report };
+  }
+
+  /** One cached geometry entry, checked by its format and read; null (and evicted) when it is refused or unreadable. */
+  private async cachedGeometry<T>(key: string, kind: 'ply' | 'glb', read: (format: Format, bytes: Uint8Array) => T | Promise<T>): Promise<T | null> {
+    const cache = this.options.cache!;
+    const format = this.options.formats[kind];
+    const name: EntryName = { kind };
+    const bytes = await cache.get(key, name);
+    if (!bytes) return null;
     try {
       if ((await format.violation(bytes)) !== null) throw new Error('refused by its format');
-      cloud = format.decode!(bytes);
+      return await read(format, bytes);
     } catch {
       cache.discard(key, name);
       return null;
     }
-    // Cached geometry is in the delivery's frame; the canonical cloud is the validator's.
-    if (request.delivery) rotateCloud(cloud, transpose(request.delivery.rotation));
-    return { cloud, seed: stored.seed, report: stored.report };
   }
 
-  private async generateOrForward(request: AnswerRequest, settings: JobSettings, job: JobHandle, signal: AbortSignal): Promise<{ outcome: Outcome } | { forwarded: ForwardedAnswer }> {
+  private async generateOrForward(request: AnswerRequest, mesh: boolean, settings: JobSettings, job: JobHandle, signal: AbortSignal): Promise<{ outcome: Outcome } | { forwarded: ForwardedAnswer }> {
     const { service, burst } = this.options;
     try {
       const outcome = await service.generate({
-        job: { id: job.id, task: request.task, seed: request.seed, delivery: request.delivery },
+        job: { id: job.id, task: request.task, seed: request.seed, delivery: request.delivery, ...(mesh && { mesh }) },
         // The answer is held (see answer()): a shutdown that began since must still let it through.
         held: true,
         priority: request.priority,
@@ -274,16 +299,22 @@ export class AnswerPath {
     }
   }
 
-  /** Encodes one artefact from the canonical cloud and checks it; rendered formats wait in the video line. */
-  private async encode(cloud: GaussianCloud, spec: ArtefactSpec, delivery: Delivery | undefined, settings: JobSettings, report: Report, signal: AbortSignal): Promise<Delivered> {
+  /** Encodes one artefact from the canonical asset and checks it; rendered formats wait in the video line. */
+  private async encode(asset: Asset, spec: ArtefactSpec, delivery: Delivery | undefined, settings: JobSettings, report: Report, signal: AbortSignal): Promise<Delivered> {
     const format = this.format(spec);
     const start = performance.now();
     const env = { turntable: settings.render, signal };
     let bytes: Uint8Array;
-    if (format.frame === 'canonical') {
-      bytes = await this.options.service.renderVideo(() => format.encode(cloud, spec, env), signal);
-    } else {
-      bytes = await format.encode(inFrame(cloud, delivery?.rotation), spec, env);
+    switch (format.kind) {
+      case 'render':
+        bytes = await this.options.service.renderVideo(() => format.encode(asset, spec, env), signal);
+        break;
+      case 'splats':
+        bytes = await format.encode({ cloud: inFrame(asset.cloud, delivery?.rotation) }, spec, env);
+        break;
+      case 'mesh':
+        bytes = await format.encode(asset, spec, env);
+        break;
     }
     const name = spec.format === 'ply' ? 'encode' : `encode_${spec.format}`;
     // The check of 13 MB reads it all: on a turn of its own, apart from the encoding.
@@ -295,20 +326,23 @@ export class AnswerPath {
   }
 
   /**
-   * Encodes, checks and caches the asset's PLY and its report. Returns the PLY, or null when it could not be
-   * made or kept (logged: the request goes on; a PLY it asked for is then encoded, and refused, on its own).
+   * Encodes, checks and caches the asset's PLY, a mesh job's GLB, and the report. Returns those that passed
+   * their checks (one refused is logged and left out: a request that asked for it encodes it again, and is
+   * refused, on its own). Nothing is cached when the PLY is refused.
    */
-  private async cacheGeometry(key: string, cloud: GaussianCloud, request: AnswerRequest, settings: JobSettings, stored: StoredReport, signal: AbortSignal): Promise<Delivered | null> {
-    let geometry: Delivered;
-    try {
-      geometry = await this.encode(cloud, { format: 'ply' }, request.delivery, settings, stored.report, signal);
-    } catch (err) {
-      if (!(err instanceof AssetRefusedError)) throw err;
-      this.options.logger?.error({ err: err.message }, 'asset refused by the PLY rules: not cached');
-      return null;
+  private async cacheGeometry(key: string, asset: Asset, request: AnswerRequest, settings: JobSettings, stored: StoredReport, signal: AbortSignal): Promise<Delivered[]> {
+    const geometry: Delivered[] = [];
+    for (const format of asset.mesh ? (['ply', 'glb'] as const) : (['ply'] as const)) {
+      try {
+        geometry.push(await this.encode(asset, { format }, request.delivery, settings, stored.report, signal));
+      } catch (err) {
+        if (!(err instanceof AssetRefusedError)) throw err;
+        this.options.logger?.error({ err: err.message }, `asset refused by the ${format} rules: not cached`);
+        if (format === 'ply') return [];
+      }
     }
     // The report goes last: an entry is only ever found with the report that describes it.
-    await this.store(key, [geometry], settings, stored);
+    await this.store(key, geometry, settings, stored);
     return geometry;
   }
 

@@ -23,7 +23,7 @@ import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
 /** File kinds of entries: the extension of their files. */
-export const ENTRY_KINDS = ['ply', 'spz', 'mp4', 'png', 'json'] as const;
+export const ENTRY_KINDS = ['ply', 'spz', 'glb', 'mp4', 'png', 'json'] as const;
 export type EntryKind = (typeof ENTRY_KINDS)[number];
 
 /**

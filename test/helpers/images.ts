@@ -43,3 +43,16 @@ export async function discImage(options: DiscOptions): Promise<Buffer> {
     default: return image.png({ compressionLevel: 6 }).toBuffer();
   }
 }
+
+/** A disc, red in its upper half and blue in its lower half, on white. */
+export async function twoToneDisc(): Promise<Buffer> {
+  const size = 200;
+  const data = Buffer.alloc(size * size * 3, 255);
+  for (let y = 0; y < size; y++) {
+    for (let x = 0; x < size; x++) {
+      if ((x - 100) ** 2 + (y - 100) ** 2 > 70 ** 2) continue;
+      data.set(y < 100 ? [220, 20, 20] : [20, 20, 220], (y * size + x) * 3);
+    }
+  }
+  return sharp(data, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+}
