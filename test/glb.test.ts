@@ -150,6 +150,15 @@ describe('decodeGlb', () => {
     for (let i = 0; i < 24; i++) expect(Math.abs(back.colours![i] - mesh.colours![i])).toBeLessThanOrEqual(1 / 255);
   });
 
+  it('reads a GLB cut from a larger buffer at an offset that is not a multiple of 4 (a GPU worker\'s parts)', async () => {
+    const glb = await encodeGlb(colouredBox());
+    const parts = new Uint8Array(glb.length + 3);
+    parts.set(glb, 3);
+    const back = await decodeGlb(parts.subarray(3));
+    expect(back.positions).toEqual(colouredBox().positions);
+    expect(await glbViolation(parts.subarray(3), { extent: 1, maxBytes: 1e6 })).toBeNull();
+  });
+
   it('round-trips a textured mesh\'s uvs and texture pixels', async () => {
     const mesh = texturedBox();
     const back = await decodeGlb(await encodeGlb(mesh));

@@ -23,7 +23,10 @@ import { jobContext } from './helpers/fake-stages.js';
 import { GpuWorkerImageTo3d } from '../src/pipelines/image-to-3d/gpu-worker.js';
 import { GpuWorkerClient } from '../src/runtime/gpu-client.js';
 import { orientationMatrix } from '../src/splat/frame.js';
+import validator from 'gltf-validator';
+import { decodeGlb } from '../src/mesh/glb.js';
 import { triangleCount } from '../src/mesh/mesh.js';
+import { expectServableGlb } from './helpers/glb-chunks.js';
 import { createImage, type RgbaImage } from '../src/image/rgba.js';
 
 const PYTHON = process.env.FAST3D_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
@@ -196,9 +199,6 @@ describe('meshes through the GPU worker (fake provider)', () => {
       const { encodePng } = await import('../src/image/codec.js');
       const { ply, glb } = await client.imageTo3dWithMesh({ png: await encodePng(disc), seed: 3, ...sampling }, { simplify: 0.9, textureSize: 256 });
       expect(decodePly(ply).count).toBeGreaterThan(1000);
-      // The Khronos glTF validator (no type declarations of its own).
-      const validatorModule: string = 'gltf-validator';
-      const validator = (await import(validatorModule)) as { validateBytes(data: Uint8Array): Promise<{ issues: { numErrors: number; messages: unknown[] } }> };
       const report = await validator.validateBytes(glb);
       expect(report.issues.numErrors, JSON.stringify(report.issues.messages.slice(0, 3))).toBe(0);
 
@@ -217,6 +217,29 @@ describe('meshes through the GPU worker (fake provider)', () => {
       expect(received.at(-1)).toMatchObject({ route: 'image-to-3d', seed: 3, mesh: { simplify: 0.95, texture_size: 1024 } });
     } finally {
       client.close();
+    }
+  });
+
+  it('serves format=glb end to end: the fake worker\'s baked GLB, fitted and checked, passes the validator and the geometry rules', async () => {
+    const worker = await startWorker('--fake');
+    const { service, app } = compose(configFor(worker.url));
+    await service.start();
+    try {
+      const response = await app.request('/generate/', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ prompt: 'a wooden barrel', format: 'glb' }).toString(),
+      });
+      expect(response.status, await response.clone().text()).toBe(200);
+      expect(response.headers.get('content-type')).toBe('model/gltf-binary');
+      const bytes = new Uint8Array(await response.arrayBuffer());
+      await expectServableGlb(bytes);
+      // The baked texture travels: a textured mesh, not vertex colours.
+      const mesh = await decodeGlb(bytes);
+      expect(mesh.texture?.width).toBe(1024);
+      expect(mesh.uvs?.length).toBe((mesh.positions.length / 3) * 2);
+    } finally {
+      await service.close();
     }
   });
 

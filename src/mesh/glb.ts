@@ -71,8 +71,10 @@ export async function encodeGlb(mesh: TriangleMesh): Promise<Uint8Array> {
 
 /** Reads a GLB into a glTF-Transform document; a file it cannot read throws an Error saying why. */
 export async function readGlbDocument(bytes: Uint8Array): Promise<Document> {
+  // The reader views chunks as 32-bit words: bytes cut from a larger buffer (a worker's parts) may sit unaligned.
+  const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   try {
-    return await new NodeIO().readBinary(bytes);
+    return await new NodeIO().readBinary(aligned);
   } catch (err) {
     throw new Error(`not a readable GLB: ${(err as Error).message}`);
   }

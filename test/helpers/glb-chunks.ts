@@ -3,6 +3,8 @@
  * glTF-Transform, so that a bug shared by our writer and reader cannot hide here: the 12-byte header, the JSON
  * chunk, the BIN chunk, and POSITION data read straight from the binary chunk.
  */
+import validator from 'gltf-validator';
+import { expect } from 'vitest';
 
 export interface GlbChunks {
   json: GltfJson;
@@ -121,4 +123,29 @@ export function readGlbIndependently(bytes: Uint8Array): IndependentGlb {
   }
   const transformed = (json.nodes ?? []).some((n) => n.matrix || n.translation || n.rotation || n.scale);
   return { json, meshes: json.meshes?.length ?? 0, transformed, positions };
+}
+
+/**
+ * What every GLB 200 must be, checked without the service's code: the Khronos validator finds no error, and this
+ * file's reader finds one untransformed mesh of triangles whose data (not only its declared bounds) is centred
+ * and fitted to the cube of side `extent`. Returns the bounds of the data.
+ */
+export async function expectServableGlb(bytes: Uint8Array, extent = 1, minTriangles = 100): Promise<{ min: number[]; max: number[] }> {
+  const report = await validator.validateBytes(bytes);
+  expect(report.issues.numErrors, JSON.stringify(report.issues.messages.slice(0, 3))).toBe(0);
+  const read = readGlbIndependently(bytes);
+  expect(read.meshes).toBe(1);
+  expect(read.transformed).toBe(false);
+  const primitive = read.json.meshes![0].primitives[0];
+  expect(read.json.accessors![primitive.indices!].count / 3).toBeGreaterThanOrEqual(minTriangles);
+  const bounds = read.positions[0].actual;
+  expect(read.positions[0].declared).toEqual(bounds);
+  for (let a = 0; a < 3; a++) {
+    expect(bounds.min[a]).toBeGreaterThanOrEqual(-extent / 2 - 1e-5);
+    expect(bounds.max[a]).toBeLessThanOrEqual(extent / 2 + 1e-5);
+    expect(Math.abs(bounds.min[a] + bounds.max[a]) / 2).toBeLessThan(0.01 * extent);
+  }
+  // Fitted, not merely inside: the largest side is the cube's.
+  expect(Math.max(...[0, 1, 2].map((a) => bounds.max[a] - bounds.min[a]))).toBeCloseTo(extent, 3);
+  return bounds;
 }
