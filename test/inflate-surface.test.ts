@@ -7,7 +7,7 @@ import { createImage, type RgbaImage } from '../src/image/rgba.js';
 import { meshBounds, type TriangleMesh } from '../src/mesh/mesh.js';
 import { InflateImageTo3d, inflateSilhouette, type InflateOptions } from '../src/pipelines/image-to-3d/inflate.js';
 import { BACK_SHADE, inflateSurface } from '../src/pipelines/image-to-3d/surface.js';
-import { orbitCamera, prepareCloud, Rasterizer, VALIDATOR_EXTENT, VALIDATOR_FOV, VALIDATOR_RADIUS } from '../src/render/index.js';
+import { MeshRasterizer, orbitCamera, prepareCloud, prepareMesh, Rasterizer, VALIDATOR_EXTENT, VALIDATOR_FOV, VALIDATOR_RADIUS } from '../src/render/index.js';
 import { bounds, dcToColour, type GaussianCloud } from '../src/splat/cloud.js';
 import { checkGates } from '../src/splat/gates.js';
 import { jobContext, testConfig } from './helpers/fake-stages.js';
@@ -201,11 +201,17 @@ describe('the preview splats', () => {
     }
   });
 
-  /** Background pixels between the leftmost and rightmost object pixels of each row of a side view. */
-  function slitPixels(cloud: GaussianCloud, azimuth: number): { object: number; holes: number } {
+  /**
+   * Background pixels between the leftmost and rightmost object pixels of each row of a side view (on black),
+   * of the splats or of the mesh, with the splat renderer or the mesh rasteriser.
+   */
+  function slitPixels(subject: { cloud: GaussianCloud } | { mesh: TriangleMesh }, azimuth: number): { object: number; holes: number } {
     const size = 192;
     const camera = orbitCamera({ azimuth, elevation: 0, radius: VALIDATOR_RADIUS }, { width: size, height: size, fov: VALIDATOR_FOV });
-    const pixels = new Rasterizer().render(prepareCloud(cloud, { extent: VALIDATOR_EXTENT }), camera, { background: [0, 0, 0], channels: 3 });
+    const options = { background: [0, 0, 0] as [number, number, number], channels: 3 as const };
+    const pixels = 'cloud' in subject
+      ? new Rasterizer().render(prepareCloud(subject.cloud, { extent: VALIDATOR_EXTENT }), camera, options)
+      : new MeshRasterizer().render(prepareMesh(subject.mesh, { extent: VALIDATOR_EXTENT }), camera, options);
     let object = 0, holes = 0;
     for (let y = 0; y < size; y++) {
       const isObject = (x: number) => pixels[(y * size + x) * 3] > 60;
@@ -224,7 +230,16 @@ describe('the preview splats', () => {
     it(`show no slit between front and back seen from the side: ${name}`, () => {
       const cloud = inflateSilhouette(image, { ...options, maxGaussians: 60_000 });
       for (const azimuth of [90, 270]) {
-        const { object, holes } = slitPixels(cloud, azimuth);
+        const { object, holes } = slitPixels({ cloud }, azimuth);
+        expect(object).toBeGreaterThan(1500);
+        expect(holes).toBeLessThanOrEqual(object * 0.002);
+      }
+    });
+
+    it(`the preview mesh shows no slit from the side either: ${name}`, () => {
+      const mesh = inflateSurface(image, { triangles: 30_000, depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold });
+      for (const azimuth of [90, 270]) {
+        const { object, holes } = slitPixels({ mesh }, azimuth);
         expect(object).toBeGreaterThan(1500);
         expect(holes).toBeLessThanOrEqual(object * 0.002);
       }
