@@ -7,7 +7,9 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { fixturePath } from './helpers/fixtures.js';
 import { summariseMp4 } from './helpers/mp4.js';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
+import { encodeGlb } from '../src/mesh/glb.js';
+import { sphereMesh } from './helpers/meshes.js';
 
 const run = promisify(execFile);
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
@@ -56,9 +58,31 @@ describe('render and turntable commands, from sources and from the build', () =>
     expect([meta.width, meta.height]).toEqual([96, 96]); // 2 x 2 grid of 48 px views
   });
 
+  it('compiled: renders a GLB mesh with the same cameras, and turns it into an MP4', async () => {
+    const glbPath = join(out, 'ball.glb');
+    await writeFile(glbPath, await encodeGlb(sphereMesh(32, 16, 0.5, true)));
+    const png = join(out, 'ball.png');
+    const { stdout } = await run(process.execPath, [join(build, 'cli.js'), 'render', glbPath, '--out', png, '--size', '64', '--json']);
+    expect(JSON.parse(stdout.trim())).toMatchObject({ n: 32 * 16 * 2 - 64, views: 1 });
+    const sharp = (await import('sharp')).default;
+    const { data } = await sharp(png).removeAlpha().raw().toBuffer({ resolveWithObject: true });
+    let drawn = 0;
+    for (let i = 0; i < data.length; i += 3) if (data[i] + data[i + 1] + data[i + 2] < 3 * 250) drawn++;
+    // A sphere at the validator's framing covers a good part of the white view, and not all of it.
+    expect(drawn / (64 * 64)).toBeGreaterThan(0.2);
+    expect(drawn / (64 * 64)).toBeLessThan(0.8);
+    const mp4 = join(out, 'ball.mp4');
+    const spun = await run(process.execPath, [join(build, 'cli.js'), 'turntable', glbPath, '--out', mp4, '--size', '64', '--frames', '8', '--fps', '8', '--json']);
+    expect(JSON.parse(spun.stdout.trim())).toMatchObject({ frames: 8, size: 64 });
+    expect(summariseMp4(new Uint8Array(await readFile(mp4))).samples).toBe(8);
+  });
+
   it('explains bad arguments with exit code 2', async () => {
     const err = await run(process.execPath, [join(build, 'cli.js'), 'render', fixturePath('hamburger.ply'), '--out', join(out, 'x.png'), '--bg', 'purple']).catch((e) => e);
     expect(err.code).toBe(2);
     expect(err.stderr).toMatch(/background must be white, black or #rrggbb/);
+    const obj = await run(process.execPath, [join(build, 'cli.js'), 'render', join(out, 'chair.obj'), '--out', join(out, 'x.png')]).catch((e) => e);
+    expect(obj.code).toBe(2);
+    expect(obj.stderr).toMatch(/reads \.ply, \.spz, \.glb files/);
   });
 });

@@ -1,21 +1,22 @@
 /**
- * `fast3d render FILE.ply --out OUT.png`: renders views of a splat file on the CPU, as the validator sees it
+ * `fast3d render FILE.ply --out OUT.png`: renders views of a splat file (PLY, SPZ) or a mesh (GLB) on the CPU,
+ * the mesh with the triangle rasteriser and the same cameras; as the validator sees it
  * (its normalisation, cameras and white background) unless told otherwise. Several views go to numbered files
  * (OUT_0.png, OUT_1.png, ...) or, with --grid, into one image.
  */
-import { readFile, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import { encodePng } from '../image/codec.js';
 import { gridImage, type RgbaImage } from '../image/rgba.js';
 import {
-  linspace, orbitCamera, parseBackground, prepareCloud, RenderPool, renderViews, VALIDATOR_ELEVATION, VALIDATOR_EXTENT,
+  linspace, orbitCamera, parseBackground, RenderPool, renderMeshViews, renderViews, VALIDATOR_ELEVATION, VALIDATOR_EXTENT,
   VALIDATOR_FOV, VALIDATOR_RADIUS, VALIDATOR_SIZE, type Camera,
 } from '../render/index.js';
-import { decodePly } from '../splat/ply.js';
+import { assertAssetPath, loadAsset } from './asset.js';
 import { assertExtension, integerFlag, numberFlag, parseCommandArgs, tenths } from './args.js';
 
-export const summary = 'render PNG views of a PLY as the validator does (--preset validator, --theta, --size, --json)';
+export const summary = 'render PNG views of a PLY, SPZ or GLB as the validator does (--preset validator, --theta, --size, --json)';
 
-const USAGE = `usage: fast3d render FILE.ply --out OUT.png [--size N | --width W --height H]
+const USAGE = `usage: fast3d render FILE.ply|FILE.spz|FILE.glb --out OUT.png [--size N | --width W --height H]
          [--theta DEG[,DEG...] | --preset validator] [--phi DEG] [--radius R] [--fov DEG]
          [--ref-bbox S] [--bg white|black|#rrggbb] [--grid] [--threads N] [--json]
   --theta     azimuths in degrees (0 looks from +Z, the object's front); default 0
@@ -52,6 +53,7 @@ export async function run(argv: string[]): Promise<number> {
   let threads: number;
   try {
     assertExtension(values.out!, 'out', ['.png']);
+    assertAssetPath(target);
     const size = values.size !== undefined ? integerFlag(values.size, 'size', 8, 8192) : VALIDATOR_SIZE;
     const width = values.width !== undefined ? integerFlag(values.width, 'width', 8, 8192) : size;
     const height = values.height !== undefined ? integerFlag(values.height, 'height', 8, 8192) : size;
@@ -77,13 +79,12 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const t0 = performance.now();
-  const cloud = decodePly(new Uint8Array(await readFile(target)));
-  const prepared = prepareCloud(cloud, { extent });
+  const asset = await loadAsset(target, extent);
   const t1 = performance.now();
   const pool = new RenderPool(threads);
   let images: RgbaImage[];
   try {
-    images = await renderViews(prepared, cameras, { background, pool });
+    images = asset.kind === 'mesh' ? await renderMeshViews(asset.scene, cameras, { background, pool }) : await renderViews(asset.scene, cameras, { background, pool });
   } finally {
     await pool.close();
   }
@@ -100,10 +101,10 @@ export async function run(argv: string[]): Promise<number> {
   }
   const renderMs = t2 - t1;
   if (values.json) {
-    const line = { n: cloud.count, views: images.length, load_ms: tenths(t1 - t0), render_ms: tenths(renderMs), ms_per_view: tenths(renderMs / images.length) };
+    const line = { n: asset.count, views: images.length, load_ms: tenths(t1 - t0), render_ms: tenths(renderMs), ms_per_view: tenths(renderMs / images.length) };
     process.stdout.write(`${JSON.stringify(line)}\n`);
   } else {
-    process.stdout.write(`${target}: ${cloud.count} Gaussians, ${images.length} view(s) in ${tenths(renderMs)} ms -> ${out}\n`);
+    process.stdout.write(`${target}: ${asset.count} ${asset.unit}, ${images.length} view(s) in ${tenths(renderMs)} ms -> ${out}\n`);
   }
   return 0;
 }

@@ -1,0 +1,33 @@
+/**
+ * The asset a rendering command reads: a splat file (PLY, SPZ) or a mesh (GLB), prepared for the renderers with
+ * the normalisation asked for (null keeps the file's frame).
+ */
+import { readFile } from 'node:fs/promises';
+import { decodeGlb } from '../mesh/glb.js';
+import { triangleCount } from '../mesh/mesh.js';
+import { prepareCloud, prepareMesh, type PreparedCloud, type PreparedMesh } from '../render/index.js';
+import { decodePly } from '../splat/ply.js';
+import { decodeSpz } from '../splat/spz.js';
+
+export type LoadedAsset =
+  | { kind: 'cloud'; scene: PreparedCloud; count: number; unit: 'Gaussians' }
+  | { kind: 'mesh'; scene: PreparedMesh; count: number; unit: 'triangles' };
+
+const ASSET_EXTENSIONS = ['.ply', '.spz', '.glb'];
+
+/** Throws unless the path names an asset file these commands read. */
+export function assertAssetPath(path: string): void {
+  const lower = path.toLowerCase();
+  if (!ASSET_EXTENSIONS.some((e) => lower.endsWith(e))) throw new Error(`${path}: this command reads ${ASSET_EXTENSIONS.join(', ')} files`);
+}
+
+export async function loadAsset(path: string, extent: number | null): Promise<LoadedAsset> {
+  const bytes = new Uint8Array(await readFile(path));
+  const lower = path.toLowerCase();
+  if (lower.endsWith('.glb')) {
+    const mesh = await decodeGlb(bytes);
+    return { kind: 'mesh', scene: prepareMesh(mesh, { extent }), count: triangleCount(mesh), unit: 'triangles' };
+  }
+  const cloud = lower.endsWith('.spz') ? decodeSpz(bytes) : decodePly(bytes);
+  return { kind: 'cloud', scene: prepareCloud(cloud, { extent }), count: cloud.count, unit: 'Gaussians' };
+}
