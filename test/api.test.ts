@@ -132,7 +132,7 @@ describe('job API', () => {
       [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'a chair' }), 415, /Content-Type must be/],
       [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"prompt":' }), 400, /malformed JSON/],
       [postJob(server.url, { prompt: 'x', seed: -1 }), 400, /seed/],
-      [postJob(server.url, { prompt: 'x', outputs: ['glb'] }), 400, /outputs/],
+      [postJob(server.url, { prompt: 'x', outputs: ['obj'] }), 400, /outputs/],
       [postJob(server.url, { prompt: 'x', colour: 'red' }), 400, /colour/],
       [postJob(server.url, { prompt: 'x', image: 'aGVsbG8=' }), 400, /either "prompt" or "image"/],
       [postJob(server.url, {}), 400, /either "prompt" or "image"/],
@@ -162,7 +162,7 @@ describe('job API', () => {
     await ended(server.url, id);
     const cases: [string, RequestInit, number, RegExp][] = [
       [`/api/v1/jobs/${id}/artifacts/ply`, {}, 404, /has no ply artefact; it has spz/],
-      [`/api/v1/jobs/${id}/artifacts/glb`, {}, 404, /no artefact kind "glb"/],
+      [`/api/v1/jobs/${id}/artifacts/obj`, {}, 404, /no artefact kind "obj"/],
       [`/api/v1/jobs/${id}/intermediates/cloud`, {}, 404, /image, matte/],
       [`/api/v1/jobs/${id}`, { method: 'DELETE' }, 409, /already ended \(done\)/],
       [`/api/v1/jobs/${id}/events`, { headers: { 'Last-Event-ID': 'x' } }, 400, /Last-Event-ID/],
@@ -296,7 +296,7 @@ describe('job API auth, OpenAPI and the studio files', () => {
     expect(Object.keys(doc.paths).sort()).toEqual(['/jobs', '/jobs/{id}', '/jobs/{id}/artifacts/{name}', '/jobs/{id}/events', '/jobs/{id}/intermediates/{name}', '/openapi.json', '/presets']);
     const request = doc.components.schemas.JobRequest;
     expect(Object.keys(request.properties)).toEqual(['prompt', 'image', 'seed', 'preset', 'outputs', 'videoSize', 'viewSize']);
-    expect(request.properties.outputs.items.enum).toEqual(['ply', 'spz', 'mp4', 'views']);
+    expect(request.properties.outputs.items.enum).toEqual(['ply', 'spz', 'glb', 'mp4', 'views']);
     expect(request.additionalProperties).toBe(false);
     expect(doc.security).toEqual([{ bearer: [] }]);
   });

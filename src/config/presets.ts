@@ -101,7 +101,7 @@ export const BUILT_IN_PRESETS: Record<'realtime' | 'fast' | 'balanced' | 'qualit
     values: {
       pipeline: { retries: 0, image_size: 384, max_gaussians: 300_000 },
       text_to_image: { gpu_worker: { steps: 3, size: 768 } },
-      image_to_3d: { inflate: { mesh_faces: 60_000 }, gpu_worker: { sparse_structure_steps: 8, slat_steps: 8, mesh_simplify: 0.95, mesh_texture_size: 1024 } },
+      image_to_3d: { inflate: { mesh_faces: 60_000 }, gpu_worker: { sparse_structure_steps: 8, slat_steps: 8 } },
     },
   },
   balanced: {
