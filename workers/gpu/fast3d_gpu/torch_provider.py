@@ -248,30 +248,13 @@ class TorchProvider(Provider):
 
     def image_to_3d(self, request: SplatRequest) -> bytes:
         image = self._trellis_input(request)
-        return self._guard(
-            "image-to-3d",
-            lambda: self._run_trellis(
-                image,
-                seed=request.seed,
-                ss=(request.sparse_structure_steps, request.sparse_structure_cfg),
-                slat=(request.slat_steps, request.slat_cfg),
-            ),
-        )
+        return self._guard("image-to-3d", lambda: self._run_trellis(image, **_sampling(request)))
 
     def image_to_3d_mesh(self, request: SplatRequest, mesh: MeshOptions) -> tuple:
         if not self.supports_mesh:
             raise BadInput("this worker makes no meshes: start it with --mesh (FAST3D_WORKER_MESH=1)")
         image = self._trellis_input(request)
-        return self._guard(
-            "image-to-3d with a mesh",
-            lambda: self._run_trellis(
-                image,
-                seed=request.seed,
-                ss=(request.sparse_structure_steps, request.sparse_structure_cfg),
-                slat=(request.slat_steps, request.slat_cfg),
-                mesh=mesh,
-            ),
-        )
+        return self._guard("image-to-3d with a mesh", lambda: self._run_trellis(image, **_sampling(request), mesh=mesh))
 
     def _trellis_input(self, request: SplatRequest) -> Any:
         if self._trellis is None:
@@ -400,3 +383,12 @@ def gaussian_ply(torch: Any, gaussian: Any) -> bytes:
 def opacity_logits(torch: Any, opacity: Any) -> Any:
     """The logit the PLY stores, finite even where the activation saturated to exactly 0 or 1."""
     return torch.logit(opacity.float().clamp(OPACITY_EPS, 1.0 - OPACITY_EPS))
+
+
+def _sampling(request: SplatRequest) -> dict:
+    """The seed and both samplers' steps and guidance of a request, as _run_trellis takes them."""
+    return {
+        "seed": request.seed,
+        "ss": (request.sparse_structure_steps, request.sparse_structure_cfg),
+        "slat": (request.slat_steps, request.slat_cfg),
+    }

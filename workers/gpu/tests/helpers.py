@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import threading
+import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -45,6 +46,21 @@ class RunningWorker:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+class FakeWorkerTestCase(unittest.TestCase):
+    """Tests against one worker with the fake provider, loaded once for the class."""
+
+    @classmethod
+    def setUpClass(cls):
+        from fast3d_gpu.fake import FakeProvider
+
+        cls.running = RunningWorker(FakeProvider())
+        cls.running.wait_loaded()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.running.close()
 
 
 def parse_ply(data: bytes):

@@ -9,7 +9,7 @@ import unittest
 from unittest import mock
 
 import helpers
-from helpers import RunningWorker, parse_ply
+from helpers import FakeWorkerTestCase, RunningWorker, parse_ply
 from test_server import disc_png, splat_body
 from test_torch_provider import FakeTorch
 from fast3d_gpu import torch_provider
@@ -20,15 +20,7 @@ from fast3d_gpu.provider import MeshOptions, SplatRequest
 from fast3d_gpu.torch_provider import TorchProvider
 
 
-class ProtocolTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.running = RunningWorker(FakeProvider())
-        cls.running.wait_loaded()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.running.close()
+class ProtocolTest(FakeWorkerTestCase):
 
     def test_health_and_every_answer_carry_protocol_2(self):
         self.assertEqual(PROTOCOL_VERSION, 2)

@@ -8,7 +8,7 @@ import threading
 import time
 import unittest
 
-from helpers import RunningWorker, parse_ply
+from helpers import FakeWorkerTestCase, RunningWorker, parse_ply
 from fast3d_gpu.fake import FakeProvider
 from fast3d_gpu.ply import PROPERTIES
 from fast3d_gpu.pngcodec import decode_rgba, encode_rgba, png_info
@@ -40,15 +40,7 @@ class GatedProvider(FakeProvider):
         super().load()
 
 
-class ReadyWorkerTest(unittest.TestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.running = RunningWorker(FakeProvider())
-        cls.running.wait_loaded()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.running.close()
+class ReadyWorkerTest(FakeWorkerTestCase):
 
     def test_health_reports_ready_models_and_device(self):
         status, _, body = self.running.json("GET", "/health")
