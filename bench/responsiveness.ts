@@ -4,7 +4,7 @@
  * and sends one 32 MiB urlencoded body, while it asks /ping every 20 ms. It prints /ping's latency (median, p99,
  * max) and the service's longest event-loop stall during the load (from /metrics), against the 100 ms targets.
  *
- *   npm run bench -- responsiveness        (BENCH_RUNS=3 by default)
+ *   npm run bench -- responsiveness        (BENCH_RUNS=3 by default; BENCH_FORMAT=glb makes them mesh jobs)
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -17,6 +17,8 @@ import { median } from './stats.js';
 const root = fileURLToPath(new URL('..', import.meta.url));
 const CONCURRENT_JOBS = Number(process.env.BENCH_JOBS ?? 8);
 const BIG_BODY_MIB = Number(process.env.BENCH_BIG_MIB ?? 32);
+/** ply (default) or glb: mesh jobs also write and check a GLB per answer. */
+const FORMAT = process.env.BENCH_FORMAT ?? 'ply';
 
 async function startService(dir: string): Promise<{ url: string; child: ChildProcess }> {
   const config = join(dir, 'config.yaml');
@@ -104,7 +106,7 @@ async function oneRun(url: string, run: number): Promise<{ p50: number; p99: num
       await new Promise((r) => setTimeout(r, 20));
     }
   })();
-  const prompts = Array.from({ length: CONCURRENT_JOBS }, (_, i) => post(url, new URLSearchParams({ prompt: `a red wooden chair ${run}-${i}` }).toString()));
+  const prompts = Array.from({ length: CONCURRENT_JOBS }, (_, i) => post(url, new URLSearchParams({ prompt: `a red wooden chair ${run}-${i}`, format: FORMAT }).toString()));
   // A text prompt far over the limit, as a hostile client sends it: it must be refused without stalling anyone.
   const big = BIG_BODY_MIB > 0 ? post(url, `prompt=${'a'.repeat(BIG_BODY_MIB * 1024 * 1024)}`) : Promise.resolve(400);
   const statuses = await Promise.all([...prompts, big]);
@@ -124,7 +126,7 @@ async function main(): Promise<void> {
     const results = [];
     for (let run = 0; run < runs; run++) results.push(await oneRun(url, run));
     const statuses = results.flatMap((r) => r.statuses);
-    console.log(`responsiveness: ${CONCURRENT_JOBS} concurrent preview generations plus one ${BIG_BODY_MIB} MiB urlencoded prompt, /ping every 20 ms, ${runs} runs:`);
+    console.log(`responsiveness: ${CONCURRENT_JOBS} concurrent preview generations (${FORMAT}) plus one ${BIG_BODY_MIB} MiB urlencoded prompt, /ping every 20 ms, ${runs} runs:`);
     console.log(`  answers: ${statuses.filter((s) => s === 200).length} x 200, ${statuses.filter((s) => s === 400).length} x 400, others: ${statuses.filter((s) => s !== 200 && s !== 400).join(', ') || 'none'}`);
     const p99 = results.map((r) => r.p99);
     const stalls = results.map((r) => r.stallMs ?? NaN);

@@ -7,6 +7,7 @@ import { createApp } from './app.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createFormats, type FormatRegistry, type MeshRules } from './formats/registry.js';
+import type { TriangleMesh } from './mesh/mesh.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
 import type { JobSettings } from './pipelines/context.js';
 import { Pipeline } from './pipelines/generate.js';
@@ -78,10 +79,12 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const logger = options.logger;
   const gpu = new GpuLock();
   const renderPool = new RenderPool(config.render.threads);
-  const formats = createFormats({ pool: renderPool, mesh: meshRules(config) });
+  const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
+  // GLBs are written and checked in the CPU pool when there is one: off the event loop.
+  const glb = cpuPool && { encode: (mesh: TriangleMesh) => cpuPool.encodeGlb(mesh), violation: (bytes: Uint8Array, rules: MeshRules) => cpuPool.glbViolation(bytes, rules) };
+  const formats = createFormats({ pool: renderPool, mesh: meshRules(config), glb });
   const renderViews: ViewRenderer = options.renderViews ?? poolViewRenderer(renderPool);
   const deps = { ...defaultStageDeps(config), renderViews };
-  const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
   const stages: Stages = { ...offloadPreviewStages(createStages(config, deps), cpuPool), ...options.stages };
   const pipeline = new Pipeline(stages);
   const metrics = config.metrics.enabled ? new Metrics() : undefined;

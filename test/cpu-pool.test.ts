@@ -7,6 +7,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { configSettings } from '../src/compose.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../src/pipelines/preview-backends.js';
 import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from '../src/runtime/cpu-pool.js';
+import { encodeGlb } from '../src/mesh/glb.js';
+import { centreAndFit } from '../src/mesh/mesh.js';
+import { glbViolation } from '../src/mesh/rules.js';
 import { encodePly } from '../src/splat/ply.js';
 import type { ImageTo3d } from '../src/pipelines/stages.js';
 import { jobContext, testConfig } from './helpers/fake-stages.js';
@@ -49,6 +52,24 @@ describe('the CPU pool', () => {
     // A backend without meshes is offloaded without them.
     const cloudOnly: ImageTo3d = { name: local.name, preview: true, readiness: () => local.readiness(), generate: (i, s, c) => local.generate(i, s, c) };
     expect(offloadImageTo3d(cloudOnly, pool).generateWithMesh).toBeUndefined();
+  });
+
+  it('writes and checks GLBs in a worker, byte for byte and verdict for verdict as in process, ', async () => {
+    const config = testConfig({ image_to_3d: { inflate: { mesh_faces: 60_000 } } });
+    const ctx = jobContext({ config });
+    const image = await previewTextToImage(settings).generate('a red ball', 2, ctx);
+    const matte = (await keyingMatting(settings).matte({ image, fromUser: false }, ctx))!;
+    const { mesh } = await inflateImageTo3d(configSettings(config)).generateWithMesh!(matte, 2, ctx);
+    centreAndFit(mesh, 1);
+    const rules = { extent: 1, maxBytes: 200e6 };
+    const remote = await pool.encodeGlb(mesh);
+    const verdict = await pool.glbViolation(remote, rules);
+    expect(Buffer.compare(remote, await encodeGlb(mesh))).toBe(0);
+    expect(verdict).toBeNull();
+    // A rule broken is the same sentence from the worker as in process.
+    const wide = { extent: 0.5, maxBytes: 200e6 };
+    expect(await pool.glbViolation(remote, wide)).toBe(await glbViolation(remote, wide));
+    expect(await pool.glbViolation(remote, wide)).toMatch(/extent|outside|cube/);
   });
 
   it('releases a caller whose job aborts, and the pool goes on serving', async () => {

@@ -70,8 +70,20 @@ export const DEFAULT_VIEW_SIZE = 256;
 
 export type FormatRegistry = Readonly<Record<FormatName, Format>>;
 
-export function createFormats(deps: { pool: RenderPool; mesh: MeshRules }): FormatRegistry {
+/**
+ * Where GLBs are written and checked: in this thread by default; the service hands in its CPU pool's, so that
+ * glTF-Transform and the validator do not hold the event loop.
+ */
+export interface GlbCodec {
+  encode(mesh: TriangleMesh): Promise<Uint8Array>;
+  violation(bytes: Uint8Array, rules: MeshRules): Promise<string | null>;
+}
+
+const IN_PROCESS_GLB: GlbCodec = { encode: encodeGlb, violation: glbViolation };
+
+export function createFormats(deps: { pool: RenderPool; mesh: MeshRules; glb?: GlbCodec }): FormatRegistry {
   const { pool, mesh: rules } = deps;
+  const glb = deps.glb ?? IN_PROCESS_GLB;
   const formats: Record<FormatName, Format> = {
     ply: {
       name: 'ply',
@@ -96,8 +108,8 @@ export function createFormats(deps: { pool: RenderPool; mesh: MeshRules }): Form
       extension: '.glb',
       contentType: 'model/gltf-binary',
       kind: 'mesh',
-      encode: ({ mesh }) => encodeGlb(meshOf(mesh)),
-      violation: (bytes) => glbViolation(bytes, rules),
+      encode: ({ mesh }) => glb.encode(meshOf(mesh)),
+      violation: (bytes) => glb.violation(bytes, rules),
       decodeMesh: decodeGlb,
     },
     mp4: {

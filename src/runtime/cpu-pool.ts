@@ -2,15 +2,18 @@
  * The CPU pool: worker threads that run the CPU preview backends (text-to-image, keying, silhouette inflation),
  * so their hundreds of milliseconds of work per job never stall the event loop that answers /ping, /health and
  * every other request. Each worker builds the same backends from the service's settings; a call carries the job's settings
- * and returns the image, cloud or cloud and mesh transferred. Workers start on first use and are unreferenced while idle.
+ * and returns the image, cloud or cloud and mesh transferred. GLBs are written and checked there too. Workers start on
+ * first use and are unreferenced while idle.
  */
 import type { Worker } from 'node:worker_threads';
+import type { MeshRules } from '../formats/registry.js';
+import type { TriangleMesh } from '../mesh/mesh.js';
 import type { JobContext, JobSettings } from '../pipelines/context.js';
 import type { CloudAndMesh, ImageTo3d, Matting, MattingInput, TextToImage } from '../pipelines/stages.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { startWorker } from '../threads.js';
-import type { CpuCall, CpuFormCall, CpuReply, OffloadedStage } from './cpu-protocol.js';
+import type { CpuFormCall, CpuGlbCheckCall, CpuGlbEncodeCall, CpuMessage, CpuReply, OffloadedStage } from './cpu-protocol.js';
 
 interface Pending {
   resolve(value: unknown): void;
@@ -46,8 +49,20 @@ export class CpuPool {
     return this.send((id): CpuFormCall => ({ type: 'form', id, body }), [body]);
   }
 
+  /**
+   * Writes and checks GLBs in a worker: glTF-Transform and the Khronos validator take the event loop for
+   * 100-400 ms on a preview mesh. Same results as `encodeGlb` and `glbViolation` in process.
+   */
+  encodeGlb(mesh: TriangleMesh): Promise<Uint8Array> {
+    return this.send((id): CpuGlbEncodeCall => ({ type: 'glb-encode', id, mesh }), []);
+  }
+
+  glbViolation(bytes: Uint8Array, rules: MeshRules): Promise<string | null> {
+    return this.send((id): CpuGlbCheckCall => ({ type: 'glb-check', id, bytes, rules }), []);
+  }
+
   /** Posts one message to the least busy worker and waits for its reply (or for `signal` to abort). */
-  private send<T>(message: (id: number) => CpuCall | CpuFormCall, transfer: ArrayBuffer[], signal?: AbortSignal): Promise<T> {
+  private send<T>(message: (id: number) => CpuMessage, transfer: ArrayBuffer[], signal?: AbortSignal): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the CPU pool is closed'));
     if (signal?.aborted) return Promise.reject(signal.reason);
     const slot = this.leastBusy();

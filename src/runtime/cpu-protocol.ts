@@ -1,4 +1,6 @@
 /** Messages between the CPU pool (cpu-pool.ts) and its worker threads (cpu-worker.ts). */
+import type { MeshRules } from '../formats/registry.js';
+import type { TriangleMesh } from '../mesh/mesh.js';
 import type { JobSettings } from '../pipelines/context.js';
 
 /** The stage calls whose CPU preview backends run in the pool (`imageTo3dWithMesh`: ImageTo3d.generateWithMesh). */
@@ -25,6 +27,23 @@ export interface CpuFormCall {
   id: number;
   body: ArrayBuffer;
 }
+
+/** Writes a GLB (the mesh is copied over; the bytes come back transferred). */
+export interface CpuGlbEncodeCall {
+  type: 'glb-encode';
+  id: number;
+  mesh: TriangleMesh;
+}
+
+/** Checks a GLB's bytes (copied over) against the Khronos validator and the geometry rules. */
+export interface CpuGlbCheckCall {
+  type: 'glb-check';
+  id: number;
+  bytes: Uint8Array;
+  rules: MeshRules;
+}
+
+export type CpuMessage = CpuCall | CpuFormCall | CpuGlbEncodeCall | CpuGlbCheckCall;
 
 export type CpuReply =
   | { id: number; ok: true; value: unknown }

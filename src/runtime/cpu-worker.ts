@@ -3,12 +3,14 @@
  * it is sent, each under a context carrying the job's settings. Results go back transferred, not copied.
  */
 import { parentPort } from 'node:worker_threads';
+import { encodeGlb } from '../mesh/glb.js';
+import { glbViolation } from '../mesh/rules.js';
 import { standaloneContext, type JobSettings } from '../pipelines/context.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../pipelines/preview-backends.js';
 import type { CloudAndMesh, ImageTo3d, Matting, TextToImage } from '../pipelines/stages.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import type { RgbaImage } from '../image/rgba.js';
-import type { CpuCall, CpuFormCall, CpuInit, CpuReply } from './cpu-protocol.js';
+import type { CpuCall, CpuInit, CpuMessage, CpuReply } from './cpu-protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('the CPU worker must run in a worker thread');
@@ -38,6 +40,7 @@ async function call(message: CpuCall): Promise<unknown> {
 /** The typed arrays of a result: an image's pixels, a cloud's columns, a cloud and mesh's columns and mesh arrays. */
 function viewsOf(value: unknown): ArrayBufferView[] {
   if (!value || typeof value !== 'object') return [];
+  if (value instanceof Uint8Array) return [value];
   if ('columns' in value) return Object.values((value as GaussianCloud).columns);
   if ('data' in value) return [(value as RgbaImage).data];
   if ('cloud' in value && 'mesh' in value) {
@@ -66,13 +69,26 @@ function parseForm(body: ArrayBuffer): Record<string, string | string[]> {
   return fields;
 }
 
-port.on('message', (message: CpuInit | CpuCall | CpuFormCall) => {
+function work(message: CpuMessage): Promise<unknown> {
+  switch (message.type) {
+    case 'call':
+      return call(message);
+    case 'form':
+      return Promise.resolve().then(() => parseForm(message.body));
+    case 'glb-encode':
+      return encodeGlb(message.mesh);
+    case 'glb-check':
+      return glbViolation(message.bytes, message.rules);
+  }
+}
+
+port.on('message', (message: CpuInit | CpuMessage) => {
   if (message.type === 'init') {
     init(message.settings);
     return;
   }
-  const work = message.type === 'form' ? Promise.resolve().then(() => parseForm(message.body)) : call(message);
-  work.then(
+  const done = work(message);
+  done.then(
     (value) => {
       const reply: CpuReply = { id: message.id, ok: true, value };
       port.postMessage(reply, buffersOf(value));
