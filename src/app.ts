@@ -156,7 +156,8 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
         forward: raw && { path: c.req.path, contentType: c.req.header('content-type') ?? '', body: raw },
       });
       addLog(c, answerLog(answer));
-      return respond(answer, answers.formats[spec.format]);
+      // Awaited here: the image's memory is given back only once the response's check is done.
+      return await respond(answer, answers.formats[spec.format]);
     } finally {
       request.release();
     }

@@ -181,12 +181,14 @@ class JobPanel {
       this.viewer ??= new Viewer($('[data-panel=viewer]', this.el));
       await this.viewer.load(data);
       this.onViewer?.(this.viewer);
+      this.linkMeshCamera();
     } else if (name === 'glb') {
       const data = new Uint8Array(await (await api(url)).arrayBuffer());
       this.meshViewer ??= new Viewer($('[data-panel=mesh]', this.el));
       await this.meshViewer.loadGlb(data);
-      // The mesh turns with the splats: one camera for both tabs.
-      if (this.viewer) this.meshViewer.follow(this.viewer);
+      this.linkMeshCamera();
+      // A job with a mesh and no splats (a reopened GLB-only job): show what there is.
+      if (!this.viewer) this.tab('mesh');
     } else if (name === 'views') {
       const img = new Image();
       img.alt = 'the validator\'s 16 views';
@@ -198,6 +200,11 @@ class JobPanel {
       video.src = await blobUrl(url);
       $('[data-panel=video]', this.el).replaceChildren(video);
     }
+  }
+
+  /** The mesh turns with the splats, whichever arrived first: one camera for both tabs. */
+  linkMeshCamera() {
+    if (this.viewer && this.meshViewer && !this.meshViewer.leader) this.meshViewer.follow(this.viewer);
   }
 
   async end(event) {

@@ -243,6 +243,25 @@ describe('meshes through the GPU worker (fake provider)', () => {
     }
   });
 
+  it('refuses mesh requests with a 400 before queueing them when the worker was started without meshes', async () => {
+    const worker = await startWorker('--fake', '--fake-no-mesh');
+    const { service, app } = compose(configFor(worker.url));
+    await service.start();
+    try {
+      const response = await app.request('/generate/', {
+        method: 'POST',
+        headers: { 'content-type': 'application/x-www-form-urlencoded' },
+        body: new URLSearchParams({ prompt: 'a wooden barrel', format: 'glb' }).toString(),
+      });
+      expect(response.status).toBe(400);
+      expect(((await response.json()) as { error: string }).error).toMatch(/started without meshes.*ask for ply or spz/);
+      const { received } = await (await fetch(`${worker.url}/v1/received`)).json() as { received: unknown[] };
+      expect(received).toEqual([]);
+    } finally {
+      await service.close();
+    }
+  });
+
   it('turns the mesh with the configured orientation, so splat and mesh face the same way', async () => {
     const worker = await startWorker('--fake');
     const client = fakeClient(worker.url);

@@ -179,6 +179,17 @@ describe('the preview splats', () => {
     }
   });
 
+  it('still make a mesh of a silhouette thinner than the mesh grid\'s step: a finer grid until it has triangles', async () => {
+    // A 2-pixel line 2000 pixels long: at 1000 triangles the step is about 4 pixels, and no cell lies inside it.
+    const line = silhouette(2048, (x, y) => y > 1024 && y < 1026 && x > 24 && x < 2024);
+    expect(inflateSurface(line, { ...surfaceOptions, triangles: 1000 }).indices.length).toBe(0);
+    const backend = new InflateImageTo3d(options);
+    const ctx = jobContext({ config: testConfig({ image_to_3d: { inflate: { max_gaussians: 20_000, mesh_faces: 1000 } } }) });
+    const { cloud, mesh } = await backend.generateWithMesh(line, 1, ctx);
+    expect(cloud.count).toBeGreaterThan(0);
+    expect(mesh.indices.length / 3).toBeGreaterThan(100);
+  });
+
   it('stay within max_gaussians and at or above the validator\'s 7000, passing the gates', () => {
     for (const [image, maxGaussians] of [[disc(518, 200), 240_000], [disc(518, 200), 7000], [rectangle(518, 20, 20), 240_000], [rectangle(518, 6, 6), 7000], [thinC(128), 9000]] as const) {
       const cloud = inflateSilhouette(image, { ...options, maxGaussians });

@@ -142,35 +142,39 @@ describe('contract.image_file_output: glb (competition 1 on port 10006)', () => 
 });
 
 describe('GLBs that break a rule never leave with a 200', () => {
-  /** The preview backend, plus one stray vertex far outside the cube that no triangle uses: the file's bounds break the rule. */
-  function strayVertexBackend(): ImageTo3d {
+  /** The preview backend, with one vertex of the mesh's surface not a number: a broken backend. */
+  function brokenVertexBackend(): ImageTo3d {
     const inner = new InflateImageTo3d({ maxGaussians: 40_000, depthRatio: 0.6, opacity: 0.95, alphaThreshold: 0.5 });
     return {
-      name: 'stray-vertex', preview: true, readiness: () => ({ ready: true }),
+      name: 'broken-vertex', preview: true, readiness: () => ({ ready: true }),
       generate: (image: RgbaImage, seed: number) => inner.generate(image, seed),
       async generateWithMesh(image: RgbaImage, seed: number, ctx) {
         const made = await inner.generateWithMesh!(image, seed, ctx);
-        const positions = new Float32Array(made.mesh.positions.length + 3);
-        positions.set(made.mesh.positions);
-        positions.set([0, 0, 50], made.mesh.positions.length);
-        return { cloud: made.cloud, mesh: { ...made.mesh, positions, ...(made.mesh.colours && { colours: growColours(made.mesh.colours) }) } };
+        made.mesh.positions[made.mesh.indices[0] * 3 + 1] = Number.NaN;
+        return made;
       },
     };
   }
-  const growColours = (c: Float32Array) => {
-    const grown = new Float32Array(c.length + 3);
-    grown.set(c);
-    return grown;
-  };
 
-  it('answers 500 with the rule it broke, and a PLY of the same job is still served', async () => {
-    const server = await startTestServer({}, { imageTo3d: strayVertexBackend() });
+  it('answers 500 with the rule a broken mesh breaks, and a PLY of the same job is still served', async () => {
+    const server = await startTestServer({}, { imageTo3d: brokenVertexBackend() });
     try {
       const response = await postForm(`${server.url}/generate/`, { prompt: 'a lamp', format: 'glb' });
       expect(response.status).toBe(500);
       expect(response.headers.get('content-type')).toMatch(/application\/json/);
-      expect(((await response.json()) as { error: string }).error).toMatch(/refusing to serve a glb.*(bound|cube|outside|extent)/i);
+      expect(((await response.json()) as { error: string }).error).toMatch(/refusing to serve a glb artefact that breaks its rules: the Khronos glTF validator reports \d+ errors: ACCESSOR_INVALID_FLOAT/);
       expect((await postForm(`${server.url}/generate/`, { prompt: 'a lamp' })).status).toBe(200);
+    } finally {
+      await server.close();
+    }
+  });
+
+  it('answers 500 naming the limit when the GLB is larger than pipeline.max_glb_mb', async () => {
+    const server = await startTestServer({ pipeline: { max_glb_mb: 0.1 } });
+    try {
+      const response = await postForm(`${server.url}/generate/`, { prompt: 'a lamp', format: 'glb' });
+      expect(response.status).toBe(500);
+      expect(((await response.json()) as { error: string }).error).toMatch(/refusing to serve a glb artefact .* over the 0\.1 MB limit/);
     } finally {
       await server.close();
     }

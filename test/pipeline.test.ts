@@ -6,7 +6,8 @@ import { createStages } from '../src/pipelines/backends.js';
 import { Pipeline } from '../src/pipelines/generate.js';
 import type { Check, Job } from '../src/pipelines/job.js';
 import { attemptSeed } from '../src/pipelines/seed.js';
-import type { Matting, Stages, Validator } from '../src/pipelines/stages.js';
+import type { ImageTo3d, Matting, Stages, Validator } from '../src/pipelines/stages.js';
+import { meshBounds } from '../src/mesh/mesh.js';
 import { jobContext } from './helpers/fake-stages.js';
 
 function stagesWith(overrides: Partial<Stages>): Stages {
@@ -93,3 +94,55 @@ describe('Pipeline', () => {
     expect(entered).toEqual(['gpu']);
   });
 });
+
+describe('Pipeline, mesh jobs', () => {
+  it('makes the mesh with the cloud, drops the vertices no triangle uses, and fits it to the mesh cube, centred', async () => {
+    const stages = stagesWith({});
+    const inner = stages.imageTo3d;
+    const withStray: ImageTo3d = {
+      ...inner,
+      name: inner.name,
+      generate: (i, s, c) => inner.generate(i, s, c),
+      async generateWithMesh(i, s, c) {
+        const made = await inner.generateWithMesh!(i, s, c);
+        const positions = new Float32Array(made.mesh.positions.length + 3);
+        positions.set(made.mesh.positions);
+        positions.set([0, 40, 0], made.mesh.positions.length);
+        return { cloud: made.cloud, mesh: { ...made.mesh, positions, colours: new Float32Array(positions.length) } };
+      },
+    };
+    const outcome = await new Pipeline({ ...stages, imageTo3d: withStray }).run({ ...textJob(), mesh: true }, jobContext({ retries: 0, extent: 1.5 }));
+    expect(outcome.kind).toBe('asset');
+    const mesh = outcome.kind === 'asset' ? outcome.mesh! : null;
+    const { min, max } = meshBounds(mesh!);
+    expect(Math.max(...[0, 1, 2].map((a) => max[a] - min[a]))).toBeCloseTo(1, 5);
+    for (let a = 0; a < 3; a++) expect(Math.abs(min[a] + max[a])).toBeLessThan(1e-5);
+    // The stray vertex is gone: every vertex is used, and the GLB's declared bounds will be the surface's.
+    const used = new Set(mesh!.indices);
+    expect(used.size).toBe(mesh!.positions.length / 3);
+  });
+
+  it('fails an attempt whose mesh has no triangles, and declines when no seed makes one', async () => {
+    const stages = stagesWith({});
+    const inner = stages.imageTo3d;
+    const empty: ImageTo3d = {
+      ...inner,
+      generate: (i, s, c) => inner.generate(i, s, c),
+      async generateWithMesh(i, s, c) {
+        const made = await inner.generateWithMesh!(i, s, c);
+        return { cloud: made.cloud, mesh: { positions: new Float32Array(0), indices: new Uint32Array(0) } };
+      },
+    };
+    const outcome = await new Pipeline({ ...stages, imageTo3d: empty }).run({ ...textJob(), mesh: true }, jobContext({ retries: 1, extent: 1.5 }));
+    expect(outcome.kind).toBe('declined');
+    expect(outcome.report.attempts.map((a) => a.reason)).toEqual(['image-to-3d made a mesh with no triangles', 'image-to-3d made a mesh with no triangles']);
+  });
+
+  it('refuses a mesh job when the backend makes no meshes, before any stage runs', async () => {
+    const stages = stagesWith({});
+    const inner = stages.imageTo3d;
+    const splatsOnly: ImageTo3d = { name: 'splats-only', preview: true, readiness: () => ({ ready: true }), generate: (i, s, c) => inner.generate(i, s, c) };
+    await expect(new Pipeline({ ...stages, imageTo3d: splatsOnly }).run({ ...textJob(), mesh: true }, jobContext({ retries: 0, extent: 1.5 }))).rejects.toThrow(/"splats-only" makes no meshes/);
+  });
+});
+

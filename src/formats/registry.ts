@@ -143,7 +143,8 @@ export function createFormats(deps: { pool: RenderPool; mesh: MeshRules; glb?: G
 /**
  * A check that remembers its verdict for the same bytes: the answer path checks an artefact before caching it
  * and the response checks it again before the 200, and 13 MB of PLY need not be read twice. Keyed on the array
- * itself, so other bytes (or a copy) are checked afresh.
+ * itself, so other bytes (or a copy) are checked afresh. A check that failed to run (a worker gone) is forgotten,
+ * so the next read checks again.
  */
 function rememberVerdicts(check: (bytes: Uint8Array) => Promise<string | null>): (bytes: Uint8Array) => Promise<string | null> {
   const verdicts = new WeakMap<Uint8Array, Promise<string | null>>();
@@ -152,6 +153,7 @@ function rememberVerdicts(check: (bytes: Uint8Array) => Promise<string | null>):
     if (!verdict) {
       verdict = check(bytes);
       verdicts.set(bytes, verdict);
+      verdict.catch(() => verdicts.delete(bytes));
     }
     return verdict;
   };

@@ -71,6 +71,35 @@ export function centreAndFit(mesh: TriangleMesh, extent: number): number {
   return scale;
 }
 
+/**
+ * The mesh without the vertices no triangle uses (a simplifier's leftovers): the bounds a GLB declares, and the
+ * competition's rules read, are then those of the surface. The mesh itself when every vertex is used.
+ */
+export function withoutUnusedVertices(mesh: TriangleMesh): TriangleMesh {
+  const count = vertexCount(mesh);
+  const remap = new Int32Array(count).fill(-1);
+  let used = 0;
+  for (let t = 0; t < mesh.indices.length; t++) if (remap[mesh.indices[t]] < 0) remap[mesh.indices[t]] = used++;
+  if (used === count) return mesh;
+  // Kept vertices in their original order.
+  used = 0;
+  for (let v = 0; v < count; v++) if (remap[v] >= 0) remap[v] = used++;
+  const pick = (from: Float32Array, width: number) => {
+    const to = new Float32Array(used * width);
+    for (let v = 0; v < count; v++) if (remap[v] >= 0) to.set(from.subarray(v * width, v * width + width), remap[v] * width);
+    return to;
+  };
+  const indices = new Uint32Array(mesh.indices.length);
+  for (let t = 0; t < indices.length; t++) indices[t] = remap[mesh.indices[t]];
+  return {
+    positions: pick(mesh.positions, 3),
+    indices,
+    ...(mesh.colours && { colours: pick(mesh.colours, 3) }),
+    ...(mesh.uvs && { uvs: pick(mesh.uvs, 2) }),
+    ...(mesh.texture && { texture: mesh.texture }),
+  };
+}
+
 /** A copy whose arrays are the mesh's own (the texture's pixels are shared: nothing writes them). */
 export function cloneMesh(mesh: TriangleMesh): TriangleMesh {
   return {

@@ -4,7 +4,7 @@
  */
 import { setImmediate } from 'node:timers/promises';
 import type { RgbaImage } from '../image/rgba.js';
-import { centreAndFit, type TriangleMesh } from '../mesh/mesh.js';
+import { centreAndFit, withoutUnusedVertices, type TriangleMesh } from '../mesh/mesh.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { centreAndScale, dropNonFinite } from '../splat/frame.js';
 import { VALIDATOR_GATES } from '../splat/gates.js';
@@ -13,7 +13,7 @@ import type { JobContext, JobSettings, StageName } from './context.js';
 import { MeshUnsupportedError } from './errors.js';
 import type { Attempt, Check, Job, Outcome, Report } from './job.js';
 import { attemptSeed } from './seed.js';
-import { allBackends, type Backend, type Stages, type ValidationInput } from './stages.js';
+import { allBackends, type Backend, type Readiness, type Stages, type ValidationInput } from './stages.js';
 
 export class Pipeline {
   readonly preview: boolean;
@@ -22,9 +22,11 @@ export class Pipeline {
     this.preview = allBackends(stages).some(({ backend }) => backend.preview);
   }
 
-  /** Whether a job may ask for a mesh: its image-to-3d backend makes one beside the cloud. */
-  get makesMeshes(): boolean {
-    return typeof this.stages.imageTo3d.generateWithMesh === 'function';
+  /** Whether a job may ask for a mesh now: its image-to-3d backend makes one beside the cloud; if not, why. */
+  meshReadiness(): Readiness {
+    const backend = this.stages.imageTo3d;
+    if (typeof backend.generateWithMesh !== 'function') return { ready: false, detail: `image-to-3d backend "${backend.name}" makes no meshes` };
+    return backend.meshReadiness?.() ?? { ready: true };
   }
 
   /**
@@ -36,7 +38,8 @@ export class Pipeline {
     const { stages } = this;
     const { signal, progress } = ctx;
     const { retries, extent, mesh_extent: meshExtent } = ctx.settings.pipeline;
-    if (job.mesh && !this.makesMeshes) throw new MeshUnsupportedError(`image-to-3d backend "${stages.imageTo3d.name}" makes no meshes: ask for a splat format`);
+    const meshes = job.mesh ? this.meshReadiness() : null;
+    if (meshes && !meshes.ready) throw new MeshUnsupportedError(`${meshes.detail}: ask for a splat format`);
     const budget = gaussianBudget(ctx.settings);
     // An image task's matte does not depend on the seed: compute it once for every attempt.
     let userMatte: RgbaImage | null | undefined;
@@ -77,11 +80,14 @@ export class Pipeline {
       const raw = shape.cloud;
       progress.intermediate({ name: 'cloud', cloud: raw }, attempt);
       const made = raw.count;
-      const cloud = await time('normalise', async () => normalise(raw, extent, budget));
-      const mesh = shape.mesh;
-      if (mesh) centreAndFit(mesh, meshExtent);
+      const { cloud, mesh } = await time('normalise', async () => ({ cloud: normalise(raw, extent, budget), mesh: shape.mesh && fitMesh(shape.mesh, meshExtent) }));
       record.gaussians = cloud.count;
       if (made > cloud.count) record.dropped = made - cloud.count;
+      if (job.mesh && !mesh?.indices.length) {
+        // Nothing to deliver, nor to return as a best effort: another seed may make a surface.
+        record.reason = 'image-to-3d made a mesh with no triangles';
+        continue;
+      }
       if (cloud.count > 0) lastMade = { cloud, mesh, seed };
       signal.throwIfAborted();
 
@@ -134,6 +140,13 @@ export function normalise(cloud: GaussianCloud, extent: number, budget = 0): Gau
   if (budget > 0) finite = pruneToBudget(finite, budget).cloud;
   centreAndScale(finite, { extent });
   return finite;
+}
+
+/** A mesh job's mesh in its delivered frame and scale: unused vertices dropped, centred, fitted to the cube. */
+export function fitMesh(mesh: TriangleMesh, extent: number): TriangleMesh {
+  const used = withoutUnusedVertices(mesh);
+  centreAndFit(used, extent);
+  return used;
 }
 
 /**

@@ -51,6 +51,8 @@ export interface GpuWorker {
   generateImage(request: ImageGenerationRequest, signal?: AbortSignal): Promise<Uint8Array>;
   /** TRELLIS: a PLY in its internal frame. */
   imageTo3d(request: ImageTo3dRequest, signal?: AbortSignal): Promise<Uint8Array>;
+  /** Whether the worker makes meshes (it says so on /health); unknown until it first answers. */
+  makesMeshes(): boolean | undefined;
   /** TRELLIS with formats ["gaussian", "mesh"], the mesh baked by to_glb: the PLY and the GLB. */
   imageTo3dWithMesh(request: ImageTo3dRequest, mesh: MeshBake, signal?: AbortSignal): Promise<CloudAndMeshBytes>;
   close(): void;

@@ -51,6 +51,8 @@ export interface ImageTo3d extends Backend {
    * make meshes have it. The job's settings say how fine the mesh is.
    */
   generateWithMesh?(image: RgbaImage, seed: number, ctx?: JobContext): Promise<CloudAndMesh>;
+  /** Whether generateWithMesh can run here now (a GPU worker started without meshes cannot); absent: it can. */
+  meshReadiness?(): Readiness;
 }
 
 export interface CloudAndMesh {

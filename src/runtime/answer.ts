@@ -109,9 +109,8 @@ export class AnswerPath {
    */
   answer(request: AnswerRequest): Promise<Answer> {
     if (!request.wants.length) throw new RangeError('an answer needs at least one artefact');
-    if (this.isMeshJob(request) && !this.options.service.pipeline.makesMeshes) {
-      throw new MeshUnsupportedError(`this service's image-to-3d backend "${this.options.service.pipeline.stages.imageTo3d.name}" makes no meshes: ask for ply or spz`);
-    }
+    const meshes = this.isMeshJob(request) ? this.options.service.pipeline.meshReadiness() : null;
+    if (meshes && !meshes.ready) throw new MeshUnsupportedError(`this service cannot make meshes (${meshes.detail}): ask for ply or spz`);
     // Held from here to the last byte encoded: a shutdown waits for this answer, whatever phase it is in.
     return this.options.service.hold(() => this.run(request));
   }

@@ -97,6 +97,10 @@ export class GpuWorkerClient implements GpuWorker {
   }
 
   /** The worker's last /health answer, when there was one. */
+  makesMeshes(): boolean | undefined {
+    return this.health?.mesh;
+  }
+
   lastHealth(): WorkerHealth | undefined {
     return this.health;
   }
@@ -229,8 +233,9 @@ export class GpuWorkerClient implements GpuWorker {
       this.options.requestTimeoutMs,
       this.options.connectRetries,
     );
+    // Only a success must be in our protocol: an error may come from a proxy in between, and says so itself.
     const spoken = response.headers.get(GPU_WORKER_PROTOCOL_HEADER);
-    if (spoken !== String(GPU_WORKER_PROTOCOL)) {
+    if (response.ok && spoken !== String(GPU_WORKER_PROTOCOL)) {
       await response.body?.cancel().catch(() => undefined);
       throw new GpuWorkerError(`${this.protocolMismatch(spoken ?? undefined)} (answer to ${path})`, 502);
     }

@@ -47,6 +47,8 @@ def parse_args(argv: list) -> argparse.Namespace:
                    help="fake provider: seconds 'loading' lasts")
     p.add_argument("--fake-fail", default=env("FAKE_FAIL", "") or None,
                    help="fake provider: fail loading with this message")
+    p.add_argument("--fake-no-mesh", action="store_true",
+                   help="the fake provider answers as a worker started without --mesh does")
     p.add_argument("--fake-vram-gb", type=float, default=float(env("FAKE_VRAM_GB", "0")),
                    help="fake provider: the GPU memory it reports (0: none), from which --flux-offload auto chooses")
     p.add_argument("--flux-model", default=env("FLUX_MODEL", TorchOptions.flux_model),
@@ -91,7 +93,8 @@ def build_provider(args: argparse.Namespace):
     if args.fake:
         return FakeProvider(load_seconds=args.fake_load_seconds, fail_with=args.fake_fail,
                             vram_total=int(args.fake_vram_gb * 1024 ** 3) or None,
-                            flux_offload=args.flux_offload, load_flux=not args.no_flux)
+                            flux_offload=args.flux_offload, load_flux=not args.no_flux,
+                            mesh=not args.fake_no_mesh)
     return TorchProvider(TorchOptions(
         flux_model=args.flux_model,
         trellis_model=args.trellis_model,

@@ -74,6 +74,12 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
   }
 
   /** One TRELLIS run: the cloud and the baked mesh, both in the validator's frame. */
+  /** A worker started without meshes says so on /health: mesh requests are refused before they are queued. */
+  meshReadiness(): Readiness {
+    if (this.client.makesMeshes() === false) return { ready: false, detail: 'the GPU worker was started without meshes (--mesh, FAST3D_WORKER_MESH=1)' };
+    return { ready: true };
+  }
+
   async generateWithMesh(image: RgbaImage, seed: number, ctx?: JobContext): Promise<CloudAndMesh> {
     const png = await encodePng(image);
     const section = ctx?.settings.image_to_3d.gpu_worker;

@@ -58,7 +58,13 @@ export class InflateImageTo3d implements ImageTo3d {
   async generateWithMesh(image: RgbaImage, _seed: number, ctx?: JobContext): Promise<CloudAndMesh> {
     const options = this.jobOptions(ctx);
     const cloud = inflateSilhouette(image, options);
-    const mesh = inflateSurface(image, { triangles: options.meshFaces ?? 100_000, depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold });
+    let triangles = options.meshFaces ?? 100_000;
+    let mesh = inflateSurface(image, { triangles, depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold });
+    // A silhouette thinner than the grid's step has no cell inside it: a finer grid, until some cells are.
+    for (let attempt = 1; attempt < ATTEMPTS && mesh.indices.length === 0; attempt++) {
+      triangles *= 4;
+      mesh = inflateSurface(image, { triangles, depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold });
+    }
     return { cloud, mesh };
   }
 
