@@ -69,6 +69,11 @@ function configFor(url: string, extra: Record<string, unknown> = {}): Config {
   });
 }
 
+/** An urlencoded generate request, as the miner sends it, to the service's app. */
+function postForm(app: { request(path: string, init: RequestInit): Response | Promise<Response> }, fields: Record<string, string>): Promise<Response> {
+  return Promise.resolve(app.request('/generate/', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields).toString() }));
+}
+
 async function initAll(stages: Stages): Promise<void> {
   await Promise.all(allBackends(stages).map(({ backend }) => backend.init?.()));
 }
@@ -155,11 +160,7 @@ describe('the service pipeline through the Python GPU worker (fake provider)', (
       const report = await health.json() as { stages: Record<string, { backend: string; ready: boolean; preview: boolean }> };
       expect(report.stages.text_to_image).toMatchObject({ backend: 'gpu-worker', ready: true, preview: false });
       expect(report.stages.image_to_3d).toMatchObject({ backend: 'gpu-worker', ready: true, preview: false });
-      const response = await app.request('/generate/', {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ prompt: 'a wooden barrel' }).toString(),
-      });
+      const response = await postForm(app, { prompt: 'a wooden barrel' });
       expect(response.status).toBe(200);
       const ply = new Uint8Array(await response.arrayBuffer());
       expect(servablePlyViolation(ply)).toBeNull();
@@ -225,11 +226,7 @@ describe('meshes through the GPU worker (fake provider)', () => {
     const { service, app } = compose(configFor(worker.url));
     await service.start();
     try {
-      const response = await app.request('/generate/', {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ prompt: 'a wooden barrel', format: 'glb' }).toString(),
-      });
+      const response = await postForm(app, { prompt: 'a wooden barrel', format: 'glb' });
       expect(response.status, await response.clone().text()).toBe(200);
       expect(response.headers.get('content-type')).toBe('model/gltf-binary');
       const bytes = new Uint8Array(await response.arrayBuffer());
@@ -248,11 +245,7 @@ describe('meshes through the GPU worker (fake provider)', () => {
     const { service, app } = compose(configFor(worker.url));
     await service.start();
     try {
-      const response = await app.request('/generate/', {
-        method: 'POST',
-        headers: { 'content-type': 'application/x-www-form-urlencoded' },
-        body: new URLSearchParams({ prompt: 'a wooden barrel', format: 'glb' }).toString(),
-      });
+      const response = await postForm(app, { prompt: 'a wooden barrel', format: 'glb' });
       expect(response.status).toBe(400);
       expect(((await response.json()) as { error: string }).error).toMatch(/started without meshes.*ask for ply or spz/);
       const { received } = await (await fetch(`${worker.url}/v1/received`)).json() as { received: unknown[] };
