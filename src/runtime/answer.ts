@@ -6,8 +6,9 @@
  *           -> or a burst peer when the local queue is full -> encode each format once, check it -> cache
  *
  * Every artefact is encoded from the canonical asset on the way out: splats in the delivery's frame, meshes in
- * glTF's axes, videos and views upright (of the mesh in a mesh job). Bytes are checked by their format before they are returned or cached, and
- * cached bytes are checked again when read: an entry its format refuses is evicted and made again.
+ * glTF's axes, videos and views upright (of the mesh in a mesh job). Bytes are checked by their format before
+ * they are returned or cached, and cached bytes are checked again when read: an entry its format refuses is
+ * evicted and made again.
  */
 import { setImmediate } from 'node:timers/promises';
 import type { JobSettings } from '../pipelines/context.js';
