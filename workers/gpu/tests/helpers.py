@@ -8,6 +8,9 @@ import logging
 import os
 import sys
 import threading
+import time
+import urllib.error
+import urllib.request
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,6 +49,20 @@ class RunningWorker:
     def close(self):
         self.server.shutdown()
         self.server.server_close()
+
+
+def health_after_loading(url: str, seconds: float = 10):
+    """The worker's /health body once it stops loading and answers an error status (None if it never does)."""
+    body, deadline = None, time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(url + "/health", timeout=5)
+        except urllib.error.HTTPError as err:
+            body = json.loads(err.read())
+            if body["status"] != "loading":
+                break
+        time.sleep(0.05)
+    return body
 
 
 class FakeWorkerTestCase(unittest.TestCase):

@@ -8,13 +8,10 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 import unittest
-import urllib.error
-import urllib.request
 from unittest import mock
 
-import helpers  # noqa: F401 (puts the worker on sys.path)
+from helpers import health_after_loading  # (also puts the worker on sys.path)
 from fast3d_gpu.hub import DINOV2_HUB_ENTRY, FLUX_FILES, TRELLIS_FILES, TRELLIS_MESH_FILES, HubError, fetch_snapshot, gaussian_only_folder, link_torch_hub_repo, read_revisions
 from test_imports import FAKE_SITE, WORKER, write_tree
 
@@ -134,15 +131,7 @@ class SnapshotTest(unittest.TestCase):
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         try:
             url = process.stdout.readline().split("listening on ")[1].split()[0]
-            body, deadline = None, time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    urllib.request.urlopen(url + "/health", timeout=5)
-                except urllib.error.HTTPError as err:
-                    body = json.loads(err.read())
-                    if body["status"] != "loading":
-                        break
-                time.sleep(0.05)
+            body = health_after_loading(url)
         finally:
             process.terminate()
             _, stderr = process.communicate(timeout=10)

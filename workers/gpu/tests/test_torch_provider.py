@@ -11,10 +11,9 @@ import sys
 import time
 import types
 import unittest
-import urllib.error
-import urllib.request
 
 import helpers
+from helpers import health_after_loading
 from fast3d_gpu.torch_provider import OPACITY_EPS, TorchProvider, is_out_of_memory, opacity_logits
 
 WORKER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "worker.py")
@@ -51,16 +50,7 @@ class TorchMissingTest(unittest.TestCase):
             line = process.stdout.readline()
             self.assertIn("listening on http://127.0.0.1:", line)
             url = line.split("listening on ")[1].split()[0]
-            body = None
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                try:
-                    urllib.request.urlopen(url + "/health", timeout=5)
-                except urllib.error.HTTPError as err:
-                    body = json.loads(err.read())
-                    if body["status"] != "loading":
-                        break
-                time.sleep(0.05)
+            body = health_after_loading(url)
             self.assertIsNotNone(body)
             self.assertEqual((body["ready"], body["status"]), (False, "failed"))
             self.assertIn("torch is not installed", body["error"])
