@@ -3,7 +3,6 @@ stay up and say so on /health. Also the out-of-memory recognition, against a sta
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import subprocess
