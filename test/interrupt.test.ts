@@ -9,6 +9,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { servablePlyViolation } from '../src/splat/servable.js';
 import { until } from './helpers/fake-stages.js';
+import { onLogLines } from './helpers/log-lines.js';
 
 const groups: ChildProcess[] = [];
 afterEach(() => {
@@ -35,17 +36,9 @@ async function startPreview(): Promise<Preview> {
   child.stderr!.on('data', (c: Buffer) => { err += c.toString(); });
   const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   const found = await new Promise<{ port: number; pid: number }>((resolve, reject) => {
-    let buffered = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const lines = buffered.split('\n');
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        if (!line.startsWith('{')) continue;
-        const entry = JSON.parse(line) as { msg?: string; port?: number; pid?: number };
-        logs.push(entry);
-        if (entry.msg === 'listening' && entry.port) resolve({ port: entry.port, pid: entry.pid! });
-      }
+    onLogLines(child.stdout!, (entry) => {
+      logs.push(entry);
+      if (entry.msg === 'listening' && entry.port) resolve({ port: entry.port, pid: entry.pid! });
     });
     void closed.then(() => reject(new Error(`preview exited before listening: ${err}`)));
   });

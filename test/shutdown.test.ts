@@ -6,6 +6,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { mp4Violation } from '../src/formats/containers.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
 import { errorOf, postPrompt, until } from './helpers/fake-stages.js';
+import { onLogLines } from './helpers/log-lines.js';
 import { rawPost, stallingClient } from './helpers/raw-http.js';
 
 const children: ChildProcess[] = [];
@@ -38,17 +39,9 @@ async function startChild(graceS: number, gpuMs: number, extra: { server?: strin
   const exited = new Promise<{ code: number | null; at: number }>((resolve) => child.once('exit', (code) => resolve({ code, at: performance.now() })));
   const logs: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
-    let buffered = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const lines = buffered.split('\n');
-      buffered = lines.pop()!;
-      for (const line of lines) {
-        if (!line.startsWith('{')) continue;
-        const entry = JSON.parse(line) as { msg?: string; port?: number };
-        logs.push(entry.msg ?? '');
-        if (entry.msg === 'listening' && entry.port) resolve(entry.port);
-      }
+    onLogLines(child.stdout!, (entry) => {
+      logs.push(entry.msg ?? '');
+      if (entry.msg === 'listening' && entry.port) resolve(entry.port);
     });
     child.once('exit', (code) => reject(new Error(`server exited with ${code} before listening`)));
   });
