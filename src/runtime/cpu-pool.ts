@@ -9,7 +9,7 @@ import type { Worker } from 'node:worker_threads';
 import type { MeshRules } from '../formats/registry.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import type { JobContext, JobSettings } from '../pipelines/context.js';
-import type { CloudAndMesh, ImageTo3d, Matting, MattingInput, TextToImage } from '../pipelines/stages.js';
+import type { Backend, CloudAndMesh, ImageTo3d, Matting, MattingInput, TextToImage } from '../pipelines/stages.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { startWorker } from '../threads.js';
@@ -132,21 +132,19 @@ export class CpuPool {
   }
 }
 
+/** What an offloaded backend says of itself: the wrapped backend's name, label and readiness. */
+function describedAs(backend: Backend): Backend {
+  return { name: backend.name, preview: backend.preview, readiness: () => backend.readiness() };
+}
+
 /** A CPU preview backend, run in the pool (inputs are copied to the worker, results transferred back). */
 export function offloadTextToImage(backend: TextToImage, pool: CpuPool): TextToImage {
-  return {
-    name: backend.name,
-    preview: backend.preview,
-    readiness: () => backend.readiness(),
-    generate: (prompt, seed, ctx) => pool.run<RgbaImage>('textToImage', [prompt, seed], ctx),
-  };
+  return { ...describedAs(backend), generate: (prompt, seed, ctx) => pool.run<RgbaImage>('textToImage', [prompt, seed], ctx) };
 }
 
 export function offloadMatting(backend: Matting, pool: CpuPool): Matting {
   return {
-    name: backend.name,
-    preview: backend.preview,
-    readiness: () => backend.readiness(),
+    ...describedAs(backend),
     matte: (input: MattingInput, ctx) => pool.run<RgbaImage | null>('matting', [{ image: input.image, fromUser: input.fromUser }], ctx),
   };
 }
@@ -154,12 +152,11 @@ export function offloadMatting(backend: Matting, pool: CpuPool): Matting {
 /** Offers generateWithMesh too when the backend has it, run in the pool as well. */
 export function offloadImageTo3d(backend: ImageTo3d, pool: CpuPool): ImageTo3d {
   return {
-    name: backend.name,
-    preview: backend.preview,
-    readiness: () => backend.readiness(),
+    ...describedAs(backend),
     generate: (image, seed, ctx) => pool.run<GaussianCloud>('imageTo3d', [image, seed], ctx),
     ...(backend.generateWithMesh && {
       generateWithMesh: (image: RgbaImage, seed: number, ctx?: JobContext) => pool.run<CloudAndMesh>('imageTo3dWithMesh', [image, seed], ctx),
     }),
+    ...(backend.meshReadiness && { meshReadiness: () => backend.meshReadiness!() }),
   };
 }
