@@ -5,9 +5,8 @@
  * same for a splat-only job, so the mesh's extra cost shows as a ratio.
  */
 import { parseConfig } from '../src/config/load.js';
-import { meshRules } from '../src/compose.js';
 import { encodeGlb } from '../src/mesh/glb.js';
-import { glbViolation } from '../src/mesh/rules.js';
+import { glbRulesOf, glbViolation } from '../src/mesh/rules.js';
 import { triangleCount } from '../src/mesh/mesh.js';
 import { createStages } from '../src/pipelines/backends.js';
 import { standaloneContext } from '../src/pipelines/context.js';
@@ -21,7 +20,7 @@ const PROMPT = 'a red wooden chair';
 const config = parseConfig({ log: { level: 'silent' }, cache: { enabled: false } });
 const presets = presetsOf(config);
 const pipeline = new Pipeline(createStages(config));
-const rules = meshRules(config);
+const rules = glbRulesOf(config.pipeline);
 
 process.stdout.write(`preview meshes: "${PROMPT}", median of ${RUNS} runs after a warm-up (ms)\n`);
 const rows: string[][] = [['preset', 'mesh_faces', 'triangles', 'i23d mesh job', 'i23d splat job', 'ratio', 'GLB encode', 'GLB check', 'GLB MB']];

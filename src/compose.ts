@@ -6,7 +6,8 @@ import type { Hono } from 'hono';
 import { createApp } from './app.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { createFormats, type FormatRegistry, type MeshRules } from './formats/registry.js';
+import { createFormats, type FormatRegistry } from './formats/registry.js';
+import { glbRulesOf, type GlbRules } from './mesh/rules.js';
 import type { TriangleMesh } from './mesh/mesh.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
 import type { JobSettings } from './pipelines/context.js';
@@ -81,8 +82,8 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const renderPool = new RenderPool(config.render.threads);
   const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
   // GLBs are written and checked in the CPU pool when there is one: off the event loop.
-  const glb = cpuPool && { encode: (mesh: TriangleMesh) => cpuPool.encodeGlb(mesh), violation: (bytes: Uint8Array, rules: MeshRules) => cpuPool.glbViolation(bytes, rules) };
-  const formats = createFormats({ pool: renderPool, mesh: meshRules(config), glb });
+  const glb = cpuPool && { encode: (mesh: TriangleMesh) => cpuPool.encodeGlb(mesh), violation: (bytes: Uint8Array, rules: GlbRules) => cpuPool.glbViolation(bytes, rules) };
+  const formats = createFormats({ pool: renderPool, mesh: glbRulesOf(config.pipeline), glb });
   const renderViews: ViewRenderer = options.renderViews ?? poolViewRenderer(renderPool);
   const deps = { ...defaultStageDeps(config), renderViews };
   const stages: Stages = { ...offloadPreviewStages(createStages(config, deps), cpuPool), ...options.stages };
@@ -158,11 +159,6 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
  * The implementations of what backends need: one GPU worker client per worker section, and the model files
  * under the configured weights folder.
  */
-/** The geometry rules every GLB of this service meets before a 200 (`fast3d check` applies the same). */
-export function meshRules(config: Config): MeshRules {
-  return { extent: config.pipeline.mesh_extent, maxBytes: Math.round(config.pipeline.max_glb_mb * 1e6) };
-}
-
 export function defaultStageDeps(config: Config): StageDeps {
   return {
     models: weightsStore(config.weights.dir, config.weights.verify),

@@ -6,7 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
-import { inspectGlb, type GlbInspection, type GlbRules } from '../mesh/rules.js';
+import { glbRulesOf, inspectGlb, type GlbInspection, type GlbRules } from '../mesh/rules.js';
 import { checkGates } from '../splat/gates.js';
 import { decodePly } from '../splat/ply.js';
 import { servablePlyViolation } from '../splat/servable.js';
@@ -35,8 +35,7 @@ export async function run(argv: string[]): Promise<number> {
   let rules: GlbRules | null = null;
   if (positionals.some(isGlb)) {
     try {
-      const { pipeline } = loadConfig({ path: values.config });
-      rules = { extent: pipeline.mesh_extent, maxBytes: pipeline.max_glb_mb * 1e6 };
+      rules = glbRulesOf(loadConfig({ path: values.config }).pipeline);
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       process.stderr.write(`fast3d: ${err.message}\n`);

@@ -8,7 +8,7 @@
 import { encodePng } from '../image/codec.js';
 import { gridImage } from '../image/rgba.js';
 import { decodeGlb, encodeGlb } from '../mesh/glb.js';
-import { glbViolation } from '../mesh/rules.js';
+import { glbViolation, type GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import { renderMeshViews, renderViews, turntableMeshMp4, turntableMp4, validatorCameras, type RenderPool, type TurntableSettings } from '../render/index.js';
 import type { GaussianCloud } from '../splat/cloud.js';
@@ -58,11 +58,6 @@ export interface Format {
   decodeMesh?(bytes: Uint8Array): Promise<TriangleMesh>;
 }
 
-/** The rules every GLB meets before a 200: it fits a cube of side `extent`, centred, and is at most `maxBytes`. */
-export interface MeshRules {
-  extent: number;
-  maxBytes: number;
-}
 
 /** Validator views in one PNG: 16 views on its orbit, four to a row. */
 export const VIEW_COUNT = 16;
@@ -76,12 +71,12 @@ export type FormatRegistry = Readonly<Record<FormatName, Format>>;
  */
 export interface GlbCodec {
   encode(mesh: TriangleMesh): Promise<Uint8Array>;
-  violation(bytes: Uint8Array, rules: MeshRules): Promise<string | null>;
+  violation(bytes: Uint8Array, rules: GlbRules): Promise<string | null>;
 }
 
 const IN_PROCESS_GLB: GlbCodec = { encode: encodeGlb, violation: glbViolation };
 
-export function createFormats(deps: { pool: RenderPool; mesh: MeshRules; glb?: GlbCodec }): FormatRegistry {
+export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: GlbCodec }): FormatRegistry {
   const { pool, mesh: rules } = deps;
   const glb = deps.glb ?? IN_PROCESS_GLB;
   const formats: Record<FormatName, Format> = {

@@ -16,6 +16,11 @@ export interface GlbRules {
   maxBytes: number;
 }
 
+/** The rules of a service's settings (`pipeline.mesh_extent`, `pipeline.max_glb_mb` in MB of 10^6 bytes). */
+export function glbRulesOf(settings: { mesh_extent: number; max_glb_mb: number }): GlbRules {
+  return { extent: settings.mesh_extent, maxBytes: Math.round(settings.max_glb_mb * 1e6) };
+}
+
 /** Bounds may pass the cube's faces by this fraction of the extent (float rounding of a fitted mesh). */
 export const BOUNDS_TOLERANCE = 1e-4;
 /** The bounding box's centre may be this fraction of the extent from the origin on each axis. */

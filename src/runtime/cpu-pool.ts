@@ -6,7 +6,7 @@
  * first use and are unreferenced while idle.
  */
 import type { Worker } from 'node:worker_threads';
-import type { MeshRules } from '../formats/registry.js';
+import type { GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import type { JobContext, JobSettings } from '../pipelines/context.js';
 import type { Backend, CloudAndMesh, ImageTo3d, Matting, MattingInput, TextToImage } from '../pipelines/stages.js';
@@ -57,7 +57,7 @@ export class CpuPool {
     return this.send((id): CpuGlbEncodeCall => ({ type: 'glb-encode', id, mesh }), []);
   }
 
-  glbViolation(bytes: Uint8Array, rules: MeshRules): Promise<string | null> {
+  glbViolation(bytes: Uint8Array, rules: GlbRules): Promise<string | null> {
     return this.send((id): CpuGlbCheckCall => ({ type: 'glb-check', id, bytes, rules }), []);
   }
 

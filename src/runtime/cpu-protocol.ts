@@ -1,5 +1,5 @@
 /** Messages between the CPU pool (cpu-pool.ts) and its worker threads (cpu-worker.ts). */
-import type { MeshRules } from '../formats/registry.js';
+import type { GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import type { JobSettings } from '../pipelines/context.js';
 
@@ -40,7 +40,7 @@ export interface CpuGlbCheckCall {
   type: 'glb-check';
   id: number;
   bytes: Uint8Array;
-  rules: MeshRules;
+  rules: GlbRules;
 }
 
 export type CpuMessage = CpuCall | CpuFormCall | CpuGlbEncodeCall | CpuGlbCheckCall;
