@@ -10,7 +10,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
-  MeshRasterizer, prepareCloud, prepareMesh, Rasterizer, RenderPool, renderValidatorMeshViews, VALIDATOR_EXTENT, validatorCameras, WHITE, type Camera, type PreparedCloud, type PreparedMesh,
+  MeshRasterizer, prepareCloud, prepareMesh, Rasterizer, RenderPool, renderValidatorViews, VALIDATOR_EXTENT, validatorCameras, WHITE, type Camera, type PreparedCloud, type PreparedMesh,
 } from '../src/render/index.js';
 import { allocateCloud, colourToDc, logit } from '../src/splat/cloud.js';
 import { decodePly } from '../src/splat/ply.js';
@@ -89,7 +89,7 @@ export async function run(): Promise<void> {
     const totals: number[] = [];
     for (let i = 0; i <= runs; i++) {
       const start = performance.now();
-      await renderValidatorMeshViews(source, { count: 16, size: 518 }, pool); // includes prepareMesh
+      await renderValidatorViews(source, { count: 16, size: 518 }, pool); // includes prepareMesh
       if (i > 0) totals.push(performance.now() - start);
     }
     console.log(`validator views 16 x 518^2 of the ${meshes[1][0]}-triangle mesh through the pool (${pool.threads} workers, prepareMesh included): median ${fmt(median(totals))}  [runs ms: ${list(totals)}]`);

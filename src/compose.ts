@@ -22,7 +22,7 @@ import { ResultCache } from './runtime/cache.js';
 import { GpuWorkerClient } from './runtime/gpu-client.js';
 import { GpuLock } from './runtime/gpu-lock.js';
 import { JobRegistry } from './runtime/jobs.js';
-import { renderValidatorMeshViews, renderValidatorViews, RenderPool } from './render/index.js';
+import { renderValidatorViews, RenderPool } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { Metrics } from './runtime/metrics.js';
 import { mcpHandler } from './mcp/http.js';
@@ -54,7 +54,7 @@ export interface ComposeOptions {
 /** The validator's views of a cloud (splats) or of a mesh job's mesh (triangles), rendered on the pool. */
 export function poolViewRenderer(pool: RenderPool): ViewRenderer {
   return (subject, views, signal) =>
-    'mesh' in subject ? renderValidatorMeshViews(subject.mesh, views, pool, signal) : renderValidatorViews(subject.cloud, views, pool, signal);
+    renderValidatorViews('mesh' in subject ? subject.mesh : subject.cloud, views, pool, signal);
 }
 
 /** The CPU preview backends run in the CPU pool, off the event loop; model and GPU backends stay as they are. */

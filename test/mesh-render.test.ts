@@ -2,8 +2,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { poolViewRenderer } from '../src/compose.js';
 import type { TriangleMesh } from '../src/mesh/mesh.js';
 import {
-  AMBIENT, MeshRasterizer, orbitCamera, prepareCloud, prepareMesh, Rasterizer, RenderPool, renderMeshViews, renderValidatorMeshViews,
-  renderViews, turntableMeshMp4, VALIDATOR_EXTENT, validatorCameras, WHITE, type Camera,
+  AMBIENT, MeshRasterizer, orbitCamera, prepareCloud, prepareMesh, Rasterizer, RenderPool, renderValidatorViews,
+  renderViews, turntableMp4, VALIDATOR_EXTENT, validatorCameras, WHITE, type Camera,
 } from '../src/render/index.js';
 import { DEFAULT_GREY } from '../src/render/triangles.js';
 import { blobCloud } from './helpers/clouds.js';
@@ -190,7 +190,7 @@ describe('mesh rasteriser', () => {
     for (let i = 0; i < prepared.positions.length; i += 3) { lo = Math.min(lo, prepared.positions[i]); hi = Math.max(hi, prepared.positions[i]); }
     expect(lo).toBeCloseTo(-0.75, 5);
     expect(hi).toBeCloseTo(0.75, 5);
-    await renderValidatorMeshViews(mesh, { count: 2, size: 32 }, pool);
+    await renderValidatorViews(mesh, { count: 2, size: 32 }, pool);
     expect(Buffer.from(mesh.positions.buffer).equals(Buffer.from(before.buffer))).toBe(true);
   });
 });
@@ -221,7 +221,7 @@ describe('mesh views beside splat views', () => {
     const size = 256;
     const mesh = sphereMesh(96, 48, 0.5);
     const cloud = blobCloud(fibonacciSphere(30_000, 0.5).map((at) => ({ at, sigma: 0.006, colour: [0.4, 0.4, 0.4] as V3, opacity: 0.95 })));
-    const meshViews = await renderValidatorMeshViews(mesh, { count: 16, size }, pool);
+    const meshViews = await renderValidatorViews(mesh, { count: 16, size }, pool);
     const cameras = validatorCameras(16, size);
     const splatViews = await renderViews(cloud, cameras, { pool });
     expect(meshViews).toHaveLength(16);
@@ -237,7 +237,7 @@ describe('mesh views beside splat views', () => {
     // A mesh framed differently (moved off centre and left unnormalised) would not line up: the check can fail.
     const shifted = sphereMesh(96, 48, 0.5);
     shifted.positions.forEach((_, i) => { if (i % 3 === 0) shifted.positions[i] += 0.3; });
-    const off = await renderMeshViews(shifted, cameras.slice(0, 1), { pool, extent: null });
+    const off = await renderViews(shifted, cameras.slice(0, 1), { pool, extent: null });
     expect(Math.abs(silhouette(off[0]).cx - silhouette(splatViews[0]).cx)).toBeGreaterThan(10);
   });
 
@@ -246,7 +246,7 @@ describe('mesh views beside splat views', () => {
     const cameras = validatorCameras(3, 96); // 3 distinct views on 2 workers: the last is split into bands
     const prepared = prepareMesh(mesh, { extent: VALIDATOR_EXTENT });
     const direct = new MeshRasterizer();
-    const views = await renderMeshViews(mesh, cameras, { pool });
+    const views = await renderViews(mesh, cameras, { pool });
     cameras.forEach((camera, i) => {
       const want = direct.render(prepared, camera, { background: WHITE, channels: 4 });
       expect(Buffer.from(views[i].data.buffer, views[i].data.byteOffset, views[i].data.length).equals(Buffer.from(want))).toBe(true);
@@ -263,9 +263,9 @@ describe('mesh views beside splat views', () => {
       texture: { width: 2, height: 1, data: new Uint8ClampedArray([255, 0, 0, 255, 0, 0, 255, 255]) },
     };
     const cloud = blobCloud([{ at: [0, 0, 0], sigma: 0.2, colour: [1, 0, 0], opacity: 0.9 }]);
-    const t1 = await renderMeshViews(textured, cameras, { pool });
+    const t1 = await renderViews(textured, cameras, { pool });
     const c1 = await renderViews(cloud, cameras, { pool });
-    const t2 = await renderMeshViews(textured, cameras, { pool });
+    const t2 = await renderViews(textured, cameras, { pool });
     expect(t1.map((v) => Buffer.from(v.data).toString('base64'))).toEqual(t2.map((v) => Buffer.from(v.data).toString('base64')));
     const cloudDirect = new Rasterizer().render(prepareCloud(cloud), cameras[0], { background: WHITE, channels: 4 });
     expect(Buffer.from(c1[0].data).equals(Buffer.from(cloudDirect))).toBe(true);
@@ -276,7 +276,7 @@ describe('mesh views beside splat views', () => {
   it('the service\'s view renderer renders { mesh } subjects with the mesh rasteriser', async () => {
     const mesh = sphereMesh(32, 16, 0.5, true);
     const views = await poolViewRenderer(pool)({ mesh }, { count: 3, size: 48 });
-    const want = await renderValidatorMeshViews(mesh, { count: 3, size: 48 }, pool);
+    const want = await renderValidatorViews(mesh, { count: 3, size: 48 }, pool);
     expect(views.map((v) => Buffer.from(v.data).toString('base64'))).toEqual(want.map((v) => Buffer.from(v.data).toString('base64')));
     const cloudViews = await poolViewRenderer(pool)({ cloud: blobCloud([{ at: [0, 0, 0], sigma: 0.3, colour: [1, 0, 0], opacity: 0.9 }]) }, { count: 3, size: 48 });
     expect(Buffer.from(cloudViews[0].data).equals(Buffer.from(views[0].data))).toBe(false);
@@ -284,7 +284,7 @@ describe('mesh views beside splat views', () => {
 
   it('encodes a mesh turntable', async () => {
     const settings = { fps: 8, seconds: 1, frames: 4, elevations: [-15], turns: 1, radius: 2.5, fov: 49.1, extent: 1.5, background: 'white', crf: 30, preset: 'ultrafast' };
-    const mp4 = await turntableMeshMp4(sphereMesh(32, 16, 0.5, true), { ...settings, size: 64, pool });
+    const mp4 = await turntableMp4(sphereMesh(32, 16, 0.5, true), { ...settings, size: 64, pool });
     expect(Buffer.from(mp4.subarray(4, 8)).toString('latin1')).toBe('ftyp');
   });
 });

@@ -8,7 +8,7 @@ import { writeFile } from 'node:fs/promises';
 import { encodePng } from '../image/codec.js';
 import { gridImage, type RgbaImage } from '../image/rgba.js';
 import {
-  linspace, orbitCamera, parseBackground, RenderPool, renderMeshViews, renderViews, VALIDATOR_ELEVATION, VALIDATOR_EXTENT,
+  linspace, orbitCamera, parseBackground, RenderPool, renderViews, VALIDATOR_ELEVATION, VALIDATOR_EXTENT,
   VALIDATOR_FOV, VALIDATOR_RADIUS, VALIDATOR_SIZE, type Camera,
 } from '../render/index.js';
 import { assertAssetPath, loadAsset } from './asset.js';
@@ -84,7 +84,7 @@ export async function run(argv: string[]): Promise<number> {
   const pool = new RenderPool(threads);
   let images: RgbaImage[];
   try {
-    images = asset.kind === 'mesh' ? await renderMeshViews(asset.scene, cameras, { background, pool }) : await renderViews(asset.scene, cameras, { background, pool });
+    images = await renderViews(asset.scene, cameras, { background, pool });
   } finally {
     await pool.close();
   }

@@ -10,7 +10,7 @@ import { gridImage } from '../image/rgba.js';
 import { decodeGlb, encodeGlb } from '../mesh/glb.js';
 import { glbViolation, type GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
-import { renderMeshViews, renderViews, turntableMeshMp4, turntableMp4, validatorCameras, type RenderPool, type TurntableSettings } from '../render/index.js';
+import { renderViews, turntableMp4, validatorCameras, type RenderPool, type TurntableSettings } from '../render/index.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { decodePly, encodePly } from '../splat/ply.js';
 import { servablePlyViolation } from '../splat/servable.js';
@@ -114,7 +114,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       kind: 'render',
       encode({ cloud, mesh }, spec, env) {
         const options = { ...env.turntable, size: sizeOf(spec), pool };
-        return mesh ? turntableMeshMp4(mesh, options, env.signal) : turntableMp4(cloud, options, env.signal);
+        return turntableMp4(mesh ?? cloud, options, env.signal);
       },
       violation: async (bytes) => mp4Violation(bytes),
     },
@@ -125,7 +125,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       kind: 'render',
       async encode({ cloud, mesh }, spec, env) {
         const cameras = validatorCameras(VIEW_COUNT, spec.size ?? DEFAULT_VIEW_SIZE);
-        const images = mesh ? await renderMeshViews(mesh, cameras, { pool }, env.signal) : await renderViews(cloud, cameras, { pool }, env.signal);
+        const images = await renderViews(mesh ?? cloud, cameras, { pool }, env.signal);
         return encodePng(gridImage(images));
       },
       violation: async (bytes) => pngViolation(bytes),

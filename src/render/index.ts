@@ -1,7 +1,7 @@
 /**
  * The renderer's public face: validator views for self-validation, single views and grids for operators,
- * and turntable videos, of splat clouds and of meshes (triangles.ts, framed like clouds). Everything renders on a worker pool its caller owns (the service builds one in its
- * composition root; each command builds its own).
+ * and turntable videos, of splat clouds and of meshes (triangles.ts, framed like clouds). Everything renders on
+ * a worker pool its caller owns (the service builds one in its composition root; each command builds its own).
  */
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -42,15 +42,15 @@ function toRgba(pixels: Uint8Array, camera: Camera): RgbaImage {
   return { width: camera.width, height: camera.height, data: new Uint8ClampedArray(pixels.buffer, pixels.byteOffset, pixels.length) };
 }
 
+/** A cloud or a mesh, as given or already prepared for the renderers. */
+export type Renderable = GaussianCloud | PreparedCloud | TriangleMesh | PreparedMesh;
+
 /**
- * The views the validator scores: its normalisation and orbit (`count` azimuths from linspace(0, 360, count)),
- * `size` pixels square, white background; opaque RGBA.
+ * The views the validator scores, of a cloud or a mesh: its normalisation and orbit (`count` azimuths from
+ * linspace(0, 360, count)), `size` pixels square, white background; opaque RGBA.
  */
-export async function renderValidatorViews(cloud: GaussianCloud, views: { count: number; size: number }, pool: RenderPool, signal?: AbortSignal): Promise<RgbaImage[]> {
-  const prepared = prepareCloud(cloud, { extent: VALIDATOR_EXTENT });
-  const cameras = validatorCameras(views.count, views.size);
-  const frames = await pool.renderAll(prepared, cameras, { background: WHITE, channels: 4 }, signal);
-  return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
+export function renderValidatorViews(subject: GaussianCloud | TriangleMesh, views: { count: number; size: number }, pool: RenderPool, signal?: AbortSignal): Promise<RgbaImage[]> {
+  return renderViews(subject, validatorCameras(views.count, views.size), { pool }, signal);
 }
 
 export interface ViewsOptions {
@@ -60,9 +60,9 @@ export interface ViewsOptions {
   pool: RenderPool;
 }
 
-/** Renders any cameras (single views, grids) as opaque RGBA images. */
-export async function renderViews(cloud: GaussianCloud | PreparedCloud, cameras: readonly Camera[], options: ViewsOptions, signal?: AbortSignal): Promise<RgbaImage[]> {
-  const prepared = 'columns' in cloud ? prepareCloud(cloud, { extent: options.extent === undefined ? VALIDATOR_EXTENT : options.extent }) : cloud;
+/** Renders any cameras (single views, grids) of a cloud or a mesh as opaque RGBA images. */
+export async function renderViews(subject: Renderable, cameras: readonly Camera[], options: ViewsOptions, signal?: AbortSignal): Promise<RgbaImage[]> {
+  const prepared = sceneOf(subject, options.extent === undefined ? VALIDATOR_EXTENT : options.extent);
   const frames = await options.pool.renderAll(prepared, cameras, { background: options.background ?? WHITE, channels: 4 }, signal);
   return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
 }
@@ -72,28 +72,10 @@ export async function renderViews(cloud: GaussianCloud | PreparedCloud, cameras:
  * the bounding box centred and its largest side scaled to `extent`; never the caller's arrays). Prepared
  * scenes are used as they are.
  */
-function sceneOf(subject: GaussianCloud | PreparedCloud | TriangleMesh | PreparedMesh, extent: number | null): Scene {
+function sceneOf(subject: Renderable, extent: number | null): Scene {
   if ('columns' in subject) return prepareCloud(subject, { extent });
   if ('pitch' in subject || isPreparedMesh(subject)) return subject;
   return prepareMesh(subject, { extent });
-}
-
-/**
- * The validator's views of a mesh: its cameras and framing (the mesh's largest bounding-box side scaled to the
- * validator's extent, centred), `size` pixels square, white background; opaque RGBA, lit (triangles.ts).
- */
-export async function renderValidatorMeshViews(mesh: TriangleMesh, views: { count: number; size: number }, pool: RenderPool, signal?: AbortSignal): Promise<RgbaImage[]> {
-  const prepared = prepareMesh(mesh, { extent: VALIDATOR_EXTENT });
-  const cameras = validatorCameras(views.count, views.size);
-  const frames = await pool.renderAll(prepared, cameras, { background: WHITE, channels: 4 }, signal);
-  return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
-}
-
-/** Renders any cameras of a mesh as opaque RGBA images, framed as `renderViews` frames a cloud. */
-export async function renderMeshViews(mesh: TriangleMesh | PreparedMesh, cameras: readonly Camera[], options: ViewsOptions, signal?: AbortSignal): Promise<RgbaImage[]> {
-  const prepared = sceneOf(mesh, options.extent === undefined ? VALIDATOR_EXTENT : options.extent);
-  const frames = await options.pool.renderAll(prepared, cameras, { background: options.background ?? WHITE, channels: 4 }, signal);
-  return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
 }
 
 /** The `render:` config section, as the renderer needs it. */
@@ -126,7 +108,7 @@ export function turntableFrameCount(settings: Pick<TurntableSettings, 'fps' | 's
  * Renders the turntable of a cloud or a mesh and streams it into an MP4 at `outPath` (written atomically).
  * Returns the frame count.
  */
-export async function renderTurntable(cloud: GaussianCloud | PreparedCloud | TriangleMesh | PreparedMesh, outPath: string, options: TurntableOptions, signal?: AbortSignal): Promise<number> {
+export async function renderTurntable(cloud: Renderable, outPath: string, options: TurntableOptions, signal?: AbortSignal): Promise<number> {
   const size = Math.max(2, options.size - (options.size % 2));
   const prepared = sceneOf(cloud, options.extent);
   const cameras = turntableCameras(
@@ -148,9 +130,4 @@ export async function turntableMp4(cloud: GaussianCloud | TriangleMesh, options:
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
-}
-
-/** A mesh's turntable as MP4 bytes: `turntableMp4` for a mesh. */
-export function turntableMeshMp4(mesh: TriangleMesh, options: TurntableOptions, signal?: AbortSignal): Promise<Uint8Array> {
-  return turntableMp4(mesh, options, signal);
 }
