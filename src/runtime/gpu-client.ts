@@ -96,11 +96,12 @@ export class GpuWorkerClient implements GpuWorker {
     return { ready: false, detail: `GPU worker at ${this.base} is up but has no ${model} model loaded` };
   }
 
-  /** The worker's last /health answer, when there was one. */
+  /** Whether the worker makes meshes, as its last /health answer said (undefined before one). */
   makesMeshes(): boolean | undefined {
     return this.health?.mesh;
   }
 
+  /** The worker's last /health answer, when there was one. */
   lastHealth(): WorkerHealth | undefined {
     return this.health;
   }

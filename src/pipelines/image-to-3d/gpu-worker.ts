@@ -69,23 +69,22 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
 
   async generate(image: RgbaImage, seed: number, ctx?: JobContext): Promise<GaussianCloud> {
     const png = await encodePng(image);
-    const ply = await this.client.imageTo3d({ png, seed, ...(ctx ? trellisSampling(ctx.settings.image_to_3d.gpu_worker) : this.options.sampling) }, ctx?.signal);
+    const ply = await this.client.imageTo3d({ png, seed, ...this.samplingOf(ctx) }, ctx?.signal);
     return this.cloudOf(ply);
   }
 
-  /** One TRELLIS run: the cloud and the baked mesh, both in the validator's frame. */
   /** A worker started without meshes says so on /health: mesh requests are refused before they are queued. */
   meshReadiness(): Readiness {
     if (this.client.makesMeshes() === false) return { ready: false, detail: 'the GPU worker was started without meshes (--mesh, FAST3D_WORKER_MESH=1)' };
     return { ready: true };
   }
 
+  /** One TRELLIS run: the cloud and the baked mesh, both in the validator's frame. */
   async generateWithMesh(image: RgbaImage, seed: number, ctx?: JobContext): Promise<CloudAndMesh> {
     const png = await encodePng(image);
     const section = ctx?.settings.image_to_3d.gpu_worker;
-    const sampling = section ? trellisSampling(section) : this.options.sampling;
     const bake = section ? meshBake(section) : this.options.mesh ?? DEFAULT_MESH_BAKE;
-    const { ply, glb } = await this.client.imageTo3dWithMesh({ png, seed, ...sampling }, bake, ctx?.signal);
+    const { ply, glb } = await this.client.imageTo3dWithMesh({ png, seed, ...this.samplingOf(ctx) }, bake, ctx?.signal);
     const cloud = this.cloudOf(ply);
     let mesh: TriangleMesh;
     try {
@@ -96,6 +95,11 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
     if (triangleCount(mesh) === 0) throw new GpuWorkerError('GPU worker returned a GLB without triangles', 502);
     if (!this.meshRotation.every((v, i) => v === IDENTITY3[i])) rotateMesh(mesh, this.meshRotation);
     return { cloud, mesh };
+  }
+
+  /** The sampler settings of the job (a preset may change them), else the constructor's. */
+  private samplingOf(ctx?: JobContext): TrellisSampling {
+    return ctx ? trellisSampling(ctx.settings.image_to_3d.gpu_worker) : this.options.sampling;
   }
 
   private cloudOf(ply: Uint8Array): GaussianCloud {
