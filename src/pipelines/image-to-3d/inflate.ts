@@ -10,7 +10,7 @@ import { allocateCloud, colourToDc, logit, type GaussianCloud } from '../../spla
 import { matrixToQuaternion } from '../../splat/frame.js';
 import type { JobContext } from '../context.js';
 import type { CloudAndMesh, ImageTo3d, Readiness } from '../stages.js';
-import { buildSurface, inflateSurface, type InflatedSurface } from './surface.js';
+import { buildSurface, inflateSurface, silhouetteOf, type InflatedSurface } from './surface.js';
 
 export interface InflateOptions {
   maxGaussians: number;
@@ -57,13 +57,16 @@ export class InflateImageTo3d implements ImageTo3d {
   /** The cloud as `generate` makes it, and the same surface as a mesh of about the job's mesh_faces triangles. */
   async generateWithMesh(image: RgbaImage, _seed: number, ctx?: JobContext): Promise<CloudAndMesh> {
     const options = this.jobOptions(ctx);
-    const cloud = inflateSilhouette(image, options);
+    // One silhouette and distance field for the splats' surface and the mesh.
+    const silhouette = silhouetteOf(image, options.alphaThreshold);
+    const cloud = inflateSilhouette(image, options, silhouette);
+    const surfaceOptions = { depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold };
     let triangles = options.meshFaces ?? 100_000;
-    let mesh = inflateSurface(image, { triangles, depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold });
+    let mesh = inflateSurface(image, { ...surfaceOptions, triangles }, silhouette);
     // A silhouette thinner than the grid's step has no cell inside it: a finer grid, until some cells are.
     for (let attempt = 1; attempt < ATTEMPTS && mesh.indices.length === 0; attempt++) {
       triangles *= 4;
-      mesh = inflateSurface(image, { triangles, depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold });
+      mesh = inflateSurface(image, { ...surfaceOptions, triangles }, silhouette);
     }
     return { cloud, mesh };
   }
@@ -82,23 +85,20 @@ export class InflateImageTo3d implements ImageTo3d {
  * The splat body: the inflated surface at a grid spacing whose triangle count is within the Gaussian budget (and
  * at least MIN_GAUSSIANS), one Gaussian per triangle.
  */
-export function inflateSilhouette(image: RgbaImage, options: InflateOptions): GaussianCloud {
-  const { width, height, data } = image;
-  const limit = Math.round(options.alphaThreshold * 255);
-  let area = 0;
-  for (let i = 0; i < width * height; i++) if (data[i * 4 + 3] > limit) area++;
+export function inflateSilhouette(image: RgbaImage, options: InflateOptions, silhouette = silhouetteOf(image, options.alphaThreshold)): GaussianCloud {
+  const { area } = silhouette;
   if (area === 0) return allocateCloud(0);
 
   const cap = Math.max(options.maxGaussians, MIN_GAUSSIANS);
   // Aim a little under the budget: the outline's cells add a few triangles to the area's estimate.
   const target = Math.min(0.97 * cap, Math.max(2 * area, MIN_SAMPLES));
   const surfaceOptions = { depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold };
-  let surface = buildSurface(image, { ...surfaceOptions, triangles: target });
+  let surface = buildSurface(image, { ...surfaceOptions, triangles: target }, silhouette);
   // The count follows the spacing only roughly (the outline's cells): widen the grid until it fits.
   for (let attempt = 0; attempt < ATTEMPTS && triangles(surface) > cap; attempt++) {
-    surface = buildSurface(image, { ...surfaceOptions, spacing: surface.spacing * Math.sqrt(triangles(surface) / (0.98 * cap)) });
+    surface = buildSurface(image, { ...surfaceOptions, spacing: surface.spacing * Math.sqrt(triangles(surface) / (0.98 * cap)) }, silhouette);
   }
-  if (triangles(surface) > cap) surface = buildSurface(image, { ...surfaceOptions, spacing: surface.spacing * 2 });
+  if (triangles(surface) > cap) surface = buildSurface(image, { ...surfaceOptions, spacing: surface.spacing * 2 }, silhouette);
   return surfaceSplats(surface, options.opacity, Math.max(0, MIN_GAUSSIANS - triangles(surface)));
 }
 

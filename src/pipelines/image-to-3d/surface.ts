@@ -47,13 +47,32 @@ const MAX_GRID_SIDE = 8192;
 const COLOUR_SEARCH = 3;
 
 /** The closed inflated surface of the image's silhouette (empty when nothing is opaque). */
-export function inflateSurface(image: RgbaImage, options: SurfaceOptions): TriangleMesh {
-  return buildSurface(image, options).mesh;
+export function inflateSurface(image: RgbaImage, options: SurfaceOptions, silhouette?: Silhouette): TriangleMesh {
+  return buildSurface(image, options, silhouette).mesh;
 }
 
-export function buildSurface(image: RgbaImage, options: SurfaceOptions): InflatedSurface {
+/**
+ * What the surface is built from, whatever its grid: the silhouette's pixels, area, bounding box and signed
+ * distance field. It does not depend on the spacing, so one serves every surface of an image (the splats'
+ * attempts at a spacing, and a mesh job's mesh).
+ */
+export interface Silhouette {
+  inside: Uint8Array;
+  /** Pixels inside. */
+  area: number;
+  /** Bounding box of the inside pixels (inclusive); meaningless when `area` is 0. */
+  x0: number;
+  x1: number;
+  y0: number;
+  y1: number;
+  /** Absent when nothing is inside. */
+  field?: SignedDistance;
+}
+
+/** The pixels whose alpha is above `alphaThreshold`, and their distance field. */
+export function silhouetteOf(image: RgbaImage, alphaThreshold: number): Silhouette {
   const { width, height, data } = image;
-  const limit = Math.round(options.alphaThreshold * 255);
+  const limit = Math.round(alphaThreshold * 255);
   const inside = new Uint8Array(width * height);
   let area = 0, x0 = width, x1 = -1, y0 = height, y1 = -1;
   for (let y = 0, i = 0; y < height; y++) {
@@ -68,10 +87,16 @@ export function buildSurface(image: RgbaImage, options: SurfaceOptions): Inflate
       }
     }
   }
-  const empty = { mesh: { positions: new Float32Array(0), indices: new Uint32Array(0), colours: new Float32Array(0) }, alpha: new Float32Array(0), spacing: options.spacing ?? 1, pixelsPerUnit: Math.max(width, height) };
-  if (area === 0) return empty;
+  return { inside, area, x0, x1, y0, y1, ...(area > 0 && { field: signedDistance(inside, width, height) }) };
+}
 
-  const field = signedDistance(inside, width, height);
+/** The surface at a spacing (or a triangle target); `silhouette` must be `silhouetteOf` this image and threshold. */
+export function buildSurface(image: RgbaImage, options: SurfaceOptions, silhouette = silhouetteOf(image, options.alphaThreshold)): InflatedSurface {
+  const { width, height, data } = image;
+  const { inside, area, x0, x1, y0, y1, field } = silhouette;
+  const empty = { mesh: { positions: new Float32Array(0), indices: new Uint32Array(0), colours: new Float32Array(0) }, alpha: new Float32Array(0), spacing: options.spacing ?? 1, pixelsPerUnit: Math.max(width, height) };
+  if (!field) return empty;
+
   const R = field.deepest;
   // Each inside cell gives about two triangles per sheet.
   let s = options.spacing ?? Math.sqrt((4 * area) / Math.max(1, options.triangles ?? 100_000));
