@@ -9,9 +9,12 @@ import { prepareCloud, prepareMesh, type PreparedCloud, type PreparedMesh } from
 import { decodePly } from '../splat/ply.js';
 import { decodeSpz } from '../splat/spz.js';
 
-export type LoadedAsset =
-  | { kind: 'cloud'; scene: PreparedCloud; count: number; unit: 'Gaussians' }
-  | { kind: 'mesh'; scene: PreparedMesh; count: number; unit: 'triangles' };
+/** The prepared scene, and what it counts: Gaussians or triangles. */
+export interface LoadedAsset {
+  scene: PreparedCloud | PreparedMesh;
+  count: number;
+  unit: 'Gaussians' | 'triangles';
+}
 
 const ASSET_EXTENSIONS = ['.ply', '.spz', '.glb'];
 
@@ -26,8 +29,8 @@ export async function loadAsset(path: string, extent: number | null): Promise<Lo
   const lower = path.toLowerCase();
   if (lower.endsWith('.glb')) {
     const mesh = await decodeGlb(bytes);
-    return { kind: 'mesh', scene: prepareMesh(mesh, { extent }), count: triangleCount(mesh), unit: 'triangles' };
+    return { scene: prepareMesh(mesh, { extent }), count: triangleCount(mesh), unit: 'triangles' };
   }
   const cloud = lower.endsWith('.spz') ? decodeSpz(bytes) : decodePly(bytes);
-  return { kind: 'cloud', scene: prepareCloud(cloud, { extent }), count: cloud.count, unit: 'Gaussians' };
+  return { scene: prepareCloud(cloud, { extent }), count: cloud.count, unit: 'Gaussians' };
 }
