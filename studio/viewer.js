@@ -51,11 +51,16 @@ export class Viewer {
     this.resize();
     this.renderer.setAnimationLoop(() => {
       this.controls.update();
-      if (this.controls.autoRotate || performance.now() < this.drawUntil) this.renderer.render(this.scene, this.camera);
+      if (!this.controls.autoRotate && !this.dirty && performance.now() >= this.drawUntil) return;
+      this.renderer.render(this.scene, this.camera);
+      this.dirty = false;
     });
   }
 
+  // A change always gets at least one frame: on a busy machine the next animation frame can come after the
+  // settling window has passed, and a resized canvas stays cleared until it is drawn again.
   invalidate() {
+    this.dirty = true;
     this.drawUntil = performance.now() + SETTLE_MS;
   }
 
