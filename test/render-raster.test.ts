@@ -1,6 +1,7 @@
+import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { allocateCloud } from '../src/splat/cloud.js';
-import { orbitCamera, parseBackground, prepareCloud, Rasterizer, RenderPool, renderValidatorViews } from '../src/render/index.js';
+import { orbitCamera, parseBackground, prepareCloud, Rasterizer, RenderAbortedError, RenderPool, renderValidatorViews } from '../src/render/index.js';
 import { bucketSortRun, expNeg, radixSortRun } from '../src/render/rasterize.js';
 import { ballCloud, blobCloud } from './helpers/clouds.js';
 
@@ -166,6 +167,32 @@ describe('rasteriser', () => {
       const frames = await pool.renderAll(cloud, cameras, options);
       const rasterizer = new Rasterizer();
       frames.forEach((frame, i) => expect(Buffer.compare(frame, rasterizer.render(cloud, cameras[i], options))).toBe(0));
+    } finally {
+      await pool.close();
+    }
+  });
+
+  it('holds one abort listener for a batch of 16 views; an abort rejects the batch and the pool renders on', async () => {
+    const cloud = prepareCloud(ballCloud(20_000), { extent: 1.5 });
+    const cameras = Array.from({ length: 16 }, (_, i) => orbitCamera({ azimuth: i * 22.5, elevation: -15, radius: 2.5 }, { width: 128, height: 128, fov: 49.1 }));
+    const options = { background: [1, 1, 1] as const, channels: 4 as const };
+    const pool = new RenderPool(2);
+    try {
+      const controller = new AbortController();
+      // Node warns past 10 listeners on one signal; a job's views all share its signal.
+      const all = pool.renderAll(cloud, cameras, options, controller.signal);
+      expect(getEventListeners(controller.signal, 'abort')).toHaveLength(1);
+      controller.abort();
+      await expect(all).rejects.toBeInstanceOf(RenderAbortedError);
+      expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+
+      const frames = pool.frames(cloud, cameras, options, controller.signal);
+      await expect(frames.next()).rejects.toBeInstanceOf(RenderAbortedError);
+
+      const kept = new AbortController();
+      const again = await pool.renderAll(cloud, cameras.slice(0, 3), options, kept.signal);
+      expect(again.map((f) => f.length)).toEqual([0, 1, 2].map(() => 128 * 128 * 4));
+      expect(getEventListeners(kept.signal, 'abort')).toHaveLength(0);
     } finally {
       await pool.close();
     }

@@ -31,6 +31,9 @@ interface Job {
   reject(err: Error): void;
 }
 
+/** Queues one view (or a band of one) as part of a batch. */
+type Submit = (scene: Scene, camera: Camera, options: RasterOptions, rows?: readonly [number, number]) => Promise<Uint8Array>;
+
 interface Slot {
   worker: Worker;
   scene: number;
@@ -88,24 +91,52 @@ export class RenderPool {
 
   /** Renders one view; resolves with width * height * channels bytes. */
   render(scene: Scene, camera: Camera, options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array> {
-    return this.submit(scene, camera, options, signal);
+    return this.batch(signal, (submit) => submit(scene, camera, options));
   }
 
-  private submit(scene: Scene, camera: Camera, options: RasterOptions, signal?: AbortSignal, rows?: readonly [number, number]): Promise<Uint8Array> {
-    if (this.closed) return Promise.reject(new Error('render pool is closed'));
-    if (signal?.aborted) return Promise.reject(new RenderAbortedError('render aborted'));
-    return new Promise<Uint8Array>((resolve, reject) => {
-      const job: Job = { id: this.nextJob++, scene, camera, options, rows, resolve, reject };
-      if (signal) {
-        const onAbort = () => {
-          const i = this.queue.indexOf(job);
-          if (i >= 0) this.queue.splice(i, 1);
-          reject(new RenderAbortedError('render aborted'));
-        };
-        signal.addEventListener('abort', onAbort, { once: true });
-        job.resolve = (pixels) => { signal.removeEventListener('abort', onAbort); resolve(pixels); };
-        job.reject = (err) => { signal.removeEventListener('abort', onAbort); reject(err); };
+  /** Runs `work`, whose views form one batch (see openBatch). */
+  private async batch<T>(signal: AbortSignal | undefined, work: (submit: Submit) => Promise<T>): Promise<T> {
+    const batch = this.openBatch(signal);
+    try {
+      return await work(batch.submit);
+    } finally {
+      batch.close();
+    }
+  }
+
+  /**
+   * Views that share one listener on `signal`: 16 views in flight add one listener, not 16. On abort, the batch's
+   * queued views leave the queue and every unsettled one rejects (a view a worker is drawing finishes there and
+   * is dropped). close() removes the listener.
+   */
+  private openBatch(signal: AbortSignal | undefined): { submit: Submit; close(): void } {
+    if (this.closed) throw new Error('render pool is closed');
+    if (signal?.aborted) throw new RenderAbortedError('render aborted');
+    const unsettled = new Set<Job>();
+    const onAbort = () => {
+      for (const job of unsettled) {
+        const i = this.queue.indexOf(job);
+        if (i >= 0) this.queue.splice(i, 1);
+        job.reject(new RenderAbortedError('render aborted'));
       }
+    };
+    signal?.addEventListener('abort', onAbort, { once: true });
+    return {
+      submit: (scene, camera, options, rows) => this.submit(scene, camera, options, unsettled, rows),
+      close: () => signal?.removeEventListener('abort', onAbort),
+    };
+  }
+
+  private submit(scene: Scene, camera: Camera, options: RasterOptions, unsettled: Set<Job>, rows?: readonly [number, number]): Promise<Uint8Array> {
+    if (this.closed) return Promise.reject(new Error('render pool is closed'));
+    return new Promise<Uint8Array>((resolve, reject) => {
+      const job: Job = {
+        id: this.nextJob++,
+        scene, camera, options, rows,
+        resolve: (pixels) => { if (unsettled.delete(job)) resolve(pixels); },
+        reject: (err) => { if (unsettled.delete(job)) reject(err); },
+      };
+      unsettled.add(job);
       this.queue.push(job);
       this.dispatch();
     });
@@ -130,10 +161,10 @@ export class RenderPool {
     const distinct = source.filter((s, i) => s === i).length;
     const shared = this.threads > 1 ? distinct % this.threads : 0;
     let whole = distinct - shared;
-    const frames = await Promise.all(cameras.map((camera, i) => {
+    const frames = await this.batch(signal, (submit) => Promise.all(cameras.map((camera, i) => {
       if (source[i] !== i) return null;
-      return whole-- > 0 ? this.render(cloud, camera, options, signal) : this.renderInBands(cloud, camera, options, signal);
-    }));
+      return whole-- > 0 ? submit(cloud, camera, options) : this.renderInBands(submit, cloud, camera, options);
+    })));
     return frames.map((frame, i) => frame ?? frames[source[i]]!.slice());
   }
 
@@ -141,12 +172,12 @@ export class RenderPool {
    * One view as `threads` bands, rendered as separate jobs and reassembled (same bytes): of whole tile rows for a
    * cloud (the workers use the default TILE), of pixel rows for a mesh.
    */
-  private async renderInBands(scene: Scene, camera: Camera, options: RasterOptions, signal?: AbortSignal): Promise<Uint8Array> {
+  private async renderInBands(submit: Submit, scene: Scene, camera: Camera, options: RasterOptions): Promise<Uint8Array> {
     const unit = isPreparedMesh(scene) ? 1 : TILE;
     const unitRows = Math.ceil(camera.height / unit);
     const bands = Math.min(this.threads, unitRows);
     const starts = Array.from({ length: bands + 1 }, (_, b) => Math.floor((b * unitRows) / bands));
-    const parts = await Promise.all(starts.slice(0, bands).map((row0, b) => this.submit(scene, camera, options, signal, [row0, starts[b + 1]])));
+    const parts = await Promise.all(starts.slice(0, bands).map((row0, b) => submit(scene, camera, options, [row0, starts[b + 1]])));
     const out = new Uint8Array(camera.width * camera.height * options.channels);
     parts.forEach((part, b) => out.set(part, starts[b] * unit * camera.width * options.channels));
     return out;
@@ -159,10 +190,11 @@ export class RenderPool {
   async *frames(cloud: Scene, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal, ahead = this.threads + 1): AsyncGenerator<Uint8Array> {
     const pending: Promise<Uint8Array>[] = [];
     let next = 0;
+    const batch = this.openBatch(signal);
     try {
       while (next < cameras.length || pending.length) {
         while (next < cameras.length && pending.length < ahead) {
-          const p = this.render(cloud, cameras[next++], options, signal);
+          const p = batch.submit(cloud, cameras[next++], options);
           p.catch(() => {}); // observed below, in order
           pending.push(p);
         }
@@ -171,6 +203,7 @@ export class RenderPool {
     } finally {
       // Consumer stopped early: let in-flight frames finish and be dropped.
       for (const p of pending) p.catch(() => {});
+      batch.close();
     }
   }
 
