@@ -6,7 +6,7 @@ import type { Hono } from 'hono';
 import { createApp } from './app.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { createFormats, type FormatRegistry } from './formats/registry.js';
+import { createFormats, type FormatRegistry, type GlbCodec } from './formats/registry.js';
 import { glbRulesOf, type GlbRules } from './mesh/rules.js';
 import type { TriangleMesh } from './mesh/mesh.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
@@ -81,11 +81,15 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const gpu = new GpuLock();
   const renderPool = new RenderPool(config.render.threads);
   const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
-  // GLBs are written and checked in the CPU pool when there is one: off the event loop.
-  const glb = cpuPool && { encode: (mesh: TriangleMesh) => cpuPool.encodeGlb(mesh), violation: (bytes: Uint8Array, rules: GlbRules) => cpuPool.glbViolation(bytes, rules) };
+  // GLBs are written, checked and read in the CPU pool when there is one: off the event loop.
+  const glb: GlbCodec | undefined = cpuPool && {
+    encode: (mesh: TriangleMesh) => cpuPool.encodeGlb(mesh),
+    violation: (bytes: Uint8Array, rules: GlbRules) => cpuPool.glbViolation(bytes, rules),
+    decode: (bytes: Uint8Array) => cpuPool.decodeGlb(bytes),
+  };
   const formats = createFormats({ pool: renderPool, mesh: glbRulesOf(config.pipeline), glb });
   const renderViews: ViewRenderer = options.renderViews ?? poolViewRenderer(renderPool);
-  const deps = { ...defaultStageDeps(config), renderViews };
+  const deps: StageDeps = { ...defaultStageDeps(config), renderViews, decodeGlb: glb?.decode };
   const stages: Stages = { ...offloadPreviewStages(createStages(config, deps), cpuPool), ...options.stages };
   const pipeline = new Pipeline(stages);
   const metrics = config.metrics.enabled ? new Metrics() : undefined;

@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { configSettings } from '../src/compose.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../src/pipelines/preview-backends.js';
 import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from '../src/runtime/cpu-pool.js';
-import { encodeGlb } from '../src/mesh/glb.js';
+import { decodeGlb, encodeGlb } from '../src/mesh/glb.js';
 import { centreAndFit } from '../src/mesh/mesh.js';
 import { glbViolation } from '../src/mesh/rules.js';
 import { encodePly } from '../src/splat/ply.js';
@@ -54,7 +54,7 @@ describe('the CPU pool', () => {
     expect(offloadImageTo3d(cloudOnly, pool).generateWithMesh).toBeUndefined();
   });
 
-  it('writes and checks GLBs in a worker, byte for byte and verdict for verdict as in process, ', async () => {
+  it('writes, checks and reads GLBs in a worker, byte for byte and verdict for verdict as in process', async () => {
     const config = testConfig({ image_to_3d: { inflate: { mesh_faces: 60_000 } } });
     const ctx = jobContext({ config });
     const image = await previewTextToImage(settings).generate('a red ball', 2, ctx);
@@ -70,6 +70,11 @@ describe('the CPU pool', () => {
     const wide = { extent: 0.5, maxBytes: 200e6 };
     expect(await pool.glbViolation(remote, wide)).toBe(await glbViolation(remote, wide));
     expect(await pool.glbViolation(remote, wide)).toMatch(/extent|outside|cube/);
+    // Read back in a worker: the same columns as in process.
+    const read = await pool.decodeGlb(remote);
+    expect(read).toEqual(await decodeGlb(remote));
+    expect(read.indices.length / 3).toBe(mesh.indices.length / 3);
+    await expect(pool.decodeGlb(remote.subarray(0, 100))).rejects.toThrow();
   });
 
   it('releases a caller whose job aborts, and the pool goes on serving', async () => {

@@ -66,15 +66,16 @@ export const DEFAULT_VIEW_SIZE = 256;
 export type FormatRegistry = Readonly<Record<FormatName, Format>>;
 
 /**
- * Where GLBs are written and checked: in this thread by default; the service hands in its CPU pool's, so that
+ * Where GLBs are written, checked and read: in this thread by default; the service hands in its CPU pool's, so that
  * glTF-Transform and the validator do not hold the event loop.
  */
 export interface GlbCodec {
   encode(mesh: TriangleMesh): Promise<Uint8Array>;
   violation(bytes: Uint8Array, rules: GlbRules): Promise<string | null>;
+  decode(bytes: Uint8Array): Promise<TriangleMesh>;
 }
 
-const IN_PROCESS_GLB: GlbCodec = { encode: encodeGlb, violation: glbViolation };
+export const IN_PROCESS_GLB: GlbCodec = { encode: encodeGlb, violation: glbViolation, decode: decodeGlb };
 
 export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: GlbCodec }): FormatRegistry {
   const { pool, mesh: rules } = deps;
@@ -105,7 +106,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       kind: 'mesh',
       encode: ({ mesh }) => glb.encode(meshOf(mesh)),
       violation: (bytes) => glb.violation(bytes, rules),
-      decodeMesh: decodeGlb,
+      decodeMesh: (bytes) => glb.decode(bytes),
     },
     mp4: {
       name: 'mp4',

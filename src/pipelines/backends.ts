@@ -1,5 +1,6 @@
 /** Builds each stage's backend from the config: swapping a backend is a config line. */
 import type { Config } from '../config/schema.js';
+import type { TriangleMesh } from '../mesh/mesh.js';
 import { orientationMatrix } from '../splat/frame.js';
 import { GpuWorkerImageTo3d } from './image-to-3d/gpu-worker.js';
 import { IsnetMatting } from './matting/isnet.js';
@@ -22,6 +23,8 @@ export interface StageDeps {
   renderViews?: ViewRenderer;
   /** The model files of backends that load models (isnet, clip), checked as `npm run weights -- --check` does. */
   models?: ModelStore;
+  /** Reads the GPU worker's GLBs (compose.ts hands in its CPU pool's, off the event loop); default: in this thread. */
+  decodeGlb?: (bytes: Uint8Array) => Promise<TriangleMesh>;
 }
 
 export function createStages(config: Config, deps: StageDeps = {}): Stages {
@@ -86,6 +89,7 @@ function createImageTo3d(config: Config, deps: StageDeps): ImageTo3d {
         },
         orientation: orientationMatrix(worker.orientation),
         mesh: { simplify: worker.mesh_simplify, textureSize: worker.mesh_texture_size },
+        decodeGlb: deps.decodeGlb,
       });
     }
   }

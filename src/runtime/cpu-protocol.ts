@@ -43,7 +43,14 @@ export interface CpuGlbCheckCall {
   rules: GlbRules;
 }
 
-export type CpuMessage = CpuCall | CpuFormCall | CpuGlbEncodeCall | CpuGlbCheckCall;
+/** Reads a GLB's bytes (copied over) into a mesh (its columns come back transferred). */
+export interface CpuGlbDecodeCall {
+  type: 'glb-decode';
+  id: number;
+  bytes: Uint8Array;
+}
+
+export type CpuMessage = CpuCall | CpuFormCall | CpuGlbEncodeCall | CpuGlbCheckCall | CpuGlbDecodeCall;
 
 export type CpuReply =
   | { id: number; ok: true; value: unknown }

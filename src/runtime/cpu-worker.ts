@@ -3,7 +3,7 @@
  * it is sent, each under a context carrying the job's settings. Results go back transferred, not copied.
  */
 import { parentPort } from 'node:worker_threads';
-import { encodeGlb } from '../mesh/glb.js';
+import { decodeGlb, encodeGlb } from '../mesh/glb.js';
 import { glbViolation } from '../mesh/rules.js';
 import { standaloneContext, type JobSettings } from '../pipelines/context.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../pipelines/preview-backends.js';
@@ -79,6 +79,8 @@ function work(message: CpuMessage): Promise<unknown> {
       return encodeGlb(message.mesh);
     case 'glb-check':
       return glbViolation(message.bytes, message.rules);
+    case 'glb-decode':
+      return decodeGlb(message.bytes);
   }
 }
 

@@ -39,6 +39,8 @@ export interface GpuWorkerImageTo3dOptions {
   orientation: Matrix3;
   /** How meshes are baked outside a job (a job's settings win). */
   mesh?: MeshBake;
+  /** Reads the worker's GLB (default: in this thread). */
+  decodeGlb?: (bytes: Uint8Array) => Promise<TriangleMesh>;
 }
 
 export class GpuWorkerImageTo3d implements ImageTo3d {
@@ -88,7 +90,7 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
     const cloud = this.cloudOf(ply);
     let mesh: TriangleMesh;
     try {
-      mesh = await decodeGlb(glb);
+      mesh = await (this.options.decodeGlb ?? decodeGlb)(glb);
     } catch (err) {
       throw new GpuWorkerError(`GPU worker returned a GLB that cannot be read: ${(err as Error).message}`, 502);
     }
