@@ -6,7 +6,7 @@ import type { Hono } from 'hono';
 import { createApp } from './app.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { createFormats, type FormatRegistry, type GlbCodec } from './formats/registry.js';
+import { createFormats, IN_PROCESS_GLB, type FormatRegistry, type GlbCodec } from './formats/registry.js';
 import { glbRulesOf, type GlbRules } from './mesh/rules.js';
 import type { TriangleMesh } from './mesh/mesh.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
@@ -82,14 +82,17 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const renderPool = new RenderPool(config.render.threads);
   const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
   // GLBs are written, checked and read in the CPU pool when there is one: off the event loop.
-  const glb: GlbCodec | undefined = cpuPool && {
-    encode: (mesh: TriangleMesh) => cpuPool.encodeGlb(mesh),
-    violation: (bytes: Uint8Array, rules: GlbRules) => cpuPool.glbViolation(bytes, rules),
-    decode: (bytes: Uint8Array) => cpuPool.decodeGlb(bytes),
-  };
-  const formats = createFormats({ pool: renderPool, mesh: glbRulesOf(config.pipeline), glb });
+  const glb: GlbCodec = cpuPool
+    ? {
+        encode: (mesh: TriangleMesh) => cpuPool.encodeGlb(mesh),
+        inspect: (bytes: Uint8Array, rules: GlbRules) => cpuPool.inspectGlb(bytes, rules),
+        decode: (bytes: Uint8Array) => cpuPool.decodeGlb(bytes),
+      }
+    : IN_PROCESS_GLB;
+  const glbRules = glbRulesOf(config.pipeline);
+  const formats = createFormats({ pool: renderPool, mesh: glbRules, glb });
   const renderViews: ViewRenderer = options.renderViews ?? poolViewRenderer(renderPool);
-  const deps: StageDeps = { ...defaultStageDeps(config), renderViews, decodeGlb: glb?.decode };
+  const deps: StageDeps = { ...defaultStageDeps(config), renderViews, decodeGlb: glb.decode };
   const stages: Stages = { ...offloadPreviewStages(createStages(config, deps), cpuPool), ...options.stages };
   const pipeline = new Pipeline(stages);
   const metrics = config.metrics.enabled ? new Metrics() : undefined;
@@ -140,7 +143,10 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     imageFilePreset: config.contract.image_file_preset,
   };
   const bodyLimitBytes = Math.round(config.server.body_limit_mb * 1024 * 1024);
-  const mcpDeps = { answers, service, renderPool, limits, videoRes: config.render.video_res, maxInlineBytes: bodyLimitBytes, retryAfterS: runtime.retry_after_s, logger };
+  const mcpDeps = {
+    answers, service, renderPool, limits, videoRes: config.render.video_res, maxInlineBytes: bodyLimitBytes, retryAfterS: runtime.retry_after_s, logger,
+    inspectGlb: (bytes: Uint8Array) => glb.inspect(bytes, glbRules),
+  };
   const app = createApp(service, answers, {
     // The routes hold decoded images in the memory budget until they are answered.
     limits: { ...limits, reserveImage: (bytes) => service.images.reserve(bytes) },

@@ -9,7 +9,7 @@ import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../src/pipe
 import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from '../src/runtime/cpu-pool.js';
 import { decodeGlb, encodeGlb } from '../src/mesh/glb.js';
 import { centreAndFit } from '../src/mesh/mesh.js';
-import { glbViolation } from '../src/mesh/rules.js';
+import { inspectGlb } from '../src/mesh/rules.js';
 import { encodePly } from '../src/splat/ply.js';
 import type { ImageTo3d } from '../src/pipelines/stages.js';
 import { jobContext, testConfig } from './helpers/fake-stages.js';
@@ -63,13 +63,14 @@ describe('the CPU pool', () => {
     centreAndFit(mesh, 1);
     const rules = { extent: 1, maxBytes: 200e6 };
     const remote = await pool.encodeGlb(mesh);
-    const verdict = await pool.glbViolation(remote, rules);
+    const verdict = (await pool.inspectGlb(remote, rules)).violations[0] ?? null;
     expect(Buffer.compare(remote, await encodeGlb(mesh))).toBe(0);
     expect(verdict).toBeNull();
-    // A rule broken is the same sentence from the worker as in process.
     const wide = { extent: 0.5, maxBytes: 200e6 };
-    expect(await pool.glbViolation(remote, wide)).toBe(await glbViolation(remote, wide));
-    expect(await pool.glbViolation(remote, wide)).toMatch(/extent|outside|cube/);
+    // A rule broken is the same report from the worker as in process.
+    const inspection = await pool.inspectGlb(remote, wide);
+    expect(inspection).toEqual(await inspectGlb(remote, wide));
+    expect(inspection.violations[0]).toMatch(/extent|outside|cube/);
     // Read back in a worker: the same columns as in process.
     const read = await pool.decodeGlb(remote);
     expect(read).toEqual(await decodeGlb(remote));

@@ -1,6 +1,7 @@
 /**
  * /mcp over HTTP with the SDK's own client against a real server: the tools, generate_3d_asset's progress and
- * PLY resource, render_views' PNGs, check_asset's verdicts, bearer auth, and bad input as tool errors.
+ * PLY resource, render_views' PNGs of splats and meshes, check_asset's verdicts on PLYs and GLBs, bearer auth, and bad
+ * input as tool errors.
  */
 import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
@@ -8,10 +9,12 @@ import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compose, type Composed } from '../src/compose.js';
 import { decodeImage } from '../src/image/codec.js';
+import { encodeGlb } from '../src/mesh/glb.js';
 import { decodePly } from '../src/splat/ply.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
 import { fakeStages, HOPELESS, type FakeOptions, serveApp, testConfig, until, type Served } from './helpers/fake-stages.js';
 import { fixturePath } from './helpers/fixtures.js';
+import { sphereMesh } from './helpers/meshes.js';
 import { httpClient, imagesOf, linksOf, readBlob, textOf } from './helpers/mcp.js';
 
 const TOKEN = 'mcp-test-token';
@@ -21,7 +24,7 @@ describe('/mcp over Streamable HTTP', () => {
   let composed: Composed;
   let client: Client;
   // Read by the fake stages at each call: a test can slow a stage down.
-  const fakeOptions: FakeOptions = { gaussians: 8000 };
+  const fakeOptions: FakeOptions = { gaussians: 8000, mesh: true };
   const fake = fakeStages(fakeOptions);
 
   beforeAll(async () => {
@@ -139,6 +142,43 @@ describe('/mcp over Streamable HTTP', () => {
     expect(textOf(bad)).toMatch(/^FAIL/);
   });
 
+  it('render_views and check_asset take a job\'s mesh (GLB), by job and artefact or by URI', async () => {
+    const made = await call('generate_3d_asset', { prompt: 'a round clay pot', formats: ['glb'] });
+    expect(made.isError).toBeFalsy();
+    const jobId = (made.structuredContent as { job_id: string }).job_id;
+    expect(linksOf(made).map((l) => l.uri)).toContain(`fast3d://jobs/${jobId}/glb`);
+
+    const views = await call('render_views', { job_id: jobId, artefact: 'glb', count: 2, size: 96 });
+    expect(views.isError).toBeFalsy();
+    expect(textOf(views)).toContain(`job ${jobId}'s glb`);
+    for (const view of imagesOf(views)) {
+      const image = await decodeImage(new Uint8Array(Buffer.from(view.data, 'base64')), { maxPixels: 1 << 20, minSide: 1 });
+      expect(nonWhiteShare(image.data)).toBeGreaterThan(0.05);
+    }
+    // The mesh, not the job's splats (both round): the same cameras see other pixels.
+    const splatViews = await call('render_views', { job_id: jobId, artefact: 'ply', count: 2, size: 96 });
+    expect(imagesOf(views)[0].data).not.toBe(imagesOf(splatViews)[0].data);
+
+    for (const args of [{ job_id: jobId, artefact: 'glb' }, { uri: `fast3d://jobs/${jobId}/glb` }]) {
+      const checked = await call('check_asset', args);
+      expect(checked.isError).toBeFalsy();
+      // The fake's sphere: 2 * 24 * 11 triangles, fitted to the unit cube.
+      expect(checked.structuredContent).toMatchObject({ format: 'glb', ok: true, meshes: 1, triangles: 528, validator: { errors: 0 }, violations: [] });
+      expect(textOf(checked)).toMatch(/^ok: .* passes the Khronos glTF validator and the mesh rules \(1 mesh\(es\), 528 triangles/);
+    }
+  });
+
+  it('check_asset names the broken rule of a given GLB outside the unit cube; render_views still shows it', async () => {
+    const big = Buffer.from(await encodeGlb(sphereMesh(16, 8, 1, true))).toString('base64');
+    const checked = await call('check_asset', { glb_base64: big });
+    expect(checked.isError).toBeFalsy();
+    const verdict = checked.structuredContent as { ok: boolean; format: string; violations: string[] };
+    expect([verdict.ok, verdict.format]).toEqual([false, 'glb']);
+    expect(verdict.violations[0]).toMatch(/^the mesh spans x \[-1, 1\].*outside \[-0\.5, 0\.5\]/);
+    expect(textOf(checked)).toMatch(/^FAIL: the given GLB breaks a mesh rule: the mesh spans/);
+    expect(imagesOf(await call('render_views', { glb_base64: big, count: 1, size: 64 }))).toHaveLength(1);
+  });
+
   it('a declined prompt is a tool error that says why', async () => {
     const result = await call('generate_3d_asset', { prompt: `a ${HOPELESS} cloud of smoke` });
     expect(result.isError).toBe(true);
@@ -154,7 +194,9 @@ describe('/mcp over Streamable HTTP', () => {
       ['generate_3d_asset', { image_base64: Buffer.from('just some words, not an image').toString('base64') }, /image_base64 is not .*PNG, JPEG or WebP/],
       ['generate_3d_asset', { prompt: 'a chair', preset: 'no-such-preset' }, /no-such-preset/],
       ['get_job', { job_id: 'job-that-never-was' }, /no job "job-that-never-was"/],
-      ['render_views', {}, /exactly one of "job_id", "uri" and "ply_base64"/],
+      ['render_views', {}, /exactly one of "job_id", "uri", "ply_base64" and "glb_base64"/],
+      ['render_views', { glb_base64: Buffer.from('ply\nformat binary_little_endian 1.0\n').toString('base64') }, /glb_base64 is not a GLB this service can read/],
+      ['check_asset', { uri: 'fast3d://jobs/x/mp4' }, /neither a PLY nor a GLB/],
       ['render_views', { uri: 'https://example.invalid/x.ply' }, /not an artefact URI/],
       ['render_views', { ply_base64: '!!!not base64!!!' }, /not base64/],
       ['render_views', { job_id: 'x', count: 99 }, /count/],

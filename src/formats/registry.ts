@@ -8,7 +8,7 @@
 import { encodePng } from '../image/codec.js';
 import { gridImage } from '../image/rgba.js';
 import { decodeGlb, encodeGlb } from '../mesh/glb.js';
-import { glbViolation, type GlbRules } from '../mesh/rules.js';
+import { inspectGlb, type GlbInspection, type GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import { renderViews, turntableMp4, validatorCameras, type RenderPool, type TurntableSettings } from '../render/index.js';
 import type { GaussianCloud } from '../splat/cloud.js';
@@ -71,11 +71,11 @@ export type FormatRegistry = Readonly<Record<FormatName, Format>>;
  */
 export interface GlbCodec {
   encode(mesh: TriangleMesh): Promise<Uint8Array>;
-  violation(bytes: Uint8Array, rules: GlbRules): Promise<string | null>;
+  inspect(bytes: Uint8Array, rules: GlbRules): Promise<GlbInspection>;
   decode(bytes: Uint8Array): Promise<TriangleMesh>;
 }
 
-export const IN_PROCESS_GLB: GlbCodec = { encode: encodeGlb, violation: glbViolation, decode: decodeGlb };
+export const IN_PROCESS_GLB: GlbCodec = { encode: encodeGlb, inspect: inspectGlb, decode: decodeGlb };
 
 export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: GlbCodec }): FormatRegistry {
   const { pool, mesh: rules } = deps;
@@ -105,7 +105,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       contentType: 'model/gltf-binary',
       kind: 'mesh',
       encode: ({ mesh }) => glb.encode(meshOf(mesh)),
-      violation: (bytes) => glb.violation(bytes, rules),
+      violation: async (bytes) => (await glb.inspect(bytes, rules)).violations[0] ?? null,
       decodeMesh: (bytes) => glb.decode(bytes),
     },
     mp4: {

@@ -23,12 +23,14 @@ import type { AnswerPath } from '../runtime/answer.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
 import type { GenerationService } from '../runtime/service.js';
+import type { TriangleMesh } from '../mesh/mesh.js';
+import type { GlbInspection } from '../mesh/rules.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { checkGates } from '../splat/gates.js';
 import { decodePly } from '../splat/ply.js';
 import { servablePlyViolation } from '../splat/servable.js';
 import { VERSION } from '../version.js';
-import { ARTEFACT_URI_TEMPLATE, artefactUri, MAX_VIEWS, parseArtefactUri, TOOLS } from './tools.js';
+import { ARTEFACT_URI_TEMPLATE, artefactUri, GEOMETRY_ARTEFACTS, MAX_VIEWS, parseArtefactUri, TOOLS, type GeometryArtefact } from './tools.js';
 
 export interface McpDeps {
   answers: AnswerPath;
@@ -38,8 +40,10 @@ export interface McpDeps {
   limits: RequestLimits;
   /** Default side of mp4 artefacts. */
   videoRes: number;
-  /** Largest inline bytes (base64 PLY or image) a call may carry, decoded. */
+  /** Largest inline bytes (base64 PLY, GLB or image) a call may carry, decoded. */
   maxInlineBytes: number;
+  /** The check every GLB passes before a 200, with its findings (compose.ts runs it in the CPU pool). */
+  inspectGlb: (bytes: Uint8Array) => Promise<GlbInspection>;
   retryAfterS: number;
   logger?: Logger;
 }
@@ -146,12 +150,12 @@ export function createMcpServer(deps: McpDeps): McpServer {
   }));
 
   server.registerTool('render_views', TOOLS.render_views, guarded('render_views', async (args, extra) => {
-    const { cloud, label } = await assetOf(args, deps);
+    const { subject, label } = await assetOf(args, deps);
     const size = args.size ?? DEFAULT_VIEW_SIZE;
     const count = args.count ?? DEFAULT_VIEW_COUNT;
     const { cameras, background, extent, azimuths } = camerasFor(args.cameras ?? 'validator', count, size, deps);
     // Views share the video line with videos: a full line refuses at once rather than queueing CPU work.
-    const images = await deps.service.renderVideo(() => renderViews(cloud, cameras, { pool: deps.renderPool, background, extent }, extra.signal), extra.signal);
+    const images = await deps.service.renderVideo(() => renderViews(subject, cameras, { pool: deps.renderPool, background, extent }, extra.signal), extra.signal);
     const pngs = await Promise.all(images.map((image) => encodePng(image)));
     return {
       content: [
@@ -162,20 +166,15 @@ export function createMcpServer(deps: McpDeps): McpServer {
   }));
 
   server.registerTool('check_asset', TOOLS.check_asset, guarded('check_asset', async (args) => {
-    const { bytes, label } = await plyBytesOf(args, deps);
-    const packer = servablePlyViolation(bytes);
-    const gates = packer ? [] : checkGates(decodePly(bytes));
-    const ok = packer === null && gates.every((g) => g.passed);
-    const verdict = { asset: label, ok, packer: packer ?? 'ok', gates };
-    const failed = gates.filter((g) => !g.passed).map((g) => `${g.name}=${g.value} (limit ${g.threshold})`);
-    const line = ok ? `ok: ${label} passes the packer rules and the validator's gates` : packer ? `FAIL: ${label} breaks a packer rule: ${packer}` : `FAIL: ${label} fails the validator's gates: ${failed.join(', ')}`;
-    return { content: [{ type: 'text', text: `${line}\n${JSON.stringify(verdict)}` }], structuredContent: verdict };
+    const { bytes, label, kind } = await checkedBytesOf(args, deps);
+    const verdict = kind === 'glb' ? await glbVerdict(bytes, label, deps) : plyVerdict(bytes, label);
+    return { content: [{ type: 'text', text: `${verdict.line}\n${JSON.stringify(verdict.report)}` }], structuredContent: verdict.report };
   }));
 
   server.registerResource(
     'artefact',
     new ResourceTemplate(ARTEFACT_URI_TEMPLATE, { list: async () => ({ resources: artefactResources(answers) }) }),
-    { title: 'Job artefact', description: 'An artefact of a finished job: ply, spz, mp4 or views (PNG).' },
+    { title: 'Job artefact', description: 'An artefact of a finished job: ply, spz, glb, mp4 or views (PNG).' },
     async (uri): Promise<ReadResourceResult> => {
       const parsed = parseArtefactUri(uri.href);
       const ref = parsed && answers.jobs.artefact(parsed.jobId, parsed.artefact);
@@ -265,34 +264,79 @@ function artefactResources(answers: AnswerPath): Resource[] {
   })));
 }
 
-/** The PLY bytes a call names: a job's PLY, an artefact URI of a PLY, or base64. */
-async function plyBytesOf(args: { job_id?: string; uri?: string; ply_base64?: string }, deps: McpDeps): Promise<{ bytes: Uint8Array; label: string }> {
-  const source = oneSource(args);
-  if (source === 'ply_base64') return { bytes: inlinePly(args.ply_base64!, deps), label: 'the given PLY' };
-  const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: 'ply' };
-  if (artefact !== 'ply') throw new ToolInputError(`${artefactUri(jobId, artefact)} is not a PLY; check_asset checks PLY files`);
-  return { bytes: await artefactBytes(jobId, artefact, deps), label: `job ${jobId}'s PLY` };
+interface Verdict {
+  /** One line for people: ok, or FAIL and the first broken rule. */
+  line: string;
+  report: { asset: string; format: 'ply' | 'glb'; ok: boolean } & Record<string, unknown>;
 }
 
-/** The cloud a call names: a job's geometry artefact, an artefact URI, or a base64 PLY. */
-async function assetOf(args: { job_id?: string; artefact?: 'ply' | 'spz'; uri?: string; ply_base64?: string }, deps: McpDeps): Promise<{ cloud: GaussianCloud; label: string }> {
+function plyVerdict(bytes: Uint8Array, label: string): Verdict {
+  const packer = servablePlyViolation(bytes);
+  const gates = packer ? [] : checkGates(decodePly(bytes));
+  const ok = packer === null && gates.every((g) => g.passed);
+  const failed = gates.filter((g) => !g.passed).map((g) => `${g.name}=${g.value} (limit ${g.threshold})`);
+  const line = ok ? `ok: ${label} passes the packer rules and the validator's gates` : packer ? `FAIL: ${label} breaks a packer rule: ${packer}` : `FAIL: ${label} fails the validator's gates: ${failed.join(', ')}`;
+  return { line, report: { asset: label, format: 'ply', ok, packer: packer ?? 'ok', gates } };
+}
+
+/** The check every GLB passes before a 200 (glbViolation's rules), with what it found. */
+async function glbVerdict(bytes: Uint8Array, label: string, deps: McpDeps): Promise<Verdict> {
+  const r = await deps.inspectGlb(bytes);
+  const ok = r.violations.length === 0;
+  const validator = r.validator && { errors: r.validator.errors, warnings: r.validator.warnings, infos: r.validator.infos };
+  const found = `${r.meshes} mesh(es), ${r.triangles} triangles${validator ? `, validator ${validator.errors} errors, ${validator.warnings} warnings` : ''}`;
+  const line = ok ? `ok: ${label} passes the Khronos glTF validator and the mesh rules (${found})` : `FAIL: ${label} breaks a mesh rule: ${r.violations.join('; ')}`;
+  return { line, report: { asset: label, format: 'glb', ok, validator, meshes: r.meshes, triangles: r.triangles, vertices: r.vertices, bounds: r.bounds, violations: r.violations } };
+}
+
+type SourceArgs = { job_id?: string; artefact?: GeometryArtefact; uri?: string; ply_base64?: string; glb_base64?: string };
+
+/** The file a check names: a job's PLY (or GLB), an artefact URI of either, or base64 bytes. */
+async function checkedBytesOf(args: SourceArgs, deps: McpDeps): Promise<{ bytes: Uint8Array; label: string; kind: 'ply' | 'glb' }> {
+  const source = oneSource(args);
+  if (source === 'ply_base64') return { bytes: inlineBytes('ply_base64', args.ply_base64!, deps), label: 'the given PLY', kind: 'ply' };
+  if (source === 'glb_base64') return { bytes: inlineBytes('glb_base64', args.glb_base64!, deps), label: 'the given GLB', kind: 'glb' };
+  const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: args.artefact ?? 'ply' };
+  if (artefact !== 'ply' && artefact !== 'glb') throw new ToolInputError(`${artefactUri(jobId, artefact)} is neither a PLY nor a GLB; check_asset checks those`);
+  return { bytes: await artefactBytes(jobId, artefact, deps), label: `job ${jobId}'s ${artefact.toUpperCase()}`, kind: artefact };
+}
+
+/** The cloud or mesh a call names: a job's geometry artefact, an artefact URI, or a base64 PLY or GLB. */
+async function assetOf(args: SourceArgs, deps: McpDeps): Promise<{ subject: GaussianCloud | TriangleMesh; label: string }> {
   const source = oneSource(args);
   const formats = deps.answers.formats;
   if (source === 'ply_base64') {
-    const bytes = inlinePly(args.ply_base64!, deps);
+    const bytes = inlineBytes('ply_base64', args.ply_base64!, deps);
     const violation = servablePlyViolation(bytes);
     if (violation) throw new ToolInputError(`ply_base64 is not a valid PLY: ${violation}`);
-    return { cloud: decodePly(bytes), label: 'the given PLY' };
+    return { subject: decodePly(bytes), label: 'the given PLY' };
+  }
+  if (source === 'glb_base64') {
+    const bytes = inlineBytes('glb_base64', args.glb_base64!, deps);
+    return { subject: await meshOf(bytes, 'glb_base64', deps), label: 'the given GLB' };
   }
   const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: args.artefact ?? 'ply' };
-  const format = artefact === 'ply' || artefact === 'spz' ? formats[artefact] : undefined;
-  if (!format?.decodeCloud) throw new ToolInputError(`${artefactUri(jobId, artefact)} is not geometry; render_views renders a ply or spz artefact`);
-  return { cloud: format.decodeCloud(await artefactBytes(jobId, artefact, deps)), label: `job ${jobId}'s ${artefact}` };
+  if (!(GEOMETRY_ARTEFACTS as readonly string[]).includes(artefact)) {
+    throw new ToolInputError(`${artefactUri(jobId, artefact)} is not geometry; render_views renders a ply, spz or glb artefact`);
+  }
+  const bytes = await artefactBytes(jobId, artefact, deps);
+  const label = `job ${jobId}'s ${artefact}`;
+  if (artefact === 'glb') return { subject: await formats.glb.decodeMesh!(bytes), label };
+  return { subject: formats[artefact as 'ply' | 'spz'].decodeCloud!(bytes), label };
 }
 
-function oneSource(args: { job_id?: string; uri?: string; ply_base64?: string }): 'job_id' | 'uri' | 'ply_base64' {
-  const given = (['job_id', 'uri', 'ply_base64'] as const).filter((k) => args[k] !== undefined);
-  if (given.length !== 1) throw new ToolInputError(`give exactly one of "job_id", "uri" and "ply_base64"${given.length ? ` (got ${given.join(', ')})` : ''}`);
+/** A given GLB's mesh; a file that cannot be read is a tool error that says why. */
+async function meshOf(bytes: Uint8Array, field: string, deps: McpDeps): Promise<TriangleMesh> {
+  try {
+    return await deps.answers.formats.glb.decodeMesh!(bytes);
+  } catch (err) {
+    throw new ToolInputError(`${field} is not a GLB this service can read: ${(err as Error).message}`);
+  }
+}
+
+function oneSource(args: SourceArgs): 'job_id' | 'uri' | 'ply_base64' | 'glb_base64' {
+  const given = (['job_id', 'uri', 'ply_base64', 'glb_base64'] as const).filter((k) => args[k] !== undefined);
+  if (given.length !== 1) throw new ToolInputError(`give exactly one of "job_id", "uri", "ply_base64" and "glb_base64"${given.length ? ` (got ${given.join(', ')})` : ''}`);
   return given[0];
 }
 
@@ -314,9 +358,9 @@ async function artefactBytes(jobId: string, artefact: string, deps: McpDeps): Pr
 
 const NOT_BASE64 = /[^A-Za-z0-9+/=\s]/;
 
-function inlinePly(text: string, deps: McpDeps): Uint8Array {
-  if (text.length > base64Chars(deps.maxInlineBytes)) throw new ToolInputError(`ply_base64 is larger than ${deps.maxInlineBytes} bytes; pass a job_id or uri instead`);
-  if (NOT_BASE64.test(text)) throw new ToolInputError('ply_base64 is not base64');
+function inlineBytes(field: string, text: string, deps: McpDeps): Uint8Array {
+  if (text.length > base64Chars(deps.maxInlineBytes)) throw new ToolInputError(`${field} is larger than ${deps.maxInlineBytes} bytes; pass a job_id or uri instead`);
+  if (NOT_BASE64.test(text)) throw new ToolInputError(`${field} is not base64`);
   return new Uint8Array(Buffer.from(text, 'base64'));
 }
 

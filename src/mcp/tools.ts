@@ -8,7 +8,7 @@ import { VIDEO_RES } from '../config/schema.js';
 import { FORMAT_NAMES } from '../formats/registry.js';
 import { MAX_SEED } from '../pipelines/seed.js';
 
-/** Resources: one per artefact of a job, `fast3d://jobs/{job_id}/{artefact}` (artefact: ply, spz, mp4, views). */
+/** Resources: one per artefact of a job, `fast3d://jobs/{job_id}/{artefact}` (artefact: ply, spz, glb, mp4, views). */
 export const ARTEFACT_URI_TEMPLATE = 'fast3d://jobs/{job_id}/{artefact}';
 
 export function artefactUri(jobId: string, artefact: string): string {
@@ -30,12 +30,17 @@ export const MAX_VIEWS = 16;
 export const MIN_VIEW_SIZE = 32;
 export const MAX_VIEW_SIZE = 1024;
 
-/** Where a tool finds an asset: a job's artefact, an artefact URI, or the PLY bytes themselves. */
+/** The artefacts that hold an asset's geometry: splats (ply, spz) or a mesh (glb). */
+export const GEOMETRY_ARTEFACTS = ['ply', 'spz', 'glb'] as const;
+export type GeometryArtefact = (typeof GEOMETRY_ARTEFACTS)[number];
+
+/** Where a tool finds an asset: a job's artefact, an artefact URI, or the file's bytes themselves. */
 const assetSource = {
   job_id: z.string().min(1).optional().describe('A job id (from generate_3d_asset or list_recent_assets): its PLY (or the artefact named by "artefact").'),
-  artefact: z.enum(['ply', 'spz']).optional().describe('With job_id: which geometry artefact to use (default ply).'),
+  artefact: z.enum(GEOMETRY_ARTEFACTS).optional().describe('With job_id: which geometry artefact to use (default ply; glb is the mesh of a job that asked for one).'),
   uri: z.string().min(1).optional().describe('An artefact resource URI, fast3d://jobs/{job_id}/{artefact}.'),
   ply_base64: z.string().min(1).optional().describe('A PLY file as base64, for an asset that is not a job of this service (within the service\'s body limit).'),
+  glb_base64: z.string().min(1).optional().describe('A GLB file as base64, for a mesh that is not a job of this service (within the service\'s body limit).'),
 };
 
 export const TOOLS = {
@@ -76,7 +81,8 @@ export const TOOLS = {
     description:
       'Renders PNG views of an asset on the CPU: "validator" uses the subnet validator\'s cameras (its 16 azimuths, elevation, ' +
       'radius and field of view, white background; "count" picks that many evenly spaced among them), "turntable" uses the ' +
-      'service\'s turntable path (its elevations, radius, field of view and background, "count" frames). Give one of job_id, uri or ply_base64.',
+      'service\'s turntable path (its elevations, radius, field of view and background, "count" frames). Splats (ply, spz) and meshes (glb) ' +
+      'are seen by the same cameras. Give one of job_id, uri, ply_base64 or glb_base64.',
     inputSchema: {
       ...assetSource,
       cameras: z.enum(['validator', 'turntable']).optional().describe('Which cameras (default validator).'),
@@ -87,12 +93,15 @@ export const TOOLS = {
   check_asset: {
     title: 'Check an asset',
     description:
-      'Would the subnet accept this PLY? Runs the miner\'s packer rules (header, properties, body size, finite values) and the ' +
-      'validator\'s structural gates (Gaussian count, share of transparent Gaussians), and reports each verdict. Give one of job_id, uri or ply_base64.',
+      'Would the subnet accept this asset? A PLY gets the miner\'s packer rules (header, properties, body size, finite values) and the ' +
+      'validator\'s structural gates (Gaussian count, share of transparent Gaussians); a GLB gets the Khronos glTF validator and the mesh ' +
+      'competition\'s rules (one mesh, centred, inside the unit cube, size limit). Reports each verdict. Give one of job_id, uri, ply_base64 or glb_base64.',
     inputSchema: {
       job_id: assetSource.job_id,
+      artefact: z.enum(['ply', 'glb']).optional().describe('With job_id: which file to check (default ply).'),
       uri: assetSource.uri,
       ply_base64: assetSource.ply_base64,
+      glb_base64: assetSource.glb_base64,
     },
   },
 } as const;

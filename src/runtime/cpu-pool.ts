@@ -6,14 +6,14 @@
  * first use and are unreferenced while idle.
  */
 import type { Worker } from 'node:worker_threads';
-import type { GlbRules } from '../mesh/rules.js';
+import type { GlbInspection, GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import type { JobContext, JobSettings } from '../pipelines/context.js';
 import type { Backend, CloudAndMesh, ImageTo3d, Matting, MattingInput, TextToImage } from '../pipelines/stages.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { startWorker } from '../threads.js';
-import type { CpuFormCall, CpuGlbCheckCall, CpuGlbDecodeCall, CpuGlbEncodeCall, CpuMessage, CpuReply, OffloadedStage } from './cpu-protocol.js';
+import type { CpuFormCall, CpuGlbDecodeCall, CpuGlbInspectCall, CpuGlbEncodeCall, CpuMessage, CpuReply, OffloadedStage } from './cpu-protocol.js';
 
 interface Pending {
   resolve(value: unknown): void;
@@ -51,14 +51,14 @@ export class CpuPool {
 
   /**
    * Writes, checks and reads GLBs in a worker: glTF-Transform and the Khronos validator take the event loop for
-   * 60-400 ms on a preview mesh. Same results as `encodeGlb`, `glbViolation` and `decodeGlb` in process.
+   * 60-400 ms on a preview mesh. Same results as `encodeGlb`, `inspectGlb` and `decodeGlb` in process.
    */
   encodeGlb(mesh: TriangleMesh): Promise<Uint8Array> {
     return this.send((id): CpuGlbEncodeCall => ({ type: 'glb-encode', id, mesh }), []);
   }
 
-  glbViolation(bytes: Uint8Array, rules: GlbRules): Promise<string | null> {
-    return this.send((id): CpuGlbCheckCall => ({ type: 'glb-check', id, bytes, rules }), []);
+  inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<GlbInspection> {
+    return this.send((id): CpuGlbInspectCall => ({ type: 'glb-inspect', id, bytes, rules }), []);
   }
 
   decodeGlb(bytes: Uint8Array): Promise<TriangleMesh> {

@@ -35,9 +35,9 @@ export interface CpuGlbEncodeCall {
   mesh: TriangleMesh;
 }
 
-/** Checks a GLB's bytes (copied over) against the Khronos validator and the geometry rules. */
-export interface CpuGlbCheckCall {
-  type: 'glb-check';
+/** Inspects a GLB's bytes (copied over): the Khronos validator's report, the geometry and every rule broken. */
+export interface CpuGlbInspectCall {
+  type: 'glb-inspect';
   id: number;
   bytes: Uint8Array;
   rules: GlbRules;
@@ -50,7 +50,7 @@ export interface CpuGlbDecodeCall {
   bytes: Uint8Array;
 }
 
-export type CpuMessage = CpuCall | CpuFormCall | CpuGlbEncodeCall | CpuGlbCheckCall | CpuGlbDecodeCall;
+export type CpuMessage = CpuCall | CpuFormCall | CpuGlbEncodeCall | CpuGlbInspectCall | CpuGlbDecodeCall;
 
 export type CpuReply =
   | { id: number; ok: true; value: unknown }

@@ -4,7 +4,7 @@
  */
 import { parentPort } from 'node:worker_threads';
 import { decodeGlb, encodeGlb } from '../mesh/glb.js';
-import { glbViolation } from '../mesh/rules.js';
+import { inspectGlb } from '../mesh/rules.js';
 import { standaloneContext, type JobSettings } from '../pipelines/context.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../pipelines/preview-backends.js';
 import type { CloudAndMesh, ImageTo3d, Matting, TextToImage } from '../pipelines/stages.js';
@@ -77,8 +77,8 @@ function work(message: CpuMessage): Promise<unknown> {
       return Promise.resolve().then(() => parseForm(message.body));
     case 'glb-encode':
       return encodeGlb(message.mesh);
-    case 'glb-check':
-      return glbViolation(message.bytes, message.rules);
+    case 'glb-inspect':
+      return inspectGlb(message.bytes, message.rules);
     case 'glb-decode':
       return decodeGlb(message.bytes);
   }

@@ -12,6 +12,7 @@ import { configSettings } from '../../src/compose.js';
 import { standaloneContext, type JobContext, type ProgressSink } from '../../src/pipelines/context.js';
 import type { GpuRunner, Stages } from '../../src/pipelines/stages.js';
 import { allocateCloud, logit, type GaussianCloud } from '../../src/splat/cloud.js';
+import { sphereMesh } from './meshes.js';
 
 export interface FakeOptions {
   /** Milliseconds text-to-image holds the GPU. */
@@ -24,6 +25,8 @@ export interface FakeOptions {
   gaussians?: number;
   /** GPU fakes ignore the abort signal (a backend that cannot be interrupted). */
   ignoreAbort?: boolean;
+  /** Image-to-3D also makes meshes (a coloured sphere beside the cloud); read when the stages are built. */
+  mesh?: boolean;
 }
 
 export interface FakeCalls {
@@ -45,6 +48,11 @@ export function fakeStages(options: FakeOptions = {}): { stages: Partial<Stages>
   };
   const prompts = new WeakMap<RgbaImage, string>();
   const ready = () => ({ ready: true });
+  const makeCloud = async (seed: number, ctx?: JobContext): Promise<GaussianCloud> => {
+    calls.imageTo3d++;
+    await gpuWait(options.imageTo3dMs ?? 0, ctx?.signal);
+    return ballCloud(options.gaussians ?? 8000, seed);
+  };
   const stages: Partial<Stages> = {
     textToImage: {
       name: 'fake-gpu-text-to-image', preview: false, gpu: true, readiness: ready,
@@ -67,11 +75,10 @@ export function fakeStages(options: FakeOptions = {}): { stages: Partial<Stages>
     },
     imageTo3d: {
       name: 'fake-gpu-image-to-3d', preview: false, gpu: true, readiness: ready,
-      async generate(_image, seed, ctx) {
-        calls.imageTo3d++;
-        await gpuWait(options.imageTo3dMs ?? 0, ctx?.signal);
-        return ballCloud(options.gaussians ?? 8000, seed);
-      },
+      generate: (_image, seed, ctx) => makeCloud(seed, ctx),
+      ...(options.mesh && {
+        generateWithMesh: async (_image: RgbaImage, seed: number, ctx?: JobContext) => ({ cloud: await makeCloud(seed, ctx), mesh: sphereMesh(24, 12, 0.5, true) }),
+      }),
     },
   };
   return { stages, calls, gpuIntervals };
