@@ -8,13 +8,13 @@ import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { HttpError } from './contract/errors.js';
-import { assertFormContentType, mediaType, parseGenerateRequest, requestPriority, videoSize, type GenerateRequest, type RequestLimits } from './contract/request.js';
+import { assertFormContentType, GEOMETRY_FORMATS, mediaType, parseGenerateRequest, requestPriority, videoSize, type GenerateRequest, type GeometryFormatName, type RequestLimits } from './contract/request.js';
 import { artefactResponse, assetHeaders, declinedResponse, declineHeaders, errorResponse } from './contract/responses.js';
 import { httpErrorOf } from './contract/status.js';
 import type { ArtefactSpec, Format } from './formats/registry.js';
 import { BusyError } from './runtime/admission.js';
 import type { Answer, AnswerPath, ResolvedPreset } from './runtime/answer.js';
-import { FORWARDED_HEADER, type ForwardedAnswer } from './runtime/burst.js';
+import { FORMAT_HEADER, FORWARDED_HEADER, type ForwardedAnswer } from './runtime/burst.js';
 import { API_BASE, jobApi } from './api/routes.js';
 import { bearerAuth } from './http/auth.js';
 import { studioRoutes } from './studio/routes.js';
@@ -129,7 +129,7 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     } catch (err) {
       throw new HttpError(400, `malformed form body: ${(err as Error).message}`);
     }
-    const request = await parseGenerateRequest(fields, options.limits);
+    const request = await parseGenerateRequest(fields, forwardedLimits(c, options.limits));
     addLog(c, { task: request.task.kind, seed: request.seed });
     return { request, raw };
   }
@@ -153,7 +153,8 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
         mesh: request.format === 'glb',
         preset: request.preset,
         signal: c.req.raw.signal,
-        forward: raw && { path: c.req.path, contentType: c.req.header('content-type') ?? '', body: raw },
+        // The peer answers in the format decided here, whatever its own contract.image_file_output.
+        forward: raw && { path: c.req.path, contentType: c.req.header('content-type') ?? '', body: raw, headers: { [FORMAT_HEADER]: request.format } },
       });
       addLog(c, answerLog(answer));
       // Awaited here: the image's memory is given back only once the response's check is done.
@@ -198,6 +199,19 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
 
   app.notFound((c) => errorResponse(new HttpError(404, `no route for ${c.req.method} ${c.req.path}`)));
   return app;
+}
+
+/**
+ * A forwarded request's limits: the forwarding service's geometry format (FORMAT_HEADER) stands in for this
+ * service's contract.image_file_output, so a peer answers what was asked of the service it stands in for.
+ */
+function forwardedLimits(c: Context<Env>, limits: RequestLimits): RequestLimits {
+  const format = c.req.header(FORWARDED_HEADER) ? c.req.header(FORMAT_HEADER) : undefined;
+  if (format === undefined) return limits;
+  if (!(GEOMETRY_FORMATS as readonly string[]).includes(format)) {
+    throw new HttpError(400, `header ${FORMAT_HEADER} must be one of ${GEOMETRY_FORMATS.join(', ')}, got "${format.slice(0, 40)}"`);
+  }
+  return { ...limits, imageFileOutput: format as GeometryFormatName };
 }
 
 /** An answer as a response: the artefact (checked once more by its format), a 204, or a peer's answer. */

@@ -1,6 +1,8 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
+import { glbViolation } from '../src/mesh/rules.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
+import { discImage } from './helpers/images.js';
 import { errorOf, fakeStages, postPrompt, serveApp, testConfig, until, type Served } from './helpers/fake-stages.js';
 
 const servers: Served[] = [];
@@ -8,9 +10,9 @@ afterEach(async () => {
   await Promise.all(servers.splice(0).map((s) => s.close()));
 });
 
-/** One real instance on an ephemeral port, with slow fake GPU stages. */
+/** One real instance on an ephemeral port, with slow fake GPU stages (which make meshes too). */
 async function instance(sections: Record<string, Record<string, unknown>>, env: NodeJS.ProcessEnv = {}, imageTo3dMs = 300) {
-  const fake = fakeStages({ imageTo3dMs });
+  const fake = fakeStages({ imageTo3dMs, mesh: true });
   const composed = compose(testConfig({ pipeline: { retries: 0 }, ...sections }), { stages: fake.stages, env });
   const served = await serveApp(composed.app);
   servers.push(served);
@@ -18,8 +20,16 @@ async function instance(sections: Record<string, Record<string, unknown>>, env: 
 }
 
 /** A full local instance (one running job, no queue) that bursts to `peers`. */
-function busyLocal(peers: { url: string; token_env?: string }[], env: NodeJS.ProcessEnv = {}, timeout_s = 10) {
-  return instance({ runtime: { queue_length: 0, pipeline_concurrency: 1 }, burst: { peers, timeout_s } }, env);
+function busyLocal(peers: { url: string; token_env?: string }[], env: NodeJS.ProcessEnv = {}, timeout_s = 10, contract: Record<string, unknown> = {}) {
+  return instance({ runtime: { queue_length: 0, pipeline_concurrency: 1 }, burst: { peers, timeout_s }, contract }, env);
+}
+
+/** The newer contract's request: an image file and a seed, no format field. */
+async function postImageFile(url: string): Promise<Response> {
+  const form = new FormData();
+  form.set('prompt_image_file', new Blob([new Uint8Array(await discImage({ size: 128, radius: 40 }))], { type: 'image/png' }), 'object.png');
+  form.set('seed', '3');
+  return fetch(`${url}/generate`, { method: 'POST', body: form });
 }
 
 describe('burst to peers', () => {
@@ -65,6 +75,40 @@ describe('burst to peers', () => {
     expect((await running).status).toBe(200);
     const metrics = await (await fetch(`${local.url}/metrics`)).text();
     for (const peer of ['0', '1', '2']) expect(metrics).toMatch(new RegExp(`^fast3d_burst_forwards_total\\{peer="${peer}",result="failed"\\} 1$`, 'm'));
+  });
+
+  it('a peer answers in the format the forwarding service decided, whatever its own image_file_output', async () => {
+    for (const [localOutput, peerOutput] of [['glb', 'ply'], ['ply', 'glb']] as const) {
+      const peer = await instance({ contract: { image_file_output: peerOutput } });
+      const local = await busyLocal([{ url: peer.url }], {}, 10, { image_file_output: localOutput });
+      const running = postPrompt(local.url, 'a local chair');
+      await until(() => local.service.admission.active === 1);
+      const forwarded = await postImageFile(local.url);
+      expect(forwarded.status, forwarded.status === 200 ? '' : await errorOf(forwarded)).toBe(200);
+      expect(forwarded.headers.get('x-fast3d-cache')).toBe('peer');
+      const bytes = new Uint8Array(await forwarded.arrayBuffer());
+      if (localOutput === 'glb') {
+        expect(forwarded.headers.get('content-type')).toBe('model/gltf-binary');
+        expect(await glbViolation(bytes, { extent: 1, maxBytes: 200e6 })).toBeNull();
+      } else {
+        expect(servablePlyViolation(bytes)).toBeNull();
+      }
+      // Asked directly, the peer keeps its own default.
+      const direct = await postImageFile(peer.url);
+      expect(direct.headers.get('content-type')).toBe(peerOutput === 'glb' ? 'model/gltf-binary' : 'application/octet-stream');
+      expect((await running).status).toBe(200);
+    }
+  });
+
+  it('refuses a forwarded request whose format header is not a geometry format', async () => {
+    const peer = await instance({});
+    const response = await fetch(`${peer.url}/generate/`, {
+      method: 'POST',
+      body: new URLSearchParams({ prompt: 'a chair' }),
+      headers: { 'X-Fast3d-Forwarded': '1', 'X-Fast3d-Format': 'obj' },
+    });
+    expect(response.status).toBe(400);
+    expect(await errorOf(response)).toMatch(/X-Fast3d-Format must be one of ply, spz, glb, got "obj"/);
   });
 
   it('never forwards a forwarded request again', async () => {

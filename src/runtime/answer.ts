@@ -21,7 +21,7 @@ import { IDENTITY3, rotateCloud, transpose, type Matrix3 } from '../splat/frame.
 import { specKey, type ArtefactSpec, type Asset, type Format, type FormatRegistry } from '../formats/registry.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import type { Priority } from './admission.js';
-import type { Burst, ForwardedAnswer } from './burst.js';
+import type { Burst, ForwardedAnswer, ForwardedRequest } from './burst.js';
 import type { EntryKind, EntryName, ResultCache } from './cache.js';
 import type { JobHandle, JobRegistry } from './jobs.js';
 import type { Logger } from './log.js';
@@ -50,7 +50,7 @@ export interface AnswerRequest {
   /** Aborted when the client goes away. */
   signal?: AbortSignal;
   /** The request as received, for a burst peer when the local queue is full. */
-  forward?: { path: string; contentType: string; body: ArrayBuffer };
+  forward?: ForwardedRequest;
 }
 
 export interface Delivered {
@@ -292,8 +292,7 @@ export class AnswerPath {
       return { outcome };
     } catch (err) {
       if (!(err instanceof BusyError) || !request.forward || !burst?.enabled) throw err;
-      const { path, contentType, body } = request.forward;
-      const forwarded = await burst.forward(path, contentType, body, signal);
+      const forwarded = await burst.forward(request.forward, signal);
       if (!forwarded) throw err;
       return { forwarded };
     }

@@ -1,6 +1,6 @@
 /**
  * Burst to peers: when the local queue is full, the whole request (same path, body and content type) goes to a
- * peer running this same service, e.g. a RunPod serverless load-balancing endpoint. Peers are tried in turn
+ * peer running this same service, with what this service decided of its answer (its geometry format), e.g. a RunPod serverless load-balancing endpoint. Peers are tried in turn
  * (starting from the next one each time) within one timeout; a peer answering anything but 200 or 204, or not
  * answering in time, counts as failed, and when every peer failed the caller answers its usual 503.
  */
@@ -24,6 +24,20 @@ export interface ForwardedAnswer {
 /** Marks a forwarded request, so the peer never forwards it again. */
 export const FORWARDED_HEADER = 'X-Fast3d-Forwarded';
 
+/**
+ * On a forwarded request: the geometry format (ply, spz, glb) the forwarding service answers in. A request
+ * without a `format` field gets it instead of the peer's own `contract.image_file_output`.
+ */
+export const FORMAT_HEADER = 'X-Fast3d-Format';
+
+/** A request as it came, and the headers that carry this service's decisions about it. */
+export interface ForwardedRequest {
+  path: string;
+  contentType: string;
+  body: ArrayBuffer;
+  headers?: Record<string, string>;
+}
+
 export class Burst {
   private next = 0;
 
@@ -39,7 +53,7 @@ export class Burst {
   }
 
   /** Forwards a request; null when no peer gave a usable answer in time. */
-  async forward(path: string, contentType: string, body: ArrayBuffer, signal?: AbortSignal): Promise<ForwardedAnswer | null> {
+  async forward({ path, contentType, body, headers }: ForwardedRequest, signal?: AbortSignal): Promise<ForwardedAnswer | null> {
     const deadline = performance.now() + this.timeoutMs;
     const first = this.next;
     this.next = (this.next + 1) % Math.max(1, this.peers.length);
@@ -55,6 +69,7 @@ export class Burst {
         const response = await fetch(url, {
           method: 'POST',
           headers: {
+            ...headers,
             'Content-Type': contentType,
             [FORWARDED_HEADER]: '1',
             ...(peer.token ? { Authorization: `Bearer ${peer.token}` } : {}),
