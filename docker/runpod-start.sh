@@ -63,7 +63,9 @@ case "$MODE" in
                     --set "validate.checks=[gates]")
     case "${FAST3D_COMPETITION_OUTPUT:-ply}" in
       ply) ;;
-      glb) MODE_SETTINGS+=(--set contract.image_file_output=glb); export FAST3D_WORKER_MESH=1 ;;
+      # Competition 1's hard limit is 180 s per asset: a job still running at 170 s answers 503, so the next
+      # request (sent as soon as headers arrive) does not wait behind one that can no longer count.
+      glb) MODE_SETTINGS+=(--set contract.image_file_output=glb --set runtime.deadline_s=170); export FAST3D_WORKER_MESH=1 ;;
       *) echo "runpod-start: FAST3D_COMPETITION_OUTPUT must be ply or glb, not '${FAST3D_COMPETITION_OUTPUT}'" >&2; exit 2 ;;
     esac
     if [ "${FAST3D_COMPETITION_TEXT:-0}" != 1 ]; then

@@ -91,6 +91,8 @@ describe('docker/runpod-start.sh', () => {
     expect(glb.status, glb.stderr).toBe(0);
     expect(glb.stdout).toContain('meshes=on');
     expect(glb.config().contract.image_file_output).toBe('glb');
+    // Under competition 1's hard 180 s per asset.
+    expect(glb.config().runtime.deadline_s).toBe(170);
     const ply = dryRun({ FAST3D_MODE: 'competition' }, 'competition-ply');
     expect(ply.stdout).toContain('meshes=off');
     expect(ply.config().contract.image_file_output).toBe('ply');
