@@ -74,6 +74,11 @@ describe('the CPU pool', () => {
     // Read back in a worker: the same columns as in process.
     const read = await pool.decodeGlb(remote);
     expect(read).toEqual(await decodeGlb(remote));
+    // A GLB cut from a larger buffer (as from the GPU worker's parts) reads the same, and the caller keeps its bytes.
+    const parts = new Uint8Array(remote.length + 16);
+    parts.set(remote, 8);
+    expect(await pool.decodeGlb(parts.subarray(8, 8 + remote.length))).toEqual(read);
+    expect([parts.byteLength, remote.byteLength]).toEqual([remote.length + 16, remote.length]);
     expect(read.indices.length / 3).toBe(mesh.indices.length / 3);
     await expect(pool.decodeGlb(remote.subarray(0, 100))).rejects.toThrow();
   });

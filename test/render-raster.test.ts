@@ -185,9 +185,18 @@ describe('rasteriser', () => {
       controller.abort();
       await expect(all).rejects.toBeInstanceOf(RenderAbortedError);
       expect(getEventListeners(controller.signal, 'abort')).toHaveLength(0);
+      // The views no worker had taken left the queue: nothing more is drawn for the aborted batch.
+      expect(pool.queued).toBe(0);
 
       const frames = pool.frames(cloud, cameras, options, controller.signal);
       await expect(frames.next()).rejects.toBeInstanceOf(RenderAbortedError);
+
+      // A video's reader that stops early leaves nothing queued behind it.
+      const video = pool.frames(cloud, cameras, options, undefined, 8);
+      await video.next();
+      expect(pool.queued).toBeGreaterThan(0);
+      await video.return(undefined);
+      expect(pool.queued).toBe(0);
 
       const kept = new AbortController();
       const again = await pool.renderAll(cloud, cameras.slice(0, 3), options, kept.signal);

@@ -92,7 +92,7 @@ export function createProxyServer(options: ProxyOptions): { server: McpServer; c
   server.registerResource(
     'artefact',
     new ResourceTemplate(ARTEFACT_URI_TEMPLATE, { list: () => withRemote((client) => client.listResources()) }),
-    { title: 'Job artefact', description: 'An artefact of a finished job of the service: ply, spz, mp4 or views (PNG).' },
+    { title: 'Job artefact', description: 'An artefact of a finished job of the service: ply, spz, glb, mp4 or views (PNG).' },
     (uri) => withRemote((client) => client.readResource({ uri: uri.href })),
   );
 

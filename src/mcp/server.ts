@@ -150,12 +150,14 @@ export function createMcpServer(deps: McpDeps): McpServer {
   }));
 
   server.registerTool('render_views', TOOLS.render_views, guarded('render_views', async (args, extra) => {
-    const { subject, label } = await assetOf(args, deps);
     const size = args.size ?? DEFAULT_VIEW_SIZE;
     const count = args.count ?? DEFAULT_VIEW_COUNT;
     const { cameras, background, extent, azimuths } = camerasFor(args.cameras ?? 'validator', count, size, deps);
-    // Views share the video line with videos: a full line refuses at once rather than queueing CPU work.
-    const images = await deps.service.renderVideo(() => renderViews(subject, cameras, { pool: deps.renderPool, background, extent }, extra.signal), extra.signal);
+    // Views share the video line with videos: a full line refuses at once, before the asset is even decoded.
+    const { images, label } = await deps.service.renderVideo(async () => {
+      const { subject, label } = await assetOf(args, deps);
+      return { images: await renderViews(subject, cameras, { pool: deps.renderPool, background, extent }, extra.signal), label };
+    }, extra.signal);
     const pngs = await Promise.all(images.map((image) => encodePng(image)));
     return {
       content: [

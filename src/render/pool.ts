@@ -74,6 +74,11 @@ export class RenderPool {
     this.threads = threads > 0 ? Math.floor(threads) : Math.max(1, availableParallelism());
   }
 
+  /** Views waiting for a worker. */
+  get queued(): number {
+    return this.queue.length;
+  }
+
   /** Worker threads started so far (they start on first use, or all at once with warm()). */
   get started(): number {
     return this.slots.length;
@@ -105,25 +110,29 @@ export class RenderPool {
   }
 
   /**
-   * Views that share one listener on `signal`: 16 views in flight add one listener, not 16. On abort, the batch's
-   * queued views leave the queue and every unsettled one rejects (a view a worker is drawing finishes there and
-   * is dropped). close() removes the listener.
+   * Views that share one listener on `signal`: 16 views in flight add one listener, not 16. On abort, and on
+   * close() (the caller is done with the batch: it succeeded, one view failed, or a video's reader stopped), the
+   * batch's queued views leave the queue and every unsettled one rejects; a view a worker is drawing finishes
+   * there and is dropped.
    */
   private openBatch(signal: AbortSignal | undefined): { submit: Submit; close(): void } {
     if (this.closed) throw new Error('render pool is closed');
     if (signal?.aborted) throw new RenderAbortedError('render aborted');
     const unsettled = new Set<Job>();
-    const onAbort = () => {
+    const drop = () => {
       for (const job of unsettled) {
         const i = this.queue.indexOf(job);
         if (i >= 0) this.queue.splice(i, 1);
         job.reject(new RenderAbortedError('render aborted'));
       }
     };
-    signal?.addEventListener('abort', onAbort, { once: true });
+    signal?.addEventListener('abort', drop, { once: true });
     return {
       submit: (scene, camera, options, rows) => this.submit(scene, camera, options, unsettled, rows),
-      close: () => signal?.removeEventListener('abort', onAbort),
+      close: () => {
+        signal?.removeEventListener('abort', drop);
+        drop();
+      },
     };
   }
 
@@ -201,8 +210,7 @@ export class RenderPool {
         yield await pending.shift()!;
       }
     } finally {
-      // Consumer stopped early: let in-flight frames finish and be dropped.
-      for (const p of pending) p.catch(() => {});
+      // Consumer stopped early: queued frames are dropped, frames being drawn finish and are dropped.
       batch.close();
     }
   }

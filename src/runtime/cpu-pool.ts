@@ -58,11 +58,13 @@ export class CpuPool {
   }
 
   inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<GlbInspection> {
-    return this.send((id): CpuGlbInspectCall => ({ type: 'glb-inspect', id, bytes, rules }), []);
+    const own = ownBytes(bytes);
+    return this.send((id): CpuGlbInspectCall => ({ type: 'glb-inspect', id, bytes: own, rules }), [own.buffer as ArrayBuffer]);
   }
 
   decodeGlb(bytes: Uint8Array): Promise<TriangleMesh> {
-    return this.send((id): CpuGlbDecodeCall => ({ type: 'glb-decode', id, bytes }), []);
+    const own = ownBytes(bytes);
+    return this.send((id): CpuGlbDecodeCall => ({ type: 'glb-decode', id, bytes: own }), [own.buffer as ArrayBuffer]);
   }
 
   /** Posts one message to the least busy worker and waits for its reply (or for `signal` to abort). */
@@ -134,6 +136,14 @@ export class CpuPool {
     this.slots.push(slot);
     return slot;
   }
+}
+
+/**
+ * A copy of the bytes in a buffer of their own, to hand to a worker: posting a view copies its whole buffer (a
+ * GLB cut from the GPU worker's parts would take the PLY beside it along), and the caller keeps its bytes.
+ */
+function ownBytes(bytes: Uint8Array): Uint8Array {
+  return bytes.slice();
 }
 
 /** What an offloaded backend says of itself: the wrapped backend's name, label and readiness. */

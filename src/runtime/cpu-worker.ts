@@ -8,6 +8,7 @@ import { inspectGlb } from '../mesh/rules.js';
 import { standaloneContext, type JobSettings } from '../pipelines/context.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../pipelines/preview-backends.js';
 import type { CloudAndMesh, ImageTo3d, Matting, TextToImage } from '../pipelines/stages.js';
+import type { TriangleMesh } from '../mesh/mesh.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { CpuCall, CpuInit, CpuMessage, CpuReply } from './cpu-protocol.js';
@@ -37,16 +38,23 @@ async function call(message: CpuCall): Promise<unknown> {
   }
 }
 
-/** The typed arrays of a result: an image's pixels, a cloud's columns, a cloud and mesh's columns and mesh arrays. */
+/**
+ * The typed arrays of a result: an image's pixels, a cloud's columns, a mesh's arrays (and texture), a cloud and
+ * mesh's both.
+ */
 function viewsOf(value: unknown): ArrayBufferView[] {
   if (!value || typeof value !== 'object') return [];
   if (value instanceof Uint8Array) return [value];
   if ('columns' in value) return Object.values((value as GaussianCloud).columns);
   if ('data' in value) return [(value as RgbaImage).data];
+  if ('positions' in value && 'indices' in value) {
+    const mesh = value as TriangleMesh;
+    const arrays: (ArrayBufferView | undefined)[] = [mesh.positions, mesh.indices, mesh.colours, mesh.uvs, mesh.texture?.data];
+    return arrays.filter((a): a is ArrayBufferView => a !== undefined);
+  }
   if ('cloud' in value && 'mesh' in value) {
     const { cloud, mesh } = value as CloudAndMesh;
-    const arrays: (ArrayBufferView | undefined)[] = [mesh.positions, mesh.indices, mesh.colours, mesh.uvs, mesh.texture?.data];
-    return [...viewsOf(cloud), ...arrays.filter((a): a is ArrayBufferView => a !== undefined)];
+    return [...viewsOf(cloud), ...viewsOf(mesh)];
   }
   return [];
 }
