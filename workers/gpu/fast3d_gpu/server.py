@@ -32,9 +32,10 @@ log = logging.getLogger("fast3d.gpu")
 
 MAX_SEED = 2**32 - 1
 # Bounds of a mesh request: to_glb's simplify is a share of triangles removed (1 would remove them all), and
-# the baked texture's side in pixels.
+# the baked texture's side in pixels. The bake optimises the whole texture with Adam on the GPU: at 8192 that
+# alone is gigabytes, so the side stops at 4096 (the service's config stops there too).
 MAX_SIMPLIFY = 0.99
-TEXTURE_SIZES = (64, 8192)
+TEXTURE_SIZES = (64, 4096)
 SIZE_PATTERN = re.compile(r"^(\d{2,5})x(\d{2,5})$")
 
 

@@ -6,10 +6,10 @@ pipeline and representation (microsoft/TRELLIS, trellis/__init__.py):
 - trellis/pipelines/trellis_text_to_3d.py imports open3d (used by the text-to-3D pipeline only);
 - trellis/representations/mesh/cube2mesh.py imports FlexiCubes, whose module imports
   `kaolin.utils.testing.check_tensor` (used by mesh extraction only).
-This worker decodes Gaussians only, so neither package is installed (open3d alone is hundreds of MB and
-kaolin has no wheel for every torch/CUDA pair). Where one is absent, a stand-in module takes its place for
-the import; any use of it raises an error that names the package, so a mesh code path can never run on a
-stand-in unnoticed.
+Neither package is installed (open3d alone is hundreds of MB and kaolin has no wheel for every torch/CUDA
+pair). Where one is absent, a stand-in module takes its place for the import; any use of it raises an error
+that names the package, so no code path can run on a stand-in unnoticed. With meshes on, kaolin's stand-in is
+a working check_tensor instead (below).
 
 Meshes (`--mesh`): TRELLIS's mesh decoder runs FlexiCubes, whose only use of kaolin is the argument check
 `kaolin.utils.testing.check_tensor(tensor, shape, dtype, device, throw)` in its asserts. Without kaolin

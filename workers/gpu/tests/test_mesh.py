@@ -86,7 +86,8 @@ class ProtocolTest(FakeWorkerTestCase):
         _, _, received = self.running.json("GET", "/v1/received")
         self.assertEqual(received["received"][-1]["mesh"], {"simplify": 0.95, "texture_size": 1024})
         for mesh, message in (({"simplify": 1.0}, "mesh.simplify must be in"), ({"simplify": "a lot"}, "mesh.simplify must be a number"),
-                              ({"texture_size": 100.5}, "mesh.texture_size must be an integer"), ("yes", "mesh must be a JSON object")):
+                              ({"texture_size": 100.5}, "mesh.texture_size must be an integer"),
+                              ({"texture_size": 8192}, "mesh.texture_size must be"), ("yes", "mesh must be a JSON object")):
             status, _, body = self.running.json("POST", "/v1/image-to-3d", splat_body(disc_png(), mesh=mesh))
             self.assertEqual(status, 400, mesh)
             self.assertIn(message, body["error"])
