@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { configSettings } from '../src/compose.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../src/pipelines/preview-backends.js';
 import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from '../src/runtime/cpu-pool.js';
-import { decodeGlb, encodeGlb } from '../src/mesh/glb.js';
+import { decodeGlb, encodeGlb, GlbReadError } from '../src/mesh/glb.js';
 import { centreAndFit } from '../src/mesh/mesh.js';
 import { inspectGlb } from '../src/mesh/rules.js';
 import { encodePly } from '../src/splat/ply.js';
@@ -80,7 +80,8 @@ describe('the CPU pool', () => {
     expect(await pool.decodeGlb(parts.subarray(8, 8 + remote.length))).toEqual(read);
     expect([parts.byteLength, remote.byteLength]).toEqual([remote.length + 16, remote.length]);
     expect(read.indices.length / 3).toBe(mesh.indices.length / 3);
-    await expect(pool.decodeGlb(remote.subarray(0, 100))).rejects.toThrow();
+    // A file that cannot be read stays a GlbReadError across the thread, so callers can tell it from the pool's own failures.
+    await expect(pool.decodeGlb(remote.subarray(0, 100))).rejects.toBeInstanceOf(GlbReadError);
   });
 
   it('releases a caller whose job aborts, and the pool goes on serving', async () => {

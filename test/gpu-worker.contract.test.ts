@@ -22,9 +22,9 @@ import { servablePlyViolation } from '../src/splat/servable.js';
 import { jobContext } from './helpers/fake-stages.js';
 import { GpuWorkerImageTo3d } from '../src/pipelines/image-to-3d/gpu-worker.js';
 import { GpuWorkerClient } from '../src/runtime/gpu-client.js';
-import { orientationMatrix } from '../src/splat/frame.js';
+import { IDENTITY3, orientationMatrix } from '../src/splat/frame.js';
 import validator from 'gltf-validator';
-import { decodeGlb } from '../src/mesh/glb.js';
+import { decodeGlb, GlbReadError } from '../src/mesh/glb.js';
 import { triangleCount } from '../src/mesh/mesh.js';
 import { expectServableGlb } from './helpers/glb-chunks.js';
 import { createImage, type RgbaImage } from '../src/image/rgba.js';
@@ -216,6 +216,12 @@ describe('meshes through the GPU worker (fake provider)', () => {
 
       const { received } = await (await fetch(`${worker.url}/v1/received`)).json() as { received: Record<string, unknown>[] };
       expect(received.at(-1)).toMatchObject({ route: 'image-to-3d', seed: 3, mesh: { simplify: 0.95, texture_size: 1024 } });
+
+      // A GLB its reader cannot read is the worker's fault (502); the reader's own failure (a closed CPU pool) is not.
+      const unreadable = new GpuWorkerImageTo3d({ client, sampling, orientation: IDENTITY3, decodeGlb: async () => { throw new GlbReadError('not a readable GLB: bad chunk'); } });
+      await expect(unreadable.generateWithMesh(disc, 3)).rejects.toMatchObject({ name: 'GpuWorkerError', status: 502, message: expect.stringMatching(/GPU worker returned a GLB that cannot be read: not a readable GLB/) });
+      const closed = new GpuWorkerImageTo3d({ client, sampling, orientation: IDENTITY3, decodeGlb: async () => { throw new Error('the CPU pool was closed'); } });
+      await expect(closed.generateWithMesh(disc, 3)).rejects.toThrow(/^the CPU pool was closed$/);
     } finally {
       client.close();
     }

@@ -23,6 +23,7 @@ import type { AnswerPath } from '../runtime/answer.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
 import type { GenerationService } from '../runtime/service.js';
+import { GlbReadError } from '../mesh/glb.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import type { GlbInspection } from '../mesh/rules.js';
 import type { GaussianCloud } from '../splat/cloud.js';
@@ -332,7 +333,8 @@ async function meshOf(bytes: Uint8Array, field: string, deps: McpDeps): Promise<
   try {
     return await deps.answers.formats.glb.decodeMesh!(bytes);
   } catch (err) {
-    throw new ToolInputError(`${field} is not a GLB this service can read: ${(err as Error).message}`);
+    if (!(err instanceof GlbReadError)) throw err;
+    throw new ToolInputError(`${field} is not a GLB this service can read: ${err.message}`);
   }
 }
 

@@ -214,10 +214,23 @@ function sample(image: RgbaImage, u: number, v: number, out: number[]): void {
  * Reads any GLB into one TriangleMesh in world space: every TRIANGLES primitive the scene places, merged.
  * When one base colour texture covers every primitive the mesh keeps uvs and that texture (a material's colour
  * factor is then dropped); otherwise colours (COLOR_0 times the material's factor, times the texture sampled at
- * each vertex where there is one) become sRGB vertex colours. Throws an Error saying why for a file it cannot
- * read or one with no triangle geometry.
+ * each vertex where there is one) become sRGB vertex colours. Throws a GlbReadError saying why for a file it
+ * cannot read or one with no triangle geometry.
  */
 export async function decodeGlb(bytes: Uint8Array): Promise<TriangleMesh> {
+  try {
+    return await readMesh(bytes);
+  } catch (err) {
+    throw err instanceof GlbReadError ? err : new GlbReadError((err as Error).message);
+  }
+}
+
+/** The file's fault, not the reader's: a GLB decodeGlb cannot make a mesh of. */
+export class GlbReadError extends Error {
+  override name = 'GlbReadError';
+}
+
+async function readMesh(bytes: Uint8Array): Promise<TriangleMesh> {
   const doc = await readGlbDocument(bytes);
   const placed = placedPrimitives(doc);
   if (doc.getRoot().listMeshes().length === 0) throw new Error('the GLB has no mesh');

@@ -23,7 +23,10 @@ export interface StageDeps {
   renderViews?: ViewRenderer;
   /** The model files of backends that load models (isnet, clip), checked as `npm run weights -- --check` does. */
   models?: ModelStore;
-  /** Reads the GPU worker's GLBs (compose.ts hands in its CPU pool's, off the event loop); default: in this thread. */
+  /**
+   * Reads the GPU worker's GLBs (compose.ts hands in its CPU pool's, off the event loop); default: in this thread.
+   * A file that cannot be read rejects with GlbReadError, as decodeGlb does.
+   */
   decodeGlb?: (bytes: Uint8Array) => Promise<TriangleMesh>;
 }
 

@@ -6,6 +6,7 @@
  * first use and are unreferenced while idle.
  */
 import type { Worker } from 'node:worker_threads';
+import { GlbReadError } from '../mesh/glb.js';
 import type { GlbInspection, GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import type { JobContext, JobSettings } from '../pipelines/context.js';
@@ -123,7 +124,7 @@ export class CpuPool {
       this.settle(slot);
       if (!pending) return;
       if (reply.ok) pending.resolve(reply.value);
-      else pending.reject(new Error(reply.error));
+      else pending.reject(reply.name === 'GlbReadError' ? new GlbReadError(reply.error) : new Error(reply.error));
     });
     const fail = (err: Error) => {
       const at = this.slots.indexOf(slot);

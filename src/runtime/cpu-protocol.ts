@@ -54,4 +54,5 @@ export type CpuMessage = CpuCall | CpuFormCall | CpuGlbEncodeCall | CpuGlbInspec
 
 export type CpuReply =
   | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; error: string };
+  /** `name`: the error's class name; GlbReadError is rebuilt as itself, so a caller can tell a bad file. */
+  | { id: number; ok: false; error: string; name?: string };

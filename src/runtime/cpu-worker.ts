@@ -104,7 +104,7 @@ port.on('message', (message: CpuInit | CpuMessage) => {
       port.postMessage(reply, buffersOf(value));
     },
     (err: Error) => {
-      const reply: CpuReply = { id: message.id, ok: false, error: err.message };
+      const reply: CpuReply = { id: message.id, ok: false, error: err.message, name: err.name };
       port.postMessage(reply);
     },
   );

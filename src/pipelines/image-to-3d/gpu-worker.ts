@@ -14,7 +14,7 @@ import { encodePng } from '../../image/codec.js';
 import type { RgbaImage } from '../../image/rgba.js';
 import type { JobContext } from '../context.js';
 import { GpuWorkerError, type GpuWorker, type MeshBake } from '../gpu-worker.js';
-import { decodeGlb } from '../../mesh/glb.js';
+import { decodeGlb, GlbReadError } from '../../mesh/glb.js';
 import { rotateMesh, triangleCount, type TriangleMesh } from '../../mesh/mesh.js';
 import type { GaussianCloud } from '../../splat/cloud.js';
 import { IDENTITY3, rotateCloud, rotationProblem, transpose, type Matrix3 } from '../../splat/frame.js';
@@ -92,7 +92,9 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
     try {
       mesh = await (this.options.decodeGlb ?? decodeGlb)(glb);
     } catch (err) {
-      throw new GpuWorkerError(`GPU worker returned a GLB that cannot be read: ${(err as Error).message}`, 502);
+      // The worker's fault only when the file is (a closed or failed CPU pool is ours).
+      if (!(err instanceof GlbReadError)) throw err;
+      throw new GpuWorkerError(`GPU worker returned a GLB that cannot be read: ${err.message}`, 502);
     }
     if (triangleCount(mesh) === 0) throw new GpuWorkerError('GPU worker returned a GLB without triangles', 502);
     if (!this.meshRotation.every((v, i) => v === IDENTITY3[i])) rotateMesh(mesh, this.meshRotation);
