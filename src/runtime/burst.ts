@@ -1,8 +1,9 @@
 /**
  * Burst to peers: when the local queue is full, the whole request (same path, body and content type) goes to a
  * peer running this same service, e.g. a RunPod serverless load-balancing endpoint, with the geometry format this
- * service decided to answer in. Peers are tried in turn (starting from the next one each time) within one timeout; a peer answering anything but 200 or 204, or not
- * answering in time, counts as failed, and when every peer failed the caller answers its usual 503.
+ * service decided to answer in. Peers are tried in turn (starting from the next one each time) within one
+ * timeout; a peer answering anything but 200 or 204, or not answering in time, counts as failed, and when every
+ * peer failed the caller answers its usual 503.
  */
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';

@@ -35,7 +35,10 @@ export interface CpuGlbEncodeCall {
   mesh: TriangleMesh;
 }
 
-/** Inspects a GLB's bytes (copied over): the Khronos validator's report, the geometry and every rule broken. */
+/**
+ * Inspects a GLB's bytes (a copy of their own, transferred): the Khronos validator's report, the geometry and
+ * every rule broken.
+ */
 export interface CpuGlbInspectCall {
   type: 'glb-inspect';
   id: number;
@@ -43,7 +46,7 @@ export interface CpuGlbInspectCall {
   rules: GlbRules;
 }
 
-/** Reads a GLB's bytes (copied over) into a mesh (its columns come back transferred). */
+/** Reads a GLB's bytes (a copy of their own, transferred) into a mesh (its columns come back transferred). */
 export interface CpuGlbDecodeCall {
   type: 'glb-decode';
   id: number;
