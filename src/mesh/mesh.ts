@@ -56,11 +56,12 @@ export function rotateMesh(mesh: TriangleMesh, r: Matrix3): void {
 
 /**
  * Centres the mesh's bounding box on the origin and scales it so its largest side is `extent` (1: it fits
- * [-0.5, 0.5] on every axis). In place; returns the scale applied.
+ * [-0.5, 0.5] on every axis). In place; returns the scale applied. A box that is not finite on every axis (no
+ * triangles, or non-finite vertices) leaves the mesh as it is.
  */
 export function centreAndFit(mesh: TriangleMesh, extent: number): number {
   const { min, max } = meshBounds(mesh);
-  if (!Number.isFinite(min[0])) return 1;
+  if (![...min, ...max].every(Number.isFinite)) return 1;
   const centre = [0, 1, 2].map((a) => (min[a] + max[a]) / 2);
   const side = Math.max(max[0] - min[0], max[1] - min[1], max[2] - min[2]);
   const scale = side > 0 ? extent / side : 1;
@@ -96,17 +97,6 @@ export function withoutUnusedVertices(mesh: TriangleMesh): TriangleMesh {
     indices,
     ...(mesh.colours && { colours: pick(mesh.colours, 3) }),
     ...(mesh.uvs && { uvs: pick(mesh.uvs, 2) }),
-    ...(mesh.texture && { texture: mesh.texture }),
-  };
-}
-
-/** A copy whose arrays are the mesh's own (the texture's pixels are shared: nothing writes them). */
-export function cloneMesh(mesh: TriangleMesh): TriangleMesh {
-  return {
-    positions: mesh.positions.slice(),
-    indices: mesh.indices.slice(),
-    ...(mesh.colours && { colours: mesh.colours.slice() }),
-    ...(mesh.uvs && { uvs: mesh.uvs.slice() }),
     ...(mesh.texture && { texture: mesh.texture }),
   };
 }

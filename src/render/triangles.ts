@@ -19,7 +19,7 @@
  * triangles with bounding-box scans of edge functions stepped incrementally along rows; all scratch memory is
  * reused between renders, and nothing is allocated per vertex or per triangle.
  */
-import { meshBounds, vertexNormals, type TriangleMesh } from '../mesh/mesh.js';
+import { centreAndFit, vertexNormals, type TriangleMesh } from '../mesh/mesh.js';
 import { VALIDATOR_EXTENT } from '../splat/frame.js';
 import type { Camera } from './camera.js';
 import type { RasterOptions } from './rasterize.js';
@@ -77,20 +77,8 @@ export function prepareMesh(mesh: TriangleMesh, normalisation: MeshNormalisation
     if (mesh.indices[i] >= vertices) throw new Error(`mesh index ${mesh.indices[i]} at ${i} is out of range (${vertices} vertices)`);
   }
   const positions = shared(mesh.positions.subarray(0, vertices * 3), (b) => new Float32Array(b), 4);
-  if (normalisation.extent !== null && triangles > 0) {
-    const { min, max } = meshBounds(mesh);
-    const side = Math.max(max[0] - min[0], max[1] - min[1], max[2] - min[2]);
-    if (Number.isFinite(side)) {
-      const scale = side > 0 ? normalisation.extent / side : 1;
-      const c0 = (min[0] + max[0]) / 2, c1 = (min[1] + max[1]) / 2, c2 = (min[2] + max[2]) / 2;
-      for (let i = 0; i < positions.length; i += 3) {
-        positions[i] = (positions[i] - c0) * scale;
-        positions[i + 1] = (positions[i + 1] - c1) * scale;
-        positions[i + 2] = (positions[i + 2] - c2) * scale;
-      }
-    }
-  }
   const indices = shared(mesh.indices.subarray(0, triangles * 3), (b) => new Uint32Array(b), 4);
+  if (normalisation.extent !== null) centreAndFit({ positions, indices }, normalisation.extent);
   // Normals do not change under a uniform scale and a translation: the caller's mesh gives the same ones.
   const normals = shared(vertexNormals({ positions, indices }), (b) => new Float32Array(b), 4);
   const textured = mesh.uvs && mesh.texture && mesh.uvs.length >= vertices * 2 && mesh.texture.width > 0 && mesh.texture.height > 0;
