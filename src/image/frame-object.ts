@@ -23,13 +23,15 @@ export interface AlphaBox {
   pixels: number;
 }
 
-export function alphaBox(image: RgbaImage, threshold: number): AlphaBox | null {
+/** The box of the pixels whose alpha is above `threshold`; `inside`, when given, gets a 1 at each of them. */
+export function alphaBox(image: RgbaImage, threshold: number, inside?: Uint8Array): AlphaBox | null {
   const limit = Math.round(threshold * 255);
   const { width, height, data } = image;
   let x0 = width, y0 = height, x1 = -1, y1 = -1, pixels = 0;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      if (data[(y * width + x) * 4 + 3] > limit) {
+  for (let y = 0, i = 0; y < height; y++) {
+    for (let x = 0; x < width; x++, i++) {
+      if (data[i * 4 + 3] > limit) {
+        if (inside) inside[i] = 1;
         pixels++;
         if (x < x0) x0 = x;
         if (x > x1) x1 = x;

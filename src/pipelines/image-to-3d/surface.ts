@@ -13,6 +13,7 @@
  *
  * World units are pixels / max(width, height), centred on the image's centre, +Y up (image rows grow downward).
  */
+import { alphaBox } from '../../image/frame-object.js';
 import type { RgbaImage } from '../../image/rgba.js';
 import type { TriangleMesh } from '../../mesh/mesh.js';
 
@@ -71,23 +72,11 @@ export interface Silhouette {
 
 /** The pixels whose alpha is above `alphaThreshold`, and their distance field. */
 export function silhouetteOf(image: RgbaImage, alphaThreshold: number): Silhouette {
-  const { width, height, data } = image;
-  const limit = Math.round(alphaThreshold * 255);
+  const { width, height } = image;
   const inside = new Uint8Array(width * height);
-  let area = 0, x0 = width, x1 = -1, y0 = height, y1 = -1;
-  for (let y = 0, i = 0; y < height; y++) {
-    for (let x = 0; x < width; x++, i++) {
-      if (data[i * 4 + 3] > limit) {
-        inside[i] = 1;
-        area++;
-        if (x < x0) x0 = x;
-        if (x > x1) x1 = x;
-        if (y < y0) y0 = y;
-        if (y > y1) y1 = y;
-      }
-    }
-  }
-  return { inside, area, x0, x1, y0, y1, ...(area > 0 && { field: signedDistance(inside, width, height) }) };
+  const box = alphaBox(image, alphaThreshold, inside);
+  if (!box) return { inside, area: 0, x0: width, x1: -1, y0: height, y1: -1 };
+  return { inside, area: box.pixels, x0: box.x0, x1: box.x1 - 1, y0: box.y0, y1: box.y1 - 1, field: signedDistance(inside, width, height) };
 }
 
 /** The surface at a spacing (or a triangle target); `silhouette` must be `silhouetteOf` this image and threshold. */
