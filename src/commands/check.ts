@@ -7,9 +7,7 @@ import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { glbRulesOf, inspectGlb, type GlbInspection, type GlbRules } from '../mesh/rules.js';
-import { checkGates } from '../splat/gates.js';
-import { decodePly } from '../splat/ply.js';
-import { servablePlyViolation } from '../splat/servable.js';
+import { checkPly } from '../splat/gates.js';
 
 export const summary = 'check PLY files against the subnet\'s packer rules and validator gates, GLB files against the mesh rules';
 
@@ -45,7 +43,7 @@ export async function run(argv: string[]): Promise<number> {
   let failures = 0;
   for (const path of positionals) {
     const bytes = new Uint8Array(await readFile(path));
-    const ok = rules && isGlb(path) ? await checkGlb(path, bytes, rules, values.json) : checkPly(path, bytes, values.json);
+    const ok = rules && isGlb(path) ? await reportGlb(path, bytes, rules, values.json) : reportPly(path, bytes, values.json);
     if (!ok) failures++;
   }
   return failures ? 1 : 0;
@@ -53,11 +51,8 @@ export async function run(argv: string[]): Promise<number> {
 
 const isGlb = (path: string): boolean => path.toLowerCase().endsWith('.glb');
 
-function checkPly(path: string, bytes: Uint8Array, json: boolean | undefined): boolean {
-  const violation = servablePlyViolation(bytes);
-  const gates = violation ? [] : checkGates(decodePly(bytes));
-  const failed = gates.filter((g) => !g.passed).map((g) => `${g.name}=${g.value} (limit ${g.threshold})`);
-  const ok = !violation && failed.length === 0;
+function reportPly(path: string, bytes: Uint8Array, json: boolean | undefined): boolean {
+  const { ok, packer: violation, gates, failed } = checkPly(bytes);
   if (json) {
     process.stdout.write(`${JSON.stringify({ path, ok, packer: violation ?? 'ok', gates })}\n`);
   } else {
@@ -71,7 +66,7 @@ function checkPly(path: string, bytes: Uint8Array, json: boolean | undefined): b
 const SHOWN_MESSAGES = 5;
 const SEVERITY = ['error', 'warning', 'info', 'hint'];
 
-async function checkGlb(path: string, bytes: Uint8Array, rules: GlbRules, json: boolean | undefined): Promise<boolean> {
+async function reportGlb(path: string, bytes: Uint8Array, rules: GlbRules, json: boolean | undefined): Promise<boolean> {
   const result = await inspectGlb(bytes, rules);
   const ok = result.violations.length === 0;
   if (json) {

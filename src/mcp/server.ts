@@ -27,7 +27,7 @@ import { GlbReadError } from '../mesh/glb.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import type { GlbInspection } from '../mesh/rules.js';
 import type { GaussianCloud } from '../splat/cloud.js';
-import { checkGates } from '../splat/gates.js';
+import { checkPly } from '../splat/gates.js';
 import { decodePly } from '../splat/ply.js';
 import { servablePlyViolation } from '../splat/servable.js';
 import { VERSION } from '../version.js';
@@ -274,10 +274,7 @@ interface Verdict {
 }
 
 function plyVerdict(bytes: Uint8Array, label: string): Verdict {
-  const packer = servablePlyViolation(bytes);
-  const gates = packer ? [] : checkGates(decodePly(bytes));
-  const ok = packer === null && gates.every((g) => g.passed);
-  const failed = gates.filter((g) => !g.passed).map((g) => `${g.name}=${g.value} (limit ${g.threshold})`);
+  const { ok, packer, gates, failed } = checkPly(bytes);
   const line = ok ? `ok: ${label} passes the packer rules and the validator's gates` : packer ? `FAIL: ${label} breaks a packer rule: ${packer}` : `FAIL: ${label} fails the validator's gates: ${failed.join(', ')}`;
   return { line, report: { asset: label, format: 'ply', ok, packer: packer ?? 'ok', gates } };
 }

@@ -4,6 +4,8 @@
  * are stated for what survives SPZ's 8-bit opacity: everything under 0.5/255 decodes to 0.
  */
 import type { GaussianCloud } from './cloud.js';
+import { decodePly } from './ply.js';
+import { servablePlyViolation } from './servable.js';
 
 export interface GateLimits {
   /** Fewest Gaussians the validator accepts. */
@@ -63,4 +65,22 @@ function firstPointAtOnes(cloud: GaussianCloud): number {
   const onGrid = (v: number) => Math.round(v * 4096) === 4096;
   for (let i = 0; i < Math.min(3, cloud.count); i++) if (onGrid(x[i]) && onGrid(y[i]) && onGrid(z[i])) return i;
   return -1;
+}
+
+/** What `fast3d check` and MCP's check_asset say of a PLY: the packer's rules, then the validator's gates. */
+export interface PlyCheck {
+  ok: boolean;
+  /** The packer rule broken, or null. */
+  packer: string | null;
+  /** Empty when a packer rule is broken (the body is not read). */
+  gates: GateResult[];
+  /** The failed gates, each as `name=value (limit threshold)`. */
+  failed: string[];
+}
+
+export function checkPly(bytes: Uint8Array): PlyCheck {
+  const packer = servablePlyViolation(bytes);
+  const gates = packer ? [] : checkGates(decodePly(bytes));
+  const failed = gates.filter((g) => !g.passed).map((g) => `${g.name}=${g.value} (limit ${g.threshold})`);
+  return { ok: packer === null && failed.length === 0, packer, gates, failed };
 }
