@@ -4,7 +4,7 @@
  * jobs and the presets. Jobs run in the interactive priority class; routes stay thin: parse, answer, respond.
  */
 import { randomUUID } from 'node:crypto';
-import { Hono, type Context } from 'hono';
+import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HttpError } from '../contract/errors.js';
 import type { RequestLimits } from '../contract/request.js';

@@ -112,8 +112,7 @@ export interface MeshRasterOptions extends RasterOptions {
 export class MeshRasterizer {
   private verts = new Float64Array(0);
   private depth = new Float32Array(0);
-  /** Up to 4 clipped vertices, then 2 more as scratch. */
-  private readonly clip = new Float64Array(8 * S);
+  /** The triangle clipped by the near plane: at most four vertices. */
   private readonly poly = new Float64Array(8 * S);
   // The view being drawn.
   private out: Uint8Array<ArrayBufferLike> = new Uint8Array(0);
