@@ -7,6 +7,8 @@ import { createApp } from './app.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createFormats, IN_PROCESS_GLB, type FormatRegistry, type GlbCodec } from './formats/registry.js';
+import { decodeGlb } from './mesh/glb.js';
+import { glbLimitsOf } from './mesh/glb-limits.js';
 import { glbRulesOf, type GlbRules } from './mesh/rules.js';
 import type { TriangleMesh } from './mesh/mesh.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
@@ -16,6 +18,7 @@ import { presetsOf } from './pipelines/presets.js';
 import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
 import { AnswerPath } from './runtime/answer.js';
+import { AssetPool } from './runtime/asset-pool.js';
 import { Burst } from './runtime/burst.js';
 import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from './runtime/cpu-pool.js';
 import { ResultCache } from './runtime/cache.js';
@@ -38,6 +41,8 @@ export interface Composed {
   renderPool: RenderPool;
   /** The worker threads of the CPU preview stages, when runtime.cpu_workers > 0 (closed likewise). */
   cpuPool?: CpuPool;
+  /** The worker threads that read the assets users send (closed likewise). */
+  assetPool: AssetPool;
   formats: FormatRegistry;
   cache?: ResultCache;
   metrics?: Metrics;
@@ -81,15 +86,24 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const gpu = new GpuLock();
   const renderPool = new RenderPool(config.render.threads);
   const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
+  const glbLimits = glbLimitsOf(config.assets);
   // GLBs are written, checked and read in the CPU pool when there is one: off the event loop.
   const glb: GlbCodec = cpuPool
     ? {
         encode: (mesh: TriangleMesh) => cpuPool.encodeGlb(mesh),
         inspect: (bytes: Uint8Array, rules: GlbRules) => cpuPool.inspectGlb(bytes, rules),
-        decode: (bytes: Uint8Array) => cpuPool.decodeGlb(bytes),
+        decode: (bytes: Uint8Array) => cpuPool.decodeGlb(bytes, glbLimits),
       }
-    : IN_PROCESS_GLB;
-  const glbRules = glbRulesOf(config.pipeline);
+    : { ...IN_PROCESS_GLB, decode: (bytes: Uint8Array) => decodeGlb(bytes, glbLimits) };
+  const glbRules = glbRulesOf(config.pipeline, glbLimits);
+  // Users' assets are read apart from the pipeline's workers, each under a time budget and a heap limit.
+  const assetPool = new AssetPool({
+    workers: config.assets.workers,
+    timeoutMs: config.assets.timeout_s * 1000,
+    memoryMb: config.assets.memory_mb,
+    queueLength: config.assets.queue_length,
+    rules: glbRules,
+  });
   const formats = createFormats({ pool: renderPool, mesh: glbRules, glb });
   const renderViews: ViewRenderer = options.renderViews ?? poolViewRenderer(renderPool);
   const deps: StageDeps = { ...defaultStageDeps(config), renderViews, decodeGlb: glb.decode };
@@ -145,7 +159,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const bodyLimitBytes = Math.round(config.server.body_limit_mb * 1024 * 1024);
   const mcpDeps = {
     answers, service, renderPool, limits, videoRes: config.render.video_res, maxInlineBytes: bodyLimitBytes, retryAfterS: runtime.retry_after_s, logger,
-    inspectGlb: (bytes: Uint8Array) => glb.inspect(bytes, glbRules),
+    assets: assetPool,
   };
   const app = createApp(service, answers, {
     // The routes hold decoded images in the memory budget until they are answered.
@@ -162,7 +176,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     parseLargeForm: cpuPool && ((body) => cpuPool.parseUrlencoded(body)),
     mcp: mcpHandler(mcpDeps, { maxBodyBytes: bodyLimitBytes }),
   });
-  return { service, answers, app, gpu, renderPool, cpuPool, formats, cache, metrics };
+  return { service, answers, app, gpu, renderPool, cpuPool, assetPool, formats, cache, metrics };
 }
 
 /**

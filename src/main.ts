@@ -34,7 +34,7 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
   const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true });
   const config = loadConfig({ path: values.config });
   const logger = createLogger(config.log.level, undefined, config.log.format);
-  const { service, app, renderPool, cpuPool } = compose(config, { logger, stages: options.stages });
+  const { service, app, renderPool, cpuPool, assetPool } = compose(config, { logger, stages: options.stages });
 
   if (service.mode === 'preview') printPreviewBanner();
   void service.start();
@@ -94,6 +94,7 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
       await service.close();
       await renderPool.close();
       await cpuPool?.close();
+      await assetPool.close();
       logger.info({ drained, flushed }, 'stopped');
     })();
     return stopping;

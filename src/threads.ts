@@ -8,11 +8,14 @@ import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import { Worker, type WorkerOptions } from 'node:worker_threads';
 
-/** Starts the worker module `name` (without extension) that sits beside the module at `callerUrl`. */
-export function startWorker(callerUrl: string, name: string): Worker {
-  if (!callerUrl.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, callerUrl));
+/**
+ * Starts the worker module `name` (without extension) that sits beside the module at `callerUrl`, with
+ * `options` (resource limits, say).
+ */
+export function startWorker(callerUrl: string, name: string, options: WorkerOptions = {}): Worker {
+  if (!callerUrl.endsWith('.ts')) return new Worker(new URL(`./${name}.js`, callerUrl), options);
   const require = createRequire(callerUrl);
   const pkgPath = require.resolve('tsx/package.json');
   const pkg = JSON.parse(readFileSync(pkgPath, 'utf8')) as { exports: Record<string, { import?: { default?: string } }> };
@@ -22,5 +25,5 @@ export function startWorker(callerUrl: string, name: string): Worker {
   const entry = new URL(`./${name}.ts`, callerUrl).href;
   const script = `import(${JSON.stringify(apiUrl)}).then((tsx) => { tsx.register(); return import(${JSON.stringify(entry)}); })
   .catch((err) => { console.error(err); process.exit(1); });`;
-  return new Worker(script, { eval: true });
+  return new Worker(script, { ...options, eval: true });
 }

@@ -8,6 +8,7 @@ import { configSettings } from '../src/compose.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../src/pipelines/preview-backends.js';
 import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from '../src/runtime/cpu-pool.js';
 import { decodeGlb, encodeGlb, GlbReadError } from '../src/mesh/glb.js';
+import { DEFAULT_GLB_LIMITS } from '../src/mesh/glb-limits.js';
 import { centreAndFit } from '../src/mesh/mesh.js';
 import { inspectGlb } from '../src/mesh/rules.js';
 import { encodePly } from '../src/splat/ply.js';
@@ -72,16 +73,16 @@ describe('the CPU pool', () => {
     expect(inspection).toEqual(await inspectGlb(remote, wide));
     expect(inspection.violations[0]).toMatch(/extent|outside|cube/);
     // Read back in a worker: the same columns as in process.
-    const read = await pool.decodeGlb(remote);
+    const read = await pool.decodeGlb(remote, DEFAULT_GLB_LIMITS);
     expect(read).toEqual(await decodeGlb(remote));
     // A GLB cut from a larger buffer (as from the GPU worker's parts) reads the same, and the caller keeps its bytes.
     const parts = new Uint8Array(remote.length + 16);
     parts.set(remote, 8);
-    expect(await pool.decodeGlb(parts.subarray(8, 8 + remote.length))).toEqual(read);
+    expect(await pool.decodeGlb(parts.subarray(8, 8 + remote.length), DEFAULT_GLB_LIMITS)).toEqual(read);
     expect([parts.byteLength, remote.byteLength]).toEqual([remote.length + 16, remote.length]);
     expect(read.indices.length / 3).toBe(mesh.indices.length / 3);
     // A file that cannot be read stays a GlbReadError across the thread, so callers can tell it from the pool's own failures.
-    await expect(pool.decodeGlb(remote.subarray(0, 100))).rejects.toBeInstanceOf(GlbReadError);
+    await expect(pool.decodeGlb(remote.subarray(0, 100), DEFAULT_GLB_LIMITS)).rejects.toBeInstanceOf(GlbReadError);
   });
 
   it('releases a caller whose job aborts, and the pool goes on serving', async () => {

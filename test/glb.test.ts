@@ -219,7 +219,7 @@ describe('decodeGlb', () => {
     const lines = await io().writeBinary(doc);
     await expect(decodeGlb(lines)).rejects.toThrow(/no triangle geometry/);
     expect(await glbViolation(lines, RULES)).toMatch(/no triangles/);
-    await expect(decodeGlb(new TextEncoder().encode('solid cube\n'))).rejects.toThrow(/not a readable GLB/);
+    await expect(decodeGlb(new TextEncoder().encode('solid cube\n'))).rejects.toThrow(/not a GLB: 11 bytes, shorter than the 12-byte GLB header/);
   });
 });
 

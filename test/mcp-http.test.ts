@@ -195,7 +195,7 @@ describe('/mcp over Streamable HTTP', () => {
       ['generate_3d_asset', { prompt: 'a chair', preset: 'no-such-preset' }, /no-such-preset/],
       ['get_job', { job_id: 'job-that-never-was' }, /no job "job-that-never-was"/],
       ['render_views', {}, /exactly one of "job_id", "uri", "ply_base64" and "glb_base64"/],
-      ['render_views', { glb_base64: Buffer.from('ply\nformat binary_little_endian 1.0\n').toString('base64') }, /glb_base64 is not a GLB this service can read/],
+      ['render_views', { glb_base64: Buffer.from('ply\nformat binary_little_endian 1.0\n').toString('base64') }, /glb_base64 is not a GLB this service can render: not a GLB: the file does not start with the magic/],
       ['check_asset', { uri: 'fast3d://jobs/x/mp4' }, /neither a PLY nor a GLB/],
       ['render_views', { uri: 'https://example.invalid/x.ply' }, /not an artefact URI/],
       ['render_views', { ply_base64: '!!!not base64!!!' }, /not base64/],

@@ -1,9 +1,11 @@
 /**
  * The asset a rendering command reads: a splat file (PLY, SPZ) or a mesh (GLB), prepared for the renderers with
- * the normalisation asked for (null keeps the file's frame).
+ * the normalisation asked for (null keeps the file's frame). A GLB is read within the default limits of
+ * `assets` and only once it passes the Khronos validator with triangles that have area.
  */
 import { readFile } from 'node:fs/promises';
-import { decodeGlb } from '../mesh/glb.js';
+import { decodeGlb, GlbReadError } from '../mesh/glb.js';
+import { inspectGlb } from '../mesh/rules.js';
 import { triangleCount } from '../mesh/mesh.js';
 import { prepareCloud, prepareMesh, type PreparedCloud, type PreparedMesh } from '../render/index.js';
 import { decodePly } from '../splat/ply.js';
@@ -28,6 +30,9 @@ export async function loadAsset(path: string, extent: number | null): Promise<Lo
   const bytes = new Uint8Array(await readFile(path));
   const lower = path.toLowerCase();
   if (lower.endsWith('.glb')) {
+    // Checked first: a file the Khronos validator refuses, or with no surface, is not drawn.
+    const { fault } = await inspectGlb(bytes, { extent: 1, maxBytes: Number.MAX_SAFE_INTEGER });
+    if (fault) throw new GlbReadError(`${path}: ${fault}`);
     const mesh = await decodeGlb(bytes);
     return { scene: prepareMesh(mesh, { extent }), count: triangleCount(mesh), unit: 'triangles' };
   }

@@ -6,6 +6,7 @@
 import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
+import { glbLimitsOf } from '../mesh/glb-limits.js';
 import { glbRulesOf, inspectGlb, type GlbInspection, type GlbRules } from '../mesh/rules.js';
 import { checkPly } from '../splat/gates.js';
 
@@ -33,7 +34,8 @@ export async function run(argv: string[]): Promise<number> {
   let rules: GlbRules | null = null;
   if (positionals.some(isGlb)) {
     try {
-      rules = glbRulesOf(loadConfig({ path: values.config }).pipeline);
+      const config = loadConfig({ path: values.config });
+      rules = glbRulesOf(config.pipeline, glbLimitsOf(config.assets));
     } catch (err) {
       if (!(err instanceof ConfigError)) throw err;
       process.stderr.write(`fast3d: ${err.message}\n`);

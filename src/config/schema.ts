@@ -186,6 +186,23 @@ export const runtimeSchema = z.strictObject({
   estimate_jobs: z.number().int().min(1).max(1000).default(20).describe('Recent jobs whose GPU time is averaged to estimate waits for the deadline check and Retry-After.'),
 });
 
+export const assetsSchema = z.strictObject({
+  workers: z.number().int().min(1).max(16).default(1).describe('Worker threads that read the assets users send (MCP\'s check_asset and render_views), apart from the pipeline\'s CPU workers; each reads one asset at a time, so a hostile file fails only its own call.'),
+  timeout_s: z.number().positive().max(600).default(20).describe('Seconds one user asset may take to be checked and read; past it its worker is stopped and the call refused.'),
+  memory_mb: z.number().int().min(64).max(65_536).default(1024).describe('JavaScript heap limit of each asset worker in MiB; a file that needs more fails its own call.'),
+  queue_length: z.number().int().min(0).default(8).describe('User assets that may wait for a free asset worker; more are refused as busy.'),
+  max_json_mb: z.number().positive().max(256).default(16).describe('Largest JSON chunk of a GLB in MiB (every GLB read: users\', the GPU worker\'s, the cache\'s).'),
+  max_json_depth: z.number().int().min(8).max(10_000).default(64).describe('Deepest nesting of a GLB\'s JSON (glTF needs about 8); deeper files are refused before any parser recurses.'),
+  max_nodes: z.number().int().min(1).max(10_000_000).default(20_000).describe('Most nodes a GLB may have.'),
+  max_node_depth: z.number().int().min(1).max(100_000).default(128).describe('Deepest node below a root in a GLB\'s node tree.'),
+  max_primitives: z.number().int().min(1).max(10_000_000).default(4096).describe('Most primitives a GLB may have, and most its scene may place.'),
+  max_vertices: z.number().int().min(3).max(100_000_000).default(5_000_000).describe('Most vertices a GLB\'s scene may place (a mesh placed twice counts twice).'),
+  max_triangles: z.number().int().min(1).max(100_000_000).default(5_000_000).describe('Most triangles a GLB\'s scene may place.'),
+  max_images: z.number().int().min(0).max(100_000).default(64).describe('Most images a GLB may have.'),
+  max_texture_side: z.number().int().min(16).max(16_384).default(4096).describe('Longest side a GLB\'s texture is decoded at; a larger one is scaled down as it is decoded.'),
+  max_texture_mpx: z.number().positive().max(1024).default(64).describe('Most megapixels (2^20 pixels) all of one GLB\'s distinct textures may decode to, together, after scaling down.'),
+});
+
 export const jobsSchema = z.strictObject({
   keep: z.number().int().min(1).max(10_000).default(32).describe('Finished jobs whose state, report and artefacts stay readable by id (the oldest are forgotten first); without a cache their artefacts are held in memory.'),
   retention_s: z.number().positive().default(900).describe('Seconds a finished job stays readable by id.'),
@@ -251,6 +268,7 @@ export const configSchema = z.strictObject({
   validate: validateSchema.prefault({}),
   weights: weightsSchema.prefault({}),
   runtime: runtimeSchema.prefault({}),
+  assets: assetsSchema.prefault({}),
   jobs: jobsSchema.prefault({}),
   cache: cacheSchema.prefault({}),
   burst: burstSchema.prefault({}),

@@ -23,6 +23,8 @@ export class ImageDecodeError extends Error {
 export interface DecodeLimits {
   maxPixels: number;
   minSide: number;
+  /** Longest side of the result: a larger image is scaled down (Lanczos) as it is decoded. */
+  maxSide?: number;
 }
 
 /** Width and height from the image's header alone (no pixels decoded), or null when it has none sharp reads. */
@@ -39,8 +41,9 @@ export async function imageSize(bytes: Uint8Array): Promise<{ width: number; hei
 export async function decodeImage(bytes: Uint8Array, limits: DecodeLimits): Promise<RgbaImage> {
   let result: { data: Buffer; info: OutputInfo };
   try {
-    result = await sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: 'error' })
-      .rotate()
+    let pipeline = sharp(bytes, { limitInputPixels: limits.maxPixels, failOn: 'error' }).rotate();
+    if (limits.maxSide) pipeline = pipeline.resize({ width: limits.maxSide, height: limits.maxSide, fit: 'inside', withoutEnlargement: true });
+    result = await pipeline
       .ensureAlpha()
       .toColourspace('srgb')
       .raw()

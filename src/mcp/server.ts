@@ -20,16 +20,14 @@ import type { Task } from '../pipelines/job.js';
 import { seedFromContent } from '../pipelines/seed.js';
 import { parseBackground, renderViews, turntableCameras, VALIDATOR_EXTENT, validatorCameras, WHITE, type Camera, type RenderPool, type Rgb } from '../render/index.js';
 import type { AnswerPath } from '../runtime/answer.js';
+import { UserAssetError, type AssetPool } from '../runtime/asset-pool.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
 import type { GenerationService } from '../runtime/service.js';
-import { GlbReadError } from '../mesh/glb.js';
-import type { TriangleMesh } from '../mesh/mesh.js';
-import type { GlbInspection } from '../mesh/rules.js';
+import type { Scene } from '../render/pool.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { checkPly } from '../splat/gates.js';
 import { decodePly } from '../splat/ply.js';
-import { servablePlyViolation } from '../splat/servable.js';
 import { VERSION } from '../version.js';
 import { ARTEFACT_URI_TEMPLATE, artefactUri, GEOMETRY_ARTEFACTS, MAX_VIEWS, parseArtefactUri, TOOLS, type GeometryArtefact } from './tools.js';
 
@@ -43,8 +41,11 @@ export interface McpDeps {
   videoRes: number;
   /** Largest inline bytes (base64 PLY, GLB or image) a call may carry, decoded. */
   maxInlineBytes: number;
-  /** The check every GLB passes before a 200, with its findings (compose.ts runs it in the CPU pool). */
-  inspectGlb: (bytes: Uint8Array) => Promise<GlbInspection>;
+  /**
+   * Where assets are checked and read apart from the pipeline's workers, under a time budget each (compose.ts
+   * gives the asset pool): the GLB check before a 200 with its findings, and a scene ready to render.
+   */
+  assets: Pick<AssetPool, 'inspectGlb' | 'openScene'>;
   retryAfterS: number;
   logger?: Logger;
 }
@@ -156,7 +157,7 @@ export function createMcpServer(deps: McpDeps): McpServer {
     const { cameras, background, extent, azimuths } = camerasFor(args.cameras ?? 'validator', count, size, deps);
     // Views share the video line with videos: a full line refuses at once, before the asset is even decoded.
     const { images, label } = await deps.service.renderVideo(async () => {
-      const { subject, label } = await assetOf(args, deps);
+      const { subject, label } = await assetOf(args, extent, deps, extra.signal);
       return { images: await renderViews(subject, cameras, { pool: deps.renderPool, background, extent }, extra.signal), label };
     }, extra.signal);
     const pngs = await Promise.all(images.map((image) => encodePng(image)));
@@ -168,9 +169,9 @@ export function createMcpServer(deps: McpDeps): McpServer {
     };
   }));
 
-  server.registerTool('check_asset', TOOLS.check_asset, guarded('check_asset', async (args) => {
+  server.registerTool('check_asset', TOOLS.check_asset, guarded('check_asset', async (args, extra) => {
     const { bytes, label, kind } = await checkedBytesOf(args, deps);
-    const verdict = kind === 'glb' ? await glbVerdict(bytes, label, deps) : plyVerdict(bytes, label);
+    const verdict = kind === 'glb' ? await glbVerdict(bytes, label, deps, extra.signal) : plyVerdict(bytes, label);
     return { content: [{ type: 'text', text: `${verdict.line}\n${JSON.stringify(verdict.report)}` }], structuredContent: verdict.report };
   }));
 
@@ -280,8 +281,8 @@ function plyVerdict(bytes: Uint8Array, label: string): Verdict {
 }
 
 /** The check every GLB passes before a 200 (glbViolation's rules), with what it found. */
-async function glbVerdict(bytes: Uint8Array, label: string, deps: McpDeps): Promise<Verdict> {
-  const r = await deps.inspectGlb(bytes);
+async function glbVerdict(bytes: Uint8Array, label: string, deps: McpDeps, signal: AbortSignal): Promise<Verdict> {
+  const r = await deps.assets.inspectGlb(bytes, signal);
   const ok = r.violations.length === 0;
   const validator = r.validator && { errors: r.validator.errors, warnings: r.validator.warnings, infos: r.validator.infos };
   const found = `${r.meshes} mesh(es), ${r.triangles} triangles${validator ? `, validator ${validator.errors} errors, ${validator.warnings} warnings` : ''}`;
@@ -301,37 +302,32 @@ async function checkedBytesOf(args: SourceArgs, deps: McpDeps): Promise<{ bytes:
   return { bytes: await artefactBytes(jobId, artefact, deps), label: `job ${jobId}'s ${artefact.toUpperCase()}`, kind: artefact };
 }
 
-/** The cloud or mesh a call names: a job's geometry artefact, an artefact URI, or a base64 PLY or GLB. */
-async function assetOf(args: SourceArgs, deps: McpDeps): Promise<{ subject: GaussianCloud | TriangleMesh; label: string }> {
+/**
+ * The cloud or mesh a call names, ready to render at `extent`: a job's geometry artefact, an artefact URI, or a
+ * base64 PLY or GLB. PLYs and GLBs are checked, read and prepared in the asset pool, a file that fails its
+ * check (the validator's reason, a broken packer rule, a limit) being a tool error that says why.
+ */
+async function assetOf(args: SourceArgs, extent: number, deps: McpDeps, signal: AbortSignal): Promise<{ subject: Scene | GaussianCloud; label: string }> {
   const source = oneSource(args);
-  const formats = deps.answers.formats;
-  if (source === 'ply_base64') {
-    const bytes = inlineBytes('ply_base64', args.ply_base64!, deps);
-    const violation = servablePlyViolation(bytes);
-    if (violation) throw new ToolInputError(`ply_base64 is not a valid PLY: ${violation}`);
-    return { subject: decodePly(bytes), label: 'the given PLY' };
-  }
-  if (source === 'glb_base64') {
-    const bytes = inlineBytes('glb_base64', args.glb_base64!, deps);
-    return { subject: await meshOf(bytes, 'glb_base64', deps), label: 'the given GLB' };
-  }
+  if (source === 'ply_base64') return { subject: await sceneOf('ply', inlineBytes('ply_base64', args.ply_base64!, deps), 'ply_base64', extent, deps, signal), label: 'the given PLY' };
+  if (source === 'glb_base64') return { subject: await sceneOf('glb', inlineBytes('glb_base64', args.glb_base64!, deps), 'glb_base64', extent, deps, signal), label: 'the given GLB' };
   const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: args.artefact ?? 'ply' };
   if (!(GEOMETRY_ARTEFACTS as readonly string[]).includes(artefact)) {
     throw new ToolInputError(`${artefactUri(jobId, artefact)} is not geometry; render_views renders a ply, spz or glb artefact`);
   }
   const bytes = await artefactBytes(jobId, artefact, deps);
   const label = `job ${jobId}'s ${artefact}`;
-  if (artefact === 'glb') return { subject: await formats.glb.decodeMesh!(bytes), label };
-  return { subject: formats[artefact as 'ply' | 'spz'].decodeCloud!(bytes), label };
+  if (artefact === 'spz') return { subject: deps.answers.formats.spz.decodeCloud!(bytes), label };
+  return { subject: await sceneOf(artefact as 'ply' | 'glb', bytes, label, extent, deps, signal), label };
 }
 
-/** A given GLB's mesh; a file that cannot be read is a tool error that says why. */
-async function meshOf(bytes: Uint8Array, field: string, deps: McpDeps): Promise<TriangleMesh> {
+/** A PLY or GLB read in the asset pool; a file it refuses is a tool error that says why. */
+async function sceneOf(kind: 'ply' | 'glb', bytes: Uint8Array, field: string, extent: number, deps: McpDeps, signal: AbortSignal): Promise<Scene> {
   try {
-    return await deps.answers.formats.glb.decodeMesh!(bytes);
+    return await deps.assets.openScene(kind, bytes, extent, signal);
   } catch (err) {
-    if (!(err instanceof GlbReadError)) throw err;
-    throw new ToolInputError(`${field} is not a GLB this service can read: ${err.message}`);
+    if (!(err instanceof UserAssetError)) throw err;
+    throw new ToolInputError(`${field} is not a ${kind.toUpperCase()} this service can render: ${err.message}`);
   }
 }
 

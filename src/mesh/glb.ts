@@ -4,13 +4,15 @@
  * node and one mesh with one triangle primitive; the reader takes any GLB (ours, or a baked one with several
  * nodes and primitives) into one TriangleMesh in world space.
  */
+import { createHash } from 'node:crypto';
 import { Document, NodeIO, Primitive, type Accessor, type Material, type Node, type Texture } from '@gltf-transform/core';
-import { decodeImage, encodePng } from '../image/codec.js';
+import { decodeImage, encodePng, imageSize } from '../image/codec.js';
 import type { RgbaImage } from '../image/rgba.js';
+import { DEFAULT_GLB_LIMITS, glbBounds, type GlbLimits } from './glb-limits.js';
 import { vertexNormals, vertexCount, type TriangleMesh } from './mesh.js';
 
-/** Limits on a texture the reader decodes: a baked texture is 1-4k on a side. */
-export const TEXTURE_LIMITS = { maxPixels: 8192 * 8192, minSide: 1 };
+/** Largest texture file the reader opens, in pixels (it is scaled down to the limits' side as it is decoded). */
+export const TEXTURE_INPUT_PIXELS = 16384 * 16384;
 
 /** glTF's vertex colours and colour factors are linear; TriangleMesh's colours are sRGB. */
 export function srgbToLinear(c: number): number {
@@ -69,14 +71,20 @@ export async function encodeGlb(mesh: TriangleMesh): Promise<Uint8Array> {
   return new NodeIO().writeBinary(doc);
 }
 
-/** Reads a GLB into a glTF-Transform document; a file it cannot read throws an Error saying why. */
-export async function readGlbDocument(bytes: Uint8Array): Promise<Document> {
+/**
+ * Reads a GLB into a glTF-Transform document, once the file keeps the limits (glb-limits.ts): the reader
+ * allocates what accessors declare and is never handed a file that declares more than it holds. A file it
+ * cannot read throws a GlbReadError saying why.
+ */
+export async function readGlbDocument(bytes: Uint8Array, limits: GlbLimits = DEFAULT_GLB_LIMITS): Promise<Document> {
+  const bounds = glbBounds(bytes, limits);
+  if ('violation' in bounds) throw new GlbReadError(bounds.violation);
   // The reader views chunks as 32-bit words: bytes cut from a larger buffer (a worker's parts) may sit unaligned.
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   try {
     return await new NodeIO().readBinary(aligned);
   } catch (err) {
-    throw new Error(`not a readable GLB: ${(err as Error).message}`);
+    throw new GlbReadError(`not a readable GLB: ${(err as Error).message}`);
   }
 }
 
@@ -88,18 +96,43 @@ export interface PlacedPrimitive {
 
 /**
  * Every primitive in the scene with its node's world transform: the default scene's (or the first scene's)
- * nodes; a file with no scene at all places each node that has a mesh by its own transforms.
+ * nodes, depth first; a file with no scene at all places each node that has a mesh. World matrices are made
+ * once each, top-down from the roots (a node is visited once, so even a graph the limits did not check ends).
  */
 export function placedPrimitives(doc: Document): PlacedPrimitive[] {
   const root = doc.getRoot();
   const scene = root.getDefaultScene() ?? root.listScenes()[0];
-  const nodes: Node[] = [];
-  if (scene) scene.traverse((node) => { if (node.getMesh()) nodes.push(node); });
-  else nodes.push(...root.listNodes().filter((node) => node.getMesh()));
-  return nodes.flatMap((node) => {
-    const matrix = [...node.getWorldMatrix()];
-    return node.getMesh()!.listPrimitives().map((primitive) => ({ primitive, matrix }));
+  const roots = scene ? scene.listChildren() : root.listNodes().filter((node) => !node.getParentNode());
+  const world = new Map<Node, number[]>();
+  const order: Node[] = [];
+  const stack: { node: Node; parent: number[] | null }[] = roots.map((node) => ({ node, parent: null })).reverse();
+  while (stack.length) {
+    const { node, parent } = stack.pop()!;
+    if (world.has(node)) continue;
+    const local = [...node.getMatrix()];
+    const matrix = parent ? multiply(parent, local) : local;
+    world.set(node, matrix);
+    order.push(node);
+    const children = node.listChildren();
+    for (let i = children.length - 1; i >= 0; i--) stack.push({ node: children[i], parent: matrix });
+  }
+  const placed = scene ? order : root.listNodes().filter((node) => world.has(node));
+  return placed.flatMap((node) => {
+    const mesh = node.getMesh();
+    const matrix = world.get(node)!;
+    return mesh ? mesh.listPrimitives().map((primitive) => ({ primitive, matrix })) : [];
   });
+}
+
+/** a x b for column-major 4x4 matrices. */
+function multiply(a: number[], b: number[]): number[] {
+  const out = new Array<number>(16);
+  for (let c = 0; c < 4; c++) {
+    for (let r = 0; r < 4; r++) {
+      out[c * 4 + r] = a[r] * b[c * 4] + a[4 + r] * b[c * 4 + 1] + a[8 + r] * b[c * 4 + 2] + a[12 + r] * b[c * 4 + 3];
+    }
+  }
+  return out;
 }
 
 /** Applies a column-major 4x4 matrix to x, y, z, writing into `out` at `o`. */
@@ -191,13 +224,26 @@ function readPart({ primitive, matrix }: PlacedPrimitive): Part | null {
   return { positions, indices, linear, uvs, texture: uvs ? texture : null };
 }
 
-async function decodeTexture(texture: Texture): Promise<RgbaImage> {
-  const image = texture.getImage();
-  if (!image) throw new Error(`texture ${JSON.stringify(texture.getName())} has no image data`);
+/** A texture's image bytes, with a key that is the same for the same bytes (files may repeat one image). */
+function imageOf(texture: Texture): { bytes: Uint8Array; key: string } {
+  const bytes = texture.getImage();
+  if (!bytes) throw new GlbReadError(`texture ${JSON.stringify(texture.getName())} has no image data`);
+  return { bytes, key: createHash('sha256').update(bytes).digest('hex') };
+}
+
+/** Pixels an image decodes to once scaled to fit `side`, from its header; the file's fault when it has none. */
+async function decodedPixels(bytes: Uint8Array, side: number): Promise<number> {
+  const size = await imageSize(bytes);
+  if (!size) throw new GlbReadError('a base colour texture is not an image this service reads (PNG, JPEG or WebP)');
+  const scale = Math.min(1, side / Math.max(size.width, size.height));
+  return Math.max(1, Math.round(size.width * scale)) * Math.max(1, Math.round(size.height * scale));
+}
+
+async function decodeTexture(bytes: Uint8Array, limits: GlbLimits): Promise<RgbaImage> {
   try {
-    return await decodeImage(image, TEXTURE_LIMITS);
+    return await decodeImage(bytes, { maxPixels: TEXTURE_INPUT_PIXELS, minSide: 1, maxSide: limits.maxTextureSide });
   } catch (err) {
-    throw new Error(`the base colour texture could not be decoded: ${(err as Error).message}`);
+    throw new GlbReadError(`the base colour texture could not be decoded: ${(err as Error).message}`);
   }
 }
 
@@ -214,12 +260,13 @@ function sample(image: RgbaImage, u: number, v: number, out: number[]): void {
  * Reads any GLB into one TriangleMesh in world space: every TRIANGLES primitive the scene places, merged.
  * When one base colour texture covers every primitive the mesh keeps uvs and that texture (a material's colour
  * factor is then dropped); otherwise colours (COLOR_0 times the material's factor, times the texture sampled at
- * each vertex where there is one) become sRGB vertex colours. Throws a GlbReadError saying why for a file it
- * cannot read or one with no triangle geometry.
+ * each vertex where there is one) become sRGB vertex colours. Each distinct image is decoded once, scaled to
+ * the limits' side, within their pixel budget, and let go once sampled. Throws a GlbReadError saying why for a
+ * file it cannot read, one over the limits, or one with no triangle geometry.
  */
-export async function decodeGlb(bytes: Uint8Array): Promise<TriangleMesh> {
+export async function decodeGlb(bytes: Uint8Array, limits: GlbLimits = DEFAULT_GLB_LIMITS): Promise<TriangleMesh> {
   try {
-    return await readMesh(bytes);
+    return await readMesh(bytes, limits);
   } catch (err) {
     throw err instanceof GlbReadError ? err : new GlbReadError((err as Error).message);
   }
@@ -230,8 +277,8 @@ export class GlbReadError extends Error {
   override name = 'GlbReadError';
 }
 
-async function readMesh(bytes: Uint8Array): Promise<TriangleMesh> {
-  const doc = await readGlbDocument(bytes);
+async function readMesh(bytes: Uint8Array, limits: GlbLimits): Promise<TriangleMesh> {
+  const doc = await readGlbDocument(bytes, limits);
   const placed = placedPrimitives(doc);
   if (doc.getRoot().listMeshes().length === 0) throw new Error('the GLB has no mesh');
   if (placed.length === 0) throw new Error('the GLB has meshes but its scene places none of them');
@@ -253,25 +300,40 @@ async function readMesh(bytes: Uint8Array): Promise<TriangleMesh> {
     t += part.indices.length;
   }
 
-  const textures = new Set(parts.map((p) => p.texture));
-  const only = textures.size === 1 ? [...textures][0] : null;
-  if (only) {
+  // Textures by content: a file may give one image many entries, and each is decoded once.
+  const images = new Map<string, Uint8Array>();
+  const keyOf = new Map<Texture, string>();
+  for (const part of parts) {
+    if (!part.texture || keyOf.has(part.texture)) continue;
+    const { bytes: image, key } = imageOf(part.texture);
+    keyOf.set(part.texture, key);
+    images.set(key, image);
+  }
+  let pixels = 0;
+  for (const image of images.values()) pixels += await decodedPixels(image, limits.maxTextureSide);
+  if (pixels > limits.maxTexturePixels) {
+    throw new GlbReadError(`the GLB's ${images.size} texture(s) decode to ${pixels} pixels, over the limit of ${limits.maxTexturePixels}`);
+  }
+
+  const partKeys = parts.map((p) => (p.texture ? keyOf.get(p.texture)! : null));
+  if (images.size === 1 && partKeys.every((k) => k !== null)) {
     const uvs = new Float32Array(vertices * 2);
     let o = 0;
     for (const part of parts) { uvs.set(part.uvs!, o); o += part.uvs!.length; }
-    return { positions, indices, uvs, texture: await decodeTexture(only) };
+    return { positions, indices, uvs, texture: await decodeTexture([...images.values()][0], limits) };
   }
   if (parts.every((p) => !p.linear && !p.texture)) return { positions, indices };
 
-  const decoded = new Map<Texture, RgbaImage>();
-  for (const texture of textures) if (texture) decoded.set(texture, await decodeTexture(texture));
+  // Vertex colours: untextured parts first, then each image's parts, the image let go before the next.
   const colours = new Float32Array(vertices * 3);
-  const texel = [1, 1, 1];
-  let o = 0;
-  for (const part of parts) {
-    const image = part.texture ? decoded.get(part.texture)! : null;
+  const starts: number[] = [];
+  let start = 0;
+  for (const part of parts) { starts.push(start); start += part.positions.length; }
+  const colourPart = (index: number, image: RgbaImage | null) => {
+    const part = parts[index];
+    const texel = [1, 1, 1];
     const n = part.positions.length / 3;
-    for (let i = 0; i < n; i++, o += 3) {
+    for (let i = 0, o = starts[index]; i < n; i++, o += 3) {
       if (image) sample(image, part.uvs![i * 2], part.uvs![i * 2 + 1], texel);
       for (let c = 0; c < 3; c++) {
         const base = part.linear ? part.linear[i * 3 + c] : 1;
@@ -279,6 +341,11 @@ async function readMesh(bytes: Uint8Array): Promise<TriangleMesh> {
         colours[o + c] = clamp01(linearToSrgb(clamp01(base * tex)));
       }
     }
+  };
+  parts.forEach((_, i) => { if (partKeys[i] === null) colourPart(i, null); });
+  for (const [key, bytes] of images) {
+    const image = await decodeTexture(bytes, limits);
+    parts.forEach((_, i) => { if (partKeys[i] === key) colourPart(i, image); });
   }
   return { positions, indices, colours };
 }

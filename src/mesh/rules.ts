@@ -7,18 +7,22 @@
 import { validateBytes, type ValidationMessage } from 'gltf-validator';
 import { Primitive } from '@gltf-transform/core';
 import { accessorFloats, placedPrimitives, readGlbDocument, transformPoint } from './glb.js';
+import { DEFAULT_GLB_LIMITS, glbBounds, type GlbLimits } from './glb-limits.js';
 import type { MeshBounds } from './mesh.js';
+
 
 export interface GlbRules {
   /** Side of the cube, centred on the origin, the geometry must fit in. */
   extent: number;
   /** Largest file accepted, in bytes. */
   maxBytes: number;
+  /** The bounds checked before the validator or the reader sees the file (default: the config's defaults). */
+  limits?: GlbLimits;
 }
 
 /** The rules of a service's settings (`pipeline.mesh_extent`, `pipeline.max_glb_mb` in MB of 10^6 bytes). */
-export function glbRulesOf(settings: { mesh_extent: number; max_glb_mb: number }): GlbRules {
-  return { extent: settings.mesh_extent, maxBytes: Math.round(settings.max_glb_mb * 1e6) };
+export function glbRulesOf(settings: { mesh_extent: number; max_glb_mb: number }, limits: GlbLimits = DEFAULT_GLB_LIMITS): GlbRules {
+  return { extent: settings.mesh_extent, maxBytes: Math.round(settings.max_glb_mb * 1e6), limits };
 }
 
 /** Bounds may pass the cube's faces by this fraction of the extent (float rounding of a fitted mesh). */
@@ -38,38 +42,15 @@ export interface GlbInspection {
   vertices: number;
   /** World-space bounds of every placed primitive, or null when there is none (or the file was not read). */
   bounds: MeshBounds | null;
+  /** Total area of the placed triangles (world space). */
+  area: number;
   /** What is wrong, in the order the rules are checked; empty when the file passes. */
   violations: string[];
-}
-
-const MAGIC_GLTF = 0x46546c67;
-const CHUNK_JSON = 0x4e4f534a;
-
-/** The 12-byte header and the chunk table: why these bytes are not a whole GLB 2.0, or null. */
-export function glbContainerViolation(bytes: Uint8Array): string | null {
-  if (bytes.length < 12) return `not a GLB: ${bytes.length} bytes, shorter than the 12-byte GLB header`;
-  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  if (view.getUint32(0, true) !== MAGIC_GLTF) return 'not a GLB: the file does not start with the magic "glTF"';
-  const version = view.getUint32(4, true);
-  if (version !== 2) return `not a GLB 2.0: the header says version ${version}`;
-  const length = view.getUint32(8, true);
-  if (length > bytes.length) return `truncated GLB: the header declares ${length} bytes, the file has ${bytes.length}`;
-  if (length < bytes.length) return `not a GLB: the header declares ${length} bytes, the file has ${bytes.length} (trailing data)`;
-  let offset = 12;
-  let chunk = 0;
-  while (offset < length) {
-    if (offset + 8 > length) return `truncated GLB: chunk ${chunk}'s 8-byte header runs past the end at byte ${offset}`;
-    const chunkLength = view.getUint32(offset, true);
-    const type = view.getUint32(offset + 4, true);
-    if (chunk === 0 && type !== CHUNK_JSON) return 'not a GLB: its first chunk is not JSON';
-    if (offset + 8 + chunkLength > length) {
-      return `truncated GLB: chunk ${chunk} declares ${chunkLength} bytes, only ${length - offset - 8} remain`;
-    }
-    offset += 8 + chunkLength;
-    chunk++;
-  }
-  if (chunk === 0) return 'not a GLB: it has no JSON chunk';
-  return null;
+  /**
+   * The first violation that makes the file no usable mesh at all (over the limits, refused by the validator,
+   * unreadable, no triangles, no area), as opposed to one of the competition's rules; null when there is none.
+   */
+  fault: string | null;
 }
 
 const mb = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
@@ -82,40 +63,36 @@ function quote(m: ValidationMessage): string {
 
 /** Everything `fast3d check` prints about a GLB, and every rule it breaks. */
 export async function inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<GlbInspection> {
-  const result: GlbInspection = { validator: null, meshes: 0, triangles: 0, vertices: 0, bounds: null, violations: [] };
-  if (bytes.length > rules.maxBytes) {
-    result.violations.push(`the GLB is ${mb(bytes.length)}, over the ${mb(rules.maxBytes)} limit`);
+  const result: GlbInspection = { validator: null, meshes: 0, triangles: 0, vertices: 0, bounds: null, area: 0, violations: [], fault: null };
+  const fault = (reason: string): GlbInspection => {
+    result.violations.push(reason);
+    result.fault = reason;
     return result;
-  }
-  const container = glbContainerViolation(bytes);
-  if (container) {
-    result.violations.push(container);
-    return result;
-  }
+  };
+  if (bytes.length > rules.maxBytes) return fault(`the GLB is ${mb(bytes.length)}, over the ${mb(rules.maxBytes)} limit`);
+  // The container, the JSON's nesting, the node tree and every accessor's bytes, before the validator recurses.
+  const limits = rules.limits ?? DEFAULT_GLB_LIMITS;
+  const bounds = glbBounds(bytes, limits);
+  if ('violation' in bounds) return fault(bounds.violation);
 
   let report;
   try {
     report = await validateBytes(bytes, { format: 'glb', writeTimestamp: false, maxIssues: MAX_ISSUES });
   } catch (err) {
-    result.violations.push(`the Khronos glTF validator could not read the file: ${String(err)}`);
-    return result;
+    return fault(`the Khronos glTF validator could not read the file: ${String(err).slice(0, 200)}`);
   }
   const { issues } = report;
   result.validator = { errors: issues.numErrors, warnings: issues.numWarnings, infos: issues.numInfos, messages: issues.messages };
   if (issues.numErrors > 0) {
     const first = issues.messages.filter((m) => m.severity === 0).slice(0, 2).map(quote);
-    result.violations.push(
-      `the Khronos glTF validator reports ${issues.numErrors} error${issues.numErrors === 1 ? '' : 's'}: ${first.join('; ')}`,
-    );
-    return result;
+    return fault(`the Khronos glTF validator reports ${issues.numErrors} error${issues.numErrors === 1 ? '' : 's'}: ${first.join('; ')}`);
   }
 
   let doc;
   try {
-    doc = await readGlbDocument(bytes);
+    doc = await readGlbDocument(bytes, limits);
   } catch (err) {
-    result.violations.push((err as Error).message);
-    return result;
+    return fault((err as Error).message);
   }
   result.meshes = doc.getRoot().listMeshes().length;
   const placed = placedPrimitives(doc);
@@ -127,25 +104,33 @@ export async function inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<Gl
     if (!position) continue;
     const count = position.getCount();
     result.vertices += count;
-    if (primitive.getMode() === Primitive.Mode.TRIANGLES) {
-      result.triangles += Math.floor((primitive.getIndices()?.getCount() ?? count) / 3);
-    }
+    const world = new Float32Array(count * 3);
     const local = accessorFloats(position, 3);
     for (let i = 0; i < count; i++) {
-      transformPoint(matrix, local[i * 3], local[i * 3 + 1], local[i * 3 + 2], p, 0);
+      transformPoint(matrix, local[i * 3], local[i * 3 + 1], local[i * 3 + 2], world, i * 3);
       for (let a = 0; a < 3; a++) {
-        if (p[a] < min[a]) min[a] = p[a];
-        if (p[a] > max[a]) max[a] = p[a];
+        const c = world[i * 3 + a];
+        if (c < min[a]) min[a] = c;
+        if (c > max[a]) max[a] = c;
       }
+    }
+    if (primitive.getMode() === Primitive.Mode.TRIANGLES) {
+      const indices = primitive.getIndices()?.getArray() ?? null;
+      const corners = indices ? indices.length : count;
+      result.triangles += Math.floor(corners / 3);
+      result.area += triangleArea(world, indices, corners - (corners % 3));
     }
   }
   if (result.vertices > 0) result.bounds = { min, max };
 
   const v = result.violations;
+  const finite = [...min, ...max].every(Number.isFinite);
+  if (result.meshes > 0 && placed.length === 0) fault('the GLB\'s scene places no node with a mesh');
+  else if (result.meshes > 0 && result.triangles === 0) fault('the GLB has no triangles (no TRIANGLES primitive with three or more vertices)');
+  else if (result.triangles > 0 && !finite) fault('the GLB\'s vertices are not all finite numbers once placed');
+  else if (result.triangles > 0 && !(result.area > 0)) fault(`the GLB's ${result.triangles} triangles have no area: it is no surface`);
   if (result.meshes !== 1) v.push(`the GLB has ${result.meshes} meshes; the mesh competition wants exactly one`);
-  if (result.meshes > 0 && placed.length === 0) v.push('the GLB\'s scene places no node with a mesh');
-  else if (result.meshes > 0 && result.triangles === 0) v.push('the GLB has no triangles (no TRIANGLES primitive with three or more vertices)');
-  if (result.bounds) {
+  if (result.bounds && finite) {
     const half = rules.extent / 2;
     const tolerance = BOUNDS_TOLERANCE * rules.extent;
     const outside = [0, 1, 2].filter((a) => min[a] < -half - tolerance || max[a] > half + tolerance);
@@ -162,6 +147,20 @@ export async function inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<Gl
     }
   }
   return result;
+}
+
+/** Total area of the triangles of world-space positions, by indices (or consecutive corners without them). */
+function triangleArea(p: Float32Array, indices: ArrayLike<number> | null, corners: number): number {
+  let twice = 0;
+  for (let t = 0; t < corners; t += 3) {
+    const a = (indices ? indices[t] : t) * 3, b = (indices ? indices[t + 1] : t + 1) * 3, c = (indices ? indices[t + 2] : t + 2) * 3;
+    const ux = p[b] - p[a], uy = p[b + 1] - p[a + 1], uz = p[b + 2] - p[a + 2];
+    const vx = p[c] - p[a], vy = p[c + 1] - p[a + 1], vz = p[c + 2] - p[a + 2];
+    const nx = uy * vz - uz * vy, ny = uz * vx - ux * vz, nz = ux * vy - uy * vx;
+    const l = Math.sqrt(nx * nx + ny * ny + nz * nz);
+    if (!Number.isNaN(l)) twice += l;
+  }
+  return twice / 2;
 }
 
 /**

@@ -7,6 +7,7 @@
  */
 import type { Worker } from 'node:worker_threads';
 import { GlbReadError } from '../mesh/glb.js';
+import type { GlbLimits } from '../mesh/glb-limits.js';
 import type { GlbInspection, GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import type { JobContext, JobSettings } from '../pipelines/context.js';
@@ -16,10 +17,21 @@ import type { GaussianCloud } from '../splat/cloud.js';
 import { startWorker } from '../threads.js';
 import type { CpuFormCall, CpuGlbDecodeCall, CpuGlbInspectCall, CpuGlbEncodeCall, CpuMessage, CpuReply, OffloadedStage } from './cpu-protocol.js';
 
+/** A message for the worker and the buffers it hands over; made anew for each attempt. */
+type Dispatch = (id: number) => { message: CpuMessage; transfer: ArrayBuffer[] };
+
 interface Pending {
+  dispatch: Dispatch;
+  /** Workers this call has been sent to (a call whose worker died is sent to a fresh one, once). */
+  attempts: number;
+  /** Where it is now. */
+  at: { slot: Slot; id: number } | null;
   resolve(value: unknown): void;
   reject(err: Error): void;
 }
+
+/** Workers a call may be sent to: every call is a pure function of its message, so running it again is safe. */
+const MAX_ATTEMPTS = 2;
 
 interface Slot {
   worker: Worker;
@@ -39,15 +51,18 @@ export class CpuPool {
   /** Runs one stage call in the least busy worker; rejects at once when the job's signal aborts. */
   run<T>(stage: OffloadedStage, args: unknown[], ctx: JobContext | undefined, settings = ctx?.settings): Promise<T> {
     if (!settings) return Promise.reject(new Error('an offloaded stage call needs the job\'s settings'));
-    return this.send<T>((id) => ({ type: 'call', id, stage, args, settings }), [], ctx?.signal);
+    return this.send<T>((id) => ({ message: { type: 'call', id, stage, args, settings }, transfer: [] }), ctx?.signal);
   }
 
   /**
    * Parses an urlencoded form body in a worker: decoding tens of MiB of it takes the event loop hundreds of
-   * milliseconds. The body's buffer is handed over (the caller must not use it after).
+   * milliseconds. The worker gets a copy of the body.
    */
   parseUrlencoded(body: ArrayBuffer): Promise<Record<string, string | string[]>> {
-    return this.send((id): CpuFormCall => ({ type: 'form', id, body }), [body]);
+    return this.send((id) => {
+      const copy = body.slice(0);
+      return { message: { type: 'form', id, body: copy } satisfies CpuFormCall, transfer: [copy] };
+    });
   }
 
   /**
@@ -55,40 +70,57 @@ export class CpuPool {
    * 60-400 ms on a preview mesh. Same results as `encodeGlb`, `inspectGlb` and `decodeGlb` in process.
    */
   encodeGlb(mesh: TriangleMesh): Promise<Uint8Array> {
-    return this.send((id): CpuGlbEncodeCall => ({ type: 'glb-encode', id, mesh }), []);
+    return this.send((id) => ({ message: { type: 'glb-encode', id, mesh } satisfies CpuGlbEncodeCall, transfer: [] }));
   }
 
   inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<GlbInspection> {
-    const own = ownBytes(bytes);
-    return this.send((id): CpuGlbInspectCall => ({ type: 'glb-inspect', id, bytes: own, rules }), [own.buffer as ArrayBuffer]);
+    return this.send((id) => {
+      const own = ownBytes(bytes);
+      return { message: { type: 'glb-inspect', id, bytes: own, rules } satisfies CpuGlbInspectCall, transfer: [own.buffer as ArrayBuffer] };
+    });
   }
 
-  decodeGlb(bytes: Uint8Array): Promise<TriangleMesh> {
-    const own = ownBytes(bytes);
-    return this.send((id): CpuGlbDecodeCall => ({ type: 'glb-decode', id, bytes: own }), [own.buffer as ArrayBuffer]);
+  decodeGlb(bytes: Uint8Array, limits: GlbLimits): Promise<TriangleMesh> {
+    return this.send((id) => {
+      const own = ownBytes(bytes);
+      return { message: { type: 'glb-decode', id, bytes: own, limits } satisfies CpuGlbDecodeCall, transfer: [own.buffer as ArrayBuffer] };
+    });
   }
 
-  /** Posts one message to the least busy worker and waits for its reply (or for `signal` to abort). */
-  private send<T>(message: (id: number) => CpuMessage, transfer: ArrayBuffer[], signal?: AbortSignal): Promise<T> {
+  /** Sends one call to the least busy worker and waits for its reply (or for `signal` to abort). */
+  private send<T>(dispatch: Dispatch, signal?: AbortSignal): Promise<T> {
     if (this.closed) return Promise.reject(new Error('the CPU pool is closed'));
     if (signal?.aborted) return Promise.reject(signal.reason);
-    const slot = this.leastBusy();
-    const id = this.nextId++;
     return new Promise<T>((resolve, reject) => {
       const onAbort = () => {
         // The worker finishes the call; its result is dropped.
+        const { slot, id } = pending.at!;
         slot.pending.delete(id);
         this.settle(slot);
         reject(signal!.reason);
       };
       signal?.addEventListener('abort', onAbort, { once: true });
-      slot.pending.set(id, {
+      const pending: Pending = {
+        dispatch,
+        attempts: 0,
+        at: null,
         resolve: (value) => { signal?.removeEventListener('abort', onAbort); resolve(value as T); },
         reject: (err) => { signal?.removeEventListener('abort', onAbort); reject(err); },
-      });
-      slot.worker.ref();
-      slot.worker.postMessage(message(id), transfer);
+      };
+      this.dispatch(pending);
     });
+  }
+
+  /** Sends a call (anew) to the least busy worker. */
+  private dispatch(pending: Pending): void {
+    const slot = this.leastBusy();
+    const id = this.nextId++;
+    const { message, transfer } = pending.dispatch(id);
+    pending.attempts++;
+    pending.at = { slot, id };
+    slot.pending.set(id, pending);
+    slot.worker.ref();
+    slot.worker.postMessage(message, transfer);
   }
 
   async close(): Promise<void> {
@@ -126,11 +158,17 @@ export class CpuPool {
       if (reply.ok) pending.resolve(reply.value);
       else pending.reject(reply.name === 'GlbReadError' ? new GlbReadError(reply.error) : new Error(reply.error));
     });
+    // A dying worker fails no call for it: each call it held goes to a fresh worker. Only a call whose second
+    // worker dies too (it may be what kills them) fails, with the reason.
     const fail = (err: Error) => {
       const at = this.slots.indexOf(slot);
       if (at >= 0) this.slots.splice(at, 1);
-      for (const p of slot.pending.values()) p.reject(new Error(`CPU worker failed: ${err.message}`));
+      const held = [...slot.pending.values()];
       slot.pending.clear();
+      for (const p of held) {
+        if (this.closed || p.attempts >= MAX_ATTEMPTS) p.reject(new Error(`CPU worker failed: ${err.message}`));
+        else this.dispatch(p);
+      }
     };
     worker.on('error', fail);
     worker.on('exit', (code) => { if (this.slots.includes(slot)) fail(new Error(`exited with code ${code}`)); });

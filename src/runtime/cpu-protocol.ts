@@ -1,4 +1,5 @@
 /** Messages between the CPU pool (cpu-pool.ts) and its worker threads (cpu-worker.ts). */
+import type { GlbLimits } from '../mesh/glb-limits.js';
 import type { GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import type { JobSettings } from '../pipelines/context.js';
@@ -51,6 +52,7 @@ export interface CpuGlbDecodeCall {
   type: 'glb-decode';
   id: number;
   bytes: Uint8Array;
+  limits: GlbLimits;
 }
 
 export type CpuMessage = CpuCall | CpuFormCall | CpuGlbEncodeCall | CpuGlbInspectCall | CpuGlbDecodeCall;

@@ -88,7 +88,7 @@ function work(message: CpuMessage): Promise<unknown> {
     case 'glb-inspect':
       return inspectGlb(message.bytes, message.rules);
     case 'glb-decode':
-      return decodeGlb(message.bytes);
+      return decodeGlb(message.bytes, message.limits);
   }
 }
 
