@@ -5,7 +5,11 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterEach, describe, expect, it } from 'vitest';
-import { fixturePath } from './helpers/fixtures.js';
+import { encodeGlb } from '../src/mesh/glb.js';
+import { cloneCloud } from '../src/splat/cloud.js';
+import { encodeSpz } from '../src/splat/spz.js';
+import { fixturePath, loadFixtureCloud } from './helpers/fixtures.js';
+import { sphereMesh } from './helpers/meshes.js';
 
 const exec = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '..');
@@ -69,6 +73,30 @@ describe('fast3d CLI', () => {
     expect(stderr).not.toMatch(/ENOENT/);
     expect(code).toBe(0);
     expect(stdout).toMatch(/^ok {3}x\.ply: \d+ Gaussians/);
+  });
+
+  it('fast3d check reads each file as what its bytes hold: PLY, SPZ (our own writer\'s) or GLB, whatever its name', async () => {
+    const dir = tempDir();
+    const cloud = loadFixtureCloud('hamburger.ply');
+    writeFileSync(join(dir, 'ours.spz'), encodeSpz(cloud));
+    const clear = cloneCloud(cloud);
+    clear.columns.opacity.fill(-20); // every opacity byte 0 in the SPZ: all transparent to the validator
+    writeFileSync(join(dir, 'clear.spz'), encodeSpz(clear));
+    copyFileSync(fixturePath('hamburger.ply'), join(dir, 'ply-named.spz'));
+    writeFileSync(join(dir, 'mesh-named.ply'), await encodeGlb(sphereMesh(16, 8)));
+    writeFileSync(join(dir, 'notes.spz'), 'not an asset\n');
+
+    const one = await cli('check', join(dir, 'ours.spz'));
+    expect(one.code).toBe(0);
+    expect(one.stdout).toBe(`ok   ${join(dir, 'ours.spz')}: SPZ, ${cloud.count} Gaussians\n`);
+
+    const names = ['ours.spz', 'clear.spz', 'ply-named.spz', 'mesh-named.ply', 'notes.spz'];
+    const all = await cli('check', '--json', ...names.map((n) => join(dir, n)));
+    expect(all.code).toBe(1);
+    const lines = all.stdout.trim().split('\n').map((l) => JSON.parse(l) as { format: string | null; ok: boolean; gates?: { name: string; value: number }[]; error?: string });
+    expect(lines.map((l) => [l.format, l.ok])).toEqual([['spz', true], ['spz', false], ['ply', true], ['glb', true], [null, false]]);
+    expect(lines[1].gates?.find((g) => g.name === 'transparent_share')?.value).toBe(1);
+    expect(lines[4].error).toMatch(/^neither a PLY, an SPZ nor a GLB file/);
   });
 
   it('npm start before a build says what to run instead of a module-not-found stack', async () => {
