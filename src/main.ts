@@ -30,8 +30,11 @@ export interface StartOptions {
   stages?: Partial<Stages>;
 }
 
+/** The flags `fast3d serve` takes. */
+export const SERVER_FLAGS = { config: { type: 'string', short: 'c' } } as const;
+
 export async function startServer(argv: string[] = process.argv.slice(2), options: StartOptions = {}): Promise<RunningServer> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true });
+  const { values } = parseArgs({ args: argv, options: SERVER_FLAGS, allowPositionals: true });
   const config = loadConfig({ path: values.config });
   const logger = createLogger(config.log.level, undefined, config.log.format);
   const { service, app, renderPool, cpuPool } = compose(config, { logger, stages: options.stages });

@@ -99,6 +99,25 @@ describe('fast3d CLI', () => {
     expect(lines[4].error).toMatch(/^neither a PLY, an SPZ nor a GLB file/);
   });
 
+  it('names an unknown flag with the flags its command takes, not parseArgs\' advice about \'--\'', async () => {
+    const check = await cli('check', '--jsn', 'x.ply');
+    expect(check.code).toBe(2);
+    expect(check.stderr).toBe('fast3d check: unknown flag --jsn; fast3d check takes --json, --config (-c), --help\n');
+    const render = await cli('render', 'x.ply', '--out', 'x.png', '--sise', '64', '-z');
+    expect(render.code).toBe(2);
+    expect(render.stderr).toMatch(/^fast3d render: unknown flags --sise, -z; fast3d render takes --out \(-o\), --size, --width, .*, --help \(-h\)\nusage: fast3d render /);
+    expect(render.stderr).not.toMatch(/after '--'/);
+  });
+
+  it('a missing file is named after the command, with the reason in words, not a raw ENOENT', async () => {
+    const missing = join(tempDir(), 'absent.ply');
+    for (const args of [['check', missing], ['render', missing, '--out', `${missing}.png`], ['convert', missing, `${missing}.spz`]]) {
+      const { code, stderr } = await cli(...args);
+      expect(code, args[0]).toBe(1);
+      expect(stderr, args[0]).toBe(`fast3d ${args[0]}: cannot read ${missing}: no such file\n`);
+    }
+  });
+
   it('npm start before a build says what to run instead of a module-not-found stack', async () => {
     const dir = tempDir();
     mkdirSync(join(dir, 'scripts'));

@@ -2,12 +2,12 @@
  * The asset a rendering command reads: a splat file (PLY, SPZ) or a mesh (GLB), prepared for the renderers with
  * the normalisation asked for (null keeps the file's frame).
  */
-import { readFile } from 'node:fs/promises';
 import { decodeGlb } from '../mesh/glb.js';
 import { triangleCount } from '../mesh/mesh.js';
 import { prepareCloud, prepareMesh, type PreparedCloud, type PreparedMesh } from '../render/index.js';
 import { decodePly } from '../splat/ply.js';
 import { decodeSpz } from '../splat/spz.js';
+import { readInputFile } from './args.js';
 
 /** The prepared scene, and what it counts: Gaussians or triangles. */
 export interface LoadedAsset {
@@ -25,7 +25,7 @@ export function assertAssetPath(path: string): void {
 }
 
 export async function loadAsset(path: string, extent: number | null): Promise<LoadedAsset> {
-  const bytes = new Uint8Array(await readFile(path));
+  const bytes = await readInputFile(path);
   const lower = path.toLowerCase();
   if (lower.endsWith('.glb')) {
     const mesh = await decodeGlb(bytes);

@@ -4,11 +4,10 @@
  * 200 (the Khronos validator and the mesh competition's rules)? Each file is read as what its bytes hold, whatever
  * its name. Exit 0 when all pass, 1 otherwise; one line per file (or JSON with --json).
  */
-import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import { ConfigError, loadConfig } from '../config/load.js';
 import { glbRulesOf, inspectGlb, type GlbInspection, type GlbRules } from '../mesh/rules.js';
 import { checkPly, checkSpz } from '../splat/gates.js';
+import { parseFlags, readInputFile } from './args.js';
 
 export const summary = 'check PLY and SPZ files against the subnet\'s packer rules and validator gates, GLB files against the mesh rules';
 
@@ -35,11 +34,7 @@ export function assetKindOf(bytes: Uint8Array): AssetKind | null {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    options: { json: { type: 'boolean' }, config: { type: 'string', short: 'c' } },
-    allowPositionals: true,
-  });
+  const { values, positionals } = parseFlags('check', argv, { json: { type: 'boolean' }, config: { type: 'string', short: 'c' } });
   if (!positionals.length) {
     process.stderr.write(usage);
     return 2;
@@ -47,7 +42,7 @@ export async function run(argv: string[]): Promise<number> {
   let rules: GlbRules | undefined;
   let failures = 0;
   for (const path of positionals) {
-    const bytes = new Uint8Array(await readFile(path));
+    const bytes = await readInputFile(path);
     let ok: boolean;
     switch (assetKindOf(bytes)) {
       case 'glb':

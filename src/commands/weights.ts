@@ -8,7 +8,6 @@
  */
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -16,6 +15,7 @@ import { checkFiles, manifestFiles, recordInLock, sha256File, type ExpectedFile,
 import { downloadFile } from '../weights/download.js';
 import { manifestFor, type ModelName, type WeightFile } from '../weights/manifest.js';
 import { produceFile } from '../weights/produce.js';
+import { parseFlags } from './args.js';
 
 export const summary = 'download the model files (ISNet, CLIP, aesthetic) or --check them';
 
@@ -47,19 +47,16 @@ export interface WeightsDeps {
 }
 
 export async function run(argv: string[], deps: WeightsDeps = {}): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string', short: 'c' },
-      dir: { type: 'string' },
-      only: { type: 'string' },
-      mirror: { type: 'string' },
-      check: { type: 'boolean' },
-      'no-convert': { type: 'boolean' },
-      json: { type: 'boolean' },
-      quiet: { type: 'boolean', short: 'q' },
-    },
-  });
+  const { values } = parseFlags('weights', argv, {
+    config: { type: 'string', short: 'c' },
+    dir: { type: 'string' },
+    only: { type: 'string' },
+    mirror: { type: 'string' },
+    check: { type: 'boolean' },
+    'no-convert': { type: 'boolean' },
+    json: { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' },
+  }, false);
   const config = loadConfig({ path: values.config });
   const dir = resolve(values.dir ?? config.weights.dir);
   let models: readonly string[] = values.config ?? process.env.FAST3D_CONFIG ? modelsFor(config) : MODELS;
