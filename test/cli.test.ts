@@ -1,5 +1,5 @@
 /** The operator's entry points as a user runs them: npm scripts, --help and --version, paths, npm itself. */
-import { execFile } from 'node:child_process';
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { copyFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -9,6 +9,7 @@ import { encodeGlb } from '../src/mesh/glb.js';
 import { cloneCloud } from '../src/splat/cloud.js';
 import { encodeSpz } from '../src/splat/spz.js';
 import { fixturePath, loadFixtureCloud } from './helpers/fixtures.js';
+import { onLogLines, type LogEntry } from './helpers/log-lines.js';
 import { sphereMesh } from './helpers/meshes.js';
 
 const exec = promisify(execFile);
@@ -16,7 +17,9 @@ const ROOT = resolve(import.meta.dirname, '..');
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 
 const dirs: string[] = [];
+const children: ChildProcess[] = [];
 afterEach(() => {
+  for (const child of children.splice(0)) if (child.exitCode === null) child.kill('SIGKILL');
   for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
 });
 function tempDir(): string {
@@ -126,6 +129,37 @@ describe('fast3d CLI', () => {
     expect(code).toBe(1);
     expect(stderr).toBe('fast3d: dist/ is not built yet: run `npm run build` first (or `npm run preview` to run from source)\n');
   });
+
+  it('started with no config, says at start-up that auth is off on every interface and how to turn it on', async () => {
+    const dir = tempDir();
+    const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0' };
+    delete env.FAST3D_CONFIG;
+    delete env.HOST;
+    // From another folder, as `npm start` is run from wherever the checkout is: the cache lands in the working directory.
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli.ts'), 'serve'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    children.push(child);
+    const entries: LogEntry[] = [];
+    try {
+      await new Promise<void>((resolve, reject) => {
+        onLogLines(child.stdout!, (entry) => {
+          entries.push(entry);
+          // Its last start-up line: the notes come with 'listening', before it.
+          if (String(entry.msg).startsWith('render workers')) resolve();
+        });
+        child.once('exit', (code) => reject(new Error(`the service exited with ${code} before its start-up lines`)));
+      });
+    } finally {
+      child.kill('SIGTERM');
+    }
+    const listening = entries.find((e) => e.msg === 'listening')!;
+    expect(listening).toMatchObject({ host: '0.0.0.0', auth: 'off' });
+    const warning = entries.find((e) => String(e.msg).startsWith('auth is off'));
+    expect(warning?.level).toBe(40);
+    expect(warning?.msg).toBe(`auth is off and the service listens on 0.0.0.0: anyone who can reach port ${listening.port} can run jobs. ` +
+      'To require a bearer token, set auth.enabled: true in a config file (--config FILE or FAST3D_CONFIG) and export the token as ' +
+      'FAST3D_API_TOKEN (auth.token_env); or listen on this machine only with HOST=127.0.0.1');
+    await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(null)));
+  }, 60_000);
 
   it('npm reads the project\'s .npmrc without warnings', async () => {
     const { code, stderr } = await run('npm', ['config', 'get', 'ignore-scripts']);
