@@ -4,6 +4,7 @@
  */
 import { serve, type ServerType } from '@hono/node-server';
 import type { Server } from 'node:http';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
@@ -110,7 +111,7 @@ const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.
 
 /**
  * What a newcomer would not see otherwise: that with auth off on an address other machines reach, anyone who can
- * reach the port can run jobs (the defaults: 0.0.0.0, auth off).
+ * reach the port can run jobs (the defaults: 0.0.0.0, auth off), and where the result cache writes, and how much.
  */
 function logStartupNotes(logger: Logger, config: Config, port: number): void {
   const { host } = config.server;
@@ -120,6 +121,13 @@ function logStartupNotes(logger: Logger, config: Config, port: number): void {
       { host, port, auth: 'off' },
       `auth is off and the service listens on ${host}: anyone who can reach port ${port} can run jobs. To require a bearer token, ` +
         `set auth.enabled: true in a config file (--config FILE or FAST3D_CONFIG) and ${token}; or listen on this machine only with HOST=127.0.0.1`,
+    );
+  }
+  if (config.cache.enabled) {
+    const directory = resolve(config.cache.directory);
+    logger.info(
+      { directory, max_size_mb: config.cache.max_size_mb },
+      `result cache in ${directory}, up to ${config.cache.max_size_mb} MiB (cache.directory, cache.max_size_mb; cache.enabled: false turns it off)`,
     );
   }
 }

@@ -130,7 +130,7 @@ describe('fast3d CLI', () => {
     expect(stderr).toBe('fast3d: dist/ is not built yet: run `npm run build` first (or `npm run preview` to run from source)\n');
   });
 
-  it('started with no config, says at start-up that auth is off on every interface and how to turn it on', async () => {
+  it('started with no config, says at start-up that auth is off on every interface and how to turn it on, and where the cache writes', async () => {
     const dir = tempDir();
     const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0' };
     delete env.FAST3D_CONFIG;
@@ -158,6 +158,9 @@ describe('fast3d CLI', () => {
     expect(warning?.msg).toBe(`auth is off and the service listens on 0.0.0.0: anyone who can reach port ${listening.port} can run jobs. ` +
       'To require a bearer token, set auth.enabled: true in a config file (--config FILE or FAST3D_CONFIG) and export the token as ' +
       'FAST3D_API_TOKEN (auth.token_env); or listen on this machine only with HOST=127.0.0.1');
+    const cache = entries.find((e) => String(e.msg).startsWith('result cache in '));
+    expect(cache).toMatchObject({ directory: join(dir, '.fast3d-cache'), max_size_mb: 2048 });
+    expect(cache?.msg).toBe(`result cache in ${join(dir, '.fast3d-cache')}, up to 2048 MiB (cache.directory, cache.max_size_mb; cache.enabled: false turns it off)`);
     await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(null)));
   }, 60_000);
 
