@@ -3,6 +3,8 @@
  * `fast3d <command>`: the operator's tool. Each command lives in src/commands/<name>.ts and exports
  * `run(argv): Promise<number>` (the exit code) and a one-line `summary`.
  */
+import { fileProblem, UsageError } from './commands/args.js';
+
 process.env.ORT_DISABLE_TELEMETRY ??= '1';
 // npm runs scripts from the package root; `npm run fast3d -- check x.ply` means the x.ply where the user stands.
 // (Only that script: the others carry paths relative to the root, such as configs/preview.yaml.)
@@ -50,7 +52,20 @@ async function main(argv: string[]): Promise<number> {
     process.stdout.write(command.usage);
     return 0;
   }
-  return command.run(rest);
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    process.stderr.write(`fast3d ${name}: ${errorText(err)}\n`);
+    return err instanceof UsageError ? 2 : 1;
+  }
+}
+
+/** An error in words: a file the system refused is named with the reason, not as a raw ENOENT. */
+function errorText(err: unknown): string {
+  const { code, path } = err as NodeJS.ErrnoException;
+  if (!code || !path) return (err as Error).message;
+  // Reads name their file themselves (readInputFile); this is a file being written, whose folder may be missing.
+  return `${path}: ${code === 'ENOENT' ? 'no such file or folder' : fileProblem(err)}`;
 }
 
 main(process.argv.slice(2)).then(

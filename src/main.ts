@@ -4,14 +4,16 @@
  */
 import { serve, type ServerType } from '@hono/node-server';
 import type { Server } from 'node:http';
+import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { loadConfig } from './config/load.js';
+import type { Config } from './config/schema.js';
 import { compose } from './compose.js';
 import { answerClientErrors } from './http/client-error.js';
 import { ResponsesInFlight } from './http/in-flight.js';
 import { limitWriteStalls } from './http/write-timeout.js';
 import type { Stages } from './pipelines/stages.js';
-import { createLogger } from './runtime/log.js';
+import { createLogger, type Logger } from './runtime/log.js';
 import { VERSION } from './version.js';
 
 // onnxruntime sends telemetry unless told not to before its first session.
@@ -30,8 +32,11 @@ export interface StartOptions {
   stages?: Partial<Stages>;
 }
 
+/** The flags `fast3d serve` takes. */
+export const SERVER_FLAGS = { config: { type: 'string', short: 'c' } } as const;
+
 export async function startServer(argv: string[] = process.argv.slice(2), options: StartOptions = {}): Promise<RunningServer> {
-  const { values } = parseArgs({ args: argv, options: { config: { type: 'string', short: 'c' } }, allowPositionals: true });
+  const { values } = parseArgs({ args: argv, options: SERVER_FLAGS, allowPositionals: true });
   const config = loadConfig({ path: values.config });
   const logger = createLogger(config.log.level, undefined, config.log.format);
   const { service, app, renderPool, cpuPool, assetPool } = compose(config, { logger, stages: options.stages });
@@ -51,7 +56,8 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
   });
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
-  logger.info({ version: VERSION, mode: service.mode, host: config.server.host, port, pid: process.pid }, 'listening');
+  logger.info({ version: VERSION, mode: service.mode, host: config.server.host, port, auth: config.auth.enabled ? 'on' : 'off', pid: process.pid }, 'listening');
+  logStartupNotes(logger, config, port);
 
   const http = server as Server;
   answerClientErrors(http);
@@ -100,6 +106,31 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
     return stopping;
   };
   return { server, port, graceS: config.server.shutdown_grace_s, stop };
+}
+
+const LOOPBACK_HOST = /^(localhost|127\.\d+\.\d+\.\d+|::1|::ffff:127\.\d+\.\d+\.\d+)$/;
+
+/**
+ * What a newcomer would not see otherwise: that with auth off on an address other machines reach, anyone who can
+ * reach the port can run jobs (the defaults: 0.0.0.0, auth off), and where the result cache writes, and how much.
+ */
+function logStartupNotes(logger: Logger, config: Config, port: number): void {
+  const { host } = config.server;
+  if (!config.auth.enabled && !LOOPBACK_HOST.test(host)) {
+    const token = config.auth.token_env ? `export the token as ${config.auth.token_env} (auth.token_env)` : 'set auth.token';
+    logger.warn(
+      { host, port, auth: 'off' },
+      `auth is off and the service listens on ${host}: anyone who can reach port ${port} can run jobs. To require a bearer token, ` +
+        `set auth.enabled: true in a config file (--config FILE or FAST3D_CONFIG) and ${token}; or listen on this machine only with HOST=127.0.0.1`,
+    );
+  }
+  if (config.cache.enabled) {
+    const directory = resolve(config.cache.directory);
+    logger.info(
+      { directory, max_size_mb: config.cache.max_size_mb },
+      `result cache in ${directory}, up to ${config.cache.max_size_mb} MiB (cache.directory, cache.max_size_mb; cache.enabled: false turns it off)`,
+    );
+  }
 }
 
 function printPreviewBanner(): void {

@@ -4,17 +4,18 @@
  * agree with the source within SPZ's quantisation.
  */
 import { execFile } from 'node:child_process';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { once } from 'node:events';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { gunzipSync } from 'node:zlib';
+import { createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
-import { SH_C0, type GaussianCloud } from '../src/splat/cloud.js';
+import { allocateCloud, SH_C0, type GaussianCloud } from '../src/splat/cloud.js';
 import { decodePly, encodePly } from '../src/splat/ply.js';
-import { decodeSpz, encodeSpz, spzViolation } from '../src/splat/spz.js';
+import { decodeSpz, encodeSpz, MAX_SPZ_POINTS, packSpz, spzViolation } from '../src/splat/spz.js';
 import { loadFixtureCloud, fixturePath } from './helpers/fixtures.js';
 import { testConfig } from './helpers/fake-stages.js';
 
@@ -85,6 +86,45 @@ function readSpzIndependently(file: Uint8Array): IndependentSplat {
   };
 }
 
+/** A version 3 SPZ header declaring `count` points at SH degree 0. */
+function spzHeader(count: number): Uint8Array {
+  const header = new Uint8Array(16);
+  const view = new DataView(header.buffer);
+  view.setUint32(0, 0x5053474e, true);
+  view.setUint32(4, 3, true);
+  view.setUint32(8, count, true);
+  header[13] = 12;
+  return header;
+}
+
+/** A gzip stream of `header` followed by `zeros` zero bytes, compressed as it is written (never held whole). */
+async function gzipBomb(header: Uint8Array, zeros: number): Promise<Uint8Array> {
+  const gzip = createGzip({ level: 9 });
+  const chunks: Buffer[] = [];
+  gzip.on('data', (chunk: Buffer) => chunks.push(chunk));
+  const ended = once(gzip, 'end');
+  gzip.write(header);
+  const block = Buffer.alloc(1 << 20);
+  for (let left = zeros; left > 0; left -= block.length) gzip.write(block.subarray(0, Math.min(left, block.length)));
+  gzip.end();
+  await ended;
+  return new Uint8Array(Buffer.concat(chunks));
+}
+
+/** decodeSpz on a file in a fresh process: its error, and how far the resident memory grew above where it stood. */
+async function decodeInChild(path: string): Promise<{ error: string; grownMb: number }> {
+  const script = `import { readFileSync } from 'node:fs';
+    import { decodeSpz } from './src/splat/spz.ts';
+    const bytes = readFileSync(${JSON.stringify(path)});
+    const before = process.memoryUsage().rss;
+    let error = '';
+    try { decodeSpz(bytes); } catch (err) { error = err.message; }
+    const peak = process.resourceUsage().maxRSS * 1024;
+    console.log(JSON.stringify({ error, grownMb: (peak - before) / 2 ** 20 }));`;
+  const { stdout } = await run(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { cwd: root, timeout: 60_000 });
+  return JSON.parse(stdout) as { error: string; grownMb: number };
+}
+
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 
 /** The largest differences between a cloud and an SPZ reading of it, per attribute. */
@@ -143,6 +183,31 @@ describe('SPZ', () => {
     expect(spzViolation(bytes.subarray(0, bytes.length - 100))).toMatch(/gzip/);
     expect(spzViolation(encodePly(cloud))).toMatch(/gzip/);
     expect(() => decodeSpz(bytes.subarray(0, 10))).toThrow();
+  });
+
+  it('inflates a gzip bomb no further than its header declares, in memory and in the error', async () => {
+    // 1 point declared (36 bytes), 256 MiB of zeros behind it: about 250 KB on disk.
+    const path = join(dir, 'bomb.spz');
+    await writeFile(path, await gzipBomb(spzHeader(1), 256 << 20));
+    const { error, grownMb } = await decodeInChild(path);
+    expect(error).toBe('inflates to more than the 36 bytes its header declares');
+    // Reading its header takes at most about a megabyte; the whole stream would be 256 MiB.
+    expect(grownMb).toBeLessThan(32);
+  }, 60_000);
+
+  it('refuses a header over the point limit before inflating the body, and a stream that ends short or is followed by other bytes', async () => {
+    const over = await gzipBomb(spzHeader(MAX_SPZ_POINTS + 1), 1 << 20);
+    expect(spzViolation(over)).toBe(`${MAX_SPZ_POINTS + 1} points is over the limit of ${MAX_SPZ_POINTS}`);
+    const raw = packSpz(loadFixtureCloud('hamburger.ply'));
+    expect(spzViolation(gzipSync(raw.subarray(0, raw.length - 20)))).toBe(`holds ${raw.length - 20} bytes, its header declares ${raw.length}`);
+    const whole = gzipSync(raw);
+    expect(spzViolation(new Uint8Array([...whole, 0, 0, 0, 0]))).toBe('4 bytes of other data after the gzip stream');
+    expect(() => decodeSpz(new Uint8Array([...whole, 0, 0, 0, 0]))).toThrow('4 bytes of other data after the gzip stream');
+    // A header alone is shorter than what it declares; a file cut inside the gzip header is no gzip stream.
+    expect(spzViolation(gzipSync(raw.subarray(0, 10)))).toBe('shorter than the 16-byte SPZ header');
+    expect(spzViolation(whole.subarray(0, 8))).toBe('not a gzip stream');
+    expect(spzViolation(gzipSync(packSpz(allocateCloud(0))))).toBe('no Gaussians');
+    expect(decodeSpz(whole).count).toBe(loadFixtureCloud('hamburger.ply').count);
   });
 
   it('fast3d convert: PLY to SPZ and back agree within quantisation; outputs are named by their contents', async () => {

@@ -244,6 +244,20 @@ describe('weights check', () => {
     }
   });
 
+  it('on the defaults (preview backends), checks no file and says that preview backends need none', async () => {
+    vi.stubEnv('FAST3D_CONFIG', '');
+    const out: string[] = [];
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { out.push(String(chunk)); return true; });
+    try {
+      expect(await weightsCommand(['--check', '--dir', join(dir, 'preview-models')])).toBe(0);
+    } finally {
+      write.mockRestore();
+      vi.unstubAllEnvs();
+    }
+    expect(out.join('')).toBe('nothing to check: the default config runs matting "keying" and validate.checks ["gates"], which load no model files ' +
+      '(preview backends need none). For the GPU service\'s: --config configs/service.yaml, or --only isnet,clip,aesthetic\n');
+  });
+
   it('with configs/service.yaml, checks the files its backends load: ISNet, CLIP and the aesthetic weights', async () => {
     const empty = join(dir, 'service-models');
     const out: string[] = [];

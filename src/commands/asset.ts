@@ -3,13 +3,13 @@
  * the normalisation asked for (null keeps the file's frame). A GLB is read within the default limits of
  * `assets` and only once it passes the Khronos validator with triangles that have area.
  */
-import { readFile } from 'node:fs/promises';
 import { decodeGlb, GlbReadError } from '../mesh/glb.js';
 import { inspectGlb } from '../mesh/rules.js';
 import { triangleCount } from '../mesh/mesh.js';
 import { prepareCloud, prepareMesh, type PreparedCloud, type PreparedMesh } from '../render/index.js';
 import { decodePly } from '../splat/ply.js';
 import { decodeSpz } from '../splat/spz.js';
+import { readInputFile } from './args.js';
 
 /** The prepared scene, and what it counts: Gaussians or triangles. */
 export interface LoadedAsset {
@@ -27,7 +27,7 @@ export function assertAssetPath(path: string): void {
 }
 
 export async function loadAsset(path: string, extent: number | null): Promise<LoadedAsset> {
-  const bytes = new Uint8Array(await readFile(path));
+  const bytes = await readInputFile(path);
   const lower = path.toLowerCase();
   if (lower.endsWith('.glb')) {
     // Checked first: a file the Khronos validator refuses, or with no surface, is not drawn.

@@ -2,9 +2,9 @@
  * `fast3d config [--check FILE] [--markdown]`: lists every configuration key with its default and description,
  * or validates a config file (exit 2 naming the bad key).
  */
-import { parseArgs } from 'node:util';
 import { configMarkdown, ConfigError, describeConfig, loadConfig } from '../config/load.js';
 import { flattenValues, presetNames, presetOverrides } from '../config/presets.js';
+import { parseFlags } from './args.js';
 
 export const summary = 'list every config key with default and description (--markdown), or --check FILE';
 
@@ -18,7 +18,7 @@ each changes from the config (FILE's, or the defaults).
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { check: { type: 'string' }, markdown: { type: 'boolean' }, presets: { type: 'boolean' }, config: { type: 'string' } } });
+  const { values } = parseFlags('config', argv, { check: { type: 'string' }, markdown: { type: 'boolean' }, presets: { type: 'boolean' }, config: { type: 'string' } }, false);
   if (values.presets) return listPresets(values.config);
   if (values.check) {
     try {

@@ -3,12 +3,11 @@
  * carried as it is (no change of frame: both formats hold the validator's frame here); SPZ quantises positions
  * to 1/4096, colours, scales and opacities to bytes and rotations to 10 bits per component.
  */
-import { rename, readFile, writeFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { rename, writeFile } from 'node:fs/promises';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { decodePly, encodePly } from '../splat/ply.js';
 import { decodeSpz, encodeSpz } from '../splat/spz.js';
-import { tenths } from './args.js';
+import { parseFlags, readInputFile, tenths } from './args.js';
 
 export const summary = 'convert a splat file between PLY and SPZ (by extension)';
 
@@ -34,7 +33,7 @@ function codecFor(path: string, role: string): SplatCodec {
 export async function run(argv: string[]): Promise<number> {
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, allowPositionals: true, options: { help: { type: 'boolean', short: 'h' } } });
+    parsed = parseFlags('convert', argv, { help: { type: 'boolean', short: 'h' } });
   } catch (err) {
     process.stderr.write(`fast3d convert: ${(err as Error).message}\n${USAGE}`);
     return 2;
@@ -52,7 +51,7 @@ export async function run(argv: string[]): Promise<number> {
     const from = codecFor(input, 'input');
     const to = codecFor(output, 'output');
     const start = performance.now();
-    const cloud = from.decode(new Uint8Array(await readFile(input)));
+    const cloud = from.decode(await readInputFile(input));
     const bytes = to.encode(cloud);
     // Written beside the target, then renamed: an interrupted run leaves no half-written file.
     const partial = `${output}.partial`;

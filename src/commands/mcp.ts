@@ -4,8 +4,8 @@
  * written to stdout; problems go to stderr.
  */
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { parseArgs } from 'node:util';
 import { createProxyServer, mcpEndpoint } from '../mcp/proxy.js';
+import { parseFlags } from './args.js';
 
 export const summary = 'MCP server on stdio for desktop clients, forwarding to a running service (--url, --token)';
 
@@ -23,7 +23,7 @@ render_views, check_asset) and its artefacts as resources; every call goes to th
 export async function run(argv: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: { url: { type: 'string' }, token: { type: 'string' }, help: { type: 'boolean', short: 'h' } } }));
+    ({ values } = parseFlags('mcp', argv, { url: { type: 'string' }, token: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, false));
   } catch (err) {
     process.stderr.write(`fast3d mcp: ${(err as Error).message}\n${usage}`);
     return 2;

@@ -3,7 +3,8 @@
  * The one entry point of the service (`npm run preview`, `npm start`, pm2 and Docker all run it).
  */
 import { ConfigError } from '../config/load.js';
-import { startServer, stopOnSignals } from '../main.js';
+import { SERVER_FLAGS, startServer, stopOnSignals } from '../main.js';
+import { parseFlags } from './args.js';
 
 export const summary = 'start the HTTP service (--config FILE; env PORT, HOST, FAST3D_CONFIG)';
 
@@ -18,6 +19,7 @@ Environment: PORT and HOST override server.port and server.host.
 `;
 
 export async function run(argv: string[]): Promise<number> {
+  parseFlags('serve', argv, SERVER_FLAGS, false);
   let running;
   try {
     running = await startServer(argv);

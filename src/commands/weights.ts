@@ -1,14 +1,14 @@
 /**
  * `fast3d weights [--config FILE] [--dir DIR] [--only isnet,clip,aesthetic] [--mirror URL] [--check] [--json]`:
  * downloads the model files the Node process loads (resumable, verified, atomic), or with --check says
- * exactly which are missing or corrupt. With --config, only the files that config's backends need.
+ * exactly which are missing or corrupt: the files the config's backends need (--config, else FAST3D_CONFIG, else
+ * the defaults, whose preview backends need none), or the models --only names.
  * --mirror fetches every file from URL/<target path> instead of its source (a copy on your own storage).
  * Files converted from another one (the aesthetic predictor's safetensors) are made once their source is
  * there, with the GPU worker's Python (--no-convert leaves them to be made by hand).
  */
 import { stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { parseArgs } from 'node:util';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -16,14 +16,16 @@ import { checkFiles, manifestFiles, recordInLock, sha256File, type ExpectedFile,
 import { downloadFile } from '../weights/download.js';
 import { manifestFor, type ModelName, type WeightFile } from '../weights/manifest.js';
 import { produceFile } from '../weights/produce.js';
+import { parseFlags } from './args.js';
 
 export const summary = 'download the model files (ISNet, CLIP, aesthetic) or --check them';
 
 export const usage = `usage: fast3d weights [--config FILE] [--dir DIR] [--only isnet,clip,aesthetic] [--mirror URL] [--check] [--json]
 
 Downloads the model files the service loads (resumable, verified, atomic), or with --check says which are
-missing or corrupt. With --config, only the files that config's backends need; --mirror fetches every file
-from URL/<target path> instead of its source.
+missing or corrupt. It handles the files the config's backends need (--config FILE, else FAST3D_CONFIG, else
+the defaults: preview backends, which need none), or the models --only names; --mirror fetches every file from
+URL/<target path> instead of its source.
 `;
 
 const MODELS: readonly ModelName[] = ['isnet', 'clip', 'aesthetic'];
@@ -47,22 +49,19 @@ export interface WeightsDeps {
 }
 
 export async function run(argv: string[], deps: WeightsDeps = {}): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      config: { type: 'string', short: 'c' },
-      dir: { type: 'string' },
-      only: { type: 'string' },
-      mirror: { type: 'string' },
-      check: { type: 'boolean' },
-      'no-convert': { type: 'boolean' },
-      json: { type: 'boolean' },
-      quiet: { type: 'boolean', short: 'q' },
-    },
-  });
+  const { values } = parseFlags('weights', argv, {
+    config: { type: 'string', short: 'c' },
+    dir: { type: 'string' },
+    only: { type: 'string' },
+    mirror: { type: 'string' },
+    check: { type: 'boolean' },
+    'no-convert': { type: 'boolean' },
+    json: { type: 'boolean' },
+    quiet: { type: 'boolean', short: 'q' },
+  }, false);
   const config = loadConfig({ path: values.config });
   const dir = resolve(values.dir ?? config.weights.dir);
-  let models: readonly string[] = values.config ?? process.env.FAST3D_CONFIG ? modelsFor(config) : MODELS;
+  let models: readonly string[] = modelsFor(config);
   if (values.only) {
     const only = values.only.split(',').map((s) => s.trim()).filter(Boolean);
     const unknown = only.filter((m) => !MODELS.includes(m as ModelName));
@@ -73,7 +72,11 @@ export async function run(argv: string[], deps: WeightsDeps = {}): Promise<numbe
     models = only;
   }
   if (!models.length) {
-    process.stdout.write('this config loads no model files in the Node process\n');
+    const source = values.config ?? (process.env.FAST3D_CONFIG || 'the default config');
+    process.stdout.write(
+      `nothing to ${values.check ? 'check' : 'fetch'}: ${source} runs matting "${config.matting.backend}" and validate.checks ${JSON.stringify(config.validate.checks)}, ` +
+        'which load no model files (preview backends need none). For the GPU service\'s: --config configs/service.yaml, or --only isnet,clip,aesthetic\n',
+    );
     return 0;
   }
   const manifest = deps.manifest ?? manifestFor({ clipRevision: config.weights.clip_revision });

@@ -6,6 +6,7 @@
 import type { GaussianCloud } from './cloud.js';
 import { decodePly } from './ply.js';
 import { servablePlyViolation } from './servable.js';
+import { decodeSpz } from './spz.js';
 
 export interface GateLimits {
   /** Fewest Gaussians the validator accepts. */
@@ -83,4 +84,33 @@ export function checkPly(bytes: Uint8Array): PlyCheck {
   const gates = packer ? [] : checkGates(decodePly(bytes));
   const failed = gates.filter((g) => !g.passed).map((g) => `${g.name}=${g.value} (limit ${g.threshold})`);
   return { ok: packer === null && failed.length === 0, packer, gates, failed };
+}
+
+/** What `fast3d check` says of an SPZ: the file's own structure (header, length, gzip), then the validator's gates. */
+export interface SpzCheck {
+  ok: boolean;
+  /** Why the file is no complete SPZ, or null. */
+  spz: string | null;
+  /** Empty when the file is no complete SPZ. */
+  gates: GateResult[];
+  /** The failed gates, each as `name=value (limit threshold)`. */
+  failed: string[];
+}
+
+/**
+ * The gates as the validator applies them to an SPZ: transparent means an opacity byte of 0. decodeSpz keeps that
+ * byte's opacity finite at 0.5/255, and byte 1 is 1/255: the limit between the two counts exactly the zeros.
+ */
+const SPZ_FILE_GATES: GateLimits = { ...VALIDATOR_GATES, transparentBelow: 0.75 / 255 };
+
+export function checkSpz(bytes: Uint8Array): SpzCheck {
+  let cloud: GaussianCloud;
+  try {
+    cloud = decodeSpz(bytes);
+  } catch (err) {
+    return { ok: false, spz: (err as Error).message, gates: [], failed: [] };
+  }
+  const gates = checkGates(cloud, SPZ_FILE_GATES);
+  const failed = gates.filter((g) => !g.passed).map((g) => `${g.name}=${g.value} (limit ${g.threshold})`);
+  return { ok: failed.length === 0, spz: null, gates, failed };
 }

@@ -9,7 +9,7 @@
  * read and its bands are dropped.
  */
 import { promisify } from 'node:util';
-import { gunzipSync, gzip, gzipSync } from 'node:zlib';
+import { constants, gunzipSync, gzip, gzipSync, inflateRawSync } from 'node:zlib';
 import { allocateCloud, type GaussianCloud } from './cloud.js';
 
 export const SPZ_MAGIC = 0x5053474e; // "NGSP"
@@ -19,7 +19,10 @@ const HEADER_BYTES = 16;
 const FRACTIONAL_BITS = 12;
 /** Colours are stored as f_dc * COLOR_SCALE + 0.5 (a scale below SH_C0 keeps out-of-range colours). */
 const COLOR_SCALE = 0.15;
-/** The reference reader's bound on points; a larger header is refused before allocating. */
+/**
+ * The reference reader's bound on points; a larger header is refused before inflating the body. With it, a file
+ * inflates to at most 16 + 10M x 92 bytes (SH degree 4), whatever its compressed size.
+ */
 export const MAX_SPZ_POINTS = 10_000_000;
 const SQRT1_2 = Math.SQRT1_2;
 const MASK9 = (1 << 9) - 1;
@@ -140,19 +143,70 @@ function expectedLength(h: SpzHeader): number {
   return HEADER_BYTES + h.count * (9 + 1 + 3 + 3 + rotation + SH_DIMS[h.shDegree] * 3);
 }
 
-/** Why SPZ bytes may not be served, or null: a gzip stream whose header and length agree. */
-export function spzViolation(bytes: Uint8Array): string | null {
-  let raw: Uint8Array;
-  try {
-    raw = gunzipSync(bytes);
-  } catch (err) {
-    return `not a complete gzip stream (${(err as Error).message})`;
+/** Where the deflate data of a gzip member starts: after RFC 1952's 10 fixed bytes and its optional fields. */
+function deflateStart(bytes: Uint8Array): number {
+  if (bytes.length < 10 || bytes[0] !== 0x1f || bytes[1] !== 0x8b || bytes[2] !== 8) throw new SpzFormatError('not a gzip stream');
+  const flags = bytes[3];
+  let at = 10;
+  if (flags & 4) at += 2 + (bytes[at] | (bytes[at + 1] << 8)); // FEXTRA
+  if (flags & 8) at = bytes.indexOf(0, at) + 1 || bytes.length; // FNAME, zero-terminated
+  if (flags & 16) at = bytes.indexOf(0, at) + 1 || bytes.length; // FCOMMENT
+  if (flags & 2) at += 2; // FHCRC
+  if (at >= bytes.length) throw new SpzFormatError('not a complete gzip stream (it ends inside its header)');
+  return at;
+}
+
+/**
+ * Compressed bytes inflated, at most, to reach the 16-byte header: deflate's ratio is at most 1032:1, so even a
+ * bomb yields about a megabyte here. Every writer's first block header and 16 literals fit in the first KiB.
+ */
+const HEADER_PROBES = [64, 1024];
+
+/** The 16 bytes of the SPZ header, inflated from as little of the stream as holds them. */
+function inflateHeader(bytes: Uint8Array): Uint8Array {
+  const start = deflateStart(bytes);
+  for (const length of HEADER_PROBES) {
+    let head: Uint8Array;
+    try {
+      // A sync flush returns what the prefix decodes to instead of calling the cut stream an error.
+      head = inflateRawSync(bytes.subarray(start, start + length), { finishFlush: constants.Z_SYNC_FLUSH });
+    } catch (err) {
+      throw new SpzFormatError(`not a complete gzip stream (${(err as Error).message})`);
+    }
+    if (head.length >= HEADER_BYTES) return head.subarray(0, HEADER_BYTES);
+    if (start + length >= bytes.length) throw new SpzFormatError('shorter than the 16-byte SPZ header');
   }
+  throw new SpzFormatError(`the first ${HEADER_PROBES[HEADER_PROBES.length - 1]} compressed bytes do not hold the 16-byte SPZ header`);
+}
+
+/**
+ * The header and the uncompressed stream of an SPZ file. The header is inflated first and checked; then the whole
+ * stream is inflated no further than the length that header declares, so a gzip bomb costs no more memory than
+ * an honest file of the points it claims. A stream shorter than declared, longer, or followed by other bytes is
+ * refused.
+ */
+export function inflateSpz(bytes: Uint8Array): { header: SpzHeader; raw: Uint8Array } {
+  const header = readHeader(inflateHeader(bytes));
+  const expected = expectedLength(header);
+  let inflated: { buffer: Buffer; engine: { bytesWritten: number } };
   try {
-    const header = readHeader(raw);
-    if (header.count === 0) return 'no Gaussians';
-    const expected = expectedLength(header);
-    return raw.length === expected ? null : `holds ${raw.length} bytes, its header declares ${expected}`;
+    inflated = gunzipSync(bytes, { maxOutputLength: expected, info: true }) as unknown as typeof inflated;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new SpzFormatError(`inflates to more than the ${expected} bytes its header declares`);
+    throw new SpzFormatError(`not a complete gzip stream (${(err as Error).message})`);
+  }
+  const raw = inflated.buffer;
+  if (raw.length !== expected) throw new SpzFormatError(`holds ${raw.length} bytes, its header declares ${expected}`);
+  // bytesWritten counts the input the inflater consumed: gzip ignores what follows its last member.
+  const trailing = bytes.length - inflated.engine.bytesWritten;
+  if (trailing > 0) throw new SpzFormatError(`${trailing} bytes of other data after the gzip stream`);
+  return { header, raw: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength) };
+}
+
+/** Why SPZ bytes may not be served, or null: a gzip stream whose header and length agree, with Gaussians. */
+export function spzViolation(bytes: Uint8Array): string | null {
+  try {
+    return inflateSpz(bytes).header.count === 0 ? 'no Gaussians' : null;
   } catch (err) {
     return (err as Error).message;
   }
@@ -160,14 +214,7 @@ export function spzViolation(bytes: Uint8Array): string | null {
 
 /** Reads an SPZ file (versions 2 and 3) into a cloud in raw PLY space; opacities stay finite. */
 export function decodeSpz(bytes: Uint8Array): GaussianCloud {
-  let raw: Uint8Array;
-  try {
-    raw = gunzipSync(bytes);
-  } catch (err) {
-    throw new SpzFormatError(`not a gzip stream: ${(err as Error).message}`);
-  }
-  const h = readHeader(raw);
-  if (raw.length !== expectedLength(h)) throw new SpzFormatError(`holds ${raw.length} bytes, its header declares ${expectedLength(h)}`);
+  const { header: h, raw } = inflateSpz(bytes);
   const n = h.count;
   const cloud = allocateCloud(n);
   const c = cloud.columns;
