@@ -55,10 +55,12 @@ def parse_args(argv: list) -> argparse.Namespace:
                    help="FLUX.1-schnell: Hugging Face id or local folder")
     p.add_argument("--trellis-model", default=env("TRELLIS_MODEL", TorchOptions.trellis_model),
                    help="TRELLIS-image-large: Hugging Face id or local folder")
-    p.add_argument("--flux-revision", default=env("FLUX_REVISION", ""),
-                   help="FLUX.1-schnell hub commit (40 hex); empty: the recorded one, else today's, recorded")
-    p.add_argument("--trellis-revision", default=env("TRELLIS_REVISION", ""),
-                   help="TRELLIS-image-large hub commit (40 hex); empty: the recorded one, else today's, recorded")
+    p.add_argument("--flux-revision", default=env("FLUX_REVISION", TorchOptions.flux_revision),
+                   help="FLUX.1-schnell hub commit (40 hex; default: the image's pin); empty: the recorded one, else "
+                        "today's, recorded")
+    p.add_argument("--trellis-revision", default=env("TRELLIS_REVISION", TorchOptions.trellis_revision),
+                   help="TRELLIS-image-large hub commit (40 hex; default: the image's pin); empty: the recorded one, "
+                        "else today's, recorded")
     p.add_argument("--revisions-file", default=env("REVISIONS_FILE", ""),
                    help="JSON file recording the hub commit each model was first downloaded at (empty: none)")
     p.add_argument("--state-dir", default=env("STATE_DIR", ""),
