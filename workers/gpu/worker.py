@@ -49,6 +49,10 @@ def parse_args(argv: list) -> argparse.Namespace:
                    help="fake provider: fail loading with this message")
     p.add_argument("--fake-no-mesh", action="store_true",
                    help="the fake provider answers as a worker started without --mesh does")
+    p.add_argument("--fake-stage-seconds", type=float, default=float(env("FAKE_STAGE_SECONDS", "0")),
+                   help="fake provider: seconds each pretend stage (and bake step) takes")
+    p.add_argument("--fake-warmup-fail", default=env("FAKE_WARMUP_FAIL", ""),
+                   help="fake provider: comma-separated warm-up outcomes, e.g. 'oom' (fails once, retried) or 'oom,oom'")
     p.add_argument("--fake-vram-gb", type=float, default=float(env("FAKE_VRAM_GB", "0")),
                    help="fake provider: the GPU memory it reports (0: none), from which --flux-offload auto chooses")
     p.add_argument("--flux-model", default=env("FLUX_MODEL", TorchOptions.flux_model),
@@ -96,7 +100,8 @@ def build_provider(args: argparse.Namespace):
         return FakeProvider(load_seconds=args.fake_load_seconds, fail_with=args.fake_fail,
                             vram_total=int(args.fake_vram_gb * 1024 ** 3) or None,
                             flux_offload=args.flux_offload, load_flux=not args.no_flux,
-                            mesh=not args.fake_no_mesh)
+                            mesh=not args.fake_no_mesh, stage_seconds=args.fake_stage_seconds,
+                            warmup_failures=[f for f in args.fake_warmup_fail.split(",") if f])
     return TorchProvider(TorchOptions(
         flux_model=args.flux_model,
         trellis_model=args.trellis_model,
