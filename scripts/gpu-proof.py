@@ -275,7 +275,7 @@ class Proof:
         try:
             import torch
         except ImportError as err:
-            raise NotApplicable(f"torch is not installed for {sys.executable} ({err}); nothing else can run") from None
+            return False, f"torch is not installed for {sys.executable} ({err}); nothing else can run"
         self.torch = torch
         if self.args.device == "cpu":
             self.device = torch.device("cpu")

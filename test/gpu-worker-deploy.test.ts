@@ -158,6 +158,8 @@ describe('docker/runpod-start.sh', () => {
     expect(result.stdout).toContain(
       `cache=${volume}/fast3d-cache models=${volume}/fast3d-cache/models results=${volume}/fast3d-cache/results HF_HOME=${volume}/huggingface-cache TORCH_HOME=${volume}/fast3d-cache/torch`,
     );
+    // CUDA's JIT cache too, at CUDA's largest size, so a restart compiles no kernel again.
+    expect(result.stdout).toContain(`CUDA_CACHE_PATH=${volume}/fast3d-cache/cuda-jit CUDA_CACHE_MAXSIZE=4294967296`);
     // The service's own model files and result cache live there too: a new pod downloads nothing twice.
     const config = result.config();
     expect(config.weights.dir).toBe(`${volume}/fast3d-cache/models`);
