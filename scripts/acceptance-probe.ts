@@ -116,16 +116,15 @@ export function budgetVerdict(mode: 'ply' | 'glb', jobs: readonly JobTime[]): Ve
   };
 }
 
-/** Peak GPU memory from nvidia-smi's "used, total" samples (MiB), against MEMORY_LIMIT of the card. */
+/** Peak GPU memory from nvidia-smi's "used, total" samples (MiB, a line per card), against MEMORY_LIMIT of its card. */
 export function memoryVerdict(csv: string, limit = MEMORY_LIMIT): Verdict | null {
-  let peak = -1, total = 0;
+  let share = -1, peak = 0, total = 0;
   for (const line of csv.split('\n')) {
     const [used, card] = line.split(',').map((v) => Number(v.trim()));
     if (!Number.isFinite(used) || !Number.isFinite(card) || card <= 0) continue;
-    if (used > peak) { peak = used; total = card; }
+    if (used / card > share) { share = used / card; peak = used; total = card; }
   }
-  if (peak < 0) return null;
-  const share = peak / total;
+  if (share < 0) return null;
   const gib = (mib: number) => (mib / 1024).toFixed(1);
   return {
     pass: share <= limit,

@@ -69,6 +69,8 @@ describe('the acceptance verdicts', () => {
     const over = memoryVerdict('1000, 81559\n74000, 81559\n');
     expect(over?.pass).toBe(false);
     expect(over?.detail).toContain('(91 %, OVER 90 %)');
+    // Two cards: the fuller one decides, against its own size.
+    expect(memoryVerdict('30000, 81559\n23000, 24564\n')?.detail).toBe('peak 22.5 GiB of 24.0 GiB (94 %, OVER 90 %)');
     expect(memoryVerdict('')).toBeNull();
     expect(memoryVerdict('[N/A], [N/A]\n')).toBeNull();
   });
