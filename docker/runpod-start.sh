@@ -91,6 +91,10 @@ else
 fi
 export TORCH_HOME="${TORCH_HOME:-$CACHE/torch}"   # TRELLIS loads DINOv2 through torch.hub
 export U2NET_HOME="${U2NET_HOME:-$CACHE/u2net}"   # rembg, imported by TRELLIS
+# CUDA's JIT cache (spconv's and gsplat's kernels on cards their wheels lack code for, Blackwell first) on the volume,
+# large enough (4 GiB, CUDA's maximum) that a restart does not compile them again.
+export CUDA_CACHE_PATH="${CUDA_CACHE_PATH:-$CACHE/cuda-jit}"
+export CUDA_CACHE_MAXSIZE="${CUDA_CACHE_MAXSIZE:-4294967296}"
 # The hub commit each model was first downloaded at, next to the weights: later starts load exactly it.
 export FAST3D_WORKER_REVISIONS_FILE="${FAST3D_WORKER_REVISIONS_FILE:-$HF_HOME/fast3d-revisions.json}"
 if [ -z "${HF_TOKEN:-}" ] && [ -n "${HUGGING_FACE_HUB_TOKEN:-}" ]; then export HF_TOKEN="$HUGGING_FACE_HUB_TOKEN"; fi
@@ -108,6 +112,7 @@ export FAST3D_WORKER_STATE_DIR="${FAST3D_WORKER_STATE_DIR:-$RUN_DIR/worker}"
 
 echo "runpod-start: mode=$MODE port=$PORT health_ok=$HEALTH_OK ping_port=${PING_PORT:-same} config=$FAST3D_CONFIG"
 echo "runpod-start: cache=$CACHE models=$MODELS_DIR results=$RESULTS_DIR HF_HOME=$HF_HOME TORCH_HOME=$TORCH_HOME python=${FAST3D_PYTHON:-python3}"
+echo "runpod-start: CUDA_CACHE_PATH=$CUDA_CACHE_PATH CUDA_CACHE_MAXSIZE=$CUDA_CACHE_MAXSIZE"
 FLUX_STATE=loaded
 if [ "${FAST3D_WORKER_NO_FLUX:-0}" = 1 ]; then FLUX_STATE=off; fi
 echo "runpod-start: hf_token=$HF_TOKEN_STATE (passed to the GPU worker) flux=$FLUX_STATE meshes=$([ "${FAST3D_WORKER_MESH:-0}" = 1 ] && echo on || echo off) revisions=$FAST3D_WORKER_REVISIONS_FILE"

@@ -49,16 +49,22 @@ def parse_args(argv: list) -> argparse.Namespace:
                    help="fake provider: fail loading with this message")
     p.add_argument("--fake-no-mesh", action="store_true",
                    help="the fake provider answers as a worker started without --mesh does")
+    p.add_argument("--fake-stage-seconds", type=float, default=float(env("FAKE_STAGE_SECONDS", "0")),
+                   help="fake provider: seconds each pretend stage (and bake step) takes")
+    p.add_argument("--fake-warmup-fail", default=env("FAKE_WARMUP_FAIL", ""),
+                   help="fake provider: comma-separated warm-up outcomes, e.g. 'oom' (fails once, retried) or 'oom,oom'")
     p.add_argument("--fake-vram-gb", type=float, default=float(env("FAKE_VRAM_GB", "0")),
                    help="fake provider: the GPU memory it reports (0: none), from which --flux-offload auto chooses")
     p.add_argument("--flux-model", default=env("FLUX_MODEL", TorchOptions.flux_model),
                    help="FLUX.1-schnell: Hugging Face id or local folder")
     p.add_argument("--trellis-model", default=env("TRELLIS_MODEL", TorchOptions.trellis_model),
                    help="TRELLIS-image-large: Hugging Face id or local folder")
-    p.add_argument("--flux-revision", default=env("FLUX_REVISION", ""),
-                   help="FLUX.1-schnell hub commit (40 hex); empty: the recorded one, else today's, recorded")
-    p.add_argument("--trellis-revision", default=env("TRELLIS_REVISION", ""),
-                   help="TRELLIS-image-large hub commit (40 hex); empty: the recorded one, else today's, recorded")
+    p.add_argument("--flux-revision", default=env("FLUX_REVISION", TorchOptions.flux_revision),
+                   help="FLUX.1-schnell hub commit (40 hex; default: the image's pin); empty: the recorded one, else "
+                        "today's, recorded")
+    p.add_argument("--trellis-revision", default=env("TRELLIS_REVISION", TorchOptions.trellis_revision),
+                   help="TRELLIS-image-large hub commit (40 hex; default: the image's pin); empty: the recorded one, "
+                        "else today's, recorded")
     p.add_argument("--revisions-file", default=env("REVISIONS_FILE", ""),
                    help="JSON file recording the hub commit each model was first downloaded at (empty: none)")
     p.add_argument("--state-dir", default=env("STATE_DIR", ""),
@@ -94,7 +100,8 @@ def build_provider(args: argparse.Namespace):
         return FakeProvider(load_seconds=args.fake_load_seconds, fail_with=args.fake_fail,
                             vram_total=int(args.fake_vram_gb * 1024 ** 3) or None,
                             flux_offload=args.flux_offload, load_flux=not args.no_flux,
-                            mesh=not args.fake_no_mesh)
+                            mesh=not args.fake_no_mesh, stage_seconds=args.fake_stage_seconds,
+                            warmup_failures=[f for f in args.fake_warmup_fail.split(",") if f])
     return TorchProvider(TorchOptions(
         flux_model=args.flux_model,
         trellis_model=args.trellis_model,

@@ -21,11 +21,12 @@ import time
 from collections import deque
 from typing import Optional
 
-from .glb import encode_glb
+from .glb import encode_glb, read_glb
 from .memory import resolve_offload
 from .ply import PROPERTIES, encode_ply
 from .pngcodec import PngError, decode_rgba, encode_rgba
-from .provider import BadInput, ImageRequest, MeshOptions, ModelStatus, Provider, ProviderStatus, SplatRequest
+from .provider import (BadInput, ImageRequest, MeshOptions, ModelStatus, Provider, ProviderStatus, SplatRequest,
+                       warm_up_with_retry)
 
 SH_C0 = 0.28209479177387814
 # Samples of the silhouette: enough that the two-sided relief passes the validator's 7,000-Gaussian gate.
@@ -37,7 +38,14 @@ RECEIVED_CALLS = 256
 SPHERE_RADIUS = 0.3
 SPIRE = 0.48
 NOSE = 0.42
+# The stages the real provider runs, each ended by a cancellation check (with `stage_seconds` of pretend work).
+STAGES = ("conditioning", "sparse structure", "structured latent", "decode")
+BAKE_STEPS = ("simplify", "hidden faces", "atlas", "renders", "texture")
 FRONT_COLOUR = (220, 40, 40, 255)
+
+
+class FakeOutOfMemory(RuntimeError):
+    """What the fake's warm-up raises for `warmup_failures` "oom": a CUDA out-of-memory, by its message."""
 BACK_COLOUR = (40, 60, 220, 255)
 
 
@@ -46,7 +54,7 @@ class FakeProvider(Provider):
 
     def __init__(self, load_seconds: float = 0.0, fail_with: Optional[str] = None,
                  vram_total: Optional[int] = None, flux_offload: str = "auto", load_flux: bool = True,
-                 mesh: bool = True):
+                 mesh: bool = True, stage_seconds: float = 0.0, warmup_failures: Optional[list] = None):
         self.load_seconds = load_seconds
         self.fail_with = fail_with
         # A pretend GPU of this many bytes: the offload choice runs exactly as the real provider runs it.
@@ -58,6 +66,12 @@ class FakeProvider(Provider):
         self._error: Optional[str] = None
         self._lock = threading.Lock()
         self._received: deque = deque(maxlen=RECEIVED_CALLS)
+        self.stage_seconds = stage_seconds
+        # Each warm-up attempt pops one: "oom" (out of memory), "error" (anything else), "" (passes).
+        self.warmup_failures = list(warmup_failures or [])
+        self.warmups = 0
+        self.cache_emptied = 0
+        self.stages_run: list = []
 
     def received(self) -> list:
         with self._lock:
@@ -69,11 +83,29 @@ class FakeProvider(Provider):
 
     def load(self) -> None:
         time.sleep(self.load_seconds)
+        if self.fail_with:
+            self.mark_failed(self.fail_with)
+            return
+        if self.supports_mesh:
+            failure = warm_up_with_retry(self._warm_up, self._empty_cache, lambda err: "out of memory" in str(err).lower())
+            if failure:
+                self.mark_failed(failure)
+                return
         with self._lock:
-            if self.fail_with:
-                self._state, self._error = "failed", self.fail_with
-            else:
-                self._state = "ready"
+            self._state = "ready"
+
+    def _warm_up(self) -> None:
+        """As the real provider's: one small mesh bake, checked, so a broken mesh stack fails the start."""
+        self.warmups += 1
+        failure = self.warmup_failures.pop(0) if self.warmup_failures else ""
+        if failure == "oom":
+            raise FakeOutOfMemory("CUDA out of memory. Tried to allocate 512.00 MiB")
+        if failure:
+            raise RuntimeError(f"warm-up bake broke: {failure}")
+        read_glb(fake_glb(64))
+
+    def _empty_cache(self) -> None:
+        self.cache_emptied += 1
 
     def mark_failed(self, message: str) -> None:
         with self._lock:
@@ -119,14 +151,27 @@ class FakeProvider(Provider):
         return encode_rgba(w, h, bytes(rows))
 
     def image_to_3d(self, request: SplatRequest) -> bytes:
-        self._record(self._splat_call(request, None))
+        call = self._splat_call(request, None)
+        self._record(call)
+        self._stages(request, STAGES, call)
         return self._relief(request)
 
     def image_to_3d_mesh(self, request: SplatRequest, mesh: MeshOptions) -> tuple:
         if not self.supports_mesh:
             raise BadInput("this fake worker was started without meshes")
-        self._record(self._splat_call(request, mesh))
+        call = self._splat_call(request, mesh)
+        self._record(call)
+        self._stages(request, STAGES + BAKE_STEPS, call)
         return self._relief(request), fake_glb(mesh.texture_size)
+
+    def _stages(self, request: SplatRequest, stages: tuple, call: dict) -> None:
+        """Pretend work, stage by stage, checking for cancellation before each as the real provider does;
+        `stages_run` keeps the stages of the latest call that ran (for tests)."""
+        self.stages_run = []
+        for stage in stages:
+            request.check()
+            time.sleep(self.stage_seconds)
+            self.stages_run.append(stage)
 
     @staticmethod
     def _splat_call(request: SplatRequest, mesh: Optional[MeshOptions]) -> dict:

@@ -1,10 +1,18 @@
 """Model snapshots from the Hugging Face hub at a pinned revision, and hub errors as readiness messages.
 
-Pinning: a configured revision (a 40-hex commit hash) is used as given. Without one, the first download
-resolves the repository's current commit and records it in the revisions file (on the cache volume, next to
-the weights); every later start loads exactly that commit. The hashes cannot be established from sources
-this project can read, so the pin is made on first download (the policy docs/gpu-worker.md states), and an
-operator who has confirmed a hash sets it (FAST3D_WORKER_*_REVISION), which then wins.
+Pinning: every model the worker downloads has a default commit (below), passed to every hub call; the image and
+the worker's flags can set another 40-hex commit, never a branch. With the revision set to empty, the first
+download resolves the repository's current commit and records it in the revisions file (on the cache volume, next
+to the weights), and every later start loads exactly that commit; that fallback is for trying a newer model, not
+for competitions, which disqualify floating dependencies.
+
+Where each default commit comes from (docs/gpu-worker.md "Pinned models"):
+- TRELLIS-image-large 25e0d31ffbebe4b5a97464dd851910efc3002d96: the subnet's mesh base miner pins it
+  (404-Repo/404-base-miner-mesh, model_versions.yml); hub cache paths in other public repositories show the same
+  snapshot.
+- FLUX.1-schnell 741f7c3ce8b383c54771c7003378a50191e9efe9: the snapshot folder of black-forest-labs/FLUX.1-schnell
+  that several public repositories name in their hub cache paths (nod-ai/shark-ai, the Flux server README among
+  them); no upstream project pins it in a lock file.
 
 huggingface_hub's `snapshot_download(repo_id, revision=..., token=...)` returns the local folder
 `.../snapshots/<commit>`; HF_TOKEN in the environment is read by huggingface_hub itself.
@@ -19,6 +27,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 COMMIT = re.compile(r"^[0-9a-f]{40}$")
+
+TRELLIS_REVISION = "25e0d31ffbebe4b5a97464dd851910efc3002d96"
+FLUX_REVISION = "741f7c3ce8b383c54771c7003378a50191e9efe9"
 
 
 class HubError(RuntimeError):
@@ -182,3 +193,19 @@ def link_torch_hub_repo(hub_dir: str, entry: str, checkout: str) -> str:
         os.replace(link, f"{link}.unpinned")
     os.symlink(os.path.abspath(checkout), link)
     return link
+
+
+def missing_model_files(folder: str) -> list:
+    """The files a TRELLIS model folder's pipeline.json names (each model's .json and .safetensors) that are not
+    there, relative to the folder; pipeline.json itself when it is missing."""
+    config_path = os.path.join(folder, "pipeline.json")
+    if not os.path.isfile(config_path):
+        return ["pipeline.json"]
+    with open(config_path, encoding="utf-8") as f:
+        models = json.load(f).get("args", {}).get("models", {})
+    missing = []
+    for relative in models.values():
+        for suffix in (".json", ".safetensors"):
+            if not os.path.isfile(os.path.join(folder, relative + suffix)):
+                missing.append(relative + suffix)
+    return missing

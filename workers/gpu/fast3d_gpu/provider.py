@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Callable, Optional
 
 
 class BadInput(ValueError):
@@ -16,6 +17,32 @@ class NotReady(RuntimeError):
 
 class OutOfMemory(RuntimeError):
     """The GPU ran out of memory; the provider freed what it could and stays usable: HTTP 503."""
+
+
+class Cancelled(RuntimeError):
+    """The job was cancelled (DELETE, or its client went away) between two stages: HTTP 499."""
+
+
+class CancelToken:
+    """Set from another thread (the DELETE route, the disconnect watcher); the provider calls `check()` between
+    stages and bake steps, which raises Cancelled once set. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.reason = ""
+
+    def cancel(self, reason: str) -> None:
+        if not self._event.is_set():
+            self.reason = reason
+            self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._event.is_set()
+
+    def check(self) -> None:
+        if self._event.is_set():
+            raise Cancelled(f"job cancelled: {self.reason}")
 
 
 @dataclass
@@ -48,6 +75,11 @@ class ImageRequest:
     height: int
     steps: int
     seed: int
+    cancel: Optional[CancelToken] = None
+
+    def check(self) -> None:
+        if self.cancel is not None:
+            self.cancel.check()
 
 
 @dataclass
@@ -60,6 +92,12 @@ class SplatRequest:
     sparse_structure_cfg: float
     slat_steps: int
     slat_cfg: float
+    cancel: Optional[CancelToken] = None
+
+    def check(self) -> None:
+        """Raises Cancelled when the job was cancelled; providers call it between stages."""
+        if self.cancel is not None:
+            self.cancel.check()
 
 
 @dataclass
@@ -101,3 +139,29 @@ class Provider:
     def received(self) -> Optional[list]:
         """The parameters of recent calls, oldest first, for providers that record them (the fake); None otherwise."""
         return None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).splitlines()[0] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def warm_up_with_retry(run: Callable[[], None], free: Callable[[], None],
+                       is_out_of_memory: Callable[[BaseException], bool]) -> Optional[str]:
+    """Runs the warm-up once; a failure for lack of GPU memory (transient: another process, fragmentation) is
+    retried once after `free()` empties the CUDA cache. Returns None when it passed, else why it failed, cause
+    included, for /health."""
+    try:
+        run()
+        return None
+    except Exception as err:  # noqa: BLE001 (any warm-up failure is reported)
+        if not is_out_of_memory(err):
+            return f"warm-up failed: {_first_line(err)}"
+        first = _first_line(err)
+    free()
+    try:
+        run()
+        return None
+    except Exception as err:  # noqa: BLE001
+        return (f"warm-up failed twice, the second time after emptying the CUDA cache: {_first_line(err)} "
+                f"(first: {first})")

@@ -26,7 +26,7 @@ from typing import Any, Callable, Optional
 
 from .pngcodec import PngError, png_info
 from .protocol import PARTS_CONTENT_TYPE, PROTOCOL_HEADER, PROTOCOL_VERSION, pack_parts
-from .provider import BadInput, ImageRequest, MeshOptions, NotReady, OutOfMemory, Provider, SplatRequest
+from .provider import BadInput, CancelToken, Cancelled, ImageRequest, MeshOptions, NotReady, OutOfMemory, Provider, SplatRequest
 
 log = logging.getLogger("fast3d.gpu")
 
@@ -37,6 +37,11 @@ MAX_SEED = 2**32 - 1
 MAX_SIMPLIFY = 0.99
 TEXTURE_SIZES = (64, 4096)
 SIZE_PATTERN = re.compile(r"^(\d{2,5})x(\d{2,5})$")
+# A job's name, for DELETE /v1/jobs/<id>: the request's `job_id` field or X-Fast3d-Job header.
+JOB_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+JOB_HEADER = "X-Fast3d-Job"
+CANCELLED_STATUS = 499  # the client closed the request (or had it cancelled); nobody reads the answer
+LOCK_POLL_S = 0.1
 
 
 class Limits:
@@ -70,6 +75,8 @@ class Worker:
         self.retry_after_s = retry_after_s
         self.gpu = threading.Lock()
         self._loader: Optional[threading.Thread] = None
+        self._jobs: dict = {}
+        self._jobs_lock = threading.Lock()
 
     def start_loading(self) -> threading.Thread:
         """Loads the models in a background thread so /health answers (503, loading) meanwhile."""
@@ -113,7 +120,33 @@ class Worker:
         }
         return (200 if body["ready"] else 503), body
 
-    def images_generations(self, body: Any) -> dict:
+    # --- cancellation ---------------------------------------------------------------------------------------
+
+    def register(self, job_id: Optional[str], token: CancelToken) -> None:
+        if job_id is None:
+            return
+        if not isinstance(job_id, str) or not JOB_ID.match(job_id):
+            raise BadInput("job_id must be 1..64 characters of letters, digits, '_', '-' or '.'")
+        with self._jobs_lock:
+            if job_id in self._jobs:
+                raise BadInput(f"job {job_id} is already running")
+            self._jobs[job_id] = token
+
+    def forget(self, job_id: Optional[str], token: CancelToken) -> None:
+        with self._jobs_lock:
+            if job_id is not None and self._jobs.get(job_id) is token:
+                del self._jobs[job_id]
+
+    def cancel(self, job_id: str) -> dict:
+        """DELETE /v1/jobs/<id>: the job stops at its next stage or bake step and frees the GPU."""
+        with self._jobs_lock:
+            token = self._jobs.get(job_id)
+        if token is None:
+            raise HttpError(404, f"no running job {job_id}")
+        token.cancel("cancelled by DELETE")
+        return {"cancelled": job_id}
+
+    def images_generations(self, body: Any, token: Optional[CancelToken] = None) -> dict:
         fields = _object(body)
         prompt = fields.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
@@ -133,11 +166,12 @@ class Worker:
             height=height,
             steps=_integer(fields, "steps", 1, self.limits.max_steps, self.default_steps),
             seed=_integer(fields, "seed", 0, MAX_SEED, 0),
+            cancel=token,
         )
-        png = self._on_gpu(lambda: self.provider.generate_image(request))
+        png = self._on_gpu(lambda: self.provider.generate_image(request), token)
         return {"created": int(time.time()), "data": [{"b64_json": base64.b64encode(png).decode("ascii")}]}
 
-    def image_to_3d(self, body: Any) -> tuple[bytes, str]:
+    def image_to_3d(self, body: Any, token: Optional[CancelToken] = None) -> tuple[bytes, str]:
         """(answer bytes, content type): the PLY alone, or with a `mesh` request the parts container of the
         PLY and the GLB."""
         fields = _object(body)
@@ -165,14 +199,15 @@ class Worker:
             sparse_structure_cfg=_number(fields, "sparse_structure_cfg", 0.0, 50.0, 7.5),
             slat_steps=_integer(fields, "slat_steps", 1, self.limits.max_steps, 12),
             slat_cfg=_number(fields, "slat_cfg", 0.0, 50.0, 3.0),
+            cancel=token,
         )
         mesh = self._mesh_options(fields.get("mesh"))
         if mesh is None:
-            return self._on_gpu(lambda: self.provider.image_to_3d(request)), "application/octet-stream"
+            return self._on_gpu(lambda: self.provider.image_to_3d(request), token), "application/octet-stream"
         if not self.provider.supports_mesh:
             raise BadInput("this worker makes no meshes: start it with --mesh (FAST3D_WORKER_MESH=1), which loads "
-                           "TRELLIS's mesh decoder and to_glb's dependencies")
-        ply, glb = self._on_gpu(lambda: self.provider.image_to_3d_mesh(request, mesh))
+                           "TRELLIS's mesh decoder and the bake's dependencies")
+        ply, glb = self._on_gpu(lambda: self.provider.image_to_3d_mesh(request, mesh), token)
         return pack_parts([("ply", ply), ("glb", glb)]), PARTS_CONTENT_TYPE
 
     def _mesh_options(self, value: Any) -> Optional[MeshOptions]:
@@ -200,14 +235,22 @@ class Worker:
                 raise BadInput(f"size {value}: each side must be a multiple of 16 in 64..{side}")
         return width, height
 
-    def _on_gpu(self, work: Callable[[], Any]) -> Any:
+    def _on_gpu(self, work: Callable[[], Any], token: Optional[CancelToken] = None) -> Any:
+        """Runs `work` under the GPU lock; a job cancelled while it waits for the lock never starts."""
         status = self.provider.status()
         if status.state == "loading":
             raise NotReady("models are still loading; retry when GET /health says ready")
         if status.state != "ready":
             raise NotReady(f"models failed to load: {status.error}")
-        with self.gpu:
+        while not self.gpu.acquire(timeout=LOCK_POLL_S):
+            if token is not None:
+                token.check()
+        try:
+            if token is not None:
+                token.check()
             return work()
+        finally:
+            self.gpu.release()
 
 
 def _object(body: Any, what: str = "request body") -> dict:
@@ -253,6 +296,17 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:  # noqa: N802
         self._dispatch("POST")
 
+    def do_DELETE(self) -> None:  # noqa: N802
+        self._dispatch("DELETE")
+
+    def _job(self, body: Any, token: CancelToken) -> Optional[str]:
+        """Registers the job under its id (body `job_id`, else the X-Fast3d-Job header) and watches the connection:
+        a client that goes away cancels it. Returns the id (None when the client gave none)."""
+        job_id = body.get("job_id") if isinstance(body, dict) else None
+        job_id = job_id if job_id is not None else self.headers.get(JOB_HEADER)
+        self.worker.register(job_id, token)
+        _watch_disconnect(self.connection, token)
+        return job_id
     def _dispatch(self, method: str) -> None:
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         started = time.monotonic()
@@ -267,18 +321,30 @@ class _Handler(BaseHTTPRequestHandler):
                     raise HttpError(404, f"provider {self.worker.provider.name} does not record its calls")
                 status = 200
                 self._json(200, {"received": received})
-            elif method == "POST" and path == "/v1/images/generations":
-                status = 200
-                self._json(200, self.worker.images_generations(self._read_json()))
-            elif method == "POST" and path == "/v1/image-to-3d":
-                payload, content_type = self.worker.image_to_3d(self._read_json())
+            elif method == "POST" and path in ("/v1/images/generations", "/v1/image-to-3d"):
+                body = self._read_json()
+                token = CancelToken()
+                job_id = self._job(body, token)
+                try:
+                    if path == "/v1/images/generations":
+                        payload, content_type = json.dumps(self.worker.images_generations(body, token)).encode("utf-8"), "application/json"
+                    else:
+                        payload, content_type = self.worker.image_to_3d(body, token)
+                finally:
+                    token.cancel("finished")  # stops the connection watcher
+                    self.worker.forget(job_id, token)
                 status = 200
                 self._send(200, payload, content_type)
+            elif method == "DELETE" and path.startswith("/v1/jobs/"):
+                status = 200
+                self._json(200, self.worker.cancel(path[len("/v1/jobs/"):]))
             else:
                 raise HttpError(404, f"no route for {method} {path}")
         except Exception as err:  # every failure becomes a JSON error; the process stays up
             status, message, headers = _classify(err, self.worker.retry_after_s)
-            if status >= 500 and not isinstance(err, (NotReady, OutOfMemory)):
+            if isinstance(err, Cancelled):
+                log.info("%s %s: %s", method, path, err)
+            elif status >= 500 and not isinstance(err, (NotReady, OutOfMemory)):
                 log.exception("request %s %s failed", method, path)
             self._json(status, {"error": message}, headers)
         finally:
@@ -331,6 +397,8 @@ def _classify(err: Exception, retry_after_s: int) -> tuple[int, str, dict]:
         return 503, str(err), {"Retry-After": str(retry_after_s)}
     if isinstance(err, OutOfMemory):
         return 503, str(err), {"Retry-After": "1"}
+    if isinstance(err, Cancelled):
+        return CANCELLED_STATUS, str(err), {}
     return 500, f"internal error: {type(err).__name__}: {err}", {}
 
 
@@ -339,3 +407,24 @@ def make_server(worker: Worker, host: str = "127.0.0.1", port: int = 9100) -> Th
     server = ThreadingHTTPServer((host, port), handler)
     server.daemon_threads = True
     return server
+
+
+def _watch_disconnect(connection: Any, token: CancelToken) -> None:
+    """Cancels `token` when the client closes the connection before the answer (the service gave up at its deadline).
+    A thread polls the socket until the token is set: readable with nothing to read means the peer has gone."""
+    import select
+    import socket
+
+    def watch() -> None:
+        while not token.cancelled:
+            try:
+                readable, _, _ = select.select([connection], [], [], 0.2)
+                if readable and not connection.recv(1, socket.MSG_PEEK):
+                    token.cancel("the client disconnected")
+                    return
+                if readable:  # the next pipelined request: not a hang-up
+                    time.sleep(0.2)
+            except (OSError, ValueError):  # closed under us: the request is over
+                return
+
+    threading.Thread(target=watch, name="disconnect-watch", daemon=True).start()

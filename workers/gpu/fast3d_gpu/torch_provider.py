@@ -21,16 +21,16 @@ APIs followed:
   save_ply goes through a file and a per-row Python conversion that costs seconds at a million Gaussians.
   One difference: the opacity is clamped to [OPACITY_EPS, 1 - OPACITY_EPS] before the logit, because a
   saturated opacity would give +-inf and the service drops non-finite Gaussians.
-- Meshes (TorchOptions.mesh, `--mesh`): the folder keeps `slat_decoder_mesh`, a mesh request runs
-  `.run(..., formats=["gaussian", "mesh"])` and bakes with trellis/utils/postprocessing_utils.py
-  `to_glb(app_rep=outputs["gaussian"][0], mesh=outputs["mesh"][0], simplify=..., fill_holes=True,
-  texture_size=..., verbose=False)`, which simplifies (pyvista's decimate), removes invisible faces and fills
-  small holes (nvdiffrast, igraph, pymeshfix), unwraps UVs (xatlas), renders 100 views of the Gaussians and
-  optimises the texture against them (nvdiffrast, Adam: gradients are needed, so it runs outside no_grad),
-  rotates Z-up into glTF's Y-up (`vertices @ [[1, 0, 0], [0, 0, -1], [0, 1, 0]]`: (x, y, z) -> (x, z, -y)) and
-  returns a trimesh.Trimesh, exported here with `.export(file_type="glb")` (bytes). A Gaussian-only request
-  never decodes or bakes a mesh.
-- Models come from pinned hub snapshots (hub.py); the imports are those of trellis_imports.py.
+- The run is TRELLIS's `run()` taken apart (trellis_image_to_3d.py: `get_cond([image])`, `torch.manual_seed(seed)`,
+  `sample_sparse_structure(cond, 1, params)`, `sample_slat(cond, coords, params)`, `decode_slat(slat, formats)`),
+  so a cancelled job (CancelToken) stops between stages.
+- Meshes (TorchOptions.mesh, `--mesh`): the folder keeps `slat_decoder_mesh`, a mesh request decodes
+  `formats=["gaussian", "mesh"]` and bakes with fast3d_gpu/bake.py `to_glb` (TRELLIS's to_glb steps with
+  permissively licensed code; gradients are needed, so it runs outside no_grad), exported with trimesh's
+  `.export(file_type="glb")`. A Gaussian-only request never decodes or bakes a mesh.
+- Models come from hub snapshots pinned by commit (hub.py; the defaults below); TRELLIS's folder is checked file by
+  file and each model loaded on its own (load_trellis_pipeline), so the first failure is the one reported; the
+  imports are those of trellis_imports.py.
 """
 
 from __future__ import annotations
@@ -45,10 +45,13 @@ from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 from . import determinism
-from .hub import DINOV2_HUB_ENTRY, FLUX_FILES, TRELLIS_FILES, TRELLIS_MESH_FILES, HubError, Snapshot, fetch_snapshot, gaussian_only_folder, is_local, link_torch_hub_repo
+from .attention import apply_fa3_guard
+from .hub import (DINOV2_HUB_ENTRY, FLUX_FILES, FLUX_REVISION, TRELLIS_FILES, TRELLIS_MESH_FILES, TRELLIS_REVISION, HubError,
+                  Snapshot, fetch_snapshot, gaussian_only_folder, is_local, link_torch_hub_repo, missing_model_files)
 from .memory import resolve_offload
 from .ply import encode_ply
-from .provider import BadInput, ImageRequest, MeshOptions, ModelStatus, OutOfMemory, Provider, ProviderStatus, SplatRequest
+from .provider import (BadInput, ImageRequest, MeshOptions, ModelStatus, OutOfMemory, Provider, ProviderStatus, SplatRequest,
+                       warm_up_with_retry)
 from .trellis_imports import import_worker_modules
 
 log = logging.getLogger("fast3d.gpu")
@@ -57,15 +60,23 @@ TRELLIS_INPUT_SIDE = 518
 # float32 keeps 1 - 1e-6 apart from 1: logits stay within about +-13.8.
 OPACITY_EPS = 1e-6
 INSTALL_HINT = "install the worker's Python environment (docker/Dockerfile, or docs/gpu-worker.md 'Python environment')"
+# The warm-up's mesh: small and quick, through every step of the bake.
+WARM_UP_MESH = MeshOptions(simplify=0.95, texture_size=256)
+WARM_UP_BAKE = {"views": 8, "resolution": 256, "hole_views": 50, "hole_resolution": 256, "steps": 50}
+
+
+def _no_check() -> None:
+    return None
 
 
 @dataclass
 class TorchOptions:
     flux_model: str = "black-forest-labs/FLUX.1-schnell"
     trellis_model: str = "microsoft/TRELLIS-image-large"
-    # Hub revisions (40-hex commits); empty: the one recorded in revisions_file, else the current one, recorded.
-    flux_revision: str = ""
-    trellis_revision: str = ""
+    # Hub revisions (40-hex commits) the image loads (hub.py says where each comes from); empty: the one recorded in
+    # revisions_file, else the current one, recorded.
+    flux_revision: str = FLUX_REVISION
+    trellis_revision: str = TRELLIS_REVISION
     revisions_file: str = ""
     # Where the Gaussian-only TRELLIS folder is written (links into the snapshot).
     state_dir: str = ""
@@ -101,6 +112,8 @@ class TorchProvider(Provider):
         self._flux_offload: Optional[str] = None
         self._revisions: dict = {}
         self._to_glb: Optional[Callable[..., Any]] = None
+        self._bake_options: Any = None
+        self.attention_decision: Optional[str] = None
 
     @property
     def supports_mesh(self) -> bool:  # type: ignore[override]
@@ -139,14 +152,21 @@ class TorchProvider(Provider):
                 folder = self._snapshot(o.flux_model, o.flux_revision, download, "FLUX.1-schnell", FLUX_FILES)
                 self._flux = self._load_flux(modules["FluxPipeline"], torch, folder)
             if o.load_trellis:
+                if o.attention_backend == "xformers":
+                    self.attention_decision = apply_fa3_guard(torch, modules.get("fmha"))
+                    log.info("attention: %s", self.attention_decision)
                 if o.dinov2_dir:
                     link_torch_hub_repo(torch.hub.get_dir(), DINOV2_HUB_ENTRY, o.dinov2_dir)
                 files = TRELLIS_MESH_FILES if o.mesh else TRELLIS_FILES
                 folder = self._snapshot(o.trellis_model, o.trellis_revision, download, "TRELLIS-image-large", files)
-                self._trellis = self._load_trellis(modules["TrellisImageTo3DPipeline"], folder)
+                self._trellis = self._load_trellis(modules, folder)
                 self._to_glb = modules.get("to_glb")
+                self._bake_options = modules.get("BakeOptions")
             if o.warmup:
-                self._warm_up()
+                failure = warm_up_with_retry(self._warm_up, self._free, lambda err: is_out_of_memory(self._torch, err))
+                if failure:
+                    self.mark_failed(failure)
+                    return
         except HubError as err:
             self.mark_failed(str(err))
             return
@@ -182,20 +202,21 @@ class TorchProvider(Provider):
         pipe.set_progress_bar_config(disable=True)
         return pipe
 
-    def _load_trellis(self, trellis_pipeline: Any, folder: str) -> Any:
+    def _load_trellis(self, modules: dict, folder: str) -> Any:
         import tempfile
 
         state = self.options.state_dir or tempfile.mkdtemp(prefix="fast3d-trellis-")
         mesh = self.options.mesh
         gaussian_only = gaussian_only_folder(folder, os.path.join(state, "trellis-gaussian-mesh" if mesh else "trellis-gaussian"), mesh=mesh)
         log.info("loading TRELLIS from %s (%s)", gaussian_only, "Gaussian and mesh decoders" if mesh else "Gaussian decoder only")
-        pipeline = trellis_pipeline.from_pretrained(gaussian_only)
+        pipeline = load_trellis_pipeline(modules, gaussian_only)
         pipeline.cuda()
         return pipeline
 
     def _warm_up(self) -> None:
-        """One small run of each model, so the first request does not pay for kernel selection."""
-        log.info("warming up")
+        """One small run of each model, so the first request does not pay for kernel selection; with meshes, one
+        small bake too, so a broken mesh stack fails the start rather than the first mesh request."""
+        log.info("warming up%s", " (with a small mesh bake)" if self.supports_mesh else "")
         if self._flux is not None:
             png = self._generate_image(ImageRequest("a red apple on a white background", 512, 512, 1, 0))
         else:
@@ -208,7 +229,8 @@ class TorchProvider(Provider):
                 image = Image.open(io.BytesIO(png)).convert("RGBA")
             else:
                 image.paste((200, 60, 60, 255), (160, 160, 360, 360))
-            self._run_trellis(image, seed=0, ss=(4, 7.5), slat=(4, 3.0))
+            mesh = WARM_UP_MESH if self.supports_mesh else None
+            self._run_trellis(image, seed=0, ss=(4, 7.5), slat=(4, 3.0), mesh=mesh, light_bake=True)
         self._free()
 
     # --- status -------------------------------------------------------------------------------------------
@@ -248,13 +270,14 @@ class TorchProvider(Provider):
 
     def image_to_3d(self, request: SplatRequest) -> bytes:
         image = self._trellis_input(request)
-        return self._guard("image-to-3d", lambda: self._run_trellis(image, **_sampling(request)))
+        return self._guard("image-to-3d", lambda: self._run_trellis(image, **_sampling(request), check=request.check))
 
     def image_to_3d_mesh(self, request: SplatRequest, mesh: MeshOptions) -> tuple:
         if not self.supports_mesh:
             raise BadInput("this worker makes no meshes: start it with --mesh (FAST3D_WORKER_MESH=1)")
         image = self._trellis_input(request)
-        return self._guard("image-to-3d with a mesh", lambda: self._run_trellis(image, **_sampling(request), mesh=mesh))
+        return self._guard("image-to-3d with a mesh",
+                           lambda: self._run_trellis(image, **_sampling(request), mesh=mesh, check=request.check))
 
     def _trellis_input(self, request: SplatRequest) -> Any:
         if self._trellis is None:
@@ -287,40 +310,40 @@ class TorchProvider(Provider):
         image.save(out, format="PNG", compress_level=1)
         return out.getvalue()
 
-    def _run_trellis(self, image: Any, seed: int, ss: tuple, slat: tuple, mesh: Optional[MeshOptions] = None) -> Any:
-        """The PLY; with `mesh`, (PLY, GLB) from the same run."""
+    def _run_trellis(self, image: Any, seed: int, ss: tuple, slat: tuple, mesh: Optional[MeshOptions] = None,
+                     check: Callable[[], None] = _no_check, light_bake: bool = False) -> Any:
+        """The PLY; with `mesh`, (PLY, GLB) from the same run. `check` raises to cancel, between stages."""
         torch = self._torch
+        pipeline = self._trellis
         conditioning = premultiplied_rgb(image)
-        # run() seeds torch itself (torch.manual_seed(seed)); the other generators are seeded here.
+        formats = ["gaussian", "mesh"] if mesh is not None else ["gaussian"]
         determinism.seed_everything(torch, seed)
         # no_grad, as TRELLIS's own run() uses: sparse-conv libraries do not all accept inference-mode tensors.
         with torch.no_grad():
-            outputs = self._trellis.run(
-                conditioning,
-                seed=seed,
-                formats=["gaussian", "mesh"] if mesh is not None else ["gaussian"],
-                preprocess_image=False,
-                sparse_structure_sampler_params={"steps": int(ss[0]), "cfg_strength": float(ss[1])},
-                slat_sampler_params={"steps": int(slat[0]), "cfg_strength": float(slat[1])},
-            )
+            check()
+            cond = pipeline.get_cond([conditioning])
+            torch.manual_seed(seed)  # where run() seeds: after the image encoder, before the first noise
+            check()
+            coords = pipeline.sample_sparse_structure(cond, 1, {"steps": int(ss[0]), "cfg_strength": float(ss[1])})
+            check()
+            latent = pipeline.sample_slat(cond, coords, {"steps": int(slat[0]), "cfg_strength": float(slat[1])})
+            check()
+            outputs = pipeline.decode_slat(latent, formats)
             gaussian = outputs["gaussian"][0]
             ply = gaussian_ply(torch, gaussian)
         if mesh is None:
             return ply
-        return ply, self._bake_glb(gaussian, outputs["mesh"][0], mesh)
+        check()
+        return ply, self._bake_glb(gaussian, outputs["mesh"][0], mesh, seed, check, light_bake)
 
-    def _bake_glb(self, gaussian: Any, extracted: Any, mesh: MeshOptions) -> bytes:
-        """TRELLIS's own post-processing, then the GLB bytes. Outside no_grad: the texture bake optimises."""
+    def _bake_glb(self, gaussian: Any, extracted: Any, mesh: MeshOptions, seed: int, check: Callable[[], None],
+                  light: bool = False) -> bytes:
+        """The licence-clean bake (bake.py), then the GLB bytes. Outside no_grad: the texture bake optimises."""
         if not getattr(extracted, "success", True):
             raise RuntimeError("TRELLIS extracted an empty mesh from this image (no surface in the structured latent)")
-        baked = self._to_glb(
-            gaussian,
-            extracted,
-            simplify=float(mesh.simplify),
-            fill_holes=True,
-            texture_size=int(mesh.texture_size),
-            verbose=False,
-        )
+        options = self._bake_options(simplify=float(mesh.simplify), texture_size=int(mesh.texture_size), seed=seed,
+                                     **(WARM_UP_BAKE if light else {}))
+        baked, _report = self._to_glb(gaussian, extracted, options, check)
         glb = baked.export(file_type="glb")
         return bytes(glb)
 
@@ -392,3 +415,42 @@ def _sampling(request: SplatRequest) -> dict:
         "ss": (request.sparse_structure_steps, request.sparse_structure_cfg),
         "slat": (request.slat_steps, request.slat_cfg),
     }
+
+
+class TrellisLoadError(RuntimeError):
+    """A TRELLIS model of the local folder could not be loaded; the message names it and the first cause."""
+
+
+def load_trellis_pipeline(modules: dict, folder: str) -> Any:
+    """TrellisImageTo3DPipeline.from_pretrained (trellis/pipelines/base.py and trellis_image_to_3d.py) without its
+    fallbacks: the folder's files are checked first and every missing one named, and each model is loaded once from
+    the folder, its first exception reported with the model's name. TRELLIS's own loader catches any failure of a
+    local model with a bare except and retries the path as a hub repository, unpinned, which hides an out-of-memory
+    or a missing file behind a 'repository not found'."""
+    import json
+
+    missing = missing_model_files(folder)
+    if missing:
+        raise HubError(f"TRELLIS-image-large: {folder} lacks {', '.join(missing)} (an incomplete download or a "
+                       "checkpoint left out by the download patterns)")
+    with open(os.path.join(folder, "pipeline.json"), encoding="utf-8") as f:
+        args = json.load(f)["args"]
+    loaded = {}
+    for name, relative in args["models"].items():
+        path = f"{folder}/{relative}"
+        try:
+            loaded[name] = modules["trellis_models"].from_pretrained(path)
+        except Exception as err:
+            raise TrellisLoadError(f"TRELLIS model {name} ({path}) failed to load: {type(err).__name__}: {err}") from err
+    samplers = modules["trellis_samplers"]
+    pipeline = modules["TrellisImageTo3DPipeline"](
+        models=loaded,
+        sparse_structure_sampler=getattr(samplers, args["sparse_structure_sampler"]["name"])(**args["sparse_structure_sampler"]["args"]),
+        slat_sampler=getattr(samplers, args["slat_sampler"]["name"])(**args["slat_sampler"]["args"]),
+        slat_normalization=args["slat_normalization"],
+        image_cond_model=args["image_cond_model"],
+    )
+    pipeline.sparse_structure_sampler_params = args["sparse_structure_sampler"]["params"]
+    pipeline.slat_sampler_params = args["slat_sampler"]["params"]
+    pipeline._pretrained_args = args
+    return pipeline

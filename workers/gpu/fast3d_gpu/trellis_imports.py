@@ -14,10 +14,12 @@ a working check_tensor instead (below).
 Meshes (`--mesh`): TRELLIS's mesh decoder runs FlexiCubes, whose only use of kaolin is the argument check
 `kaolin.utils.testing.check_tensor(tensor, shape, dtype, device, throw)` in its asserts. Without kaolin
 installed (its wheels exist for some torch/CUDA pairs only), a working check_tensor of the same contract takes
-its place (KAOLIN_CHECK_TENSOR); a real kaolin always wins. to_glb (trellis/utils/postprocessing_utils.py)
-imports nvdiffrast, xatlas, pyvista, pymeshfix, igraph, trimesh and cv2 at module level, and its multiview
-render uses the Gaussian rasteriser (diff_gaussian_rasterization, imported lazily by TRELLIS): all are imported
-here, at load, only when meshes are on, so a missing one fails the start by name rather than the first job.
+its place (KAOLIN_CHECK_TENSOR); a real kaolin always wins. The GLB is baked by fast3d_gpu/bake.py, not by
+TRELLIS's to_glb (trellis/utils/postprocessing_utils.py), whose nvdiffrast and mip-splatting Gaussian rasteriser
+forbid commercial use: the bake's packages (gsplat, xatlas, pyvista, pymeshfix, igraph, trimesh, cv2, utils3d's
+mesh helpers) are imported here, at load, only when meshes are on, so a missing one fails the start by name rather
+than the first job. After importing, NON_COMMERCIAL_MODULES must not be loaded: if any import chain pulled one in,
+the import fails by name (the image build runs this check).
 """
 
 from __future__ import annotations
@@ -79,9 +81,26 @@ class _Refusal:
         )
 
 
-# What to_glb and the mesh decoder import, in import order; each is required once meshes are on.
-MESH_MODULES = ("nvdiffrast.torch", "xatlas", "pyvista", "pymeshfix", "igraph", "trimesh", "cv2",
-                "diff_gaussian_rasterization")
+# What the bake (bake.py) and the mesh decoder import; each is required once meshes are on.
+MESH_MODULES = ("gsplat", "xatlas", "pyvista", "pymeshfix", "igraph", "trimesh", "cv2", "utils3d.torch")
+
+# Modules whose licences forbid commercial use, which nothing the worker imports may load: nvdiffrast (NVIDIA's
+# research/evaluation-only licence) and the Inria/MPII Gaussian rasterisers (non-commercial).
+NON_COMMERCIAL_MODULES = ("nvdiffrast", "diff_gaussian_rasterization", "simple_knn")
+
+
+class NonCommercialModule(ImportError):
+    """A module whose licence forbids commercial use was loaded into the worker."""
+
+
+def refuse_non_commercial(modules: Any = None) -> None:
+    """Raises NonCommercialModule when any of NON_COMMERCIAL_MODULES is loaded (`modules`: sys.modules)."""
+    loaded = modules if modules is not None else sys.modules
+    found = sorted(name for name in loaded if name.split(".")[0] in NON_COMMERCIAL_MODULES and loaded[name] is not None)
+    if found:
+        raise NonCommercialModule(
+            f"{', '.join(found)} was imported, but its licence forbids commercial use: the worker must not load it "
+            "(the mesh bake uses gsplat and fast3d_gpu/raster.py instead)")
 
 
 def check_tensor(tensor: Any, shape: Any = None, dtype: Any = None, device: Any = None, throw: bool = True) -> bool:
@@ -171,12 +190,21 @@ def import_worker_modules(attention_backend: str = "xformers", spconv_algo: str 
     if load_flux:
         modules["FluxPipeline"] = importlib.import_module("diffusers").FluxPipeline
     if load_trellis:
-        importlib.import_module("xformers.ops" if attention_backend == "xformers" else "flash_attn")
+        attention = importlib.import_module("xformers.ops" if attention_backend == "xformers" else "flash_attn")
+        # xformers' dispatcher, for the FlashAttention-3 guard (attention.py); None with flash_attn.
+        modules["fmha"] = getattr(attention, "fmha", None) if attention_backend == "xformers" else None
         importlib.import_module("spconv.pytorch")
         modules["stand_ins"] = install_stand_ins(mesh=load_mesh)
-        modules["TrellisImageTo3DPipeline"] = importlib.import_module("trellis.pipelines").TrellisImageTo3DPipeline
+        pipelines = importlib.import_module("trellis.pipelines")
+        modules["TrellisImageTo3DPipeline"] = pipelines.TrellisImageTo3DPipeline
+        modules["trellis_models"] = importlib.import_module("trellis.models")
+        modules["trellis_samplers"] = importlib.import_module("trellis.pipelines.samplers")
         if load_mesh:
             for name in MESH_MODULES:
                 importlib.import_module(name)
-            modules["to_glb"] = importlib.import_module("trellis.utils.postprocessing_utils").to_glb
+            from . import bake
+
+            modules["to_glb"] = bake.to_glb
+            modules["BakeOptions"] = bake.BakeOptions
+    refuse_non_commercial()
     return modules

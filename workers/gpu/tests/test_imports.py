@@ -47,8 +47,18 @@ FAKE_SITE = {
             backends = (os.environ.get('ATTN_BACKEND'), os.environ.get('SPARSE_ATTN_BACKEND'), os.environ.get('SPCONV_ALGO'))
     """,
     "trellis/pipelines/trellis_text_to_3d.py": "import open3d as o3d\nclass TrellisTextTo3DPipeline: pass\n",
+    "trellis/pipelines/samplers.py": "class FlowEulerGuidanceIntervalSampler: pass\n",
+    "trellis/models/__init__.py": "def from_pretrained(path): raise RuntimeError('stand-in')\n",
     "trellis/representations/__init__.py": "from .mesh import check\n",
     "trellis/representations/mesh.py": "from kaolin.utils.testing import check_tensor as check\n",
+}
+
+
+# What the mesh path imports beside the above (trellis_imports.MESH_MODULES).
+MESH_SITE = {
+    "gsplat/__init__.py": "def rasterization(*a, **k): raise RuntimeError('stand-in')\n",
+    "xatlas/__init__.py": "", "pyvista/__init__.py": "", "pymeshfix/__init__.py": "", "igraph/__init__.py": "",
+    "trimesh/__init__.py": "", "cv2/__init__.py": "", "utils3d/__init__.py": "", "utils3d/torch.py": "",
 }
 
 
@@ -130,6 +140,23 @@ class CheckImportsTest(unittest.TestCase):
             self.assertEqual(result.returncode, 0, result.stderr)
             self.assertIn("imports ok: torch 2.7.1+cu128 (CUDA 12.8), attention xformers, spconv auto", result.stdout)
             self.assertIn("stand-ins: open3d, kaolin", result.stdout)
+
+    def test_check_imports_with_meshes_loads_the_licence_clean_bake(self):
+        with tempfile.TemporaryDirectory() as site:
+            write_tree(site, {**FAKE_SITE, **MESH_SITE})
+            result = self.run_worker(site, "--mesh")
+            self.assertEqual(result.returncode, 0, result.stderr)
+            self.assertIn("meshes yes (to_glb)", result.stdout)
+
+    def test_a_non_commercial_module_pulled_in_by_any_import_fails_the_check(self):
+        for culprit in ("nvdiffrast", "diff_gaussian_rasterization"):
+            with tempfile.TemporaryDirectory() as site:
+                tree = {**FAKE_SITE, **MESH_SITE, f"{culprit}/__init__.py": ""}
+                tree["xatlas/__init__.py"] = f"import {culprit}\n"
+                write_tree(site, tree)
+                result = self.run_worker(site, "--mesh")
+                self.assertEqual(result.returncode, 1, culprit)
+                self.assertIn(f"{culprit} was imported, but its licence forbids commercial use", result.stderr)
 
     def test_check_imports_names_what_is_missing_and_fails(self):
         with tempfile.TemporaryDirectory() as site:

@@ -154,13 +154,33 @@ class GradTorch(FakeTorch):
 
 
 class FakeTrellis:
-    def __init__(self):
-        self.calls = []
+    """TRELLIS's pipeline stages, as _run_trellis calls them (run() taken apart), each recorded."""
 
-    def run(self, image, **kwargs):
-        self.calls.append(kwargs)
+    def __init__(self, torch=None):
+        self.calls = []
+        self.stages = []
+        self.torch = torch
+
+    def get_cond(self, images):
+        self.stages.append("cond")
+        return {"cond": images[0]}
+
+    def sample_sparse_structure(self, cond, num_samples, params):
+        self.stages.append("sparse structure")
+        self.calls.append({"sparse_structure_sampler_params": params,
+                           "seed": self.torch.seeds[-1] if self.torch is not None else None})
+        return "COORDS"
+
+    def sample_slat(self, cond, coords, params):
+        self.stages.append("slat")
+        self.calls[-1]["slat_sampler_params"] = params
+        return "SLAT"
+
+    def decode_slat(self, slat, formats):
+        self.stages.append("decode")
+        self.calls[-1]["formats"] = formats
         outputs = {"gaussian": ["GAUSSIAN"]}
-        if "mesh" in kwargs["formats"]:
+        if "mesh" in formats:
             outputs["mesh"] = [type("Extracted", (), {"success": True})()]
         return outputs
 
@@ -171,16 +191,24 @@ class Baked:
         return b"glTF-bytes"
 
 
+class Options:
+    """bake.BakeOptions' constructor, recorded."""
+
+    def __init__(self, **kwargs):
+        self.kwargs = kwargs
+
+
 class TorchMeshBranchTest(unittest.TestCase):
     def provider(self):
         provider = TorchProvider()
         provider._torch, provider._device_name, provider._state = GradTorch(), "Fake GPU", "ready"
-        provider._trellis = FakeTrellis()
+        provider._trellis = FakeTrellis(provider._torch)
+        provider._bake_options = Options
         self.bakes = []
 
-        def to_glb(app_rep, mesh, **kwargs):
-            self.bakes.append((app_rep, mesh, kwargs, provider._torch.grad_enabled))
-            return Baked()
+        def to_glb(app_rep, mesh, options, check):
+            self.bakes.append((app_rep, mesh, options.kwargs, provider._torch.grad_enabled))
+            return Baked(), None
 
         provider._to_glb = to_glb
         return provider
@@ -202,14 +230,15 @@ class TorchMeshBranchTest(unittest.TestCase):
         self.assertEqual((ply, glb), (b"PLY of GAUSSIAN", b"glTF-bytes"))
         call = provider._trellis.calls[0]
         self.assertEqual(call["formats"], ["gaussian", "mesh"])
-        self.assertEqual((call["seed"], call["preprocess_image"]), (11, False))
+        self.assertEqual(call["seed"], 11, "torch is seeded with the request's seed before the first noise")
         self.assertEqual(call["sparse_structure_sampler_params"], {"steps": 5, "cfg_strength": 6.5})
         self.assertEqual(call["slat_sampler_params"], {"steps": 7, "cfg_strength": 2.5})
+        self.assertEqual(provider._trellis.stages, ["cond", "sparse structure", "slat", "decode"])
         app_rep, mesh, kwargs, grad = self.bakes[0]
         self.assertEqual(app_rep, "GAUSSIAN")
         self.assertTrue(mesh.success)
-        self.assertEqual(kwargs, {"simplify": 0.9, "fill_holes": True, "texture_size": 2048, "verbose": False})
-        self.assertTrue(grad, "to_glb optimises the texture: it must run with gradients on")
+        self.assertEqual(kwargs, {"simplify": 0.9, "texture_size": 2048, "seed": 11})
+        self.assertTrue(grad, "the bake optimises the texture: it must run with gradients on")
 
     def test_gaussian_only_requests_decode_no_mesh_and_bake_nothing(self):
         provider = self.provider()
