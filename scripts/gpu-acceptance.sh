@@ -185,7 +185,7 @@ else row imports FAIL "${IMPORTS[*]:1}: $(echo "$out" | tail -1)"; fi
 
 # Weights, for the backends of the config the service runs with.
 if out=$("${FAST3D[@]}" weights --check --config "$CONFIG" 2>&1); then
-  if grep -q 'loads no model files' <<< "$out"; then row weights PASS "$CONFIG loads no model files in the Node process"
+  if grep -q 'load no model files' <<< "$out"; then row weights PASS "$CONFIG loads no model files in the Node process"
   else row weights PASS "all $(grep -c '^ok' <<< "$out") files $CONFIG loads are present and intact"; fi
 else row weights FAIL "$CONFIG: $(echo "$out" | grep -v '^ok' | head -3 | tr '\n' ' ')"; fi
 
