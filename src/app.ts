@@ -10,7 +10,7 @@ import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { HttpError } from './contract/errors.js';
 import { assertFormContentType, GEOMETRY_FORMATS, mediaType, parseGenerateRequest, requestPriority, videoSize, type GenerateRequest, type GeometryFormatName, type RequestLimits } from './contract/request.js';
 import { artefactResponse, assetHeaders, declinedResponse, declineHeaders, errorResponse } from './contract/responses.js';
-import { httpErrorOf } from './contract/status.js';
+import { httpErrorOf, retryAfter } from './contract/status.js';
 import type { ArtefactSpec, Format } from './formats/registry.js';
 import { BusyError } from './runtime/admission.js';
 import type { Answer, AnswerPath, ResolvedPreset } from './runtime/answer.js';
@@ -94,7 +94,7 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     }
     if (c.req.raw.signal.aborted) {
       addLog(c, { cancelled: true });
-      return errorResponse(new HttpError(503, 'request cancelled'));
+      return errorResponse(new HttpError(503, 'request cancelled', retryAfter(options.retryAfterSeconds)));
     }
     options.logger?.error({ req_id: c.get('requestId'), err: { message: (err as Error).message, stack: (err as Error).stack } }, 'unhandled error');
     return errorResponse(new HttpError(500, `internal error: ${(err as Error).message}`));
@@ -179,14 +179,14 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
   app.get('/health', (c) => {
     const health = service.health();
     const status = health.status === 'ok' ? options.healthOkStatus : health.status;
-    return c.json({ ...health, status }, health.status === 'ok' ? 200 : 503);
+    return health.status === 'ok' ? c.json({ ...health, status }) : c.json({ ...health, status }, 503, retryAfter(options.retryAfterSeconds));
   });
 
   // RunPod load-balancing endpoints: 200 ready, 204 still initialising, anything else unhealthy.
   app.get('/ping', (c) => {
     const { status } = service.health();
     if (status === 'ok') return c.json({ status: 'ready' });
-    return status === 'starting' ? c.body(null, 204) : c.json({ status }, 503);
+    return status === 'starting' ? c.body(null, 204) : c.json({ status }, 503, retryAfter(options.retryAfterSeconds));
   });
 
   if (options.metrics) {

@@ -241,6 +241,30 @@ describe('job events (SSE)', () => {
   });
 });
 
+describe('the job API and the generate routes\' jobs', () => {
+  it('lists a miner\'s /generate_video/ job with no cancel link, and refuses to cancel it (409 saying why); the miner gets its video', async () => {
+    const slow = await startTestServer({ render: { frames: 4, fps: 4, video_res: 64 } }, fakeStages({ imageTo3dMs: 1500 }).stages);
+    try {
+      const video = fetch(`${slow.url}/generate_video/`, { method: 'POST', body: new URLSearchParams({ prompt: 'a miner\'s chair' }), headers: { 'X-Request-Id': 'miner-request-1' } });
+      let listed: Json | undefined;
+      await until(async () => (listed = ((await (await fetch(`${slow.url}/api/v1/jobs`)).json()) as Json).jobs.find((j: Json) => j.id === 'miner-request-1')) !== undefined);
+      expect(listed).toMatchObject({ priority: 'contract', links: { self: '/api/v1/jobs/miner-request-1', cancel: null } });
+
+      const refused = await fetch(`${slow.url}/api/v1/jobs/miner-request-1`, { method: 'DELETE' });
+      expect(refused.status).toBe(409);
+      expect(refused.headers.get('content-type')).toMatch(/application\/json/);
+      expect(await errorOf(refused)).toMatch(/contract job: it belongs to a request on a generate route.*cannot be cancelled here/);
+
+      const answer = await video;
+      expect(answer.status).toBe(200);
+      expect(answer.headers.get('content-type')).toBe('video/mp4');
+      expect((await jobOf(slow.url, 'miner-request-1')).state).toBe('done');
+    } finally {
+      await slow.close();
+    }
+  });
+});
+
 describe('job API refusals', () => {
   it('answers 503 with Retry-After when the interactive queue is full, and when the service is not ready', async () => {
     const busy = await startTestServer({ runtime: { pipeline_concurrency: 1, interactive_queue_length: 0, retry_after_s: 7 } }, fakeStages({ imageTo3dMs: 30_000 }).stages);
@@ -263,6 +287,12 @@ describe('job API refusals', () => {
       expect(res.status).toBe(503);
       expect(res.headers.get('retry-after')).not.toBeNull();
       expect(await errorOf(res)).toMatch(/degraded/);
+      // Every 503 says when to come back, the load balancer's probes included.
+      for (const path of ['/health', '/ping']) {
+        const probe = await fetch(`${notReady.url}${path}`);
+        expect(probe.status, path).toBe(503);
+        expect(probe.headers.get('retry-after'), path).toBe('10');
+      }
     } finally {
       await notReady.close();
     }

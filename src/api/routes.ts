@@ -87,6 +87,9 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
 
   api.delete('/jobs/:id', (c) => {
     const job = jobOr404(c.req.param('id'));
+    if (!cancellable(job)) {
+      throw new HttpError(409, `job ${job.id} is a ${job.priority} job: it belongs to a request on a generate route, whose client waits for its answer; it cannot be cancelled here (it ends with its request)`);
+    }
     if (!jobs.cancel(job.id)) throw new HttpError(409, `job ${job.id} has already ended (${job.state})`);
     return c.json({ id: job.id, state: 'cancelling', links: links(job.id) }, 202);
   });
@@ -154,18 +157,27 @@ function refuseIfUnable(service: GenerationService, rendered: boolean, retryAfte
   if (rendered && service.videos.full) throw new BusyError('busy: the render line is full', retryAfterS);
 }
 
-function links(id: string) {
+/**
+ * Whether the job API may cancel a job: those of people and agents (the interactive class: this API, MCP). A
+ * contract or background job is a generate route's request (the miner's, `fast3d pregenerate`'s) whose client
+ * waits on it: cancelling it would answer that client 503 for no fault of its own.
+ */
+function cancellable(job: JobView): boolean {
+  return job.priority === 'interactive';
+}
+
+function links(id: string, cancel = true) {
   const self = `${API_BASE}/jobs/${encodeURIComponent(id)}`;
-  return { self, events: `${self}/events`, cancel: self };
+  return { self, events: `${self}/events`, cancel: cancel ? self : null };
 }
 
 function jobBody(job: JobView) {
-  const { self } = links(job.id);
+  const own = links(job.id, cancellable(job));
   return {
     ...job,
-    artefacts: job.artefacts.map(({ name, contentType, bytes }) => ({ name, contentType, bytes, url: `${self}/artifacts/${name}` })),
-    intermediates: job.intermediates.map((name) => ({ name, url: name === 'cloud' ? null : `${self}/intermediates/${name}` })),
-    links: links(job.id),
+    artefacts: job.artefacts.map(({ name, contentType, bytes }) => ({ name, contentType, bytes, url: `${own.self}/artifacts/${name}` })),
+    intermediates: job.intermediates.map((name) => ({ name, url: name === 'cloud' ? null : `${own.self}/intermediates/${name}` })),
+    links: own,
   };
 }
 
