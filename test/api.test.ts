@@ -346,5 +346,12 @@ describe('job API auth, OpenAPI and the studio files', () => {
       const res = await fetch(`${server.url}${path}`);
       expect([400, 404], path).toContain(res.status);
     }
+    // Names an object inherits are no packages: 404 JSON, not a 500.
+    for (const pkg of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const res = await fetch(`${server.url}/studio/vendor/${pkg}/x.js`);
+      expect(res.status, pkg).toBe(404);
+      expect(res.headers.get('content-type'), pkg).toMatch(/application\/json/);
+      expect(await errorOf(res), pkg).toBe(`no vendored package "${pkg}"`);
+    }
   });
 });
