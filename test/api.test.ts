@@ -157,6 +157,29 @@ describe('job API', () => {
     }
   });
 
+  it('answers what it refuses in a few hundred characters: a body of unknown keys, a huge key, a huge form field name, a huge path', async () => {
+    const keys = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`key${i}`, 1]));
+    const form = new FormData();
+    form.append('prompt', 'a chair');
+    form.append('f'.repeat(300_000), 'x');
+    const cases: [Promise<Response>, number, RegExp][] = [
+      // Refused on its count, before JSON.parse builds it.
+      [postJob(server.url, { prompt: 'x', ...keys }), 400, /^JSON body has more than 64 keys and array items$/],
+      [postJob(server.url, { prompt: 'x', a: 1, b: 2, c: 3, d: 4 }), 400, /^invalid job request: unknown fields "a", "b", "c" and 1 more; the fields are prompt, image, seed, preset, outputs, videoSize, viewSize$/],
+      [postJob(server.url, { prompt: 'x', ['k'.repeat(400_000)]: 1 }), 400, /^invalid job request: unknown field "k{40}"\.\.\. \(400000 characters\); the fields are/],
+      [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: form }), 400, /^invalid job request: unknown field "f{40}"\.\.\. \(300000 characters\)/],
+      [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: new URLSearchParams(Array.from({ length: 5000 }, (_, i): [string, string] => [`f${i}`, 'x'])) }), 400, /^form body has more than 32 fields$/],
+      [fetch(`${server.url}/${'p'.repeat(12_000)}`), 404, /^no route for GET \/p+\.\.\. \(\d+ characters\)$/],
+    ];
+    for (const [response, status, message] of cases) {
+      const res = await response;
+      const text = await res.text();
+      expect(res.status, message.source).toBe(status);
+      expect(text.length, message.source).toBeLessThan(500);
+      expect((JSON.parse(text) as { error: string }).error, message.source).toMatch(message);
+    }
+  });
+
   it('refuses unknown artefacts and intermediates of a known job, a second cancel, and a bad Last-Event-ID', async () => {
     const { id } = (await (await postJob(server.url, { prompt: 'a lamp', outputs: ['spz'] })).json()) as Json;
     await ended(server.url, id);

@@ -212,6 +212,22 @@ describe('/mcp over Streamable HTTP', () => {
     expect((await client.listTools()).tools).toHaveLength(5);
   });
 
+  it('answers what it refuses in a few hundred characters, and counts a body\'s keys before parsing it', async () => {
+    const long = await call('get_job', { job_id: 'j'.repeat(100_000) });
+    expect(long.isError).toBe(true);
+    expect(textOf(long)).toMatch(/^no job "j{80}"\.\.\. \(100000 characters\) \(unknown, or finished long enough ago to be forgotten\)$/);
+
+    const keys = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`key${i}`, 1]));
+    const raw = await fetch(`${served.url}/mcp`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', Authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: keys }),
+    });
+    expect(raw.status).toBe(400);
+    expect(((await raw.json()) as { error: string }).error).toBe('JSON body has more than 4096 keys and array items');
+    expect((await client.listTools()).tools).toHaveLength(5);
+  });
+
   it('a client that goes away mid-call cancels its job', async () => {
     fakeOptions.textToImageMs = 10_000;
     try {

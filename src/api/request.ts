@@ -3,7 +3,8 @@
  * Both bodies are validated by the one zod schema; the prompt or image then goes through the contract's own
  * parsing, so the job API has exactly the contract's limits (prompt length, image size and formats).
  */
-import { HttpError } from '../contract/errors.js';
+import { assertFormFieldCount, parseBoundedJson } from '../contract/bounded-body.js';
+import { HttpError, issuesText, listed, quoted } from '../contract/errors.js';
 import { mediaType, parseGenerateRequest, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
 import type { ArtefactSpec, FormatName } from '../formats/registry.js';
 import { sniffImageFormat } from '../image/codec.js';
@@ -30,6 +31,30 @@ export function bodyKind(contentType: string | undefined): 'json' | 'form' {
   throw new HttpError(415, `Content-Type must be application/json or multipart/form-data, got ${type ? `"${type}"` : 'none'}`);
 }
 
+/** A job request has 7 fields and at most 5 outputs: a body with far more keys and items is refused unparsed. */
+const MAX_JSON_VALUES = 64;
+/** The same for a form, whose outputs may be repeated fields. */
+const MAX_FORM_FIELDS = 32;
+
+/** What reads a request's body (Hono's request). */
+export interface BodySource {
+  text(): Promise<string>;
+  arrayBuffer(): Promise<ArrayBuffer>;
+  parseBody(options: { all: true }): Promise<FormFields>;
+}
+
+/** The body as its Content-Type says (415 for another), its keys or fields counted before it is parsed. */
+export async function readJobBody(contentType: string | undefined, source: BodySource): Promise<Body> {
+  if (bodyKind(contentType) === 'json') return { json: parseBoundedJson(await source.text(), MAX_JSON_VALUES) };
+  // The form parser reads the same bytes again from the request's cache.
+  assertFormFieldCount(new Uint8Array(await source.arrayBuffer()), contentType ?? '', MAX_FORM_FIELDS);
+  try {
+    return { form: await source.parseBody({ all: true }) };
+  } catch (err) {
+    throw new HttpError(400, `malformed form body: ${(err as Error).message}`);
+  }
+}
+
 export async function parseJobRequest(body: Body, limits: RequestLimits): Promise<ParsedJobRequest> {
   let imageFile: Uint8Array | undefined;
   let candidate: unknown;
@@ -40,6 +65,7 @@ export async function parseJobRequest(body: Body, limits: RequestLimits): Promis
     candidate = fields;
     imageFile = file;
   }
+  refuseUnknownFields(candidate);
   const checked = JobRequest.safeParse(candidate);
   if (!checked.success) throw new HttpError(400, `invalid job request: ${issuesText(checked.error.issues)}`);
   const request = checked.data;
@@ -74,7 +100,8 @@ const NUMERIC_FIELDS = new Set(['seed', 'videoSize', 'viewSize']);
 
 /** A form's fields as the JSON body's shape (numbers as numbers, outputs as a list), and the image file part. */
 async function formToObject(form: FormFields): Promise<{ fields: Record<string, unknown>; file?: Uint8Array }> {
-  const fields: Record<string, unknown> = {};
+  // No prototype: a field named "__proto__" is a field (refused as unknown), not a write to the prototype.
+  const fields: Record<string, unknown> = Object.create(null);
   let file: Uint8Array | undefined;
   for (const [name, raw] of Object.entries(form)) {
     const values: FormValue[] = Array.isArray(raw) ? raw : [raw];
@@ -82,14 +109,14 @@ async function formToObject(form: FormFields): Promise<{ fields: Record<string, 
       fields.outputs = values.flatMap((v): unknown[] => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : [v]));
       continue;
     }
-    if (values.length > 1) throw new HttpError(400, `form field "${name}" was sent ${values.length} times; send it once`);
+    if (values.length > 1) throw new HttpError(400, `form field ${quoted(name)} was sent ${values.length} times; send it once`);
     const value = values[0];
     if (value === '') continue;
     if (name === 'image' && value instanceof File) {
       file = new Uint8Array(await value.arrayBuffer());
       continue;
     }
-    if (value instanceof File) throw new HttpError(400, `form field "${name}" must be text, not a file`);
+    if (value instanceof File) throw new HttpError(400, `form field ${quoted(name)} must be text, not a file`);
     fields[name] = NUMERIC_FIELDS.has(name) && /^-?\d{1,12}$/.test(value.trim()) ? Number(value.trim()) : value;
   }
   return { fields, file };
@@ -102,9 +129,15 @@ function base64Image(text: string): Uint8Array {
   return new Uint8Array(Buffer.from(clean, 'base64'));
 }
 
-function issuesText(issues: readonly { path: PropertyKey[]; message: string }[]): string {
-  return issues
-    .slice(0, 5)
-    .map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message))
-    .join('; ');
+const FIELDS = Object.keys(JobRequest.shape);
+
+/**
+ * 400 naming the first few fields the request does not have (the schema would list every one, whole): a body
+ * of unknown keys is answered in a few hundred characters.
+ */
+function refuseUnknownFields(candidate: unknown): void {
+  if (typeof candidate !== 'object' || candidate === null || Array.isArray(candidate)) return;
+  const unknown = Object.keys(candidate).filter((key) => !FIELDS.includes(key));
+  if (unknown.length === 0) return;
+  throw new HttpError(400, `invalid job request: unknown field${unknown.length > 1 ? 's' : ''} ${listed(unknown.map((key) => quoted(key)), 3)}; the fields are ${FIELDS.join(', ')}`);
 }

@@ -20,7 +20,7 @@ import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
 import type { GenerationService } from '../runtime/service.js';
 import { openApiDocument } from './openapi.js';
-import { bodyKind, parseJobRequest } from './request.js';
+import { parseJobRequest, readJobBody } from './request.js';
 import { sseResponse, type SseMessage } from './sse.js';
 
 export const API_BASE = '/api/v1';
@@ -53,14 +53,7 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
   };
 
   api.post('/jobs', limitBody, async (c) => {
-    const kind = bodyKind(c.req.header('content-type'));
-    let body;
-    try {
-      body = kind === 'json' ? { json: await c.req.json() } : { form: await c.req.parseBody({ all: true }) };
-    } catch (err) {
-      throw new HttpError(400, `malformed ${kind === 'json' ? 'JSON' : 'form'} body: ${(err as Error).message}`);
-    }
-    const request = await parseJobRequest(body, options.limits);
+    const request = await parseJobRequest(await readJobBody(c.req.header('content-type'), c.req), options.limits);
     if (request.preset !== undefined && !answers.presets.names().includes(request.preset)) {
       throw new UnknownPresetError(request.preset, answers.presets.names());
     }

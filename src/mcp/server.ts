@@ -10,7 +10,7 @@ import { randomUUID } from 'node:crypto';
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult, ReadResourceResult, Resource, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { HttpError } from '../contract/errors.js';
+import { clipped, HttpError, quoted } from '../contract/errors.js';
 import { sniffPrompt } from '../contract/prompt.js';
 import { imageTask, promptTask, type RequestLimits } from '../contract/request.js';
 import { httpErrorOf } from '../contract/status.js';
@@ -59,8 +59,9 @@ const DEFAULT_LIST_LIMIT = 10;
 /** A failure the caller can act on: it becomes a tool error with this text. */
 class ToolInputError extends Error {}
 
+/** A tool error whose text says what was wrong, within the bound of every error message. */
 export function toolError(text: string): CallToolResult {
-  return { isError: true, content: [{ type: 'text', text }] };
+  return { isError: true, content: [{ type: 'text', text: clipped(text) }] };
 }
 
 /** A new MCP server with fast3d's tools and resources (one per HTTP request: the transport is stateless). */
@@ -128,7 +129,7 @@ export function createMcpServer(deps: McpDeps): McpServer {
 
   server.registerTool('get_job', TOOLS.get_job, guarded('get_job', async ({ job_id }) => {
     const view = answers.jobs.get(job_id);
-    if (!view) throw new ToolInputError(`no job "${job_id}" (unknown, or finished long enough ago to be forgotten)`);
+    if (!view) throw new ToolInputError(`no job ${quoted(job_id, 80)} (unknown, or finished long enough ago to be forgotten)`);
     const job = jobSummary(view);
     return { content: [{ type: 'text', text: JSON.stringify(job) }], structuredContent: job };
   }));
@@ -181,9 +182,9 @@ export function createMcpServer(deps: McpDeps): McpServer {
     async (uri): Promise<ReadResourceResult> => {
       const parsed = parseArtefactUri(uri.href);
       const ref = parsed && answers.jobs.artefact(parsed.jobId, parsed.artefact);
-      if (!parsed || !ref) throw new Error(`no artefact at ${uri.href}`);
+      if (!parsed || !ref) throw new Error(clipped(`no artefact at ${uri.href}`));
       const bytes = await ref.read();
-      if (!bytes) throw new Error(`the bytes of ${uri.href} are no longer available`);
+      if (!bytes) throw new Error(clipped(`the bytes of ${uri.href} are no longer available`));
       return { contents: [{ uri: uri.href, mimeType: ref.contentType, blob: base64(bytes) }] };
     },
   );
@@ -343,13 +344,13 @@ function oneSource(args: SourceArgs): 'job_id' | 'uri' | 'ply_base64' | 'glb_bas
 
 function artefactOfUri(uri: string): { jobId: string; artefact: string } {
   const parsed = parseArtefactUri(uri);
-  if (!parsed) throw new ToolInputError(`"${uri}" is not an artefact URI (fast3d://jobs/{job_id}/{artefact})`);
+  if (!parsed) throw new ToolInputError(`${quoted(uri, 80)} is not an artefact URI (fast3d://jobs/{job_id}/{artefact})`);
   return parsed;
 }
 
 async function artefactBytes(jobId: string, artefact: string, deps: McpDeps): Promise<Uint8Array> {
   const view = deps.answers.jobs.get(jobId);
-  if (!view) throw new ToolInputError(`no job "${jobId}" (unknown, or finished long enough ago to be forgotten)`);
+  if (!view) throw new ToolInputError(`no job ${quoted(jobId, 80)} (unknown, or finished long enough ago to be forgotten)`);
   const ref = deps.answers.jobs.artefact(jobId, artefact);
   if (!ref) throw new ToolInputError(`job ${jobId} (${view.state}) has no ${artefact} artefact${view.artefacts.length ? ` (it has: ${view.artefacts.map((a) => a.name).join(', ')})` : ''}`);
   const bytes = await ref.read();
