@@ -3,7 +3,7 @@
  * Both bodies are validated by the one zod schema; the prompt or image then goes through the contract's own
  * parsing, so the job API has exactly the contract's limits (prompt length, image size and formats).
  */
-import { assertFormFieldCount, parseBoundedJson } from '../contract/bounded-body.js';
+import { assertFormFieldCount, overLongUrlencodedPrompt, parseBoundedJson } from '../contract/bounded-body.js';
 import { HttpError, issuesText, listed, quoted } from '../contract/errors.js';
 import { mediaType, parseGenerateRequest, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
 import type { ArtefactSpec, FormatName } from '../formats/registry.js';
@@ -43,11 +43,17 @@ export interface BodySource {
   parseBody(options: { all: true }): Promise<FormFields>;
 }
 
-/** The body as its Content-Type says (415 for another), its keys or fields counted before it is parsed. */
-export async function readJobBody(contentType: string | undefined, source: BodySource): Promise<Body> {
+/**
+ * The body as its Content-Type says (415 for another), its keys or fields counted before it is parsed, and an
+ * urlencoded text prompt over the limit refused from its bytes.
+ */
+export async function readJobBody(contentType: string | undefined, source: BodySource, limits: RequestLimits): Promise<Body> {
   if (bodyKind(contentType) === 'json') return { json: parseBoundedJson(await source.text(), MAX_JSON_VALUES) };
   // The form parser reads the same bytes again from the request's cache.
-  assertFormFieldCount(new Uint8Array(await source.arrayBuffer()), contentType ?? '', MAX_FORM_FIELDS);
+  const bytes = new Uint8Array(await source.arrayBuffer());
+  assertFormFieldCount(bytes, contentType ?? '', MAX_FORM_FIELDS);
+  const overLong = mediaType(contentType) === 'application/x-www-form-urlencoded' ? overLongUrlencodedPrompt(bytes, limits.maxPromptChars) : null;
+  if (overLong) throw new HttpError(400, overLong);
   try {
     return { form: await source.parseBody({ all: true }) };
   } catch (err) {

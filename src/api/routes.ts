@@ -53,7 +53,7 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
   };
 
   api.post('/jobs', limitBody, async (c) => {
-    const request = await parseJobRequest(await readJobBody(c.req.header('content-type'), c.req), options.limits);
+    const request = await parseJobRequest(await readJobBody(c.req.header('content-type'), c.req, options.limits), options.limits);
     if (request.preset !== undefined && !answers.presets.names().includes(request.preset)) {
       throw new UnknownPresetError(request.preset, answers.presets.names());
     }

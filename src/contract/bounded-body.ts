@@ -5,6 +5,7 @@
  * skipped by native searches), and a body with more than the route takes is refused before it is parsed.
  */
 import { HttpError } from './errors.js';
+import { overLongPrompt, PROMPT_HEAD_CHARS, readAsText } from './prompt.js';
 
 /** Where a JSON text's next string starts or its next member or element is counted. */
 const STRUCTURE = /["{[,]/g;
@@ -74,4 +75,95 @@ export function countFormFields(body: Uint8Array, contentType: string, max: numb
 /** 400 when a form has more than `max` fields (before it is parsed). */
 export function assertFormFieldCount(body: Uint8Array, contentType: string, max: number): void {
   if (countFormFields(body, contentType, max) > max) throw new HttpError(400, `form body has more than ${max} fields`);
+}
+
+/** Encoded bytes one prompt character may take: four UTF-8 bytes, each percent-encoded. */
+const MAX_ENCODED_BYTES_PER_CHAR = 12;
+/**
+ * Encoded bytes decoded at either end of a prompt value: enough for the prompt parser's head at the most bytes a
+ * character can take, and for the whitespace it trims. A value padded with more is left to the parser.
+ */
+const EDGE_BYTES = Math.max(PROMPT_HEAD_CHARS * MAX_ENCODED_BYTES_PER_CHAR, 64 * 1024);
+const PROMPT_FIELD = 'prompt=';
+const WHITESPACE = /\s/;
+
+/**
+ * Why an urlencoded body's `prompt` is a text prompt over `maxChars` characters, told from its bytes alone, or
+ * null when the bytes do not settle it (then the parser decides). A body that large is otherwise parsed in the
+ * CPU pool, behind the stages of every job, only to be refused.
+ *
+ * The value is read as the parser reads it ('+' a space, %XX a byte, then UTF-8). Its length after trimming is
+ * at least its encoded length over 12; a value whose head the prompt parser would read as an image (`readAsText`)
+ * is no text prompt, and is bounded by the image limits instead.
+ */
+export function overLongUrlencodedPrompt(body: Uint8Array, maxChars: number): string | null {
+  const bytes = Buffer.from(body.buffer, body.byteOffset, body.byteLength);
+  // The first field named prompt: at the start, or after a '&' (one native search, whatever the values hold).
+  let field = 0;
+  if (bytes.subarray(0, PROMPT_FIELD.length).toString('latin1') !== PROMPT_FIELD) {
+    field = bytes.indexOf(`&${PROMPT_FIELD}`);
+    if (field < 0) return null;
+    field += 1;
+  }
+  const start = field + PROMPT_FIELD.length;
+  const found = bytes.indexOf(0x26, start);
+  const end = found < 0 ? bytes.length : found;
+  if (end - start <= maxChars * MAX_ENCODED_BYTES_PER_CHAR) return null;
+
+  const head = decodeChars(bytes, start, Math.min(end, start + EDGE_BYTES));
+  const first = head.points.findIndex((p) => !WHITESPACE.test(String.fromCodePoint(p)));
+  if (first < 0) return null;
+  const tail = decodeChars(bytes, Math.max(start, end - EDGE_BYTES), end);
+  let last = tail.points.length - 1;
+  while (last >= 0 && WHITESPACE.test(String.fromCodePoint(tail.points[last]))) last--;
+  // Padding longer than the window: the trimmed value is not bounded from here.
+  if (last < 0) return null;
+  const trimmedBytes = (last + 1 < tail.points.length ? tail.offsets[last + 1] : end) - head.offsets[first];
+  const atLeast = Math.ceil(trimmedBytes / MAX_ENCODED_BYTES_PER_CHAR);
+  if (atLeast <= maxChars) return null;
+  if (!readAsText(String.fromCodePoint(...head.points.slice(first, first + PROMPT_HEAD_CHARS)))) return null;
+  return overLongPrompt(atLeast, maxChars, true);
+}
+
+/**
+ * Code points of urlencoded bytes (from, to], each with the offset its encoding starts at. An invalid UTF-8
+ * sequence is U+FFFD per byte (the parser may group them otherwise: both are characters, and none is whitespace).
+ */
+function decodeChars(bytes: Uint8Array, from: number, to: number): { points: number[]; offsets: number[] } {
+  const raw: number[] = [];
+  const at: number[] = [];
+  for (let i = from; i < to; ) {
+    const hex = bytes[i] === 0x25 && i + 2 < to ? hexByte(bytes[i + 1], bytes[i + 2]) : -1;
+    at.push(i);
+    if (hex >= 0) {
+      raw.push(hex);
+      i += 3;
+    } else {
+      raw.push(bytes[i] === 0x2b ? 0x20 : bytes[i]);
+      i++;
+    }
+  }
+  const points: number[] = [];
+  const offsets: number[] = [];
+  for (let k = 0; k < raw.length; ) {
+    const lead = raw[k];
+    const length = lead < 0x80 ? 1 : lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
+    let point = length === 1 ? lead : lead & (0xff >> (length + 1));
+    let valid = length > 0 && k + length <= raw.length;
+    for (let m = 1; valid && m < length; m++) {
+      if ((raw[k + m] & 0xc0) !== 0x80) valid = false;
+      else point = (point << 6) | (raw[k + m] & 0x3f);
+    }
+    points.push(valid ? point : 0xfffd);
+    offsets.push(at[k]);
+    k += valid ? length : 1;
+  }
+  return { points, offsets };
+}
+
+function hexByte(high: number, low: number): number {
+  const digit = (c: number) => (c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x41 && c <= 0x46 ? c - 0x37 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1);
+  const h = digit(high);
+  const l = digit(low);
+  return h < 0 || l < 0 ? -1 : (h << 4) | l;
 }

@@ -29,10 +29,13 @@ const NOT_BASE64 = /[^A-Za-z0-9+/\-_=\r\n\t]|=[^=\r\n\t]/;
 const SURROGATE_PAIR = /[\uD800-\uDBFF][\uDC00-\uDFFF]/g;
 const SUPPORTED = 'only PNG, JPEG and WebP are accepted';
 
+/** Characters of a (trimmed) prompt's head that decide whether it is read as text: see `readAsText`. */
+export const PROMPT_HEAD_CHARS = HEAD_CHARS * 2;
+
 /** @param maxTextChars the length limit of text prompts, in characters (code points). */
 export function sniffPrompt(value: string, maxTextChars: number): SniffedPrompt {
   const trimmed = value.trim();
-  if (trimmed.slice(0, 5).toLowerCase() === 'data:') return sniffDataUrl(trimmed);
+  if (isDataUrl(trimmed)) return sniffDataUrl(trimmed);
   const head = base64Head(trimmed);
   if (head) {
     if (sniffImageFormat(head)) return decodedImage(base64Bytes(trimmed), 'base64');
@@ -42,6 +45,26 @@ export function sniffPrompt(value: string, maxTextChars: number): SniffedPrompt 
   return textPrompt(trimmed, maxTextChars);
 }
 
+/**
+ * Whether `sniffPrompt` reads a trimmed prompt beginning with `head` (its first PROMPT_HEAD_CHARS characters, or
+ * all of it) as text, held to the length limit, rather than as an image (a `data:` URL, or base64 with the magic
+ * of any image format, taken or refused by name).
+ */
+export function readAsText(head: string): boolean {
+  if (isDataUrl(head)) return false;
+  const bytes = base64Head(head);
+  return !bytes || (!sniffImageFormat(bytes) && !unsupportedImageFormat(bytes));
+}
+
+/** The one message for a text prompt over the limit; `atLeast` when its exact length was not counted. */
+export function overLongPrompt(chars: number, max: number, atLeast = false): string {
+  return `prompt is ${atLeast ? 'at least ' : ''}${chars} characters long; the limit is ${max}`;
+}
+
+function isDataUrl(trimmed: string): boolean {
+  return trimmed.slice(0, 5).toLowerCase() === 'data:';
+}
+
 function invalid(reason: string): SniffedPrompt {
   return { kind: 'invalid', reason };
 }
@@ -49,11 +72,11 @@ function invalid(reason: string): SniffedPrompt {
 function textPrompt(text: string, max: number): SniffedPrompt {
   // A character is one or two UTF-16 units, so length alone settles most cases.
   if (text.length <= max) return { kind: 'text', text };
-  if (text.length > MAX_COUNTED_UNITS) return invalid(`prompt is over ${Math.ceil(text.length / 2)} characters long; the limit is ${max}`);
+  if (text.length > MAX_COUNTED_UNITS) return invalid(overLongPrompt(Math.ceil(text.length / 2), max, true));
   let chars = text.length;
   SURROGATE_PAIR.lastIndex = 0;
   while (SURROGATE_PAIR.exec(text)) chars--;
-  return chars > max ? invalid(`prompt is ${chars} characters long; the limit is ${max}`) : { kind: 'text', text };
+  return chars > max ? invalid(overLongPrompt(chars, max)) : { kind: 'text', text };
 }
 
 /**

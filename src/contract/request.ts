@@ -8,7 +8,7 @@ import { decodeImage, ImageDecodeError, imageSize, sniffImageFormat } from '../i
 import type { Delivery, Task } from '../pipelines/job.js';
 import { MAX_SEED, seedFromContent } from '../pipelines/seed.js';
 import { HttpError } from './errors.js';
-import { sniffPrompt } from './prompt.js';
+import { overLongPrompt, sniffPrompt } from './prompt.js';
 
 export interface RequestLimits {
   maxPromptChars: number;
@@ -146,9 +146,7 @@ export async function promptTask(value: string, limits: RequestLimits): Promise<
       const text = sniffed.text;
       if (!text) throw new HttpError(400, 'prompt is empty');
       const chars = [...text].length;
-      if (chars > limits.maxPromptChars) {
-        throw new HttpError(400, `prompt is ${chars} characters long; the limit is ${limits.maxPromptChars}`);
-      }
+      if (chars > limits.maxPromptChars) throw new HttpError(400, overLongPrompt(chars, limits.maxPromptChars));
       return { task: { kind: 'text', prompt: text }, content: text };
     }
   }
