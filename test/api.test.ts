@@ -189,6 +189,10 @@ describe('job API', () => {
       [`/api/v1/jobs/${id}/intermediates/cloud`, {}, 404, /image, matte/],
       [`/api/v1/jobs/${id}`, { method: 'DELETE' }, 409, /already ended \(done\)/],
       [`/api/v1/jobs/${id}/events`, { headers: { 'Last-Event-ID': 'x' } }, 400, /Last-Event-ID/],
+      // Only decimal integers: what Number() would also read is no id the stream sent.
+      ...['0x2', '1e0', '+1', '1.0', '-2', 'Infinity'].map((value): [string, RequestInit, number, RegExp] => [`/api/v1/jobs/${id}/events`, { headers: { 'Last-Event-ID': value } }, 400, /must be an event id from this stream \(a decimal integer from 0\)/]),
+      [`/api/v1/jobs/${id}/events?after=0x1`, {}, 400, /decimal integer/],
+      ...['1e2', '0x10', '+5', '5.0', '%205', '', '1e1'].map((value): [string, RequestInit, number, RegExp] => [`/api/v1/jobs?limit=${value}`, {}, 400, /^limit must be a decimal integer from 1 to 100$/]),
     ];
     for (const [path, init, status, message] of cases) {
       const res = await fetch(`${server.url}${path}`, init);

@@ -5,7 +5,7 @@
  */
 import { assertFormFieldCount, overLongUrlencodedPrompt, parseBoundedJson } from '../contract/bounded-body.js';
 import { HttpError, issuesText, listed, quoted } from '../contract/errors.js';
-import { mediaType, parseGenerateRequest, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
+import { decimalInteger, mediaType, parseGenerateRequest, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
 import type { ArtefactSpec, FormatName } from '../formats/registry.js';
 import { sniffImageFormat } from '../image/codec.js';
 import type { Task } from '../pipelines/job.js';
@@ -123,7 +123,7 @@ async function formToObject(form: FormFields): Promise<{ fields: Record<string, 
       continue;
     }
     if (value instanceof File) throw new HttpError(400, `form field ${quoted(name)} must be text, not a file`);
-    fields[name] = NUMERIC_FIELDS.has(name) && /^-?\d{1,12}$/.test(value.trim()) ? Number(value.trim()) : value;
+    fields[name] = (NUMERIC_FIELDS.has(name) ? decimalInteger(value.trim()) : null) ?? value;
   }
   return { fields, file };
 }

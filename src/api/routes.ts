@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HttpError } from '../contract/errors.js';
-import type { RequestLimits } from '../contract/request.js';
+import { decimalInteger, type RequestLimits } from '../contract/request.js';
 import { artefactResponse, errorResponse } from '../contract/responses.js';
 import { FORMAT_NAMES, type FormatName } from '../formats/registry.js';
 import { encodePng } from '../image/codec.js';
@@ -71,8 +71,8 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
 
   api.get('/jobs', (c) => {
     const raw = c.req.query('limit');
-    const limit = raw === undefined ? 50 : Number(raw);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new HttpError(400, 'limit must be an integer from 1 to 100');
+    const limit = raw === undefined ? 50 : decimalInteger(raw);
+    if (limit === null || limit < 1 || limit > 100) throw new HttpError(400, 'limit must be a decimal integer from 1 to 100');
     return c.json({ jobs: jobs.list(limit).map(jobBody) });
   });
 
@@ -89,9 +89,10 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
 
   api.get('/jobs/:id/events', (c) => {
     const job = jobOr404(c.req.param('id'));
+    // An id is what the stream sent: its event's index, in decimal. None (or empty) replays from the start.
     const resume = c.req.header('last-event-id') ?? c.req.query('after');
-    const after = resume === undefined || resume === '' ? -1 : Number(resume);
-    if (!Number.isInteger(after) || after < -1) throw new HttpError(400, 'Last-Event-ID (or "after") must be an event id from this stream');
+    const after = resume === undefined || resume === '' ? -1 : decimalInteger(resume);
+    if (after === null || after < -1) throw new HttpError(400, 'Last-Event-ID (or "after") must be an event id from this stream (a decimal integer from 0), or empty to replay it from the start');
     const stop = new AbortController();
     const signal = AbortSignal.any([stop.signal, c.req.raw.signal]);
     return sseResponse(eventMessages(job.id, after, jobs.events(job.id, signal)), stop);

@@ -167,13 +167,21 @@ export async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promi
   }
 }
 
+/**
+ * A decimal integer as digits with an optional leading '-', or null for anything else: `Number()` would also take
+ * "1e2", "0x2", "+3", "2.0", " 4" and "", which no client means as a count, an id or a seed. The one reader of
+ * numeric fields, query parameters and headers; callers check the range.
+ */
+export function decimalInteger(text: string): number | null {
+  return /^-?\d{1,15}$/.test(text) ? Number(text) : null;
+}
+
 /** A negative seed means "any seed", as in the newer contract's reference server (which sends -1 by default). */
 function parseSeed(value: FormValue | undefined): number | undefined {
   if (value === undefined || value === '') return undefined;
-  const text = typeof value === 'string' ? value.trim() : '';
-  if (/^-\d{1,10}$/.test(text)) return undefined;
-  const seed = /^\d{1,10}$/.test(text) ? Number(text) : NaN;
-  if (!(seed >= 0 && seed <= MAX_SEED)) throw new HttpError(400, `seed must be an integer from 0 to ${MAX_SEED} (negative: derive one)`);
+  const seed = typeof value === 'string' ? decimalInteger(value.trim()) : null;
+  if (seed !== null && seed < 0) return undefined;
+  if (seed === null || seed > MAX_SEED) throw new HttpError(400, `seed must be an integer from 0 to ${MAX_SEED} (negative: derive one)`);
   return seed;
 }
 
@@ -215,8 +223,7 @@ export function requestPriority(header: string | undefined): RequestPriority {
 export function integerField(fields: FormFields, name: string, min: number, max: number): number | undefined {
   const value = single(fields, name);
   if (value === undefined || value === '') return undefined;
-  const text = typeof value === 'string' ? value.trim() : '';
-  const n = /^-?\d{1,9}$/.test(text) ? Number(text) : NaN;
-  if (!(n >= min && n <= max)) throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
+  const n = typeof value === 'string' ? decimalInteger(value.trim()) : null;
+  if (n === null || n < min || n > max) throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
   return n;
 }
