@@ -228,6 +228,24 @@ describe('/mcp over Streamable HTTP', () => {
     expect((await client.listTools()).tools).toHaveLength(5);
   });
 
+  it('answers a request with missing params -32602 in one line, and DELETE (no sessions to end) 405 with Allow', async () => {
+    const headers = { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', Authorization: `Bearer ${TOKEN}` };
+    for (const method of ['initialize', 'tools/call', 'resources/read']) {
+      const res = await fetch(`${served.url}/mcp`, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method }) });
+      expect(res.status, method).toBe(200);
+      const data = (await res.text()).split('\n').find((line) => line.startsWith('data: '))!;
+      const { error } = JSON.parse(data.slice(6)) as { error: { code: number; message: string } };
+      expect(error.code, method).toBe(-32602);
+      expect(error.message, method).toBe(`invalid params of ${method}: params: Invalid input: expected object, received undefined`);
+    }
+
+    const deleted = await fetch(`${served.url}/mcp`, { method: 'DELETE', headers: { Authorization: `Bearer ${TOKEN}` } });
+    expect(deleted.status).toBe(405);
+    expect(deleted.headers.get('allow')).toBe('GET, POST');
+    expect(((await deleted.json()) as { error: string }).error).toMatch(/stateless and keeps no sessions/);
+    expect((await client.listTools()).tools).toHaveLength(5);
+  });
+
   it('a client that goes away mid-call cancels its job', async () => {
     fakeOptions.textToImageMs = 10_000;
     try {

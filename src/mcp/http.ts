@@ -22,6 +22,10 @@ export const MAX_JSON_VALUES = 4096;
 
 export function mcpHandler(deps: McpDeps, options: { maxBodyBytes: number }): McpHandler {
   return async (request) => {
+    // DELETE ends a session, and a stateless server has none (the SDK would answer an empty 200).
+    if (request.method === 'DELETE') {
+      return errorResponse(new HttpError(405, 'DELETE is not allowed on /mcp: this server is stateless and keeps no sessions to end; use POST (or GET)', { Allow: 'GET, POST' }));
+    }
     const bounded = await boundedBody(request);
     if (bounded instanceof Response) return bounded;
     const server = createMcpServer(deps);

@@ -8,9 +8,9 @@
  */
 import { randomUUID } from 'node:crypto';
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { CallToolResult, ReadResourceResult, Resource, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type CallToolResult, type ReadResourceResult, type Resource, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { clipped, HttpError, quoted } from '../contract/errors.js';
+import { clipped, HttpError, issuesText, quoted } from '../contract/errors.js';
 import { sniffPrompt } from '../contract/prompt.js';
 import { imageTask, promptTask, type RequestLimits } from '../contract/request.js';
 import { httpErrorOf } from '../contract/status.js';
@@ -188,7 +188,33 @@ export function createMcpServer(deps: McpDeps): McpServer {
       return { contents: [{ uri: uri.href, mimeType: ref.contentType, blob: base64(bytes) }] };
     },
   );
+  answerBadParamsAsInvalidParams(server);
   return server;
+}
+
+type RequestHandler = (request: unknown, extra: unknown) => Promise<unknown>;
+
+/**
+ * A request whose params the SDK's own schema refuses (`initialize` without params, say) answers -32602, invalid
+ * params, in one line. The SDK parses a request before its handler runs and answers what that throws as -32603,
+ * internal error, with zod's issues as its message; so each registered handler is wrapped. (The SDK keeps them in a
+ * private map; the MCP HTTP tests fail if that changes.)
+ */
+function answerBadParamsAsInvalidParams(server: McpServer): void {
+  const handlers = (server.server as unknown as { _requestHandlers?: Map<string, RequestHandler> })._requestHandlers;
+  if (!(handlers instanceof Map)) return;
+  for (const [method, handler] of handlers) {
+    handlers.set(method, async (request, extra) => {
+      try {
+        return await handler(request, extra);
+      } catch (err) {
+        const issues = (err as { issues?: unknown } | null)?.issues;
+        if (!Array.isArray(issues)) throw err;
+        // The SDK answers an error's own numeric code and message.
+        throw Object.assign(new Error(clipped(`invalid params of ${method}: ${issuesText(issues)}`)), { code: ErrorCode.InvalidParams });
+      }
+    });
+  }
 }
 
 /** The task of a generate call: its prompt, or its image (base64 or a data: URL) under the contract's limits. */
