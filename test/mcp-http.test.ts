@@ -192,6 +192,9 @@ describe('/mcp over Streamable HTTP', () => {
       ['generate_3d_asset', { prompt: 'a chair', seed: -3 }, /seed/],
       ['generate_3d_asset', { prompt: 'a chair', formats: ['obj'] }, /formats/],
       ['generate_3d_asset', { image_base64: Buffer.from('just some words, not an image').toString('base64') }, /image_base64 is not .*PNG, JPEG or WebP/],
+      // However long, bytes that are no image are not called an over-long text prompt; another format is named.
+      ['generate_3d_asset', { image_base64: Buffer.alloc(3 * 1024 * 1024, 7).toString('base64') }, /^image_base64 is not a PNG, JPEG or WebP image$/],
+      ['generate_3d_asset', { image_base64: Buffer.concat([Buffer.from('GIF89a'), Buffer.alloc(64)]).toString('base64') }, /^image_base64 is a GIF image; only PNG, JPEG or WebP images are accepted$/],
       ['generate_3d_asset', { prompt: 'a chair', preset: 'no-such-preset' }, /no-such-preset/],
       ['get_job', { job_id: 'job-that-never-was' }, /no job "job-that-never-was"/],
       ['render_views', {}, /exactly one of "job_id", "uri", "ply_base64" and "glb_base64"/],

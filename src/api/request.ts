@@ -5,6 +5,7 @@
  */
 import { assertFormFieldCount, overLongUrlencodedPrompt, parseBoundedJson } from '../contract/bounded-body.js';
 import { HttpError, issuesText, listed, quoted } from '../contract/errors.js';
+import { refusedImage, sniffImageField } from '../contract/prompt.js';
 import { decimalInteger, mediaType, parseGenerateRequest, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
 import type { ArtefactSpec, FormatName } from '../formats/registry.js';
 import { sniffImageFormat } from '../image/codec.js';
@@ -78,14 +79,14 @@ export async function parseJobRequest(body: Body, limits: RequestLimits): Promis
 
   const hasImage = imageFile !== undefined || request.image !== undefined;
   if (hasImage === (request.prompt !== undefined)) throw new HttpError(400, 'send either "prompt" or "image", not both and not neither');
-  const imageBytes = imageFile ?? (request.image !== undefined ? base64Image(request.image) : undefined);
-  if (imageBytes && !sniffImageFormat(imageBytes)) throw new HttpError(400, 'image is not a PNG, JPEG or WebP image');
+  const imageBytes = imageFile ?? (request.image !== undefined ? imageOfField(request.image) : undefined);
+  if (imageBytes && !sniffImageFormat(imageBytes)) throw new HttpError(400, refusedImage('image', imageBytes));
 
   // The contract's parser: an image travels as a file part, so a text prompt is never sniffed as base64 here.
   const fields: FormFields = { prompt: imageBytes ? new File([imageBytes as Uint8Array<ArrayBuffer>], 'image') : request.prompt! };
   if (request.seed !== undefined) fields.seed = String(request.seed);
   const parsed = await parseGenerateRequest(fields, limits);
-  if (imageBytes && parsed.task.kind !== 'image') throw new HttpError(400, 'image is not a PNG, JPEG or WebP image');
+  if (imageBytes && parsed.task.kind !== 'image') throw new HttpError(400, refusedImage('image', imageBytes));
   return { task: parsed.task, seed: parsed.seed, preset: request.preset, wants: wantsOf(request) };
 }
 
@@ -128,11 +129,10 @@ async function formToObject(form: FormFields): Promise<{ fields: Record<string, 
   return { fields, file };
 }
 
-function base64Image(text: string): Uint8Array {
-  const payload = text.startsWith('data:') ? text.slice(text.indexOf(',') + 1) : text;
-  const clean = payload.replace(/\s+/g, '');
-  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(clean)) throw new HttpError(400, 'image must be base64 or a data: URL');
-  return new Uint8Array(Buffer.from(clean, 'base64'));
+function imageOfField(text: string): Uint8Array {
+  const sniffed = sniffImageField('image', text);
+  if (sniffed.kind === 'invalid') throw new HttpError(400, sniffed.reason);
+  return sniffed.bytes;
 }
 
 const FIELDS = Object.keys(JobRequest.shape);

@@ -5,10 +5,11 @@
 import { createHash } from 'node:crypto';
 import { VIDEO_RES } from '../config/schema.js';
 import { decodeImage, ImageDecodeError, imageSize, sniffImageFormat } from '../image/codec.js';
+import { MAGIC_BYTES, unsupportedImageFormat } from '../image/magic.js';
 import type { Delivery, Task } from '../pipelines/job.js';
 import { MAX_SEED, seedFromContent } from '../pipelines/seed.js';
 import { HttpError } from './errors.js';
-import { overLongPrompt, sniffPrompt } from './prompt.js';
+import { overLongPrompt, refusedImage, sniffPrompt } from './prompt.js';
 
 export interface RequestLimits {
   maxPromptChars: number;
@@ -88,14 +89,16 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
   }
   if (file instanceof File) {
     const bytes = new Uint8Array(await file.arrayBuffer());
-    if (!sniffImageFormat(bytes)) throw new HttpError(400, 'prompt_image_file is not a PNG, JPEG or WebP image');
+    if (!sniffImageFormat(bytes)) throw new HttpError(400, refusedImage('prompt_image_file', bytes));
     ({ task, content } = await imageTask(bytes, limits));
     delivery = limits.imageFileDelivery;
   } else if (typeof file === 'string' && file !== '') {
     throw new HttpError(400, 'prompt_image_file must be a file part of a multipart/form-data body');
   } else if (prompt instanceof File) {
-    // A multipart client may send the prompt as a file part: same rules as the text field.
+    // A multipart client may send the prompt as a file part: same rules as the text field, and an image file
+    // of another format is refused by name rather than read as text.
     const bytes = new Uint8Array(await prompt.arrayBuffer());
+    if (!sniffImageFormat(bytes) && unsupportedImageFormat(bytes.subarray(0, MAGIC_BYTES))) throw new HttpError(400, refusedImage('prompt', bytes));
     ({ task, content } = sniffImageFormat(bytes) ? await imageTask(bytes, limits) : await promptTask(new TextDecoder().decode(bytes), limits));
   } else if (typeof prompt === 'string') {
     ({ task, content } = await promptTask(prompt, limits));

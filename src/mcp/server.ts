@@ -11,7 +11,7 @@ import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mc
 import { ErrorCode, type CallToolResult, type ReadResourceResult, type Resource, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { clipped, HttpError, issuesText, quoted } from '../contract/errors.js';
-import { sniffPrompt } from '../contract/prompt.js';
+import { sniffImageField } from '../contract/prompt.js';
 import { imageTask, promptTask, type RequestLimits } from '../contract/request.js';
 import { httpErrorOf } from '../contract/status.js';
 import { DEFAULT_VIEW_SIZE, type ArtefactSpec, type FormatName } from '../formats/registry.js';
@@ -225,9 +225,8 @@ async function taskOf(args: { prompt?: string; image_base64?: string }, deps: Mc
   try {
     if (args.prompt !== undefined) return await promptTask(args.prompt, deps.limits);
     if (args.image_base64!.length > base64Chars(deps.maxInlineBytes)) throw new ToolInputError(`image_base64 is larger than ${deps.maxInlineBytes} bytes`);
-    const sniffed = sniffPrompt(args.image_base64!, deps.limits.maxPromptChars);
-    if (sniffed.kind === 'invalid') throw new ToolInputError(sniffed.reason.replace(/^prompt\b/, 'image_base64'));
-    if (sniffed.kind === 'text') throw new ToolInputError('image_base64 is not a base64 (or data: URL) PNG, JPEG or WebP image');
+    const sniffed = sniffImageField('image_base64', args.image_base64!);
+    if (sniffed.kind === 'invalid') throw new ToolInputError(sniffed.reason);
     return await imageTask(sniffed.bytes, deps.limits);
   } catch (err) {
     if (err instanceof HttpError) throw new ToolInputError(err.message);
