@@ -180,6 +180,23 @@ describe('job API', () => {
     }
   });
 
+  it('tells a client that sent JSON without its Content-Type which types are taken and how to send JSON', async () => {
+    const body = JSON.stringify({ prompt: 'a chair' });
+    const post = (headers: Record<string, string>, payload: string | Uint8Array<ArrayBuffer> = body) => fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers, body: payload });
+    const types = /^Content-Type must be application\/json \(a JSON job request\) or multipart\/form-data or application\/x-www-form-urlencoded \(its fields as a form\), got (.+); send JSON with "Content-Type: application\/json"$/;
+    const cases: [Promise<Response>, RegExp][] = [
+      // curl -d's default type: read as a form, the JSON would be one nameless field.
+      [post({ 'Content-Type': 'application/x-www-form-urlencoded' }), /^the body is JSON but its Content-Type is application\/x-www-form-urlencoded \(what curl -d sends unless told otherwise\); send it with "Content-Type: application\/json"$/],
+      [post({ 'Content-Type': 'text/plain' }), types],
+      [post({}, new TextEncoder().encode(body)), types],
+    ];
+    for (const [response, message] of cases) {
+      const res = await response;
+      expect(res.status, message.source).toBe(415);
+      expect(await errorOf(res), message.source).toMatch(message);
+    }
+  });
+
   it('refuses unknown artefacts and intermediates of a known job, a second cancel, and a bad Last-Event-ID', async () => {
     const { id } = (await (await postJob(server.url, { prompt: 'a lamp', outputs: ['spz'] })).json()) as Json;
     await ended(server.url, id);

@@ -29,7 +29,16 @@ export function bodyKind(contentType: string | undefined): 'json' | 'form' {
   const type = mediaType(contentType);
   if (type === JSON_TYPE) return 'json';
   if (FORM_TYPES.includes(type)) return 'form';
-  throw new HttpError(415, `Content-Type must be application/json or multipart/form-data, got ${type ? `"${type}"` : 'none'}`);
+  throw new HttpError(415, `Content-Type must be ${JSON_TYPE} (a JSON job request) or ${FORM_TYPES.join(' or ')} (its fields as a form), got ${type ? quoted(type) : 'none'}; send JSON with "Content-Type: ${JSON_TYPE}"`);
+}
+
+/** A JSON body sent as a form (curl -d's default type): the form parser would read it as one nameless field. */
+function looksLikeJson(bytes: Uint8Array): boolean {
+  for (const byte of bytes.subarray(0, 64)) {
+    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue;
+    return byte === 0x7b || byte === 0x5b;
+  }
+  return false;
 }
 
 /** A job request has 7 fields and at most 5 outputs: a body with far more keys and items is refused unparsed. */
@@ -52,8 +61,12 @@ export async function readJobBody(contentType: string | undefined, source: BodyS
   if (bodyKind(contentType) === 'json') return { json: parseBoundedJson(await source.text(), MAX_JSON_VALUES) };
   // The form parser reads the same bytes again from the request's cache.
   const bytes = new Uint8Array(await source.arrayBuffer());
+  const urlencoded = mediaType(contentType) === 'application/x-www-form-urlencoded';
+  if (urlencoded && looksLikeJson(bytes)) {
+    throw new HttpError(415, `the body is JSON but its Content-Type is application/x-www-form-urlencoded (what curl -d sends unless told otherwise); send it with "Content-Type: ${JSON_TYPE}"`);
+  }
   assertFormFieldCount(bytes, contentType ?? '', MAX_FORM_FIELDS);
-  const overLong = mediaType(contentType) === 'application/x-www-form-urlencoded' ? overLongUrlencodedPrompt(bytes, limits.maxPromptChars) : null;
+  const overLong = urlencoded ? overLongUrlencodedPrompt(bytes, limits.maxPromptChars) : null;
   if (overLong) throw new HttpError(400, overLong);
   try {
     return { form: await source.parseBody({ all: true }) };
