@@ -83,7 +83,7 @@ const MAX_ENCODED_BYTES_PER_CHAR = 12;
  * Encoded bytes decoded at either end of a prompt value: enough for the prompt parser's head at the most bytes a
  * character can take, and for the whitespace it trims. A value padded with more is left to the parser.
  */
-const EDGE_BYTES = Math.max(PROMPT_HEAD_CHARS * MAX_ENCODED_BYTES_PER_CHAR, 64 * 1024);
+const EDGE_BYTES = 2 * PROMPT_HEAD_CHARS * MAX_ENCODED_BYTES_PER_CHAR;
 const PROMPT_FIELD = 'prompt=';
 const WHITESPACE = /\s/;
 
@@ -110,14 +110,23 @@ export function overLongUrlencodedPrompt(body: Uint8Array, maxChars: number): st
   const end = found < 0 ? bytes.length : found;
   if (end - start <= maxChars * MAX_ENCODED_BYTES_PER_CHAR) return null;
 
-  const head = decodeChars(bytes, start, Math.min(end, start + EDGE_BYTES));
-  const first = head.points.findIndex((p) => !WHITESPACE.test(String.fromCodePoint(p)));
-  if (first < 0) return null;
-  const tail = decodeChars(bytes, Math.max(start, end - EDGE_BYTES), end);
+  // The value's two ends are decoded; a character that a window's edge may cut is not trusted: one whose
+  // encoding could run past the head's end, or that starts within a character's encoding of the tail's start.
+  // Whitespace padding longer than a window, or a head too short to sniff, leaves the value to the parser.
+  const headEnd = Math.min(end, start + EDGE_BYTES);
+  const head = decodeChars(bytes, start, headEnd);
+  let trusted = head.points.length;
+  while (headEnd < end && trusted > 0 && head.offsets[trusted - 1] + MAX_ENCODED_BYTES_PER_CHAR > headEnd) trusted--;
+  let first = 0;
+  while (first < trusted && isWhitespace(head.points[first])) first++;
+  if (first === trusted || (headEnd < end && trusted - first < PROMPT_HEAD_CHARS)) return null;
+
+  const tailStart = Math.max(start, end - EDGE_BYTES);
+  const tail = decodeChars(bytes, tailStart, end);
   let last = tail.points.length - 1;
-  while (last >= 0 && WHITESPACE.test(String.fromCodePoint(tail.points[last]))) last--;
-  // Padding longer than the window: the trimmed value is not bounded from here.
-  if (last < 0) return null;
+  while (last >= 0 && isWhitespace(tail.points[last])) last--;
+  if (last < 0 || (tailStart > start && tail.offsets[last] < tailStart + MAX_ENCODED_BYTES_PER_CHAR)) return null;
+
   const trimmedBytes = (last + 1 < tail.points.length ? tail.offsets[last + 1] : end) - head.offsets[first];
   const atLeast = Math.ceil(trimmedBytes / MAX_ENCODED_BYTES_PER_CHAR);
   if (atLeast <= maxChars) return null;
@@ -126,39 +135,46 @@ export function overLongUrlencodedPrompt(body: Uint8Array, maxChars: number): st
 }
 
 /**
- * Code points of urlencoded bytes (from, to], each with the offset its encoding starts at. An invalid UTF-8
+ * Code points of urlencoded bytes [from, to), each with the offset its encoding starts at. An invalid UTF-8
  * sequence is U+FFFD per byte (the parser may group them otherwise: both are characters, and none is whitespace).
  */
-function decodeChars(bytes: Uint8Array, from: number, to: number): { points: number[]; offsets: number[] } {
-  const raw: number[] = [];
-  const at: number[] = [];
-  for (let i = from; i < to; ) {
+function decodeChars(bytes: Uint8Array, from: number, to: number): { points: Int32Array; offsets: Int32Array } {
+  const raw = new Uint8Array(to - from);
+  const at = new Int32Array(to - from);
+  let n = 0;
+  for (let i = from; i < to; n++) {
     const hex = bytes[i] === 0x25 && i + 2 < to ? hexByte(bytes[i + 1], bytes[i + 2]) : -1;
-    at.push(i);
+    at[n] = i;
     if (hex >= 0) {
-      raw.push(hex);
+      raw[n] = hex;
       i += 3;
     } else {
-      raw.push(bytes[i] === 0x2b ? 0x20 : bytes[i]);
+      raw[n] = bytes[i] === 0x2b ? 0x20 : bytes[i];
       i++;
     }
   }
-  const points: number[] = [];
-  const offsets: number[] = [];
-  for (let k = 0; k < raw.length; ) {
+  const points = new Int32Array(n);
+  const offsets = new Int32Array(n);
+  let count = 0;
+  for (let k = 0; k < n; count++) {
     const lead = raw[k];
     const length = lead < 0x80 ? 1 : lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
     let point = length === 1 ? lead : lead & (0xff >> (length + 1));
-    let valid = length > 0 && k + length <= raw.length;
+    let valid = length > 0 && k + length <= n;
     for (let m = 1; valid && m < length; m++) {
       if ((raw[k + m] & 0xc0) !== 0x80) valid = false;
       else point = (point << 6) | (raw[k + m] & 0x3f);
     }
-    points.push(valid ? point : 0xfffd);
-    offsets.push(at[k]);
+    points[count] = valid ? point : 0xfffd;
+    offsets[count] = at[k];
     k += valid ? length : 1;
   }
-  return { points, offsets };
+  return { points: points.subarray(0, count), offsets: offsets.subarray(0, count) };
+}
+
+/** Whether a code point is whitespace that String.prototype.trim removes (the prompt parser trims). */
+function isWhitespace(point: number): boolean {
+  return point <= 0x20 ? point === 0x20 || (point >= 0x09 && point <= 0x0d) : point >= 0xa0 && WHITESPACE.test(String.fromCodePoint(point));
 }
 
 function hexByte(high: number, low: number): number {
