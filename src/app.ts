@@ -7,10 +7,11 @@ import { Hono, type Context } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
+import { assertFormFieldCount, overLongUrlencodedPrompt } from './contract/bounded-body.js';
 import { HttpError } from './contract/errors.js';
 import { assertFormContentType, GEOMETRY_FORMATS, mediaType, parseGenerateRequest, requestPriority, videoSize, type GenerateRequest, type GeometryFormatName, type RequestLimits } from './contract/request.js';
 import { artefactResponse, assetHeaders, declinedResponse, declineHeaders, errorResponse } from './contract/responses.js';
-import { httpErrorOf } from './contract/status.js';
+import { httpErrorOf, retryAfter } from './contract/status.js';
 import type { ArtefactSpec, Format } from './formats/registry.js';
 import { BusyError } from './runtime/admission.js';
 import type { Answer, AnswerPath, ResolvedPreset } from './runtime/answer.js';
@@ -48,6 +49,8 @@ export interface AppOptions {
 
 /** Urlencoded bodies larger than this are parsed off the event loop (a base64 image prompt, or a hostile one). */
 const LARGE_FORM_BYTES = 1 << 20;
+/** A generate request has a handful of fields; a form with more than this is refused before it is parsed. */
+const MAX_FORM_FIELDS = 64;
 
 const isUrlencoded = (contentType: string | undefined) => mediaType(contentType) === 'application/x-www-form-urlencoded';
 
@@ -94,7 +97,7 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     }
     if (c.req.raw.signal.aborted) {
       addLog(c, { cancelled: true });
-      return errorResponse(new HttpError(503, 'request cancelled'));
+      return errorResponse(new HttpError(503, 'request cancelled', retryAfter(options.retryAfterSeconds)));
     }
     options.logger?.error({ req_id: c.get('requestId'), err: { message: (err as Error).message, stack: (err as Error).stack } }, 'unhandled error');
     return errorResponse(new HttpError(500, `internal error: ${(err as Error).message}`));
@@ -113,19 +116,21 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     const contentType = c.req.header('content-type');
     assertFormContentType(contentType);
     const mayForward = options.mayForward && !c.req.header(FORWARDED_HEADER);
+    // Read the bytes first: Hono re-parses the form from them (from its cache), a form re-encoded later would not
+    // be the same bytes (multipart boundaries change), and they are sized up before any parse.
+    const bytes = await c.req.arrayBuffer();
+    const raw = mayForward ? bytes : undefined;
+    assertFormFieldCount(new Uint8Array(bytes), contentType ?? '', MAX_FORM_FIELDS);
+    const large = options.parseLargeForm && isUrlencoded(contentType) && bytes.byteLength > LARGE_FORM_BYTES;
+    if (large) {
+      // Told from the bytes in milliseconds, rather than after a wait for the CPU pool that parses the form.
+      const overLong = overLongUrlencodedPrompt(new Uint8Array(bytes), options.limits.maxPromptChars);
+      if (overLong) throw new HttpError(400, overLong);
+    }
     let fields;
-    let raw: ArrayBuffer | undefined;
     try {
-      // Read the bytes first: Hono re-parses the form from them, and a form re-encoded later would not be
-      // the same bytes (multipart boundaries change).
-      if (mayForward) raw = await c.req.arrayBuffer();
-      const length = Number(c.req.header('content-length') ?? raw?.byteLength ?? 0);
-      if (options.parseLargeForm && isUrlencoded(contentType) && length > LARGE_FORM_BYTES) {
-        const body = raw ? raw.slice(0) : await c.req.arrayBuffer();
-        fields = await options.parseLargeForm(body);
-      } else {
-        fields = await c.req.parseBody({ all: true });
-      }
+      // The pool's worker takes the buffer it is handed: a copy when the bytes may still be forwarded.
+      fields = large ? await options.parseLargeForm!(raw ? bytes.slice(0) : bytes) : await c.req.parseBody({ all: true });
     } catch (err) {
       throw new HttpError(400, `malformed form body: ${(err as Error).message}`);
     }
@@ -179,14 +184,14 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
   app.get('/health', (c) => {
     const health = service.health();
     const status = health.status === 'ok' ? options.healthOkStatus : health.status;
-    return c.json({ ...health, status }, health.status === 'ok' ? 200 : 503);
+    return health.status === 'ok' ? c.json({ ...health, status }) : c.json({ ...health, status }, 503, retryAfter(options.retryAfterSeconds));
   });
 
   // RunPod load-balancing endpoints: 200 ready, 204 still initialising, anything else unhealthy.
   app.get('/ping', (c) => {
     const { status } = service.health();
     if (status === 'ok') return c.json({ status: 'ready' });
-    return status === 'starting' ? c.body(null, 204) : c.json({ status }, 503);
+    return status === 'starting' ? c.body(null, 204) : c.json({ status }, 503, retryAfter(options.retryAfterSeconds));
   });
 
   if (options.metrics) {

@@ -2,7 +2,7 @@
  * Composition root and process lifecycle: config -> backends -> pipeline -> service -> app -> server,
  * then signals. `fast3d serve` (src/commands/serve.ts) is the entry point that uses it.
  */
-import { serve, type ServerType } from '@hono/node-server';
+import type { ServerType } from '@hono/node-server';
 import type { Server } from 'node:http';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -11,6 +11,7 @@ import type { Config } from './config/schema.js';
 import { compose } from './compose.js';
 import { answerClientErrors } from './http/client-error.js';
 import { ResponsesInFlight } from './http/in-flight.js';
+import { listen } from './http/listen.js';
 import { limitWriteStalls } from './http/write-timeout.js';
 import type { Stages } from './pipelines/stages.js';
 import { createLogger, type Logger } from './runtime/log.js';
@@ -50,10 +51,7 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
     (err: Error) => logger.warn({ err: err.message }, 'render workers failed to start; they will be retried on first use'),
   );
 
-  const server = await new Promise<ServerType>((resolve, reject) => {
-    const s = serve({ fetch: app.fetch, hostname: config.server.host, port: config.server.port }, () => resolve(s));
-    s.once('error', reject);
-  });
+  const server: ServerType = await listen(app.fetch, config.server.host, config.server.port);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   logger.info({ version: VERSION, mode: service.mode, host: config.server.host, port, auth: config.auth.enabled ? 'on' : 'off', pid: process.pid }, 'listening');

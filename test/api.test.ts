@@ -157,6 +157,46 @@ describe('job API', () => {
     }
   });
 
+  it('answers what it refuses in a few hundred characters: a body of unknown keys, a huge key, a huge form field name, a huge path', async () => {
+    const keys = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`key${i}`, 1]));
+    const form = new FormData();
+    form.append('prompt', 'a chair');
+    form.append('f'.repeat(300_000), 'x');
+    const cases: [Promise<Response>, number, RegExp][] = [
+      // Refused on its count, before JSON.parse builds it.
+      [postJob(server.url, { prompt: 'x', ...keys }), 400, /^JSON body has more than 64 keys and array items$/],
+      [postJob(server.url, { prompt: 'x', a: 1, b: 2, c: 3, d: 4 }), 400, /^invalid job request: unknown fields "a", "b", "c" and 1 more; the fields are prompt, image, seed, preset, outputs, videoSize, viewSize$/],
+      [postJob(server.url, { prompt: 'x', ['k'.repeat(400_000)]: 1 }), 400, /^invalid job request: unknown field "k{40}"\.\.\. \(400000 characters\); the fields are/],
+      [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: form }), 400, /^invalid job request: unknown field "f{40}"\.\.\. \(300000 characters\)/],
+      [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: new URLSearchParams(Array.from({ length: 5000 }, (_, i): [string, string] => [`f${i}`, 'x'])) }), 400, /^form body has more than 32 fields$/],
+      [fetch(`${server.url}/${'p'.repeat(12_000)}`), 404, /^no route for GET \/p+\.\.\. \(\d+ characters\)$/],
+    ];
+    for (const [response, status, message] of cases) {
+      const res = await response;
+      const text = await res.text();
+      expect(res.status, message.source).toBe(status);
+      expect(text.length, message.source).toBeLessThan(500);
+      expect((JSON.parse(text) as { error: string }).error, message.source).toMatch(message);
+    }
+  });
+
+  it('tells a client that sent JSON without its Content-Type which types are taken and how to send JSON', async () => {
+    const body = JSON.stringify({ prompt: 'a chair' });
+    const post = (headers: Record<string, string>, payload: string | Uint8Array<ArrayBuffer> = body) => fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers, body: payload });
+    const types = /^Content-Type must be application\/json \(a JSON job request\) or multipart\/form-data or application\/x-www-form-urlencoded \(its fields as a form\), got (.+); send JSON with "Content-Type: application\/json"$/;
+    const cases: [Promise<Response>, RegExp][] = [
+      // curl -d's default type: read as a form, the JSON would be one nameless field.
+      [post({ 'Content-Type': 'application/x-www-form-urlencoded' }), /^the body is JSON but its Content-Type is application\/x-www-form-urlencoded \(what curl -d sends unless told otherwise\); send it with "Content-Type: application\/json"$/],
+      [post({ 'Content-Type': 'text/plain' }), types],
+      [post({}, new TextEncoder().encode(body)), types],
+    ];
+    for (const [response, message] of cases) {
+      const res = await response;
+      expect(res.status, message.source).toBe(415);
+      expect(await errorOf(res), message.source).toMatch(message);
+    }
+  });
+
   it('refuses unknown artefacts and intermediates of a known job, a second cancel, and a bad Last-Event-ID', async () => {
     const { id } = (await (await postJob(server.url, { prompt: 'a lamp', outputs: ['spz'] })).json()) as Json;
     await ended(server.url, id);
@@ -166,6 +206,10 @@ describe('job API', () => {
       [`/api/v1/jobs/${id}/intermediates/cloud`, {}, 404, /image, matte/],
       [`/api/v1/jobs/${id}`, { method: 'DELETE' }, 409, /already ended \(done\)/],
       [`/api/v1/jobs/${id}/events`, { headers: { 'Last-Event-ID': 'x' } }, 400, /Last-Event-ID/],
+      // Only decimal integers: what Number() would also read is no id the stream sent.
+      ...['0x2', '1e0', '+1', '1.0', '-2', 'Infinity'].map((value): [string, RequestInit, number, RegExp] => [`/api/v1/jobs/${id}/events`, { headers: { 'Last-Event-ID': value } }, 400, /must be an event id from this stream \(a decimal integer from 0\)/]),
+      [`/api/v1/jobs/${id}/events?after=0x1`, {}, 400, /decimal integer/],
+      ...['1e2', '0x10', '+5', '5.0', '%205', '', '1e1'].map((value): [string, RequestInit, number, RegExp] => [`/api/v1/jobs?limit=${value}`, {}, 400, /^limit must be a decimal integer from 1 to 100$/]),
     ];
     for (const [path, init, status, message] of cases) {
       const res = await fetch(`${server.url}${path}`, init);
@@ -241,6 +285,30 @@ describe('job events (SSE)', () => {
   });
 });
 
+describe('the job API and the generate routes\' jobs', () => {
+  it('lists a miner\'s /generate_video/ job with no cancel link, and refuses to cancel it (409 saying why); the miner gets its video', async () => {
+    const slow = await startTestServer({ render: { frames: 4, fps: 4, video_res: 64 } }, fakeStages({ imageTo3dMs: 1500 }).stages);
+    try {
+      const video = fetch(`${slow.url}/generate_video/`, { method: 'POST', body: new URLSearchParams({ prompt: 'a miner\'s chair' }), headers: { 'X-Request-Id': 'miner-request-1' } });
+      let listed: Json | undefined;
+      await until(async () => (listed = ((await (await fetch(`${slow.url}/api/v1/jobs`)).json()) as Json).jobs.find((j: Json) => j.id === 'miner-request-1')) !== undefined);
+      expect(listed).toMatchObject({ priority: 'contract', links: { self: '/api/v1/jobs/miner-request-1', cancel: null } });
+
+      const refused = await fetch(`${slow.url}/api/v1/jobs/miner-request-1`, { method: 'DELETE' });
+      expect(refused.status).toBe(409);
+      expect(refused.headers.get('content-type')).toMatch(/application\/json/);
+      expect(await errorOf(refused)).toMatch(/contract job: it belongs to a request on a generate route.*cannot be cancelled here/);
+
+      const answer = await video;
+      expect(answer.status).toBe(200);
+      expect(answer.headers.get('content-type')).toBe('video/mp4');
+      expect((await jobOf(slow.url, 'miner-request-1')).state).toBe('done');
+    } finally {
+      await slow.close();
+    }
+  });
+});
+
 describe('job API refusals', () => {
   it('answers 503 with Retry-After when the interactive queue is full, and when the service is not ready', async () => {
     const busy = await startTestServer({ runtime: { pipeline_concurrency: 1, interactive_queue_length: 0, retry_after_s: 7 } }, fakeStages({ imageTo3dMs: 30_000 }).stages);
@@ -263,6 +331,12 @@ describe('job API refusals', () => {
       expect(res.status).toBe(503);
       expect(res.headers.get('retry-after')).not.toBeNull();
       expect(await errorOf(res)).toMatch(/degraded/);
+      // Every 503 says when to come back, the load balancer's probes included.
+      for (const path of ['/health', '/ping']) {
+        const probe = await fetch(`${notReady.url}${path}`);
+        expect(probe.status, path).toBe(503);
+        expect(probe.headers.get('retry-after'), path).toBe('10');
+      }
     } finally {
       await notReady.close();
     }
@@ -315,6 +389,13 @@ describe('job API auth, OpenAPI and the studio files', () => {
     for (const path of ['/studio/vendor/three/..%2f..%2fpackage.json', '/studio/vendor/three/../../../package.json', '/studio/vendor/nope/x.js', '/studio/..%2f..%2fpackage.json', '/studio/vendor/spark/%E0%A4%A.js']) {
       const res = await fetch(`${server.url}${path}`);
       expect([400, 404], path).toContain(res.status);
+    }
+    // Names an object inherits are no packages: 404 JSON, not a 500.
+    for (const pkg of ['__proto__', 'constructor', 'toString', 'hasOwnProperty', 'valueOf']) {
+      const res = await fetch(`${server.url}/studio/vendor/${pkg}/x.js`);
+      expect(res.status, pkg).toBe(404);
+      expect(res.headers.get('content-type'), pkg).toMatch(/application\/json/);
+      expect(await errorOf(res), pkg).toBe(`no vendored package "${pkg}"`);
     }
   });
 });

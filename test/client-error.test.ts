@@ -49,6 +49,21 @@ describe('requests the HTTP parser refuses', () => {
     });
   }
 
+  it('answers a backslash in the path, or a Host that is no host, with a 400 JSON error (the adapter refuses them before the app)', async () => {
+    const cases: [string, RegExp][] = [
+      ['GET /studio\\..\\package.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', /^malformed request: backslash in request path$/],
+      ['POST /generate\\ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 8\r\nConnection: close\r\n\r\nprompt=a', /^malformed request: backslash in request path$/],
+      ['GET /health HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n', /^malformed request: /],
+    ];
+    for (const [request, error] of cases) {
+      const { answer } = await rawExchange(running.port, request);
+      expect(answer.status, request).toBe(400);
+      expect(answer.headers['content-type'], request).toMatch(/^application\/json/);
+      expect(answer.body.length, request).toBe(answer.expected);
+      expect((JSON.parse(answer.body.toString()) as { error: string }).error, request).toMatch(error);
+    }
+  });
+
   it('still serves well-formed requests', async () => {
     expect((await fetch(`http://127.0.0.1:${running.port}/health`)).status).toBe(200);
   });

@@ -193,8 +193,37 @@ describe('generate over HTTP (preview backends)', () => {
     it('400 naming the format: a short base64 GIF, rather than a text prompt answered 200', async () => {
       const sharp = (await import('sharp')).default;
       const gif = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#208040' } }).gif().toBuffer();
-      await expectError(await postForm(`${server.url}/generate/`, { prompt: gif.toString('base64') }), 400, /base64 GIF image; only PNG, JPEG and WebP/);
+      await expectError(await postForm(`${server.url}/generate/`, { prompt: gif.toString('base64') }), 400, /^prompt is a GIF image; only PNG, JPEG or WebP images are accepted$/);
       await expectError(await postForm(`${server.url}/generate/`, { prompt: 'data:image/png,not really a png' }), 400, /data: URL \(image\/png\) without ";base64"/);
+    });
+
+    it('400 naming the format the same way on every route that takes an image', async () => {
+      const sharp = (await import('sharp')).default;
+      const gif = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#208040' } }).gif().toBuffer();
+      const file = (field: string) => {
+        const form = new FormData();
+        form.set(field, new Blob([gif as Uint8Array<ArrayBuffer>], { type: 'image/gif' }), 'chair.gif');
+        return form;
+      };
+      const json = (body: unknown) => ({ method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify(body) });
+      const cases: [Promise<Response>, string][] = [
+        [postForm(`${server.url}/generate/`, { prompt: `data:image/gif;base64,${gif.toString('base64')}` }), 'prompt'],
+        [fetch(`${server.url}/generate`, { method: 'POST', body: file('prompt_image_file') }), 'prompt_image_file'],
+        // A prompt sent as a file part is read as text unless it is an image: a GIF is neither.
+        [fetch(`${server.url}/generate`, { method: 'POST', body: file('prompt') }), 'prompt'],
+        [fetch(`${server.url}/api/v1/jobs`, json({ image: gif.toString('base64') })), 'image'],
+        [fetch(`${server.url}/api/v1/jobs`, json({ image: `data:image/gif;base64,${gif.toString('base64')}` })), 'image'],
+        [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: file('image') }), 'image'],
+      ];
+      for (const [response, field] of cases) await expectError(await response, 400, new RegExp(`^${field} is a GIF image; only PNG, JPEG or WebP images are accepted$`));
+    });
+
+    it('400: an image field that is no image says so, however long, and never calls it a text prompt', async () => {
+      const noise = Buffer.alloc(3 * 1024 * 1024, 7).toString('base64');
+      const res = await fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ image: noise }) });
+      await expectError(res, 400, /^image is not a PNG, JPEG or WebP image$/);
+      const words = await fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ image: 'a photo of a chair!' }) });
+      await expectError(words, 400, /^image is not base64 \(or a base64 data: URL\); send a PNG, JPEG or WebP image base64-encoded$/);
     });
 
     it('400: image magic but undecodable bytes', async () => {

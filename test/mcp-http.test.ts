@@ -192,6 +192,9 @@ describe('/mcp over Streamable HTTP', () => {
       ['generate_3d_asset', { prompt: 'a chair', seed: -3 }, /seed/],
       ['generate_3d_asset', { prompt: 'a chair', formats: ['obj'] }, /formats/],
       ['generate_3d_asset', { image_base64: Buffer.from('just some words, not an image').toString('base64') }, /image_base64 is not .*PNG, JPEG or WebP/],
+      // However long, bytes that are no image are not called an over-long text prompt; another format is named.
+      ['generate_3d_asset', { image_base64: Buffer.alloc(3 * 1024 * 1024, 7).toString('base64') }, /^image_base64 is not a PNG, JPEG or WebP image$/],
+      ['generate_3d_asset', { image_base64: Buffer.concat([Buffer.from('GIF89a'), Buffer.alloc(64)]).toString('base64') }, /^image_base64 is a GIF image; only PNG, JPEG or WebP images are accepted$/],
       ['generate_3d_asset', { prompt: 'a chair', preset: 'no-such-preset' }, /no-such-preset/],
       ['get_job', { job_id: 'job-that-never-was' }, /no job "job-that-never-was"/],
       ['render_views', {}, /exactly one of "job_id", "uri", "ply_base64" and "glb_base64"/],
@@ -209,6 +212,40 @@ describe('/mcp over Streamable HTTP', () => {
       expect(textOf(result)).toMatch(message);
     }
     expect((await fetch(`${served.url}/ping`)).status).toBe(200);
+    expect((await client.listTools()).tools).toHaveLength(5);
+  });
+
+  it('answers what it refuses in a few hundred characters, and counts a body\'s keys before parsing it', async () => {
+    const long = await call('get_job', { job_id: 'j'.repeat(100_000) });
+    expect(long.isError).toBe(true);
+    expect(textOf(long)).toMatch(/^no job "j{80}"\.\.\. \(100000 characters\) \(unknown, or finished long enough ago to be forgotten\)$/);
+
+    const keys = Object.fromEntries(Array.from({ length: 20_000 }, (_, i) => [`key${i}`, 1]));
+    const raw = await fetch(`${served.url}/mcp`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', Authorization: `Bearer ${TOKEN}` },
+      body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/list', params: keys }),
+    });
+    expect(raw.status).toBe(400);
+    expect(((await raw.json()) as { error: string }).error).toBe('JSON body has more than 4096 keys and array items');
+    expect((await client.listTools()).tools).toHaveLength(5);
+  });
+
+  it('answers a request with missing params -32602 in one line, and DELETE (no sessions to end) 405 with Allow', async () => {
+    const headers = { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream', Authorization: `Bearer ${TOKEN}` };
+    for (const method of ['initialize', 'tools/call', 'resources/read']) {
+      const res = await fetch(`${served.url}/mcp`, { method: 'POST', headers, body: JSON.stringify({ jsonrpc: '2.0', id: 1, method }) });
+      expect(res.status, method).toBe(200);
+      const data = (await res.text()).split('\n').find((line) => line.startsWith('data: '))!;
+      const { error } = JSON.parse(data.slice(6)) as { error: { code: number; message: string } };
+      expect(error.code, method).toBe(-32602);
+      expect(error.message, method).toBe(`invalid params of ${method}: params: Invalid input: expected object, received undefined`);
+    }
+
+    const deleted = await fetch(`${served.url}/mcp`, { method: 'DELETE', headers: { Authorization: `Bearer ${TOKEN}` } });
+    expect(deleted.status).toBe(405);
+    expect(deleted.headers.get('allow')).toBe('GET, POST');
+    expect(((await deleted.json()) as { error: string }).error).toMatch(/stateless and keeps no sessions/);
     expect((await client.listTools()).tools).toHaveLength(5);
   });
 

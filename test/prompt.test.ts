@@ -61,7 +61,7 @@ describe('prompt sniffing', () => {
     const cases: [string, Buffer][] = [['GIF', gif], ['TIFF', tiff], ['AVIF', avif], ['SVG', svg], ['BMP', bmp], ['HEIC', heic]];
     for (const [name, bytes] of cases) {
       const b64 = bytes.toString('base64');
-      expect(sniffPrompt(b64, 1024), name).toEqual({ kind: 'invalid', reason: `prompt is a base64 ${name} image; only PNG, JPEG and WebP are accepted` });
+      expect(sniffPrompt(b64, 1024), name).toEqual({ kind: 'invalid', reason: `prompt is ${['AVIF', 'SVG'].includes(name) ? 'an' : 'a'} ${name} image; only PNG, JPEG or WebP images are accepted` });
       expect(sniffPrompt(`data:image/x;base64,${b64}`, 1024), name).toMatchObject({ kind: 'invalid', reason: expect.stringContaining(`${name} image`) });
     }
     expect(sniffPrompt(`data:image/svg+xml,${encodeURIComponent(svg.toString())}`, 1024)).toMatchObject({ reason: expect.stringContaining('SVG image') });

@@ -66,7 +66,7 @@ export function openApiDocument(base = '/api/v1', auth = false): Record<string, 
         get: { summary: 'A job: state, stage, timings, report, links', responses: { '200': { description: 'The job', content: json('Job') }, '404': error('No such job (or forgotten).'), ...common } },
         delete: {
           summary: 'Cancel a job',
-          responses: { '202': { description: 'Cancelling; the events end with state "cancelled".', content: json('JobCreated') }, '404': error('No such job.'), '409': error('The job has already ended.'), ...common },
+          responses: { '202': { description: 'Cancelling; the events end with state "cancelled".', content: json('JobCreated') }, '404': error('No such job.'), '409': error('The job has already ended, or is a generate route\'s job (contract or background class), which the job API does not cancel.'), ...common },
         },
       },
       '/jobs/{id}/events': {

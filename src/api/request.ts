@@ -3,8 +3,10 @@
  * Both bodies are validated by the one zod schema; the prompt or image then goes through the contract's own
  * parsing, so the job API has exactly the contract's limits (prompt length, image size and formats).
  */
-import { HttpError } from '../contract/errors.js';
-import { mediaType, parseGenerateRequest, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
+import { assertFormFieldCount, overLongUrlencodedPrompt, parseBoundedJson } from '../contract/bounded-body.js';
+import { HttpError, issuesText, listed, quoted } from '../contract/errors.js';
+import { refusedImage, sniffImageField } from '../contract/prompt.js';
+import { decimalInteger, mediaType, parseGenerateRequest, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
 import type { ArtefactSpec, FormatName } from '../formats/registry.js';
 import { sniffImageFormat } from '../image/codec.js';
 import type { Task } from '../pipelines/job.js';
@@ -27,7 +29,50 @@ export function bodyKind(contentType: string | undefined): 'json' | 'form' {
   const type = mediaType(contentType);
   if (type === JSON_TYPE) return 'json';
   if (FORM_TYPES.includes(type)) return 'form';
-  throw new HttpError(415, `Content-Type must be application/json or multipart/form-data, got ${type ? `"${type}"` : 'none'}`);
+  throw new HttpError(415, `Content-Type must be ${JSON_TYPE} (a JSON job request) or ${FORM_TYPES.join(' or ')} (its fields as a form), got ${type ? quoted(type) : 'none'}; send JSON with "Content-Type: ${JSON_TYPE}"`);
+}
+
+/** A JSON body sent as a form (curl -d's default type): the form parser would read it as one nameless field. */
+function looksLikeJson(bytes: Uint8Array): boolean {
+  for (const byte of bytes.subarray(0, 64)) {
+    if (byte === 0x20 || byte === 0x09 || byte === 0x0a || byte === 0x0d) continue;
+    return byte === 0x7b || byte === 0x5b;
+  }
+  return false;
+}
+
+/** A job request has 7 fields and at most 5 outputs: a body with far more keys and items is refused unparsed. */
+const MAX_JSON_VALUES = 64;
+/** The same for a form, whose outputs may be repeated fields. */
+const MAX_FORM_FIELDS = 32;
+
+/** What reads a request's body (Hono's request). */
+export interface BodySource {
+  text(): Promise<string>;
+  arrayBuffer(): Promise<ArrayBuffer>;
+  parseBody(options: { all: true }): Promise<FormFields>;
+}
+
+/**
+ * The body as its Content-Type says (415 for another), its keys or fields counted before it is parsed, and an
+ * urlencoded text prompt over the limit refused from its bytes.
+ */
+export async function readJobBody(contentType: string | undefined, source: BodySource, limits: RequestLimits): Promise<Body> {
+  if (bodyKind(contentType) === 'json') return { json: parseBoundedJson(await source.text(), MAX_JSON_VALUES) };
+  // The form parser reads the same bytes again from the request's cache.
+  const bytes = new Uint8Array(await source.arrayBuffer());
+  const urlencoded = mediaType(contentType) === 'application/x-www-form-urlencoded';
+  if (urlencoded && looksLikeJson(bytes)) {
+    throw new HttpError(415, `the body is JSON but its Content-Type is application/x-www-form-urlencoded (what curl -d sends unless told otherwise); send it with "Content-Type: ${JSON_TYPE}"`);
+  }
+  assertFormFieldCount(bytes, contentType ?? '', MAX_FORM_FIELDS);
+  const overLong = urlencoded ? overLongUrlencodedPrompt(bytes, limits.maxPromptChars) : null;
+  if (overLong) throw new HttpError(400, overLong);
+  try {
+    return { form: await source.parseBody({ all: true }) };
+  } catch (err) {
+    throw new HttpError(400, `malformed form body: ${(err as Error).message}`);
+  }
 }
 
 export async function parseJobRequest(body: Body, limits: RequestLimits): Promise<ParsedJobRequest> {
@@ -40,20 +85,21 @@ export async function parseJobRequest(body: Body, limits: RequestLimits): Promis
     candidate = fields;
     imageFile = file;
   }
+  refuseUnknownFields(candidate);
   const checked = JobRequest.safeParse(candidate);
   if (!checked.success) throw new HttpError(400, `invalid job request: ${issuesText(checked.error.issues)}`);
   const request = checked.data;
 
   const hasImage = imageFile !== undefined || request.image !== undefined;
   if (hasImage === (request.prompt !== undefined)) throw new HttpError(400, 'send either "prompt" or "image", not both and not neither');
-  const imageBytes = imageFile ?? (request.image !== undefined ? base64Image(request.image) : undefined);
-  if (imageBytes && !sniffImageFormat(imageBytes)) throw new HttpError(400, 'image is not a PNG, JPEG or WebP image');
+  const imageBytes = imageFile ?? (request.image !== undefined ? imageOfField(request.image) : undefined);
+  if (imageBytes && !sniffImageFormat(imageBytes)) throw new HttpError(400, refusedImage('image', imageBytes));
 
   // The contract's parser: an image travels as a file part, so a text prompt is never sniffed as base64 here.
   const fields: FormFields = { prompt: imageBytes ? new File([imageBytes as Uint8Array<ArrayBuffer>], 'image') : request.prompt! };
   if (request.seed !== undefined) fields.seed = String(request.seed);
   const parsed = await parseGenerateRequest(fields, limits);
-  if (imageBytes && parsed.task.kind !== 'image') throw new HttpError(400, 'image is not a PNG, JPEG or WebP image');
+  if (imageBytes && parsed.task.kind !== 'image') throw new HttpError(400, refusedImage('image', imageBytes));
   return { task: parsed.task, seed: parsed.seed, preset: request.preset, wants: wantsOf(request) };
 }
 
@@ -74,7 +120,8 @@ const NUMERIC_FIELDS = new Set(['seed', 'videoSize', 'viewSize']);
 
 /** A form's fields as the JSON body's shape (numbers as numbers, outputs as a list), and the image file part. */
 async function formToObject(form: FormFields): Promise<{ fields: Record<string, unknown>; file?: Uint8Array }> {
-  const fields: Record<string, unknown> = {};
+  // No prototype: a field named "__proto__" is a field (refused as unknown), not a write to the prototype.
+  const fields: Record<string, unknown> = Object.create(null);
   let file: Uint8Array | undefined;
   for (const [name, raw] of Object.entries(form)) {
     const values: FormValue[] = Array.isArray(raw) ? raw : [raw];
@@ -82,29 +129,34 @@ async function formToObject(form: FormFields): Promise<{ fields: Record<string, 
       fields.outputs = values.flatMap((v): unknown[] => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : [v]));
       continue;
     }
-    if (values.length > 1) throw new HttpError(400, `form field "${name}" was sent ${values.length} times; send it once`);
+    if (values.length > 1) throw new HttpError(400, `form field ${quoted(name)} was sent ${values.length} times; send it once`);
     const value = values[0];
     if (value === '') continue;
     if (name === 'image' && value instanceof File) {
       file = new Uint8Array(await value.arrayBuffer());
       continue;
     }
-    if (value instanceof File) throw new HttpError(400, `form field "${name}" must be text, not a file`);
-    fields[name] = NUMERIC_FIELDS.has(name) && /^-?\d{1,12}$/.test(value.trim()) ? Number(value.trim()) : value;
+    if (value instanceof File) throw new HttpError(400, `form field ${quoted(name)} must be text, not a file`);
+    fields[name] = (NUMERIC_FIELDS.has(name) ? decimalInteger(value.trim()) : null) ?? value;
   }
   return { fields, file };
 }
 
-function base64Image(text: string): Uint8Array {
-  const payload = text.startsWith('data:') ? text.slice(text.indexOf(',') + 1) : text;
-  const clean = payload.replace(/\s+/g, '');
-  if (!/^[A-Za-z0-9+/_-]*={0,2}$/.test(clean)) throw new HttpError(400, 'image must be base64 or a data: URL');
-  return new Uint8Array(Buffer.from(clean, 'base64'));
+function imageOfField(text: string): Uint8Array {
+  const sniffed = sniffImageField('image', text);
+  if (sniffed.kind === 'invalid') throw new HttpError(400, sniffed.reason);
+  return sniffed.bytes;
 }
 
-function issuesText(issues: readonly { path: PropertyKey[]; message: string }[]): string {
-  return issues
-    .slice(0, 5)
-    .map((i) => (i.path.length ? `${i.path.join('.')}: ${i.message}` : i.message))
-    .join('; ');
+const FIELDS = Object.keys(JobRequest.shape);
+
+/**
+ * 400 naming the first few fields the request does not have (the schema would list every one, whole): a body
+ * of unknown keys is answered in a few hundred characters.
+ */
+function refuseUnknownFields(candidate: unknown): void {
+  if (typeof candidate !== 'object' || candidate === null || Array.isArray(candidate)) return;
+  const unknown = Object.keys(candidate).filter((key) => !FIELDS.includes(key));
+  if (unknown.length === 0) return;
+  throw new HttpError(400, `invalid job request: unknown field${unknown.length > 1 ? 's' : ''} ${listed(unknown.map((key) => quoted(key)), 3)}; the fields are ${FIELDS.join(', ')}`);
 }

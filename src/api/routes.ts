@@ -7,7 +7,7 @@ import { randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HttpError } from '../contract/errors.js';
-import type { RequestLimits } from '../contract/request.js';
+import { decimalInteger, type RequestLimits } from '../contract/request.js';
 import { artefactResponse, errorResponse } from '../contract/responses.js';
 import { FORMAT_NAMES, type FormatName } from '../formats/registry.js';
 import { encodePng } from '../image/codec.js';
@@ -20,7 +20,7 @@ import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
 import type { GenerationService } from '../runtime/service.js';
 import { openApiDocument } from './openapi.js';
-import { bodyKind, parseJobRequest } from './request.js';
+import { parseJobRequest, readJobBody } from './request.js';
 import { sseResponse, type SseMessage } from './sse.js';
 
 export const API_BASE = '/api/v1';
@@ -53,14 +53,7 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
   };
 
   api.post('/jobs', limitBody, async (c) => {
-    const kind = bodyKind(c.req.header('content-type'));
-    let body;
-    try {
-      body = kind === 'json' ? { json: await c.req.json() } : { form: await c.req.parseBody({ all: true }) };
-    } catch (err) {
-      throw new HttpError(400, `malformed ${kind === 'json' ? 'JSON' : 'form'} body: ${(err as Error).message}`);
-    }
-    const request = await parseJobRequest(body, options.limits);
+    const request = await parseJobRequest(await readJobBody(c.req.header('content-type'), c.req, options.limits), options.limits);
     if (request.preset !== undefined && !answers.presets.names().includes(request.preset)) {
       throw new UnknownPresetError(request.preset, answers.presets.names());
     }
@@ -78,8 +71,8 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
 
   api.get('/jobs', (c) => {
     const raw = c.req.query('limit');
-    const limit = raw === undefined ? 50 : Number(raw);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 100) throw new HttpError(400, 'limit must be an integer from 1 to 100');
+    const limit = raw === undefined ? 50 : decimalInteger(raw);
+    if (limit === null || limit < 1 || limit > 100) throw new HttpError(400, 'limit must be a decimal integer from 1 to 100');
     return c.json({ jobs: jobs.list(limit).map(jobBody) });
   });
 
@@ -87,15 +80,19 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
 
   api.delete('/jobs/:id', (c) => {
     const job = jobOr404(c.req.param('id'));
+    if (!cancellable(job)) {
+      throw new HttpError(409, `job ${job.id} is a ${job.priority} job: it belongs to a request on a generate route, whose client waits for its answer; it cannot be cancelled here (it ends with its request)`);
+    }
     if (!jobs.cancel(job.id)) throw new HttpError(409, `job ${job.id} has already ended (${job.state})`);
     return c.json({ id: job.id, state: 'cancelling', links: links(job.id) }, 202);
   });
 
   api.get('/jobs/:id/events', (c) => {
     const job = jobOr404(c.req.param('id'));
+    // An id is what the stream sent: its event's index, in decimal. None (or empty) replays from the start.
     const resume = c.req.header('last-event-id') ?? c.req.query('after');
-    const after = resume === undefined || resume === '' ? -1 : Number(resume);
-    if (!Number.isInteger(after) || after < -1) throw new HttpError(400, 'Last-Event-ID (or "after") must be an event id from this stream');
+    const after = resume === undefined || resume === '' ? -1 : decimalInteger(resume);
+    if (after === null || after < -1) throw new HttpError(400, 'Last-Event-ID (or "after") must be an event id from this stream (a decimal integer from 0), or empty to replay it from the start');
     const stop = new AbortController();
     const signal = AbortSignal.any([stop.signal, c.req.raw.signal]);
     return sseResponse(eventMessages(job.id, after, jobs.events(job.id, signal)), stop);
@@ -154,18 +151,27 @@ function refuseIfUnable(service: GenerationService, rendered: boolean, retryAfte
   if (rendered && service.videos.full) throw new BusyError('busy: the render line is full', retryAfterS);
 }
 
-function links(id: string) {
+/**
+ * Whether the job API may cancel a job: those of people and agents (the interactive class: this API, MCP). A
+ * contract or background job is a generate route's request (the miner's, `fast3d pregenerate`'s) whose client
+ * waits on it: cancelling it would answer that client 503 for no fault of its own.
+ */
+function cancellable(job: JobView): boolean {
+  return job.priority === 'interactive';
+}
+
+function links(id: string, cancel = true) {
   const self = `${API_BASE}/jobs/${encodeURIComponent(id)}`;
-  return { self, events: `${self}/events`, cancel: self };
+  return { self, events: `${self}/events`, cancel: cancel ? self : null };
 }
 
 function jobBody(job: JobView) {
-  const { self } = links(job.id);
+  const own = links(job.id, cancellable(job));
   return {
     ...job,
-    artefacts: job.artefacts.map(({ name, contentType, bytes }) => ({ name, contentType, bytes, url: `${self}/artifacts/${name}` })),
-    intermediates: job.intermediates.map((name) => ({ name, url: name === 'cloud' ? null : `${self}/intermediates/${name}` })),
-    links: links(job.id),
+    artefacts: job.artefacts.map(({ name, contentType, bytes }) => ({ name, contentType, bytes, url: `${own.self}/artifacts/${name}` })),
+    intermediates: job.intermediates.map((name) => ({ name, url: name === 'cloud' ? null : `${own.self}/intermediates/${name}` })),
+    links: own,
   };
 }
 

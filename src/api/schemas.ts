@@ -33,7 +33,7 @@ export const ErrorBody = z.object({ error: z.string() }).describe('Every 4xx and
 const Links = z.object({
   self: z.string(),
   events: z.string(),
-  cancel: z.string(),
+  cancel: z.string().nullable().describe('DELETE it to cancel the job; null for a generate route\'s job (contract or background), which ends with its request.'),
 });
 
 export const JobCreated = z.object({

@@ -27,33 +27,66 @@ const MAX_COUNTED_UNITS = 1 << 20;
 /** A character that cannot be in (whitespace-wrapped, standard or URL-safe) base64, or padding mid-run. */
 const NOT_BASE64 = /[^A-Za-z0-9+/\-_=\r\n\t]|=[^=\r\n\t]/;
 const SURROGATE_PAIR = /[\uD800-\uDBFF][\uDC00-\uDFFF]/g;
-const SUPPORTED = 'only PNG, JPEG and WebP are accepted';
+/** The image formats the service decodes, as every refusal names them. */
+const ACCEPTED = 'PNG, JPEG or WebP';
+
+/**
+ * Why bytes given as an image are refused, naming the format when it is one the service does not take (GIF, SVG,
+ * TIFF, BMP, AVIF, HEIC): the one wording of every route that takes an image. `subject` is the field's name.
+ */
+export function refusedImage(subject: string, bytes: Uint8Array): string {
+  const other = unsupportedImageFormat(bytes.subarray(0, MAGIC_BYTES));
+  if (!other) return `${subject} is not a ${ACCEPTED} image`;
+  return `${subject} is ${/^[AEIOS]/.test(other) ? 'an' : 'a'} ${other} image; only ${ACCEPTED} images are accepted`;
+}
+
+/** Characters of a (trimmed) prompt's head that decide whether it is read as text: see `readAsText`. */
+export const PROMPT_HEAD_CHARS = HEAD_CHARS * 2;
 
 /** @param maxTextChars the length limit of text prompts, in characters (code points). */
 export function sniffPrompt(value: string, maxTextChars: number): SniffedPrompt {
   const trimmed = value.trim();
-  if (trimmed.slice(0, 5).toLowerCase() === 'data:') return sniffDataUrl(trimmed);
+  if (isDataUrl(trimmed)) return sniffDataUrl(trimmed);
   const head = base64Head(trimmed);
   if (head) {
     if (sniffImageFormat(head)) return decodedImage(base64Bytes(trimmed), 'base64');
-    const other = unsupportedImageFormat(head);
-    if (other) return invalid(`prompt is a base64 ${other} image; ${SUPPORTED}`);
+    if (unsupportedImageFormat(head)) return invalid(refusedImage('prompt', head));
   }
   return textPrompt(trimmed, maxTextChars);
 }
 
-function invalid(reason: string): SniffedPrompt {
+/**
+ * Whether `sniffPrompt` reads a trimmed prompt beginning with `head` (its first PROMPT_HEAD_CHARS characters, or
+ * all of it) as text, held to the length limit, rather than as an image (a `data:` URL, or base64 with the magic
+ * of any image format, taken or refused by name).
+ */
+export function readAsText(head: string): boolean {
+  if (isDataUrl(head)) return false;
+  const bytes = base64Head(head);
+  return !bytes || (!sniffImageFormat(bytes) && !unsupportedImageFormat(bytes));
+}
+
+/** The one message for a text prompt over the limit; `atLeast` when its exact length was not counted. */
+export function overLongPrompt(chars: number, max: number, atLeast = false): string {
+  return `prompt is ${atLeast ? 'at least ' : ''}${chars} characters long; the limit is ${max}`;
+}
+
+function isDataUrl(trimmed: string): boolean {
+  return trimmed.slice(0, 5).toLowerCase() === 'data:';
+}
+
+function invalid(reason: string): { kind: 'invalid'; reason: string } {
   return { kind: 'invalid', reason };
 }
 
 function textPrompt(text: string, max: number): SniffedPrompt {
   // A character is one or two UTF-16 units, so length alone settles most cases.
   if (text.length <= max) return { kind: 'text', text };
-  if (text.length > MAX_COUNTED_UNITS) return invalid(`prompt is over ${Math.ceil(text.length / 2)} characters long; the limit is ${max}`);
+  if (text.length > MAX_COUNTED_UNITS) return invalid(overLongPrompt(Math.ceil(text.length / 2), max, true));
   let chars = text.length;
   SURROGATE_PAIR.lastIndex = 0;
   while (SURROGATE_PAIR.exec(text)) chars--;
-  return chars > max ? invalid(`prompt is ${chars} characters long; the limit is ${max}`) : { kind: 'text', text };
+  return chars > max ? invalid(overLongPrompt(chars, max)) : { kind: 'text', text };
 }
 
 /**
@@ -89,7 +122,7 @@ function decodedImage(bytes: Uint8Array | null, encoding: string): SniffedPrompt
   if (!bytes) return invalid(`prompt starts like a ${encoding} image but has characters that are not ${encoding}`);
   const format = sniffImageFormat(bytes);
   // The head matched, so the whole decodes to the same magic; checked again rather than assumed.
-  return format ? { kind: 'image', bytes, format } : invalid('prompt is not a PNG, JPEG or WebP image');
+  return format ? { kind: 'image', bytes, format } : invalid(refusedImage('prompt', bytes));
 }
 
 /** A `data:` URL (RFC 2397): always an image task, base64 or percent-encoded. */
@@ -103,10 +136,28 @@ function sniffDataUrl(value: string): SniffedPrompt {
   const of = mediaType ? ` (${mediaType})` : '';
   const head = isBase64 ? base64Head(payload) ?? new Uint8Array() : percentBytes(payload, MAGIC_BYTES);
   if (sniffImageFormat(head)) return decodedImage(isBase64 ? base64Bytes(payload) : percentBytes(payload, Infinity), isBase64 ? 'base64' : 'percent-encoded');
-  const other = unsupportedImageFormat(head);
-  if (other) return invalid(`prompt is a data: URL of a ${other} image; ${SUPPORTED}`);
+  if (unsupportedImageFormat(head)) return invalid(refusedImage('prompt', head));
   if (!isBase64) return invalid(`prompt is a data: URL${of} without ";base64" and its bytes are not an image; send the image base64-encoded (data:image/png;base64,...)`);
-  return invalid(`prompt is a data: URL${of} but its bytes are not a PNG, JPEG or WebP image`);
+  return invalid(`prompt is a data: URL${of} but its bytes are not a ${ACCEPTED} image`);
+}
+
+/**
+ * An image given in a text field (the job API's `image`, MCP's `image_base64`): base64, or a base64 `data:` URL.
+ * Never read as a text prompt: what is not an image of a format the service takes is refused as such, by name.
+ */
+export function sniffImageField(field: string, value: string): Exclude<SniffedPrompt, { kind: 'text' }> {
+  const trimmed = value.trim();
+  let payload = trimmed;
+  if (isDataUrl(trimmed)) {
+    const comma = trimmed.slice(0, MAX_DATA_HEADER).indexOf(',');
+    const params = comma < 0 ? [] : trimmed.slice(5, comma).split(';').slice(1);
+    if (!params.some((p) => p.trim().toLowerCase() === 'base64')) return invalid(`${field} is a data: URL without ";base64"; send the image base64-encoded (data:image/png;base64,...)`);
+    payload = trimmed.slice(comma + 1);
+  }
+  const bytes = base64Bytes(payload);
+  if (!bytes) return invalid(`${field} is not base64 (or a base64 data: URL); send a ${ACCEPTED} image base64-encoded`);
+  const format = sniffImageFormat(bytes);
+  return format ? { kind: 'image', bytes, format } : invalid(refusedImage(field, bytes));
 }
 
 /**

@@ -5,10 +5,11 @@
 import { createHash } from 'node:crypto';
 import { VIDEO_RES } from '../config/schema.js';
 import { decodeImage, ImageDecodeError, imageSize, sniffImageFormat } from '../image/codec.js';
+import { MAGIC_BYTES, unsupportedImageFormat } from '../image/magic.js';
 import type { Delivery, Task } from '../pipelines/job.js';
 import { MAX_SEED, seedFromContent } from '../pipelines/seed.js';
 import { HttpError } from './errors.js';
-import { sniffPrompt } from './prompt.js';
+import { overLongPrompt, refusedImage, sniffPrompt } from './prompt.js';
 
 export interface RequestLimits {
   maxPromptChars: number;
@@ -88,14 +89,16 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
   }
   if (file instanceof File) {
     const bytes = new Uint8Array(await file.arrayBuffer());
-    if (!sniffImageFormat(bytes)) throw new HttpError(400, 'prompt_image_file is not a PNG, JPEG or WebP image');
+    if (!sniffImageFormat(bytes)) throw new HttpError(400, refusedImage('prompt_image_file', bytes));
     ({ task, content } = await imageTask(bytes, limits));
     delivery = limits.imageFileDelivery;
   } else if (typeof file === 'string' && file !== '') {
     throw new HttpError(400, 'prompt_image_file must be a file part of a multipart/form-data body');
   } else if (prompt instanceof File) {
-    // A multipart client may send the prompt as a file part: same rules as the text field.
+    // A multipart client may send the prompt as a file part: same rules as the text field, and an image file
+    // of another format is refused by name rather than read as text.
     const bytes = new Uint8Array(await prompt.arrayBuffer());
+    if (!sniffImageFormat(bytes) && unsupportedImageFormat(bytes.subarray(0, MAGIC_BYTES))) throw new HttpError(400, refusedImage('prompt', bytes));
     ({ task, content } = sniffImageFormat(bytes) ? await imageTask(bytes, limits) : await promptTask(new TextDecoder().decode(bytes), limits));
   } else if (typeof prompt === 'string') {
     ({ task, content } = await promptTask(prompt, limits));
@@ -146,9 +149,7 @@ export async function promptTask(value: string, limits: RequestLimits): Promise<
       const text = sniffed.text;
       if (!text) throw new HttpError(400, 'prompt is empty');
       const chars = [...text].length;
-      if (chars > limits.maxPromptChars) {
-        throw new HttpError(400, `prompt is ${chars} characters long; the limit is ${limits.maxPromptChars}`);
-      }
+      if (chars > limits.maxPromptChars) throw new HttpError(400, overLongPrompt(chars, limits.maxPromptChars));
       return { task: { kind: 'text', prompt: text }, content: text };
     }
   }
@@ -169,13 +170,21 @@ export async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promi
   }
 }
 
+/**
+ * A decimal integer as digits with an optional leading '-', or null for anything else: `Number()` would also take
+ * "1e2", "0x2", "+3", "2.0", " 4" and "", which no client means as a count, an id or a seed. The one reader of
+ * numeric fields, query parameters and headers; callers check the range.
+ */
+export function decimalInteger(text: string): number | null {
+  return /^-?\d{1,15}$/.test(text) ? Number(text) : null;
+}
+
 /** A negative seed means "any seed", as in the newer contract's reference server (which sends -1 by default). */
 function parseSeed(value: FormValue | undefined): number | undefined {
   if (value === undefined || value === '') return undefined;
-  const text = typeof value === 'string' ? value.trim() : '';
-  if (/^-\d{1,10}$/.test(text)) return undefined;
-  const seed = /^\d{1,10}$/.test(text) ? Number(text) : NaN;
-  if (!(seed >= 0 && seed <= MAX_SEED)) throw new HttpError(400, `seed must be an integer from 0 to ${MAX_SEED} (negative: derive one)`);
+  const seed = typeof value === 'string' ? decimalInteger(value.trim()) : null;
+  if (seed !== null && seed < 0) return undefined;
+  if (seed === null || seed > MAX_SEED) throw new HttpError(400, `seed must be an integer from 0 to ${MAX_SEED} (negative: derive one)`);
   return seed;
 }
 
@@ -217,8 +226,7 @@ export function requestPriority(header: string | undefined): RequestPriority {
 export function integerField(fields: FormFields, name: string, min: number, max: number): number | undefined {
   const value = single(fields, name);
   if (value === undefined || value === '') return undefined;
-  const text = typeof value === 'string' ? value.trim() : '';
-  const n = /^-?\d{1,9}$/.test(text) ? Number(text) : NaN;
-  if (!(n >= min && n <= max)) throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
+  const n = typeof value === 'string' ? decimalInteger(value.trim()) : null;
+  if (n === null || n < min || n > max) throw new HttpError(400, `${name} must be an integer from ${min} to ${max}`);
   return n;
 }

@@ -2,7 +2,7 @@
  * The one place runtime errors become HTTP statuses: 503 with Retry-After while the service cannot take the
  * job (busy, not ready, shutting down, past its deadline), 502/504 when the GPU worker answered wrongly or too
  * late, 500 when a made artefact failed its check, and 503 for a job cancelled or abandoned by its client.
- * Anything else is an unexpected 500.
+ * Anything else is an unexpected 500. Every 503 the service sends carries Retry-After (`retryAfter`).
  */
 import { GpuWorkerError } from '../pipelines/gpu-worker.js';
 import { AssetRefusedError, BusyError, CancelledError, DeadlineError, MeshUnsupportedError, NotReadyError, ShuttingDownError } from '../pipelines/errors.js';
@@ -14,16 +14,21 @@ export interface StatusOptions {
   retryAfterS: number;
 }
 
+/** The Retry-After header every 503 carries: a client told "unavailable" is also told when to come back. */
+export function retryAfter(seconds: number): Record<string, string> {
+  return { 'Retry-After': String(Math.ceil(seconds)) };
+}
+
 /** The HTTP error for a thrown value, or null when it is not one of the runtime's (an unexpected 500). */
 export function httpErrorOf(err: unknown, options: StatusOptions): HttpError | null {
-  const retryAfter = (seconds = options.retryAfterS) => ({ 'Retry-After': String(seconds) });
+  const retry = (seconds = options.retryAfterS) => retryAfter(seconds);
   if (err instanceof HttpError) return err;
   if (err instanceof UnknownPresetError || err instanceof MeshUnsupportedError) return new HttpError(400, err.message);
-  if (err instanceof BusyError) return new HttpError(503, `${err.message}; retry later`, retryAfter(err.retryAfterS ?? options.retryAfterS));
-  if (err instanceof DeadlineError) return new HttpError(503, err.message, retryAfter());
-  if (err instanceof ShuttingDownError) return new HttpError(503, err.message, { ...retryAfter(), Connection: 'close' });
-  if (err instanceof NotReadyError) return new HttpError(503, err.message, retryAfter());
-  if (err instanceof CancelledError) return new HttpError(503, err.message);
+  if (err instanceof BusyError) return new HttpError(503, `${err.message}; retry later`, retry(err.retryAfterS ?? options.retryAfterS));
+  if (err instanceof DeadlineError) return new HttpError(503, err.message, retry());
+  if (err instanceof ShuttingDownError) return new HttpError(503, err.message, { ...retry(), Connection: 'close' });
+  if (err instanceof NotReadyError) return new HttpError(503, err.message, retry());
+  if (err instanceof CancelledError) return new HttpError(503, err.message, retry());
   if (err instanceof AssetRefusedError) return new HttpError(500, err.message);
   // The GPU worker answered wrongly (502) or too late (504): say so, rather than an anonymous 500.
   if (err instanceof GpuWorkerError) return new HttpError(err.status === 504 ? 504 : 502, err.message);

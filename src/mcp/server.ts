@@ -8,10 +8,10 @@
  */
 import { randomUUID } from 'node:crypto';
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
-import type { CallToolResult, ReadResourceResult, Resource, ServerNotification, ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import { ErrorCode, type CallToolResult, type ReadResourceResult, type Resource, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { HttpError } from '../contract/errors.js';
-import { sniffPrompt } from '../contract/prompt.js';
+import { clipped, HttpError, issuesText, quoted } from '../contract/errors.js';
+import { sniffImageField } from '../contract/prompt.js';
 import { imageTask, promptTask, type RequestLimits } from '../contract/request.js';
 import { httpErrorOf } from '../contract/status.js';
 import { DEFAULT_VIEW_SIZE, type ArtefactSpec, type FormatName } from '../formats/registry.js';
@@ -60,8 +60,9 @@ const DEFAULT_LIST_LIMIT = 10;
 /** A failure the caller can act on: it becomes a tool error with this text. */
 class ToolInputError extends Error {}
 
+/** A tool error whose text says what was wrong, within the bound of every error message. */
 export function toolError(text: string): CallToolResult {
-  return { isError: true, content: [{ type: 'text', text }] };
+  return { isError: true, content: [{ type: 'text', text: clipped(text) }] };
 }
 
 /** A new MCP server with fast3d's tools and resources (one per HTTP request: the transport is stateless). */
@@ -129,7 +130,7 @@ export function createMcpServer(deps: McpDeps): McpServer {
 
   server.registerTool('get_job', TOOLS.get_job, guarded('get_job', async ({ job_id }) => {
     const view = answers.jobs.get(job_id);
-    if (!view) throw new ToolInputError(`no job "${job_id}" (unknown, or finished long enough ago to be forgotten)`);
+    if (!view) throw new ToolInputError(`no job ${quoted(job_id, 80)} (unknown, or finished long enough ago to be forgotten)`);
     const job = jobSummary(view);
     return { content: [{ type: 'text', text: JSON.stringify(job) }], structuredContent: job };
   }));
@@ -182,13 +183,39 @@ export function createMcpServer(deps: McpDeps): McpServer {
     async (uri): Promise<ReadResourceResult> => {
       const parsed = parseArtefactUri(uri.href);
       const ref = parsed && answers.jobs.artefact(parsed.jobId, parsed.artefact);
-      if (!parsed || !ref) throw new Error(`no artefact at ${uri.href}`);
+      if (!parsed || !ref) throw new Error(clipped(`no artefact at ${uri.href}`));
       const bytes = await ref.read();
-      if (!bytes) throw new Error(`the bytes of ${uri.href} are no longer available`);
+      if (!bytes) throw new Error(clipped(`the bytes of ${uri.href} are no longer available`));
       return { contents: [{ uri: uri.href, mimeType: ref.contentType, blob: base64(bytes) }] };
     },
   );
+  answerBadParamsAsInvalidParams(server);
   return server;
+}
+
+type RequestHandler = (request: unknown, extra: unknown) => Promise<unknown>;
+
+/**
+ * A request whose params the SDK's own schema refuses (`initialize` without params, say) answers -32602, invalid
+ * params, in one line. The SDK parses a request before its handler runs and answers what that throws as -32603,
+ * internal error, with zod's issues as its message; so each registered handler is wrapped. (The SDK keeps them in a
+ * private map; the MCP HTTP tests fail if that changes.)
+ */
+function answerBadParamsAsInvalidParams(server: McpServer): void {
+  const handlers = (server.server as unknown as { _requestHandlers?: Map<string, RequestHandler> })._requestHandlers;
+  if (!(handlers instanceof Map)) return;
+  for (const [method, handler] of handlers) {
+    handlers.set(method, async (request, extra) => {
+      try {
+        return await handler(request, extra);
+      } catch (err) {
+        const issues = (err as { issues?: unknown } | null)?.issues;
+        if (!Array.isArray(issues)) throw err;
+        // The SDK answers an error's own numeric code and message.
+        throw Object.assign(new Error(clipped(`invalid params of ${method}: ${issuesText(issues)}`)), { code: ErrorCode.InvalidParams });
+      }
+    });
+  }
 }
 
 /** The task of a generate call: its prompt, or its image (base64 or a data: URL) under the contract's limits. */
@@ -199,9 +226,8 @@ async function taskOf(args: { prompt?: string; image_base64?: string }, deps: Mc
   try {
     if (args.prompt !== undefined) return await promptTask(args.prompt, deps.limits);
     if (args.image_base64!.length > base64Chars(deps.maxInlineBytes)) throw new ToolInputError(`image_base64 is larger than ${deps.maxInlineBytes} bytes`);
-    const sniffed = sniffPrompt(args.image_base64!, deps.limits.maxPromptChars);
-    if (sniffed.kind === 'invalid') throw new ToolInputError(sniffed.reason.replace(/^prompt\b/, 'image_base64'));
-    if (sniffed.kind === 'text') throw new ToolInputError('image_base64 is not a base64 (or data: URL) PNG, JPEG or WebP image');
+    const sniffed = sniffImageField('image_base64', args.image_base64!);
+    if (sniffed.kind === 'invalid') throw new ToolInputError(sniffed.reason);
     return await imageTask(sniffed.bytes, deps.limits);
   } catch (err) {
     if (err instanceof HttpError) throw new ToolInputError(err.message);
@@ -339,13 +365,13 @@ function oneSource(args: SourceArgs): 'job_id' | 'uri' | 'ply_base64' | 'glb_bas
 
 function artefactOfUri(uri: string): { jobId: string; artefact: string } {
   const parsed = parseArtefactUri(uri);
-  if (!parsed) throw new ToolInputError(`"${uri}" is not an artefact URI (fast3d://jobs/{job_id}/{artefact})`);
+  if (!parsed) throw new ToolInputError(`${quoted(uri, 80)} is not an artefact URI (fast3d://jobs/{job_id}/{artefact})`);
   return parsed;
 }
 
 async function artefactBytes(jobId: string, artefact: string, deps: McpDeps): Promise<Uint8Array> {
   const view = deps.answers.jobs.get(jobId);
-  if (!view) throw new ToolInputError(`no job "${jobId}" (unknown, or finished long enough ago to be forgotten)`);
+  if (!view) throw new ToolInputError(`no job ${quoted(jobId, 80)} (unknown, or finished long enough ago to be forgotten)`);
   const ref = deps.answers.jobs.artefact(jobId, artefact);
   if (!ref) throw new ToolInputError(`job ${jobId} (${view.state}) has no ${artefact} artefact${view.artefacts.length ? ` (it has: ${view.artefacts.map((a) => a.name).join(', ')})` : ''}`);
   const bytes = await ref.read();

@@ -15,23 +15,26 @@ const require = createRequire(import.meta.url);
 /** The page's own files. */
 export const PAGE_DIR = fileURLToPath(new URL('../../studio/', import.meta.url));
 
-/** URL prefix -> folder, for the import map (three resolves to build/three.cjs; Spark to dist/spark.cjs.js). */
-export function vendorRoots(): Record<string, string> {
+/**
+ * URL prefix -> folder, for the import map (three resolves to build/three.cjs; Spark to dist/spark.cjs.js). A Map:
+ * the prefix comes from the URL, and an object would answer "__proto__" or "constructor" with its prototype's.
+ */
+export function vendorRoots(): Map<string, string> {
   const threeBuild = dirname(require.resolve('three'));
-  return {
-    three: threeBuild,
-    'three-addons': join(threeBuild, '..', 'examples', 'jsm'),
-    spark: dirname(require.resolve('@sparkjsdev/spark')),
-  };
+  return new Map([
+    ['three', threeBuild],
+    ['three-addons', join(threeBuild, '..', 'examples', 'jsm')],
+    ['spark', dirname(require.resolve('@sparkjsdev/spark'))],
+  ]);
 }
 
-const TYPES: Record<string, string> = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.css': 'text/css; charset=utf-8',
-  '.svg': 'image/svg+xml',
-  '.png': 'image/png',
-};
+const TYPES = new Map([
+  ['.html', 'text/html; charset=utf-8'],
+  ['.js', 'text/javascript; charset=utf-8'],
+  ['.css', 'text/css; charset=utf-8'],
+  ['.svg', 'image/svg+xml'],
+  ['.png', 'image/png'],
+]);
 
 export function studioRoutes(): Hono {
   const studio = new Hono({ strict: false });
@@ -40,7 +43,7 @@ export function studioRoutes(): Hono {
   studio.get('/', (c) => c.redirect('/studio', 302));
   studio.get('/studio', (c) => serveFile(c, PAGE_DIR, 'index.html', 'no-cache'));
   studio.get('/studio/vendor/:pkg/*', (c) => {
-    const root = vendors[c.req.param('pkg')];
+    const root = vendors.get(c.req.param('pkg'));
     if (!root) throw new HttpError(404, `no vendored package "${c.req.param('pkg').slice(0, 40)}"`);
     const rest = c.req.path.slice(`/studio/vendor/${c.req.param('pkg')}/`.length);
     if (extname(rest) !== '.js') throw new HttpError(404, 'only JavaScript modules are served from vendored packages');
@@ -58,7 +61,7 @@ async function serveFile(c: Context, root: string, relative: string, cacheContro
     throw new HttpError(400, 'malformed path');
   }
   const path = normalize(join(root, name));
-  const type = TYPES[extname(path)];
+  const type = TYPES.get(extname(path));
   if (!type || !(path.startsWith(root.endsWith(sep) ? root : root + sep))) throw new HttpError(404, `no studio file ${c.req.path.slice(0, 120)}`);
   let bytes: Buffer;
   try {
