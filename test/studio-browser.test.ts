@@ -1,15 +1,19 @@
 /**
  * The studio in a real browser: Debian's chromium (/usr/bin/chromium, WebGL through SwiftShader) driven by
  * playwright-core against the preview service. It submits a prompt through the page, then checks the timeline,
- * the picture and matte, that the viewer's canvas is not blank (pixels unlike the clear colour), a PLY download, and A/B.
- * Screenshots go to test-output/studio/.
+ * the picture and matte, that the viewer's canvas is not blank (pixels unlike the clear colour), a PLY download, and A/B;
+ * and that the page never grows wider than the window, whatever Recent jobs holds. Screenshots go to
+ * test-output/studio/.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { glbViolation } from '../src/mesh/rules.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
+import { until } from './helpers/fake-stages.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -55,6 +59,8 @@ describe('studio in chromium', () => {
       matting: { backend: 'keying' },
       image_to_3d: { backend: 'inflate', inflate: { max_gaussians: 40_000 } },
       validate: { checks: ['gates'] },
+      // Cache hits and remembered declines are jobs a person sees too.
+      cache: { enabled: true, directory: mkdtempSync(join(tmpdir(), 'fast3d-studio-')) },
     });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
     // Reduced motion: no turntable, so software WebGL draws only after changes and the page stays responsive.
@@ -130,4 +136,36 @@ describe('studio in chromium', () => {
     expect(await glbViolation(bytes, { extent: 1, maxBytes: 200e6 })).toBeNull();
     expect(errors).toEqual([]);
   }, 60_000);
+
+  it('stays within the window at 1280, 1024 and 390 px with 20 recent jobs: badge, API link, job state and verdicts on screen', async () => {
+    // One job made, then cache hits of it, under a title long enough to need cutting.
+    const prompt = 'a very long prompt about a tall red wooden chair with carved legs and a woven seat';
+    for (let i = 0; i < 20; i++) {
+      const created = await fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt, seed: 7 }) });
+      expect(created.status).toBe(202);
+      const { id } = (await created.json()) as { id: string };
+      await until(async () => ((await (await fetch(`${server.url}/api/v1/jobs/${id}`)).json()) as { state: string }).state === 'done', 30_000);
+    }
+    await page.reload();
+    await page.waitForFunction('document.querySelectorAll("#gallery [data-job]").length >= 20');
+    // A finished job open, so its state and its report's verdict column are on the page too.
+    await page.click('#gallery [data-job]');
+    await page.waitForFunction("document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('.report td.pass') !== null");
+    for (const width of [1280, 1024, 390]) {
+      await page.setViewportSize({ width, height: 800 });
+      const sizes = (await page.evaluate(`(() => {
+        const right = (selector) => Math.max(...[...document.querySelectorAll(selector)].map((e) => e.getBoundingClientRect().right));
+        return {
+          scroll: document.documentElement.scrollWidth,
+          inner: window.innerWidth,
+          rights: { badge: right('#mode'), api: right('body > header a'), state: right('.result .state'), verdict: right('.report tr > :last-child') },
+        };
+      })()`)) as { scroll: number; inner: number; rights: Record<string, number> };
+      await page.screenshot({ path: `${SHOTS}recent-${width}.png`, fullPage: true });
+      expect(sizes.scroll, `page width at ${width} px`).toBeLessThanOrEqual(sizes.inner);
+      for (const [name, right] of Object.entries(sizes.rights)) expect(right, `${name} at ${width} px`).toBeLessThanOrEqual(sizes.inner);
+    }
+    await page.setViewportSize({ width: 1366, height: 800 });
+    expect(errors).toEqual([]);
+  }, 120_000);
 });
