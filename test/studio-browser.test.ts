@@ -5,7 +5,7 @@
  * and that the page never grows wider than the window, whatever Recent jobs holds. Screenshots go to
  * test-output/studio/.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { glbViolation } from '../src/mesh/rules.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
 import { until } from './helpers/fake-stages.js';
+import { discImage } from './helpers/images.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -168,4 +169,74 @@ describe('studio in chromium', () => {
     await page.setViewportSize({ width: 1366, height: 800 });
     expect(errors).toEqual([]);
   }, 120_000);
+
+  it('Recent jobs keep each job\'s detail: pictures of image jobs and cache hits, file names, A/B pairs, the end, a remembered decline', async () => {
+    // Panels already on the page are marked, so a wait is for the ones a click opens.
+    const mark = () => page.$$eval('.result', (els) => els.forEach((e: any) => { e.dataset.seen = 'true'; }));
+    const ended = "document.querySelectorAll('.result:not([data-seen])').length > 0 && [...document.querySelectorAll('.result')].every((r) => !r.dataset.seen && ['done', 'declined', 'failed', 'cancelled'].includes(r.dataset.state))";
+    const first = (selector: string) => page.locator(`#gallery [role=listitem]:first-child ${selector}`);
+    const submit = async () => {
+      await mark();
+      await page.click('#generate');
+      await page.waitForFunction(ended, undefined, { timeout: 40_000 });
+    };
+    const picture = (name: string) => page.$eval(`.result [data-pic=${name}] img`, (img: any) => img.decode().then(() => img.naturalWidth as number), undefined).catch(() => 0);
+    await page.uncheck('input[name=out][value=views]');
+
+    // An image job without views: its picture is the image, its title the file's name, in the panel and the gallery.
+    const disc = join(SHOTS, 'disc.png');
+    writeFileSync(disc, await discImage({ size: 160, radius: 55 }));
+    await page.fill('#prompt', '');
+    await page.setInputFiles('#image', disc);
+    for (const round of ['made', 'cache hit']) {
+      await submit();
+      expect(await page.getAttribute('.result', 'data-state'), round).toBe('done');
+      for (const name of ['image', 'matte']) expect(await picture(name), `${round}: ${name}`).toBeGreaterThan(0);
+      expect(await page.textContent('#message'), round).toMatch(round === 'made' ? /^Done in / : /^Done .*\(from the cache\)/);
+      await page.waitForFunction("document.querySelector('#gallery [role=listitem] .thumb')?.style.backgroundImage.startsWith('url(\"blob:')");
+      expect(await first('.t').textContent(), round).toBe('disc.png');
+      expect(await first('.thumb').getAttribute('data-source'), round).toBe('picture');
+    }
+    expect(await page.textContent('.timeline')).toMatch(/answered from the cache/);
+    await page.screenshot({ path: `${SHOTS}cache-hit.png` });
+
+    // An image with no object is declined; the same image again is a remembered decline, not "0 attempts".
+    const blank = join(SHOTS, 'blank.png');
+    writeFileSync(blank, await sharp({ create: { width: 96, height: 96, channels: 3, background: '#ffffff' } }).png().toBuffer());
+    await page.setInputFiles('#image', blank);
+    await submit();
+    expect(await page.getAttribute('.result', 'data-state')).toBe('declined');
+    expect(await page.textContent('#message')).toMatch(/^Declined: no object/);
+    await submit();
+    expect(await page.getAttribute('.result', 'data-state')).toBe('declined');
+    expect(await page.textContent('#message')).toMatch(/^Declined \(remembered\): no object/);
+    const report = await page.textContent('.result .report');
+    expect(report).not.toMatch(/0 attempts/);
+    expect(report).toMatch(/the cache remembers the decline/);
+    expect(await page.textContent('.timeline')).toMatch(/a remembered decline/);
+    expect(await picture('image')).toBeGreaterThan(0);
+    expect(await page.isHidden('.result [data-pic=matte]')).toBe(true);
+    await page.screenshot({ path: `${SHOTS}remembered-decline.png`, fullPage: true });
+
+    // A/B by preset (B = realtime, the form's default): one gallery entry for the pair, which reopens both.
+    await page.click('#clear-image');
+    await page.fill('#prompt', 'a green cone');
+    await page.check('#ab');
+    await page.selectOption('#ab-kind', 'preset');
+    await submit();
+    const labels = await page.$$eval('.result .label', (els) => els.map((e) => e.textContent));
+    expect(labels).toEqual(['A · balanced', 'B · realtime']);
+    expect(await page.textContent('#message')).toMatch(/^A: Done in .* · B: Done in /);
+    await page.waitForFunction("document.querySelector('#gallery [role=listitem]')?.classList.contains('pair')");
+    expect(await first('.t').textContent()).toBe('A/B · a green cone');
+    expect(await first('.thumb').count()).toBe(2);
+    await mark();
+    await page.click('#gallery [role=listitem]:first-child');
+    await page.waitForFunction(`${ended} && document.querySelectorAll('.result').length === 2`);
+    expect(await page.$$eval('.result .label', (els) => els.map((e) => e.textContent))).toEqual(labels);
+    await page.screenshot({ path: `${SHOTS}gallery.png`, fullPage: true });
+    await page.uncheck('#ab');
+    await page.check('input[name=out][value=views]');
+    expect(errors).toEqual([]);
+  }, 180_000);
 });

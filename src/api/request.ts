@@ -15,6 +15,9 @@ export interface ParsedJobRequest {
   seed: number;
   preset?: string;
   wants: ArtefactSpec[];
+  /** An image file part's name: what lists call the job. */
+  title?: string;
+  group?: string;
 }
 
 type Body = { json: unknown } | { form: FormFields };
@@ -32,13 +35,12 @@ export function bodyKind(contentType: string | undefined): 'json' | 'form' {
 
 export async function parseJobRequest(body: Body, limits: RequestLimits): Promise<ParsedJobRequest> {
   let imageFile: Uint8Array | undefined;
+  let fileName: string | undefined;
   let candidate: unknown;
   if ('json' in body) {
     candidate = body.json;
   } else {
-    const { fields, file } = await formToObject(body.form);
-    candidate = fields;
-    imageFile = file;
+    ({ fields: candidate, file: imageFile, fileName } = await formToObject(body.form));
   }
   const checked = JobRequest.safeParse(candidate);
   if (!checked.success) throw new HttpError(400, `invalid job request: ${issuesText(checked.error.issues)}`);
@@ -54,7 +56,14 @@ export async function parseJobRequest(body: Body, limits: RequestLimits): Promis
   if (request.seed !== undefined) fields.seed = String(request.seed);
   const parsed = await parseGenerateRequest(fields, limits);
   if (imageBytes && parsed.task.kind !== 'image') throw new HttpError(400, 'image is not a PNG, JPEG or WebP image');
-  return { task: parsed.task, seed: parsed.seed, preset: request.preset, wants: wantsOf(request) };
+  const title = imageBytes && fileName !== undefined ? titleOfFile(fileName) : undefined;
+  return { task: parsed.task, seed: parsed.seed, preset: request.preset, wants: wantsOf(request), ...(title && { title }), ...(request.group !== undefined && { group: request.group }) };
+}
+
+/** A file name as a title: printable, at most 80 characters; none for the name a nameless part gets. */
+function titleOfFile(name: string): string | undefined {
+  const clean = name.replace(/[\u0000-\u001f\u007f-\u009f]/g, '').trim().slice(0, 80);
+  return clean && clean !== 'blob' ? clean : undefined;
 }
 
 /** The artefacts a request asks for, each once, with the sizes rendered ones need. */
@@ -72,10 +81,11 @@ export function wantsOf(request: JobRequest): ArtefactSpec[] {
 
 const NUMERIC_FIELDS = new Set(['seed', 'videoSize', 'viewSize']);
 
-/** A form's fields as the JSON body's shape (numbers as numbers, outputs as a list), and the image file part. */
-async function formToObject(form: FormFields): Promise<{ fields: Record<string, unknown>; file?: Uint8Array }> {
+/** A form's fields as the JSON body's shape (numbers as numbers, outputs as a list), and the image file part and its name. */
+async function formToObject(form: FormFields): Promise<{ fields: Record<string, unknown>; file?: Uint8Array; fileName?: string }> {
   const fields: Record<string, unknown> = {};
   let file: Uint8Array | undefined;
+  let fileName: string | undefined;
   for (const [name, raw] of Object.entries(form)) {
     const values: FormValue[] = Array.isArray(raw) ? raw : [raw];
     if (name === 'outputs') {
@@ -87,12 +97,13 @@ async function formToObject(form: FormFields): Promise<{ fields: Record<string, 
     if (value === '') continue;
     if (name === 'image' && value instanceof File) {
       file = new Uint8Array(await value.arrayBuffer());
+      fileName = value.name;
       continue;
     }
     if (value instanceof File) throw new HttpError(400, `form field "${name}" must be text, not a file`);
     fields[name] = NUMERIC_FIELDS.has(name) && /^-?\d{1,12}$/.test(value.trim()) ? Number(value.trim()) : value;
   }
-  return { fields, file };
+  return { fields, file, fileName };
 }
 
 function base64Image(text: string): Uint8Array {
