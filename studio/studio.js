@@ -166,7 +166,9 @@ class JobPanel {
     const img = new Image();
     img.alt = name;
     img.src = await blobUrl(url);
-    this.el.querySelector(`[data-pic="${name}"]`).replaceChildren(img);
+    const box = this.el.querySelector(`[data-pic="${name}"]`);
+    box.replaceChildren(img);
+    box.closest('figure').hidden = false;
   }
 
   async artefact({ name, url, bytes }) {
@@ -209,14 +211,16 @@ class JobPanel {
 
   async end(event) {
     const job = await (await api(`/api/v1/jobs/${this.id}`)).json();
-    if (event.state === 'done' && !this.el.querySelector('.timeline li')) {
-      // No stage ran: the answer came from the result cache (the picture and matte are not kept there).
-      const note = Object.assign(document.createElement('li'), { className: 'note', textContent: 'answered from the cache: no stage ran' });
-      $('.timeline', this.el).append(note);
+    if (job.cached) {
+      const text = job.state === 'declined' ? 'a remembered decline: no stage ran' : 'answered from the cache: no stage ran';
+      $('.timeline', this.el).append(Object.assign(document.createElement('li'), { className: 'note', textContent: text }));
     }
+    // A picture the job never had (a decline before its matte, a cache that kept none) leaves no empty box.
+    for (const pic of this.el.querySelectorAll('[data-pic]')) pic.closest('figure').hidden = !job.intermediates.some((i) => i.name === pic.dataset.pic);
     const run = job.timings.runMs === null ? '' : `${formatMs(job.timings.runMs)} total`;
     this.setState(event.state, event.state === 'done' ? run : (event.reason ?? event.error ?? ''));
     this.report(job);
+    this.onEnd?.(job);
     refreshGallery();
   }
 
@@ -226,7 +230,12 @@ class JobPanel {
     const line = (text, cls) => { const p = document.createElement('p'); p.textContent = text; if (cls) p.className = cls; box.append(p); };
     const attempts = job.report?.attempts ?? [];
     const last = attempts.at(-1);
-    line(`seed ${job.seed} · ${attempts.length} attempt${attempts.length === 1 ? '' : 's'}${attempts.length ? ` (seeds ${attempts.map((a) => a.seed).join(', ')})` : ''}${last ? ` · ${last.gaussians.toLocaleString()} Gaussians` : ''}${job.report?.preview ? ' · preview backends' : ''}`);
+    if (job.cached && !job.report) {
+      // The cache remembers that this request was declined, not how: there is no report to show.
+      line(`seed ${job.seed} · declined earlier with these settings; the cache remembers the decline, so nothing ran now`);
+    } else {
+      line(`seed ${job.seed} · ${attempts.length} attempt${attempts.length === 1 ? '' : 's'}${attempts.length ? ` (seeds ${attempts.map((a) => a.seed).join(', ')})` : ''}${last ? ` · ${last.gaussians.toLocaleString()} Gaussians` : ''}${job.report?.preview ? ' · preview backends' : ''}${job.cached ? ' · from the cache' : ''}`);
+    }
     if (job.reason) line(`Declined: ${job.reason}`, 'why');
     if (job.error) line(`${job.state === 'cancelled' ? 'Cancelled' : 'Failed'}: ${job.error}`, 'why');
     if (!last) return;
@@ -330,13 +339,16 @@ $('#job-form').addEventListener('submit', async (e) => {
       requests.push({ label: 'B', ...base, preset: $('#ab-preset').value || undefined });
     }
     for (const r of requests) r.label = `${r.label} · ${$('#ab-kind').value === 'seed' ? `seed ${r.seed ?? 'auto'}` : (r.preset ?? 'default')}`;
+    // One group tag for both: the job list knows them as a pair.
+    const group = `ab-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    for (const r of requests) r.group = group;
   }
   $('#generate').disabled = true;
   say('Submitting…');
   try {
     const created = [];
     for (const { label, ...fields } of requests) created.push({ label, job: await submit(prompt, fields) });
-    openPanels(created.map(({ label, job }) => ({ label, id: job.id, title: prompt || imageFile.name })));
+    openPanels(created.map(({ label, job }) => ({ label, id: job.id, title: prompt || imageFile.name })), { announce: true });
     say(created.length > 1 ? 'Two jobs started: A and B.' : 'Job started.');
   } catch (err) {
     say(err.message, true);
@@ -359,9 +371,21 @@ async function submit(prompt, fields) {
   return (await api('/api/v1/jobs', { method: 'POST', body, headers })).json();
 }
 
-function openPanels(jobs) {
+/** Opens a panel per job (two side by side for A/B); `announce`: the message line follows them to their end. */
+function openPanels(jobs, { announce = false } = {}) {
   for (const panel of panels) panel.dispose();
-  panels = jobs.map(({ label }) => new JobPanel(label));
+  const opened = jobs.map(({ label }) => new JobPanel(label));
+  panels = opened;
+  if (announce) {
+    const ends = new Map();
+    for (const panel of opened) {
+      panel.onEnd = (job) => {
+        ends.set(panel, job);
+        if (ends.size < opened.length || panels !== opened) return;
+        say(opened.length > 1 ? opened.map((p) => `${p.el.dataset.label.split(' ')[0]}: ${endText(ends.get(p))}`).join(' · ') : endText(job), opened.some((p) => ['failed', 'cancelled'].includes(ends.get(p).state)));
+      };
+    }
+  }
   $('#results').classList.toggle('ab', panels.length > 1);
   if (panels.length === 2) {
     // Linked cameras: whichever viewer exists second follows the first.
@@ -373,6 +397,16 @@ function openPanels(jobs) {
   jobs.forEach(({ id, title }, i) => panels[i].follow(id, title));
 }
 
+/** What the message line says of a finished job. */
+function endText(job) {
+  switch (job.state) {
+    case 'done': return `Done${job.timings.runMs === null ? '' : ` in ${formatMs(job.timings.runMs)}`}${job.cached ? ' (from the cache)' : ''}.`;
+    case 'declined': return `Declined${job.cached ? ' (remembered)' : ''}: ${job.reason ?? 'no reason given'}`;
+    case 'cancelled': return 'Cancelled.';
+    default: return `Failed: ${job.error ?? 'no reason given'}`;
+  }
+}
+
 // ---- Gallery ----
 async function refreshGallery() {
   let list;
@@ -381,22 +415,73 @@ async function refreshGallery() {
   } catch {
     return;
   }
+  // The two jobs of an A/B comparison share a group tag: one entry, A (the older) first.
+  const entries = [];
+  for (const job of list) {
+    const pair = job.group && entries.find((e) => e.group === job.group);
+    if (pair) pair.jobs.unshift(job);
+    else entries.push({ group: job.group, jobs: [job] });
+  }
   const gallery = $('#gallery');
-  gallery.replaceChildren(...list.map((job) => {
+  gallery.replaceChildren(...entries.map(({ jobs }) => {
+    const pair = jobs.length > 1;
+    const labels = pair ? abLabels(jobs) : ['job'];
     const button = document.createElement('button');
     button.type = 'button';
     button.setAttribute('role', 'listitem');
-    button.dataset.job = job.id;
-    button.title = `${job.title} (${job.state})`;
-    button.innerHTML = '<div class="thumb"></div><span class="t"></span><span class="s"></span>';
-    $('.t', button).textContent = job.title;
-    $('.s', button).textContent = job.state;
-    const thumb = job.intermediates.find((i) => i.name === 'image' && i.url)?.url ?? job.artefacts.find((a) => a.name === 'views')?.url;
-    if (thumb) blobUrl(thumb).then((u) => { $('.thumb', button).style.backgroundImage = `url(${u})`; }, () => {});
-    button.addEventListener('click', () => openPanels([{ label: 'job', id: job.id, title: job.title }]));
+    button.dataset.job = jobs.map((j) => j.id).join(' ');
+    if (pair) button.className = 'pair';
+    button.title = jobs.map((j, i) => `${pair ? `${labels[i]}: ` : ''}${j.title} (${j.state})`).join('\n');
+    button.innerHTML = '<div class="thumbs"></div><span class="t"></span><span class="s"></span>';
+    $('.t', button).textContent = pair ? `A/B · ${jobs[0].title}` : jobs[0].title;
+    $('.s', button).textContent = jobs.map((j) => j.state).join(' · ');
+    for (const job of jobs) $('.thumbs', button).append(thumbnail(job));
+    button.addEventListener('click', () => openPanels(jobs.map((job, i) => ({ label: labels[i], id: job.id, title: job.title }))));
     return button;
   }));
   if (!list.length) gallery.textContent = 'No jobs yet.';
+}
+
+/** An A/B pair's labels, as the form made them: by preset when theirs differ, else by seed. */
+function abLabels([a, b]) {
+  const byPreset = a.preset?.name !== b.preset?.name;
+  return [a, b].map((job, i) => `${'AB'[i]} · ${byPreset ? (job.preset?.name ?? 'default') : `seed ${job.seed}`}`);
+}
+
+/**
+ * A job's thumbnail: its picture (generated, or an image task's own), else the front view of its 16 views, else
+ * a word for what it has (a decline, a job with neither).
+ */
+function thumbnail(job) {
+  const thumb = Object.assign(document.createElement('div'), { className: 'thumb' });
+  const picture = job.intermediates.find((i) => i.name === 'image' && i.url)?.url;
+  const views = job.artefacts.find((a) => a.name === 'views')?.url;
+  const url = picture ?? views;
+  if (!url) {
+    thumb.textContent = job.state === 'done' ? 'no picture' : job.state;
+    return thumb;
+  }
+  thumb.dataset.source = picture ? 'picture' : 'views';
+  thumbUrl(url).then((u) => { thumb.style.backgroundImage = `url(${u})`; }, () => { thumb.textContent = 'gone'; });
+  return thumb;
+}
+
+/** Thumbnails already fetched, by URL: the gallery is redrawn after every job without fetching them again. */
+const thumbUrls = new Map();
+
+function thumbUrl(url) {
+  if (!thumbUrls.has(url)) {
+    const fetched = blobUrl(url);
+    fetched.catch(() => thumbUrls.delete(url));
+    thumbUrls.set(url, fetched);
+    // Jobs leave the list: keep the newest few dozen.
+    for (const [old, made] of thumbUrls) {
+      if (thumbUrls.size <= 64) break;
+      thumbUrls.delete(old);
+      made.then((u) => URL.revokeObjectURL(u), () => {});
+    }
+  }
+  return thumbUrls.get(url);
 }
 
 // ---- Start ----

@@ -2,13 +2,17 @@
  * The job API over real HTTP: every route, every 4xx, SSE replay and reconnection, cancellation, busy and
  * not-ready refusals, auth, the OpenAPI document, and the studio's static files.
  */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { encodePng } from '../src/image/codec.js';
 import { createImage } from '../src/image/rgba.js';
 import { needsAuth } from '../src/http/auth.js';
 import { decodeSpz } from '../src/splat/spz.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
-import { errorOf, fakeStages, until } from './helpers/fake-stages.js';
+import { errorOf, fakeStages, HOPELESS, until } from './helpers/fake-stages.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 type Json = Record<string, any>;
@@ -116,15 +120,50 @@ describe('job API', () => {
     const multipart = await fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: form });
     expect(multipart.status).toBe(202);
     const a = await ended(server.url, ((await multipart.json()) as Json).id);
-    expect(a).toMatchObject({ state: 'done', task: 'image', title: 'image' });
+    // Named by its file; its picture is the image it was sent.
+    expect(a).toMatchObject({ state: 'done', task: 'image', title: 'object.png', cached: false });
     expect(a.artefacts.map((x: Json) => x.name)).toEqual(['spz']);
 
     const dataUrl = `data:image/png;base64,${Buffer.from(png).toString('base64')}`;
     const json = await postJob(server.url, { image: dataUrl, outputs: ['ply'], seed: 3 });
     expect(json.status).toBe(202);
     const b = await ended(server.url, ((await json.json()) as Json).id);
-    expect(b).toMatchObject({ state: 'done', task: 'image', seed: 3 });
+    expect(b).toMatchObject({ state: 'done', task: 'image', seed: 3, title: 'image 64×64' });
     expect(b.artefacts.map((x: Json) => x.name)).toEqual(['ply']);
+    for (const job of [a, b]) {
+      const picture = job.intermediates.find((i: Json) => i.name === 'image');
+      expect(picture?.url, job.title).toBe(`/api/v1/jobs/${job.id}/intermediates/image`);
+      const bytes = new Uint8Array(await (await fetch(`${server.url}${picture.url}`)).arrayBuffer());
+      expect(await sharp(bytes).metadata()).toMatchObject({ format: 'png', width: 64, height: 64 });
+    }
+  });
+
+  it('shows a large image task\'s picture at most 512 pixels on a side', async () => {
+    const image = createImage(1200, 600);
+    image.data.fill(255);
+    for (let y = 100; y < 500; y++) for (let x = 300; x < 900; x++) image.data.set([30, 90, 200, 255], (y * 1200 + x) * 4);
+    const created = await postJob(server.url, { image: Buffer.from(await encodePng(image)).toString('base64'), outputs: ['spz'] });
+    const job = await ended(server.url, ((await created.json()) as Json).id);
+    expect(job.title).toBe('image 1200×600');
+    const bytes = new Uint8Array(await (await fetch(`${server.url}/api/v1/jobs/${job.id}/intermediates/image`)).arrayBuffer());
+    expect(await sharp(bytes).metadata()).toMatchObject({ width: 512, height: 256 });
+  });
+
+  it('echoes a group tag, the studio\'s mark of an A/B pair, and refuses a malformed one', async () => {
+    const tagged = ((await (await postJob(server.url, { prompt: 'a pair', outputs: ['spz'], group: 'ab-1:x' })).json()) as Json).id;
+    const plain = ((await (await postJob(server.url, { prompt: 'alone', outputs: ['spz'] })).json()) as Json).id;
+    expect((await ended(server.url, tagged)).group).toBe('ab-1:x');
+    expect((await ended(server.url, plain)).group).toBeNull();
+    const form = new FormData();
+    form.append('prompt', 'a pair by form');
+    form.append('group', 'ab-2');
+    const byForm = ((await (await fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: form })).json()) as Json).id;
+    expect((await ended(server.url, byForm)).group).toBe('ab-2');
+    for (const group of ['', 'a b', 'x'.repeat(65), 7]) {
+      const res = await postJob(server.url, { prompt: 'x', group });
+      expect(res.status, String(group)).toBe(400);
+      expect(await errorOf(res)).toMatch(/group/);
+    }
   });
 
   it('refuses bad requests with a 4xx JSON error that says what is wrong', async () => {
@@ -165,7 +204,7 @@ describe('job API', () => {
     const cases: [Promise<Response>, number, RegExp][] = [
       // Refused on its count, before JSON.parse builds it.
       [postJob(server.url, { prompt: 'x', ...keys }), 400, /^JSON body has more than 64 keys and array items$/],
-      [postJob(server.url, { prompt: 'x', a: 1, b: 2, c: 3, d: 4 }), 400, /^invalid job request: unknown fields "a", "b", "c" and 1 more; the fields are prompt, image, seed, preset, outputs, videoSize, viewSize$/],
+      [postJob(server.url, { prompt: 'x', a: 1, b: 2, c: 3, d: 4 }), 400, /^invalid job request: unknown fields "a", "b", "c" and 1 more; the fields are prompt, image, seed, preset, outputs, videoSize, viewSize, group$/],
       [postJob(server.url, { prompt: 'x', ['k'.repeat(400_000)]: 1 }), 400, /^invalid job request: unknown field "k{40}"\.\.\. \(400000 characters\); the fields are/],
       [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: form }), 400, /^invalid job request: unknown field "f{40}"\.\.\. \(300000 characters\)/],
       [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: new URLSearchParams(Array.from({ length: 5000 }, (_, i): [string, string] => [`f${i}`, 'x'])) }), 400, /^form body has more than 32 fields$/],
@@ -230,6 +269,36 @@ describe('job API', () => {
     const presets = (await (await fetch(`${server.url}/api/v1/presets`)).json()) as Json;
     expect(presets.presets).toContainEqual({ name: presets.default, default: true });
     expect(presets.presets.filter((p: Json) => p.default)).toHaveLength(1);
+  });
+});
+
+describe('job API with a result cache', () => {
+  let server: TestServer;
+  beforeAll(async () => {
+    server = await startTestServer({ cache: { enabled: true, directory: mkdtempSync(join(tmpdir(), 'fast3d-api-cache-')) } }, fakeStages().stages);
+  });
+  afterAll(() => server.close());
+
+  it('a cache hit says so and shows the picture and matte the asset was made from', async () => {
+    const made = await ended(server.url, ((await (await postJob(server.url, { prompt: 'a cached chair', seed: 4 })).json()) as Json).id);
+    expect(made).toMatchObject({ state: 'done', cached: false });
+    const hit = await ended(server.url, ((await (await postJob(server.url, { prompt: 'a cached chair', seed: 4 })).json()) as Json).id);
+    expect(hit).toMatchObject({ state: 'done', cached: true, timings: { stages: {} } });
+    expect(hit.report.attempts).toHaveLength(1);
+    expect(hit.intermediates.map((i: Json) => i.name).sort()).toEqual(['image', 'matte']);
+    for (const name of ['image', 'matte']) {
+      const [before, after] = await Promise.all([made, hit].map(async (job) => new Uint8Array(await (await fetch(`${server.url}/api/v1/jobs/${job.id}/intermediates/${name}`)).arrayBuffer())));
+      expect(await sharp(after).raw().toBuffer(), name).toEqual(await sharp(before).raw().toBuffer());
+    }
+  });
+
+  it('a remembered decline says it came from the cache, with no report rather than "0 attempts"', async () => {
+    const prompt = `a ${HOPELESS} case`;
+    const first = await ended(server.url, ((await (await postJob(server.url, { prompt, seed: 1 })).json()) as Json).id);
+    expect(first).toMatchObject({ state: 'declined', cached: false });
+    expect(first.report.attempts.length).toBeGreaterThan(0);
+    const again = await ended(server.url, ((await (await postJob(server.url, { prompt, seed: 1 })).json()) as Json).id);
+    expect(again).toMatchObject({ state: 'declined', cached: true, report: null, reason: first.reason });
   });
 });
 
@@ -369,7 +438,7 @@ describe('job API auth, OpenAPI and the studio files', () => {
     expect(doc.openapi).toBe('3.1.0');
     expect(Object.keys(doc.paths).sort()).toEqual(['/jobs', '/jobs/{id}', '/jobs/{id}/artifacts/{name}', '/jobs/{id}/events', '/jobs/{id}/intermediates/{name}', '/openapi.json', '/presets']);
     const request = doc.components.schemas.JobRequest;
-    expect(Object.keys(request.properties)).toEqual(['prompt', 'image', 'seed', 'preset', 'outputs', 'videoSize', 'viewSize']);
+    expect(Object.keys(request.properties)).toEqual(['prompt', 'image', 'seed', 'preset', 'outputs', 'videoSize', 'viewSize', 'group']);
     expect(request.properties.outputs.items.enum).toEqual(['ply', 'spz', 'glb', 'mp4', 'views']);
     expect(request.additionalProperties).toBe(false);
     expect(doc.security).toEqual([{ bearer: [] }]);

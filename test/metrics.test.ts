@@ -62,8 +62,8 @@ describe('GET /metrics', () => {
     expect(sample(text, 'fast3d_cache_lookups_total{artefact="ply",result="hit"}')).toBe(1);
     expect(sample(text, 'fast3d_cache_lookups_total{artefact="ply",result="miss"}')).toBe(3);
     expect(sample(text, 'fast3d_cache_lookups_total{artefact="ply",result="decline_hit"}')).toBe(1);
-    // One asset: its PLY and the report stored beside it.
-    expect(sample(text, 'fast3d_cache_entries')).toBe(2);
+    // One asset: its PLY, and beside it the picture and matte it was made from and its report.
+    expect(sample(text, 'fast3d_cache_entries')).toBe(4);
     expect(sample(text, 'fast3d_queue_depth')).toBe(0);
     expect(sample(text, 'fast3d_jobs_running')).toBe(0);
     const ratio = sample(text, 'fast3d_gpu_busy_ratio')!;

@@ -1,15 +1,20 @@
 /**
  * The studio in a real browser: Debian's chromium (/usr/bin/chromium, WebGL through SwiftShader) driven by
  * playwright-core against the preview service. It submits a prompt through the page, then checks the timeline,
- * the picture and matte, that the viewer's canvas is not blank (pixels unlike the clear colour), a PLY download, and A/B.
- * Screenshots go to test-output/studio/.
+ * the picture and matte, that the viewer's canvas is not blank (pixels unlike the clear colour), a PLY download, and A/B;
+ * and that the page never grows wider than the window, whatever Recent jobs holds. Screenshots go to
+ * test-output/studio/.
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { glbViolation } from '../src/mesh/rules.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
+import { until } from './helpers/fake-stages.js';
+import { discImage } from './helpers/images.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 const CHROMIUM = '/usr/bin/chromium';
@@ -55,6 +60,8 @@ describe('studio in chromium', () => {
       matting: { backend: 'keying' },
       image_to_3d: { backend: 'inflate', inflate: { max_gaussians: 40_000 } },
       validate: { checks: ['gates'] },
+      // Cache hits and remembered declines are jobs a person sees too.
+      cache: { enabled: true, directory: mkdtempSync(join(tmpdir(), 'fast3d-studio-')) },
     });
     browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
     // Reduced motion: no turntable, so software WebGL draws only after changes and the page stays responsive.
@@ -130,4 +137,106 @@ describe('studio in chromium', () => {
     expect(await glbViolation(bytes, { extent: 1, maxBytes: 200e6 })).toBeNull();
     expect(errors).toEqual([]);
   }, 60_000);
+
+  it('stays within the window at 1280, 1024 and 390 px with 20 recent jobs: badge, API link, job state and verdicts on screen', async () => {
+    // One job made, then cache hits of it, under a title long enough to need cutting.
+    const prompt = 'a very long prompt about a tall red wooden chair with carved legs and a woven seat';
+    for (let i = 0; i < 20; i++) {
+      const created = await fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt, seed: 7 }) });
+      expect(created.status).toBe(202);
+      const { id } = (await created.json()) as { id: string };
+      await until(async () => ((await (await fetch(`${server.url}/api/v1/jobs/${id}`)).json()) as { state: string }).state === 'done', 30_000);
+    }
+    await page.reload();
+    await page.waitForFunction('document.querySelectorAll("#gallery [data-job]").length >= 20');
+    // A finished job open, so its state and its report's verdict column are on the page too.
+    await page.click('#gallery [data-job]');
+    await page.waitForFunction("document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('.report td.pass') !== null");
+    for (const width of [1280, 1024, 390]) {
+      await page.setViewportSize({ width, height: 800 });
+      const sizes = (await page.evaluate(`(() => {
+        const right = (selector) => Math.max(...[...document.querySelectorAll(selector)].map((e) => e.getBoundingClientRect().right));
+        return {
+          scroll: document.documentElement.scrollWidth,
+          inner: window.innerWidth,
+          rights: { badge: right('#mode'), api: right('body > header a'), state: right('.result .state'), verdict: right('.report tr > :last-child') },
+        };
+      })()`)) as { scroll: number; inner: number; rights: Record<string, number> };
+      await page.screenshot({ path: `${SHOTS}recent-${width}.png`, fullPage: true });
+      expect(sizes.scroll, `page width at ${width} px`).toBeLessThanOrEqual(sizes.inner);
+      for (const [name, right] of Object.entries(sizes.rights)) expect(right, `${name} at ${width} px`).toBeLessThanOrEqual(sizes.inner);
+    }
+    await page.setViewportSize({ width: 1366, height: 800 });
+    expect(errors).toEqual([]);
+  }, 120_000);
+
+  it('Recent jobs keep each job\'s detail: pictures of image jobs and cache hits, file names, A/B pairs, the end, a remembered decline', async () => {
+    // Panels already on the page are marked, so a wait is for the ones a click opens.
+    const mark = () => page.$$eval('.result', (els) => els.forEach((e: any) => { e.dataset.seen = 'true'; }));
+    const ended = "document.querySelectorAll('.result:not([data-seen])').length > 0 && [...document.querySelectorAll('.result')].every((r) => !r.dataset.seen && ['done', 'declined', 'failed', 'cancelled'].includes(r.dataset.state))";
+    const first = (selector: string) => page.locator(`#gallery [role=listitem]:first-child ${selector}`);
+    const submit = async () => {
+      await mark();
+      await page.click('#generate');
+      await page.waitForFunction(ended, undefined, { timeout: 40_000 });
+    };
+    const picture = (name: string) => page.$eval(`.result [data-pic=${name}] img`, (img: any) => img.decode().then(() => img.naturalWidth as number), undefined).catch(() => 0);
+    await page.uncheck('input[name=out][value=views]');
+
+    // An image job without views: its picture is the image, its title the file's name, in the panel and the gallery.
+    const disc = join(SHOTS, 'disc.png');
+    writeFileSync(disc, await discImage({ size: 160, radius: 55 }));
+    await page.fill('#prompt', '');
+    await page.setInputFiles('#image', disc);
+    for (const round of ['made', 'cache hit']) {
+      await submit();
+      expect(await page.getAttribute('.result', 'data-state'), round).toBe('done');
+      for (const name of ['image', 'matte']) expect(await picture(name), `${round}: ${name}`).toBeGreaterThan(0);
+      expect(await page.textContent('#message'), round).toMatch(round === 'made' ? /^Done in / : /^Done .*\(from the cache\)/);
+      await page.waitForFunction("document.querySelector('#gallery [role=listitem] .thumb')?.style.backgroundImage.startsWith('url(\"blob:')");
+      expect(await first('.t').textContent(), round).toBe('disc.png');
+      expect(await first('.thumb').getAttribute('data-source'), round).toBe('picture');
+    }
+    expect(await page.textContent('.timeline')).toMatch(/answered from the cache/);
+    await page.screenshot({ path: `${SHOTS}cache-hit.png` });
+
+    // An image with no object is declined; the same image again is a remembered decline, not "0 attempts".
+    const blank = join(SHOTS, 'blank.png');
+    writeFileSync(blank, await sharp({ create: { width: 96, height: 96, channels: 3, background: '#ffffff' } }).png().toBuffer());
+    await page.setInputFiles('#image', blank);
+    await submit();
+    expect(await page.getAttribute('.result', 'data-state')).toBe('declined');
+    expect(await page.textContent('#message')).toMatch(/^Declined: no object/);
+    await submit();
+    expect(await page.getAttribute('.result', 'data-state')).toBe('declined');
+    expect(await page.textContent('#message')).toMatch(/^Declined \(remembered\): no object/);
+    const report = await page.textContent('.result .report');
+    expect(report).not.toMatch(/0 attempts/);
+    expect(report).toMatch(/the cache remembers the decline/);
+    expect(await page.textContent('.timeline')).toMatch(/a remembered decline/);
+    expect(await picture('image')).toBeGreaterThan(0);
+    expect(await page.isHidden('.result [data-pic=matte]')).toBe(true);
+    await page.screenshot({ path: `${SHOTS}remembered-decline.png`, fullPage: true });
+
+    // A/B by preset (B = realtime, the form's default): one gallery entry for the pair, which reopens both.
+    await page.click('#clear-image');
+    await page.fill('#prompt', 'a green cone');
+    await page.check('#ab');
+    await page.selectOption('#ab-kind', 'preset');
+    await submit();
+    const labels = await page.$$eval('.result .label', (els) => els.map((e) => e.textContent));
+    expect(labels).toEqual(['A · balanced', 'B · realtime']);
+    expect(await page.textContent('#message')).toMatch(/^A: Done in .* · B: Done in /);
+    await page.waitForFunction("document.querySelector('#gallery [role=listitem]')?.classList.contains('pair')");
+    expect(await first('.t').textContent()).toBe('A/B · a green cone');
+    expect(await first('.thumb').count()).toBe(2);
+    await mark();
+    await page.click('#gallery [role=listitem]:first-child');
+    await page.waitForFunction(`${ended} && document.querySelectorAll('.result').length === 2`);
+    expect(await page.$$eval('.result .label', (els) => els.map((e) => e.textContent))).toEqual(labels);
+    await page.screenshot({ path: `${SHOTS}gallery.png`, fullPage: true });
+    await page.uncheck('#ab');
+    await page.check('input[name=out][value=views]');
+    expect(errors).toEqual([]);
+  }, 180_000);
 });

@@ -17,6 +17,9 @@ export interface ParsedJobRequest {
   seed: number;
   preset?: string;
   wants: ArtefactSpec[];
+  /** An image file part's name: what lists call the job. */
+  title?: string;
+  group?: string;
 }
 
 type Body = { json: unknown } | { form: FormFields };
@@ -77,13 +80,12 @@ export async function readJobBody(contentType: string | undefined, source: BodyS
 
 export async function parseJobRequest(body: Body, limits: RequestLimits): Promise<ParsedJobRequest> {
   let imageFile: Uint8Array | undefined;
+  let fileName: string | undefined;
   let candidate: unknown;
   if ('json' in body) {
     candidate = body.json;
   } else {
-    const { fields, file } = await formToObject(body.form);
-    candidate = fields;
-    imageFile = file;
+    ({ fields: candidate, file: imageFile, fileName } = await formToObject(body.form));
   }
   refuseUnknownFields(candidate);
   const checked = JobRequest.safeParse(candidate);
@@ -100,7 +102,14 @@ export async function parseJobRequest(body: Body, limits: RequestLimits): Promis
   if (request.seed !== undefined) fields.seed = String(request.seed);
   const parsed = await parseGenerateRequest(fields, limits);
   if (imageBytes && parsed.task.kind !== 'image') throw new HttpError(400, refusedImage('image', imageBytes));
-  return { task: parsed.task, seed: parsed.seed, preset: request.preset, wants: wantsOf(request) };
+  const title = imageBytes && fileName !== undefined ? titleOfFile(fileName) : undefined;
+  return { task: parsed.task, seed: parsed.seed, preset: request.preset, wants: wantsOf(request), ...(title && { title }), ...(request.group !== undefined && { group: request.group }) };
+}
+
+/** A file name as a title: printable, at most 80 characters; none for the name a nameless part gets. */
+function titleOfFile(name: string): string | undefined {
+  const clean = name.replace(/[\u0000-\u001f\u007f-\u009f]/g, '').trim().slice(0, 80);
+  return clean && clean !== 'blob' ? clean : undefined;
 }
 
 /** The artefacts a request asks for, each once, with the sizes rendered ones need. */
@@ -118,11 +127,12 @@ export function wantsOf(request: JobRequest): ArtefactSpec[] {
 
 const NUMERIC_FIELDS = new Set(['seed', 'videoSize', 'viewSize']);
 
-/** A form's fields as the JSON body's shape (numbers as numbers, outputs as a list), and the image file part. */
-async function formToObject(form: FormFields): Promise<{ fields: Record<string, unknown>; file?: Uint8Array }> {
+/** A form's fields as the JSON body's shape (numbers as numbers, outputs as a list), and the image file part and its name. */
+async function formToObject(form: FormFields): Promise<{ fields: Record<string, unknown>; file?: Uint8Array; fileName?: string }> {
   // No prototype: a field named "__proto__" is a field (refused as unknown), not a write to the prototype.
   const fields: Record<string, unknown> = Object.create(null);
   let file: Uint8Array | undefined;
+  let fileName: string | undefined;
   for (const [name, raw] of Object.entries(form)) {
     const values: FormValue[] = Array.isArray(raw) ? raw : [raw];
     if (name === 'outputs') {
@@ -134,12 +144,13 @@ async function formToObject(form: FormFields): Promise<{ fields: Record<string, 
     if (value === '') continue;
     if (name === 'image' && value instanceof File) {
       file = new Uint8Array(await value.arrayBuffer());
+      fileName = value.name;
       continue;
     }
     if (value instanceof File) throw new HttpError(400, `form field ${quoted(name)} must be text, not a file`);
     fields[name] = (NUMERIC_FIELDS.has(name) ? decimalInteger(value.trim()) : null) ?? value;
   }
-  return { fields, file };
+  return { fields, file, fileName };
 }
 
 function imageOfField(text: string): Uint8Array {

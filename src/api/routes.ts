@@ -61,7 +61,7 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
 
     // The id is ours, so it can be answered before the job ends; the job itself runs on without this request.
     const id = randomUUID();
-    const running = answers.answer({ id, task: request.task, seed: request.seed, priority: 'interactive', wants: request.wants, preset: request.preset });
+    const running = answers.answer({ id, task: request.task, seed: request.seed, priority: 'interactive', wants: request.wants, preset: request.preset, title: request.title, group: request.group });
     running.catch((err: Error) => options.logger?.info({ job: id, err: err.message }, 'job ended without an asset'));
     // A request refused before its job was registered (shutting down) rejects at once: answer its error.
     if (!jobs.get(id)) await running.then(() => { throw new HttpError(500, 'the job was not registered'); });
@@ -169,6 +169,7 @@ function jobBody(job: JobView) {
   const own = links(job.id, cancellable(job));
   return {
     ...job,
+    group: job.group ?? null,
     artefacts: job.artefacts.map(({ name, contentType, bytes }) => ({ name, contentType, bytes, url: `${own.self}/artifacts/${name}` })),
     intermediates: job.intermediates.map((name) => ({ name, url: name === 'cloud' ? null : `${own.self}/intermediates/${name}` })),
     links: own,

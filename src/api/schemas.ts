@@ -24,6 +24,7 @@ export const JobRequest = z
     outputs: z.array(OutputName).min(1).max(FORMAT_NAMES.length).optional().describe(`Artefacts to make; default ${DEFAULT_OUTPUTS.join(', ')} (mp4 only when asked: it costs CPU).`),
     videoSize: z.number().int().min(VIDEO_RES.min).max(VIDEO_RES.max).optional().describe(`Side of the mp4 in pixels (default ${DEFAULT_VIDEO_SIZE}; odd sides are rounded down).`),
     viewSize: z.number().int().min(VIEW_SIZE.min).max(VIEW_SIZE.max).optional().describe(`Side of each of the 16 views in pixels (default ${VIEW_SIZE.default}).`),
+    group: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'letters, digits and . _ : - only, at most 64').optional().describe('A tag of your own for jobs that belong together (the studio gives the two jobs of an A/B comparison the same one); job views echo it.'),
   })
   .describe('A job: a prompt or an image, with optional seed, preset and outputs.');
 export type JobRequest = z.infer<typeof JobRequest>;
@@ -55,8 +56,9 @@ export const JobState = z.enum(['queued', 'running', 'done', 'declined', 'failed
 
 export const JobBody = z.object({
   id: z.string(),
-  title: z.string(),
+  title: z.string().describe('The prompt\'s first words; for an image, its file name (multipart) or its size.'),
   task: z.enum(['text', 'image']),
+  group: z.string().nullable().describe('The request\'s group tag, if it had one.'),
   seed: z.number(),
   priority: z.string(),
   state: JobState,
@@ -67,7 +69,8 @@ export const JobBody = z.object({
   reason: z.string().nullable().describe('Why the job was declined.'),
   error: z.string().nullable().describe('Why the job failed or was cancelled.'),
   artefacts: z.array(z.object({ name: z.string(), contentType: z.string(), bytes: z.number(), url: z.string() })),
-  intermediates: z.array(z.object({ name: z.string(), url: z.string().nullable() })),
+  intermediates: z.array(z.object({ name: z.string(), url: z.string().nullable() })).describe('The picture (`image`: generated, or an image task\'s own image) and the `matte`; a cache hit has those the cache kept.'),
+  cached: z.boolean().describe('The answer came from the result cache (a remembered asset, or a remembered decline with no report): no stage ran.'),
   links: Links,
 });
 

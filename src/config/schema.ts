@@ -51,7 +51,7 @@ export const pipelineSchema = z.strictObject({
   extent: z.number().min(0).default(VALIDATOR_EXTENT).describe('Largest bounding-box extent of the returned asset; the validator\'s own (the default) makes its rescale a no-op (0 keeps the scale).'),
   mesh_extent: z.number().positive().default(1).describe('Side of the cube every mesh (GLB) is centred in and scaled to fit: 1 is [-0.5, 0.5] on every axis, as the mesh competition asks.'),
   max_glb_mb: z.number().positive().max(2048).default(200).describe('Largest GLB served, in MB (the mesh competition accepts about 200); a larger one is refused, never sent.'),
-  max_gaussians: gaussianBudget.default(0).describe('Gaussian budget: a larger cloud keeps only its most important Gaussians (opacity x area), never fewer than the gates\' minimum (0 = no budget).'),
+  max_gaussians: gaussianBudget.default(0).describe('Gaussian budget: a larger cloud keeps its most important Gaussians (opacity x area) in every region of its body, widened to cover the dropped ones; never fewer than the gates\' minimum (0 = no budget).'),
 });
 
 export const previewTextToImageSchema = z.strictObject({

@@ -11,6 +11,8 @@
  * evicted and made again.
  */
 import { setImmediate } from 'node:timers/promises';
+import { decodeImage, encodePng, resizeImage } from '../image/codec.js';
+import type { RgbaImage } from '../image/rgba.js';
 import type { JobSettings } from '../pipelines/context.js';
 import type { Presets, ResolvedPreset } from '../pipelines/presets.js';
 import { AssetRefusedError, BusyError, CancelledError, MeshUnsupportedError } from '../pipelines/errors.js';
@@ -47,6 +49,10 @@ export interface AnswerRequest {
   mesh?: boolean;
   /** The preset whose settings the job runs with (default: the service's default preset). */
   preset?: string;
+  /** What lists call the job (default: the prompt's first words, or the image's size). */
+  title?: string;
+  /** The client's tag for jobs that belong together (the studio's A/B pairs). */
+  group?: string;
   /** Aborted when the client goes away. */
   signal?: AbortSignal;
   /** The request as received, for a burst peer when the local queue is full. */
@@ -87,6 +93,12 @@ export interface AnswerPathOptions {
 }
 
 const REPORT_ENTRY: EntryName = { kind: 'json', variant: 'report' };
+/** A job's pictures (the one it was made from, and its matte), kept in the cache beside its asset. */
+const PICTURES = { image: { kind: 'png', variant: 'picture' }, matte: { kind: 'png', variant: 'matte' } } as const satisfies Record<string, EntryName>;
+/** Cached pictures are ours (a pipeline's picture and matte): far under this, or not ours. */
+const PICTURE_LIMITS = { maxPixels: 4096 * 4096, minSide: 1 };
+/** Longest side of the picture an image task's job shows (its own image): the registry holds it until forgotten. */
+const PICTURE_SIDE = 512;
 
 export class AnswerPath {
   constructor(private readonly options: AnswerPathOptions) {}
@@ -129,11 +141,14 @@ export class AnswerPath {
       priority: request.priority,
       task: request.task.kind,
       seed: request.seed,
-      title: request.task.kind === 'text' ? request.task.prompt.slice(0, 80) : 'image',
+      title: request.title ?? titleOf(request.task),
+      ...(request.group !== undefined && { group: request.group }),
       preset: presetOfReport(preset),
     });
     const signal = request.signal ? AbortSignal.any([request.signal, job.signal]) : job.signal;
     try {
+      // An image task's picture is the image it was sent: its job shows it as a text task's shows the generated one.
+      if (request.task.kind === 'image') job.progress.intermediate({ name: 'image', image: await shrunk(request.task.image, PICTURE_SIDE) }, 0);
       const cached = key === undefined ? null : await this.fromCache(key, request, preset, job);
       if (cached) return cached;
       // Refuse before generating when the video line is already full: an asset nobody renders wastes the GPU.
@@ -142,6 +157,7 @@ export class AnswerPath {
       const assetHit = key === undefined || !rendered ? null : await this.cachedAsset(key, request, mesh);
       let outcome: Outcome;
       if (assetHit) {
+        await this.showCachedPictures(key!, job);
         outcome = { kind: 'asset', ...assetHit };
       } else {
         const made = await this.generateOrForward(request, mesh, settings, job, signal);
@@ -167,7 +183,7 @@ export class AnswerPath {
       // A made asset is cached as its PLY (and a mesh job's GLB), with its report, before anything else is
       // encoded, whatever was asked: a later request for it, or for a video or views of it, needs no GPU work,
       // even when this client goes away or its render fails.
-      const geometry = key !== undefined && !assetHit ? await this.cacheGeometry(key, asset, request, settings, stored, signal) : [];
+      const geometry = key !== undefined && !assetHit ? await this.cacheGeometry(key, asset, request, settings, stored, job, signal) : [];
       const artefacts: Delivered[] = [];
       for (const spec of request.wants) {
         const made = geometry.find((g) => g.spec.format === spec.format);
@@ -175,7 +191,7 @@ export class AnswerPath {
       }
       if (key !== undefined) await this.store(key, artefacts.filter((a) => !geometry.includes(a)), settings);
       for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
-      job.end('done', { report: outcome.report });
+      job.end('done', { report: outcome.report, cached: assetHit !== null });
       return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
     } catch (err) {
       if (job.signal.aborted || request.signal?.aborted) job.end('cancelled', { error: ((job.signal.reason ?? request.signal?.reason) as Error).message });
@@ -205,7 +221,7 @@ export class AnswerPath {
     const reason = cache.declined(key);
     if (reason !== null) {
       this.options.metrics?.cacheLookup(request.wants[0].format, 'decline_hit');
-      job.end('declined', { reason });
+      job.end('declined', { reason, cached: true });
       return { kind: 'declined', jobId: job.id, preset: preset.name, reason, report: null, cache: 'decline-hit' };
     }
     const artefacts: Delivered[] = [];
@@ -224,8 +240,9 @@ export class AnswerPath {
     const stored = await this.readReport(key);
     if (!stored) return null;
     stored.report.preset = presetOfReport(preset);
+    await this.showCachedPictures(key, job);
     for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
-    job.end('done', { report: stored.report });
+    job.end('done', { report: stored.report, cached: true });
     return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts, ...stored, cache: 'hit' };
   }
 
@@ -325,11 +342,12 @@ export class AnswerPath {
   }
 
   /**
-   * Encodes, checks and caches the asset's PLY, a mesh job's GLB, and the report. Returns those that passed
+   * Encodes, checks and caches the asset's PLY, a mesh job's GLB, the picture and matte it was made from, and
+   * the report. Returns those that passed
    * their checks (one refused is logged and left out: a request that asked for it encodes it again, and is
    * refused, on its own). Nothing is cached when the PLY is refused.
    */
-  private async cacheGeometry(key: string, asset: Asset, request: AnswerRequest, settings: JobSettings, stored: StoredReport, signal: AbortSignal): Promise<Delivered[]> {
+  private async cacheGeometry(key: string, asset: Asset, request: AnswerRequest, settings: JobSettings, stored: StoredReport, job: JobHandle, signal: AbortSignal): Promise<Delivered[]> {
     const geometry: Delivered[] = [];
     for (const format of asset.mesh ? (['ply', 'glb'] as const) : (['ply'] as const)) {
       try {
@@ -340,9 +358,38 @@ export class AnswerPath {
         if (format === 'ply') return [];
       }
     }
+    await this.storePictures(key, job, request.task);
     // The report goes last: an entry is only ever found with the report that describes it.
     await this.store(key, geometry, settings, stored);
     return geometry;
+  }
+
+  /** Caches the job's picture and matte (an image task's picture is its own image, which a hit has again). */
+  private async storePictures(key: string, job: JobHandle, task: Task): Promise<void> {
+    const cache = this.options.cache!;
+    try {
+      for (const name of ['image', 'matte'] as const) {
+        if (name === 'image' && task.kind === 'image') continue;
+        const picture = this.options.jobs.intermediate(job.id, name);
+        if (picture && 'data' in picture) await cache.put(key, PICTURES[name], await encodePng(picture));
+      }
+    } catch (err) {
+      this.options.logger?.warn({ err: (err as Error).message }, 'cache write failed');
+    }
+  }
+
+  /** A cache hit's job shows the picture and matte the asset was made from, when the cache kept them. */
+  private async showCachedPictures(key: string, job: JobHandle): Promise<void> {
+    const cache = this.options.cache!;
+    for (const name of ['image', 'matte'] as const) {
+      const bytes = await cache.get(key, PICTURES[name]);
+      if (!bytes) continue;
+      try {
+        job.progress.intermediate({ name, image: await decodeImage(bytes, PICTURE_LIMITS) }, 0);
+      } catch {
+        cache.discard(key, PICTURES[name]);
+      }
+    }
   }
 
   /** Caches checked artefacts (and the report); a failed write is logged, never the request's failure. */
@@ -370,6 +417,18 @@ export class AnswerPath {
       read: async () => held ?? (await cache!.get(key!, name)),
     };
   }
+}
+
+/** A job's title when its request gives none: the prompt's first words, or the image's size. */
+function titleOf(task: Task): string {
+  return task.kind === 'text' ? task.prompt.slice(0, 80) : `image ${task.image.width}×${task.image.height}`;
+}
+
+/** The image itself when its longest side is within `side`, else a copy scaled down to it. */
+async function shrunk(image: RgbaImage, side: number): Promise<RgbaImage> {
+  const scale = side / Math.max(image.width, image.height);
+  if (scale >= 1) return image;
+  return resizeImage(image, Math.max(1, Math.round(image.width * scale)), Math.max(1, Math.round(image.height * scale)));
 }
 
 /** What a report and a job view say of the preset: its name, fingerprint and the values of its knobs. */

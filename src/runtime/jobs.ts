@@ -37,12 +37,14 @@ export interface ArtefactRef {
 }
 
 export interface JobSummary {
-  /** What was asked, for lists: the prompt's first words, or "image". */
+  /** What was asked, for lists: the prompt's first words, or the image's file name or size. */
   title: string;
   task: 'text' | 'image';
   seed: number;
   /** The preset the job runs with: its name and the values of its knobs. */
   preset?: PresetReport;
+  /** The client's tag for jobs that belong together (the studio's A/B pairs). */
+  group?: string;
 }
 
 /** A job as readers see it. */
@@ -60,6 +62,8 @@ export interface JobView extends JobSummary {
   error: string | null;
   artefacts: { name: string; contentType: string; extension: string; bytes: number }[];
   intermediates: Intermediate['name'][];
+  /** The answer came from the result cache (a remembered asset or decline): no stage ran. */
+  cached: boolean;
 }
 
 export interface RegistryOptions {
@@ -91,7 +95,7 @@ export interface JobHandle {
   readonly progress: ProgressSink;
   started(): void;
   artefact(ref: ArtefactRef): void;
-  end(state: EndState, details?: { report?: Report; reason?: string; error?: string }): void;
+  end(state: EndState, details?: { report?: Report; reason?: string; error?: string; cached?: boolean }): void;
 }
 
 export class JobRegistry {
@@ -110,8 +114,9 @@ export class JobRegistry {
     const createdAt = this.now();
     const entry: Entry = {
       view: {
-        id, priority: init.priority, title: init.title, task: init.task, seed: init.seed, preset: init.preset, state: 'queued', stage: null, createdAt,
-        timings: { queuedMs: null, runMs: null, stages: {} }, report: null, reason: null, error: null, artefacts: [], intermediates: [],
+        id, priority: init.priority, title: init.title, task: init.task, seed: init.seed, preset: init.preset, ...(init.group !== undefined && { group: init.group }),
+        state: 'queued', stage: null, createdAt, timings: { queuedMs: null, runMs: null, stages: {} }, report: null, reason: null, error: null,
+        artefacts: [], intermediates: [], cached: false,
       },
       events: [],
       listeners: new Set(),
@@ -175,6 +180,7 @@ export class JobRegistry {
         view.report = details.report ?? null;
         view.reason = details.reason ?? null;
         view.error = details.error ?? null;
+        view.cached = details.cached ?? false;
         if (entry.startedAt !== null) view.timings.runMs = this.now() - entry.startedAt;
         emit({ type: 'end', state, ...(details.reason ? { reason: details.reason } : {}), ...(details.error ? { error: details.error } : {}), at: at() });
         entry.endedAt = this.now();
