@@ -241,6 +241,17 @@ export const storeSchema = z.strictObject({
   if (store.backend === 's3' && !store.s3.bucket) ctx.addIssue({ code: 'custom', path: ['s3', 'bucket'], message: 'required when store.backend is s3' });
 });
 
+export const webhooksSchema = z.strictObject({
+  secret_env: envName.default('FAST3D_WEBHOOK_SECRET').describe('Name of the environment variable holding the secret that signs webhook bodies (X-Fast3d-Signature); unset, jobs with a webhook are refused.'),
+  allow_private: z.boolean().default(false).describe('Allow webhook URLs whose host is or resolves to a private, loopback, link-local or otherwise non-public address (and redirects to one).'),
+  max_url_length: z.number().int().min(16).max(8192).default(2048).describe('Longest webhook URL accepted, in characters.'),
+  timeout_s: z.number().positive().max(300).default(10).describe('Longest wait for one delivery attempt, from connecting to the receiver\'s status line.'),
+  attempts: z.number().int().min(1).max(30).default(6).describe('Delivery attempts per webhook; a 5xx, 408, 429 or a network error is retried, other 4xx and refused addresses are not.'),
+  backoff_s: z.number().min(0).max(3600).default(5).describe('Wait before the second attempt; each further wait doubles (exponential backoff), up to webhooks.max_backoff_s.'),
+  max_backoff_s: z.number().min(0).max(86_400).default(300).describe('Longest wait between two attempts, Retry-After included.'),
+  max_redirects: z.number().int().min(0).max(10).default(3).describe('Redirects followed per attempt (each target is checked like the URL itself); 0 = none.'),
+});
+
 export const burstPeerSchema = z.strictObject({
   url: z.url().describe('Base URL of a peer running this service, e.g. a RunPod load-balancing endpoint; the request path is appended.'),
   token_env: z.string().default('').describe('Name of the environment variable holding the bearer token sent to this peer (empty = none).'),
@@ -296,6 +307,7 @@ export const configSchema = z.strictObject({
   jobs: jobsSchema.prefault({}),
   cache: cacheSchema.prefault({}),
   store: storeSchema.prefault({}),
+  webhooks: webhooksSchema.prefault({}),
   burst: burstSchema.prefault({}),
   auth: authSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
