@@ -5,6 +5,8 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { GetObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -385,6 +387,40 @@ describe('s3 store', () => {
     expect(refusal).toBeInstanceOf(StoreWriteError);
     expect((refusal as StoreWriteError).reason).toBe('unreachable');
     expect((refusal as Error).message).toContain('the endpoint cannot be reached');
+  });
+});
+
+describe('s3 store against a service that stalls', () => {
+  it('a body that stops coming fails the read at the timeout, as a timeout', async () => {
+    // Answers every GET with a well-formed object's headers and the first bytes of its body, then nothing.
+    const server = createServer((req, res) => {
+      res.writeHead(200, { 'Content-Length': '1000', 'x-amz-meta-fast3d-length': '1000', 'x-amz-meta-fast3d-crc32': '00000000', ETag: '"x"' });
+      res.write(Buffer.alloc(100));
+      req.socket.on('close', () => res.destroy());
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const store = new S3Store({
+        endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        bucket: BUCKET,
+        region: 'us-east-1',
+        prefix: '',
+        forcePathStyle: true,
+        credentials: S3RVER_CREDENTIALS,
+        maxObjectBytes: MIB,
+        timeoutMs: 500,
+      });
+      opened.push(store);
+      const started = performance.now();
+      const failure = await store.get('k').catch((err: unknown) => err);
+      expect(performance.now() - started).toBeLessThan(10_000);
+      expect(failure).toBeInstanceOf(StoreError);
+      expect((failure as StoreError).reason).toBe('timeout');
+      expect((failure as Error).message).toContain('no answer within 0.5 s (store.s3.timeout_s)');
+    } finally {
+      server.closeAllConnections();
+      await new Promise((resolve) => server.close(resolve));
+    }
   });
 });
 

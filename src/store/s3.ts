@@ -84,7 +84,7 @@ export class S3Store implements ArtefactStore {
         this.options.observe?.({ op: 'get', outcome: 'miss', key });
         return null;
       }
-      throw this.failure('read', key, err);
+      throw this.failure('read', key, timedOut(abortSignal, err));
     }
     const body = response.Body as unknown as Readable | undefined;
     let verdict: { bytes: Uint8Array } | { corrupt: string } | { oversize: string };
@@ -92,7 +92,7 @@ export class S3Store implements ArtefactStore {
       verdict = await this.readChecked(response, body, abortSignal);
     } catch (err) {
       if (signal?.aborted) throw err;
-      throw this.failure('read', key, err);
+      throw this.failure('read', key, timedOut(abortSignal, err));
     } finally {
       body?.destroy();
     }
@@ -121,11 +121,17 @@ export class S3Store implements ArtefactStore {
     if (!body) return declared === 0 && crc === crc32(new Uint8Array(0)) ? { bytes: new Uint8Array(0) } : { corrupt: 'no body' };
     const bytes = new Uint8Array(declared);
     let filled = 0;
-    for await (const chunk of body as AsyncIterable<Uint8Array>) {
-      signal.throwIfAborted();
-      if (filled + chunk.length > declared) return { corrupt: `body longer than the ${declared} bytes its metadata says` };
-      bytes.set(chunk, filled);
-      filled += chunk.length;
+    // A body that stops coming is cut at the request's timeout (the stream then ends the loop with the error).
+    const stop = () => body.destroy(signal.reason as Error);
+    signal.addEventListener('abort', stop, { once: true });
+    try {
+      for await (const chunk of body as AsyncIterable<Uint8Array>) {
+        if (filled + chunk.length > declared) return { corrupt: `body longer than the ${declared} bytes its metadata says` };
+        bytes.set(chunk, filled);
+        filled += chunk.length;
+      }
+    } finally {
+      signal.removeEventListener('abort', stop);
     }
     signal.throwIfAborted();
     if (filled !== declared) return { corrupt: `body cut short: ${filled} of ${declared} bytes` };
@@ -146,6 +152,7 @@ export class S3Store implements ArtefactStore {
 
   async put(key: string, bytes: Uint8Array, signal?: AbortSignal): Promise<void> {
     checkKey(key);
+    const abortSignal = this.signal(signal);
     try {
       checkSize(this, key, bytes);
       await this.client.send(
@@ -158,11 +165,12 @@ export class S3Store implements ArtefactStore {
           ContentMD5: createHash('md5').update(bytes).digest('base64'),
           Metadata: { [LENGTH_META]: String(bytes.length), [CRC_META]: crc32(bytes).toString(16).padStart(8, '0') },
         }),
-        { abortSignal: this.signal(signal) },
+        { abortSignal },
       );
     } catch (err) {
       if (signal?.aborted) throw err;
-      const refusal = err instanceof StoreWriteError ? err : new StoreWriteError(this.description, key, reasonOf(err), this.explain(err), { cause: err });
+      const cause = timedOut(abortSignal, err);
+      const refusal = cause instanceof StoreWriteError ? cause : new StoreWriteError(this.description, key, reasonOf(cause), this.explain(cause), { cause });
       this.options.observe?.({ op: 'put', outcome: 'refused', key, detail: refusal.message });
       throw refusal;
     }
@@ -268,6 +276,11 @@ export class S3Store implements ArtefactStore {
         return `${name}: ${message}`;
     }
   }
+}
+
+/** The request's own timeout, when it is what ended the request (whatever error the SDK or the socket gave). */
+function timedOut(signal: AbortSignal, err: unknown): unknown {
+  return signal.aborted ? signal.reason : err;
 }
 
 function nameOf(err: unknown): string | undefined {
