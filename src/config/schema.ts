@@ -217,6 +217,41 @@ export const cacheSchema = z.strictObject({
   decline_ttl_s: z.number().min(0).default(600).describe('Seconds a declined request is remembered and answered 204 again without GPU work (0 = never remembered).'),
 });
 
+const envName = z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/, 'the name of an environment variable: letters, digits and "_", not starting with a digit');
+
+export const storeS3Schema = z.strictObject({
+  endpoint: z.union([z.literal(''), z.url({ protocol: /^https?$/ })]).default('').describe('Base URL of the S3-compatible service (R2: https://<account>.r2.cloudflarestorage.com; MinIO: http://host:9000); empty = AWS S3 in store.s3.region.'),
+  bucket: z.string().regex(/^([A-Za-z0-9][A-Za-z0-9._-]{1,254})?$/, 'a bucket name: letters, digits, ".", "_" and "-", at least 2 characters').default('').describe('Bucket holding the artefacts (it must exist; required when store.backend is s3).'),
+  region: z.string().regex(/^[a-z0-9-]{1,40}$/, 'a region name such as us-east-1 or auto').default('us-east-1').describe('Region the requests are signed for ("auto" for R2; any for MinIO).'),
+  prefix: z.string().max(200).regex(/^([A-Za-z0-9._=-]+\/)*$/, 'empty, or "/"-separated parts of letters, digits, ".", "_", "=" and "-" ending in "/"').default('').describe('Prepended to every object key (e.g. "fast3d/"), so one bucket can hold several services.'),
+  force_path_style: z.boolean().default(false).describe('Address the bucket in the path (endpoint/bucket/key) instead of the host name (bucket.endpoint/key): MinIO and most self-hosted services need true.'),
+  access_key_env: envName.default('AWS_ACCESS_KEY_ID').describe('Name of the environment variable holding the access key id (it must be set when store.backend is s3).'),
+  secret_key_env: envName.default('AWS_SECRET_ACCESS_KEY').describe('Name of the environment variable holding the secret access key (it must be set when store.backend is s3).'),
+  session_token_env: envName.default('AWS_SESSION_TOKEN').describe('Name of the environment variable holding a session token, used only when it is set (temporary credentials).'),
+  timeout_s: z.number().positive().max(3600).default(60).describe('Longest wait for one request to the service, a body being read included.'),
+});
+
+export const storeSchema = z.strictObject({
+  backend: z.enum(['disk', 's3']).default('disk').describe('Where artefacts shared by every node live: "disk", a directory (a volume several pods mount is fine), or "s3", an S3-compatible bucket.'),
+  directory: z.string().min(1).default('.fast3d-cache').describe('Directory of the disk store (created if missing; the result cache\'s default directory); relative paths are from the working directory.'),
+  max_object_mb: z.number().positive().max(16_384).default(512).describe('Largest object stored or read, in MiB: a larger write is refused, a larger object reads as missing, and no read allocates more.'),
+  temp_max_age_s: z.number().positive().default(3600).describe('Disk store: a temp file older than this was left by a writer that died, and is deleted by the sweep (at start-up, then at this interval).'),
+  s3: storeS3Schema.prefault({}),
+}).superRefine((store, ctx) => {
+  if (store.backend === 's3' && !store.s3.bucket) ctx.addIssue({ code: 'custom', path: ['s3', 'bucket'], message: 'required when store.backend is s3' });
+});
+
+export const webhooksSchema = z.strictObject({
+  secret_env: envName.default('FAST3D_WEBHOOK_SECRET').describe('Name of the environment variable holding the secret that signs webhook bodies (X-Fast3d-Signature); unset, jobs with a webhook are refused.'),
+  allow_private: z.boolean().default(false).describe('Allow webhook URLs whose host is or resolves to a private, loopback, link-local or otherwise non-public address (and redirects to one).'),
+  max_url_length: z.number().int().min(16).max(8192).default(2048).describe('Longest webhook URL accepted, in characters.'),
+  timeout_s: z.number().positive().max(300).default(10).describe('Longest wait for one delivery attempt, from connecting to the receiver\'s status line.'),
+  attempts: z.number().int().min(1).max(30).default(6).describe('Delivery attempts per webhook; a 5xx, 408, 429 or a network error is retried, other 4xx and refused addresses are not.'),
+  backoff_s: z.number().min(0).max(3600).default(5).describe('Wait before the second attempt; each further wait doubles (exponential backoff), up to webhooks.max_backoff_s.'),
+  max_backoff_s: z.number().min(0).max(86_400).default(300).describe('Longest wait between two attempts, Retry-After included.'),
+  max_redirects: z.number().int().min(0).max(10).default(3).describe('Redirects followed per attempt (each target is checked like the URL itself); 0 = none.'),
+});
+
 export const burstPeerSchema = z.strictObject({
   url: z.url().describe('Base URL of a peer running this service, e.g. a RunPod load-balancing endpoint; the request path is appended.'),
   token_env: z.string().default('').describe('Name of the environment variable holding the bearer token sent to this peer (empty = none).'),
@@ -271,6 +306,8 @@ export const configSchema = z.strictObject({
   assets: assetsSchema.prefault({}),
   jobs: jobsSchema.prefault({}),
   cache: cacheSchema.prefault({}),
+  store: storeSchema.prefault({}),
+  webhooks: webhooksSchema.prefault({}),
   burst: burstSchema.prefault({}),
   auth: authSchema.prefault({}),
   metrics: metricsSchema.prefault({}),
