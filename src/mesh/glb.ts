@@ -10,6 +10,7 @@ import { EXTTextureWebP } from '@gltf-transform/extensions';
 import { decodeImage, encodePng, encodeWebp, imageSize } from '../image/codec.js';
 import type { RgbaImage } from '../image/rgba.js';
 import { DEFAULT_GLB_LIMITS, glbBounds, type GlbLimits } from './glb-limits.js';
+import { readerIO } from './glb-io.js';
 import { vertexNormals, vertexCount, type TriangleMesh } from './mesh.js';
 
 /** Largest texture file the reader opens, in pixels (it is scaled down to the limits' side as it is decoded). */
@@ -95,7 +96,7 @@ export async function readGlbDocument(bytes: Uint8Array, limits: GlbLimits = DEF
   // The reader views chunks as 32-bit words: bytes cut from a larger buffer (a worker's parts) may sit unaligned.
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   try {
-    return await new NodeIO().readBinary(aligned);
+    return await (await readerIO(bounds.shape.codecs)).readBinary(aligned);
   } catch (err) {
     throw new GlbReadError(`not a readable GLB: ${(err as Error).message}`);
   }
