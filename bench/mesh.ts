@@ -3,11 +3,18 @@
  * when it also makes the mesh (the closed surface at the preset's mesh_faces, and the splats from it), of GLB
  * encoding and of the GLB check (Khronos validator + geometry rules), with triangles and GLB size. Then the
  * same for a splat-only job, so the mesh's extra cost shows as a ratio. Rounds go through every preset in turn.
+ *
+ * Then the game-ready controls on each preset's mesh and on a 100k-triangle sphere: simplify time for a few
+ * `faces` values (target: 100k to 10k in at most 150 ms), GLB bytes for compression none, meshopt and draco
+ * (target: meshopt at most 40% of none), and the time of a LOD chain [1, 0.5, 0.25, 0.1].
  */
 import { parseConfig } from '../src/config/load.js';
 import { encodeGlb } from '../src/mesh/glb.js';
 import { glbRulesOf, glbViolation } from '../src/mesh/rules.js';
-import { triangleCount } from '../src/mesh/mesh.js';
+import { encodeGlbVariant } from '../src/mesh/glb-variants.js';
+import { lodChain } from '../src/mesh/lod.js';
+import { triangleCount, type TriangleMesh } from '../src/mesh/mesh.js';
+import { simplifyMesh } from '../src/mesh/simplify.js';
 import { createStages } from '../src/pipelines/backends.js';
 import { standaloneContext } from '../src/pipelines/context.js';
 import { Pipeline } from '../src/pipelines/generate.js';
@@ -22,6 +29,9 @@ const presets = presetsOf(config);
 const pipeline = new Pipeline(createStages(config));
 const rules = glbRulesOf(config.pipeline);
 
+/** Each preset's preview mesh (the last one made), for the game-ready figures. */
+const meshes = new Map<string, TriangleMesh>();
+
 /** One mesh job and one splat job of a preset; the GLB written and checked (ms). */
 async function sample(name: string) {
   const settings = presets.resolve(name).settings;
@@ -35,6 +45,7 @@ async function sample(name: string) {
   const violation = await glbViolation(glb, rules);
   const checkMs = performance.now() - start;
   if (violation) throw new Error(`${name}: the GLB breaks a rule: ${violation}`);
+  meshes.set(name, meshJob.mesh);
   return {
     withMesh: meshJob.report.timings.image_to_3d, splatsOnly: splatJob.report.timings.image_to_3d, encodeMs, checkMs,
     faces: settings.image_to_3d.inflate.mesh_faces, triangles: triangleCount(meshJob.mesh), size: glb.length,
@@ -67,3 +78,58 @@ for (const name of names) {
 }
 const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
 for (const row of rows) process.stdout.write(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')}\n`);
+
+/** A closed, coloured UV sphere of about `triangles` triangles (2 * s * (s/2 - 1) for s segments). */
+function sphere(triangles: number): TriangleMesh {
+  const segments = Math.round(Math.sqrt(triangles + 4) + 1) & ~1, rings = segments / 2;
+  const positions: number[] = [], colours: number[] = [], indices: number[] = [];
+  for (let r = 0; r <= rings; r++) {
+    const theta = (Math.PI * r) / rings;
+    for (let s = 0; s < segments; s++) {
+      const phi = (2 * Math.PI * s) / segments;
+      const x = Math.sin(theta) * Math.sin(phi), y = Math.cos(theta), z = Math.sin(theta) * Math.cos(phi);
+      positions.push(0.5 * x, 0.5 * y, 0.5 * z);
+      colours.push(0.5 + 0.5 * x, 0.5 + 0.5 * y, 0.5 + 0.5 * z);
+    }
+  }
+  const at = (r: number, s: number) => r * segments + (s % segments);
+  for (let r = 0; r < rings; r++) {
+    for (let s = 0; s < segments; s++) {
+      if (r > 0) indices.push(at(r, s), at(r + 1, s), at(r, s + 1));
+      if (r < rings - 1) indices.push(at(r, s + 1), at(r + 1, s), at(r + 1, s + 1));
+    }
+  }
+  return { positions: new Float32Array(positions), indices: new Uint32Array(indices), colours: new Float32Array(colours) };
+}
+
+async function timed(work: () => Promise<unknown>): Promise<number> {
+  const start = performance.now();
+  await work();
+  return performance.now() - start;
+}
+
+const FACES = [50_000, 10_000, 2_000];
+const LODS = [1, 0.5, 0.25, 0.1];
+const sources: [string, TriangleMesh][] = [['sphere 100k', sphere(100_000)], ...[...meshes].map(([name, mesh]): [string, TriangleMesh] => [`preset ${name}`, mesh])];
+process.stdout.write(`\ngame-ready meshes: median of ${RUNS} runs (ms); GLB bytes as written\n`);
+const game: string[][] = [['mesh', 'triangles', ...FACES.map((f) => `simplify ${f / 1000}k`), 'LOD chain', 'GLB none MB', 'meshopt', 'draco']];
+for (const [name, mesh] of sources) {
+  await simplifyMesh(mesh, 1000); // warm the simplifier's WebAssembly
+  const simplify = [];
+  for (const faces of FACES) {
+    if (faces >= triangleCount(mesh)) { simplify.push('-'); continue; }
+    const runs = [];
+    for (let i = 0; i < RUNS; i++) runs.push(await timed(() => simplifyMesh(mesh, faces)));
+    simplify.push(median(runs).toFixed(1));
+  }
+  const lodRuns = [];
+  for (let i = 0; i < RUNS; i++) lodRuns.push(await timed(() => lodChain(mesh, LODS)));
+  const none = (await encodeGlbVariant(mesh, { compression: 'none' })).length;
+  const meshopt = (await encodeGlbVariant(mesh, { compression: 'meshopt' })).length;
+  const draco = (await encodeGlbVariant(mesh, { compression: 'draco' })).length;
+  const share = (bytes: number) => `${(bytes / 1e6).toFixed(2)} (${Math.round((bytes / none) * 100)}%)`;
+  game.push([name, String(triangleCount(mesh)), ...simplify, median(lodRuns).toFixed(1), (none / 1e6).toFixed(2), share(meshopt), share(draco)]);
+}
+const gameWidths = game[0].map((_, c) => Math.max(...game.map((r) => r[c].length)));
+for (const row of game) process.stdout.write(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(gameWidths[c]) : cell.padStart(gameWidths[c]))).join('  ')}\n`);
+process.stdout.write('  targets: simplify 100k to 10k at most 150 ms; meshopt at most 40% of none\n');

@@ -226,7 +226,7 @@ describe('decodeGlb', () => {
 describe('glbViolation', () => {
   it('refuses a mesh larger than the extent, naming the axes and the cube', async () => {
     const message = await glbViolation(await encodeGlb(colouredBox(2)), RULES);
-    expect(message).toMatch(/^the mesh spans x \[-1, 1\], outside \[-0\.5, 0\.5\] \(extent 1, node transforms applied\)$/);
+    expect(message).toMatch(/^the mesh spans x \[-1, 1\], outside \[-0\.5, 0\.5\] \(extent 1, raw vertices\)$/);
     expect(await glbViolation(await encodeGlb(colouredBox(2)), { ...RULES, extent: 2 })).toBeNull();
   });
 
@@ -237,11 +237,59 @@ describe('glbViolation', () => {
     expect(await glbViolation(bytes, RULES)).toMatch(/off-centre: its bounding box's centre is \(0\.1, 0, 0\)/);
   });
 
-  it('applies node transforms: a fitted mesh moved by its node is off-centre and out of bounds', async () => {
+  it('reads raw vertices as the judge does: a node transform is refused, and a node scaling a large mesh down does not make it fit', async () => {
+    const moved = await io().readBinary(await encodeGlb(colouredBox()));
+    moved.getRoot().listNodes()[0].setTranslation([0, 0.3, 0]);
+    const movedBytes = await io().writeBinary(moved);
+    expect((await inspectGlb(movedBytes, RULES)).violations).toEqual([
+      'the node holding the mesh has a transform; the judge reads the raw vertices and ignores it, so the mesh must have none',
+    ]);
+    const shrunk = await io().readBinary(await encodeGlb(colouredBox(2)));
+    shrunk.getRoot().listNodes()[0].setScale([0.5, 0.5, 0.5]);
+    const result = await inspectGlb(await io().writeBinary(shrunk), RULES);
+    expect(result.bounds!.max[0]).toBeCloseTo(1, 6);
+    expect(result.violations[1]).toMatch(/^the mesh spans x \[-1, 1\], outside \[-0\.5, 0\.5\] \(extent 1, raw vertices\)$/);
+  });
+
+  it('refuses one mesh with two primitives (two materials): the judge\'s loader splits them into two geometries', async () => {
     const doc = await io().readBinary(await encodeGlb(colouredBox()));
-    doc.getRoot().listNodes()[0].setTranslation([0, 0.3, 0]);
-    const message = await glbViolation(await io().writeBinary(doc), RULES);
-    expect(message).toMatch(/spans y \[0\.05, 0\.55\]/);
+    const mesh = doc.getRoot().listMeshes()[0];
+    const first = mesh.listPrimitives()[0];
+    mesh.addPrimitive(first.clone().setMaterial(doc.createMaterial('second')));
+    const bytes = await io().writeBinary(doc);
+    expect((await validate(bytes)).issues.numErrors).toBe(0);
+    const result = await inspectGlb(bytes, RULES);
+    expect(result).toMatchObject({ meshes: 1, primitives: 2 });
+    expect(result.violations).toEqual([
+      'the GLB\'s scene places 2 primitives (parts or materials); the judge\'s loader makes a geometry of each and wants exactly one',
+    ]);
+  });
+
+  it('refuses a closed mesh wound inward (the judge culls back faces), and measures the winding of one wound outward', async () => {
+    const outward = await inspectGlb(await encodeGlb(colouredBox()), RULES);
+    expect(outward.violations).toEqual([]);
+    expect(outward.winding!.volume).toBeCloseTo(1 * 0.5 * 0.25, 6);
+    expect(outward.winding!.outwardShare).toBe(1);
+    const inward = colouredBox();
+    const flipped = { ...inward, indices: inward.indices.slice() };
+    for (let t = 0; t < flipped.indices.length; t += 3) [flipped.indices[t + 1], flipped.indices[t + 2]] = [flipped.indices[t + 2], flipped.indices[t + 1]];
+    const result = await inspectGlb(await encodeGlb(flipped), RULES);
+    expect(result.winding!.volume).toBeCloseTo(-0.125, 6);
+    expect(result.violations).toEqual([
+      'the triangles are wound inward (signed volume -0.125, 0% of the area facing out): the judge culls back faces, so it would see the inside',
+    ]);
+  });
+
+  it('checks the size and pivot a request asked for instead of the unit cube', async () => {
+    const standing = colouredBox(2);
+    for (let i = 1; i < standing.positions.length; i += 3) standing.positions[i] += 0.5; // y from 0 to 1: bottom centre at the origin
+    const bytes = await encodeGlb(standing);
+    expect(await glbViolation(bytes, { ...RULES, placement: { sizeM: 2, pivot: 'bottom' } })).toBeNull();
+    expect(await glbViolation(bytes, RULES)).toMatch(/^the mesh spans x \[-1, 1\], y \[0, 1\], outside \[-0\.5, 0\.5\]/);
+    expect(await glbViolation(bytes, { ...RULES, placement: { sizeM: 2, pivot: 'center' } })).toMatch(/off-centre: its bounding box's centre is \(0, 0\.5, 0\)/);
+    expect(await glbViolation(bytes, { ...RULES, placement: { sizeM: 3, pivot: 'bottom' } })).toBe('the mesh\'s largest side is 2 m, not the 3 m asked for');
+    expect(await glbViolation(await encodeGlb(colouredBox(2)), { ...RULES, placement: { sizeM: 2, pivot: 'bottom' } }))
+      .toMatch(/^the mesh spans y \[-0\.5, 0\.5\], outside \[0, 2\] \(size 2 m, pivot bottom, raw vertices\)/);
   });
 
   it('refuses a file with two meshes', async () => {
@@ -275,7 +323,7 @@ describe('glbViolation', () => {
 
   it('inspectGlb gives the counts the CLI prints', async () => {
     const result = await inspectGlb(await encodeGlb(colouredBox()), RULES);
-    expect(result).toMatchObject({ validator: { errors: 0, warnings: 0 }, meshes: 1, triangles: 12, vertices: 8, violations: [] });
+    expect(result).toMatchObject({ validator: { errors: 0, warnings: 0 }, meshes: 1, primitives: 1, triangles: 12, vertices: 8, violations: [] });
     expect(result.bounds!.max[0]).toBeCloseTo(0.5, 6);
   });
 });

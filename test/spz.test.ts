@@ -11,6 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { createGzip, gunzipSync, gzipSync } from 'node:zlib';
+import { ZSTDDecoder } from 'three/examples/jsm/libs/zstddec.module.js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compose } from '../src/compose.js';
 import { allocateCloud, SH_C0, type GaussianCloud } from '../src/splat/cloud.js';
@@ -20,6 +21,8 @@ import { loadFixtureCloud, fixturePath } from './helpers/fixtures.js';
 import { testConfig } from './helpers/fake-stages.js';
 
 const run = promisify(execFile);
+const zstd = new ZSTDDecoder();
+await zstd.init();
 const root = resolve(fileURLToPath(new URL('.', import.meta.url)), '..');
 
 interface IndependentSplat {
@@ -36,9 +39,40 @@ interface IndependentSplat {
   rotation(i: number): [number, number, number, number];
 }
 
-/** A reader of SPZ versions 2 and 3 after the published description: header, then attribute blocks. */
+/**
+ * Version 4 after the published layout (nianticlabs/spz load-spz.cc): a 32-byte header, the table of contents of
+ * (compressed, uncompressed) uint64 pairs at its offset, then one zstd frame per block, decoded here with three.js's
+ * zstd decoder (zstddec, another build than the writer's); returned as the version 3 layout of header and blocks.
+ */
+function unpackV4Independently(file: Uint8Array): Uint8Array {
+  const dv = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  expect(dv.getUint32(0, true)).toBe(0x5053474e);
+  expect(dv.getUint32(4, true)).toBe(4);
+  const count = dv.getUint32(8, true);
+  const streams = file[15];
+  const toc = dv.getUint32(16, true);
+  expect([...file.subarray(20, 32)]).toEqual(new Array(12).fill(0)); // reserved
+  const blocks: Uint8Array[] = [];
+  let at = toc + streams * 16;
+  for (let i = 0; i < streams; i++) {
+    const compressed = Number(dv.getBigUint64(toc + i * 16, true));
+    const size = Number(dv.getBigUint64(toc + i * 16 + 8, true));
+    blocks.push(zstd.decode(file.subarray(at, at + compressed), size));
+    at += compressed;
+  }
+  expect(at).toBe(file.length);
+  expect(blocks.map((b) => b.length)).toEqual([9 * count, count, 3 * count, 3 * count, 4 * count]);
+  const raw = new Uint8Array(16 + blocks.reduce((s, b) => s + b.length, 0));
+  raw.set(file.subarray(0, 16));
+  raw[15] = 0;
+  let into = 16;
+  for (const block of blocks) { raw.set(block, into); into += block.length; }
+  return raw;
+}
+
+/** A reader of SPZ versions 2 to 4 after the published description: header, then attribute blocks. */
 function readSpzIndependently(file: Uint8Array): IndependentSplat {
-  const raw = gunzipSync(file);
+  const raw = file[0] === 0x1f ? gunzipSync(file) : unpackV4Independently(file);
   const dv = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
   expect(dv.getUint32(0, true)).toBe(0x5053474e);
   const version = dv.getUint32(4, true);
@@ -46,7 +80,7 @@ function readSpzIndependently(file: Uint8Array): IndependentSplat {
   const shDegree = raw[12];
   const fractional = raw[13];
   expect(raw[15]).toBe(0); // reserved
-  const rotationBytes = version === 3 ? 4 : 3;
+  const rotationBytes = version >= 3 ? 4 : 3;
   const shCoefficients = [0, 3, 8, 15, 24][shDegree] * 3;
   const pos = 16, alphas = pos + 9 * count, colours = alphas + count, scales = colours + 3 * count, rotations = scales + 3 * count;
   expect(raw.length).toBe(rotations + rotationBytes * count + shCoefficients * count);
@@ -63,7 +97,7 @@ function readSpzIndependently(file: Uint8Array): IndependentSplat {
     colour: (i) => [0, 1, 2].map((k) => 0.5 + SH_C0 * ((raw[colours + 3 * i + k] / 255 - 0.5) / 0.15)) as [number, number, number],
     scale: (i) => [0, 1, 2].map((k) => raw[scales + 3 * i + k] / 16 - 10) as [number, number, number],
     rotation(i) {
-      if (version !== 3) {
+      if (version < 3) {
         const [x, y, z] = [0, 1, 2].map((k) => raw[rotations + 3 * i + k] / 127.5 - 1);
         return [x, y, z, Math.sqrt(Math.max(0, 1 - x * x - y * y - z * z))];
       }
@@ -208,6 +242,44 @@ describe('SPZ', () => {
     expect(spzViolation(whole.subarray(0, 8))).toBe('not a gzip stream');
     expect(spzViolation(gzipSync(packSpz(allocateCloud(0))))).toBe('no Gaussians');
     expect(decodeSpz(whole).count).toBe(loadFixtureCloud('hamburger.ply').count);
+  });
+
+  it('writes version 4 (zstd streams) on request that an independent reader loads, within quantisation, and reads it back', () => {
+    const cloud = loadFixtureCloud('robocop.ply');
+    const bytes = encodeSpz(cloud, 4);
+    expect(new DataView(bytes.buffer, bytes.byteOffset).getUint32(4, true)).toBe(4);
+    expect(spzViolation(bytes)).toBeNull();
+    const spz = readSpzIndependently(bytes);
+    expect([spz.version, spz.count]).toEqual([4, cloud.count]);
+    const worst = errors(cloud, spz);
+    for (const key of Object.keys(WITHIN) as (keyof typeof WITHIN)[]) expect(worst[key], key).toBeLessThanOrEqual(WITHIN[key]);
+    const back = decodeSpz(bytes);
+    expect(back.count).toBe(cloud.count);
+    expect(errors(back, spz).position).toBeLessThan(1e-6);
+    // Version 3 stays the default.
+    expect(readSpzIndependently(encodeSpz(cloud)).version).toBe(3);
+  });
+
+  it('reads a version 4 header first and refuses what it cannot hold before decoding a stream', () => {
+    const bytes = encodeSpz(loadFixtureCloud('hamburger.ply'), 4);
+    const edit = (at: number, write: (dv: DataView) => void) => {
+      const copy = bytes.slice();
+      write(new DataView(copy.buffer));
+      return spzViolation(copy) ?? 'accepted';
+    };
+    const small = bytes.slice(0, 64);
+    new DataView(small.buffer).setUint32(8, 9000, true);
+    expect(spzViolation(small)).toBe('9000 points cannot fit in 64 bytes');
+    expect(edit(8, (dv) => dv.setUint32(8, 20_000_000, true))).toMatch(/over the limit of 10000000/);
+    expect(edit(15, (dv) => dv.setUint8(15, 6))).toMatch(/declares 6 streams; SH degree 0 needs 5/);
+    expect(edit(16, (dv) => dv.setUint32(16, bytes.length, true))).toMatch(/table of contents lies outside the file/);
+    expect(edit(40, (dv) => dv.setBigUint64(40, 123n, true))).toMatch(/^stream 0 declares 123 bytes/);
+    expect(edit(32, (dv) => dv.setBigUint64(32, BigInt(bytes.length), true))).toMatch(/^stream 0 runs past the end of the file/);
+    expect(spzViolation(bytes.subarray(0, bytes.length - 1))).toMatch(/stream 4/);
+    // A frame whose header declares another size than the table of contents is not decoded.
+    const toc = 32, first = toc + 5 * 16;
+    expect(edit(first + 5, (dv) => dv.setUint8(first + 5, dv.getUint8(first + 5) ^ 0x01))).toMatch(/^stream 0: the zstd frame declares/);
+    expect(() => decodeSpz(bytes.subarray(0, 20))).toThrow(/shorter than the 32-byte SPZ version 4 header/);
   });
 
   it('fast3d convert: PLY to SPZ and back agree within quantisation; outputs are named by their contents', async () => {

@@ -7,24 +7,78 @@
  */
 import { encodePng } from '../image/codec.js';
 import { gridImage } from '../image/rgba.js';
-import { decodeGlb, encodeGlb } from '../mesh/glb.js';
+import { gameMeshViolation, prepareGameMesh, type GameMesh, type GameMeshOptions } from '../mesh/game.js';
+import { decodeGlb, encodeGlb, type GlbTextureFormat } from '../mesh/glb.js';
+import { decodeSplatGlb, encodeSplatGlb, splatGlbViolation } from '../mesh/glb-splat.js';
+import { encodeGlbVariant, GLB_COMPRESSIONS, type GlbCompression } from '../mesh/glb-variants.js';
+import { MAX_LODS } from '../mesh/lod.js';
 import { inspectGlb, type GlbInspection, type GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import { renderViews, turntableMp4, validatorCameras, type RenderPool, type TurntableSettings } from '../render/index.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { decodePly, encodePly } from '../splat/ply.js';
 import { servablePlyViolation } from '../splat/servable.js';
-import { decodeSpz, encodeSpzAsync, spzViolation } from '../splat/spz.js';
+import { decodeSpz, encodeSpzAsync, spzVersionViolation, spzViolation, type SpzVersion } from '../splat/spz.js';
 import { mp4Violation, pngViolation } from './containers.js';
+import { encodeObjZip, objZipViolation } from './obj-zip.js';
 
+/** The kinds the request surfaces offer today. */
 export const FORMAT_NAMES = ['ply', 'spz', 'glb', 'mp4', 'views'] as const;
-export type FormatName = (typeof FORMAT_NAMES)[number];
+/** LOD artefacts: glb_lod1 is the level after the top one (the `glb`), up to the most levels `lods` may list. */
+export const LOD_FORMAT_NAMES = Array.from({ length: MAX_LODS - 1 }, (_, i) => `glb_lod${i + 1}` as const);
+/** Kinds for game teams: OBJ (a zip with MTL and texture), splats in glTF, and the levels of detail. */
+export const GAME_FORMAT_NAMES = ['obj', 'glb_splat', ...LOD_FORMAT_NAMES] as const;
+export const ALL_FORMAT_NAMES = [...FORMAT_NAMES, ...GAME_FORMAT_NAMES] as const;
+export type FormatName = (typeof ALL_FORMAT_NAMES)[number];
+
+/** The LOD artefact of a level (1 is the level after the top), or the level of a LOD artefact's name. */
+export const lodFormat = (level: number): FormatName => `glb_lod${level}` as FormatName;
+export const lodLevelOf = (name: FormatName): number | null => (/^glb_lod(\d)$/.test(name) ? Number(name.slice(7)) : null);
+
+/**
+ * What a request asked of its mesh: the game options (faces, texture size, pivot, size, LODs), the GLB's
+ * compression and its texture's format. One object for every mesh artefact of a request (glb, glb_lodN, obj),
+ * so each level comes from the same chain.
+ */
+export interface MeshRequest extends GameMeshOptions {
+  compression?: GlbCompression;
+  textureFormat?: GlbTextureFormat;
+}
 
 /** One artefact a request wants: a format, and for rendered ones the side in pixels. */
 export interface ArtefactSpec {
   format: FormatName;
   /** Side of a video or of each view, in pixels (rendered formats only). */
   size?: number;
+  /** Mesh formats (glb, glb_lodN, obj): what the request asked of the mesh; absent, the job's mesh as it is. */
+  mesh?: MeshRequest;
+  /** spz: the SPZ version to write (3 by default: Spark reads it; 4 is zstd, which three.js reads). */
+  spzVersion?: SpzVersion;
+}
+
+/**
+ * Why a request's artefact cannot be made, in one sentence for a 400, or null: the mesh options against the
+ * preset's most faces, the compression, a LOD artefact whose level the request's lods do not have, the SPZ
+ * version. The request plumbing calls it before a job is queued.
+ */
+export function specViolation(spec: ArtefactSpec, limits: { maxFaces: number }): string | null {
+  if (spec.spzVersion !== undefined) {
+    if (spec.format !== 'spz') return 'spz_version applies to spz artefacts only';
+    const violation = spzVersionViolation(spec.spzVersion);
+    if (violation) return violation;
+  }
+  const mesh = spec.mesh;
+  if (mesh) {
+    const violation = gameMeshViolation(mesh, limits);
+    if (violation) return violation;
+    if (mesh.compression !== undefined && !GLB_COMPRESSIONS.includes(mesh.compression)) return `compression must be one of ${GLB_COMPRESSIONS.join(', ')}`;
+    if (mesh.textureFormat !== undefined && !['png', 'webp'].includes(mesh.textureFormat)) return 'the texture format must be png or webp';
+  }
+  const level = lodLevelOf(spec.format);
+  if (level !== null && (mesh?.lods?.length ?? 1) <= level) {
+    return `${spec.format} is level ${level + 1} of the LOD chain: lods must list at least ${level + 1} levels (for example [1, 0.5, 0.25, 0.1])`;
+  }
+  return null;
 }
 
 export interface EncodeEnv {
@@ -50,8 +104,11 @@ export interface Format {
    */
   readonly kind: 'splats' | 'mesh' | 'render';
   encode(asset: Asset, spec: ArtefactSpec, env: EncodeEnv): Promise<Uint8Array>;
-  /** Why the bytes may not leave with a 200, or null when they are a complete, valid file of this kind. */
-  violation: (bytes: Uint8Array) => Promise<string | null>;
+  /**
+   * Why the bytes may not leave with a 200, or null when they are a complete, valid file of this kind. A mesh
+   * artefact made for a spec that asked for a size or pivot is checked against those bounds: pass the spec.
+   */
+  violation: (bytes: Uint8Array, spec?: ArtefactSpec) => Promise<string | null>;
   /** Splat formats read back (into the frame they were written in). */
   decodeCloud?(bytes: Uint8Array): GaussianCloud;
   /** Mesh formats read back. */
@@ -80,7 +137,7 @@ export const IN_PROCESS_GLB: GlbCodec = { encode: encodeGlb, inspect: inspectGlb
 export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: GlbCodec }): FormatRegistry {
   const { pool, mesh: rules } = deps;
   const glb = deps.glb ?? IN_PROCESS_GLB;
-  const formats: Record<FormatName, Format> = {
+  const formats = {
     ply: {
       name: 'ply',
       extension: '.ply',
@@ -95,7 +152,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       extension: '.spz',
       contentType: 'application/x-spz',
       kind: 'splats',
-      encode: ({ cloud }) => encodeSpzAsync(cloud),
+      encode: ({ cloud }, spec) => encodeSpzAsync(cloud, spec.spzVersion),
       violation: async (bytes) => spzViolation(bytes),
       decodeCloud: decodeSpz,
     },
@@ -104,10 +161,41 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       extension: '.glb',
       contentType: 'model/gltf-binary',
       kind: 'mesh',
-      encode: ({ mesh }) => glb.encode(meshOf(mesh)),
-      violation: async (bytes) => (await glb.inspect(bytes, rules)).violations[0] ?? null,
+      encode: ({ mesh }, spec) => (spec.mesh ? encodeLevel(meshOf(mesh), spec.mesh, 0) : glb.encode(meshOf(mesh))),
+      violation: async (bytes, spec) => (await glb.inspect(bytes, rulesFor(rules, spec))).violations[0] ?? null,
       decodeMesh: (bytes) => glb.decode(bytes),
     },
+    obj: {
+      name: 'obj',
+      extension: '.obj.zip',
+      contentType: 'application/zip',
+      kind: 'mesh',
+      async encode({ mesh }, spec) {
+        const top = spec.mesh ? (await gameMeshOf(meshOf(mesh), spec.mesh)).levels[0].mesh : meshOf(mesh);
+        return encodeObjZip(top, { textureSize: spec.mesh?.textureSize });
+      },
+      violation: async (bytes) => objZipViolation(bytes, { maxBytes: rules.maxBytes, maxUnzippedBytes: 4 * rules.maxBytes }),
+    },
+    glb_splat: {
+      name: 'glb_splat',
+      extension: '.splat.glb',
+      contentType: 'model/gltf-binary',
+      kind: 'splats',
+      encode: ({ cloud }) => encodeSplatGlb(cloud),
+      violation: (bytes) => splatGlbViolation(bytes, rules.maxBytes),
+      decodeCloud: decodeSplatGlb,
+    },
+    ...Object.fromEntries(
+      LOD_FORMAT_NAMES.map((name, i): [FormatName, Format] => [name, {
+        name,
+        extension: `.lod${i + 1}.glb`,
+        contentType: 'model/gltf-binary',
+        kind: 'mesh',
+        encode: ({ mesh }, spec) => encodeLevel(meshOf(mesh), spec.mesh ?? {}, i + 1),
+        violation: async (bytes, spec) => (await glb.inspect(bytes, rulesFor(rules, spec))).violations[0] ?? null,
+        decodeMesh: (bytes) => glb.decode(bytes),
+      }]),
+    ),
     mp4: {
       name: 'mp4',
       extension: '.mp4',
@@ -131,9 +219,44 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       },
       violation: async (bytes) => pngViolation(bytes),
     },
-  };
+  } as Record<FormatName, Format>;
   for (const format of Object.values(formats)) format.violation = rememberVerdicts(format.violation);
   return formats;
+}
+
+/** The rules a mesh artefact is checked against: the request's size and pivot when it asked for either. */
+function rulesFor(rules: GlbRules, spec: ArtefactSpec | undefined): GlbRules {
+  const mesh = spec?.mesh;
+  if (!mesh || (mesh.sizeM === undefined && mesh.pivot === undefined)) return rules;
+  return { ...rules, placement: { sizeM: mesh.sizeM ?? 1, pivot: mesh.pivot ?? 'center' } };
+}
+
+/**
+ * The game mesh of a job's mesh for a request, made once: every mesh artefact of the request (glb, each
+ * glb_lodN, obj) takes its level from the same chain. Keyed on the mesh object, so it goes with the asset.
+ */
+const gameMeshes = new WeakMap<TriangleMesh, Map<string, Promise<GameMesh>>>();
+
+function gameMeshOf(mesh: TriangleMesh, request: MeshRequest): Promise<GameMesh> {
+  const { faces, textureSize, pivot, sizeM, lods } = request;
+  const key = JSON.stringify([faces, textureSize, pivot, sizeM, lods]);
+  let byOptions = gameMeshes.get(mesh);
+  if (!byOptions) gameMeshes.set(mesh, (byOptions = new Map()));
+  let game = byOptions.get(key);
+  if (!game) {
+    game = prepareGameMesh(mesh, { faces, textureSize, pivot, sizeM, lods });
+    byOptions.set(key, game);
+    game.catch(() => byOptions.delete(key));
+  }
+  return game;
+}
+
+/** One level of the request's game mesh as a GLB in the compression and texture format it asked for. */
+async function encodeLevel(mesh: TriangleMesh, request: MeshRequest, level: number): Promise<Uint8Array> {
+  const game = await gameMeshOf(mesh, request);
+  const at = game.levels[level];
+  if (!at) throw new RangeError(`level ${level} of the LOD chain was not asked for (lods has ${game.levels.length} levels)`);
+  return encodeGlbVariant(at.mesh, { compression: request.compression ?? 'none', texture: request.textureFormat ?? 'png' });
 }
 
 /**
@@ -142,14 +265,18 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
  * itself, so other bytes (or a copy) are checked afresh. A check that failed to run (a worker gone) is forgotten,
  * so the next read checks again.
  */
-function rememberVerdicts(check: (bytes: Uint8Array) => Promise<string | null>): (bytes: Uint8Array) => Promise<string | null> {
-  const verdicts = new WeakMap<Uint8Array, Promise<string | null>>();
-  return (bytes) => {
-    let verdict = verdicts.get(bytes);
+function rememberVerdicts(check: Format['violation']): Format['violation'] {
+  const verdicts = new WeakMap<Uint8Array, Map<string, Promise<string | null>>>();
+  return (bytes, spec) => {
+    // The same bytes may be checked against other bounds (a size or pivot asked for): one verdict per spec.
+    const key = spec?.mesh ? JSON.stringify([spec.mesh.sizeM, spec.mesh.pivot]) : '';
+    let bySpec = verdicts.get(bytes);
+    if (!bySpec) verdicts.set(bytes, (bySpec = new Map()));
+    let verdict = bySpec.get(key);
     if (!verdict) {
-      verdict = check(bytes);
-      verdicts.set(bytes, verdict);
-      verdict.catch(() => verdicts.delete(bytes));
+      verdict = check(bytes, spec);
+      bySpec.set(key, verdict);
+      verdict.catch(() => bySpec.delete(key));
     }
     return verdict;
   };
@@ -175,13 +302,20 @@ export function specKey(spec: ArtefactSpec, renderFingerprint: string): string {
       return `mp4:${spec.size}:${renderFingerprint}`;
     case 'views':
       return `views:${spec.size ?? DEFAULT_VIEW_SIZE}:${renderFingerprint}`;
-    default:
-      return spec.format;
+    case 'spz':
+      return spec.spzVersion === undefined || spec.spzVersion === 3 ? 'spz' : `spz:v${spec.spzVersion}`;
+    default: {
+      // A mesh artefact asked for with options is another file than the default one.
+      const m = spec.mesh;
+      if (!m) return spec.format;
+      return `${spec.format}:${JSON.stringify([m.faces, m.textureSize, m.pivot, m.sizeM, m.lods, m.compression, m.textureFormat])}`;
+    }
   }
 }
 
-/** The format whose files end with `path`'s extension, or null. */
+/** The format whose files end with `path`'s extension (the longest that matches: x.lod1.glb is a LOD), or null. */
 export function formatForPath(formats: FormatRegistry, path: string): Format | null {
   const lower = path.toLowerCase();
-  return Object.values(formats).find((f) => lower.endsWith(f.extension)) ?? null;
+  const matching = Object.values(formats).filter((f) => lower.endsWith(f.extension));
+  return matching.sort((a, b) => b.extension.length - a.extension.length)[0] ?? null;
 }

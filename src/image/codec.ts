@@ -71,6 +71,19 @@ export async function encodePng(image: RgbaImage): Promise<Uint8Array> {
   return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
 }
 
+/**
+ * WebP, for textures games load (EXT_texture_webp): near-lossless keeps a baked atlas's cells from bleeding
+ * into each other the way lossy blocks would, at about half a PNG's bytes; alpha is kept exactly.
+ */
+export async function encodeWebp(image: RgbaImage): Promise<Uint8Array> {
+  const buffer = await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.length), {
+    raw: { width: image.width, height: image.height, channels: 4 },
+  })
+    .webp({ nearLossless: true, quality: 80, alphaQuality: 100, effort: 4 })
+    .toBuffer();
+  return new Uint8Array(buffer.buffer, buffer.byteOffset, buffer.length);
+}
+
 /** Resizes with Lanczos (the resampling rembg and TRELLIS use). */
 export async function resizeImage(image: RgbaImage, width: number, height: number): Promise<RgbaImage> {
   const { data, info } = await sharp(Buffer.from(image.data.buffer, image.data.byteOffset, image.data.length), {

@@ -132,6 +132,8 @@ export function jsonDepth(text: Uint8Array, limit: number): number {
 
 /** What the bounds found: the geometry the scene places, as the file declares it. */
 export interface GlbShape {
+  /** The decoders the file needs (its extensionsUsed). */
+  codecs: { draco: boolean; meshopt: boolean };
   nodes: number;
   primitives: number;
   vertices: number;
@@ -160,6 +162,19 @@ function arrayOf(json: Json, key: string): Json[] {
   for (let i = 0; i < value.length; i++) if (!value[i] || typeof value[i] !== 'object' || Array.isArray(value[i])) refuse(`${key}[${i}] is not an object`);
   return value as Json[];
 }
+
+/**
+ * Compressed geometry (EXT_meshopt_compression, KHR_draco_mesh_compression) declares the bytes it decodes to:
+ * at most this many times its compressed bytes (the SPZ reference reader's bound on zstd; meshopt's codecs
+ * reach about 64, Draco more only on degenerate data). The limits on vertices and triangles bound them too.
+ */
+export const MAX_DECODE_RATIO = 1024;
+
+const extensionOf = (json: Json, name: string): Json | undefined => {
+  const extensions = json.extensions as Json | undefined;
+  const value = extensions && typeof extensions === 'object' ? extensions[name] : undefined;
+  return value && typeof value === 'object' && !Array.isArray(value) ? (value as Json) : undefined;
+};
 
 const isDataUri = (uri: unknown): boolean => typeof uri === 'string' && uri.startsWith('data:');
 
@@ -201,9 +216,16 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
   if (!json || typeof json !== 'object' || Array.isArray(json)) refuse('the GLB\'s JSON is not an object');
   const root = json as Json;
 
-  // Buffers: the BIN chunk, or data: URIs inside the JSON; a file that points elsewhere is not read.
+  // Buffers: the BIN chunk, or data: URIs inside the JSON; a file that points elsewhere is not read. A meshopt
+  // fallback buffer holds nothing: its views are decoded from compressed bytes in another buffer.
   const buffers = arrayOf(root, 'buffers');
+  const fallback = buffers.map((buffer) => buffer.uri === undefined && extensionOf(buffer, 'EXT_meshopt_compression')?.fallback === true);
   const bufferBytes = buffers.map((buffer, i) => {
+    if (fallback[i]) {
+      const length = buffer.byteLength as number;
+      if (!Number.isInteger(length) || length < 0) refuse(`buffers[${i}] has a bad byteLength`);
+      return length;
+    }
     if (buffer.uri === undefined) {
       if (i !== 0) refuse(`buffers[${i}] has no uri; only the first buffer may be the GLB's BIN chunk`);
       return binLength;
@@ -212,6 +234,7 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
     return dataUriBytes(buffer.uri as string);
   });
   const bufferViews = arrayOf(root, 'bufferViews');
+  let decodedBytes = 0;
   const viewBytes = bufferViews.map((view, i) => {
     if (!isIndex(view.buffer, buffers.length)) refuse(`bufferViews[${i}] names no buffer of the file`);
     const offset = (view.byteOffset as number | undefined) ?? 0;
@@ -220,8 +243,40 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
     if (offset + length > bufferBytes[view.buffer as number]) {
       refuse(`bufferViews[${i}] runs past its buffer: bytes ${count(offset)}..${count(offset + length)} of ${count(bufferBytes[view.buffer as number])}`);
     }
+    const meshopt = extensionOf(view, 'EXT_meshopt_compression');
+    if (meshopt) {
+      // The compressed bytes lie in a buffer that holds them; what they decode to fits the view, within the ratio.
+      const source = meshopt.buffer as number;
+      const from = (meshopt.byteOffset as number | undefined) ?? 0;
+      const compressed = meshopt.byteLength as number, stride = meshopt.byteStride as number, elements = meshopt.count as number;
+      if (!isIndex(source, buffers.length) || fallback[source]) refuse(`bufferViews[${i}]'s compressed data names no buffer that holds bytes`);
+      if (![from, compressed, stride, elements].every((n) => Number.isInteger(n) && n >= 0) || from + compressed > bufferBytes[source]) {
+        refuse(`bufferViews[${i}]'s compressed data runs past its buffer`);
+      }
+      if (stride * elements > length) refuse(`bufferViews[${i}] decodes to ${count(stride * elements)} bytes, more than its ${count(length)}`);
+      if (stride * elements > MAX_DECODE_RATIO * compressed + 1024) refuse(`bufferViews[${i}] declares ${count(stride * elements)} bytes from ${count(compressed)} compressed ones`);
+      decodedBytes += stride * elements;
+    } else if (fallback[view.buffer as number]) {
+      refuse(`bufferViews[${i}] is in a meshopt fallback buffer, which holds no bytes, and is not compressed`);
+    }
     return length;
   });
+
+  // Draco: a compressed primitive's accessors have no view of their own; their data comes from its Draco bytes.
+  const dracoBytes = new Map<number, number>();
+  for (const [m, mesh] of arrayOf(root, 'meshes').entries()) {
+    if (!Array.isArray(mesh.primitives)) continue;
+    for (const [p, primitive] of (mesh.primitives as Json[]).entries()) {
+      const dracoPart = primitive && typeof primitive === 'object' ? extensionOf(primitive, 'KHR_draco_mesh_compression') : undefined;
+      if (!dracoPart) continue;
+      if (!isIndex(dracoPart.bufferView, bufferViews.length)) refuse(`meshes[${m}].primitives[${p}]'s Draco data names no buffer view`);
+      const compressed = viewBytes[dracoPart.bufferView as number];
+      const attributes = primitive.attributes && typeof primitive.attributes === 'object' ? Object.values(primitive.attributes as Json) : [];
+      for (const index of [...attributes, primitive.indices]) {
+        if (Number.isInteger(index)) dracoBytes.set(index as number, (dracoBytes.get(index as number) ?? 0) + compressed);
+      }
+    }
+  }
 
   // Accessors: glTF-Transform makes a typed array of count x element bytes for each, so each must be backed.
   const accessors = arrayOf(root, 'accessors');
@@ -234,7 +289,11 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
     if (!Number.isInteger(n) || n < 1) refuse(`accessors[${i}] has a bad count`);
     const element = component * components;
     const size = n * element;
-    if (accessor.bufferView === undefined) {
+    if (accessor.bufferView === undefined && dracoBytes.has(i)) {
+      // Decoded from a Draco primitive's bytes: within the ratio of them.
+      if (size > MAX_DECODE_RATIO * dracoBytes.get(i)! + 1024) refuse(`accessors[${i}] declares ${count(size)} bytes from ${count(dracoBytes.get(i)!)} bytes of Draco data`);
+      decodedBytes += size;
+    } else if (accessor.bufferView === undefined) {
       // Zero-filled by the reader: no larger than the file itself.
       if (size > bytes.length) refuse(`accessors[${i}] declares ${count(n)} elements with no data behind them (${count(size)} bytes, the file has ${count(bytes.length)})`);
     } else {
@@ -260,11 +319,14 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
         }
       }
     }
-    accessorBytes += size;
+    const decoded = accessor.bufferView === undefined ? dracoBytes.has(i) : fallback[bufferViews[accessor.bufferView as number].buffer as number];
+    if (!decoded) accessorBytes += size;
     return n;
   });
-  // Accessors may share bytes (interleaved views) but never add up to much more than the file.
+  // Accessors may share bytes (interleaved views) but never add up to much more than the file; decoded ones,
+  // to more than the ratio allows.
   if (accessorBytes > 2 * bytes.length + (1 << 20)) refuse(`the GLB's accessors add up to ${count(accessorBytes)} bytes, far more than the file's ${count(bytes.length)}`);
+  if (decodedBytes > MAX_DECODE_RATIO * bytes.length) refuse(`the GLB's compressed data decodes to ${count(decodedBytes)} bytes, far more than the file's ${count(bytes.length)}`);
 
   // Meshes and primitives.
   const meshes = arrayOf(root, 'meshes');
@@ -337,7 +399,9 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
       walk.push(...((nodes[i].children as number[] | undefined) ?? []));
     }
   }
-  const shape: GlbShape = { nodes: nodes.length, primitives: 0, vertices: 0, triangles: 0 };
+  const used = Array.isArray(root.extensionsUsed) ? (root.extensionsUsed as unknown[]) : [];
+  const codecs = { draco: used.includes('KHR_draco_mesh_compression'), meshopt: used.includes('EXT_meshopt_compression') };
+  const shape: GlbShape = { codecs, nodes: nodes.length, primitives: 0, vertices: 0, triangles: 0 };
   for (const i of placed) {
     if (nodes[i].mesh === undefined) continue;
     const mesh = meshShapes[nodes[i].mesh as number];

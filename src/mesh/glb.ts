@@ -6,9 +6,11 @@
  */
 import { createHash } from 'node:crypto';
 import { Document, NodeIO, Primitive, type Accessor, type Material, type Node, type Texture } from '@gltf-transform/core';
-import { decodeImage, encodePng, imageSize } from '../image/codec.js';
+import { EXTTextureWebP } from '@gltf-transform/extensions';
+import { decodeImage, encodePng, encodeWebp, imageSize } from '../image/codec.js';
 import type { RgbaImage } from '../image/rgba.js';
 import { DEFAULT_GLB_LIMITS, glbBounds, type GlbLimits } from './glb-limits.js';
+import { readerIO } from './glb-io.js';
 import { vertexNormals, vertexCount, type TriangleMesh } from './mesh.js';
 
 /** Largest texture file the reader opens, in pixels (it is scaled down to the limits' side as it is decoded). */
@@ -26,6 +28,17 @@ export function linearToSrgb(c: number): number {
 const clamp01 = (v: number): number => (v > 1 ? 1 : v >= 0 ? v : 0);
 
 export async function encodeGlb(mesh: TriangleMesh): Promise<Uint8Array> {
+  return new NodeIO().writeBinary(await glbDocument(mesh));
+}
+
+/** How a GLB's base colour texture is stored: PNG (core glTF) or WebP (EXT_texture_webp, about half the bytes). */
+export type GlbTextureFormat = 'png' | 'webp';
+
+/**
+ * The glTF-Transform document encodeGlb writes: one scene, one node with no transform, one mesh with one
+ * TRIANGLES primitive and one material. Transforms (compression) work on it before it is written.
+ */
+export async function glbDocument(mesh: TriangleMesh, texture: GlbTextureFormat = 'png'): Promise<Document> {
   const n = vertexCount(mesh);
   if (!Number.isInteger(n) || mesh.indices.length % 3 !== 0) throw new Error('mesh columns have the wrong lengths');
   if (mesh.indices.length === 0) throw new Error('mesh has no triangles');
@@ -39,7 +52,7 @@ export async function encodeGlb(mesh: TriangleMesh): Promise<Uint8Array> {
     doc.createAccessor().setType(type).setArray(array).setBuffer(buffer);
 
   // A vertex no triangle uses (or only degenerate ones) has a zero normal, which glTF refuses: give it +Y.
-  const normals = vertexNormals(mesh);
+  const normals = mesh.normals ? mesh.normals.slice() : vertexNormals(mesh);
   for (let i = 0; i < normals.length; i += 3) {
     if (normals[i] === 0 && normals[i + 1] === 0 && normals[i + 2] === 0) normals[i + 1] = 1;
   }
@@ -61,14 +74,15 @@ export async function encodeGlb(mesh: TriangleMesh): Promise<Uint8Array> {
   if (mesh.texture) {
     if (!mesh.uvs) throw new Error('mesh has a texture but no uvs');
     primitive.setAttribute('TEXCOORD_0', accessor('VEC2', mesh.uvs.slice()));
-    const png = await encodePng(mesh.texture);
-    const texture = doc.createTexture('baseColor').setImage(png).setMimeType('image/png');
-    material.setBaseColorTexture(texture);
+    const webp = texture === 'webp';
+    if (webp) doc.createExtension(EXTTextureWebP).setRequired(true);
+    const image = webp ? await encodeWebp(mesh.texture) : await encodePng(mesh.texture);
+    material.setBaseColorTexture(doc.createTexture('baseColor').setImage(image).setMimeType(webp ? 'image/webp' : 'image/png'));
   }
   primitive.setMaterial(material);
   const node = doc.createNode('fast3d').setMesh(doc.createMesh('fast3d').addPrimitive(primitive));
   doc.getRoot().setDefaultScene(doc.createScene('fast3d').addChild(node));
-  return new NodeIO().writeBinary(doc);
+  return doc;
 }
 
 /**
@@ -82,7 +96,7 @@ export async function readGlbDocument(bytes: Uint8Array, limits: GlbLimits = DEF
   // The reader views chunks as 32-bit words: bytes cut from a larger buffer (a worker's parts) may sit unaligned.
   const aligned = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   try {
-    return await new NodeIO().readBinary(aligned);
+    return await (await readerIO(bounds.shape.codecs)).readBinary(aligned);
   } catch (err) {
     throw new GlbReadError(`not a readable GLB: ${(err as Error).message}`);
   }

@@ -17,6 +17,11 @@ export interface TriangleMesh {
   readonly uvs?: Float32Array;
   /** Base colour (sRGB), sampled through `uvs`. */
   readonly texture?: RgbaImage;
+  /**
+   * Unit normal per vertex, when the vertices alone would not give smooth ones (a baked atlas splits every
+   * corner); absent, writers make area-weighted normals from the triangles.
+   */
+  readonly normals?: Float32Array;
 }
 
 export const vertexCount = (mesh: TriangleMesh): number => mesh.positions.length / 3;
@@ -43,9 +48,12 @@ export function meshBounds(mesh: TriangleMesh): MeshBounds {
   return { min, max };
 }
 
-/** Rotates every vertex in place by the row-major rotation `r`. */
+/** Rotates every vertex (and normal) in place by the row-major rotation `r`. */
 export function rotateMesh(mesh: TriangleMesh, r: Matrix3): void {
-  const p = mesh.positions;
+  for (const p of mesh.normals ? [mesh.positions, mesh.normals] : [mesh.positions]) rotateColumn(p, r);
+}
+
+function rotateColumn(p: Float32Array, r: Matrix3): void {
   for (let i = 0; i < p.length; i += 3) {
     const x = p[i], y = p[i + 1], z = p[i + 2];
     p[i] = r[0] * x + r[1] * y + r[2] * z;
@@ -98,6 +106,7 @@ export function withoutUnusedVertices(mesh: TriangleMesh): TriangleMesh {
     ...(mesh.colours && { colours: pick(mesh.colours, 3) }),
     ...(mesh.uvs && { uvs: pick(mesh.uvs, 2) }),
     ...(mesh.texture && { texture: mesh.texture }),
+    ...(mesh.normals && { normals: pick(mesh.normals, 3) }),
   };
 }
 
