@@ -150,7 +150,8 @@ async function decodeInChild(path: string): Promise<{ error: string; grownMb: nu
   const script = `import { readFileSync } from 'node:fs';
     import { decodeSpz } from './src/splat/spz.ts';
     const bytes = readFileSync(${JSON.stringify(path)});
-    const before = process.memoryUsage().rss;
+    // The peak so far (loading modules) is the baseline: only a decode that goes past it grows it.
+    const before = process.resourceUsage().maxRSS * 1024;
     let error = '';
     try { decodeSpz(bytes); } catch (err) { error = err.message; }
     const peak = process.resourceUsage().maxRSS * 1024;
