@@ -17,6 +17,7 @@ import type { Answer, AnswerPath, ResolvedPreset } from './runtime/answer.js';
 import { FORMAT_HEADER, FORWARDED_HEADER, type ForwardedAnswer } from './runtime/burst.js';
 import { API_BASE, jobApi } from './api/routes.js';
 import { bearerAuth } from './http/auth.js';
+import { readBodyInto } from './http/body.js';
 import { studioRoutes } from './studio/routes.js';
 import { methodNotAllowed } from './http/method.js';
 import type { Logger } from './runtime/log.js';
@@ -121,7 +122,7 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
       if (mayForward) raw = await c.req.arrayBuffer();
       const length = Number(c.req.header('content-length') ?? raw?.byteLength ?? 0);
       if (options.parseLargeForm && isUrlencoded(contentType) && length > LARGE_FORM_BYTES) {
-        const body = raw ? raw.slice(0) : await c.req.arrayBuffer();
+        const body = raw ? raw.slice(0) : await readBodyInto(c.req.raw, length);
         fields = await options.parseLargeForm(body);
       } else {
         fields = await c.req.parseBody({ all: true });
