@@ -108,17 +108,17 @@ async function main(): Promise<number> {
     const configured = orientationMatrix(worker.orientation);
     const asset = copyCloud(raw);
     rotateCloud(asset, configured);
-    writeFileSync(join(out, 'configured.ply'), encodePly(normalise(asset, config.pipeline.extent)));
+    writeFileSync(join(out, 'configured.ply'), encodePly(await normalise(asset, config.pipeline.extent)));
 
     const candidates = axisRotations();
     const lines = [`configured orientation: ${JSON.stringify(worker.orientation)} = [${configured.join(', ')}]`, 'candidates (candidates.png, row by row):'];
-    candidates.forEach((m, i) => {
+    for (const [i, m] of candidates.entries()) {
       const cloud = copyCloud(raw);
       rotateCloud(cloud, m);
-      writeFileSync(join(out, `candidate-${i}.ply`), encodePly(normalise(cloud, config.pipeline.extent)));
+      writeFileSync(join(out, `candidate-${i}.ply`), encodePly(await normalise(cloud, config.pipeline.extent)));
       const same = m.every((v, k) => v === configured[k]);
       lines.push(`  ${String(i).padStart(2)}: [${m.join(', ')}]${same ? '   <- configured' : ''}`);
-    });
+    }
     writeFileSync(join(out, 'candidates.txt'), `${lines.join('\n')}\n`);
     process.stdout.write(`${lines.join('\n')}\n`);
     if (values['no-render']) return 0;

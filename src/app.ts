@@ -18,6 +18,7 @@ import type { Answer, AnswerPath, ResolvedPreset } from './runtime/answer.js';
 import { FORMAT_HEADER, FORWARDED_HEADER, type ForwardedAnswer } from './runtime/burst.js';
 import { API_BASE, jobApi } from './api/routes.js';
 import { bearerAuth } from './http/auth.js';
+import { readBodyInto } from './http/body.js';
 import { studioRoutes } from './studio/routes.js';
 import { methodNotAllowed } from './http/method.js';
 import type { Logger } from './runtime/log.js';
@@ -117,8 +118,13 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     assertFormContentType(contentType);
     const mayForward = options.mayForward && !c.req.header(FORWARDED_HEADER);
     // Read the bytes first: Hono re-parses the form from them (from its cache), a form re-encoded later would not
-    // be the same bytes (multipart boundaries change), and they are sized up before any parse.
-    const bytes = await c.req.arrayBuffer();
+    // be the same bytes (multipart boundaries change), and they are sized up before any parse. A large urlencoded
+    // body is copied in as it arrives, a MiB per turn of the loop (http/body.ts); it never goes to Hono's parser.
+    const declared = Number(c.req.header('content-length'));
+    const readInTurns = options.parseLargeForm && isUrlencoded(contentType) && declared > LARGE_FORM_BYTES;
+    const bytes = readInTurns
+      ? await readBodyInto(c.req.raw, declared).catch((err: Error) => { throw new HttpError(400, `malformed body: ${err.message}`); })
+      : await c.req.arrayBuffer();
     const raw = mayForward ? bytes : undefined;
     assertFormFieldCount(new Uint8Array(bytes), contentType ?? '', MAX_FORM_FIELDS);
     const large = options.parseLargeForm && isUrlencoded(contentType) && bytes.byteLength > LARGE_FORM_BYTES;
@@ -129,8 +135,8 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     }
     let fields;
     try {
-      // The pool's worker takes the buffer it is handed: a copy when the bytes may still be forwarded.
-      fields = large ? await options.parseLargeForm!(raw ? bytes.slice(0) : bytes) : await c.req.parseBody({ all: true });
+      // The pool's worker gets a copy of the bytes.
+      fields = large ? await options.parseLargeForm!(bytes) : await c.req.parseBody({ all: true });
     } catch (err) {
       throw new HttpError(400, `malformed form body: ${(err as Error).message}`);
     }

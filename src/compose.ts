@@ -25,6 +25,7 @@ import { ResultCache } from './runtime/cache.js';
 import { GpuWorkerClient } from './runtime/gpu-client.js';
 import { GpuLock } from './runtime/gpu-lock.js';
 import { JobRegistry } from './runtime/jobs.js';
+import { workerModels } from './runtime/model-host.js';
 import { renderValidatorViews, RenderPool } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { Metrics } from './runtime/metrics.js';
@@ -180,12 +181,13 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
 }
 
 /**
- * The implementations of what backends need: one GPU worker client per worker section, and the model files
- * under the configured weights folder.
+ * The implementations of what backends need: one GPU worker client per worker section, the model files
+ * under the configured weights folder, and worker threads to run the models in.
  */
 export function defaultStageDeps(config: Config): StageDeps {
   return {
     models: weightsStore(config.weights.dir, config.weights.verify),
+    modelRunner: workerModels(),
     gpuWorker: (section: GpuWorkerSection) =>
       new GpuWorkerClient({
         url: section.url,

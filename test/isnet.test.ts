@@ -8,8 +8,10 @@ import { alphaBox } from '../src/image/frame-object.js';
 import { createImage, type RgbaImage } from '../src/image/rgba.js';
 import { createStages } from '../src/pipelines/backends.js';
 import { IsnetMatting, isnetInput, maskFromPrediction, withMask } from '../src/pipelines/matting/isnet.js';
+import { workerModels } from '../src/runtime/model-host.js';
 import { weightsStore } from '../src/weights/store.js';
-import { tinyIsnetOnnx } from './helpers/models.js';
+import { watchEventLoop } from './helpers/event-loop.js';
+import { heavyIsnetOnnx, tinyIsnetOnnx } from './helpers/models.js';
 
 /** A w x h image filled with `bg`, with an opaque rectangle [x0,x1) x [y0,y1) of colour `fg`. */
 function rectImage(w: number, h: number, rect: [number, number, number, number], fg: number[], bg: number[]): RgbaImage {
@@ -81,7 +83,17 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
       threads: 1,
       minCoverage: 0.005,
       keepInputAlpha,
+      runner: workerModels(),
     });
+
+  /** Crop box 80x80 -> square side ceil(80 / 0.8) = 100, object offset 10: scaled to 518, [51.8, 466.2). */
+  const expectFramedRect = (framed: RgbaImage | null) => {
+    expect(framed).not.toBeNull();
+    expect([framed!.width, framed!.height]).toEqual([518, 518]);
+    const box = alphaBox(framed!, 0.5)!;
+    for (const v of [box.x0, box.y0]) expect(Math.abs(v - 51.8)).toBeLessThanOrEqual(2);
+    for (const v of [box.x1, box.y1]) expect(Math.abs(v - 466.2)).toBeLessThanOrEqual(2);
+  };
 
   it('loads in init(), then cuts out the bright object and frames it at 518 with the margin', async () => {
     const matting = backend();
@@ -92,12 +104,7 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
     // Bright object on black: the tiny model's output follows brightness, min-max maps it to 255 and 0.
     const image = rectImage(300, 200, [100, 50, 180, 130], [250, 240, 230], [0, 0, 0]);
     const framed = await matting.matte({ image, fromUser: false });
-    expect(framed).not.toBeNull();
-    expect([framed!.width, framed!.height]).toEqual([518, 518]);
-    // Crop box 80x80 -> square side ceil(80 / 0.8) = 100, object offset 10: scaled to 518, [51.8, 466.2).
-    const box = alphaBox(framed!, 0.5)!;
-    for (const v of [box.x0, box.y0]) expect(Math.abs(v - 51.8)).toBeLessThanOrEqual(2);
-    for (const v of [box.x1, box.y1]) expect(Math.abs(v - 466.2)).toBeLessThanOrEqual(2);
+    expectFramedRect(framed);
     // Colours come from the input image; the corners are transparent.
     // (Lanczos overshoot at the edges makes the interior a little less than the mask's maximum.)
     const centre = (259 * 518 + 259) * 4;
@@ -105,6 +112,30 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
     Array.from(framed!.data.subarray(centre, centre + 4)).forEach((v, i) => expect(Math.abs(v - expected[i])).toBeLessThanOrEqual(4));
     expect(framed!.data[3]).toBe(0);
     await matting.close();
+  });
+
+  it('keeps the event loop turning while a second-long inference runs', async () => {
+    // The tiny model's mask behind 40 products of 1024 x 1024 matrices: about a second of onnxruntime.
+    const path = join(dir, 'heavy-isnet.onnx');
+    await writeFile(path, heavyIsnetOnnx(8, 40));
+    const matting = backend(true, path);
+    await matting.init();
+    const image = rectImage(300, 200, [100, 50, 180, 130], [250, 240, 230], [0, 0, 0]);
+
+    const loop = watchEventLoop();
+    const start = performance.now();
+    let longest: number;
+    let took: number;
+    try {
+      expectFramedRect(await matting.matte({ image, fromUser: false }));
+    } finally {
+      longest = loop.stop();
+      took = performance.now() - start;
+      await matting.close();
+    }
+    // Long enough to tell; in this thread the inference alone would hold the loop for nearly all of it.
+    expect(took).toBeGreaterThan(400);
+    expect(longest).toBeLessThan(took / 3);
   });
 
   it('answers null for an image without an object (flat prediction)', async () => {
@@ -148,6 +179,14 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
     await expect(matting.init()).rejects.toThrow(missing);
     expect(matting.readiness().ready).toBe(false);
     await expect(matting.matte({ image: rectImage(8, 8, [2, 2, 6, 6], [255, 255, 255], [0, 0, 0]), fromUser: false })).rejects.toThrow(missing);
+  });
+
+  it('fails init() with onnxruntime\'s reason when the file is not a model', async () => {
+    const path = join(dir, 'not-a-model.onnx');
+    await writeFile(path, 'not an onnx file');
+    const matting = backend(true, path);
+    await expect(matting.init()).rejects.toThrow(`ISNet model ${path} could not be loaded: `);
+    expect(matting.readiness().ready).toBe(false);
   });
 
   it('refuses a manifest file of the wrong size before loading it', async () => {

@@ -16,9 +16,10 @@ import { inspectGlb, type GlbInspection, type GlbRules } from '../mesh/rules.js'
 import type { TriangleMesh } from '../mesh/mesh.js';
 import { renderViews, turntableMp4, validatorCameras, type RenderPool, type TurntableSettings } from '../render/index.js';
 import type { GaussianCloud } from '../splat/cloud.js';
-import { decodePly, encodePly } from '../splat/ply.js';
+import { decodePly, encodePlyInSlices } from '../splat/ply.js';
 import { servablePlyViolation } from '../splat/servable.js';
 import { decodeSpz, encodeSpzAsync, spzVersionViolation, spzViolation, type SpzVersion } from '../splat/spz.js';
+import { nextTurn } from '../turns.js';
 import { mp4Violation, pngViolation } from './containers.js';
 import { encodeObjZip, objZipViolation } from './obj-zip.js';
 
@@ -143,7 +144,8 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       extension: '.ply',
       contentType: 'application/octet-stream',
       kind: 'splats',
-      encode: async ({ cloud }) => encodePly(cloud),
+      // A slice of Gaussians per turn of the event loop: 13 MB written at once would hold it.
+      encode: ({ cloud }) => encodePlyInSlices(cloud, nextTurn),
       violation: async (bytes) => servablePlyViolation(bytes),
       decodeCloud: decodePly,
     },

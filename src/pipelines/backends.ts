@@ -6,6 +6,7 @@ import { GpuWorkerImageTo3d } from './image-to-3d/gpu-worker.js';
 import { IsnetMatting } from './matting/isnet.js';
 import type { GpuWorker } from './gpu-worker.js';
 import type { ModelStore } from './model-files.js';
+import type { ModelRunner } from './model-runner.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from './preview-backends.js';
 import type { ImageTo3d, Matting, Stages, TextToImage, Validator, ViewRenderer } from './stages.js';
 import { GpuWorkerTextToImage } from './text-to-image/gpu-worker.js';
@@ -23,6 +24,8 @@ export interface StageDeps {
   renderViews?: ViewRenderer;
   /** The model files of backends that load models (isnet, clip), checked as `npm run weights -- --check` does. */
   models?: ModelStore;
+  /** Where those models run: compose.ts's runner keeps each in a worker thread, off the event loop. */
+  modelRunner?: ModelRunner;
   /**
    * Reads the GPU worker's GLBs (compose.ts hands in its CPU pool's, off the event loop); default: in this thread.
    * A file that cannot be read rejects with GlbReadError, as decodeGlb does.
@@ -70,6 +73,7 @@ function createMatting(config: Config, deps: StageDeps): Matting {
         threads: section.isnet.threads,
         minCoverage: section.min_coverage,
         keepInputAlpha: section.keep_input_alpha,
+        runner: modelRunner(deps),
       });
     }
   }
@@ -101,6 +105,11 @@ function createImageTo3d(config: Config, deps: StageDeps): ImageTo3d {
 function models(deps: StageDeps): ModelStore {
   if (!deps.models) throw new Error('model backends need the model files: build stages with compose.ts\'s defaultStageDeps(config)');
   return deps.models;
+}
+
+function modelRunner(deps: StageDeps): ModelRunner {
+  if (!deps.modelRunner) throw new Error('model backends need a model runner: build stages with compose.ts\'s defaultStageDeps(config)');
+  return deps.modelRunner;
 }
 
 function gpuWorker(deps: StageDeps, section: GpuWorkerSection): GpuWorker {
@@ -140,6 +149,7 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
         minImageSimilarity: clip.min_image_similarity,
         minAesthetic: clip.min_aesthetic,
         textCache: clip.text_cache,
+        runner: modelRunner(deps),
       }, deps.renderViews);
     }
     case 'validator-service': {

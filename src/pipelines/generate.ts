@@ -2,7 +2,6 @@
  * The generation pipeline: one Job in, one Outcome out. It owns the one decision rule of the service:
  * run the chain, self-validate, retry with a new seed up to `retries` times, then decline.
  */
-import { setImmediate } from 'node:timers/promises';
 import type { RgbaImage } from '../image/rgba.js';
 import { centreAndFit, withoutUnusedVertices, type TriangleMesh } from '../mesh/mesh.js';
 import type { GaussianCloud } from '../splat/cloud.js';
@@ -13,6 +12,7 @@ import type { JobContext, JobSettings, StageName } from './context.js';
 import { MeshUnsupportedError } from './errors.js';
 import type { Attempt, Check, Job, Outcome, Report } from './job.js';
 import { attemptSeed } from './seed.js';
+import { nextTurn } from '../turns.js';
 import { allBackends, type Backend, type Readiness, type Stages, type ValidationInput } from './stages.js';
 
 export class Pipeline {
@@ -80,7 +80,7 @@ export class Pipeline {
       const raw = shape.cloud;
       progress.intermediate({ name: 'cloud', cloud: raw }, attempt);
       const made = raw.count;
-      const { cloud, mesh } = await time('normalise', async () => ({ cloud: normalise(raw, extent, budget), mesh: shape.mesh && fitMesh(shape.mesh, meshExtent) }));
+      const { cloud, mesh } = await time('normalise', async () => ({ cloud: await normalise(raw, extent, budget), mesh: shape.mesh && fitMesh(shape.mesh, meshExtent) }));
       record.gaussians = cloud.count;
       if (made > cloud.count) record.dropped = made - cloud.count;
       if (job.mesh && !mesh?.indices.length) {
@@ -133,11 +133,16 @@ export class Pipeline {
 
 /**
  * Every asset leaves in the same frame and scale, whatever backend made it, and within its Gaussian budget
- * (0: none). The cut comes before centring and scaling, so the kept Gaussians set the extent.
+ * (0: none). The cut comes before centring and scaling, so the kept Gaussians set the extent. Each step reads
+ * the whole cloud, so each takes a turn of the event loop of its own.
  */
-export function normalise(cloud: GaussianCloud, extent: number, budget = 0): GaussianCloud {
+export async function normalise(cloud: GaussianCloud, extent: number, budget = 0): Promise<GaussianCloud> {
   let finite = dropNonFinite(cloud);
-  if (budget > 0) finite = pruneToBudget(finite, budget).cloud;
+  if (budget > 0) {
+    await nextTurn();
+    finite = pruneToBudget(finite, budget).cloud;
+  }
+  await nextTurn();
   centreAndScale(finite, { extent });
   return finite;
 }
@@ -162,9 +167,9 @@ export function gaussianBudget(settings: JobSettings): number {
 /** Times each stage into the report and tells the job's progress sink when it starts and ends. */
 function stageTimer(into: Record<string, number>, ctx: JobContext, attempt: number) {
   return async <T>(stage: StageName, work: () => Promise<T>): Promise<T> => {
-    // Each stage starts on a fresh turn of the event loop: CPU stages run back to back would otherwise hold it
-    // for their sum, and /ping, /health and every other answer would wait.
-    await setImmediate();
+    // Each stage starts on a turn of the event loop of its own (not shared with another job's stage): CPU stages
+    // run back to back would otherwise hold it for their sum, and /ping, /health and every other answer would wait.
+    await nextTurn();
     ctx.progress.stageStarted(stage, attempt);
     const start = performance.now();
     try {

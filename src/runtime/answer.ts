@@ -10,7 +10,6 @@
  * they are returned or cached, and cached bytes are checked again when read: an entry its format refuses is
  * evicted and made again.
  */
-import { setImmediate } from 'node:timers/promises';
 import { decodeImage, encodePng, resizeImage } from '../image/codec.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { JobSettings } from '../pipelines/context.js';
@@ -22,6 +21,7 @@ import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
 import { IDENTITY3, rotateCloud, transpose, type Matrix3 } from '../splat/frame.js';
 import { specKey, type ArtefactSpec, type Asset, type Format, type FormatRegistry } from '../formats/registry.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
+import { nextTurn } from '../turns.js';
 import type { Priority } from './admission.js';
 import type { Burst, ForwardedAnswer, ForwardedRequest } from './burst.js';
 import type { EntryKind, EntryName, ResultCache } from './cache.js';
@@ -334,7 +334,7 @@ export class AnswerPath {
     }
     const name = spec.format === 'ply' ? 'encode' : `encode_${spec.format}`;
     // The check of 13 MB reads it all: on a turn of its own, apart from the encoding.
-    await setImmediate();
+    await nextTurn();
     report.timings[name] = Math.round(((report.timings[name] ?? 0) + performance.now() - start) * 10) / 10;
     const violation = await format.violation(bytes);
     if (violation) throw new AssetRefusedError(`refusing to serve a ${format.name} artefact that breaks its rules: ${violation}`);

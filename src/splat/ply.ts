@@ -18,16 +18,43 @@ export function plyHeader(count: number): string {
 
 /** Encodes a cloud as binary PLY. The body is written through an aligned Float32Array view: no copies. */
 export function encodePly(cloud: GaussianCloud): Uint8Array {
-  const header = new TextEncoder().encode(plyHeader(cloud.count));
+  const { bytes, body } = plyBuffer(cloud.count);
+  interleave(cloud, body, 0, cloud.count);
+  if (!littleEndianHost()) swapFloat32(body);
+  return bytes;
+}
+
+/** Gaussians written per slice by encodePlyInSlices: 0.9 MB of body. */
+export const PLY_SLICE_GAUSSIANS = 16384;
+
+/**
+ * The same bytes as encodePly, written a slice of Gaussians at a time with `between()` awaited before each
+ * slice: a caller on the event loop passes a wait for the loop's next turn. Writing 13 MB of fresh memory in
+ * one go holds a thread for 60-190 ms on a virtual machine, most of it the first touch of each page; a slice
+ * takes a few milliseconds. (The first slice waits too: callers that start together must not write theirs in
+ * the same turn.)
+ */
+export async function encodePlyInSlices(cloud: GaussianCloud, between: () => Promise<void>, slice = PLY_SLICE_GAUSSIANS): Promise<Uint8Array> {
+  const { bytes, body } = plyBuffer(cloud.count);
+  for (let from = 0; from < cloud.count; from += slice) {
+    await between();
+    const to = Math.min(cloud.count, from + slice);
+    interleave(cloud, body, from, to);
+    if (!littleEndianHost()) swapFloat32(body.subarray(from * FLOATS_PER_GAUSSIAN, to * FLOATS_PER_GAUSSIAN));
+  }
+  return bytes;
+}
+
+/** The PLY's bytes with the header written, and the aligned body to fill. */
+function plyBuffer(count: number): { bytes: Uint8Array; body: Float32Array } {
+  const header = new TextEncoder().encode(plyHeader(count));
   // Shift the start so that the body begins on a 4-byte boundary of the underlying buffer.
   const pad = (4 - (header.length % 4)) % 4;
-  const bodyBytes = cloud.count * FLOATS_PER_GAUSSIAN * 4;
+  const bodyBytes = count * FLOATS_PER_GAUSSIAN * 4;
   const buffer = new ArrayBuffer(pad + header.length + bodyBytes);
   new Uint8Array(buffer, pad, header.length).set(header);
-  const body = new Float32Array(buffer, pad + header.length, cloud.count * FLOATS_PER_GAUSSIAN);
-  interleave(cloud, body);
-  if (!littleEndianHost()) swapFloat32(body);
-  return new Uint8Array(buffer, pad, header.length + bodyBytes);
+  const body = new Float32Array(buffer, pad + header.length, count * FLOATS_PER_GAUSSIAN);
+  return { bytes: new Uint8Array(buffer, pad, header.length + bodyBytes), body };
 }
 
 const TYPE_SIZES: Record<string, number> = {
@@ -142,14 +169,14 @@ export function decodePly(bytes: Uint8Array): GaussianCloud {
 }
 
 /**
- * Row-by-row copy of the 14 columns into the interleaved body. One sequential write stream is several times
- * faster than 14 strided passes over a 56 MB buffer; the unrolled body is deliberate.
+ * Row-by-row copy of the 14 columns into the interleaved body, rows [from, to). One sequential write stream is
+ * several times faster than 14 strided passes over a 56 MB buffer; the unrolled body is deliberate.
  */
-function interleave(cloud: GaussianCloud, body: Float32Array): void {
+function interleave(cloud: GaussianCloud, body: Float32Array, from: number, to: number): void {
   const c = cloud.columns;
   const x = c.x, y = c.y, z = c.z, d0 = c.f_dc_0, d1 = c.f_dc_1, d2 = c.f_dc_2, op = c.opacity;
   const s0 = c.scale_0, s1 = c.scale_1, s2 = c.scale_2, r0 = c.rot_0, r1 = c.rot_1, r2 = c.rot_2, r3 = c.rot_3;
-  for (let i = 0, o = 0; i < cloud.count; i++, o += 14) {
+  for (let i = from, o = from * 14; i < to; i++, o += 14) {
     body[o] = x[i]; body[o + 1] = y[i]; body[o + 2] = z[i];
     body[o + 3] = d0[i]; body[o + 4] = d1[i]; body[o + 5] = d2[i];
     body[o + 6] = op[i];

@@ -30,6 +30,30 @@ export function tinyIsnetOnnx(gain: number): Uint8Array {
   });
 }
 
+/**
+ * tinyIsnetOnnx's graph with `matmuls` products by a 1024 x 1024 identity matrix between the channel mean and
+ * the gain (2 GFLOP each, which onnxruntime computes in full): the same mask, at the cost of a real inference.
+ */
+export function heavyIsnetOnnx(gain: number, matmuls: number): Uint8Array {
+  const side = 1024;
+  const identity = new Float32Array(side * side);
+  for (let i = 0; i < side; i++) identity[i * side + i] = 1;
+  const chain = Array.from({ length: matmuls }, (_, i) => ({
+    op: 'MatMul', inputs: [i === 0 ? 'grey' : `product_${i - 1}`, 'identity'], outputs: [`product_${i}`],
+  }));
+  return onnxModel({
+    inputs: [{ name: 'input_image', type: FLOAT, dims: [1, 3, side, side] }],
+    outputs: [{ name: 'mask', type: FLOAT, dims: [1, 1, side, side] }],
+    initializers: [{ name: 'gain', dims: [], values: Float32Array.of(gain) }, { name: 'identity', dims: [side, side], values: identity }],
+    nodes: [
+      { op: 'ReduceMean', inputs: ['input_image'], outputs: ['grey'], attributes: { axes: [1], keepdims: 1 } },
+      ...chain,
+      { op: 'Mul', inputs: [matmuls ? `product_${matmuls - 1}` : 'grey', 'gain'], outputs: ['scaled'] },
+      { op: 'Sigmoid', inputs: ['scaled'], outputs: ['mask'] },
+    ],
+  });
+}
+
 export interface TinyClip {
   dir: string;
   /** Embedding width of both towers. */
@@ -50,9 +74,11 @@ export interface TinyClip {
  * A CLIP-like model folder as transformers.js expects it (config.json, tokenizer.json, tokenizer_config.json,
  * preprocessor_config.json, onnx/text_model.onnx, onnx/vision_model.onnx).
  * Text tower: the mean of per-token embedding rows (letters are tokens). Vision tower: an affine map of the
- * image's mean normalised colour.
+ * image's mean normalised colour. With `heavy`, the vision tower also spreads each view to 3 x 1024 x 1024 and
+ * multiplies it `heavy` times by a 1024 x 1024 identity (6 GFLOP per view each), then adds that branch times
+ * zero: the same embeddings, at the cost of a real inference.
  */
-export async function writeTinyClip(dir: string, options: { dim?: number; imageSize?: number } = {}): Promise<TinyClip> {
+export async function writeTinyClip(dir: string, options: { dim?: number; imageSize?: number; heavy?: number } = {}): Promise<TinyClip> {
   const dim = options.dim ?? 4;
   const imageSize = options.imageSize ?? 16;
   const letters = 'abcdefghijklmnopqrstuvwxyz';
@@ -79,17 +105,35 @@ export async function writeTinyClip(dir: string, options: { dim?: number; imageS
       { op: 'ReduceMean', inputs: ['tokens'], outputs: ['text_embeds'], attributes: { axes: [1], keepdims: 0 } },
     ],
   });
+  const heavy = options.heavy ?? 0;
+  const spread = 1024;
+  const identity = new Float32Array(spread * spread);
+  for (let i = 0; i < spread; i++) identity[i * spread + i] = 1;
   const vision = onnxModel({
     inputs: [{ name: 'pixel_values', type: FLOAT, dims: ['batch', 3, imageSize, imageSize] }],
     outputs: [{ name: 'image_embeds', type: FLOAT, dims: ['batch', dim] }],
     initializers: [
       { name: 'projection', dims: [3, dim], values: projection },
       { name: 'bias', dims: [dim], values: bias },
+      ...(heavy ? [
+        { name: 'ones_right', dims: [imageSize, spread], values: new Float32Array(imageSize * spread).fill(1) },
+        { name: 'ones_left', dims: [spread, imageSize], values: new Float32Array(spread * imageSize).fill(1) },
+        { name: 'identity', dims: [spread, spread], values: identity },
+        { name: 'zeros', dims: [3, dim], values: new Float32Array(3 * dim) },
+      ] : []),
     ],
     nodes: [
       { op: 'ReduceMean', inputs: ['pixel_values'], outputs: ['colour'], attributes: { axes: [2, 3], keepdims: 0 } },
       { op: 'MatMul', inputs: ['colour', 'projection'], outputs: ['projected'] },
-      { op: 'Add', inputs: ['projected', 'bias'], outputs: ['image_embeds'] },
+      { op: 'Add', inputs: ['projected', 'bias'], outputs: [heavy ? 'embeds' : 'image_embeds'] },
+      ...(heavy ? [
+        { op: 'MatMul', inputs: ['pixel_values', 'ones_right'], outputs: ['wide'] },
+        { op: 'MatMul', inputs: ['ones_left', 'wide'], outputs: ['product_0'] },
+        ...Array.from({ length: heavy }, (_, i) => ({ op: 'MatMul', inputs: [`product_${i}`, 'identity'], outputs: [`product_${i + 1}`] })),
+        { op: 'ReduceMean', inputs: [`product_${heavy}`], outputs: ['spread_mean'], attributes: { axes: [2, 3], keepdims: 0 } },
+        { op: 'MatMul', inputs: ['spread_mean', 'zeros'], outputs: ['nothing'] },
+        { op: 'Add', inputs: ['embeds', 'nothing'], outputs: ['image_embeds'] },
+      ] : []),
     ],
   });
 

@@ -91,7 +91,9 @@ function valueInfo(value: OnnxValue): Proto {
 
 /** A protobuf message under construction: fields appended in order as wire-format bytes. */
 class Proto {
-  private readonly chunks: number[] = [];
+  /** Finished parts; large byte fields (weights) are kept whole rather than copied byte by byte. */
+  private readonly parts: Uint8Array[] = [];
+  private small: number[] = [];
 
   varint(field: number, value: number): this {
     this.key(field, 0);
@@ -106,7 +108,8 @@ class Proto {
   bytesField(field: number, value: Uint8Array): this {
     this.key(field, 2);
     this.raw(value.length);
-    for (const b of value) this.chunks.push(b);
+    this.flush();
+    this.parts.push(value);
     return this;
   }
 
@@ -115,7 +118,19 @@ class Proto {
   }
 
   bytes(): Uint8Array {
-    return Uint8Array.from(this.chunks);
+    this.flush();
+    const out = new Uint8Array(this.parts.reduce((n, p) => n + p.length, 0));
+    let at = 0;
+    for (const part of this.parts) {
+      out.set(part, at);
+      at += part.length;
+    }
+    return out;
+  }
+
+  private flush(): void {
+    if (this.small.length) this.parts.push(Uint8Array.from(this.small));
+    this.small = [];
   }
 
   private key(field: number, wireType: number): void {
@@ -126,9 +141,9 @@ class Proto {
     // Non-negative values only (sizes, ids, enums): 7 bits per byte, low bits first.
     let v = value;
     while (v >= 0x80) {
-      this.chunks.push((v % 0x80) | 0x80);
+      this.small.push((v % 0x80) | 0x80);
       v = Math.floor(v / 0x80);
     }
-    this.chunks.push(v);
+    this.small.push(v);
   }
 }

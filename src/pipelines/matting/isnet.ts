@@ -1,16 +1,17 @@
 /**
  * Matting backend "isnet": ISNet (DIS, isnet-general-use) through onnxruntime-node, with rembg's pre- and
- * post-processing, then the same framing as every matting backend (alpha box, square, margin, 518).
+ * post-processing, then the same framing as every matting backend (alpha box, square, margin, 518). The
+ * session runs where the model runner puts it (the service's: a worker thread, isnet-model.ts).
  *
  * rembg's recipe: RGB, Lanczos resize to 1024x1024, divide by the image's own maximum (not 255), subtract
  * 0.5 (std 1), NCHW float32; the first output's channel 0 (already a sigmoid) is min-max normalised, scaled
  * to 8 bits, resized back with Lanczos and used as alpha.
  */
-import * as ort from 'onnxruntime-node';
 import sharp from 'sharp';
 import { alphaBox, frameObject, type FrameOptions } from '../../image/frame-object.js';
 import { hasTransparency, type RgbaImage } from '../../image/rgba.js';
 import type { ModelFiles } from '../model-files.js';
+import type { ModelRunner, RunningModel } from '../model-runner.js';
 import type { JobContext } from '../context.js';
 import type { Matting, MattingInput, Readiness } from '../stages.js';
 
@@ -24,13 +25,15 @@ export interface IsnetOptions extends FrameOptions {
   threads: number;
   minCoverage: number;
   keepInputAlpha: boolean;
+  /** Where the session runs (compose.ts: a worker thread, so an inference never holds the event loop). */
+  runner: ModelRunner;
 }
 
 export class IsnetMatting implements Matting {
   readonly name = 'isnet';
   readonly preview = false;
   readonly gpu: boolean;
-  private session: ort.InferenceSession | null = null;
+  private session: RunningModel<'isnet'> | null = null;
   private loadError: string | null = null;
 
   constructor(private readonly options: IsnetOptions) {
@@ -46,16 +49,12 @@ export class IsnetMatting implements Matting {
   }
 
   async init(): Promise<void> {
-    const { model, executionProvider, threads } = this.options;
+    const { model, executionProvider, threads, inputSize, runner } = this.options;
     const path = model.paths[0];
     try {
       const problem = await model.problems();
       if (problem) throw new Error(problem);
-      this.session = await ort.InferenceSession.create(path, {
-        executionProviders: [executionProvider],
-        graphOptimizationLevel: 'all',
-        ...(threads ? { intraOpNumThreads: threads } : {}),
-      });
+      this.session = await runner.load('isnet', { path, executionProvider, threads, inputSize });
     } catch (err) {
       this.loadError = `ISNet model ${path} could not be loaded: ${(err as Error).message}`;
       throw new Error(this.loadError);
@@ -63,8 +62,9 @@ export class IsnetMatting implements Matting {
   }
 
   async close(): Promise<void> {
-    await this.session?.release();
+    const session = this.session;
     this.session = null;
+    await session?.release();
   }
 
   async matte({ image, fromUser }: MattingInput, ctx?: JobContext): Promise<RgbaImage | null> {
@@ -76,11 +76,9 @@ export class IsnetMatting implements Matting {
       const size = this.options.inputSize;
       const input = await isnetInput(image, size);
       ctx?.signal.throwIfAborted();
-      const feeds = { [session.inputNames[0]]: new ort.Tensor('float32', input, [1, 3, size, size]) };
-      const outputs = await session.run(feeds);
-      const output = outputs[session.outputNames[0]];
-      const mask = maskFromPrediction(output.data as Float32Array, size);
-      for (const name of session.outputNames) outputs[name].dispose?.();
+      // The 12 MB input is handed over, not copied.
+      const prediction = await session.call('predict', [input], { transfer: [input.buffer as ArrayBuffer], signal: ctx?.signal });
+      const mask = maskFromPrediction(prediction, size);
       if (!mask) return null;
       matted = await withMask(image, mask, size);
     }

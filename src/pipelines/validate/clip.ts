@@ -1,6 +1,7 @@
 /**
  * Validation backend "clip": CLIP ViT-L/14 through transformers.js, from a local folder only. One vision pass
- * per rendered view serves both the text alignment and the aesthetic score.
+ * per rendered view serves both the text alignment and the aesthetic score. The models run where the model
+ * runner puts them (the service's: a worker thread, clip-model.ts); views are pre-processed here.
  *
  * Text tasks: raw cosines between each view and the prompt on CLIP ViT-L/14, two thresholds: their geometric
  * mean (cosines clipped to [0,1] first, so one view that misses the prompt drags it down) and their plain mean
@@ -11,16 +12,15 @@
  * normalised view embeddings, averaged over the views.
  */
 import { readFile } from 'node:fs/promises';
-import { basename, dirname, join } from 'node:path';
-// Types only: the library itself (about a second to import) is loaded in init(), when a config uses "clip".
-import type { PreTrainedModel, PreTrainedTokenizer, Tensor } from '@huggingface/transformers';
+import { join } from 'node:path';
 import sharp from 'sharp';
 import type { RgbaImage } from '../../image/rgba.js';
 import type { ModelFiles } from '../model-files.js';
+import type { ModelRunner, RunningModel } from '../model-runner.js';
 import type { JobContext, JobSettings } from '../context.js';
 import type { Check } from '../job.js';
 import type { GpuRunner, Readiness, ValidationInput, Validator, ViewRenderer } from '../stages.js';
-import { loadAestheticPredictor, type AestheticPredictor } from './aesthetic.js';
+import type { ImageEmbeddings } from './clip-model.js';
 
 export interface ClipOptions {
   /** Folder in transformers.js layout (config.json, tokenizer*.json, preprocessor_config.json, onnx/). */
@@ -42,15 +42,13 @@ export interface ClipOptions {
   minAesthetic: number;
   /** Prompts whose text embedding stays cached. */
   textCache: number;
+  /** Where the models run (compose.ts: a worker thread, so an inference never holds the event loop). */
+  runner: ModelRunner;
 }
 
 interface Loaded {
-  lib: typeof import('@huggingface/transformers');
-  tokenizer: PreTrainedTokenizer;
   imageSettings: ClipImageSettings;
-  text: PreTrainedModel;
-  vision: PreTrainedModel;
-  aesthetic: AestheticPredictor | null;
+  models: RunningModel<'clip'>;
 }
 
 /** The files a CLIP folder must hold for this dtype (transformers.js names). */
@@ -88,26 +86,13 @@ export class ClipValidator implements Validator {
   }
 
   async init(): Promise<void> {
-    const { modelDir, files, dtype, device, aestheticPath } = this.options;
+    const { modelDir, files, dtype, device, aestheticPath, runner } = this.options;
     try {
       const problem = await files.problems();
       if (problem) throw new Error(problem);
-      const lib = await import('@huggingface/transformers');
-      const { env, AutoTokenizer, CLIPTextModelWithProjection, CLIPVisionModelWithProjection } = lib;
-      // Disk only: never reach for the hub. The model id is the folder's name under its parent.
-      env.allowRemoteModels = false;
-      env.allowLocalModels = true;
-      env.localModelPath = `${dirname(modelDir)}/`;
-      const id = basename(modelDir);
-      const modelOptions = { device, dtype } as const;
-      const [tokenizer, imageSettings, text, vision, aesthetic] = await Promise.all([
-        AutoTokenizer.from_pretrained(id),
-        readFile(join(modelDir, 'preprocessor_config.json'), 'utf8').then((t) => clipImageSettings(JSON.parse(t))),
-        CLIPTextModelWithProjection.from_pretrained(id, modelOptions),
-        CLIPVisionModelWithProjection.from_pretrained(id, modelOptions),
-        aestheticPath ? loadAestheticPredictor(aestheticPath) : Promise.resolve(null),
-      ]);
-      this.loaded = { lib, tokenizer, imageSettings, text, vision, aesthetic };
+      const imageSettings = clipImageSettings(JSON.parse(await readFile(join(modelDir, 'preprocessor_config.json'), 'utf8')));
+      const models = await runner.load('clip', { modelDir, dtype, device, aestheticPath });
+      this.loaded = { imageSettings, models };
     } catch (err) {
       this.loadError = `CLIP could not be loaded from ${modelDir}: ${(err as Error).message}`;
       throw new Error(this.loadError);
@@ -117,7 +102,7 @@ export class ClipValidator implements Validator {
   async close(): Promise<void> {
     const loaded = this.loaded;
     this.loaded = null;
-    await Promise.all([loaded?.text.dispose(), loaded?.vision.dispose()]);
+    await loaded?.models.release();
   }
 
   async validate({ job, cloud, mesh, image }: ValidationInput, ctx?: JobContext): Promise<Check[]> {
@@ -134,28 +119,26 @@ export class ClipValidator implements Validator {
     const check = (name: string, value: number, threshold: number): Check => ({ name, value, threshold, passed: value >= threshold, by: this.name });
     const checks: Check[] = [];
 
-    let viewEmbeds: Float32Array[];
+    let viewAesthetic: number[] | null;
     if (job.task.kind === 'text') {
       const prompt = job.task.prompt;
-      const [text, embeds] = await onGpu(() => Promise.all([this.embedText(loaded, prompt), this.embedImages(loaded, views)]), signal);
-      viewEmbeds = embeds;
-      const cosines = viewEmbeds.map((v) => cosine(v, text));
+      const [text, embedded] = await onGpu(() => Promise.all([this.embedText(loaded, prompt, signal), this.embedImages(loaded, views, signal)]), signal);
+      viewAesthetic = embedded.aesthetic;
+      const cosines = embedded.embeddings.map((v) => cosine(v, text));
       checks.push(check('clip_geomean_cosine', geometricMeanCosine(cosines), o.minGeomeanCosine));
       checks.push(check('clip_similarity', mean(cosines), o.minSimilarity));
     } else {
       // The framed input against the views, both on the validator's white background.
-      const [reference, ...embeds] = await onGpu(() => this.embedImages(loaded, [image, ...views]), signal);
-      viewEmbeds = embeds;
+      const embedded = await onGpu(() => this.embedImages(loaded, [image, ...views], signal), signal);
+      const [reference, ...viewEmbeds] = embedded.embeddings;
+      viewAesthetic = embedded.aesthetic?.slice(1) ?? null;
       checks.push(check('clip_image_similarity', mean(viewEmbeds.map((v) => cosine(v, reference))), o.minImageSimilarity));
     }
-    if (loaded.aesthetic && o.minAesthetic > 0) {
-      const predictor = loaded.aesthetic;
-      checks.push(check('aesthetic', mean(viewEmbeds.map((v) => predictor.score(v))), o.minAesthetic));
-    }
+    if (viewAesthetic && o.minAesthetic > 0) checks.push(check('aesthetic', mean(viewAesthetic), o.minAesthetic));
     return checks;
   }
 
-  private async embedText(loaded: Loaded, prompt: string): Promise<Float32Array> {
+  private async embedText(loaded: Loaded, prompt: string, signal?: AbortSignal): Promise<Float32Array> {
     const cached = this.textEmbeddings.get(prompt);
     if (cached) {
       // Refresh its place in the insertion-ordered map (least recently used goes first).
@@ -163,10 +146,7 @@ export class ClipValidator implements Validator {
       this.textEmbeddings.set(prompt, cached);
       return cached;
     }
-    // CLIP reads at most 77 tokens; longer prompts are truncated as the reference tokenizer does.
-    const inputs = loaded.tokenizer([prompt], { padding: true, truncation: true });
-    const { text_embeds } = (await loaded.text(inputs)) as { text_embeds: Tensor };
-    const embedding = rows(text_embeds)[0];
+    const embedding = await loaded.models.call('embedText', [prompt], { signal });
     if (this.options.textCache > 0) {
       if (this.textEmbeddings.size >= this.options.textCache) this.textEmbeddings.delete(this.textEmbeddings.keys().next().value!);
       this.textEmbeddings.set(prompt, embedding);
@@ -174,11 +154,10 @@ export class ClipValidator implements Validator {
     return embedding;
   }
 
-  private async embedImages(loaded: Loaded, images: RgbaImage[]): Promise<Float32Array[]> {
+  /** Each image's embedding (and aesthetic rating); the pixel values are handed over, not copied. */
+  private async embedImages(loaded: Loaded, images: RgbaImage[], signal?: AbortSignal): Promise<ImageEmbeddings> {
     const pixels = await clipPixelValues(loaded.imageSettings, images);
-    const pixel_values = new loaded.lib.Tensor('float32', pixels.data, pixels.dims);
-    const { image_embeds } = (await loaded.vision({ pixel_values })) as { image_embeds: Tensor };
-    return rows(image_embeds);
+    return loaded.models.call('embedImages', [pixels.data, pixels.dims], { transfer: [pixels.data.buffer as ArrayBuffer], signal });
   }
 }
 
@@ -298,11 +277,4 @@ export function cosine(a: Float32Array, b: Float32Array): number {
 
 export function mean(values: readonly number[]): number {
   return values.length ? values.reduce((s, v) => s + v, 0) / values.length : 0;
-}
-
-/** Rows of a [batch, dim] float tensor. */
-function rows(tensor: Tensor): Float32Array[] {
-  const [batch, dim] = tensor.dims;
-  const data = tensor.data as Float32Array;
-  return Array.from({ length: batch }, (_, i) => data.slice(i * dim, (i + 1) * dim));
 }
