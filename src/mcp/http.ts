@@ -28,19 +28,28 @@ export function mcpHandler(deps: McpDeps, options: { maxBodyBytes: number }): Mc
     }
     const bounded = await boundedBody(request);
     if (bounded instanceof Response) return bounded;
+    const { request: forSdk, parsedBody } = bounded;
     const server = createMcpServer(deps);
     const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: false, maxRequestBodySize: options.maxBodyBytes });
     const close = () => { void server.close().catch(() => {}); };
     request.signal.addEventListener('abort', close, { once: true });
     await server.connect(transport);
-    return transport.handleRequest(bounded);
+    return transport.handleRequest(forSdk, parsedBody === undefined ? undefined : { parsedBody });
   };
 }
 
-/** A JSON POST's keys and items counted before the SDK parses it: the request again with its body read, or a 400. */
-async function boundedBody(request: Request): Promise<Request | Response> {
-  if (request.method !== 'POST' || mediaType(request.headers.get('content-type') ?? undefined) !== 'application/json') return request;
+/**
+ * A JSON POST's keys and items counted, then parsed once, before the SDK sees it (a tool call carrying a base64
+ * asset is megabytes: reading it again would hold the event loop as long): the parsed body, or a 400. A body that
+ * is not JSON goes to the SDK as it came, which answers JSON-RPC's parse error.
+ */
+async function boundedBody(request: Request): Promise<{ request: Request; parsedBody?: unknown } | Response> {
+  if (request.method !== 'POST' || mediaType(request.headers.get('content-type') ?? undefined) !== 'application/json') return { request };
   const text = await request.text();
   if (countJsonValues(text, MAX_JSON_VALUES) > MAX_JSON_VALUES) return errorResponse(new HttpError(400, `JSON body has more than ${MAX_JSON_VALUES} keys and array items`));
-  return new Request(request, { body: text });
+  try {
+    return { request, parsedBody: JSON.parse(text) };
+  } catch {
+    return { request: new Request(request, { body: text }) };
+  }
 }
