@@ -180,7 +180,7 @@ if (!values['python-only'] && !values.check) {
   out += '\n## npm licences\n\n| licence | packages |\n|---|---|\n';
   for (const [licence, n] of [...counts].sort((a, b) => b[1] - a[1])) out += `| ${licence} | ${n} |\n`;
   out += '\n## npm packages for review (copyleft)\n\n';
-  out += review.length ? review.map((e) => `- ${e.name}@${e.version}: ${e.licence}`).join('\n') + '\n' : 'None.\n';
+  out += review.length ? `${review.map((e) => `- ${e.name}@${e.version}: ${e.licence}`).join('\n')}\n` : 'None.\n';
   out += '\n## npm packages\n';
   for (const e of entries) {
     out += `\n### ${e.name}@${e.version}\n\nLicence: ${e.licence}${e.repository ? `  \nSource: ${e.repository}` : ''}\n`;

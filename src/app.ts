@@ -61,7 +61,9 @@ export const CACHE_HEADER = 'X-Fast3d-Cache';
 /** Header naming the preset whose settings made the answer (the report holds its values). */
 export const PRESET_HEADER = 'X-Fast3d-Preset';
 
-type Env = { Variables: RequestIdVariables & { log: Record<string, unknown> } };
+/** What the routes keep per request: its id and the fields of its log line. */
+export type AppEnv = { Variables: RequestIdVariables & { log: Record<string, unknown> } };
+type Env = AppEnv;
 
 export function createApp(service: GenerationService, answers: AnswerPath, options: AppOptions): Hono<Env> {
   const app = new Hono<Env>({ strict: false });

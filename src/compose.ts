@@ -3,7 +3,7 @@
  * admission) -> cache, burst, job registry -> answer path -> app. Tests pass their own stages.
  */
 import type { Hono } from 'hono';
-import { createApp } from './app.js';
+import { createApp, type AppEnv } from './app.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
 import { createFormats, IN_PROCESS_GLB, type FormatRegistry, type GlbCodec } from './formats/registry.js';
@@ -36,7 +36,7 @@ import { weightsStore } from './weights/store.js';
 export interface Composed {
   service: GenerationService;
   answers: AnswerPath;
-  app: Hono<any>;
+  app: Hono<AppEnv>;
   gpu: GpuLock;
   /** The render workers every view and video of this service uses (closed by whoever stops the service). */
   renderPool: RenderPool;

@@ -49,8 +49,8 @@ describe('fast3d CLI', () => {
     expect(listed.code).toBe(0);
     expect(listed.stdout).toContain('balanced (contract.preset): ');
     expect(listed.stdout).toContain('fast (contract.image_file_preset): ');
-    expect(listed.stdout).toMatch(/realtime: .*\n(    .*\n)*    pipeline\.max_gaussians = 60000\n/);
-    expect(listed.stdout).toMatch(/mine: Mine\.\n    pipeline\.retries = 3\n/);
+    expect(listed.stdout).toMatch(/realtime: .*\n( {4}.*\n)* {4}pipeline\.max_gaussians = 60000\n/);
+    expect(listed.stdout).toMatch(/mine: Mine\.\n {4}pipeline\.retries = 3\n/);
     writeFileSync(file, 'presets:\n  mine:\n    pipeline:\n      retries: 30\n');
     const bad = await cli('config', '--check', file);
     expect(bad.code).toBe(2);

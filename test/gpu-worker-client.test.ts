@@ -64,7 +64,7 @@ async function closedPort(): Promise<string> {
 describe('GpuWorkerClient requests', () => {
   it('sends the OpenAI images request and returns the decoded bytes', async () => {
     let seen: unknown;
-    const { url } = await scriptedWorker((req, res, count, body) => {
+    const { url } = await scriptedWorker((_req, res, _count, body) => {
       seen = JSON.parse(body);
       json(res, 200, { data: [{ b64_json: Buffer.from('PNGBYTES').toString('base64') }] });
     });
@@ -74,7 +74,7 @@ describe('GpuWorkerClient requests', () => {
   });
 
   it('times out a slow answer without retrying it', async () => {
-    const { url, hits } = await scriptedWorker((req, res) => { setTimeout(() => json(res, 200, { data: [] }), 5000); });
+    const { url, hits } = await scriptedWorker((_req, res) => { setTimeout(() => json(res, 200, { data: [] }), 5000); });
     const started = Date.now();
     await expect(client(url, { requestTimeoutMs: 150 }).generateImage(imageRequest)).rejects.toThrow(/did not answer \/v1\/images\/generations within 0\.2 s/);
     // Given up long before the answer would have come.
@@ -126,7 +126,7 @@ describe('GpuWorkerClient requests', () => {
   });
 
   it('an aborted job signal cancels the request', async () => {
-    const { url } = await scriptedWorker((req, res) => { setTimeout(() => json(res, 200, {}), 1000); });
+    const { url } = await scriptedWorker((_req, res) => { setTimeout(() => json(res, 200, {}), 1000); });
     const controller = new AbortController();
     setTimeout(() => controller.abort(new Error('client went away')), 50);
     await expect(client(url).generateImage(imageRequest, controller.signal)).rejects.toThrow('client went away');
@@ -135,7 +135,7 @@ describe('GpuWorkerClient requests', () => {
 
 describe('GpuWorkerClient protocol', () => {
   it('refuses a worker whose /health reports another protocol version, at once and by name', async () => {
-    const { url } = await scriptedWorker((req, res) => json(res, 200, { ...health('ready'), protocol: 3 }));
+    const { url } = await scriptedWorker((_req, res) => json(res, 200, { ...health('ready'), protocol: 3 }));
     const started = Date.now();
     const readiness = await client(url, { readyTimeoutMs: 10_000 }).waitUntilReady();
     expect(Date.now() - started).toBeLessThan(2000);
@@ -163,7 +163,7 @@ describe('GpuWorkerClient protocol', () => {
     head.writeUInt32LE(parts.length, 12);
     parts.forEach((p, i) => { head.write(p.name, 16 + i * 24, 'latin1'); head.writeBigUInt64LE(BigInt(p.bytes.length), 32 + i * 24); });
     const container = Buffer.concat([head, ...parts.map((p) => p.bytes)]);
-    const { url } = await scriptedWorker((req, res, count, body) => {
+    const { url } = await scriptedWorker((_req, res, _count, body) => {
       seen = JSON.parse(body);
       res.writeHead(200, { 'content-type': 'application/x-fast3d-parts', 'x-fast3d-protocol': '2' }).end(container);
     });
@@ -177,7 +177,7 @@ describe('GpuWorkerClient protocol', () => {
 
 describe('GpuWorkerClient readiness', () => {
   it('polls /health until the models are loaded', async () => {
-    const { url, hits } = await scriptedWorker((req, res, count) => json(res, count < 3 ? 503 : 200, health(count < 3 ? 'loading' : 'ready')));
+    const { url, hits } = await scriptedWorker((_req, res, count) => json(res, count < 3 ? 503 : 200, health(count < 3 ? 'loading' : 'ready')));
     const c = client(url);
     expect(c.readiness().ready).toBe(false);
     const readiness = await c.waitUntilReady();
@@ -189,7 +189,7 @@ describe('GpuWorkerClient readiness', () => {
   });
 
   it('stops waiting at once when the worker reports a load failure, with its reason', async () => {
-    const { url } = await scriptedWorker((req, res) => json(res, 503, health('failed', 'torch is not installed for /usr/bin/python3')));
+    const { url } = await scriptedWorker((_req, res) => json(res, 503, health('failed', 'torch is not installed for /usr/bin/python3')));
     const started = Date.now();
     const readiness = await client(url, { readyTimeoutMs: 10_000 }).waitUntilReady();
     expect(Date.now() - started).toBeLessThan(2000);
@@ -199,7 +199,7 @@ describe('GpuWorkerClient readiness', () => {
 
   it('gives up waiting after ready_timeout and keeps polling, so a late worker still becomes ready', async () => {
     let ready = false;
-    const { url } = await scriptedWorker((req, res) => json(res, ready ? 200 : 503, health(ready ? 'ready' : 'loading')));
+    const { url } = await scriptedWorker((_req, res) => json(res, ready ? 200 : 503, health(ready ? 'ready' : 'loading')));
     const c = client(url, { readyTimeoutMs: 150 });
     const readiness = await c.waitUntilReady();
     expect(readiness.ready).toBe(false);

@@ -182,7 +182,7 @@ describe('scripts/ping-relay.mjs', () => {
 
   it('relays the service\'s /ping status (204 starting, 200 ready) and answers 503 when it is unreachable', async () => {
     let ready = false;
-    const service = createServer((req, res) => {
+    const service = createServer((_req, res) => {
       if (ready) res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}');
       else res.writeHead(204).end();
     });

@@ -14,7 +14,7 @@ import { createStages } from '../src/pipelines/backends.js';
 import { defaultStageDeps } from '../src/compose.js';
 import { Pipeline } from '../src/pipelines/generate.js';
 import { allBackends, type Stages } from '../src/pipelines/stages.js';
-import { GpuWorkerTextToImage } from '../src/pipelines/text-to-image/gpu-worker.js';
+import type { GpuWorkerTextToImage } from '../src/pipelines/text-to-image/gpu-worker.js';
 import { dcToColour } from '../src/splat/cloud.js';
 import { checkGates } from '../src/splat/gates.js';
 import { decodePly, encodePly } from '../src/splat/ply.js';

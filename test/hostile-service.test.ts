@@ -4,17 +4,15 @@
  * a job that did not send it, down with it. A CPU worker killed mid-call fails none of the jobs it held, and an
  * asset worker killed or timed out fails only its own call.
  */
-import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { compose, type Composed } from '../src/compose.js';
+import { compose } from '../src/compose.js';
 import { encodeGlb } from '../src/mesh/glb.js';
 import { glbRulesOf } from '../src/mesh/rules.js';
 import { AssetPool, UserAssetError } from '../src/runtime/asset-pool.js';
-import type { CpuPool } from '../src/runtime/cpu-pool.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
-import { serveApp, testConfig, until, type Served } from './helpers/fake-stages.js';
+import { serveApp, testConfig, until } from './helpers/fake-stages.js';
 import {
   deepJsonGlb,
   indexOverrunGlb,

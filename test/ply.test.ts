@@ -10,7 +10,7 @@ import { watchEventLoop } from './helpers/event-loop.js';
 import { testConfig } from './helpers/fake-stages.js';
 import { readPlyIndependently } from './helpers/independent-ply.js';
 
-export function fixture(name: string): Uint8Array {
+function fixture(name: string): Uint8Array {
   const path = new URL(`../../shared/fixtures/${name}`, import.meta.url);
   if (!existsSync(path)) throw new Error(`fixture ${name} not found at ${path.pathname}: the repository must sit beside shared/`);
   return new Uint8Array(readFileSync(path));
@@ -106,7 +106,7 @@ describe('PLY reader', () => {
     const body = Buffer.alloc(2 * stride);
     for (let v = 0; v < 2; v++) {
       let o = v * stride;
-      names.forEach((name, i) => {
+      names.forEach((_name, i) => {
         const value = v * 100 + i;
         if (types[i] === 'double') { body.writeDoubleLE(value + 0.25, o); o += 8; }
         else if (types[i] === 'uchar') { body.writeUInt8(value % 256, o); o += 1; }

@@ -80,7 +80,7 @@ describe('prompt sniffing', () => {
   });
 
   it('judges a 32 MiB prompt without walking it: base64-like text and prose are refused at once', () => {
-    const base64Like = 'A'.repeat(32 * 1024 * 1024 - 1) + '!';
+    const base64Like = `${'A'.repeat(32 * 1024 * 1024 - 1)}!`;
     const prose = 'a chair '.repeat(4 * 1024 * 1024);
     const breaks = `a${'\n'.repeat(32 * 1024 * 1024)}b`;
     for (const value of [base64Like, prose, breaks]) {

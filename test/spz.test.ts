@@ -263,7 +263,7 @@ describe('SPZ', () => {
 
   it('reads a version 4 header first and refuses what it cannot hold before decoding a stream', () => {
     const bytes = encodeSpz(loadFixtureCloud('hamburger.ply'), 4);
-    const edit = (at: number, write: (dv: DataView) => void) => {
+    const edit = (_at: number, write: (dv: DataView) => void) => {
       const copy = bytes.slice();
       write(new DataView(copy.buffer));
       return spzViolation(copy) ?? 'accepted';

@@ -262,7 +262,7 @@ describe('disk store', () => {
     // Not even a torn file caught by its CRC: every file the reader opened was whole.
     expect(corrupt).toEqual([]);
     const last = await reader.get('shared/key');
-    expect(last && last.every((b) => b === last[0]) && last.length === sizes[last[0] as 0xaa | 0xbb]).toBe(true);
+    expect(last?.every((b) => b === last[0]) && last.length === sizes[last[0] as 0xaa | 0xbb]).toBe(true);
     // Nothing but the one object is left: no temp file of either writer.
     expect(execFileSync('find', [directory, '-type', 'f'], { encoding: 'utf8' }).trim().split('\n')).toEqual([join(directory, 'shared/key.blob')]);
   });

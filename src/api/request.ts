@@ -108,6 +108,7 @@ export async function parseJobRequest(body: Body, limits: RequestLimits): Promis
 
 /** A file name as a title: printable, at most 80 characters; none for the name a nameless part gets. */
 function titleOfFile(name: string): string | undefined {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this removes
   const clean = name.replace(/[\u0000-\u001f\u007f-\u009f]/g, '').trim().slice(0, 80);
   return clean && clean !== 'blob' ? clean : undefined;
 }

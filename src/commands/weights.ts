@@ -90,7 +90,7 @@ export async function run(argv: string[], deps: WeightsDeps = {}): Promise<numbe
 
   // Only what is missing or fails its check is fetched again.
   const before = await checkFiles(files, { dir, verify: config.weights.verify });
-  const pending = files.filter((f, i) => before[i].state !== 'ok');
+  const pending = files.filter((_f, i) => before[i].state !== 'ok');
   const bars = !values.quiet && process.stderr.isTTY
     ? new cliProgress.MultiBar(
       { format: ' {bar} {percentage}% | {value}/{total} MB | {name}', hideCursor: true, clearOnComplete: false, stream: process.stderr },

@@ -172,7 +172,7 @@ function floats(json: Json, bin: Uint8Array, index: unknown, type: string, count
   if (accessor.count !== count) throw new RangeError(`${name} has ${accessor.count} elements, POSITION has ${count}`);
   const views = json.bufferViews as Json[] | undefined;
   const view = Number.isInteger(accessor.bufferView) ? views?.[accessor.bufferView as number] : undefined;
-  if (!view || view.buffer !== 0) throw new RangeError(`${name} is not stored in the GLB's BIN chunk`);
+  if (view?.buffer !== 0) throw new RangeError(`${name} is not stored in the GLB's BIN chunk`);
   const width = { SCALAR: 1, VEC3: 3, VEC4: 4 }[type]!;
   const stride = ((view.byteStride as number | undefined) ?? width * 4) / 4;
   const start = ((view.byteOffset as number | undefined) ?? 0) + ((accessor.byteOffset as number | undefined) ?? 0);

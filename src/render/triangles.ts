@@ -326,8 +326,8 @@ export class MeshRasterizer {
   private sample(u: number, v: number): Float64Array {
     const tw = this.texW, th = this.texH, d = this.tex, res = this.texel;
     let x = u * tw - 0.5, y = v * th - 0.5;
-    if (!(x === x)) x = 0; // NaN
-    if (!(y === y)) y = 0;
+    if (Number.isNaN(x)) x = 0;
+    if (Number.isNaN(y)) y = 0;
     const fx0 = Math.floor(x), fy0 = Math.floor(y);
     const fx = x - fx0, fy = y - fy0;
     let xa = fx0 % tw; if (xa < 0) xa += tw;

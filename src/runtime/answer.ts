@@ -194,7 +194,7 @@ export class AnswerPath {
       job.end('done', { report: outcome.report, cached: assetHit !== null });
       return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
     } catch (err) {
-      if (job.signal.aborted || request.signal?.aborted) job.end('cancelled', { error: ((job.signal.reason ?? request.signal?.reason) as Error).message });
+      if (job.signal.aborted || request.signal?.aborted) job.end('cancelled', { error: ((job.signal.reason ?? request.signal?.reason) as Error | undefined)?.message ?? 'cancelled' });
       else job.end('failed', { error: (err as Error).message });
       throw job.signal.aborted && !(err instanceof CancelledError) ? job.signal.reason : err;
     }

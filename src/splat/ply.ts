@@ -13,7 +13,7 @@ const FLOATS_PER_GAUSSIAN = GAUSSIAN_PROPERTIES.length;
 export function plyHeader(count: number): string {
   let header = `ply\nformat binary_little_endian 1.0\nelement vertex ${count}\n`;
   for (const name of GAUSSIAN_PROPERTIES) header += `property float ${name}\n`;
-  return header + 'end_header\n';
+  return `${header}end_header\n`;
 }
 
 /** Encodes a cloud as binary PLY. The body is written through an aligned Float32Array view: no copies. */

@@ -62,7 +62,7 @@ export function pruneToBudget(cloud: GaussianCloud, budget: number, measure: Imp
   const runs = stratify(cloud, weights, keep, places);
   keepCentroid(cloud, weights, runs, keep);
   const out = selectGaussians(cloud, keep);
-  widen(out, keep, weights, runs);
+  widen(out, keep, runs);
   return { cloud: out, dropped: cloud.count - out.count };
 }
 
@@ -74,7 +74,7 @@ function linearWeights(scores: Float32Array): Float64Array {
   for (let i = 0; i < scores.length; i++) {
     // Every score infinite: the +Infinity ones (if any) are the only ones that count.
     const w = Number.isFinite(top) ? Math.exp(scores[i] - top) : scores[i] === Infinity ? 1 : 0;
-    out[i] = w === w ? w : 0;
+    out[i] = Number.isNaN(w) ? 0 : w;
   }
   return out;
 }
@@ -305,7 +305,7 @@ function candidatesByClass(chosen: Int32Array, keptCount: Uint32Array, least: nu
 }
 
 /** Grows each run's kept Gaussians (in `out`, which holds the kept ones in order) by its weight over theirs. */
-function widen(out: GaussianCloud, keep: Uint8Array, weights: Float64Array, runs: Runs): void {
+function widen(out: GaussianCloud, keep: Uint8Array, runs: Runs): void {
   const { scale_0, scale_1, scale_2 } = out.columns;
   for (let i = 0, j = 0; i < keep.length; i++) {
     if (!keep[i]) continue;

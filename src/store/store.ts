@@ -119,7 +119,7 @@ export function keyProblem(key: string): string | null {
 export function checkPrefix(prefix: string): void {
   const parts = typeof prefix === 'string' && prefix.length <= MAX_KEY_LENGTH ? prefix.split('/') : null;
   const last = parts?.pop();
-  if (!parts || !parts.every((part) => SEGMENT.test(part)) || !PARTIAL_SEGMENT.test(last ?? '')) {
+  if (!parts?.every((part) => SEGMENT.test(part)) || !PARTIAL_SEGMENT.test(last ?? '')) {
     throw new StoreKeyError(`store prefix ${JSON.stringify(String(prefix).slice(0, 80))}: whole key parts separated by single "/", then the start of a part`);
   }
 }
