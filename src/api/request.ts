@@ -106,10 +106,12 @@ export async function parseJobRequest(body: Body, limits: RequestLimits): Promis
   return { task: parsed.task, seed: parsed.seed, preset: request.preset, wants: wantsOf(request), ...(title && { title }), ...(request.group !== undefined && { group: request.group }) };
 }
 
+// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
+
 /** A file name as a title: printable, at most 80 characters; none for the name a nameless part gets. */
 function titleOfFile(name: string): string | undefined {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what this removes
-  const clean = name.replace(/[\u0000-\u001f\u007f-\u009f]/g, '').trim().slice(0, 80);
+  const clean = name.replace(CONTROL_CHARACTERS, '').trim().slice(0, 80);
   return clean && clean !== 'blob' ? clean : undefined;
 }
 
