@@ -13,14 +13,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  deepJsonGlb,
-  manyMeshesGlb,
-  nodeChainGlb,
-  nodeCycleGlb,
-  texturedGlb,
-  unbackedAccessorGlb,
-} from '../test/helpers/hostile-glb.js';
+import { deepJsonGlb, manyMeshesGlb, nodeChainGlb, nodeCycleGlb, texturedGlb, unbackedAccessorGlb } from '../test/helpers/hostile-glb.js';
 import { median } from './stats.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
@@ -28,14 +21,20 @@ const TARGETS = { seconds: 2, mb: 300, stallMs: 100 };
 
 async function startService(dir: string): Promise<{ url: string; child: ChildProcess }> {
   const config = join(dir, 'config.yaml');
-  writeFileSync(config, [
-    'server: { host: 127.0.0.1, port: 0, body_limit_mb: 40 }',
-    'cache: { enabled: false }',
-    'render: { threads: 1 }',
-    'log: { level: info, format: json }',
-    '',
-  ].join('\n'));
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', config], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+  writeFileSync(
+    config,
+    [
+      'server: { host: 127.0.0.1, port: 0, body_limit_mb: 40 }',
+      'cache: { enabled: false }',
+      'render: { threads: 1 }',
+      'log: { level: info, format: json }',
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', config], {
+    cwd: root,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   const url = await new Promise<string>((resolve, reject) => {
     let buffered = '';
     child.stdout!.on('data', (chunk: Buffer) => {
@@ -46,7 +45,8 @@ async function startService(dir: string): Promise<{ url: string; child: ChildPro
     child.stderr!.on('data', () => undefined);
     child.once('exit', (code) => reject(new Error(`service exited with ${code} before listening`)));
   });
-  for (let i = 0; i < 400 && (await fetch(`${url}/ping`).catch(() => null))?.status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+  for (let i = 0; i < 400 && (await fetch(`${url}/ping`).catch(() => null))?.status !== 200; i++)
+    await new Promise((r) => setTimeout(r, 50));
   return { url, child };
 }
 
@@ -58,11 +58,17 @@ async function callTool(url: string, name: string, args: Record<string, unknown>
     body: JSON.stringify({ jsonrpc: '2.0', id: 1, method: 'tools/call', params: { name, arguments: args } }),
   });
   const text = await response.text();
-  const data = text.split('\n').filter((l) => l.startsWith('data: ')).map((l) => JSON.parse(l.slice(6)) as { result?: { content: { type: string; text?: string }[] }; error?: { message: string } });
+  const data = text
+    .split('\n')
+    .filter((l) => l.startsWith('data: '))
+    .map((l) => JSON.parse(l.slice(6)) as { result?: { content: { type: string; text?: string }[] }; error?: { message: string } });
   const last = data.at(-1);
   if (!last) return `HTTP ${response.status}: ${text.slice(0, 120)}`;
   if (last.error) return `error: ${last.error.message}`;
-  return last.result!.content.filter((c) => c.type === 'text').map((c) => c.text).join(' ');
+  return last
+    .result!.content.filter((c) => c.type === 'text')
+    .map((c) => c.text)
+    .join(' ');
 }
 
 function status(pid: number, key: 'VmRSS' | 'VmHWM'): number {
@@ -83,7 +89,11 @@ async function stallMs(url: string): Promise<number> {
 
 async function main(): Promise<void> {
   const runs = Number(process.env.BENCH_RUNS ?? 3);
-  console.log(`machine: ${cpus().length} cores, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+  console.log(
+    `machine: ${cpus().length} cores, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}`,
+  );
   const files: [string, Uint8Array][] = [
     ['node cycle (2 nodes, no scene)', nodeCycleGlb()],
     ['node chain of 60,000', nodeChainGlb(60_000)],
@@ -99,13 +109,19 @@ async function main(): Promise<void> {
   try {
     // Warm-up: the asset worker and the render worker started, so the first file pays no start-up.
     await callTool(url, 'render_views', { glb_base64: Buffer.from(nodeCycleGlb()).toString('base64'), count: 1, size: 32 });
-    console.log(`hostile assets: MCP check_asset and render_views (4 views at 256 px), ${runs} runs each; targets: < ${TARGETS.seconds} s, < ${TARGETS.mb} MB above the RSS before the call, stall < ${TARGETS.stallMs} ms`);
-    console.log(`  ${'file'.padEnd(40)} ${'bytes'.padStart(9)} ${'tool'.padEnd(13)} ${'median s'.padStart(9)} ${'peak MB'.padStart(8)} ${'stall ms'.padStart(9)}  answer`);
+    console.log(
+      `hostile assets: MCP check_asset and render_views (4 views at 256 px), ${runs} runs each; targets: < ${TARGETS.seconds} s, < ${TARGETS.mb} MB above the RSS before the call, stall < ${TARGETS.stallMs} ms`,
+    );
+    console.log(
+      `  ${'file'.padEnd(40)} ${'bytes'.padStart(9)} ${'tool'.padEnd(13)} ${'median s'.padStart(9)} ${'peak MB'.padStart(8)} ${'stall ms'.padStart(9)}  answer`,
+    );
     let missed = 0;
     for (const [name, bytes] of files) {
       const b64 = Buffer.from(bytes).toString('base64');
       for (const tool of ['check_asset', 'render_views'] as const) {
-        const times: number[] = [], peaks: number[] = [], stalls: number[] = [];
+        const times: number[] = [],
+          peaks: number[] = [],
+          stalls: number[] = [];
         let answer = '';
         for (let run = 0; run < runs; run++) {
           await stallMs(url); // a fresh stall window
@@ -120,7 +136,9 @@ async function main(): Promise<void> {
         const [t, peak, stall] = [median(times), Math.max(...peaks), Math.max(...stalls)];
         const met = t < TARGETS.seconds && peak < TARGETS.mb && stall < TARGETS.stallMs;
         if (!met) missed++;
-        console.log(`  ${name.padEnd(40)} ${String(bytes.length).padStart(9)} ${tool.padEnd(13)} ${t.toFixed(2).padStart(9)} ${peak.toFixed(0).padStart(8)} ${stall.toFixed(0).padStart(9)}  ${met ? '' : 'MISSED '}${answer.split('\n')[0].slice(0, 90)}`);
+        console.log(
+          `  ${name.padEnd(40)} ${String(bytes.length).padStart(9)} ${tool.padEnd(13)} ${t.toFixed(2).padStart(9)} ${peak.toFixed(0).padStart(8)} ${stall.toFixed(0).padStart(9)}  ${met ? '' : 'MISSED '}${answer.split('\n')[0].slice(0, 90)}`,
+        );
       }
     }
     const alive = (await fetch(`${url}/ping`)).status;

@@ -10,7 +10,18 @@ import { availableParallelism, loadavg } from 'node:os';
 import { resolve } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import {
-  MeshRasterizer, prepareCloud, prepareMesh, Rasterizer, RenderPool, renderValidatorViews, VALIDATOR_EXTENT, validatorCameras, WHITE, type Camera, type PreparedCloud, type PreparedMesh,
+  MeshRasterizer,
+  prepareCloud,
+  prepareMesh,
+  Rasterizer,
+  RenderPool,
+  renderValidatorViews,
+  VALIDATOR_EXTENT,
+  validatorCameras,
+  WHITE,
+  type Camera,
+  type PreparedCloud,
+  type PreparedMesh,
 } from '../src/render/index.js';
 import { allocateCloud, colourToDc, logit } from '../src/splat/cloud.js';
 import { decodePly } from '../src/splat/ply.js';
@@ -44,19 +55,33 @@ function sphereCloud(count: number, radius = 0.5) {
   const c = cloud.columns;
   const golden = Math.PI * (3 - Math.sqrt(5));
   for (let i = 0; i < count; i++) {
-    const y = 1 - (2 * (i + 0.5)) / count, r = Math.sqrt(1 - y * y), phi = golden * i;
-    c.x[i] = radius * r * Math.cos(phi); c.y[i] = radius * y; c.z[i] = radius * r * Math.sin(phi);
+    const y = 1 - (2 * (i + 0.5)) / count,
+      r = Math.sqrt(1 - y * y),
+      phi = golden * i;
+    c.x[i] = radius * r * Math.cos(phi);
+    c.y[i] = radius * y;
+    c.z[i] = radius * r * Math.sin(phi);
     c.scale_0[i] = c.scale_1[i] = c.scale_2[i] = Math.log(0.006);
     c.rot_0[i] = 1;
     c.opacity[i] = logit(0.95);
-    c.f_dc_0[i] = colourToDc(0.5 + 0.5 * c.x[i] / radius); c.f_dc_1[i] = colourToDc(0.5 + 0.5 * y); c.f_dc_2[i] = colourToDc(0.5 + 0.5 * c.z[i] / radius);
+    c.f_dc_0[i] = colourToDc(0.5 + (0.5 * c.x[i]) / radius);
+    c.f_dc_1[i] = colourToDc(0.5 + 0.5 * y);
+    c.f_dc_2[i] = colourToDc(0.5 + (0.5 * c.z[i]) / radius);
   }
   return cloud;
 }
 
 export async function run(): Promise<void> {
-  console.log(`machine: ${availableParallelism()} cores, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${runs} runs`);
-  const meshes: [string, PreparedMesh][] = [[128, 79], [256, 196], [400, 313]].map(([segments, rings]) => {
+  console.log(
+    `machine: ${availableParallelism()} cores, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}; ${runs} runs`,
+  );
+  const meshes: [string, PreparedMesh][] = [
+    [128, 79],
+    [256, 196],
+    [400, 313],
+  ].map(([segments, rings]) => {
     const prepared = prepareMesh(sphereMesh(segments, rings, 0.5, true), { extent: VALIDATOR_EXTENT });
     return [`${Math.round(prepared.triangles / 1000)}k`, prepared];
   });
@@ -66,7 +91,9 @@ export async function run(): Promise<void> {
   for (const [name, mesh] of meshes) {
     const t = perView((camera) => rasterizer.render(mesh, camera, options));
     meshTimes.set(name, t.median);
-    console.log(`one core, mesh sphere ${mesh.triangles.toLocaleString('en')} triangles (${mesh.vertices.toLocaleString('en')} vertices), 518^2 view: median ${fmt(t.median)} per view  [runs ms: ${list(t.runs)}]`);
+    console.log(
+      `one core, mesh sphere ${mesh.triangles.toLocaleString('en')} triangles (${mesh.vertices.toLocaleString('en')} vertices), 518^2 view: median ${fmt(t.median)} per view  [runs ms: ${list(t.runs)}]`,
+    );
   }
 
   const splat = new Rasterizer();
@@ -79,7 +106,9 @@ export async function run(): Promise<void> {
   const mesh100k = meshTimes.get(meshes[1][0])!;
   for (const [name, cloud] of clouds) {
     const t = perView((camera) => splat.render(cloud, camera, options));
-    console.log(`one core, ${name}, 518^2 view: median ${fmt(t.median)} per view; the ${meshes[1][0]}-triangle mesh takes ${(mesh100k / t.median).toFixed(2)}x that  [runs ms: ${list(t.runs)}]`);
+    console.log(
+      `one core, ${name}, 518^2 view: median ${fmt(t.median)} per view; the ${meshes[1][0]}-triangle mesh takes ${(mesh100k / t.median).toFixed(2)}x that  [runs ms: ${list(t.runs)}]`,
+    );
   }
 
   const pool = new RenderPool(threads);
@@ -92,7 +121,9 @@ export async function run(): Promise<void> {
       await renderValidatorViews(source, { count: 16, size: 518 }, pool); // includes prepareMesh
       if (i > 0) totals.push(performance.now() - start);
     }
-    console.log(`validator views 16 x 518^2 of the ${meshes[1][0]}-triangle mesh through the pool (${pool.threads} workers, prepareMesh included): median ${fmt(median(totals))}  [runs ms: ${list(totals)}]`);
+    console.log(
+      `validator views 16 x 518^2 of the ${meshes[1][0]}-triangle mesh through the pool (${pool.threads} workers, prepareMesh included): median ${fmt(median(totals))}  [runs ms: ${list(totals)}]`,
+    );
   } finally {
     await pool.close();
   }

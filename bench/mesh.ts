@@ -35,8 +35,14 @@ const meshes = new Map<string, TriangleMesh>();
 /** One mesh job and one splat job of a preset; the GLB written and checked (ms). */
 async function sample(name: string) {
   const settings = presets.resolve(name).settings;
-  const meshJob = await pipeline.run({ id: `bench-${name}`, task: { kind: 'text', prompt: PROMPT }, seed: 42, mesh: true }, standaloneContext(settings));
-  const splatJob = await pipeline.run({ id: `bench-${name}`, task: { kind: 'text', prompt: PROMPT }, seed: 42 }, standaloneContext(settings));
+  const meshJob = await pipeline.run(
+    { id: `bench-${name}`, task: { kind: 'text', prompt: PROMPT }, seed: 42, mesh: true },
+    standaloneContext(settings),
+  );
+  const splatJob = await pipeline.run(
+    { id: `bench-${name}`, task: { kind: 'text', prompt: PROMPT }, seed: 42 },
+    standaloneContext(settings),
+  );
   if (meshJob.kind !== 'asset' || !meshJob.mesh || splatJob.kind !== 'asset') throw new Error(`${name}: no asset`);
   let start = performance.now();
   const glb = await encodeGlb(meshJob.mesh);
@@ -47,8 +53,13 @@ async function sample(name: string) {
   if (violation) throw new Error(`${name}: the GLB breaks a rule: ${violation}`);
   meshes.set(name, meshJob.mesh);
   return {
-    withMesh: meshJob.report.timings.image_to_3d, splatsOnly: splatJob.report.timings.image_to_3d, encodeMs, checkMs,
-    faces: settings.image_to_3d.inflate.mesh_faces, triangles: triangleCount(meshJob.mesh), size: glb.length,
+    withMesh: meshJob.report.timings.image_to_3d,
+    splatsOnly: splatJob.report.timings.image_to_3d,
+    encodeMs,
+    checkMs,
+    faces: settings.image_to_3d.inflate.mesh_faces,
+    triangles: triangleCount(meshJob.mesh),
+    size: glb.length,
   };
 }
 
@@ -60,7 +71,9 @@ const samples = new Map(names.map((name) => [name, [] as Awaited<ReturnType<type
 for (let run = 0; run < RUNS; run++) for (const name of names) samples.get(name)!.push(await sample(name));
 
 process.stdout.write(`preview meshes: "${PROMPT}", median of ${RUNS} rounds through the presets after a warm-up round (ms)\n`);
-const rows: string[][] = [['preset', 'mesh_faces', 'triangles', 'i23d mesh job', 'i23d splat job', 'ratio', 'GLB encode', 'GLB check', 'GLB MB']];
+const rows: string[][] = [
+  ['preset', 'mesh_faces', 'triangles', 'i23d mesh job', 'i23d splat job', 'ratio', 'GLB encode', 'GLB check', 'GLB MB'],
+];
 for (const name of names) {
   const runs = samples.get(name)!;
   const at = (pick: (r: (typeof runs)[number]) => number) => median(runs.map(pick));
@@ -77,17 +90,23 @@ for (const name of names) {
   ]);
 }
 const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-for (const row of rows) process.stdout.write(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')}\n`);
+for (const row of rows)
+  process.stdout.write(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')}\n`);
 
 /** A closed, coloured UV sphere of about `triangles` triangles (2 * s * (s/2 - 1) for s segments). */
 function sphere(triangles: number): TriangleMesh {
-  const segments = Math.round(Math.sqrt(triangles + 4) + 1) & ~1, rings = segments / 2;
-  const positions: number[] = [], colours: number[] = [], indices: number[] = [];
+  const segments = Math.round(Math.sqrt(triangles + 4) + 1) & ~1,
+    rings = segments / 2;
+  const positions: number[] = [],
+    colours: number[] = [],
+    indices: number[] = [];
   for (let r = 0; r <= rings; r++) {
     const theta = (Math.PI * r) / rings;
     for (let s = 0; s < segments; s++) {
       const phi = (2 * Math.PI * s) / segments;
-      const x = Math.sin(theta) * Math.sin(phi), y = Math.cos(theta), z = Math.sin(theta) * Math.cos(phi);
+      const x = Math.sin(theta) * Math.sin(phi),
+        y = Math.cos(theta),
+        z = Math.sin(theta) * Math.cos(phi);
       positions.push(0.5 * x, 0.5 * y, 0.5 * z);
       colours.push(0.5 + 0.5 * x, 0.5 + 0.5 * y, 0.5 + 0.5 * z);
     }
@@ -110,14 +129,22 @@ async function timed(work: () => Promise<unknown>): Promise<number> {
 
 const FACES = [50_000, 10_000, 2_000];
 const LODS = [1, 0.5, 0.25, 0.1];
-const sources: [string, TriangleMesh][] = [['sphere 100k', sphere(100_000)], ...[...meshes].map(([name, mesh]): [string, TriangleMesh] => [`preset ${name}`, mesh])];
+const sources: [string, TriangleMesh][] = [
+  ['sphere 100k', sphere(100_000)],
+  ...[...meshes].map(([name, mesh]): [string, TriangleMesh] => [`preset ${name}`, mesh]),
+];
 process.stdout.write(`\ngame-ready meshes: median of ${RUNS} runs (ms); GLB bytes as written\n`);
-const game: string[][] = [['mesh', 'triangles', ...FACES.map((f) => `simplify ${f / 1000}k`), 'LOD chain', 'GLB none MB', 'meshopt', 'draco']];
+const game: string[][] = [
+  ['mesh', 'triangles', ...FACES.map((f) => `simplify ${f / 1000}k`), 'LOD chain', 'GLB none MB', 'meshopt', 'draco'],
+];
 for (const [name, mesh] of sources) {
   await simplifyMesh(mesh, 1000); // warm the simplifier's WebAssembly
   const simplify = [];
   for (const faces of FACES) {
-    if (faces >= triangleCount(mesh)) { simplify.push('-'); continue; }
+    if (faces >= triangleCount(mesh)) {
+      simplify.push('-');
+      continue;
+    }
     const runs = [];
     for (let i = 0; i < RUNS; i++) runs.push(await timed(() => simplifyMesh(mesh, faces)));
     simplify.push(median(runs).toFixed(1));
@@ -128,8 +155,17 @@ for (const [name, mesh] of sources) {
   const meshopt = (await encodeGlbVariant(mesh, { compression: 'meshopt' })).length;
   const draco = (await encodeGlbVariant(mesh, { compression: 'draco' })).length;
   const share = (bytes: number) => `${(bytes / 1e6).toFixed(2)} (${Math.round((bytes / none) * 100)}%)`;
-  game.push([name, String(triangleCount(mesh)), ...simplify, median(lodRuns).toFixed(1), (none / 1e6).toFixed(2), share(meshopt), share(draco)]);
+  game.push([
+    name,
+    String(triangleCount(mesh)),
+    ...simplify,
+    median(lodRuns).toFixed(1),
+    (none / 1e6).toFixed(2),
+    share(meshopt),
+    share(draco),
+  ]);
 }
 const gameWidths = game[0].map((_, c) => Math.max(...game.map((r) => r[c].length)));
-for (const row of game) process.stdout.write(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(gameWidths[c]) : cell.padStart(gameWidths[c]))).join('  ')}\n`);
+for (const row of game)
+  process.stdout.write(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(gameWidths[c]) : cell.padStart(gameWidths[c]))).join('  ')}\n`);
 process.stdout.write('  targets: simplify 100k to 10k at most 150 ms; meshopt at most 40% of none\n');

@@ -17,7 +17,8 @@ async function median(label: string, target: number, work: () => Promise<unknown
 /** A photo-like test picture: a shaded disc on a light background. */
 function picture(side: number): RgbaImage {
   const image = createImage(side, side);
-  const c = side / 2, r = side * 0.3;
+  const c = side / 2,
+    r = side * 0.3;
   for (let y = 0; y < side; y++) {
     for (let x = 0; x < side; x++) {
       const d = Math.hypot(x - c, y - c) / r;
@@ -36,7 +37,8 @@ function picture(side: number): RgbaImage {
 const size = 1024;
 const image = picture(size);
 const prediction = new Float32Array(size * size);
-for (let y = 0; y < size; y++) for (let x = 0; x < size; x++) prediction[y * size + x] = 1 / (1 + Math.exp((Math.hypot(x - 512, y - 512) - 307) / 4));
+for (let y = 0; y < size; y++)
+  for (let x = 0; x < size; x++) prediction[y * size + x] = 1 / (1 + Math.exp((Math.hypot(x - 512, y - 512) - 307) / 4));
 
 await median('isnet pre-processing, 1024^2 -> 1x3x1024x1024', 100, () => isnetInput(image, size));
 await median('isnet post-processing (min-max, alpha, frame to 518)', 100, async () => {
@@ -51,8 +53,14 @@ await median('isnet pre- plus post-processing, 1024^2', 100, async () => {
 
 // CLIP ViT-L/14's preprocessor_config.json values.
 const settings = clipImageSettings({
-  crop_size: 224, do_center_crop: true, do_normalize: true, do_resize: true,
-  image_mean: [0.48145466, 0.4578275, 0.40821073], image_std: [0.26862954, 0.26130258, 0.27577711], resample: 3, size: 224,
+  crop_size: 224,
+  do_center_crop: true,
+  do_normalize: true,
+  do_resize: true,
+  image_mean: [0.48145466, 0.4578275, 0.40821073],
+  image_std: [0.26862954, 0.26130258, 0.27577711],
+  resample: 3,
+  size: 224,
 });
 for (const side of [256, 518]) {
   const views = Array.from({ length: 16 }, () => picture(side));

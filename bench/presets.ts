@@ -26,7 +26,16 @@ const presets = presetsOf(config);
 const pipeline = new Pipeline(createStages(config));
 
 process.stdout.write(`presets: "${PROMPT}" in preview, median of ${RUNS} runs (ms per stage)\n`);
-const head = ['preset', ...STAGES.map((s) => s.replace('text_to_image', 't2i').replace('image_to_3d', 'i23d')), 'total', 'gaussians', 'PLY MB', 'SPZ MB', 'FLUX steps@side', 'TRELLIS ss/slat steps (cfg)'];
+const head = [
+  'preset',
+  ...STAGES.map((s) => s.replace('text_to_image', 't2i').replace('image_to_3d', 'i23d')),
+  'total',
+  'gaussians',
+  'PLY MB',
+  'SPZ MB',
+  'FLUX steps@side',
+  'TRELLIS ss/slat steps (cfg)',
+];
 const rows: string[][] = [head];
 for (const name of presets.names()) {
   const preset = presets.resolve(name);
@@ -37,7 +46,10 @@ for (const name of presets.names()) {
   let spz = 0;
   for (let run = 0; run <= RUNS; run++) {
     const start = performance.now();
-    const outcome = await pipeline.run({ id: `bench-${name}`, task: { kind: 'text', prompt: PROMPT }, seed: 42 }, standaloneContext(preset.settings));
+    const outcome = await pipeline.run(
+      { id: `bench-${name}`, task: { kind: 'text', prompt: PROMPT }, seed: 42 },
+      standaloneContext(preset.settings),
+    );
     const total = performance.now() - start;
     if (outcome.kind !== 'asset') throw new Error(`${name}: declined: ${outcome.reason}`);
     if (run === 0) continue; // warm-up
@@ -61,7 +73,8 @@ for (const name of presets.names()) {
   ]);
 }
 const widths = head.map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-for (const row of rows) process.stdout.write(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')}\n`);
+for (const row of rows)
+  process.stdout.write(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(widths[c]) : cell.padStart(widths[c]))).join('  ')}\n`);
 
 const ROBOCOP = new URL('../../shared/fixtures/robocop.ply', import.meta.url).pathname;
 if (!existsSync(ROBOCOP)) {
@@ -74,11 +87,27 @@ const realtime = presets.resolve('realtime').settings.pipeline.max_gaussians;
 const pool = new RenderPool(0);
 const views = { count: 16, size: VALIDATOR_SIZE };
 const before = await renderValidatorViews(cloud, views, pool);
-process.stdout.write(`\nbudget: robocop (${cloud.count} Gaussians) halved to ${half} and cut to realtime's ${realtime}; PSNR of the validator's 16 views at ${VALIDATOR_SIZE} px\n`);
+process.stdout.write(
+  `\nbudget: robocop (${cloud.count} Gaussians) halved to ${half} and cut to realtime's ${realtime}; PSNR of the validator's 16 views at ${VALIDATOR_SIZE} px\n`,
+);
 for (const measure of ['area', 'volume'] as ImportanceMeasure[]) {
   const after = await renderValidatorViews(pruneToBudget(cloud, half, measure).cloud, views, pool);
-  report(`PSNR halved, importance = opacity x ${measure}${measure === 'area' ? ' (the one used)' : ''}`, psnrOfViews(before, after), 'dB', '>= 35 dB');
+  report(
+    `PSNR halved, importance = opacity x ${measure}${measure === 'area' ? ' (the one used)' : ''}`,
+    psnrOfViews(before, after),
+    'dB',
+    '>= 35 dB',
+  );
 }
-report('PSNR cut to the realtime budget', psnrOfViews(before, await renderValidatorViews(pruneToBudget(cloud, realtime).cloud, views, pool)), 'dB', '>= 30 dB');
-report('cut time, halved (importance, runs, mean exchanges, copy, widening)', await timeMedian(RUNS, () => pruneToBudget(cloud, half)), 'ms');
+report(
+  'PSNR cut to the realtime budget',
+  psnrOfViews(before, await renderValidatorViews(pruneToBudget(cloud, realtime).cloud, views, pool)),
+  'dB',
+  '>= 30 dB',
+);
+report(
+  'cut time, halved (importance, runs, mean exchanges, copy, widening)',
+  await timeMedian(RUNS, () => pruneToBudget(cloud, half)),
+  'ms',
+);
 await pool.close();

@@ -33,10 +33,17 @@ const list = (values: number[]) => values.map((v) => Math.round(v)).join(', ');
 
 export async function run(): Promise<void> {
   const pool = new RenderPool(threads);
-  console.log(`machine: ${availableParallelism()} cores, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')}; ${pool.threads} render workers; ${runs} runs`);
+  console.log(
+    `machine: ${availableParallelism()} cores, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')}; ${pool.threads} render workers; ${runs} runs`,
+  );
   try {
     const t0 = performance.now();
-    await pool.renderAll(prepareCloud(decodePly(readFileSync(fixture('hamburger.ply')))), validatorCameras(pool.threads, 64), { background: WHITE, channels: 4 });
+    await pool.renderAll(prepareCloud(decodePly(readFileSync(fixture('hamburger.ply')))), validatorCameras(pool.threads, 64), {
+      background: WHITE,
+      channels: 4,
+    });
     console.log(`worker start-up and first tiny render: ${fmt(performance.now() - t0)}`);
 
     for (const name of ['hamburger.ply', 'robocop.ply']) {
@@ -50,7 +57,9 @@ export async function run(): Promise<void> {
         if (i > 0) totals.push(performance.now() - start); // run 0 warms the JIT
       }
       const m = median(totals);
-      console.log(`validator views 16 x 518^2, ${name} (${cloud.count.toLocaleString('en')} Gaussians): median ${fmt(m)} total = ${fmt(m / 16)} per view  [runs ms: ${list(totals)}]`);
+      console.log(
+        `validator views 16 x 518^2, ${name} (${cloud.count.toLocaleString('en')} Gaussians): median ${fmt(m)} total = ${fmt(m / 16)} per view  [runs ms: ${list(totals)}]`,
+      );
     }
 
     const robocop = decodePly(readFileSync(fixture('robocop.ply')));
@@ -64,7 +73,9 @@ export async function run(): Promise<void> {
         await renderTurntable(robocop, join(dir, `t${i}.mp4`), { ...settings, size: 512, pool });
         times.push(performance.now() - start);
       }
-      console.log(`turntable 96 x 512^2 of robocop.ply, rendered + encoded (${settings.preset}, crf ${settings.crf}): median ${fmt(median(times))} = ${fmt(median(times) / 96)} per frame  [runs ms: ${list(times)}]`);
+      console.log(
+        `turntable 96 x 512^2 of robocop.ply, rendered + encoded (${settings.preset}, crf ${settings.crf}): median ${fmt(median(times))} = ${fmt(median(times) / 96)} per frame  [runs ms: ${list(times)}]`,
+      );
     } finally {
       await rm(dir, { recursive: true, force: true });
     }
@@ -89,25 +100,45 @@ function oneCore(cloud: ReturnType<typeof decodePly>): void {
     }
     perView[kernel] = median(times);
   }
-  console.log(`one core, robocop.ply validator views 518^2: kernel ${fmt(perView.wasm)} per view, scalar reference loops ${fmt(perView.js)} (${(perView.js / perView.wasm).toFixed(2)}x)`);
+  console.log(
+    `one core, robocop.ply validator views 518^2: kernel ${fmt(perView.wasm)} per view, scalar reference loops ${fmt(perView.js)} (${(perView.js / perView.wasm).toFixed(2)}x)`,
+  );
 }
 
 /** Runs `fast3d turntable` at 1088^2 in a child process and samples the RSS of it and its ffmpeg every 10 ms. */
 async function peakMemory(): Promise<void> {
   const dir = await mkdtemp(join(tmpdir(), 'fast3d-bench-rss-'));
   try {
-    const args = [...process.execArgv, join(root, 'src', 'cli.ts'), 'turntable', fixture('robocop.ply'), '--out', join(dir, 'big.mp4'), '--size', '1088', '--frames', '96', '--json'];
+    const args = [
+      ...process.execArgv,
+      join(root, 'src', 'cli.ts'),
+      'turntable',
+      fixture('robocop.ply'),
+      '--out',
+      join(dir, 'big.mp4'),
+      '--size',
+      '1088',
+      '--frames',
+      '96',
+      '--json',
+    ];
     if (threads) args.push('--threads', String(threads));
     const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] });
     let stdout = '';
-    child.stdout.on('data', (d) => { stdout += d; });
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
     let peak = 0;
-    const timer = setInterval(() => { peak = Math.max(peak, treeRss(child.pid!)); }, 10);
+    const timer = setInterval(() => {
+      peak = Math.max(peak, treeRss(child.pid!));
+    }, 10);
     const code = await new Promise<number | null>((r) => child.on('close', r));
     clearInterval(timer);
     if (code !== 0) throw new Error(`turntable child exited with ${code}`);
     const line = JSON.parse(stdout.trim()) as { render_ms: number };
-    console.log(`turntable 96 x 1088^2 of robocop.ply: peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB (node + workers + ffmpeg, sampled every 10 ms); render + encode ${fmt(line.render_ms)}`);
+    console.log(
+      `turntable 96 x 1088^2 of robocop.ply: peak RSS ${(peak / 2 ** 20).toFixed(0)} MiB (node + workers + ffmpeg, sampled every 10 ms); render + encode ${fmt(line.render_ms)}`,
+    );
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -124,7 +155,9 @@ function treeRss(pid: number): number {
       const list = children.get(ppid) ?? [];
       list.push(Number(entry));
       children.set(ppid, list);
-    } catch { /* process ended */ }
+    } catch {
+      /* process ended */
+    }
   }
   let total = 0;
   const stack = [pid];
@@ -133,7 +166,9 @@ function treeRss(pid: number): number {
     try {
       const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${p}/status`, 'utf8'));
       if (m) total += Number(m[1]) * 1024;
-    } catch { /* process ended */ }
+    } catch {
+      /* process ended */
+    }
     stack.push(...(children.get(p) ?? []));
   }
   return total;

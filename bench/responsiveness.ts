@@ -28,17 +28,20 @@ const FORMAT = process.env.BENCH_FORMAT ?? 'ply';
 
 async function startService(dir: string): Promise<{ url: string; child: ChildProcess }> {
   const config = join(dir, 'config.yaml');
-  writeFileSync(config, [
-    'server: { host: 127.0.0.1, port: 0, body_limit_mb: 40 }',
-    'cache: { enabled: false }',
-    'runtime: { queue_length: 16 }',
-    'text_to_image: { backend: preview }',
-    'matting: { backend: keying }',
-    'image_to_3d: { backend: inflate, inflate: { max_gaussians: 240000 } }',
-    'validate: { checks: [gates] }',
-    'log: { level: info, format: json }',
-    '',
-  ].join('\n'));
+  writeFileSync(
+    config,
+    [
+      'server: { host: 127.0.0.1, port: 0, body_limit_mb: 40 }',
+      'cache: { enabled: false }',
+      'runtime: { queue_length: 16 }',
+      'text_to_image: { backend: preview }',
+      'matting: { backend: keying }',
+      'image_to_3d: { backend: inflate, inflate: { max_gaussians: 240000 } }',
+      'validate: { checks: [gates] }',
+      'log: { level: info, format: json }',
+      '',
+    ].join('\n'),
+  );
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', config], {
     cwd: root,
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -78,14 +81,18 @@ function ping(url: string): Promise<number> {
 
 function post(url: string, body: string | Buffer): Promise<number> {
   return new Promise((resolve, reject) => {
-    const req = request(`${url}/generate/`, {
-      method: 'POST',
-      agent: false,
-      headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body) },
-    }, (res) => {
-      res.resume();
-      res.on('end', () => resolve(res.statusCode ?? 0));
-    });
+    const req = request(
+      `${url}/generate/`,
+      {
+        method: 'POST',
+        agent: false,
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded', 'Content-Length': Buffer.byteLength(body) },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
     req.on('error', reject);
     req.end(body);
   });
@@ -140,7 +147,9 @@ async function oneRun(url: string, run: number): Promise<RunResult> {
         await new Promise((r) => setTimeout(r, 20));
       }
     })();
-    const prompts = Array.from({ length: CONCURRENT_JOBS }, (_, i) => post(url, new URLSearchParams({ prompt: `a red wooden chair ${run}-${i}`, format: FORMAT }).toString()));
+    const prompts = Array.from({ length: CONCURRENT_JOBS }, (_, i) =>
+      post(url, new URLSearchParams({ prompt: `a red wooden chair ${run}-${i}`, format: FORMAT }).toString()),
+    );
     // A text prompt far over the limit, as a hostile client sends it: it must be refused without stalling anyone.
     const big = BIG_BODY ? post(url, BIG_BODY) : Promise.resolve(400);
     const answered = await Promise.all([...prompts, big]);
@@ -149,12 +158,23 @@ async function oneRun(url: string, run: number): Promise<RunResult> {
     return answered;
   });
   const stall = await metric(url, 'fast3d_event_loop_stall_max_seconds');
-  return { p50: median(pings), p99: percentile(pings, 99), max: Math.max(...pings), stallMs: stall === null ? null : stall * 1000, ownStallMs, statuses };
+  return {
+    p50: median(pings),
+    p99: percentile(pings, 99),
+    max: Math.max(...pings),
+    stallMs: stall === null ? null : stall * 1000,
+    ownStallMs,
+    statuses,
+  };
 }
 
 async function main(): Promise<void> {
   const runs = Number(process.env.BENCH_RUNS ?? 3);
-  console.log(`machine: ${cpus().length} cores, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (shared with other work: figures are noisy)`);
+  console.log(
+    `machine: ${cpus().length} cores, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (shared with other work: figures are noisy)`,
+  );
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-bench-responsiveness-'));
   const { url, child } = await startService(dir);
   try {
@@ -162,13 +182,23 @@ async function main(): Promise<void> {
     const results = [];
     for (let run = 0; run < runs; run++) results.push(await oneRun(url, run));
     const statuses = results.flatMap((r) => r.statuses);
-    console.log(`responsiveness: ${CONCURRENT_JOBS} concurrent preview generations (${FORMAT}) plus one ${BIG_BODY_MIB} MiB urlencoded prompt, /ping every 20 ms, ${runs} runs:`);
-    console.log(`  answers: ${statuses.filter((s) => s === 200).length} x 200, ${statuses.filter((s) => s === 400).length} x 400, others: ${statuses.filter((s) => s !== 200 && s !== 400).join(', ') || 'none'}`);
+    console.log(
+      `responsiveness: ${CONCURRENT_JOBS} concurrent preview generations (${FORMAT}) plus one ${BIG_BODY_MIB} MiB urlencoded prompt, /ping every 20 ms, ${runs} runs:`,
+    );
+    console.log(
+      `  answers: ${statuses.filter((s) => s === 200).length} x 200, ${statuses.filter((s) => s === 400).length} x 400, others: ${statuses.filter((s) => s !== 200 && s !== 400).join(', ') || 'none'}`,
+    );
     const p99 = results.map((r) => r.p99);
     const stalls = results.map((r) => r.stallMs ?? NaN);
-    console.log(`  /ping median ${median(results.map((r) => r.p50)).toFixed(1)} ms; p99 median ${median(p99).toFixed(1)} ms (runs: ${p99.map((v) => v.toFixed(1)).join(', ')}); worst ${Math.max(...results.map((r) => r.max)).toFixed(1)} ms  target p99 <= 100 ms ${median(p99) <= 100 ? 'MET' : 'MISSED'}`);
-    console.log(`  longest event-loop stall: median ${median(stalls).toFixed(1)} ms (runs: ${stalls.map((v) => v.toFixed(1)).join(', ')})  target <= 100 ms ${median(stalls) <= 100 ? 'MET' : 'MISSED'}`);
-    console.log(`  this process's own longest stall (inside the /ping times): median ${median(results.map((r) => r.ownStallMs)).toFixed(1)} ms`);
+    console.log(
+      `  /ping median ${median(results.map((r) => r.p50)).toFixed(1)} ms; p99 median ${median(p99).toFixed(1)} ms (runs: ${p99.map((v) => v.toFixed(1)).join(', ')}); worst ${Math.max(...results.map((r) => r.max)).toFixed(1)} ms  target p99 <= 100 ms ${median(p99) <= 100 ? 'MET' : 'MISSED'}`,
+    );
+    console.log(
+      `  longest event-loop stall: median ${median(stalls).toFixed(1)} ms (runs: ${stalls.map((v) => v.toFixed(1)).join(', ')})  target <= 100 ms ${median(stalls) <= 100 ? 'MET' : 'MISSED'}`,
+    );
+    console.log(
+      `  this process's own longest stall (inside the /ping times): median ${median(results.map((r) => r.ownStallMs)).toFixed(1)} ms`,
+    );
   } finally {
     child.kill('SIGKILL');
     rmSync(dir, { recursive: true, force: true });

@@ -34,7 +34,13 @@ async function startService(stages?: Partial<Stages>) {
   await new Promise<void>((resolve) => server.once('listening', () => resolve()));
   const address = server.address();
   const url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
-  return { url, close: async () => { server.close(); await composed.renderPool.close(); } };
+  return {
+    url,
+    close: async () => {
+      server.close();
+      await composed.renderPool.close();
+    },
+  };
 }
 
 /**

@@ -54,7 +54,10 @@ async function benchStages(options: { textToImageMs: number; imageTo3dMs: number
   const ready = () => ({ ready: true });
   return {
     textToImage: {
-      name: 'fixed-delay-gpu', preview: false, gpu: true, readiness: ready,
+      name: 'fixed-delay-gpu',
+      preview: false,
+      gpu: true,
+      readiness: ready,
       async generate(): Promise<RgbaImage> {
         if (options.textToImageMs) await sleep(options.textToImageMs);
         return picture;
@@ -62,7 +65,10 @@ async function benchStages(options: { textToImageMs: number; imageTo3dMs: number
     },
     matting: real.matting,
     imageTo3d: {
-      name: 'fixed-delay-gpu', preview: false, gpu: true, readiness: ready,
+      name: 'fixed-delay-gpu',
+      preview: false,
+      gpu: true,
+      readiness: ready,
       async generate() {
         if (options.imageTo3dMs) await sleep(options.imageTo3dMs);
         return copyCloud(options.cloud);
@@ -91,10 +97,11 @@ async function start(sections: Record<string, unknown>, stages: Partial<Stages>,
     ...composed,
     url,
     handlerMs,
-    close: () => new Promise<void>((resolve) => {
-      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+        server.close(() => resolve());
+      }),
   };
 }
 
@@ -177,7 +184,9 @@ function clientInWorker(url: string, prompt: string, count: number, warmup: numb
   });
 }
 
-async function cacheHits(runs: number): Promise<{ http: number[]; handler: number[]; inProcess: number[]; minMs: number; cpuMs: number[]; bytes: number }> {
+async function cacheHits(
+  runs: number,
+): Promise<{ http: number[]; handler: number[]; inProcess: number[]; minMs: number; cpuMs: number[]; bytes: number }> {
   const ply = fixture('hamburger.ply');
   const cloud = decodePly(ply);
   const http: number[] = [];
@@ -220,7 +229,9 @@ async function cacheHits(runs: number): Promise<{ http: number[]; handler: numbe
  * Wall time per job with instant GPU fakes: everything that is not the GPU models (CPU stages, checks, HTTP).
  * Matting is reported apart: in production it is a model too (ISNet), here the preview keying backend.
  */
-async function overhead(runs: number): Promise<{ perRun: number[]; nonModelPerRun: number[]; cpuPerRun: number[]; stages: Record<string, number>; gaussians: number }> {
+async function overhead(
+  runs: number,
+): Promise<{ perRun: number[]; nonModelPerRun: number[]; cpuPerRun: number[]; stages: Record<string, number>; gaussians: number }> {
   const cloud = decodePly(fixture('robocop.ply'));
   const perRun: number[] = [];
   const nonModelPerRun: number[] = [];
@@ -228,13 +239,16 @@ async function overhead(runs: number): Promise<{ perRun: number[]; nonModelPerRu
   const stageTimes: Record<string, number[]> = {};
   for (let run = 0; run < runs; run++) {
     const timings: Record<string, number>[] = [];
-    const logger = createLogger('info', new Writable({
-      write(chunk, _encoding, done) {
-        const line = JSON.parse(String(chunk)) as { timings?: Record<string, number> };
-        if (line.timings) timings.push(line.timings);
-        done();
-      },
-    }));
+    const logger = createLogger(
+      'info',
+      new Writable({
+        write(chunk, _encoding, done) {
+          const line = JSON.parse(String(chunk)) as { timings?: Record<string, number> };
+          if (line.timings) timings.push(line.timings);
+          done();
+        },
+      }),
+    );
     const s = await start({ cache: { enabled: false } }, await benchStages({ textToImageMs: 0, imageTo3dMs: 0, cloud }), logger);
     await post(s.url, 'warm-up');
     timings.length = 0;
@@ -271,7 +285,11 @@ async function eventCost(runs: number): Promise<{ nsPerEvent: number[]; cloudCop
   for (let run = 0; run < runs; run++) {
     const jobs = new JobRegistry({ keep: 4, retentionMs: 60_000 });
     const handle = jobs.create({ priority: 'interactive', title: 'bench', task: 'text', seed: 1 });
-    const reader = (async () => { for await (const _ of jobs.events(handle.id)) { /* a live reader, as SSE is */ } })();
+    const reader = (async () => {
+      for await (const _ of jobs.events(handle.id)) {
+        /* a live reader, as SSE is */
+      }
+    })();
     const count = 200_000;
     const t0 = performance.now();
     for (let i = 0; i < count; i += 2) {
@@ -293,42 +311,69 @@ async function eventCost(runs: number): Promise<{ nsPerEvent: number[]; cloudCop
 async function main(): Promise<void> {
   const runs = Number(process.env.BENCH_RUNS ?? 3);
   const fmt = (values: number[], digits = 1) => values.map((v) => v.toFixed(digits)).join(', ');
-  console.log(`machine: ${cpus().length} cores, load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (shared with other work: figures are noisy)`);
+  console.log(
+    `machine: ${cpus().length} cores, load average ${loadavg()
+      .map((l) => l.toFixed(2))
+      .join(' ')} (shared with other work: figures are noisy)`,
+  );
 
   const parts = (process.env.BENCH_PARTS ?? 'pipelining,cache,overhead,events').split(',');
   const cloud0Count = decodePly(fixture('robocop.ply')).count;
 
   if (parts.includes('pipelining')) {
-  const hamburger = decodePly(fixture('hamburger.ply'));
-  const serial = await pipelining(hamburger, 1, runs);
-  const pipelined = await pipelining(hamburger, 2, runs);
-  console.log('pipelining (4 clients, fake GPU 150 + 250 ms per job, real CPU stages, hamburger-size asset 52,709 Gaussians):');
-  console.log(`  throughput / (1 / GPU time per job), pipeline_concurrency 1: median ${median(serial).toFixed(3)} (runs: ${fmt(serial, 3)})`);
-  console.log(`  throughput / (1 / GPU time per job), pipeline_concurrency 2: median ${median(pipelined).toFixed(3)} (runs: ${fmt(pipelined, 3)})  target >= 0.90 ${median(pipelined) >= 0.9 ? 'MET' : 'MISSED'}`);
-
+    const hamburger = decodePly(fixture('hamburger.ply'));
+    const serial = await pipelining(hamburger, 1, runs);
+    const pipelined = await pipelining(hamburger, 2, runs);
+    console.log('pipelining (4 clients, fake GPU 150 + 250 ms per job, real CPU stages, hamburger-size asset 52,709 Gaussians):');
+    console.log(
+      `  throughput / (1 / GPU time per job), pipeline_concurrency 1: median ${median(serial).toFixed(3)} (runs: ${fmt(serial, 3)})`,
+    );
+    console.log(
+      `  throughput / (1 / GPU time per job), pipeline_concurrency 2: median ${median(pipelined).toFixed(3)} (runs: ${fmt(pipelined, 3)})  target >= 0.90 ${median(pipelined) >= 0.9 ? 'MET' : 'MISSED'}`,
+    );
   }
 
   if (parts.includes('cache')) {
-  const hits = await cacheHits(runs);
-  console.log(`cache hit, hamburger asset (${hits.bytes} bytes), median of 50 requests per run:`);
-  console.log(`  service time (request in the app -> Response ready, incl. the PLY re-check): median ${median(hits.handler).toFixed(2)} ms (runs: ${fmt(hits.handler, 2)})  target <= 5 ms ${median(hits.handler) <= 5 ? 'MET' : 'MISSED'}`);
-  console.log(`  end to end over HTTP on 127.0.0.1 (node:http client in a worker thread, same 2 cores): median ${median(hits.http).toFixed(2)} ms (runs: ${fmt(hits.http, 2)})`);
-  console.log(`  in process (app.request; adds the fetch Response's body copies): median ${median(hits.inProcess).toFixed(2)} ms (runs: ${fmt(hits.inProcess, 2)}), fastest ${hits.minMs.toFixed(2)} ms, CPU per hit ${median(hits.cpuMs).toFixed(2)} ms`);
+    const hits = await cacheHits(runs);
+    console.log(`cache hit, hamburger asset (${hits.bytes} bytes), median of 50 requests per run:`);
+    console.log(
+      `  service time (request in the app -> Response ready, incl. the PLY re-check): median ${median(hits.handler).toFixed(2)} ms (runs: ${fmt(hits.handler, 2)})  target <= 5 ms ${median(hits.handler) <= 5 ? 'MET' : 'MISSED'}`,
+    );
+    console.log(
+      `  end to end over HTTP on 127.0.0.1 (node:http client in a worker thread, same 2 cores): median ${median(hits.http).toFixed(2)} ms (runs: ${fmt(hits.http, 2)})`,
+    );
+    console.log(
+      `  in process (app.request; adds the fetch Response's body copies): median ${median(hits.inProcess).toFixed(2)} ms (runs: ${fmt(hits.inProcess, 2)}), fastest ${hits.minMs.toFixed(2)} ms, CPU per hit ${median(hits.cpuMs).toFixed(2)} ms`,
+    );
   }
 
   if (parts.includes('events')) {
     const cost = await eventCost(runs);
     console.log('job events (the registry, with a live reader attached):');
-    console.log(`  one stage event: median ${median(cost.nsPerEvent).toFixed(0)} ns (runs: ${fmt(cost.nsPerEvent, 0)}); ${cost.eventsPerJob} events per text job`);
-    console.log(`  the raw-cloud intermediate (a copy of ${cloud0Count} Gaussians): median ${median(cost.cloudCopyMs).toFixed(2)} ms (runs: ${fmt(cost.cloudCopyMs, 2)})`);
+    console.log(
+      `  one stage event: median ${median(cost.nsPerEvent).toFixed(0)} ns (runs: ${fmt(cost.nsPerEvent, 0)}); ${cost.eventsPerJob} events per text job`,
+    );
+    console.log(
+      `  the raw-cloud intermediate (a copy of ${cloud0Count} Gaussians): median ${median(cost.cloudCopyMs).toFixed(2)} ms (runs: ${fmt(cost.cloudCopyMs, 2)})`,
+    );
   }
   if (parts.includes('overhead')) {
-  const cost = await overhead(runs);
-  console.log(`orchestration overhead per job, instant fake GPU stages, robocop-size asset (${cost.gaussians} Gaussians), one client, median of 8 jobs per run:`);
-  console.log(`  whole job incl. preview keying matting: median ${median(cost.perRun).toFixed(1)} ms (runs: ${fmt(cost.perRun)})`);
-  console.log(`  non-model time (whole job minus matting and the GPU stages): median ${median(cost.nonModelPerRun).toFixed(1)} ms (runs: ${fmt(cost.nonModelPerRun)})  target <= 300 ms ${median(cost.nonModelPerRun) <= 300 ? 'MET' : 'MISSED'}`);
-  console.log(`  stage medians (ms): ${Object.entries(cost.stages).map(([k, v]) => `${k} ${v.toFixed(1)}`).join(', ')}`);
-  console.log(`  CPU time per job (server and client share the process): median ${median(cost.cpuPerRun).toFixed(1)} ms (runs: ${fmt(cost.cpuPerRun)})`);
+    const cost = await overhead(runs);
+    console.log(
+      `orchestration overhead per job, instant fake GPU stages, robocop-size asset (${cost.gaussians} Gaussians), one client, median of 8 jobs per run:`,
+    );
+    console.log(`  whole job incl. preview keying matting: median ${median(cost.perRun).toFixed(1)} ms (runs: ${fmt(cost.perRun)})`);
+    console.log(
+      `  non-model time (whole job minus matting and the GPU stages): median ${median(cost.nonModelPerRun).toFixed(1)} ms (runs: ${fmt(cost.nonModelPerRun)})  target <= 300 ms ${median(cost.nonModelPerRun) <= 300 ? 'MET' : 'MISSED'}`,
+    );
+    console.log(
+      `  stage medians (ms): ${Object.entries(cost.stages)
+        .map(([k, v]) => `${k} ${v.toFixed(1)}`)
+        .join(', ')}`,
+    );
+    console.log(
+      `  CPU time per job (server and client share the process): median ${median(cost.cpuPerRun).toFixed(1)} ms (runs: ${fmt(cost.cpuPerRun)})`,
+    );
   }
 }
 

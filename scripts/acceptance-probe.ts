@@ -54,10 +54,19 @@ export async function twoTonePicture(format: 'png' | 'jpeg' = 'png'): Promise<Bu
 /** How much redder the +Y half is than the -Y half (SH degree 0 colour, red minus blue); > 0 means Y-up. */
 export function redAboveBlue(cloud: GaussianCloud): number {
   const { y, f_dc_0, f_dc_2 } = cloud.columns;
-  let above = 0, below = 0, nAbove = 0, nBelow = 0;
+  let above = 0,
+    below = 0,
+    nAbove = 0,
+    nBelow = 0;
   for (let i = 0; i < cloud.count; i++) {
     const redness = f_dc_0[i] - f_dc_2[i];
-    if (y[i] > 0) { above += redness; nAbove++; } else { below += redness; nBelow++; }
+    if (y[i] > 0) {
+      above += redness;
+      nAbove++;
+    } else {
+      below += redness;
+      nBelow++;
+    }
   }
   return above / Math.max(1, nAbove) - below / Math.max(1, nBelow);
 }
@@ -100,14 +109,16 @@ export function budgetVerdict(mode: 'ply' | 'glb', jobs: readonly JobTime[]): Ve
   const failures = failed.length ? `; ${failed.length} job(s) failed (HTTP ${failed.map((j) => j.status || 'none').join(', ')})` : '';
   if (mode === 'ply') {
     const over = jobs.filter((j) => j.seconds > PLY_LIMIT_S);
-    const detail = `${jobs.length} job(s), median ${s(median(jobs.map((j) => j.seconds)))}, slowest ${s(slowest)}: ` +
+    const detail =
+      `${jobs.length} job(s), median ${s(median(jobs.map((j) => j.seconds)))}, slowest ${s(slowest)}: ` +
       `${over.length ? `${over.length} OVER ${PLY_LIMIT_S} s` : `each within ${PLY_LIMIT_S} s`}${failures}`;
     return { pass: !over.length && !failed.length, detail };
   }
   const effective = jobs.map((j) => (j.status === 200 ? Math.min(j.seconds, GLB_HARD_LIMIT_S) : GLB_HARD_LIMIT_S));
   const middle = median(effective);
   const over = jobs.filter((j) => j.seconds > GLB_HARD_LIMIT_S);
-  const detail = `trimmed median ${s(middle)} of ${jobs.length} jobs (${middle <= GLB_MEDIAN_LIMIT_S ? 'within' : 'OVER'} ` +
+  const detail =
+    `trimmed median ${s(middle)} of ${jobs.length} jobs (${middle <= GLB_MEDIAN_LIMIT_S ? 'within' : 'OVER'} ` +
     `${GLB_MEDIAN_LIMIT_S} s), slowest ${s(slowest)} (${over.length ? `${over.length} OVER` : 'within'} the hard ${GLB_HARD_LIMIT_S} s)${failures}`;
   const enough = jobs.length >= GLB_MIN_JOBS;
   return {
@@ -118,11 +129,17 @@ export function budgetVerdict(mode: 'ply' | 'glb', jobs: readonly JobTime[]): Ve
 
 /** Peak GPU memory from nvidia-smi's "used, total" samples (MiB, a line per card), against MEMORY_LIMIT of its card. */
 export function memoryVerdict(csv: string, limit = MEMORY_LIMIT): Verdict | null {
-  let share = -1, peak = 0, total = 0;
+  let share = -1,
+    peak = 0,
+    total = 0;
   for (const line of csv.split('\n')) {
     const [used, card] = line.split(',').map((v) => Number(v.trim()));
     if (!Number.isFinite(used) || !Number.isFinite(card) || card <= 0) continue;
-    if (used / card > share) { share = used / card; peak = used; total = card; }
+    if (used / card > share) {
+      share = used / card;
+      peak = used;
+      total = card;
+    }
   }
   if (share < 0) return null;
   const gib = (mib: number) => (mib / 1024).toFixed(1);
@@ -179,10 +196,13 @@ export async function imageJobs(url: string, image: string, seed: number, count:
 }
 
 function readJobs(path: string): JobTime[] {
-  return readFileSync(path, 'utf8').split('\n').filter(Boolean).map((line) => {
-    const [seed, status, seconds, type] = line.split('\t');
-    return { seed: Number(seed), status: Number(status), seconds: Number(seconds), type: type ?? '' };
-  });
+  return readFileSync(path, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((line) => {
+      const [seed, status, seconds, type] = line.split('\t');
+      return { seed: Number(seed), status: Number(status), seconds: Number(seconds), type: type ?? '' };
+    });
 }
 
 /** The worker asked twice with one seed and input, as an audit regenerates: a.ply, b.ply (and a.glb, b.glb with a mesh). */
@@ -191,18 +211,29 @@ async function sameSeed(workerUrl: string, configPath: string, input: string, se
   const { GpuWorkerClient } = await import('../src/runtime/gpu-client.js');
   const worker = loadConfig({ path: configPath, env: {} }).image_to_3d.gpu_worker;
   const client = new GpuWorkerClient({
-    url: workerUrl, requestTimeoutMs: JOB_TIMEOUT_MS, connectRetries: 0, retryDelayMs: 0, pollIntervalMs: 1000, readyTimeoutMs: 0,
+    url: workerUrl,
+    requestTimeoutMs: JOB_TIMEOUT_MS,
+    connectRetries: 0,
+    retryDelayMs: 0,
+    pollIntervalMs: 1000,
+    readyTimeoutMs: 0,
   });
   const request = {
-    png: new Uint8Array(readFileSync(input)), seed,
-    sparseStructureSteps: worker.sparse_structure_steps, sparseStructureCfg: worker.sparse_structure_cfg,
-    slatSteps: worker.slat_steps, slatCfg: worker.slat_cfg,
+    png: new Uint8Array(readFileSync(input)),
+    seed,
+    sparseStructureSteps: worker.sparse_structure_steps,
+    sparseStructureCfg: worker.sparse_structure_cfg,
+    slatSteps: worker.slat_steps,
+    slatCfg: worker.slat_cfg,
   };
   mkdirSync(dir, { recursive: true });
   try {
     for (const name of ['a', 'b']) {
       if (mesh) {
-        const { ply, glb } = await client.imageTo3dWithMesh(request, { simplify: worker.mesh_simplify, textureSize: worker.mesh_texture_size });
+        const { ply, glb } = await client.imageTo3dWithMesh(request, {
+          simplify: worker.mesh_simplify,
+          textureSize: worker.mesh_texture_size,
+        });
         writeFileSync(join(dir, `${name}.ply`), ply);
         writeFileSync(join(dir, `${name}.glb`), glb);
       } else {
@@ -263,7 +294,10 @@ async function main(argv: string[]): Promise<number> {
     case 'memory': {
       if (!args[0]) break;
       const verdict = memoryVerdict(readFileSync(args[0], 'utf8'));
-      if (!verdict) { out('nvidia-smi gave no samples\n'); return 2; }
+      if (!verdict) {
+        out('nvidia-smi gave no samples\n');
+        return 2;
+      }
       out(`${verdict.detail}\n`);
       return verdict.pass ? 0 : 1;
     }
@@ -280,13 +314,20 @@ async function main(argv: string[]): Promise<number> {
       return db >= SAME_SEED_MIN_PSNR ? 0 : 1;
     }
   }
-  process.stderr.write('usage: acceptance-probe.ts picture|upright|config|jobs|text|budget|memory|same-seed|psnr ... (see the file\'s head)\n');
+  process.stderr.write(
+    "usage: acceptance-probe.ts picture|upright|config|jobs|text|budget|memory|same-seed|psnr ... (see the file's head)\n",
+  );
   return 2;
 }
 
 if (process.argv[1]?.endsWith('acceptance-probe.ts')) {
-  main(process.argv.slice(2)).then((code) => { process.exitCode = code; }, (err: Error) => {
-    process.stderr.write(`acceptance-probe: ${err.message}\n`);
-    process.exitCode = 1;
-  });
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: Error) => {
+      process.stderr.write(`acceptance-probe: ${err.message}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

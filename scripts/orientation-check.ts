@@ -35,7 +35,14 @@ const DEFAULT_PROMPT = 'a red armchair facing the viewer, seen from the front, a
 /** The 24 proper rotations that map coordinate axes onto coordinate axes (signed permutation matrices, det +1). */
 export function axisRotations(): Matrix3[] {
   const out: Matrix3[] = [];
-  const perms = [[0, 1, 2], [0, 2, 1], [1, 0, 2], [1, 2, 0], [2, 0, 1], [2, 1, 0]];
+  const perms = [
+    [0, 1, 2],
+    [0, 2, 1],
+    [1, 0, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [2, 1, 0],
+  ];
   for (const p of perms) {
     for (let signs = 0; signs < 8; signs++) {
       const m = new Array<number>(9).fill(0);
@@ -54,7 +61,9 @@ function copyCloud(cloud: GaussianCloud): GaussianCloud {
 }
 
 function render(ply: string, png: string): void {
-  const result = spawnSync('npm', ['run', '--silent', 'fast3d', '--', 'render', ply, '--out', png, '--theta', '0', '--size', '518'], { stdio: 'inherit' });
+  const result = spawnSync('npm', ['run', '--silent', 'fast3d', '--', 'render', ply, '--out', png, '--theta', '0', '--size', '518'], {
+    stdio: 'inherit',
+  });
   if (result.status !== 0) throw new Error(`rendering ${ply} failed (exit ${result.status}); is the render command available?`);
 }
 
@@ -75,8 +84,12 @@ async function main(): Promise<number> {
   const out = values.out!;
   mkdirSync(out, { recursive: true });
   const client = new GpuWorkerClient({
-    url: worker.url, requestTimeoutMs: worker.request_timeout_s * 1000, connectRetries: worker.connect_retries,
-    retryDelayMs: worker.retry_delay_ms, pollIntervalMs: 1000, readyTimeoutMs: worker.ready_timeout_s * 1000,
+    url: worker.url,
+    requestTimeoutMs: worker.request_timeout_s * 1000,
+    connectRetries: worker.connect_retries,
+    retryDelayMs: worker.retry_delay_ms,
+    pollIntervalMs: 1000,
+    readyTimeoutMs: worker.ready_timeout_s * 1000,
   });
   try {
     const readiness = await client.waitUntilReady();
@@ -98,11 +111,16 @@ async function main(): Promise<number> {
     const framedPng = await encodePng(framed);
     writeFileSync(join(out, 'input.png'), framedPng);
 
-    const raw = decodePly(await client.imageTo3d({
-      png: framedPng, seed,
-      sparseStructureSteps: worker.sparse_structure_steps, sparseStructureCfg: worker.sparse_structure_cfg,
-      slatSteps: worker.slat_steps, slatCfg: worker.slat_cfg,
-    }));
+    const raw = decodePly(
+      await client.imageTo3d({
+        png: framedPng,
+        seed,
+        sparseStructureSteps: worker.sparse_structure_steps,
+        sparseStructureCfg: worker.sparse_structure_cfg,
+        slatSteps: worker.slat_steps,
+        slatCfg: worker.slat_cfg,
+      }),
+    );
     writeFileSync(join(out, 'trellis-internal.ply'), encodePly(raw));
 
     const configured = orientationMatrix(worker.orientation);
@@ -111,7 +129,10 @@ async function main(): Promise<number> {
     writeFileSync(join(out, 'configured.ply'), encodePly(await normalise(asset, config.pipeline.extent)));
 
     const candidates = axisRotations();
-    const lines = [`configured orientation: ${JSON.stringify(worker.orientation)} = [${configured.join(', ')}]`, 'candidates (candidates.png, row by row):'];
+    const lines = [
+      `configured orientation: ${JSON.stringify(worker.orientation)} = [${configured.join(', ')}]`,
+      'candidates (candidates.png, row by row):',
+    ];
     for (const [i, m] of candidates.entries()) {
       const cloud = copyCloud(raw);
       rotateCloud(cloud, m);
@@ -128,14 +149,25 @@ async function main(): Promise<number> {
     const tile = 259;
     const input = await sharp(framedPng).flatten({ background: '#ffffff' }).resize(518, 518).toBuffer();
     await sharp({ create: { width: 1036, height: 518, channels: 3, background: '#ffffff' } })
-      .composite([{ input, left: 0, top: 0 }, { input: join(out, 'configured-az0.png'), left: 518, top: 0 }])
-      .png().toFile(join(out, 'compare.png'));
-    const tiles = await Promise.all(candidates.map(async (_, i) => ({
-      input: await sharp(join(out, `candidate-${i}-az0.png`)).resize(tile, tile).toBuffer(),
-      left: (i % 4) * tile, top: Math.floor(i / 4) * tile,
-    })));
+      .composite([
+        { input, left: 0, top: 0 },
+        { input: join(out, 'configured-az0.png'), left: 518, top: 0 },
+      ])
+      .png()
+      .toFile(join(out, 'compare.png'));
+    const tiles = await Promise.all(
+      candidates.map(async (_, i) => ({
+        input: await sharp(join(out, `candidate-${i}-az0.png`))
+          .resize(tile, tile)
+          .toBuffer(),
+        left: (i % 4) * tile,
+        top: Math.floor(i / 4) * tile,
+      })),
+    );
     await sharp({ create: { width: 4 * tile, height: 6 * tile, channels: 3, background: '#ffffff' } })
-      .composite(tiles).png().toFile(join(out, 'candidates.png'));
+      .composite(tiles)
+      .png()
+      .toFile(join(out, 'candidates.png'));
     process.stdout.write(
       `\n${join(out, 'compare.png')}: left, the picture TRELLIS saw; right, the asset at azimuth 0 as the validator renders it.\n` +
         'Same side, upright: the orientation is right. Otherwise pick the matching tile in candidates.png and set\n' +
@@ -148,8 +180,13 @@ async function main(): Promise<number> {
 }
 
 if (process.argv[1]?.endsWith('orientation-check.ts')) {
-  main().then((code) => { process.exitCode = code; }, (err: Error) => {
-    process.stderr.write(`orientation-check: ${err.message}\n`);
-    process.exitCode = 1;
-  });
+  main().then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: Error) => {
+      process.stderr.write(`orientation-check: ${err.message}\n`);
+      process.exitCode = 1;
+    },
+  );
 }

@@ -8,7 +8,9 @@
 import { createServer } from 'node:http';
 import { parseArgs } from 'node:util';
 
-const { values } = parseArgs({ options: { listen: { type: 'string' }, target: { type: 'string' }, host: { type: 'string', default: '0.0.0.0' } } });
+const { values } = parseArgs({
+  options: { listen: { type: 'string' }, target: { type: 'string' }, host: { type: 'string', default: '0.0.0.0' } },
+});
 const port = Number(values.listen);
 if (!Number.isInteger(port) || port < 0 || port > 65535 || !values.target) {
   process.stderr.write('usage: ping-relay.mjs --listen PORT --target http://127.0.0.1:PORT/ping [--host 0.0.0.0]\n');

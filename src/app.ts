@@ -9,7 +9,17 @@ import { HTTPException } from 'hono/http-exception';
 import { requestId, type RequestIdVariables } from 'hono/request-id';
 import { assertFormFieldCount, overLongUrlencodedPrompt } from './contract/bounded-body.js';
 import { HttpError } from './contract/errors.js';
-import { assertFormContentType, GEOMETRY_FORMATS, mediaType, parseGenerateRequest, requestPriority, videoSize, type GenerateRequest, type GeometryFormatName, type RequestLimits } from './contract/request.js';
+import {
+  assertFormContentType,
+  GEOMETRY_FORMATS,
+  mediaType,
+  parseGenerateRequest,
+  requestPriority,
+  videoSize,
+  type GenerateRequest,
+  type GeometryFormatName,
+  type RequestLimits,
+} from './contract/request.js';
 import { artefactResponse, assetHeaders, declinedResponse, declineHeaders, errorResponse } from './contract/responses.js';
 import { httpErrorOf, retryAfter } from './contract/status.js';
 import type { ArtefactSpec, Format } from './formats/registry.js';
@@ -95,14 +105,18 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     if (err instanceof HTTPException) return err.getResponse();
     const known = httpErrorOf(err, { retryAfterS: options.retryAfterSeconds });
     if (known) {
-      if (known.status >= 500 && known.status !== 503) options.logger?.error({ req_id: c.get('requestId'), err: err.message }, 'job failed');
+      if (known.status >= 500 && known.status !== 503)
+        options.logger?.error({ req_id: c.get('requestId'), err: err.message }, 'job failed');
       return errorResponse(known);
     }
     if (c.req.raw.signal.aborted) {
       addLog(c, { cancelled: true });
       return errorResponse(new HttpError(503, 'request cancelled', retryAfter(options.retryAfterSeconds)));
     }
-    options.logger?.error({ req_id: c.get('requestId'), err: { message: (err as Error).message, stack: (err as Error).stack } }, 'unhandled error');
+    options.logger?.error(
+      { req_id: c.get('requestId'), err: { message: (err as Error).message, stack: (err as Error).stack } },
+      'unhandled error',
+    );
     return errorResponse(new HttpError(500, `internal error: ${(err as Error).message}`));
   });
 
@@ -125,7 +139,9 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     const declared = Number(c.req.header('content-length'));
     const readInTurns = options.parseLargeForm && isUrlencoded(contentType) && declared > LARGE_FORM_BYTES;
     const bytes = readInTurns
-      ? await readBodyInto(c.req.raw, declared).catch((err: Error) => { throw new HttpError(400, `malformed body: ${err.message}`); })
+      ? await readBodyInto(c.req.raw, declared).catch((err: Error) => {
+          throw new HttpError(400, `malformed body: ${err.message}`);
+        })
       : await c.req.arrayBuffer();
     const raw = mayForward ? bytes : undefined;
     assertFormFieldCount(new Uint8Array(bytes), contentType ?? '', MAX_FORM_FIELDS);
@@ -167,7 +183,12 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
         preset: request.preset,
         signal: c.req.raw.signal,
         // The peer answers in the format decided here, whatever its own contract.image_file_output.
-        forward: raw && { path: c.req.path, contentType: c.req.header('content-type') ?? '', body: raw, headers: { [FORMAT_HEADER]: request.format } },
+        forward: raw && {
+          path: c.req.path,
+          contentType: c.req.header('content-type') ?? '',
+          body: raw,
+          headers: { [FORMAT_HEADER]: request.format },
+        },
       });
       addLog(c, answerLog(answer));
       // Awaited here: the image's memory is given back only once the response's check is done.
@@ -192,7 +213,9 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
   app.get('/health', (c) => {
     const health = service.health();
     const status = health.status === 'ok' ? options.healthOkStatus : health.status;
-    return health.status === 'ok' ? c.json({ ...health, status }) : c.json({ ...health, status }, 503, retryAfter(options.retryAfterSeconds));
+    return health.status === 'ok'
+      ? c.json({ ...health, status })
+      : c.json({ ...health, status }, 503, retryAfter(options.retryAfterSeconds));
   });
 
   // RunPod load-balancing endpoints: 200 ready, 204 still initialising, anything else unhealthy.
@@ -207,7 +230,16 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     app.get('/metrics', async (c) => c.body(await metrics.text(), 200, { 'Content-Type': metrics.contentType }));
   }
 
-  app.route(API_BASE, jobApi(service, answers, { limits: options.limits, bodyLimitBytes: options.bodyLimitBytes, retryAfterSeconds: options.retryAfterSeconds, auth: !!options.authToken, logger: options.logger }));
+  app.route(
+    API_BASE,
+    jobApi(service, answers, {
+      limits: options.limits,
+      bodyLimitBytes: options.bodyLimitBytes,
+      retryAfterSeconds: options.retryAfterSeconds,
+      auth: !!options.authToken,
+      logger: options.logger,
+    }),
+  );
   app.route('/', studioRoutes());
 
   app.notFound((c) => errorResponse(new HttpError(404, `no route for ${c.req.method} ${c.req.path}`)));
@@ -231,9 +263,15 @@ function forwardedLimits(c: Context<Env>, limits: RequestLimits): RequestLimits 
 function respond(answer: Answer, format: Format): Promise<Response> {
   switch (answer.kind) {
     case 'asset':
-      return artefactResponse(format, answer.artefacts[0].bytes, { ...assetHeaders(answer), [CACHE_HEADER]: answer.cache, [PRESET_HEADER]: answer.preset });
+      return artefactResponse(format, answer.artefacts[0].bytes, {
+        ...assetHeaders(answer),
+        [CACHE_HEADER]: answer.cache,
+        [PRESET_HEADER]: answer.preset,
+      });
     case 'declined':
-      return Promise.resolve(declinedResponse({ ...declineHeaders(answer.reason, answer.report), [CACHE_HEADER]: answer.cache, [PRESET_HEADER]: answer.preset }));
+      return Promise.resolve(
+        declinedResponse({ ...declineHeaders(answer.reason, answer.report), [CACHE_HEADER]: answer.cache, [PRESET_HEADER]: answer.preset }),
+      );
     case 'forwarded':
       return forwardedResponse(answer.answer, format);
   }
@@ -243,9 +281,25 @@ function respond(answer: Answer, format: Format): Promise<Response> {
 function answerLog(answer: Answer): Record<string, unknown> {
   switch (answer.kind) {
     case 'asset':
-      return { job: answer.jobId, preset: answer.preset, cache: answer.cache, outcome: 'asset', gaussians: answer.gaussians, bytes: answer.artefacts[0].bytes.length, attempts: answer.report.attempts, timings: answer.report.timings };
+      return {
+        job: answer.jobId,
+        preset: answer.preset,
+        cache: answer.cache,
+        outcome: 'asset',
+        gaussians: answer.gaussians,
+        bytes: answer.artefacts[0].bytes.length,
+        attempts: answer.report.attempts,
+        timings: answer.report.timings,
+      };
     case 'declined':
-      return { job: answer.jobId, preset: answer.preset, cache: answer.cache, outcome: 'declined', reason: answer.reason, attempts: answer.report?.attempts };
+      return {
+        job: answer.jobId,
+        preset: answer.preset,
+        cache: answer.cache,
+        outcome: 'declined',
+        reason: answer.reason,
+        attempts: answer.report?.attempts,
+      };
     case 'forwarded':
       return { job: answer.jobId, forwarded: `peer ${answer.answer.peer}` };
   }

@@ -10,7 +10,10 @@ process.env.ORT_DISABLE_TELEMETRY ??= '1';
 // (Only that script: the others carry paths relative to the root, such as configs/preview.yaml.)
 if (process.env.npm_lifecycle_event === 'fast3d' && process.env.INIT_CWD) process.chdir(process.env.INIT_CWD);
 // `fast3d config | head`: a closed pipe ends the command quietly.
-process.stdout.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') process.exit(0); throw err; });
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code === 'EPIPE') process.exit(0);
+  throw err;
+});
 
 interface Command {
   summary: string;
@@ -39,7 +42,9 @@ async function main(argv: string[]): Promise<number> {
   }
   if (!name || name === '--help' || name === '-h' || name === 'help') {
     const lines = await Promise.all(Object.entries(COMMANDS).map(async ([n, load]) => `  ${n.padEnd(12)} ${(await load()).summary}`));
-    process.stdout.write(`usage: fast3d <command> [options]   (fast3d <command> --help; fast3d --version)\n\ncommands:\n${lines.join('\n')}\n`);
+    process.stdout.write(
+      `usage: fast3d <command> [options]   (fast3d <command> --help; fast3d --version)\n\ncommands:\n${lines.join('\n')}\n`,
+    );
     return name ? 0 : 2;
   }
   const load = COMMANDS[name];
@@ -69,7 +74,9 @@ function errorText(err: unknown): string {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
+  (code) => {
+    process.exitCode = code;
+  },
   (err: Error) => {
     process.stderr.write(`fast3d: ${err.message}\n`);
     process.exitCode = 1;

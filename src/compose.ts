@@ -59,8 +59,7 @@ export interface ComposeOptions {
 
 /** The validator's views of a cloud (splats) or of a mesh job's mesh (triangles), rendered on the pool. */
 export function poolViewRenderer(pool: RenderPool): ViewRenderer {
-  return (subject, views, signal) =>
-    renderValidatorViews('mesh' in subject ? subject.mesh : subject.cloud, views, pool, signal);
+  return (subject, views, signal) => renderValidatorViews('mesh' in subject ? subject.mesh : subject.cloud, views, pool, signal);
 }
 
 /** The CPU preview backends run in the CPU pool, off the event loop; model and GPU backends stay as they are. */
@@ -115,7 +114,11 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   const service = new GenerationService(
     pipeline,
     {
-      queueLength: { contract: runtime.queue_length, interactive: runtime.interactive_queue_length, background: runtime.background_queue_length },
+      queueLength: {
+        contract: runtime.queue_length,
+        interactive: runtime.interactive_queue_length,
+        background: runtime.background_queue_length,
+      },
       concurrency: runtime.pipeline_concurrency,
       deadlineMs: runtime.deadline_s * 1000,
       retryAfterS: runtime.retry_after_s,
@@ -143,11 +146,16 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   if (cache) metrics?.watch({ cacheSize: () => cache.size() });
   const peers = config.burst.peers.map((peer) => {
     const token = peer.token_env ? env[peer.token_env] : undefined;
-    if (peer.token_env && !token) logger?.warn({ peer: peer.url, token_env: peer.token_env }, 'burst peer token variable is not set; sending no token');
+    if (peer.token_env && !token)
+      logger?.warn({ peer: peer.url, token_env: peer.token_env }, 'burst peer token variable is not set; sending no token');
     return { url: peer.url, token };
   });
   const burst = peers.length ? new Burst(peers, config.burst.timeout_s * 1000, metrics, logger) : undefined;
-  const jobs = new JobRegistry({ keep: config.jobs.keep, retentionMs: config.jobs.retention_s * 1000, maxHeldBytes: config.jobs.memory_mb * 1024 * 1024 });
+  const jobs = new JobRegistry({
+    keep: config.jobs.keep,
+    retentionMs: config.jobs.retention_s * 1000,
+    maxHeldBytes: config.jobs.memory_mb * 1024 * 1024,
+  });
   const answers = new AnswerPath({ service, formats, jobs, presets, cache, burst, metrics, logger });
   const limits = {
     maxPromptChars: config.contract.max_prompt_chars,
@@ -159,7 +167,14 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
   };
   const bodyLimitBytes = Math.round(config.server.body_limit_mb * 1024 * 1024);
   const mcpDeps = {
-    answers, service, renderPool, limits, videoRes: config.render.video_res, maxInlineBytes: bodyLimitBytes, retryAfterS: runtime.retry_after_s, logger,
+    answers,
+    service,
+    renderPool,
+    limits,
+    videoRes: config.render.video_res,
+    maxInlineBytes: bodyLimitBytes,
+    retryAfterS: runtime.retry_after_s,
+    logger,
     assets: assetPool,
   };
   const app = createApp(service, answers, {
@@ -214,4 +229,3 @@ export function authToken(config: Config, env: NodeJS.ProcessEnv): string | unde
   }
   return token;
 }
-

@@ -54,14 +54,21 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
   const server: ServerType = await listen(app.fetch, config.server.host, config.server.port);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
-  logger.info({ version: VERSION, mode: service.mode, host: config.server.host, port, auth: config.auth.enabled ? 'on' : 'off', pid: process.pid }, 'listening');
+  logger.info(
+    { version: VERSION, mode: service.mode, host: config.server.host, port, auth: config.auth.enabled ? 'on' : 'off', pid: process.pid },
+    'listening',
+  );
   logStartupNotes(logger, config, port);
 
   const http = server as Server;
   answerClientErrors(http);
   const inFlight = new ResponsesInFlight(http);
   limitWriteStalls(http, config.server.write_timeout_s * 1000, (req) =>
-    logger.warn({ method: req.method, path: req.url, write_timeout_s: config.server.write_timeout_s }, 'client read nothing of its answer in time; connection closed'));
+    logger.warn(
+      { method: req.method, path: req.url, write_timeout_s: config.server.write_timeout_s },
+      'client read nothing of its answer in time; connection closed',
+    ),
+  );
   let stopping: Promise<void> | undefined;
   /**
    * Graceful stop: admission closes at once (new jobs get 503 with Retry-After while the port stays open, so
@@ -75,7 +82,10 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
       const started = performance.now();
       const left = () => graceMs - (performance.now() - started);
       const { running, waiting } = service.health().queue;
-      logger.info({ grace_s: config.server.shutdown_grace_s, running, waiting, answering: service.answering }, 'shutting down: admission closed');
+      logger.info(
+        { grace_s: config.server.shutdown_grace_s, running, waiting, answering: service.answering },
+        'shutting down: admission closed',
+      );
       inFlight.close();
       const drained = await service.drain(graceMs);
       if (!drained) logger.warn({ grace_s: config.server.shutdown_grace_s }, 'grace period over: abandoning in-flight jobs');
@@ -86,14 +96,24 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
       if (!flushed) logger.warn({ responses: inFlight.size }, 'grace period over: cutting answers still being sent');
       else if (pending) logger.info({ responses: pending }, 'answers flushed');
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(() => {
-          http.closeAllConnections();
-          resolve();
-        }, Math.max(1000, left()));
+        const timer = setTimeout(
+          () => {
+            http.closeAllConnections();
+            resolve();
+          },
+          Math.max(1000, left()),
+        );
         timer.unref();
-        server.close(() => { clearTimeout(timer); resolve(); });
+        server.close(() => {
+          clearTimeout(timer);
+          resolve();
+        });
         // A keep-alive socket goes idle when its last answer is flushed: close it then.
-        http.on('request', (_req, res) => res.once('finish', () => { if (inFlight.size === 0) http.closeIdleConnections(); }));
+        http.on('request', (_req, res) =>
+          res.once('finish', () => {
+            if (inFlight.size === 0) http.closeIdleConnections();
+          }),
+        );
       });
       await service.close();
       await renderPool.close();

@@ -3,19 +3,31 @@
 import { Viewer } from './viewer.js';
 
 const $ = (selector, root = document) => root.querySelector(selector);
-const STAGE_LABELS = { text_to_image: 'picture', matting: 'matte', image_to_3d: 'image to 3D', normalise: 'normalise', validate: 'validate' };
+const STAGE_LABELS = {
+  text_to_image: 'picture',
+  matting: 'matte',
+  image_to_3d: 'image to 3D',
+  normalise: 'normalise',
+  validate: 'validate',
+};
 const TOKEN_KEY = 'fast3d.token';
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 class ApiError extends Error {
-  constructor(status, message) { super(message); this.status = status; }
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
 }
 
 // ---- API access (the token, when auth is on, lives in sessionStorage) ----
 const tokenInput = $('#token');
 tokenInput.value = sessionStorage.getItem(TOKEN_KEY) ?? '';
 if (tokenInput.value) $('#token-box').hidden = false;
-tokenInput.addEventListener('change', () => { sessionStorage.setItem(TOKEN_KEY, tokenInput.value.trim()); start(); });
+tokenInput.addEventListener('change', () => {
+  sessionStorage.setItem(TOKEN_KEY, tokenInput.value.trim());
+  start();
+});
 
 function authHeaders() {
   const token = tokenInput.value.trim();
@@ -30,7 +42,11 @@ async function api(path, init = {}) {
 
 async function apiError(res) {
   let message = res.statusText;
-  try { message = (await res.json()).error ?? message; } catch { /* not JSON */ }
+  try {
+    message = (await res.json()).error ?? message;
+  } catch {
+    /* not JSON */
+  }
   if (res.status === 401) {
     $('#token-box').hidden = false;
     tokenInput.focus();
@@ -67,7 +83,12 @@ async function* jobEvents(id) {
         while ((cut = buffer.indexOf('\n\n')) >= 0) {
           const block = buffer.slice(0, cut);
           buffer = buffer.slice(cut + 2);
-          const fields = Object.fromEntries(block.split('\n').filter((l) => l && !l.startsWith(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+          const fields = Object.fromEntries(
+            block
+              .split('\n')
+              .filter((l) => l && !l.startsWith(':'))
+              .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+          );
           if (fields.data === undefined) continue;
           last = fields.id;
           const event = JSON.parse(fields.data);
@@ -101,7 +122,10 @@ class JobPanel {
       next.focus();
       this.tab(next.dataset.tab);
     });
-    $('.reset', this.el).addEventListener('click', () => { this.viewer?.reset(); this.meshViewer?.reset(); });
+    $('.reset', this.el).addEventListener('click', () => {
+      this.viewer?.reset();
+      this.meshViewer?.reset();
+    });
     $('.cancel', this.el).addEventListener('click', () => this.cancel());
   }
 
@@ -132,13 +156,21 @@ class JobPanel {
 
   async onEvent(event) {
     switch (event.type) {
-      case 'running': this.setState('running'); break;
-      case 'stage': this.stage(event); break;
+      case 'running':
+        this.setState('running');
+        break;
+      case 'stage':
+        this.stage(event);
+        break;
       case 'intermediate':
         if (event.url) this.picture(event.name, event.url);
         break;
-      case 'artefact': await this.artefact(event); break;
-      case 'end': await this.end(event); break;
+      case 'artefact':
+        await this.artefact(event);
+        break;
+      case 'end':
+        await this.end(event);
+        break;
     }
   }
 
@@ -176,7 +208,10 @@ class JobPanel {
     link.href = url;
     link.textContent = `${name === 'views' ? 'views.png' : name} (${formatBytes(bytes)})`;
     link.dataset.artefact = name;
-    link.addEventListener('click', (e) => { e.preventDefault(); download(url, `${this.id.slice(0, 8)}-${name}${EXTENSIONS[name]}`); });
+    link.addEventListener('click', (e) => {
+      e.preventDefault();
+      download(url, `${this.id.slice(0, 8)}-${name}${EXTENSIONS[name]}`);
+    });
     $('.downloads', this.el).append(link);
     if (name === 'spz') {
       const data = new Uint8Array(await (await api(url)).arrayBuffer());
@@ -193,7 +228,7 @@ class JobPanel {
       if (!this.viewer) this.tab('mesh');
     } else if (name === 'views') {
       const img = new Image();
-      img.alt = 'the validator\'s 16 views';
+      img.alt = "the validator's 16 views";
       img.src = await blobUrl(url);
       $('[data-panel=views]', this.el).replaceChildren(img);
     } else if (name === 'mp4') {
@@ -216,7 +251,8 @@ class JobPanel {
       $('.timeline', this.el).append(Object.assign(document.createElement('li'), { className: 'note', textContent: text }));
     }
     // A picture the job never had (a decline before its matte, a cache that kept none) leaves no empty box.
-    for (const pic of this.el.querySelectorAll('[data-pic]')) pic.closest('figure').hidden = !job.intermediates.some((i) => i.name === pic.dataset.pic);
+    for (const pic of this.el.querySelectorAll('[data-pic]'))
+      pic.closest('figure').hidden = !job.intermediates.some((i) => i.name === pic.dataset.pic);
     const run = job.timings.runMs === null ? '' : `${formatMs(job.timings.runMs)} total`;
     this.setState(event.state, event.state === 'done' ? run : (event.reason ?? event.error ?? ''));
     this.report(job);
@@ -227,14 +263,21 @@ class JobPanel {
   report(job) {
     const box = $('.report', this.el);
     box.replaceChildren();
-    const line = (text, cls) => { const p = document.createElement('p'); p.textContent = text; if (cls) p.className = cls; box.append(p); };
+    const line = (text, cls) => {
+      const p = document.createElement('p');
+      p.textContent = text;
+      if (cls) p.className = cls;
+      box.append(p);
+    };
     const attempts = job.report?.attempts ?? [];
     const last = attempts.at(-1);
     if (job.cached && !job.report) {
       // The cache remembers that this request was declined, not how: there is no report to show.
       line(`seed ${job.seed} · declined earlier with these settings; the cache remembers the decline, so nothing ran now`);
     } else {
-      line(`seed ${job.seed} · ${attempts.length} attempt${attempts.length === 1 ? '' : 's'}${attempts.length ? ` (seeds ${attempts.map((a) => a.seed).join(', ')})` : ''}${last ? ` · ${last.gaussians.toLocaleString()} Gaussians` : ''}${job.report?.preview ? ' · preview backends' : ''}${job.cached ? ' · from the cache' : ''}`);
+      line(
+        `seed ${job.seed} · ${attempts.length} attempt${attempts.length === 1 ? '' : 's'}${attempts.length ? ` (seeds ${attempts.map((a) => a.seed).join(', ')})` : ''}${last ? ` · ${last.gaussians.toLocaleString()} Gaussians` : ''}${job.report?.preview ? ' · preview backends' : ''}${job.cached ? ' · from the cache' : ''}`,
+      );
     }
     if (job.reason) line(`Declined: ${job.reason}`, 'why');
     if (job.error) line(`${job.state === 'cancelled' ? 'Cancelled' : 'Failed'}: ${job.error}`, 'why');
@@ -245,7 +288,12 @@ class JobPanel {
       for (const check of attempt.checks) {
         const tr = document.createElement('tr');
         tr.dataset.check = check.name;
-        for (const [text, cls] of [[`${check.name}${attempts.length > 1 ? ` (seed ${attempt.seed})` : ''}`], [formatNumber(check.value), 'num'], [formatNumber(check.threshold), 'num'], [check.passed ? 'pass' : 'fail', check.passed ? 'pass' : 'fail']]) {
+        for (const [text, cls] of [
+          [`${check.name}${attempts.length > 1 ? ` (seed ${attempt.seed})` : ''}`],
+          [formatNumber(check.value), 'num'],
+          [formatNumber(check.threshold), 'num'],
+          [check.passed ? 'pass' : 'fail', check.passed ? 'pass' : 'fail'],
+        ]) {
           const td = document.createElement('td');
           td.textContent = text;
           if (cls) td.className = cls;
@@ -307,24 +355,50 @@ function setImage(file) {
   if (file) drop.prepend(Object.assign(new Image(), { src: URL.createObjectURL(file), alt: 'chosen image' }));
 }
 
-drop.addEventListener('click', (e) => { if (e.target.id !== 'clear-image') fileInput.click(); });
-drop.addEventListener('keydown', (e) => { if (e.key === 'Enter' || e.key === ' ') { e.preventDefault(); fileInput.click(); } });
-drop.addEventListener('dragover', (e) => { e.preventDefault(); drop.classList.add('over'); });
+drop.addEventListener('click', (e) => {
+  if (e.target.id !== 'clear-image') fileInput.click();
+});
+drop.addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' || e.key === ' ') {
+    e.preventDefault();
+    fileInput.click();
+  }
+});
+drop.addEventListener('dragover', (e) => {
+  e.preventDefault();
+  drop.classList.add('over');
+});
 drop.addEventListener('dragleave', () => drop.classList.remove('over'));
-drop.addEventListener('drop', (e) => { e.preventDefault(); drop.classList.remove('over'); if (e.dataTransfer.files[0]) setImage(e.dataTransfer.files[0]); });
+drop.addEventListener('drop', (e) => {
+  e.preventDefault();
+  drop.classList.remove('over');
+  if (e.dataTransfer.files[0]) setImage(e.dataTransfer.files[0]);
+});
 fileInput.addEventListener('change', () => setImage(fileInput.files[0] ?? null));
-$('#clear-image').addEventListener('click', () => { setImage(null); fileInput.value = ''; });
+$('#clear-image').addEventListener('click', () => {
+  setImage(null);
+  fileInput.value = '';
+});
 $('#ab-kind').addEventListener('change', () => {
   const bySeed = $('#ab-kind').value === 'seed';
   $('#ab-seed-box').hidden = !bySeed;
   $('#ab-preset-box').hidden = bySeed;
 });
-$('#prompt').addEventListener('keydown', (e) => { if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) { e.preventDefault(); $('#job-form').requestSubmit(); } });
+$('#prompt').addEventListener('keydown', (e) => {
+  if (e.key === 'Enter' && (e.ctrlKey || e.metaKey)) {
+    e.preventDefault();
+    $('#job-form').requestSubmit();
+  }
+});
 
 $('#job-form').addEventListener('submit', async (e) => {
   e.preventDefault();
   const prompt = $('#prompt').value.trim();
-  if (!prompt && !imageFile) { say('Type a prompt or choose an image.', true); $('#prompt').focus(); return; }
+  if (!prompt && !imageFile) {
+    say('Type a prompt or choose an image.', true);
+    $('#prompt').focus();
+    return;
+  }
   const base = {
     outputs: ['spz', ...[...document.querySelectorAll('input[name=out]:checked')].map((i) => i.value)],
     preset: $('#preset').value || undefined,
@@ -338,7 +412,8 @@ $('#job-form').addEventListener('submit', async (e) => {
     } else {
       requests.push({ label: 'B', ...base, preset: $('#ab-preset').value || undefined });
     }
-    for (const r of requests) r.label = `${r.label} · ${$('#ab-kind').value === 'seed' ? `seed ${r.seed ?? 'auto'}` : (r.preset ?? 'default')}`;
+    for (const r of requests)
+      r.label = `${r.label} · ${$('#ab-kind').value === 'seed' ? `seed ${r.seed ?? 'auto'}` : (r.preset ?? 'default')}`;
     // One group tag for both: the job list knows them as a pair.
     const group = `ab-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
     for (const r of requests) r.group = group;
@@ -348,7 +423,10 @@ $('#job-form').addEventListener('submit', async (e) => {
   try {
     const created = [];
     for (const { label, ...fields } of requests) created.push({ label, job: await submit(prompt, fields) });
-    openPanels(created.map(({ label, job }) => ({ label, id: job.id, title: prompt || imageFile.name })), { announce: true });
+    openPanels(
+      created.map(({ label, job }) => ({ label, id: job.id, title: prompt || imageFile.name })),
+      { announce: true },
+    );
     say(created.length > 1 ? 'Two jobs started: A and B.' : 'Job started.');
   } catch (err) {
     say(err.message, true);
@@ -382,7 +460,10 @@ function openPanels(jobs, { announce = false } = {}) {
       panel.onEnd = (job) => {
         ends.set(panel, job);
         if (ends.size < opened.length || panels !== opened) return;
-        say(opened.length > 1 ? opened.map((p) => `${p.el.dataset.label.split(' ')[0]}: ${endText(ends.get(p))}`).join(' · ') : endText(job), opened.some((p) => ['failed', 'cancelled'].includes(ends.get(p).state)));
+        say(
+          opened.length > 1 ? opened.map((p) => `${p.el.dataset.label.split(' ')[0]}: ${endText(ends.get(p))}`).join(' · ') : endText(job),
+          opened.some((p) => ['failed', 'cancelled'].includes(ends.get(p).state)),
+        );
       };
     }
   }
@@ -390,7 +471,9 @@ function openPanels(jobs, { announce = false } = {}) {
   if (panels.length === 2) {
     // Linked cameras: whichever viewer exists second follows the first.
     const [a, b] = panels;
-    const link = () => { if (a.viewer && b.viewer && !b.viewer.leader) b.viewer.follow(a.viewer); };
+    const link = () => {
+      if (a.viewer && b.viewer && !b.viewer.leader) b.viewer.follow(a.viewer);
+    };
     a.onViewer = link;
     b.onViewer = link;
   }
@@ -400,10 +483,14 @@ function openPanels(jobs, { announce = false } = {}) {
 /** What the message line says of a finished job. */
 function endText(job) {
   switch (job.state) {
-    case 'done': return `Done${job.timings.runMs === null ? '' : ` in ${formatMs(job.timings.runMs)}`}${job.cached ? ' (from the cache)' : ''}.`;
-    case 'declined': return `Declined${job.cached ? ' (remembered)' : ''}: ${job.reason ?? 'no reason given'}`;
-    case 'cancelled': return 'Cancelled.';
-    default: return `Failed: ${job.error ?? 'no reason given'}`;
+    case 'done':
+      return `Done${job.timings.runMs === null ? '' : ` in ${formatMs(job.timings.runMs)}`}${job.cached ? ' (from the cache)' : ''}.`;
+    case 'declined':
+      return `Declined${job.cached ? ' (remembered)' : ''}: ${job.reason ?? 'no reason given'}`;
+    case 'cancelled':
+      return 'Cancelled.';
+    default:
+      return `Failed: ${job.error ?? 'no reason given'}`;
   }
 }
 
@@ -423,22 +510,24 @@ async function refreshGallery() {
     else entries.push({ group: job.group, jobs: [job] });
   }
   const gallery = $('#gallery');
-  gallery.replaceChildren(...entries.map(({ jobs }) => {
-    const pair = jobs.length > 1;
-    const labels = pair ? abLabels(jobs) : ['job'];
-    const button = document.createElement('button');
-    button.type = 'button';
-    button.setAttribute('role', 'listitem');
-    button.dataset.job = jobs.map((j) => j.id).join(' ');
-    if (pair) button.className = 'pair';
-    button.title = jobs.map((j, i) => `${pair ? `${labels[i]}: ` : ''}${j.title} (${j.state})`).join('\n');
-    button.innerHTML = '<div class="thumbs"></div><span class="t"></span><span class="s"></span>';
-    $('.t', button).textContent = pair ? `A/B · ${jobs[0].title}` : jobs[0].title;
-    $('.s', button).textContent = jobs.map((j) => j.state).join(' · ');
-    for (const job of jobs) $('.thumbs', button).append(thumbnail(job));
-    button.addEventListener('click', () => openPanels(jobs.map((job, i) => ({ label: labels[i], id: job.id, title: job.title }))));
-    return button;
-  }));
+  gallery.replaceChildren(
+    ...entries.map(({ jobs }) => {
+      const pair = jobs.length > 1;
+      const labels = pair ? abLabels(jobs) : ['job'];
+      const button = document.createElement('button');
+      button.type = 'button';
+      button.setAttribute('role', 'listitem');
+      button.dataset.job = jobs.map((j) => j.id).join(' ');
+      if (pair) button.className = 'pair';
+      button.title = jobs.map((j, i) => `${pair ? `${labels[i]}: ` : ''}${j.title} (${j.state})`).join('\n');
+      button.innerHTML = '<div class="thumbs"></div><span class="t"></span><span class="s"></span>';
+      $('.t', button).textContent = pair ? `A/B · ${jobs[0].title}` : jobs[0].title;
+      $('.s', button).textContent = jobs.map((j) => j.state).join(' · ');
+      for (const job of jobs) $('.thumbs', button).append(thumbnail(job));
+      button.addEventListener('click', () => openPanels(jobs.map((job, i) => ({ label: labels[i], id: job.id, title: job.title }))));
+      return button;
+    }),
+  );
   if (!list.length) gallery.textContent = 'No jobs yet.';
 }
 
@@ -462,7 +551,14 @@ function thumbnail(job) {
     return thumb;
   }
   thumb.dataset.source = picture ? 'picture' : 'views';
-  thumbUrl(url).then((u) => { thumb.style.backgroundImage = `url(${u})`; }, () => { thumb.textContent = 'gone'; });
+  thumbUrl(url).then(
+    (u) => {
+      thumb.style.backgroundImage = `url(${u})`;
+    },
+    () => {
+      thumb.textContent = 'gone';
+    },
+  );
   return thumb;
 }
 
@@ -478,7 +574,10 @@ function thumbUrl(url) {
     for (const [old, made] of thumbUrls) {
       if (thumbUrls.size <= 64) break;
       thumbUrls.delete(old);
-      made.then((u) => URL.revokeObjectURL(u), () => {});
+      made.then(
+        (u) => URL.revokeObjectURL(u),
+        () => {},
+      );
     }
   }
   return thumbUrls.get(url);
@@ -489,7 +588,9 @@ async function start() {
   try {
     const health = await (await fetch('/health')).json();
     if (health.mode === 'preview') Object.assign($('#mode'), { hidden: false, textContent: 'preview backends: not for mining' });
-  } catch { /* the page still works without /health */ }
+  } catch {
+    /* the page still works without /health */
+  }
   try {
     const { presets, default: fallback } = await (await api('/api/v1/presets')).json();
     for (const select of [$('#preset'), $('#ab-preset')]) {

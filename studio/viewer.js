@@ -38,14 +38,18 @@ export class Viewer {
     this.controls.autoRotateSpeed = 2.5;
     this.controls.minDistance = 0.5;
     this.controls.maxDistance = 10;
-    this.controls.addEventListener('start', () => { this.controls.autoRotate = false; });
+    this.controls.addEventListener('start', () => {
+      this.controls.autoRotate = false;
+    });
     this.followers = new Set();
     this.drawUntil = 0;
     this.controls.addEventListener('change', () => {
       this.invalidate();
       this.followers.forEach((f) => f.copyCamera(this));
     });
-    this.canvas.addEventListener('keydown', (e) => { if (e.key === 'r' || e.key === 'R') this.reset(); });
+    this.canvas.addEventListener('keydown', (e) => {
+      if (e.key === 'r' || e.key === 'R') this.reset();
+    });
     this.reset();
     new ResizeObserver(() => this.resize()).observe(container);
     this.resize();
@@ -108,7 +112,11 @@ export class Viewer {
     if (!this.shown) return;
     this.scene.remove(this.shown);
     this.shown.dispose?.();
-    this.shown.traverse?.((o) => { o.geometry?.dispose(); o.material?.map?.dispose(); o.material?.dispose?.(); });
+    this.shown.traverse?.((o) => {
+      o.geometry?.dispose();
+      o.material?.map?.dispose();
+      o.material?.dispose?.();
+    });
     this.shown = null;
   }
 

@@ -41,7 +41,12 @@ describe('Admission', () => {
   it('drops a waiting job whose signal aborts, and refuses everything once closed', async () => {
     const admission = new Admission(1, 4);
     let release!: () => void;
-    const first = admission.run(() => new Promise<void>((resolve) => { release = resolve; }));
+    const first = admission.run(
+      () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+        }),
+    );
     const controller = new AbortController();
     const waiting = admission.run(async () => 'ran', { signal: controller.signal });
     await sleep(0);
@@ -86,10 +91,27 @@ describe('priority classes', () => {
     const admission = new Admission(1, { contract: 4, interactive: 4, background: 4 });
     const order: string[] = [];
     let release!: () => void;
-    const first = admission.run(() => new Promise<void>((resolve) => { release = resolve; }));
+    const first = admission.run(
+      () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+        }),
+    );
     const queued = [
-      ['background', 'b1'], ['interactive', 'i1'], ['background', 'b2'], ['contract', 'c1'], ['interactive', 'i2'], ['contract', 'c2'],
-    ].map(([priority, name]) => admission.run(async () => { order.push(name); }, { priority: priority as Priority }));
+      ['background', 'b1'],
+      ['interactive', 'i1'],
+      ['background', 'b2'],
+      ['contract', 'c1'],
+      ['interactive', 'i2'],
+      ['contract', 'c2'],
+    ].map(([priority, name]) =>
+      admission.run(
+        async () => {
+          order.push(name);
+        },
+        { priority: priority as Priority },
+      ),
+    );
     await sleep(0);
     expect([admission.depthOf('contract'), admission.depthOf('interactive'), admission.depthOf('background')]).toEqual([2, 2, 2]);
     expect(admission.ahead('contract')).toBe(3); // the running job and the two contract jobs
@@ -101,7 +123,12 @@ describe('priority classes', () => {
   it('each class has its own queue limit', async () => {
     const admission = new Admission(1, { contract: 1, interactive: 0, background: 2 });
     let release!: () => void;
-    const first = admission.run(() => new Promise<void>((resolve) => { release = resolve; }));
+    const first = admission.run(
+      () =>
+        new Promise<void>((resolve) => {
+          release = resolve;
+        }),
+    );
     const background = [admission.run(async () => 1, { priority: 'background' }), admission.run(async () => 2, { priority: 'background' })];
     await expect(admission.run(async () => 3, { priority: 'background' })).rejects.toBeInstanceOf(BusyError);
     await expect(admission.run(async () => 4, { priority: 'interactive' })).rejects.toBeInstanceOf(BusyError);
@@ -114,10 +141,11 @@ describe('priority classes', () => {
   it('over HTTP: a contract request behind 20 queued background jobs starts as soon as the running jobs finish', async () => {
     const s = await start({ pipeline_concurrency: 2, queue_length: 2, background_queue_length: 32 }, { imageTo3dMs: 250 });
     const background = Array.from({ length: 22 }, (_, i) =>
-      postPrompt(s.url, `a background chair ${i}`, { headers: { 'X-Fast3d-Priority': 'background' } }));
+      postPrompt(s.url, `a background chair ${i}`, { headers: { 'X-Fast3d-Priority': 'background' } }),
+    );
     await until(() => s.service.health().queue.running === 2 && s.service.admission.depthOf('background') === 20);
     const sent = performance.now();
-    const contract = await postPrompt(s.url, 'the miner\'s chair');
+    const contract = await postPrompt(s.url, "the miner's chair");
     const contractMs = performance.now() - sent;
     expect(contract.status).toBe(200);
     // It waited for at most the two running jobs (about 250 ms of GPU each, in turn), never for the queue.
@@ -142,7 +170,7 @@ describe('admission over HTTP', () => {
     expect(statuses).toEqual([200, 200, 503]);
     const refused = responses.find((r) => r.status === 503)!;
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(7);
-    expect((await errorOf(refused))).toMatch(/busy/);
+    expect(await errorOf(refused)).toMatch(/busy/);
     expect(s.calls.imageTo3d).toBe(2);
   });
 
@@ -161,7 +189,7 @@ describe('admission over HTTP', () => {
     const response = await postPrompt(s.url, 'a slow chair');
     const elapsed = performance.now() - t0;
     expect(response.status).toBe(503);
-    expect((await errorOf(response))).toMatch(/deadline/);
+    expect(await errorOf(response)).toMatch(/deadline/);
     expect(response.headers.get('retry-after')).toBeTruthy();
     expect(elapsed).toBeLessThan(1200);
   });
@@ -193,7 +221,7 @@ describe('admission over HTTP', () => {
     await until(() => s.service.admission.active === 1);
     const refused = await postPrompt(s.url, 'a third chair');
     expect(refused.status).toBe(503);
-    expect((await errorOf(refused))).toMatch(/cannot finish within the 0.4 s deadline/);
+    expect(await errorOf(refused)).toMatch(/cannot finish within the 0.4 s deadline/);
     expect(Number(refused.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
     expect((await running).status).toBe(200);
     expect(s.calls.imageTo3d).toBe(2);

@@ -18,7 +18,11 @@ import { startTestServer, type TestServer } from './helpers/server.js';
 type Json = Record<string, any>;
 
 async function postJob(url: string, body: unknown, headers: Record<string, string> = {}): Promise<Response> {
-  return fetch(`${url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json', ...headers }, body: JSON.stringify(body) });
+  return fetch(`${url}/api/v1/jobs`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', ...headers },
+    body: JSON.stringify(body),
+  });
 }
 
 async function jobOf(url: string, id: string): Promise<Json> {
@@ -31,7 +35,11 @@ async function ended(url: string, id: string): Promise<Json> {
   return job;
 }
 
-interface SseEvent { id: string; event: string; data: Json }
+interface SseEvent {
+  id: string;
+  event: string;
+  data: Json;
+}
 
 /** Reads an SSE stream to its end (or until `stopAfter` events), parsing each block. */
 async function readEvents(url: string, headers: Record<string, string> = {}, stopAfter = Infinity): Promise<SseEvent[]> {
@@ -50,7 +58,12 @@ async function readEvents(url: string, headers: Record<string, string> = {}, sto
     while ((cut = buffer.indexOf('\n\n')) >= 0) {
       const block = buffer.slice(0, cut);
       buffer = buffer.slice(cut + 2);
-      const fields = Object.fromEntries(block.split('\n').filter((l) => l && !l.startsWith(':')).map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]));
+      const fields = Object.fromEntries(
+        block
+          .split('\n')
+          .filter((l) => l && !l.startsWith(':'))
+          .map((l) => [l.slice(0, l.indexOf(':')), l.slice(l.indexOf(':') + 1).trim()]),
+      );
       if (fields.data === undefined) continue;
       events.push({ id: fields.id, event: fields.event, data: JSON.parse(fields.data) });
       if (events.length >= stopAfter) {
@@ -82,14 +95,19 @@ describe('job API', () => {
     const created = (await res.json()) as Json;
     expect(created.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(res.headers.get('location')).toBe(created.links.self);
-    expect(created.links).toEqual({ self: `/api/v1/jobs/${created.id}`, events: `/api/v1/jobs/${created.id}/events`, cancel: `/api/v1/jobs/${created.id}` });
+    expect(created.links).toEqual({
+      self: `/api/v1/jobs/${created.id}`,
+      events: `/api/v1/jobs/${created.id}/events`,
+      cancel: `/api/v1/jobs/${created.id}`,
+    });
 
     const job = await ended(server.url, created.id);
     expect(job).toMatchObject({ state: 'done', priority: 'interactive', seed: 7, task: 'text', title: 'a red chair' });
     expect(Object.keys(job.timings.stages)).toEqual(['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validate']);
     const checks = job.report.attempts[0].checks;
     expect(checks.length).toBeGreaterThan(0);
-    for (const check of checks) expect(check).toMatchObject({ name: expect.any(String), value: expect.any(Number), threshold: expect.any(Number), passed: true });
+    for (const check of checks)
+      expect(check).toMatchObject({ name: expect.any(String), value: expect.any(Number), threshold: expect.any(Number), passed: true });
     expect(job.artefacts.map((a: Json) => a.name).sort()).toEqual(['ply', 'spz', 'views']);
 
     const byName = Object.fromEntries(job.artefacts.map((a: Json) => [a.name, a]));
@@ -138,7 +156,7 @@ describe('job API', () => {
     }
   });
 
-  it('shows a large image task\'s picture at most 512 pixels on a side', async () => {
+  it("shows a large image task's picture at most 512 pixels on a side", async () => {
     const image = createImage(1200, 600);
     image.data.fill(255);
     for (let y = 100; y < 500; y++) for (let x = 300; x < 900; x++) image.data.set([30, 90, 200, 255], (y * 1200 + x) * 4);
@@ -149,7 +167,7 @@ describe('job API', () => {
     expect(await sharp(bytes).metadata()).toMatchObject({ width: 512, height: 256 });
   });
 
-  it('echoes a group tag, the studio\'s mark of an A/B pair, and refuses a malformed one', async () => {
+  it("echoes a group tag, the studio's mark of an A/B pair, and refuses a malformed one", async () => {
     const tagged = ((await (await postJob(server.url, { prompt: 'a pair', outputs: ['spz'], group: 'ab-1:x' })).json()) as Json).id;
     const plain = ((await (await postJob(server.url, { prompt: 'alone', outputs: ['spz'] })).json()) as Json).id;
     expect((await ended(server.url, tagged)).group).toBe('ab-1:x');
@@ -168,15 +186,27 @@ describe('job API', () => {
 
   it('refuses bad requests with a 4xx JSON error that says what is wrong', async () => {
     const cases: [Promise<Response>, number, RegExp][] = [
-      [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'a chair' }), 415, /Content-Type must be/],
-      [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"prompt":' }), 400, /malformed JSON/],
+      [
+        fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: 'a chair' }),
+        415,
+        /Content-Type must be/,
+      ],
+      [
+        fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{"prompt":' }),
+        400,
+        /malformed JSON/,
+      ],
       [postJob(server.url, { prompt: 'x', seed: -1 }), 400, /seed/],
       [postJob(server.url, { prompt: 'x', outputs: ['obj'] }), 400, /outputs/],
       [postJob(server.url, { prompt: 'x', colour: 'red' }), 400, /colour/],
       [postJob(server.url, { prompt: 'x', image: 'aGVsbG8=' }), 400, /either "prompt" or "image"/],
       [postJob(server.url, {}), 400, /either "prompt" or "image"/],
       [postJob(server.url, { image: 'aGVsbG8=' }), 400, /not a PNG, JPEG or WebP/],
-      [postJob(server.url, { prompt: 'x', preset: 'nope' }), 400, /unknown preset "nope"; known presets: realtime, fast, balanced, quality/],
+      [
+        postJob(server.url, { prompt: 'x', preset: 'nope' }),
+        400,
+        /unknown preset "nope"; known presets: realtime, fast, balanced, quality/,
+      ],
       [postJob(server.url, { prompt: 'x'.repeat(2000) }), 400, /limit is 1024/],
       [postJob(server.url, { prompt: 'x'.repeat(600_000) }), 413, /larger than/],
       [fetch(`${server.url}/api/v1/jobs`, { method: 'PUT' }), 405, /use GET, POST/],
@@ -204,10 +234,29 @@ describe('job API', () => {
     const cases: [Promise<Response>, number, RegExp][] = [
       // Refused on its count, before JSON.parse builds it.
       [postJob(server.url, { prompt: 'x', ...keys }), 400, /^JSON body has more than 64 keys and array items$/],
-      [postJob(server.url, { prompt: 'x', a: 1, b: 2, c: 3, d: 4 }), 400, /^invalid job request: unknown fields "a", "b", "c" and 1 more; the fields are prompt, image, seed, preset, outputs, videoSize, viewSize, group$/],
-      [postJob(server.url, { prompt: 'x', ['k'.repeat(400_000)]: 1 }), 400, /^invalid job request: unknown field "k{40}"\.\.\. \(400000 characters\); the fields are/],
-      [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: form }), 400, /^invalid job request: unknown field "f{40}"\.\.\. \(300000 characters\)/],
-      [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: new URLSearchParams(Array.from({ length: 5000 }, (_, i): [string, string] => [`f${i}`, 'x'])) }), 400, /^form body has more than 32 fields$/],
+      [
+        postJob(server.url, { prompt: 'x', a: 1, b: 2, c: 3, d: 4 }),
+        400,
+        /^invalid job request: unknown fields "a", "b", "c" and 1 more; the fields are prompt, image, seed, preset, outputs, videoSize, viewSize, group$/,
+      ],
+      [
+        postJob(server.url, { prompt: 'x', ['k'.repeat(400_000)]: 1 }),
+        400,
+        /^invalid job request: unknown field "k{40}"\.\.\. \(400000 characters\); the fields are/,
+      ],
+      [
+        fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: form }),
+        400,
+        /^invalid job request: unknown field "f{40}"\.\.\. \(300000 characters\)/,
+      ],
+      [
+        fetch(`${server.url}/api/v1/jobs`, {
+          method: 'POST',
+          body: new URLSearchParams(Array.from({ length: 5000 }, (_, i): [string, string] => [`f${i}`, 'x'])),
+        }),
+        400,
+        /^form body has more than 32 fields$/,
+      ],
       [fetch(`${server.url}/${'p'.repeat(12_000)}`), 404, /^no route for GET \/p+\.\.\. \(\d+ characters\)$/],
     ];
     for (const [response, status, message] of cases) {
@@ -221,11 +270,16 @@ describe('job API', () => {
 
   it('tells a client that sent JSON without its Content-Type which types are taken and how to send JSON', async () => {
     const body = JSON.stringify({ prompt: 'a chair' });
-    const post = (headers: Record<string, string>, payload: string | Uint8Array<ArrayBuffer> = body) => fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers, body: payload });
-    const types = /^Content-Type must be application\/json \(a JSON job request\) or multipart\/form-data or application\/x-www-form-urlencoded \(its fields as a form\), got (.+); send JSON with "Content-Type: application\/json"$/;
+    const post = (headers: Record<string, string>, payload: string | Uint8Array<ArrayBuffer> = body) =>
+      fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers, body: payload });
+    const types =
+      /^Content-Type must be application\/json \(a JSON job request\) or multipart\/form-data or application\/x-www-form-urlencoded \(its fields as a form\), got (.+); send JSON with "Content-Type: application\/json"$/;
     const cases: [Promise<Response>, RegExp][] = [
       // curl -d's default type: read as a form, the JSON would be one nameless field.
-      [post({ 'Content-Type': 'application/x-www-form-urlencoded' }), /^the body is JSON but its Content-Type is application\/x-www-form-urlencoded \(what curl -d sends unless told otherwise\); send it with "Content-Type: application\/json"$/],
+      [
+        post({ 'Content-Type': 'application/x-www-form-urlencoded' }),
+        /^the body is JSON but its Content-Type is application\/x-www-form-urlencoded \(what curl -d sends unless told otherwise\); send it with "Content-Type: application\/json"$/,
+      ],
       [post({ 'Content-Type': 'text/plain' }), types],
       [post({}, new TextEncoder().encode(body)), types],
     ];
@@ -246,9 +300,19 @@ describe('job API', () => {
       [`/api/v1/jobs/${id}`, { method: 'DELETE' }, 409, /already ended \(done\)/],
       [`/api/v1/jobs/${id}/events`, { headers: { 'Last-Event-ID': 'x' } }, 400, /Last-Event-ID/],
       // Only decimal integers: what Number() would also read is no id the stream sent.
-      ...['0x2', '1e0', '+1', '1.0', '-2', 'Infinity'].map((value): [string, RequestInit, number, RegExp] => [`/api/v1/jobs/${id}/events`, { headers: { 'Last-Event-ID': value } }, 400, /must be an event id from this stream \(a decimal integer from 0\)/]),
+      ...['0x2', '1e0', '+1', '1.0', '-2', 'Infinity'].map((value): [string, RequestInit, number, RegExp] => [
+        `/api/v1/jobs/${id}/events`,
+        { headers: { 'Last-Event-ID': value } },
+        400,
+        /must be an event id from this stream \(a decimal integer from 0\)/,
+      ]),
       [`/api/v1/jobs/${id}/events?after=0x1`, {}, 400, /decimal integer/],
-      ...['1e2', '0x10', '+5', '5.0', '%205', '', '1e1'].map((value): [string, RequestInit, number, RegExp] => [`/api/v1/jobs?limit=${value}`, {}, 400, /^limit must be a decimal integer from 1 to 100$/]),
+      ...['1e2', '0x10', '+5', '5.0', '%205', '', '1e1'].map((value): [string, RequestInit, number, RegExp] => [
+        `/api/v1/jobs?limit=${value}`,
+        {},
+        400,
+        /^limit must be a decimal integer from 1 to 100$/,
+      ]),
     ];
     for (const [path, init, status, message] of cases) {
       const res = await fetch(`${server.url}${path}`, init);
@@ -275,7 +339,10 @@ describe('job API', () => {
 describe('job API with a result cache', () => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startTestServer({ cache: { enabled: true, directory: mkdtempSync(join(tmpdir(), 'fast3d-api-cache-')) } }, fakeStages().stages);
+    server = await startTestServer(
+      { cache: { enabled: true, directory: mkdtempSync(join(tmpdir(), 'fast3d-api-cache-')) } },
+      fakeStages().stages,
+    );
   });
   afterAll(() => server.close());
 
@@ -287,7 +354,11 @@ describe('job API with a result cache', () => {
     expect(hit.report.attempts).toHaveLength(1);
     expect(hit.intermediates.map((i: Json) => i.name).sort()).toEqual(['image', 'matte']);
     for (const name of ['image', 'matte']) {
-      const [before, after] = await Promise.all([made, hit].map(async (job) => new Uint8Array(await (await fetch(`${server.url}/api/v1/jobs/${job.id}/intermediates/${name}`)).arrayBuffer())));
+      const [before, after] = await Promise.all(
+        [made, hit].map(
+          async (job) => new Uint8Array(await (await fetch(`${server.url}/api/v1/jobs/${job.id}/intermediates/${name}`)).arrayBuffer()),
+        ),
+      );
       expect(await sharp(after).raw().toBuffer(), name).toEqual(await sharp(before).raw().toBuffer());
     }
   });
@@ -354,13 +425,22 @@ describe('job events (SSE)', () => {
   });
 });
 
-describe('the job API and the generate routes\' jobs', () => {
-  it('lists a miner\'s /generate_video/ job with no cancel link, and refuses to cancel it (409 saying why); the miner gets its video', async () => {
+describe("the job API and the generate routes' jobs", () => {
+  it("lists a miner's /generate_video/ job with no cancel link, and refuses to cancel it (409 saying why); the miner gets its video", async () => {
     const slow = await startTestServer({ render: { frames: 4, fps: 4, video_res: 64 } }, fakeStages({ imageTo3dMs: 1500 }).stages);
     try {
-      const video = fetch(`${slow.url}/generate_video/`, { method: 'POST', body: new URLSearchParams({ prompt: 'a miner\'s chair' }), headers: { 'X-Request-Id': 'miner-request-1' } });
+      const video = fetch(`${slow.url}/generate_video/`, {
+        method: 'POST',
+        body: new URLSearchParams({ prompt: "a miner's chair" }),
+        headers: { 'X-Request-Id': 'miner-request-1' },
+      });
       let listed: Json | undefined;
-      await until(async () => (listed = ((await (await fetch(`${slow.url}/api/v1/jobs`)).json()) as Json).jobs.find((j: Json) => j.id === 'miner-request-1')) !== undefined);
+      await until(
+        async () =>
+          (listed = ((await (await fetch(`${slow.url}/api/v1/jobs`)).json()) as Json).jobs.find(
+            (j: Json) => j.id === 'miner-request-1',
+          )) !== undefined,
+      );
       expect(listed).toMatchObject({ priority: 'contract', links: { self: '/api/v1/jobs/miner-request-1', cancel: null } });
 
       const refused = await fetch(`${slow.url}/api/v1/jobs/miner-request-1`, { method: 'DELETE' });
@@ -380,7 +460,10 @@ describe('the job API and the generate routes\' jobs', () => {
 
 describe('job API refusals', () => {
   it('answers 503 with Retry-After when the interactive queue is full, and when the service is not ready', async () => {
-    const busy = await startTestServer({ runtime: { pipeline_concurrency: 1, interactive_queue_length: 0, retry_after_s: 7 } }, fakeStages({ imageTo3dMs: 30_000 }).stages);
+    const busy = await startTestServer(
+      { runtime: { pipeline_concurrency: 1, interactive_queue_length: 0, retry_after_s: 7 } },
+      fakeStages({ imageTo3dMs: 30_000 }).stages,
+    );
     try {
       const { id } = (await (await postJob(busy.url, { prompt: 'first' })).json()) as Json;
       await until(async () => (await jobOf(busy.url, id)).state === 'running');
@@ -394,7 +477,10 @@ describe('job API refusals', () => {
     }
 
     const stages = fakeStages().stages;
-    const notReady = await startTestServer({}, { ...stages, textToImage: { ...stages.textToImage!, readiness: () => ({ ready: false, detail: 'weights missing' }) } });
+    const notReady = await startTestServer(
+      {},
+      { ...stages, textToImage: { ...stages.textToImage!, readiness: () => ({ ready: false, detail: 'weights missing' }) } },
+    );
     try {
       const res = await postJob(notReady.url, { prompt: 'x' });
       expect(res.status).toBe(503);
@@ -420,7 +506,14 @@ describe('job API auth, OpenAPI and the studio files', () => {
   afterAll(() => server.close());
 
   it('bearer auth protects the job routes as it protects the generate routes; the page and the document stay open', async () => {
-    for (const path of ['/api/v1/jobs', '/api/v1/jobs/x', '/api/v1/jobs/x/events', '/api/v1/jobs/x/artifacts/ply', '/api/v1/presets', '/generate']) {
+    for (const path of [
+      '/api/v1/jobs',
+      '/api/v1/jobs/x',
+      '/api/v1/jobs/x/events',
+      '/api/v1/jobs/x/artifacts/ply',
+      '/api/v1/presets',
+      '/generate',
+    ]) {
       expect(needsAuth(path), path).toBe(true);
     }
     expect((await fetch(`${server.url}/api/v1/jobs`)).status).toBe(401);
@@ -436,7 +529,15 @@ describe('job API auth, OpenAPI and the studio files', () => {
   it('serves an OpenAPI 3.1 document generated from the request schema, with every route', async () => {
     const doc = (await (await fetch(`${server.url}/api/v1/openapi.json`)).json()) as Json;
     expect(doc.openapi).toBe('3.1.0');
-    expect(Object.keys(doc.paths).sort()).toEqual(['/jobs', '/jobs/{id}', '/jobs/{id}/artifacts/{name}', '/jobs/{id}/events', '/jobs/{id}/intermediates/{name}', '/openapi.json', '/presets']);
+    expect(Object.keys(doc.paths).sort()).toEqual([
+      '/jobs',
+      '/jobs/{id}',
+      '/jobs/{id}/artifacts/{name}',
+      '/jobs/{id}/events',
+      '/jobs/{id}/intermediates/{name}',
+      '/openapi.json',
+      '/presets',
+    ]);
     const request = doc.components.schemas.JobRequest;
     expect(Object.keys(request.properties)).toEqual(['prompt', 'image', 'seed', 'preset', 'outputs', 'videoSize', 'viewSize', 'group']);
     expect(request.properties.outputs.items.enum).toEqual(['ply', 'spz', 'glb', 'mp4', 'views']);
@@ -450,12 +551,25 @@ describe('job API auth, OpenAPI and the studio files', () => {
     expect(root.headers.get('location')).toBe('/studio');
     const html = await (await fetch(`${server.url}/studio`)).text();
     const map = JSON.parse(/<script type="importmap">([\s\S]*?)<\/script>/.exec(html)![1]) as { imports: Record<string, string> };
-    for (const target of [map.imports.three, map.imports['@sparkjsdev/spark'], `${map.imports['three/addons/']}controls/OrbitControls.js`, '/studio/studio.js', '/studio/viewer.js', '/studio/studio.css']) {
+    for (const target of [
+      map.imports.three,
+      map.imports['@sparkjsdev/spark'],
+      `${map.imports['three/addons/']}controls/OrbitControls.js`,
+      '/studio/studio.js',
+      '/studio/viewer.js',
+      '/studio/studio.css',
+    ]) {
       const res = await fetch(`${server.url}${target}`);
       expect(res.status, target).toBe(200);
       expect(res.headers.get('content-type'), target).toMatch(/text\/(javascript|css)/);
     }
-    for (const path of ['/studio/vendor/three/..%2f..%2fpackage.json', '/studio/vendor/three/../../../package.json', '/studio/vendor/nope/x.js', '/studio/..%2f..%2fpackage.json', '/studio/vendor/spark/%E0%A4%A.js']) {
+    for (const path of [
+      '/studio/vendor/three/..%2f..%2fpackage.json',
+      '/studio/vendor/three/../../../package.json',
+      '/studio/vendor/nope/x.js',
+      '/studio/..%2f..%2fpackage.json',
+      '/studio/vendor/spark/%E0%A4%A.js',
+    ]) {
       const res = await fetch(`${server.url}${path}`);
       expect([400, 404], path).toContain(res.status);
     }

@@ -28,10 +28,10 @@ describe('bearer auth on the generate routes', () => {
     const missing = await postPrompt(s.url, 'a guarded chair');
     expect(missing.status).toBe(401);
     expect(missing.headers.get('www-authenticate')).toMatch(/^Bearer/);
-    expect((await errorOf(missing))).toMatch(/Authorization: Bearer/);
+    expect(await errorOf(missing)).toMatch(/Authorization: Bearer/);
     const wrong = await postPrompt(s.url, 'a guarded chair', { headers: { Authorization: 'Bearer not-it' } });
     expect(wrong.status).toBe(401);
-    expect((await errorOf(wrong))).toBe('invalid bearer token');
+    expect(await errorOf(wrong)).toBe('invalid bearer token');
     const malformed = await postPrompt(s.url, 'a guarded chair', { headers: { Authorization: 'Basic abc' } });
     expect(malformed.status).toBe(400);
     // Trailing-slash and future generate routes are covered too.
@@ -54,7 +54,7 @@ describe('bearer auth on the generate routes', () => {
     expect(() => compose(testConfig({ auth: { enabled: true, token_env: 'UNSET_TOKEN_VAR' } }), { env: {} })).toThrow(/UNSET_TOKEN_VAR/);
   });
 
-  it('accepts a token with characters outside RFC 6750\'s token68 (compared as opaque bytes)', async () => {
+  it("accepts a token with characters outside RFC 6750's token68 (compared as opaque bytes)", async () => {
     const s = await start({ enabled: true }, { FAST3D_API_TOKEN: 'p@ss:w0rd!' });
     const ok = await postPrompt(s.url, 'a punctuated chair', { headers: { Authorization: 'Bearer p@ss:w0rd!' } });
     expect(ok.status).toBe(200);
@@ -77,7 +77,8 @@ describe('bearer auth on the generate routes', () => {
   });
 
   it('keeps the rule of protected paths in one table', () => {
-    for (const path of ['/generate', '/generate/', '/generate_video', '/generate_video/', '/generate_anything']) expect(needsAuth(path), path).toBe(true);
+    for (const path of ['/generate', '/generate/', '/generate_video', '/generate_video/', '/generate_anything'])
+      expect(needsAuth(path), path).toBe(true);
     for (const path of ['/health', '/ping', '/metrics', '/generated', '/']) expect(needsAuth(path), path).toBe(false);
     expect(needsAuth('/metrics', { metrics: true })).toBe(true);
   });

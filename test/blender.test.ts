@@ -44,7 +44,10 @@ interface Imported {
 /** An egg-shaped coloured mesh: three different sides, so Blender's axes can be told apart. */
 function egg(): TriangleMesh {
   const mesh = sphereMesh(96, 48, 0.5, true);
-  for (let i = 0; i < mesh.positions.length; i += 3) { mesh.positions[i + 1] *= 0.6; mesh.positions[i + 2] *= 0.8; }
+  for (let i = 0; i < mesh.positions.length; i += 3) {
+    mesh.positions[i + 1] *= 0.6;
+    mesh.positions[i + 2] *= 0.8;
+  }
   return mesh;
 }
 
@@ -78,10 +81,14 @@ describe('Blender imports what fast3d delivers', () => {
       ['model.obj.zip', await encodeObjZip(game.levels[0].mesh)],
     ];
     for (const [name, bytes] of files) writeFileSync(join(dir, name), bytes);
-    const { stdout } = await run('blender', ['-b', '--factory-startup', '--python-exit-code', '1', '--python', SCRIPT, '--', ...files.map(([name]) => join(dir, name))], {
-      maxBuffer: 16 * 1024 * 1024,
-      timeout: 180_000,
-    });
+    const { stdout } = await run(
+      'blender',
+      ['-b', '--factory-startup', '--python-exit-code', '1', '--python', SCRIPT, '--', ...files.map(([name]) => join(dir, name))],
+      {
+        maxBuffer: 16 * 1024 * 1024,
+        timeout: 180_000,
+      },
+    );
     for (const line of stdout.split('\n')) {
       if (!line.startsWith('IMPORT ')) continue;
       const report = JSON.parse(line.slice(7)) as Imported;
@@ -130,7 +137,10 @@ describe('Blender imports what fast3d delivers', () => {
   });
 
   it('each LOD: its own triangle count, the same size and pivot', () => {
-    for (const [name, level] of [['lod1.glb', 1], ['lod2.glb', 2]] as const) {
+    for (const [name, level] of [
+      ['lod1.glb', 1],
+      ['lod2.glb', 2],
+    ] as const) {
       const report = one(name);
       expect(report.triangles).toBe(game.levels[level].triangles);
       placedAt(report, game.levels[level].mesh, 2.5);

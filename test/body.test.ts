@@ -40,15 +40,18 @@ describe('readBodyInto', () => {
     let pulled = 0;
     let sinceTurn = 0;
     let mostInOneTurn = 0;
-    const body = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        if (pulled === 128) return controller.close();
-        pulled++;
-        sinceTurn++;
-        mostInOneTurn = Math.max(mostInOneTurn, sinceTurn);
-        controller.enqueue(chunk);
+    const body = new ReadableStream<Uint8Array>(
+      {
+        pull(controller) {
+          if (pulled === 128) return controller.close();
+          pulled++;
+          sinceTurn++;
+          mostInOneTurn = Math.max(mostInOneTurn, sinceTurn);
+          controller.enqueue(chunk);
+        },
       },
-    }, { highWaterMark: 0 });
+      { highWaterMark: 0 },
+    );
     let marking = true;
     const markTurn = () => {
       sinceTurn = 0;
@@ -56,7 +59,10 @@ describe('readBodyInto', () => {
     };
     setImmediate(markTurn);
     try {
-      const bytes = await readBodyInto(new Request('http://localhost/', { method: 'POST', body, duplex: 'half' } as RequestInit), 128 * chunk.length);
+      const bytes = await readBodyInto(
+        new Request('http://localhost/', { method: 'POST', body, duplex: 'half' } as RequestInit),
+        128 * chunk.length,
+      );
       expect(new Uint8Array(bytes).every((b) => b === 7)).toBe(true);
     } finally {
       marking = false;
@@ -67,7 +73,9 @@ describe('readBodyInto', () => {
 
   it('refuses a body shorter or longer than its Content-Length', async () => {
     const chunks = [new Uint8Array(300), new Uint8Array(200)];
-    await expect(readBodyInto(chunked(chunks), 600)).rejects.toThrow('the body ended after 500 of the 600 bytes its Content-Length declares');
+    await expect(readBodyInto(chunked(chunks), 600)).rejects.toThrow(
+      'the body ended after 500 of the 600 bytes its Content-Length declares',
+    );
     await expect(readBodyInto(chunked(chunks), 400)).rejects.toThrow('the body is longer than its Content-Length of 400 bytes');
     expect(new Uint8Array(await readBodyInto(chunked([]), 0))).toHaveLength(0);
   });
@@ -93,7 +101,7 @@ describe('a large urlencoded body over HTTP', () => {
     expect(Buffer.compare(Buffer.from(await large.arrayBuffer()), Buffer.from(await bare.arrayBuffer()))).toBe(0);
   });
 
-  it('is refused with the prompt\'s length when it is text over the limit', async () => {
+  it("is refused with the prompt's length when it is text over the limit", async () => {
     const response = await postForm(`${server.url}/generate/`, { prompt: 'a'.repeat(2 << 20) });
     expect(response.status).toBe(400);
     expect(((await response.json()) as { error: string }).error).toMatch(/^prompt is at least \d+ characters long; the limit is 1024$/);

@@ -20,20 +20,29 @@ async function instance(sections: Record<string, Record<string, unknown>>, env: 
 }
 
 /** A full local instance (one running job, no queue) that bursts to `peers`. */
-function busyLocal(peers: { url: string; token_env?: string }[], env: NodeJS.ProcessEnv = {}, timeout_s = 10, contract: Record<string, unknown> = {}) {
+function busyLocal(
+  peers: { url: string; token_env?: string }[],
+  env: NodeJS.ProcessEnv = {},
+  timeout_s = 10,
+  contract: Record<string, unknown> = {},
+) {
   return instance({ runtime: { queue_length: 0, pipeline_concurrency: 1 }, burst: { peers, timeout_s }, contract }, env);
 }
 
 /** The newer contract's request: an image file and a seed, no format field. */
 async function postImageFile(url: string): Promise<Response> {
   const form = new FormData();
-  form.set('prompt_image_file', new Blob([new Uint8Array(await discImage({ size: 128, radius: 40 }))], { type: 'image/png' }), 'object.png');
+  form.set(
+    'prompt_image_file',
+    new Blob([new Uint8Array(await discImage({ size: 128, radius: 40 }))], { type: 'image/png' }),
+    'object.png',
+  );
   form.set('seed', '3');
   return fetch(`${url}/generate`, { method: 'POST', body: form });
 }
 
 describe('burst to peers', () => {
-  it('forwards a request the full local queue cannot take to a peer, with the peer\'s bearer token', async () => {
+  it("forwards a request the full local queue cannot take to a peer, with the peer's bearer token", async () => {
     const peer = await instance({ auth: { enabled: true, token_env: 'PEER_SECRET' } }, { PEER_SECRET: 'peer-token-1' });
     const local = await busyLocal([{ url: peer.url, token_env: 'BURST_TOKEN' }], { BURST_TOKEN: 'peer-token-1' });
     const running = postPrompt(local.url, 'a local chair');
@@ -70,15 +79,19 @@ describe('burst to peers', () => {
     const refused = await postPrompt(local.url, 'an unlucky chair');
     expect(refused.status).toBe(503);
     expect(refused.headers.get('retry-after')).toBeTruthy();
-    expect((await errorOf(refused))).toMatch(/busy/);
+    expect(await errorOf(refused)).toMatch(/busy/);
     expect(guarded.calls.imageTo3d).toBe(0);
     expect((await running).status).toBe(200);
     const metrics = await (await fetch(`${local.url}/metrics`)).text();
-    for (const peer of ['0', '1', '2']) expect(metrics).toMatch(new RegExp(`^fast3d_burst_forwards_total\\{peer="${peer}",result="failed"\\} 1$`, 'm'));
+    for (const peer of ['0', '1', '2'])
+      expect(metrics).toMatch(new RegExp(`^fast3d_burst_forwards_total\\{peer="${peer}",result="failed"\\} 1$`, 'm'));
   });
 
   it('a peer answers in the format the forwarding service decided, whatever its own image_file_output', async () => {
-    for (const [localOutput, peerOutput] of [['glb', 'ply'], ['ply', 'glb']] as const) {
+    for (const [localOutput, peerOutput] of [
+      ['glb', 'ply'],
+      ['ply', 'glb'],
+    ] as const) {
       const peer = await instance({ contract: { image_file_output: peerOutput } });
       const local = await busyLocal([{ url: peer.url }], {}, 10, { image_file_output: localOutput });
       const running = postPrompt(local.url, 'a local chair');
@@ -120,7 +133,7 @@ describe('burst to peers', () => {
     await until(() => a.service.admission.active === 1 && b.service.admission.active === 1);
     const refused = await postPrompt(a.url, 'a homeless chair');
     expect(refused.status).toBe(503);
-    expect((await (await fetch(`${b.url}/metrics`)).text())).not.toMatch(/fast3d_burst_forwards_total\{/);
+    expect(await (await fetch(`${b.url}/metrics`)).text()).not.toMatch(/fast3d_burst_forwards_total\{/);
     await Promise.all([busyA, busyB]);
   });
 });

@@ -84,7 +84,9 @@ describe('cache answers', () => {
     const dir = mkdtempSync(join(tmpdir(), 'fast3d-cache-answers-'));
     dirs.push(dir);
     const first = await serverOn(dir);
-    const made = new Uint8Array(await (await postForm(`${first.url}/generate_video/`, { prompt: 'a red box', seed: '5', video_res: '64' })).arrayBuffer());
+    const made = new Uint8Array(
+      await (await postForm(`${first.url}/generate_video/`, { prompt: 'a red box', seed: '5', video_res: '64' })).arrayBuffer(),
+    );
     expect(mp4Violation(made)).toBeNull();
     await first.close();
     servers.length = 0;
@@ -110,8 +112,13 @@ describe('cache answers', () => {
     });
     servers.push(server);
     const controller = new AbortController();
-    const video = fetch(`${server.url}/generate_video/`, { method: 'POST', body: new URLSearchParams({ prompt: 'a slow vase', seed: '8' }), signal: controller.signal })
-      .then((r) => r.arrayBuffer()).catch((err: Error) => err);
+    const video = fetch(`${server.url}/generate_video/`, {
+      method: 'POST',
+      body: new URLSearchParams({ prompt: 'a slow vase', seed: '8' }),
+      signal: controller.signal,
+    })
+      .then((r) => r.arrayBuffer())
+      .catch((err: Error) => err);
     // The PLY and its report are stored while the video is still being rendered (the video line is busy).
     await until(() => readdirSync(dir).filter((f) => /\.(ply|json)$/.test(f)).length === 2 && server.service.videos.active === 1, 20_000);
     controller.abort();

@@ -38,8 +38,13 @@ function setup(maxBytes: number) {
 
 function holdReads(): () => void {
   let open!: () => void;
-  gate = new Promise<void>((resolve) => { open = resolve; });
-  return () => { gate = null; open(); };
+  gate = new Promise<void>((resolve) => {
+    open = resolve;
+  });
+  return () => {
+    gate = null;
+    open();
+  };
 }
 
 const text = (prompt: string) => ({ kind: 'text' as const, prompt });

@@ -31,7 +31,11 @@ function tempDir(): string {
 /** Runs a command and returns its exit code and output, whatever the code. */
 async function run(file: string, args: string[], options: { cwd?: string; env?: NodeJS.ProcessEnv } = {}) {
   try {
-    const { stdout, stderr } = await exec(file, args, { cwd: options.cwd ?? ROOT, env: { ...process.env, ...options.env }, timeout: 60_000 });
+    const { stdout, stderr } = await exec(file, args, {
+      cwd: options.cwd ?? ROOT,
+      env: { ...process.env, ...options.env },
+      timeout: 60_000,
+    });
     return { code: 0, stdout, stderr };
   } catch (err) {
     const e = err as { code: number; stdout: string; stderr: string };
@@ -78,7 +82,7 @@ describe('fast3d CLI', () => {
     expect(stdout).toMatch(/^ok {3}x\.ply: \d+ Gaussians/);
   });
 
-  it('fast3d check reads each file as what its bytes hold: PLY, SPZ (our own writer\'s) or GLB, whatever its name', async () => {
+  it("fast3d check reads each file as what its bytes hold: PLY, SPZ (our own writer's) or GLB, whatever its name", async () => {
     const dir = tempDir();
     const cloud = loadFixtureCloud('hamburger.ply');
     writeFileSync(join(dir, 'ours.spz'), encodeSpz(cloud));
@@ -96,25 +100,40 @@ describe('fast3d CLI', () => {
     const names = ['ours.spz', 'clear.spz', 'ply-named.spz', 'mesh-named.ply', 'notes.spz'];
     const all = await cli('check', '--json', ...names.map((n) => join(dir, n)));
     expect(all.code).toBe(1);
-    const lines = all.stdout.trim().split('\n').map((l) => JSON.parse(l) as { format: string | null; ok: boolean; gates?: { name: string; value: number }[]; error?: string });
-    expect(lines.map((l) => [l.format, l.ok])).toEqual([['spz', true], ['spz', false], ['ply', true], ['glb', true], [null, false]]);
+    const lines = all.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as { format: string | null; ok: boolean; gates?: { name: string; value: number }[]; error?: string });
+    expect(lines.map((l) => [l.format, l.ok])).toEqual([
+      ['spz', true],
+      ['spz', false],
+      ['ply', true],
+      ['glb', true],
+      [null, false],
+    ]);
     expect(lines[1].gates?.find((g) => g.name === 'transparent_share')?.value).toBe(1);
     expect(lines[4].error).toMatch(/^neither a PLY, an SPZ nor a GLB file/);
   });
 
-  it('names an unknown flag with the flags its command takes, not parseArgs\' advice about \'--\'', async () => {
+  it("names an unknown flag with the flags its command takes, not parseArgs' advice about '--'", async () => {
     const check = await cli('check', '--jsn', 'x.ply');
     expect(check.code).toBe(2);
     expect(check.stderr).toBe('fast3d check: unknown flag --jsn; fast3d check takes --json, --config (-c), --help\n');
     const render = await cli('render', 'x.ply', '--out', 'x.png', '--sise', '64', '-z');
     expect(render.code).toBe(2);
-    expect(render.stderr).toMatch(/^fast3d render: unknown flags --sise, -z; fast3d render takes --out \(-o\), --size, --width, .*, --help \(-h\)\nusage: fast3d render /);
+    expect(render.stderr).toMatch(
+      /^fast3d render: unknown flags --sise, -z; fast3d render takes --out \(-o\), --size, --width, .*, --help \(-h\)\nusage: fast3d render /,
+    );
     expect(render.stderr).not.toMatch(/after '--'/);
   });
 
   it('a missing file is named after the command, with the reason in words, not a raw ENOENT', async () => {
     const missing = join(tempDir(), 'absent.ply');
-    for (const args of [['check', missing], ['render', missing, '--out', `${missing}.png`], ['convert', missing, `${missing}.spz`]]) {
+    for (const args of [
+      ['check', missing],
+      ['render', missing, '--out', `${missing}.png`],
+      ['convert', missing, `${missing}.spz`],
+    ]) {
       const { code, stderr } = await cli(...args);
       expect(code, args[0]).toBe(1);
       expect(stderr, args[0]).toBe(`fast3d ${args[0]}: cannot read ${missing}: no such file\n`);
@@ -136,7 +155,11 @@ describe('fast3d CLI', () => {
     delete env.FAST3D_CONFIG;
     delete env.HOST;
     // From another folder, as `npm start` is run from wherever the checkout is: the cache lands in the working directory.
-    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli.ts'), 'serve'], { cwd: dir, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, ['--import', import.meta.resolve('tsx'), join(ROOT, 'src/cli.ts'), 'serve'], {
+      cwd: dir,
+      env,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     children.push(child);
     const entries: LogEntry[] = [];
     try {
@@ -155,16 +178,20 @@ describe('fast3d CLI', () => {
     expect(listening).toMatchObject({ host: '0.0.0.0', auth: 'off' });
     const warning = entries.find((e) => String(e.msg).startsWith('auth is off'));
     expect(warning?.level).toBe(40);
-    expect(warning?.msg).toBe(`auth is off and the service listens on 0.0.0.0: anyone who can reach port ${listening.port} can run jobs. ` +
-      'To require a bearer token, set auth.enabled: true in a config file (--config FILE or FAST3D_CONFIG) and export the token as ' +
-      'FAST3D_API_TOKEN (auth.token_env); or listen on this machine only with HOST=127.0.0.1');
+    expect(warning?.msg).toBe(
+      `auth is off and the service listens on 0.0.0.0: anyone who can reach port ${listening.port} can run jobs. ` +
+        'To require a bearer token, set auth.enabled: true in a config file (--config FILE or FAST3D_CONFIG) and export the token as ' +
+        'FAST3D_API_TOKEN (auth.token_env); or listen on this machine only with HOST=127.0.0.1',
+    );
     const cache = entries.find((e) => String(e.msg).startsWith('result cache in '));
     expect(cache).toMatchObject({ directory: join(dir, '.fast3d-cache'), max_size_mb: 2048 });
-    expect(cache?.msg).toBe(`result cache in ${join(dir, '.fast3d-cache')}, up to 2048 MiB (cache.directory, cache.max_size_mb; cache.enabled: false turns it off)`);
+    expect(cache?.msg).toBe(
+      `result cache in ${join(dir, '.fast3d-cache')}, up to 2048 MiB (cache.directory, cache.max_size_mb; cache.enabled: false turns it off)`,
+    );
     await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve(null)));
   }, 60_000);
 
-  it('npm reads the project\'s .npmrc without warnings', async () => {
+  it("npm reads the project's .npmrc without warnings", async () => {
     const { code, stderr } = await run('npm', ['config', 'get', 'ignore-scripts']);
     expect(code).toBe(0);
     expect(stderr).toBe('');

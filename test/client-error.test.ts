@@ -23,15 +23,37 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-const head = (lines: string) => `POST /generate/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n${lines}\r\n`;
+const head = (lines: string) =>
+  `POST /generate/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n${lines}\r\n`;
 
 const CASES: { name: string; request: string; halfClose?: boolean; status: number; error: RegExp }[] = [
-  { name: 'a bad chunk size', request: `${head('Transfer-Encoding: chunked\r\n')}zz\r\nprompt=a\r\n0\r\n\r\n`, status: 400, error: /invalid chunk size/ },
-  { name: 'both Content-Length and Transfer-Encoding', request: `${head('Content-Length: 5\r\nTransfer-Encoding: chunked\r\n')}0\r\n\r\n`, status: 400, error: /both Content-Length and Transfer-Encoding/ },
+  {
+    name: 'a bad chunk size',
+    request: `${head('Transfer-Encoding: chunked\r\n')}zz\r\nprompt=a\r\n0\r\n\r\n`,
+    status: 400,
+    error: /invalid chunk size/,
+  },
+  {
+    name: 'both Content-Length and Transfer-Encoding',
+    request: `${head('Content-Length: 5\r\nTransfer-Encoding: chunked\r\n')}0\r\n\r\n`,
+    status: 400,
+    error: /both Content-Length and Transfer-Encoding/,
+  },
   { name: 'an invalid Content-Length', request: head('Content-Length: ten\r\n'), status: 400, error: /invalid Content-Length/ },
   { name: 'a negative Content-Length', request: head('Content-Length: -5\r\n'), status: 400, error: /invalid Content-Length/ },
-  { name: 'a truncated body', request: `${head('Content-Length: 100\r\n')}prompt=a%20chair`, halfClose: true, status: 400, error: /ended before its body was complete/ },
-  { name: 'a 64 KiB header', request: `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(65536)}\r\n\r\n`, status: 431, error: /too large/ },
+  {
+    name: 'a truncated body',
+    request: `${head('Content-Length: 100\r\n')}prompt=a%20chair`,
+    halfClose: true,
+    status: 400,
+    error: /ended before its body was complete/,
+  },
+  {
+    name: 'a 64 KiB header',
+    request: `GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: ${'a'.repeat(65536)}\r\n\r\n`,
+    status: 431,
+    error: /too large/,
+  },
   { name: 'a 20 KiB URL', request: `GET /${'a'.repeat(20 * 1024)} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n`, status: 431, error: /too large/ },
   { name: 'a garbage request line', request: 'HELLO THERE\r\n\r\n', status: 400, error: /malformed request line/ },
 ];
@@ -51,8 +73,14 @@ describe('requests the HTTP parser refuses', () => {
 
   it('answers a backslash in the path, or a Host that is no host, with a 400 JSON error (the adapter refuses them before the app)', async () => {
     const cases: [string, RegExp][] = [
-      ['GET /studio\\..\\package.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n', /^malformed request: backslash in request path$/],
-      ['POST /generate\\ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 8\r\nConnection: close\r\n\r\nprompt=a', /^malformed request: backslash in request path$/],
+      [
+        'GET /studio\\..\\package.json HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n',
+        /^malformed request: backslash in request path$/,
+      ],
+      [
+        'POST /generate\\ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 8\r\nConnection: close\r\n\r\nprompt=a',
+        /^malformed request: backslash in request path$/,
+      ],
       ['GET /health HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n', /^malformed request: /],
     ];
     for (const [request, error] of cases) {

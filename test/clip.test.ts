@@ -14,7 +14,16 @@ import { createStages } from '../src/pipelines/backends.js';
 import { Pipeline } from '../src/pipelines/generate.js';
 import type { Check, Job } from '../src/pipelines/job.js';
 import { affinePredictor, loadAestheticPredictor, readSafetensors } from '../src/pipelines/validate/aesthetic.js';
-import { ClipValidator, clipFolderFiles, clipImageSettings, clipPixelValues, cosine, flattenOnWhite, mean, geometricMeanCosine } from '../src/pipelines/validate/clip.js';
+import {
+  ClipValidator,
+  clipFolderFiles,
+  clipImageSettings,
+  clipPixelValues,
+  cosine,
+  flattenOnWhite,
+  mean,
+  geometricMeanCosine,
+} from '../src/pipelines/validate/clip.js';
 import { allocateCloud, colourToDc, logit, type GaussianCloud } from '../src/splat/cloud.js';
 import { weightsStore } from '../src/weights/store.js';
 import { aestheticSafetensors, writeTinyClip, type TinyClip } from './helpers/models.js';
@@ -61,7 +70,7 @@ describe('alignment and aesthetic formulas', () => {
   });
 });
 
-describe('convert_aesthetic.py (the GPU worker\'s converter) and the service\'s reader agree', () => {
+describe("convert_aesthetic.py (the GPU worker's converter) and the service's reader agree", () => {
   it('folds linear layers with dropouts between them into one affine map', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'fast3d-convert-'));
     try {
@@ -69,7 +78,7 @@ describe('convert_aesthetic.py (the GPU worker\'s converter) and the service\'s 
       const widths = [8, 6, 5, 4, 3, 1];
       const indices = [0, 2, 4, 6, 7];
       let seed = 7;
-      const random = () => ((seed = (seed * 16807) % 2147483647) / 2147483647) - 0.5;
+      const random = () => (seed = (seed * 16807) % 2147483647) / 2147483647 - 0.5;
       const layers = indices.map((_, l) => ({
         weight: Array.from({ length: widths[l + 1] }, () => Array.from({ length: widths[l] }, random)),
         bias: Array.from({ length: widths[l + 1] }, random),
@@ -115,7 +124,10 @@ function flatCloud(count: number, colour: [number, number, number]): GaussianClo
     c.f_dc_2[i] = colourToDc(colour[2]);
     c.opacity[i] = logit(0.9);
     c.scale_0[i] = c.scale_1[i] = c.scale_2[i] = Math.log(0.01);
-    c.rot_0[i] = 0.9; c.rot_1[i] = 0.1; c.rot_2[i] = 0.2; c.rot_3[i] = 0.3;
+    c.rot_0[i] = 0.9;
+    c.rot_1[i] = 0.1;
+    c.rot_2[i] = 0.2;
+    c.rot_3[i] = 0.3;
   }
   return cloud;
 }
@@ -176,7 +188,8 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     const cosines = views.map((v) => cosine(v, text));
     const expectedAlignment = Math.exp(cosines.reduce((s, c) => s + Math.log(Math.min(1, Math.max(0, c))), 0) / 4);
     const norm = (v: Float32Array) => Math.hypot(...v);
-    const expectedAesthetic = views.reduce((s, v) => s + v.reduce((t, x, d) => t + (x / norm(v)) * aestheticWeight[d], 0) + aestheticBias, 0) / 4;
+    const expectedAesthetic =
+      views.reduce((s, v) => s + v.reduce((t, x, d) => t + (x / norm(v)) * aestheticWeight[d], 0) + aestheticBias, 0) / 4;
 
     expect(checks.map((c) => c.name)).toEqual(['clip_geomean_cosine', 'clip_similarity', 'aesthetic']);
     expect(checks[0].value).toBeCloseTo(expectedAlignment, 4);
@@ -198,7 +211,11 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     expect(renderer.calls).toEqual([{ count: 4, size: 32 }]);
 
     expectTextChecks(checks, prompt, cloud);
-    for (const [check, threshold] of [[checks[0], 0.2], [checks[1], 0.24], [checks[2], 4.5]] as const) {
+    for (const [check, threshold] of [
+      [checks[0], 0.2],
+      [checks[1], 0.24],
+      [checks[2], 4.5],
+    ] as const) {
       expect(check.threshold).toBe(threshold);
       expect(check.passed).toBe(check.value >= threshold);
       expect(check.by).toBe('clip');
@@ -210,10 +227,16 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     // The same tiny model, its vision tower behind about 50 GFLOP of matrix products that add nothing.
     const modelDir = join(root, 'heavy-clip');
     await writeTinyClip(modelDir, { dim: 4, imageSize: 16, heavy: 2 });
-    const clip = new ClipValidator(options({
-      modelDir,
-      files: weightsStore(root, 'checksum').files([...clipFolderFiles('fp32').map((f) => join(modelDir, f)), join(root, 'aesthetic.safetensors')]),
-    }), flatViewRenderer());
+    const clip = new ClipValidator(
+      options({
+        modelDir,
+        files: weightsStore(root, 'checksum').files([
+          ...clipFolderFiles('fp32').map((f) => join(modelDir, f)),
+          join(root, 'aesthetic.safetensors'),
+        ]),
+      }),
+      flatViewRenderer(),
+    );
     await clip.init();
     const cloud = flatCloud(8000, [0.8, 0.3, 0.2]);
 
@@ -222,7 +245,11 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     let longest: number;
     let took: number;
     try {
-      const checks = await clip.validate({ job: textJob('a red Cat'), cloud, image: { width: 1, height: 1, data: new Uint8ClampedArray(4) } });
+      const checks = await clip.validate({
+        job: textJob('a red Cat'),
+        cloud,
+        image: { width: 1, height: 1, data: new Uint8ClampedArray(4) },
+      });
       expectTextChecks(checks, 'a red Cat', cloud);
     } finally {
       longest = loop.stop();
@@ -241,13 +268,16 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     const settings = clipImageSettings(JSON.parse(await readFile(join(root, 'tiny-clip', 'preprocessor_config.json'), 'utf8')));
     // A wide gradient with a transparent corner, already 16 high: no resampling, so the centre crop,
     // flattening, rescale, normalisation and NCHW layout must match the processor value for value.
-    const w = 26, h = 16;
+    const w = 26,
+      h = 16;
     const view: RgbaImage = { width: w, height: h, data: new Uint8ClampedArray(w * h * 4) };
-    for (let y = 0; y < h; y++) for (let x = 0; x < w; x++) view.data.set([x * 9, y * 15, 255 - x * 7, x < 9 && y < 4 ? 60 : 255], (y * w + x) * 4);
+    for (let y = 0; y < h; y++)
+      for (let x = 0; x < w; x++) view.data.set([x * 9, y * 15, 255 - x * 7, x < 9 && y < 4 ? 60 : 255], (y * w + x) * 4);
     const ours = await clipPixelValues(settings, [view, view]);
     const reference = (await processor(new RawImage(flattenOnWhite(view), w, h, 3))).pixel_values as Tensor;
     expect(ours.dims).toEqual([2, 3, 16, 16]);
-    const a = ours.data as Float32Array, b = reference.data as Float32Array;
+    const a = ours.data as Float32Array,
+      b = reference.data as Float32Array;
     for (let i = 0; i < b.length; i++) {
       expect(a[i]).toBeCloseTo(b[i], 5);
       expect(a[b.length + i]).toBeCloseTo(b[i], 5);
@@ -310,7 +340,10 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
       load: async (kind, loadOptions) => {
         const model = await inner.load(kind, loadOptions);
         return {
-          call: (method, args, callOptions) => { methods.push(method); return model.call(method, args, callOptions); },
+          call: (method, args, callOptions) => {
+            methods.push(method);
+            return model.call(method, args, callOptions);
+          },
           release: () => model.release(),
         };
       },
@@ -355,10 +388,13 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
 
   it('reports missing model files with their paths and does not load', async () => {
     const modelDir = join(root, 'absent-clip');
-    const clip = new ClipValidator(options({
-      modelDir,
-      files: weightsStore(root, 'checksum').files(clipFolderFiles('fp32').map((f) => join(modelDir, f))),
-    }), flatViewRenderer());
+    const clip = new ClipValidator(
+      options({
+        modelDir,
+        files: weightsStore(root, 'checksum').files(clipFolderFiles('fp32').map((f) => join(modelDir, f))),
+      }),
+      flatViewRenderer(),
+    );
     const readiness = clip.readiness();
     expect(readiness.ready).toBe(false);
     expect(readiness.detail).toContain(join(modelDir, 'onnx/vision_model.onnx'));
@@ -369,7 +405,10 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
   it('cannot be configured without a view renderer', () => {
     const config = parseConfig({ validate: { checks: ['gates', 'clip'] }, weights: { dir: root }, cache: { enabled: false } });
     expect(() => createStages(config, defaultStageDeps(config))).toThrow(/no view renderer was given to createStages/);
-    expect(createStages(config, { ...defaultStageDeps(config), renderViews: flatViewRenderer() }).validators.map((v) => v.name)).toEqual(['gates', 'clip']);
+    expect(createStages(config, { ...defaultStageDeps(config), renderViews: flatViewRenderer() }).validators.map((v) => v.name)).toEqual([
+      'gates',
+      'clip',
+    ]);
   });
 
   describe('through the pipeline', () => {
@@ -380,7 +419,13 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
         image_to_3d: { inflate: { max_gaussians: 9000 } },
         validate: {
           checks: ['gates', 'clip'],
-          clip: { model: join(root, 'tiny-clip'), aesthetic_weights: join(root, 'aesthetic.safetensors'), views: 3, view_size: 32, ...clipSection },
+          clip: {
+            model: join(root, 'tiny-clip'),
+            aesthetic_weights: join(root, 'aesthetic.safetensors'),
+            views: 3,
+            view_size: 32,
+            ...clipSection,
+          },
           gates: gates ?? {},
         },
         weights: { dir: root },
@@ -413,11 +458,19 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
       expect(new Set(outcome.report.attempts.map((a) => a.seed)).size).toBe(2);
       for (const attempt of outcome.report.attempts) {
         expect(attempt.checks.map((c) => `${c.by}:${c.name}`)).toEqual([
-          'gates:gaussian_count', 'gates:transparent_share', 'gates:rotations_not_identity', 'gates:first_points_not_ones',
-          'clip:clip_geomean_cosine', 'clip:clip_similarity', 'clip:aesthetic',
+          'gates:gaussian_count',
+          'gates:transparent_share',
+          'gates:rotations_not_identity',
+          'gates:first_points_not_ones',
+          'clip:clip_geomean_cosine',
+          'clip:clip_similarity',
+          'clip:aesthetic',
         ]);
       }
-      expect(renderer.calls).toEqual([{ count: 3, size: 32 }, { count: 3, size: 32 }]);
+      expect(renderer.calls).toEqual([
+        { count: 3, size: 32 },
+        { count: 3, size: 32 },
+      ]);
       expect(outcome.report.timings.validate).toBeGreaterThan(0);
     });
 
@@ -433,7 +486,13 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
         image_to_3d: { inflate: { max_gaussians: 9000 } },
         validate: {
           checks: ['gates', 'clip'],
-          clip: { model: join(root, 'tiny-clip'), aesthetic_weights: join(root, 'aesthetic.safetensors'), views: 2, view_size: 32, min_geomean_cosine: 1 },
+          clip: {
+            model: join(root, 'tiny-clip'),
+            aesthetic_weights: join(root, 'aesthetic.safetensors'),
+            views: 2,
+            view_size: 32,
+            min_geomean_cosine: 1,
+          },
         },
         weights: { dir: root },
       });
@@ -449,7 +508,9 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
       const attempts = res.headers.get('X-Fast3d-Report')!.split(';');
       expect(attempts).toHaveLength(2);
       for (const attempt of attempts) {
-        expect(attempt).toMatch(/^\d:\d+:reject:gaussian_count=\d+\/7000\/pass:transparent_share=[^:]+:rotations_not_identity=[^:]+:first_points_not_ones=-1\/-1\/pass:clip_geomean_cosine=[\d.e-]+\/1\/fail:clip_similarity=[-\d.e]+\/0\.2400\/(pass|fail):aesthetic=[\d.]+\/4\.500\/(pass|fail)$/);
+        expect(attempt).toMatch(
+          /^\d:\d+:reject:gaussian_count=\d+\/7000\/pass:transparent_share=[^:]+:rotations_not_identity=[^:]+:first_points_not_ones=-1\/-1\/pass:clip_geomean_cosine=[\d.e-]+\/1\/fail:clip_similarity=[-\d.e]+\/0\.2400\/(pass|fail):aesthetic=[\d.]+\/4\.500\/(pass|fail)$/,
+        );
       }
       await service.close();
     });

@@ -5,7 +5,9 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { ConfigError, describeConfig, loadConfig, parseConfig } from '../src/config/load.js';
 
 const dirs: string[] = [];
-afterAll(() => { for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true }); });
+afterAll(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 function yamlFile(text: string): string {
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-config-'));
@@ -51,8 +53,12 @@ describe('config', () => {
   });
 
   it('rejects a frame change that is not a proper rotation, naming the key', () => {
-    expect(() => parseConfig({ contract: { image_file_rotation: [1, 0, 0, 0, 1, 0, 0, 0, -1] } })).toThrow(/contract\.image_file_rotation: .*is a reflection/);
-    expect(() => parseConfig({ contract: { image_file_rotation: [2, 0, 0, 0, 1, 0, 0, 0, 1] } })).toThrow(/contract\.image_file_rotation: .*not a rotation matrix/);
+    expect(() => parseConfig({ contract: { image_file_rotation: [1, 0, 0, 0, 1, 0, 0, 0, -1] } })).toThrow(
+      /contract\.image_file_rotation: .*is a reflection/,
+    );
+    expect(() => parseConfig({ contract: { image_file_rotation: [2, 0, 0, 0, 1, 0, 0, 0, 1] } })).toThrow(
+      /contract\.image_file_rotation: .*not a rotation matrix/,
+    );
     expect(parseConfig({ contract: { image_file_rotation: [1, 0, 0, 0, 0, -1, 0, 1, 0] } }).contract.image_file_rotation).toHaveLength(9);
   });
 
@@ -88,7 +94,7 @@ describe('config', () => {
 });
 
 describe('presets in the config', () => {
-  it('resolves balanced to exactly the config\'s sections, and the others on top of them', async () => {
+  it("resolves balanced to exactly the config's sections, and the others on top of them", async () => {
     const { presetsOf } = await import('../src/pipelines/presets.js');
     const { configSettings } = await import('../src/compose.js');
     const config = parseConfig({ validate: { clip: { min_similarity: 0.3 } }, pipeline: { retries: 2 } });
@@ -104,7 +110,10 @@ describe('presets in the config', () => {
 
   it('lets a user add a preset and change a built-in one, keeping its other values', async () => {
     const { presetsOf } = await import('../src/pipelines/presets.js');
-    const config = parseConfig({ presets: { fast: { pipeline: { retries: 1 } }, 'my-look': { text_to_image: { gpu_worker: { steps: 1 } } } }, contract: { preset: 'my-look' } });
+    const config = parseConfig({
+      presets: { fast: { pipeline: { retries: 1 } }, 'my-look': { text_to_image: { gpu_worker: { steps: 1 } } } },
+      contract: { preset: 'my-look' },
+    });
     const presets = presetsOf(config);
     expect(presets.resolve('fast').settings.pipeline).toMatchObject({ retries: 1, max_gaussians: 300_000 });
     expect(presets.resolve().name).toBe('my-look');
@@ -112,12 +121,18 @@ describe('presets in the config', () => {
   });
 
   it('stops start-up on a bad preset, naming its key', () => {
-    expect(() => parseConfig({ presets: { fast: { text_to_image: { gpu_worker: { size: 770 } } } } })).toThrow(/presets\.fast\.text_to_image\.gpu_worker\.size: .*multiple of 16/);
-    expect(() => parseConfig({ presets: { mine: { pipeline: { max_gaussians: 5000 } } } })).toThrow(/presets\.mine\.pipeline\.max_gaussians: .*7000/);
+    expect(() => parseConfig({ presets: { fast: { text_to_image: { gpu_worker: { size: 770 } } } } })).toThrow(
+      /presets\.fast\.text_to_image\.gpu_worker\.size: .*multiple of 16/,
+    );
+    expect(() => parseConfig({ presets: { mine: { pipeline: { max_gaussians: 5000 } } } })).toThrow(
+      /presets\.mine\.pipeline\.max_gaussians: .*7000/,
+    );
     expect(() => parseConfig({ presets: { mine: { pipeline: { retries: 9 } } } })).toThrow(/presets\.mine\.pipeline\.retries: /);
     expect(() => parseConfig({ presets: { mine: { matting: { margin: 0.2 } } } })).toThrow(/presets\.mine\.matting: unknown key/);
     expect(() => parseConfig({ presets: { 'Big Look': {} } })).toThrow(/presets\.Big Look: a preset name/);
-    expect(() => parseConfig({ contract: { image_file_preset: 'turbo' } })).toThrow(/contract\.image_file_preset: unknown preset "turbo"; known presets: realtime, fast, balanced, quality/);
+    expect(() => parseConfig({ contract: { image_file_preset: 'turbo' } })).toThrow(
+      /contract\.image_file_preset: unknown preset "turbo"; known presets: realtime, fast, balanced, quality/,
+    );
   });
 });
 

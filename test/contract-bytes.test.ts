@@ -76,7 +76,7 @@ describe('contract routes answer the recorded bytes in the Y-up frame', () => {
   });
   afterAll(() => server.close());
 
-  it('POST /generate with prompt_image_file, answers in the validator\'s frame', async () => {
+  it("POST /generate with prompt_image_file, answers in the validator's frame", async () => {
     const png = await discImage({ size: 160, radius: 55 });
     const form = new FormData();
     form.set('prompt_image_file', new Blob([new Uint8Array(png)], { type: 'image/png' }), 'object.png');

@@ -23,11 +23,18 @@ describe('the CPU pool', () => {
   it('gives the bytes the same backends give in process, picture to cloud', async () => {
     const ctx = jobContext({ config: testConfig({ image_to_3d: { inflate: { max_gaussians: 20000 } } }) });
     const local = { t2i: previewTextToImage(settings), matting: keyingMatting(settings), i23: inflateImageTo3d(settings) };
-    const remote = { t2i: offloadTextToImage(local.t2i, pool), matting: offloadMatting(local.matting, pool), i23: offloadImageTo3d(local.i23, pool) };
+    const remote = {
+      t2i: offloadTextToImage(local.t2i, pool),
+      matting: offloadMatting(local.matting, pool),
+      i23: offloadImageTo3d(local.i23, pool),
+    };
     expect(remote.t2i.name).toBe('preview');
     const [a, b] = await Promise.all([local.t2i.generate('a green mug', 4, ctx), remote.t2i.generate('a green mug', 4, ctx)]);
     expect(Buffer.compare(Buffer.from(a.data), Buffer.from(b.data))).toBe(0);
-    const [ma, mb] = await Promise.all([local.matting.matte({ image: a, fromUser: false }, ctx), remote.matting.matte({ image: a, fromUser: false }, ctx)]);
+    const [ma, mb] = await Promise.all([
+      local.matting.matte({ image: a, fromUser: false }, ctx),
+      remote.matting.matte({ image: a, fromUser: false }, ctx),
+    ]);
     expect(a.data.length).toBeGreaterThan(0); // the caller's picture is copied to the worker, never taken from it
     expect(Buffer.compare(Buffer.from(ma!.data), Buffer.from(mb!.data))).toBe(0);
     const [ca, cb] = await Promise.all([local.i23.generate(ma!, 4, ctx), remote.i23.generate(ma!, 4, ctx)]);
@@ -51,7 +58,12 @@ describe('the CPU pool', () => {
       expect(Buffer.compare(Buffer.from(a.mesh[key]!.buffer), Buffer.from(b.mesh[key]!.buffer))).toBe(0);
     }
     // A backend without meshes is offloaded without them.
-    const cloudOnly: ImageTo3d = { name: local.name, preview: true, readiness: () => local.readiness(), generate: (i, s, c) => local.generate(i, s, c) };
+    const cloudOnly: ImageTo3d = {
+      name: local.name,
+      preview: true,
+      readiness: () => local.readiness(),
+      generate: (i, s, c) => local.generate(i, s, c),
+    };
     expect(offloadImageTo3d(cloudOnly, pool).generateWithMesh).toBeUndefined();
   });
 

@@ -46,7 +46,9 @@ describe('mesh options on glb and the LOD artefacts', () => {
       'glb_lod2 is level 3 of the LOD chain: lods must list at least 3 levels (for example [1, 0.5, 0.25, 0.1])',
     );
     expect(specViolation({ format: 'glb_lod1' }, limits)).toMatch(/lods must list at least 2 levels/);
-    expect(specViolation({ format: 'glb', mesh: { compression: 'zip' as never } }, limits)).toBe('compression must be one of none, meshopt, draco');
+    expect(specViolation({ format: 'glb', mesh: { compression: 'zip' as never } }, limits)).toBe(
+      'compression must be one of none, meshopt, draco',
+    );
     expect(specViolation({ format: 'glb', mesh: { faces: 200_000 } }, limits)).toMatch(/faces must be a whole number from 500 to 100000/);
     expect(specViolation({ format: 'spz', spzVersion: 5 as never }, limits)).toBe('spz_version must be one of 3, 4');
     expect(specViolation({ format: 'ply', spzVersion: 4 }, limits)).toBe('spz_version applies to spz artefacts only');
@@ -55,7 +57,9 @@ describe('mesh options on glb and the LOD artefacts', () => {
 
   it('keys each variant apart in the cache, and names files by their longest extension', () => {
     expect(specKey({ format: 'glb' }, 'r')).toBe('glb');
-    expect(specKey({ format: 'glb', mesh: request }, 'r')).not.toBe(specKey({ format: 'glb', mesh: { ...request, compression: 'draco' } }, 'r'));
+    expect(specKey({ format: 'glb', mesh: request }, 'r')).not.toBe(
+      specKey({ format: 'glb', mesh: { ...request, compression: 'draco' } }, 'r'),
+    );
     expect(specKey({ format: 'spz', spzVersion: 3 }, 'r')).toBe('spz');
     expect(specKey({ format: 'spz', spzVersion: 4 }, 'r')).toBe('spz:v4');
     expect(formatForPath(formats, 'chair.lod2.glb')!.name).toBe('glb_lod2');
@@ -98,13 +102,17 @@ describe('OBJ zip', () => {
     const enc = (s: string) => new TextEncoder().encode(s);
     expect(objZipViolation(bytes, limits)).toBeNull();
     expect(objZipViolation(bytes.subarray(0, bytes.length - 30), limits)).toMatch(/^not a readable zip/);
-    expect(rezip({ 'model.obj': enc(`${text('model.obj')}f 1/1/1 2/2/2 9999/1/1\n`) })).toMatch(/corner 9999\/1\/1 names an element the file does not have/);
+    expect(rezip({ 'model.obj': enc(`${text('model.obj')}f 1/1/1 2/2/2 9999/1/1\n`) })).toMatch(
+      /corner 9999\/1\/1 names an element the file does not have/,
+    );
     expect(rezip({ 'model.obj': enc(text('model.obj').replace(/^v (\S+)/m, 'v nan')) })).toMatch(/v needs 3 finite numbers/);
     expect(rezip({ 'texture.png': undefined })).toBe('model.mtl names "texture.png", which the zip does not hold');
     expect(rezip({ 'texture.png': files['texture.png'].subarray(0, 100) })).toMatch(/^texture\.png is no whole PNG/);
     expect(rezip({ 'notes.txt': enc('hello') })).toBe('the zip holds files nothing names: notes.txt');
     expect(rezip({ 'model.obj': undefined, 'dir/model.obj': files['model.obj'] })).toMatch(/not a plain file name/);
-    expect(rezip({ 'model.obj': enc(text('model.obj').replace('usemtl fast3d', 'usemtl other')) })).toMatch(/usemtl names other, which model\.mtl does not define/);
+    expect(rezip({ 'model.obj': enc(text('model.obj').replace('usemtl fast3d', 'usemtl other')) })).toMatch(
+      /usemtl names other, which model\.mtl does not define/,
+    );
     expect(objZipViolation(bytes, { maxBytes: 50e6, maxUnzippedBytes: 1000 })).toMatch(/declare more than 1000 bytes/);
   });
 });

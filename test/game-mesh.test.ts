@@ -13,13 +13,17 @@ import { sphereMesh } from './helpers/meshes.js';
  * positions, with different uvs; colours from the position.
  */
 function seamedSphere(segments: number, rings: number): TriangleMesh {
-  const positions: number[] = [], uvs: number[] = [], colours: number[] = [];
+  const positions: number[] = [],
+    uvs: number[] = [],
+    colours: number[] = [];
   for (let r = 0; r <= rings; r++) {
     const theta = (Math.PI * r) / rings;
     const ring = r === 0 || r === rings ? 0 : Math.sin(theta); // each pole at exactly one position
     for (let s = 0; s <= segments; s++) {
       const phi = (2 * Math.PI * (s % segments)) / segments; // the seam's two columns at exactly one position
-      const x = ring * Math.sin(phi), y = Math.cos(theta), z = ring * Math.cos(phi);
+      const x = ring * Math.sin(phi),
+        y = Math.cos(theta),
+        z = ring * Math.cos(phi);
       positions.push(0.5 * x, 0.5 * y, 0.5 * z);
       uvs.push(s / segments, r / rings);
       colours.push(0.5 + 0.5 * x, 0.5 + 0.5 * y, 0.5 + 0.5 * z);
@@ -29,12 +33,20 @@ function seamedSphere(segments: number, rings: number): TriangleMesh {
   const indices: number[] = [];
   for (let r = 0; r < rings; r++) {
     for (let s = 0; s < segments; s++) {
-      const a = at(r, s), b = at(r, s + 1), c = at(r + 1, s), d = at(r + 1, s + 1);
+      const a = at(r, s),
+        b = at(r, s + 1),
+        c = at(r + 1, s),
+        d = at(r + 1, s + 1);
       if (r > 0) indices.push(a, c, b);
       if (r < rings - 1) indices.push(b, c, d);
     }
   }
-  return { positions: new Float32Array(positions), indices: new Uint32Array(indices), uvs: new Float32Array(uvs), colours: new Float32Array(colours) };
+  return {
+    positions: new Float32Array(positions),
+    indices: new Uint32Array(indices),
+    uvs: new Float32Array(uvs),
+    colours: new Float32Array(colours),
+  };
 }
 
 const key = (p: Float32Array, v: number) => `${p[v * 3]},${p[v * 3 + 1]},${p[v * 3 + 2]}`;
@@ -44,7 +56,8 @@ function weldedEdgeUses(mesh: TriangleMesh): Map<string, number> {
   const uses = new Map<string, number>();
   for (let t = 0; t < mesh.indices.length; t += 3) {
     for (let k = 0; k < 3; k++) {
-      const a = key(mesh.positions, mesh.indices[t + k]), b = key(mesh.positions, mesh.indices[t + ((k + 1) % 3)]);
+      const a = key(mesh.positions, mesh.indices[t + k]),
+        b = key(mesh.positions, mesh.indices[t + ((k + 1) % 3)]);
       const edge = a < b ? `${a}|${b}` : `${b}|${a}`;
       uses.set(edge, (uses.get(edge) ?? 0) + 1);
     }
@@ -67,7 +80,7 @@ describe('simplifyMesh', () => {
     expect(same.triangles).toBe(16128);
   });
 
-  it('keeps the UV seam: the surface stays closed across it, no triangle spans it, and uvs and colours are the input\'s', async () => {
+  it("keeps the UV seam: the surface stays closed across it, no triangle spans it, and uvs and colours are the input's", async () => {
     const sphere = seamedSphere(96, 48);
     expect([...weldedEdgeUses(sphere).values()].every((n) => n === 2)).toBe(true);
     const { mesh, triangles } = await simplifyMesh(sphere, 1500);
@@ -93,7 +106,8 @@ describe('simplifyMesh', () => {
     expect([...uvsAt.values()].filter((s) => s.size === 2).length).toBeGreaterThan(4);
     // Every vertex left is one of the input's, with its uv and colour.
     const input = new Map<string, string>();
-    for (let v = 0; v < vertexCount(sphere); v++) input.set(`${key(sphere.positions, v)}/${sphere.uvs![v * 2]}`, `${sphere.colours!.slice(v * 3, v * 3 + 3)}`);
+    for (let v = 0; v < vertexCount(sphere); v++)
+      input.set(`${key(sphere.positions, v)}/${sphere.uvs![v * 2]}`, `${sphere.colours!.slice(v * 3, v * 3 + 3)}`);
     for (let v = 0; v < vertexCount(mesh); v++) {
       expect(input.get(`${key(mesh.positions, v)}/${mesh.uvs![v * 2]}`)).toBe(`${mesh.colours!.slice(v * 3, v * 3 + 3)}`);
     }
@@ -103,7 +117,10 @@ describe('simplifyMesh', () => {
 describe('placeMesh', () => {
   it('scales the vertices so the largest side is size_m, and puts the bottom centre on the origin for pivot bottom', () => {
     const mesh = sphereMesh(16, 8, 3);
-    for (let i = 0; i < mesh.positions.length; i += 3) { mesh.positions[i] += 10; mesh.positions[i + 1] = mesh.positions[i + 1] * 0.5 - 4; }
+    for (let i = 0; i < mesh.positions.length; i += 3) {
+      mesh.positions[i] += 10;
+      mesh.positions[i + 1] = mesh.positions[i + 1] * 0.5 - 4;
+    }
     placeMesh(mesh, { sizeM: 2.5, pivot: 'bottom' });
     const { min, max } = meshBounds(mesh);
     expect(Math.max(...[0, 1, 2].map((a) => max[a] - min[a]))).toBeCloseTo(2.5, 5);
@@ -126,8 +143,12 @@ describe('bakeVertexColours', () => {
     expect(baked.colours).toBeUndefined();
     expect(triangleCount(baked)).toBe(triangleCount(sphere));
     const bilinear = (u: number, v: number, ch: number) => {
-      const x = u * t.width - 0.5, y = v * t.height - 0.5;
-      const x0 = Math.floor(x), y0 = Math.floor(y), fx = x - x0, fy = y - y0;
+      const x = u * t.width - 0.5,
+        y = v * t.height - 0.5;
+      const x0 = Math.floor(x),
+        y0 = Math.floor(y),
+        fx = x - x0,
+        fy = y - y0;
       const at = (xx: number, yy: number) => t.data[(yy * t.width + xx) * 4 + ch] / 255;
       return (1 - fy) * ((1 - fx) * at(x0, y0) + fx * at(x0 + 1, y0)) + fy * ((1 - fx) * at(x0, y0 + 1) + fx * at(x0 + 1, y0 + 1));
     };
@@ -135,7 +156,12 @@ describe('bakeVertexColours', () => {
     for (let tri = 0; tri < triangleCount(sphere); tri++) {
       const corners = [0, 1, 2].map((k) => sphere.indices[tri * 3 + k]);
       // The corners and the centroid: uv of the baked corners against the input's colours.
-      const weights = [[1, 0, 0], [0, 1, 0], [0, 0, 1], [1 / 3, 1 / 3, 1 / 3]];
+      const weights = [
+        [1, 0, 0],
+        [0, 1, 0],
+        [0, 0, 1],
+        [1 / 3, 1 / 3, 1 / 3],
+      ];
       for (const w of weights) {
         const u = w.reduce((s, wk, k) => s + wk * baked.uvs![(tri * 3 + k) * 2], 0);
         const v = w.reduce((s, wk, k) => s + wk * baked.uvs![(tri * 3 + k) * 2 + 1], 0);
@@ -206,7 +232,9 @@ describe('prepareGameMesh', () => {
     const limits = { maxFaces: 100_000 };
     expect(gameMeshViolation({ faces: 400 }, limits)).toMatch(/faces must be a whole number from 500 to 100000/);
     expect(gameMeshViolation({ faces: 200_000 }, limits)).toMatch(/from 500 to 100000 \(this preset's most\)/);
-    expect(gameMeshViolation({ faces: 50_000, textureSize: 256 }, limits)).toMatch(/texture_size 256 holds the colours of at most 16384 triangles/);
+    expect(gameMeshViolation({ faces: 50_000, textureSize: 256 }, limits)).toMatch(
+      /texture_size 256 holds the colours of at most 16384 triangles/,
+    );
     expect(gameMeshViolation({ faces: 10_000, textureSize: 256 }, limits)).toBeNull();
     expect(gameMeshViolation({ textureSize: 256 }, limits)).toMatch(/the mesh may have 100000/);
     expect(gameMeshViolation({ sizeM: 0 }, limits)).toMatch(/size_m must be a number of metres/);

@@ -34,11 +34,15 @@ describe('validator gates', () => {
   it('fails when one of the first three Gaussians sits at (1, 1, 1), as the validator does', () => {
     const cloud = cloudOf(8000, 0.9, [0.9, 0.1, 0, 0]);
     expect(verdicts(cloud).first_points_not_ones).toBe(true);
-    cloud.columns.x[2] = 1.00001; cloud.columns.y[2] = 1; cloud.columns.z[2] = 0.99999;
+    cloud.columns.x[2] = 1.00001;
+    cloud.columns.y[2] = 1;
+    cloud.columns.z[2] = 0.99999;
     expect(verdicts(cloud).first_points_not_ones).toBe(false);
     cloud.columns.x[2] = 1.001; // off SPZ's 1/4096 grid point
     expect(verdicts(cloud).first_points_not_ones).toBe(true);
-    cloud.columns.x[3] = 1; cloud.columns.y[3] = 1; cloud.columns.z[3] = 1; // the fourth does not count
+    cloud.columns.x[3] = 1;
+    cloud.columns.y[3] = 1;
+    cloud.columns.z[3] = 1; // the fourth does not count
     expect(verdicts(cloud).first_points_not_ones).toBe(true);
   });
 
@@ -56,9 +60,15 @@ function quatToMatrix([w, x, y, z]: number[]): number[] {
   const n = Math.hypot(w, x, y, z);
   [w, x, y, z] = [w / n, x / n, y / n, z / n];
   return [
-    1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y),
-    2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x),
-    2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y),
+    1 - 2 * (y * y + z * z),
+    2 * (x * y - w * z),
+    2 * (x * z + w * y),
+    2 * (x * y + w * z),
+    1 - 2 * (x * x + z * z),
+    2 * (y * z - w * x),
+    2 * (x * z - w * y),
+    2 * (y * z + w * x),
+    1 - 2 * (x * x + y * y),
   ];
 }
 
@@ -71,7 +81,9 @@ function mul(a: readonly number[], b: readonly number[]): number[] {
 describe('frames', () => {
   it('rotates positions and orientations together (R_new = R * R_old)', () => {
     const cloud = allocateCloud(1);
-    cloud.columns.x[0] = 1; cloud.columns.y[0] = 2; cloud.columns.z[0] = 3;
+    cloud.columns.x[0] = 1;
+    cloud.columns.y[0] = 2;
+    cloud.columns.z[0] = 3;
     const q = [0.8, 0.2, -0.3, 0.4];
     [cloud.columns.rot_0[0], cloud.columns.rot_1[0], cloud.columns.rot_2[0], cloud.columns.rot_3[0]] = q;
     for (const name of ['z-up', 'y-down'] as const) {

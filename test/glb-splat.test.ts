@@ -2,7 +2,14 @@
 import { NodeIO } from '@gltf-transform/core';
 import { validateBytes } from 'gltf-validator';
 import { describe, expect, it } from 'vitest';
-import { decodeSplatGlb, encodeSplatGlb, KHRGaussianSplatting, readSplatGlb, splatGlbViolation, type GaussianSplatting } from '../src/mesh/glb-splat.js';
+import {
+  decodeSplatGlb,
+  encodeSplatGlb,
+  KHRGaussianSplatting,
+  readSplatGlb,
+  splatGlbViolation,
+  type GaussianSplatting,
+} from '../src/mesh/glb-splat.js';
 import { SH_C0 } from '../src/splat/cloud.js';
 import { buildGlb, parseGlb } from './helpers/glb-chunks.js';
 import { loadFixtureCloud } from './helpers/fixtures.js';
@@ -11,19 +18,33 @@ const LIMIT = 500e6;
 const sigmoid = (v: number) => 1 / (1 + Math.exp(-v));
 
 describe('encodeSplatGlb', () => {
-  it('writes one POINTS primitive with the extension\'s attribute names, encodings and properties', async () => {
+  it("writes one POINTS primitive with the extension's attribute names, encodings and properties", async () => {
     const cloud = loadFixtureCloud('hamburger.ply');
     const bytes = await encodeSplatGlb(cloud);
     const { json } = parseGlb(bytes);
     expect(json.extensionsUsed).toEqual(['KHR_gaussian_splatting']);
-    const primitive = json.meshes![0].primitives[0] as { mode: number; attributes: Record<string, number>; extensions: Record<string, unknown> };
+    const primitive = json.meshes![0].primitives[0] as {
+      mode: number;
+      attributes: Record<string, number>;
+      extensions: Record<string, unknown>;
+    };
     expect(primitive.mode).toBe(0);
     expect(Object.keys(primitive.attributes).sort()).toEqual([
-      'COLOR_0', 'KHR_gaussian_splatting:OPACITY', 'KHR_gaussian_splatting:ROTATION', 'KHR_gaussian_splatting:SCALE',
-      'KHR_gaussian_splatting:SH_DEGREE_0_COEF_0', 'POSITION',
+      'COLOR_0',
+      'KHR_gaussian_splatting:OPACITY',
+      'KHR_gaussian_splatting:ROTATION',
+      'KHR_gaussian_splatting:SCALE',
+      'KHR_gaussian_splatting:SH_DEGREE_0_COEF_0',
+      'POSITION',
     ]);
-    expect(primitive.extensions.KHR_gaussian_splatting).toEqual({ kernel: 'ellipse', colorSpace: 'srgb_rec709_display', projection: 'perspective', sortingMethod: 'cameraDistance' });
-    const accessor = (name: string) => json.accessors![primitive.attributes[name]] as { type: string; componentType: number; normalized?: boolean; count: number };
+    expect(primitive.extensions.KHR_gaussian_splatting).toEqual({
+      kernel: 'ellipse',
+      colorSpace: 'srgb_rec709_display',
+      projection: 'perspective',
+      sortingMethod: 'cameraDistance',
+    });
+    const accessor = (name: string) =>
+      json.accessors![primitive.attributes[name]] as { type: string; componentType: number; normalized?: boolean; count: number };
     expect(accessor('KHR_gaussian_splatting:ROTATION')).toMatchObject({ type: 'VEC4', componentType: 5126, count: cloud.count });
     expect(accessor('KHR_gaussian_splatting:SCALE')).toMatchObject({ type: 'VEC3', componentType: 5126 });
     expect(accessor('KHR_gaussian_splatting:OPACITY')).toMatchObject({ type: 'SCALAR', componentType: 5126 });
@@ -49,7 +70,7 @@ describe('encodeSplatGlb', () => {
     expect(back.columns.opacity[5]).toBeCloseTo(c.opacity[5], 3);
   });
 
-  it('passes its check; the validator\'s only errors are the extension\'s attribute names, which it does not know', async () => {
+  it("passes its check; the validator's only errors are the extension's attribute names, which it does not know", async () => {
     const bytes = await encodeSplatGlb(loadFixtureCloud('hamburger.ply'));
     expect(await splatGlbViolation(bytes, LIMIT)).toBeNull();
     const report = await validateBytes(bytes, { format: 'glb', writeTimestamp: false });
@@ -80,13 +101,19 @@ describe('encodeSplatGlb', () => {
       const accessor = json.accessors![attributes[name]] as { bufferView: number; byteOffset?: number; type: string };
       const view = json.bufferViews![accessor.bufferView] as { byteOffset?: number; byteStride?: number };
       const stride = view.byteStride ?? { SCALAR: 4, VEC3: 12, VEC4: 16 }[accessor.type]!;
-      new DataView(copy.buffer).setFloat32((view.byteOffset ?? 0) + (accessor.byteOffset ?? 0) + element * stride + component * 4, value, true);
+      new DataView(copy.buffer).setFloat32(
+        (view.byteOffset ?? 0) + (accessor.byteOffset ?? 0) + element * stride + component * 4,
+        value,
+        true,
+      );
       return splatGlbViolation(buildGlb(json, copy), LIMIT);
     };
     expect(await edit('KHR_gaussian_splatting:SCALE', 1, 0, -0.1)).toBe('splat 1 has a negative scale');
     expect(await edit('KHR_gaussian_splatting:OPACITY', 2, 0, 1.5)).toBe('the opacity of splat 2 is outside [0, 1]');
     expect(await edit('KHR_gaussian_splatting:ROTATION', 0, 0, 3)).toMatch(/^the rotation of splat 0 is not a unit quaternion/);
-    expect(await edit('KHR_gaussian_splatting:SH_DEGREE_0_COEF_0', 0, 0, NaN)).toMatch(/^the Khronos glTF validator reports 1 error\(s\): ACCESSOR_INVALID_FLOAT/);
+    expect(await edit('KHR_gaussian_splatting:SH_DEGREE_0_COEF_0', 0, 0, NaN)).toMatch(
+      /^the Khronos glTF validator reports 1 error\(s\): ACCESSOR_INVALID_FLOAT/,
+    );
     const lines = structuredClone(json);
     (lines.meshes![0].primitives[0] as { mode: number }).mode = 1;
     expect(await splatGlbViolation(buildGlb(lines, bin), LIMIT)).toBe('the splat primitive is not POINTS (mode 0)');
@@ -95,7 +122,9 @@ describe('encodeSplatGlb', () => {
     expect(await splatGlbViolation(buildGlb(moved, bin), LIMIT)).toBe('a node of the splat GLB has a transform');
     const missing = structuredClone(json);
     delete (missing.meshes![0].primitives[0].attributes as Record<string, number>)['KHR_gaussian_splatting:OPACITY'];
-    expect(await splatGlbViolation(buildGlb(missing, bin), LIMIT)).toBe('the splat primitive has no KHR_gaussian_splatting:OPACITY attribute');
+    expect(await splatGlbViolation(buildGlb(missing, bin), LIMIT)).toBe(
+      'the splat primitive has no KHR_gaussian_splatting:OPACITY attribute',
+    );
     expect(await splatGlbViolation(new Uint8Array(10), LIMIT)).toMatch(/shorter than the 12-byte GLB header/);
     expect(await splatGlbViolation(buildGlb(json, bin), 1000)).toMatch(/over the 1000-byte limit/);
   });

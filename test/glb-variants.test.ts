@@ -16,7 +16,7 @@ const VARIANTS: GlbEncoding[] = [{ compression: 'none' }, { compression: 'meshop
 const validate = (bytes: Uint8Array) => validateBytes(bytes, { format: 'glb', writeTimestamp: false });
 
 describe('encodeGlbVariant', () => {
-  it('none is encodeGlb\'s file, byte for byte', async () => {
+  it("none is encodeGlb's file, byte for byte", async () => {
     const sphere = sphereMesh(32, 16, 0.5, true);
     expect(Buffer.from(await encodeGlbVariant(sphere, { compression: 'none' })).equals(Buffer.from(await encodeGlb(sphere)))).toBe(true);
   });
@@ -44,12 +44,13 @@ describe('encodeGlbVariant', () => {
       expect(min[1]).toBeCloseTo(0, 3);
       // Colours: 8-bit quantization at most, in linear space, read back as sRGB.
       const sorted = (c: Float32Array) => [...c].map((v) => Math.round(v * 50)).sort((a, b) => a - b);
-      const a = sorted(mesh.colours!), b = sorted(sphere.colours!);
+      const a = sorted(mesh.colours!),
+        b = sorted(sphere.colours!);
       expect(a.filter((v, i) => Math.abs(v - b[i]) > 1).length).toBe(0);
     });
   }
 
-  it('meshopt is at most 40% of none\'s bytes, Draco less still, on a 65k-triangle coloured mesh', async () => {
+  it("meshopt is at most 40% of none's bytes, Draco less still, on a 65k-triangle coloured mesh", async () => {
     const sphere = sphereMesh(256, 128, 0.5, true);
     const none = (await encodeGlbVariant(sphere, { compression: 'none' })).length;
     const meshopt = (await encodeGlbVariant(sphere, { compression: 'meshopt' })).length;
@@ -64,7 +65,9 @@ describe('encodeGlbVariant', () => {
     const webp = await encodeGlbVariant(baked, { compression: 'meshopt', texture: 'webp' });
     expect(webp.length).toBeLessThan(png.length);
     const { json } = parseGlb(webp);
-    expect(json.extensionsRequired).toEqual(expect.arrayContaining(['EXT_texture_webp', 'EXT_meshopt_compression', 'KHR_mesh_quantization']));
+    expect(json.extensionsRequired).toEqual(
+      expect.arrayContaining(['EXT_texture_webp', 'EXT_meshopt_compression', 'KHR_mesh_quantization']),
+    );
     expect((await validate(webp)).issues.numErrors).toBe(0);
     expect((await inspectGlb(webp, RULES)).violations).toEqual([]);
     const mesh = await decodeGlb(webp);
@@ -72,14 +75,16 @@ describe('encodeGlbVariant', () => {
     expect(mesh.uvs!.length).toBe(baked.uvs!.length);
   });
 
-  it('the validator does not decode meshopt or Draco (it says so); the judge\'s rules read the decoded geometry', async () => {
+  it("the validator does not decode meshopt or Draco (it says so); the judge's rules read the decoded geometry", async () => {
     const big = sphereMesh(32, 16, 1, true); // 2 m across: outside the unit cube
     for (const compression of ['meshopt', 'draco'] as const) {
       const bytes = await encodeGlbVariant(big, { compression });
       const report = await validate(bytes);
       expect(report.issues.numErrors).toBe(0);
       expect(report.issues.messages.some((m) => m.code === 'UNSUPPORTED_EXTENSION')).toBe(true);
-      expect((await inspectGlb(bytes, RULES)).violations[0]).toMatch(/^the mesh spans x \[-1, 1\], y \[-1, 1\], z \[-1, 1\], outside \[-0\.5, 0\.5\]/);
+      expect((await inspectGlb(bytes, RULES)).violations[0]).toMatch(
+        /^the mesh spans x \[-1, 1\], y \[-1, 1\], z \[-1, 1\], outside \[-0\.5, 0\.5\]/,
+      );
     }
   });
 });
@@ -89,20 +94,31 @@ describe('bounds of compressed GLBs before any decoder runs', () => {
     const bytes = await encodeGlbVariant(sphereMesh(32, 16, 0.5, true), { compression: 'meshopt' });
     const { json, bin } = parseGlb(bytes);
     const grown = structuredClone(json);
-    (grown.bufferViews![1] as unknown as { extensions: { EXT_meshopt_compression: { count: number } } }).extensions.EXT_meshopt_compression.count = 1e7;
-    expect(glbBounds(buildGlb(grown, bin))).toEqual({ violation: expect.stringMatching(/^bufferViews\[1\] decodes to 120,000,000 bytes, more than its/) });
+    (
+      grown.bufferViews![1] as unknown as { extensions: { EXT_meshopt_compression: { count: number } } }
+    ).extensions.EXT_meshopt_compression.count = 1e7;
+    expect(glbBounds(buildGlb(grown, bin))).toEqual({
+      violation: expect.stringMatching(/^bufferViews\[1\] decodes to 120,000,000 bytes, more than its/),
+    });
     const inflated = structuredClone(json);
-    const view = inflated.bufferViews![1] as unknown as { byteLength: number; extensions: { EXT_meshopt_compression: { count: number; byteLength: number } } };
+    const view = inflated.bufferViews![1] as unknown as {
+      byteLength: number;
+      extensions: { EXT_meshopt_compression: { count: number; byteLength: number } };
+    };
     (inflated.buffers![1] as { byteLength: number }).byteLength = 2e9;
     view.byteLength = 12e8;
     view.extensions.EXT_meshopt_compression.count = 1e8;
-    expect(glbBounds(buildGlb(inflated, bin))).toEqual({ violation: expect.stringMatching(/^bufferViews\[1\] declares 1,200,000,000 bytes from [\d,]+ compressed ones/) });
+    expect(glbBounds(buildGlb(inflated, bin))).toEqual({
+      violation: expect.stringMatching(/^bufferViews\[1\] declares 1,200,000,000 bytes from [\d,]+ compressed ones/),
+    });
   });
 
   it('refuses Draco accessors that declare far more than their compressed bytes', async () => {
     const bytes = await encodeGlbVariant(sphereMesh(32, 16, 0.5, true), { compression: 'draco' });
     const { json, bin } = parseGlb(bytes);
     (json.accessors![1] as { count: number }).count = 4e7;
-    expect(glbBounds(buildGlb(json, bin))).toEqual({ violation: expect.stringMatching(/^accessors\[1\] declares 480,000,000 bytes from [\d,]+ bytes of Draco data/) });
+    expect(glbBounds(buildGlb(json, bin))).toEqual({
+      violation: expect.stringMatching(/^accessors\[1\] declares 480,000,000 bytes from [\d,]+ bytes of Draco data/),
+    });
   });
 });

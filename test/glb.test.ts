@@ -22,13 +22,24 @@ function box(): { positions: Float32Array; indices: Uint32Array } {
     positions[i * 3 + 1] = -1 + ((i >> 1) & 1);
     positions[i * 3 + 2] = 0.25 + ((i >> 2) & 1) * 0.5;
   }
-  const quads = [[0, 2, 6, 4], [1, 3, 7, 5], [0, 1, 5, 4], [2, 3, 7, 6], [0, 1, 3, 2], [4, 5, 7, 6]];
+  const quads = [
+    [0, 2, 6, 4],
+    [1, 3, 7, 5],
+    [0, 1, 5, 4],
+    [2, 3, 7, 6],
+    [0, 1, 3, 2],
+    [4, 5, 7, 6],
+  ];
   const centre = [4, -0.5, 0.5];
   const indices: number[] = [];
   const p = (i: number, a: number) => positions[i * 3 + a];
   for (const [a, b, c, d] of quads) {
-    for (const [i, j, k] of [[a, b, c], [a, c, d]]) {
-      const u = [0, 1, 2].map((x) => p(j, x) - p(i, x)), v = [0, 1, 2].map((x) => p(k, x) - p(i, x));
+    for (const [i, j, k] of [
+      [a, b, c],
+      [a, c, d],
+    ]) {
+      const u = [0, 1, 2].map((x) => p(j, x) - p(i, x)),
+        v = [0, 1, 2].map((x) => p(k, x) - p(i, x));
       const n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
       const out = [0, 1, 2].map((x) => (p(i, x) + p(j, x) + p(k, x)) / 3 - centre[x]);
       indices.push(...(n[0] * out[0] + n[1] * out[1] + n[2] * out[2] > 0 ? [i, j, k] : [i, k, j]));
@@ -64,7 +75,10 @@ async function glbWithMeshes(meshes: number): Promise<Uint8Array> {
   const scene = doc.createScene();
   for (let m = 0; m < meshes; m++) {
     const dx = (m - (meshes - 1) / 2) * 0.3;
-    const position = doc.createAccessor().setType('VEC3').setBuffer(buffer)
+    const position = doc
+      .createAccessor()
+      .setType('VEC3')
+      .setBuffer(buffer)
       .setArray(new Float32Array([dx - 0.1, -0.1, 0, dx + 0.1, -0.1, 0, dx, 0.1, 0]));
     const mesh = doc.createMesh().addPrimitive(doc.createPrimitive().setAttribute('POSITION', position));
     scene.addChild(doc.createNode().setMesh(mesh));
@@ -89,7 +103,7 @@ describe('encodeGlb', () => {
     expect(await glbViolation(bytes, RULES)).toBeNull();
   });
 
-  it('writes one mesh whose declared POSITION bounds are the data\'s, inside the unit cube (read by hand)', async () => {
+  it("writes one mesh whose declared POSITION bounds are the data's, inside the unit cube (read by hand)", async () => {
     const glb = readGlbIndependently(await encodeGlb(colouredBox()));
     expect(glb.meshes).toBe(1);
     expect(glb.json.asset.generator).toBe('fast3d');
@@ -118,14 +132,16 @@ describe('encodeGlb', () => {
     const images = json.images as { mimeType: string }[];
     expect(images.map((i) => i.mimeType)).toEqual(['image/png']);
     // glTF's defaults (metallic 1, roughness 1) apply to the factors a file leaves out.
-    const [material] = json.materials as { pbrMetallicRoughness: { metallicFactor?: number; roughnessFactor?: number; baseColorTexture: unknown } }[];
+    const [material] = json.materials as {
+      pbrMetallicRoughness: { metallicFactor?: number; roughnessFactor?: number; baseColorTexture: unknown };
+    }[];
     expect(material.pbrMetallicRoughness.metallicFactor).toBe(0);
     expect(material.pbrMetallicRoughness.roughnessFactor ?? 1).toBeGreaterThanOrEqual(0.9);
     expect(material.pbrMetallicRoughness.baseColorTexture).toBeDefined();
     expect(await glbViolation(bytes, RULES)).toBeNull();
   });
 
-  it('stores COLOR_0 linear, as glTF asks, from the mesh\'s sRGB colours', async () => {
+  it("stores COLOR_0 linear, as glTF asks, from the mesh's sRGB colours", async () => {
     const mesh = colouredBox();
     const { json, bin } = parseGlb(await encodeGlb(mesh));
     const accessor = json.accessors![json.meshes![0].primitives[0].attributes.COLOR_0];
@@ -150,7 +166,7 @@ describe('decodeGlb', () => {
     for (let i = 0; i < 24; i++) expect(Math.abs(back.colours![i] - mesh.colours![i])).toBeLessThanOrEqual(1 / 255);
   });
 
-  it('reads a GLB cut from a larger buffer at an offset that is not a multiple of 4 (a GPU worker\'s parts)', async () => {
+  it("reads a GLB cut from a larger buffer at an offset that is not a multiple of 4 (a GPU worker's parts)", async () => {
     const glb = await encodeGlb(colouredBox());
     const parts = new Uint8Array(glb.length + 3);
     parts.set(glb, 3);
@@ -159,7 +175,7 @@ describe('decodeGlb', () => {
     expect(await glbViolation(parts.subarray(3), { extent: 1, maxBytes: 1e6 })).toBeNull();
   });
 
-  it('round-trips a textured mesh\'s uvs and texture pixels', async () => {
+  it("round-trips a textured mesh's uvs and texture pixels", async () => {
     const mesh = texturedBox();
     const back = await decodeGlb(await encodeGlb(mesh));
     expect(back.colours).toBeUndefined();
@@ -170,15 +186,33 @@ describe('decodeGlb', () => {
   });
 
   it('reads a baked GLB: nested node transforms, several primitives merged, one shared JPEG texture', async () => {
-    const jpeg = await sharp({ create: { width: 8, height: 4, channels: 3, background: { r: 200, g: 100, b: 50 } } }).jpeg().toBuffer();
+    const jpeg = await sharp({ create: { width: 8, height: 4, channels: 3, background: { r: 200, g: 100, b: 50 } } })
+      .jpeg()
+      .toBuffer();
     const doc = new Document();
     const buffer = doc.createBuffer();
     const texture = doc.createTexture().setImage(new Uint8Array(jpeg)).setMimeType('image/jpeg');
     const material = doc.createMaterial().setBaseColorTexture(texture);
     const triangle = (z: number) =>
-      doc.createPrimitive().setMaterial(material)
-        .setAttribute('POSITION', doc.createAccessor().setType('VEC3').setBuffer(buffer).setArray(new Float32Array([0, 0, z, 1, 0, z, 0, 1, z])))
-        .setAttribute('TEXCOORD_0', doc.createAccessor().setType('VEC2').setBuffer(buffer).setArray(new Float32Array([0, 0, 1, 0, 0, 1])));
+      doc
+        .createPrimitive()
+        .setMaterial(material)
+        .setAttribute(
+          'POSITION',
+          doc
+            .createAccessor()
+            .setType('VEC3')
+            .setBuffer(buffer)
+            .setArray(new Float32Array([0, 0, z, 1, 0, z, 0, 1, z])),
+        )
+        .setAttribute(
+          'TEXCOORD_0',
+          doc
+            .createAccessor()
+            .setType('VEC2')
+            .setBuffer(buffer)
+            .setArray(new Float32Array([0, 0, 1, 0, 0, 1])),
+        );
     const mesh = doc.createMesh().addPrimitive(triangle(0)).addPrimitive(triangle(1));
     const child = doc.createNode().setMesh(mesh).setScale([2, 2, 2]);
     const parent = doc.createNode().setTranslation([10, 0, 0]).addChild(child);
@@ -194,11 +228,22 @@ describe('decodeGlb', () => {
   it('turns normalised byte COLOR_0 and colour factors into sRGB vertex colours, and keeps winding under a mirror', async () => {
     const doc = new Document();
     const buffer = doc.createBuffer();
-    const position = () => doc.createAccessor().setType('VEC3').setBuffer(buffer).setArray(new Float32Array([0, 0, 0, 1, 0, 0, 0, 1, 0]));
-    const bytes = doc.createAccessor().setType('VEC4').setBuffer(buffer).setNormalized(true)
+    const position = () =>
+      doc
+        .createAccessor()
+        .setType('VEC3')
+        .setBuffer(buffer)
+        .setArray(new Float32Array([0, 0, 0, 1, 0, 0, 0, 1, 0]));
+    const bytes = doc
+      .createAccessor()
+      .setType('VEC4')
+      .setBuffer(buffer)
+      .setNormalized(true)
       .setArray(new Uint8Array([255, 0, 0, 255, 0, 255, 0, 255, 0, 0, 255, 255]));
     const coloured = doc.createPrimitive().setAttribute('POSITION', position()).setAttribute('COLOR_0', bytes);
-    const tinted = doc.createPrimitive().setAttribute('POSITION', position())
+    const tinted = doc
+      .createPrimitive()
+      .setAttribute('POSITION', position())
       .setMaterial(doc.createMaterial().setBaseColorFactor([0.5, 0.5, 0.5, 1]));
     const points = doc.createPrimitive().setMode(Primitive.Mode.POINTS).setAttribute('POSITION', position());
     const mesh = doc.createMesh().addPrimitive(coloured).addPrimitive(tinted).addPrimitive(points);
@@ -213,13 +258,19 @@ describe('decodeGlb', () => {
 
   it('refuses a file with no triangle geometry, and bytes that are no GLB, with a clear message', async () => {
     const doc = new Document();
-    const position = doc.createAccessor().setType('VEC3').setBuffer(doc.createBuffer()).setArray(new Float32Array([0, 0, 0, 0.1, 0, 0]));
+    const position = doc
+      .createAccessor()
+      .setType('VEC3')
+      .setBuffer(doc.createBuffer())
+      .setArray(new Float32Array([0, 0, 0, 0.1, 0, 0]));
     const mesh = doc.createMesh().addPrimitive(doc.createPrimitive().setMode(Primitive.Mode.LINES).setAttribute('POSITION', position));
     doc.getRoot().setDefaultScene(doc.createScene().addChild(doc.createNode().setMesh(mesh)));
     const lines = await io().writeBinary(doc);
     await expect(decodeGlb(lines)).rejects.toThrow(/no triangle geometry/);
     expect(await glbViolation(lines, RULES)).toMatch(/no triangles/);
-    await expect(decodeGlb(new TextEncoder().encode('solid cube\n'))).rejects.toThrow(/not a GLB: 11 bytes, shorter than the 12-byte GLB header/);
+    await expect(decodeGlb(new TextEncoder().encode('solid cube\n'))).rejects.toThrow(
+      /not a GLB: 11 bytes, shorter than the 12-byte GLB header/,
+    );
   });
 });
 
@@ -251,7 +302,7 @@ describe('glbViolation', () => {
     expect(result.violations[1]).toMatch(/^the mesh spans x \[-1, 1\], outside \[-0\.5, 0\.5\] \(extent 1, raw vertices\)$/);
   });
 
-  it('refuses one mesh with two primitives (two materials): the judge\'s loader splits them into two geometries', async () => {
+  it("refuses one mesh with two primitives (two materials): the judge's loader splits them into two geometries", async () => {
     const doc = await io().readBinary(await encodeGlb(colouredBox()));
     const mesh = doc.getRoot().listMeshes()[0];
     const first = mesh.listPrimitives()[0];
@@ -261,7 +312,7 @@ describe('glbViolation', () => {
     const result = await inspectGlb(bytes, RULES);
     expect(result).toMatchObject({ meshes: 1, primitives: 2 });
     expect(result.violations).toEqual([
-      'the GLB\'s scene places 2 primitives (parts or materials); the judge\'s loader makes a geometry of each and wants exactly one',
+      "the GLB's scene places 2 primitives (parts or materials); the judge's loader makes a geometry of each and wants exactly one",
     ]);
   });
 
@@ -272,7 +323,8 @@ describe('glbViolation', () => {
     expect(outward.winding!.outwardShare).toBe(1);
     const inward = colouredBox();
     const flipped = { ...inward, indices: inward.indices.slice() };
-    for (let t = 0; t < flipped.indices.length; t += 3) [flipped.indices[t + 1], flipped.indices[t + 2]] = [flipped.indices[t + 2], flipped.indices[t + 1]];
+    for (let t = 0; t < flipped.indices.length; t += 3)
+      [flipped.indices[t + 1], flipped.indices[t + 2]] = [flipped.indices[t + 2], flipped.indices[t + 1]];
     const result = await inspectGlb(await encodeGlb(flipped), RULES);
     expect(result.winding!.volume).toBeCloseTo(-0.125, 6);
     expect(result.violations).toEqual([
@@ -286,10 +338,15 @@ describe('glbViolation', () => {
     const bytes = await encodeGlb(standing);
     expect(await glbViolation(bytes, { ...RULES, placement: { sizeM: 2, pivot: 'bottom' } })).toBeNull();
     expect(await glbViolation(bytes, RULES)).toMatch(/^the mesh spans x \[-1, 1\], y \[0, 1\], outside \[-0\.5, 0\.5\]/);
-    expect(await glbViolation(bytes, { ...RULES, placement: { sizeM: 2, pivot: 'center' } })).toMatch(/off-centre: its bounding box's centre is \(0, 0\.5, 0\)/);
-    expect(await glbViolation(bytes, { ...RULES, placement: { sizeM: 3, pivot: 'bottom' } })).toBe('the mesh\'s largest side is 2 m, not the 3 m asked for');
-    expect(await glbViolation(await encodeGlb(colouredBox(2)), { ...RULES, placement: { sizeM: 2, pivot: 'bottom' } }))
-      .toMatch(/^the mesh spans y \[-0\.5, 0\.5\], outside \[0, 2\] \(size 2 m, pivot bottom, raw vertices\)/);
+    expect(await glbViolation(bytes, { ...RULES, placement: { sizeM: 2, pivot: 'center' } })).toMatch(
+      /off-centre: its bounding box's centre is \(0, 0\.5, 0\)/,
+    );
+    expect(await glbViolation(bytes, { ...RULES, placement: { sizeM: 3, pivot: 'bottom' } })).toBe(
+      "the mesh's largest side is 2 m, not the 3 m asked for",
+    );
+    expect(await glbViolation(await encodeGlb(colouredBox(2)), { ...RULES, placement: { sizeM: 2, pivot: 'bottom' } })).toMatch(
+      /^the mesh spans y \[-0\.5, 0\.5\], outside \[0, 2\] \(size 2 m, pivot bottom, raw vertices\)/,
+    );
   });
 
   it('refuses a file with two meshes', async () => {
@@ -301,7 +358,9 @@ describe('glbViolation', () => {
 
   it('refuses truncated bytes and bytes that are no GLB', async () => {
     const bytes = await encodeGlb(colouredBox());
-    expect(await glbViolation(bytes.subarray(0, bytes.length - 10), RULES)).toMatch(/^truncated GLB: the header declares \d+ bytes, the file has \d+/);
+    expect(await glbViolation(bytes.subarray(0, bytes.length - 10), RULES)).toMatch(
+      /^truncated GLB: the header declares \d+ bytes, the file has \d+/,
+    );
     expect(await glbViolation(bytes.subarray(0, 8), RULES)).toMatch(/shorter than the 12-byte GLB header/);
     expect(await glbViolation(new TextEncoder().encode('ply\nformat binary_little_endian 1.0\n'), RULES)).toMatch(/magic "glTF"/);
   });
@@ -323,7 +382,14 @@ describe('glbViolation', () => {
 
   it('inspectGlb gives the counts the CLI prints', async () => {
     const result = await inspectGlb(await encodeGlb(colouredBox()), RULES);
-    expect(result).toMatchObject({ validator: { errors: 0, warnings: 0 }, meshes: 1, primitives: 1, triangles: 12, vertices: 8, violations: [] });
+    expect(result).toMatchObject({
+      validator: { errors: 0, warnings: 0 },
+      meshes: 1,
+      primitives: 1,
+      triangles: 12,
+      vertices: 8,
+      violations: [],
+    });
     expect(result.bounds!.max[0]).toBeCloseTo(0.5, 6);
   });
 });
@@ -331,20 +397,25 @@ describe('glbViolation', () => {
 describe('fast3d check x.glb', () => {
   async function runCheck(...args: string[]): Promise<{ code: number; stdout: string }> {
     let stdout = '';
-    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { stdout += String(chunk); return true; });
+    vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      stdout += String(chunk);
+      return true;
+    });
     const code = await check(args);
     vi.restoreAllMocks();
     return { code, stdout };
   }
 
-  it('prints the validator\'s counts, the mesh and the rules\' verdict; exits 1 on a violation', async () => {
+  it("prints the validator's counts, the mesh and the rules' verdict; exits 1 on a violation", async () => {
     const dir = mkdtempSync(join(tmpdir(), 'fast3d-glb-test-'));
     dirs.push(dir);
     writeFileSync(join(dir, 'good.glb'), await encodeGlb(colouredBox()));
     writeFileSync(join(dir, 'big.glb'), await encodeGlb(colouredBox(2)));
     const good = await runCheck(join(dir, 'good.glb'));
     expect(good.code).toBe(0);
-    expect(good.stdout).toMatch(/^ok {3}.*good\.glb: 1 mesh, 12 triangles, 8 vertices, bounds \[-0\.5, -0\.25, -0\.125\]\.\.\[0\.5, 0\.25, 0\.125\]; validator 0 errors, 0 warnings, 0 infos\n/);
+    expect(good.stdout).toMatch(
+      /^ok {3}.*good\.glb: 1 mesh, 12 triangles, 8 vertices, bounds \[-0\.5, -0\.25, -0\.125\]\.\.\[0\.5, 0\.25, 0\.125\]; validator 0 errors, 0 warnings, 0 infos\n/,
+    );
     const bad = await runCheck(join(dir, 'good.glb'), join(dir, 'big.glb'));
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(/\nFAIL .*big\.glb: the mesh spans x \[-1, 1\]/);

@@ -12,7 +12,15 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  budgetVerdict, imageJobs, median, memoryVerdict, redAboveBlue, rendersPsnr, SAME_SEED_MIN_PSNR, twoTonePicture, type JobTime,
+  budgetVerdict,
+  imageJobs,
+  median,
+  memoryVerdict,
+  redAboveBlue,
+  rendersPsnr,
+  SAME_SEED_MIN_PSNR,
+  twoTonePicture,
+  type JobTime,
 } from '../scripts/acceptance-probe.js';
 import { allocateCloud } from '../src/splat/cloud.js';
 import { NAMED_ROTATIONS, rotateCloud } from '../src/splat/frame.js';
@@ -26,10 +34,12 @@ afterAll(() => {
 });
 
 const jobs = (...seconds: (number | [number, number])[]): JobTime[] =>
-  seconds.map((t, i) => (Array.isArray(t) ? { seed: i, status: t[1], seconds: t[0], type: '' } : { seed: i, status: 200, seconds: t, type: '' }));
+  seconds.map((t, i) =>
+    Array.isArray(t) ? { seed: i, status: t[1], seconds: t[0], type: '' } : { seed: i, status: 200, seconds: t, type: '' },
+  );
 
 describe('the acceptance verdicts', () => {
-  it('takes the median of the times (the orchestrator\'s trimmed median: as many dropped from each end leave it as it is)', () => {
+  it("takes the median of the times (the orchestrator's trimmed median: as many dropped from each end leave it as it is)", () => {
     expect(median([5, 1, 4, 2, 3])).toBe(3);
     expect(median([4, 1, 3, 2])).toBe(2.5);
     expect(median([100, 1, 2, 3, 4, 5, 50, 60, 70, 80, 90, 95, 99])).toBe(60);
@@ -63,7 +73,7 @@ describe('the acceptance verdicts', () => {
     expect(budgetVerdict('ply', []).pass).toBe(false);
   });
 
-  it('fails GPU memory above 90 % of the card, from nvidia-smi\'s samples', () => {
+  it("fails GPU memory above 90 % of the card, from nvidia-smi's samples", () => {
     const within = memoryVerdict('1000, 81559\n72000, 81559\n3000, 81559\n');
     expect(within).toEqual({ pass: true, detail: 'peak 70.3 GiB of 79.6 GiB (88 %, within 90 %)' });
     const over = memoryVerdict('1000, 81559\n74000, 81559\n');
@@ -138,8 +148,14 @@ describe('the image jobs the probe sends', () => {
         { name: 'prompt.jpg', type: 'image/jpeg', seed: '70', size: readFileSync(picture).length },
         { name: 'prompt.jpg', type: 'image/jpeg', seed: '71', size: readFileSync(picture).length },
       ]);
-      const lines = tsv.trim().split('\n').map((l) => l.split('\t'));
-      expect(lines.map(([seed, status, , type]) => [seed, status, type])).toEqual([['70', '200', 'model/gltf-binary'], ['71', '200', 'model/gltf-binary']]);
+      const lines = tsv
+        .trim()
+        .split('\n')
+        .map((l) => l.split('\t'));
+      expect(lines.map(([seed, status, , type]) => [seed, status, type])).toEqual([
+        ['70', '200', 'model/gltf-binary'],
+        ['71', '200', 'model/gltf-binary'],
+      ]);
       for (const [, , seconds] of lines) {
         expect(Number(seconds)).toBeGreaterThanOrEqual(0.29);
         expect(Number(seconds)).toBeLessThan(1.5);
@@ -155,10 +171,33 @@ describe('bash scripts/gpu-acceptance.sh', () => {
   it('describes its modes and rows, and refuses unknown arguments', () => {
     const help = spawnSync('bash', ['scripts/gpu-acceptance.sh', '--help'], { encoding: 'utf8' });
     expect(help.status).toBe(0);
-    for (const text of ['--mode auto|ply|glb', 'competition 0', 'competition 1', 'trimmed median', '180 s', '--dry-run', '--previous', 'prompt.jpg']) {
+    for (const text of [
+      '--mode auto|ply|glb',
+      'competition 0',
+      'competition 1',
+      'trimmed median',
+      '180 s',
+      '--dry-run',
+      '--previous',
+      'prompt.jpg',
+    ]) {
       expect(help.stdout).toContain(text);
     }
-    for (const row of ['mode', 'imports', 'weights', 'orientation', 'image jobs', 'PLY', 'GLB', 'time', 'text job', 'same seed PLY', 'same seed GLB', 'previous run', 'GPU memory']) {
+    for (const row of [
+      'mode',
+      'imports',
+      'weights',
+      'orientation',
+      'image jobs',
+      'PLY',
+      'GLB',
+      'time',
+      'text job',
+      'same seed PLY',
+      'same seed GLB',
+      'previous run',
+      'GPU memory',
+    ]) {
       expect(help.stdout).toMatch(new RegExp(`^  ${row} `, 'm'));
     }
     expect(spawnSync('bash', ['scripts/gpu-acceptance.sh', '--fast'], { encoding: 'utf8' }).status).toBe(2);
@@ -179,19 +218,24 @@ describe('bash scripts/gpu-acceptance.sh', () => {
     const port = await freePort();
     const run = join(temp, 'run');
     mkdirSync(run);
-    writeFileSync(join(run, 'service.yaml'), [
-      `server: {host: 127.0.0.1, port: ${port}, health_ok_status: healthy}`,
-      'contract: {image_file_output: glb}',
-      'text_to_image: {backend: preview}',
-      `image_to_3d: {backend: gpu-worker, gpu_worker: {url: "${workerUrl}", poll_interval_s: 0.1}}`,
-      'matting: {backend: keying}',
-      'validate: {checks: [gates]}',
-      'runtime: {pipeline_concurrency: 1, deadline_s: 170}',
-      'pipeline: {retries: 0}',
-      'log: {level: silent}',
-      '',
-    ].join('\n'));
-    const service = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', join(run, 'service.yaml')], { stdio: 'ignore' });
+    writeFileSync(
+      join(run, 'service.yaml'),
+      [
+        `server: {host: 127.0.0.1, port: ${port}, health_ok_status: healthy}`,
+        'contract: {image_file_output: glb}',
+        'text_to_image: {backend: preview}',
+        `image_to_3d: {backend: gpu-worker, gpu_worker: {url: "${workerUrl}", poll_interval_s: 0.1}}`,
+        'matting: {backend: keying}',
+        'validate: {checks: [gates]}',
+        'runtime: {pipeline_concurrency: 1, deadline_s: 170}',
+        'pipeline: {retries: 0}',
+        'log: {level: silent}',
+        '',
+      ].join('\n'),
+    );
+    const service = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', join(run, 'service.yaml')], {
+      stdio: 'ignore',
+    });
     children.push(service);
 
     // nvidia-smi as the sampler calls it: 48 GiB of an 80 GB card in use.
@@ -202,14 +246,21 @@ describe('bash scripts/gpu-acceptance.sh', () => {
 
     const out = join(temp, 'out');
     const result = await runScript(['--dry-run', '--out', out], {
-      PATH: `${bin}:${process.env.PATH}`, FAST3D_RUN_DIR: run, FAST3D_CONFIG: '', FAST3D_URL: '', FAST3D_WORKER_URL: '', PORT: '',
+      PATH: `${bin}:${process.env.PATH}`,
+      FAST3D_RUN_DIR: run,
+      FAST3D_CONFIG: '',
+      FAST3D_URL: '',
+      FAST3D_WORKER_URL: '',
+      PORT: '',
     });
     process.stdout.write(result.stdout);
     const rows = tableRows(result.stdout);
     expect(result.status, result.stdout + result.stderr).toBe(0);
     expect(result.stdout).toContain('tested mode: glb (competition 1');
     expect(result.stdout).toContain('DRY RUN');
-    expect(rows.mode).toMatch(/^PASS +glb; config .*run\/service\.yaml \(the start script's effective config\); service http:\/\/127\.0\.0\.1:\d+; worker .*provider fake, meshes on/);
+    expect(rows.mode).toMatch(
+      /^PASS +glb; config .*run\/service\.yaml \(the start script's effective config\); service http:\/\/127\.0\.0\.1:\d+; worker .*provider fake, meshes on/,
+    );
     expect(rows.imports).toMatch(/^n\/a .*worker\.py --check-imports --mesh$/);
     expect(rows.weights).toMatch(/^PASS .*run\/service\.yaml loads no model files/);
     expect(rows.orientation).toMatch(/^PASS +red-above-blue [\d.]+ \(Y-up\)/);
@@ -222,7 +273,12 @@ describe('bash scripts/gpu-acceptance.sh', () => {
     expect(rows['previous run']).toMatch(/^n\/a /);
     expect(rows['GPU memory']).toBe('PASS  peak 48.0 GiB of 79.6 GiB (60 %, within 90 %)');
     // The answers were saved and checked as what they are.
-    for (let k = 1; k <= 5; k++) expect(readFileSync(join(out, `image-${k}.glb`)).subarray(0, 4).toString()).toBe('glTF');
+    for (let k = 1; k <= 5; k++)
+      expect(
+        readFileSync(join(out, `image-${k}.glb`))
+          .subarray(0, 4)
+          .toString(),
+      ).toBe('glTF');
     expect(existsSync(join(out, 'image-1.ply'))).toBe(false);
     expect([...readFileSync(join(out, 'prompt.jpg')).subarray(0, 3)]).toEqual([0xff, 0xd8, 0xff]);
   }, 300_000);
@@ -242,9 +298,14 @@ function freePort(): Promise<number> {
 function runScript(args: string[], env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
     const child = spawn('bash', ['scripts/gpu-acceptance.sh', ...args], { env: { ...process.env, ...env } });
-    let stdout = '', stderr = '';
-    child.stdout.on('data', (d) => { stdout += d; });
-    child.stderr.on('data', (d) => { stderr += d; });
+    let stdout = '',
+      stderr = '';
+    child.stdout.on('data', (d) => {
+      stdout += d;
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+    });
     child.on('close', (status) => resolve({ status, stdout, stderr }));
   });
 }

@@ -15,7 +15,15 @@ const clients: GpuWorkerClient[] = [];
 
 afterEach(async () => {
   for (const c of clients.splice(0)) c.close();
-  await Promise.all(servers.splice(0).map((s) => new Promise((r) => { s.closeAllConnections(); s.close(r); })));
+  await Promise.all(
+    servers.splice(0).map(
+      (s) =>
+        new Promise((r) => {
+          s.closeAllConnections();
+          s.close(r);
+        }),
+    ),
+  );
 });
 
 /** A server answering with `handler`; `hits` counts requests per path. */
@@ -25,7 +33,9 @@ async function scriptedWorker(handler: Handler): Promise<{ url: string; hits: Re
     const path = req.url ?? '/';
     hits[path] = (hits[path] ?? 0) + 1;
     let body = '';
-    req.on('data', (chunk) => { body += chunk; });
+    req.on('data', (chunk) => {
+      body += chunk;
+    });
     req.on('end', () => handler(req, res, hits[path], body));
   });
   servers.push(server);
@@ -35,19 +45,36 @@ async function scriptedWorker(handler: Handler): Promise<{ url: string; hits: Re
 
 function client(url: string, options: Partial<GpuClientOptions> = {}): GpuWorkerClient {
   const c = new GpuWorkerClient({
-    url, requestTimeoutMs: 2000, connectRetries: 2, retryDelayMs: 10, pollIntervalMs: 20, readyTimeoutMs: 2000, ...options,
+    url,
+    requestTimeoutMs: 2000,
+    connectRetries: 2,
+    retryDelayMs: 10,
+    pollIntervalMs: 20,
+    readyTimeoutMs: 2000,
+    ...options,
   });
   clients.push(c);
   return c;
 }
 
 function json(res: ServerResponse, status: number, body: unknown, protocol: string | null = '2'): void {
-  res.writeHead(status, { 'content-type': 'application/json', ...(protocol ? { 'x-fast3d-protocol': protocol } : {}) }).end(JSON.stringify(body));
+  res
+    .writeHead(status, { 'content-type': 'application/json', ...(protocol ? { 'x-fast3d-protocol': protocol } : {}) })
+    .end(JSON.stringify(body));
 }
 
 const health = (status: 'loading' | 'ready' | 'failed', error: string | null = null) => ({
-  protocol: 2, ready: status === 'ready', status, error, device: null, vram_total: null, vram_used: null,
-  models: [{ name: 'text-to-image', id: 'flux', loaded: status === 'ready' }, { name: 'image-to-3d', id: 'trellis', loaded: false }],
+  protocol: 2,
+  ready: status === 'ready',
+  status,
+  error,
+  device: null,
+  vram_total: null,
+  vram_used: null,
+  models: [
+    { name: 'text-to-image', id: 'flux', loaded: status === 'ready' },
+    { name: 'image-to-3d', id: 'trellis', loaded: false },
+  ],
 });
 
 const imageRequest = { prompt: 'a cup', size: '64x64', steps: 4, seed: 1 };
@@ -74,9 +101,13 @@ describe('GpuWorkerClient requests', () => {
   });
 
   it('times out a slow answer without retrying it', async () => {
-    const { url, hits } = await scriptedWorker((_req, res) => { setTimeout(() => json(res, 200, { data: [] }), 5000); });
+    const { url, hits } = await scriptedWorker((_req, res) => {
+      setTimeout(() => json(res, 200, { data: [] }), 5000);
+    });
     const started = Date.now();
-    await expect(client(url, { requestTimeoutMs: 150 }).generateImage(imageRequest)).rejects.toThrow(/did not answer \/v1\/images\/generations within 0\.2 s/);
+    await expect(client(url, { requestTimeoutMs: 150 }).generateImage(imageRequest)).rejects.toThrow(
+      /did not answer \/v1\/images\/generations within 0\.2 s/,
+    );
     // Given up long before the answer would have come.
     expect(Date.now() - started).toBeLessThan(4000);
     expect(hits['/v1/images/generations']).toBe(1);
@@ -93,21 +124,26 @@ describe('GpuWorkerClient requests', () => {
 
   it('gives up after connect_retries and says how to start the worker', async () => {
     const { url, hits } = await scriptedWorker((req) => req.socket.destroy());
-    const error = await client(url, { connectRetries: 1 }).generateImage(imageRequest).catch((e) => e);
+    const error = await client(url, { connectRetries: 1 })
+      .generateImage(imageRequest)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(GpuWorkerUnavailableError);
     expect(error.message).toMatch(/not reachable .*after 2 attempts.*pm2 start pm2\/ecosystem\.config\.cjs/);
     expect(hits['/v1/images/generations']).toBe(2);
   });
 
   it('reports a refused connection as unavailable (a 503 for the service)', async () => {
-    const error = await client(await closedPort(), { connectRetries: 0 }).generateImage(imageRequest).catch((e) => e);
+    const error = await client(await closedPort(), { connectRetries: 0 })
+      .generateImage(imageRequest)
+      .catch((e) => e);
     expect(error).toBeInstanceOf(NotReadyError);
     expect(error.message).toMatch(/not reachable \(ECONNREFUSED\)/);
   });
 
-  it('does not retry HTTP errors: 503 becomes unavailable, 400 a worker error, both with the worker\'s message', async () => {
+  it("does not retry HTTP errors: 503 becomes unavailable, 400 a worker error, both with the worker's message", async () => {
     const { url, hits } = await scriptedWorker((req, res) => {
-      if (req.url === '/v1/images/generations') return json(res, 503, { error: 'CUDA out of memory during text-to-image; memory was freed' });
+      if (req.url === '/v1/images/generations')
+        return json(res, 503, { error: 'CUDA out of memory during text-to-image; memory was freed' });
       if (req.url === '/v1/image-to-3d') return json(res, 400, { error: 'image must be an RGBA PNG' });
       json(res, 200, health('ready'));
     });
@@ -116,7 +152,9 @@ describe('GpuWorkerClient requests', () => {
     expect(oom).toBeInstanceOf(GpuWorkerUnavailableError);
     expect(oom.status).toBe(503);
     expect(oom.message).toContain('CUDA out of memory during text-to-image');
-    const bad = await c.imageTo3d({ png: new Uint8Array(4), seed: 1, sparseStructureSteps: 1, sparseStructureCfg: 1, slatSteps: 1, slatCfg: 1 }).catch((e) => e);
+    const bad = await c
+      .imageTo3d({ png: new Uint8Array(4), seed: 1, sparseStructureSteps: 1, sparseStructureCfg: 1, slatSteps: 1, slatCfg: 1 })
+      .catch((e) => e);
     expect(bad).toBeInstanceOf(GpuWorkerError);
     expect(bad).not.toBeInstanceOf(NotReadyError);
     expect(bad.status).toBe(400);
@@ -126,7 +164,9 @@ describe('GpuWorkerClient requests', () => {
   });
 
   it('an aborted job signal cancels the request', async () => {
-    const { url } = await scriptedWorker((_req, res) => { setTimeout(() => json(res, 200, {}), 1000); });
+    const { url } = await scriptedWorker((_req, res) => {
+      setTimeout(() => json(res, 200, {}), 1000);
+    });
     const controller = new AbortController();
     setTimeout(() => controller.abort(new Error('client went away')), 50);
     await expect(client(url).generateImage(imageRequest, controller.signal)).rejects.toThrow('client went away');
@@ -145,7 +185,9 @@ describe('GpuWorkerClient protocol', () => {
 
   it('refuses an older worker that reports no version, on /health and on its answers', async () => {
     const { protocol: _, ...old } = health('ready');
-    const { url } = await scriptedWorker((req, res) => json(res, 200, req.url === '/health' ? old : { data: [{ b64_json: 'AAAA' }] }, null));
+    const { url } = await scriptedWorker((req, res) =>
+      json(res, 200, req.url === '/health' ? old : { data: [{ b64_json: 'AAAA' }] }, null),
+    );
     const c = client(url);
     expect((await c.waitUntilReady()).detail).toMatch(/speaks protocol 1 \(it reports no version\)/);
     const error = await c.generateImage(imageRequest).catch((e) => e);
@@ -161,7 +203,10 @@ describe('GpuWorkerClient protocol', () => {
     head.write('F3DPARTS', 0, 'latin1');
     head.writeUInt32LE(2, 8);
     head.writeUInt32LE(parts.length, 12);
-    parts.forEach((p, i) => { head.write(p.name, 16 + i * 24, 'latin1'); head.writeBigUInt64LE(BigInt(p.bytes.length), 32 + i * 24); });
+    parts.forEach((p, i) => {
+      head.write(p.name, 16 + i * 24, 'latin1');
+      head.writeBigUInt64LE(BigInt(p.bytes.length), 32 + i * 24);
+    });
     const container = Buffer.concat([head, ...parts.map((p) => p.bytes)]);
     const { url } = await scriptedWorker((_req, res, _count, body) => {
       seen = JSON.parse(body);
@@ -177,7 +222,9 @@ describe('GpuWorkerClient protocol', () => {
 
 describe('GpuWorkerClient readiness', () => {
   it('polls /health until the models are loaded', async () => {
-    const { url, hits } = await scriptedWorker((_req, res, count) => json(res, count < 3 ? 503 : 200, health(count < 3 ? 'loading' : 'ready')));
+    const { url, hits } = await scriptedWorker((_req, res, count) =>
+      json(res, count < 3 ? 503 : 200, health(count < 3 ? 'loading' : 'ready')),
+    );
     const c = client(url);
     expect(c.readiness().ready).toBe(false);
     const readiness = await c.waitUntilReady();
@@ -217,7 +264,7 @@ describe('GpuWorkerClient readiness', () => {
 });
 
 describe('the service over a misbehaving GPU worker', () => {
-  it('answers 502 with the worker\'s message when it fails, and 504 when it is too slow', async () => {
+  it("answers 502 with the worker's message when it fails, and 504 when it is too slow", async () => {
     const { compose } = await import('../src/compose.js');
     const { parseConfig } = await import('../src/config/load.js');
     const { serveApp } = await import('./helpers/fake-stages.js');

@@ -68,7 +68,7 @@ describe('docker/runpod-start.sh', () => {
     expect(config.server.health_ok_status).toBe('healthy');
   });
 
-  it('the image\'s default is the subnet\'s contract: 0.0.0.0:10006, one request at a time, image-only worker', () => {
+  it("the image's default is the subnet's contract: 0.0.0.0:10006, one request at a time, image-only worker", () => {
     const result = dryRun({ FAST3D_DEFAULT_MODE: 'competition', HOST: '127.0.0.1' }, 'image-default');
     expect(result.status, result.stderr).toBe(0);
     expect(result.stdout).toContain('mode=competition port=10006 health_ok=healthy');
@@ -112,7 +112,7 @@ describe('docker/runpod-start.sh', () => {
     expect(alias.stdout).toContain('hf_token=set');
     const none = dryRun({}, 'no-token');
     expect(none.stdout).toContain('hf_token=unset');
-    expect(none.stderr).toContain("HF_TOKEN is not set and FLUX.1-schnell is gated on its hub");
+    expect(none.stderr).toContain('HF_TOKEN is not set and FLUX.1-schnell is gated on its hub');
     expect(none.stderr).toContain('MODEL LICENCE NOT ACCEPTED');
   });
 
@@ -132,14 +132,25 @@ describe('docker/runpod-start.sh', () => {
       const result = await new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
         const child = spawn('bash', ['docker/runpod-start.sh', '--no-start'], {
           env: {
-            PATH: process.env.PATH!, HOME: process.env.HOME ?? temp, FAST3D_RUN_DIR: run, FAST3D_CACHE: join(run, 'cache'),
-            FAST3D_LOG_DIR: join(run, 'logs'), FAST3D_VOLUME: join(temp, 'no-volume'), FAST3D_MODE: 'pod',
-            FAST3D_WEIGHTS_MIRROR: mirror, HF_TOKEN: 'x',
+            PATH: process.env.PATH!,
+            HOME: process.env.HOME ?? temp,
+            FAST3D_RUN_DIR: run,
+            FAST3D_CACHE: join(run, 'cache'),
+            FAST3D_LOG_DIR: join(run, 'logs'),
+            FAST3D_VOLUME: join(temp, 'no-volume'),
+            FAST3D_MODE: 'pod',
+            FAST3D_WEIGHTS_MIRROR: mirror,
+            HF_TOKEN: 'x',
           },
         });
-        let stdout = '', stderr = '';
-        child.stdout.on('data', (d) => { stdout += d; });
-        child.stderr.on('data', (d) => { stderr += d; });
+        let stdout = '',
+          stderr = '';
+        child.stdout.on('data', (d) => {
+          stdout += d;
+        });
+        child.stderr.on('data', (d) => {
+          stderr += d;
+        });
         child.on('close', (status) => resolve({ status, stdout, stderr }));
       });
       expect(result.status, result.stderr).toBe(0);
@@ -178,9 +189,11 @@ describe('docker/runpod-start.sh', () => {
 
 describe('scripts/ping-relay.mjs', () => {
   const servers: Server[] = [];
-  afterAll(() => { for (const s of servers) s.close(); });
+  afterAll(() => {
+    for (const s of servers) s.close();
+  });
 
-  it('relays the service\'s /ping status (204 starting, 200 ready) and answers 503 when it is unreachable', async () => {
+  it("relays the service's /ping status (204 starting, 200 ready) and answers 503 when it is unreachable", async () => {
     let ready = false;
     const service = createServer((_req, res) => {
       if (ready) res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}');
@@ -211,14 +224,18 @@ describe('scripts/ping-relay.mjs', () => {
 describe('pm2/ecosystem.config.cjs', () => {
   const load = (env: Record<string, string | undefined>) => {
     const saved = { ...process.env };
-    for (const [key, value] of Object.entries(env)) if (value === undefined) delete process.env[key]; else process.env[key] = value;
+    for (const [key, value] of Object.entries(env))
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
     try {
       const require = createRequire(import.meta.url);
       const path = require.resolve('../pm2/ecosystem.config.cjs');
       delete require.cache[path];
       return require(path) as { apps: Record<string, any>[] };
     } finally {
-      for (const key of Object.keys(env)) if (saved[key] === undefined) delete process.env[key]; else process.env[key] = saved[key];
+      for (const key of Object.keys(env))
+        if (saved[key] === undefined) delete process.env[key];
+        else process.env[key] = saved[key];
     }
   };
 

@@ -70,8 +70,17 @@ function configFor(url: string, extra: Record<string, unknown> = {}): Config {
 }
 
 /** An urlencoded generate request, as the miner sends it, to the service's app. */
-function postForm(app: { request(path: string, init: RequestInit): Response | Promise<Response> }, fields: Record<string, string>): Promise<Response> {
-  return Promise.resolve(app.request('/generate/', { method: 'POST', headers: { 'content-type': 'application/x-www-form-urlencoded' }, body: new URLSearchParams(fields).toString() }));
+function postForm(
+  app: { request(path: string, init: RequestInit): Response | Promise<Response> },
+  fields: Record<string, string>,
+): Promise<Response> {
+  return Promise.resolve(
+    app.request('/generate/', {
+      method: 'POST',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+      body: new URLSearchParams(fields).toString(),
+    }),
+  );
 }
 
 async function initAll(stages: Stages): Promise<void> {
@@ -106,15 +115,26 @@ describe('the service pipeline through the Python GPU worker (fake provider)', (
     expect(stages.imageTo3d.readiness()).toEqual({ ready: true });
   });
 
-  it('turns a text prompt into a servable PLY in the validator\'s frame', async () => {
+  it("turns a text prompt into a servable PLY in the validator's frame", async () => {
     const locked: string[] = [];
     const pipeline = new Pipeline(stages);
-    const ctx = jobContext({ retries: 1, extent: 1.5, gpu: async (work) => { locked.push('gpu'); return work(); } });
+    const ctx = jobContext({
+      retries: 1,
+      extent: 1.5,
+      gpu: async (work) => {
+        locked.push('gpu');
+        return work();
+      },
+    });
     const outcome = await pipeline.run({ id: 't1', task: { kind: 'text', prompt: 'a red apple' }, seed: 42 }, ctx);
     expect(outcome.kind, outcome.kind === 'declined' ? outcome.reason : '').toBe('asset');
     if (outcome.kind !== 'asset') return;
     // Only the keying matting here is a CPU stand-in; both worker stages are production backends.
-    expect(allBackends(stages).filter(({ backend }) => backend.preview).map(({ stage }) => stage)).toEqual(['matting']);
+    expect(
+      allBackends(stages)
+        .filter(({ backend }) => backend.preview)
+        .map(({ stage }) => stage),
+    ).toEqual(['matting']);
     expect(locked).toEqual(['gpu', 'gpu']); // text-to-image and image-to-3d, not matting or validation
     const ply = encodePly(outcome.cloud);
     expect(servablePlyViolation(ply)).toBeNull();
@@ -127,8 +147,13 @@ describe('the service pipeline through the Python GPU worker (fake provider)', (
     const { y, z, f_dc_0, f_dc_1, f_dc_2 } = cloud.columns;
     const brightness = (i: number) => dcToColour(f_dc_0[i]) + dcToColour(f_dc_1[i]) + dcToColour(f_dc_2[i]);
     const mean = (keep: (i: number) => boolean) => {
-      let sum = 0, n = 0;
-      for (let i = 0; i < cloud.count; i++) if (keep(i)) { sum += brightness(i); n++; }
+      let sum = 0,
+        n = 0;
+      for (let i = 0; i < cloud.count; i++)
+        if (keep(i)) {
+          sum += brightness(i);
+          n++;
+        }
       return sum / n;
     };
     expect(mean((i) => z[i] > 0)).toBeGreaterThan(mean((i) => z[i] < 0) + 0.15); // the face, not the darker back
@@ -138,7 +163,10 @@ describe('the service pipeline through the Python GPU worker (fake provider)', (
   it('is deterministic for a prompt and seed, and different for another seed', async () => {
     const pipeline = new Pipeline(stages);
     const run = async (seed: number) => {
-      const outcome = await pipeline.run({ id: 's', task: { kind: 'text', prompt: 'a blue mug' }, seed }, jobContext({ retries: 0, extent: 1.5 }));
+      const outcome = await pipeline.run(
+        { id: 's', task: { kind: 'text', prompt: 'a blue mug' }, seed },
+        jobContext({ retries: 0, extent: 1.5 }),
+      );
       if (outcome.kind !== 'asset') throw new Error(outcome.reason);
       return Buffer.from(encodePly(outcome.cloud)).toString('base64');
     };
@@ -157,7 +185,7 @@ describe('the service pipeline through the Python GPU worker (fake provider)', (
     try {
       const health = await app.request('/health');
       expect(health.status).toBe(200);
-      const report = await health.json() as { stages: Record<string, { backend: string; ready: boolean; preview: boolean }> };
+      const report = (await health.json()) as { stages: Record<string, { backend: string; ready: boolean; preview: boolean }> };
       expect(report.stages.text_to_image).toMatchObject({ backend: 'gpu-worker', ready: true, preview: false });
       expect(report.stages.image_to_3d).toMatchObject({ backend: 'gpu-worker', ready: true, preview: false });
       const response = await postForm(app, { prompt: 'a wooden barrel' });
@@ -182,7 +210,8 @@ describe('meshes through the GPU worker (fake provider)', () => {
     }
     return image;
   })();
-  const fakeClient = (url: string) => new GpuWorkerClient({ url, requestTimeoutMs: 30_000, connectRetries: 0, retryDelayMs: 10, pollIntervalMs: 50, readyTimeoutMs: 20_000 });
+  const fakeClient = (url: string) =>
+    new GpuWorkerClient({ url, requestTimeoutMs: 30_000, connectRetries: 0, retryDelayMs: 10, pollIntervalMs: 50, readyTimeoutMs: 20_000 });
   const sampling = { sparseStructureSteps: 4, sparseStructureCfg: 7.5, slatSteps: 4, slatCfg: 3 };
   /** The vertex farthest along `axis` (0 x, 1 y, 2 z) and its coordinates. */
   const extreme = (p: Float32Array, axis: number, sign = 1) => {
@@ -198,7 +227,10 @@ describe('meshes through the GPU worker (fake provider)', () => {
       await client.waitUntilReady();
       expect(client.lastHealth()).toMatchObject({ protocol: 2, mesh: true });
       const { encodePng } = await import('../src/image/codec.js');
-      const { ply, glb } = await client.imageTo3dWithMesh({ png: await encodePng(disc), seed: 3, ...sampling }, { simplify: 0.9, textureSize: 256 });
+      const { ply, glb } = await client.imageTo3dWithMesh(
+        { png: await encodePng(disc), seed: 3, ...sampling },
+        { simplify: 0.9, textureSize: 256 },
+      );
       expect(decodePly(ply).count).toBeGreaterThan(1000);
       const report = await validator.validateBytes(glb);
       expect(report.issues.numErrors, JSON.stringify(report.issues.messages.slice(0, 3))).toBe(0);
@@ -214,20 +246,38 @@ describe('meshes through the GPU worker (fake provider)', () => {
       expect(Math.hypot(sx, sz)).toBeLessThan(1e-6);
       expect(extreme(mesh.positions, 2)[2]).toBeCloseTo(0.42, 5);
 
-      const { received } = await (await fetch(`${worker.url}/v1/received`)).json() as { received: Record<string, unknown>[] };
+      const { received } = (await (await fetch(`${worker.url}/v1/received`)).json()) as { received: Record<string, unknown>[] };
       expect(received.at(-1)).toMatchObject({ route: 'image-to-3d', seed: 3, mesh: { simplify: 0.95, texture_size: 1024 } });
 
       // A GLB its reader cannot read is the worker's fault (502); the reader's own failure (a closed CPU pool) is not.
-      const unreadable = new GpuWorkerImageTo3d({ client, sampling, orientation: IDENTITY3, decodeGlb: async () => { throw new GlbReadError('not a readable GLB: bad chunk'); } });
-      await expect(unreadable.generateWithMesh(disc, 3)).rejects.toMatchObject({ name: 'GpuWorkerError', status: 502, message: expect.stringMatching(/GPU worker returned a GLB that cannot be read: not a readable GLB/) });
-      const closed = new GpuWorkerImageTo3d({ client, sampling, orientation: IDENTITY3, decodeGlb: async () => { throw new Error('the CPU pool was closed'); } });
+      const unreadable = new GpuWorkerImageTo3d({
+        client,
+        sampling,
+        orientation: IDENTITY3,
+        decodeGlb: async () => {
+          throw new GlbReadError('not a readable GLB: bad chunk');
+        },
+      });
+      await expect(unreadable.generateWithMesh(disc, 3)).rejects.toMatchObject({
+        name: 'GpuWorkerError',
+        status: 502,
+        message: expect.stringMatching(/GPU worker returned a GLB that cannot be read: not a readable GLB/),
+      });
+      const closed = new GpuWorkerImageTo3d({
+        client,
+        sampling,
+        orientation: IDENTITY3,
+        decodeGlb: async () => {
+          throw new Error('the CPU pool was closed');
+        },
+      });
       await expect(closed.generateWithMesh(disc, 3)).rejects.toThrow(/^the CPU pool was closed$/);
     } finally {
       client.close();
     }
   });
 
-  it('serves format=glb end to end: the fake worker\'s baked GLB, fitted and checked, passes the validator and the geometry rules', async () => {
+  it("serves format=glb end to end: the fake worker's baked GLB, fitted and checked, passes the validator and the geometry rules", async () => {
     const worker = await startWorker('--fake');
     const { service, app } = compose(configFor(worker.url));
     await service.start();
@@ -254,7 +304,7 @@ describe('meshes through the GPU worker (fake provider)', () => {
       const response = await postForm(app, { prompt: 'a wooden barrel', format: 'glb' });
       expect(response.status).toBe(400);
       expect(((await response.json()) as { error: string }).error).toMatch(/started without meshes.*ask for ply or spz/);
-      const { received } = await (await fetch(`${worker.url}/v1/received`)).json() as { received: unknown[] };
+      const { received } = (await (await fetch(`${worker.url}/v1/received`)).json()) as { received: unknown[] };
       expect(received).toEqual([]);
     } finally {
       await service.close();
@@ -281,15 +331,28 @@ describe('meshes through the GPU worker (fake provider)', () => {
 });
 
 describe('presets through the GPU worker (fake provider)', () => {
-  it('sends each preset\'s steps, size and cfg on every call, as the worker records them', async () => {
+  it("sends each preset's steps, size and cfg on every call, as the worker records them", async () => {
     const worker = await startWorker('--fake');
-    const { service, app } = compose(configFor(worker.url, { text_to_image: { backend: 'gpu-worker', gpu_worker: { url: worker.url, poll_interval_s: 0.05, size: 256 } } }));
+    const { service, app } = compose(
+      configFor(worker.url, {
+        text_to_image: { backend: 'gpu-worker', gpu_worker: { url: worker.url, poll_interval_s: 0.05, size: 256 } },
+      }),
+    );
     await service.start();
     try {
       const expected = {
-        realtime: { image: { steps: 2, width: 512 }, splat: { sparse_structure_steps: 6, sparse_structure_cfg: 7.5, slat_steps: 6, slat_cfg: 3 } },
-        balanced: { image: { steps: 4, width: 256 }, splat: { sparse_structure_steps: 12, sparse_structure_cfg: 7.5, slat_steps: 12, slat_cfg: 3 } },
-        quality: { image: { steps: 4, width: 256 }, splat: { sparse_structure_steps: 25, sparse_structure_cfg: 7.5, slat_steps: 25, slat_cfg: 3 } },
+        realtime: {
+          image: { steps: 2, width: 512 },
+          splat: { sparse_structure_steps: 6, sparse_structure_cfg: 7.5, slat_steps: 6, slat_cfg: 3 },
+        },
+        balanced: {
+          image: { steps: 4, width: 256 },
+          splat: { sparse_structure_steps: 12, sparse_structure_cfg: 7.5, slat_steps: 12, slat_cfg: 3 },
+        },
+        quality: {
+          image: { steps: 4, width: 256 },
+          splat: { sparse_structure_steps: 25, sparse_structure_cfg: 7.5, slat_steps: 25, slat_cfg: 3 },
+        },
       };
       for (const [preset, want] of Object.entries(expected)) {
         const response = await app.request('/generate/', {
@@ -299,7 +362,7 @@ describe('presets through the GPU worker (fake provider)', () => {
         });
         expect(response.status, preset).toBe(200);
         expect(response.headers.get('x-fast3d-preset')).toBe(preset);
-        const { received } = await (await fetch(`${worker.url}/v1/received`)).json() as { received: Record<string, unknown>[] };
+        const { received } = (await (await fetch(`${worker.url}/v1/received`)).json()) as { received: Record<string, unknown>[] };
         const image = received.filter((call) => call.route === 'images/generations' && String(call.prompt).startsWith(`a ${preset} lamp`));
         expect(image.length, preset).toBeGreaterThanOrEqual(1);
         for (const call of image) expect(call, preset).toMatchObject({ ...want.image, height: want.image.width });
@@ -328,14 +391,14 @@ describe('the service while the worker is loading or broken', () => {
     }
   });
 
-  it('reports degraded with the worker\'s reason when its models cannot load, and answers 503', async () => {
+  it("reports degraded with the worker's reason when its models cannot load, and answers 503", async () => {
     const worker = await startWorker('--fake', '--fake-fail', 'torch is not installed for /usr/bin/python3');
     const { service, app } = compose(configFor(worker.url));
     await service.start();
     try {
       const health = await app.request('/health');
       expect(health.status).toBe(503);
-      const body = await health.json() as { status: string; stages: Record<string, { ready: boolean; detail?: string }> };
+      const body = (await health.json()) as { status: string; stages: Record<string, { ready: boolean; detail?: string }> };
       expect(body.status).toBe('degraded');
       expect(body.stages.image_to_3d.detail).toContain('torch is not installed');
       const response = await app.request('/generate', {
@@ -351,7 +414,11 @@ describe('the service while the worker is loading or broken', () => {
   });
 
   it('rejects an orientation that is not a rotation at start-up', () => {
-    expect(() => { const config = configFor('http://127.0.0.1:9', { image_to_3d: { backend: 'gpu-worker', gpu_worker: { orientation: [1, 0, 0, 0, 1, 0, 0, 0, -1] } } }); return createStages(config, defaultStageDeps(config)); })
-      .toThrow(/reflection/);
+    expect(() => {
+      const config = configFor('http://127.0.0.1:9', {
+        image_to_3d: { backend: 'gpu-worker', gpu_worker: { orientation: [1, 0, 0, 0, 1, 0, 0, 0, -1] } },
+      });
+      return createStages(config, defaultStageDeps(config));
+    }).toThrow(/reflection/);
   });
 });

@@ -30,12 +30,15 @@ const violationOf = (bytes: Uint8Array, limits = DEFAULT_GLB_LIMITS) => {
 };
 
 describe('the bounds every GLB keeps before it is read', () => {
-  it('are the assets config section\'s defaults', () => {
+  it("are the assets config section's defaults", () => {
     expect(glbLimitsOf(assetsSchema.parse({}))).toEqual(DEFAULT_GLB_LIMITS);
   });
 
   it('refuse nodes that form a parent cycle, or a node that is its own child, in every reader', async () => {
-    for (const [bytes, reason] of [[nodeCycleGlb(), /nodes form a parent cycle/], [selfParentGlb(), /nodes\[0\] is its own child/]] as const) {
+    for (const [bytes, reason] of [
+      [nodeCycleGlb(), /nodes form a parent cycle/],
+      [selfParentGlb(), /nodes\[0\] is its own child/],
+    ] as const) {
       expect(violationOf(bytes)).toMatch(reason);
       await expect(decodeGlb(bytes)).rejects.toThrow(reason);
       const inspection = await inspectGlb(bytes, RULES);
@@ -47,20 +50,22 @@ describe('the bounds every GLB keeps before it is read', () => {
   it('refuse a deep node chain and deeply nested JSON before the Khronos validator recurses on them', async () => {
     const chain = nodeChainGlb(60_000);
     expect((await inspectGlb(chain, RULES)).fault).toBe('the GLB has 60,000 nodes, over the limit of 20,000');
-    expect((await inspectGlb(nodeChainGlb(200), RULES)).fault).toBe('the GLB\'s node tree is deeper than 128 levels');
+    expect((await inspectGlb(nodeChainGlb(200), RULES)).fault).toBe("the GLB's node tree is deeper than 128 levels");
     const deep = deepJsonGlb(100_000);
     expect(deep.length).toBeLessThan(250_000);
-    expect((await inspectGlb(deep, RULES)).fault).toBe('the GLB\'s JSON nests deeper than 64 levels');
+    expect((await inspectGlb(deep, RULES)).fault).toBe("the GLB's JSON nests deeper than 64 levels");
     await expect(decodeGlb(deep)).rejects.toThrow(/nests deeper than 64/);
     // The depth scan skips brackets inside strings.
     expect(jsonDepth(new TextEncoder().encode('{"a":"[[[[[[","b":[[1]]}'), 64)).toBe(3);
   });
 
-  it('refuse an accessor whose count the file\'s bytes do not back, which check_asset called ok', async () => {
+  it("refuse an accessor whose count the file's bytes do not back, which check_asset called ok", async () => {
     const bytes = unbackedAccessorGlb(30_000_000);
     expect(bytes.length).toBeLessThan(1000);
     const inspection = await inspectGlb(bytes, RULES);
-    expect(inspection.fault).toBe('accessors[0] declares 30,000,000 elements with no data behind them (360,000,000 bytes, the file has 260)');
+    expect(inspection.fault).toBe(
+      'accessors[0] declares 30,000,000 elements with no data behind them (360,000,000 bytes, the file has 260)',
+    );
     expect(inspection.violations).toEqual([inspection.fault]);
     await expect(decodeGlb(bytes)).rejects.toThrow(/no data behind them/);
     // Within the file's own size a zero-filled accessor is still read (the validator then judges it).
@@ -70,8 +75,8 @@ describe('the bounds every GLB keeps before it is read', () => {
   it('cap primitives, vertices and triangles as the scene places them', () => {
     expect(violationOf(manyMeshesGlb(5000))).toBe('the GLB has 5,000 primitives, over the limit of 4,096');
     const capped = { ...DEFAULT_GLB_LIMITS, maxPrimitives: 100_000, maxVertices: 3000, maxTriangles: 500 };
-    expect(violationOf(manyMeshesGlb(1001), capped)).toBe('the GLB\'s scene places 3,003 vertices, over the limit of 3,000');
-    expect(violationOf(manyMeshesGlb(600), capped)).toBe('the GLB\'s scene places 600 triangles, over the limit of 500');
+    expect(violationOf(manyMeshesGlb(1001), capped)).toBe("the GLB's scene places 3,003 vertices, over the limit of 3,000");
+    expect(violationOf(manyMeshesGlb(600), capped)).toBe("the GLB's scene places 600 triangles, over the limit of 500");
     expect(violationOf(manyMeshesGlb(400), capped)).toBeNull();
   });
 
@@ -83,10 +88,14 @@ describe('the bounds every GLB keeps before it is read', () => {
     expect(mesh.positions[3]).toBeCloseTo(12.999, 2);
   });
 
-  it('place nested rotated, scaled and translated nodes as glTF-Transform\'s own world matrices do', async () => {
+  it("place nested rotated, scaled and translated nodes as glTF-Transform's own world matrices do", async () => {
     const doc = new Document();
     const buffer = doc.createBuffer();
-    const position = doc.createAccessor().setType('VEC3').setBuffer(buffer).setArray(new Float32Array([0, 0, 0, 1, 0, 0, 0, 1, 0]));
+    const position = doc
+      .createAccessor()
+      .setType('VEC3')
+      .setBuffer(buffer)
+      .setArray(new Float32Array([0, 0, 0, 1, 0, 0, 0, 1, 0]));
     const mesh = doc.createMesh().addPrimitive(doc.createPrimitive().setAttribute('POSITION', position));
     const leaf = doc.createNode('leaf').setMesh(mesh).setTranslation([0, 0, 2]).setScale([1, 2, 1]);
     const middle = doc.createNode('middle').setRotation([0, Math.SQRT1_2, 0, Math.SQRT1_2]).addChild(leaf);
@@ -94,7 +103,11 @@ describe('the bounds every GLB keeps before it is read', () => {
     doc.createScene().addChild(top);
     const expected = leaf.getWorldMatrix();
     const read = await decodeGlb(await new NodeIO().writeBinary(doc));
-    const corners = [[0, 0, 0], [1, 0, 0], [0, 1, 0]];
+    const corners = [
+      [0, 0, 0],
+      [1, 0, 0],
+      [0, 1, 0],
+    ];
     corners.forEach(([x, y, z], i) => {
       for (let a = 0; a < 3; a++) {
         const want = expected[a] * x + expected[4 + a] * y + expected[8 + a] * z + expected[12 + a];
@@ -111,21 +124,23 @@ describe('the bounds every GLB keeps before it is read', () => {
     expect([...shared.texture!.data.subarray(0, 3)]).toEqual([200, 60, 30]);
     // Two distinct 4096^2 images do not fit it: refused from their headers, before any pixel is decoded.
     await expect(decodeGlb(await texturedGlb(2, 4096, true), budget)).rejects.toThrow(
-      'the GLB\'s 2 texture(s) decode to 33554432 pixels, over the limit of 20971520',
+      "the GLB's 2 texture(s) decode to 33554432 pixels, over the limit of 20971520",
     );
   });
 
-  it('have the Khronos validator\'s reason for files it refuses, and refuse a mesh with no area', async () => {
+  it("have the Khronos validator's reason for files it refuses, and refuse a mesh with no area", async () => {
     expect((await inspectGlb(indexOverrunGlb(), RULES)).fault).toMatch(/^the Khronos glTF validator reports 1 error: ACCESSOR_INDEX_OOB/);
     expect((await inspectGlb(nanPositionGlb(), RULES)).fault).toMatch(/ACCESSOR_INVALID_FLOAT/);
     const flat = await inspectGlb(zeroAreaGlb(1000), RULES);
     expect(flat.validator?.errors).toBe(0);
-    expect(flat.fault).toBe('the GLB\'s 1000 triangles have no area: it is no surface');
+    expect(flat.fault).toBe("the GLB's 1000 triangles have no area: it is no surface");
     expect(flat.violations[0]).toBe(flat.fault);
   });
 
   it('refuse buffers and images in other files: a GLB read here carries its own data', () => {
-    const external = new TextEncoder().encode(JSON.stringify({ asset: { version: '2.0' }, buffers: [{ byteLength: 12, uri: '../../etc/passwd' }] }));
+    const external = new TextEncoder().encode(
+      JSON.stringify({ asset: { version: '2.0' }, buffers: [{ byteLength: 12, uri: '../../etc/passwd' }] }),
+    );
     const padded = new Uint8Array(Math.ceil(external.length / 4) * 4).fill(0x20);
     padded.set(external);
     const glb = new Uint8Array(20 + padded.length);

@@ -36,7 +36,8 @@ async function start(sections: Record<string, Record<string, unknown>> = {}) {
   const served = await serveApp(composed.app);
   const client = await httpClient(served.url);
   const call = (name: string, args: Record<string, unknown>) => client.callTool({ name, arguments: args }) as Promise<CallToolResult>;
-  const generate = (prompt: string) => fetch(`${served.url}/generate/`, { method: 'POST', body: new URLSearchParams({ prompt, seed: '1' }) });
+  const generate = (prompt: string) =>
+    fetch(`${served.url}/generate/`, { method: 'POST', body: new URLSearchParams({ prompt, seed: '1' }) });
   const close = async () => {
     await client.close();
     await served.close();
@@ -50,19 +51,29 @@ async function start(sections: Record<string, Record<string, unknown>> = {}) {
 
 /** A /generate/ answer as the miner reads it: 200 and a PLY its packer takes. */
 async function expectPly(response: Response): Promise<void> {
-  expect(response.status, await response.clone().text().then((t) => t.slice(0, 200))).toBe(200);
+  expect(
+    response.status,
+    await response
+      .clone()
+      .text()
+      .then((t) => t.slice(0, 200)),
+  ).toBe(200);
   expect(servablePlyViolation(new Uint8Array(await response.arrayBuffer()))).toBeNull();
 }
 
 describe('hostile GLBs sent to the service', () => {
   let s: Awaited<ReturnType<typeof start>>;
-  beforeAll(async () => { s = await start(); });
+  beforeAll(async () => {
+    s = await start();
+  });
   afterAll(() => s?.close());
 
   it('render_views refuses a GLB whose nodes form a parent cycle, and the service goes on', async () => {
     const result = await s.call('render_views', { glb_base64: b64(nodeCycleGlb()), count: 1, size: 32 });
     expect(result.isError).toBe(true);
-    expect(textOf(result)).toBe('glb_base64 is not a GLB this service can render: the GLB\'s nodes form a parent cycle (nodes[0] is its own ancestor)');
+    expect(textOf(result)).toBe(
+      "glb_base64 is not a GLB this service can render: the GLB's nodes form a parent cycle (nodes[0] is its own ancestor)",
+    );
     expect((await fetch(`${s.served.url}/ping`)).status).toBe(200);
   });
 
@@ -87,15 +98,24 @@ describe('hostile GLBs sent to the service', () => {
   });
 
   it('render_views refuses what the Khronos validator refuses, with its reason; check_asset refuses a mesh with no area', async () => {
-    for (const [bytes, code] of [[indexOverrunGlb(), 'ACCESSOR_INDEX_OOB'], [nanPositionGlb(), 'ACCESSOR_INVALID_FLOAT']] as const) {
+    for (const [bytes, code] of [
+      [indexOverrunGlb(), 'ACCESSOR_INDEX_OOB'],
+      [nanPositionGlb(), 'ACCESSOR_INVALID_FLOAT'],
+    ] as const) {
       const result = await s.call('render_views', { glb_base64: b64(bytes), count: 1, size: 32 });
       expect(result.isError).toBe(true);
-      expect(textOf(result)).toMatch(new RegExp(`^glb_base64 is not a GLB this service can render: the Khronos glTF validator reports \\d errors?: ${code}`));
+      expect(textOf(result)).toMatch(
+        new RegExp(`^glb_base64 is not a GLB this service can render: the Khronos glTF validator reports \\d errors?: ${code}`),
+      );
     }
     const flat = await s.call('check_asset', { glb_base64: b64(zeroAreaGlb(1000)) });
-    expect((flat.structuredContent as { ok: boolean; violations: string[] }).violations[0]).toBe('the GLB\'s 1000 triangles have no area: it is no surface');
+    expect((flat.structuredContent as { ok: boolean; violations: string[] }).violations[0]).toBe(
+      "the GLB's 1000 triangles have no area: it is no surface",
+    );
     // A sound mesh still renders.
-    expect(imagesOf(await s.call('render_views', { glb_base64: b64(await encodeGlb(sphereMesh(16, 8, 0.5, true))), count: 1, size: 32 }))).toHaveLength(1);
+    expect(
+      imagesOf(await s.call('render_views', { glb_base64: b64(await encodeGlb(sphereMesh(16, 8, 0.5, true))), count: 1, size: 32 })),
+    ).toHaveLength(1);
   });
 
   it('a CPU worker killed mid-call fails none of the jobs it held: they finish on a fresh worker', async () => {
@@ -112,7 +132,9 @@ describe('hostile GLBs sent to the service', () => {
 
 describe('hostile GLBs with the preview stages on the event loop (runtime.cpu_workers: 0)', () => {
   let s: Awaited<ReturnType<typeof start>>;
-  beforeAll(async () => { s = await start({ runtime: { cpu_workers: 0 } }); });
+  beforeAll(async () => {
+    s = await start({ runtime: { cpu_workers: 0 } });
+  });
   afterAll(() => s?.close());
 
   it('check_asset on a deeply nested GLB fails its own call and the service lives', async () => {

@@ -27,7 +27,8 @@ async function expectValidPly(response: Response) {
 
 /** Mean (red - blue) SH coefficient over the Gaussians above y = 0. */
 function redMinusBlueAtPositiveY(ply: ReturnType<typeof readPlyIndependently>): number {
-  let sum = 0, n = 0;
+  let sum = 0,
+    n = 0;
   for (let i = 0; i < ply.count; i++) {
     if (ply.get('y', i) <= 0) continue;
     sum += ply.get('f_dc_0', i) - ply.get('f_dc_2', i);
@@ -50,7 +51,7 @@ describe('generate over HTTP (preview backends)', () => {
   });
   afterAll(() => server.close());
 
-  it('answers the miner\'s exact request: urlencoded prompt on /generate/', async () => {
+  it("answers the miner's exact request: urlencoded prompt on /generate/", async () => {
     const response = await postForm(`${server.url}/generate/`, { prompt: 'pink bicycle' });
     await expectValidPly(response);
     expect(response.headers.get('x-fast3d-mode')).toBe('preview');
@@ -71,7 +72,8 @@ describe('generate over HTTP (preview backends)', () => {
   it('makes upright assets: a cone-shaped prompt is wide at the bottom and narrow at the top (+Y up)', async () => {
     const { ply } = await expectValidPly(await postForm(`${server.url}/generate/`, { prompt: 'a green cone', seed: '1' }));
     const width = (predicate: (y: number) => boolean) => {
-      let lo = Infinity, hi = -Infinity;
+      let lo = Infinity,
+        hi = -Infinity;
       for (let i = 0; i < ply.count; i++) {
         if (!predicate(ply.get('y', i))) continue;
         lo = Math.min(lo, ply.get('x', i));
@@ -88,7 +90,8 @@ describe('generate over HTTP (preview backends)', () => {
     const response = await postForm(`${server.url}/generate/`, { prompt: png.toString('base64') });
     const { ply } = await expectValidPly(response);
     // The asset's colours come from the picture: a red disc, so red dominates on the front (+Z) side.
-    let red = 0, green = 0;
+    let red = 0,
+      green = 0;
     for (let i = 0; i < ply.count; i++) {
       if (ply.get('z', i) <= 0) continue;
       red += ply.get('f_dc_0', i);
@@ -116,7 +119,7 @@ describe('generate over HTTP (preview backends)', () => {
     expect(response.headers.get('x-fast3d-seed')).toBe('42');
   });
 
-  it('keeps a user image\'s own alpha channel', async () => {
+  it("keeps a user image's own alpha channel", async () => {
     // A transparent background the colour of the object: keying alone could not separate them.
     const png = await discImage({ size: 256, radius: 80, transparent: true, background: [200, 40, 60] });
     const { ply } = await expectValidPly(await postForm(`${server.url}/generate/`, { prompt: png.toString('base64') }));
@@ -148,13 +151,17 @@ describe('generate over HTTP (preview backends)', () => {
     expect(negative.headers.get('x-fast3d-seed')).toBe(derived.headers.get('x-fast3d-seed'));
   });
 
-  it('answers prompt_image_file upright (+Y up), as the subnet\'s competitions require, like the legacy contract', async () => {
+  it("answers prompt_image_file upright (+Y up), as the subnet's competitions require, like the legacy contract", async () => {
     // Red on top, blue below: which end of the asset's Y axis is red says which way is up.
     const png = await twoToneDisc();
     const form = new FormData();
     form.set('prompt_image_file', new Blob([png], { type: 'image/png' }), 'p.png');
-    const newer = readPlyIndependently(new Uint8Array(await (await fetch(`${server.url}/generate`, { method: 'POST', body: form })).arrayBuffer()));
-    const legacy = readPlyIndependently(new Uint8Array(await (await postForm(`${server.url}/generate/`, { prompt: png.toString('base64') })).arrayBuffer()));
+    const newer = readPlyIndependently(
+      new Uint8Array(await (await fetch(`${server.url}/generate`, { method: 'POST', body: form })).arrayBuffer()),
+    );
+    const legacy = readPlyIndependently(
+      new Uint8Array(await (await postForm(`${server.url}/generate/`, { prompt: png.toString('base64') })).arrayBuffer()),
+    );
     expect(redMinusBlueAtPositiveY(legacy)).toBeGreaterThan(0);
     expect(redMinusBlueAtPositiveY(newer)).toBeGreaterThan(0);
   });
@@ -164,7 +171,9 @@ describe('generate over HTTP (preview backends)', () => {
     try {
       const form = new FormData();
       form.set('prompt_image_file', new Blob([await twoToneDisc()], { type: 'image/png' }), 'p.png');
-      const answer = readPlyIndependently(new Uint8Array(await (await fetch(`${yDown.url}/generate`, { method: 'POST', body: form })).arrayBuffer()));
+      const answer = readPlyIndependently(
+        new Uint8Array(await (await fetch(`${yDown.url}/generate`, { method: 'POST', body: form })).arrayBuffer()),
+      );
       expect(redMinusBlueAtPositiveY(answer)).toBeLessThan(0);
     } finally {
       await yDown.close();
@@ -182,24 +191,44 @@ describe('generate over HTTP (preview backends)', () => {
     });
 
     it('400: prompt over the length limit', async () => {
-      await expectError(await postForm(`${server.url}/generate/`, { prompt: 'a '.repeat(600) }), 400, /prompt is 1199 characters long; the limit is 1024/);
+      await expectError(
+        await postForm(`${server.url}/generate/`, { prompt: 'a '.repeat(600) }),
+        400,
+        /prompt is 1199 characters long; the limit is 1024/,
+      );
     });
 
     it('400: long base64 that is not an image is an over-long prompt', async () => {
       const noise = Buffer.alloc(3000, 7).toString('base64');
-      await expectError(await postForm(`${server.url}/generate/`, { prompt: noise }), 400, /prompt is 4000 characters long; the limit is 1024/);
+      await expectError(
+        await postForm(`${server.url}/generate/`, { prompt: noise }),
+        400,
+        /prompt is 4000 characters long; the limit is 1024/,
+      );
     });
 
     it('400 naming the format: a short base64 GIF, rather than a text prompt answered 200', async () => {
       const sharp = (await import('sharp')).default;
-      const gif = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#208040' } }).gif().toBuffer();
-      await expectError(await postForm(`${server.url}/generate/`, { prompt: gif.toString('base64') }), 400, /^prompt is a GIF image; only PNG, JPEG or WebP images are accepted$/);
-      await expectError(await postForm(`${server.url}/generate/`, { prompt: 'data:image/png,not really a png' }), 400, /data: URL \(image\/png\) without ";base64"/);
+      const gif = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#208040' } })
+        .gif()
+        .toBuffer();
+      await expectError(
+        await postForm(`${server.url}/generate/`, { prompt: gif.toString('base64') }),
+        400,
+        /^prompt is a GIF image; only PNG, JPEG or WebP images are accepted$/,
+      );
+      await expectError(
+        await postForm(`${server.url}/generate/`, { prompt: 'data:image/png,not really a png' }),
+        400,
+        /data: URL \(image\/png\) without ";base64"/,
+      );
     });
 
     it('400 naming the format the same way on every route that takes an image', async () => {
       const sharp = (await import('sharp')).default;
-      const gif = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#208040' } }).gif().toBuffer();
+      const gif = await sharp({ create: { width: 16, height: 16, channels: 3, background: '#208040' } })
+        .gif()
+        .toBuffer();
       const file = (field: string) => {
         const form = new FormData();
         form.set(field, new Blob([gif as Uint8Array<ArrayBuffer>], { type: 'image/gif' }), 'chair.gif');
@@ -215,14 +244,23 @@ describe('generate over HTTP (preview backends)', () => {
         [fetch(`${server.url}/api/v1/jobs`, json({ image: `data:image/gif;base64,${gif.toString('base64')}` })), 'image'],
         [fetch(`${server.url}/api/v1/jobs`, { method: 'POST', body: file('image') }), 'image'],
       ];
-      for (const [response, field] of cases) await expectError(await response, 400, new RegExp(`^${field} is a GIF image; only PNG, JPEG or WebP images are accepted$`));
+      for (const [response, field] of cases)
+        await expectError(await response, 400, new RegExp(`^${field} is a GIF image; only PNG, JPEG or WebP images are accepted$`));
     });
 
     it('400: an image field that is no image says so, however long, and never calls it a text prompt', async () => {
       const noise = Buffer.alloc(3 * 1024 * 1024, 7).toString('base64');
-      const res = await fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ image: noise }) });
+      const res = await fetch(`${server.url}/api/v1/jobs`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ image: noise }),
+      });
       await expectError(res, 400, /^image is not a PNG, JPEG or WebP image$/);
-      const words = await fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ image: 'a photo of a chair!' }) });
+      const words = await fetch(`${server.url}/api/v1/jobs`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ image: 'a photo of a chair!' }),
+      });
       await expectError(words, 400, /^image is not base64 \(or a base64 data: URL\); send a PNG, JPEG or WebP image base64-encoded$/);
     });
 
@@ -233,7 +271,11 @@ describe('generate over HTTP (preview backends)', () => {
 
     it('400: bad seeds', async () => {
       for (const seed of ['abc', '1.5', '4294967296', '-']) {
-        await expectError(await postForm(`${server.url}/generate/`, { prompt: 'cat', seed }), 400, /seed must be an integer from 0 to 4294967295/);
+        await expectError(
+          await postForm(`${server.url}/generate/`, { prompt: 'cat', seed }),
+          400,
+          /seed must be an integer from 0 to 4294967295/,
+        );
       }
     });
 
@@ -261,7 +303,7 @@ describe('generate over HTTP (preview backends)', () => {
       await expectError(await fetch(`${server.url}/nope`), 404, /no route for GET \/nope/);
     });
 
-    it('the README\'s decline example (a blank image) really is a 204 in preview, with its reason', async () => {
+    it("the README's decline example (a blank image) really is a 204 in preview, with its reason", async () => {
       const { readFileSync } = await import('node:fs');
       const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8');
       const blank = /^BLANK=(\S+)/m.exec(readme)![1];
@@ -329,7 +371,7 @@ describe('self-validation over HTTP', () => {
     }
   });
 
-  it('serves the retry\'s asset when the second attempt passes', async () => {
+  it("serves the retry's asset when the second attempt passes", async () => {
     const validator = new ScriptedValidator(1);
     const server = await startTestServer({}, { validators: [validator] });
     try {
@@ -383,10 +425,16 @@ function gatedStage<T extends Backend>(stage: T): T & { release(): void; fail():
   let loaded = false;
   let release!: () => void;
   let fail!: (err: Error) => void;
-  const ready = new Promise<void>((resolve, reject) => { release = resolve; fail = reject; });
+  const ready = new Promise<void>((resolve, reject) => {
+    release = resolve;
+    fail = reject;
+  });
   return Object.assign(Object.create(stage) as T, {
     readiness: (): Readiness => (loaded ? { ready: true } : { ready: false, detail: 'loading' }),
-    init: async () => { await ready; loaded = true; },
+    init: async () => {
+      await ready;
+      loaded = true;
+    },
     release: () => release(),
     fail: () => fail(new Error('model file /models/x.onnx not found')),
   });

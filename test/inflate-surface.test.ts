@@ -7,7 +7,16 @@ import { createImage, type RgbaImage } from '../src/image/rgba.js';
 import { meshBounds, type TriangleMesh } from '../src/mesh/mesh.js';
 import { InflateImageTo3d, inflateSilhouette, type InflateOptions } from '../src/pipelines/image-to-3d/inflate.js';
 import { BACK_SHADE, inflateSurface } from '../src/pipelines/image-to-3d/surface.js';
-import { MeshRasterizer, orbitCamera, prepareCloud, prepareMesh, Rasterizer, VALIDATOR_EXTENT, VALIDATOR_FOV, VALIDATOR_RADIUS } from '../src/render/index.js';
+import {
+  MeshRasterizer,
+  orbitCamera,
+  prepareCloud,
+  prepareMesh,
+  Rasterizer,
+  VALIDATOR_EXTENT,
+  VALIDATOR_FOV,
+  VALIDATOR_RADIUS,
+} from '../src/render/index.js';
 import { bounds, dcToColour, type GaussianCloud } from '../src/splat/cloud.js';
 import { checkGates } from '../src/splat/gates.js';
 import { jobContext, testConfig } from './helpers/fake-stages.js';
@@ -27,19 +36,32 @@ function silhouette(size: number, shape: (x: number, y: number) => boolean, colo
 
 const disc = (size: number, radius: number) => silhouette(size, (x, y) => (x - size / 2) ** 2 + (y - size / 2) ** 2 < radius * radius);
 const annulus = (size: number, outer: number, inner: number) =>
-  silhouette(size, (x, y) => { const r2 = (x - size / 2) ** 2 + (y - size / 2) ** 2; return r2 < outer * outer && r2 >= inner * inner; });
-const rectangle = (size: number, w: number, h: number) => silhouette(size, (x, y) => Math.abs(x - size / 2) < w / 2 && Math.abs(y - size / 2) < h / 2);
+  silhouette(size, (x, y) => {
+    const r2 = (x - size / 2) ** 2 + (y - size / 2) ** 2;
+    return r2 < outer * outer && r2 >= inner * inner;
+  });
+const rectangle = (size: number, w: number, h: number) =>
+  silhouette(size, (x, y) => Math.abs(x - size / 2) < w / 2 && Math.abs(y - size / 2) < h / 2);
 /** A non-convex letter C with a thin stroke. */
 const thinC = (size: number) =>
-  silhouette(size, (x, y) => { const r = Math.hypot(x - size / 2, y - size / 2); return r > 40 && r < 44 && x < size / 2 + 25; });
+  silhouette(size, (x, y) => {
+    const r = Math.hypot(x - size / 2, y - size / 2);
+    return r > 40 && r < 44 && x < size / 2 + 25;
+  });
 
 /** A disc with pseudo-random one-pixel holes: the outline crosses grid cells diagonally everywhere. */
 function speckled(size: number, radius: number): RgbaImage {
   let state = 7;
-  const random = () => { state = (Math.imul(state, 1103515245) + 12345) >>> 0; return state / 2 ** 32; };
+  const random = () => {
+    state = (Math.imul(state, 1103515245) + 12345) >>> 0;
+    return state / 2 ** 32;
+  };
   const holes = new Set<number>();
   for (let i = 0; i < size * size; i++) if (random() < 0.15) holes.add(i);
-  return silhouette(size, (x, y) => (x - size / 2) ** 2 + (y - size / 2) ** 2 < radius * radius && !holes.has(Math.floor(y) * size + Math.floor(x)));
+  return silhouette(
+    size,
+    (x, y) => (x - size / 2) ** 2 + (y - size / 2) ** 2 < radius * radius && !holes.has(Math.floor(y) * size + Math.floor(x)),
+  );
 }
 
 const surfaceOptions = { depthRatio: 0.6, alphaThreshold: 0.5 };
@@ -62,11 +84,15 @@ function topology(mesh: TriangleMesh): Topology {
   const undirected = new Map<number, number>();
   const directed = new Map<number, number>();
   const faces = new Set<string>();
-  let degenerate = 0, duplicates = 0, volume = 0, area = 0;
+  let degenerate = 0,
+    duplicates = 0,
+    volume = 0,
+    area = 0;
   for (let t = 0; t < indices.length; t += 3) {
     const tri = [indices[t], indices[t + 1], indices[t + 2]];
     for (let e = 0; e < 3; e++) {
-      const a = tri[e], b = tri[(e + 1) % 3];
+      const a = tri[e],
+        b = tri[(e + 1) % 3];
       directed.set(a * vertices + b, (directed.get(a * vertices + b) ?? 0) + 1);
       const key = Math.min(a, b) * vertices + Math.max(a, b);
       undirected.set(key, (undirected.get(key) ?? 0) + 1);
@@ -75,14 +101,16 @@ function topology(mesh: TriangleMesh): Topology {
     if (faces.has(key)) duplicates++;
     faces.add(key);
     const [a, b, c] = tri.map((i) => [p[i * 3], p[i * 3 + 1], p[i * 3 + 2]]);
-    const u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]], v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
+    const u = [b[0] - a[0], b[1] - a[1], b[2] - a[2]],
+      v = [c[0] - a[0], c[1] - a[1], c[2] - a[2]];
     const n = [u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2], u[0] * v[1] - u[1] * v[0]];
     const twice = Math.hypot(n[0], n[1], n[2]);
     if (twice <= 1e-14 || tri[0] === tri[1] || tri[1] === tri[2] || tri[0] === tri[2]) degenerate++;
     area += twice / 2;
     volume += (a[0] * (b[1] * c[2] - b[2] * c[1]) - a[1] * (b[0] * c[2] - b[2] * c[0]) + a[2] * (b[0] * c[1] - b[1] * c[0])) / 6;
   }
-  let openEdges = 0, repeatedDirected = 0;
+  let openEdges = 0,
+    repeatedDirected = 0;
   for (const count of undirected.values()) if (count !== 2) openEdges++;
   for (const count of directed.values()) if (count !== 1) repeatedDirected++;
   return { openEdges, repeatedDirected, degenerate, duplicates, volume, area };
@@ -121,7 +149,7 @@ describe('the inflated surface', () => {
     }
   });
 
-  it('inflates a disc into a sphere-like body of the profile\'s thickness', () => {
+  it("inflates a disc into a sphere-like body of the profile's thickness", () => {
     const mesh = inflateSurface(disc(256, 100), { depthRatio: 1, alphaThreshold: 0.5, triangles: 40_000 });
     const { min, max } = meshBounds(mesh);
     const unit = 1 / 256;
@@ -144,7 +172,8 @@ describe('the inflated surface', () => {
     const { positions: p, colours } = mesh;
     let checked = 0;
     for (let i = 0; i < p.length / 3; i++) {
-      const x = p[i * 3], z = p[i * 3 + 2];
+      const x = p[i * 3],
+        z = p[i * 3 + 2];
       if (Math.abs(x) < 0.02) continue;
       const [r, , b] = [colours![i * 3], colours![i * 3 + 1], colours![i * 3 + 2]];
       const expected = x < 0 ? [200, 20] : [20, 200];
@@ -171,7 +200,8 @@ describe('the preview splats', () => {
     expect(mesh.indices.length / 3).toBeGreaterThan(14_000);
     expect(mesh.indices.length / 3).toBeLessThan(28_000);
     expect(cloud.count).toBeLessThanOrEqual(60_000);
-    const a = bounds(cloud), b = meshBounds(mesh);
+    const a = bounds(cloud),
+      b = meshBounds(mesh);
     const extent = Math.max(...[0, 1, 2].map((i) => b.max[i] - b.min[i]));
     for (let i = 0; i < 3; i++) {
       expect(Math.abs(a.min[i] - b.min[i])).toBeLessThan(0.02 * extent);
@@ -179,7 +209,7 @@ describe('the preview splats', () => {
     }
   });
 
-  it('still make a mesh of a silhouette thinner than the mesh grid\'s step: a finer grid until it has triangles', async () => {
+  it("still make a mesh of a silhouette thinner than the mesh grid's step: a finer grid until it has triangles", async () => {
     // A 2-pixel line 2000 pixels long: at 1000 triangles the step is about 4 pixels, and no cell lies inside it.
     const line = silhouette(2048, (x, y) => y > 1024 && y < 1026 && x > 24 && x < 2024);
     expect(inflateSurface(line, { ...surfaceOptions, triangles: 1000 }).indices.length).toBe(0);
@@ -190,8 +220,14 @@ describe('the preview splats', () => {
     expect(mesh.indices.length / 3).toBeGreaterThan(100);
   });
 
-  it('stay within max_gaussians and at or above the validator\'s 7000, passing the gates', () => {
-    for (const [image, maxGaussians] of [[disc(518, 200), 240_000], [disc(518, 200), 7000], [rectangle(518, 20, 20), 240_000], [rectangle(518, 6, 6), 7000], [thinC(128), 9000]] as const) {
+  it("stay within max_gaussians and at or above the validator's 7000, passing the gates", () => {
+    for (const [image, maxGaussians] of [
+      [disc(518, 200), 240_000],
+      [disc(518, 200), 7000],
+      [rectangle(518, 20, 20), 240_000],
+      [rectangle(518, 6, 6), 7000],
+      [thinC(128), 9000],
+    ] as const) {
       const cloud = inflateSilhouette(image, { ...options, maxGaussians });
       expect(cloud.count).toBeLessThanOrEqual(maxGaussians);
       expect(cloud.count).toBeGreaterThanOrEqual(Math.min(7000, maxGaussians));
@@ -200,7 +236,7 @@ describe('the preview splats', () => {
     }
   });
 
-  it('take the image\'s colour and opacity', () => {
+  it("take the image's colour and opacity", () => {
     const cloud = inflateSilhouette(disc(256, 100), { ...options, maxGaussians: 20_000 });
     const { f_dc_0, f_dc_1, f_dc_2, z } = cloud.columns;
     for (let i = 0; i < cloud.count; i += 97) {
@@ -220,14 +256,21 @@ describe('the preview splats', () => {
     const size = 192;
     const camera = orbitCamera({ azimuth, elevation: 0, radius: VALIDATOR_RADIUS }, { width: size, height: size, fov: VALIDATOR_FOV });
     const options = { background: [0, 0, 0] as [number, number, number], channels: 3 as const };
-    const pixels = 'cloud' in subject
-      ? new Rasterizer().render(prepareCloud(subject.cloud, { extent: VALIDATOR_EXTENT }), camera, options)
-      : new MeshRasterizer().render(prepareMesh(subject.mesh, { extent: VALIDATOR_EXTENT }), camera, options);
-    let object = 0, holes = 0;
+    const pixels =
+      'cloud' in subject
+        ? new Rasterizer().render(prepareCloud(subject.cloud, { extent: VALIDATOR_EXTENT }), camera, options)
+        : new MeshRasterizer().render(prepareMesh(subject.mesh, { extent: VALIDATOR_EXTENT }), camera, options);
+    let object = 0,
+      holes = 0;
     for (let y = 0; y < size; y++) {
       const isObject = (x: number) => pixels[(y * size + x) * 3] > 60;
-      let left = -1, right = -1;
-      for (let x = 0; x < size; x++) if (isObject(x)) { if (left < 0) left = x; right = x; }
+      let left = -1,
+        right = -1;
+      for (let x = 0; x < size; x++)
+        if (isObject(x)) {
+          if (left < 0) left = x;
+          right = x;
+        }
       if (left < 0) continue;
       for (let x = left; x <= right; x++) {
         if (isObject(x)) object++;
@@ -237,7 +280,10 @@ describe('the preview splats', () => {
     return { object, holes };
   }
 
-  for (const [name, image] of [['a disc', disc(256, 100)], ['a rectangle', rectangle(256, 180, 120)]] as const) {
+  for (const [name, image] of [
+    ['a disc', disc(256, 100)],
+    ['a rectangle', rectangle(256, 180, 120)],
+  ] as const) {
     it(`show no slit between front and back seen from the side: ${name}`, () => {
       const cloud = inflateSilhouette(image, { ...options, maxGaussians: 60_000 });
       for (const azimuth of [90, 270]) {

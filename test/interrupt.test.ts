@@ -14,7 +14,11 @@ import { onLogLines } from './helpers/log-lines.js';
 const groups: ChildProcess[] = [];
 afterEach(() => {
   for (const child of groups.splice(0)) {
-    try { process.kill(-child.pid!, 'SIGKILL'); } catch { /* already gone */ }
+    try {
+      process.kill(-child.pid!, 'SIGKILL');
+    } catch {
+      /* already gone */
+    }
   }
 });
 
@@ -33,7 +37,9 @@ async function startPreview(): Promise<Preview> {
   groups.push(child);
   let err = '';
   const logs: Preview['logs'] = [];
-  child.stderr!.on('data', (c: Buffer) => { err += c.toString(); });
+  child.stderr!.on('data', (c: Buffer) => {
+    err += c.toString();
+  });
   const closed = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   const found = await new Promise<{ port: number; pid: number }>((resolve, reject) => {
     onLogLines(child.stdout!, (entry) => {
@@ -56,7 +62,9 @@ function ffmpegChildren(pid: number): number[] {
       const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
       if (ppid === pid && stat.includes('(ffmpeg)')) found.push(Number(entry));
-    } catch { /* exited meanwhile */ }
+    } catch {
+      /* exited meanwhile */
+    }
   }
   return found;
 }
@@ -68,7 +76,7 @@ async function running(url: string): Promise<number> {
 /** Top-level MP4 boxes; a complete file is exactly a sequence of them, with ftyp, moov and mdat. */
 function mp4Boxes(bytes: Buffer): string[] | null {
   const boxes: string[] = [];
-  for (let at = 0; at < bytes.length;) {
+  for (let at = 0; at < bytes.length; ) {
     const size = bytes.readUInt32BE(at);
     if (size < 8 || at + size > bytes.length) return null;
     boxes.push(bytes.toString('latin1', at + 4, at + 8));
@@ -107,7 +115,12 @@ describe('Ctrl-C on npm run preview (SIGINT to the whole process group)', () => 
 
   it('stops at once on a second Ctrl-C, and says so', async () => {
     const preview = await startPreview();
-    const video = post(preview.url, '/generate_video/', { prompt: 'a long green sofa', video_res: '1024' }).then((r) => r.arrayBuffer()).then(() => 'answered', () => 'cut');
+    const video = post(preview.url, '/generate_video/', { prompt: 'a long green sofa', video_res: '1024' })
+      .then((r) => r.arrayBuffer())
+      .then(
+        () => 'answered',
+        () => 'cut',
+      );
     await until(() => ffmpegChildren(preview.pid).length > 0, 60_000);
     process.kill(-groups[0].pid!, 'SIGINT');
     await until(() => /finishing in-flight jobs/.test(preview.stderr()), 10_000);

@@ -29,14 +29,26 @@ function rectImage(w: number, h: number, rect: [number, number, number, number],
 const frame = { size: 518, margin: 0.1, alphaThreshold: 0.5 };
 
 describe('ISNet pre- and post-processing (rembg recipe)', () => {
-  it('divides by the image\'s own maximum, subtracts 0.5 and lays out NCHW', async () => {
+  it("divides by the image's own maximum, subtracts 0.5 and lays out NCHW", async () => {
     // A 2x2 image at the model size: no resampling, so every value is hand-computable.
-    const sameSize = await isnetInput({ width: 2, height: 2, data: Uint8ClampedArray.from([200, 100, 50, 255, 0, 20, 40, 255, 200, 100, 50, 255, 0, 20, 40, 255]) }, 2);
+    const sameSize = await isnetInput(
+      { width: 2, height: 2, data: Uint8ClampedArray.from([200, 100, 50, 255, 0, 20, 40, 255, 200, 100, 50, 255, 0, 20, 40, 255]) },
+      2,
+    );
     // The maximum is 200, not 255: R plane, then G plane, then B plane.
     const expected = [
-      200 / 200 - 0.5, 0 / 200 - 0.5, 200 / 200 - 0.5, 0 / 200 - 0.5,
-      100 / 200 - 0.5, 20 / 200 - 0.5, 100 / 200 - 0.5, 20 / 200 - 0.5,
-      50 / 200 - 0.5, 40 / 200 - 0.5, 50 / 200 - 0.5, 40 / 200 - 0.5,
+      200 / 200 - 0.5,
+      0 / 200 - 0.5,
+      200 / 200 - 0.5,
+      0 / 200 - 0.5,
+      100 / 200 - 0.5,
+      20 / 200 - 0.5,
+      100 / 200 - 0.5,
+      20 / 200 - 0.5,
+      50 / 200 - 0.5,
+      40 / 200 - 0.5,
+      50 / 200 - 0.5,
+      40 / 200 - 0.5,
     ];
     expect(Array.from(sameSize)).toEqual(expected.map((v) => expect.closeTo(v, 6)));
   });
@@ -145,7 +157,7 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
     await matting.close();
   });
 
-  it('keeps a user image\'s own alpha unless configured to matte again', async () => {
+  it("keeps a user image's own alpha unless configured to matte again", async () => {
     // The user's alpha says the object is the left block; the model would pick the bright right block.
     const image = rectImage(200, 100, [120, 20, 180, 80], [255, 255, 255], [0, 0, 0]);
     for (let y = 0; y < 100; y++) for (let x = 0; x < 200; x++) image.data[(y * 200 + x) * 4 + 3] = x < 60 && y >= 10 && y < 90 ? 255 : 0;
@@ -178,10 +190,12 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
     expect(matting.readiness()).toEqual({ ready: false, detail: `model file ${missing} not found (run: npm run weights)` });
     await expect(matting.init()).rejects.toThrow(missing);
     expect(matting.readiness().ready).toBe(false);
-    await expect(matting.matte({ image: rectImage(8, 8, [2, 2, 6, 6], [255, 255, 255], [0, 0, 0]), fromUser: false })).rejects.toThrow(missing);
+    await expect(matting.matte({ image: rectImage(8, 8, [2, 2, 6, 6], [255, 255, 255], [0, 0, 0]), fromUser: false })).rejects.toThrow(
+      missing,
+    );
   });
 
-  it('fails init() with onnxruntime\'s reason when the file is not a model', async () => {
+  it("fails init() with onnxruntime's reason when the file is not a model", async () => {
     const path = join(dir, 'not-a-model.onnx');
     await writeFile(path, 'not an onnx file');
     const matting = backend(true, path);

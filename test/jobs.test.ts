@@ -35,10 +35,17 @@ describe('the job registry', () => {
   it('reports ordered stage events with timings, and the picture, matte and cloud as they appear', async () => {
     const c = build();
     await c.service.start();
-    const answering = c.answers.answer({ id: 'job-a', task: text('a red wooden chair'), seed: 5, priority: 'interactive', wants: [{ format: 'ply' }] });
+    const answering = c.answers.answer({
+      id: 'job-a',
+      task: text('a red wooden chair'),
+      seed: 5,
+      priority: 'interactive',
+      wants: [{ format: 'ply' }],
+    });
     // A live reader can take the raw cloud when it is shown.
     const rawCloud = (async () => {
-      for await (const e of c.answers.jobs.events('job-a')) if (e.type === 'intermediate' && e.name === 'cloud') return c.answers.jobs.intermediate('job-a', 'cloud') as { count: number };
+      for await (const e of c.answers.jobs.events('job-a'))
+        if (e.type === 'intermediate' && e.name === 'cloud') return c.answers.jobs.intermediate('job-a', 'cloud') as { count: number };
       return undefined;
     })();
     const answer = await answering;
@@ -51,13 +58,23 @@ describe('the job registry', () => {
     const events = await collect(c.answers.jobs.events('job-a'));
     const shape = events.map((e) => (e.type === 'stage' ? `${e.phase}:${e.stage}` : e.type === 'intermediate' ? `show:${e.name}` : e.type));
     expect(shape).toEqual([
-      'queued', 'running',
-      'start:text_to_image', 'end:text_to_image', 'show:image',
-      'start:matting', 'end:matting', 'show:matte',
-      'start:image_to_3d', 'end:image_to_3d', 'show:cloud',
-      'start:normalise', 'end:normalise',
-      'start:validate', 'end:validate',
-      'artefact', 'end',
+      'queued',
+      'running',
+      'start:text_to_image',
+      'end:text_to_image',
+      'show:image',
+      'start:matting',
+      'end:matting',
+      'show:matte',
+      'start:image_to_3d',
+      'end:image_to_3d',
+      'show:cloud',
+      'start:normalise',
+      'end:normalise',
+      'start:validate',
+      'end:validate',
+      'artefact',
+      'end',
     ]);
     const ats = events.map((e) => e.at);
     expect([...ats].sort((a, b) => a - b)).toEqual(ats); // in time order
@@ -74,7 +91,9 @@ describe('the job registry', () => {
     expect(view.intermediates).toEqual(['image', 'matte']);
     expect(c.answers.jobs.intermediate('job-a', 'cloud')).toBeUndefined();
     expect((await rawCloud)?.count).toBe(answer.gaussians);
-    expect(view.artefacts).toEqual([{ name: 'ply', contentType: 'application/octet-stream', extension: '.ply', bytes: answer.artefacts[0].bytes.length }]);
+    expect(view.artefacts).toEqual([
+      { name: 'ply', contentType: 'application/octet-stream', extension: '.ply', bytes: answer.artefacts[0].bytes.length },
+    ]);
 
     // The intermediates are real values: the picture, the framed matte (transparent border).
     const picture = c.answers.jobs.intermediate('job-a', 'image') as { width: number; data: Uint8ClampedArray };
@@ -136,7 +155,9 @@ describe('the job registry', () => {
     });
     expect((await held).kind).toBe('asset');
     expect(await drained).toBe(true);
-    await expect(c.service.generate({ job: { id: 'late', task: text('a late chair'), seed: 2 }, settings })).rejects.toThrow(/shutting down/);
+    await expect(c.service.generate({ job: { id: 'late', task: text('a late chair'), seed: 2 }, settings })).rejects.toThrow(
+      /shutting down/,
+    );
     await expect(c.service.hold(async () => 1)).rejects.toThrow(/shutting down/);
   });
 });

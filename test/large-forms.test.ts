@@ -17,17 +17,28 @@ const IDEOGRAPHIC_SPACE = '%E3%80%80';
 describe('overLongUrlencodedPrompt', () => {
   it('bounds a text prompt by its encoded length over 12, the most a character takes', () => {
     expect(overLongUrlencodedPrompt(bytes(`prompt=${EMOJI.repeat(1024)}`), 1024)).toBeNull();
-    expect(overLongUrlencodedPrompt(bytes(`prompt=${EMOJI.repeat(1025)}`), 1024)).toBe('prompt is at least 1025 characters long; the limit is 1024');
-    expect(overLongUrlencodedPrompt(bytes(`seed=4&prompt=${'a'.repeat(5 * MiB)}&format=ply`), 1024)).toBe(`prompt is at least ${Math.ceil((5 * MiB) / 12)} characters long; the limit is 1024`);
+    expect(overLongUrlencodedPrompt(bytes(`prompt=${EMOJI.repeat(1025)}`), 1024)).toBe(
+      'prompt is at least 1025 characters long; the limit is 1024',
+    );
+    expect(overLongUrlencodedPrompt(bytes(`seed=4&prompt=${'a'.repeat(5 * MiB)}&format=ply`), 1024)).toBe(
+      `prompt is at least ${Math.ceil((5 * MiB) / 12)} characters long; the limit is 1024`,
+    );
   });
 
   it('does not count the whitespace the parser trims, whatever its encoding', () => {
     const padding = `+%20%0A${IDEOGRAPHIC_SPACE}%C2%A0%EF%BB%BF`.repeat(500);
     expect(overLongUrlencodedPrompt(bytes(`prompt=${padding}${'a'.repeat(1000)}${padding}`), 1024)).toBeNull();
-    expect(overLongUrlencodedPrompt(bytes(`prompt=${padding}${'a'.repeat(20_000)}${padding}`), 1024)).toBe(`prompt is at least ${Math.ceil(20_000 / 12)} characters long; the limit is 1024`);
+    expect(overLongUrlencodedPrompt(bytes(`prompt=${padding}${'a'.repeat(20_000)}${padding}`), 1024)).toBe(
+      `prompt is at least ${Math.ceil(20_000 / 12)} characters long; the limit is 1024`,
+    );
     // Padding beyond what is decoded at either end (cut mid-character at the window's edge): left to the parser.
     const long = padding.repeat(4);
-    for (const value of [`${long}${'a'.repeat(1000)}`, `${'a'.repeat(1000)}${long}`, `${long}${'a'.repeat(20_000)}${long}`, `a${'+'.repeat(MiB)}`]) {
+    for (const value of [
+      `${long}${'a'.repeat(1000)}`,
+      `${'a'.repeat(1000)}${long}`,
+      `${long}${'a'.repeat(20_000)}${long}`,
+      `a${'+'.repeat(MiB)}`,
+    ]) {
       expect(overLongUrlencodedPrompt(bytes(`prompt=${value}`), 1024)).toBeNull();
     }
   });
@@ -35,7 +46,12 @@ describe('overLongUrlencodedPrompt', () => {
   it('leaves what the prompt parser reads as an image to it: a data: URL, base64 with any image magic', async () => {
     const png = (await discImage({ size: 64, radius: 20 })).toString('base64');
     const gif = Buffer.concat([Buffer.from('GIF89a'), Buffer.alloc(30_000, 1)]).toString('base64');
-    for (const value of [`data:image/png;base64,${'A'.repeat(30_000)}`, encodeURIComponent(png) + 'A'.repeat(30_000), encodeURIComponent(gif), `++${png.replaceAll('+', '%2B')}${'A'.repeat(30_000)}`]) {
+    for (const value of [
+      `data:image/png;base64,${'A'.repeat(30_000)}`,
+      encodeURIComponent(png) + 'A'.repeat(30_000),
+      encodeURIComponent(gif),
+      `++${png.replaceAll('+', '%2B')}${'A'.repeat(30_000)}`,
+    ]) {
       expect(overLongUrlencodedPrompt(bytes(`prompt=${value}`), 1024), value.slice(0, 40)).toBeNull();
     }
     // Base64 without image magic is text, as the parser reads it.
@@ -73,17 +89,22 @@ describe('large urlencoded prompts over HTTP', () => {
     await composed?.cpuPool?.close();
   });
 
-  const post = (path: string, body: string) => fetch(`${served.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body });
+  const post = (path: string, body: string) =>
+    fetch(`${served.url}${path}`, { method: 'POST', headers: { 'Content-Type': 'application/x-www-form-urlencoded' }, body });
 
   it('refuses several over-long text prompts sent at once with 400, without the CPU pool parsing any of them', async () => {
     const bodies = [
-      `prompt=${'a+red+chair+'.repeat(3 * MiB / 12)}`,
+      `prompt=${'a+red+chair+'.repeat((3 * MiB) / 12)}`,
       `seed=7&prompt=${EMOJI.repeat(MiB / 6)}`,
       `prompt=${'%E6%A4%85%E5%AD%90'.repeat(MiB / 8)}&format=ply`,
       `prompt=++${'x'.repeat(2 * MiB)}++`,
       `prompt=${Buffer.alloc(MiB, 7).toString('base64')}`,
     ];
-    const answers = await Promise.all([...bodies.map((b) => post('/generate/', b)), post('/generate_video/', bodies[0]), post('/api/v1/jobs', bodies[1])]);
+    const answers = await Promise.all([
+      ...bodies.map((b) => post('/generate/', b)),
+      post('/generate_video/', bodies[0]),
+      post('/api/v1/jobs', bodies[1]),
+    ]);
     for (const res of answers) {
       expect(res.status).toBe(400);
       expect(((await res.json()) as { error: string }).error).toMatch(/^prompt is at least \d+ characters long; the limit is 1024$/);

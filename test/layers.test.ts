@@ -20,7 +20,10 @@ function layerTable(): Map<string, Set<string> | 'everything'> {
   const table = new Map<string, Set<string> | 'everything'>();
   for (const line of section.split('\n')) {
     if (!line.startsWith('| `')) continue;
-    const cells = line.split('|').slice(1, -1).map((c) => c.trim());
+    const cells = line
+      .split('|')
+      .slice(1, -1)
+      .map((c) => c.trim());
     const names = [...cells[0].matchAll(/`([^`]+)`/g)].map((m) => moduleOf(m[1]));
     const allowed = cells[cells.length - 1];
     const rule = allowed === 'everything' ? 'everything' : new Set([...allowed.matchAll(/`([^`]+)`/g)].map((m) => moduleOf(m[1])));
@@ -48,7 +51,13 @@ describe('layers', () => {
   const table = layerTable();
 
   it('the architecture document has a row for every top-level module of src/', () => {
-    const modules = [...new Set(readdirSync(SRC).filter((n) => n !== 'types').map(moduleOf))].sort();
+    const modules = [
+      ...new Set(
+        readdirSync(SRC)
+          .filter((n) => n !== 'types')
+          .map(moduleOf),
+      ),
+    ].sort();
     expect(modules.filter((m) => !table.has(m))).toEqual([]);
     expect([...table.keys()].filter((m) => !modules.includes(m))).toEqual([]);
   });

@@ -19,7 +19,12 @@ function gate(args: string[]) {
 /** A copy of the image's build files and licence records, changed by `edit`, checked Python-only. */
 function imageCopy(name: string, edit: (root: string) => void) {
   const root = join(temp, name);
-  for (const file of ['docker/Dockerfile', 'workers/gpu/requirements.txt', 'workers/gpu/constraints.txt', 'licenses/python-packages.json']) {
+  for (const file of [
+    'docker/Dockerfile',
+    'workers/gpu/requirements.txt',
+    'workers/gpu/constraints.txt',
+    'licenses/python-packages.json',
+  ]) {
     mkdirSync(join(root, file, '..'), { recursive: true });
     cpSync(file, join(root, file));
   }
@@ -40,15 +45,27 @@ describe('scripts/licenses.mjs', () => {
   });
 
   it('fails when a non-commercial piece enters the image: a git checkout, a requirement or a licence record', () => {
-    const clone = imageCopy('clone', (root) => append(root, 'docker/Dockerfile',
-      '\nRUN git clone https://github.com/NVlabs/nvdiffrast.git /tmp/nvdiffrast && pip install /tmp/nvdiffrast\n'));
+    const clone = imageCopy('clone', (root) =>
+      append(
+        root,
+        'docker/Dockerfile',
+        '\nRUN git clone https://github.com/NVlabs/nvdiffrast.git /tmp/nvdiffrast && pip install /tmp/nvdiffrast\n',
+      ),
+    );
     expect(clone.status).toBe(1);
     expect(clone.stderr).toContain('python nvdiffrast (docker/Dockerfile): NVIDIA Source Code License (1-Way Commercial)');
 
-    const requirement = imageCopy('requirement', (root) => append(root, 'workers/gpu/requirements.txt',
-      'diff_gaussian_rasterization @ git+https://github.com/autonomousvision/mip-splatting.git#subdirectory=submodules/diff-gaussian-rasterization\n'));
+    const requirement = imageCopy('requirement', (root) =>
+      append(
+        root,
+        'workers/gpu/requirements.txt',
+        'diff_gaussian_rasterization @ git+https://github.com/autonomousvision/mip-splatting.git#subdirectory=submodules/diff-gaussian-rasterization\n',
+      ),
+    );
     expect(requirement.status).toBe(1);
-    expect(requirement.stderr).toContain('diff_gaussian_rasterization (workers/gpu/requirements.txt): Inria/MPII Gaussian-Splatting License');
+    expect(requirement.stderr).toContain(
+      'diff_gaussian_rasterization (workers/gpu/requirements.txt): Inria/MPII Gaussian-Splatting License',
+    );
 
     const record = imageCopy('record', (root) => {
       const path = join(root, 'licenses/python-packages.json');
@@ -74,8 +91,18 @@ describe('scripts/licenses.mjs', () => {
     const root = join(temp, 'freeze-clean');
     const ok = gate(['--check', '--python-only', '--root', root, '--python-freeze', freeze]);
     expect(ok.status, ok.stderr).toBe(0);
-    const strict = gate(['--check', '--python-only', '--root', root, '--python-freeze', freeze,
-      '--constraints', join(root, 'workers/gpu/constraints.txt'), '--strict-pins', '1']);
+    const strict = gate([
+      '--check',
+      '--python-only',
+      '--root',
+      root,
+      '--python-freeze',
+      freeze,
+      '--constraints',
+      join(root, 'workers/gpu/constraints.txt'),
+      '--strict-pins',
+      '1',
+    ]);
     expect(strict.status).toBe(1);
     expect(strict.stderr).toContain('filelock==3.16.1 is installed but not pinned');
     expect(strict.stderr).not.toContain('torch==');
@@ -89,14 +116,25 @@ describe('scripts/licenses.mjs', () => {
     const root = join(temp, 'npm');
     mkdirSync(join(root, 'node_modules/shady'), { recursive: true });
     mkdirSync(join(root, 'node_modules/silent'), { recursive: true });
-    for (const file of ['docker/Dockerfile', 'workers/gpu/requirements.txt', 'workers/gpu/constraints.txt', 'licenses/python-packages.json']) {
+    for (const file of [
+      'docker/Dockerfile',
+      'workers/gpu/requirements.txt',
+      'workers/gpu/constraints.txt',
+      'licenses/python-packages.json',
+    ]) {
       mkdirSync(join(root, file, '..'), { recursive: true });
       cpSync(file, join(root, file));
     }
-    writeFileSync(join(root, 'package-lock.json'), JSON.stringify({
-      packages: { '': {}, 'node_modules/shady': { version: '1.0.0' }, 'node_modules/silent': { version: '2.0.0' } },
-    }));
-    writeFileSync(join(root, 'node_modules/shady/package.json'), JSON.stringify({ name: 'shady', version: '1.0.0', license: 'CC-BY-NC-SA-4.0' }));
+    writeFileSync(
+      join(root, 'package-lock.json'),
+      JSON.stringify({
+        packages: { '': {}, 'node_modules/shady': { version: '1.0.0' }, 'node_modules/silent': { version: '2.0.0' } },
+      }),
+    );
+    writeFileSync(
+      join(root, 'node_modules/shady/package.json'),
+      JSON.stringify({ name: 'shady', version: '1.0.0', license: 'CC-BY-NC-SA-4.0' }),
+    );
     writeFileSync(join(root, 'node_modules/silent/package.json'), JSON.stringify({ name: 'silent', version: '2.0.0' }));
     const result = gate(['--check', '--root', root]);
     expect(result.status).toBe(1);

@@ -14,7 +14,9 @@ describe('log format', () => {
   it('writes readable lines through pino-pretty when asked', async () => {
     const script = `import { createLogger } from './src/runtime/log.ts';
       createLogger('info', undefined, 'pretty').info({ port: 8093 }, 'listening');`;
-    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { timeout: 30_000 });
+    const { stdout } = await promisify(execFile)(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], {
+      timeout: 30_000,
+    });
     expect(stdout).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO( \(\d+\))?: listening \{"port":8093\}\n$/);
   });
 });

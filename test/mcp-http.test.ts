@@ -28,7 +28,9 @@ describe('/mcp over Streamable HTTP', () => {
   const fake = fakeStages(fakeOptions);
 
   beforeAll(async () => {
-    composed = compose(testConfig({ auth: { enabled: true, token: TOKEN }, pipeline: { retries: 0 }, render: { threads: 2 } }), { stages: fake.stages });
+    composed = compose(testConfig({ auth: { enabled: true, token: TOKEN }, pipeline: { retries: 0 }, render: { threads: 2 } }), {
+      stages: fake.stages,
+    });
     await composed.service.start();
     served = await serveApp(composed.app);
     client = await httpClient(served.url, TOKEN);
@@ -51,14 +53,20 @@ describe('/mcp over Streamable HTTP', () => {
       expect(tool.inputSchema.type).toBe('object');
     }
     const generate = tools.find((t) => t.name === 'generate_3d_asset')!;
-    expect(Object.keys(generate.inputSchema.properties!)).toEqual(expect.arrayContaining(['prompt', 'image_base64', 'preset', 'seed', 'formats']));
+    expect(Object.keys(generate.inputSchema.properties!)).toEqual(
+      expect.arrayContaining(['prompt', 'image_base64', 'preset', 'seed', 'formats']),
+    );
   });
 
-  it('generate_3d_asset reports the job\'s stages as progress and returns the job id, a valid PLY resource and the front view', async () => {
+  it("generate_3d_asset reports the job's stages as progress and returns the job id, a valid PLY resource and the front view", async () => {
     const progress: { progress: number; message?: string }[] = [];
-    const result = (await client.callTool({ name: 'generate_3d_asset', arguments: { prompt: 'a wooden treasure chest', seed: 7, formats: ['spz'] } }, undefined, {
-      onprogress: (p) => progress.push(p),
-    })) as CallToolResult;
+    const result = (await client.callTool(
+      { name: 'generate_3d_asset', arguments: { prompt: 'a wooden treasure chest', seed: 7, formats: ['spz'] } },
+      undefined,
+      {
+        onprogress: (p) => progress.push(p),
+      },
+    )) as CallToolResult;
     expect(result.isError).toBeFalsy();
     const summary = result.structuredContent as { job_id: string; seed: number; gaussians: number };
     expect(summary.seed).toBe(7);
@@ -88,7 +96,11 @@ describe('/mcp over Streamable HTTP', () => {
 
     // The job ran as people's and agents' jobs do, and get_job reads it back.
     expect(composed.answers.jobs.get(summary.job_id)?.priority).toBe('interactive');
-    const job = (await call('get_job', { job_id: summary.job_id })).structuredContent as { state: string; report: { attempts: unknown[] }; artefacts: { uri: string }[] };
+    const job = (await call('get_job', { job_id: summary.job_id })).structuredContent as {
+      state: string;
+      report: { attempts: unknown[] };
+      artefacts: { uri: string }[];
+    };
     expect(job.state).toBe('done');
     expect(job.report.attempts).toHaveLength(1);
     expect(job.artefacts.map((a) => a.uri)).toEqual(links.map((l) => l.uri));
@@ -100,7 +112,7 @@ describe('/mcp over Streamable HTTP', () => {
     expect((recent.structuredContent as { assets: { job_id: string }[] }).assets.map((a) => a.job_id)).toContain(summary.job_id);
   });
 
-  it('render_views returns decodable PNGs from the validator\'s and the turntable\'s cameras', async () => {
+  it("render_views returns decodable PNGs from the validator's and the turntable's cameras", async () => {
     const made = await call('generate_3d_asset', { prompt: 'a stone lantern' });
     const jobId = (made.structuredContent as { job_id: string }).job_id;
     const validator = await call('render_views', { job_id: jobId, cameras: 'validator', count: 3, size: 96 });
@@ -126,7 +138,7 @@ describe('/mcp over Streamable HTTP', () => {
     expect(checked.structuredContent).toMatchObject({ ok: true, packer: 'ok' });
   });
 
-  it('check_asset passes a job\'s PLY and names the broken rule of a truncated one', async () => {
+  it("check_asset passes a job's PLY and names the broken rule of a truncated one", async () => {
     const made = await call('generate_3d_asset', { prompt: 'a copper kettle' });
     const jobId = (made.structuredContent as { job_id: string }).job_id;
     const good = await call('check_asset', { job_id: jobId });
@@ -142,7 +154,7 @@ describe('/mcp over Streamable HTTP', () => {
     expect(textOf(bad)).toMatch(/^FAIL/);
   });
 
-  it('render_views and check_asset take a job\'s mesh (GLB), by job and artefact or by URI', async () => {
+  it("render_views and check_asset take a job's mesh (GLB), by job and artefact or by URI", async () => {
     const made = await call('generate_3d_asset', { prompt: 'a round clay pot', formats: ['glb'] });
     expect(made.isError).toBeFalsy();
     const jobId = (made.structuredContent as { job_id: string }).job_id;
@@ -163,7 +175,14 @@ describe('/mcp over Streamable HTTP', () => {
       const checked = await call('check_asset', args);
       expect(checked.isError).toBeFalsy();
       // The fake's sphere: 2 * 24 * 11 triangles, fitted to the unit cube.
-      expect(checked.structuredContent).toMatchObject({ format: 'glb', ok: true, meshes: 1, triangles: 528, validator: { errors: 0 }, violations: [] });
+      expect(checked.structuredContent).toMatchObject({
+        format: 'glb',
+        ok: true,
+        meshes: 1,
+        triangles: 528,
+        validator: { errors: 0 },
+        violations: [],
+      });
       expect(textOf(checked)).toMatch(/^ok: .* passes the Khronos glTF validator and the mesh rules \(1 mesh\(es\), 528 triangles/);
     }
   });
@@ -191,14 +210,30 @@ describe('/mcp over Streamable HTTP', () => {
       ['generate_3d_asset', { prompt: 'a chair', image_base64: 'iVBORw0KGgo=' }, /exactly one of/],
       ['generate_3d_asset', { prompt: 'a chair', seed: -3 }, /seed/],
       ['generate_3d_asset', { prompt: 'a chair', formats: ['obj'] }, /formats/],
-      ['generate_3d_asset', { image_base64: Buffer.from('just some words, not an image').toString('base64') }, /image_base64 is not .*PNG, JPEG or WebP/],
+      [
+        'generate_3d_asset',
+        { image_base64: Buffer.from('just some words, not an image').toString('base64') },
+        /image_base64 is not .*PNG, JPEG or WebP/,
+      ],
       // However long, bytes that are no image are not called an over-long text prompt; another format is named.
-      ['generate_3d_asset', { image_base64: Buffer.alloc(3 * 1024 * 1024, 7).toString('base64') }, /^image_base64 is not a PNG, JPEG or WebP image$/],
-      ['generate_3d_asset', { image_base64: Buffer.concat([Buffer.from('GIF89a'), Buffer.alloc(64)]).toString('base64') }, /^image_base64 is a GIF image; only PNG, JPEG or WebP images are accepted$/],
+      [
+        'generate_3d_asset',
+        { image_base64: Buffer.alloc(3 * 1024 * 1024, 7).toString('base64') },
+        /^image_base64 is not a PNG, JPEG or WebP image$/,
+      ],
+      [
+        'generate_3d_asset',
+        { image_base64: Buffer.concat([Buffer.from('GIF89a'), Buffer.alloc(64)]).toString('base64') },
+        /^image_base64 is a GIF image; only PNG, JPEG or WebP images are accepted$/,
+      ],
       ['generate_3d_asset', { prompt: 'a chair', preset: 'no-such-preset' }, /no-such-preset/],
       ['get_job', { job_id: 'job-that-never-was' }, /no job "job-that-never-was"/],
       ['render_views', {}, /exactly one of "job_id", "uri", "ply_base64" and "glb_base64"/],
-      ['render_views', { glb_base64: Buffer.from('ply\nformat binary_little_endian 1.0\n').toString('base64') }, /glb_base64 is not a GLB this service can render: not a GLB: the file does not start with the magic/],
+      [
+        'render_views',
+        { glb_base64: Buffer.from('ply\nformat binary_little_endian 1.0\n').toString('base64') },
+        /glb_base64 is not a GLB this service can render: not a GLB: the file does not start with the magic/,
+      ],
       ['check_asset', { uri: 'fast3d://jobs/x/mp4' }, /neither a PLY nor a GLB/],
       ['render_views', { uri: 'https://example.invalid/x.ply' }, /not an artefact URI/],
       ['render_views', { ply_base64: '!!!not base64!!!' }, /not base64/],
@@ -215,7 +250,7 @@ describe('/mcp over Streamable HTTP', () => {
     expect((await client.listTools()).tools).toHaveLength(5);
   });
 
-  it('answers what it refuses in a few hundred characters, and counts a body\'s keys before parsing it', async () => {
+  it("answers what it refuses in a few hundred characters, and counts a body's keys before parsing it", async () => {
     const long = await call('get_job', { job_id: 'j'.repeat(100_000) });
     expect(long.isError).toBe(true);
     expect(textOf(long)).toMatch(/^no job "j{80}"\.\.\. \(100000 characters\) \(unknown, or finished long enough ago to be forgotten\)$/);
@@ -253,7 +288,9 @@ describe('/mcp over Streamable HTTP', () => {
     fakeOptions.textToImageMs = 10_000;
     try {
       const leaving = await httpClient(served.url, TOKEN);
-      const pending = leaving.callTool({ name: 'generate_3d_asset', arguments: { prompt: 'a slow silver bell' } }).catch((err: Error) => err);
+      const pending = leaving
+        .callTool({ name: 'generate_3d_asset', arguments: { prompt: 'a slow silver bell' } })
+        .catch((err: Error) => err);
       const running = () => composed.answers.jobs.list().find((j) => j.title === 'a slow silver bell');
       await until(() => running()?.state === 'running');
       await leaving.close();
@@ -266,7 +303,10 @@ describe('/mcp over Streamable HTTP', () => {
 
   it('refuses clients without the bearer token, or with a wrong one', async () => {
     await expect(httpClient(served.url)).rejects.toMatchObject({ code: 401, message: expect.stringMatching(/Authorization: Bearer/) });
-    await expect(httpClient(served.url, 'not-the-token')).rejects.toMatchObject({ code: 401, message: expect.stringMatching(/invalid bearer token/) });
+    await expect(httpClient(served.url, 'not-the-token')).rejects.toMatchObject({
+      code: 401,
+      message: expect.stringMatching(/invalid bearer token/),
+    });
     const raw = await fetch(`${served.url}/mcp`, {
       method: 'POST',
       headers: { 'Content-Type': 'application/json', Accept: 'application/json, text/event-stream' },

@@ -21,14 +21,18 @@ const ROOT = new URL('..', import.meta.url).pathname;
 /** The CLI's MCP server as a child process, and a client on its stdin/stdout. */
 async function stdioClient(args: string[], env: Record<string, string> = {}): Promise<Client> {
   const client = new Client({ name: 'fast3d-stdio-test', version: '1.0.0' });
-  const inherited = Object.fromEntries(Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !e[0].startsWith('FAST3D_')));
-  await client.connect(new StdioClientTransport({
-    command: process.execPath,
-    args: ['--import', 'tsx', 'src/cli.ts', 'mcp', ...args],
-    cwd: ROOT,
-    env: { ...inherited, ...env },
-    stderr: 'ignore',
-  }));
+  const inherited = Object.fromEntries(
+    Object.entries(process.env).filter((e): e is [string, string] => e[1] !== undefined && !e[0].startsWith('FAST3D_')),
+  );
+  await client.connect(
+    new StdioClientTransport({
+      command: process.execPath,
+      args: ['--import', 'tsx', 'src/cli.ts', 'mcp', ...args],
+      cwd: ROOT,
+      env: { ...inherited, ...env },
+      stderr: 'ignore',
+    }),
+  );
   return client;
 }
 
@@ -48,7 +52,9 @@ describe('fast3d mcp (stdio) against a running service', () => {
   let client: Client;
 
   beforeAll(async () => {
-    composed = compose(testConfig({ auth: { enabled: true, token: TOKEN }, pipeline: { retries: 0 }, render: { threads: 2 } }), { stages: fakeStages().stages });
+    composed = compose(testConfig({ auth: { enabled: true, token: TOKEN }, pipeline: { retries: 0 }, render: { threads: 2 } }), {
+      stages: fakeStages().stages,
+    });
     await composed.service.start();
     served = await serveApp(composed.app);
     // The token comes from the environment, as the README's client configuration passes it.
@@ -69,7 +75,9 @@ describe('fast3d mcp (stdio) against a running service', () => {
     const { tools } = await client.listTools();
     expect(tools.map((t) => t.name).sort()).toEqual(['check_asset', 'generate_3d_asset', 'get_job', 'list_recent_assets', 'render_views']);
     const generate = tools.find((t) => t.name === 'generate_3d_asset')!;
-    expect(Object.keys(generate.inputSchema.properties!)).toEqual(expect.arrayContaining(['prompt', 'image_base64', 'preset', 'seed', 'formats']));
+    expect(Object.keys(generate.inputSchema.properties!)).toEqual(
+      expect.arrayContaining(['prompt', 'image_base64', 'preset', 'seed', 'formats']),
+    );
   });
 
   it('generates with progress, reads the PLY resource, and renders decodable PNG views', async () => {

@@ -11,14 +11,20 @@ import { errorOf, fakeStages, until } from './helpers/fake-stages.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
 const servers: TestServer[] = [];
-afterEach(async () => { await Promise.all(servers.splice(0).map((s) => s.close())); });
+afterEach(async () => {
+  await Promise.all(servers.splice(0).map((s) => s.close()));
+});
 
 describe('the memory budget of decoded images', () => {
   it('refuses what does not fit and takes back what is released, once', () => {
     const budget = new MemoryBudget(100, () => 7);
     const a = budget.reserve(60);
     expect(() => budget.reserve(60)).toThrow(BusyError);
-    try { budget.reserve(60); } catch (err) { expect((err as BusyError).retryAfterS).toBe(7); }
+    try {
+      budget.reserve(60);
+    } catch (err) {
+      expect((err as BusyError).retryAfterS).toBe(7);
+    }
     a();
     a();
     expect(budget.usedBytes).toBe(0);
@@ -28,7 +34,10 @@ describe('the memory budget of decoded images', () => {
   it('over HTTP: image requests beyond the budget get 503 with Retry-After before decoding; the budget empties after', async () => {
     // Each 512x512 image decodes to 1 MiB of RGBA: a 2.5 MiB budget holds two.
     const fake = fakeStages({ imageTo3dMs: 600 });
-    const server = await startTestServer({ runtime: { image_memory_mb: 2.5, queue_length: 8, retry_after_s: 3 }, pipeline: { retries: 0 } }, fake.stages);
+    const server = await startTestServer(
+      { runtime: { image_memory_mb: 2.5, queue_length: 8, retry_after_s: 3 }, pipeline: { retries: 0 } },
+      fake.stages,
+    );
     servers.push(server);
     const png = await discImage({ size: 512, radius: 150 });
     const post = () => {

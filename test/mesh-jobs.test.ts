@@ -39,7 +39,9 @@ async function imageForm(png: Buffer, fields: Record<string, string> = {}): Prom
 describe('mesh jobs (preview backends)', () => {
   let server: TestServer;
   beforeAll(async () => {
-    server = await startTestServer({ cache: { enabled: true, directory: `${process.env.TMPDIR ?? '/tmp'}/fast3d-mesh-jobs-${process.pid}` } });
+    server = await startTestServer({
+      cache: { enabled: true, directory: `${process.env.TMPDIR ?? '/tmp'}/fast3d-mesh-jobs-${process.pid}` },
+    });
   });
   afterAll(() => server.close());
 
@@ -51,20 +53,30 @@ describe('mesh jobs (preview backends)', () => {
 
   it('answers an image task with format=glb on the newer contract, +Y up: the top of the picture is the top of the mesh', async () => {
     const png = await twoToneDisc();
-    const { bytes, summary } = await expectValidGlb(await fetch(`${server.url}/generate`, { method: 'POST', body: await imageForm(png, { seed: '7', format: 'glb' }) }));
+    const { bytes, summary } = await expectValidGlb(
+      await fetch(`${server.url}/generate`, { method: 'POST', body: await imageForm(png, { seed: '7', format: 'glb' }) }),
+    );
     // A disc inflates to a lens: as tall as wide, thinner front to back.
     expect(summary.max[1] - summary.min[1]).toBeGreaterThan(summary.max[2] - summary.min[2]);
     // Red above, blue below, as in the picture; the front (+Z) is the picture, the guessed back is darker.
     const mesh = await decodeGlb(bytes);
     const mean = (keep: (i: number) => boolean, channel: number) => {
-      let sum = 0, n = 0;
-      for (let i = 0; i < mesh.positions.length / 3; i++) if (keep(i)) { sum += mesh.colours![i * 3 + channel]; n++; }
+      let sum = 0,
+        n = 0;
+      for (let i = 0; i < mesh.positions.length / 3; i++)
+        if (keep(i)) {
+          sum += mesh.colours![i * 3 + channel];
+          n++;
+        }
       return sum / n;
     };
-    const y = (i: number) => mesh.positions[i * 3 + 1], z = (i: number) => mesh.positions[i * 3 + 2];
+    const y = (i: number) => mesh.positions[i * 3 + 1],
+      z = (i: number) => mesh.positions[i * 3 + 2];
     expect(mean((i) => y(i) > 0.1, 0)).toBeGreaterThan(mean((i) => y(i) > 0.1, 2) + 0.3);
     expect(mean((i) => y(i) < -0.1, 2)).toBeGreaterThan(mean((i) => y(i) < -0.1, 0) + 0.3);
-    expect(mean((i) => z(i) > 0.05, 0) + mean((i) => z(i) > 0.05, 2)).toBeGreaterThan(mean((i) => z(i) < -0.05, 0) + mean((i) => z(i) < -0.05, 2));
+    expect(mean((i) => z(i) > 0.05, 0) + mean((i) => z(i) > 0.05, 2)).toBeGreaterThan(
+      mean((i) => z(i) < -0.05, 0) + mean((i) => z(i) < -0.05, 2),
+    );
   });
 
   it('serves the same GLB from the cache the second time', async () => {
@@ -95,7 +107,11 @@ describe('mesh jobs (preview backends)', () => {
   });
 
   it('delivers glb beside spz through the job API', async () => {
-    const created = await fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ prompt: 'a green cactus', seed: 2, outputs: ['spz', 'glb'] }) });
+    const created = await fetch(`${server.url}/api/v1/jobs`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ prompt: 'a green cactus', seed: 2, outputs: ['spz', 'glb'] }),
+    });
     expect(created.status).toBe(202);
     const { id } = (await created.json()) as { id: string };
     let job: { state: string; artefacts: { name: string }[] };
@@ -146,7 +162,9 @@ describe('GLBs that break a rule never leave with a 200', () => {
   function brokenVertexBackend(): ImageTo3d {
     const inner = new InflateImageTo3d({ maxGaussians: 40_000, depthRatio: 0.6, opacity: 0.95, alphaThreshold: 0.5 });
     return {
-      name: 'broken-vertex', preview: true, readiness: () => ({ ready: true }),
+      name: 'broken-vertex',
+      preview: true,
+      readiness: () => ({ ready: true }),
       generate: (image: RgbaImage, seed: number) => inner.generate(image, seed),
       async generateWithMesh(image: RgbaImage, seed: number, ctx) {
         const made = await inner.generateWithMesh!(image, seed, ctx);
@@ -162,7 +180,9 @@ describe('GLBs that break a rule never leave with a 200', () => {
       const response = await postForm(`${server.url}/generate/`, { prompt: 'a lamp', format: 'glb' });
       expect(response.status).toBe(500);
       expect(response.headers.get('content-type')).toMatch(/application\/json/);
-      expect(((await response.json()) as { error: string }).error).toMatch(/refusing to serve a glb artefact that breaks its rules: the Khronos glTF validator reports \d+ errors: ACCESSOR_INVALID_FLOAT/);
+      expect(((await response.json()) as { error: string }).error).toMatch(
+        /refusing to serve a glb artefact that breaks its rules: the Khronos glTF validator reports \d+ errors: ACCESSOR_INVALID_FLOAT/,
+      );
       expect((await postForm(`${server.url}/generate/`, { prompt: 'a lamp' })).status).toBe(200);
     } finally {
       await server.close();
@@ -182,7 +202,12 @@ describe('GLBs that break a rule never leave with a 200', () => {
 
   it('answers 400 when the image-to-3d backend makes no meshes', async () => {
     const inner = new InflateImageTo3d({ maxGaussians: 40_000, depthRatio: 0.6, opacity: 0.95, alphaThreshold: 0.5 });
-    const splatsOnly: ImageTo3d = { name: 'splats-only', preview: true, readiness: () => ({ ready: true }), generate: (image, seed) => inner.generate(image, seed) };
+    const splatsOnly: ImageTo3d = {
+      name: 'splats-only',
+      preview: true,
+      readiness: () => ({ ready: true }),
+      generate: (image, seed) => inner.generate(image, seed),
+    };
     const server = await startTestServer({}, { imageTo3d: splatsOnly });
     try {
       const response = await postForm(`${server.url}/generate/`, { prompt: 'a lamp', format: 'glb' });

@@ -24,7 +24,11 @@ describe('GET /metrics', () => {
     dir = mkdtempSync(join(tmpdir(), 'fast3d-metrics-test-'));
     const fake = fakeStages({ textToImageMs: 30, imageTo3dMs: 150 });
     const composed = compose(
-      testConfig({ cache: { enabled: true, directory: dir }, runtime: { queue_length: 0, pipeline_concurrency: 1 }, pipeline: { retries: 0 } }),
+      testConfig({
+        cache: { enabled: true, directory: dir },
+        runtime: { queue_length: 0, pipeline_concurrency: 1 },
+        pipeline: { retries: 0 },
+      }),
       { stages: fake.stages },
     );
     const served = await serveApp(composed.app);
@@ -73,12 +77,14 @@ describe('GET /metrics', () => {
     expect(text).toMatch(/^process_cpu_seconds_total /m);
   });
 
-  it('reports the event loop\'s longest stall since the last scrape', async () => {
+  it("reports the event loop's longest stall since the last scrape", async () => {
     const metrics = new Metrics({ defaultMetrics: false });
     try {
       await metrics.text(); // a fresh window
       const end = performance.now() + 120;
-      while (performance.now() < end) { /* the event loop is held, as a long synchronous stage would */ }
+      while (performance.now() < end) {
+        /* the event loop is held, as a long synchronous stage would */
+      }
       await new Promise((resolve) => setTimeout(resolve, 20));
       const after = await metrics.text();
       expect(sample(after, 'fast3d_event_loop_stall_max_seconds')).toBeGreaterThanOrEqual(0.08);

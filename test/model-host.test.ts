@@ -65,7 +65,7 @@ describe('model threads', () => {
   });
   afterAll(() => rm(dir, { recursive: true, force: true }));
 
-  it('hands the input over and answers from the model\'s own thread', async () => {
+  it("hands the input over and answers from the model's own thread", async () => {
     const { model } = await load(tiny);
     const value = input(0.25);
     const prediction = await model.call('predict', [value], { transfer: [value.buffer] });
@@ -103,8 +103,22 @@ describe('model threads', () => {
     const third = model.call('predict', [input(0.3)]);
     let firstSettled = false;
     let thirdSettled = false;
-    first.then(() => { firstSettled = true; }, () => { firstSettled = true; });
-    third.then(() => { thirdSettled = true; }, () => { thirdSettled = true; });
+    first.then(
+      () => {
+        firstSettled = true;
+      },
+      () => {
+        firstSettled = true;
+      },
+    );
+    third.then(
+      () => {
+        thirdSettled = true;
+      },
+      () => {
+        thirdSettled = true;
+      },
+    );
 
     queuedAbort.abort(new Error('queued call cancelled'));
     await expect(second).rejects.toThrow('queued call cancelled');
@@ -132,7 +146,7 @@ describe('model threads', () => {
     expect(thread.threadId).toBe(-1);
   });
 
-  it('refuses to load a file that is not a model, with onnxruntime\'s reason, and keeps no thread', async () => {
+  it("refuses to load a file that is not a model, with onnxruntime's reason, and keeps no thread", async () => {
     const path = join(dir, 'garbage.onnx');
     await writeFile(path, 'not an onnx file');
     const before = started.length;

@@ -16,7 +16,9 @@ function stagesWith(overrides: Partial<Stages>): Stages {
 
 function validator(verdicts: boolean[], name = 'scripted'): Validator & { seen: number } {
   return {
-    name, preview: false, seen: 0,
+    name,
+    preview: false,
+    seen: 0,
     readiness: () => ({ ready: true }),
     async validate(): Promise<Check[]> {
       const passed = verdicts[this.seen++] ?? true;
@@ -29,7 +31,10 @@ const textJob = (seed = 11): Job => ({ id: 't', task: { kind: 'text', prompt: 'a
 
 describe('Pipeline', () => {
   it('accepts on the first attempt and reports stage timings', async () => {
-    const outcome = await new Pipeline(stagesWith({ validators: [validator([true])] })).run(textJob(), jobContext({ retries: 1, extent: 1.5 }));
+    const outcome = await new Pipeline(stagesWith({ validators: [validator([true])] })).run(
+      textJob(),
+      jobContext({ retries: 1, extent: 1.5 }),
+    );
     expect(outcome.kind).toBe('asset');
     if (outcome.kind !== 'asset') return;
     expect(outcome.seed).toBe(11);
@@ -58,7 +63,15 @@ describe('Pipeline', () => {
 
   it('does not retry an image task whose matte is empty: another seed cannot change it', async () => {
     let mattes = 0;
-    const empty: Matting = { name: 'empty', preview: true, readiness: () => ({ ready: true }), matte: async () => { mattes++; return null; } };
+    const empty: Matting = {
+      name: 'empty',
+      preview: true,
+      readiness: () => ({ ready: true }),
+      matte: async () => {
+        mattes++;
+        return null;
+      },
+    };
     const job: Job = { id: 'i', task: { kind: 'image', image: createImage(32, 32), digest: 'x' }, seed: 1 };
     const outcome = await new Pipeline(stagesWith({ matting: empty })).run(job, jobContext({ retries: 3, extent: 1.5 }));
     expect(outcome).toMatchObject({ kind: 'declined', reason: 'no object found in the image' });
@@ -69,11 +82,23 @@ describe('Pipeline', () => {
     const stages = stagesWith({ validators: [validator([false, true])] });
     let mattes = 0;
     const inner = stages.matting;
-    const counting: Matting = { ...inner, name: inner.name, preview: true, readiness: () => ({ ready: true }), matte: (input) => { mattes++; return inner.matte(input); } };
+    const counting: Matting = {
+      ...inner,
+      name: inner.name,
+      preview: true,
+      readiness: () => ({ ready: true }),
+      matte: (input) => {
+        mattes++;
+        return inner.matte(input);
+      },
+    };
     const image = createImage(64, 64);
     image.data.fill(255);
     for (let y = 16; y < 48; y++) for (let x = 16; x < 48; x++) image.data.set([10, 10, 200, 255], (y * 64 + x) * 4);
-    const outcome = await new Pipeline({ ...stages, matting: counting }).run({ id: 'i', task: { kind: 'image', image, digest: 'd' }, seed: 3 }, jobContext({ retries: 1, extent: 1.5 }));
+    const outcome = await new Pipeline({ ...stages, matting: counting }).run(
+      { id: 'i', task: { kind: 'image', image, digest: 'd' }, seed: 3 },
+      jobContext({ retries: 1, extent: 1.5 }),
+    );
     expect(outcome.kind).toBe('asset');
     expect(mattes).toBe(1);
   });
@@ -81,15 +106,24 @@ describe('Pipeline', () => {
   it('stops between stages when the job is aborted', async () => {
     const controller = new AbortController();
     controller.abort(new Error('client went away'));
-    await expect(new Pipeline(stagesWith({})).run(textJob(), jobContext({ retries: 1, extent: 1.5, signal: controller.signal }))).rejects.toThrow(/client went away/);
+    await expect(
+      new Pipeline(stagesWith({})).run(textJob(), jobContext({ retries: 1, extent: 1.5, signal: controller.signal })),
+    ).rejects.toThrow(/client went away/);
   });
 
-  it('runs GPU backends through the runtime\'s GPU hook', async () => {
+  it("runs GPU backends through the runtime's GPU hook", async () => {
     const stages = stagesWith({});
     const gpuStage = Object.assign(Object.create(stages.imageTo3d), { gpu: true });
     const entered: string[] = [];
     const pipeline = new Pipeline({ ...stages, imageTo3d: gpuStage });
-    const ctx = jobContext({ retries: 0, extent: 1.5, gpu: async (work) => { entered.push('gpu'); return work(); } });
+    const ctx = jobContext({
+      retries: 0,
+      extent: 1.5,
+      gpu: async (work) => {
+        entered.push('gpu');
+        return work();
+      },
+    });
     expect((await pipeline.run(textJob(), ctx)).kind).toBe('asset');
     expect(entered).toEqual(['gpu']);
   });
@@ -111,7 +145,10 @@ describe('Pipeline, mesh jobs', () => {
         return { cloud: made.cloud, mesh: { ...made.mesh, positions, colours: new Float32Array(positions.length) } };
       },
     };
-    const outcome = await new Pipeline({ ...stages, imageTo3d: withStray }).run({ ...textJob(), mesh: true }, jobContext({ retries: 0, extent: 1.5 }));
+    const outcome = await new Pipeline({ ...stages, imageTo3d: withStray }).run(
+      { ...textJob(), mesh: true },
+      jobContext({ retries: 0, extent: 1.5 }),
+    );
     expect(outcome.kind).toBe('asset');
     const mesh = outcome.kind === 'asset' ? outcome.mesh! : null;
     const { min, max } = meshBounds(mesh!);
@@ -133,16 +170,28 @@ describe('Pipeline, mesh jobs', () => {
         return { cloud: made.cloud, mesh: { positions: new Float32Array(0), indices: new Uint32Array(0) } };
       },
     };
-    const outcome = await new Pipeline({ ...stages, imageTo3d: empty }).run({ ...textJob(), mesh: true }, jobContext({ retries: 1, extent: 1.5 }));
+    const outcome = await new Pipeline({ ...stages, imageTo3d: empty }).run(
+      { ...textJob(), mesh: true },
+      jobContext({ retries: 1, extent: 1.5 }),
+    );
     expect(outcome.kind).toBe('declined');
-    expect(outcome.report.attempts.map((a) => a.reason)).toEqual(['image-to-3d made a mesh with no triangles', 'image-to-3d made a mesh with no triangles']);
+    expect(outcome.report.attempts.map((a) => a.reason)).toEqual([
+      'image-to-3d made a mesh with no triangles',
+      'image-to-3d made a mesh with no triangles',
+    ]);
   });
 
   it('refuses a mesh job when the backend makes no meshes, before any stage runs', async () => {
     const stages = stagesWith({});
     const inner = stages.imageTo3d;
-    const splatsOnly: ImageTo3d = { name: 'splats-only', preview: true, readiness: () => ({ ready: true }), generate: (i, s, c) => inner.generate(i, s, c) };
-    await expect(new Pipeline({ ...stages, imageTo3d: splatsOnly }).run({ ...textJob(), mesh: true }, jobContext({ retries: 0, extent: 1.5 }))).rejects.toThrow(/"splats-only" makes no meshes/);
+    const splatsOnly: ImageTo3d = {
+      name: 'splats-only',
+      preview: true,
+      readiness: () => ({ ready: true }),
+      generate: (i, s, c) => inner.generate(i, s, c),
+    };
+    await expect(
+      new Pipeline({ ...stages, imageTo3d: splatsOnly }).run({ ...textJob(), mesh: true }, jobContext({ retries: 0, extent: 1.5 })),
+    ).rejects.toThrow(/"splats-only" makes no meshes/);
   });
 });
-

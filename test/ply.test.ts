@@ -55,13 +55,19 @@ describe('PLY writer', () => {
 });
 
 describe('PLY writer in slices', () => {
-  it('writes encodePly\'s bytes, wherever the slices end', async () => {
+  it("writes encodePly's bytes, wherever the slices end", async () => {
     for (const count of [0, 1, 5, 16384, 16385, 40000]) {
       const cloud = randomCloud(count, count + 3);
       const whole = encodePly(cloud);
       for (const slice of [7, 16384]) {
         let waits = 0;
-        const sliced = await encodePlyInSlices(cloud, async () => { waits++; }, slice);
+        const sliced = await encodePlyInSlices(
+          cloud,
+          async () => {
+            waits++;
+          },
+          slice,
+        );
         expect(Buffer.compare(sliced, whole)).toBe(0);
         expect(waits).toBe(Math.ceil(count / slice));
       }
@@ -99,7 +105,23 @@ describe('PLY reader', () => {
   });
 
   it('reads properties by name in any order, ignoring extra ones, and other scalar types', () => {
-    const names = ['nx', 'rot_3', 'x', 'y', 'z', 'f_dc_0', 'f_dc_1', 'f_dc_2', 'opacity', 'scale_0', 'scale_1', 'scale_2', 'rot_0', 'rot_1', 'rot_2'];
+    const names = [
+      'nx',
+      'rot_3',
+      'x',
+      'y',
+      'z',
+      'f_dc_0',
+      'f_dc_1',
+      'f_dc_2',
+      'opacity',
+      'scale_0',
+      'scale_1',
+      'scale_2',
+      'rot_0',
+      'rot_1',
+      'rot_2',
+    ];
     const types = names.map((n) => (n === 'x' ? 'double' : n === 'nx' ? 'uchar' : 'float'));
     const header = `ply\nformat binary_little_endian 1.0\ncomment made by hand\nelement vertex 2\n${names.map((n, i) => `property ${types[i]} ${n}\n`).join('')}element face 0\nproperty list uchar int vertex_indices\nend_header\n`;
     const stride = types.reduce((s, t) => s + (t === 'double' ? 8 : t === 'uchar' ? 1 : 4), 0);
@@ -108,9 +130,16 @@ describe('PLY reader', () => {
       let o = v * stride;
       names.forEach((_name, i) => {
         const value = v * 100 + i;
-        if (types[i] === 'double') { body.writeDoubleLE(value + 0.25, o); o += 8; }
-        else if (types[i] === 'uchar') { body.writeUInt8(value % 256, o); o += 1; }
-        else { body.writeFloatLE(value, o); o += 4; }
+        if (types[i] === 'double') {
+          body.writeDoubleLE(value + 0.25, o);
+          o += 8;
+        } else if (types[i] === 'uchar') {
+          body.writeUInt8(value % 256, o);
+          o += 1;
+        } else {
+          body.writeFloatLE(value, o);
+          o += 4;
+        }
       });
     }
     const cloud = decodePly(new Uint8Array(Buffer.concat([Buffer.from(header, 'latin1'), body])));
@@ -131,7 +160,7 @@ describe('PLY reader', () => {
   });
 });
 
-describe('servable PLY rules (the packer\'s exact checks)', () => {
+describe("servable PLY rules (the packer's exact checks)", () => {
   const good = encodePly(randomCloud(5));
   const withHeader = (from: string, to: string) => {
     const text = Buffer.from(good).toString('latin1').replace(from, to);
@@ -146,7 +175,9 @@ describe('servable PLY rules (the packer\'s exact checks)', () => {
   it('refuses every broken rule', () => {
     expect(servablePlyViolation(withHeader('ply\n', 'PLY\n'))).toMatch(/line 1/);
     expect(servablePlyViolation(withHeader('binary_little_endian', 'binary_big_endian'))).toMatch(/line 2/);
-    expect(servablePlyViolation(withHeader('element vertex 5\n', 'element vertex 5\ncomment hi\n'))).toMatch(/does not start with "property float "/);
+    expect(servablePlyViolation(withHeader('element vertex 5\n', 'element vertex 5\ncomment hi\n'))).toMatch(
+      /does not start with "property float "/,
+    );
     expect(servablePlyViolation(withHeader('property float x\n', 'property double x\n'))).toMatch(/property float/);
     expect(servablePlyViolation(withHeader('property float opacity\n', 'property float alpha\n'))).toMatch(/"opacity" is missing/);
     expect(servablePlyViolation(withHeader('property float rot_3\n', 'property float rot_2\n'))).toMatch(/"rot_2" is declared twice/);

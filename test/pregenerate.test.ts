@@ -18,12 +18,27 @@ async function setup(prompts: string, sections: Record<string, Record<string, un
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-pregenerate-test-'));
   dirs.push(dir);
   const fake = fakeStages({ imageTo3dMs: 30 });
-  const composed = compose(testConfig({ cache: { enabled: true, directory: join(dir, 'cache') }, runtime: { queue_length: 0, pipeline_concurrency: 1 }, ...sections }), { stages: fake.stages });
+  const composed = compose(
+    testConfig({
+      cache: { enabled: true, directory: join(dir, 'cache') },
+      runtime: { queue_length: 0, pipeline_concurrency: 1 },
+      ...sections,
+    }),
+    { stages: fake.stages },
+  );
   const served = await serveApp(composed.app);
   servers.push(served);
   const promptsFile = join(dir, 'prompts.txt');
   writeFileSync(promptsFile, prompts);
-  const options = { promptsFile, url: served.url, video: false, concurrency: 3, statePath: `${promptsFile}.pregenerate.json`, progress: new PassThrough(), maxBackoffMs: 20 };
+  const options = {
+    promptsFile,
+    url: served.url,
+    video: false,
+    concurrency: 3,
+    statePath: `${promptsFile}.pregenerate.json`,
+    progress: new PassThrough(),
+    maxBackoffMs: 20,
+  };
   return { ...fake, url: served.url, options };
 }
 
@@ -50,7 +65,9 @@ describe('fast3d pregenerate', () => {
     const tooLong = 'long '.repeat(400);
     const s = await setup(`one chair\n${tooLong}\ntwo chairs\nthree chairs\nfour chairs\n`);
     const controller = new AbortController();
-    const watch = setInterval(() => { if (s.calls.imageTo3d >= 1) controller.abort(); }, 5);
+    const watch = setInterval(() => {
+      if (s.calls.imageTo3d >= 1) controller.abort();
+    }, 5);
     const first = await pregenerate({ ...s.options, concurrency: 1, signal: controller.signal });
     clearInterval(watch);
     expect(first.interrupted).toBe(true);

@@ -16,7 +16,9 @@ import { errorOf, serveApp } from './helpers/fake-stages.js';
 import { summariseMp4 } from './helpers/mp4.js';
 
 const dirs: string[] = [];
-afterAll(() => { for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true }); });
+afterAll(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
 
 async function start(config: Record<string, unknown> = {}) {
   const composed = compose(parseConfig({ log: { level: 'silent' }, cache: { enabled: false }, ...config }));
@@ -25,7 +27,11 @@ async function start(config: Record<string, unknown> = {}) {
   return {
     url: served.url,
     answers: composed.answers,
-    close: async () => { await served.close(); await composed.service.close(); await composed.renderPool.close(); },
+    close: async () => {
+      await served.close();
+      await composed.service.close();
+      await composed.renderPool.close();
+    },
   };
 }
 
@@ -118,7 +124,10 @@ describe('presets over HTTP', () => {
       const response = await post(server.url, { prompt: 'a green cone', seed: '4', preset: 'realtime' });
       await ply(response);
       const job = server.answers.jobs.get(response.headers.get('x-request-id')!)!;
-      expect(job.preset).toMatchObject({ name: 'realtime', values: { pipeline: { retries: 0, max_gaussians: 60_000 }, text_to_image: { gpu_worker: { steps: 2 } } } });
+      expect(job.preset).toMatchObject({
+        name: 'realtime',
+        values: { pipeline: { retries: 0, max_gaussians: 60_000 }, text_to_image: { gpu_worker: { steps: 2 } } },
+      });
       expect(job.report?.preset?.name).toBe('realtime');
       expect(job.report?.preset?.fingerprint).toMatch(/^[0-9a-f]{16}$/);
       expect(job.report?.attempts[0].dropped).toBeGreaterThan(0);
@@ -129,7 +138,7 @@ describe('presets over HTTP', () => {
 });
 
 describe('the cache and presets', () => {
-  it('never serves one preset\'s bytes for another, and serves each its own', async () => {
+  it("never serves one preset's bytes for another, and serves each its own", async () => {
     const server = await start({ cache: { enabled: true, directory: cacheDir() } });
     try {
       const ask = (preset: string) => post(server.url, { prompt: 'a wooden barrel', seed: '8', preset });

@@ -18,14 +18,17 @@ function disc(size: number, radius: number, colour: [number, number, number], ba
       const o = (y * size + x) * 4;
       const inside = (x + 0.5 - size / 2) ** 2 + (y + 0.5 - size / 2) ** 2 < radius * radius;
       const c = inside ? colour : background;
-      image.data[o] = c[0]; image.data[o + 1] = c[1]; image.data[o + 2] = c[2]; image.data[o + 3] = 255;
+      image.data[o] = c[0];
+      image.data[o + 1] = c[1];
+      image.data[o + 2] = c[2];
+      image.data[o + 3] = 255;
     }
   }
   return image;
 }
 
 describe('preview text-to-image', () => {
-  it('chooses shape and colour from the prompt\'s words', () => {
+  it("chooses shape and colour from the prompt's words", () => {
     expect(lookOfPrompt('a pink bicycle')).toEqual({ shape: 'torus', colour: [0.95, 0.45, 0.65] });
     expect(lookOfPrompt('Two RED apples').shape).toBe('sphere');
     expect(lookOfPrompt('a tall green tree')).toMatchObject({ shape: 'cone', colour: [0.15, 0.65, 0.2] });
@@ -33,7 +36,7 @@ describe('preview text-to-image', () => {
     expect(lookOfPrompt('quux zorp')).toEqual(lookOfPrompt('quux zorp'));
   });
 
-  it('draws the object centred on white, in the prompt\'s colour, varying with the seed', async () => {
+  it("draws the object centred on white, in the prompt's colour, varying with the seed", async () => {
     const t2i = new PreviewTextToImage({ size: 128, lightJitter: 0.25 });
     const image = await t2i.generate('a blue cube', 3);
     expect([image.width, image.height]).toEqual([128, 128]);
@@ -78,9 +81,13 @@ describe('keying matting', () => {
     expect(framed).not.toBeNull();
     expect([framed!.width, framed!.height]).toEqual([518, 518]);
     // The disc's 120 px diameter fills 80% of the side (margin 0.1 on each side): opaque rows span ~414 px.
-    let top = -1, bottom = -1;
+    let top = -1,
+      bottom = -1;
     for (let y = 0; y < 518; y++) {
-      if (framed!.data[(y * 518 + 259) * 4 + 3] > 127) { if (top < 0) top = y; bottom = y; }
+      if (framed!.data[(y * 518 + 259) * 4 + 3] > 127) {
+        if (top < 0) top = y;
+        bottom = y;
+      }
     }
     expect(bottom - top + 1).toBeGreaterThan(405);
     expect(bottom - top + 1).toBeLessThan(424);
@@ -106,7 +113,8 @@ describe('silhouette inflation', () => {
   it('measures the signed distance to the outline between pixel centres', () => {
     const n = 101;
     const inside = new Uint8Array(n * n);
-    for (let y = 0; y < n; y++) for (let x = 0; x < n; x++) inside[y * n + x] = (x + 0.5 - 50.5) ** 2 + (y + 0.5 - 50.5) ** 2 <= 40 * 40 ? 1 : 0;
+    for (let y = 0; y < n; y++)
+      for (let x = 0; x < n; x++) inside[y * n + x] = (x + 0.5 - 50.5) ** 2 + (y + 0.5 - 50.5) ** 2 <= 40 * 40 ? 1 : 0;
     const field = signedDistance(inside, n, n);
     expect(field.deepest).toBeGreaterThan(39);
     expect(field.deepest).toBeLessThan(41);
@@ -123,7 +131,9 @@ describe('silhouette inflation', () => {
   it('emits a closed, front-facing, coloured cloud that passes the validator gates', () => {
     const image = disc(518, 200, [220, 40, 40], [0, 0, 0]);
     for (let i = 3; i < image.data.length; i += 4) {
-      const p = (i - 3) / 4, x = p % 518, y = Math.floor(p / 518);
+      const p = (i - 3) / 4,
+        x = p % 518,
+        y = Math.floor(p / 518);
       image.data[i] = (x + 0.5 - 259) ** 2 + (y + 0.5 - 259) ** 2 < 200 * 200 ? 255 : 0;
     }
     const cloud = inflateSilhouette(image, { maxGaussians: 200_000, depthRatio: 0.6, opacity: 0.95, alphaThreshold: 0.5 });
@@ -131,8 +141,9 @@ describe('silhouette inflation', () => {
     expect(cloud.count).toBeLessThanOrEqual(200_000);
     expect(checkGates(cloud).every((g) => g.passed)).toBe(true);
     const { z, f_dc_0, f_dc_1, opacity, rot_0 } = cloud.columns;
-    let front = 0, back = 0;
-    for (let i = 0; i < cloud.count; i++) (z[i] > 0 ? front++ : back++);
+    let front = 0,
+      back = 0;
+    for (let i = 0; i < cloud.count; i++) z[i] > 0 ? front++ : back++;
     expect(front).toBe(back);
     expect(f_dc_0[0]).toBeGreaterThan(f_dc_1[0]);
     expect(sigmoid(opacity[0])).toBeCloseTo(0.95, 5);

@@ -36,7 +36,10 @@ describe('prompt sniffing', () => {
   it('reports a data: URL that is empty or not an image', () => {
     expect(sniffPrompt('data:image/png;base64,', 1024)).toMatchObject({ kind: 'invalid', reason: expect.stringMatching(/no data/) });
     const noise = Buffer.alloc(2000, 9).toString('base64');
-    expect(sniffPrompt(`data:image/png;base64,${noise}`, 1024)).toMatchObject({ kind: 'invalid', reason: expect.stringMatching(/not a PNG, JPEG or WebP/) });
+    expect(sniffPrompt(`data:image/png;base64,${noise}`, 1024)).toMatchObject({
+      kind: 'invalid',
+      reason: expect.stringMatching(/not a PNG, JPEG or WebP/),
+    });
   });
 
   it('reads long base64 that is no image as an over-long text prompt, not as "base64 but not a PNG"', () => {
@@ -52,19 +55,42 @@ describe('prompt sniffing', () => {
     const gif = await tiny.clone().gif().toBuffer();
     const tiff = await tiny.clone().tiff().toBuffer();
     const avif = await tiny.clone().avif().toBuffer();
-    const svg = Buffer.from('<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"><rect width="16" height="16"/></svg>');
+    const svg = Buffer.from(
+      '<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="16" height="16"><rect width="16" height="16"/></svg>',
+    );
     // A 1x1 BMP: file header, BITMAPINFOHEADER (40 bytes), one BGR pixel padded to 4 bytes.
     const bmp = Buffer.alloc(58);
-    bmp.write('BM', 0, 'ascii'); bmp.writeUInt32LE(58, 2); bmp.writeUInt32LE(54, 10); bmp.writeUInt32LE(40, 14);
-    bmp.writeInt32LE(1, 18); bmp.writeInt32LE(1, 22); bmp.writeUInt16LE(1, 26); bmp.writeUInt16LE(24, 28);
+    bmp.write('BM', 0, 'ascii');
+    bmp.writeUInt32LE(58, 2);
+    bmp.writeUInt32LE(54, 10);
+    bmp.writeUInt32LE(40, 14);
+    bmp.writeInt32LE(1, 18);
+    bmp.writeInt32LE(1, 22);
+    bmp.writeUInt16LE(1, 26);
+    bmp.writeUInt16LE(24, 28);
     const heic = Buffer.concat([Buffer.from([0, 0, 0, 24]), Buffer.from('ftypheic\0\0\0\0mif1heic', 'latin1'), Buffer.alloc(64)]);
-    const cases: [string, Buffer][] = [['GIF', gif], ['TIFF', tiff], ['AVIF', avif], ['SVG', svg], ['BMP', bmp], ['HEIC', heic]];
+    const cases: [string, Buffer][] = [
+      ['GIF', gif],
+      ['TIFF', tiff],
+      ['AVIF', avif],
+      ['SVG', svg],
+      ['BMP', bmp],
+      ['HEIC', heic],
+    ];
     for (const [name, bytes] of cases) {
       const b64 = bytes.toString('base64');
-      expect(sniffPrompt(b64, 1024), name).toEqual({ kind: 'invalid', reason: `prompt is ${['AVIF', 'SVG'].includes(name) ? 'an' : 'a'} ${name} image; only PNG, JPEG or WebP images are accepted` });
-      expect(sniffPrompt(`data:image/x;base64,${b64}`, 1024), name).toMatchObject({ kind: 'invalid', reason: expect.stringContaining(`${name} image`) });
+      expect(sniffPrompt(b64, 1024), name).toEqual({
+        kind: 'invalid',
+        reason: `prompt is ${['AVIF', 'SVG'].includes(name) ? 'an' : 'a'} ${name} image; only PNG, JPEG or WebP images are accepted`,
+      });
+      expect(sniffPrompt(`data:image/x;base64,${b64}`, 1024), name).toMatchObject({
+        kind: 'invalid',
+        reason: expect.stringContaining(`${name} image`),
+      });
     }
-    expect(sniffPrompt(`data:image/svg+xml,${encodeURIComponent(svg.toString())}`, 1024)).toMatchObject({ reason: expect.stringContaining('SVG image') });
+    expect(sniffPrompt(`data:image/svg+xml,${encodeURIComponent(svg.toString())}`, 1024)).toMatchObject({
+      reason: expect.stringContaining('SVG image'),
+    });
   });
 
   it('takes a data: URL without ;base64 as an image task: percent-encoded or raw bytes', async () => {
@@ -75,7 +101,10 @@ describe('prompt sniffing', () => {
       if (sniffed.kind === 'image') expect(Buffer.from(sniffed.bytes).equals(png)).toBe(true);
     }
     // Bytes mangled into text on the way (not an image) are refused, not taken as a prompt.
-    expect(sniffPrompt('data:image/png,\uFFFDPNG garbage', 1024)).toMatchObject({ kind: 'invalid', reason: expect.stringMatching(/without ";base64"/) });
+    expect(sniffPrompt('data:image/png,\uFFFDPNG garbage', 1024)).toMatchObject({
+      kind: 'invalid',
+      reason: expect.stringMatching(/without ";base64"/),
+    });
     expect(sniffPrompt('data: a red chair', 1024)).toMatchObject({ kind: 'invalid' });
   });
 

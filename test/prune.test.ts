@@ -11,7 +11,16 @@ import { createStages } from '../src/pipelines/backends.js';
 import { standaloneContext, type JobSettings } from '../src/pipelines/context.js';
 import { Pipeline } from '../src/pipelines/generate.js';
 import { presetsOf } from '../src/pipelines/presets.js';
-import { orbitCamera, RenderPool, renderValidatorViews, renderViews, validatorCameras, VALIDATOR_FOV, VALIDATOR_RADIUS, type Camera } from '../src/render/index.js';
+import {
+  orbitCamera,
+  RenderPool,
+  renderValidatorViews,
+  renderViews,
+  validatorCameras,
+  VALIDATOR_FOV,
+  VALIDATOR_RADIUS,
+  type Camera,
+} from '../src/render/index.js';
 import { bounds, logit, type GaussianCloud } from '../src/splat/cloud.js';
 import { pruneToBudget } from '../src/splat/prune.js';
 import { ballCloud, testConfig } from './helpers/fake-stages.js';
@@ -46,8 +55,13 @@ async function coverage(full: GaussianCloud, cut: GaussianCloud, pool: RenderPoo
   const before = await coveredPixels(full, cameras, pool);
   const after = await coveredPixels(cut, cameras, pool);
   return before.map((mask, v) => {
-    let total = 0, kept = 0;
-    for (let p = 0; p < mask.length; p++) if (mask[p]) { total++; kept += after[v][p]; }
+    let total = 0,
+      kept = 0;
+    for (let p = 0; p < mask.length; p++)
+      if (mask[p]) {
+        total++;
+        kept += after[v][p];
+      }
     return kept / total;
   });
 }
@@ -57,7 +71,10 @@ describe('pruneToBudget', () => {
     const cloud = ballCloud(20_000, 3);
     const { opacity, scale_0 } = cloud.columns;
     // Every other Gaussian is faint and small: those must be the ones to go.
-    for (let i = 1; i < cloud.count; i += 2) { opacity[i] = logit(0.05); scale_0[i] = Math.log(0.002); }
+    for (let i = 1; i < cloud.count; i += 2) {
+      opacity[i] = logit(0.05);
+      scale_0[i] = Math.log(0.002);
+    }
     const { cloud: kept, dropped } = pruneToBudget(cloud, 12_000);
     expect(kept.count).toBe(12_000);
     expect(dropped).toBe(8_000);
@@ -65,12 +82,16 @@ describe('pruneToBudget', () => {
     expect(faint).toBeLessThanOrEqual(2_000 + 6); // the 10,000 strong ones all stay (bar an exchange for the centroid)
     expect(bounds(kept)).toEqual(bounds(cloud));
     // The scalar mean of all coordinates, which the validator centres on, stays where it was.
-    const mean = (c: GaussianCloud) => [c.columns.x, c.columns.y, c.columns.z].reduce((sum, axis) => sum + axis.reduce((a, v) => a + v, 0), 0) / (3 * c.count);
+    const mean = (c: GaussianCloud) =>
+      [c.columns.x, c.columns.y, c.columns.z].reduce((sum, axis) => sum + axis.reduce((a, v) => a + v, 0), 0) / (3 * c.count);
     expect(Math.abs(mean(kept) - mean(cloud))).toBeLessThan(1e-4);
     // Order kept: x of the kept ones is a subsequence of the original's.
     const xs = cloud.columns.x;
     let j = 0;
-    for (let i = 0; i < kept.count; i++) { while (xs[j] !== kept.columns.x[i]) j++; j++; }
+    for (let i = 0; i < kept.count; i++) {
+      while (xs[j] !== kept.columns.x[i]) j++;
+      j++;
+    }
     expect(j).toBeLessThanOrEqual(cloud.count);
   });
 
@@ -105,7 +126,7 @@ describe('pruneToBudget', () => {
     }
   }, 120_000);
 
-  it('cuts real assets to a realtime budget with the validator\'s views still close to the original\'s', async () => {
+  it("cuts real assets to a realtime budget with the validator's views still close to the original's", async () => {
     const robocop = loadFixtureCloud('robocop.ply');
     const hamburger = loadFixtureCloud('hamburger.ply');
     const realtime = presetsOf(testConfig()).resolve('realtime').settings.pipeline.max_gaussians;

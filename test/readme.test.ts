@@ -52,7 +52,9 @@ describe('README examples', () => {
       // The examples are run from the checkout: its docs/ folder is where they find the sample image.
       symlinkSync(join(ROOT, 'docs'), join(dir, 'docs'));
       const preview = parseYaml(readFileSync(join(ROOT, 'configs/preview.yaml'), 'utf8')) as Record<string, unknown>;
-      const { service, app, renderPool, cpuPool } = compose(parseConfig({ ...preview, log: { level: 'silent' }, cache: { enabled: false } }));
+      const { service, app, renderPool, cpuPool } = compose(
+        parseConfig({ ...preview, log: { level: 'silent' }, cache: { enabled: false } }),
+      );
       void service.start();
       const served = await serveApp(app);
       url = served.url;
@@ -68,14 +70,17 @@ describe('README examples', () => {
       rmSync(dir, { recursive: true, force: true });
     });
 
-    it('the HTTP contract\'s examples succeed as written and make the files checked after them, which pass', async () => {
+    it("the HTTP contract's examples succeed as written and make the files checked after them, which pass", async () => {
       const { stdout } = await bash(contractBlock, dir, url);
       // The blank image's decline, told by its headers.
       expect(stdout).toMatch(/^HTTP\/1\.1 204/m);
       expect(stdout).toMatch(/^x-fast3d-decline-reason: /im);
       expect(checkedFiles).toEqual(expect.arrayContaining(['bicycle.ply', 'bicycle.glb']));
       let report = '';
-      vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { report += String(chunk); return true; });
+      vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+        report += String(chunk);
+        return true;
+      });
       let code: number;
       try {
         code = await check(checkedFiles.map((file) => join(dir, file)));
@@ -88,7 +93,7 @@ describe('README examples', () => {
       for (const file of ['apple.ply', 'apple-7.ply', 'barrel.ply', 'bicycle.mp4']) expect(existsSync(join(dir, file)), file).toBe(true);
     }, 240_000);
 
-    it('the job API\'s examples succeed as written, with the id the first one answers', async () => {
+    it("the job API's examples succeed as written, with the id the first one answers", async () => {
       const [post, events, artefact] = jobBlock.split('\n').filter((line) => line.startsWith('curl '));
       const created = JSON.parse((await bash(post, dir, url)).stdout) as { id: string };
       const stream = (await bash(events.replaceAll('ID', created.id), dir, url)).stdout;

@@ -10,10 +10,14 @@ function centre(c: Camera): [number, number, number] {
 
 /** Centroid (x, y) of the pixels whose colour is close to `rgb`, or null when none. */
 function find(pixels: Uint8Array, width: number, rgb: [number, number, number]): { x: number; y: number } | null {
-  let sx = 0, sy = 0, n = 0;
+  let sx = 0,
+    sy = 0,
+    n = 0;
   for (let i = 0, p = 0; i < pixels.length; i += 3, p++) {
     if (Math.abs(pixels[i] - rgb[0]) + Math.abs(pixels[i + 1] - rgb[1]) + Math.abs(pixels[i + 2] - rgb[2]) < 60) {
-      sx += p % width; sy += Math.floor(p / width); n++;
+      sx += p % width;
+      sy += Math.floor(p / width);
+      n++;
     }
   }
   return n ? { x: sx / n, y: sy / n } : null;
@@ -43,21 +47,28 @@ describe('validator cameras', () => {
   });
 
   it('renders +Y up and the +Z side facing azimuth 0; +X appears on the right from the front', () => {
-    const red: [number, number, number] = [1, 0, 0], green: [number, number, number] = [0, 1, 0], blue: [number, number, number] = [0, 0, 1];
+    const red: [number, number, number] = [1, 0, 0],
+      green: [number, number, number] = [0, 1, 0],
+      blue: [number, number, number] = [0, 0, 1];
     // An asymmetric object: a grey core, a red blob on top (+Y), a green one at +X, a blue one at +Z (the front).
-    const cloud = prepareCloud(blobCloud([
-      { at: [0, 0, 0], sigma: 0.12, colour: [0.5, 0.5, 0.5], opacity: 0.99 },
-      { at: [0, 0.45, 0], sigma: 0.06, colour: red, opacity: 0.99 },
-      { at: [0.45, 0, 0], sigma: 0.06, colour: green, opacity: 0.99 },
-      { at: [0, 0, 0.45], sigma: 0.06, colour: blue, opacity: 0.99 },
-    ]), { extent: null });
+    const cloud = prepareCloud(
+      blobCloud([
+        { at: [0, 0, 0], sigma: 0.12, colour: [0.5, 0.5, 0.5], opacity: 0.99 },
+        { at: [0, 0.45, 0], sigma: 0.06, colour: red, opacity: 0.99 },
+        { at: [0.45, 0, 0], sigma: 0.06, colour: green, opacity: 0.99 },
+        { at: [0, 0, 0.45], sigma: 0.06, colour: blue, opacity: 0.99 },
+      ]),
+      { extent: null },
+    );
     const size = 200;
     const lens = { width: size, height: size, fov: 49.1 };
     const r = new Rasterizer();
     const opts = { background: [1, 1, 1] as const, channels: 3 as const };
 
     const front = r.render(cloud, orbitCamera({ azimuth: 0, elevation: 0, radius: 2.5 }, lens), opts).slice();
-    const top = find(front, size, [255, 0, 0])!, right = find(front, size, [0, 255, 0])!, facing = find(front, size, [0, 0, 255])!;
+    const top = find(front, size, [255, 0, 0])!,
+      right = find(front, size, [0, 255, 0])!,
+      facing = find(front, size, [0, 0, 255])!;
     expect(top.y).toBeLessThan(size / 2 - 20); // +Y is up
     expect(Math.abs(top.x - size / 2)).toBeLessThan(3);
     expect(right.x).toBeGreaterThan(size / 2 + 20); // +X to the right when looking from +Z
@@ -65,7 +76,8 @@ describe('validator cameras', () => {
     expect(Math.abs(facing.y - size / 2)).toBeLessThan(3);
 
     const side = r.render(cloud, orbitCamera({ azimuth: 90, elevation: 0, radius: 2.5 }, lens), opts).slice();
-    const sideGreen = find(side, size, [0, 255, 0])!, sideBlue = find(side, size, [0, 0, 255])!;
+    const sideGreen = find(side, size, [0, 255, 0])!,
+      sideBlue = find(side, size, [0, 0, 255])!;
     expect(Math.abs(sideGreen.x - size / 2)).toBeLessThan(3); // azimuth 90 looks from +X
     expect(sideBlue.x).toBeLessThan(size / 2 - 20); // +Z is then on the left
 

@@ -24,7 +24,9 @@ describe('render and turntable commands, from sources and from the build', () =>
     // Inside the checkout (under node_modules, ignored by git) so that the build resolves the installed packages
     // as dist/ does; removed afterwards.
     build = join(root, 'node_modules', '.cache', `fast3d-build-test-${process.pid}`);
-    await run(join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', build, '--sourceMap', 'false'], { cwd: root });
+    await run(join(root, 'node_modules', '.bin', 'tsc'), ['-p', 'tsconfig.build.json', '--outDir', build, '--sourceMap', 'false'], {
+      cwd: root,
+    });
   }, 120_000);
   afterAll(async () => {
     await rm(out, { recursive: true, force: true });
@@ -33,7 +35,20 @@ describe('render and turntable commands, from sources and from the build', () =>
 
   it('compiled: renders the validator preset to numbered PNGs and prints one JSON line', async () => {
     const png = join(out, 'views.png');
-    const { stdout } = await run(process.execPath, [join(build, 'cli.js'), 'render', fixturePath('hamburger.ply'), '--out', png, '--preset', 'validator', '--size', '64', '--threads', '2', '--json']);
+    const { stdout } = await run(process.execPath, [
+      join(build, 'cli.js'),
+      'render',
+      fixturePath('hamburger.ply'),
+      '--out',
+      png,
+      '--preset',
+      'validator',
+      '--size',
+      '64',
+      '--threads',
+      '2',
+      '--json',
+    ]);
     const line = JSON.parse(stdout.trim());
     expect(line).toMatchObject({ n: 52709, views: 16 });
     for (const key of ['load_ms', 'render_ms', 'ms_per_view']) expect(line[key]).toBeGreaterThan(0);
@@ -43,7 +58,20 @@ describe('render and turntable commands, from sources and from the build', () =>
 
   it('compiled: writes a turntable MP4', async () => {
     const mp4 = join(out, 'spin.mp4');
-    const { stdout } = await run(process.execPath, [join(build, 'cli.js'), 'turntable', fixturePath('hamburger.ply'), '--out', mp4, '--size', '64', '--frames', '8', '--fps', '8', '--json']);
+    const { stdout } = await run(process.execPath, [
+      join(build, 'cli.js'),
+      'turntable',
+      fixturePath('hamburger.ply'),
+      '--out',
+      mp4,
+      '--size',
+      '64',
+      '--frames',
+      '8',
+      '--fps',
+      '8',
+      '--json',
+    ]);
     expect(JSON.parse(stdout.trim())).toMatchObject({ n: 52709, frames: 8, size: 64 });
     const info = summariseMp4(new Uint8Array(await readFile(mp4)));
     expect([info.samples, info.width, info.durationSeconds]).toEqual([8, 64, 1]);
@@ -51,7 +79,23 @@ describe('render and turntable commands, from sources and from the build', () =>
 
   it('from sources (tsx): renders several thetas into one grid image', async () => {
     const png = join(out, 'grid.png');
-    const { stdout } = await run(join(root, 'node_modules', '.bin', 'tsx'), [join(root, 'src', 'cli.ts'), 'render', fixturePath('hamburger.ply'), '--out', png, '--theta', '0,90,180', '--size', '48', '--grid', '--json'], { cwd: root });
+    const { stdout } = await run(
+      join(root, 'node_modules', '.bin', 'tsx'),
+      [
+        join(root, 'src', 'cli.ts'),
+        'render',
+        fixturePath('hamburger.ply'),
+        '--out',
+        png,
+        '--theta',
+        '0,90,180',
+        '--size',
+        '48',
+        '--grid',
+        '--json',
+      ],
+      { cwd: root },
+    );
     expect(JSON.parse(stdout.trim())).toMatchObject({ views: 3 });
     const sharp = (await import('sharp')).default;
     const meta = await sharp(png).metadata();
@@ -72,16 +116,39 @@ describe('render and turntable commands, from sources and from the build', () =>
     expect(drawn / (64 * 64)).toBeGreaterThan(0.2);
     expect(drawn / (64 * 64)).toBeLessThan(0.8);
     const mp4 = join(out, 'ball.mp4');
-    const spun = await run(process.execPath, [join(build, 'cli.js'), 'turntable', glbPath, '--out', mp4, '--size', '64', '--frames', '8', '--fps', '8', '--json']);
+    const spun = await run(process.execPath, [
+      join(build, 'cli.js'),
+      'turntable',
+      glbPath,
+      '--out',
+      mp4,
+      '--size',
+      '64',
+      '--frames',
+      '8',
+      '--fps',
+      '8',
+      '--json',
+    ]);
     expect(JSON.parse(spun.stdout.trim())).toMatchObject({ frames: 8, size: 64 });
     expect(summariseMp4(new Uint8Array(await readFile(mp4))).samples).toBe(8);
   });
 
   it('explains bad arguments with exit code 2', async () => {
-    const err = await run(process.execPath, [join(build, 'cli.js'), 'render', fixturePath('hamburger.ply'), '--out', join(out, 'x.png'), '--bg', 'purple']).catch((e) => e);
+    const err = await run(process.execPath, [
+      join(build, 'cli.js'),
+      'render',
+      fixturePath('hamburger.ply'),
+      '--out',
+      join(out, 'x.png'),
+      '--bg',
+      'purple',
+    ]).catch((e) => e);
     expect(err.code).toBe(2);
     expect(err.stderr).toMatch(/background must be white, black or #rrggbb/);
-    const obj = await run(process.execPath, [join(build, 'cli.js'), 'render', join(out, 'chair.obj'), '--out', join(out, 'x.png')]).catch((e) => e);
+    const obj = await run(process.execPath, [join(build, 'cli.js'), 'render', join(out, 'chair.obj'), '--out', join(out, 'x.png')]).catch(
+      (e) => e,
+    );
     expect(obj.code).toBe(2);
     expect(obj.stderr).toMatch(/reads \.ply, \.spz, \.glb files/);
   });

@@ -6,11 +6,14 @@ import { fixturePath, loadFixtureCloud } from './helpers/fixtures.js';
 function psnr(a: Uint8Array, b: Uint8Array): number {
   expect(a.length).toBe(b.length);
   let se = 0;
-  for (let i = 0; i < a.length; i++) { const d = a[i] - b[i]; se += d * d; }
+  for (let i = 0; i < a.length; i++) {
+    const d = a[i] - b[i];
+    se += d * d;
+  }
   return se === 0 ? Infinity : 10 * Math.log10((255 * 255) / (se / a.length));
 }
 
-describe('fidelity against the validator\'s own render', () => {
+describe("fidelity against the validator's own render", () => {
   // fixtures/README.md: render_gs(views=1, 1080x1080, theta=[45], phi=[0], cam_rad=3.0, ref_bbox_size=1.0)
   const camera = orbitCamera({ azimuth: 45, elevation: 0, radius: 3 }, { width: 1080, height: 1080, fov: 49.1 });
 

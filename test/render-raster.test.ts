@@ -1,25 +1,39 @@
 import { getEventListeners } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { allocateCloud } from '../src/splat/cloud.js';
-import { orbitCamera, parseBackground, prepareCloud, Rasterizer, RenderAbortedError, RenderPool, renderValidatorViews } from '../src/render/index.js';
+import {
+  orbitCamera,
+  parseBackground,
+  prepareCloud,
+  Rasterizer,
+  RenderAbortedError,
+  RenderPool,
+  renderValidatorViews,
+} from '../src/render/index.js';
 import { bucketSortRun, expNeg, radixSortRun } from '../src/render/rasterize.js';
 import { ballCloud, blobCloud } from './helpers/clouds.js';
 
 describe('rasteriser', () => {
   it('draws a single isotropic Gaussian with its analytic profile', () => {
-    const sigma = 0.05, opacity = 0.8, radius = 2, size = 96, fov = 40;
+    const sigma = 0.05,
+      opacity = 0.8,
+      radius = 2,
+      size = 96,
+      fov = 40;
     const cloud = prepareCloud(blobCloud([{ at: [0, 0, 0], sigma, colour: [0, 0, 0], opacity }]), { extent: null });
     const camera = orbitCamera({ azimuth: 30, elevation: -20, radius }, { width: size, height: size, fov });
     const pixels = new Rasterizer().render(cloud, camera, { background: [1, 1, 1], channels: 3 });
     // At the image centre the Jacobian is diag(f/z): the splat has variance (f sigma / z)^2 plus the 0.3 px dilation.
     const f = size / (2 * Math.tan((fov * Math.PI) / 360));
-    const variance = (f * sigma / radius) ** 2 + 0.3;
-    let worst = 0, covered = 0;
+    const variance = ((f * sigma) / radius) ** 2 + 0.3;
+    let worst = 0,
+      covered = 0;
     for (let y = 0; y < size; y++) {
       for (let x = 0; x < size; x++) {
         const d2 = (x + 0.5 - camera.cx) ** 2 + (y + 0.5 - camera.cy) ** 2;
-        let alpha = Math.min(0.999, opacity * Math.exp(-0.5 * d2 / variance));
-        if (alpha < 1 / 255) alpha = 0; else covered++;
+        let alpha = Math.min(0.999, opacity * Math.exp((-0.5 * d2) / variance));
+        if (alpha < 1 / 255) alpha = 0;
+        else covered++;
         const expected = Math.floor(255 * (1 - alpha));
         for (let c = 0; c < 3; c++) worst = Math.max(worst, Math.abs(pixels[(y * size + x) * 3 + c] - expected));
       }
@@ -34,10 +48,13 @@ describe('rasteriser', () => {
     const camera = orbitCamera({ azimuth: 0, elevation: 0, radius: 2 }, { width: 64, height: 64, fov: 40 });
     // Both centres project onto the centre of pixel (32, 32), i.e. half a pixel off the principal point.
     const half = (depth: number) => (0.5 * depth) / camera.fx;
-    const cloud = prepareCloud(blobCloud([
-      { at: [half(2.3), -half(2.3), -0.3], sigma: 0.1, colour: [0, 1, 0], opacity: 0.99 },
-      { at: [half(1.7), -half(1.7), 0.3], sigma: 0.1, colour: [1, 0, 0], opacity: 0.99999 },
-    ]), { extent: null });
+    const cloud = prepareCloud(
+      blobCloud([
+        { at: [half(2.3), -half(2.3), -0.3], sigma: 0.1, colour: [0, 1, 0], opacity: 0.99 },
+        { at: [half(1.7), -half(1.7), 0.3], sigma: 0.1, colour: [1, 0, 0], opacity: 0.99999 },
+      ]),
+      { extent: null },
+    );
     const px = new Rasterizer().render(cloud, camera, { background: [0, 0, 0], channels: 3 });
     const i = (32 * 64 + 32) * 3;
     expect(Array.from(px.subarray(i, i + 3))).toEqual([254, 0, 0]);
@@ -75,7 +92,11 @@ describe('rasteriser', () => {
 
   it('renders the validator views as opaque RGBA on white', async () => {
     const blob = { sigma: 0.08, colour: [0.2, 0.4, 0.6] as [number, number, number], opacity: 0.9 };
-    const cloud = blobCloud([{ ...blob, at: [-0.75, 0, 0] }, { ...blob, at: [0.75, 0, 0] }, { ...blob, at: [0, 0, 0] }]);
+    const cloud = blobCloud([
+      { ...blob, at: [-0.75, 0, 0] },
+      { ...blob, at: [0.75, 0, 0] },
+      { ...blob, at: [0, 0, 0] },
+    ]);
     const pool = new RenderPool(2);
     const views = await renderValidatorViews(cloud, { count: 4, size: 64 }, pool).finally(() => pool.close());
     expect(views).toHaveLength(4);
@@ -98,7 +119,12 @@ describe('rasteriser', () => {
   });
 
   it('refuses, without crashing, a cloud whose splats would cover the screen millions of times', async () => {
-    const blobs = Array.from({ length: 30_000 }, (_, i) => ({ at: [i * 1e-6, 0, 0] as [number, number, number], sigma: 5, colour: [1, 0, 0] as [number, number, number], opacity: 0.5 }));
+    const blobs = Array.from({ length: 30_000 }, (_, i) => ({
+      at: [i * 1e-6, 0, 0] as [number, number, number],
+      sigma: 5,
+      colour: [1, 0, 0] as [number, number, number],
+      opacity: 0.5,
+    }));
     const cloud = prepareCloud(blobCloud(blobs), { extent: null });
     const camera = orbitCamera({ azimuth: 0, elevation: 0, radius: 2.5 }, { width: 2048, height: 2048, fov: 49.1 });
     expect(() => new Rasterizer(16).render(cloud, camera, { background: [1, 1, 1], channels: 3 })).toThrow(/too large on screen/);
@@ -121,7 +147,7 @@ describe('rasteriser', () => {
     // Depth keys are float bits; ties must keep record order, as one global stable sort would.
     const bits = (depths: number[]) => new Int32Array(new Float32Array(depths).buffer);
     let seed = 7;
-    const random = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32);
+    const random = () => (seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32;
     const cases = {
       spread: Array.from({ length: 3000 }, () => 1.5 + 2 * random()),
       ties: Array.from({ length: 2000 }, () => 2 + Math.floor(random() * 1000) / 1024),
@@ -138,7 +164,8 @@ describe('rasteriser', () => {
       const expected = Array.from({ length: n }, (_, i) => begin + i).sort((a, b) => keys[a] - keys[b] || a - b);
       const radix = radixSortRun(keys, begin, n, scratch(), scratch(), scratch(), scratch(), new Int32Array(1024));
       expect(Array.from(radix.subarray(0, n)), name).toEqual(expected);
-      const k0 = scratch(), i0 = scratch();
+      const k0 = scratch(),
+        i0 = scratch();
       const done = bucketSortRun(keys, begin, n, k0, i0, new Int32Array(2 * n + 1));
       expect(done, name).toBe(name !== 'clustered');
       if (done) expect(Array.from(i0.subarray(0, n)), name).toEqual(expected);
@@ -160,7 +187,9 @@ describe('rasteriser', () => {
   it('shares the odd view between workers without changing any byte', async () => {
     const cloud = prepareCloud(ballCloud(4000), { extent: 1.5 });
     // 3 distinct views on 2 workers: the third is rendered as two bands.
-    const cameras = [0, 120, 240].map((azimuth) => orbitCamera({ azimuth, elevation: -15, radius: 2.5 }, { width: 96, height: 80, fov: 49.1 }));
+    const cameras = [0, 120, 240].map((azimuth) =>
+      orbitCamera({ azimuth, elevation: -15, radius: 2.5 }, { width: 96, height: 80, fov: 49.1 }),
+    );
     const options = { background: [0, 0, 0] as const, channels: 4 as const };
     const pool = new RenderPool(2);
     try {
@@ -174,7 +203,9 @@ describe('rasteriser', () => {
 
   it('holds one abort listener for a batch of 16 views; an abort rejects the batch and the pool renders on', async () => {
     const cloud = prepareCloud(ballCloud(20_000), { extent: 1.5 });
-    const cameras = Array.from({ length: 16 }, (_, i) => orbitCamera({ azimuth: i * 22.5, elevation: -15, radius: 2.5 }, { width: 128, height: 128, fov: 49.1 }));
+    const cameras = Array.from({ length: 16 }, (_, i) =>
+      orbitCamera({ azimuth: i * 22.5, elevation: -15, radius: 2.5 }, { width: 128, height: 128, fov: 49.1 }),
+    );
     const options = { background: [1, 1, 1] as const, channels: 4 as const };
     const pool = new RenderPool(2);
     try {

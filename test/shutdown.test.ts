@@ -26,17 +26,26 @@ interface Child {
 }
 
 /** Starts test/helpers/slow-server.ts in a child process and waits for its "listening" log line. */
-async function startChild(graceS: number, gpuMs: number, extra: { server?: string; env?: Record<string, string>; config?: string } = {}): Promise<Child> {
+async function startChild(
+  graceS: number,
+  gpuMs: number,
+  extra: { server?: string; env?: Record<string, string>; config?: string } = {},
+): Promise<Child> {
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-shutdown-test-'));
   dirs.push(dir);
   const config = join(dir, 'config.yaml');
-  writeFileSync(config, `server: { host: 127.0.0.1, port: 0, shutdown_grace_s: ${graceS}${extra.server ?? ''} }\ncache: { enabled: false }\npipeline: { retries: 0 }\n${extra.config ?? ''}`);
+  writeFileSync(
+    config,
+    `server: { host: 127.0.0.1, port: 0, shutdown_grace_s: ${graceS}${extra.server ?? ''} }\ncache: { enabled: false }\npipeline: { retries: 0 }\n${extra.config ?? ''}`,
+  );
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/helpers/slow-server.ts', '--config', config], {
     env: { ...process.env, FAKE_GPU_MS: String(gpuMs), ...extra.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   children.push(child);
-  const exited = new Promise<{ code: number | null; at: number }>((resolve) => child.once('exit', (code) => resolve({ code, at: performance.now() })));
+  const exited = new Promise<{ code: number | null; at: number }>((resolve) =>
+    child.once('exit', (code) => resolve({ code, at: performance.now() })),
+  );
   const logs: string[] = [];
   const port = await new Promise<number>((resolve, reject) => {
     onLogLines(child.stdout!, (entry) => {
@@ -65,7 +74,7 @@ describe('graceful shutdown', () => {
     const late = await postPrompt(child.url, 'a late chair');
     expect(late.status).toBe(503);
     expect(late.headers.get('retry-after')).toBeTruthy();
-    expect((await errorOf(late))).toMatch(/shutting down/);
+    expect(await errorOf(late)).toMatch(/shutting down/);
     expect((await fetch(`${child.url}/ping`)).status).toBe(503);
     const response = await inFlight;
     expect(response.status).toBe(200);
@@ -78,7 +87,9 @@ describe('graceful shutdown', () => {
   });
 
   it('on SIGTERM answers 200 to both a /generate/ and a /generate_video/ in flight', async () => {
-    const child = await startChild(20, 800, { config: 'render: { frames: 4, fps: 4, video_res: 64 }\nruntime: { pipeline_concurrency: 2 }\n' });
+    const child = await startChild(20, 800, {
+      config: 'render: { frames: 4, fps: 4, video_res: 64 }\nruntime: { pipeline_concurrency: 2 }\n',
+    });
     const ply = postPrompt(child.url, 'a chair before the signal');
     const mp4 = postPrompt(child.url, 'a lamp before the signal', { path: '/generate_video/' });
     await until(async () => runningJobs(child.url).then((n) => n === 2));
@@ -95,7 +106,10 @@ describe('graceful shutdown', () => {
 
   it('exits after the grace period even when a job is still running', async () => {
     const child = await startChild(0.5, 10_000);
-    const inFlight = postPrompt(child.url, 'an endless chair').then((r) => r.status, () => 'closed');
+    const inFlight = postPrompt(child.url, 'an endless chair').then(
+      (r) => r.status,
+      () => 'closed',
+    );
     await until(async () => runningJobs(child.url).then((n) => n === 1));
     const signalledAt = performance.now();
     child.process.kill('SIGTERM');

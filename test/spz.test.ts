@@ -66,7 +66,10 @@ function unpackV4Independently(file: Uint8Array): Uint8Array {
   raw.set(file.subarray(0, 16));
   raw[15] = 0;
   let into = 16;
-  for (const block of blocks) { raw.set(block, into); into += block.length; }
+  for (const block of blocks) {
+    raw.set(block, into);
+    into += block.length;
+  }
   return raw;
 }
 
@@ -82,7 +85,11 @@ function readSpzIndependently(file: Uint8Array): IndependentSplat {
   expect(raw[15]).toBe(0); // reserved
   const rotationBytes = version >= 3 ? 4 : 3;
   const shCoefficients = [0, 3, 8, 15, 24][shDegree] * 3;
-  const pos = 16, alphas = pos + 9 * count, colours = alphas + count, scales = colours + 3 * count, rotations = scales + 3 * count;
+  const pos = 16,
+    alphas = pos + 9 * count,
+    colours = alphas + count,
+    scales = colours + 3 * count,
+    rotations = scales + 3 * count;
   expect(raw.length).toBe(rotations + rotationBytes * count + shCoefficients * count);
   const fixed = (at: number) => {
     let v = raw[at] + raw[at + 1] * 256 + raw[at + 2] * 65536;
@@ -108,7 +115,7 @@ function readSpzIndependently(file: Uint8Array): IndependentSplat {
       let sum = 0;
       for (let k = 3; k >= 0; k--) {
         if (k === largest) continue;
-        const magnitude = (rest % 512) / 511 * Math.SQRT1_2;
+        const magnitude = ((rest % 512) / 511) * Math.SQRT1_2;
         const sign = Math.floor(rest / 512) % 2 ? -1 : 1;
         rest = Math.floor(rest / 1024);
         q[k] = sign * magnitude;
@@ -189,12 +196,22 @@ function errors(cloud: GaussianCloud, spz: IndependentSplat) {
 }
 
 /** What SPZ's quantisation allows: half a step of each encoding (rotation: about a degree). */
-const WITHIN = { position: 0.5 / 4096 + 1e-6, alpha: 0.5 / 255 + 1e-6, colour: (0.5 / 255 / 0.15) * SH_C0 + 1e-6, scale: 0.5 / 16 + 1e-6, rotation: 0.02 };
+const WITHIN = {
+  position: 0.5 / 4096 + 1e-6,
+  alpha: 0.5 / 255 + 1e-6,
+  colour: (0.5 / 255 / 0.15) * SH_C0 + 1e-6,
+  scale: 0.5 / 16 + 1e-6,
+  rotation: 0.02,
+};
 
 describe('SPZ', () => {
   let dir: string;
-  beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'fast3d-spz-test-')); });
-  afterAll(async () => { await rm(dir, { recursive: true, force: true }); });
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fast3d-spz-test-'));
+  });
+  afterAll(async () => {
+    await rm(dir, { recursive: true, force: true });
+  });
 
   it('writes version 3 that an independent reader loads, within quantisation of the source', () => {
     const cloud = loadFixtureCloud('robocop.ply');
@@ -234,7 +251,9 @@ describe('SPZ', () => {
     const over = await gzipBomb(spzHeader(MAX_SPZ_POINTS + 1), 1 << 20);
     expect(spzViolation(over)).toBe(`${MAX_SPZ_POINTS + 1} points is over the limit of ${MAX_SPZ_POINTS}`);
     const raw = packSpz(loadFixtureCloud('hamburger.ply'));
-    expect(spzViolation(gzipSync(raw.subarray(0, raw.length - 20)))).toBe(`holds ${raw.length - 20} bytes, its header declares ${raw.length}`);
+    expect(spzViolation(gzipSync(raw.subarray(0, raw.length - 20)))).toBe(
+      `holds ${raw.length - 20} bytes, its header declares ${raw.length}`,
+    );
     const whole = gzipSync(raw);
     expect(spzViolation(new Uint8Array([...whole, 0, 0, 0, 0]))).toBe('4 bytes of other data after the gzip stream');
     expect(() => decodeSpz(new Uint8Array([...whole, 0, 0, 0, 0]))).toThrow('4 bytes of other data after the gzip stream');
@@ -278,7 +297,8 @@ describe('SPZ', () => {
     expect(edit(32, (dv) => dv.setBigUint64(32, BigInt(bytes.length), true))).toMatch(/^stream 0 runs past the end of the file/);
     expect(spzViolation(bytes.subarray(0, bytes.length - 1))).toMatch(/stream 4/);
     // A frame whose header declares another size than the table of contents is not decoded.
-    const toc = 32, first = toc + 5 * 16;
+    const toc = 32,
+      first = toc + 5 * 16;
     expect(edit(first + 5, (dv) => dv.setUint8(first + 5, dv.getUint8(first + 5) ^ 0x01))).toMatch(/^stream 0: the zstd frame declares/);
     expect(() => decodeSpz(bytes.subarray(0, 20))).toThrow(/shorter than the 32-byte SPZ version 4 header/);
   });
@@ -286,7 +306,9 @@ describe('SPZ', () => {
   it('fast3d convert: PLY to SPZ and back agree within quantisation; outputs are named by their contents', async () => {
     const spzPath = join(dir, 'robocop.spz');
     const plyPath = join(dir, 'robocop-again.ply');
-    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'convert', fixturePath('robocop.ply'), spzPath], { cwd: root });
+    const { stdout } = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'convert', fixturePath('robocop.ply'), spzPath], {
+      cwd: root,
+    });
     expect(stdout).toMatch(/robocop\.spz: \d+ Gaussians/);
     await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'convert', spzPath, plyPath], { cwd: root });
     const original = loadFixtureCloud('robocop.ply');
@@ -298,10 +320,18 @@ describe('SPZ', () => {
     for (let i = 0; i < again.count; i++) maxMove = Math.max(maxMove, Math.abs(again.columns.x[i] - original.columns.x[i]));
     expect(maxMove).toBeLessThanOrEqual(WITHIN.position);
 
-    const wrong = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'convert', fixturePath('robocop.ply'), join(dir, 'out.jpg')], { cwd: root }).catch((e) => e);
+    const wrong = await run(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli.ts', 'convert', fixturePath('robocop.ply'), join(dir, 'out.jpg')],
+      { cwd: root },
+    ).catch((e) => e);
     expect(wrong.code).toBe(1);
     expect(wrong.stderr).toMatch(/output .*out\.jpg: the extension must be one of \.ply, \.spz, not \.jpg/);
-    const render = await run(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'render', fixturePath('robocop.ply'), '--out', join(dir, 'view.jpg')], { cwd: root }).catch((e) => e);
+    const render = await run(
+      process.execPath,
+      ['--import', 'tsx', 'src/cli.ts', 'render', fixturePath('robocop.ply'), '--out', join(dir, 'view.jpg')],
+      { cwd: root },
+    ).catch((e) => e);
     expect(render.code).toBe(2);
     expect(render.stderr).toMatch(/this command writes \.png files/);
   }, 60_000);
@@ -309,7 +339,12 @@ describe('SPZ', () => {
   it('an SPZ the service writes loads in the independent reader', async () => {
     const c = compose(testConfig({ pipeline: { retries: 0 } }));
     try {
-      const answer = await c.answers.answer({ task: { kind: 'text', prompt: 'a green teapot' }, seed: 9, priority: 'interactive', wants: [{ format: 'spz' }, { format: 'ply' }] });
+      const answer = await c.answers.answer({
+        task: { kind: 'text', prompt: 'a green teapot' },
+        seed: 9,
+        priority: 'interactive',
+        wants: [{ format: 'spz' }, { format: 'ply' }],
+      });
       expect(answer.kind).toBe('asset');
       if (answer.kind !== 'asset') return;
       const [spz, ply] = answer.artefacts;

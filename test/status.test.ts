@@ -5,7 +5,13 @@ import { BusyError, CancelledError, DeadlineError, NotReadyError, ShuttingDownEr
 
 describe('httpErrorOf', () => {
   it('gives every 503 a Retry-After: busy, past the deadline, shutting down, not ready, and a cancelled job', () => {
-    const errors = [new BusyError('busy'), new DeadlineError('late'), new ShuttingDownError('stopping'), new NotReadyError('loading'), new CancelledError('job x was cancelled')];
+    const errors = [
+      new BusyError('busy'),
+      new DeadlineError('late'),
+      new ShuttingDownError('stopping'),
+      new NotReadyError('loading'),
+      new CancelledError('job x was cancelled'),
+    ];
     for (const err of errors) {
       const http = httpErrorOf(err, { retryAfterS: 9 });
       expect(http?.status, err.name).toBe(503);

@@ -58,7 +58,12 @@ function diskBackend(): Backend {
   const file = (key: string) => join(directory, `${key}.blob`);
   return {
     async open(options = {}) {
-      const store = await DiskStore.open({ directory, maxObjectBytes: options.maxObjectBytes ?? 16 * MIB, tempMaxAgeMs: 3_600_000, observe: options.observe });
+      const store = await DiskStore.open({
+        directory,
+        maxObjectBytes: options.maxObjectBytes ?? 16 * MIB,
+        tempMaxAgeMs: 3_600_000,
+        observe: options.observe,
+      });
       opened.push(store);
       return store;
     },
@@ -190,7 +195,8 @@ describe.each([
       await expect(store.put(key, pattern(1, 1)), key).rejects.toThrow(StoreKeyError);
       await expect(store.get(key), key).rejects.toThrow(StoreKeyError);
     }
-    for (const prefix of ['../', 'a/../', '/', '.', 'a//']) await expect(store.list(prefix)[Symbol.asyncIterator]().next(), prefix).rejects.toThrow(StoreKeyError);
+    for (const prefix of ['../', 'a/../', '/', '.', 'a//'])
+      await expect(store.list(prefix)[Symbol.asyncIterator]().next(), prefix).rejects.toThrow(StoreKeyError);
   });
 
   for (const how of ['flip', 'truncate', 'foreign'] as const) {
@@ -235,15 +241,20 @@ describe('disk store', () => {
   it('two processes writing one key never let a reader open a torn object', async () => {
     const directory = tempFolder();
     const corrupt: StoreEvent[] = [];
-    const reader = await DiskStore.open({ directory, maxObjectBytes: 64 * MIB, tempMaxAgeMs: 3_600_000, observe: (e) => e.outcome === 'corrupt' && corrupt.push(e) });
+    const reader = await DiskStore.open({
+      directory,
+      maxObjectBytes: 64 * MIB,
+      tempMaxAgeMs: 3_600_000,
+      observe: (e) => e.outcome === 'corrupt' && corrupt.push(e),
+    });
     opened.push(reader);
     const sizes = { 0xaa: 3 * MIB, 0xbb: 1 * MIB + 17 };
     const writers = Object.entries(sizes).map(([fill, size]) =>
-      spawn(process.execPath, ['--import', 'tsx', 'test/helpers/store-writer.ts', directory, 'shared/key', fill, String(size), '40'], { stdio: ['ignore', 'pipe', 'inherit'] }),
+      spawn(process.execPath, ['--import', 'tsx', 'test/helpers/store-writer.ts', directory, 'shared/key', fill, String(size), '40'], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      }),
     );
-    const finished = writers.map(
-      (child) => new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code))),
-    );
+    const finished = writers.map((child) => new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code))));
     let running = true;
     void Promise.all(finished).then(() => (running = false));
     let reads = 0;
@@ -264,7 +275,9 @@ describe('disk store', () => {
     const last = await reader.get('shared/key');
     expect(last?.every((b) => b === last[0]) && last.length === sizes[last[0] as 0xaa | 0xbb]).toBe(true);
     // Nothing but the one object is left: no temp file of either writer.
-    expect(execFileSync('find', [directory, '-type', 'f'], { encoding: 'utf8' }).trim().split('\n')).toEqual([join(directory, 'shared/key.blob')]);
+    expect(execFileSync('find', [directory, '-type', 'f'], { encoding: 'utf8' }).trim().split('\n')).toEqual([
+      join(directory, 'shared/key.blob'),
+    ]);
   });
 
   it('sweeps temp files of dead writers (only old ones), and never reads or lists them', async () => {
@@ -321,7 +334,9 @@ describe('disk store', () => {
   it('a directory that is a file is refused at opening, naming it', async () => {
     const file = join(tempFolder(), 'not-a-folder');
     writeFileSync(file, 'x');
-    await expect(DiskStore.open({ directory: file, maxObjectBytes: MIB, tempMaxAgeMs: 1000 })).rejects.toThrow(`disk store at ${file} could not write its objects: cannot use ${file} as its directory`);
+    await expect(DiskStore.open({ directory: file, maxObjectBytes: MIB, tempMaxAgeMs: 1000 })).rejects.toThrow(
+      `disk store at ${file} could not write its objects: cannot use ${file} as its directory`,
+    );
   });
 });
 
@@ -365,7 +380,9 @@ describe('s3 store', () => {
     const refusal = await store.put('jobs/j/ply', pattern(10, 1)).catch((err: unknown) => err);
     expect(refusal).toBeInstanceOf(StoreWriteError);
     expect((refusal as StoreWriteError).reason).toBe('bucket-missing');
-    expect((refusal as Error).message).toBe(`s3 store s3://no-such-bucket/ at ${s3.endpoint} could not write "jobs/j/ply": the bucket "no-such-bucket" does not exist (NoSuchBucket)`);
+    expect((refusal as Error).message).toBe(
+      `s3 store s3://no-such-bucket/ at ${s3.endpoint} could not write "jobs/j/ply": the bucket "no-such-bucket" does not exist (NoSuchBucket)`,
+    );
     await expect(store.probe()).rejects.toThrow('does not exist');
     // A read of a missing bucket is an error too, not a miss that would make the job again and again.
     await expect(store.get('jobs/j/ply')).rejects.toThrow(StoreError);
@@ -394,7 +411,12 @@ describe('s3 store against a service that stalls', () => {
   it('a body that stops coming fails the read at the timeout, as a timeout', async () => {
     // Answers every GET with a well-formed object's headers and the first bytes of its body, then nothing.
     const server = createServer((req, res) => {
-      res.writeHead(200, { 'Content-Length': '1000', 'x-amz-meta-fast3d-length': '1000', 'x-amz-meta-fast3d-crc32': '00000000', ETag: '"x"' });
+      res.writeHead(200, {
+        'Content-Length': '1000',
+        'x-amz-meta-fast3d-length': '1000',
+        'x-amz-meta-fast3d-crc32': '00000000',
+        ETag: '"x"',
+      });
       res.write(Buffer.alloc(100));
       req.socket.on('close', () => res.destroy());
     });
@@ -425,10 +447,15 @@ describe('s3 store against a service that stalls', () => {
 });
 
 describe('store config', () => {
-  it('defaults to a disk store in the result cache\'s directory', () => {
+  it("defaults to a disk store in the result cache's directory", () => {
     const config = parseConfig({});
     expect(config.store).toMatchObject({ backend: 'disk', directory: '.fast3d-cache', max_object_mb: 512 });
-    expect(config.store.s3).toMatchObject({ access_key_env: 'AWS_ACCESS_KEY_ID', secret_key_env: 'AWS_SECRET_ACCESS_KEY', force_path_style: false, bucket: '' });
+    expect(config.store.s3).toMatchObject({
+      access_key_env: 'AWS_ACCESS_KEY_ID',
+      secret_key_env: 'AWS_SECRET_ACCESS_KEY',
+      force_path_style: false,
+      bucket: '',
+    });
   });
 
   it('rejects bad values naming the key path', () => {
@@ -443,9 +470,18 @@ describe('store config', () => {
   });
 
   it('an s3 store whose key variables are not set is refused at opening, naming the key and the variable', async () => {
-    const config = parseConfig({ store: { backend: 's3', s3: { bucket: BUCKET, endpoint: s3.endpoint, access_key_env: 'TEST_S3_ID', secret_key_env: 'TEST_S3_SECRET' } } });
-    await expect(openStore(config.store, { env: { TEST_S3_ID: 'x' } })).rejects.toThrow(new StoreConfigError('store.s3.secret_key_env: the environment variable TEST_S3_SECRET is not set (store.backend is s3)'));
-    await expect(openStore(config.store, { env: {} })).rejects.toThrow('store.s3.access_key_env: the environment variable TEST_S3_ID is not set');
+    const config = parseConfig({
+      store: {
+        backend: 's3',
+        s3: { bucket: BUCKET, endpoint: s3.endpoint, access_key_env: 'TEST_S3_ID', secret_key_env: 'TEST_S3_SECRET' },
+      },
+    });
+    await expect(openStore(config.store, { env: { TEST_S3_ID: 'x' } })).rejects.toThrow(
+      new StoreConfigError('store.s3.secret_key_env: the environment variable TEST_S3_SECRET is not set (store.backend is s3)'),
+    );
+    await expect(openStore(config.store, { env: {} })).rejects.toThrow(
+      'store.s3.access_key_env: the environment variable TEST_S3_ID is not set',
+    );
   });
 
   it('opens each backend from the config, reading the credentials from the variables it names', async () => {
@@ -456,8 +492,23 @@ describe('store config', () => {
     await disk.put('a', pattern(3, 1));
     expect(await disk.get('a')).toEqual(pattern(3, 1));
 
-    const config = parseConfig({ store: { backend: 's3', max_object_mb: 1, s3: { bucket: BUCKET, endpoint: s3.endpoint, prefix: 'cfg/', force_path_style: true, access_key_env: 'TEST_S3_ID', secret_key_env: 'TEST_S3_SECRET' } } });
-    const bucket = await openStore(config.store, { env: { TEST_S3_ID: S3RVER_CREDENTIALS.accessKeyId, TEST_S3_SECRET: S3RVER_CREDENTIALS.secretAccessKey } });
+    const config = parseConfig({
+      store: {
+        backend: 's3',
+        max_object_mb: 1,
+        s3: {
+          bucket: BUCKET,
+          endpoint: s3.endpoint,
+          prefix: 'cfg/',
+          force_path_style: true,
+          access_key_env: 'TEST_S3_ID',
+          secret_key_env: 'TEST_S3_SECRET',
+        },
+      },
+    });
+    const bucket = await openStore(config.store, {
+      env: { TEST_S3_ID: S3RVER_CREDENTIALS.accessKeyId, TEST_S3_SECRET: S3RVER_CREDENTIALS.secretAccessKey },
+    });
     opened.push(bucket);
     expect(bucket.maxObjectBytes).toBe(MIB);
     await bucket.probe();

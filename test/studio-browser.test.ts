@@ -20,7 +20,17 @@ import { startTestServer, type TestServer } from './helpers/server.js';
 const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = new URL('../test-output/studio/', import.meta.url).pathname;
 const STAGES = ['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validate'];
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--use-gl=angle', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-gl=angle',
+  '--use-angle=swiftshader',
+  '--enable-unsafe-swiftshader',
+];
 
 // The viewers' clear colour (studio/viewer.js); a pixel is drawn when it is clearly unlike it.
 const CLEAR = [0x0c, 0x0d, 0x10];
@@ -53,7 +63,8 @@ describe('studio in chromium', () => {
   const errors: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (.ci/run does this)`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(`${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (.ci/run does this)`);
     mkdirSync(SHOTS, { recursive: true });
     server = await startTestServer({
       text_to_image: { backend: 'preview' },
@@ -79,7 +90,11 @@ describe('studio in chromium', () => {
   it('a prompt submitted through the page shows every stage in order, the picture, the matte and a splat; the PLY download is valid', async () => {
     await page.fill('#prompt', 'a red wooden chair');
     await page.keyboard.press('Control+Enter');
-    await page.waitForFunction("document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=viewer]')?.dataset.loaded === 'true'", undefined, { timeout: 30_000 });
+    await page.waitForFunction(
+      "document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=viewer]')?.dataset.loaded === 'true'",
+      undefined,
+      { timeout: 30_000 },
+    );
 
     const timeline = await page.$$eval('.timeline li', (rows: any[]) => rows.map((r) => [r.dataset.stage, r.dataset.state]));
     expect(timeline).toEqual(STAGES.map((s) => [s, 'done']));
@@ -105,10 +120,14 @@ describe('studio in chromium', () => {
     await page.fill('#seed', '11');
     await page.fill('#ab-seed', '12');
     await page.click('#generate');
-    await page.waitForFunction(`(() => {
+    await page.waitForFunction(
+      `(() => {
       const results = [...document.querySelectorAll('.result')];
       return results.length === 2 && results.every((r) => r.dataset.state === 'done' && r.querySelector('[data-panel=viewer]')?.dataset.loaded === 'true');
-    })()`, undefined, { timeout: 40_000 });
+    })()`,
+      undefined,
+      { timeout: 40_000 },
+    );
     const labels = await page.$$eval('.result .label', (els) => els.map((e) => e.textContent));
     expect(labels).toEqual(['A · seed 11', 'B · seed 12']);
     const seeds = await page.$$eval('.result .report p:first-child', (els) => els.map((e) => /seed (\d+)/.exec(e.textContent ?? '')?.[1]));
@@ -126,7 +145,11 @@ describe('studio in chromium', () => {
     await page.fill('#prompt', 'a blue teapot');
     await page.fill('#seed', '5');
     await page.click('#generate');
-    await page.waitForFunction("document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=mesh]')?.dataset.loaded === 'true'", undefined, { timeout: 40_000 });
+    await page.waitForFunction(
+      "document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=mesh]')?.dataset.loaded === 'true'",
+      undefined,
+      { timeout: 40_000 },
+    );
     await page.click('.result [role=tab][data-tab=mesh]');
     expect(await untilDrawn(page, 0, 15_000, 'mesh')).toBeGreaterThanOrEqual(DRAWN);
     await page.screenshot({ path: `${SHOTS}mesh.png` });
@@ -142,16 +165,25 @@ describe('studio in chromium', () => {
     // One job made, then cache hits of it, under a title long enough to need cutting.
     const prompt = 'a very long prompt about a tall red wooden chair with carved legs and a woven seat';
     for (let i = 0; i < 20; i++) {
-      const created = await fetch(`${server.url}/api/v1/jobs`, { method: 'POST', headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ prompt, seed: 7 }) });
+      const created = await fetch(`${server.url}/api/v1/jobs`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({ prompt, seed: 7 }),
+      });
       expect(created.status).toBe(202);
       const { id } = (await created.json()) as { id: string };
-      await until(async () => ((await (await fetch(`${server.url}/api/v1/jobs/${id}`)).json()) as { state: string }).state === 'done', 30_000);
+      await until(
+        async () => ((await (await fetch(`${server.url}/api/v1/jobs/${id}`)).json()) as { state: string }).state === 'done',
+        30_000,
+      );
     }
     await page.reload();
     await page.waitForFunction('document.querySelectorAll("#gallery [data-job]").length >= 20');
     // A finished job open, so its state and its report's verdict column are on the page too.
     await page.click('#gallery [data-job]');
-    await page.waitForFunction("document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('.report td.pass') !== null");
+    await page.waitForFunction(
+      "document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('.report td.pass') !== null",
+    );
     for (const width of [1280, 1024, 390]) {
       await page.setViewportSize({ width, height: 800 });
       const sizes = (await page.evaluate(`(() => {
@@ -170,17 +202,26 @@ describe('studio in chromium', () => {
     expect(errors).toEqual([]);
   }, 120_000);
 
-  it('Recent jobs keep each job\'s detail: pictures of image jobs and cache hits, file names, A/B pairs, the end, a remembered decline', async () => {
+  it("Recent jobs keep each job's detail: pictures of image jobs and cache hits, file names, A/B pairs, the end, a remembered decline", async () => {
     // Panels already on the page are marked, so a wait is for the ones a click opens.
-    const mark = () => page.$$eval('.result', (els) => els.forEach((e: any) => { e.dataset.seen = 'true'; }));
-    const ended = "document.querySelectorAll('.result:not([data-seen])').length > 0 && [...document.querySelectorAll('.result')].every((r) => !r.dataset.seen && ['done', 'declined', 'failed', 'cancelled'].includes(r.dataset.state))";
+    const mark = () =>
+      page.$$eval('.result', (els) =>
+        els.forEach((e: any) => {
+          e.dataset.seen = 'true';
+        }),
+      );
+    const ended =
+      "document.querySelectorAll('.result:not([data-seen])').length > 0 && [...document.querySelectorAll('.result')].every((r) => !r.dataset.seen && ['done', 'declined', 'failed', 'cancelled'].includes(r.dataset.state))";
     const first = (selector: string) => page.locator(`#gallery [role=listitem]:first-child ${selector}`);
     const submit = async () => {
       await mark();
       await page.click('#generate');
       await page.waitForFunction(ended, undefined, { timeout: 40_000 });
     };
-    const picture = (name: string) => page.$eval(`.result [data-pic=${name}] img`, (img: any) => img.decode().then(() => img.naturalWidth as number), undefined).catch(() => 0);
+    const picture = (name: string) =>
+      page
+        .$eval(`.result [data-pic=${name}] img`, (img: any) => img.decode().then(() => img.naturalWidth as number), undefined)
+        .catch(() => 0);
     await page.uncheck('input[name=out][value=views]');
 
     // An image job without views: its picture is the image, its title the file's name, in the panel and the gallery.
@@ -193,7 +234,9 @@ describe('studio in chromium', () => {
       expect(await page.getAttribute('.result', 'data-state'), round).toBe('done');
       for (const name of ['image', 'matte']) expect(await picture(name), `${round}: ${name}`).toBeGreaterThan(0);
       expect(await page.textContent('#message'), round).toMatch(round === 'made' ? /^Done in / : /^Done .*\(from the cache\)/);
-      await page.waitForFunction("document.querySelector('#gallery [role=listitem] .thumb')?.style.backgroundImage.startsWith('url(\"blob:')");
+      await page.waitForFunction(
+        "document.querySelector('#gallery [role=listitem] .thumb')?.style.backgroundImage.startsWith('url(\"blob:')",
+      );
       expect(await first('.t').textContent(), round).toBe('disc.png');
       expect(await first('.thumb').getAttribute('data-source'), round).toBe('picture');
     }
@@ -202,7 +245,12 @@ describe('studio in chromium', () => {
 
     // An image with no object is declined; the same image again is a remembered decline, not "0 attempts".
     const blank = join(SHOTS, 'blank.png');
-    writeFileSync(blank, await sharp({ create: { width: 96, height: 96, channels: 3, background: '#ffffff' } }).png().toBuffer());
+    writeFileSync(
+      blank,
+      await sharp({ create: { width: 96, height: 96, channels: 3, background: '#ffffff' } })
+        .png()
+        .toBuffer(),
+    );
     await page.setInputFiles('#image', blank);
     await submit();
     expect(await page.getAttribute('.result', 'data-state')).toBe('declined');

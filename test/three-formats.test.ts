@@ -22,10 +22,26 @@ import { ballCloud } from './helpers/clouds.js';
 import { sphereMesh } from './helpers/meshes.js';
 
 const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--use-gl=angle', '--use-angle=swiftshader', '--enable-unsafe-swiftshader'];
+const FLAGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+  '--use-gl=angle',
+  '--use-angle=swiftshader',
+  '--enable-unsafe-swiftshader',
+];
 const PAGES = fileURLToPath(new URL('./three/', import.meta.url));
 const THREE = fileURLToPath(new URL('../node_modules/three/', import.meta.url));
-const TYPES: Record<string, string> = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm', '.glb': 'model/gltf-binary', '.spz': 'application/octet-stream' };
+const TYPES: Record<string, string> = {
+  '.html': 'text/html',
+  '.js': 'text/javascript',
+  '.wasm': 'application/wasm',
+  '.glb': 'model/gltf-binary',
+  '.spz': 'application/octet-stream',
+};
 
 /** The share of the canvas's pixels that are not the black it clears to. */
 async function drawnShare(page: Page): Promise<number> {
@@ -46,10 +62,12 @@ describe('three.js loads and draws what fast3d delivers', () => {
   let triangles = 0;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM)) throw new Error(`${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (.ci/run does this)`);
+    if (!existsSync(CHROMIUM))
+      throw new Error(`${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (.ci/run does this)`);
     const game = await prepareGameMesh(mesh, { faces: 5000, sizeM: 1.5, pivot: 'bottom' });
     triangles = game.levels[0].triangles;
-    for (const compression of ['none', 'meshopt', 'draco'] as GlbCompression[]) files.set(`${compression}.glb`, await encodeGlbVariant(game.levels[0].mesh, { compression }));
+    for (const compression of ['none', 'meshopt', 'draco'] as GlbCompression[])
+      files.set(`${compression}.glb`, await encodeGlbVariant(game.levels[0].mesh, { compression }));
     const cloud = ballCloud(6000, 0.5, 3);
     files.set('splats.glb', await encodeSplatGlb(cloud));
     files.set('v4.spz', encodeSpz(cloud, 4));
@@ -62,7 +80,10 @@ describe('three.js loads and draws what fast3d delivers', () => {
         const file = normalize(join(root, rest));
         if (file.startsWith(root) && existsSync(file)) body = readFileSync(file);
       }
-      if (!body) { res.writeHead(404).end(); return; }
+      if (!body) {
+        res.writeHead(404).end();
+        return;
+      }
       res.writeHead(200, { 'Content-Type': TYPES[extname(path)] ?? 'application/octet-stream' }).end(body);
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -87,7 +108,10 @@ describe('three.js loads and draws what fast3d delivers', () => {
     it(`GLTFLoader: the ${compression} GLB, one mesh with its triangles, 1.5 m standing on the origin, drawn`, async () => {
       const page = await open('mesh.html');
       try {
-        const shown = await page.evaluate((url) => (globalThis as unknown as { show(u: string): Promise<Record<string, unknown>> }).show(url), `/files/${compression}.glb`);
+        const shown = await page.evaluate(
+          (url) => (globalThis as unknown as { show(u: string): Promise<Record<string, unknown>> }).show(url),
+          `/files/${compression}.glb`,
+        );
         expect(shown.meshes).toBe(1);
         expect(shown.triangles).toBe(triangles);
         expect(Math.max(...(shown.size as number[]))).toBeCloseTo(1.5, 3);
@@ -101,11 +125,17 @@ describe('three.js loads and draws what fast3d delivers', () => {
     }, 60_000);
   }
 
-  for (const [file, kind] of [['splats.glb', 'gltf'], ['v4.spz', 'spz']] as const) {
+  for (const [file, kind] of [
+    ['splats.glb', 'gltf'],
+    ['v4.spz', 'spz'],
+  ] as const) {
     it(`the splat loaders: ${file} as Gaussians on WebGPURenderer's WebGL2 backend, drawn`, async () => {
       const page = await open('splat.html');
       try {
-        const shown = await page.evaluate(([url, k]) => (globalThis as unknown as { show(u: string, k: string): Promise<Record<string, unknown>> }).show(url, k), [`/files/${file}`, kind] as const);
+        const shown = await page.evaluate(
+          ([url, k]) => (globalThis as unknown as { show(u: string, k: string): Promise<Record<string, unknown>> }).show(url, k),
+          [`/files/${file}`, kind] as const,
+        );
         expect(shown.splats).toBe(1);
         expect(shown.backend).toBe('webgl2');
         expect(await drawnShare(page)).toBeGreaterThan(0.05);

@@ -8,15 +8,19 @@ import { nextTurn } from '../src/turns.js';
 /** Holds the thread for `ms`, as a slice of CPU work does. */
 function busy(ms: number): void {
   const end = performance.now() + ms;
-  while (performance.now() < end) { /* working */ }
+  while (performance.now() < end) {
+    /* working */
+  }
 }
 
 describe('nextTurn', () => {
-  it('runs one waiter per turn, in the order they asked, with the loop\'s timers between any two', async () => {
+  it("runs one waiter per turn, in the order they asked, with the loop's timers between any two", async () => {
     // A timer due at every turn: the slices run between two of its ticks are the loop held without a break.
     let sinceTick = 0;
     let mostBetweenTicks = 0;
-    const ticker = setInterval(() => { sinceTick = 0; }, 1);
+    const ticker = setInterval(() => {
+      sinceTick = 0;
+    }, 1);
     const order: string[] = [];
     const job = async (name: string) => {
       for (let slice = 0; slice < 4; slice++) {

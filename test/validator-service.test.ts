@@ -20,12 +20,18 @@ interface Received {
 }
 
 /** A stand-in for the subnet's validation service: records requests and answers with `reply`. */
-async function validationService(reply: (req: Received) => { status?: number; body: string } | null): Promise<{ url: string; received: Received[]; server: Server }> {
+async function validationService(
+  reply: (req: Received) => { status?: number; body: string } | null,
+): Promise<{ url: string; received: Received[]; server: Server }> {
   const received: Received[] = [];
   const server = createServer(async (req: IncomingMessage, res) => {
     const chunks: Buffer[] = [];
     for await (const chunk of req) chunks.push(chunk as Buffer);
-    const entry = { path: req.url ?? '', contentType: req.headers['content-type'], body: JSON.parse(Buffer.concat(chunks).toString('utf8')) };
+    const entry = {
+      path: req.url ?? '',
+      contentType: req.headers['content-type'],
+      body: JSON.parse(Buffer.concat(chunks).toString('utf8')),
+    };
     received.push(entry);
     const answer = reply(entry);
     if (!answer) return; // never answer: the client's timeout must fire
@@ -51,18 +57,25 @@ function cloud(count = 7500) {
     c.columns.x[i] = (i % 50) / 50 - 0.5;
     c.columns.y[i] = Math.floor(i / 50) / 150 - 0.5;
     c.columns.opacity[i] = logit(0.8);
-    c.columns.rot_0[i] = 1; c.columns.rot_1[i] = 0.2;
+    c.columns.rot_0[i] = 1;
+    c.columns.rot_1[i] = 0.2;
   }
   return c;
 }
 
-const image: RgbaImage = { width: 2, height: 2, data: Uint8ClampedArray.from([255, 0, 0, 255, 0, 255, 0, 255, 0, 0, 255, 255, 9, 9, 9, 0]) };
+const image: RgbaImage = {
+  width: 2,
+  height: 2,
+  data: Uint8ClampedArray.from([255, 0, 0, 255, 0, 255, 0, 255, 0, 0, 255, 255, 9, 9, 9, 0]),
+};
 const textJob: Job = { id: 'a', task: { kind: 'text', prompt: 'a wooden chair' }, seed: 3 };
 const imageJob: Job = { id: 'b', task: { kind: 'image', image, digest: 'd' }, seed: 3 };
 
 describe('validator-service backend against a local validation service', () => {
   it('posts text tasks to /validate_txt_to_3d_ply/ with the prompt and the raw PLY, and accepts at 0.6', async () => {
-    const service = await validationService(() => ({ body: JSON.stringify({ score: 0.71, iqa: 0.8, alignment_score: 0.9, ssim: 0.9, lpips: 0.1 }) }));
+    const service = await validationService(() => ({
+      body: JSON.stringify({ score: 0.71, iqa: 0.8, alignment_score: 0.9, ssim: 0.9, lpips: 0.1 }),
+    }));
     const validator = new ValidatorServiceValidator({ url: service.url, timeoutMs: 5000, minScore: 0.6 });
     const asset = cloud();
     const checks = await validator.validate({ job: textJob, cloud: asset, image });
@@ -87,29 +100,40 @@ describe('validator-service backend against a local validation service', () => {
     const [req] = service.received;
     expect(req.path).toBe('/validate_img_to_3d_ply/');
     expect(Object.keys(req.body).sort()).toEqual(['compression', 'data', 'prompt_image']);
-    const { data, info } = await sharp(Buffer.from(req.body.prompt_image as string, 'base64')).raw().toBuffer({ resolveWithObject: true });
+    const { data, info } = await sharp(Buffer.from(req.body.prompt_image as string, 'base64'))
+      .raw()
+      .toBuffer({ resolveWithObject: true });
     expect([info.width, info.height, info.channels]).toEqual([2, 2, 4]);
     expect(Array.from(data)).toEqual(Array.from(image.data));
   });
 
   it('says clearly when the service is down, answers badly or too late', async () => {
     const down = new ValidatorServiceValidator({ url: 'http://127.0.0.1:9', timeoutMs: 2000, minScore: 0.6 });
-    await expect(down.validate({ job: textJob, cloud: cloud(), image })).rejects.toThrow(/validation service at http:\/\/127\.0\.0\.1:9\/validate_txt_to_3d_ply\/ not reachable/);
+    await expect(down.validate({ job: textJob, cloud: cloud(), image })).rejects.toThrow(
+      /validation service at http:\/\/127\.0\.0\.1:9\/validate_txt_to_3d_ply\/ not reachable/,
+    );
 
     const failing = await validationService(() => ({ status: 500, body: '{"detail":"boom"}' }));
-    await expect(new ValidatorServiceValidator({ url: failing.url, timeoutMs: 2000, minScore: 0.6 }).validate({ job: textJob, cloud: cloud(), image }))
-      .rejects.toThrow(/answered HTTP 500: \{"detail":"boom"\}/);
+    await expect(
+      new ValidatorServiceValidator({ url: failing.url, timeoutMs: 2000, minScore: 0.6 }).validate({ job: textJob, cloud: cloud(), image }),
+    ).rejects.toThrow(/answered HTTP 500: \{"detail":"boom"\}/);
 
     const scoreless = await validationService(() => ({ body: '{"iqa": 0.5}' }));
-    await expect(new ValidatorServiceValidator({ url: scoreless.url, timeoutMs: 2000, minScore: 0.6 }).validate({ job: textJob, cloud: cloud(), image }))
-      .rejects.toThrow(/without a numeric "score"/);
+    await expect(
+      new ValidatorServiceValidator({ url: scoreless.url, timeoutMs: 2000, minScore: 0.6 }).validate({
+        job: textJob,
+        cloud: cloud(),
+        image,
+      }),
+    ).rejects.toThrow(/without a numeric "score"/);
 
     const silent = await validationService(() => null);
-    await expect(new ValidatorServiceValidator({ url: silent.url, timeoutMs: 300, minScore: 0.6 }).validate({ job: textJob, cloud: cloud(), image }))
-      .rejects.toThrow(/no answer within 0.3 s/);
+    await expect(
+      new ValidatorServiceValidator({ url: silent.url, timeoutMs: 300, minScore: 0.6 }).validate({ job: textJob, cloud: cloud(), image }),
+    ).rejects.toThrow(/no answer within 0.3 s/);
   });
 
-  it('declines through the pipeline with the service\'s score, after the gates passed', async () => {
+  it("declines through the pipeline with the service's score, after the gates passed", async () => {
     const scores = [0.42, 0.55];
     const service = await validationService(() => ({ body: JSON.stringify({ score: scores.shift() }) }));
     const config = parseConfig({
@@ -118,7 +142,10 @@ describe('validator-service backend against a local validation service', () => {
     });
     const stages = createStages(config);
     expect(stages.validators.map((v) => v.name)).toEqual(['gates', 'validator-service']);
-    const outcome = await new Pipeline(stages).run({ ...textJob, task: { kind: 'text', prompt: 'red apple' } }, jobContext({ retries: 1, extent: 1.5 }));
+    const outcome = await new Pipeline(stages).run(
+      { ...textJob, task: { kind: 'text', prompt: 'red apple' } },
+      jobContext({ retries: 1, extent: 1.5 }),
+    );
     expect(outcome.kind).toBe('declined');
     if (outcome.kind !== 'declined') return;
     expect(outcome.reason).toBe('validator_score 0.55 failed threshold 0.6 (validator-service)');

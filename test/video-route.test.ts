@@ -38,9 +38,15 @@ const form = (fields: Record<string, string>) => ({
 describe('POST /generate_video/ over HTTP (preview backends)', () => {
   let svc: Awaited<ReturnType<typeof listen>>;
   beforeAll(async () => {
-    svc = await listen({ render: { frames: 6, fps: 6, video_res: 96 }, image_to_3d: { inflate: { max_gaussians: 20000 } }, log: { level: 'silent' } });
+    svc = await listen({
+      render: { frames: 6, fps: 6, video_res: 96 },
+      image_to_3d: { inflate: { max_gaussians: 20000 } },
+      log: { level: 'silent' },
+    });
   });
-  afterAll(async () => { await svc?.close(); });
+  afterAll(async () => {
+    await svc?.close();
+  });
 
   it('answers 200 video/mp4 at the asked video_res (odd rounded to even)', async () => {
     const res = await fetch(`${svc.url}/generate_video/`, form({ prompt: 'a red wooden chair', video_res: '129' }));
@@ -76,7 +82,8 @@ describe('POST /generate_video/ over HTTP (preview backends)', () => {
       expect(res.status).toBe(500);
       expect(((await res.json()) as { error: string }).error).toMatch(/ffmpeg/);
     } finally {
-      if (saved === undefined) delete process.env.FFMPEG_PATH; else process.env.FFMPEG_PATH = saved;
+      if (saved === undefined) delete process.env.FFMPEG_PATH;
+      else process.env.FFMPEG_PATH = saved;
     }
   });
 
@@ -91,7 +98,12 @@ describe('POST /generate_video/ over HTTP (preview backends)', () => {
 
 describe('POST /generate_video/ when self-validation declines', () => {
   it('answers 204 with no body', async () => {
-    const svc = await listen({ validate: { gates: { min_gaussians: 10_000_000 } }, pipeline: { retries: 0 }, image_to_3d: { inflate: { max_gaussians: 20000 } }, log: { level: 'silent' } });
+    const svc = await listen({
+      validate: { gates: { min_gaussians: 10_000_000 } },
+      pipeline: { retries: 0 },
+      image_to_3d: { inflate: { max_gaussians: 20000 } },
+      log: { level: 'silent' },
+    });
     try {
       const res = await fetch(`${svc.url}/generate_video/`, form({ prompt: 'a chair', video_res: '64' }));
       expect(res.status).toBe(204);
@@ -137,7 +149,7 @@ describe('POST /generate_video/ with the result cache', () => {
 });
 
 describe('POST /generate_video/ for the newer contract', () => {
-  it('renders the turntable upright even though the PLY goes out in the judges\' Y-down frame', async () => {
+  it("renders the turntable upright even though the PLY goes out in the judges' Y-down frame", async () => {
     // Red on top, blue below: the first frame (the front view) must show red above blue.
     const sharp = (await import('sharp')).default;
     const size = 160;
@@ -147,7 +159,9 @@ describe('POST /generate_video/ for the newer contract', () => {
         if ((x - 80) ** 2 + (y - 80) ** 2 <= 60 ** 2) raw.set(y < 80 ? [220, 20, 20] : [20, 20, 220], (y * size + x) * 3);
       }
     }
-    const png = await sharp(raw, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+    const png = await sharp(raw, { raw: { width: size, height: size, channels: 3 } })
+      .png()
+      .toBuffer();
     const server = await startTestServer({ render: { frames: 2, fps: 2, video_res: 64 } });
     try {
       const form = new FormData();
@@ -157,7 +171,11 @@ describe('POST /generate_video/ for the newer contract', () => {
       const dir = mkdtempSync(join(tmpdir(), 'fast3d-video-frame-'));
       const file = join(dir, 'v.mp4');
       writeFileSync(file, Buffer.from(await response.arrayBuffer()));
-      const frame = execFileSync(ffmpegPath(), ['-loglevel', 'error', '-i', file, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { maxBuffer: 1 << 22 });
+      const frame = execFileSync(
+        ffmpegPath(),
+        ['-loglevel', 'error', '-i', file, '-frames:v', '1', '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+        { maxBuffer: 1 << 22 },
+      );
       rmSync(dir, { recursive: true, force: true });
       const redMinusBlue = (y0: number, y1: number) => {
         let sum = 0;

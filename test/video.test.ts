@@ -14,8 +14,13 @@ const run = promisify(execFile);
 describe('turntable video', () => {
   let dir: string;
   const pool = new RenderPool(2);
-  beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'fast3d-video-test-')); });
-  afterAll(async () => { await pool.close(); await rm(dir, { recursive: true, force: true }); });
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'fast3d-video-test-'));
+  });
+  afterAll(async () => {
+    await pool.close();
+    await rm(dir, { recursive: true, force: true });
+  });
 
   it('is an H.264 yuv420p MP4 with +faststart, the asked frame count and duration', async () => {
     const settings = { ...configSchema.parse({}).render, frames: 36, fps: 12 };
@@ -42,7 +47,11 @@ describe('turntable video', () => {
     const out = join(dir, 'frames.mp4');
     const settings = { ...configSchema.parse({}).render, frames: 4, fps: 4, crf: 0 };
     await renderTurntable(ballCloud(2000), out, { ...settings, size: 64, pool });
-    const { stdout } = await run(ffmpegPath(), ['-hide_banner', '-loglevel', 'error', '-i', out, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], { encoding: 'buffer', maxBuffer: 1 << 24 });
+    const { stdout } = await run(
+      ffmpegPath(),
+      ['-hide_banner', '-loglevel', 'error', '-i', out, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+      { encoding: 'buffer', maxBuffer: 1 << 24 },
+    );
     const frame = 64 * 64 * 3;
     expect(stdout.length).toBe(4 * frame);
     const diff = (a: number, b: number) => {
@@ -58,18 +67,29 @@ describe('turntable video', () => {
     const saved = process.env.FFMPEG_PATH;
     process.env.FFMPEG_PATH = '/bin/false';
     try {
-      async function* frames() { for (let i = 0; i < 3; i++) yield new Uint8Array(32 * 32 * 3); }
-      await expect(encodeMp4(frames(), out, { width: 32, height: 32, fps: 10, crf: 20, preset: 'veryfast' })).rejects.toThrow(VideoEncodeError);
+      async function* frames() {
+        for (let i = 0; i < 3; i++) yield new Uint8Array(32 * 32 * 3);
+      }
+      await expect(encodeMp4(frames(), out, { width: 32, height: 32, fps: 10, crf: 20, preset: 'veryfast' })).rejects.toThrow(
+        VideoEncodeError,
+      );
     } finally {
-      if (saved === undefined) delete process.env.FFMPEG_PATH; else process.env.FFMPEG_PATH = saved;
+      if (saved === undefined) delete process.env.FFMPEG_PATH;
+      else process.env.FFMPEG_PATH = saved;
     }
     expect((await readdir(dir)).filter((f) => f.includes('broken'))).toEqual([]);
   });
 
   it('refuses odd dimensions and frames of the wrong size', async () => {
-    async function* frames(bytes: number) { yield new Uint8Array(bytes); }
-    await expect(encodeMp4(frames(33 * 32 * 3), join(dir, 'odd.mp4'), { width: 33, height: 32, fps: 10, crf: 20, preset: 'veryfast' })).rejects.toThrow(/even/);
-    await expect(encodeMp4(frames(10), join(dir, 'short.mp4'), { width: 32, height: 32, fps: 10, crf: 20, preset: 'veryfast' })).rejects.toThrow(/bytes/);
+    async function* frames(bytes: number) {
+      yield new Uint8Array(bytes);
+    }
+    await expect(
+      encodeMp4(frames(33 * 32 * 3), join(dir, 'odd.mp4'), { width: 33, height: 32, fps: 10, crf: 20, preset: 'veryfast' }),
+    ).rejects.toThrow(/even/);
+    await expect(
+      encodeMp4(frames(10), join(dir, 'short.mp4'), { width: 32, height: 32, fps: 10, crf: 20, preset: 'veryfast' }),
+    ).rejects.toThrow(/bytes/);
     expect((await readdir(dir)).filter((f) => f.includes('odd') || f.includes('short'))).toEqual([]);
   });
 });

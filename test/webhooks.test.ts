@@ -43,7 +43,9 @@ afterEach(async () => {
 });
 
 /** A receiver on 127.0.0.1 that records each request and answers with `answer(request number, request)`. */
-async function receiver(answer: (n: number, req: Received, res: ServerResponse) => void = (_n, _req, res) => res.end('ok')): Promise<{ url: string; port: number; received: Received[] }> {
+async function receiver(
+  answer: (n: number, req: Received, res: ServerResponse) => void = (_n, _req, res) => res.end('ok'),
+): Promise<{ url: string; port: number; received: Received[] }> {
   const received: Received[] = [];
   const server = createServer((req, res) => {
     const chunks: Buffer[] = [];
@@ -60,11 +62,13 @@ async function receiver(answer: (n: number, req: Received, res: ServerResponse) 
   return { url: `http://127.0.0.1:${port}`, port, received };
 }
 
-const resolving = (table: Record<string, string[]>): Resolver => async (host) => {
-  const addresses = table[host];
-  if (!addresses) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
-  return addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
-};
+const resolving =
+  (table: Record<string, string[]>): Resolver =>
+  async (host) => {
+    const addresses = table[host];
+    if (!addresses) throw Object.assign(new Error(`getaddrinfo ENOTFOUND ${host}`), { code: 'ENOTFOUND' });
+    return addresses.map((address) => ({ address, family: address.includes(':') ? 6 : 4 }));
+  };
 
 describe('webhook signature', () => {
   it('is the HMAC-SHA256 of the raw body under the secret, and a receiver verifies it', () => {
@@ -84,7 +88,18 @@ describe('webhook signature', () => {
 
 describe('webhook addresses', () => {
   it('tells public addresses from the others, IPv4 inside IPv6 included', () => {
-    for (const ip of ['8.8.8.8', '1.1.1.1', '93.184.216.34', '172.32.0.1', '100.128.0.1', '192.169.0.1', '2606:4700:4700::1111', '::ffff:8.8.8.8', '2002:808:808::1', '64:ff9b::808:808']) {
+    for (const ip of [
+      '8.8.8.8',
+      '1.1.1.1',
+      '93.184.216.34',
+      '172.32.0.1',
+      '100.128.0.1',
+      '192.169.0.1',
+      '2606:4700:4700::1111',
+      '::ffff:8.8.8.8',
+      '2002:808:808::1',
+      '64:ff9b::808:808',
+    ]) {
       expect(addressProblem(ip), ip).toBeNull();
     }
     const refused: Record<string, RegExp> = {
@@ -166,7 +181,9 @@ describe('webhook addresses', () => {
     });
     const sender = new WebhookSender(settings(), { env: ENV, resolve });
     expect(await sender.checkUrl('https://hooks.example.com/x')).toBe('https://hooks.example.com/x');
-    await expect(sender.checkUrl('https://mixed.example.com/x')).rejects.toThrow('webhook host mixed.example.com resolves to ::ffff:10.0.0.5, which is not public: private');
+    await expect(sender.checkUrl('https://mixed.example.com/x')).rejects.toThrow(
+      'webhook host mixed.example.com resolves to ::ffff:10.0.0.5, which is not public: private',
+    );
     await expect(sender.checkUrl('https://internal.example.com/x')).rejects.toThrow(/fd00::5.*unique local/);
     await expect(sender.checkUrl('https://alias.example.com/x')).rejects.toThrow(/127.0.0.1.*loopback/);
     await expect(sender.checkUrl('https://nowhere.example.com/x')).rejects.toThrow('webhook host nowhere.example.com does not resolve');
@@ -181,7 +198,9 @@ describe('webhook addresses', () => {
   it('without its secret the service accepts no webhook, and says which variable to set', async () => {
     const sender = new WebhookSender(settings(), { env: {} });
     expect(sender.enabled).toBe(false);
-    await expect(sender.checkUrl('https://hooks.example.com/x')).rejects.toThrow('the environment variable FAST3D_WEBHOOK_SECRET (webhooks.secret_env) holding their secret is not set');
+    await expect(sender.checkUrl('https://hooks.example.com/x')).rejects.toThrow(
+      'the environment variable FAST3D_WEBHOOK_SECRET (webhooks.secret_env) holding their secret is not set',
+    );
     const named = new WebhookSender(settings({ secret_env: 'MY_HOOK_SECRET' }), { env: { MY_HOOK_SECRET: 's' } });
     expect(named.enabled).toBe(true);
   });
@@ -193,7 +212,12 @@ describe('webhook delivery', () => {
     const outcomes: AttemptOutcome[] = [];
     const sender = new WebhookSender(settings({ allow_private: true }), { env: ENV, onOutcome: (o) => outcomes.push(o) });
     const url = await sender.checkUrl(`${hook.url}/hooks/fast3d?x=1`);
-    const delivery = sender.delivery(url, 'job.finished', { id: 'job-1', state: 'done', artefacts: ['ply'] }, new Date('2026-12-07T12:00:00Z'));
+    const delivery = sender.delivery(
+      url,
+      'job.finished',
+      { id: 'job-1', state: 'done', artefacts: ['ply'] },
+      new Date('2026-12-07T12:00:00Z'),
+    );
     // Plain JSON, no secret inside: a queue can hold it.
     expect(JSON.parse(JSON.stringify(delivery))).toEqual(delivery);
     expect(JSON.stringify(delivery)).not.toContain(SECRET);
@@ -210,7 +234,12 @@ describe('webhook delivery', () => {
     expect(request.headers['user-agent']).toMatch(/^fast3d\//);
     expect(verifyWebhookSignature(request.body, SECRET, request.headers['x-fast3d-signature'] as string)).toBe(true);
     expect(verifyWebhookSignature(request.body, 'wrong-secret', request.headers['x-fast3d-signature'] as string)).toBe(false);
-    expect(JSON.parse(request.body.toString())).toEqual({ id: delivery.id, event: 'job.finished', createdAt: '2026-12-07T12:00:00.000Z', data: { id: 'job-1', state: 'done', artefacts: ['ply'] } });
+    expect(JSON.parse(request.body.toString())).toEqual({
+      id: delivery.id,
+      event: 'job.finished',
+      createdAt: '2026-12-07T12:00:00.000Z',
+      data: { id: 'job-1', state: 'done', artefacts: ['ply'] },
+    });
   });
 
   it('refuses to call a loopback receiver unless allow_private, by literal, by name and by what a name resolves to', async () => {
@@ -218,7 +247,13 @@ describe('webhook delivery', () => {
     const outcomes: AttemptOutcome[] = [];
     const resolve = resolving({ 'hooks.example.com': ['93.184.216.34', '127.0.0.1'], 'rebind.example.com': ['127.0.0.1'] });
     const sender = new WebhookSender(settings(), { env: ENV, resolve, onOutcome: (o) => outcomes.push(o) });
-    for (const url of [`${hook.url}/`, `http://localhost:${hook.port}/`, `http://[::ffff:127.0.0.1]:${hook.port}/`, `http://hooks.example.com:${hook.port}/`, `http://rebind.example.com:${hook.port}/`]) {
+    for (const url of [
+      `${hook.url}/`,
+      `http://localhost:${hook.port}/`,
+      `http://[::ffff:127.0.0.1]:${hook.port}/`,
+      `http://hooks.example.com:${hook.port}/`,
+      `http://rebind.example.com:${hook.port}/`,
+    ]) {
       const result = await sender.deliver({ id: 'd', url, event: 'job.finished', body: '{}' });
       expect(result.outcome, url).toBe('refused');
       expect(result.detail, url).toMatch(/not public: loopback|this machine/);
@@ -345,7 +380,9 @@ describe('webhook delivery', () => {
 describe('webhook retry policy', () => {
   it('doubles from backoff_s up to max_backoff_s; Retry-After lengthens a wait within the same bound', () => {
     const policy = { attempts: 6, backoffMs: 5000, maxBackoffMs: 300_000 };
-    expect([1, 2, 3, 4, 5, 6, 7, 8].map((n) => backoffMs(n, policy))).toEqual([5000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000]);
+    expect([1, 2, 3, 4, 5, 6, 7, 8].map((n) => backoffMs(n, policy))).toEqual([
+      5000, 10_000, 20_000, 40_000, 80_000, 160_000, 300_000, 300_000,
+    ]);
     expect(backoffMs(1, policy, 30_000)).toBe(30_000);
     expect(backoffMs(3, policy, 1000)).toBe(20_000);
     expect(backoffMs(1, policy, 3_600_000)).toBe(300_000);
@@ -361,7 +398,13 @@ describe('webhook retry policy', () => {
   });
 
   it('config: defaults and refusals name the key', () => {
-    expect(parseConfig({}).webhooks).toMatchObject({ secret_env: 'FAST3D_WEBHOOK_SECRET', allow_private: false, attempts: 6, backoff_s: 5, max_backoff_s: 300 });
+    expect(parseConfig({}).webhooks).toMatchObject({
+      secret_env: 'FAST3D_WEBHOOK_SECRET',
+      allow_private: false,
+      attempts: 6,
+      backoff_s: 5,
+      max_backoff_s: 300,
+    });
     expect(() => parseConfig({ webhooks: { secret_env: 'A B' } })).toThrow('webhooks.secret_env');
     expect(() => parseConfig({ webhooks: { allow_private: 'yes' } })).toThrow('webhooks.allow_private');
     expect(() => parseConfig({ webhooks: { attempts: 0 } })).toThrow('webhooks.attempts');

@@ -21,7 +21,9 @@ import { flatViewRenderer } from './helpers/views.js';
 const sha = (b: Uint8Array) => createHash('sha256').update(b).digest('hex');
 
 let dir: string;
-beforeAll(async () => { dir = await mkdtemp(join(tmpdir(), 'fast3d-weights-')); });
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'fast3d-weights-'));
+});
 afterAll(() => rm(dir, { recursive: true, force: true }));
 
 const servers: Server[] = [];
@@ -70,7 +72,9 @@ describe('downloader', () => {
     const target = join(dir, 'resume', 'model.onnx');
     const progress: number[] = [];
     const result = await downloadFile({ url: server.url, size: content.length, sha256: sha(content) }, target, {
-      retries: 3, backoffMs: 1, onProgress: (received) => progress.push(received),
+      retries: 3,
+      backoffMs: 1,
+      onProgress: (received) => progress.push(received),
     });
     expect(result).toEqual({ size: content.length, sha256: sha(content) });
     expect(Buffer.compare(await readFile(target), content)).toBe(0);
@@ -97,16 +101,18 @@ describe('downloader', () => {
     const server = await fileServer(content);
     const target = join(dir, 'bad', 'model.onnx');
     const wrong = '0'.repeat(64);
-    await expect(downloadFile({ url: server.url, size: null, sha256: wrong }, target, { retries: 0 }))
-      .rejects.toThrow(`checksum mismatch for ${target}: sha256 ${sha(content)}, expected ${wrong}; the download was removed`);
+    await expect(downloadFile({ url: server.url, size: null, sha256: wrong }, target, { retries: 0 })).rejects.toThrow(
+      `checksum mismatch for ${target}: sha256 ${sha(content)}, expected ${wrong}; the download was removed`,
+    );
     expect(await readdir(join(dir, 'bad'))).toEqual([]);
   });
 
   it('gives up after the configured resumes and keeps the partial file for the next run', async () => {
     const server = await fileServer(content, { cuts: 10 });
     const target = join(dir, 'giveup', 'model.onnx');
-    await expect(downloadFile({ url: server.url, size: content.length, sha256: sha(content) }, target, { retries: 1, backoffMs: 1 }))
-      .rejects.toThrow(/failed after 2 tries: .*run again to resume/);
+    await expect(
+      downloadFile({ url: server.url, size: content.length, sha256: sha(content) }, target, { retries: 1, backoffMs: 1 }),
+    ).rejects.toThrow(/failed after 2 tries: .*run again to resume/);
     expect(existsSync(target)).toBe(false);
     expect(existsSync(`${target}.part`)).toBe(true);
   });
@@ -121,7 +127,10 @@ describe('downloader', () => {
     await new Promise<void>((r) => flaky.listen(0, '127.0.0.1', r));
     servers.push(flaky);
     const target = join(dir, 'flaky', 'x');
-    await downloadFile({ url: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}/x`, size: 5, sha256: null }, target, { retries: 2, backoffMs: 1 });
+    await downloadFile({ url: `http://127.0.0.1:${(flaky.address() as AddressInfo).port}/x`, size: 5, sha256: null }, target, {
+      retries: 2,
+      backoffMs: 1,
+    });
     expect(await readFile(target, 'utf8')).toBe('hello');
     expect(requests).toBe(2);
 
@@ -129,7 +138,9 @@ describe('downloader', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     servers.push(server);
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/x`;
-    await expect(downloadFile({ url, size: null, sha256: null }, join(dir, 'e', 'x'), { retries: 3 })).rejects.toThrow(`${url} answered HTTP 404`);
+    await expect(downloadFile({ url, size: null, sha256: null }, join(dir, 'e', 'x'), { retries: 3 })).rejects.toThrow(
+      `${url} answered HTTP 404`,
+    );
   });
 });
 
@@ -147,11 +158,17 @@ describe('weights check', () => {
     await writeFile(join(root, 'good.onnx'), good);
     await writeFile(join(root, 'short.onnx'), good);
     await writeFile(join(root, 'bad.onnx'), new Uint8Array([4, 3, 2, 1]));
-    const files = expectedFiles(root, manifest.map((m) => join(root, m.target)), manifest);
+    const files = expectedFiles(
+      root,
+      manifest.map((m) => join(root, m.target)),
+      manifest,
+    );
     const statuses = await checkFiles(files, { dir: root, verify: 'checksum' });
     expect(statuses.map((s) => s.state)).toEqual(['ok', 'wrong-size', 'corrupt', 'missing']);
     expect(statuses[1].detail).toBe(`${join(root, 'short.onnx')} has 4 bytes, expected 10 (run: npm run weights)`);
-    expect(statuses[2].detail).toContain(`${join(root, 'bad.onnx')} is corrupt: sha256 ${sha(new Uint8Array([4, 3, 2, 1]))}, expected ${sha(good)}`);
+    expect(statuses[2].detail).toContain(
+      `${join(root, 'bad.onnx')} is corrupt: sha256 ${sha(new Uint8Array([4, 3, 2, 1]))}, expected ${sha(good)}`,
+    );
     expect(statuses[3].detail).toBe(`${join(root, 'absent.onnx')} not found (run: npm run weights)`);
     expect(describeProblems(statuses)).not.toContain('good.onnx');
     // Size mode skips hashing: the corrupt file of the right size passes.
@@ -173,14 +190,16 @@ describe('weights check', () => {
   });
 
   it('the manifest covers ISNet, the CLIP folder and both aesthetic files, each with a licence', () => {
-    expect(MANIFEST.map((m) => m.target)).toEqual(expect.arrayContaining([
-      'isnet-general-use.onnx',
-      'clip-vit-large-patch14/onnx/vision_model.onnx',
-      'clip-vit-large-patch14/onnx/text_model.onnx',
-      'clip-vit-large-patch14/tokenizer.json',
-      'aesthetic/sac+logos+ava1-l14-linearMSE.pth',
-      'aesthetic/laion-aesthetic-l14.safetensors',
-    ]));
+    expect(MANIFEST.map((m) => m.target)).toEqual(
+      expect.arrayContaining([
+        'isnet-general-use.onnx',
+        'clip-vit-large-patch14/onnx/vision_model.onnx',
+        'clip-vit-large-patch14/onnx/text_model.onnx',
+        'clip-vit-large-patch14/tokenizer.json',
+        'aesthetic/sac+logos+ava1-l14-linearMSE.pth',
+        'aesthetic/laion-aesthetic-l14.safetensors',
+      ]),
+    );
     for (const m of MANIFEST) {
       expect(m.licence).not.toBe('');
       expect(m.url ?? m.producedBy).toBeTruthy();
@@ -191,7 +210,10 @@ describe('weights check', () => {
   it('`weights --check` lists exactly what is missing and exits 1', async () => {
     const empty = join(dir, 'empty-models');
     const out: string[] = [];
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { out.push(String(chunk)); return true; });
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
     try {
       expect(await weightsCommand(['--check', '--dir', empty, '--only', 'isnet,aesthetic'])).toBe(1);
     } finally {
@@ -208,7 +230,9 @@ describe('weights check', () => {
 
   it('downloads through the command, records unpublished digests, and --check then catches a changed file', async () => {
     const models = join(dir, 'mirror-models');
-    const served = new Map(MANIFEST.filter((m) => m.model === 'clip').map((m) => [`/${m.target}`, new TextEncoder().encode(`contents of ${m.target}`)]));
+    const served = new Map(
+      MANIFEST.filter((m) => m.model === 'clip').map((m) => [`/${m.target}`, new TextEncoder().encode(`contents of ${m.target}`)]),
+    );
     const requested: string[] = [];
     const server = createServer((req, res) => {
       requested.push(decodeURIComponent(req.url ?? ''));
@@ -220,16 +244,24 @@ describe('weights check', () => {
     servers.push(server);
     const mirror = `http://127.0.0.1:${(server.address() as AddressInfo).port}/`;
     const out: string[] = [];
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { out.push(String(chunk)); return true; });
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
     const errors = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     try {
       expect(await weightsCommand(['--only', 'clip', '--dir', models, '--mirror', mirror])).toBe(0);
       for (const [path, body] of served) expect(Buffer.compare(await readFile(join(models, path)), body)).toBe(0);
       const lock = JSON.parse(await readFile(join(models, LOCK_FILE), 'utf8')) as Record<string, { sha256: string }>;
-      expect(lock['clip-vit-large-patch14/onnx/vision_model.onnx'].sha256).toBe(sha(served.get('/clip-vit-large-patch14/onnx/vision_model.onnx')!));
+      expect(lock['clip-vit-large-patch14/onnx/vision_model.onnx'].sha256).toBe(
+        sha(served.get('/clip-vit-large-patch14/onnx/vision_model.onnx')!),
+      );
       expect(await weightsCommand(['--check', '--only', 'clip', '--dir', models])).toBe(0);
 
-      await writeFile(join(models, 'clip-vit-large-patch14/onnx/vision_model.onnx'), 'contents of clip-vit-large-patch14/onnx/vision_model.onnY');
+      await writeFile(
+        join(models, 'clip-vit-large-patch14/onnx/vision_model.onnx'),
+        'contents of clip-vit-large-patch14/onnx/vision_model.onnY',
+      );
       out.length = 0;
       expect(await weightsCommand(['--check', '--only', 'clip', '--dir', models])).toBe(1);
       expect(out.join('')).toContain(`CORRUPT ${join(models, 'clip-vit-large-patch14/onnx/vision_model.onnx')} is corrupt`);
@@ -237,7 +269,9 @@ describe('weights check', () => {
       requested.length = 0;
       expect(await weightsCommand(['--only', 'clip', '--dir', models, '--mirror', mirror])).toBe(0);
       expect(requested).toEqual(['/clip-vit-large-patch14/onnx/vision_model.onnx']);
-      expect(await readFile(join(models, 'clip-vit-large-patch14/onnx/vision_model.onnx'), 'utf8')).toBe('contents of clip-vit-large-patch14/onnx/vision_model.onnx');
+      expect(await readFile(join(models, 'clip-vit-large-patch14/onnx/vision_model.onnx'), 'utf8')).toBe(
+        'contents of clip-vit-large-patch14/onnx/vision_model.onnx',
+      );
     } finally {
       write.mockRestore();
       errors.mockRestore();
@@ -247,27 +281,39 @@ describe('weights check', () => {
   it('on the defaults (preview backends), checks no file and says that preview backends need none', async () => {
     vi.stubEnv('FAST3D_CONFIG', '');
     const out: string[] = [];
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { out.push(String(chunk)); return true; });
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
     try {
       expect(await weightsCommand(['--check', '--dir', join(dir, 'preview-models')])).toBe(0);
     } finally {
       write.mockRestore();
       vi.unstubAllEnvs();
     }
-    expect(out.join('')).toBe('nothing to check: the default config runs matting "keying" and validate.checks ["gates"], which load no model files ' +
-      '(preview backends need none). For the GPU service\'s: --config configs/service.yaml, or --only isnet,clip,aesthetic\n');
+    expect(out.join('')).toBe(
+      'nothing to check: the default config runs matting "keying" and validate.checks ["gates"], which load no model files ' +
+        "(preview backends need none). For the GPU service's: --config configs/service.yaml, or --only isnet,clip,aesthetic\n",
+    );
   });
 
   it('with configs/service.yaml, checks the files its backends load: ISNet, CLIP and the aesthetic weights', async () => {
     const empty = join(dir, 'service-models');
     const out: string[] = [];
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { out.push(String(chunk)); return true; });
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
     try {
       expect(await weightsCommand(['--check', '--config', 'configs/service.yaml', '--dir', empty, '--json'])).toBe(1);
     } finally {
       write.mockRestore();
     }
-    const statuses = out.join('').trim().split('\n').map((line) => JSON.parse(line) as { path: string; state: string });
+    const statuses = out
+      .join('')
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { path: string; state: string });
     expect(statuses.map((s) => s.path)).toEqual(MANIFEST.map((m) => join(empty, m.target)));
     expect(statuses.every((s) => s.state === 'missing')).toBe(true);
   });
@@ -286,7 +332,9 @@ describe('first start: download, then convert the aesthetic predictor', () => {
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     servers.push(server);
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/${AESTHETIC_PTH}`;
-    return MANIFEST.filter((m) => m.model === 'aesthetic').map((m) => (m.target === AESTHETIC_PTH ? { ...m, url, size: pth.length, sha256: sha(pth) } : m));
+    return MANIFEST.filter((m) => m.model === 'aesthetic').map((m) =>
+      m.target === AESTHETIC_PTH ? { ...m, url, size: pth.length, sha256: sha(pth) } : m,
+    );
   }
 
   /**
@@ -298,12 +346,21 @@ describe('first start: download, then convert the aesthetic predictor', () => {
     const log = join(root, 'converter.log');
     if (hasTorch) {
       const path = join(root, 'source.pth');
-      const made = spawnSync(python, ['-c', `import torch; torch.manual_seed(0); torch.save({'layers.0.weight': torch.randn(4, 768), 'layers.0.bias': torch.randn(4), 'layers.2.weight': torch.randn(1, 4), 'layers.2.bias': torch.randn(1)}, ${JSON.stringify(path)})`]);
+      const made = spawnSync(python, [
+        '-c',
+        `import torch; torch.manual_seed(0); torch.save({'layers.0.weight': torch.randn(4, 768), 'layers.0.bias': torch.randn(4), 'layers.2.weight': torch.randn(1, 4), 'layers.2.bias': torch.randn(1)}, ${JSON.stringify(path)})`,
+      ]);
       expect(made.status).toBe(0);
       return { pth: new Uint8Array(await readFile(path)), python: [python], log };
     }
     const predictor = join(root, 'predictor.safetensors');
-    await writeFile(predictor, aestheticSafetensors(Float32Array.from({ length: 768 }, (_, i) => (i % 7) / 100), 5));
+    await writeFile(
+      predictor,
+      aestheticSafetensors(
+        Float32Array.from({ length: 768 }, (_, i) => (i % 7) / 100),
+        5,
+      ),
+    );
     const fake = join(root, 'fake-python.sh');
     await writeFile(fake, `#!/bin/sh\necho "$@" >> ${JSON.stringify(log)}\ncp ${JSON.stringify(predictor)} "$3"\n`, { mode: 0o755 });
     return { pth: randomBytes(4096), python: [fake], log };
@@ -328,7 +385,11 @@ describe('first start: download, then convert the aesthetic predictor', () => {
     expect(predictor.dim).toBe(768);
     if (!hasTorch) {
       const [args] = (await readFile(log, 'utf8')).trim().split('\n');
-      expect(args.split(' ')).toEqual([fileURLToPath(new URL('../workers/gpu/tools/convert_aesthetic.py', import.meta.url)), join(models, AESTHETIC_PTH), target]);
+      expect(args.split(' ')).toEqual([
+        fileURLToPath(new URL('../workers/gpu/tools/convert_aesthetic.py', import.meta.url)),
+        join(models, AESTHETIC_PTH),
+        target,
+      ]);
     }
     const lock = JSON.parse(await readFile(join(models, LOCK_FILE), 'utf8')) as Record<string, { sha256: string }>;
     expect(lock[AESTHETIC_SAFETENSORS].sha256).toBe(sha(await readFile(target)));
@@ -342,9 +403,15 @@ describe('first start: download, then convert the aesthetic predictor', () => {
     const broken = join(root, 'broken-python.sh');
     await writeFile(broken, '#!/bin/sh\necho half > "$3"\necho "no module named torch" >&2\nexit 1\n', { mode: 0o755 });
     const errors: string[] = [];
-    const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => { errors.push(String(chunk)); return true; });
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation((chunk) => {
+      errors.push(String(chunk));
+      return true;
+    });
     const out: string[] = [];
-    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => { out.push(String(chunk)); return true; });
+    const write = vi.spyOn(process.stdout, 'write').mockImplementation((chunk) => {
+      out.push(String(chunk));
+      return true;
+    });
     try {
       expect(await weightsCommand(['--only', 'aesthetic', '--dir', models], { manifest, python: [broken] })).toBe(1);
     } finally {
@@ -372,7 +439,7 @@ describe('readiness through HTTP with an empty models folder', () => {
 
     const health = await app.request('/health');
     expect(health.status).toBe(503);
-    const body = await health.json() as { status: string; stages: Record<string, { ready: boolean; backend: string; detail?: string }> };
+    const body = (await health.json()) as { status: string; stages: Record<string, { ready: boolean; backend: string; detail?: string }> };
     expect(body.status).toBe('degraded');
     expect(body.stages.matting).toMatchObject({ ready: false, backend: 'isnet' });
     expect(body.stages.matting.detail).toContain(`${join(empty, 'isnet-general-use.onnx')} not found`);
@@ -389,7 +456,7 @@ describe('readiness through HTTP with an empty models folder', () => {
       });
       expect(res.status).toBe(503);
       expect(res.headers.get('Retry-After')).toBe(String(config.runtime.retry_after_s));
-      const error = (await res.json() as { error: string }).error;
+      const error = ((await res.json()) as { error: string }).error;
       expect(error).toContain('isnet-general-use.onnx');
       expect(error).toContain('validate.clip (clip)');
     }

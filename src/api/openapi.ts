@@ -17,7 +17,10 @@ export function openApiDocument(base = '/api/v1', auth = false): Record<string, 
   const components: Record<string, unknown> = {};
   for (const [name, schema] of Object.entries(schemas)) {
     // JSON Schema 2020-12 is OpenAPI 3.1's dialect; drop the per-schema $schema key.
-    const { $schema: _, ...body } = z.toJSONSchema(schema, { io: name === 'JobRequest' ? 'input' : 'output', unrepresentable: 'any' }) as Record<string, unknown>;
+    const { $schema: _, ...body } = z.toJSONSchema(schema, {
+      io: name === 'JobRequest' ? 'input' : 'output',
+      unrepresentable: 'any',
+    }) as Record<string, unknown>;
     components[name] = body;
   }
   const multipart = {
@@ -37,7 +40,11 @@ export function openApiDocument(base = '/api/v1', auth = false): Record<string, 
   };
   return {
     openapi: '3.1.0',
-    info: { title: 'fast3d job API', version: VERSION, description: 'Submit, follow, cancel and download generation jobs. Jobs run in the interactive priority class.' },
+    info: {
+      title: 'fast3d job API',
+      version: VERSION,
+      description: 'Submit, follow, cancel and download generation jobs. Jobs run in the interactive priority class.',
+    },
     servers: [{ url: base }],
     ...(security ? { security } : {}),
     components: { schemas: components, securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
@@ -47,7 +54,11 @@ export function openApiDocument(base = '/api/v1', auth = false): Record<string, 
           summary: 'Start a job',
           requestBody: { required: true, content: { ...json('JobRequest'), 'multipart/form-data': multipart } },
           responses: {
-            '202': { description: 'Admitted; follow it by its links.', headers: { Location: { schema: { type: 'string' } } }, content: json('JobCreated') },
+            '202': {
+              description: 'Admitted; follow it by its links.',
+              headers: { Location: { schema: { type: 'string' } } },
+              content: json('JobCreated'),
+            },
             '400': error('Invalid request, unknown preset, or an image that does not decode.'),
             '413': error('Body larger than the configured limit.'),
             '415': error('Neither JSON nor a form.'),
@@ -63,31 +74,72 @@ export function openApiDocument(base = '/api/v1', auth = false): Record<string, 
       },
       '/jobs/{id}': {
         parameters: [idParam],
-        get: { summary: 'A job: state, stage, timings, report, links', responses: { '200': { description: 'The job', content: json('Job') }, '404': error('No such job (or forgotten).'), ...common } },
+        get: {
+          summary: 'A job: state, stage, timings, report, links',
+          responses: { '200': { description: 'The job', content: json('Job') }, '404': error('No such job (or forgotten).'), ...common },
+        },
         delete: {
           summary: 'Cancel a job',
-          responses: { '202': { description: 'Cancelling; the events end with state "cancelled".', content: json('JobCreated') }, '404': error('No such job.'), '409': error('The job has already ended, or is a generate route\'s job (contract or background class), which the job API does not cancel.'), ...common },
+          responses: {
+            '202': { description: 'Cancelling; the events end with state "cancelled".', content: json('JobCreated') },
+            '404': error('No such job.'),
+            '409': error(
+              "The job has already ended, or is a generate route's job (contract or background class), which the job API does not cancel.",
+            ),
+            ...common,
+          },
         },
       },
       '/jobs/{id}/events': {
-        parameters: [idParam, { name: 'Last-Event-ID', in: 'header', schema: { type: 'string' }, description: 'Resume after this event id (EventSource sends it when reconnecting).' }],
+        parameters: [
+          idParam,
+          {
+            name: 'Last-Event-ID',
+            in: 'header',
+            schema: { type: 'string' },
+            description: 'Resume after this event id (EventSource sends it when reconnecting).',
+          },
+        ],
         get: {
           summary: 'The job\'s events as server-sent events: those so far, then live ones, ending after "end"',
-          responses: { '200': { description: 'An event stream; each data line is a JobEvent.', content: { 'text/event-stream': { schema: ref('JobEvent') } } }, '404': error('No such job.'), ...common },
+          responses: {
+            '200': {
+              description: 'An event stream; each data line is a JobEvent.',
+              content: { 'text/event-stream': { schema: ref('JobEvent') } },
+            },
+            '404': error('No such job.'),
+            ...common,
+          },
         },
       },
       '/jobs/{id}/artifacts/{name}': {
-        parameters: [idParam, { name: 'name', in: 'path', required: true, schema: { type: 'string', enum: ['ply', 'spz', 'mp4', 'views'] } }],
+        parameters: [
+          idParam,
+          { name: 'name', in: 'path', required: true, schema: { type: 'string', enum: ['ply', 'spz', 'mp4', 'views'] } },
+        ],
         get: {
           summary: 'An artefact, with its content type',
-          responses: { '200': { description: 'The bytes (application/octet-stream, application/x-spz, video/mp4, image/png)' }, '404': error('No such job or artefact (yet).'), '410': error('No longer held.'), ...common },
+          responses: {
+            '200': { description: 'The bytes (application/octet-stream, application/x-spz, video/mp4, image/png)' },
+            '404': error('No such job or artefact (yet).'),
+            '410': error('No longer held.'),
+            ...common,
+          },
         },
       },
       '/jobs/{id}/intermediates/{name}': {
         parameters: [idParam, { name: 'name', in: 'path', required: true, schema: { type: 'string', enum: ['image', 'matte'] } }],
-        get: { summary: 'The generated picture or the matte, as PNG, as soon as it exists', responses: { '200': { description: 'image/png' }, '404': error('Not made (yet).'), ...common } },
+        get: {
+          summary: 'The generated picture or the matte, as PNG, as soon as it exists',
+          responses: { '200': { description: 'image/png' }, '404': error('Not made (yet).'), ...common },
+        },
       },
-      '/presets': { get: { summary: 'The presets a job may name', responses: { '200': { description: 'Preset names', content: json('PresetList') }, ...common } } },
+      '/presets': {
+        get: {
+          summary: 'The presets a job may name',
+          responses: { '200': { description: 'Preset names', content: json('PresetList') }, ...common },
+        },
+      },
       '/openapi.json': { get: { summary: 'This document', security: [], responses: { '200': { description: 'OpenAPI 3.1' } } } },
     },
   };

@@ -6,7 +6,14 @@
 import { assertFormFieldCount, overLongUrlencodedPrompt, parseBoundedJson } from '../contract/bounded-body.js';
 import { HttpError, issuesText, listed, quoted } from '../contract/errors.js';
 import { refusedImage, sniffImageField } from '../contract/prompt.js';
-import { decimalInteger, mediaType, parseGenerateRequest, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
+import {
+  decimalInteger,
+  mediaType,
+  parseGenerateRequest,
+  type FormFields,
+  type FormValue,
+  type RequestLimits,
+} from '../contract/request.js';
 import type { ArtefactSpec, FormatName } from '../formats/registry.js';
 import { sniffImageFormat } from '../image/codec.js';
 import type { Task } from '../pipelines/job.js';
@@ -32,7 +39,10 @@ export function bodyKind(contentType: string | undefined): 'json' | 'form' {
   const type = mediaType(contentType);
   if (type === JSON_TYPE) return 'json';
   if (FORM_TYPES.includes(type)) return 'form';
-  throw new HttpError(415, `Content-Type must be ${JSON_TYPE} (a JSON job request) or ${FORM_TYPES.join(' or ')} (its fields as a form), got ${type ? quoted(type) : 'none'}; send JSON with "Content-Type: ${JSON_TYPE}"`);
+  throw new HttpError(
+    415,
+    `Content-Type must be ${JSON_TYPE} (a JSON job request) or ${FORM_TYPES.join(' or ')} (its fields as a form), got ${type ? quoted(type) : 'none'}; send JSON with "Content-Type: ${JSON_TYPE}"`,
+  );
 }
 
 /** A JSON body sent as a form (curl -d's default type): the form parser would read it as one nameless field. */
@@ -66,7 +76,10 @@ export async function readJobBody(contentType: string | undefined, source: BodyS
   const bytes = new Uint8Array(await source.arrayBuffer());
   const urlencoded = mediaType(contentType) === 'application/x-www-form-urlencoded';
   if (urlencoded && looksLikeJson(bytes)) {
-    throw new HttpError(415, `the body is JSON but its Content-Type is application/x-www-form-urlencoded (what curl -d sends unless told otherwise); send it with "Content-Type: ${JSON_TYPE}"`);
+    throw new HttpError(
+      415,
+      `the body is JSON but its Content-Type is application/x-www-form-urlencoded (what curl -d sends unless told otherwise); send it with "Content-Type: ${JSON_TYPE}"`,
+    );
   }
   assertFormFieldCount(bytes, contentType ?? '', MAX_FORM_FIELDS);
   const overLong = urlencoded ? overLongUrlencodedPrompt(bytes, limits.maxPromptChars) : null;
@@ -103,7 +116,14 @@ export async function parseJobRequest(body: Body, limits: RequestLimits): Promis
   const parsed = await parseGenerateRequest(fields, limits);
   if (imageBytes && parsed.task.kind !== 'image') throw new HttpError(400, refusedImage('image', imageBytes));
   const title = imageBytes && fileName !== undefined ? titleOfFile(fileName) : undefined;
-  return { task: parsed.task, seed: parsed.seed, preset: request.preset, wants: wantsOf(request), ...(title && { title }), ...(request.group !== undefined && { group: request.group }) };
+  return {
+    task: parsed.task,
+    seed: parsed.seed,
+    preset: request.preset,
+    wants: wantsOf(request),
+    ...(title && { title }),
+    ...(request.group !== undefined && { group: request.group }),
+  };
 }
 
 // biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
@@ -139,7 +159,14 @@ async function formToObject(form: FormFields): Promise<{ fields: Record<string, 
   for (const [name, raw] of Object.entries(form)) {
     const values: FormValue[] = Array.isArray(raw) ? raw : [raw];
     if (name === 'outputs') {
-      fields.outputs = values.flatMap((v): unknown[] => (typeof v === 'string' ? v.split(',').map((s) => s.trim()).filter(Boolean) : [v]));
+      fields.outputs = values.flatMap((v): unknown[] =>
+        typeof v === 'string'
+          ? v
+              .split(',')
+              .map((s) => s.trim())
+              .filter(Boolean)
+          : [v],
+      );
       continue;
     }
     if (values.length > 1) throw new HttpError(400, `form field ${quoted(name)} was sent ${values.length} times; send it once`);
@@ -172,5 +199,11 @@ function refuseUnknownFields(candidate: unknown): void {
   if (typeof candidate !== 'object' || candidate === null || Array.isArray(candidate)) return;
   const unknown = Object.keys(candidate).filter((key) => !FIELDS.includes(key));
   if (unknown.length === 0) return;
-  throw new HttpError(400, `invalid job request: unknown field${unknown.length > 1 ? 's' : ''} ${listed(unknown.map((key) => quoted(key)), 3)}; the fields are ${FIELDS.join(', ')}`);
+  throw new HttpError(
+    400,
+    `invalid job request: unknown field${unknown.length > 1 ? 's' : ''} ${listed(
+      unknown.map((key) => quoted(key)),
+      3,
+    )}; the fields are ${FIELDS.join(', ')}`,
+  );
 }

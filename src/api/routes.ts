@@ -57,14 +57,30 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
     if (request.preset !== undefined && !answers.presets.names().includes(request.preset)) {
       throw new UnknownPresetError(request.preset, answers.presets.names());
     }
-    refuseIfUnable(service, request.wants.some((w) => answers.formats[w.format].kind === 'render'), options.retryAfterSeconds);
+    refuseIfUnable(
+      service,
+      request.wants.some((w) => answers.formats[w.format].kind === 'render'),
+      options.retryAfterSeconds,
+    );
 
     // The id is ours, so it can be answered before the job ends; the job itself runs on without this request.
     const id = randomUUID();
-    const running = answers.answer({ id, task: request.task, seed: request.seed, priority: 'interactive', wants: request.wants, preset: request.preset, title: request.title, group: request.group });
+    const running = answers.answer({
+      id,
+      task: request.task,
+      seed: request.seed,
+      priority: 'interactive',
+      wants: request.wants,
+      preset: request.preset,
+      title: request.title,
+      group: request.group,
+    });
     running.catch((err: Error) => options.logger?.info({ job: id, err: err.message }, 'job ended without an asset'));
     // A request refused before its job was registered (shutting down) rejects at once: answer its error.
-    if (!jobs.get(id)) await running.then(() => { throw new HttpError(500, 'the job was not registered'); });
+    if (!jobs.get(id))
+      await running.then(() => {
+        throw new HttpError(500, 'the job was not registered');
+      });
     const job = jobOr404(id);
     return c.json({ id, state: job.state, links: links(id) }, 202, { Location: links(id).self });
   });
@@ -81,7 +97,10 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
   api.delete('/jobs/:id', (c) => {
     const job = jobOr404(c.req.param('id'));
     if (!cancellable(job)) {
-      throw new HttpError(409, `job ${job.id} is a ${job.priority} job: it belongs to a request on a generate route, whose client waits for its answer; it cannot be cancelled here (it ends with its request)`);
+      throw new HttpError(
+        409,
+        `job ${job.id} is a ${job.priority} job: it belongs to a request on a generate route, whose client waits for its answer; it cannot be cancelled here (it ends with its request)`,
+      );
     }
     if (!jobs.cancel(job.id)) throw new HttpError(409, `job ${job.id} has already ended (${job.state})`);
     return c.json({ id: job.id, state: 'cancelling', links: links(job.id) }, 202);
@@ -92,7 +111,11 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
     // An id is what the stream sent: its event's index, in decimal. None (or empty) replays from the start.
     const resume = c.req.header('last-event-id') ?? c.req.query('after');
     const after = resume === undefined || resume === '' ? -1 : decimalInteger(resume);
-    if (after === null || after < -1) throw new HttpError(400, 'Last-Event-ID (or "after") must be an event id from this stream (a decimal integer from 0), or empty to replay it from the start');
+    if (after === null || after < -1)
+      throw new HttpError(
+        400,
+        'Last-Event-ID (or "after") must be an event id from this stream (a decimal integer from 0), or empty to replay it from the start',
+      );
     const stop = new AbortController();
     const signal = AbortSignal.any([stop.signal, c.req.raw.signal]);
     return sseResponse(eventMessages(job.id, after, jobs.events(job.id, signal)), stop);
@@ -101,22 +124,30 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
   api.get('/jobs/:id/artifacts/:name', async (c) => {
     const job = jobOr404(c.req.param('id'));
     const name = c.req.param('name');
-    if (!(FORMAT_NAMES as readonly string[]).includes(name)) throw new HttpError(404, `no artefact kind "${name.slice(0, 40)}"; kinds are ${FORMAT_NAMES.join(', ')}`);
+    if (!(FORMAT_NAMES as readonly string[]).includes(name))
+      throw new HttpError(404, `no artefact kind "${name.slice(0, 40)}"; kinds are ${FORMAT_NAMES.join(', ')}`);
     const ref = jobs.artefact(job.id, name);
     if (!ref) {
       const made = job.artefacts.map((a) => a.name);
-      throw new HttpError(404, `job ${job.id} (${job.state}) has no ${name} artefact${made.length ? `; it has ${made.join(', ')}` : ' (yet)'}`);
+      throw new HttpError(
+        404,
+        `job ${job.id} (${job.state}) has no ${name} artefact${made.length ? `; it has ${made.join(', ')}` : ' (yet)'}`,
+      );
     }
     const bytes = await ref.read();
     if (!bytes) throw new HttpError(410, `the ${name} artefact of job ${job.id} is no longer held`);
     const filename = `fast3d-${job.id.slice(0, 8)}${name === 'views' ? '-views' : ''}${ref.extension}`;
-    return artefactResponse(answers.formats[name as FormatName], bytes, { 'Content-Disposition': `attachment; filename="${filename}"`, 'Cache-Control': 'private, max-age=3600' });
+    return artefactResponse(answers.formats[name as FormatName], bytes, {
+      'Content-Disposition': `attachment; filename="${filename}"`,
+      'Cache-Control': 'private, max-age=3600',
+    });
   });
 
   api.get('/jobs/:id/intermediates/:name', async (c) => {
     const job = jobOr404(c.req.param('id'));
     const name = c.req.param('name');
-    if (!(INTERMEDIATE_PICTURES as readonly string[]).includes(name)) throw new HttpError(404, `no intermediate picture "${name.slice(0, 40)}"; they are ${INTERMEDIATE_PICTURES.join(', ')}`);
+    if (!(INTERMEDIATE_PICTURES as readonly string[]).includes(name))
+      throw new HttpError(404, `no intermediate picture "${name.slice(0, 40)}"; they are ${INTERMEDIATE_PICTURES.join(', ')}`);
     const item = jobs.intermediate(job.id, name as 'image' | 'matte');
     if (!item) throw new HttpError(404, `job ${job.id} has no ${name} (yet)`);
     const png = await encodePng(item as RgbaImage);
@@ -125,14 +156,18 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
 
   api.get('/presets', (c) => {
     const presets = answers.presets;
-    return c.json({ presets: presets.names().map((name) => ({ name, default: name === presets.defaultName })), default: presets.defaultName });
+    return c.json({
+      presets: presets.names().map((name) => ({ name, default: name === presets.defaultName })),
+      default: presets.defaultName,
+    });
   });
 
   api.get('/openapi.json', (c) => c.json(document));
 
   api.all('/jobs', methodNotAllowed('GET', 'POST'));
   api.all('/jobs/:id', methodNotAllowed('GET', 'DELETE'));
-  for (const path of ['/jobs/:id/events', '/jobs/:id/artifacts/:name', '/jobs/:id/intermediates/:name', '/presets', '/openapi.json']) api.all(path, methodNotAllowed('GET'));
+  for (const path of ['/jobs/:id/events', '/jobs/:id/artifacts/:name', '/jobs/:id/intermediates/:name', '/presets', '/openapi.json'])
+    api.all(path, methodNotAllowed('GET'));
   return api;
 }
 
@@ -146,7 +181,10 @@ function refuseIfUnable(service: GenerationService, rendered: boolean, retryAfte
   if (health.status !== 'ok') throw new NotReadyError(`service is ${health.status}; retry when /health says ok`);
   const waitS = (ms: number | null) => Math.max(retryAfterS, Math.ceil((ms ?? 0) / 1000));
   if (service.admission.isFull('interactive')) {
-    throw new BusyError('busy: the interactive queue is full', waitS(service.admission.estimatedWaitMs('interactive') || service.admission.meanJobMs()));
+    throw new BusyError(
+      'busy: the interactive queue is full',
+      waitS(service.admission.estimatedWaitMs('interactive') || service.admission.meanJobMs()),
+    );
   }
   if (rendered && service.videos.full) throw new BusyError('busy: the render line is full', retryAfterS);
 }

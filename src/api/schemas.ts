@@ -13,18 +13,55 @@ export const DEFAULT_OUTPUTS = ['ply', 'spz', 'views'] as const;
 export const DEFAULT_VIDEO_SIZE = 512;
 export const VIEW_SIZE = { min: 64, max: 512, default: 256 };
 
-export const OutputName = z.enum(FORMAT_NAMES).describe('An artefact kind: ply, spz (Spark loads SPZ v3), glb (a textured or vertex-coloured mesh; the job then renders and validates its mesh), mp4 (turntable video), views (PNG grid of the validator\'s 16 views).');
+export const OutputName = z
+  .enum(FORMAT_NAMES)
+  .describe(
+    "An artefact kind: ply, spz (Spark loads SPZ v3), glb (a textured or vertex-coloured mesh; the job then renders and validates its mesh), mp4 (turntable video), views (PNG grid of the validator's 16 views).",
+  );
 
 export const JobRequest = z
   .strictObject({
     prompt: z.string().min(1).optional().describe('Text prompt. Send either prompt or image.'),
-    image: z.string().min(1).optional().describe('A PNG, JPEG or WebP image as base64 or a data: URL (multipart bodies send a file part "image" instead).'),
-    seed: z.number().int().min(0).max(MAX_SEED).optional().describe('Seed of the first attempt; absent: derived from the prompt or image, so a repeated task gives the same asset.'),
+    image: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('A PNG, JPEG or WebP image as base64 or a data: URL (multipart bodies send a file part "image" instead).'),
+    seed: z
+      .number()
+      .int()
+      .min(0)
+      .max(MAX_SEED)
+      .optional()
+      .describe('Seed of the first attempt; absent: derived from the prompt or image, so a repeated task gives the same asset.'),
     preset: z.string().min(1).max(64).optional().describe('Preset name (GET /api/v1/presets); absent: the default preset.'),
-    outputs: z.array(OutputName).min(1).max(FORMAT_NAMES.length).optional().describe(`Artefacts to make; default ${DEFAULT_OUTPUTS.join(', ')} (mp4 only when asked: it costs CPU).`),
-    videoSize: z.number().int().min(VIDEO_RES.min).max(VIDEO_RES.max).optional().describe(`Side of the mp4 in pixels (default ${DEFAULT_VIDEO_SIZE}; odd sides are rounded down).`),
-    viewSize: z.number().int().min(VIEW_SIZE.min).max(VIEW_SIZE.max).optional().describe(`Side of each of the 16 views in pixels (default ${VIEW_SIZE.default}).`),
-    group: z.string().regex(/^[A-Za-z0-9._:-]{1,64}$/, 'letters, digits and . _ : - only, at most 64').optional().describe('A tag of your own for jobs that belong together (the studio gives the two jobs of an A/B comparison the same one); job views echo it.'),
+    outputs: z
+      .array(OutputName)
+      .min(1)
+      .max(FORMAT_NAMES.length)
+      .optional()
+      .describe(`Artefacts to make; default ${DEFAULT_OUTPUTS.join(', ')} (mp4 only when asked: it costs CPU).`),
+    videoSize: z
+      .number()
+      .int()
+      .min(VIDEO_RES.min)
+      .max(VIDEO_RES.max)
+      .optional()
+      .describe(`Side of the mp4 in pixels (default ${DEFAULT_VIDEO_SIZE}; odd sides are rounded down).`),
+    viewSize: z
+      .number()
+      .int()
+      .min(VIEW_SIZE.min)
+      .max(VIEW_SIZE.max)
+      .optional()
+      .describe(`Side of each of the 16 views in pixels (default ${VIEW_SIZE.default}).`),
+    group: z
+      .string()
+      .regex(/^[A-Za-z0-9._:-]{1,64}$/, 'letters, digits and . _ : - only, at most 64')
+      .optional()
+      .describe(
+        'A tag of your own for jobs that belong together (the studio gives the two jobs of an A/B comparison the same one); job views echo it.',
+      ),
   })
   .describe('A job: a prompt or an image, with optional seed, preset and outputs.');
 export type JobRequest = z.infer<typeof JobRequest>;
@@ -34,7 +71,10 @@ export const ErrorBody = z.object({ error: z.string() }).describe('Every 4xx and
 const Links = z.object({
   self: z.string(),
   events: z.string(),
-  cancel: z.string().nullable().describe('DELETE it to cancel the job; null for a generate route\'s job (contract or background), which ends with its request.'),
+  cancel: z
+    .string()
+    .nullable()
+    .describe("DELETE it to cancel the job; null for a generate route's job (contract or background), which ends with its request."),
 });
 
 export const JobCreated = z.object({
@@ -44,7 +84,13 @@ export const JobCreated = z.object({
 });
 
 const Check = z.object({ name: z.string(), value: z.number(), threshold: z.number(), passed: z.boolean(), by: z.string() });
-const Attempt = z.object({ seed: z.number(), checks: z.array(Check), gaussians: z.number(), accepted: z.boolean(), reason: z.string().optional() });
+const Attempt = z.object({
+  seed: z.number(),
+  checks: z.array(Check),
+  gaussians: z.number(),
+  accepted: z.boolean(),
+  reason: z.string().optional(),
+});
 export const Report = z.object({
   attempts: z.array(Attempt),
   timings: z.record(z.string(), z.number()).describe('Milliseconds per stage, summed over attempts.'),
@@ -56,9 +102,9 @@ export const JobState = z.enum(['queued', 'running', 'done', 'declined', 'failed
 
 export const JobBody = z.object({
   id: z.string(),
-  title: z.string().describe('The prompt\'s first words; for an image, its file name (multipart) or its size.'),
+  title: z.string().describe("The prompt's first words; for an image, its file name (multipart) or its size."),
   task: z.enum(['text', 'image']),
-  group: z.string().nullable().describe('The request\'s group tag, if it had one.'),
+  group: z.string().nullable().describe("The request's group tag, if it had one."),
   seed: z.number(),
   priority: z.string(),
   state: JobState,
@@ -69,8 +115,12 @@ export const JobBody = z.object({
   reason: z.string().nullable().describe('Why the job was declined.'),
   error: z.string().nullable().describe('Why the job failed or was cancelled.'),
   artefacts: z.array(z.object({ name: z.string(), contentType: z.string(), bytes: z.number(), url: z.string() })),
-  intermediates: z.array(z.object({ name: z.string(), url: z.string().nullable() })).describe('The picture (`image`: generated, or an image task\'s own image) and the `matte`; a cache hit has those the cache kept.'),
-  cached: z.boolean().describe('The answer came from the result cache (a remembered asset, or a remembered decline with no report): no stage ran.'),
+  intermediates: z
+    .array(z.object({ name: z.string(), url: z.string().nullable() }))
+    .describe("The picture (`image`: generated, or an image task's own image) and the `matte`; a cache hit has those the cache kept."),
+  cached: z
+    .boolean()
+    .describe('The answer came from the result cache (a remembered asset, or a remembered decline with no report): no stage ran.'),
   links: Links,
 });
 
@@ -84,4 +134,6 @@ export const JobEventBody = z
     at: z.number().describe('Milliseconds since the job was created.'),
   })
   .loose()
-  .describe('One server-sent event (its SSE `event` field is `type`, its `id` the event\'s index): stage start/end with `stage`, `attempt`, `ms`; intermediate with `name` and `url`; artefact with `name`, `bytes`, `url`; end with `state` and `reason` or `error`.');
+  .describe(
+    "One server-sent event (its SSE `event` field is `type`, its `id` the event's index): stage start/end with `stage`, `attempt`, `ms`; intermediate with `name` and `url`; artefact with `name`, `bytes`, `url`; end with `state` and `reason` or `error`.",
+  );

@@ -36,7 +36,9 @@ export function parseFlags<T extends Options>(command: string, argv: string[], o
   const { tokens } = parseArgs({ args: argv, options, allowPositionals: true, strict: false, tokens: true });
   const unknown = tokens.flatMap((t) => (t.kind === 'option' && !Object.hasOwn(options, t.name) ? [t.rawName] : []));
   if (unknown.length) {
-    throw new UsageError(`unknown flag${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; fast3d ${command} takes ${flagList(options)}`);
+    throw new UsageError(
+      `unknown flag${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')}; fast3d ${command} takes ${flagList(options)}`,
+    );
   }
   try {
     return parseArgs({ args: argv, options, allowPositionals });
@@ -50,7 +52,13 @@ export function parseFlags<T extends Options>(command: string, argv: string[], o
  * when the command should stop: 0 after help, 2 after a mistake (unknown flag, not exactly one positional
  * argument, a `required` flag missing), with the usage on stderr.
  */
-export function parseCommandArgs<T extends Options>(command: string, usage: string, argv: string[], options: T, required: (keyof T & string)[] = []): CommandArgs<T> | number {
+export function parseCommandArgs<T extends Options>(
+  command: string,
+  usage: string,
+  argv: string[],
+  options: T,
+  required: (keyof T & string)[] = [],
+): CommandArgs<T> | number {
   let parsed;
   try {
     parsed = parseFlags(command, argv, options);
@@ -73,14 +81,16 @@ export function parseCommandArgs<T extends Options>(command: string, usage: stri
 /** A numeric flag within [min, max]; throws naming the flag. */
 export function numberFlag(text: string, name: string, min: number, max: number): number {
   const v = Number(text);
-  if (text.trim() === '' || !Number.isFinite(v) || v < min || v > max) throw new Error(`--${name} must be a number from ${min} to ${max}, got "${text}"`);
+  if (text.trim() === '' || !Number.isFinite(v) || v < min || v > max)
+    throw new Error(`--${name} must be a number from ${min} to ${max}, got "${text}"`);
   return v;
 }
 
 /** An integer flag within [min, max]; throws naming the flag. */
 export function integerFlag(text: string, name: string, min: number, max: number): number {
   const v = Number(text);
-  if (text.trim() === '' || !Number.isInteger(v) || v < min || v > max) throw new Error(`--${name} must be an integer from ${min} to ${max}, got "${text}"`);
+  if (text.trim() === '' || !Number.isInteger(v) || v < min || v > max)
+    throw new Error(`--${name} must be an integer from ${min} to ${max}, got "${text}"`);
   return v;
 }
 

@@ -10,7 +10,7 @@ import { glbRulesOf, inspectGlb, type GlbInspection, type GlbRules } from '../me
 import { checkPly, checkSpz } from '../splat/gates.js';
 import { parseFlags, readInputFile } from './args.js';
 
-export const summary = 'check PLY and SPZ files against the subnet\'s packer rules and validator gates, GLB files against the mesh rules';
+export const summary = "check PLY and SPZ files against the subnet's packer rules and validator gates, GLB files against the mesh rules";
 
 export const usage = `usage: fast3d check FILE.ply|FILE.spz|FILE.glb [...] [--json] [--config FILE]
 
@@ -89,7 +89,11 @@ function reportSpz(path: string, bytes: Uint8Array, json: boolean | undefined): 
   if (json) {
     process.stdout.write(`${JSON.stringify({ path, format: 'spz', ok, spz: violation ?? 'ok', gates })}\n`);
   } else {
-    const why = violation ? `not a complete SPZ: ${violation}` : failed.length ? `gates: ${failed.join(', ')}` : `SPZ, ${gates[0].value} Gaussians`;
+    const why = violation
+      ? `not a complete SPZ: ${violation}`
+      : failed.length
+        ? `gates: ${failed.join(', ')}`
+        : `SPZ, ${gates[0].value} Gaussians`;
     process.stdout.write(`${ok ? 'ok  ' : 'FAIL'} ${path}: ${why}\n`);
   }
   return ok;

@@ -18,7 +18,12 @@ each changes from the config (FILE's, or the defaults).
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const { values } = parseFlags('config', argv, { check: { type: 'string' }, markdown: { type: 'boolean' }, presets: { type: 'boolean' }, config: { type: 'string' } }, false);
+  const { values } = parseFlags(
+    'config',
+    argv,
+    { check: { type: 'string' }, markdown: { type: 'boolean' }, presets: { type: 'boolean' }, config: { type: 'string' } },
+    false,
+  );
   if (values.presets) return listPresets(values.config);
   if (values.check) {
     try {
@@ -55,7 +60,10 @@ function listPresets(path: string | undefined): number {
   }
   for (const name of presetNames(config)) {
     const preset = config.presets[name];
-    const marks = [name === config.contract.preset ? 'contract.preset' : '', name === config.contract.image_file_preset ? 'contract.image_file_preset' : ''].filter(Boolean);
+    const marks = [
+      name === config.contract.preset ? 'contract.preset' : '',
+      name === config.contract.image_file_preset ? 'contract.image_file_preset' : '',
+    ].filter(Boolean);
     process.stdout.write(`${name}${marks.length ? ` (${marks.join(', ')})` : ''}: ${preset.description}\n`);
     const changes = flattenValues(presetOverrides(preset));
     if (!changes.length) process.stdout.write('    the config as it stands\n');

@@ -26,7 +26,10 @@ const CODECS: Record<string, SplatCodec> = {
 function codecFor(path: string, role: string): SplatCodec {
   const extension = /\.[^./\\]+$/.exec(path)?.[0].toLowerCase() ?? '';
   const codec = CODECS[extension];
-  if (!codec) throw new Error(`${role} ${path}: the extension must be one of ${Object.keys(CODECS).join(', ')}${extension ? `, not ${extension}` : ''}`);
+  if (!codec)
+    throw new Error(
+      `${role} ${path}: the extension must be one of ${Object.keys(CODECS).join(', ')}${extension ? `, not ${extension}` : ''}`,
+    );
   return codec;
 }
 
@@ -57,7 +60,9 @@ export async function run(argv: string[]): Promise<number> {
     const partial = `${output}.partial`;
     await writeFile(partial, bytes);
     await rename(partial, output);
-    process.stdout.write(`${input} -> ${output}: ${cloud.count} Gaussians, ${bytes.length} bytes in ${tenths(performance.now() - start)} ms\n`);
+    process.stdout.write(
+      `${input} -> ${output}: ${cloud.count} Gaussians, ${bytes.length} bytes in ${tenths(performance.now() - start)} ms\n`,
+    );
     return 0;
   } catch (err) {
     process.stderr.write(`fast3d convert: ${(err as Error).message}\n`);

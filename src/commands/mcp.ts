@@ -23,7 +23,12 @@ render_views, check_asset) and its artefacts as resources; every call goes to th
 export async function run(argv: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseFlags('mcp', argv, { url: { type: 'string' }, token: { type: 'string' }, help: { type: 'boolean', short: 'h' } }, false));
+    ({ values } = parseFlags(
+      'mcp',
+      argv,
+      { url: { type: 'string' }, token: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      false,
+    ));
   } catch (err) {
     process.stderr.write(`fast3d mcp: ${(err as Error).message}\n${usage}`);
     return 2;

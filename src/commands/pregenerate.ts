@@ -167,7 +167,8 @@ export async function pregenerate(options: PregenerateOptions): Promise<Pregener
 
   const bar = new cliProgress.SingleBar(
     {
-      format: ' {bar} {value}/{total} | ok {ok} cached {cached} declined {declined} failed {failed} | {duration_formatted} eta {eta_formatted}',
+      format:
+        ' {bar} {value}/{total} | ok {ok} cached {cached} declined {declined} failed {failed} | {duration_formatted} eta {eta_formatted}',
       stream: options.progress ?? process.stderr,
       hideCursor: true,
     },
@@ -219,7 +220,9 @@ export function formatSummary(s: PregenerateSummary): string {
     `  time: ${seconds(s.elapsedMs)} in all; per generated prompt median ${seconds(s.medianMs)}, slowest ${seconds(s.maxMs)}`,
     ...s.failures.slice(0, 10).map((f) => `  failed: ${JSON.stringify(f.prompt.slice(0, 80))}: ${f.error}`),
     ...(s.failures.length > 10 ? [`  ... and ${s.failures.length - 10} more failures`] : []),
-    ...(s.counts.failed || s.interrupted ? ['  run the same command again to resume: finished prompts are skipped, failed ones retried'] : []),
+    ...(s.counts.failed || s.interrupted
+      ? ['  run the same command again to resume: finished prompts are skipped, failed ones retried']
+      : []),
   ];
   return `${lines.join('\n')}\n`;
 }
@@ -229,7 +232,9 @@ async function checkService(base: string, route: string, token?: string): Promis
   try {
     health = await fetch(`${base}/health`, { signal: AbortSignal.timeout(10_000) });
   } catch (err) {
-    throw new PregenerateError(`no service answers at ${base} (${(err as Error).message}); start it with \`npm run fast3d -- serve\` or pass --url`);
+    throw new PregenerateError(
+      `no service answers at ${base} (${(err as Error).message}); start it with \`npm run fast3d -- serve\` or pass --url`,
+    );
   }
   if (health.status !== 200) {
     const body = await health.text();
@@ -241,8 +246,10 @@ async function checkService(base: string, route: string, token?: string): Promis
     body: new URLSearchParams(),
     headers: token ? { Authorization: `Bearer ${token}` } : {},
   });
-  if (probe.status === 404) throw new PregenerateError(`the service at ${base} has no ${route} route (video is not supported by that version)`);
-  if (probe.status === 401) throw new PregenerateError(`the service at ${base} requires a bearer token: export the variable named in auth.token_env`);
+  if (probe.status === 404)
+    throw new PregenerateError(`the service at ${base} has no ${route} route (video is not supported by that version)`);
+  if (probe.status === 401)
+    throw new PregenerateError(`the service at ${base} requires a bearer token: export the variable named in auth.token_env`);
 }
 
 async function generateOne(base: string, route: string, prompt: string, options: PregenerateOptions): Promise<PromptResult> {

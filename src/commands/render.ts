@@ -8,8 +8,17 @@ import { writeFile } from 'node:fs/promises';
 import { encodePng } from '../image/codec.js';
 import { gridImage, type RgbaImage } from '../image/rgba.js';
 import {
-  linspace, orbitCamera, parseBackground, RenderPool, renderViews, VALIDATOR_ELEVATION, VALIDATOR_EXTENT,
-  VALIDATOR_FOV, VALIDATOR_RADIUS, VALIDATOR_SIZE, type Camera,
+  linspace,
+  orbitCamera,
+  parseBackground,
+  RenderPool,
+  renderViews,
+  VALIDATOR_ELEVATION,
+  VALIDATOR_EXTENT,
+  VALIDATOR_FOV,
+  VALIDATOR_RADIUS,
+  VALIDATOR_SIZE,
+  type Camera,
 } from '../render/index.js';
 import { assertAssetPath, loadAsset } from './asset.js';
 import { assertExtension, integerFlag, numberFlag, parseCommandArgs, tenths } from './args.js';
@@ -28,23 +37,29 @@ const USAGE = `usage: fast3d render FILE.ply|FILE.spz|FILE.glb --out OUT.png [--
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('render', USAGE, argv, {
-    out: { type: 'string', short: 'o' },
-    size: { type: 'string' },
-    width: { type: 'string' },
-    height: { type: 'string' },
-    theta: { type: 'string' },
-    phi: { type: 'string' },
-    preset: { type: 'string' },
-    radius: { type: 'string' },
-    fov: { type: 'string' },
-    'ref-bbox': { type: 'string' },
-    bg: { type: 'string' },
-    grid: { type: 'boolean' },
-    threads: { type: 'string' },
-    json: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  }, ['out']);
+  const args = parseCommandArgs(
+    'render',
+    USAGE,
+    argv,
+    {
+      out: { type: 'string', short: 'o' },
+      size: { type: 'string' },
+      width: { type: 'string' },
+      height: { type: 'string' },
+      theta: { type: 'string' },
+      phi: { type: 'string' },
+      preset: { type: 'string' },
+      radius: { type: 'string' },
+      fov: { type: 'string' },
+      'ref-bbox': { type: 'string' },
+      bg: { type: 'string' },
+      grid: { type: 'boolean' },
+      threads: { type: 'string' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    ['out'],
+  );
   if (typeof args === 'number') return args;
   const { values, target } = args;
   let cameras: Camera[];
@@ -101,7 +116,13 @@ export async function run(argv: string[]): Promise<number> {
   }
   const renderMs = t2 - t1;
   if (values.json) {
-    const line = { n: asset.count, views: images.length, load_ms: tenths(t1 - t0), render_ms: tenths(renderMs), ms_per_view: tenths(renderMs / images.length) };
+    const line = {
+      n: asset.count,
+      views: images.length,
+      load_ms: tenths(t1 - t0),
+      render_ms: tenths(renderMs),
+      ms_per_view: tenths(renderMs / images.length),
+    };
     process.stdout.write(`${JSON.stringify(line)}\n`);
   } else {
     process.stdout.write(`${target}: ${asset.count} ${asset.unit}, ${images.length} view(s) in ${tenths(renderMs)} ms -> ${out}\n`);

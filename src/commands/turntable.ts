@@ -18,16 +18,22 @@ const USAGE = `usage: fast3d turntable FILE.ply|FILE.spz|FILE.glb --out OUT.mp4 
 `;
 
 export async function run(argv: string[]): Promise<number> {
-  const args = parseCommandArgs('turntable', USAGE, argv, {
-    out: { type: 'string', short: 'o' },
-    size: { type: 'string' },
-    frames: { type: 'string' },
-    fps: { type: 'string' },
-    threads: { type: 'string' },
-    config: { type: 'string', short: 'c' },
-    json: { type: 'boolean' },
-    help: { type: 'boolean', short: 'h' },
-  }, ['out']);
+  const args = parseCommandArgs(
+    'turntable',
+    USAGE,
+    argv,
+    {
+      out: { type: 'string', short: 'o' },
+      size: { type: 'string' },
+      frames: { type: 'string' },
+      fps: { type: 'string' },
+      threads: { type: 'string' },
+      config: { type: 'string', short: 'c' },
+      json: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+    ['out'],
+  );
   if (typeof args === 'number') return args;
   const { values, target } = args;
   const out = values.out!;
@@ -61,10 +67,20 @@ export async function run(argv: string[]): Promise<number> {
   const bytes = (await stat(out)).size;
   const even = size - (size % 2);
   if (values.json) {
-    const line = { n: asset.count, frames, size: even, load_ms: tenths(t1 - t0), render_ms: tenths(t2 - t1), ms_per_frame: tenths((t2 - t1) / frames), bytes };
+    const line = {
+      n: asset.count,
+      frames,
+      size: even,
+      load_ms: tenths(t1 - t0),
+      render_ms: tenths(t2 - t1),
+      ms_per_frame: tenths((t2 - t1) / frames),
+      bytes,
+    };
     process.stdout.write(`${JSON.stringify(line)}\n`);
   } else {
-    process.stdout.write(`${target}: ${frames} frames of ${even}x${even} at ${settings.fps} fps in ${tenths(t2 - t1)} ms -> ${out} (${bytes} bytes)\n`);
+    process.stdout.write(
+      `${target}: ${frames} frames of ${even}x${even} at ${settings.fps} fps in ${tenths(t2 - t1)} ms -> ${out} (${bytes} bytes)\n`,
+    );
   }
   return 0;
 }

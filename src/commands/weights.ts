@@ -12,7 +12,15 @@ import { resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import { loadConfig } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { checkFiles, manifestFiles, recordInLock, sha256File, type ExpectedFile, type FileStatus, type VerifyMode } from '../weights/check.js';
+import {
+  checkFiles,
+  manifestFiles,
+  recordInLock,
+  sha256File,
+  type ExpectedFile,
+  type FileStatus,
+  type VerifyMode,
+} from '../weights/check.js';
 import { downloadFile } from '../weights/download.js';
 import { manifestFor, type ModelName, type WeightFile } from '../weights/manifest.js';
 import { produceFile } from '../weights/produce.js';
@@ -49,21 +57,29 @@ export interface WeightsDeps {
 }
 
 export async function run(argv: string[], deps: WeightsDeps = {}): Promise<number> {
-  const { values } = parseFlags('weights', argv, {
-    config: { type: 'string', short: 'c' },
-    dir: { type: 'string' },
-    only: { type: 'string' },
-    mirror: { type: 'string' },
-    check: { type: 'boolean' },
-    'no-convert': { type: 'boolean' },
-    json: { type: 'boolean' },
-    quiet: { type: 'boolean', short: 'q' },
-  }, false);
+  const { values } = parseFlags(
+    'weights',
+    argv,
+    {
+      config: { type: 'string', short: 'c' },
+      dir: { type: 'string' },
+      only: { type: 'string' },
+      mirror: { type: 'string' },
+      check: { type: 'boolean' },
+      'no-convert': { type: 'boolean' },
+      json: { type: 'boolean' },
+      quiet: { type: 'boolean', short: 'q' },
+    },
+    false,
+  );
   const config = loadConfig({ path: values.config });
   const dir = resolve(values.dir ?? config.weights.dir);
   let models: readonly string[] = modelsFor(config);
   if (values.only) {
-    const only = values.only.split(',').map((s) => s.trim()).filter(Boolean);
+    const only = values.only
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
     const unknown = only.filter((m) => !MODELS.includes(m as ModelName));
     if (unknown.length) {
       process.stderr.write(`fast3d weights: unknown model ${unknown.join(', ')} (known: ${MODELS.join(', ')})\n`);
@@ -75,7 +91,7 @@ export async function run(argv: string[], deps: WeightsDeps = {}): Promise<numbe
     const source = values.config ?? (process.env.FAST3D_CONFIG || 'the default config');
     process.stdout.write(
       `nothing to ${values.check ? 'check' : 'fetch'}: ${source} runs matting "${config.matting.backend}" and validate.checks ${JSON.stringify(config.validate.checks)}, ` +
-        'which load no model files (preview backends need none). For the GPU service\'s: --config configs/service.yaml, or --only isnet,clip,aesthetic\n',
+        "which load no model files (preview backends need none). For the GPU service's: --config configs/service.yaml, or --only isnet,clip,aesthetic\n",
     );
     return 0;
   }
@@ -91,18 +107,26 @@ export async function run(argv: string[], deps: WeightsDeps = {}): Promise<numbe
   // Only what is missing or fails its check is fetched again.
   const before = await checkFiles(files, { dir, verify: config.weights.verify });
   const pending = files.filter((_f, i) => before[i].state !== 'ok');
-  const bars = !values.quiet && process.stderr.isTTY
-    ? new cliProgress.MultiBar(
-      { format: ' {bar} {percentage}% | {value}/{total} MB | {name}', hideCursor: true, clearOnComplete: false, stream: process.stderr },
-      cliProgress.Presets.shades_classic,
-    )
-    : null;
+  const bars =
+    !values.quiet && process.stderr.isTTY
+      ? new cliProgress.MultiBar(
+          {
+            format: ' {bar} {percentage}% | {value}/{total} MB | {name}',
+            hideCursor: true,
+            clearOnComplete: false,
+            stream: process.stderr,
+          },
+          cliProgress.Presets.shades_classic,
+        )
+      : null;
   let failed = 0;
   for (const file of pending) {
     const entry = file.entry!;
     if (!entry.url) continue; // made by another tool: reported below
     const name = entry.target;
-    const url = values.mirror ? `${values.mirror.replace(/\/+$/, '')}/${entry.target.split('/').map(encodeURIComponent).join('/')}` : entry.url;
+    const url = values.mirror
+      ? `${values.mirror.replace(/\/+$/, '')}/${entry.target.split('/').map(encodeURIComponent).join('/')}`
+      : entry.url;
     const bar = bars?.create(mb(entry.size ?? 0), 0, { name });
     if (!bars) process.stderr.write(`downloading ${name} from ${url}\n`);
     try {
@@ -129,7 +153,13 @@ export async function run(argv: string[], deps: WeightsDeps = {}): Promise<numbe
 }
 
 /** Makes each pending converted file whose source is in place and intact; returns how many could not be made. */
-async function produceMissing(files: ExpectedFile[], pending: ExpectedFile[], dir: string, verify: VerifyMode, python?: string[]): Promise<number> {
+async function produceMissing(
+  files: ExpectedFile[],
+  pending: ExpectedFile[],
+  dir: string,
+  verify: VerifyMode,
+  python?: string[],
+): Promise<number> {
   let failed = 0;
   for (const file of pending) {
     const produce = file.entry?.produce;

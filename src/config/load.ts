@@ -112,7 +112,8 @@ function unwrap(schema: z.ZodType): z.ZodType {
 
 /** The configuration reference (docs/configuration.md), generated from the schema so it cannot drift. */
 export function configMarkdown(): string {
-  let text = '# Configuration reference\n\nGenerated from the schema by `npm run docs:config`; do not edit by hand.\n' +
+  let text =
+    '# Configuration reference\n\nGenerated from the schema by `npm run docs:config`; do not edit by hand.\n' +
     'Every key is optional: a missing key takes its default. Environment: `PORT`, `HOST` and `FAST3D_CONFIG` (the file).\n';
   let section = '';
   for (const row of describeConfig()) {

@@ -48,7 +48,7 @@ const KNOBS = {
       slat_steps: int('TRELLIS structured-latent sampler steps (image_to_3d.gpu_worker.slat_steps).'),
       slat_cfg: num('TRELLIS structured-latent guidance strength (image_to_3d.gpu_worker.slat_cfg).'),
       mesh_simplify: num('Share of TRELLIS mesh triangles removed before baking the GLB (image_to_3d.gpu_worker.mesh_simplify).'),
-      mesh_texture_size: int('Side of the GLB\'s baked texture in pixels (image_to_3d.gpu_worker.mesh_texture_size).'),
+      mesh_texture_size: int("Side of the GLB's baked texture in pixels (image_to_3d.gpu_worker.mesh_texture_size)."),
     },
   },
   validate: {
@@ -92,12 +92,15 @@ export const BUILT_IN_PRESETS: Record<'realtime' | 'fast' | 'balanced' | 'qualit
     values: {
       pipeline: { retries: 0, image_size: 256, max_gaussians: 60_000 },
       text_to_image: { gpu_worker: { steps: 2, size: 512 } },
-      image_to_3d: { inflate: { max_gaussians: 120_000, mesh_faces: 30_000 }, gpu_worker: { sparse_structure_steps: 6, slat_steps: 6, mesh_simplify: 0.98, mesh_texture_size: 512 } },
+      image_to_3d: {
+        inflate: { max_gaussians: 120_000, mesh_faces: 30_000 },
+        gpu_worker: { sparse_structure_steps: 6, slat_steps: 6, mesh_simplify: 0.98, mesh_texture_size: 512 },
+      },
       render: { video_res: 512, fps: 12, seconds: 2, frames: 0 },
     },
   },
   fast: {
-    description: 'One attempt and two-thirds of the sampler steps: the newer contract\'s 30 s per asset.',
+    description: "One attempt and two-thirds of the sampler steps: the newer contract's 30 s per asset.",
     values: {
       pipeline: { retries: 0, image_size: 384, max_gaussians: 300_000 },
       text_to_image: { gpu_worker: { steps: 3, size: 768 } },
@@ -105,14 +108,17 @@ export const BUILT_IN_PRESETS: Record<'realtime' | 'fast' | 'balanced' | 'qualit
     },
   },
   balanced: {
-    description: 'The config as it stands: the legacy miner\'s default.',
+    description: "The config as it stands: the legacy miner's default.",
     values: {},
   },
   quality: {
     description: 'A careful asset: two retries, twice the sampler steps, denser preview, stricter checks, a longer video.',
     values: {
       pipeline: { retries: 2, image_size: 768 },
-      image_to_3d: { inflate: { max_gaussians: 480_000, mesh_faces: 250_000 }, gpu_worker: { sparse_structure_steps: 25, slat_steps: 25, mesh_simplify: 0.9, mesh_texture_size: 2048 } },
+      image_to_3d: {
+        inflate: { max_gaussians: 480_000, mesh_faces: 250_000 },
+        gpu_worker: { sparse_structure_steps: 25, slat_steps: 25, mesh_simplify: 0.9, mesh_texture_size: 2048 },
+      },
       validate: { clip: { min_geomean_cosine: 0.22, min_aesthetic: 5 }, validator_service: { min_score: 0.65 } },
       render: { fps: 30, seconds: 6, frames: 0 },
     },
@@ -126,7 +132,10 @@ function presetSchema(description: string, values: PresetValues) {
       if (isKnob(knob)) {
         const leaf = knob;
         const number = leaf.integer ? z.number().int() : z.number();
-        shape[key] = number.nullable().default((given?.[key] as number | undefined) ?? null).describe(`${leaf.description.replace(/\.$/, '')}; null keeps the config's.`);
+        shape[key] = number
+          .nullable()
+          .default((given?.[key] as number | undefined) ?? null)
+          .describe(`${leaf.description.replace(/\.$/, '')}; null keeps the config's.`);
       } else {
         shape[key] = tree(knob as KnobTree, given?.[key] as Record<string, unknown> | undefined);
       }
@@ -135,7 +144,11 @@ function presetSchema(description: string, values: PresetValues) {
   };
   const sections = tree(KNOBS, values as Record<string, unknown>) as z.ZodPrefault<z.ZodObject>;
   return z.strictObject({
-    description: z.string().max(200).default(description).describe('One line saying what the preset is for (shown by `fast3d config --presets`).'),
+    description: z
+      .string()
+      .max(200)
+      .default(description)
+      .describe('One line saying what the preset is for (shown by `fast3d config --presets`).'),
     ...(sections.def.innerType as z.ZodObject).shape,
   });
 }
@@ -156,16 +169,16 @@ const builtIns = Object.fromEntries(
 export const presetsSchema = z
   .object(builtIns)
   .catchall(presetSchema('Your own preset.', {}))
-  .describe('Named presets a request may choose with its "preset" field; any other name adds your own, with the same keys.') as unknown as z.ZodType<
-    Record<BuiltInPreset, Preset> & Record<string, Preset>,
-    Record<string, unknown>
-  >;
+  .describe(
+    'Named presets a request may choose with its "preset" field; any other name adds your own, with the same keys.',
+  ) as unknown as z.ZodType<Record<BuiltInPreset, Preset> & Record<string, Preset>, Record<string, unknown>>;
 
 /** Row of the reference for user presets, which the walker of the schema cannot list by name. */
 export const USER_PRESET_ROW = {
   key: 'presets.<name>',
   default: {},
-  description: 'Your own preset under any other name (lower-case letters, digits, "-", "_"): the same keys as the built-in ones, null or absent keeps the config\'s value.',
+  description:
+    'Your own preset under any other name (lower-case letters, digits, "-", "_"): the same keys as the built-in ones, null or absent keeps the config\'s value.',
 };
 
 /** The preset names of a config, built-in ones first. */
@@ -185,7 +198,8 @@ function overlay(into: Record<string, unknown>, from: Record<string, unknown>, k
     const value = from?.[key];
     if (value === null || value === undefined) continue;
     if (isKnob(knob)) into[key] = value;
-    else if (into[key] && typeof into[key] === 'object') overlay(into[key] as Record<string, unknown>, value as Record<string, unknown>, knob);
+    else if (into[key] && typeof into[key] === 'object')
+      overlay(into[key] as Record<string, unknown>, value as Record<string, unknown>, knob);
   }
 }
 
@@ -196,7 +210,9 @@ function isKnob(node: Knob | KnobTree): node is Knob {
 /** The values of every knob in these sections, laid out as a preset's: what a job's settings are, in short. */
 export function knobValues(sections: JobSections): PresetValues {
   const read = (from: Record<string, unknown>, knobs: KnobTree): Record<string, unknown> =>
-    Object.fromEntries(Object.entries(knobs).map(([key, knob]) => [key, isKnob(knob) ? from[key] : read(from[key] as Record<string, unknown>, knob)]));
+    Object.fromEntries(
+      Object.entries(knobs).map(([key, knob]) => [key, isKnob(knob) ? from[key] : read(from[key] as Record<string, unknown>, knob)]),
+    );
   return read(sections as unknown as Record<string, unknown>, KNOBS) as PresetValues;
 }
 
@@ -216,7 +232,9 @@ export function presetOverrides(preset: Preset): PresetValues {
 /** Knob paths and values, flattened: `pipeline.retries=0`, for listings. */
 export function flattenValues(values: PresetValues, prefix = ''): [string, number][] {
   return Object.entries(values).flatMap(([key, value]) =>
-    typeof value === 'object' && value !== null ? flattenValues(value as PresetValues, `${prefix}${key}.`) : [[`${prefix}${key}`, value as number] as [string, number]],
+    typeof value === 'object' && value !== null
+      ? flattenValues(value as PresetValues, `${prefix}${key}.`)
+      : [[`${prefix}${key}`, value as number] as [string, number]],
   );
 }
 
@@ -228,7 +246,11 @@ export function checkPresets(config: Config, ctx: z.RefinementCtx, schemas: Reco
   const names = presetNames(config);
   for (const name of names) {
     if (!PRESET_NAME.test(name)) {
-      ctx.addIssue({ code: 'custom', path: ['presets', name], message: 'a preset name is lower-case letters, digits, "-" and "_", at most 40 characters' });
+      ctx.addIssue({
+        code: 'custom',
+        path: ['presets', name],
+        message: 'a preset name is lower-case letters, digits, "-" and "_", at most 40 characters',
+      });
       continue;
     }
     const merged = applyPreset(config, config.presets[name]);
@@ -242,6 +264,7 @@ export function checkPresets(config: Config, ctx: z.RefinementCtx, schemas: Reco
   }
   for (const key of ['preset', 'image_file_preset'] as const) {
     const name = config.contract[key];
-    if (!names.includes(name)) ctx.addIssue({ code: 'custom', path: ['contract', key], message: `unknown preset "${name}"; known presets: ${names.join(', ')}` });
+    if (!names.includes(name))
+      ctx.addIssue({ code: 'custom', path: ['contract', key], message: `unknown preset "${name}"; known presets: ${names.join(', ')}` });
   }
 }

@@ -158,7 +158,8 @@ function decodeChars(bytes: Uint8Array, from: number, to: number): { points: Int
   let count = 0;
   for (let k = 0; k < n; count++) {
     const lead = raw[k];
-    const length = lead < 0x80 ? 1 : lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
+    const length =
+      lead < 0x80 ? 1 : lead >= 0xc2 && lead <= 0xdf ? 2 : lead >= 0xe0 && lead <= 0xef ? 3 : lead >= 0xf0 && lead <= 0xf4 ? 4 : 0;
     let point = length === 1 ? lead : lead & (0xff >> (length + 1));
     let valid = length > 0 && k + length <= n;
     for (let m = 1; valid && m < length; m++) {
@@ -178,7 +179,8 @@ function isWhitespace(point: number): boolean {
 }
 
 function hexByte(high: number, low: number): number {
-  const digit = (c: number) => (c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x41 && c <= 0x46 ? c - 0x37 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1);
+  const digit = (c: number) =>
+    c >= 0x30 && c <= 0x39 ? c - 0x30 : c >= 0x41 && c <= 0x46 ? c - 0x37 : c >= 0x61 && c <= 0x66 ? c - 0x57 : -1;
   const h = digit(high);
   const l = digit(low);
   return h < 0 || l < 0 ? -1 : (h << 4) | l;

@@ -134,10 +134,14 @@ function sniffDataUrl(value: string): SniffedPrompt {
   const payload = value.slice(comma + 1);
   if (!payload) return invalid('prompt has a data: prefix but no data after it');
   const of = mediaType ? ` (${mediaType})` : '';
-  const head = isBase64 ? base64Head(payload) ?? new Uint8Array() : percentBytes(payload, MAGIC_BYTES);
-  if (sniffImageFormat(head)) return decodedImage(isBase64 ? base64Bytes(payload) : percentBytes(payload, Infinity), isBase64 ? 'base64' : 'percent-encoded');
+  const head = isBase64 ? (base64Head(payload) ?? new Uint8Array()) : percentBytes(payload, MAGIC_BYTES);
+  if (sniffImageFormat(head))
+    return decodedImage(isBase64 ? base64Bytes(payload) : percentBytes(payload, Infinity), isBase64 ? 'base64' : 'percent-encoded');
   if (unsupportedImageFormat(head)) return invalid(refusedImage('prompt', head));
-  if (!isBase64) return invalid(`prompt is a data: URL${of} without ";base64" and its bytes are not an image; send the image base64-encoded (data:image/png;base64,...)`);
+  if (!isBase64)
+    return invalid(
+      `prompt is a data: URL${of} without ";base64" and its bytes are not an image; send the image base64-encoded (data:image/png;base64,...)`,
+    );
   return invalid(`prompt is a data: URL${of} but its bytes are not a ${ACCEPTED} image`);
 }
 
@@ -151,7 +155,8 @@ export function sniffImageField(field: string, value: string): Exclude<SniffedPr
   if (isDataUrl(trimmed)) {
     const comma = trimmed.slice(0, MAX_DATA_HEADER).indexOf(',');
     const params = comma < 0 ? [] : trimmed.slice(5, comma).split(';').slice(1);
-    if (!params.some((p) => p.trim().toLowerCase() === 'base64')) return invalid(`${field} is a data: URL without ";base64"; send the image base64-encoded (data:image/png;base64,...)`);
+    if (!params.some((p) => p.trim().toLowerCase() === 'base64'))
+      return invalid(`${field} is a data: URL without ";base64"; send the image base64-encoded (data:image/png;base64,...)`);
     payload = trimmed.slice(comma + 1);
   }
   const bytes = base64Bytes(payload);

@@ -66,7 +66,10 @@ export function mediaType(contentType: string | undefined): string {
 export function assertFormContentType(contentType: string | undefined): void {
   const type = mediaType(contentType);
   if (!FORM_TYPES.includes(type)) {
-    throw new HttpError(415, `Content-Type must be application/x-www-form-urlencoded or multipart/form-data, got ${type ? `"${type}"` : 'none'}`);
+    throw new HttpError(
+      415,
+      `Content-Type must be application/x-www-form-urlencoded or multipart/form-data, got ${type ? `"${type}"` : 'none'}`,
+    );
   }
 }
 
@@ -98,8 +101,11 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
     // A multipart client may send the prompt as a file part: same rules as the text field, and an image file
     // of another format is refused by name rather than read as text.
     const bytes = new Uint8Array(await prompt.arrayBuffer());
-    if (!sniffImageFormat(bytes) && unsupportedImageFormat(bytes.subarray(0, MAGIC_BYTES))) throw new HttpError(400, refusedImage('prompt', bytes));
-    ({ task, content } = sniffImageFormat(bytes) ? await imageTask(bytes, limits) : await promptTask(new TextDecoder().decode(bytes), limits));
+    if (!sniffImageFormat(bytes) && unsupportedImageFormat(bytes.subarray(0, MAGIC_BYTES)))
+      throw new HttpError(400, refusedImage('prompt', bytes));
+    ({ task, content } = sniffImageFormat(bytes)
+      ? await imageTask(bytes, limits)
+      : await promptTask(new TextDecoder().decode(bytes), limits));
   } else if (typeof prompt === 'string') {
     ({ task, content } = await promptTask(prompt, limits));
   } else {
@@ -113,7 +119,7 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
     seedGiven: seed !== undefined,
     delivery,
     preset,
-    format: format ?? (delivery ? limits.imageFileOutput ?? 'ply' : 'ply'),
+    format: format ?? (delivery ? (limits.imageFileOutput ?? 'ply') : 'ply'),
     fields,
     release: () => release(),
   };
@@ -125,7 +131,10 @@ function formatField(fields: FormFields): GeometryFormatName | undefined {
   if (value === undefined || value === '') return undefined;
   const text = typeof value === 'string' ? value.trim().toLowerCase() : '';
   if (!(GEOMETRY_FORMATS as readonly string[]).includes(text)) {
-    throw new HttpError(400, `form field "format" must be one of ${GEOMETRY_FORMATS.join(', ')}${typeof value === 'string' ? `, got "${value.slice(0, 40)}"` : ', not a file'}`);
+    throw new HttpError(
+      400,
+      `form field "format" must be one of ${GEOMETRY_FORMATS.join(', ')}${typeof value === 'string' ? `, got "${value.slice(0, 40)}"` : ', not a file'}`,
+    );
   }
   return text as GeometryFormatName;
 }

@@ -5,7 +5,15 @@
  * Anything else is an unexpected 500. Every 503 the service sends carries Retry-After (`retryAfter`).
  */
 import { GpuWorkerError } from '../pipelines/gpu-worker.js';
-import { AssetRefusedError, BusyError, CancelledError, DeadlineError, MeshUnsupportedError, NotReadyError, ShuttingDownError } from '../pipelines/errors.js';
+import {
+  AssetRefusedError,
+  BusyError,
+  CancelledError,
+  DeadlineError,
+  MeshUnsupportedError,
+  NotReadyError,
+  ShuttingDownError,
+} from '../pipelines/errors.js';
 import { UnknownPresetError } from '../pipelines/presets.js';
 import { HttpError } from './errors.js';
 

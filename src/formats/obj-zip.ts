@@ -28,7 +28,11 @@ const PREFERRED_CELL = 4;
 /** The smallest side whose cells are PREFERRED_CELL texels for these triangles, else the smallest that holds them. */
 function bakeSide(triangles: number): number {
   const grid = Math.ceil(Math.sqrt(triangles));
-  return BAKE_SIDES.find((s) => Math.floor(s / grid) >= PREFERRED_CELL) ?? BAKE_SIDES.find((s) => maxBakedTriangles(s) >= triangles) ?? BAKE_SIDES[BAKE_SIDES.length - 1];
+  return (
+    BAKE_SIDES.find((s) => Math.floor(s / grid) >= PREFERRED_CELL) ??
+    BAKE_SIDES.find((s) => maxBakedTriangles(s) >= triangles) ??
+    BAKE_SIDES[BAKE_SIDES.length - 1]
+  );
 }
 
 const num = (v: number): string => String(Number(v.toPrecision(7)));
@@ -46,7 +50,9 @@ function objText(mesh: TriangleMesh): string {
   lines.push(`usemtl ${MATERIAL}`, 's 1');
   const ix = mesh.indices;
   for (let t = 0; t < ix.length; t += 3) {
-    const a = ix[t] + 1, b = ix[t + 1] + 1, c = ix[t + 2] + 1;
+    const a = ix[t] + 1,
+      b = ix[t + 1] + 1,
+      c = ix[t + 2] + 1;
     lines.push(`f ${a}/${a}/${a} ${b}/${b}/${b} ${c}/${c}/${c}`);
   }
   return `${lines.join('\n')}\n`;
@@ -134,11 +140,15 @@ export function inspectObjZip(bytes: Uint8Array, limits: ObjZipLimits): ObjZipCo
   }
   const names = Object.keys(files);
   for (const name of names) {
-    if (name.includes('/') || name.includes('\\') || name.startsWith('.')) throw new Error(`the zip holds ${JSON.stringify(name.slice(0, 80))}, not a plain file name`);
-    if (files[name].length !== sizes.get(name)) throw new Error(`${name} inflates to ${files[name].length} bytes, its entry declares ${sizes.get(name)}`);
+    if (name.includes('/') || name.includes('\\') || name.startsWith('.'))
+      throw new Error(`the zip holds ${JSON.stringify(name.slice(0, 80))}, not a plain file name`);
+    if (files[name].length !== sizes.get(name))
+      throw new Error(`${name} inflates to ${files[name].length} bytes, its entry declares ${sizes.get(name)}`);
   }
-  const objs = names.filter((n) => n.toLowerCase().endsWith('.obj')), mtls = names.filter((n) => n.toLowerCase().endsWith('.mtl'));
-  if (objs.length !== 1 || mtls.length !== 1) throw new Error(`the zip holds ${objs.length} .obj and ${mtls.length} .mtl files; it must hold one of each`);
+  const objs = names.filter((n) => n.toLowerCase().endsWith('.obj')),
+    mtls = names.filter((n) => n.toLowerCase().endsWith('.mtl'));
+  if (objs.length !== 1 || mtls.length !== 1)
+    throw new Error(`the zip holds ${objs.length} .obj and ${mtls.length} .mtl files; it must hold one of each`);
   const decoder = new TextDecoder('utf-8', { fatal: true });
   const mtl = decoder.decode(files[mtls[0]]);
   const material = /^newmtl\s+(\S+)\s*$/m.exec(mtl)?.[1];
@@ -154,7 +164,12 @@ export function inspectObjZip(bytes: Uint8Array, limits: ObjZipLimits): ObjZipCo
 }
 
 function checkObj(text: string, name: string, mtl: string, material: string): { vertices: number; triangles: number } {
-  let v = 0, vt = 0, vn = 0, triangles = 0, mtllib = false, usemtl = false;
+  let v = 0,
+    vt = 0,
+    vn = 0,
+    triangles = 0,
+    mtllib = false,
+    usemtl = false;
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
     const line = lines[i].trim();
@@ -179,7 +194,8 @@ function checkObj(text: string, name: string, mtl: string, material: string): { 
           const [iv, it, ino] = corner.split('/').map((s) => (s === '' ? undefined : Number(s)));
           const ok = (index: number | undefined, count: number, optional: boolean) =>
             index === undefined ? optional : Number.isInteger(index) && index >= 1 && index <= count;
-          if (!ok(iv, v, false) || !ok(it, vt, true) || !ok(ino, vn, true)) throw new Error(`${where}: corner ${corner} names an element the file does not have`);
+          if (!ok(iv, v, false) || !ok(it, vt, true) || !ok(ino, vn, true))
+            throw new Error(`${where}: corner ${corner} names an element the file does not have`);
         }
         triangles++;
         break;

@@ -72,7 +72,8 @@ export function specViolation(spec: ArtefactSpec, limits: { maxFaces: number }):
   if (mesh) {
     const violation = gameMeshViolation(mesh, limits);
     if (violation) return violation;
-    if (mesh.compression !== undefined && !GLB_COMPRESSIONS.includes(mesh.compression)) return `compression must be one of ${GLB_COMPRESSIONS.join(', ')}`;
+    if (mesh.compression !== undefined && !GLB_COMPRESSIONS.includes(mesh.compression))
+      return `compression must be one of ${GLB_COMPRESSIONS.join(', ')}`;
     if (mesh.textureFormat !== undefined && !['png', 'webp'].includes(mesh.textureFormat)) return 'the texture format must be png or webp';
   }
   const level = lodLevelOf(spec.format);
@@ -115,7 +116,6 @@ export interface Format {
   /** Mesh formats read back. */
   decodeMesh?(bytes: Uint8Array): Promise<TriangleMesh>;
 }
-
 
 /** Validator views in one PNG: 16 views on its orbit, four to a row. */
 export const VIEW_COUNT = 16;
@@ -188,15 +188,18 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       decodeCloud: decodeSplatGlb,
     },
     ...Object.fromEntries(
-      LOD_FORMAT_NAMES.map((name, i): [FormatName, Format] => [name, {
+      LOD_FORMAT_NAMES.map((name, i): [FormatName, Format] => [
         name,
-        extension: `.lod${i + 1}.glb`,
-        contentType: 'model/gltf-binary',
-        kind: 'mesh',
-        encode: ({ mesh }, spec) => encodeLevel(meshOf(mesh), spec.mesh ?? {}, i + 1),
-        violation: async (bytes, spec) => (await glb.inspect(bytes, rulesFor(rules, spec))).violations[0] ?? null,
-        decodeMesh: (bytes) => glb.decode(bytes),
-      }]),
+        {
+          name,
+          extension: `.lod${i + 1}.glb`,
+          contentType: 'model/gltf-binary',
+          kind: 'mesh',
+          encode: ({ mesh }, spec) => encodeLevel(meshOf(mesh), spec.mesh ?? {}, i + 1),
+          violation: async (bytes, spec) => (await glb.inspect(bytes, rulesFor(rules, spec))).violations[0] ?? null,
+          decodeMesh: (bytes) => glb.decode(bytes),
+        },
+      ]),
     ),
     mp4: {
       name: 'mp4',

@@ -12,13 +12,7 @@ import { errorResponse } from '../contract/responses.js';
  * /health, /ping stay open for load balancers; /metrics is open unless server.metrics_auth is "token". The studio
  * page and /api/v1/openapi.json stay open (the page asks for the token).
  */
-export const PROTECTED_PATHS: readonly string[] = [
-  '/generate',
-  '/generate_*',
-  '/mcp',
-  '/api/v1/jobs',
-  '/api/v1/presets',
-];
+export const PROTECTED_PATHS: readonly string[] = ['/generate', '/generate_*', '/mcp', '/api/v1/jobs', '/api/v1/presets'];
 
 export interface AuthScope {
   /** Also protect GET /metrics (server.metrics_auth: token). */
@@ -44,7 +38,12 @@ export function bearerAuth(token: string, scope: AuthScope = {}): MiddlewareHand
     }
     const scheme = SCHEME.exec(header.slice(0, 64));
     if (!scheme) {
-      return errorResponse(new HttpError(400, 'malformed Authorization header; expected "Bearer <token>"', { ...CHALLENGE, 'WWW-Authenticate': 'Bearer error="invalid_request"' }));
+      return errorResponse(
+        new HttpError(400, 'malformed Authorization header; expected "Bearer <token>"', {
+          ...CHALLENGE,
+          'WWW-Authenticate': 'Bearer error="invalid_request"',
+        }),
+      );
     }
     // Digests have one length, so the comparison time says nothing about the token's length or prefix.
     if (!timingSafeEqual(digest(header.slice(scheme[0].length).trimEnd()), expected)) {

@@ -21,7 +21,12 @@ export function describeClientError(err: ParserError): { status: number; message
     case 'HPE_UNEXPECTED_CONTENT_LENGTH':
       return { status: 400, message: 'request has both Content-Length and Transfer-Encoding' };
     case 'HPE_INVALID_TRANSFER_ENCODING':
-      return { status: 400, message: /content-length/i.test(err.reason ?? '') ? 'request has both Content-Length and Transfer-Encoding' : 'invalid Transfer-Encoding header' };
+      return {
+        status: 400,
+        message: /content-length/i.test(err.reason ?? '')
+          ? 'request has both Content-Length and Transfer-Encoding'
+          : 'invalid Transfer-Encoding header',
+      };
     case 'HPE_INVALID_CONTENT_LENGTH':
       return { status: 400, message: 'invalid Content-Length header' };
     case 'HPE_INVALID_EOF_STATE':
@@ -32,7 +37,10 @@ export function describeClientError(err: ParserError): { status: number; message
     case 'HPE_INVALID_CONSTANT':
       return { status: 400, message: 'malformed request line' };
     default:
-      return { status: 400, message: `malformed HTTP request${err.code?.startsWith('HPE_') ? ` (${err.code.slice(4).toLowerCase().replaceAll('_', ' ')})` : ''}` };
+      return {
+        status: 400,
+        message: `malformed HTTP request${err.code?.startsWith('HPE_') ? ` (${err.code.slice(4).toLowerCase().replaceAll('_', ' ')})` : ''}`,
+      };
   }
 }
 

@@ -38,11 +38,17 @@ export class ResponsesInFlight {
   settled(ms: number): Promise<boolean> {
     if (this.open.size === 0) return Promise.resolve(true);
     return new Promise((resolve) => {
-      const wake = () => { clearTimeout(timer); resolve(true); };
-      const timer = setTimeout(() => {
-        this.waiters = this.waiters.filter((w) => w !== wake);
-        resolve(false);
-      }, Math.max(0, ms));
+      const wake = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+      const timer = setTimeout(
+        () => {
+          this.waiters = this.waiters.filter((w) => w !== wake);
+          resolve(false);
+        },
+        Math.max(0, ms),
+      );
       timer.unref();
       this.waiters.push(wake);
     });

@@ -5,5 +5,6 @@ import { errorResponse } from '../contract/responses.js';
 
 export function methodNotAllowed(...allowed: string[]) {
   const allow = allowed.join(', ');
-  return (c: Context) => errorResponse(new HttpError(405, `${c.req.method} is not allowed on ${c.req.path}; use ${allow}`, { Allow: allow }));
+  return (c: Context) =>
+    errorResponse(new HttpError(405, `${c.req.method} is not allowed on ${c.req.path}; use ${allow}`, { Allow: allow }));
 }

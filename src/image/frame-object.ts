@@ -27,7 +27,11 @@ export interface AlphaBox {
 export function alphaBox(image: RgbaImage, threshold: number, inside?: Uint8Array): AlphaBox | null {
   const limit = Math.round(threshold * 255);
   const { width, height, data } = image;
-  let x0 = width, y0 = height, x1 = -1, y1 = -1, pixels = 0;
+  let x0 = width,
+    y0 = height,
+    x1 = -1,
+    y1 = -1,
+    pixels = 0;
   for (let y = 0, i = 0; y < height; y++) {
     for (let x = 0; x < width; x++, i++) {
       if (data[i * 4 + 3] > limit) {
@@ -45,10 +49,12 @@ export function alphaBox(image: RgbaImage, threshold: number, inside?: Uint8Arra
 
 /** Crops to the box, pads to a transparent square with the margin, and resizes to size x size. */
 export async function frameObject(image: RgbaImage, box: AlphaBox, options: FrameOptions): Promise<RgbaImage> {
-  const boxW = box.x1 - box.x0, boxH = box.y1 - box.y0;
+  const boxW = box.x1 - box.x0,
+    boxH = box.y1 - box.y0;
   const side = Math.ceil(Math.max(boxW, boxH) / (1 - 2 * options.margin));
   const square = createImage(side, side);
-  const offX = Math.floor((side - boxW) / 2), offY = Math.floor((side - boxH) / 2);
+  const offX = Math.floor((side - boxW) / 2),
+    offY = Math.floor((side - boxH) / 2);
   for (let y = 0; y < boxH; y++) {
     const src = ((box.y0 + y) * image.width + box.x0) * 4;
     square.data.set(image.data.subarray(src, src + boxW * 4), ((offY + y) * side + offX) * 4);

@@ -16,14 +16,25 @@ export function unsupportedImageFormat(bytes: Uint8Array): UnsupportedImageForma
   if (bytes.length >= 6 && (ascii(0, 6) === 'GIF87a' || ascii(0, 6) === 'GIF89a')) return 'GIF';
   if (bytes.length >= 4 && (ascii(0, 4) === 'II*\0' || ascii(0, 4) === 'MM\0*')) return 'TIFF';
   // "BM" alone is two letters of text: also require zero reserved fields and a known header size.
-  if (bytes.length >= 18 && ascii(0, 2) === 'BM' && bytes[6] === 0 && bytes[7] === 0 && bytes[8] === 0 && bytes[9] === 0 &&
-    BMP_DIB_SIZES.has(bytes[14] | (bytes[15] << 8) | (bytes[16] << 16) | (bytes[17] << 24))) return 'BMP';
+  if (
+    bytes.length >= 18 &&
+    ascii(0, 2) === 'BM' &&
+    bytes[6] === 0 &&
+    bytes[7] === 0 &&
+    bytes[8] === 0 &&
+    bytes[9] === 0 &&
+    BMP_DIB_SIZES.has(bytes[14] | (bytes[15] << 8) | (bytes[16] << 16) | (bytes[17] << 24))
+  )
+    return 'BMP';
   if (bytes.length >= 12 && ascii(4, 8) === 'ftyp') {
     const brand = ascii(8, 12);
     if (AVIF_BRANDS.has(brand)) return 'AVIF';
     if (HEIC_BRANDS.has(brand)) return 'HEIC';
   }
-  const head = new TextDecoder('utf-8', { fatal: false }).decode(bytes.subarray(0, MAGIC_BYTES)).replace(/^\uFEFF/, '').trimStart();
+  const head = new TextDecoder('utf-8', { fatal: false })
+    .decode(bytes.subarray(0, MAGIC_BYTES))
+    .replace(/^\uFEFF/, '')
+    .trimStart();
   if (head.startsWith('<svg') || ((head.startsWith('<?xml') || head.startsWith('<!')) && head.includes('<svg'))) return 'SVG';
   return null;
 }

@@ -16,11 +16,16 @@ function meanSquaredError(a: readonly RgbaImage[], b: readonly RgbaImage[]): num
   let sum = 0;
   let samples = 0;
   for (let v = 0; v < a.length; v++) {
-    const x = a[v], y = b[v];
-    if (x.width !== y.width || x.height !== y.height) throw new RangeError(`a ${x.width}x${x.height} view against a ${y.width}x${y.height} one`);
-    const p = x.data, q = y.data;
+    const x = a[v],
+      y = b[v];
+    if (x.width !== y.width || x.height !== y.height)
+      throw new RangeError(`a ${x.width}x${x.height} view against a ${y.width}x${y.height} one`);
+    const p = x.data,
+      q = y.data;
     for (let i = 0; i < p.length; i += 4) {
-      const r = p[i] - q[i], g = p[i + 1] - q[i + 1], bl = p[i + 2] - q[i + 2];
+      const r = p[i] - q[i],
+        g = p[i + 1] - q[i + 1],
+        bl = p[i + 2] - q[i + 2];
       sum += r * r + g * g + bl * bl;
     }
     samples += (p.length / 4) * 3;

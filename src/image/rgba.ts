@@ -24,7 +24,8 @@ export function gridImage(images: RgbaImage[]): RgbaImage {
   const out = createImage(width * cols, height * rows);
   out.data.fill(255);
   images.forEach((image, i) => {
-    const ox = (i % cols) * width, oy = Math.floor(i / cols) * height;
+    const ox = (i % cols) * width,
+      oy = Math.floor(i / cols) * height;
     for (let y = 0; y < height; y++) {
       out.data.set(image.data.subarray(y * width * 4, (y + 1) * width * 4), ((oy + y) * out.width + ox) * 4);
     }

@@ -24,14 +24,24 @@ export function mcpHandler(deps: McpDeps, options: { maxBodyBytes: number }): Mc
   return async (request) => {
     // DELETE ends a session, and a stateless server has none (the SDK would answer an empty 200).
     if (request.method === 'DELETE') {
-      return errorResponse(new HttpError(405, 'DELETE is not allowed on /mcp: this server is stateless and keeps no sessions to end; use POST (or GET)', { Allow: 'GET, POST' }));
+      return errorResponse(
+        new HttpError(405, 'DELETE is not allowed on /mcp: this server is stateless and keeps no sessions to end; use POST (or GET)', {
+          Allow: 'GET, POST',
+        }),
+      );
     }
     const bounded = await boundedBody(request);
     if (bounded instanceof Response) return bounded;
     const { request: forSdk, parsedBody } = bounded;
     const server = createMcpServer(deps);
-    const transport = new WebStandardStreamableHTTPServerTransport({ sessionIdGenerator: undefined, enableJsonResponse: false, maxRequestBodySize: options.maxBodyBytes });
-    const close = () => { void server.close().catch(() => {}); };
+    const transport = new WebStandardStreamableHTTPServerTransport({
+      sessionIdGenerator: undefined,
+      enableJsonResponse: false,
+      maxRequestBodySize: options.maxBodyBytes,
+    });
+    const close = () => {
+      void server.close().catch(() => {});
+    };
     request.signal.addEventListener('abort', close, { once: true });
     await server.connect(transport);
     return transport.handleRequest(forSdk, parsedBody === undefined ? undefined : { parsedBody });
@@ -46,7 +56,8 @@ export function mcpHandler(deps: McpDeps, options: { maxBodyBytes: number }): Mc
 async function boundedBody(request: Request): Promise<{ request: Request; parsedBody?: unknown } | Response> {
   if (request.method !== 'POST' || mediaType(request.headers.get('content-type') ?? undefined) !== 'application/json') return { request };
   const text = await request.text();
-  if (countJsonValues(text, MAX_JSON_VALUES) > MAX_JSON_VALUES) return errorResponse(new HttpError(400, `JSON body has more than ${MAX_JSON_VALUES} keys and array items`));
+  if (countJsonValues(text, MAX_JSON_VALUES) > MAX_JSON_VALUES)
+    return errorResponse(new HttpError(400, `JSON body has more than ${MAX_JSON_VALUES} keys and array items`));
   try {
     return { request, parsedBody: JSON.parse(text) };
   } catch {

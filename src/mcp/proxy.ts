@@ -11,7 +11,13 @@ import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
-import { CallToolResultSchema, McpError, type CallToolResult, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import {
+  CallToolResultSchema,
+  McpError,
+  type CallToolResult,
+  type ServerNotification,
+  type ServerRequest,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { ZodRawShape } from 'zod';
 import { VERSION } from '../version.js';
 import { ARTEFACT_URI_TEMPLATE, TOOL_NAMES, TOOLS } from './tools.js';
@@ -49,7 +55,9 @@ export function createProxyServer(options: ProxyOptions): { server: McpServer; c
       return client;
     })();
     // A failed connection is forgotten, so the next call tries again (the service may just be starting).
-    connecting.catch(() => { connecting = null; });
+    connecting.catch(() => {
+      connecting = null;
+    });
     return connecting;
   };
 
@@ -68,22 +76,26 @@ export function createProxyServer(options: ProxyOptions): { server: McpServer; c
   };
 
   const server = new McpServer({ name: 'fast3d', version: VERSION });
-  const forward = (name: string) => async (args: Record<string, unknown>, extra: Extra): Promise<CallToolResult> => {
-    const token = extra._meta?.progressToken;
-    try {
-      return await withRemote((client) => client.callTool({ name, arguments: args }, CallToolResultSchema, {
-        signal: extra.signal,
-        timeout,
-        resetTimeoutOnProgress: true,
-        onprogress: (progress) => {
-          if (token === undefined) return;
-          extra.sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken: token } }).catch(() => {});
-        },
-      })) as CallToolResult;
-    } catch (err) {
-      return { isError: true, content: [{ type: 'text', text: (err as Error).message }] };
-    }
-  };
+  const forward =
+    (name: string) =>
+    async (args: Record<string, unknown>, extra: Extra): Promise<CallToolResult> => {
+      const token = extra._meta?.progressToken;
+      try {
+        return (await withRemote((client) =>
+          client.callTool({ name, arguments: args }, CallToolResultSchema, {
+            signal: extra.signal,
+            timeout,
+            resetTimeoutOnProgress: true,
+            onprogress: (progress) => {
+              if (token === undefined) return;
+              extra.sendNotification({ method: 'notifications/progress', params: { ...progress, progressToken: token } }).catch(() => {});
+            },
+          }),
+        )) as CallToolResult;
+      } catch (err) {
+        return { isError: true, content: [{ type: 'text', text: (err as Error).message }] };
+      }
+    };
   for (const name of TOOL_NAMES) {
     const definition: { title: string; description: string; inputSchema: ZodRawShape } = TOOLS[name];
     server.registerTool(name, definition, forward(name));

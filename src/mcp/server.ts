@@ -8,7 +8,14 @@
  */
 import { randomUUID } from 'node:crypto';
 import { McpServer, ResourceTemplate } from '@modelcontextprotocol/sdk/server/mcp.js';
-import { ErrorCode, type CallToolResult, type ReadResourceResult, type Resource, type ServerNotification, type ServerRequest } from '@modelcontextprotocol/sdk/types.js';
+import {
+  ErrorCode,
+  type CallToolResult,
+  type ReadResourceResult,
+  type Resource,
+  type ServerNotification,
+  type ServerRequest,
+} from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { clipped, HttpError, issuesText, quoted } from '../contract/errors.js';
 import { sniffImageField } from '../contract/prompt.js';
@@ -18,7 +25,17 @@ import { DEFAULT_VIEW_SIZE, type ArtefactSpec, type FormatName } from '../format
 import { encodePng } from '../image/codec.js';
 import type { Task } from '../pipelines/job.js';
 import { seedFromContent } from '../pipelines/seed.js';
-import { parseBackground, renderViews, turntableCameras, VALIDATOR_EXTENT, validatorCameras, WHITE, type Camera, type RenderPool, type Rgb } from '../render/index.js';
+import {
+  parseBackground,
+  renderViews,
+  turntableCameras,
+  VALIDATOR_EXTENT,
+  validatorCameras,
+  WHITE,
+  type Camera,
+  type RenderPool,
+  type Rgb,
+} from '../render/index.js';
 import type { AnswerPath } from '../runtime/answer.js';
 import { UserAssetError, type AssetPool } from '../runtime/asset-pool.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
@@ -29,7 +46,15 @@ import type { GaussianCloud } from '../splat/cloud.js';
 import { checkPly } from '../splat/gates.js';
 import { decodePly } from '../splat/ply.js';
 import { VERSION } from '../version.js';
-import { ARTEFACT_URI_TEMPLATE, artefactUri, GEOMETRY_ARTEFACTS, MAX_VIEWS, parseArtefactUri, TOOLS, type GeometryArtefact } from './tools.js';
+import {
+  ARTEFACT_URI_TEMPLATE,
+  artefactUri,
+  GEOMETRY_ARTEFACTS,
+  MAX_VIEWS,
+  parseArtefactUri,
+  TOOLS,
+  type GeometryArtefact,
+} from './tools.js';
 
 export interface McpDeps {
   answers: AnswerPath;
@@ -71,110 +96,159 @@ export function createMcpServer(deps: McpDeps): McpServer {
   const { answers } = deps;
 
   /** Runs a tool body; expected failures become tool errors, unexpected ones are logged and reported too. */
-  const guarded = <A>(name: string, body: (args: A, extra: Extra) => Promise<CallToolResult>) => async (args: A, extra: Extra): Promise<CallToolResult> => {
-    try {
-      return await body(args, extra);
-    } catch (err) {
-      if (err instanceof ToolInputError) return toolError(err.message);
-      const known = httpErrorOf(err, { retryAfterS: deps.retryAfterS });
-      if (known) {
-        const retry = known.headers['Retry-After'];
-        return toolError(retry ? `${known.message} (retry after ${retry} s)` : known.message);
+  const guarded =
+    <A>(name: string, body: (args: A, extra: Extra) => Promise<CallToolResult>) =>
+    async (args: A, extra: Extra): Promise<CallToolResult> => {
+      try {
+        return await body(args, extra);
+      } catch (err) {
+        if (err instanceof ToolInputError) return toolError(err.message);
+        const known = httpErrorOf(err, { retryAfterS: deps.retryAfterS });
+        if (known) {
+          const retry = known.headers['Retry-After'];
+          return toolError(retry ? `${known.message} (retry after ${retry} s)` : known.message);
+        }
+        if (extra.signal.aborted) return toolError('cancelled');
+        deps.logger?.error({ tool: name, err: { message: (err as Error).message, stack: (err as Error).stack } }, 'mcp tool failed');
+        return toolError(`internal error: ${(err as Error).message}`);
       }
-      if (extra.signal.aborted) return toolError('cancelled');
-      deps.logger?.error({ tool: name, err: { message: (err as Error).message, stack: (err as Error).stack } }, 'mcp tool failed');
-      return toolError(`internal error: ${(err as Error).message}`);
-    }
-  };
-
-  server.registerTool('generate_3d_asset', TOOLS.generate_3d_asset, guarded('generate_3d_asset', async (args, extra) => {
-    const { task, content } = await taskOf(args, deps);
-    const wants = wantedArtefacts(args.formats ?? [], args.size, deps.videoRes);
-    const id = randomUUID();
-    // The id is chosen here so the job's events can be followed while it runs.
-    const answer = answers.answer({ id, task, seed: args.seed ?? seedFromContent(content), priority: 'interactive', wants, preset: args.preset });
-    answer.catch(() => {}); // awaited below; this keeps an early rejection from being reported as unhandled
-    // A caller that goes away cancels its job by id, so the job reads "cancelled" afterwards.
-    const cancel = () => answers.jobs.cancel(id);
-    if (extra.signal.aborted) cancel();
-    else extra.signal.addEventListener('abort', cancel, { once: true });
-    await reportProgress(answers.jobs.events(id, extra.signal), extra);
-    const result = await answer;
-    if (result.kind === 'declined') return toolError(`declined (job ${result.jobId}): ${result.reason}`);
-    if (result.kind === 'forwarded') return toolError(`job ${result.jobId} was answered by a burst peer; its artefacts are not held here`);
-    const ply = result.artefacts.find((a) => a.spec.format === 'ply')!;
-    const front = await renderViews(decodePly(ply.bytes), validatorCameras(1, FRONT_VIEW_SIZE), { pool: deps.renderPool }, extra.signal);
-    const summary = {
-      job_id: result.jobId,
-      seed: result.seed,
-      gaussians: result.gaussians,
-      preview: result.report.preview,
-      cache: result.cache,
-      artefacts: result.artefacts.map((a) => ({ name: a.spec.format, uri: artefactUri(result.jobId, a.spec.format), content_type: a.format.contentType, bytes: a.bytes.length })),
     };
-    return {
-      content: [
-        { type: 'text', text: JSON.stringify(summary) },
-        ...result.artefacts.map((a) => ({
-          type: 'resource_link' as const,
+
+  server.registerTool(
+    'generate_3d_asset',
+    TOOLS.generate_3d_asset,
+    guarded('generate_3d_asset', async (args, extra) => {
+      const { task, content } = await taskOf(args, deps);
+      const wants = wantedArtefacts(args.formats ?? [], args.size, deps.videoRes);
+      const id = randomUUID();
+      // The id is chosen here so the job's events can be followed while it runs.
+      const answer = answers.answer({
+        id,
+        task,
+        seed: args.seed ?? seedFromContent(content),
+        priority: 'interactive',
+        wants,
+        preset: args.preset,
+      });
+      answer.catch(() => {}); // awaited below; this keeps an early rejection from being reported as unhandled
+      // A caller that goes away cancels its job by id, so the job reads "cancelled" afterwards.
+      const cancel = () => answers.jobs.cancel(id);
+      if (extra.signal.aborted) cancel();
+      else extra.signal.addEventListener('abort', cancel, { once: true });
+      await reportProgress(answers.jobs.events(id, extra.signal), extra);
+      const result = await answer;
+      if (result.kind === 'declined') return toolError(`declined (job ${result.jobId}): ${result.reason}`);
+      if (result.kind === 'forwarded')
+        return toolError(`job ${result.jobId} was answered by a burst peer; its artefacts are not held here`);
+      const ply = result.artefacts.find((a) => a.spec.format === 'ply')!;
+      const front = await renderViews(decodePly(ply.bytes), validatorCameras(1, FRONT_VIEW_SIZE), { pool: deps.renderPool }, extra.signal);
+      const summary = {
+        job_id: result.jobId,
+        seed: result.seed,
+        gaussians: result.gaussians,
+        preview: result.report.preview,
+        cache: result.cache,
+        artefacts: result.artefacts.map((a) => ({
+          name: a.spec.format,
           uri: artefactUri(result.jobId, a.spec.format),
-          name: `${result.jobId}${a.format.extension}`,
-          mimeType: a.format.contentType,
-          size: a.bytes.length,
+          content_type: a.format.contentType,
+          bytes: a.bytes.length,
         })),
-        { type: 'image', data: base64(await encodePng(front[0])), mimeType: 'image/png' },
-      ],
-      structuredContent: summary,
-    };
-  }));
+      };
+      return {
+        content: [
+          { type: 'text', text: JSON.stringify(summary) },
+          ...result.artefacts.map((a) => ({
+            type: 'resource_link' as const,
+            uri: artefactUri(result.jobId, a.spec.format),
+            name: `${result.jobId}${a.format.extension}`,
+            mimeType: a.format.contentType,
+            size: a.bytes.length,
+          })),
+          { type: 'image', data: base64(await encodePng(front[0])), mimeType: 'image/png' },
+        ],
+        structuredContent: summary,
+      };
+    }),
+  );
 
-  server.registerTool('get_job', TOOLS.get_job, guarded('get_job', async ({ job_id }) => {
-    const view = answers.jobs.get(job_id);
-    if (!view) throw new ToolInputError(`no job ${quoted(job_id, 80)} (unknown, or finished long enough ago to be forgotten)`);
-    const job = jobSummary(view);
-    return { content: [{ type: 'text', text: JSON.stringify(job) }], structuredContent: job };
-  }));
+  server.registerTool(
+    'get_job',
+    TOOLS.get_job,
+    guarded('get_job', async ({ job_id }) => {
+      const view = answers.jobs.get(job_id);
+      if (!view) throw new ToolInputError(`no job ${quoted(job_id, 80)} (unknown, or finished long enough ago to be forgotten)`);
+      const job = jobSummary(view);
+      return { content: [{ type: 'text', text: JSON.stringify(job) }], structuredContent: job };
+    }),
+  );
 
-  server.registerTool('list_recent_assets', TOOLS.list_recent_assets, guarded('list_recent_assets', async ({ limit }) => {
-    const assets = recentAssets(answers, limit ?? DEFAULT_LIST_LIMIT);
-    const listed = assets.map((v) => ({
-      job_id: v.id, title: v.title, task: v.task, seed: v.seed, created_at: new Date(v.createdAt).toISOString(),
-      artefacts: v.artefacts.map((a) => ({ name: a.name, uri: artefactUri(v.id, a.name), content_type: a.contentType, bytes: a.bytes })),
-    }));
-    return {
-      content: [
-        { type: 'text', text: JSON.stringify({ assets: listed }) },
-        ...assets.flatMap((v) => v.artefacts.map((a) => ({
-          type: 'resource_link' as const, uri: artefactUri(v.id, a.name), name: `${v.id}${a.extension}`, description: v.title, mimeType: a.contentType, size: a.bytes,
-        }))),
-      ],
-      structuredContent: { assets: listed },
-    };
-  }));
+  server.registerTool(
+    'list_recent_assets',
+    TOOLS.list_recent_assets,
+    guarded('list_recent_assets', async ({ limit }) => {
+      const assets = recentAssets(answers, limit ?? DEFAULT_LIST_LIMIT);
+      const listed = assets.map((v) => ({
+        job_id: v.id,
+        title: v.title,
+        task: v.task,
+        seed: v.seed,
+        created_at: new Date(v.createdAt).toISOString(),
+        artefacts: v.artefacts.map((a) => ({ name: a.name, uri: artefactUri(v.id, a.name), content_type: a.contentType, bytes: a.bytes })),
+      }));
+      return {
+        content: [
+          { type: 'text', text: JSON.stringify({ assets: listed }) },
+          ...assets.flatMap((v) =>
+            v.artefacts.map((a) => ({
+              type: 'resource_link' as const,
+              uri: artefactUri(v.id, a.name),
+              name: `${v.id}${a.extension}`,
+              description: v.title,
+              mimeType: a.contentType,
+              size: a.bytes,
+            })),
+          ),
+        ],
+        structuredContent: { assets: listed },
+      };
+    }),
+  );
 
-  server.registerTool('render_views', TOOLS.render_views, guarded('render_views', async (args, extra) => {
-    const size = args.size ?? DEFAULT_VIEW_SIZE;
-    const count = args.count ?? DEFAULT_VIEW_COUNT;
-    const { cameras, background, extent, azimuths } = camerasFor(args.cameras ?? 'validator', count, size, deps);
-    // Views share the video line with videos: a full line refuses at once, before the asset is even decoded.
-    const { images, label } = await deps.service.renderVideo(async () => {
-      const { subject, label } = await assetOf(args, extent, deps, extra.signal);
-      return { images: await renderViews(subject, cameras, { pool: deps.renderPool, background, extent }, extra.signal), label };
-    }, extra.signal);
-    const pngs = await Promise.all(images.map((image) => encodePng(image)));
-    return {
-      content: [
-        { type: 'text', text: `${images.length} ${args.cameras ?? 'validator'} view(s) of ${label}, ${size}x${size}, azimuths ${azimuths.map((a) => Math.round(a * 10) / 10).join(', ')} degrees` },
-        ...pngs.map((png) => ({ type: 'image' as const, data: base64(png), mimeType: 'image/png' })),
-      ],
-    };
-  }));
+  server.registerTool(
+    'render_views',
+    TOOLS.render_views,
+    guarded('render_views', async (args, extra) => {
+      const size = args.size ?? DEFAULT_VIEW_SIZE;
+      const count = args.count ?? DEFAULT_VIEW_COUNT;
+      const { cameras, background, extent, azimuths } = camerasFor(args.cameras ?? 'validator', count, size, deps);
+      // Views share the video line with videos: a full line refuses at once, before the asset is even decoded.
+      const { images, label } = await deps.service.renderVideo(async () => {
+        const { subject, label } = await assetOf(args, extent, deps, extra.signal);
+        return { images: await renderViews(subject, cameras, { pool: deps.renderPool, background, extent }, extra.signal), label };
+      }, extra.signal);
+      const pngs = await Promise.all(images.map((image) => encodePng(image)));
+      return {
+        content: [
+          {
+            type: 'text',
+            text: `${images.length} ${args.cameras ?? 'validator'} view(s) of ${label}, ${size}x${size}, azimuths ${azimuths.map((a) => Math.round(a * 10) / 10).join(', ')} degrees`,
+          },
+          ...pngs.map((png) => ({ type: 'image' as const, data: base64(png), mimeType: 'image/png' })),
+        ],
+      };
+    }),
+  );
 
-  server.registerTool('check_asset', TOOLS.check_asset, guarded('check_asset', async (args, extra) => {
-    const { bytes, label, kind } = await checkedBytesOf(args, deps);
-    const verdict = kind === 'glb' ? await glbVerdict(bytes, label, deps, extra.signal) : plyVerdict(bytes, label);
-    return { content: [{ type: 'text', text: `${verdict.line}\n${JSON.stringify(verdict.report)}` }], structuredContent: verdict.report };
-  }));
+  server.registerTool(
+    'check_asset',
+    TOOLS.check_asset,
+    guarded('check_asset', async (args, extra) => {
+      const { bytes, label, kind } = await checkedBytesOf(args, deps);
+      const verdict = kind === 'glb' ? await glbVerdict(bytes, label, deps, extra.signal) : plyVerdict(bytes, label);
+      return { content: [{ type: 'text', text: `${verdict.line}\n${JSON.stringify(verdict.report)}` }], structuredContent: verdict.report };
+    }),
+  );
 
   server.registerResource(
     'artefact',
@@ -219,13 +293,17 @@ function answerBadParamsAsInvalidParams(server: McpServer): void {
 }
 
 /** The task of a generate call: its prompt, or its image (base64 or a data: URL) under the contract's limits. */
-async function taskOf(args: { prompt?: string; image_base64?: string }, deps: McpDeps): Promise<{ task: Task; content: string | Uint8Array }> {
+async function taskOf(
+  args: { prompt?: string; image_base64?: string },
+  deps: McpDeps,
+): Promise<{ task: Task; content: string | Uint8Array }> {
   if ((args.prompt === undefined) === (args.image_base64 === undefined)) {
     throw new ToolInputError('give exactly one of "prompt" (text) and "image_base64" (a base64 PNG, JPEG or WebP image)');
   }
   try {
     if (args.prompt !== undefined) return await promptTask(args.prompt, deps.limits);
-    if (args.image_base64!.length > base64Chars(deps.maxInlineBytes)) throw new ToolInputError(`image_base64 is larger than ${deps.maxInlineBytes} bytes`);
+    if (args.image_base64!.length > base64Chars(deps.maxInlineBytes))
+      throw new ToolInputError(`image_base64 is larger than ${deps.maxInlineBytes} bytes`);
     const sniffed = sniffImageField('image_base64', args.image_base64!);
     if (sniffed.kind === 'invalid') throw new ToolInputError(sniffed.reason);
     return await imageTask(sniffed.bytes, deps.limits);
@@ -257,7 +335,10 @@ async function reportProgress(events: AsyncIterable<JobEvent>, extra: Extra): Pr
     if (token === undefined) continue;
     progress++;
     try {
-      await extra.sendNotification({ method: 'notifications/progress', params: { progressToken: token, progress, message: describeEvent(event) } });
+      await extra.sendNotification({
+        method: 'notifications/progress',
+        params: { progressToken: token, progress, message: describeEvent(event) },
+      });
     } catch {
       // The caller went away: the job goes on (or is cancelled through the signal); nothing to report to.
     }
@@ -267,31 +348,63 @@ async function reportProgress(events: AsyncIterable<JobEvent>, extra: Extra): Pr
 /** One line per event, for people: attempts are counted from 1. */
 function describeEvent(event: JobEvent): string {
   switch (event.type) {
-    case 'queued': return 'queued';
-    case 'running': return 'running';
-    case 'stage': return event.phase === 'start' ? `${event.stage} started (attempt ${event.attempt + 1})` : `${event.stage} done in ${event.ms} ms (attempt ${event.attempt + 1})`;
-    case 'intermediate': return `${event.name} ready (attempt ${event.attempt + 1})`;
-    case 'artefact': return `${event.name} ready (${event.bytes} bytes)`;
-    case 'end': return event.reason ? `${event.state}: ${event.reason}` : event.error ? `${event.state}: ${event.error}` : event.state;
+    case 'queued':
+      return 'queued';
+    case 'running':
+      return 'running';
+    case 'stage':
+      return event.phase === 'start'
+        ? `${event.stage} started (attempt ${event.attempt + 1})`
+        : `${event.stage} done in ${event.ms} ms (attempt ${event.attempt + 1})`;
+    case 'intermediate':
+      return `${event.name} ready (attempt ${event.attempt + 1})`;
+    case 'artefact':
+      return `${event.name} ready (${event.bytes} bytes)`;
+    case 'end':
+      return event.reason ? `${event.state}: ${event.reason}` : event.error ? `${event.state}: ${event.error}` : event.state;
   }
 }
 
 function jobSummary(view: JobView) {
   return {
-    job_id: view.id, state: view.state, stage: view.stage, title: view.title, task: view.task, seed: view.seed, priority: view.priority,
-    created_at: new Date(view.createdAt).toISOString(), timings: view.timings, reason: view.reason, error: view.error, report: view.report,
-    artefacts: view.artefacts.map((a) => ({ name: a.name, uri: artefactUri(view.id, a.name), content_type: a.contentType, bytes: a.bytes })),
+    job_id: view.id,
+    state: view.state,
+    stage: view.stage,
+    title: view.title,
+    task: view.task,
+    seed: view.seed,
+    priority: view.priority,
+    created_at: new Date(view.createdAt).toISOString(),
+    timings: view.timings,
+    reason: view.reason,
+    error: view.error,
+    report: view.report,
+    artefacts: view.artefacts.map((a) => ({
+      name: a.name,
+      uri: artefactUri(view.id, a.name),
+      content_type: a.contentType,
+      bytes: a.bytes,
+    })),
   };
 }
 
 function recentAssets(answers: AnswerPath, limit: number): JobView[] {
-  return answers.jobs.list(Number.MAX_SAFE_INTEGER).filter((v) => v.state === 'done' && v.artefacts.length > 0).slice(0, limit);
+  return answers.jobs
+    .list(Number.MAX_SAFE_INTEGER)
+    .filter((v) => v.state === 'done' && v.artefacts.length > 0)
+    .slice(0, limit);
 }
 
 function artefactResources(answers: AnswerPath): Resource[] {
-  return recentAssets(answers, 100).flatMap((v) => v.artefacts.map((a) => ({
-    uri: artefactUri(v.id, a.name), name: `${v.id}${a.extension}`, title: `${v.title} (${a.name})`, mimeType: a.contentType, size: a.bytes,
-  })));
+  return recentAssets(answers, 100).flatMap((v) =>
+    v.artefacts.map((a) => ({
+      uri: artefactUri(v.id, a.name),
+      name: `${v.id}${a.extension}`,
+      title: `${v.title} (${a.name})`,
+      mimeType: a.contentType,
+      size: a.bytes,
+    })),
+  );
 }
 
 interface Verdict {
@@ -302,7 +415,11 @@ interface Verdict {
 
 function plyVerdict(bytes: Uint8Array, label: string): Verdict {
   const { ok, packer, gates, failed } = checkPly(bytes);
-  const line = ok ? `ok: ${label} passes the packer rules and the validator's gates` : packer ? `FAIL: ${label} breaks a packer rule: ${packer}` : `FAIL: ${label} fails the validator's gates: ${failed.join(', ')}`;
+  const line = ok
+    ? `ok: ${label} passes the packer rules and the validator's gates`
+    : packer
+      ? `FAIL: ${label} breaks a packer rule: ${packer}`
+      : `FAIL: ${label} fails the validator's gates: ${failed.join(', ')}`;
   return { line, report: { asset: label, format: 'ply', ok, packer: packer ?? 'ok', gates } };
 }
 
@@ -312,8 +429,23 @@ async function glbVerdict(bytes: Uint8Array, label: string, deps: McpDeps, signa
   const ok = r.violations.length === 0;
   const validator = r.validator && { errors: r.validator.errors, warnings: r.validator.warnings, infos: r.validator.infos };
   const found = `${r.meshes} mesh(es), ${r.triangles} triangles${validator ? `, validator ${validator.errors} errors, ${validator.warnings} warnings` : ''}`;
-  const line = ok ? `ok: ${label} passes the Khronos glTF validator and the mesh rules (${found})` : `FAIL: ${label} breaks a mesh rule: ${r.violations.join('; ')}`;
-  return { line, report: { asset: label, format: 'glb', ok, validator, meshes: r.meshes, triangles: r.triangles, vertices: r.vertices, bounds: r.bounds, violations: r.violations } };
+  const line = ok
+    ? `ok: ${label} passes the Khronos glTF validator and the mesh rules (${found})`
+    : `FAIL: ${label} breaks a mesh rule: ${r.violations.join('; ')}`;
+  return {
+    line,
+    report: {
+      asset: label,
+      format: 'glb',
+      ok,
+      validator,
+      meshes: r.meshes,
+      triangles: r.triangles,
+      vertices: r.vertices,
+      bounds: r.bounds,
+      violations: r.violations,
+    },
+  };
 }
 
 type SourceArgs = { job_id?: string; artefact?: GeometryArtefact; uri?: string; ply_base64?: string; glb_base64?: string };
@@ -324,7 +456,8 @@ async function checkedBytesOf(args: SourceArgs, deps: McpDeps): Promise<{ bytes:
   if (source === 'ply_base64') return { bytes: inlineBytes('ply_base64', args.ply_base64!, deps), label: 'the given PLY', kind: 'ply' };
   if (source === 'glb_base64') return { bytes: inlineBytes('glb_base64', args.glb_base64!, deps), label: 'the given GLB', kind: 'glb' };
   const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: args.artefact ?? 'ply' };
-  if (artefact !== 'ply' && artefact !== 'glb') throw new ToolInputError(`${artefactUri(jobId, artefact)} is neither a PLY nor a GLB; check_asset checks those`);
+  if (artefact !== 'ply' && artefact !== 'glb')
+    throw new ToolInputError(`${artefactUri(jobId, artefact)} is neither a PLY nor a GLB; check_asset checks those`);
   return { bytes: await artefactBytes(jobId, artefact, deps), label: `job ${jobId}'s ${artefact.toUpperCase()}`, kind: artefact };
 }
 
@@ -333,10 +466,23 @@ async function checkedBytesOf(args: SourceArgs, deps: McpDeps): Promise<{ bytes:
  * base64 PLY or GLB. PLYs and GLBs are checked, read and prepared in the asset pool, a file that fails its
  * check (the validator's reason, a broken packer rule, a limit) being a tool error that says why.
  */
-async function assetOf(args: SourceArgs, extent: number, deps: McpDeps, signal: AbortSignal): Promise<{ subject: Scene | GaussianCloud; label: string }> {
+async function assetOf(
+  args: SourceArgs,
+  extent: number,
+  deps: McpDeps,
+  signal: AbortSignal,
+): Promise<{ subject: Scene | GaussianCloud; label: string }> {
   const source = oneSource(args);
-  if (source === 'ply_base64') return { subject: await sceneOf('ply', inlineBytes('ply_base64', args.ply_base64!, deps), 'ply_base64', extent, deps, signal), label: 'the given PLY' };
-  if (source === 'glb_base64') return { subject: await sceneOf('glb', inlineBytes('glb_base64', args.glb_base64!, deps), 'glb_base64', extent, deps, signal), label: 'the given GLB' };
+  if (source === 'ply_base64')
+    return {
+      subject: await sceneOf('ply', inlineBytes('ply_base64', args.ply_base64!, deps), 'ply_base64', extent, deps, signal),
+      label: 'the given PLY',
+    };
+  if (source === 'glb_base64')
+    return {
+      subject: await sceneOf('glb', inlineBytes('glb_base64', args.glb_base64!, deps), 'glb_base64', extent, deps, signal),
+      label: 'the given GLB',
+    };
   const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: args.artefact ?? 'ply' };
   if (!(GEOMETRY_ARTEFACTS as readonly string[]).includes(artefact)) {
     throw new ToolInputError(`${artefactUri(jobId, artefact)} is not geometry; render_views renders a ply, spz or glb artefact`);
@@ -348,7 +494,14 @@ async function assetOf(args: SourceArgs, extent: number, deps: McpDeps, signal: 
 }
 
 /** A PLY or GLB read in the asset pool; a file it refuses is a tool error that says why. */
-async function sceneOf(kind: 'ply' | 'glb', bytes: Uint8Array, field: string, extent: number, deps: McpDeps, signal: AbortSignal): Promise<Scene> {
+async function sceneOf(
+  kind: 'ply' | 'glb',
+  bytes: Uint8Array,
+  field: string,
+  extent: number,
+  deps: McpDeps,
+  signal: AbortSignal,
+): Promise<Scene> {
   try {
     return await deps.assets.openScene(kind, bytes, extent, signal);
   } catch (err) {
@@ -359,7 +512,10 @@ async function sceneOf(kind: 'ply' | 'glb', bytes: Uint8Array, field: string, ex
 
 function oneSource(args: SourceArgs): 'job_id' | 'uri' | 'ply_base64' | 'glb_base64' {
   const given = (['job_id', 'uri', 'ply_base64', 'glb_base64'] as const).filter((k) => args[k] !== undefined);
-  if (given.length !== 1) throw new ToolInputError(`give exactly one of "job_id", "uri", "ply_base64" and "glb_base64"${given.length ? ` (got ${given.join(', ')})` : ''}`);
+  if (given.length !== 1)
+    throw new ToolInputError(
+      `give exactly one of "job_id", "uri", "ply_base64" and "glb_base64"${given.length ? ` (got ${given.join(', ')})` : ''}`,
+    );
   return given[0];
 }
 
@@ -373,7 +529,10 @@ async function artefactBytes(jobId: string, artefact: string, deps: McpDeps): Pr
   const view = deps.answers.jobs.get(jobId);
   if (!view) throw new ToolInputError(`no job ${quoted(jobId, 80)} (unknown, or finished long enough ago to be forgotten)`);
   const ref = deps.answers.jobs.artefact(jobId, artefact);
-  if (!ref) throw new ToolInputError(`job ${jobId} (${view.state}) has no ${artefact} artefact${view.artefacts.length ? ` (it has: ${view.artefacts.map((a) => a.name).join(', ')})` : ''}`);
+  if (!ref)
+    throw new ToolInputError(
+      `job ${jobId} (${view.state}) has no ${artefact} artefact${view.artefacts.length ? ` (it has: ${view.artefacts.map((a) => a.name).join(', ')})` : ''}`,
+    );
   const bytes = await ref.read();
   if (!bytes) throw new ToolInputError(`the bytes of job ${jobId}'s ${artefact} are no longer available`);
   return bytes;
@@ -382,21 +541,41 @@ async function artefactBytes(jobId: string, artefact: string, deps: McpDeps): Pr
 const NOT_BASE64 = /[^A-Za-z0-9+/=\s]/;
 
 function inlineBytes(field: string, text: string, deps: McpDeps): Uint8Array {
-  if (text.length > base64Chars(deps.maxInlineBytes)) throw new ToolInputError(`${field} is larger than ${deps.maxInlineBytes} bytes; pass a job_id or uri instead`);
+  if (text.length > base64Chars(deps.maxInlineBytes))
+    throw new ToolInputError(`${field} is larger than ${deps.maxInlineBytes} bytes; pass a job_id or uri instead`);
   if (NOT_BASE64.test(text)) throw new ToolInputError(`${field} is not base64`);
   return new Uint8Array(Buffer.from(text, 'base64'));
 }
 
 /** The validator's cameras (`count` evenly spaced among its 16) or the service's turntable path. */
-function camerasFor(kind: 'validator' | 'turntable', count: number, size: number, deps: McpDeps): { cameras: Camera[]; background: Rgb; extent: number; azimuths: number[] } {
+function camerasFor(
+  kind: 'validator' | 'turntable',
+  count: number,
+  size: number,
+  deps: McpDeps,
+): { cameras: Camera[]; background: Rgb; extent: number; azimuths: number[] } {
   if (kind === 'validator') {
     const all = validatorCameras(MAX_VIEWS, size);
     const picked = Array.from({ length: count }, (_, i) => Math.floor((i * MAX_VIEWS) / count));
-    return { cameras: picked.map((i) => all[i]), background: WHITE, extent: VALIDATOR_EXTENT, azimuths: picked.map((i) => (360 * i) / (MAX_VIEWS - 1)) };
+    return {
+      cameras: picked.map((i) => all[i]),
+      background: WHITE,
+      extent: VALIDATOR_EXTENT,
+      azimuths: picked.map((i) => (360 * i) / (MAX_VIEWS - 1)),
+    };
   }
   const render = deps.answers.presets.resolve().settings.render;
-  const cameras = turntableCameras({ frames: count, elevations: render.elevations, turns: render.turns, radius: render.radius, fov: render.fov }, size, size);
-  return { cameras, background: parseBackground(render.background), extent: render.extent, azimuths: cameras.map((_, i) => (360 * render.turns * i) / count) };
+  const cameras = turntableCameras(
+    { frames: count, elevations: render.elevations, turns: render.turns, radius: render.radius, fov: render.fov },
+    size,
+    size,
+  );
+  return {
+    cameras,
+    background: parseBackground(render.background),
+    extent: render.extent,
+    azimuths: cameras.map((_, i) => (360 * render.turns * i) / count),
+  };
 }
 
 function base64(bytes: Uint8Array): string {

@@ -36,11 +36,26 @@ export type GeometryArtefact = (typeof GEOMETRY_ARTEFACTS)[number];
 
 /** Where a tool finds an asset: a job's artefact, an artefact URI, or the file's bytes themselves. */
 const assetSource = {
-  job_id: z.string().min(1).optional().describe('A job id (from generate_3d_asset or list_recent_assets): its PLY (or the artefact named by "artefact").'),
-  artefact: z.enum(GEOMETRY_ARTEFACTS).optional().describe('With job_id: which geometry artefact to use (default ply; glb is the mesh of a job that asked for one).'),
+  job_id: z
+    .string()
+    .min(1)
+    .optional()
+    .describe('A job id (from generate_3d_asset or list_recent_assets): its PLY (or the artefact named by "artefact").'),
+  artefact: z
+    .enum(GEOMETRY_ARTEFACTS)
+    .optional()
+    .describe('With job_id: which geometry artefact to use (default ply; glb is the mesh of a job that asked for one).'),
   uri: z.string().min(1).optional().describe('An artefact resource URI, fast3d://jobs/{job_id}/{artefact}.'),
-  ply_base64: z.string().min(1).optional().describe('A PLY file as base64, for an asset that is not a job of this service (within the service\'s body limit).'),
-  glb_base64: z.string().min(1).optional().describe('A GLB file as base64, for a mesh that is not a job of this service (within the service\'s body limit).'),
+  ply_base64: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("A PLY file as base64, for an asset that is not a job of this service (within the service's body limit)."),
+  glb_base64: z
+    .string()
+    .min(1)
+    .optional()
+    .describe("A GLB file as base64, for a mesh that is not a job of this service (within the service's body limit)."),
 };
 
 export const TOOLS = {
@@ -49,29 +64,48 @@ export const TOOLS = {
     description:
       'Generates a 3D Gaussian-splat asset from a text prompt or from an image (base64 PNG, JPEG or WebP with one object on a plain ' +
       'background). Reports progress while the job runs (queued, each stage, each artefact). Returns the job id, a resource link per ' +
-      'artefact (fast3d://jobs/{job_id}/{artefact}; read them with resources/read) and a PNG of the asset\'s front view. The PLY is ' +
+      "artefact (fast3d://jobs/{job_id}/{artefact}; read them with resources/read) and a PNG of the asset's front view. The PLY is " +
       'always delivered; ask for more formats with "formats". A prompt the service cannot make a good asset of is declined: the ' +
       'tool error says why.',
     inputSchema: {
       prompt: z.string().min(1).optional().describe('What to make, in words (e.g. "a wooden treasure chest"). Give this or image_base64.'),
       image_base64: z.string().min(1).optional().describe('An image of one object as base64 (a data: URL works too). Give this or prompt.'),
-      preset: z.string().min(1).optional().describe('Named settings to run with (default: the service\'s default preset).'),
-      seed: z.number().int().min(0).max(MAX_SEED).optional().describe('Seed of the first attempt; by default derived from the prompt or image, so a repeated request gives the same asset.'),
-      formats: z.array(z.enum(FORMAT_NAMES)).max(FORMAT_NAMES.length).optional()
-        .describe('Artefacts to deliver besides the PLY: "spz" (compressed splats), "glb" (a mesh for game engines; the video and views then show the mesh), "mp4" (turntable video), "views" (a PNG grid of the validator\'s 16 views).'),
-      size: z.number().int().min(VIDEO_RES.min).max(VIDEO_RES.max).optional().describe('Side in pixels of the mp4 video (default: the service\'s video side) and of each view in "views" (default 256).'),
+      preset: z.string().min(1).optional().describe("Named settings to run with (default: the service's default preset)."),
+      seed: z
+        .number()
+        .int()
+        .min(0)
+        .max(MAX_SEED)
+        .optional()
+        .describe('Seed of the first attempt; by default derived from the prompt or image, so a repeated request gives the same asset.'),
+      formats: z
+        .array(z.enum(FORMAT_NAMES))
+        .max(FORMAT_NAMES.length)
+        .optional()
+        .describe(
+          'Artefacts to deliver besides the PLY: "spz" (compressed splats), "glb" (a mesh for game engines; the video and views then show the mesh), "mp4" (turntable video), "views" (a PNG grid of the validator\'s 16 views).',
+        ),
+      size: z
+        .number()
+        .int()
+        .min(VIDEO_RES.min)
+        .max(VIDEO_RES.max)
+        .optional()
+        .describe('Side in pixels of the mp4 video (default: the service\'s video side) and of each view in "views" (default 256).'),
     },
   },
   get_job: {
     title: 'Get a job',
-    description: 'The state of a job (queued, running with its stage, done, declined, failed, cancelled), its timings, report (attempts, checks, timings) and artefacts with their resource URIs.',
+    description:
+      'The state of a job (queued, running with its stage, done, declined, failed, cancelled), its timings, report (attempts, checks, timings) and artefacts with their resource URIs.',
     inputSchema: {
       job_id: z.string().min(1).describe('The job id.'),
     },
   },
   list_recent_assets: {
     title: 'List recent assets',
-    description: 'The most recent finished assets this service made (newest first), each with its job id, what was asked, and a resource link per artefact.',
+    description:
+      'The most recent finished assets this service made (newest first), each with its job id, what was asked, and a resource link per artefact.',
     inputSchema: {
       limit: z.number().int().min(1).max(100).optional().describe('How many assets at most (default 10).'),
     },
@@ -93,9 +127,9 @@ export const TOOLS = {
   check_asset: {
     title: 'Check an asset',
     description:
-      'Would the subnet accept this asset? A PLY gets the miner\'s packer rules (header, properties, body size, finite values) and the ' +
-      'validator\'s structural gates (Gaussian count, share of transparent Gaussians); a GLB gets the Khronos glTF validator and the mesh ' +
-      'competition\'s rules (one mesh, centred, inside the unit cube, size limit). Reports each verdict. Give one of job_id, uri, ply_base64 or glb_base64.',
+      "Would the subnet accept this asset? A PLY gets the miner's packer rules (header, properties, body size, finite values) and the " +
+      "validator's structural gates (Gaussian count, share of transparent Gaussians); a GLB gets the Khronos glTF validator and the mesh " +
+      "competition's rules (one mesh, centred, inside the unit cube, size limit). Reports each verdict. Give one of job_id, uri, ply_base64 or glb_base64.",
     inputSchema: {
       job_id: assetSource.job_id,
       artefact: z.enum(['ply', 'glb']).optional().describe('With job_id: which file to check (default ply).'),

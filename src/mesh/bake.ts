@@ -60,10 +60,15 @@ export function bakeVertexColours(mesh: TriangleMesh, textureSize: number): Tria
   const uvs = new Float32Array(triangles * 6);
   const indices = new Uint32Array(triangles * 3);
   const span = cell - 1; // texel centres from the first corner to the others
-  const corner = [[0, 0], [span, 0], [0, span]];
+  const corner = [
+    [0, 0],
+    [span, 0],
+    [0, span],
+  ];
   const { data } = texture;
   for (let t = 0; t < triangles; t++) {
-    const x0 = (t % grid) * cell, y0 = Math.floor(t / grid) * cell;
+    const x0 = (t % grid) * cell,
+      y0 = Math.floor(t / grid) * cell;
     for (let k = 0; k < 3; k++) {
       const v = mesh.indices[t * 3 + k];
       const o = t * 3 + k;
@@ -73,11 +78,14 @@ export function bakeVertexColours(mesh: TriangleMesh, textureSize: number): Tria
       uvs[o * 2] = (x0 + 0.5 + corner[k][0]) / textureSize;
       uvs[o * 2 + 1] = (y0 + 0.5 + corner[k][1]) / textureSize;
     }
-    const a = mesh.indices[t * 3] * 3, b = mesh.indices[t * 3 + 1] * 3, c = mesh.indices[t * 3 + 2] * 3;
+    const a = mesh.indices[t * 3] * 3,
+      b = mesh.indices[t * 3 + 1] * 3,
+      c = mesh.indices[t * 3 + 2] * 3;
     for (let y = 0; y < cell; y++) {
       for (let x = 0; x < cell; x++) {
         // The colour at this texel centre: cA + s (cB - cA) + r (cC - cA), in the triangle's own coordinates.
-        const s = x / span, r = y / span;
+        const s = x / span,
+          r = y / span;
         const p = ((y0 + y) * textureSize + x0 + x) * 4;
         for (let ch = 0; ch < 3; ch++) {
           const value = colours[a + ch] + s * (colours[b + ch] - colours[a + ch]) + r * (colours[c + ch] - colours[a + ch]);

@@ -80,7 +80,10 @@ export async function prepareGameMesh(mesh: TriangleMesh, options: GameMeshOptio
     placeMesh(placed, placement);
     let ready: TriangleMesh = placed;
     if (options.textureSize !== undefined) {
-      ready = placed.colours && !placed.texture ? bakeVertexColours(placed, options.textureSize) : await resizeTexture(placed, options.textureSize);
+      ready =
+        placed.colours && !placed.texture
+          ? bakeVertexColours(placed, options.textureSize)
+          : await resizeTexture(placed, options.textureSize);
     }
     levels.push({ mesh: ready, triangles: level.triangles, fraction: level.fraction });
   }

@@ -116,11 +116,14 @@ function chunksOf(bytes: Uint8Array): { json: Uint8Array; binLength: number } {
 
 /** The deepest nesting of arrays and objects in JSON text, stopping once past `limit` (strings skipped). */
 export function jsonDepth(text: Uint8Array, limit: number): number {
-  let depth = 0, deepest = 0, inString = false;
+  let depth = 0,
+    deepest = 0,
+    inString = false;
   for (let i = 0; i < text.length; i++) {
     const c = text[i];
     if (inString) {
-      if (c === 0x5c) i++; // a backslash escapes the next byte
+      if (c === 0x5c)
+        i++; // a backslash escapes the next byte
       else if (c === 0x22) inString = false;
     } else if (c === 0x22) inString = true;
     else if (c === 0x5b || c === 0x7b) {
@@ -159,7 +162,8 @@ function arrayOf(json: Json, key: string): Json[] {
   const value = json[key];
   if (value === undefined) return [];
   if (!Array.isArray(value)) refuse(`the GLB's "${key}" is not an array`);
-  for (let i = 0; i < value.length; i++) if (!value[i] || typeof value[i] !== 'object' || Array.isArray(value[i])) refuse(`${key}[${i}] is not an object`);
+  for (let i = 0; i < value.length; i++)
+    if (!value[i] || typeof value[i] !== 'object' || Array.isArray(value[i])) refuse(`${key}[${i}] is not an object`);
   return value as Json[];
 }
 
@@ -204,7 +208,8 @@ export function glbBounds(bytes: Uint8Array, limits: GlbLimits = DEFAULT_GLB_LIM
 
 function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
   const { json: text, binLength } = chunksOf(bytes);
-  if (text.length > limits.maxJsonBytes) refuse(`the GLB's JSON is ${count(text.length)} bytes, over the limit of ${count(limits.maxJsonBytes)}`);
+  if (text.length > limits.maxJsonBytes)
+    refuse(`the GLB's JSON is ${count(text.length)} bytes, over the limit of ${count(limits.maxJsonBytes)}`);
   const depth = jsonDepth(text, limits.maxJsonDepth);
   if (depth > limits.maxJsonDepth) refuse(`the GLB's JSON nests deeper than ${limits.maxJsonDepth} levels`);
   let json: unknown;
@@ -213,7 +218,7 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
   } catch (err) {
     refuse(`the GLB's JSON chunk is not valid JSON: ${(err as Error).message.slice(0, 120)}`);
   }
-  if (!json || typeof json !== 'object' || Array.isArray(json)) refuse('the GLB\'s JSON is not an object');
+  if (!json || typeof json !== 'object' || Array.isArray(json)) refuse("the GLB's JSON is not an object");
   const root = json as Json;
 
   // Buffers: the BIN chunk, or data: URIs inside the JSON; a file that points elsewhere is not read. A meshopt
@@ -239,22 +244,30 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
     if (!isIndex(view.buffer, buffers.length)) refuse(`bufferViews[${i}] names no buffer of the file`);
     const offset = (view.byteOffset as number | undefined) ?? 0;
     const length = view.byteLength as number;
-    if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0) refuse(`bufferViews[${i}] has a bad byteOffset or byteLength`);
+    if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(length) || length < 0)
+      refuse(`bufferViews[${i}] has a bad byteOffset or byteLength`);
     if (offset + length > bufferBytes[view.buffer as number]) {
-      refuse(`bufferViews[${i}] runs past its buffer: bytes ${count(offset)}..${count(offset + length)} of ${count(bufferBytes[view.buffer as number])}`);
+      refuse(
+        `bufferViews[${i}] runs past its buffer: bytes ${count(offset)}..${count(offset + length)} of ${count(bufferBytes[view.buffer as number])}`,
+      );
     }
     const meshopt = extensionOf(view, 'EXT_meshopt_compression');
     if (meshopt) {
       // The compressed bytes lie in a buffer that holds them; what they decode to fits the view, within the ratio.
       const source = meshopt.buffer as number;
       const from = (meshopt.byteOffset as number | undefined) ?? 0;
-      const compressed = meshopt.byteLength as number, stride = meshopt.byteStride as number, elements = meshopt.count as number;
-      if (!isIndex(source, buffers.length) || fallback[source]) refuse(`bufferViews[${i}]'s compressed data names no buffer that holds bytes`);
+      const compressed = meshopt.byteLength as number,
+        stride = meshopt.byteStride as number,
+        elements = meshopt.count as number;
+      if (!isIndex(source, buffers.length) || fallback[source])
+        refuse(`bufferViews[${i}]'s compressed data names no buffer that holds bytes`);
       if (![from, compressed, stride, elements].every((n) => Number.isInteger(n) && n >= 0) || from + compressed > bufferBytes[source]) {
         refuse(`bufferViews[${i}]'s compressed data runs past its buffer`);
       }
-      if (stride * elements > length) refuse(`bufferViews[${i}] decodes to ${count(stride * elements)} bytes, more than its ${count(length)}`);
-      if (stride * elements > MAX_DECODE_RATIO * compressed + 1024) refuse(`bufferViews[${i}] declares ${count(stride * elements)} bytes from ${count(compressed)} compressed ones`);
+      if (stride * elements > length)
+        refuse(`bufferViews[${i}] decodes to ${count(stride * elements)} bytes, more than its ${count(length)}`);
+      if (stride * elements > MAX_DECODE_RATIO * compressed + 1024)
+        refuse(`bufferViews[${i}] declares ${count(stride * elements)} bytes from ${count(compressed)} compressed ones`);
       decodedBytes += stride * elements;
     } else if (fallback[view.buffer as number]) {
       refuse(`bufferViews[${i}] is in a meshopt fallback buffer, which holds no bytes, and is not compressed`);
@@ -271,7 +284,8 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
       if (!dracoPart) continue;
       if (!isIndex(dracoPart.bufferView, bufferViews.length)) refuse(`meshes[${m}].primitives[${p}]'s Draco data names no buffer view`);
       const compressed = viewBytes[dracoPart.bufferView as number];
-      const attributes = primitive.attributes && typeof primitive.attributes === 'object' ? Object.values(primitive.attributes as Json) : [];
+      const attributes =
+        primitive.attributes && typeof primitive.attributes === 'object' ? Object.values(primitive.attributes as Json) : [];
       for (const index of [...attributes, primitive.indices]) {
         if (Number.isInteger(index)) dracoBytes.set(index as number, (dracoBytes.get(index as number) ?? 0) + compressed);
       }
@@ -291,20 +305,26 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
     const size = n * element;
     if (accessor.bufferView === undefined && dracoBytes.has(i)) {
       // Decoded from a Draco primitive's bytes: within the ratio of them.
-      if (size > MAX_DECODE_RATIO * dracoBytes.get(i)! + 1024) refuse(`accessors[${i}] declares ${count(size)} bytes from ${count(dracoBytes.get(i)!)} bytes of Draco data`);
+      if (size > MAX_DECODE_RATIO * dracoBytes.get(i)! + 1024)
+        refuse(`accessors[${i}] declares ${count(size)} bytes from ${count(dracoBytes.get(i)!)} bytes of Draco data`);
       decodedBytes += size;
     } else if (accessor.bufferView === undefined) {
       // Zero-filled by the reader: no larger than the file itself.
-      if (size > bytes.length) refuse(`accessors[${i}] declares ${count(n)} elements with no data behind them (${count(size)} bytes, the file has ${count(bytes.length)})`);
+      if (size > bytes.length)
+        refuse(
+          `accessors[${i}] declares ${count(n)} elements with no data behind them (${count(size)} bytes, the file has ${count(bytes.length)})`,
+        );
     } else {
       if (!isIndex(accessor.bufferView, bufferViews.length)) refuse(`accessors[${i}] names no buffer view of the file`);
       const view = bufferViews[accessor.bufferView as number];
       const stride = (view.byteStride as number | undefined) ?? element;
       const offset = (accessor.byteOffset as number | undefined) ?? 0;
-      if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(stride) || stride < 1) refuse(`accessors[${i}] has a bad byteOffset or its view a bad byteStride`);
+      if (!Number.isInteger(offset) || offset < 0 || !Number.isInteger(stride) || stride < 1)
+        refuse(`accessors[${i}] has a bad byteOffset or its view a bad byteStride`);
       const needed = offset + stride * (n - 1) + element;
       const have = viewBytes[accessor.bufferView as number];
-      if (needed > have) refuse(`accessors[${i}] declares ${count(n)} elements needing ${count(needed)} bytes, its buffer view holds ${count(have)}`);
+      if (needed > have)
+        refuse(`accessors[${i}] declares ${count(n)} elements needing ${count(needed)} bytes, its buffer view holds ${count(have)}`);
     }
     const sparse = accessor.sparse as Json | undefined;
     if (sparse !== undefined) {
@@ -319,20 +339,24 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
         }
       }
     }
-    const decoded = accessor.bufferView === undefined ? dracoBytes.has(i) : fallback[bufferViews[accessor.bufferView as number].buffer as number];
+    const decoded =
+      accessor.bufferView === undefined ? dracoBytes.has(i) : fallback[bufferViews[accessor.bufferView as number].buffer as number];
     if (!decoded) accessorBytes += size;
     return n;
   });
   // Accessors may share bytes (interleaved views) but never add up to much more than the file; decoded ones,
   // to more than the ratio allows.
-  if (accessorBytes > 2 * bytes.length + (1 << 20)) refuse(`the GLB's accessors add up to ${count(accessorBytes)} bytes, far more than the file's ${count(bytes.length)}`);
-  if (decodedBytes > MAX_DECODE_RATIO * bytes.length) refuse(`the GLB's compressed data decodes to ${count(decodedBytes)} bytes, far more than the file's ${count(bytes.length)}`);
+  if (accessorBytes > 2 * bytes.length + (1 << 20))
+    refuse(`the GLB's accessors add up to ${count(accessorBytes)} bytes, far more than the file's ${count(bytes.length)}`);
+  if (decodedBytes > MAX_DECODE_RATIO * bytes.length)
+    refuse(`the GLB's compressed data decodes to ${count(decodedBytes)} bytes, far more than the file's ${count(bytes.length)}`);
 
   // Meshes and primitives.
   const meshes = arrayOf(root, 'meshes');
   const meshShapes = meshes.map((mesh, m) => {
     const primitives = Array.isArray(mesh.primitives) ? (mesh.primitives as Json[]) : refuse(`meshes[${m}] has no primitives array`);
-    let vertices = 0, triangles = 0;
+    let vertices = 0,
+      triangles = 0;
     for (let p = 0; p < primitives.length; p++) {
       const primitive = primitives[p];
       const attributes = primitive && typeof primitive === 'object' ? (primitive.attributes as Json | undefined) : undefined;
@@ -340,7 +364,8 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
       for (const [name, index] of Object.entries(attributes)) {
         if (!isIndex(index, accessors.length)) refuse(`meshes[${m}].primitives[${p}]'s ${name.slice(0, 40)} names no accessor of the file`);
       }
-      if (primitive.indices !== undefined && !isIndex(primitive.indices, accessors.length)) refuse(`meshes[${m}].primitives[${p}]'s indices name no accessor`);
+      if (primitive.indices !== undefined && !isIndex(primitive.indices, accessors.length))
+        refuse(`meshes[${m}].primitives[${p}]'s indices name no accessor`);
       const position = attributes.POSITION as number | undefined;
       const n = position === undefined ? 0 : accessorCounts[position];
       vertices += n;
@@ -351,7 +376,8 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
     return { primitives: primitives.length, vertices, triangles };
   });
   const filePrimitives = meshShapes.reduce((s, m) => s + m.primitives, 0);
-  if (filePrimitives > limits.maxPrimitives) refuse(`the GLB has ${count(filePrimitives)} primitives, over the limit of ${count(limits.maxPrimitives)}`);
+  if (filePrimitives > limits.maxPrimitives)
+    refuse(`the GLB has ${count(filePrimitives)} primitives, over the limit of ${count(limits.maxPrimitives)}`);
 
   // The node tree: one parent at most, no cycle, bounded depth; worked out without recursion.
   const nodes = arrayOf(root, 'nodes');
@@ -370,11 +396,18 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
   });
   const depthOf = new Int32Array(nodes.length).fill(-1);
   const stack: number[] = [];
-  for (let i = 0; i < nodes.length; i++) if (parent[i] < 0) { depthOf[i] = 0; stack.push(i); }
+  for (let i = 0; i < nodes.length; i++)
+    if (parent[i] < 0) {
+      depthOf[i] = 0;
+      stack.push(i);
+    }
   while (stack.length) {
     const i = stack.pop()!;
     if (depthOf[i] > limits.maxNodeDepth) refuse(`the GLB's node tree is deeper than ${limits.maxNodeDepth} levels`);
-    for (const child of (nodes[i].children as number[] | undefined) ?? []) { depthOf[child] = depthOf[i] + 1; stack.push(child); }
+    for (const child of (nodes[i].children as number[] | undefined) ?? []) {
+      depthOf[child] = depthOf[i] + 1;
+      stack.push(child);
+    }
   }
   const cycle = depthOf.indexOf(-1);
   if (cycle >= 0) refuse(`the GLB's nodes form a parent cycle (nodes[${cycle}] is its own ancestor)`);
@@ -387,7 +420,8 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
   if (sceneIndex === undefined) placed = nodes.map((_, i) => i);
   else {
     const sceneNodes = scenes[sceneIndex as number].nodes ?? [];
-    if (!Array.isArray(sceneNodes) || !sceneNodes.every((n) => isIndex(n, nodes.length))) refuse(`scenes[${sceneIndex}] names a node that is not in the file`);
+    if (!Array.isArray(sceneNodes) || !sceneNodes.every((n) => isIndex(n, nodes.length)))
+      refuse(`scenes[${sceneIndex}] names a node that is not in the file`);
     placed = [];
     const seen = new Uint8Array(nodes.length);
     const walk = [...(sceneNodes as number[])];
@@ -409,16 +443,21 @@ function shapeOf(bytes: Uint8Array, limits: GlbLimits): GlbShape {
     shape.vertices += mesh.vertices;
     shape.triangles += mesh.triangles;
   }
-  if (shape.primitives > limits.maxPrimitives) refuse(`the GLB's scene places ${count(shape.primitives)} primitives, over the limit of ${count(limits.maxPrimitives)}`);
-  if (shape.vertices > limits.maxVertices) refuse(`the GLB's scene places ${count(shape.vertices)} vertices, over the limit of ${count(limits.maxVertices)}`);
-  if (shape.triangles > limits.maxTriangles) refuse(`the GLB's scene places ${count(shape.triangles)} triangles, over the limit of ${count(limits.maxTriangles)}`);
+  if (shape.primitives > limits.maxPrimitives)
+    refuse(`the GLB's scene places ${count(shape.primitives)} primitives, over the limit of ${count(limits.maxPrimitives)}`);
+  if (shape.vertices > limits.maxVertices)
+    refuse(`the GLB's scene places ${count(shape.vertices)} vertices, over the limit of ${count(limits.maxVertices)}`);
+  if (shape.triangles > limits.maxTriangles)
+    refuse(`the GLB's scene places ${count(shape.triangles)} triangles, over the limit of ${count(limits.maxTriangles)}`);
 
   // Images: inside the file, and not too many of them (their pixels are counted when they are decoded).
   const images = arrayOf(root, 'images');
   if (images.length > limits.maxImages) refuse(`the GLB has ${count(images.length)} images, over the limit of ${limits.maxImages}`);
   images.forEach((image, i) => {
-    if (image.uri !== undefined && !isDataUri(image.uri)) refuse(`images[${i}] refers to another file; a GLB read here must carry its own data`);
-    if (image.bufferView !== undefined && !isIndex(image.bufferView, bufferViews.length)) refuse(`images[${i}] names no buffer view of the file`);
+    if (image.uri !== undefined && !isDataUri(image.uri))
+      refuse(`images[${i}] refers to another file; a GLB read here must carry its own data`);
+    if (image.bufferView !== undefined && !isIndex(image.bufferView, bufferViews.length))
+      refuse(`images[${i}] names no buffer view of the file`);
   });
   return shape;
 }

@@ -14,7 +14,17 @@
  * extensions it does not know on write, so the extension is registered here (a property per primitive).
  * Positions are written as the cloud has them (no node transform), in glTF's axes: +Y up, front toward +Z.
  */
-import { Document, Extension, ExtensionProperty, Logger, NodeIO, Primitive, type IProperty, type ReaderContext, type WriterContext } from '@gltf-transform/core';
+import {
+  Document,
+  Extension,
+  ExtensionProperty,
+  Logger,
+  NodeIO,
+  Primitive,
+  type IProperty,
+  type ReaderContext,
+  type WriterContext,
+} from '@gltf-transform/core';
 import { allocateCloud, SH_C0, type GaussianCloud } from '../splat/cloud.js';
 import { srgbToLinear } from './glb.js';
 import { glbBounds, glbContainerViolation } from './glb-limits.js';
@@ -52,7 +62,10 @@ export class GaussianSplatting extends ExtensionProperty<ISplatting> {
 
   protected override getDefaults(): ISplatting {
     return Object.assign(super.getDefaults() as IProperty, {
-      kernel: 'ellipse', colorSpace: 'srgb_rec709_display', projection: 'perspective', sortingMethod: 'cameraDistance',
+      kernel: 'ellipse',
+      colorSpace: 'srgb_rec709_display',
+      projection: 'perspective',
+      sortingMethod: 'cameraDistance',
     });
   }
 
@@ -110,17 +123,28 @@ export async function encodeSplatGlb(cloud: GaussianCloud): Promise<Uint8Array> 
   const n = cloud.count;
   if (n === 0) throw new RangeError('a splat GLB needs at least one Gaussian');
   const c = cloud.columns;
-  const positions = new Float32Array(n * 3), rotations = new Float32Array(n * 4), scales = new Float32Array(n * 3);
-  const opacities = new Float32Array(n), sh0 = new Float32Array(n * 3), colours = new Uint8Array(n * 4);
+  const positions = new Float32Array(n * 3),
+    rotations = new Float32Array(n * 4),
+    scales = new Float32Array(n * 3);
+  const opacities = new Float32Array(n),
+    sh0 = new Float32Array(n * 3),
+    colours = new Uint8Array(n * 4);
   const dc = [c.f_dc_0, c.f_dc_1, c.f_dc_2];
   for (let i = 0; i < n; i++) {
-    positions[i * 3] = c.x[i]; positions[i * 3 + 1] = c.y[i]; positions[i * 3 + 2] = c.z[i];
+    positions[i * 3] = c.x[i];
+    positions[i * 3 + 1] = c.y[i];
+    positions[i * 3 + 2] = c.z[i];
     // PLY keeps w first (rot_0); glTF's quaternions are (x, y, z, w), and the extension wants them unit length.
-    const w = c.rot_0[i], x = c.rot_1[i], y = c.rot_2[i], z = c.rot_3[i];
+    const w = c.rot_0[i],
+      x = c.rot_1[i],
+      y = c.rot_2[i],
+      z = c.rot_3[i];
     const norm = Math.hypot(x, y, z, w);
     if (norm > 0) rotations.set([x / norm, y / norm, z / norm, w / norm], i * 4);
     else rotations.set([0, 0, 0, 1], i * 4);
-    scales[i * 3] = Math.exp(c.scale_0[i]); scales[i * 3 + 1] = Math.exp(c.scale_1[i]); scales[i * 3 + 2] = Math.exp(c.scale_2[i]);
+    scales[i * 3] = Math.exp(c.scale_0[i]);
+    scales[i * 3 + 1] = Math.exp(c.scale_1[i]);
+    scales[i * 3 + 2] = Math.exp(c.scale_2[i]);
     opacities[i] = sigmoid(c.opacity[i]);
     for (let k = 0; k < 3; k++) {
       sh0[i * 3 + k] = dc[k][i];
@@ -134,7 +158,8 @@ export async function encodeSplatGlb(cloud: GaussianCloud): Promise<Uint8Array> 
   doc.setLogger(new Logger(Logger.Verbosity.WARN));
   doc.getRoot().getAsset().generator = 'fast3d';
   const buffer = doc.createBuffer();
-  const accessor = (type: 'VEC3' | 'VEC4' | 'SCALAR', array: Float32Array | Uint8Array) => doc.createAccessor().setType(type).setArray(array).setBuffer(buffer);
+  const accessor = (type: 'VEC3' | 'VEC4' | 'SCALAR', array: Float32Array | Uint8Array) =>
+    doc.createAccessor().setType(type).setArray(array).setBuffer(buffer);
   const extension = doc.createExtension(KHRGaussianSplatting);
   const primitive = doc
     .createPrimitive()
@@ -151,7 +176,8 @@ export async function encodeSplatGlb(cloud: GaussianCloud): Promise<Uint8Array> 
   return new NodeIO().registerExtensions([KHRGaussianSplatting]).writeBinary(doc);
 }
 
-const SEMANTIC_POINTER = /^\/meshes\/\d+\/primitives\/\d+\/attributes\/KHR_gaussian_splatting:(ROTATION|SCALE|OPACITY|SH_DEGREE_[0-3]_COEF_\d)$/;
+const SEMANTIC_POINTER =
+  /^\/meshes\/\d+\/primitives\/\d+\/attributes\/KHR_gaussian_splatting:(ROTATION|SCALE|OPACITY|SH_DEGREE_[0-3]_COEF_\d)$/;
 
 /** An error the validator gives only because it does not know the extension's attribute names. */
 function isExtensionSemantic(code: string, pointer: string | undefined): boolean {
@@ -259,11 +285,20 @@ export async function splatGlbViolation(bytes: Uint8Array, maxBytes: number): Pr
     const first = errors[0];
     return `the Khronos glTF validator reports ${errors.length + unlisted} error(s)${first ? `: ${first.code} at ${first.pointer ?? ''}: ${first.message}` : ''}`;
   }
-  const json = JSON.parse(new TextDecoder().decode(bytes.subarray(20, 20 + new DataView(bytes.buffer, bytes.byteOffset).getUint32(12, true)))) as Json;
+  const json = JSON.parse(
+    new TextDecoder().decode(bytes.subarray(20, 20 + new DataView(bytes.buffer, bytes.byteOffset).getUint32(12, true))),
+  ) as Json;
   const nodes = (json.nodes as Json[] | undefined) ?? [];
-  if (nodes.some((node) => ['matrix', 'translation', 'rotation', 'scale'].some((k) => node[k] !== undefined))) return 'a node of the splat GLB has a transform';
+  if (nodes.some((node) => ['matrix', 'translation', 'rotation', 'scale'].some((k) => node[k] !== undefined)))
+    return 'a node of the splat GLB has a transform';
   const { count, positions, rotations, scales, opacities, sh0 } = splats;
-  for (const [name, column] of [['POSITION', positions], ['SCALE', scales], ['ROTATION', rotations], ['OPACITY', opacities], ['SH_DEGREE_0_COEF_0', sh0]] as const) {
+  for (const [name, column] of [
+    ['POSITION', positions],
+    ['SCALE', scales],
+    ['ROTATION', rotations],
+    ['OPACITY', opacities],
+    ['SH_DEGREE_0_COEF_0', sh0],
+  ] as const) {
     if (!column.every(Number.isFinite)) return `${name} holds a value that is not a finite number`;
   }
   for (let i = 0; i < count; i++) {
@@ -281,13 +316,22 @@ export function decodeSplatGlb(bytes: Uint8Array): GaussianCloud {
   const cloud = allocateCloud(s.count);
   const c = cloud.columns;
   for (let i = 0; i < s.count; i++) {
-    c.x[i] = s.positions[i * 3]; c.y[i] = s.positions[i * 3 + 1]; c.z[i] = s.positions[i * 3 + 2];
-    c.rot_1[i] = s.rotations[i * 4]; c.rot_2[i] = s.rotations[i * 4 + 1]; c.rot_3[i] = s.rotations[i * 4 + 2]; c.rot_0[i] = s.rotations[i * 4 + 3];
+    c.x[i] = s.positions[i * 3];
+    c.y[i] = s.positions[i * 3 + 1];
+    c.z[i] = s.positions[i * 3 + 2];
+    c.rot_1[i] = s.rotations[i * 4];
+    c.rot_2[i] = s.rotations[i * 4 + 1];
+    c.rot_3[i] = s.rotations[i * 4 + 2];
+    c.rot_0[i] = s.rotations[i * 4 + 3];
     // A zero scale (a flat splat) would be -Infinity in a PLY: the smallest log scale a float holds instead.
-    c.scale_0[i] = Math.log(Math.max(1e-30, s.scales[i * 3])); c.scale_1[i] = Math.log(Math.max(1e-30, s.scales[i * 3 + 1])); c.scale_2[i] = Math.log(Math.max(1e-30, s.scales[i * 3 + 2]));
+    c.scale_0[i] = Math.log(Math.max(1e-30, s.scales[i * 3]));
+    c.scale_1[i] = Math.log(Math.max(1e-30, s.scales[i * 3 + 1]));
+    c.scale_2[i] = Math.log(Math.max(1e-30, s.scales[i * 3 + 2]));
     const alpha = Math.min(1 - 1e-6, Math.max(1e-6, s.opacities[i]));
     c.opacity[i] = Math.log(alpha / (1 - alpha));
-    c.f_dc_0[i] = s.sh0[i * 3]; c.f_dc_1[i] = s.sh0[i * 3 + 1]; c.f_dc_2[i] = s.sh0[i * 3 + 2];
+    c.f_dc_0[i] = s.sh0[i * 3];
+    c.f_dc_1[i] = s.sh0[i * 3 + 1];
+    c.f_dc_2[i] = s.sh0[i * 3 + 2];
   }
   return cloud;
 }

@@ -42,9 +42,14 @@ export async function encodeGlbVariant(mesh: TriangleMesh, encoding: GlbEncoding
     );
     // quantize() declares the extension only when it quantizes positions; byte normals need it all the same.
     doc.createExtension(KHRMeshQuantization).setRequired(true);
-    doc.createExtension(EXTMeshoptCompression).setRequired(true).setEncoderOptions({ method: EXTMeshoptCompression.EncoderMethod.QUANTIZE });
+    doc
+      .createExtension(EXTMeshoptCompression)
+      .setRequired(true)
+      .setEncoderOptions({ method: EXTMeshoptCompression.EncoderMethod.QUANTIZE });
   } else if (compression === 'draco') {
-    await doc.transform(draco({ method: 'edgebreaker', quantizePosition: POSITION_BITS, quantizeNormal: 8, quantizeColor: 8, quantizeTexcoord: 12 }));
+    await doc.transform(
+      draco({ method: 'edgebreaker', quantizePosition: POSITION_BITS, quantizeNormal: 8, quantizeColor: 8, quantizeTexcoord: 12 }),
+    );
   }
   return (await writerIO()).writeBinary(doc);
 }

@@ -77,7 +77,12 @@ export async function glbDocument(mesh: TriangleMesh, texture: GlbTextureFormat 
     const webp = texture === 'webp';
     if (webp) doc.createExtension(EXTTextureWebP).setRequired(true);
     const image = webp ? await encodeWebp(mesh.texture) : await encodePng(mesh.texture);
-    material.setBaseColorTexture(doc.createTexture('baseColor').setImage(image).setMimeType(webp ? 'image/webp' : 'image/png'));
+    material.setBaseColorTexture(
+      doc
+        .createTexture('baseColor')
+        .setImage(image)
+        .setMimeType(webp ? 'image/webp' : 'image/png'),
+    );
   }
   primitive.setMaterial(material);
   const node = doc.createNode('fast3d').setMesh(doc.createMesh('fast3d').addPrimitive(primitive));
@@ -219,7 +224,11 @@ function readPart({ primitive, matrix }: PlacedPrimitive): Part | null {
   }
   // A mirroring transform turns the winding around; swap two corners to keep triangles counter-clockwise.
   if (determinant3(matrix) < 0) {
-    for (let t = 0; t < indices.length; t += 3) { const b = indices[t + 1]; indices[t + 1] = indices[t + 2]; indices[t + 2] = b; }
+    for (let t = 0; t < indices.length; t += 3) {
+      const b = indices[t + 1];
+      indices[t + 1] = indices[t + 2];
+      indices[t + 2] = b;
+    }
   }
 
   const material: Material | null = primitive.getMaterial();
@@ -263,11 +272,14 @@ async function decodeTexture(bytes: Uint8Array, limits: GlbLimits): Promise<Rgba
 
 /** Nearest texel of `image` at glTF uv (repeat wrapping), as sRGB r, g, b in [0, 1]. */
 function sample(image: RgbaImage, u: number, v: number, out: number[]): void {
-  const fu = u - Math.floor(u), fv = v - Math.floor(v);
+  const fu = u - Math.floor(u),
+    fv = v - Math.floor(v);
   const x = Math.min(image.width - 1, Math.floor(fu * image.width));
   const y = Math.min(image.height - 1, Math.floor(fv * image.height));
   const i = (y * image.width + x) * 4;
-  out[0] = image.data[i] / 255; out[1] = image.data[i + 1] / 255; out[2] = image.data[i + 2] / 255;
+  out[0] = image.data[i] / 255;
+  out[1] = image.data[i + 1] / 255;
+  out[2] = image.data[i + 2] / 255;
 }
 
 /**
@@ -306,7 +318,8 @@ async function readMesh(bytes: Uint8Array, limits: GlbLimits): Promise<TriangleM
   const triangles = parts.reduce((s, p) => s + p.indices.length, 0);
   const positions = new Float32Array(vertices * 3);
   const indices = new Uint32Array(triangles);
-  let v = 0, t = 0;
+  let v = 0,
+    t = 0;
   for (const part of parts) {
     positions.set(part.positions, v * 3);
     for (let i = 0; i < part.indices.length; i++) indices[t + i] = part.indices[i] + v;
@@ -333,7 +346,10 @@ async function readMesh(bytes: Uint8Array, limits: GlbLimits): Promise<TriangleM
   if (images.size === 1 && partKeys.every((k) => k !== null)) {
     const uvs = new Float32Array(vertices * 2);
     let o = 0;
-    for (const part of parts) { uvs.set(part.uvs!, o); o += part.uvs!.length; }
+    for (const part of parts) {
+      uvs.set(part.uvs!, o);
+      o += part.uvs!.length;
+    }
     return { positions, indices, uvs, texture: await decodeTexture([...images.values()][0], limits) };
   }
   if (parts.every((p) => !p.linear && !p.texture)) return { positions, indices };
@@ -342,7 +358,10 @@ async function readMesh(bytes: Uint8Array, limits: GlbLimits): Promise<TriangleM
   const colours = new Float32Array(vertices * 3);
   const starts: number[] = [];
   let start = 0;
-  for (const part of parts) { starts.push(start); start += part.positions.length; }
+  for (const part of parts) {
+    starts.push(start);
+    start += part.positions.length;
+  }
   const colourPart = (index: number, image: RgbaImage | null) => {
     const part = parts[index];
     const texel = [1, 1, 1];
@@ -356,10 +375,14 @@ async function readMesh(bytes: Uint8Array, limits: GlbLimits): Promise<TriangleM
       }
     }
   };
-  parts.forEach((_, i) => { if (partKeys[i] === null) colourPart(i, null); });
+  parts.forEach((_, i) => {
+    if (partKeys[i] === null) colourPart(i, null);
+  });
   for (const [key, bytes] of images) {
     const image = await decodeTexture(bytes, limits);
-    parts.forEach((_, i) => { if (partKeys[i] === key) colourPart(i, image); });
+    parts.forEach((_, i) => {
+      if (partKeys[i] === key) colourPart(i, image);
+    });
   }
   return { positions, indices, colours };
 }

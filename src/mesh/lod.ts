@@ -26,7 +26,8 @@ export interface LodLevel {
 export function lodsViolation(fractions: unknown): string | null {
   if (!Array.isArray(fractions) || fractions.length === 0) return 'lods must be a list of fractions such as [1, 0.5, 0.25, 0.1]';
   if (fractions.length > MAX_LODS) return `lods may list at most ${MAX_LODS} levels`;
-  if (!fractions.every((f) => typeof f === 'number' && Number.isFinite(f) && f > 0 && f <= 1)) return 'each of lods must be a fraction above 0 and at most 1';
+  if (!fractions.every((f) => typeof f === 'number' && Number.isFinite(f) && f > 0 && f <= 1))
+    return 'each of lods must be a fraction above 0 and at most 1';
   if (fractions[0] !== 1) return 'lods must start with 1 (the top level itself)';
   for (let i = 1; i < fractions.length; i++) {
     if (!(fractions[i] < fractions[i - 1])) return 'lods must be strictly decreasing, such as [1, 0.5, 0.25, 0.1]';

@@ -55,7 +55,9 @@ export function rotateMesh(mesh: TriangleMesh, r: Matrix3): void {
 
 function rotateColumn(p: Float32Array, r: Matrix3): void {
   for (let i = 0; i < p.length; i += 3) {
-    const x = p[i], y = p[i + 1], z = p[i + 2];
+    const x = p[i],
+      y = p[i + 1],
+      z = p[i + 2];
     p[i] = r[0] * x + r[1] * y + r[2] * z;
     p[i + 1] = r[3] * x + r[4] * y + r[5] * z;
     p[i + 2] = r[6] * x + r[7] * y + r[8] * z;
@@ -115,16 +117,32 @@ export function vertexNormals(mesh: TriangleMesh): Float32Array {
   const { positions: p, indices } = mesh;
   const normals = new Float32Array(p.length);
   for (let t = 0; t < indices.length; t += 3) {
-    const a = indices[t] * 3, b = indices[t + 1] * 3, c = indices[t + 2] * 3;
-    const ux = p[b] - p[a], uy = p[b + 1] - p[a + 1], uz = p[b + 2] - p[a + 2];
-    const vx = p[c] - p[a], vy = p[c + 1] - p[a + 1], vz = p[c + 2] - p[a + 2];
+    const a = indices[t] * 3,
+      b = indices[t + 1] * 3,
+      c = indices[t + 2] * 3;
+    const ux = p[b] - p[a],
+      uy = p[b + 1] - p[a + 1],
+      uz = p[b + 2] - p[a + 2];
+    const vx = p[c] - p[a],
+      vy = p[c + 1] - p[a + 1],
+      vz = p[c + 2] - p[a + 2];
     // The cross product's length is twice the area: summing it weights each face by its area.
-    const nx = uy * vz - uz * vy, ny = uz * vx - ux * vz, nz = ux * vy - uy * vx;
-    for (const i of [a, b, c]) { normals[i] += nx; normals[i + 1] += ny; normals[i + 2] += nz; }
+    const nx = uy * vz - uz * vy,
+      ny = uz * vx - ux * vz,
+      nz = ux * vy - uy * vx;
+    for (const i of [a, b, c]) {
+      normals[i] += nx;
+      normals[i + 1] += ny;
+      normals[i + 2] += nz;
+    }
   }
   for (let i = 0; i < normals.length; i += 3) {
     const l = Math.hypot(normals[i], normals[i + 1], normals[i + 2]);
-    if (l > 0) { normals[i] /= l; normals[i + 1] /= l; normals[i + 2] /= l; }
+    if (l > 0) {
+      normals[i] /= l;
+      normals[i + 1] /= l;
+      normals[i + 2] /= l;
+    }
   }
   return normals;
 }

@@ -12,7 +12,6 @@ import { accessorFloats, placedPrimitives, readGlbDocument } from './glb.js';
 import { DEFAULT_GLB_LIMITS, glbBounds, type GlbLimits } from './glb-limits.js';
 import type { MeshBounds } from './mesh.js';
 
-
 /** Where a request asked the mesh to sit: its largest side in metres, and its origin (centre or bottom centre). */
 export interface MeshPlacement {
   sizeM: number;
@@ -94,7 +93,16 @@ function quote(m: ValidationMessage): string {
 /** Everything `fast3d check` prints about a GLB, and every rule it breaks. */
 export async function inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<GlbInspection> {
   const result: GlbInspection = {
-    validator: null, meshes: 0, primitives: 0, triangles: 0, vertices: 0, bounds: null, area: 0, winding: null, violations: [], fault: null,
+    validator: null,
+    meshes: 0,
+    primitives: 0,
+    triangles: 0,
+    vertices: 0,
+    bounds: null,
+    area: 0,
+    winding: null,
+    violations: [],
+    fault: null,
   };
   const fault = (reason: string): GlbInspection => {
     result.violations.push(reason);
@@ -116,7 +124,10 @@ export async function inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<Gl
   const { issues } = report;
   result.validator = { errors: issues.numErrors, warnings: issues.numWarnings, infos: issues.numInfos, messages: issues.messages };
   if (issues.numErrors > 0) {
-    const first = issues.messages.filter((m) => m.severity === 0).slice(0, 2).map(quote);
+    const first = issues.messages
+      .filter((m) => m.severity === 0)
+      .slice(0, 2)
+      .map(quote);
     return fault(`the Khronos glTF validator reports ${issues.numErrors} error${issues.numErrors === 1 ? '' : 's'}: ${first.join('; ')}`);
   }
 
@@ -160,9 +171,10 @@ export async function inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<Gl
 
   const v = result.violations;
   const finite = [...min, ...max].every(Number.isFinite);
-  if (result.meshes > 0 && placed.length === 0) fault('the GLB\'s scene places no node with a mesh');
-  else if (result.meshes > 0 && result.triangles === 0) fault('the GLB has no triangles (no TRIANGLES primitive with three or more vertices)');
-  else if (result.triangles > 0 && !finite) fault('the GLB\'s vertices are not all finite numbers');
+  if (result.meshes > 0 && placed.length === 0) fault("the GLB's scene places no node with a mesh");
+  else if (result.meshes > 0 && result.triangles === 0)
+    fault('the GLB has no triangles (no TRIANGLES primitive with three or more vertices)');
+  else if (result.triangles > 0 && !finite) fault("the GLB's vertices are not all finite numbers");
   else if (result.triangles > 0 && !(result.area > 0)) fault(`the GLB's ${result.triangles} triangles have no area: it is no surface`);
   if (result.meshes !== 1) v.push(`the GLB has ${result.meshes} meshes; the mesh competition wants exactly one`);
   else if (result.primitives > 1) {
@@ -171,7 +183,8 @@ export async function inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<Gl
         'and wants exactly one',
     );
   }
-  if (transformed) v.push('the node holding the mesh has a transform; the judge reads the raw vertices and ignores it, so the mesh must have none');
+  if (transformed)
+    v.push('the node holding the mesh has a transform; the judge reads the raw vertices and ignores it, so the mesh must have none');
   if (result.bounds && finite) {
     const placement = rules.placement;
     const side = placement ? placement.sizeM : rules.extent;
@@ -198,7 +211,8 @@ export async function inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<Gl
     }
     if (placement) {
       const largest = Math.max(max[0] - min[0], max[1] - min[1], max[2] - min[2]);
-      if (Math.abs(largest - side) > SIZE_TOLERANCE * side) v.push(`the mesh's largest side is ${fmt(largest)} m, not the ${fmt(side)} m asked for`);
+      if (Math.abs(largest - side) > SIZE_TOLERANCE * side)
+        v.push(`the mesh's largest side is ${fmt(largest)} m, not the ${fmt(side)} m asked for`);
     }
   }
   if (result.triangles > 0 && finite && result.area > 0) {
@@ -228,33 +242,64 @@ function winding(
   max: number[],
 ): { volume: number; outwardShare: number } {
   const o = [0, 1, 2].map((a) => (min[a] + max[a]) / 2);
-  let six = 0, area = 0;
+  let six = 0,
+    area = 0;
   const centroid = [0, 0, 0];
-  const each = (visit: (ax: number, ay: number, az: number, bx: number, by: number, bz: number, cx: number, cy: number, cz: number) => void) => {
+  const each = (
+    visit: (ax: number, ay: number, az: number, bx: number, by: number, bz: number, cx: number, cy: number, cz: number) => void,
+  ) => {
     for (const { positions: p, indices, corners } of surfaces) {
       for (let t = 0; t < corners; t += 3) {
-        const a = (indices ? indices[t] : t) * 3, b = (indices ? indices[t + 1] : t + 1) * 3, c = (indices ? indices[t + 2] : t + 2) * 3;
-        visit(p[a] - o[0], p[a + 1] - o[1], p[a + 2] - o[2], p[b] - o[0], p[b + 1] - o[1], p[b + 2] - o[2], p[c] - o[0], p[c + 1] - o[1], p[c + 2] - o[2]);
+        const a = (indices ? indices[t] : t) * 3,
+          b = (indices ? indices[t + 1] : t + 1) * 3,
+          c = (indices ? indices[t + 2] : t + 2) * 3;
+        visit(
+          p[a] - o[0],
+          p[a + 1] - o[1],
+          p[a + 2] - o[2],
+          p[b] - o[0],
+          p[b + 1] - o[1],
+          p[b + 2] - o[2],
+          p[c] - o[0],
+          p[c + 1] - o[1],
+          p[c + 2] - o[2],
+        );
       }
     }
   };
   each((ax, ay, az, bx, by, bz, cx, cy, cz) => {
     // a . (b x c) is six times the signed volume of the tetrahedron (o, a, b, c).
     six += ax * (by * cz - bz * cy) + ay * (bz * cx - bx * cz) + az * (bx * cy - by * cx);
-    const ux = bx - ax, uy = by - ay, uz = bz - az, vx = cx - ax, vy = cy - ay, vz = cz - az;
+    const ux = bx - ax,
+      uy = by - ay,
+      uz = bz - az,
+      vx = cx - ax,
+      vy = cy - ay,
+      vz = cz - az;
     const l = Math.hypot(uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx);
     if (!(l > 0)) return;
     area += l;
-    centroid[0] += l * (ax + bx + cx); centroid[1] += l * (ay + by + cy); centroid[2] += l * (az + bz + cz);
+    centroid[0] += l * (ax + bx + cx);
+    centroid[1] += l * (ay + by + cy);
+    centroid[2] += l * (az + bz + cz);
   });
   for (let a = 0; a < 3; a++) centroid[a] /= 3 * area;
   let outward = 0;
   each((ax, ay, az, bx, by, bz, cx, cy, cz) => {
-    const ux = bx - ax, uy = by - ay, uz = bz - az, vx = cx - ax, vy = cy - ay, vz = cz - az;
-    const nx = uy * vz - uz * vy, ny = uz * vx - ux * vz, nz = ux * vy - uy * vx;
+    const ux = bx - ax,
+      uy = by - ay,
+      uz = bz - az,
+      vx = cx - ax,
+      vy = cy - ay,
+      vz = cz - az;
+    const nx = uy * vz - uz * vy,
+      ny = uz * vx - ux * vz,
+      nz = ux * vy - uy * vx;
     const l = Math.hypot(nx, ny, nz);
     if (!(l > 0)) return;
-    const dx = (ax + bx + cx) / 3 - centroid[0], dy = (ay + by + cy) / 3 - centroid[1], dz = (az + bz + cz) / 3 - centroid[2];
+    const dx = (ax + bx + cx) / 3 - centroid[0],
+      dy = (ay + by + cy) / 3 - centroid[1],
+      dz = (az + bz + cz) / 3 - centroid[2];
     if (nx * dx + ny * dy + nz * dz > 0) outward += l;
   });
   return { volume: six / 6, outwardShare: area > 0 ? outward / area : 0 };
@@ -264,10 +309,18 @@ function winding(
 function triangleArea(p: Float32Array, indices: ArrayLike<number> | null, corners: number): number {
   let twice = 0;
   for (let t = 0; t < corners; t += 3) {
-    const a = (indices ? indices[t] : t) * 3, b = (indices ? indices[t + 1] : t + 1) * 3, c = (indices ? indices[t + 2] : t + 2) * 3;
-    const ux = p[b] - p[a], uy = p[b + 1] - p[a + 1], uz = p[b + 2] - p[a + 2];
-    const vx = p[c] - p[a], vy = p[c + 1] - p[a + 1], vz = p[c + 2] - p[a + 2];
-    const nx = uy * vz - uz * vy, ny = uz * vx - ux * vz, nz = ux * vy - uy * vx;
+    const a = (indices ? indices[t] : t) * 3,
+      b = (indices ? indices[t + 1] : t + 1) * 3,
+      c = (indices ? indices[t + 2] : t + 2) * 3;
+    const ux = p[b] - p[a],
+      uy = p[b + 1] - p[a + 1],
+      uz = p[b + 2] - p[a + 2];
+    const vx = p[c] - p[a],
+      vy = p[c + 1] - p[a + 1],
+      vz = p[c + 2] - p[a + 2];
+    const nx = uy * vz - uz * vy,
+      ny = uz * vx - ux * vz,
+      nz = ux * vy - uy * vx;
     const l = Math.sqrt(nx * nx + ny * ny + nz * nz);
     if (!Number.isNaN(l)) twice += l;
   }

@@ -24,7 +24,8 @@ export interface SimplifyResult {
  * its vertices compacted to those the triangles use. A mesh already at or below the target comes back as it is.
  */
 export async function simplifyMesh(mesh: TriangleMesh, targetTriangles: number): Promise<SimplifyResult> {
-  if (!Number.isInteger(targetTriangles) || targetTriangles < 1) throw new RangeError(`a target of ${targetTriangles} triangles is no positive integer`);
+  if (!Number.isInteger(targetTriangles) || targetTriangles < 1)
+    throw new RangeError(`a target of ${targetTriangles} triangles is no positive integer`);
   if (triangleCount(mesh) <= targetTriangles) return { mesh, triangles: triangleCount(mesh), error: 0 };
   await MeshoptSimplifier.ready;
   const n = vertexCount(mesh);
@@ -37,13 +38,27 @@ export async function simplifyMesh(mesh: TriangleMesh, targetTriangles: number):
     const attributes = new Float32Array(n * widths);
     const weights: number[] = [];
     let offset = 0;
-    for (const [column, width, weight] of [[mesh.colours, 3, COLOUR_WEIGHT], [mesh.uvs, 2, UV_WEIGHT]] as const) {
+    for (const [column, width, weight] of [
+      [mesh.colours, 3, COLOUR_WEIGHT],
+      [mesh.uvs, 2, UV_WEIGHT],
+    ] as const) {
       if (!column) continue;
       for (let v = 0; v < n; v++) for (let c = 0; c < width; c++) attributes[v * widths + offset + c] = column[v * width + c];
       for (let c = 0; c < width; c++) weights.push(weight);
       offset += width;
     }
-    [indices, error] = MeshoptSimplifier.simplifyWithAttributes(mesh.indices, mesh.positions, 3, attributes, widths, weights, null, targetTriangles * 3, 1, []);
+    [indices, error] = MeshoptSimplifier.simplifyWithAttributes(
+      mesh.indices,
+      mesh.positions,
+      3,
+      attributes,
+      widths,
+      weights,
+      null,
+      targetTriangles * 3,
+      1,
+      [],
+    );
   }
   const simplified = withoutUnusedVertices({ ...mesh, indices });
   return { mesh: simplified, triangles: triangleCount(simplified), error };

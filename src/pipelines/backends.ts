@@ -103,17 +103,18 @@ function createImageTo3d(config: Config, deps: StageDeps): ImageTo3d {
 }
 
 function models(deps: StageDeps): ModelStore {
-  if (!deps.models) throw new Error('model backends need the model files: build stages with compose.ts\'s defaultStageDeps(config)');
+  if (!deps.models) throw new Error("model backends need the model files: build stages with compose.ts's defaultStageDeps(config)");
   return deps.models;
 }
 
 function modelRunner(deps: StageDeps): ModelRunner {
-  if (!deps.modelRunner) throw new Error('model backends need a model runner: build stages with compose.ts\'s defaultStageDeps(config)');
+  if (!deps.modelRunner) throw new Error("model backends need a model runner: build stages with compose.ts's defaultStageDeps(config)");
   return deps.modelRunner;
 }
 
 function gpuWorker(deps: StageDeps, section: GpuWorkerSection): GpuWorker {
-  if (!deps.gpuWorker) throw new Error('gpu-worker backends need a GPU worker client: build stages with compose.ts\'s defaultStageDeps(config)');
+  if (!deps.gpuWorker)
+    throw new Error("gpu-worker backends need a GPU worker client: build stages with compose.ts's defaultStageDeps(config)");
   return deps.gpuWorker(section);
 }
 
@@ -127,7 +128,9 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
       });
     case 'clip': {
       if (!deps.renderViews) {
-        throw new Error('validate.checks lists "clip", but no view renderer was given to createStages (it scores rendered views of the asset)');
+        throw new Error(
+          'validate.checks lists "clip", but no view renderer was given to createStages (it scores rendered views of the asset)',
+        );
       }
       const clip = config.validate.clip;
       const store = models(deps);
@@ -135,22 +138,25 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
       const aestheticPath = clip.min_aesthetic > 0 ? store.resolve(clip.aesthetic_weights) : null;
       const paths = clipFolderFiles(clip.dtype).map((f) => `${modelDir}/${f}`);
       if (aestheticPath) paths.push(aestheticPath);
-      return new ClipValidator({
-        modelDir,
-        files: store.files(paths),
-        aestheticPath,
-        dtype: clip.dtype,
-        device: clip.device,
-        lockModelsOnGpu: clip.device === 'cuda',
-        views: clip.views,
-        viewSize: clip.view_size,
-        minSimilarity: clip.min_similarity,
-        minGeomeanCosine: clip.min_geomean_cosine,
-        minImageSimilarity: clip.min_image_similarity,
-        minAesthetic: clip.min_aesthetic,
-        textCache: clip.text_cache,
-        runner: modelRunner(deps),
-      }, deps.renderViews);
+      return new ClipValidator(
+        {
+          modelDir,
+          files: store.files(paths),
+          aestheticPath,
+          dtype: clip.dtype,
+          device: clip.device,
+          lockModelsOnGpu: clip.device === 'cuda',
+          views: clip.views,
+          viewSize: clip.view_size,
+          minSimilarity: clip.min_similarity,
+          minGeomeanCosine: clip.min_geomean_cosine,
+          minImageSimilarity: clip.min_image_similarity,
+          minAesthetic: clip.min_aesthetic,
+          textCache: clip.text_cache,
+          runner: modelRunner(deps),
+        },
+        deps.renderViews,
+      );
     }
     case 'validator-service': {
       const service = config.validate.validator_service;

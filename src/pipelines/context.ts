@@ -15,9 +15,7 @@ export type StageName = (typeof STAGE_NAMES)[number];
 export type JobSettings = Readonly<Pick<Config, 'pipeline' | 'text_to_image' | 'matting' | 'image_to_3d' | 'validate' | 'render'>>;
 
 /** What a stage may show before the job ends: the text-to-image picture, the matte, the raw cloud. */
-export type Intermediate =
-  | { name: 'image' | 'matte'; image: RgbaImage }
-  | { name: 'cloud'; cloud: GaussianCloud };
+export type Intermediate = { name: 'image' | 'matte'; image: RgbaImage } | { name: 'cloud'; cloud: GaussianCloud };
 
 /** Where a job's progress goes (the job registry, in the service). Calls must be cheap and never throw. */
 export interface ProgressSink {
@@ -65,7 +63,10 @@ export function countingGpu(run: GpuRunner): { gpu: GpuRunner; gpuMs(): number }
 const direct: GpuRunner = (work) => work();
 
 /** A context for stage calls outside any job: GPU work runs directly, progress goes nowhere. */
-export function standaloneContext(settings: JobSettings, init: { id?: string; signal?: AbortSignal; gpu?: GpuRunner; progress?: ProgressSink } = {}): JobContext {
+export function standaloneContext(
+  settings: JobSettings,
+  init: { id?: string; signal?: AbortSignal; gpu?: GpuRunner; progress?: ProgressSink } = {},
+): JobContext {
   const counted = countingGpu(init.gpu ?? direct);
   return {
     id: init.id ?? 'standalone',

@@ -8,7 +8,10 @@ export class BusyError extends Error {
   override name = 'BusyError';
 
   /** @param retryAfterS seconds after which a retry is likely to be admitted, when known. */
-  constructor(message: string, readonly retryAfterS?: number) {
+  constructor(
+    message: string,
+    readonly retryAfterS?: number,
+  ) {
     super(message);
   }
 }

@@ -25,7 +25,8 @@ export class Pipeline {
   /** Whether a job may ask for a mesh now: its image-to-3d backend makes one beside the cloud; if not, why. */
   meshReadiness(): Readiness {
     const backend = this.stages.imageTo3d;
-    if (typeof backend.generateWithMesh !== 'function') return { ready: false, detail: `image-to-3d backend "${backend.name}" makes no meshes` };
+    if (typeof backend.generateWithMesh !== 'function')
+      return { ready: false, detail: `image-to-3d backend "${backend.name}" makes no meshes` };
     return backend.meshReadiness?.() ?? { ready: true };
   }
 
@@ -55,14 +56,20 @@ export class Pipeline {
       let framed: RgbaImage | null;
       if (job.task.kind === 'text') {
         const prompt = job.task.prompt;
-        const image = await time('text_to_image', () => this.onBackend(stages.textToImage, ctx, () => stages.textToImage.generate(prompt, seed, ctx)));
+        const image = await time('text_to_image', () =>
+          this.onBackend(stages.textToImage, ctx, () => stages.textToImage.generate(prompt, seed, ctx)),
+        );
         progress.intermediate({ name: 'image', image }, attempt);
         signal.throwIfAborted();
-        framed = await time('matting', () => this.onBackend(stages.matting, ctx, () => stages.matting.matte({ image, fromUser: false }, ctx)));
+        framed = await time('matting', () =>
+          this.onBackend(stages.matting, ctx, () => stages.matting.matte({ image, fromUser: false }, ctx)),
+        );
       } else {
         const image = job.task.image;
         if (userMatte === undefined) {
-          userMatte = await time('matting', () => this.onBackend(stages.matting, ctx, () => stages.matting.matte({ image, fromUser: true }, ctx)));
+          userMatte = await time('matting', () =>
+            this.onBackend(stages.matting, ctx, () => stages.matting.matte({ image, fromUser: true }, ctx)),
+          );
         }
         framed = userMatte;
       }
@@ -80,7 +87,10 @@ export class Pipeline {
       const raw = shape.cloud;
       progress.intermediate({ name: 'cloud', cloud: raw }, attempt);
       const made = raw.count;
-      const { cloud, mesh } = await time('normalise', async () => ({ cloud: await normalise(raw, extent, budget), mesh: shape.mesh && fitMesh(shape.mesh, meshExtent) }));
+      const { cloud, mesh } = await time('normalise', async () => ({
+        cloud: await normalise(raw, extent, budget),
+        mesh: shape.mesh && fitMesh(shape.mesh, meshExtent),
+      }));
       record.gaussians = cloud.count;
       if (made > cloud.count) record.dropped = made - cloud.count;
       if (job.mesh && !mesh?.indices.length) {
@@ -108,7 +118,12 @@ export class Pipeline {
   }
 
   /** The cloud, and for a mesh job the mesh made with it in the same run. */
-  private async imageTo3d(job: Job, image: RgbaImage, seed: number, ctx: JobContext): Promise<{ cloud: GaussianCloud; mesh?: TriangleMesh }> {
+  private async imageTo3d(
+    job: Job,
+    image: RgbaImage,
+    seed: number,
+    ctx: JobContext,
+  ): Promise<{ cloud: GaussianCloud; mesh?: TriangleMesh }> {
     const backend = this.stages.imageTo3d;
     if (job.mesh && backend.generateWithMesh) return backend.generateWithMesh(image, seed, ctx);
     return { cloud: await backend.generate(image, seed, ctx) };

@@ -7,7 +7,7 @@ import type { Matrix3 } from '../splat/frame.js';
 
 export type Task =
   | { kind: 'text'; prompt: string }
-  | { kind: 'image'; image: RgbaImage; /** Digest of the image bytes as received (cache keys, logs). */ digest: string };
+  | { kind: 'image'; image: RgbaImage /** Digest of the image bytes as received (cache keys, logs). */; digest: string };
 
 /**
  * How the finished asset leaves, decided by the contract the client speaks. The legacy miner wants the
@@ -79,5 +79,11 @@ export type Outcome =
    * `cloud` is in the canonical frame, the validator's (+Y up, front toward +Z), normalised. The delivery's
    * rotation and the encoding into a format happen once, on the way out (runtime/answer.ts).
    */
-  | { kind: 'asset'; cloud: GaussianCloud; /** A mesh job's mesh, canonical frame, fitted to mesh.extent. */ mesh?: TriangleMesh; seed: number; report: Report }
+  | {
+      kind: 'asset';
+      cloud: GaussianCloud /** A mesh job's mesh, canonical frame, fitted to mesh.extent. */;
+      mesh?: TriangleMesh;
+      seed: number;
+      report: Report;
+    }
   | { kind: 'declined'; reason: string; report: Report };

@@ -30,7 +30,11 @@ export interface ModelCallOptions {
 
 /** A loaded model, wherever it runs. */
 export interface RunningModel<K extends ModelKind> {
-  call<M extends keyof ModelCalls<K> & string>(method: M, args: Args<ModelCalls<K>[M]>, options?: ModelCallOptions): Promise<Result<ModelCalls<K>[M]>>;
+  call<M extends keyof ModelCalls<K> & string>(
+    method: M,
+    args: Args<ModelCalls<K>[M]>,
+    options?: ModelCallOptions,
+  ): Promise<Result<ModelCalls<K>[M]>>;
   release(): Promise<void>;
 }
 

@@ -11,7 +11,10 @@ import { settingsFingerprint } from './settings.js';
 export class UnknownPresetError extends Error {
   override name = 'UnknownPresetError';
 
-  constructor(readonly preset: string, readonly known: readonly string[]) {
+  constructor(
+    readonly preset: string,
+    readonly known: readonly string[],
+  ) {
     super(`unknown preset "${preset.slice(0, 60)}"; known presets: ${known.join(', ')}`);
   }
 }
@@ -35,10 +38,19 @@ export class Presets {
   private readonly resolved = new Map<string, ResolvedPreset>();
 
   /** @param presets name -> settings, in the order they are listed; `defaultName` must be one of them. */
-  constructor(presets: Record<string, PresetInit>, readonly defaultName: string) {
+  constructor(
+    presets: Record<string, PresetInit>,
+    readonly defaultName: string,
+  ) {
     for (const [name, init] of Object.entries(presets)) {
       const settings = init.settings;
-      this.resolved.set(name, { name, description: init.description ?? '', settings, fingerprint: settingsFingerprint(settings), values: knobValues(settings) });
+      this.resolved.set(name, {
+        name,
+        description: init.description ?? '',
+        settings,
+        fingerprint: settingsFingerprint(settings),
+        values: knobValues(settings),
+      });
     }
     if (!this.resolved.has(defaultName)) throw new UnknownPresetError(defaultName, this.names());
   }

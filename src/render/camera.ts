@@ -49,8 +49,14 @@ export interface JacobianLimits {
 
 export function jacobianLimits(cam: Camera): JacobianLimits {
   const { fx, fy, cx, cy, width, height } = cam;
-  const tanX = (0.5 * width) / fx, tanY = (0.5 * height) / fy;
-  return { xPos: (width - cx) / fx + 0.3 * tanX, xNeg: cx / fx + 0.3 * tanX, yPos: (height - cy) / fy + 0.3 * tanY, yNeg: cy / fy + 0.3 * tanY };
+  const tanX = (0.5 * width) / fx,
+    tanY = (0.5 * height) / fy;
+  return {
+    xPos: (width - cx) / fx + 0.3 * tanX,
+    xNeg: cx / fx + 0.3 * tanX,
+    yPos: (height - cy) / fy + 0.3 * tanY,
+    yNeg: cy / fy + 0.3 * tanY,
+  };
 }
 
 export { VALIDATOR_ELEVATION, VALIDATOR_FOV, VALIDATOR_RADIUS };
@@ -67,11 +73,25 @@ export function orbitCamera(view: OrbitView, lens: Lens): Camera {
   const pz = r * Math.cos(el) * Math.cos(az);
   // back = unit vector from the target to the camera; right = up x back; up' = back x right.
   const bl = Math.hypot(px, py, pz) || 1;
-  const bx = px / bl, by = py / bl, bz = pz / bl;
-  let rx = bz, ry = 0, rz = -bx; // (0,1,0) x back
+  const bx = px / bl,
+    by = py / bl,
+    bz = pz / bl;
+  let rx = bz,
+    ry = 0,
+    rz = -bx; // (0,1,0) x back
   const rl = Math.hypot(rx, ry, rz);
-  if (rl < 1e-12) { rx = 1; ry = 0; rz = 0; } else { rx /= rl; ry /= rl; rz /= rl; }
-  const ux = by * rz - bz * ry, uy = bz * rx - bx * rz, uz = bx * ry - by * rx;
+  if (rl < 1e-12) {
+    rx = 1;
+    ry = 0;
+    rz = 0;
+  } else {
+    rx /= rl;
+    ry /= rl;
+    rz /= rl;
+  }
+  const ux = by * rz - bz * ry,
+    uy = bz * rx - bx * rz,
+    uz = bx * ry - by * rx;
   // Camera axes in world space: x = right, y = -up' (image rows grow downwards), z = -back (toward the target).
   const rot = [rx, ry, rz, -ux, -uy, -uz, -bx, -by, -bz];
   const t = [
@@ -103,9 +123,7 @@ export function linspace(start: number, stop: number, count: number): number[] {
 /** The validator's orbit: `count` azimuths from linspace(0, 360, count), at its elevation, radius and field of view. */
 export function validatorCameras(count: number, size = VALIDATOR_SIZE): Camera[] {
   const lens = { width: size, height: size, fov: VALIDATOR_FOV };
-  return linspace(0, 360, count).map((azimuth) =>
-    orbitCamera({ azimuth, elevation: VALIDATOR_ELEVATION, radius: VALIDATOR_RADIUS }, lens),
-  );
+  return linspace(0, 360, count).map((azimuth) => orbitCamera({ azimuth, elevation: VALIDATOR_ELEVATION, radius: VALIDATOR_RADIUS }, lens));
 }
 
 export interface TurntablePath {
@@ -124,7 +142,10 @@ export function turntableCameras(path: TurntablePath, width: number, height: num
   const { frames, elevations, turns } = path;
   return Array.from({ length: frames }, (_, i) => {
     const s = frames > 1 ? i / frames : 0;
-    return orbitCamera({ azimuth: 360 * turns * s, elevation: elevationAt(elevations, frames > 1 ? i / (frames - 1) : 0), radius: path.radius }, lens);
+    return orbitCamera(
+      { azimuth: 360 * turns * s, elevation: elevationAt(elevations, frames > 1 ? i / (frames - 1) : 0), radius: path.radius },
+      lens,
+    );
   });
 }
 

@@ -16,12 +16,29 @@ import type { Rgb } from './rasterize.js';
 import { isPreparedMesh, prepareMesh, type PreparedMesh } from './triangles.js';
 import { encodeMp4 } from './video.js';
 
-export { linspace, orbitCamera, turntableCameras, validatorCameras, VALIDATOR_ELEVATION, VALIDATOR_FOV, VALIDATOR_RADIUS, VALIDATOR_SIZE } from './camera.js';
+export {
+  linspace,
+  orbitCamera,
+  turntableCameras,
+  validatorCameras,
+  VALIDATOR_ELEVATION,
+  VALIDATOR_FOV,
+  VALIDATOR_RADIUS,
+  VALIDATOR_SIZE,
+} from './camera.js';
 export type { Camera, Lens, OrbitView, TurntablePath } from './camera.js';
 export { prepareCloud, type PreparedCloud } from './prepare.js';
 export { Rasterizer, type RasterOptions, type Rgb } from './rasterize.js';
 export { RenderPool, RenderAbortedError, type Scene } from './pool.js';
-export { AMBIENT, isPreparedMesh, MeshRasterizer, prepareMesh, type MeshNormalisation, type MeshRasterOptions, type PreparedMesh } from './triangles.js';
+export {
+  AMBIENT,
+  isPreparedMesh,
+  MeshRasterizer,
+  prepareMesh,
+  type MeshNormalisation,
+  type MeshRasterOptions,
+  type PreparedMesh,
+} from './triangles.js';
 export { encodeMp4, ffmpegPath, VideoEncodeError, type VideoOptions } from './video.js';
 
 export const WHITE: Rgb = [1, 1, 1];
@@ -49,7 +66,12 @@ export type Renderable = GaussianCloud | PreparedCloud | TriangleMesh | Prepared
  * The views the validator scores, of a cloud or a mesh: its normalisation and orbit (`count` azimuths from
  * linspace(0, 360, count)), `size` pixels square, white background; opaque RGBA.
  */
-export function renderValidatorViews(subject: GaussianCloud | TriangleMesh, views: { count: number; size: number }, pool: RenderPool, signal?: AbortSignal): Promise<RgbaImage[]> {
+export function renderValidatorViews(
+  subject: GaussianCloud | TriangleMesh,
+  views: { count: number; size: number },
+  pool: RenderPool,
+  signal?: AbortSignal,
+): Promise<RgbaImage[]> {
   return renderViews(subject, validatorCameras(views.count, views.size), { pool }, signal);
 }
 
@@ -61,7 +83,12 @@ export interface ViewsOptions {
 }
 
 /** Renders any cameras (single views, grids) of a cloud or a mesh as opaque RGBA images. */
-export async function renderViews(subject: Renderable, cameras: readonly Camera[], options: ViewsOptions, signal?: AbortSignal): Promise<RgbaImage[]> {
+export async function renderViews(
+  subject: Renderable,
+  cameras: readonly Camera[],
+  options: ViewsOptions,
+  signal?: AbortSignal,
+): Promise<RgbaImage[]> {
   const prepared = sceneOf(subject, options.extent === undefined ? VALIDATOR_EXTENT : options.extent);
   const frames = await options.pool.renderAll(prepared, cameras, { background: options.background ?? WHITE, channels: 4 }, signal);
   return frames.map((pixels, i) => toRgba(pixels, cameras[i]));
@@ -108,11 +135,22 @@ export function turntableFrameCount(settings: Pick<TurntableSettings, 'fps' | 's
  * Renders the turntable of a cloud or a mesh and streams it into an MP4 at `outPath` (written atomically).
  * Returns the frame count.
  */
-export async function renderTurntable(cloud: Renderable, outPath: string, options: TurntableOptions, signal?: AbortSignal): Promise<number> {
+export async function renderTurntable(
+  cloud: Renderable,
+  outPath: string,
+  options: TurntableOptions,
+  signal?: AbortSignal,
+): Promise<number> {
   const size = Math.max(2, options.size - (options.size % 2));
   const prepared = sceneOf(cloud, options.extent);
   const cameras = turntableCameras(
-    { frames: turntableFrameCount(options), elevations: options.elevations, turns: options.turns, radius: options.radius, fov: options.fov },
+    {
+      frames: turntableFrameCount(options),
+      elevations: options.elevations,
+      turns: options.turns,
+      radius: options.radius,
+      fov: options.fov,
+    },
     size,
     size,
   );
@@ -121,7 +159,11 @@ export async function renderTurntable(cloud: Renderable, outPath: string, option
 }
 
 /** The turntable as MP4 bytes (encoded to a temporary file first; the bytes exist only once it is complete). */
-export async function turntableMp4(cloud: GaussianCloud | TriangleMesh, options: TurntableOptions, signal?: AbortSignal): Promise<Uint8Array> {
+export async function turntableMp4(
+  cloud: GaussianCloud | TriangleMesh,
+  options: TurntableOptions,
+  signal?: AbortSignal,
+): Promise<Uint8Array> {
   const dir = await mkdtemp(join(tmpdir(), 'fast3d-video-'));
   try {
     const path = join(dir, 'turntable.mp4');

@@ -26,8 +26,33 @@ export const PROJECTED = 16;
 /** Floats per record of a tile run (kernel.wat `fill_tiles`): the 11 the compositing loop reads, and a spare. */
 export const RECORD = 12;
 
-type Region = 'cloud' | 'proj' | 'keys' | 'tiles' | 'records' | 'recordKeys' | 'order' | 'sortKeys' | 'sortIndex' | 'buckets' | 'run' | 'image';
-const REGIONS: readonly Region[] = ['cloud', 'proj', 'keys', 'tiles', 'records', 'recordKeys', 'order', 'sortKeys', 'sortIndex', 'buckets', 'run', 'image'];
+type Region =
+  | 'cloud'
+  | 'proj'
+  | 'keys'
+  | 'tiles'
+  | 'records'
+  | 'recordKeys'
+  | 'order'
+  | 'sortKeys'
+  | 'sortIndex'
+  | 'buckets'
+  | 'run'
+  | 'image';
+const REGIONS: readonly Region[] = [
+  'cloud',
+  'proj',
+  'keys',
+  'tiles',
+  'records',
+  'recordKeys',
+  'order',
+  'sortKeys',
+  'sortIndex',
+  'buckets',
+  'run',
+  'image',
+];
 
 let compiled: WebAssembly.Module | null = null;
 
@@ -38,7 +63,17 @@ interface Exports {
   fill_tiles(proj: number, keys: number, n: number, tilesX: number, cursor: number, records: number, recordKeys: number): void;
   scatter_run(records: number, begin: number, rank: number, n: number, run: number): void;
   sort_run(keys: number, begin: number, n: number, k0: number, i0: number, count: number, rank: number): number;
-  composite(rec: number, count: number, acc: number, open: number, px0: number, py0: number, cols: number, rows: number, openRows: number): number;
+  composite(
+    rec: number,
+    count: number,
+    acc: number,
+    open: number,
+    px0: number,
+    py0: number,
+    cols: number,
+    rows: number,
+    openRows: number,
+  ): number;
   readout(acc: number, cols: number, rows: number, out: number, pitch: number, channels: number, br: number, bg: number, bb: number): void;
 }
 
@@ -75,20 +110,48 @@ export class RenderKernel {
     if (cloud.data !== this.cloudData) {
       this.cloudData = null;
       this.reserve({ cloud: FIELDS * cloud.pitch * 4 });
-      new Float32Array(this.exports.memory.buffer, this.offset.cloud, FIELDS * cloud.pitch).set(cloud.data.subarray(0, FIELDS * cloud.pitch));
+      new Float32Array(this.exports.memory.buffer, this.offset.cloud, FIELDS * cloud.pitch).set(
+        cloud.data.subarray(0, FIELDS * cloud.pitch),
+      );
       this.cloudData = cloud.data;
       this.cloudPitch = cloud.pitch;
     }
     // Room for every Gaussian plus the three a 4-lane group may write past the last visible one.
     const cap = cloud.count + 4;
-    if (this.bytes.proj < cap * PROJECTED * 4) this.reserve({ proj: Math.ceil(cap * 1.25) * PROJECTED * 4, keys: Math.ceil(cap * 1.25) * 4 });
+    if (this.bytes.proj < cap * PROJECTED * 4)
+      this.reserve({ proj: Math.ceil(cap * 1.25) * PROJECTED * 4, keys: Math.ceil(cap * 1.25) * 4 });
     const { fx, fy, cx, cy, width, height, near, far } = cam;
     const lim = jacobianLimits(cam);
     this.params.set([
-      ...cam.view, fx, fy, cx, cy, width, height, near, far,
-      lim.xPos, -lim.xNeg, lim.yPos, -lim.yNeg, tile, row0, row1, Math.ceil(width / tile), -fx, -fy,
+      ...cam.view,
+      fx,
+      fy,
+      cx,
+      cy,
+      width,
+      height,
+      near,
+      far,
+      lim.xPos,
+      -lim.xNeg,
+      lim.yPos,
+      -lim.yNeg,
+      tile,
+      row0,
+      row1,
+      Math.ceil(width / tile),
+      -fx,
+      -fy,
     ]);
-    return this.exports.project(this.offset.cloud, this.cloudPitch, cloud.count, PARAMS_OFFSET, this.offset.proj, this.offset.keys, SCRATCH_OFFSET);
+    return this.exports.project(
+      this.offset.cloud,
+      this.cloudPitch,
+      cloud.count,
+      PARAMS_OFFSET,
+      this.offset.proj,
+      this.offset.keys,
+      SCRATCH_OFFSET,
+    );
   }
 
   /**
@@ -107,7 +170,15 @@ export class RenderKernel {
    */
   fillTiles(visible: number, tilesX: number, pairs: number, capacity: number): void {
     if (this.bytes.records < pairs * RECORD * 4) this.reserve({ records: capacity * RECORD * 4, recordKeys: capacity * 4 });
-    this.exports.fill_tiles(this.offset.proj, this.offset.keys, visible, tilesX, this.offset.tiles, this.offset.records, this.offset.recordKeys);
+    this.exports.fill_tiles(
+      this.offset.proj,
+      this.offset.keys,
+      visible,
+      tilesX,
+      this.offset.tiles,
+      this.offset.records,
+      this.offset.recordKeys,
+    );
   }
 
   /** Makes room for sorting and compositing runs of up to `longest` records, and for an image of `imageBytes` bytes. */
@@ -137,8 +208,18 @@ export class RenderKernel {
    * Composites the first `count` records of the tile run into a `cols` x `rows` tile at (px0, py0) and writes its
    * pixels into the kernel's image from byte `offset`, `pitch` bytes per image row.
    */
-  composite(count: number, px0: number, py0: number, cols: number, rows: number, options: { background: readonly [number, number, number]; channels: 3 | 4 }, offset: number, pitch: number): void {
-    const acc = this.acc, open = this.open;
+  composite(
+    count: number,
+    px0: number,
+    py0: number,
+    cols: number,
+    rows: number,
+    options: { background: readonly [number, number, number]; channels: 3 | 4 },
+    offset: number,
+    pitch: number,
+  ): void {
+    const acc = this.acc,
+      open = this.open;
     acc.fill(1, 0, PLANE);
     acc.fill(0, PLANE);
     const full = cols >= 32 ? -1 : (1 << cols) - 1;

@@ -136,14 +136,27 @@ export class RenderPool {
     };
   }
 
-  private submit(scene: Scene, camera: Camera, options: RasterOptions, unsettled: Set<Job>, rows?: readonly [number, number]): Promise<Uint8Array> {
+  private submit(
+    scene: Scene,
+    camera: Camera,
+    options: RasterOptions,
+    unsettled: Set<Job>,
+    rows?: readonly [number, number],
+  ): Promise<Uint8Array> {
     if (this.closed) return Promise.reject(new Error('render pool is closed'));
     return new Promise<Uint8Array>((resolve, reject) => {
       const job: Job = {
         id: this.nextJob++,
-        scene, camera, options, rows,
-        resolve: (pixels) => { if (unsettled.delete(job)) resolve(pixels); },
-        reject: (err) => { if (unsettled.delete(job)) reject(err); },
+        scene,
+        camera,
+        options,
+        rows,
+        resolve: (pixels) => {
+          if (unsettled.delete(job)) resolve(pixels);
+        },
+        reject: (err) => {
+          if (unsettled.delete(job)) reject(err);
+        },
       };
       unsettled.add(job);
       this.queue.push(job);
@@ -170,10 +183,14 @@ export class RenderPool {
     const distinct = source.filter((s, i) => s === i).length;
     const shared = this.threads > 1 ? distinct % this.threads : 0;
     let whole = distinct - shared;
-    const frames = await this.batch(signal, (submit) => Promise.all(cameras.map((camera, i) => {
-      if (source[i] !== i) return null;
-      return whole-- > 0 ? submit(cloud, camera, options) : this.renderInBands(submit, cloud, camera, options);
-    })));
+    const frames = await this.batch(signal, (submit) =>
+      Promise.all(
+        cameras.map((camera, i) => {
+          if (source[i] !== i) return null;
+          return whole-- > 0 ? submit(cloud, camera, options) : this.renderInBands(submit, cloud, camera, options);
+        }),
+      ),
+    );
     return frames.map((frame, i) => frame ?? frames[source[i]]!.slice());
   }
 
@@ -196,7 +213,13 @@ export class RenderPool {
    * Yields frames in camera order while keeping at most `ahead` views in flight, so a long video never holds
    * more than a few frames in memory.
    */
-  async *frames(cloud: Scene, cameras: readonly Camera[], options: RasterOptions, signal?: AbortSignal, ahead = this.threads + 1): AsyncGenerator<Uint8Array> {
+  async *frames(
+    cloud: Scene,
+    cameras: readonly Camera[],
+    options: RasterOptions,
+    signal?: AbortSignal,
+    ahead = this.threads + 1,
+  ): AsyncGenerator<Uint8Array> {
     const pending: Promise<Uint8Array>[] = [];
     let next = 0;
     const batch = this.openBatch(signal);
@@ -238,7 +261,15 @@ export class RenderPool {
         message = { type: 'mesh', job: job.id, scene, camera: job.camera, options: job.options };
         if (fresh) message.mesh = job.scene;
       } else {
-        message = { type: 'render', job: job.id, scene, count: job.scene.count, pitch: job.scene.pitch, camera: job.camera, options: job.options };
+        message = {
+          type: 'render',
+          job: job.id,
+          scene,
+          count: job.scene.count,
+          pitch: job.scene.pitch,
+          camera: job.camera,
+          options: job.options,
+        };
         if (fresh) message.data = job.scene.data;
       }
       if (job.rows) message.rows = job.rows;
@@ -270,7 +301,9 @@ export class RenderPool {
       if (!this.closed) this.dispatch();
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => { if (this.slots.includes(slot)) fail(new Error(`exited with code ${code}`)); });
+    worker.on('exit', (code) => {
+      if (this.slots.includes(slot)) fail(new Error(`exited with code ${code}`));
+    });
     this.slots.push(slot);
     return slot;
   }

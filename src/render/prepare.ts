@@ -42,14 +42,16 @@ export function prepareCloud(cloud: GaussianCloud, normalisation: Normalisation 
     const axes = [c.x, c.y, c.z];
     for (let a = 0; a < 3; a++) {
       const col = axes[a];
-      let lo = Infinity, hi = -Infinity;
+      let lo = Infinity,
+        hi = -Infinity;
       for (let i = 0; i < n; i++) {
         const v = col[i];
         sum += v;
         if (v < lo) lo = v;
         if (v > hi) hi = v;
       }
-      min[a] = lo; max[a] = hi;
+      min[a] = lo;
+      max[a] = hi;
     }
     mean = sum / (3 * n);
     const largest = Math.max(max[0] - min[0], max[1] - min[1], max[2] - min[2]);
@@ -67,30 +69,70 @@ export function prepareCloud(cloud: GaussianCloud, normalisation: Normalisation 
  * it as one small hot function (a second long loop in the same function kept it in slower code).
  */
 function activate(c: GaussianColumns, n: number, mean: number, factor: number, data: Float32Array, pitch: number): number {
-  const { x, y, z, opacity: opacityLogit, rot_0: rot0, rot_1: rot1, rot_2: rot2, rot_3: rot3, scale_0: scale0, scale_1: scale1, scale_2: scale2, f_dc_0: dc0, f_dc_1: dc1, f_dc_2: dc2 } = c;
-  const alphaMin = ALPHA_MIN, shC0 = SH_C0;
+  const {
+    x,
+    y,
+    z,
+    opacity: opacityLogit,
+    rot_0: rot0,
+    rot_1: rot1,
+    rot_2: rot2,
+    rot_3: rot3,
+    scale_0: scale0,
+    scale_1: scale1,
+    scale_2: scale2,
+    f_dc_0: dc0,
+    f_dc_1: dc1,
+    f_dc_2: dc2,
+  } = c;
+  const alphaMin = ALPHA_MIN,
+    shC0 = SH_C0;
   let kept = 0;
   for (let i = 0; i < n; i++) {
-    let opacity = (1 / (1 + Math.exp(-opacityLogit[i]))) / factor;
+    let opacity = 1 / (1 + Math.exp(-opacityLogit[i])) / factor;
     if (opacity > 1) opacity = 1;
     if (!(opacity >= alphaMin)) continue; // also drops NaN
-    let qw = rot0[i], qx = rot1[i], qy = rot2[i], qz = rot3[i];
+    let qw = rot0[i],
+      qx = rot1[i],
+      qy = rot2[i],
+      qz = rot3[i];
     // Not Math.hypot: V8 runs it several times slower, and a quaternion's norm cannot overflow a double.
     const ql = Math.sqrt(qw * qw + qx * qx + qy * qy + qz * qz);
     if (!(ql > 0) || !Number.isFinite(ql)) continue;
-    qw /= ql; qx /= ql; qy /= ql; qz /= ql;
-    const sx = Math.exp(scale0[i]) * factor, sy = Math.exp(scale1[i]) * factor, sz = Math.exp(scale2[i]) * factor;
-    const px = (x[i] - mean) * factor, py = (y[i] - mean) * factor, pz = (z[i] - mean) * factor;
+    qw /= ql;
+    qx /= ql;
+    qy /= ql;
+    qz /= ql;
+    const sx = Math.exp(scale0[i]) * factor,
+      sy = Math.exp(scale1[i]) * factor,
+      sz = Math.exp(scale2[i]) * factor;
+    const px = (x[i] - mean) * factor,
+      py = (y[i] - mean) * factor,
+      pz = (z[i] - mean) * factor;
     if (!Number.isFinite(px + py + pz + sx + sy + sz)) continue;
     // R from the unit quaternion; M = R S; Sigma = M M^T.
-    const r00 = 1 - 2 * (qy * qy + qz * qz), r01 = 2 * (qx * qy - qw * qz), r02 = 2 * (qx * qz + qw * qy);
-    const r10 = 2 * (qx * qy + qw * qz), r11 = 1 - 2 * (qx * qx + qz * qz), r12 = 2 * (qy * qz - qw * qx);
-    const r20 = 2 * (qx * qz - qw * qy), r21 = 2 * (qy * qz + qw * qx), r22 = 1 - 2 * (qx * qx + qy * qy);
-    const m00 = r00 * sx, m01 = r01 * sy, m02 = r02 * sz;
-    const m10 = r10 * sx, m11 = r11 * sy, m12 = r12 * sz;
-    const m20 = r20 * sx, m21 = r21 * sy, m22 = r22 * sz;
+    const r00 = 1 - 2 * (qy * qy + qz * qz),
+      r01 = 2 * (qx * qy - qw * qz),
+      r02 = 2 * (qx * qz + qw * qy);
+    const r10 = 2 * (qx * qy + qw * qz),
+      r11 = 1 - 2 * (qx * qx + qz * qz),
+      r12 = 2 * (qy * qz - qw * qx);
+    const r20 = 2 * (qx * qz - qw * qy),
+      r21 = 2 * (qy * qz + qw * qx),
+      r22 = 1 - 2 * (qx * qx + qy * qy);
+    const m00 = r00 * sx,
+      m01 = r01 * sy,
+      m02 = r02 * sz;
+    const m10 = r10 * sx,
+      m11 = r11 * sy,
+      m12 = r12 * sz;
+    const m20 = r20 * sx,
+      m21 = r21 * sy,
+      m22 = r22 * sz;
     const o = kept;
-    data[o] = px; data[o + pitch] = py; data[o + 2 * pitch] = pz;
+    data[o] = px;
+    data[o + pitch] = py;
+    data[o + 2 * pitch] = pz;
     data[o + 3 * pitch] = m00 * m00 + m01 * m01 + m02 * m02;
     data[o + 4 * pitch] = m00 * m10 + m01 * m11 + m02 * m12;
     data[o + 5 * pitch] = m00 * m20 + m01 * m21 + m02 * m22;

@@ -32,6 +32,4 @@ export interface MeshRenderRequest {
 
 export type WorkerRequest = RenderRequest | MeshRenderRequest;
 
-export type RenderReply =
-  | { type: 'frame'; job: number; pixels: Uint8Array }
-  | { type: 'error'; job: number; message: string };
+export type RenderReply = { type: 'frame'; job: number; pixels: Uint8Array } | { type: 'error'; job: number; message: string };

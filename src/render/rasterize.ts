@@ -93,7 +93,12 @@ export class Rasterizer {
   }
 
   /** Renders one view into `out` (width * height * channels bytes). */
-  render(cloud: PreparedCloud, camera: Camera, options: RasterOptions, out: Uint8Array = new Uint8Array(camera.width * camera.height * options.channels)): Uint8Array {
+  render(
+    cloud: PreparedCloud,
+    camera: Camera,
+    options: RasterOptions,
+    out: Uint8Array = new Uint8Array(camera.width * camera.height * options.channels),
+  ): Uint8Array {
     return this.renderTileRows(cloud, camera, options, 0, Math.ceil(camera.height / this.tile), out);
   }
 
@@ -103,14 +108,19 @@ export class Rasterizer {
    * lets the render pool share a view between workers when the views do not divide evenly among them.
    */
   renderTileRows(
-    cloud: PreparedCloud, camera: Camera, options: RasterOptions, row0: number, row1: number,
+    cloud: PreparedCloud,
+    camera: Camera,
+    options: RasterOptions,
+    row0: number,
+    row1: number,
     out: Uint8Array = new Uint8Array(camera.width * (Math.min(row1 * this.tile, camera.height) - row0 * this.tile) * options.channels),
   ): Uint8Array {
     if (!(camera.width <= MAX_SIDE && camera.height <= MAX_SIDE)) {
       throw new Error(`images are limited to ${MAX_SIDE} pixels per side, got ${camera.width} x ${camera.height}`);
     }
     // Depth keys are the bits of positive floats: nothing at or behind the camera may be kept.
-    if (!(camera.near > 0 && camera.far > camera.near)) throw new Error(`the camera needs 0 < near < far, got near ${camera.near}, far ${camera.far}`);
+    if (!(camera.near > 0 && camera.far > camera.near))
+      throw new Error(`the camera needs 0 < near < far, got near ${camera.near}, far ${camera.far}`);
     const tilesX = Math.ceil(camera.width / this.tile);
     const tilesY = Math.ceil(camera.height / this.tile);
     if (!(Number.isInteger(row0) && Number.isInteger(row1) && row0 >= 0 && row0 < row1 && row1 <= tilesY)) {
@@ -146,9 +156,14 @@ export class Rasterizer {
       this.keys = new Int32Array(cap);
     }
     const d = cloud.data;
-    const proj = this.proj, keys = this.keys;
+    const proj = this.proj,
+      keys = this.keys;
     // Locals, not module bindings: see splatTile.
-    const q = Q, tile = this.tile, eps2d = EPS2D, maxExtend = MAX_EXTEND, pitch = cloud.pitch;
+    const q = Q,
+      tile = this.tile,
+      eps2d = EPS2D,
+      maxExtend = MAX_EXTEND,
+      pitch = cloud.pitch;
     const [r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2] = cam.view;
     const { fx, fy, cx, cy, width, height, near, far } = cam;
     const tilesX = Math.ceil(width / tile);
@@ -157,7 +172,9 @@ export class Rasterizer {
     const depthKey = new Int32Array(depthBits.buffer);
     let v = 0;
     for (let i = 0; i < n; i++) {
-      const x = d[i], y = d[i + pitch], z = d[i + 2 * pitch];
+      const x = d[i],
+        y = d[i + pitch],
+        z = d[i + 2 * pitch];
       const tz = r20 * x + r21 * y + r22 * z + t2;
       if (tz < near || tz > far) continue;
       const tx = r00 * x + r01 * y + r02 * z + t0;
@@ -165,16 +182,35 @@ export class Rasterizer {
       const rz = 1 / tz;
       const mx = fx * tx * rz + cx;
       const my = fy * ty * rz + cy;
-      let ux = tx * rz, uy = ty * rz;
-      if (ux > limXPos) ux = limXPos; else if (ux < -limXNeg) ux = -limXNeg;
-      if (uy > limYPos) uy = limYPos; else if (uy < -limYNeg) uy = -limYNeg;
+      let ux = tx * rz,
+        uy = ty * rz;
+      if (ux > limXPos) ux = limXPos;
+      else if (ux < -limXNeg) ux = -limXNeg;
+      if (uy > limYPos) uy = limYPos;
+      else if (uy < -limYNeg) uy = -limYNeg;
       // T = J W: rows of the Jacobian (clamped as gsplat does) times the world-to-camera rotation.
-      const j0 = fx * rz, j2 = -fx * ux * rz, k1 = fy * rz, k2 = -fy * uy * rz;
-      const a0 = j0 * r00 + j2 * r20, a1 = j0 * r01 + j2 * r21, a2 = j0 * r02 + j2 * r22;
-      const b0 = k1 * r10 + k2 * r20, b1 = k1 * r11 + k2 * r21, b2 = k1 * r12 + k2 * r22;
-      const sxx = d[i + 3 * pitch], sxy = d[i + 4 * pitch], sxz = d[i + 5 * pitch], syy = d[i + 6 * pitch], syz = d[i + 7 * pitch], szz = d[i + 8 * pitch];
-      const u0 = sxx * a0 + sxy * a1 + sxz * a2, u1 = sxy * a0 + syy * a1 + syz * a2, u2 = sxz * a0 + syz * a1 + szz * a2;
-      const w0 = sxx * b0 + sxy * b1 + sxz * b2, w1 = sxy * b0 + syy * b1 + syz * b2, w2 = sxz * b0 + syz * b1 + szz * b2;
+      const j0 = fx * rz,
+        j2 = -fx * ux * rz,
+        k1 = fy * rz,
+        k2 = -fy * uy * rz;
+      const a0 = j0 * r00 + j2 * r20,
+        a1 = j0 * r01 + j2 * r21,
+        a2 = j0 * r02 + j2 * r22;
+      const b0 = k1 * r10 + k2 * r20,
+        b1 = k1 * r11 + k2 * r21,
+        b2 = k1 * r12 + k2 * r22;
+      const sxx = d[i + 3 * pitch],
+        sxy = d[i + 4 * pitch],
+        sxz = d[i + 5 * pitch],
+        syy = d[i + 6 * pitch],
+        syz = d[i + 7 * pitch],
+        szz = d[i + 8 * pitch];
+      const u0 = sxx * a0 + sxy * a1 + sxz * a2,
+        u1 = sxy * a0 + syy * a1 + syz * a2,
+        u2 = sxz * a0 + syz * a1 + szz * a2;
+      const w0 = sxx * b0 + sxy * b1 + sxz * b2,
+        w1 = sxy * b0 + syy * b1 + syz * b2,
+        w2 = sxz * b0 + syz * b1 + szz * b2;
       const cxx = a0 * u0 + a1 * u1 + a2 * u2 + eps2d;
       const cxy = b0 * u0 + b1 * u1 + b2 * u2;
       const cyy = b0 * w0 + b1 * w1 + b2 * w2 + eps2d;
@@ -188,22 +224,34 @@ export class Rasterizer {
       const radY = Math.ceil(extend * Math.sqrt(cyy));
       if (radX <= 0 && radY <= 0) continue;
       if (mx + radX <= 0 || mx - radX >= width || my + radY <= 0 || my - radY >= height) continue;
-      let rx0 = Math.floor((mx - radX) / tile), rx1 = Math.ceil((mx + radX) / tile);
-      let ry0 = Math.floor((my - radY) / tile), ry1 = Math.ceil((my + radY) / tile);
-      if (rx0 < 0) rx0 = 0; if (ry0 < row0) ry0 = row0;
-      if (rx1 > tilesX) rx1 = tilesX; if (ry1 > row1) ry1 = row1;
+      let rx0 = Math.floor((mx - radX) / tile),
+        rx1 = Math.ceil((mx + radX) / tile);
+      let ry0 = Math.floor((my - radY) / tile),
+        ry1 = Math.ceil((my + radY) / tile);
+      if (rx0 < 0) rx0 = 0;
+      if (ry0 < row0) ry0 = row0;
+      if (rx1 > tilesX) rx1 = tilesX;
+      if (ry1 > row1) ry1 = row1;
       if (rx0 >= rx1 || ry0 >= ry1) continue;
       const inv = 1 / det;
       const L = 2 * lnReach;
       const p = v * q;
-      proj[p] = mx; proj[p + 1] = my;
-      proj[p + 2] = cyy * inv; proj[p + 3] = -cxy * inv; proj[p + 4] = cxx * inv;
+      proj[p] = mx;
+      proj[p + 1] = my;
+      proj[p + 2] = cyy * inv;
+      proj[p + 3] = -cxy * inv;
+      proj[p + 4] = cxx * inv;
       proj[p + 5] = L;
       proj[p + 6] = opacity;
-      proj[p + 7] = d[i + 9 * pitch]; proj[p + 8] = d[i + 10 * pitch]; proj[p + 9] = d[i + 11 * pitch];
+      proj[p + 7] = d[i + 9 * pitch];
+      proj[p + 8] = d[i + 10 * pitch];
+      proj[p + 9] = d[i + 11 * pitch];
       // Rows where a dx^2 + 2 b dx dy + c dy^2 <= L has solutions: |dy| <= sqrt(L * cov_yy).
       proj[p + 10] = Math.sqrt(L * cyy);
-      proj[p + 11] = rx0; proj[p + 12] = ry0; proj[p + 13] = rx1; proj[p + 14] = ry1;
+      proj[p + 11] = rx0;
+      proj[p + 12] = ry0;
+      proj[p + 13] = rx1;
+      proj[p + 14] = ry1;
       depthBits[0] = tz; // positive floats order like their bit patterns
       keys[v] = depthKey[0];
       v++;
@@ -260,16 +308,21 @@ export class Rasterizer {
   private sortRun(tile: number): number {
     const kernel = this.wasm;
     const starts = kernel ? kernel.tiles : this.tileStart;
-    const begin = starts[tile], n = starts[tile + 1] - begin;
+    const begin = starts[tile],
+      n = starts[tile + 1] - begin;
     if (kernel?.sortRun(begin, n)) {
       kernel.scatterRun(begin, n);
       return n;
     }
     const keys = kernel ? kernel.recordKeys : this.recordKeys;
-    const k0 = this.runKeys[0], k1 = this.runKeys[1], i0 = this.runOrder[0], i1 = this.runOrder[1];
+    const k0 = this.runKeys[0],
+      k1 = this.runKeys[1],
+      i0 = this.runOrder[0],
+      i1 = this.runOrder[1];
     // Both sorts are stable by the full key, so either gives the same order. When the kernel declined, its
     // bucket sort found the keys too unevenly spread, and so would bucketSortRun.
-    const order = !kernel && bucketSortRun(keys, begin, n, k0, i0, this.buckets) ? i0 : radixSortRun(keys, begin, n, k0, i0, k1, i1, this.histogram);
+    const order =
+      !kernel && bucketSortRun(keys, begin, n, k0, i0, this.buckets) ? i0 : radixSortRun(keys, begin, n, k0, i0, k1, i1, this.histogram);
     const rank = kernel ? kernel.order : order === i0 ? i1 : i0;
     for (let j = 0; j < n; j++) rank[order[j] - begin] = j;
     if (kernel) kernel.scatterRun(begin, n);
@@ -278,13 +331,32 @@ export class Rasterizer {
   }
 
   /** Composites one tile and writes its pixels into `out`, whose first row is image row outY0. */
-  private compositeTile(cam: Camera, tileX: number, tileY: number, count: number, options: RasterOptions, out: Uint8Array, outY0: number): void {
+  private compositeTile(
+    cam: Camera,
+    tileX: number,
+    tileY: number,
+    count: number,
+    options: RasterOptions,
+    out: Uint8Array,
+    outY0: number,
+  ): void {
     const { width, height } = cam;
     const size = this.tile;
-    const px0 = tileX * size, py0 = tileY * size;
-    const px1 = Math.min(px0 + size, width), py1 = Math.min(py0 + size, height);
+    const px0 = tileX * size,
+      py0 = tileY * size;
+    const px1 = Math.min(px0 + size, width),
+      py1 = Math.min(py0 + size, height);
     if (this.wasm) {
-      this.wasm.composite(count, px0, py0, px1 - px0, py1 - py0, options, ((py0 - outY0) * width + px0) * options.channels, width * options.channels);
+      this.wasm.composite(
+        count,
+        px0,
+        py0,
+        px1 - px0,
+        py1 - py0,
+        options,
+        ((py0 - outY0) * width + px0) * options.channels,
+        width * options.channels,
+      );
       return;
     }
     const acc = this.acc;
@@ -301,7 +373,8 @@ export class Rasterizer {
     for (let py = py0; py < py1; py++) {
       let o = ((py - outY0) * width + px0) * ch;
       for (let px = px0, i = (py - py0) * size; px < px1; px++, i++, o += ch) {
-        const a = i * 4, t = acc[a];
+        const a = i * 4,
+          t = acc[a];
         out[o] = toByte(acc[a + 1] + t * br);
         out[o + 1] = toByte(acc[a + 2] + t * bg);
         out[o + 2] = toByte(acc[a + 3] + t * bb);
@@ -331,15 +404,37 @@ export function expNeg(s: number): number {
  * locals: module-level and imported bindings are re-read (with a hole check) on every use in V8's optimised code.
  */
 function splatTile(
-  rec: Float32Array, end: number, px0: number, py0: number, px1: number, py1: number, openRows: number, tile: number,
-  acc: Float64Array, rowOpen: Int32Array,
+  rec: Float32Array,
+  end: number,
+  px0: number,
+  py0: number,
+  px1: number,
+  py1: number,
+  openRows: number,
+  tile: number,
+  acc: Float64Array,
+  rowOpen: Int32Array,
 ): void {
-  const sigmaMax = SIGMA_MAX, alphaMin = ALPHA_MIN, maxAlpha = MAX_ALPHA, tMin = T_MIN, stride = P;
+  const sigmaMax = SIGMA_MAX,
+    alphaMin = ALPHA_MIN,
+    maxAlpha = MAX_ALPHA,
+    tMin = T_MIN,
+    stride = P;
   const lastCol = px1 - px0 - 1;
   for (let p = 0; p < end && openRows > 0; p += stride) {
-    const mx = rec[p], my = rec[p + 1], a = rec[p + 2], b = rec[p + 3], c = rec[p + 4], L = rec[p + 5];
-    const op = rec[p + 6], cr = rec[p + 7], cg = rec[p + 8], cb = rec[p + 9], reach = rec[p + 10];
-    let y0 = Math.ceil(my - 0.5 - reach), y1 = Math.floor(my - 0.5 + reach);
+    const mx = rec[p],
+      my = rec[p + 1],
+      a = rec[p + 2],
+      b = rec[p + 3],
+      c = rec[p + 4],
+      L = rec[p + 5];
+    const op = rec[p + 6],
+      cr = rec[p + 7],
+      cg = rec[p + 8],
+      cb = rec[p + 9],
+      reach = rec[p + 10];
+    let y0 = Math.ceil(my - 0.5 - reach),
+      y1 = Math.floor(my - 0.5 + reach);
     if (y0 < py0) y0 = py0;
     if (y1 >= py1) y1 = py1 - 1;
     const invA = 1 / a;
@@ -352,7 +447,8 @@ function splatTile(
     const halfWidth = Math.sqrt(L * (c / (a * c - b * b))) + 0.015625;
     let box = -1;
     if (halfWidth < 64) {
-      let bx0 = Math.ceil(sx - halfWidth), bx1 = Math.floor(sx + halfWidth);
+      let bx0 = Math.ceil(sx - halfWidth),
+        bx1 = Math.floor(sx + halfWidth);
       if (bx0 < 0) bx0 = 0;
       if (bx1 > lastCol) bx1 = lastCol;
       if (bx0 > bx1) continue;
@@ -369,13 +465,15 @@ function splatTile(
       if (disc < 0) continue;
       const s = Math.sqrt(disc);
       // Columns (tile-relative) where alpha can reach 1/255 on this row.
-      let x0 = Math.ceil(sx + (-bdy - s) * invA), x1 = Math.floor(sx + (-bdy + s) * invA);
+      let x0 = Math.ceil(sx + (-bdy - s) * invA),
+        x1 = Math.floor(sx + (-bdy + s) * invA);
       if (x0 < 0) x0 = 0;
       if (x1 > lastCol) x1 = lastCol;
       if (x0 > x1) continue;
       let m = open & (((2 << (x1 - x0)) - 1) << x0);
       const row = r * tile;
-      const hcdy2 = 0.5 * cdy2, ha = 0.5 * a;
+      const hcdy2 = 0.5 * cdy2,
+        ha = 0.5 * a;
       while (m !== 0) {
         const low = m & -m;
         m ^= low;
@@ -396,7 +494,9 @@ function splatTile(
         }
         const w = alpha * t;
         acc[i] = next;
-        acc[i + 1] += cr * w; acc[i + 2] += cg * w; acc[i + 3] += cb * w;
+        acc[i + 1] += cr * w;
+        acc[i + 2] += cg * w;
+        acc[i + 3] += cb * w;
       }
       if (open !== rowOpen[r]) {
         rowOpen[r] = open;
@@ -413,7 +513,16 @@ function splatTile(
  * Stable LSD radix sort of one run of depth keys, 8 bits per pass; a pass whose digit every key shares is
  * skipped (the exponent byte usually is). Returns the index array (i0 or i1) that holds the sorted order.
  */
-export function radixSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array, i0: Int32Array, k1: Int32Array, i1: Int32Array, hist: Int32Array): Int32Array {
+export function radixSortRun(
+  keys: Int32Array,
+  begin: number,
+  n: number,
+  k0: Int32Array,
+  i0: Int32Array,
+  k1: Int32Array,
+  i1: Int32Array,
+  hist: Int32Array,
+): Int32Array {
   hist.fill(0);
   // Keys relative to the run's smallest: the depths of one tile span far fewer than 32 bits.
   let min = 0x7fffffff;
@@ -422,21 +531,35 @@ export function radixSortRun(keys: Int32Array, begin: number, n: number, k0: Int
     const k = keys[begin + i] - min;
     k0[i] = k;
     i0[i] = begin + i;
-    hist[k & 255]++; hist[256 + ((k >>> 8) & 255)]++; hist[512 + ((k >>> 16) & 255)]++; hist[768 + (k >>> 24)]++;
+    hist[k & 255]++;
+    hist[256 + ((k >>> 8) & 255)]++;
+    hist[512 + ((k >>> 16) & 255)]++;
+    hist[768 + (k >>> 24)]++;
   }
-  let kIn = k0, iIn = i0, kOut = k1, iOut = i1;
+  let kIn = k0,
+    iIn = i0,
+    kOut = k1,
+    iOut = i1;
   for (let shift = 0, h = 0; shift < 32 && n > 1; shift += 8, h += 256) {
     if (hist[h + ((kIn[0] >>> shift) & 255)] === n) continue;
     let sum = 0;
-    for (let b = h; b < h + 256; b++) { const c = hist[b]; hist[b] = sum; sum += c; }
+    for (let b = h; b < h + 256; b++) {
+      const c = hist[b];
+      hist[b] = sum;
+      sum += c;
+    }
     for (let i = 0; i < n; i++) {
       const k = kIn[i];
       const d = hist[h + ((k >>> shift) & 255)]++;
       kOut[d] = k;
       iOut[d] = iIn[i];
     }
-    const kt = kIn; kIn = kOut; kOut = kt;
-    const it = iIn; iIn = iOut; iOut = it;
+    const kt = kIn;
+    kIn = kOut;
+    kOut = kt;
+    const it = iIn;
+    iIn = iOut;
+    iOut = it;
   }
   return iIn;
 }
@@ -450,11 +573,15 @@ export function radixSortRun(keys: Int32Array, begin: number, n: number, k0: Int
  */
 export function bucketSortRun(keys: Int32Array, begin: number, n: number, k0: Int32Array, i0: Int32Array, count: Int32Array): boolean {
   if (n < 2) {
-    if (n === 1) { k0[0] = keys[begin]; i0[0] = begin; }
+    if (n === 1) {
+      k0[0] = keys[begin];
+      i0[0] = begin;
+    }
     return true;
   }
   const end = begin + n;
-  let min = 0x7fffffff, max = 0; // keys are the bits of positive floats: non-negative int32
+  let min = 0x7fffffff,
+    max = 0; // keys are the bits of positive floats: non-negative int32
   for (let i = begin; i < end; i++) {
     const k = keys[i];
     if (k < min) min = k;
@@ -502,7 +629,10 @@ function countTiles(proj: Float32Array, n: number, tilesX: number, count: Int32A
   let total = 0;
   const stride = Q;
   for (let s = 0, q = P; s < n; s++, q += stride) {
-    const x0 = proj[q] | 0, y0 = proj[q + 1] | 0, x1 = proj[q + 2] | 0, y1 = proj[q + 3] | 0;
+    const x0 = proj[q] | 0,
+      y0 = proj[q + 1] | 0,
+      x1 = proj[q + 2] | 0,
+      y1 = proj[q + 3] | 0;
     for (let ty = y0; ty < y1; ty++) for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) count[t + 1]++;
     total += (x1 - x0) * (y1 - y0);
   }
@@ -518,27 +648,65 @@ function scatterRun(records: Float32Array, begin: number, rank: Int32Array, n: n
   const size = P;
   for (let i = 0, s = begin * size; i < n; i++, s += size) {
     const d = rank[i] * size;
-    run[d] = records[s]; run[d + 1] = records[s + 1]; run[d + 2] = records[s + 2]; run[d + 3] = records[s + 3];
-    run[d + 4] = records[s + 4]; run[d + 5] = records[s + 5]; run[d + 6] = records[s + 6]; run[d + 7] = records[s + 7];
-    run[d + 8] = records[s + 8]; run[d + 9] = records[s + 9]; run[d + 10] = records[s + 10];
+    run[d] = records[s];
+    run[d + 1] = records[s + 1];
+    run[d + 2] = records[s + 2];
+    run[d + 3] = records[s + 3];
+    run[d + 4] = records[s + 4];
+    run[d + 5] = records[s + 5];
+    run[d + 6] = records[s + 6];
+    run[d + 7] = records[s + 7];
+    run[d + 8] = records[s + 8];
+    run[d + 9] = records[s + 9];
+    run[d + 10] = records[s + 10];
   }
 }
 
 /** Copies each record, with its depth key, to the runs of its tiles; cursor[t] starts at tile t's first slot. */
-function fillTiles(proj: Float32Array, keys: Int32Array, n: number, tilesX: number, cursor: Int32Array, records: Float32Array, recordKeys: Int32Array): void {
-  const stride = Q, size = P;
+function fillTiles(
+  proj: Float32Array,
+  keys: Int32Array,
+  n: number,
+  tilesX: number,
+  cursor: Int32Array,
+  records: Float32Array,
+  recordKeys: Int32Array,
+): void {
+  const stride = Q,
+    size = P;
   for (let s = 0, src = 0; s < n; s++, src += stride) {
-    const v0 = proj[src], v1 = proj[src + 1], v2 = proj[src + 2], v3 = proj[src + 3], v4 = proj[src + 4], v5 = proj[src + 5];
-    const v6 = proj[src + 6], v7 = proj[src + 7], v8 = proj[src + 8], v9 = proj[src + 9], v10 = proj[src + 10];
-    const x0 = proj[src + 11] | 0, y0 = proj[src + 12] | 0, x1 = proj[src + 13] | 0, y1 = proj[src + 14] | 0;
+    const v0 = proj[src],
+      v1 = proj[src + 1],
+      v2 = proj[src + 2],
+      v3 = proj[src + 3],
+      v4 = proj[src + 4],
+      v5 = proj[src + 5];
+    const v6 = proj[src + 6],
+      v7 = proj[src + 7],
+      v8 = proj[src + 8],
+      v9 = proj[src + 9],
+      v10 = proj[src + 10];
+    const x0 = proj[src + 11] | 0,
+      y0 = proj[src + 12] | 0,
+      x1 = proj[src + 13] | 0,
+      y1 = proj[src + 14] | 0;
     const key = keys[s];
     for (let ty = y0; ty < y1; ty++) {
       for (let t = ty * tilesX + x0, e = ty * tilesX + x1; t < e; t++) {
         const slot = cursor[t]++;
         recordKeys[slot] = key;
         const d = slot * size;
-        records[d] = v0; records[d + 1] = v1; records[d + 2] = v2; records[d + 3] = v3; records[d + 4] = v4; records[d + 5] = v5;
-        records[d + 6] = v6; records[d + 7] = v7; records[d + 8] = v8; records[d + 9] = v9; records[d + 10] = v10;
+        records[d] = v0;
+        records[d + 1] = v1;
+        records[d + 2] = v2;
+        records[d + 3] = v3;
+        records[d + 4] = v4;
+        records[d + 5] = v5;
+        records[d + 6] = v6;
+        records[d + 7] = v7;
+        records[d + 8] = v8;
+        records[d + 9] = v9;
+        records[d + 10] = v10;
       }
     }
   }

@@ -60,7 +60,11 @@ export function isPreparedMesh(value: object): value is PreparedMesh {
   return (value as { kind?: unknown }).kind === 'mesh';
 }
 
-function shared<T extends Float32Array | Uint32Array | Uint8Array>(source: ArrayLike<number>, make: (buffer: SharedArrayBuffer) => T, bytes: number): T {
+function shared<T extends Float32Array | Uint32Array | Uint8Array>(
+  source: ArrayLike<number>,
+  make: (buffer: SharedArrayBuffer) => T,
+  bytes: number,
+): T {
   const out = make(new SharedArrayBuffer(Math.max(bytes * source.length, 4)));
   (out as unknown as { set(a: ArrayLike<number>): void }).set(source);
   return out;
@@ -92,7 +96,11 @@ export function prepareMesh(mesh: TriangleMesh, normalisation: MeshNormalisation
     ...(textured
       ? {
           uvs: shared(mesh.uvs!.subarray(0, vertices * 2), (b) => new Float32Array(b), 4),
-          texture: { width: mesh.texture!.width, height: mesh.texture!.height, data: shared(mesh.texture!.data, (b) => new Uint8Array(b), 1) },
+          texture: {
+            width: mesh.texture!.width,
+            height: mesh.texture!.height,
+            data: shared(mesh.texture!.data, (b) => new Uint8Array(b), 1),
+          },
         }
       : mesh.colours && mesh.colours.length >= vertices * 3
         ? { colours: shared(mesh.colours.subarray(0, vertices * 3), (b) => new Float32Array(b), 4) }
@@ -136,7 +144,11 @@ export class MeshRasterizer {
    * reassembled has the bytes of one render (the render pool shares a last view between workers this way).
    */
   renderRows(
-    mesh: PreparedMesh, camera: Camera, options: MeshRasterOptions, row0: number, row1: number,
+    mesh: PreparedMesh,
+    camera: Camera,
+    options: MeshRasterOptions,
+    row0: number,
+    row1: number,
     out: Uint8Array = new Uint8Array(camera.width * (row1 - row0) * options.channels),
   ): Uint8Array {
     const { width, height, near, far } = camera;
@@ -152,16 +164,24 @@ export class MeshRasterizer {
     if (out.length !== pixels * ch) throw new Error(`output holds ${out.length} bytes, expected ${pixels * ch}`);
     // Background, truncated like the splat renderer's output.
     const bg = options.background.map((c) => Math.floor(255 * Math.min(1, Math.max(0, c))));
-    out[0] = bg[0]; out[1] = bg[1]; out[2] = bg[2];
+    out[0] = bg[0];
+    out[1] = bg[1];
+    out[2] = bg[2];
     if (ch === 4) out[3] = 255;
     for (let filled = ch, total = pixels * ch; filled < total; filled *= 2) out.copyWithin(filled, 0, Math.min(filled, total - filled));
     if (this.depth.length < pixels) this.depth = new Float32Array(pixels);
     this.depth.fill(1 / far, 0, pixels);
-    this.out = out; this.width = width; this.y0 = row0; this.y1 = row1; this.channels = ch;
+    this.out = out;
+    this.width = width;
+    this.y0 = row0;
+    this.y1 = row1;
+    this.channels = ch;
     this.cam = { fx: camera.fx, fy: camera.fy, cx: camera.cx, cy: camera.cy };
     this.textured = mesh.texture !== undefined && mesh.uvs !== undefined;
     if (this.textured) {
-      this.tex = mesh.texture!.data; this.texW = mesh.texture!.width; this.texH = mesh.texture!.height;
+      this.tex = mesh.texture!.data;
+      this.texW = mesh.texture!.width;
+      this.texH = mesh.texture!.height;
     }
     const ambient = options.ambient ?? AMBIENT;
     this.transform(mesh, camera, Math.min(1, Math.max(0, ambient)));
@@ -178,10 +198,13 @@ export class MeshRasterizer {
     const { positions: p, normals: nrm, colours, uvs } = mesh;
     const [r00, r01, r02, r10, r11, r12, r20, r21, r22, t0, t1, t2] = cam.view;
     const { fx, fy, cx, cy } = cam;
-    const key = 1 - ambient, grey = DEFAULT_GREY;
+    const key = 1 - ambient,
+      grey = DEFAULT_GREY;
     const mode = uvs && this.textured ? 2 : colours ? 1 : 0;
     for (let i = 0, o = 0; i < n; i++, o += S) {
-      const x = p[3 * i], y = p[3 * i + 1], z = p[3 * i + 2];
+      const x = p[3 * i],
+        y = p[3 * i + 1],
+        z = p[3 * i + 2];
       const X = r00 * x + r01 * y + r02 * z + t0;
       const Y = r10 * x + r11 * y + r12 * z + t1;
       const Z = r20 * x + r21 * y + r22 * z + t2;
@@ -194,21 +217,33 @@ export class MeshRasterizer {
       if (d < 0) d = -d;
       const light = ambient + key * d;
       if (mode === 2) {
-        v[o + 3] = uvs![2 * i]; v[o + 4] = uvs![2 * i + 1]; v[o + 5] = light;
+        v[o + 3] = uvs![2 * i];
+        v[o + 4] = uvs![2 * i + 1];
+        v[o + 5] = light;
       } else if (mode === 1) {
-        v[o + 3] = colours![3 * i] * light; v[o + 4] = colours![3 * i + 1] * light; v[o + 5] = colours![3 * i + 2] * light;
+        v[o + 3] = colours![3 * i] * light;
+        v[o + 4] = colours![3 * i + 1] * light;
+        v[o + 5] = colours![3 * i + 2] * light;
       } else {
         v[o + 3] = v[o + 4] = v[o + 5] = grey * light;
       }
-      v[o + 6] = X; v[o + 7] = Y; v[o + 8] = Z;
+      v[o + 6] = X;
+      v[o + 7] = Y;
+      v[o + 8] = Z;
     }
   }
 
   private drawAll(mesh: PreparedMesh, near: number, far: number): void {
-    const idx = mesh.indices, v = this.verts, m = mesh.triangles * 3;
+    const idx = mesh.indices,
+      v = this.verts,
+      m = mesh.triangles * 3;
     for (let t = 0; t < m; t += 3) {
-      const o0 = idx[t] * S, o1 = idx[t + 1] * S, o2 = idx[t + 2] * S;
-      const z0 = v[o0 + 8], z1 = v[o1 + 8], z2 = v[o2 + 8];
+      const o0 = idx[t] * S,
+        o1 = idx[t + 1] * S,
+        o2 = idx[t + 2] * S;
+      const z0 = v[o0 + 8],
+        z1 = v[o1 + 8],
+        z2 = v[o2 + 8];
       if (z0 >= near && z1 >= near && z2 >= near) {
         if (z0 > far && z1 > far && z2 > far) continue;
         this.triangle(v, o0, v, o1, v, o2);
@@ -220,14 +255,21 @@ export class MeshRasterizer {
 
   /** Clips the triangle against z >= near in camera space and draws what is left as a fan. */
   private clipNear(o0: number, o1: number, o2: number, near: number): void {
-    const v = this.verts, poly = this.poly;
+    const v = this.verts,
+      poly = this.poly;
     const src = [o0, o1, o2];
     let k = 0;
     for (let e = 0; e < 3; e++) {
-      const a = src[e], b = src[(e + 1) % 3];
-      const za = v[a + 8], zb = v[b + 8];
-      const ina = za >= near, inb = zb >= near;
-      if (ina) { for (let f = 0; f < S; f++) poly[k * S + f] = v[a + f]; k++; }
+      const a = src[e],
+        b = src[(e + 1) % 3];
+      const za = v[a + 8],
+        zb = v[b + 8];
+      const ina = za >= near,
+        inb = zb >= near;
+      if (ina) {
+        for (let f = 0; f < S; f++) poly[k * S + f] = v[a + f];
+        k++;
+      }
       if (ina !== inb) {
         const s = (near - za) / (zb - za);
         const o = k * S;
@@ -252,49 +294,105 @@ export class MeshRasterizer {
 
   /** Scan-converts one triangle whose vertices are all in front of the near plane. */
   private triangle(va: Float64Array, a: number, vb: Float64Array, b: number, vc: Float64Array, c: number): void {
-    const x0 = va[a], y0 = va[a + 1], x1 = vb[b], y1 = vb[b + 1], x2 = vc[c], y2 = vc[c + 1];
+    const x0 = va[a],
+      y0 = va[a + 1],
+      x1 = vb[b],
+      y1 = vb[b + 1],
+      x2 = vc[c],
+      y2 = vc[c + 1];
     let area = (x1 - x0) * (y2 - y0) - (y1 - y0) * (x2 - x0);
     if (!(area > 1e-12 || area < -1e-12)) return; // degenerate, or NaN
-    const width = this.width, rowA = this.y0, rowB = this.y1;
+    const width = this.width,
+      rowA = this.y0,
+      rowB = this.y1;
     // Pixel centres (px + 0.5, py + 0.5) inside the bounding box.
-    let minX = x0 < x1 ? x0 : x1; if (x2 < minX) minX = x2;
-    let maxX = x0 > x1 ? x0 : x1; if (x2 > maxX) maxX = x2;
-    let minY = y0 < y1 ? y0 : y1; if (y2 < minY) minY = y2;
-    let maxY = y0 > y1 ? y0 : y1; if (y2 > maxY) maxY = y2;
-    let px0 = Math.ceil(minX - 0.5), px1 = Math.floor(maxX - 0.5);
-    let py0 = Math.ceil(minY - 0.5), py1 = Math.floor(maxY - 0.5);
-    if (px0 < 0) px0 = 0; if (px1 > width - 1) px1 = width - 1;
-    if (py0 < rowA) py0 = rowA; if (py1 > rowB - 1) py1 = rowB - 1;
+    let minX = x0 < x1 ? x0 : x1;
+    if (x2 < minX) minX = x2;
+    let maxX = x0 > x1 ? x0 : x1;
+    if (x2 > maxX) maxX = x2;
+    let minY = y0 < y1 ? y0 : y1;
+    if (y2 < minY) minY = y2;
+    let maxY = y0 > y1 ? y0 : y1;
+    if (y2 > maxY) maxY = y2;
+    let px0 = Math.ceil(minX - 0.5),
+      px1 = Math.floor(maxX - 0.5);
+    let py0 = Math.ceil(minY - 0.5),
+      py1 = Math.floor(maxY - 0.5);
+    if (px0 < 0) px0 = 0;
+    if (px1 > width - 1) px1 = width - 1;
+    if (py0 < rowA) py0 = rowA;
+    if (py1 > rowB - 1) py1 = rowB - 1;
     if (px0 > px1 || py0 > py1) return;
     // Edge functions e_i (opposite vertex i), e0 + e1 + e2 = area; made positive inside whatever the winding.
     const sign = area > 0 ? 1 : -1;
     area *= sign;
-    const A0 = (y1 - y2) * sign, B0 = (x2 - x1) * sign, C0 = (x1 * y2 - x2 * y1) * sign;
-    const A1 = (y2 - y0) * sign, B1 = (x0 - x2) * sign, C1 = (x2 * y0 - x0 * y2) * sign;
-    const A2 = (y0 - y1) * sign, B2 = (x1 - x0) * sign, C2 = (x0 * y1 - x1 * y0) * sign;
-    const w0 = va[a + 2], w1 = vb[b + 2], w2 = vc[c + 2];
-    const p0 = va[a + 3], p1 = vb[b + 3], p2 = vc[c + 3];
-    const q0 = va[a + 4], q1 = vb[b + 4], q2 = vc[c + 4];
-    const s0 = va[a + 5], s1 = vb[b + 5], s2 = vc[c + 5];
+    const A0 = (y1 - y2) * sign,
+      B0 = (x2 - x1) * sign,
+      C0 = (x1 * y2 - x2 * y1) * sign;
+    const A1 = (y2 - y0) * sign,
+      B1 = (x0 - x2) * sign,
+      C1 = (x2 * y0 - x0 * y2) * sign;
+    const A2 = (y0 - y1) * sign,
+      B2 = (x1 - x0) * sign,
+      C2 = (x0 * y1 - x1 * y0) * sign;
+    const w0 = va[a + 2],
+      w1 = vb[b + 2],
+      w2 = vc[c + 2];
+    const p0 = va[a + 3],
+      p1 = vb[b + 3],
+      p2 = vc[c + 3];
+    const q0 = va[a + 4],
+      q1 = vb[b + 4],
+      q2 = vc[c + 4];
+    const s0 = va[a + 5],
+      s1 = vb[b + 5],
+      s2 = vc[c + 5];
     const invArea = 1 / area;
-    const depth = this.depth, out = this.out, ch = this.channels;
+    const depth = this.depth,
+      out = this.out,
+      ch = this.channels;
     const textured = this.textured;
     for (let py = py0; py <= py1; py++) {
       const sy = py + 0.5;
       // The row's span where every edge function is >= 0, from each edge's crossing, widened by a pixel on
       // each side: the exact per-pixel test below decides, the span only skips the bounding box's empty ends.
-      let lo = px0, hi = px1;
-      const r0 = B0 * sy + C0, r1 = B1 * sy + C1, r2 = B2 * sy + C2;
-      if (A0 > 0) { const c = Math.floor(-r0 / A0 - 0.5); if (c > lo) lo = c; } else if (A0 < 0) { const c = Math.ceil(-r0 / A0 - 0.5); if (c < hi) hi = c; } else if (r0 < 0) continue;
-      if (A1 > 0) { const c = Math.floor(-r1 / A1 - 0.5); if (c > lo) lo = c; } else if (A1 < 0) { const c = Math.ceil(-r1 / A1 - 0.5); if (c < hi) hi = c; } else if (r1 < 0) continue;
-      if (A2 > 0) { const c = Math.floor(-r2 / A2 - 0.5); if (c > lo) lo = c; } else if (A2 < 0) { const c = Math.ceil(-r2 / A2 - 0.5); if (c < hi) hi = c; } else if (r2 < 0) continue;
+      let lo = px0,
+        hi = px1;
+      const r0 = B0 * sy + C0,
+        r1 = B1 * sy + C1,
+        r2 = B2 * sy + C2;
+      if (A0 > 0) {
+        const c = Math.floor(-r0 / A0 - 0.5);
+        if (c > lo) lo = c;
+      } else if (A0 < 0) {
+        const c = Math.ceil(-r0 / A0 - 0.5);
+        if (c < hi) hi = c;
+      } else if (r0 < 0) continue;
+      if (A1 > 0) {
+        const c = Math.floor(-r1 / A1 - 0.5);
+        if (c > lo) lo = c;
+      } else if (A1 < 0) {
+        const c = Math.ceil(-r1 / A1 - 0.5);
+        if (c < hi) hi = c;
+      } else if (r1 < 0) continue;
+      if (A2 > 0) {
+        const c = Math.floor(-r2 / A2 - 0.5);
+        if (c > lo) lo = c;
+      } else if (A2 < 0) {
+        const c = Math.ceil(-r2 / A2 - 0.5);
+        if (c < hi) hi = c;
+      } else if (r2 < 0) continue;
       if (lo > hi) continue;
       const sx = lo + 0.5;
-      let e0 = A0 * sx + r0, e1 = A1 * sx + r1, e2 = A2 * sx + r2;
+      let e0 = A0 * sx + r0,
+        e1 = A1 * sx + r1,
+        e2 = A2 * sx + r2;
       let pix = (py - rowA) * width + lo;
       for (let px = lo; px <= hi; px++, pix++, e0 += A0, e1 += A1, e2 += A2) {
         if (e0 < 0 || e1 < 0 || e2 < 0) continue;
-        const k0 = e0 * w0, k1 = e1 * w1, k2 = e2 * w2;
+        const k0 = e0 * w0,
+          k1 = e1 * w1,
+          k2 = e2 * w2;
         const W = k0 + k1 + k2;
         const z = W * invArea; // interpolated 1/z
         if (!(z > depth[pix])) continue;
@@ -306,9 +404,13 @@ export class MeshRasterizer {
         let r: number, g: number, bl: number;
         if (textured) {
           const rgb = this.sample(u, t);
-          r = rgb[0] * l; g = rgb[1] * l; bl = rgb[2] * l;
+          r = rgb[0] * l;
+          g = rgb[1] * l;
+          bl = rgb[2] * l;
         } else {
-          r = u; g = t; bl = l;
+          r = u;
+          g = t;
+          bl = l;
         }
         // Truncated to 8 bits like the splat renderer's output; the bias keeps a colour that interpolation
         // returns a rounding error below an exact level (1 - 1e-16) on that level.
@@ -324,17 +426,32 @@ export class MeshRasterizer {
 
   /** Bilinear sample at (u, v), glTF convention, repeat wrapping; colours in [0, 1]. */
   private sample(u: number, v: number): Float64Array {
-    const tw = this.texW, th = this.texH, d = this.tex, res = this.texel;
-    let x = u * tw - 0.5, y = v * th - 0.5;
+    const tw = this.texW,
+      th = this.texH,
+      d = this.tex,
+      res = this.texel;
+    let x = u * tw - 0.5,
+      y = v * th - 0.5;
     if (Number.isNaN(x)) x = 0;
     if (Number.isNaN(y)) y = 0;
-    const fx0 = Math.floor(x), fy0 = Math.floor(y);
-    const fx = x - fx0, fy = y - fy0;
-    let xa = fx0 % tw; if (xa < 0) xa += tw;
-    let ya = fy0 % th; if (ya < 0) ya += th;
-    const xb = xa + 1 === tw ? 0 : xa + 1, yb = ya + 1 === th ? 0 : ya + 1;
-    const i00 = (ya * tw + xa) * 4, i10 = (ya * tw + xb) * 4, i01 = (yb * tw + xa) * 4, i11 = (yb * tw + xb) * 4;
-    const w00 = (1 - fx) * (1 - fy), w10 = fx * (1 - fy), w01 = (1 - fx) * fy, w11 = fx * fy;
+    const fx0 = Math.floor(x),
+      fy0 = Math.floor(y);
+    const fx = x - fx0,
+      fy = y - fy0;
+    let xa = fx0 % tw;
+    if (xa < 0) xa += tw;
+    let ya = fy0 % th;
+    if (ya < 0) ya += th;
+    const xb = xa + 1 === tw ? 0 : xa + 1,
+      yb = ya + 1 === th ? 0 : ya + 1;
+    const i00 = (ya * tw + xa) * 4,
+      i10 = (ya * tw + xb) * 4,
+      i01 = (yb * tw + xa) * 4,
+      i11 = (yb * tw + xb) * 4;
+    const w00 = (1 - fx) * (1 - fy),
+      w10 = fx * (1 - fy),
+      w01 = (1 - fx) * fy,
+      w11 = fx * fy;
     const k = 1 / 255;
     res[0] = (d[i00] * w00 + d[i10] * w10 + d[i01] * w01 + d[i11] * w11) * k;
     res[1] = (d[i00 + 1] * w00 + d[i10 + 1] * w10 + d[i01 + 1] * w01 + d[i11 + 1] * w11) * k;

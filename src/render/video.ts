@@ -37,15 +37,44 @@ process.once('exit', () => {
 });
 
 /** Encodes RGB24 frames (width * height * 3 bytes each) to `outPath`; returns the number of frames written. */
-export async function encodeMp4(frames: AsyncIterable<Uint8Array>, outPath: string, options: VideoOptions, signal?: AbortSignal): Promise<number> {
+export async function encodeMp4(
+  frames: AsyncIterable<Uint8Array>,
+  outPath: string,
+  options: VideoOptions,
+  signal?: AbortSignal,
+): Promise<number> {
   const { width, height, fps } = options;
   if (width % 2 || height % 2) throw new VideoEncodeError(`H.264 yuv420p needs even dimensions, got ${width}x${height}`);
   const tmp = join(dirname(outPath), `.${basename(outPath)}.${process.pid}.${Date.now()}.part`);
   const args = [
-    '-hide_banner', '-loglevel', 'error', '-y',
-    '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-s', `${width}x${height}`, '-framerate', String(fps), '-i', 'pipe:0',
-    '-an', '-c:v', 'libx264', '-preset', options.preset, '-crf', String(options.crf), '-pix_fmt', 'yuv420p',
-    '-movflags', '+faststart', '-f', 'mp4', tmp,
+    '-hide_banner',
+    '-loglevel',
+    'error',
+    '-y',
+    '-f',
+    'rawvideo',
+    '-pix_fmt',
+    'rgb24',
+    '-s',
+    `${width}x${height}`,
+    '-framerate',
+    String(fps),
+    '-i',
+    'pipe:0',
+    '-an',
+    '-c:v',
+    'libx264',
+    '-preset',
+    options.preset,
+    '-crf',
+    String(options.crf),
+    '-pix_fmt',
+    'yuv420p',
+    '-movflags',
+    '+faststart',
+    '-f',
+    'mp4',
+    tmp,
   ];
   // Its own process group: a Ctrl-C (or a signal to the control group) is the service's to handle by draining;
   // reaching ffmpeg too, it would kill the video mid-encode. It still dies with its job or with the process.
@@ -54,7 +83,9 @@ export async function encodeMp4(frames: AsyncIterable<Uint8Array>, outPath: stri
   child.once('exit', () => encoders.delete(child));
   let stderr = '';
   child.stderr.setEncoding('utf8');
-  child.stderr.on('data', (chunk: string) => { stderr = (stderr + chunk).slice(-4000); });
+  child.stderr.on('data', (chunk: string) => {
+    stderr = (stderr + chunk).slice(-4000);
+  });
   const exited = new Promise<number | null>((resolve, reject) => {
     child.once('error', reject);
     child.once('close', (code) => resolve(code));
@@ -97,9 +128,13 @@ export async function encodeMp4(frames: AsyncIterable<Uint8Array>, outPath: stri
 function drained(stream: Writable): Promise<void> {
   return new Promise((resolve) => {
     const done = () => {
-      stream.off('drain', done); stream.off('error', done); stream.off('close', done);
+      stream.off('drain', done);
+      stream.off('error', done);
+      stream.off('close', done);
       resolve();
     };
-    stream.on('drain', done); stream.on('error', done); stream.on('close', done);
+    stream.on('drain', done);
+    stream.on('error', done);
+    stream.on('close', done);
   });
 }

@@ -27,7 +27,9 @@ port.on('message', (message: WorkerRequest) => {
       }
       meshRasterizer ??= new MeshRasterizer();
       const { camera, options } = message;
-      pixels = message.rows ? meshRasterizer.renderRows(mesh, camera, options, message.rows[0], message.rows[1]) : meshRasterizer.render(mesh, camera, options);
+      pixels = message.rows
+        ? meshRasterizer.renderRows(mesh, camera, options, message.rows[0], message.rows[1])
+        : meshRasterizer.render(mesh, camera, options);
     } else {
       if (message.data) {
         scene = message.scene;
@@ -37,7 +39,9 @@ port.on('message', (message: WorkerRequest) => {
         throw new Error(`scene ${message.scene} was never sent to this worker`);
       }
       const { camera, options } = message;
-      pixels = message.rows ? rasterizer.renderTileRows(cloud, camera, options, message.rows[0], message.rows[1]) : rasterizer.render(cloud, camera, options);
+      pixels = message.rows
+        ? rasterizer.renderTileRows(cloud, camera, options, message.rows[0], message.rows[1])
+        : rasterizer.render(cloud, camera, options);
     }
     const reply: RenderReply = { type: 'frame', job: message.job, pixels };
     port.postMessage(reply, [pixels.buffer as ArrayBuffer]);

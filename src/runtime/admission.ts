@@ -47,7 +47,8 @@ export class Admission {
     queueLength: number | QueueLimits,
   ) {
     if (!(concurrency >= 1)) throw new RangeError('admission needs a concurrency of at least 1');
-    this.limits = typeof queueLength === 'number' ? { contract: queueLength, interactive: queueLength, background: queueLength } : { ...queueLength };
+    this.limits =
+      typeof queueLength === 'number' ? { contract: queueLength, interactive: queueLength, background: queueLength } : { ...queueLength };
   }
 
   /** Jobs waiting for a place, in every class (or in one). */
@@ -126,7 +127,10 @@ export class Admission {
       }
       await new Promise<void>((resolve, reject) => {
         const entry: Waiter = {
-          start: () => { signal?.removeEventListener('abort', entry.abort); resolve(); },
+          start: () => {
+            signal?.removeEventListener('abort', entry.abort);
+            resolve();
+          },
           abort: () => {
             const at = line.indexOf(entry);
             if (at >= 0) line.splice(at, 1);

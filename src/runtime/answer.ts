@@ -76,7 +76,16 @@ export type CacheSource = 'hit' | 'miss' | 'asset-hit' | 'decline-hit';
 
 /** `preset` names the preset the request resolved to; the report's `preset` gives its values. */
 export type Answer =
-  | { kind: 'asset'; jobId: string; preset: string; artefacts: Delivered[]; seed: number; gaussians: number; report: Report; cache: CacheSource }
+  | {
+      kind: 'asset';
+      jobId: string;
+      preset: string;
+      artefacts: Delivered[];
+      seed: number;
+      gaussians: number;
+      report: Report;
+      cache: CacheSource;
+    }
   | { kind: 'declined'; jobId: string; preset: string; reason: string; report: Report | null; cache: CacheSource }
   | { kind: 'forwarded'; jobId: string; answer: ForwardedAnswer };
 
@@ -94,7 +103,10 @@ export interface AnswerPathOptions {
 
 const REPORT_ENTRY: EntryName = { kind: 'json', variant: 'report' };
 /** A job's pictures (the one it was made from, and its matte), kept in the cache beside its asset. */
-const PICTURES = { image: { kind: 'png', variant: 'picture' }, matte: { kind: 'png', variant: 'matte' } } as const satisfies Record<string, EntryName>;
+const PICTURES = { image: { kind: 'png', variant: 'picture' }, matte: { kind: 'png', variant: 'matte' } } as const satisfies Record<
+  string,
+  EntryName
+>;
 /** Cached pictures are ours (a pipeline's picture and matte): far under this, or not ours. */
 const PICTURE_LIMITS = { maxPixels: 4096 * 4096, minSide: 1 };
 /** Longest side of the picture an image task's job shows (its own image): the registry holds it until forgotten. */
@@ -148,7 +160,8 @@ export class AnswerPath {
     const signal = request.signal ? AbortSignal.any([request.signal, job.signal]) : job.signal;
     try {
       // An image task's picture is the image it was sent: its job shows it as a text task's shows the generated one.
-      if (request.task.kind === 'image') job.progress.intermediate({ name: 'image', image: await shrunk(request.task.image, PICTURE_SIDE) }, 0);
+      if (request.task.kind === 'image')
+        job.progress.intermediate({ name: 'image', image: await shrunk(request.task.image, PICTURE_SIDE) }, 0);
       const cached = key === undefined ? null : await this.fromCache(key, request, preset, job);
       if (cached) return cached;
       // Refuse before generating when the video line is already full: an asset nobody renders wastes the GPU.
@@ -189,12 +202,18 @@ export class AnswerPath {
         const made = geometry.find((g) => g.spec.format === spec.format);
         artefacts.push(made ?? (await this.encode(asset, spec, request.delivery, settings, outcome.report, signal)));
       }
-      if (key !== undefined) await this.store(key, artefacts.filter((a) => !geometry.includes(a)), settings);
+      if (key !== undefined)
+        await this.store(
+          key,
+          artefacts.filter((a) => !geometry.includes(a)),
+          settings,
+        );
       for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
       job.end('done', { report: outcome.report, cached: assetHit !== null });
       return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
     } catch (err) {
-      if (job.signal.aborted || request.signal?.aborted) job.end('cancelled', { error: ((job.signal.reason ?? request.signal?.reason) as Error | undefined)?.message ?? 'cancelled' });
+      if (job.signal.aborted || request.signal?.aborted)
+        job.end('cancelled', { error: ((job.signal.reason ?? request.signal?.reason) as Error | undefined)?.message ?? 'cancelled' });
       else job.end('failed', { error: (err as Error).message });
       throw job.signal.aborted && !(err instanceof CancelledError) ? job.signal.reason : err;
     }
@@ -265,7 +284,11 @@ export class AnswerPath {
    * a mesh job's GLB. A video or views then need no GPU work. Bytes that do not decode are evicted, and the
    * asset is made again.
    */
-  private async cachedAsset(key: string, request: AnswerRequest, mesh: boolean): Promise<{ cloud: GaussianCloud; mesh?: TriangleMesh; seed: number; report: Report } | null> {
+  private async cachedAsset(
+    key: string,
+    request: AnswerRequest,
+    mesh: boolean,
+  ): Promise<{ cloud: GaussianCloud; mesh?: TriangleMesh; seed: number; report: Report } | null> {
     const cloud = await this.cachedGeometry(key, 'ply', (format, bytes) => format.decodeCloud!(bytes));
     if (!cloud) return null;
     const made = mesh ? await this.cachedGeometry(key, 'glb', (format, bytes) => format.decodeMesh!(bytes)) : undefined;
@@ -278,7 +301,11 @@ export class AnswerPath {
   }
 
   /** One cached geometry entry, checked by its format and read; null (and evicted) when it is refused or unreadable. */
-  private async cachedGeometry<T>(key: string, kind: 'ply' | 'glb', read: (format: Format, bytes: Uint8Array) => T | Promise<T>): Promise<T | null> {
+  private async cachedGeometry<T>(
+    key: string,
+    kind: 'ply' | 'glb',
+    read: (format: Format, bytes: Uint8Array) => T | Promise<T>,
+  ): Promise<T | null> {
     const cache = this.options.cache!;
     const format = this.options.formats[kind];
     const name: EntryName = { kind };
@@ -293,7 +320,13 @@ export class AnswerPath {
     }
   }
 
-  private async generateOrForward(request: AnswerRequest, mesh: boolean, settings: JobSettings, job: JobHandle, signal: AbortSignal): Promise<{ outcome: Outcome } | { forwarded: ForwardedAnswer }> {
+  private async generateOrForward(
+    request: AnswerRequest,
+    mesh: boolean,
+    settings: JobSettings,
+    job: JobHandle,
+    signal: AbortSignal,
+  ): Promise<{ outcome: Outcome } | { forwarded: ForwardedAnswer }> {
     const { service, burst } = this.options;
     try {
       const outcome = await service.generate({
@@ -316,7 +349,14 @@ export class AnswerPath {
   }
 
   /** Encodes one artefact from the canonical asset and checks it; rendered formats wait in the video line. */
-  private async encode(asset: Asset, spec: ArtefactSpec, delivery: Delivery | undefined, settings: JobSettings, report: Report, signal: AbortSignal): Promise<Delivered> {
+  private async encode(
+    asset: Asset,
+    spec: ArtefactSpec,
+    delivery: Delivery | undefined,
+    settings: JobSettings,
+    report: Report,
+    signal: AbortSignal,
+  ): Promise<Delivered> {
     const format = this.format(spec);
     const start = performance.now();
     const env = { turntable: settings.render, signal };
@@ -347,7 +387,15 @@ export class AnswerPath {
    * their checks (one refused is logged and left out: a request that asked for it encodes it again, and is
    * refused, on its own). Nothing is cached when the PLY is refused.
    */
-  private async cacheGeometry(key: string, asset: Asset, request: AnswerRequest, settings: JobSettings, stored: StoredReport, job: JobHandle, signal: AbortSignal): Promise<Delivered[]> {
+  private async cacheGeometry(
+    key: string,
+    asset: Asset,
+    request: AnswerRequest,
+    settings: JobSettings,
+    stored: StoredReport,
+    job: JobHandle,
+    signal: AbortSignal,
+  ): Promise<Delivered[]> {
     const geometry: Delivered[] = [];
     for (const format of asset.mesh ? (['ply', 'glb'] as const) : (['ply'] as const)) {
       try {

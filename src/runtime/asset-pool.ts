@@ -79,7 +79,12 @@ export class AssetPool {
     for (const call of this.queue.splice(0)) this.settle(call, new ShuttingDownError('the asset pool was closed'));
     const slots = this.slots.splice(0);
     for (const slot of slots) if (slot.call) this.settle(slot.call, new ShuttingDownError('the asset pool was closed'));
-    await Promise.all(slots.map((slot) => { if (slot.timer) clearTimeout(slot.timer); return slot.worker.terminate(); }));
+    await Promise.all(
+      slots.map((slot) => {
+        if (slot.timer) clearTimeout(slot.timer);
+        return slot.worker.terminate();
+      }),
+    );
   }
 
   private submit<T>(work: Work, signal?: AbortSignal): Promise<T> {
@@ -120,9 +125,10 @@ export class AssetPool {
     const id = this.nextId++;
     // The worker gets a copy of its own: the caller keeps its bytes, and a dead worker takes nothing with it.
     const bytes = call.work.bytes.slice();
-    const message: AssetCall = call.work.type === 'inspect-glb'
-      ? { id, type: 'inspect-glb', bytes, rules: this.options.rules }
-      : { id, type: 'open', kind: call.work.kind, bytes, rules: this.options.rules, extent: call.work.extent };
+    const message: AssetCall =
+      call.work.type === 'inspect-glb'
+        ? { id, type: 'inspect-glb', bytes, rules: this.options.rules }
+        : { id, type: 'open', kind: call.work.kind, bytes, rules: this.options.rules, extent: call.work.extent };
     slot.timer = setTimeout(() => {
       this.replace(slot, new UserAssetError(`reading the asset took longer than ${this.options.timeoutMs / 1000} s; it was refused`));
     }, this.options.timeoutMs);
@@ -146,8 +152,12 @@ export class AssetPool {
       if (reply.ok) this.settle(call, null, reply.value);
       else this.settle(call, new UserAssetError(reply.error));
     });
-    worker.on('error', (err) => this.replace(slot, new UserAssetError(`the asset could not be read: its reader failed (${describe(err)})`)));
-    worker.on('exit', (code) => this.replace(slot, new UserAssetError(`the asset could not be read: its reader stopped (exit code ${code})`)));
+    worker.on('error', (err) =>
+      this.replace(slot, new UserAssetError(`the asset could not be read: its reader failed (${describe(err)})`)),
+    );
+    worker.on('exit', (code) =>
+      this.replace(slot, new UserAssetError(`the asset could not be read: its reader stopped (exit code ${code})`)),
+    );
     this.slots.push(slot);
     return slot;
   }

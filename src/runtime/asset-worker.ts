@@ -34,7 +34,8 @@ function work(call: AssetCall): Promise<unknown> {
 port.on('message', (call: AssetCall) => {
   work(call).then(
     (value) => port.postMessage({ type: 'result', id: call.id, ok: true, value } satisfies AssetReply),
-    (err: Error) => port.postMessage({ type: 'result', id: call.id, ok: false, error: String(err?.message ?? err).slice(0, 500) } satisfies AssetReply),
+    (err: Error) =>
+      port.postMessage({ type: 'result', id: call.id, ok: false, error: String(err?.message ?? err).slice(0, 500) } satisfies AssetReply),
   );
 });
 port.postMessage({ type: 'ready' } satisfies AssetReply);

@@ -84,7 +84,10 @@ export class Burst {
           return { status: response.status, headers: response.headers, body: bytes, peer: index };
         }
         this.metrics?.burst(label, 'failed');
-        this.logger?.warn({ peer: index, status: response.status, body: new TextDecoder().decode(bytes.subarray(0, 200)) }, 'burst peer refused the request');
+        this.logger?.warn(
+          { peer: index, status: response.status, body: new TextDecoder().decode(bytes.subarray(0, 200)) },
+          'burst peer refused the request',
+        );
       } catch (err) {
         this.metrics?.burst(label, 'failed');
         this.logger?.warn({ peer: index, err: (err as Error).message }, 'burst peer failed');

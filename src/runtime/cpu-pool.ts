@@ -15,7 +15,15 @@ import type { Backend, CloudAndMesh, ImageTo3d, Matting, MattingInput, TextToIma
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { startWorker } from '../threads.js';
-import type { CpuFormCall, CpuGlbDecodeCall, CpuGlbInspectCall, CpuGlbEncodeCall, CpuMessage, CpuReply, OffloadedStage } from './cpu-protocol.js';
+import type {
+  CpuFormCall,
+  CpuGlbDecodeCall,
+  CpuGlbInspectCall,
+  CpuGlbEncodeCall,
+  CpuMessage,
+  CpuReply,
+  OffloadedStage,
+} from './cpu-protocol.js';
 
 /** A message for the worker and the buffers it hands over; made anew for each attempt. */
 type Dispatch = (id: number) => { message: CpuMessage; transfer: ArrayBuffer[] };
@@ -50,7 +58,7 @@ export class CpuPool {
 
   /** Runs one stage call in the least busy worker; rejects at once when the job's signal aborts. */
   run<T>(stage: OffloadedStage, args: unknown[], ctx: JobContext | undefined, settings = ctx?.settings): Promise<T> {
-    if (!settings) return Promise.reject(new Error('an offloaded stage call needs the job\'s settings'));
+    if (!settings) return Promise.reject(new Error("an offloaded stage call needs the job's settings"));
     return this.send<T>((id) => ({ message: { type: 'call', id, stage, args, settings }, transfer: [] }), ctx?.signal);
   }
 
@@ -104,8 +112,14 @@ export class CpuPool {
         dispatch,
         attempts: 0,
         at: null,
-        resolve: (value) => { signal?.removeEventListener('abort', onAbort); resolve(value as T); },
-        reject: (err) => { signal?.removeEventListener('abort', onAbort); reject(err); },
+        resolve: (value) => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve(value as T);
+        },
+        reject: (err) => {
+          signal?.removeEventListener('abort', onAbort);
+          reject(err);
+        },
       };
       this.dispatch(pending);
     });
@@ -171,7 +185,9 @@ export class CpuPool {
       }
     };
     worker.on('error', fail);
-    worker.on('exit', (code) => { if (this.slots.includes(slot)) fail(new Error(`exited with code ${code}`)); });
+    worker.on('exit', (code) => {
+      if (this.slots.includes(slot)) fail(new Error(`exited with code ${code}`));
+    });
     this.slots.push(slot);
     return slot;
   }
@@ -208,7 +224,8 @@ export function offloadImageTo3d(backend: ImageTo3d, pool: CpuPool): ImageTo3d {
     ...describedAs(backend),
     generate: (image, seed, ctx) => pool.run<GaussianCloud>('imageTo3d', [image, seed], ctx),
     ...(backend.generateWithMesh && {
-      generateWithMesh: (image: RgbaImage, seed: number, ctx?: JobContext) => pool.run<CloudAndMesh>('imageTo3dWithMesh', [image, seed], ctx),
+      generateWithMesh: (image: RgbaImage, seed: number, ctx?: JobContext) =>
+        pool.run<CloudAndMesh>('imageTo3dWithMesh', [image, seed], ctx),
     }),
     ...(backend.meshReadiness && { meshReadiness: () => backend.meshReadiness!() }),
   };

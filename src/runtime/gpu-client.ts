@@ -5,8 +5,14 @@
  * readiness poller behind `readiness()` so /health and /ping reflect the worker without a request each.
  */
 import {
-  GPU_WORKER_PROTOCOL, GPU_WORKER_PROTOCOL_HEADER, GpuWorkerError,
-  type CloudAndMeshBytes, type GpuWorker, type ImageGenerationRequest, type ImageTo3dRequest, type MeshBake,
+  GPU_WORKER_PROTOCOL,
+  GPU_WORKER_PROTOCOL_HEADER,
+  GpuWorkerError,
+  type CloudAndMeshBytes,
+  type GpuWorker,
+  type ImageGenerationRequest,
+  type ImageTo3dRequest,
+  type MeshBake,
 } from '../pipelines/gpu-worker.js';
 import type { Readiness } from '../pipelines/stages.js';
 import { NotReadyError } from '../pipelines/errors.js';
@@ -65,8 +71,15 @@ export class GpuWorkerUnavailableError extends NotReadyError {
 }
 
 const CONNECTION_ERRORS = new Set([
-  'ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ENOTCONN', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN',
-  'UND_ERR_SOCKET', 'UND_ERR_CLOSED',
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'EPIPE',
+  'ENOTCONN',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CLOSED',
 ]);
 
 export class GpuWorkerClient implements GpuWorker {
@@ -116,12 +129,21 @@ export class GpuWorkerClient implements GpuWorker {
     const deadline = Date.now() + this.options.readyTimeoutMs;
     return new Promise<Readiness>((resolve) => {
       const check = () => {
-        const settled = this.last.ready || this.health?.status === 'failed' || this.refused !== undefined || Date.now() >= deadline || signal?.aborted || this.closed;
+        const settled =
+          this.last.ready ||
+          this.health?.status === 'failed' ||
+          this.refused !== undefined ||
+          Date.now() >= deadline ||
+          signal?.aborted ||
+          this.closed;
         if (!settled) return;
         this.listeners.delete(check);
         clearTimeout(timer);
         if (!this.last.ready && Date.now() >= deadline && this.health?.status !== 'failed' && this.refused === undefined) {
-          this.last = { ready: false, detail: `${this.last.detail} (not ready within ${Math.round(this.options.readyTimeoutMs / 1000)} s)` };
+          this.last = {
+            ready: false,
+            detail: `${this.last.detail} (not ready within ${Math.round(this.options.readyTimeoutMs / 1000)} s)`,
+          };
         }
         resolve(this.last);
       };
@@ -138,7 +160,10 @@ export class GpuWorkerClient implements GpuWorker {
       const response = await this.send('/health', { method: 'GET' }, undefined, Math.min(this.options.requestTimeoutMs, 10_000), 0);
       const body = (await response.json().catch(() => null)) as WorkerHealth | null;
       if (!body || typeof body.ready !== 'boolean') {
-        this.last = { ready: false, detail: `GPU worker at ${this.base} answered /health with HTTP ${response.status} and no health report` };
+        this.last = {
+          ready: false,
+          detail: `GPU worker at ${this.base} answered /health with HTTP ${response.status} and no health report`,
+        };
       } else if (body.protocol !== GPU_WORKER_PROTOCOL) {
         this.health = undefined;
         this.refused = this.protocolMismatch(body.protocol);
@@ -148,7 +173,10 @@ export class GpuWorkerClient implements GpuWorker {
         this.health = body;
         this.last = body.ready
           ? { ready: true }
-          : { ready: false, detail: `GPU worker at ${this.base}: ${body.status === 'loading' ? 'loading models' : body.error ?? body.status}` };
+          : {
+              ready: false,
+              detail: `GPU worker at ${this.base}: ${body.status === 'loading' ? 'loading models' : (body.error ?? body.status)}`,
+            };
       }
     } catch (err) {
       this.health = undefined;
@@ -179,14 +207,18 @@ export class GpuWorkerClient implements GpuWorker {
 
   /** POST /v1/images/generations: returns the PNG bytes. */
   async generateImage(request: ImageGenerationRequest, signal?: AbortSignal): Promise<Uint8Array> {
-    const response = await this.call('/v1/images/generations', {
-      prompt: request.prompt,
-      size: request.size,
-      n: 1,
-      response_format: 'b64_json',
-      seed: request.seed,
-      steps: request.steps,
-    }, signal);
+    const response = await this.call(
+      '/v1/images/generations',
+      {
+        prompt: request.prompt,
+        size: request.size,
+        n: 1,
+        response_format: 'b64_json',
+        seed: request.seed,
+        steps: request.steps,
+      },
+      signal,
+    );
     const body = (await response.json().catch(() => null)) as { data?: { b64_json?: unknown }[] } | null;
     const b64 = body?.data?.[0]?.b64_json;
     if (typeof b64 !== 'string' || !b64) throw new GpuWorkerError(`GPU worker at ${this.base} answered without data[0].b64_json`);
@@ -215,14 +247,21 @@ export class GpuWorkerClient implements GpuWorker {
     const parts = unpackParts(await bodyBytes(response, what), what);
     const ply = parts.get('ply');
     const glb = parts.get('glb');
-    if (!ply || !glb) throw new GpuWorkerError(`${what}: the answer lacks its ${!ply ? 'ply' : 'glb'} part (has: ${[...parts.keys()].join(', ') || 'none'})`, 502);
+    if (!ply || !glb)
+      throw new GpuWorkerError(
+        `${what}: the answer lacks its ${!ply ? 'ply' : 'glb'} part (has: ${[...parts.keys()].join(', ') || 'none'})`,
+        502,
+      );
     return { ply, glb };
   }
 
   private protocolMismatch(version: unknown): string {
-    const spoken = typeof version === 'number' || typeof version === 'string' ? `protocol ${version}` : 'protocol 1 (it reports no version)';
-    return `GPU worker at ${this.base} speaks ${spoken}, but this service speaks protocol ${GPU_WORKER_PROTOCOL}: ` +
-      'refused; run the worker from the same fast3d version as the service (workers/gpu)';
+    const spoken =
+      typeof version === 'number' || typeof version === 'string' ? `protocol ${version}` : 'protocol 1 (it reports no version)';
+    return (
+      `GPU worker at ${this.base} speaks ${spoken}, but this service speaks protocol ${GPU_WORKER_PROTOCOL}: ` +
+      'refused; run the worker from the same fast3d version as the service (workers/gpu)'
+    );
   }
 
   /** A JSON POST whose non-2xx answers become errors carrying the worker's message. */
@@ -257,7 +296,13 @@ export class GpuWorkerClient implements GpuWorker {
     throw new GpuWorkerError(what, response.status);
   }
 
-  private async send(path: string, init: RequestInit, signal: AbortSignal | undefined, timeoutMs: number, retries: number): Promise<Response> {
+  private async send(
+    path: string,
+    init: RequestInit,
+    signal: AbortSignal | undefined,
+    timeoutMs: number,
+    retries: number,
+  ): Promise<Response> {
     for (let attempt = 0; ; attempt++) {
       signal?.throwIfAborted();
       const timeout = AbortSignal.timeout(timeoutMs);
@@ -288,15 +333,25 @@ export function connectionErrorCode(err: unknown): string | null {
   for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
     if (typeof e.code === 'string' && CONNECTION_ERRORS.has(e.code)) return e.code;
     const nested = (e as { errors?: unknown[] }).errors; // AggregateError of IPv4 / IPv6 attempts
-    if (Array.isArray(nested)) for (const inner of nested) { const code = connectionErrorCode(inner); if (code) return code; }
+    if (Array.isArray(nested))
+      for (const inner of nested) {
+        const code = connectionErrorCode(inner);
+        if (code) return code;
+      }
   }
   return null;
 }
 
 function delay(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onAbort = () => { clearTimeout(timer); reject(signal?.reason); };
-    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -330,7 +385,9 @@ export function unpackParts(data: Uint8Array, what = 'GPU worker answer'): Map<s
   const parts = new Map<string, Uint8Array>();
   for (let i = 0; i < count; i++) {
     const entry = 16 + i * 24;
-    const name = Buffer.from(data.subarray(entry, entry + 16)).toString('latin1').replace(/\0+$/, '');
+    const name = Buffer.from(data.subarray(entry, entry + 16))
+      .toString('latin1')
+      .replace(/\0+$/, '');
     const length = Number(view.getBigUint64(entry + 16, true));
     if (offset + length > data.length) throw fail(`part ${name} runs past the end of the answer (cut short?)`);
     parts.set(name, data.subarray(offset, offset + length));
@@ -346,6 +403,9 @@ async function bodyBytes(response: Response, what: string): Promise<Uint8Array> 
     return new Uint8Array(await response.arrayBuffer());
   } catch (err) {
     const timedOut = (err as Error).name === 'TimeoutError';
-    throw new GpuWorkerError(`${what}: the answer's body ${timedOut ? 'did not arrive in time' : `broke off (${(err as Error).message})`}`, timedOut ? 504 : 502);
+    throw new GpuWorkerError(
+      `${what}: the answer's body ${timedOut ? 'did not arrive in time' : `broke off (${(err as Error).message})`}`,
+      timedOut ? 504 : 502,
+    );
   }
 }

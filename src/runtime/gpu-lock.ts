@@ -12,7 +12,10 @@ export class GpuLock {
   /** Closed busy intervals [start, end] of the last `windowMs`, for the busy ratio. */
   private readonly intervals: [number, number][] = [];
 
-  constructor(private readonly windowMs = 60_000, private readonly now: () => number = () => performance.now()) {}
+  constructor(
+    private readonly windowMs = 60_000,
+    private readonly now: () => number = () => performance.now(),
+  ) {}
 
   /** Runs `work` holding the lock. A caller whose signal aborts while waiting leaves the line. */
   async run<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
@@ -21,7 +24,10 @@ export class GpuLock {
       await new Promise<void>((resolve, reject) => {
         const entry = {
           signal,
-          grant: () => { signal?.removeEventListener('abort', entry.onAbort); resolve(); },
+          grant: () => {
+            signal?.removeEventListener('abort', entry.onAbort);
+            resolve();
+          },
           onAbort: () => {
             const at = this.waiting.indexOf(entry);
             if (at >= 0) this.waiting.splice(at, 1);

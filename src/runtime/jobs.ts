@@ -114,9 +114,23 @@ export class JobRegistry {
     const createdAt = this.now();
     const entry: Entry = {
       view: {
-        id, priority: init.priority, title: init.title, task: init.task, seed: init.seed, preset: init.preset, ...(init.group !== undefined && { group: init.group }),
-        state: 'queued', stage: null, createdAt, timings: { queuedMs: null, runMs: null, stages: {} }, report: null, reason: null, error: null,
-        artefacts: [], intermediates: [], cached: false,
+        id,
+        priority: init.priority,
+        title: init.title,
+        task: init.task,
+        seed: init.seed,
+        preset: init.preset,
+        ...(init.group !== undefined && { group: init.group }),
+        state: 'queued',
+        stage: null,
+        createdAt,
+        timings: { queuedMs: null, runMs: null, stages: {} },
+        report: null,
+        reason: null,
+        error: null,
+        artefacts: [],
+        intermediates: [],
+        cached: false,
       },
       events: [],
       listeners: new Set(),
@@ -182,7 +196,13 @@ export class JobRegistry {
         view.error = details.error ?? null;
         view.cached = details.cached ?? false;
         if (entry.startedAt !== null) view.timings.runMs = this.now() - entry.startedAt;
-        emit({ type: 'end', state, ...(details.reason ? { reason: details.reason } : {}), ...(details.error ? { error: details.error } : {}), at: at() });
+        emit({
+          type: 'end',
+          state,
+          ...(details.reason ? { reason: details.reason } : {}),
+          ...(details.error ? { error: details.error } : {}),
+          at: at(),
+        });
         entry.endedAt = this.now();
         // The raw cloud (13 MB for 240k Gaussians) is for watching a job; the finished asset is in its artefacts.
         entry.intermediates.delete('cloud');
@@ -200,7 +220,10 @@ export class JobRegistry {
   /** The most recent jobs, newest first. */
   list(limit = 50): JobView[] {
     this.sweep();
-    return [...this.jobs.values()].reverse().slice(0, limit).map((e) => e.view);
+    return [...this.jobs.values()]
+      .reverse()
+      .slice(0, limit)
+      .map((e) => e.view);
   }
 
   intermediate(id: string, name: Intermediate['name']): RgbaImage | GaussianCloud | undefined {
@@ -225,8 +248,12 @@ export class JobRegistry {
     if (!entry) return;
     let next = 0;
     let wake: (() => void) | null = null;
-    const listener = () => { wake?.(); };
-    const onAbort = () => { wake?.(); };
+    const listener = () => {
+      wake?.();
+    };
+    const onAbort = () => {
+      wake?.();
+    };
     entry.listeners.add(listener);
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
@@ -237,7 +264,9 @@ export class JobRegistry {
           if (event.type === 'end') return;
         }
         if (entry.endedAt !== null) return;
-        await new Promise<void>((resolve) => { wake = resolve; });
+        await new Promise<void>((resolve) => {
+          wake = resolve;
+        });
         wake = null;
       }
     } finally {

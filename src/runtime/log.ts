@@ -18,8 +18,17 @@ export function createLogger(level: string, destination?: NodeJS.WritableStream,
   const options = { level, base: { service: 'fast3d' }, timestamp: pino.stdTimeFunctions.isoTime };
   if (destination || !prettyLogs(format, process.stdout.isTTY === true)) return pino(options, destination as never);
   // A transport runs in a worker thread; pino flushes it when the process exits.
-  return pino(options, pino.transport({
-    target: 'pino-pretty',
-    options: { colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'service,hostname', singleLine: true, destination: 1 },
-  }));
+  return pino(
+    options,
+    pino.transport({
+      target: 'pino-pretty',
+      options: {
+        colorize: process.stdout.isTTY === true,
+        translateTime: 'SYS:HH:MM:ss.l',
+        ignore: 'service,hostname',
+        singleLine: true,
+        destination: 1,
+      },
+    }),
+  );
 }

@@ -23,7 +23,10 @@ export class MemoryBudget {
     if (this.used + bytes > this.limitBytes) {
       this.onRefusal?.();
       const mib = (n: number) => Math.ceil(n / 1048576);
-      throw new BusyError(`busy: ${what} of requests in flight hold ${mib(this.used)} MiB of ${mib(this.limitBytes)} MiB; this one needs ${mib(bytes)} MiB`, this.retryAfterS());
+      throw new BusyError(
+        `busy: ${what} of requests in flight hold ${mib(this.used)} MiB of ${mib(this.limitBytes)} MiB; this one needs ${mib(bytes)} MiB`,
+        this.retryAfterS(),
+      );
     }
     this.used += bytes;
     let released = false;

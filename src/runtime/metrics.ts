@@ -99,8 +99,14 @@ export class Metrics {
     gauge('fast3d_queue_depth', 'Jobs waiting for a place in the pipeline.', () => sources.queueDepth?.());
     gauge('fast3d_jobs_running', 'Jobs inside the pipeline.', () => sources.running?.());
     gauge('fast3d_gpu_busy_ratio', 'Share of the last 60 s during which the GPU lock was held.', () => sources.gpuBusyRatio?.());
-    gauge('fast3d_gpu_busy_seconds', 'Seconds the GPU lock was held since start (rate() gives the busy ratio over any window).', () => sources.gpuBusySeconds?.());
-    gauge('fast3d_cache_entries', 'Entries in the result cache (artefacts and the reports stored with them).', () => sources.cacheSize?.().entries);
+    gauge('fast3d_gpu_busy_seconds', 'Seconds the GPU lock was held since start (rate() gives the busy ratio over any window).', () =>
+      sources.gpuBusySeconds?.(),
+    );
+    gauge(
+      'fast3d_cache_entries',
+      'Entries in the result cache (artefacts and the reports stored with them).',
+      () => sources.cacheSize?.().entries,
+    );
     gauge('fast3d_cache_bytes', 'Bytes of artefacts in the result cache.', () => sources.cacheSize?.().bytes);
     // Stalls of the event loop delay every answer, /ping included (a load balancer drops a worker whose /ping
     // is late). A 10 ms ticker sees each stall as a late tick; the longest since the last scrape is reported.

@@ -70,8 +70,18 @@ class ModelThread<K extends ModelKind> implements RunningModel<K> {
         args,
         transfer,
         settled: false,
-        resolve: (value) => { if (!entry.settled) { settle(); resolve(value as never); } },
-        reject: (err) => { if (!entry.settled) { settle(); reject(err); } },
+        resolve: (value) => {
+          if (!entry.settled) {
+            settle();
+            resolve(value as never);
+          }
+        },
+        reject: (err) => {
+          if (!entry.settled) {
+            settle();
+            reject(err);
+          }
+        },
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.queue.push(entry);
@@ -139,7 +149,14 @@ class ModelThread<K extends ModelKind> implements RunningModel<K> {
     if (!this.thread) {
       const started = this.spawn();
       this.thread = started;
-      started.then((worker) => { if (this.thread === started) this.worker = worker; }, () => { if (this.thread === started) this.thread = null; });
+      started.then(
+        (worker) => {
+          if (this.thread === started) this.worker = worker;
+        },
+        () => {
+          if (this.thread === started) this.thread = null;
+        },
+      );
     }
     return this.thread;
   }

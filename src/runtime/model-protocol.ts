@@ -26,6 +26,4 @@ export interface ModelRelease {
 
 export type ModelMessage = ModelLoad | ModelCall | ModelRelease;
 
-export type ModelReply =
-  | { id: number; ok: true; value: unknown }
-  | { id: number; ok: false; error: string };
+export type ModelReply = { id: number; ok: true; value: unknown } | { id: number; ok: false; error: string };

@@ -28,7 +28,8 @@ async function work(message: Exclude<ModelMessage, { type: 'release' }>): Promis
 /** The buffers of a result's typed arrays (in arrays and plain objects too) that span their whole buffer. */
 function buffersOf(value: unknown, into = new Set<ArrayBuffer>()): Set<ArrayBuffer> {
   if (ArrayBuffer.isView(value)) {
-    if (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength && value.buffer instanceof ArrayBuffer) into.add(value.buffer);
+    if (value.byteOffset === 0 && value.byteLength === value.buffer.byteLength && value.buffer instanceof ArrayBuffer)
+      into.add(value.buffer);
   } else if (Array.isArray(value)) {
     for (const item of value) buffersOf(item, into);
   } else if (value && typeof value === 'object') {

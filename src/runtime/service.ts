@@ -30,7 +30,13 @@ export interface Health {
   mode: Mode;
   version: string;
   stages: Record<string, StageHealth>;
-  queue: { running: number; waiting: number; waiting_by_class: Record<Priority, number>; gpu_s_per_job: number | null; job_s: number | null };
+  queue: {
+    running: number;
+    waiting: number;
+    waiting_by_class: Record<Priority, number>;
+    gpu_s_per_job: number | null;
+    job_s: number | null;
+  };
 }
 
 export interface ServiceOptions {
@@ -95,7 +101,11 @@ export class GenerationService {
     this.mode = pipeline.preview ? 'preview' : 'gpu';
     this.admission = new Admission(options.concurrency ?? 1, options.queueLength);
     this.videos = new Admission(options.videoConcurrency ?? 1, options.videoQueueLength ?? 4);
-    this.images = new MemoryBudget(options.imageMemoryBytes ?? Infinity, () => this.retryAfter(this.admission.meanJobMs() ?? 0), () => options.metrics?.refusal('memory'));
+    this.images = new MemoryBudget(
+      options.imageMemoryBytes ?? Infinity,
+      () => this.retryAfter(this.admission.meanJobMs() ?? 0),
+      () => options.metrics?.refusal('memory'),
+    );
     this.deadlineMs = options.deadlineMs ?? Infinity;
     this.retryAfterS = options.retryAfterS ?? 10;
     const lock = options.gpu;
@@ -146,7 +156,11 @@ export class GenerationService {
       queue: {
         running: this.admission.active,
         waiting: this.admission.depth,
-        waiting_by_class: { contract: this.admission.depthOf('contract'), interactive: this.admission.depthOf('interactive'), background: this.admission.depthOf('background') },
+        waiting_by_class: {
+          contract: this.admission.depthOf('contract'),
+          interactive: this.admission.depthOf('interactive'),
+          background: this.admission.depthOf('background'),
+        },
         gpu_s_per_job: estimate === null ? null : Math.round(estimate) / 1000,
         job_s: jobMs === null ? null : Math.round(jobMs) / 1000,
       },
@@ -187,7 +201,10 @@ export class GenerationService {
 
     const deadline = new AbortController();
     const timer = Number.isFinite(deadlineMs)
-      ? setTimeout(() => deadline.abort(new DeadlineError(`job ran past its ${deadlineMs / 1000} s deadline and was abandoned`)), deadlineMs)
+      ? setTimeout(
+          () => deadline.abort(new DeadlineError(`job ran past its ${deadlineMs / 1000} s deadline and was abandoned`)),
+          deadlineMs,
+        )
       : undefined;
     const signal = request.signal ? AbortSignal.any([request.signal, deadline.signal]) : deadline.signal;
     const counted = countingGpu(this.runOnGpu);
@@ -199,12 +216,15 @@ export class GenerationService {
       settings: request.settings,
       progress: request.progress ?? silentProgress,
     };
-    const admitted = this.admission.run(async () => {
-      request.onStart?.();
-      const outcome = await this.pipeline.run(job, ctx);
-      this.recordGpuMs(ctx.gpuMs());
-      return outcome;
-    }, { signal, priority, evenIfClosed: request.held });
+    const admitted = this.admission.run(
+      async () => {
+        request.onStart?.();
+        const outcome = await this.pipeline.run(job, ctx);
+        this.recordGpuMs(ctx.gpuMs());
+        return outcome;
+      },
+      { signal, priority, evenIfClosed: request.held },
+    );
     // Abandoned jobs keep their place until their stages return; their late result is dropped here.
     admitted.catch(() => undefined);
     try {
@@ -271,7 +291,9 @@ export class GenerationService {
   async drain(graceMs: number): Promise<boolean> {
     this.admission.close();
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(false), graceMs); });
+    const timedOut = new Promise<boolean>((resolve) => {
+      timer = setTimeout(() => resolve(false), graceMs);
+    });
     const answered = this.held === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.heldIdle.push(resolve));
     const idle = Promise.all([answered, this.admission.idle(), this.videos.idle()]).then(() => true);
     const drained = await Promise.race([idle, timedOut]);
@@ -334,8 +356,14 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
     const onAbort = () => reject(signal.reason);
     signal.addEventListener('abort', onAbort, { once: true });
     work.then(
-      (value) => { signal.removeEventListener('abort', onAbort); resolve(value); },
-      (err) => { signal.removeEventListener('abort', onAbort); reject(err); },
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
     );
   });
 }

@@ -47,7 +47,9 @@ export class WebhookUrlError extends Error {
 export type Resolver = (hostname: string) => Promise<{ address: string; family: number }[]>;
 
 const systemResolver: Resolver = (hostname) =>
-  new Promise((resolve, reject) => dnsLookup(hostname, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))));
+  new Promise((resolve, reject) =>
+    dnsLookup(hostname, { all: true, verbatim: true }, (err, addresses) => (err ? reject(err) : resolve(addresses))),
+  );
 
 /** One webhook call, as a queue holds it: where, which event, and the exact body that is signed and sent. */
 export interface WebhookDelivery {
@@ -196,7 +198,8 @@ function v6Bytes(text: string): Uint8Array | null {
   }
   const group = (part: string) => (part === '' ? [] : part.split(':').map((g) => parseInt(g, 16)));
   const [left, right] = head.includes('::') ? head.split('::').map(group) : [group(head), null];
-  const groups = right === null ? [...left, ...tail] : [...left, ...new Array(8 - left.length - right.length - tail.length).fill(0), ...right, ...tail];
+  const groups =
+    right === null ? [...left, ...tail] : [...left, ...new Array(8 - left.length - right.length - tail.length).fill(0), ...right, ...tail];
   if (groups.length !== 8) return null;
   const bytes = new Uint8Array(16);
   groups.forEach((g, i) => {
@@ -218,14 +221,16 @@ export interface UrlPolicy {
 /** The checks that need no network: a string, bounded, http(s), no credentials, no non-public literal host. */
 export function parseWebhookUrl(raw: unknown, policy: UrlPolicy): URL {
   if (typeof raw !== 'string') throw new WebhookUrlError('webhook must be a URL string');
-  if (raw.length > policy.maxUrlLength) throw new WebhookUrlError(`webhook URL is ${raw.length} characters, over the limit of ${policy.maxUrlLength}`);
+  if (raw.length > policy.maxUrlLength)
+    throw new WebhookUrlError(`webhook URL is ${raw.length} characters, over the limit of ${policy.maxUrlLength}`);
   let url: URL;
   try {
     url = new URL(raw);
   } catch {
     throw new WebhookUrlError('webhook is not a valid absolute URL');
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new WebhookUrlError(`webhook URL must be http or https, not ${url.protocol.slice(0, -1).slice(0, 20)}`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:')
+    throw new WebhookUrlError(`webhook URL must be http or https, not ${url.protocol.slice(0, -1).slice(0, 20)}`);
   if (url.username || url.password) throw new WebhookUrlError('webhook URL must not carry a user name or password');
   if (!url.hostname) throw new WebhookUrlError('webhook URL has no host');
   if (!policy.allowPrivate) {
@@ -241,7 +246,8 @@ export function parseWebhookUrl(raw: unknown, policy: UrlPolicy): URL {
 }
 
 function refusal(host: string, address: string, problem: string): string {
-  const which = host.replace(/^\[|\]$/g, '') === address ? `webhook address ${address}` : `webhook host ${host} resolves to ${address}, which`;
+  const which =
+    host.replace(/^\[|\]$/g, '') === address ? `webhook address ${address}` : `webhook host ${host} resolves to ${address}, which`;
   return `${which} is not public: ${problem}; allowed only with webhooks.allow_private`;
 }
 
@@ -293,7 +299,10 @@ export class WebhookSender {
    * Returns the URL as it will be called; throws WebhookUrlError (a 400) with the reason.
    */
   async checkUrl(raw: unknown): Promise<string> {
-    if (!this.enabled) throw new WebhookUrlError(`webhooks are off on this service: the environment variable ${this.settings.secret_env} (webhooks.secret_env) holding their secret is not set`);
+    if (!this.enabled)
+      throw new WebhookUrlError(
+        `webhooks are off on this service: the environment variable ${this.settings.secret_env} (webhooks.secret_env) holding their secret is not set`,
+      );
     const url = parseWebhookUrl(raw, this.urlPolicy());
     const host = url.hostname.replace(/^\[|\]$/g, '');
     if (this.settings.allow_private || isIP(host)) return url.href;
@@ -317,7 +326,8 @@ export class WebhookSender {
   delivery(url: string, event: string, data: unknown, at = new Date()): WebhookDelivery {
     const id = randomUUID();
     const body = JSON.stringify({ id, event, createdAt: at.toISOString(), data });
-    if (Buffer.byteLength(body) > MAX_BODY_BYTES) throw new RangeError(`webhook body of ${Buffer.byteLength(body)} bytes is over ${MAX_BODY_BYTES}`);
+    if (Buffer.byteLength(body) > MAX_BODY_BYTES)
+      throw new RangeError(`webhook body of ${Buffer.byteLength(body)} bytes is over ${MAX_BODY_BYTES}`);
     return { id, url, event, body };
   }
 
@@ -340,7 +350,14 @@ export class WebhookSender {
   private async tryOnce(delivery: WebhookDelivery, attempt: number, signal?: AbortSignal): Promise<AttemptResult> {
     const done = (outcome: AttemptOutcome, detail: string, status?: number, retryAfterMs?: number): AttemptResult => {
       const last = attempt >= this.policy.attempts;
-      if (outcome === 'retry' && last) return { outcome: 'gave_up', attempt, status, detail: `${detail} (attempt ${attempt} of ${this.policy.attempts})`, retryInMs: null };
+      if (outcome === 'retry' && last)
+        return {
+          outcome: 'gave_up',
+          attempt,
+          status,
+          detail: `${detail} (attempt ${attempt} of ${this.policy.attempts})`,
+          retryInMs: null,
+        };
       return { outcome, attempt, status, detail, retryInMs: outcome === 'retry' ? backoffMs(attempt, this.policy, retryAfterMs) : null };
     };
     if (!this.enabled) return done('refused', `the environment variable ${this.settings.secret_env} holding the webhook secret is not set`);
@@ -375,7 +392,8 @@ export class WebhookSender {
       const { status } = response;
       if (status >= 200 && status < 300) return done('delivered', `${status}`, status);
       if (status >= 300 && status < 400 && response.location) {
-        if (hop >= this.settings.max_redirects) return done('rejected', `more than ${this.settings.max_redirects} redirects (webhooks.max_redirects)`, status);
+        if (hop >= this.settings.max_redirects)
+          return done('rejected', `more than ${this.settings.max_redirects} redirects (webhooks.max_redirects)`, status);
         try {
           target = new URL(response.location, url).href;
         } catch {
@@ -383,7 +401,8 @@ export class WebhookSender {
         }
         continue;
       }
-      if (status >= 500 || status === 408 || status === 425 || status === 429) return done('retry', `the receiver answered ${status}`, status, retryAfterMs(response.retryAfter));
+      if (status >= 500 || status === 408 || status === 425 || status === 429)
+        return done('retry', `the receiver answered ${status}`, status, retryAfterMs(response.retryAfter));
       return done('rejected', `the receiver answered ${status}`, status);
     }
   }
@@ -393,7 +412,12 @@ export class WebhookSender {
   }
 
   /** One POST to one URL: connects only to addresses that pass the check (a literal, or every DNS answer). */
-  private post(url: URL, body: Buffer, headers: Record<string, string>, signal: AbortSignal): Promise<{ status: number; location?: string; retryAfter?: string }> {
+  private post(
+    url: URL,
+    body: Buffer,
+    headers: Record<string, string>,
+    signal: AbortSignal,
+  ): Promise<{ status: number; location?: string; retryAfter?: string }> {
     const host = url.hostname.replace(/^\[|\]$/g, '');
     const allowPrivate = this.settings.allow_private;
     if (!allowPrivate && isIP(host)) {
@@ -403,7 +427,11 @@ export class WebhookSender {
     const resolve = this.resolve;
     const check = this.problem;
     // The connection's own lookup: what is checked is what is connected to.
-    const lookup = (hostname: string, options: { all?: boolean }, callback: (err: Error | null, address: string | LookupAddress[], family?: number) => void) => {
+    const lookup = (
+      hostname: string,
+      options: { all?: boolean },
+      callback: (err: Error | null, address: string | LookupAddress[], family?: number) => void,
+    ) => {
       resolve(hostname).then(
         (addresses) => {
           if (!allowPrivate) {
@@ -421,8 +449,16 @@ export class WebhookSender {
     };
     return new Promise((resolveAnswer, reject) => {
       const send = url.protocol === 'https:' ? httpsRequest : httpRequest;
-      const req = send(url, { method: 'POST', headers: { ...headers, 'Content-Length': String(body.length) }, agent: false, lookup: lookup as never, signal });
-      req.on('error', (err) => reject((err as Error & { cause?: unknown }).cause instanceof Refused ? (err as { cause: Error }).cause : err));
+      const req = send(url, {
+        method: 'POST',
+        headers: { ...headers, 'Content-Length': String(body.length) },
+        agent: false,
+        lookup: lookup as never,
+        signal,
+      });
+      req.on('error', (err) =>
+        reject((err as Error & { cause?: unknown }).cause instanceof Refused ? (err as { cause: Error }).cause : err),
+      );
       req.on('response', (res: IncomingMessage) => {
         const answer = { status: res.statusCode ?? 0, location: res.headers.location, retryAfter: res.headers['retry-after'] };
         // The status is the answer; a little of the body is read so the connection ends cleanly, then dropped.

@@ -6,11 +6,20 @@
 
 /** The properties the subnet requires, in the order we write them (TRELLIS's order, without normals). */
 export const GAUSSIAN_PROPERTIES = [
-  'x', 'y', 'z',
-  'f_dc_0', 'f_dc_1', 'f_dc_2',
+  'x',
+  'y',
+  'z',
+  'f_dc_0',
+  'f_dc_1',
+  'f_dc_2',
   'opacity',
-  'scale_0', 'scale_1', 'scale_2',
-  'rot_0', 'rot_1', 'rot_2', 'rot_3',
+  'scale_0',
+  'scale_1',
+  'scale_2',
+  'rot_0',
+  'rot_1',
+  'rot_2',
+  'rot_3',
 ] as const;
 
 export type GaussianProperty = (typeof GAUSSIAN_PROPERTIES)[number];
@@ -80,7 +89,9 @@ export function bounds(cloud: GaussianCloud): Bounds {
   const min: [number, number, number] = [Infinity, Infinity, Infinity];
   const max: [number, number, number] = [-Infinity, -Infinity, -Infinity];
   for (let i = 0; i < cloud.count; i++) {
-    const px = x[i], py = y[i], pz = z[i];
+    const px = x[i],
+      py = y[i],
+      pz = z[i];
     if (px < min[0]) min[0] = px;
     if (px > max[0]) max[0] = px;
     if (py < min[1]) min[1] = py;

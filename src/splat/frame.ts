@@ -29,11 +29,16 @@ export function rotateCloud(cloud: GaussianCloud, r: Matrix3): void {
   const [qw, qx, qy, qz] = matrixToQuaternion(r);
   const { x, y, z, rot_0, rot_1, rot_2, rot_3 } = cloud.columns;
   for (let i = 0; i < cloud.count; i++) {
-    const px = x[i], py = y[i], pz = z[i];
+    const px = x[i],
+      py = y[i],
+      pz = z[i];
     x[i] = r[0] * px + r[1] * py + r[2] * pz;
     y[i] = r[3] * px + r[4] * py + r[5] * pz;
     z[i] = r[6] * px + r[7] * py + r[8] * pz;
-    const w = rot_0[i], a = rot_1[i], b = rot_2[i], c = rot_3[i];
+    const w = rot_0[i],
+      a = rot_1[i],
+      b = rot_2[i],
+      c = rot_3[i];
     rot_0[i] = qw * w - qx * a - qy * b - qz * c;
     rot_1[i] = qw * a + qx * w + qy * c - qz * b;
     rot_2[i] = qw * b - qx * c + qy * w + qz * a;
@@ -69,16 +74,28 @@ export function matrixToQuaternion(r: Matrix3): [number, number, number, number]
   let w: number, x: number, y: number, z: number;
   if (trace > 0) {
     const s = Math.sqrt(trace + 1) * 2;
-    w = 0.25 * s; x = (m21 - m12) / s; y = (m02 - m20) / s; z = (m10 - m01) / s;
+    w = 0.25 * s;
+    x = (m21 - m12) / s;
+    y = (m02 - m20) / s;
+    z = (m10 - m01) / s;
   } else if (m00 > m11 && m00 > m22) {
     const s = Math.sqrt(1 + m00 - m11 - m22) * 2;
-    w = (m21 - m12) / s; x = 0.25 * s; y = (m01 + m10) / s; z = (m02 + m20) / s;
+    w = (m21 - m12) / s;
+    x = 0.25 * s;
+    y = (m01 + m10) / s;
+    z = (m02 + m20) / s;
   } else if (m11 > m22) {
     const s = Math.sqrt(1 + m11 - m00 - m22) * 2;
-    w = (m02 - m20) / s; x = (m01 + m10) / s; y = 0.25 * s; z = (m12 + m21) / s;
+    w = (m02 - m20) / s;
+    x = (m01 + m10) / s;
+    y = 0.25 * s;
+    z = (m12 + m21) / s;
   } else {
     const s = Math.sqrt(1 + m22 - m00 - m11) * 2;
-    w = (m10 - m01) / s; x = (m02 + m20) / s; y = (m12 + m21) / s; z = 0.25 * s;
+    w = (m10 - m01) / s;
+    x = (m02 + m20) / s;
+    y = (m12 + m21) / s;
+    z = 0.25 * s;
   }
   return [w, x, y, z];
 }
@@ -112,10 +129,22 @@ export function centreAndScale(cloud: GaussianCloud, options: NormaliseOptions):
   const { x, y, z, scale_0, scale_1, scale_2 } = cloud.columns;
   const n = cloud.count;
   if (n === 0) return 1;
-  let sx = 0, sy = 0, sz = 0;
-  for (let i = 0; i < n; i++) { sx += x[i]; sy += y[i]; sz += z[i]; }
-  const cx = sx / n, cy = sy / n, cz = sz / n;
-  for (let i = 0; i < n; i++) { x[i] -= cx; y[i] -= cy; z[i] -= cz; }
+  let sx = 0,
+    sy = 0,
+    sz = 0;
+  for (let i = 0; i < n; i++) {
+    sx += x[i];
+    sy += y[i];
+    sz += z[i];
+  }
+  const cx = sx / n,
+    cy = sy / n,
+    cz = sz / n;
+  for (let i = 0; i < n; i++) {
+    x[i] -= cx;
+    y[i] -= cy;
+    z[i] -= cz;
+  }
   if (!(options.extent > 0)) return 1;
   const b = bounds(cloud);
   const largest = Math.max(b.max[0] - b.min[0], b.max[1] - b.min[1], b.max[2] - b.min[2]);
@@ -123,8 +152,12 @@ export function centreAndScale(cloud: GaussianCloud, options: NormaliseOptions):
   const k = options.extent / largest;
   const logK = Math.log(k);
   for (let i = 0; i < n; i++) {
-    x[i] *= k; y[i] *= k; z[i] *= k;
-    scale_0[i] += logK; scale_1[i] += logK; scale_2[i] += logK;
+    x[i] *= k;
+    y[i] *= k;
+    z[i] *= k;
+    scale_0[i] += logK;
+    scale_1[i] += logK;
+    scale_2[i] += logK;
   }
   return k;
 }

@@ -34,7 +34,11 @@ export const PLY_SLICE_GAUSSIANS = 16384;
  * takes a few milliseconds. (The first slice waits too: callers that start together must not write theirs in
  * the same turn.)
  */
-export async function encodePlyInSlices(cloud: GaussianCloud, between: () => Promise<void>, slice = PLY_SLICE_GAUSSIANS): Promise<Uint8Array> {
+export async function encodePlyInSlices(
+  cloud: GaussianCloud,
+  between: () => Promise<void>,
+  slice = PLY_SLICE_GAUSSIANS,
+): Promise<Uint8Array> {
   const { bytes, body } = plyBuffer(cloud.count);
   for (let from = 0; from < cloud.count; from += slice) {
     await between();
@@ -58,10 +62,22 @@ function plyBuffer(count: number): { bytes: Uint8Array; body: Float32Array } {
 }
 
 const TYPE_SIZES: Record<string, number> = {
-  char: 1, int8: 1, uchar: 1, uint8: 1,
-  short: 2, int16: 2, ushort: 2, uint16: 2,
-  int: 4, int32: 4, uint: 4, uint32: 4,
-  float: 4, float32: 4, double: 8, float64: 8,
+  char: 1,
+  int8: 1,
+  uchar: 1,
+  uint8: 1,
+  short: 2,
+  int16: 2,
+  ushort: 2,
+  uint16: 2,
+  int: 4,
+  int32: 4,
+  uint: 4,
+  uint32: 4,
+  float: 4,
+  float32: 4,
+  double: 8,
+  float64: 8,
 };
 
 export interface PlyProperty {
@@ -86,7 +102,10 @@ export class PlyFormatError extends Error {
 export function parsePlyHeader(bytes: Uint8Array): PlyHeader {
   const end = findHeaderEnd(bytes);
   if (end < 0) throw new PlyFormatError('no end_header line in the first 64 KiB');
-  const lines = new TextDecoder('latin1').decode(bytes.subarray(0, end)).split('\n').map((l) => l.replace(/\r$/, ''));
+  const lines = new TextDecoder('latin1')
+    .decode(bytes.subarray(0, end))
+    .split('\n')
+    .map((l) => l.replace(/\r$/, ''));
   if (lines[0] !== 'ply') throw new PlyFormatError('first line is not "ply"');
   let format = '';
   let vertexCount = -1;
@@ -96,8 +115,14 @@ export function parsePlyHeader(bytes: Uint8Array): PlyHeader {
   for (const line of lines.slice(1)) {
     const words = line.trim().split(/\s+/);
     switch (words[0]) {
-      case 'format': format = words.slice(1).join(' '); break;
-      case 'comment': case 'obj_info': case 'end_header': case '': break;
+      case 'format':
+        format = words.slice(1).join(' ');
+        break;
+      case 'comment':
+      case 'obj_info':
+      case 'end_header':
+      case '':
+        break;
       case 'element':
         if (vertexCount < 0 && words[1] === 'vertex') {
           vertexCount = Number(words[2]);
@@ -119,7 +144,8 @@ export function parsePlyHeader(bytes: Uint8Array): PlyHeader {
         throw new PlyFormatError(`unexpected header line "${line.slice(0, 80)}"`);
     }
   }
-  if (format !== 'binary_little_endian 1.0') throw new PlyFormatError(`format "${format}" is not supported (binary_little_endian 1.0 only)`);
+  if (format !== 'binary_little_endian 1.0')
+    throw new PlyFormatError(`format "${format}" is not supported (binary_little_endian 1.0 only)`);
   if (vertexCount < 0) throw new PlyFormatError('no vertex element');
   const stride = properties.reduce((s, p) => s + TYPE_SIZES[p.type], 0);
   return { vertexCount, properties, bodyOffset: end, stride };
@@ -174,40 +200,90 @@ export function decodePly(bytes: Uint8Array): GaussianCloud {
  */
 function interleave(cloud: GaussianCloud, body: Float32Array, from: number, to: number): void {
   const c = cloud.columns;
-  const x = c.x, y = c.y, z = c.z, d0 = c.f_dc_0, d1 = c.f_dc_1, d2 = c.f_dc_2, op = c.opacity;
-  const s0 = c.scale_0, s1 = c.scale_1, s2 = c.scale_2, r0 = c.rot_0, r1 = c.rot_1, r2 = c.rot_2, r3 = c.rot_3;
+  const x = c.x,
+    y = c.y,
+    z = c.z,
+    d0 = c.f_dc_0,
+    d1 = c.f_dc_1,
+    d2 = c.f_dc_2,
+    op = c.opacity;
+  const s0 = c.scale_0,
+    s1 = c.scale_1,
+    s2 = c.scale_2,
+    r0 = c.rot_0,
+    r1 = c.rot_1,
+    r2 = c.rot_2,
+    r3 = c.rot_3;
   for (let i = from, o = from * 14; i < to; i++, o += 14) {
-    body[o] = x[i]; body[o + 1] = y[i]; body[o + 2] = z[i];
-    body[o + 3] = d0[i]; body[o + 4] = d1[i]; body[o + 5] = d2[i];
+    body[o] = x[i];
+    body[o + 1] = y[i];
+    body[o + 2] = z[i];
+    body[o + 3] = d0[i];
+    body[o + 4] = d1[i];
+    body[o + 5] = d2[i];
     body[o + 6] = op[i];
-    body[o + 7] = s0[i]; body[o + 8] = s1[i]; body[o + 9] = s2[i];
-    body[o + 10] = r0[i]; body[o + 11] = r1[i]; body[o + 12] = r2[i]; body[o + 13] = r3[i];
+    body[o + 7] = s0[i];
+    body[o + 8] = s1[i];
+    body[o + 9] = s2[i];
+    body[o + 10] = r0[i];
+    body[o + 11] = r1[i];
+    body[o + 12] = r2[i];
+    body[o + 13] = r3[i];
   }
 }
 
 /** The inverse of interleave, for bodies laid out exactly as we write them. */
 function deinterleave(body: Float32Array, cloud: GaussianCloud): void {
   const c = cloud.columns;
-  const x = c.x, y = c.y, z = c.z, d0 = c.f_dc_0, d1 = c.f_dc_1, d2 = c.f_dc_2, op = c.opacity;
-  const s0 = c.scale_0, s1 = c.scale_1, s2 = c.scale_2, r0 = c.rot_0, r1 = c.rot_1, r2 = c.rot_2, r3 = c.rot_3;
+  const x = c.x,
+    y = c.y,
+    z = c.z,
+    d0 = c.f_dc_0,
+    d1 = c.f_dc_1,
+    d2 = c.f_dc_2,
+    op = c.opacity;
+  const s0 = c.scale_0,
+    s1 = c.scale_1,
+    s2 = c.scale_2,
+    r0 = c.rot_0,
+    r1 = c.rot_1,
+    r2 = c.rot_2,
+    r3 = c.rot_3;
   for (let i = 0, o = 0; i < cloud.count; i++, o += 14) {
-    x[i] = body[o]; y[i] = body[o + 1]; z[i] = body[o + 2];
-    d0[i] = body[o + 3]; d1[i] = body[o + 4]; d2[i] = body[o + 5];
+    x[i] = body[o];
+    y[i] = body[o + 1];
+    z[i] = body[o + 2];
+    d0[i] = body[o + 3];
+    d1[i] = body[o + 4];
+    d2[i] = body[o + 5];
     op[i] = body[o + 6];
-    s0[i] = body[o + 7]; s1[i] = body[o + 8]; s2[i] = body[o + 9];
-    r0[i] = body[o + 10]; r1[i] = body[o + 11]; r2[i] = body[o + 12]; r3[i] = body[o + 13];
+    s0[i] = body[o + 7];
+    s1[i] = body[o + 8];
+    s2[i] = body[o + 9];
+    r0[i] = body[o + 10];
+    r1[i] = body[o + 11];
+    r2[i] = body[o + 12];
+    r3[i] = body[o + 13];
   }
 }
 
 const READERS: Record<string, (view: DataView, offset: number) => number> = {
-  char: (v, o) => v.getInt8(o), int8: (v, o) => v.getInt8(o),
-  uchar: (v, o) => v.getUint8(o), uint8: (v, o) => v.getUint8(o),
-  short: (v, o) => v.getInt16(o, true), int16: (v, o) => v.getInt16(o, true),
-  ushort: (v, o) => v.getUint16(o, true), uint16: (v, o) => v.getUint16(o, true),
-  int: (v, o) => v.getInt32(o, true), int32: (v, o) => v.getInt32(o, true),
-  uint: (v, o) => v.getUint32(o, true), uint32: (v, o) => v.getUint32(o, true),
-  float: (v, o) => v.getFloat32(o, true), float32: (v, o) => v.getFloat32(o, true),
-  double: (v, o) => v.getFloat64(o, true), float64: (v, o) => v.getFloat64(o, true),
+  char: (v, o) => v.getInt8(o),
+  int8: (v, o) => v.getInt8(o),
+  uchar: (v, o) => v.getUint8(o),
+  uint8: (v, o) => v.getUint8(o),
+  short: (v, o) => v.getInt16(o, true),
+  int16: (v, o) => v.getInt16(o, true),
+  ushort: (v, o) => v.getUint16(o, true),
+  uint16: (v, o) => v.getUint16(o, true),
+  int: (v, o) => v.getInt32(o, true),
+  int32: (v, o) => v.getInt32(o, true),
+  uint: (v, o) => v.getUint32(o, true),
+  uint32: (v, o) => v.getUint32(o, true),
+  float: (v, o) => v.getFloat32(o, true),
+  float32: (v, o) => v.getFloat32(o, true),
+  double: (v, o) => v.getFloat64(o, true),
+  float64: (v, o) => v.getFloat64(o, true),
 };
 
 function alignedFloat32(bytes: Uint8Array, offset: number, length: number): Float32Array {
@@ -240,7 +316,11 @@ function littleEndianHost(): boolean {
 function swapFloat32(values: Float32Array): void {
   const bytes = new Uint8Array(values.buffer, values.byteOffset, values.byteLength);
   for (let i = 0; i < bytes.length; i += 4) {
-    const a = bytes[i], b = bytes[i + 1];
-    bytes[i] = bytes[i + 3]; bytes[i + 1] = bytes[i + 2]; bytes[i + 2] = b; bytes[i + 3] = a;
+    const a = bytes[i],
+      b = bytes[i + 1];
+    bytes[i] = bytes[i + 3];
+    bytes[i + 1] = bytes[i + 2];
+    bytes[i + 2] = b;
+    bytes[i + 3] = a;
   }
 }

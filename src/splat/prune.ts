@@ -24,7 +24,9 @@ export function importance(cloud: GaussianCloud, measure: ImportanceMeasure = 'a
     const o = opacity[i];
     // log(sigmoid(o)), stable on both sides.
     const logAlpha = o < 0 ? o - Math.log1p(Math.exp(o)) : -Math.log1p(Math.exp(-o));
-    const a = scale_0[i], b = scale_1[i], c = scale_2[i];
+    const a = scale_0[i],
+      b = scale_1[i],
+      c = scale_2[i];
     const size = measure === 'volume' ? a + b + c : a + b + c - Math.min(a, b, c);
     out[i] = logAlpha + size;
   }
@@ -112,10 +114,16 @@ function stratify(cloud: GaussianCloud, weights: Float64Array, keep: Uint8Array,
   let total = 0;
   for (let i = 0; i < n; i++) if (!keep[i]) total += weights[i];
   let share = total / places;
-  let heavy = Infinity, k = 0;
+  let heavy = Infinity,
+    k = 0;
   for (let pass = 0; pass < WATER_PASSES && share > 0; pass++) {
-    let count = 0, sum = 0;
-    for (let i = 0; i < n; i++) if (!keep[i] && weights[i] >= share) { count++; sum += weights[i]; }
+    let count = 0,
+      sum = 0;
+    for (let i = 0; i < n; i++)
+      if (!keep[i] && weights[i] >= share) {
+        count++;
+        sum += weights[i];
+      }
     if (count === k) break;
     heavy = share;
     k = count;
@@ -134,12 +142,16 @@ function stratify(cloud: GaussianCloud, weights: Float64Array, keep: Uint8Array,
   // The pool in Morton order, and where each run starts in it.
   const pooled = new Uint32Array(n);
   const starts = new Uint32Array(runCount + 1);
-  let length = 0, cumulative = 0;
+  let length = 0,
+    cumulative = 0;
   for (let o = 0; o < n; o++) {
     const i = order[o];
     if (keep[i]) continue;
     const w = weights[i];
-    if (w >= heavy) { keep[i] = 1; continue; }
+    if (w >= heavy) {
+      keep[i] = 1;
+      continue;
+    }
     const r = Math.min(runCount - 1, Math.floor((cumulative + w / 2) / (RUN_PLACES * share)));
     cumulative += w;
     run[i] = r;
@@ -199,13 +211,20 @@ function keepCentroid(cloud: GaussianCloud, weights: Float64Array, runs: Runs, k
   if (runCount === 0) return;
   const n = cloud.count;
   const { x, y, z } = cloud.columns;
-  let sum = 0, keptSum = 0, kept = 0, lo = Infinity, hi = -Infinity;
+  let sum = 0,
+    keptSum = 0,
+    kept = 0,
+    lo = Infinity,
+    hi = -Infinity;
   for (let i = 0; i < n; i++) {
     const s = x[i] + y[i] + z[i];
     sum += s;
     if (s < lo) lo = s;
     if (s > hi) hi = s;
-    if (keep[i]) { keptSum += s; kept++; }
+    if (keep[i]) {
+      keptSum += s;
+      kept++;
+    }
   }
   // Error of the kept sum against `kept` Gaussians at the whole cloud's mean; a millionth of the cloud's range
   // is a thousandth of a pixel in any view.
@@ -232,8 +251,9 @@ function keepCentroid(cloud: GaussianCloud, weights: Float64Array, runs: Runs, k
     // whose joining does, and so on down both lists.
     const out = candidatesByClass(lightest, keptCount, 2, weights, along, 1);
     const into = candidatesByClass(heaviest, keptCount, 0, weights, along, -1);
-    const outs: number[] = [], ins: number[] = [];
-    for (let a = 0, b = 0; a < out.order.length && b < into.order.length;) {
+    const outs: number[] = [],
+      ins: number[] = [];
+    for (let a = 0, b = 0; a < out.order.length && b < into.order.length; ) {
       if (out.power[a] !== into.power[b]) {
         if (out.power[a] < into.power[b]) a++;
         else b++;
@@ -252,7 +272,8 @@ function keepCentroid(cloud: GaussianCloud, weights: Float64Array, runs: Runs, k
     let remaining = Math.abs(error);
     let exchanged = false;
     for (const p of sortedAlong(pairs, (p) => along(ins[p]) - along(outs[p]), -1)) {
-      const i = outs[p], j = ins[p];
+      const i = outs[p],
+        j = ins[p];
       const gain = along(j) - along(i);
       // Largest gains first; one that would overshoot is passed over for smaller ones.
       if (gain > remaining) continue;
@@ -277,11 +298,20 @@ const LIGHTEST_CLASS = -60;
  * The runs' candidates (`chosen[r]`, where run r has at least `least` kept, and one), ordered by class of importance
  * (its power of two, from the lightest) and within a class by `along` (ascending for 1, descending for -1).
  */
-function candidatesByClass(chosen: Int32Array, keptCount: Uint32Array, least: number, weights: Float64Array, along: (i: number) => number, direction: 1 | -1): { order: Uint32Array; power: Int32Array } {
+function candidatesByClass(
+  chosen: Int32Array,
+  keptCount: Uint32Array,
+  least: number,
+  weights: Float64Array,
+  along: (i: number) => number,
+  direction: 1 | -1,
+): { order: Uint32Array; power: Int32Array } {
   const indices: number[] = [];
   for (let r = 0; r < chosen.length; r++) if (chosen[r] >= 0 && keptCount[r] >= least) indices.push(chosen[r]);
-  const classOf = (i: number) => (weights[i] > 0 ? Math.max(LIGHTEST_CLASS, Math.min(0, Math.floor(Math.log2(weights[i])))) : LIGHTEST_CLASS);
-  let lo = Infinity, hi = -Infinity;
+  const classOf = (i: number) =>
+    weights[i] > 0 ? Math.max(LIGHTEST_CLASS, Math.min(0, Math.floor(Math.log2(weights[i])))) : LIGHTEST_CLASS;
+  let lo = Infinity,
+    hi = -Infinity;
   for (const i of indices) {
     const v = direction * along(i);
     if (v < lo) lo = v;
@@ -314,7 +344,9 @@ function widen(out: GaussianCloud, keep: Uint8Array, runs: Runs): void {
       const factor = Math.min(MAX_WIDEN, Math.max(1, runs.weight[r] / runs.keptWeight[r]));
       // Area grows by `factor`: each of the two largest axes by its square root (log-scales: half its log).
       const grow = 0.5 * Math.log(factor);
-      const a = scale_0[j], b = scale_1[j], c = scale_2[j];
+      const a = scale_0[j],
+        b = scale_1[j],
+        c = scale_2[j];
       const thinnest = a <= b && a <= c ? 0 : b <= c ? 1 : 2;
       if (thinnest !== 0) scale_0[j] = a + grow;
       if (thinnest !== 1) scale_1[j] = b + grow;
@@ -328,9 +360,16 @@ function widen(out: GaussianCloud, keep: Uint8Array, runs: Runs): void {
 function mortonOrder(cloud: GaussianCloud): Uint32Array {
   const n = cloud.count;
   const { x, y, z } = cloud.columns;
-  let x0 = Infinity, y0 = Infinity, z0 = Infinity, x1 = -Infinity, y1 = -Infinity, z1 = -Infinity;
+  let x0 = Infinity,
+    y0 = Infinity,
+    z0 = Infinity,
+    x1 = -Infinity,
+    y1 = -Infinity,
+    z1 = -Infinity;
   for (let i = 0; i < n; i++) {
-    const a = x[i], b = y[i], c = z[i];
+    const a = x[i],
+      b = y[i],
+      c = z[i];
     if (a < x0) x0 = a;
     if (a > x1) x1 = a;
     if (b < y0) y0 = b;
@@ -342,7 +381,8 @@ function mortonOrder(cloud: GaussianCloud): Uint32Array {
   const cells = side > 0 && Number.isFinite(side) ? 1023.999 / side : 0;
   const cell = (v: number) => Math.min(1023, Math.max(0, Math.floor(v * cells))) || 0;
   const codes = new Uint32Array(n);
-  for (let i = 0; i < n; i++) codes[i] = (spreadBits(cell(x[i] - x0)) | (spreadBits(cell(y[i] - y0)) << 1) | (spreadBits(cell(z[i] - z0)) << 2)) >>> 0;
+  for (let i = 0; i < n; i++)
+    codes[i] = (spreadBits(cell(x[i] - x0)) | (spreadBits(cell(y[i] - y0)) << 1) | (spreadBits(cell(z[i] - z0)) << 2)) >>> 0;
   return radixOrder(codes);
 }
 
@@ -364,8 +404,15 @@ function radixOrder(codes: Uint32Array): Uint32Array {
   for (let shift = 0; shift < 30; shift += 15) {
     counts.fill(0);
     for (let k = 0; k < n; k++) counts[(codes[k] >>> shift) & 0x7fff]++;
-    for (let d = 0, sum = 0; d < counts.length; d++) { const c = counts[d]; counts[d] = sum; sum += c; }
-    for (let k = 0; k < n; k++) { const i = order[k]; next[counts[(codes[i] >>> shift) & 0x7fff]++] = i; }
+    for (let d = 0, sum = 0; d < counts.length; d++) {
+      const c = counts[d];
+      counts[d] = sum;
+      sum += c;
+    }
+    for (let k = 0; k < n; k++) {
+      const i = order[k];
+      next[counts[(codes[i] >>> shift) & 0x7fff]++] = i;
+    }
     [order, next] = [next, order];
   }
   return order;
@@ -375,7 +422,8 @@ function radixOrder(codes: Uint32Array): Uint32Array {
 function extremes(cloud: GaussianCloud): number[] {
   const out: number[] = [];
   for (const column of [cloud.columns.x, cloud.columns.y, cloud.columns.z]) {
-    let lo = 0, hi = 0;
+    let lo = 0,
+      hi = 0;
     for (let i = 1; i < cloud.count; i++) {
       if (column[i] < column[lo]) lo = i;
       if (column[i] > column[hi]) hi = i;
@@ -392,7 +440,8 @@ function extremes(cloud: GaussianCloud): number[] {
 function sortedAlong(indices: readonly number[], key: (i: number) => number, direction: 1 | -1): Uint32Array {
   const m = indices.length;
   const keys = new Float64Array(m);
-  let lo = Infinity, hi = -Infinity;
+  let lo = Infinity,
+    hi = -Infinity;
   for (let k = 0; k < m; k++) {
     const v = direction * key(indices[k]);
     keys[k] = v;

@@ -93,7 +93,10 @@ function encodeSpzV4(cloud: GaussianCloud): Uint8Array {
   const offsets = blockOffsets(n);
   const ends = [offsets.alphas, offsets.colours, offsets.scales, offsets.rotations, raw.length];
   const starts = [offsets.positions, offsets.alphas, offsets.colours, offsets.scales, offsets.rotations];
-  const frames = starts.map((start, i) => ({ size: ends[i] - start, frame: ends[i] > start ? zstdCompress(raw.subarray(start, ends[i]), V4_ZSTD_LEVEL) : null }));
+  const frames = starts.map((start, i) => ({
+    size: ends[i] - start,
+    frame: ends[i] > start ? zstdCompress(raw.subarray(start, ends[i]), V4_ZSTD_LEVEL) : null,
+  }));
   const streams = frames.filter((f) => f.frame !== null) as { size: number; frame: Uint8Array }[];
   const tocBytes = streams.length * 16;
   const out = new Uint8Array(V4_HEADER_BYTES + tocBytes + streams.reduce((s, f) => s + f.frame.length, 0));
@@ -138,7 +141,8 @@ export function packSpz(cloud: GaussianCloud): Uint8Array {
   for (let i = 0; i < n; i++) {
     for (let a = 0; a < 3; a++) {
       const v = Math.round(axes[a][i] * fixed);
-      if (!(Math.abs(v) < 0x80_0000)) throw new SpzFormatError(`coordinate ${axes[a][i]} of Gaussian ${i} does not fit SPZ's 24-bit fixed point`);
+      if (!(Math.abs(v) < 0x80_0000))
+        throw new SpzFormatError(`coordinate ${axes[a][i]} of Gaussian ${i} does not fit SPZ's 24-bit fixed point`);
       const o = positions + (i * 3 + a) * 3;
       raw[o] = v & 0xff;
       raw[o + 1] = (v >> 8) & 0xff;
@@ -164,7 +168,7 @@ function packRotation(out: Uint8Array, at: number, x: number, y: number, z: numb
   let word = largest;
   for (let k = 0; k < 4; k++) {
     if (k === largest) continue;
-    const negative = (q[k] < 0) !== flip;
+    const negative = q[k] < 0 !== flip;
     const magnitude = Math.min(MASK9, Math.floor(MASK9 * (Math.abs(q[k]) / SQRT1_2) + 0.5));
     word = ((word << 10) | (negative ? 1 << 9 : 0) | magnitude) >>> 0;
   }
@@ -251,7 +255,8 @@ export function inflateSpz(bytes: Uint8Array): { header: SpzHeader; raw: Uint8Ar
   try {
     inflated = gunzipSync(bytes, { maxOutputLength: expected, info: true }) as unknown as typeof inflated;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') throw new SpzFormatError(`inflates to more than the ${expected} bytes its header declares`);
+    if ((err as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE')
+      throw new SpzFormatError(`inflates to more than the ${expected} bytes its header declares`);
     throw new SpzFormatError(`not a complete gzip stream (${(err as Error).message})`);
   }
   const raw = inflated.buffer;
@@ -287,7 +292,8 @@ function unpackV4(bytes: Uint8Array): Uint8Array {
   if (shDegree > 4) throw new SpzFormatError(`SH degree ${shDegree} is over 4`);
   const header: SpzHeader = { version: 4, count, shDegree, fractionalBits: bytes[13] };
   const sizes = [count * 9, count, count * 3, count * 3, count * 4, count * SH_DIMS[shDegree] * 3].filter((size) => size > 0);
-  if (streams !== sizes.length) throw new SpzFormatError(`the header declares ${streams} streams; SH degree ${shDegree} needs ${sizes.length}`);
+  if (streams !== sizes.length)
+    throw new SpzFormatError(`the header declares ${streams} streams; SH degree ${shDegree} needs ${sizes.length}`);
   if (toc < V4_HEADER_BYTES || toc + streams * 16 > bytes.length) throw new SpzFormatError('the table of contents lies outside the file');
   const raw = new Uint8Array(expectedLength(header));
   raw.set(bytes.subarray(0, 16));

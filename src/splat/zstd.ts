@@ -30,9 +30,12 @@ export function zstdContentSize(bytes: Uint8Array): number | null {
   const at = 5 + (singleSegment ? 0 : 1) + [0, 1, 2, 4][descriptor & 3];
   if (sizeBytes === 0 || at + sizeBytes > bytes.length) return null;
   switch (sizeBytes) {
-    case 1: return bytes[at];
-    case 2: return view.getUint16(at, true) + 256;
-    case 4: return view.getUint32(at, true);
+    case 1:
+      return bytes[at];
+    case 2:
+      return view.getUint16(at, true) + 256;
+    case 4:
+      return view.getUint32(at, true);
     default: {
       const size = view.getBigUint64(at, true);
       return size <= BigInt(Number.MAX_SAFE_INTEGER) ? Number(size) : null;

@@ -67,7 +67,9 @@ export class DiskStore implements ArtefactStore {
       await mkdir(store.root, { recursive: true });
       if (!(await stat(store.root)).isDirectory()) throw Object.assign(new Error('not a directory'), { code: 'ENOTDIR' });
     } catch (err) {
-      throw new StoreError(store.description, 'write', '', reasonOf(err), `cannot use ${store.root} as its directory: ${describe(err)}`, { cause: err });
+      throw new StoreError(store.description, 'write', '', reasonOf(err), `cannot use ${store.root} as its directory: ${describe(err)}`, {
+        cause: err,
+      });
     }
     const sweep = () => void store.sweep().catch(() => undefined);
     sweep();
@@ -123,14 +125,18 @@ export class DiskStore implements ArtefactStore {
   }
 
   /** Reads the header, bounds the body by it and by the limit before allocating, then checks length and CRC. */
-  private async readChecked(handle: FileHandle, fileSize: number): Promise<{ bytes: Uint8Array } | { corrupt: string } | { oversize: string }> {
+  private async readChecked(
+    handle: FileHandle,
+    fileSize: number,
+  ): Promise<{ bytes: Uint8Array } | { corrupt: string } | { oversize: string }> {
     if (fileSize < HEADER_BYTES) return { corrupt: `${fileSize} bytes is shorter than the header` };
     const header = Buffer.alloc(HEADER_BYTES);
     if ((await readFully(handle, header, 0)) < HEADER_BYTES) return { corrupt: 'header cut short' };
     const parsed = parseHeader(header);
     if (typeof parsed === 'string') return { corrupt: parsed };
     if (parsed.length > this.maxObjectBytes) return { oversize: `${parsed.length} bytes is over the limit of ${this.maxObjectBytes}` };
-    if (fileSize !== HEADER_BYTES + parsed.length) return { corrupt: `file holds ${fileSize - HEADER_BYTES} bytes, header says ${parsed.length}` };
+    if (fileSize !== HEADER_BYTES + parsed.length)
+      return { corrupt: `file holds ${fileSize - HEADER_BYTES} bytes, header says ${parsed.length}` };
     const body = Buffer.allocUnsafe(parsed.length);
     const read = await readFully(handle, body, HEADER_BYTES);
     if (read !== parsed.length) return { corrupt: `read ${read} of ${parsed.length} bytes` };
@@ -257,7 +263,9 @@ export class DiskStore implements ArtefactStore {
   }
 
   async probe(): Promise<void> {
-    const key = `_probe/${hostname().replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64)}-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const key = `_probe/${hostname()
+      .replace(/[^A-Za-z0-9_-]/g, '_')
+      .slice(0, 64)}-${process.pid}-${randomBytes(4).toString('hex')}`;
     const bytes = randomBytes(64);
     await this.put(key, bytes);
     try {

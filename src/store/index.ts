@@ -28,7 +28,12 @@ const MIB = 1024 * 1024;
 export async function openStore(config: StoreConfig, options: OpenStoreOptions = {}): Promise<ArtefactStore> {
   const maxObjectBytes = Math.floor(config.max_object_mb * MIB);
   if (config.backend === 'disk') {
-    return DiskStore.open({ directory: config.directory, maxObjectBytes, tempMaxAgeMs: config.temp_max_age_s * 1000, observe: options.observe });
+    return DiskStore.open({
+      directory: config.directory,
+      maxObjectBytes,
+      tempMaxAgeMs: config.temp_max_age_s * 1000,
+      observe: options.observe,
+    });
   }
   const env = options.env ?? process.env;
   const s3 = config.s3;
@@ -44,7 +49,11 @@ export async function openStore(config: StoreConfig, options: OpenStoreOptions =
     region: s3.region,
     prefix: s3.prefix,
     forcePathStyle: s3.force_path_style,
-    credentials: { accessKeyId: variable('access_key_env'), secretAccessKey: variable('secret_key_env'), sessionToken: env[s3.session_token_env] || undefined },
+    credentials: {
+      accessKeyId: variable('access_key_env'),
+      secretAccessKey: variable('secret_key_env'),
+      sessionToken: env[s3.session_token_env] || undefined,
+    },
     maxObjectBytes,
     timeoutMs: s3.timeout_s * 1000,
     observe: options.observe,

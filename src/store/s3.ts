@@ -68,7 +68,11 @@ export class S3Store implements ArtefactStore {
       credentials: options.credentials,
       requestChecksumCalculation: 'WHEN_REQUIRED',
       responseChecksumValidation: 'WHEN_REQUIRED',
-      requestHandler: { connectionTimeout: Math.min(options.timeoutMs, 10_000), requestTimeout: options.timeoutMs, throwOnRequestTimeout: true },
+      requestHandler: {
+        connectionTimeout: Math.min(options.timeoutMs, 10_000),
+        requestTimeout: options.timeoutMs,
+        throwOnRequestTimeout: true,
+      },
     });
   }
 
@@ -110,7 +114,11 @@ export class S3Store implements ArtefactStore {
   }
 
   /** Bounds the body by its metadata and the limit before allocating, reads at most that, then checks the CRC. */
-  private async readChecked(response: GetObjectCommandOutput, body: Readable | undefined, signal: AbortSignal): Promise<{ bytes: Uint8Array } | { corrupt: string } | { oversize: string }> {
+  private async readChecked(
+    response: GetObjectCommandOutput,
+    body: Readable | undefined,
+    signal: AbortSignal,
+  ): Promise<{ bytes: Uint8Array } | { corrupt: string } | { oversize: string }> {
     const declared = parseLength(response.Metadata?.[LENGTH_META]);
     const crc = parseCrc(response.Metadata?.[CRC_META]);
     if (declared === null || crc === null) return { corrupt: 'no length or CRC-32 in its metadata' };
@@ -142,9 +150,13 @@ export class S3Store implements ArtefactStore {
   /** Deletes a corrupt object unless a writer replaced it since it was read (another ETag). */
   private async evict(key: string, etag: string | undefined): Promise<void> {
     try {
-      const now = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }), { abortSignal: this.signal() });
+      const now = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }), {
+        abortSignal: this.signal(),
+      });
       if (etag !== undefined && now.ETag !== etag) return;
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }), { abortSignal: this.signal() });
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }), {
+        abortSignal: this.signal(),
+      });
     } catch {
       // Gone already, or the store is unreachable: the next read checks it again.
     }
@@ -170,7 +182,10 @@ export class S3Store implements ArtefactStore {
     } catch (err) {
       if (signal?.aborted) throw err;
       const cause = timedOut(abortSignal, err);
-      const refusal = cause instanceof StoreWriteError ? cause : new StoreWriteError(this.description, key, reasonOf(cause), this.explain(cause), { cause });
+      const refusal =
+        cause instanceof StoreWriteError
+          ? cause
+          : new StoreWriteError(this.description, key, reasonOf(cause), this.explain(cause), { cause });
       this.options.observe?.({ op: 'put', outcome: 'refused', key, detail: refusal.message });
       throw refusal;
     }
@@ -180,7 +195,9 @@ export class S3Store implements ArtefactStore {
   async delete(key: string): Promise<void> {
     checkKey(key);
     try {
-      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }), { abortSignal: this.signal() });
+      await this.client.send(new DeleteObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }), {
+        abortSignal: this.signal(),
+      });
     } catch (err) {
       if (nameOf(err) === 'NoSuchKey') return;
       throw this.failure('delete', key, err);
@@ -190,7 +207,9 @@ export class S3Store implements ArtefactStore {
   async stat(key: string): Promise<StoredObject | null> {
     checkKey(key);
     try {
-      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }), { abortSignal: this.signal() });
+      const head = await this.client.send(new HeadObjectCommand({ Bucket: this.options.bucket, Key: this.objectKey(key) }), {
+        abortSignal: this.signal(),
+      });
       return { key, size: head.ContentLength ?? 0, modified: head.LastModified ?? new Date(0) };
     } catch (err) {
       if (statusOf(err) === 404 && nameOf(err) !== 'NoSuchBucket') return null;
@@ -226,7 +245,9 @@ export class S3Store implements ArtefactStore {
   }
 
   async probe(): Promise<void> {
-    const key = `_probe/${hostname().replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 64)}-${process.pid}-${randomBytes(4).toString('hex')}`;
+    const key = `_probe/${hostname()
+      .replace(/[^A-Za-z0-9_-]/g, '_')
+      .slice(0, 64)}-${process.pid}-${randomBytes(4).toString('hex')}`;
     const bytes = randomBytes(64);
     await this.put(key, bytes);
     try {
@@ -298,12 +319,14 @@ function statusOf(err: unknown): number | undefined {
 function reasonOf(err: unknown): StoreErrorReason {
   const name = nameOf(err);
   if (name === 'NoSuchBucket') return 'bucket-missing';
-  if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'InvalidToken' || name === 'ExpiredToken') return 'credentials';
+  if (name === 'InvalidAccessKeyId' || name === 'SignatureDoesNotMatch' || name === 'InvalidToken' || name === 'ExpiredToken')
+    return 'credentials';
   if (name === 'AccessDenied' || statusOf(err) === 403) return 'permission';
   if (name === 'EntityTooLarge') return 'too-large';
   if (name === 'TimeoutError' || name === 'AbortError' || name === 'RequestTimeout') return 'timeout';
   const code = codeOf(err);
-  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'ECONNRESET' || code === 'EHOSTUNREACH') return 'unreachable';
+  if (code === 'ECONNREFUSED' || code === 'ENOTFOUND' || code === 'EAI_AGAIN' || code === 'ECONNRESET' || code === 'EHOSTUNREACH')
+    return 'unreachable';
   return 'other';
 }
 

@@ -120,13 +120,20 @@ export function checkPrefix(prefix: string): void {
   const parts = typeof prefix === 'string' && prefix.length <= MAX_KEY_LENGTH ? prefix.split('/') : null;
   const last = parts?.pop();
   if (!parts?.every((part) => SEGMENT.test(part)) || !PARTIAL_SEGMENT.test(last ?? '')) {
-    throw new StoreKeyError(`store prefix ${JSON.stringify(String(prefix).slice(0, 80))}: whole key parts separated by single "/", then the start of a part`);
+    throw new StoreKeyError(
+      `store prefix ${JSON.stringify(String(prefix).slice(0, 80))}: whole key parts separated by single "/", then the start of a part`,
+    );
   }
 }
 
 /** Refuses an object over the bound before anything is written. */
 export function checkSize(store: ArtefactStore, key: string, bytes: Uint8Array): void {
   if (bytes.length > store.maxObjectBytes) {
-    throw new StoreWriteError(store.description, key, 'too-large', `${bytes.length} bytes is over the store's limit of ${store.maxObjectBytes} (store.max_object_mb)`);
+    throw new StoreWriteError(
+      store.description,
+      key,
+      'too-large',
+      `${bytes.length} bytes is over the store's limit of ${store.maxObjectBytes} (store.max_object_mb)`,
+    );
   }
 }

@@ -62,7 +62,8 @@ async function serveFile(c: Context, root: string, relative: string, cacheContro
   }
   const path = normalize(join(root, name));
   const type = TYPES.get(extname(path));
-  if (!type || !(path.startsWith(root.endsWith(sep) ? root : root + sep))) throw new HttpError(404, `no studio file ${c.req.path.slice(0, 120)}`);
+  if (!type || !path.startsWith(root.endsWith(sep) ? root : root + sep))
+    throw new HttpError(404, `no studio file ${c.req.path.slice(0, 120)}`);
   let bytes: Buffer;
   try {
     bytes = await readFile(path);

@@ -48,7 +48,11 @@ export function expectedFiles(dir: string, paths: string[], manifest: readonly W
 /** Every manifest file of the given models under `dir`. */
 export function manifestFiles(dir: string, models?: readonly string[], manifest: readonly WeightFile[] = MANIFEST): ExpectedFile[] {
   const chosen = manifest.filter((e) => !models || models.includes(e.model));
-  return expectedFiles(dir, chosen.map((e) => resolve(dir, e.target)), manifest);
+  return expectedFiles(
+    dir,
+    chosen.map((e) => resolve(dir, e.target)),
+    manifest,
+  );
 }
 
 /** Cheap and synchronous (readiness runs it on every /health): the paths that do not exist. */
@@ -106,7 +110,11 @@ export async function checkFiles(files: readonly ExpectedFile[], options: { dir:
     const recorded = lock[relative(resolve(options.dir), file.path)];
     const expectedSize = file.size ?? recorded?.size ?? null;
     if (expectedSize !== null && size !== expectedSize) {
-      out.push({ path: file.path, state: 'wrong-size', detail: `${file.path} has ${size} bytes, expected ${expectedSize} (${howToGet(file, options.dir)})` });
+      out.push({
+        path: file.path,
+        state: 'wrong-size',
+        detail: `${file.path} has ${size} bytes, expected ${expectedSize} (${howToGet(file, options.dir)})`,
+      });
       continue;
     }
     if (options.verify === 'size') {
@@ -116,7 +124,12 @@ export async function checkFiles(files: readonly ExpectedFile[], options: { dir:
     const expected = file.sha256 ?? recorded?.sha256 ?? null;
     const actual = await sha256File(file.path);
     if (expected && actual !== expected) {
-      out.push({ path: file.path, state: 'corrupt', sha256: actual, detail: `${file.path} is corrupt: sha256 ${actual}, expected ${expected} (${howToGet(file, options.dir)})` });
+      out.push({
+        path: file.path,
+        state: 'corrupt',
+        sha256: actual,
+        detail: `${file.path} is corrupt: sha256 ${actual}, expected ${expected} (${howToGet(file, options.dir)})`,
+      });
       continue;
     }
     const how = file.sha256 ? 'published sha256' : recorded ? 'sha256 recorded at download' : 'no known sha256 to compare';
@@ -132,7 +145,8 @@ export function describeProblems(statuses: readonly FileStatus[]): string | null
 }
 
 function howToGet(file: ExpectedFile, dir: string): string {
-  if (file.entry?.producedBy) return `run: npm run weights, which makes it with: ${file.entry.producedBy.replaceAll('MODELS/', `${resolve(dir)}/`)}`;
+  if (file.entry?.producedBy)
+    return `run: npm run weights, which makes it with: ${file.entry.producedBy.replaceAll('MODELS/', `${resolve(dir)}/`)}`;
   if (file.entry) return 'run: npm run weights';
   return 'this path is not in the weights manifest: put the file there yourself';
 }

@@ -31,7 +31,11 @@ export class DownloadError extends Error {
 }
 
 /** Downloads `source` to `target`; returns the verified size and SHA-256. */
-export async function downloadFile(source: DownloadSource, target: string, options: DownloadOptions): Promise<{ size: number; sha256: string }> {
+export async function downloadFile(
+  source: DownloadSource,
+  target: string,
+  options: DownloadOptions,
+): Promise<{ size: number; sha256: string }> {
   await mkdir(dirname(target), { recursive: true });
   const part = `${target}.part`;
   let failures = 0;
@@ -87,7 +91,11 @@ async function fetchInto(source: DownloadSource, part: string, offset: number, o
       done(null, chunk);
     },
   });
-  await pipeline(Readable.fromWeb(response.body as import('node:stream/web').ReadableStream), count, createWriteStream(part, { flags: append ? 'a' : 'w' }));
+  await pipeline(
+    Readable.fromWeb(response.body as import('node:stream/web').ReadableStream),
+    count,
+    createWriteStream(part, { flags: append ? 'a' : 'w' }),
+  );
   if (Number.isFinite(length) && length > 0 && received !== (append ? offset : 0) + length) {
     throw new Error(`connection closed after ${received} bytes`);
   }

@@ -62,14 +62,16 @@ export function manifestFor({ clipRevision }: ManifestOptions): readonly WeightF
       sha256: '60920e99c45464f2ba57bee2ad08c919a52bbf852739e96947fbb4358c0d964a',
       licence: 'Apache-2.0 (DIS/ISNet code; the weights carry no separate licence statement); rembg MIT',
     },
-    ...CLIP_FILES.map((file): WeightFile => ({
-      model: 'clip',
-      target: `clip-vit-large-patch14/${file}`,
-      url: `${clipBase}/${file}`,
-      size: null,
-      sha256: null,
-      licence: CLIP_LICENCE,
-    })),
+    ...CLIP_FILES.map(
+      (file): WeightFile => ({
+        model: 'clip',
+        target: `clip-vit-large-patch14/${file}`,
+        url: `${clipBase}/${file}`,
+        size: null,
+        sha256: null,
+        licence: CLIP_LICENCE,
+      }),
+    ),
     {
       model: 'aesthetic',
       target: AESTHETIC_PTH,

@@ -35,7 +35,9 @@ export async function produceFile(file: ExpectedFile, options: ProduceOptions): 
   return new Promise((done) => {
     const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: options.timeoutMs ?? 600_000 });
     let output = '';
-    const keep = (chunk: Buffer) => { output = (output + chunk.toString()).slice(-2000); };
+    const keep = (chunk: Buffer) => {
+      output = (output + chunk.toString()).slice(-2000);
+    };
     child.stdout.on('data', keep);
     child.stderr.on('data', keep);
     child.on('error', (err) => done(`${command} could not be started to make ${file.path}: ${err.message}`));

@@ -55,7 +55,10 @@ export function fakeStages(options: FakeOptions = {}): { stages: Partial<Stages>
   };
   const stages: Partial<Stages> = {
     textToImage: {
-      name: 'fake-gpu-text-to-image', preview: false, gpu: true, readiness: ready,
+      name: 'fake-gpu-text-to-image',
+      preview: false,
+      gpu: true,
+      readiness: ready,
       async generate(prompt, seed, ctx) {
         calls.textToImage++;
         await gpuWait(options.textToImageMs ?? 0, ctx?.signal);
@@ -65,19 +68,29 @@ export function fakeStages(options: FakeOptions = {}): { stages: Partial<Stages>
       },
     },
     matting: {
-      name: 'fake-cpu-matting', preview: false, readiness: ready,
+      name: 'fake-cpu-matting',
+      preview: false,
+      readiness: ready,
       async matte({ image }) {
         calls.matting++;
         const end = performance.now() + (options.mattingCpuMs ?? 0);
-        while (performance.now() < end) { /* CPU work outside the GPU lock */ }
+        while (performance.now() < end) {
+          /* CPU work outside the GPU lock */
+        }
         return prompts.get(image)?.includes(HOPELESS) ? null : image;
       },
     },
     imageTo3d: {
-      name: 'fake-gpu-image-to-3d', preview: false, gpu: true, readiness: ready,
+      name: 'fake-gpu-image-to-3d',
+      preview: false,
+      gpu: true,
+      readiness: ready,
       generate: (_image, seed, ctx) => makeCloud(seed, ctx),
       ...(options.mesh && {
-        generateWithMesh: async (_image: RgbaImage, seed: number, ctx?: JobContext) => ({ cloud: await makeCloud(seed, ctx), mesh: sphereMesh(24, 12, 0.5, true) }),
+        generateWithMesh: async (_image: RgbaImage, seed: number, ctx?: JobContext) => ({
+          cloud: await makeCloud(seed, ctx),
+          mesh: sphereMesh(24, 12, 0.5, true),
+        }),
       }),
     },
   };
@@ -88,19 +101,27 @@ export function fakeStages(options: FakeOptions = {}): { stages: Partial<Stages>
 export function ballCloud(count: number, seed: number): GaussianCloud {
   const cloud = allocateCloud(count);
   const c = cloud.columns;
-  let state = (seed >>> 0) || 1;
+  let state = seed >>> 0 || 1;
   const random = () => {
-    state ^= state << 13; state >>>= 0;
+    state ^= state << 13;
+    state >>>= 0;
     state ^= state >>> 17;
-    state ^= state << 5; state >>>= 0;
+    state ^= state << 5;
+    state >>>= 0;
     return state / 0x1_0000_0000;
   };
   for (let i = 0; i < count; i++) {
-    c.x[i] = random() - 0.5; c.y[i] = random() - 0.5; c.z[i] = random() - 0.5;
-    c.f_dc_0[i] = random(); c.f_dc_1[i] = random(); c.f_dc_2[i] = random();
+    c.x[i] = random() - 0.5;
+    c.y[i] = random() - 0.5;
+    c.z[i] = random() - 0.5;
+    c.f_dc_0[i] = random();
+    c.f_dc_1[i] = random();
+    c.f_dc_2[i] = random();
     c.opacity[i] = logit(0.9);
     c.scale_0[i] = c.scale_1[i] = c.scale_2[i] = Math.log(0.01);
-    c.rot_0[i] = 1; c.rot_1[i] = random() * 0.2; c.rot_2[i] = random() * 0.2;
+    c.rot_0[i] = 1;
+    c.rot_1[i] = random() * 0.2;
+    c.rot_2[i] = random() * 0.2;
   }
   return cloud;
 }
@@ -108,8 +129,14 @@ export function ballCloud(count: number, seed: number): GaussianCloud {
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted) return reject(signal.reason);
-    const timer = setTimeout(() => { signal?.removeEventListener('abort', onAbort); resolve(); }, ms);
-    const onAbort = () => { clearTimeout(timer); reject(signal?.reason); };
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort);
+      resolve();
+    }, ms);
+    const onAbort = () => {
+      clearTimeout(timer);
+      reject(signal?.reason);
+    };
     signal?.addEventListener('abort', onAbort, { once: true });
   });
 }
@@ -130,15 +157,20 @@ export async function serveApp(app: Hono<any>): Promise<Served> {
   return {
     url: `http://127.0.0.1:${port}`,
     server,
-    close: () => new Promise<void>((resolve) => {
-      (server as { closeAllConnections?: () => void }).closeAllConnections?.();
-      server.close(() => resolve());
-    }),
+    close: () =>
+      new Promise<void>((resolve) => {
+        (server as { closeAllConnections?: () => void }).closeAllConnections?.();
+        server.close(() => resolve());
+      }),
   };
 }
 
 /** POSTs a text prompt as the legacy miner does (urlencoded form). */
-export function postPrompt(url: string, prompt: string, init: { seed?: number; signal?: AbortSignal; headers?: Record<string, string>; path?: string } = {}): Promise<Response> {
+export function postPrompt(
+  url: string,
+  prompt: string,
+  init: { seed?: number; signal?: AbortSignal; headers?: Record<string, string>; path?: string } = {},
+): Promise<Response> {
   const body = new URLSearchParams({ prompt, ...(init.seed !== undefined ? { seed: String(init.seed) } : {}) });
   return fetch(`${url}${init.path ?? '/generate/'}`, { method: 'POST', body, signal: init.signal, headers: init.headers });
 }
@@ -170,7 +202,16 @@ export async function until(condition: () => boolean | Promise<boolean>, ms = 50
  * A job context for running a Pipeline directly: the config's settings with the given pipeline options, GPU work
  * through `gpu` (direct by default), an optional signal and progress sink.
  */
-export function jobContext(init: { retries?: number; extent?: number; gpu?: GpuRunner; signal?: AbortSignal; progress?: ProgressSink; config?: Config } = {}): JobContext {
-  const config = init.config ?? testConfig({ pipeline: { ...(init.retries !== undefined ? { retries: init.retries } : {}), ...(init.extent !== undefined ? { extent: init.extent } : {}) } });
+export function jobContext(
+  init: { retries?: number; extent?: number; gpu?: GpuRunner; signal?: AbortSignal; progress?: ProgressSink; config?: Config } = {},
+): JobContext {
+  const config =
+    init.config ??
+    testConfig({
+      pipeline: {
+        ...(init.retries !== undefined ? { retries: init.retries } : {}),
+        ...(init.extent !== undefined ? { extent: init.extent } : {}),
+      },
+    });
   return standaloneContext(configSettings(config), { gpu: init.gpu, signal: init.signal, progress: init.progress });
 }

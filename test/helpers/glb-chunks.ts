@@ -18,7 +18,16 @@ export interface GltfJson {
   scenes?: { nodes?: number[] }[];
   nodes?: { mesh?: number; children?: number[]; matrix?: number[]; translation?: number[]; rotation?: number[]; scale?: number[] }[];
   meshes?: { primitives: { attributes: Record<string, number>; indices?: number; mode?: number; material?: number }[] }[];
-  accessors?: { bufferView?: number; byteOffset?: number; componentType: number; count: number; type: string; min?: number[]; max?: number[]; normalized?: boolean }[];
+  accessors?: {
+    bufferView?: number;
+    byteOffset?: number;
+    componentType: number;
+    count: number;
+    type: string;
+    min?: number[];
+    max?: number[];
+    normalized?: boolean;
+  }[];
   bufferViews?: { buffer: number; byteOffset?: number; byteLength: number; byteStride?: number }[];
   buffers?: { byteLength: number; uri?: string }[];
   [key: string]: unknown;
@@ -106,7 +115,8 @@ export function readGlbIndependently(bytes: Uint8Array): IndependentGlb {
       if (bufferView.buffer !== 0 || !bin || json.buffers![0].uri !== undefined) throw new Error('POSITION is not in the BIN chunk');
       const stride = bufferView.byteStride ?? 12;
       const start = (bufferView.byteOffset ?? 0) + (accessor.byteOffset ?? 0);
-      if (start + stride * (accessor.count - 1) + 12 > (bufferView.byteOffset ?? 0) + bufferView.byteLength) throw new Error('POSITION runs past its buffer view');
+      if (start + stride * (accessor.count - 1) + 12 > (bufferView.byteOffset ?? 0) + bufferView.byteLength)
+        throw new Error('POSITION runs past its buffer view');
       const view = new DataView(bin.buffer, bin.byteOffset, bin.byteLength);
       const min = [Infinity, Infinity, Infinity];
       const max = [-Infinity, -Infinity, -Infinity];

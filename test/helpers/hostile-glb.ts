@@ -36,7 +36,16 @@ function oneTriangle(positions: number[] = [0, 0, 0, 1, 0, 0, 0, 1, 0], indices:
 /** Two nodes, each the other's child, both holding the mesh; no scene. */
 export function nodeCycleGlb(): Uint8Array {
   const { json, bin } = oneTriangle();
-  return buildGlb({ ...json, nodes: [{ mesh: 0, children: [1] }, { mesh: 0, children: [0] }] }, bin);
+  return buildGlb(
+    {
+      ...json,
+      nodes: [
+        { mesh: 0, children: [1] },
+        { mesh: 0, children: [0] },
+      ],
+    },
+    bin,
+  );
 }
 
 /** A node that is its own child, in the scene. */
@@ -84,14 +93,17 @@ function buildGlbText(text: string, bin: Uint8Array): Uint8Array {
 
 /** A POSITION accessor of `count` vertices with no bufferView (glTF zero-fills it), drawn without indices. */
 export function unbackedAccessorGlb(count = 30_000_000): Uint8Array {
-  return buildGlb({
-    asset: { version: '2.0' },
-    accessors: [{ componentType: FLOAT, count, type: 'VEC3', min: [0, 0, 0], max: [0, 0, 0] }],
-    meshes: [{ primitives: [{ attributes: { POSITION: 0 } }] }],
-    nodes: [{ mesh: 0 }],
-    scenes: [{ nodes: [0] }],
-    scene: 0,
-  }, null);
+  return buildGlb(
+    {
+      asset: { version: '2.0' },
+      accessors: [{ componentType: FLOAT, count, type: 'VEC3', min: [0, 0, 0], max: [0, 0, 0] }],
+      meshes: [{ primitives: [{ attributes: { POSITION: 0 } }] }],
+      nodes: [{ mesh: 0 }],
+      scenes: [{ nodes: [0] }],
+      scene: 0,
+    },
+    null,
+  );
 }
 
 /** `count` zero-area triangles at the origin, backed by real bytes (the Khronos validator finds no error). */
@@ -131,38 +143,48 @@ export function manyMeshesGlb(count: number): Uint8Array {
  */
 export async function texturedGlb(materials = 8, side = 8192, distinct = false): Promise<Uint8Array> {
   const pngOf = async (i: number) =>
-    new Uint8Array(await sharp({ create: { width: side, height: side, channels: 3, background: { r: 200, g: 60 + i, b: 30 } } }).png({ compressionLevel: 9 }).toBuffer());
+    new Uint8Array(
+      await sharp({ create: { width: side, height: side, channels: 3, background: { r: 200, g: 60 + i, b: 30 } } })
+        .png({ compressionLevel: 9 })
+        .toBuffer(),
+    );
   const pngs = distinct ? await Promise.all(Array.from({ length: materials }, (_, i) => pngOf(i))) : [await pngOf(0)];
   const pad = (n: number) => Math.ceil(n / 4) * 4;
   const at: number[] = [];
   let end = 72;
-  for (const png of pngs) { at.push(end); end += pad(png.length); }
+  for (const png of pngs) {
+    at.push(end);
+    end += pad(png.length);
+  }
   const bin = new Uint8Array(end);
   new Float32Array(bin.buffer, 0, 9).set([0, 0, 0, 1, 0, 0, 0, 1, 0]);
   new Float32Array(bin.buffer, 36, 6).set([0, 0, 1, 0, 0, 1]);
   new Uint32Array(bin.buffer, 60, 3).set([0, 1, 2]);
   pngs.forEach((png, i) => bin.set(png, at[i]));
   const primitives = Array.from({ length: materials }, (_, m) => ({ attributes: { POSITION: 0, TEXCOORD_0: 1 }, indices: 2, material: m }));
-  return buildGlb({
-    asset: { version: '2.0' },
-    buffers: [{ byteLength: bin.length }],
-    bufferViews: [
-      { buffer: 0, byteOffset: 0, byteLength: 36 },
-      { buffer: 0, byteOffset: 36, byteLength: 24 },
-      { buffer: 0, byteOffset: 60, byteLength: 12 },
-      ...pngs.map((png, i) => ({ buffer: 0, byteOffset: at[i], byteLength: png.length })),
-    ],
-    accessors: [
-      { bufferView: 0, componentType: FLOAT, count: 3, type: 'VEC3', min: [0, 0, 0], max: [1, 1, 0] },
-      { bufferView: 1, componentType: FLOAT, count: 3, type: 'VEC2' },
-      { bufferView: 2, componentType: UINT32, count: 3, type: 'SCALAR' },
-    ],
-    images: Array.from({ length: materials }, (_, i) => ({ bufferView: 3 + (distinct ? i : 0), mimeType: 'image/png' })),
-    textures: Array.from({ length: materials }, (_, i) => ({ source: i })),
-    materials: Array.from({ length: materials }, (_, i) => ({ pbrMetallicRoughness: { baseColorTexture: { index: i } } })),
-    meshes: [{ primitives }],
-    nodes: [{ mesh: 0 }],
-    scenes: [{ nodes: [0] }],
-    scene: 0,
-  }, bin);
+  return buildGlb(
+    {
+      asset: { version: '2.0' },
+      buffers: [{ byteLength: bin.length }],
+      bufferViews: [
+        { buffer: 0, byteOffset: 0, byteLength: 36 },
+        { buffer: 0, byteOffset: 36, byteLength: 24 },
+        { buffer: 0, byteOffset: 60, byteLength: 12 },
+        ...pngs.map((png, i) => ({ buffer: 0, byteOffset: at[i], byteLength: png.length })),
+      ],
+      accessors: [
+        { bufferView: 0, componentType: FLOAT, count: 3, type: 'VEC3', min: [0, 0, 0], max: [1, 1, 0] },
+        { bufferView: 1, componentType: FLOAT, count: 3, type: 'VEC2' },
+        { bufferView: 2, componentType: UINT32, count: 3, type: 'SCALAR' },
+      ],
+      images: Array.from({ length: materials }, (_, i) => ({ bufferView: 3 + (distinct ? i : 0), mimeType: 'image/png' })),
+      textures: Array.from({ length: materials }, (_, i) => ({ source: i })),
+      materials: Array.from({ length: materials }, (_, i) => ({ pbrMetallicRoughness: { baseColorTexture: { index: i } } })),
+      meshes: [{ primitives }],
+      nodes: [{ mesh: 0 }],
+      scenes: [{ nodes: [0] }],
+      scene: 0,
+    },
+    bin,
+  );
 }

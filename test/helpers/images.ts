@@ -31,16 +31,21 @@ export async function discImage(options: DiscOptions): Promise<Buffer> {
         data[o + 2] = options.noise ? random() % 90 : 60;
         data[o + 3] = 255;
       } else {
-        data[o] = bg[0]; data[o + 1] = bg[1]; data[o + 2] = bg[2];
+        data[o] = bg[0];
+        data[o + 1] = bg[1];
+        data[o + 2] = bg[2];
         data[o + 3] = options.transparent ? 0 : 255;
       }
     }
   }
   const image = sharp(data, { raw: { width: size, height: size, channels: 4 } });
   switch (options.format ?? 'png') {
-    case 'jpeg': return image.jpeg({ quality: 92 }).toBuffer();
-    case 'webp': return image.webp({ lossless: true }).toBuffer();
-    default: return image.png({ compressionLevel: 6 }).toBuffer();
+    case 'jpeg':
+      return image.jpeg({ quality: 92 }).toBuffer();
+    case 'webp':
+      return image.webp({ lossless: true }).toBuffer();
+    default:
+      return image.png({ compressionLevel: 6 }).toBuffer();
   }
 }
 
@@ -54,5 +59,7 @@ export async function twoToneDisc(): Promise<Buffer> {
       data.set(y < 100 ? [220, 20, 20] : [20, 20, 220], (y * size + x) * 3);
     }
   }
-  return sharp(data, { raw: { width: size, height: size, channels: 3 } }).png().toBuffer();
+  return sharp(data, { raw: { width: size, height: size, channels: 3 } })
+    .png()
+    .toBuffer();
 }

@@ -25,7 +25,22 @@ export function readPlyIndependently(bytes: Uint8Array): IndependentPly {
     if (!line.startsWith('property float ')) throw new Error(`bad header line ${JSON.stringify(line)}`);
     return line.slice('property float '.length);
   });
-  for (const required of ['x', 'y', 'z', 'scale_0', 'scale_1', 'scale_2', 'rot_0', 'rot_1', 'rot_2', 'rot_3', 'opacity', 'f_dc_0', 'f_dc_1', 'f_dc_2']) {
+  for (const required of [
+    'x',
+    'y',
+    'z',
+    'scale_0',
+    'scale_1',
+    'scale_2',
+    'rot_0',
+    'rot_1',
+    'rot_2',
+    'rot_3',
+    'opacity',
+    'f_dc_0',
+    'f_dc_1',
+    'f_dc_2',
+  ]) {
     if (!names.includes(required)) throw new Error(`missing ${required}`);
   }
   const bodyStart = end + 'end_header\n'.length;
@@ -56,7 +71,8 @@ export function gateFigures(ply: IndependentPly): GateFigures {
   const max = [-Infinity, -Infinity, -Infinity];
   for (let i = 0; i < ply.count; i++) {
     if (1 / (1 + Math.exp(-ply.get('opacity', i))) < 1e-3) transparent++;
-    if (!(ply.get('rot_0', i) === 1 && ply.get('rot_1', i) === 0 && ply.get('rot_2', i) === 0 && ply.get('rot_3', i) === 0)) allIdentity = false;
+    if (!(ply.get('rot_0', i) === 1 && ply.get('rot_1', i) === 0 && ply.get('rot_2', i) === 0 && ply.get('rot_3', i) === 0))
+      allIdentity = false;
     ['x', 'y', 'z'].forEach((axis, a) => {
       const v = ply.get(axis, i);
       sum[a] += v;

@@ -13,7 +13,10 @@ export async function httpClient(url: string, token?: string): Promise<Client> {
 type Content = CallToolResult['content'][number];
 
 export function textOf(result: CallToolResult): string {
-  return result.content.filter((c): c is Extract<Content, { type: 'text' }> => c.type === 'text').map((c) => c.text).join('\n');
+  return result.content
+    .filter((c): c is Extract<Content, { type: 'text' }> => c.type === 'text')
+    .map((c) => c.text)
+    .join('\n');
 }
 
 export function imagesOf(result: CallToolResult): Extract<Content, { type: 'image' }>[] {

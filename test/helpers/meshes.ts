@@ -12,7 +12,9 @@ export function sphereMesh(segments: number, rings: number, radius = 0.5, colour
     const theta = (Math.PI * r) / rings;
     for (let s = 0; s < segments; s++) {
       const phi = (2 * Math.PI * s) / segments;
-      const x = Math.sin(theta) * Math.sin(phi), y = Math.cos(theta), z = Math.sin(theta) * Math.cos(phi);
+      const x = Math.sin(theta) * Math.sin(phi),
+        y = Math.cos(theta),
+        z = Math.sin(theta) * Math.cos(phi);
       positions.push(radius * x, radius * y, radius * z);
       colours.push(0.5 + 0.5 * x, 0.5 + 0.5 * y, 0.5 + 0.5 * z);
     }
@@ -22,7 +24,10 @@ export function sphereMesh(segments: number, rings: number, radius = 0.5, colour
   for (let r = 0; r < rings; r++) {
     for (let s = 0; s < segments; s++) {
       // Seen from outside, going round with phi (toward +X from +Z) is to the right, and r grows downwards.
-      const a = at(r, s), b = at(r, s + 1), c = at(r + 1, s), d = at(r + 1, s + 1);
+      const a = at(r, s),
+        b = at(r, s + 1),
+        c = at(r + 1, s),
+        d = at(r + 1, s + 1);
       if (r > 0) indices.push(a, c, b);
       if (r < rings - 1) indices.push(b, c, d);
     }
@@ -39,7 +44,10 @@ export function flatTriangles(triangles: { corners: [number, number, number][]; 
   const positions: number[] = [];
   const colours: number[] = [];
   for (const t of triangles) {
-    for (const c of t.corners) { positions.push(...c); colours.push(...t.colour); }
+    for (const c of t.corners) {
+      positions.push(...c);
+      colours.push(...t.colour);
+    }
   }
   return {
     positions: new Float32Array(positions),

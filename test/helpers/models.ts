@@ -39,12 +39,17 @@ export function heavyIsnetOnnx(gain: number, matmuls: number): Uint8Array {
   const identity = new Float32Array(side * side);
   for (let i = 0; i < side; i++) identity[i * side + i] = 1;
   const chain = Array.from({ length: matmuls }, (_, i) => ({
-    op: 'MatMul', inputs: [i === 0 ? 'grey' : `product_${i - 1}`, 'identity'], outputs: [`product_${i}`],
+    op: 'MatMul',
+    inputs: [i === 0 ? 'grey' : `product_${i - 1}`, 'identity'],
+    outputs: [`product_${i}`],
   }));
   return onnxModel({
     inputs: [{ name: 'input_image', type: FLOAT, dims: [1, 3, side, side] }],
     outputs: [{ name: 'mask', type: FLOAT, dims: [1, 1, side, side] }],
-    initializers: [{ name: 'gain', dims: [], values: Float32Array.of(gain) }, { name: 'identity', dims: [side, side], values: identity }],
+    initializers: [
+      { name: 'gain', dims: [], values: Float32Array.of(gain) },
+      { name: 'identity', dims: [side, side], values: identity },
+    ],
     nodes: [
       { op: 'ReduceMean', inputs: ['input_image'], outputs: ['grey'], attributes: { axes: [1], keepdims: 1 } },
       ...chain,
@@ -115,32 +120,46 @@ export async function writeTinyClip(dir: string, options: { dim?: number; imageS
     initializers: [
       { name: 'projection', dims: [3, dim], values: projection },
       { name: 'bias', dims: [dim], values: bias },
-      ...(heavy ? [
-        { name: 'ones_right', dims: [imageSize, spread], values: new Float32Array(imageSize * spread).fill(1) },
-        { name: 'ones_left', dims: [spread, imageSize], values: new Float32Array(spread * imageSize).fill(1) },
-        { name: 'identity', dims: [spread, spread], values: identity },
-        { name: 'zeros', dims: [3, dim], values: new Float32Array(3 * dim) },
-      ] : []),
+      ...(heavy
+        ? [
+            { name: 'ones_right', dims: [imageSize, spread], values: new Float32Array(imageSize * spread).fill(1) },
+            { name: 'ones_left', dims: [spread, imageSize], values: new Float32Array(spread * imageSize).fill(1) },
+            { name: 'identity', dims: [spread, spread], values: identity },
+            { name: 'zeros', dims: [3, dim], values: new Float32Array(3 * dim) },
+          ]
+        : []),
     ],
     nodes: [
       { op: 'ReduceMean', inputs: ['pixel_values'], outputs: ['colour'], attributes: { axes: [2, 3], keepdims: 0 } },
       { op: 'MatMul', inputs: ['colour', 'projection'], outputs: ['projected'] },
       { op: 'Add', inputs: ['projected', 'bias'], outputs: [heavy ? 'embeds' : 'image_embeds'] },
-      ...(heavy ? [
-        { op: 'MatMul', inputs: ['pixel_values', 'ones_right'], outputs: ['wide'] },
-        { op: 'MatMul', inputs: ['ones_left', 'wide'], outputs: ['product_0'] },
-        ...Array.from({ length: heavy }, (_, i) => ({ op: 'MatMul', inputs: [`product_${i}`, 'identity'], outputs: [`product_${i + 1}`] })),
-        { op: 'ReduceMean', inputs: [`product_${heavy}`], outputs: ['spread_mean'], attributes: { axes: [2, 3], keepdims: 0 } },
-        { op: 'MatMul', inputs: ['spread_mean', 'zeros'], outputs: ['nothing'] },
-        { op: 'Add', inputs: ['embeds', 'nothing'], outputs: ['image_embeds'] },
-      ] : []),
+      ...(heavy
+        ? [
+            { op: 'MatMul', inputs: ['pixel_values', 'ones_right'], outputs: ['wide'] },
+            { op: 'MatMul', inputs: ['ones_left', 'wide'], outputs: ['product_0'] },
+            ...Array.from({ length: heavy }, (_, i) => ({
+              op: 'MatMul',
+              inputs: [`product_${i}`, 'identity'],
+              outputs: [`product_${i + 1}`],
+            })),
+            { op: 'ReduceMean', inputs: [`product_${heavy}`], outputs: ['spread_mean'], attributes: { axes: [2, 3], keepdims: 0 } },
+            { op: 'MatMul', inputs: ['spread_mean', 'zeros'], outputs: ['nothing'] },
+            { op: 'Add', inputs: ['embeds', 'nothing'], outputs: ['image_embeds'] },
+          ]
+        : []),
     ],
   });
 
   const mean = [0.48145466, 0.4578275, 0.40821073];
   const std = [0.26862954, 0.26130258, 0.27577711];
   const special = (content: string, id: number) => ({
-    id, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true,
+    id,
+    content,
+    single_word: false,
+    lstrip: false,
+    rstrip: false,
+    normalized: false,
+    special: true,
   });
   const tokenizer = {
     version: '1.0',
@@ -169,8 +188,16 @@ export async function writeTinyClip(dir: string, options: { dim?: number; imageS
     },
     decoder: null,
     model: {
-      type: 'BPE', dropout: null, unk_token: '<|endoftext|>', continuing_subword_prefix: null,
-      end_of_word_suffix: null, fuse_unk: false, byte_fallback: false, ignore_merges: false, vocab, merges: [],
+      type: 'BPE',
+      dropout: null,
+      unk_token: '<|endoftext|>',
+      continuing_subword_prefix: null,
+      end_of_word_suffix: null,
+      fuse_unk: false,
+      byte_fallback: false,
+      ignore_merges: false,
+      vocab,
+      merges: [],
     },
   };
   const files: Record<string, string | Uint8Array> = {
@@ -182,12 +209,25 @@ export async function writeTinyClip(dir: string, options: { dim?: number; imageS
     }),
     'tokenizer.json': JSON.stringify(tokenizer),
     'tokenizer_config.json': JSON.stringify({
-      tokenizer_class: 'CLIPTokenizer', model_max_length: 77, bos_token: '<|startoftext|>', eos_token: '<|endoftext|>',
-      unk_token: '<|endoftext|>', pad_token: '<|endoftext|>', do_lower_case: true,
+      tokenizer_class: 'CLIPTokenizer',
+      model_max_length: 77,
+      bos_token: '<|startoftext|>',
+      eos_token: '<|endoftext|>',
+      unk_token: '<|endoftext|>',
+      pad_token: '<|endoftext|>',
+      do_lower_case: true,
     }),
     'preprocessor_config.json': JSON.stringify({
-      crop_size: { height: imageSize, width: imageSize }, do_center_crop: true, do_normalize: true, do_resize: true, do_convert_rgb: true,
-      feature_extractor_type: 'CLIPFeatureExtractor', image_mean: mean, image_std: std, resample: 3, size: { shortest_edge: imageSize },
+      crop_size: { height: imageSize, width: imageSize },
+      do_center_crop: true,
+      do_normalize: true,
+      do_resize: true,
+      do_convert_rgb: true,
+      feature_extractor_type: 'CLIPFeatureExtractor',
+      image_mean: mean,
+      image_std: std,
+      resample: 3,
+      size: { shortest_edge: imageSize },
     }),
     'onnx/text_model.onnx': text,
     'onnx/vision_model.onnx': vision,

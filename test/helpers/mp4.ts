@@ -18,7 +18,10 @@ export function readBoxes(bytes: Uint8Array, start = 0, end = bytes.length): Box
     let size = view.getUint32(offset);
     const type = String.fromCharCode(...bytes.subarray(offset + 4, offset + 8));
     let body = offset + 8;
-    if (size === 1) { size = Number(view.getBigUint64(offset + 8)); body += 8; }
+    if (size === 1) {
+      size = Number(view.getBigUint64(offset + 8));
+      body += 8;
+    }
     if (size === 0) size = end - offset;
     if (size < 8 || offset + size > end) throw new Error(`box ${type} at ${offset} overruns its parent`);
     boxes.push({ type, start: offset, body, end: offset + size });
@@ -60,7 +63,10 @@ export function summariseMp4(bytes: Uint8Array): Mp4Summary {
   // VisualSampleEntry: 6 reserved + 2 data_reference_index + 16 pre-defined/reserved, then width, height.
   const width = view.getUint16(entry.body + 24);
   const height = view.getUint16(entry.body + 26);
-  const avcC = need(readBoxes(bytes, entry.body + 78, entry.end).find((b) => b.type === 'avcC'), 'avcC');
+  const avcC = need(
+    readBoxes(bytes, entry.body + 78, entry.end).find((b) => b.type === 'avcC'),
+    'avcC',
+  );
   const profile = bytes[avcC.body + 1];
   const spsLength = view.getUint16(avcC.body + 6);
   const sps = bytes.subarray(avcC.body + 8, avcC.body + 8 + spsLength);
@@ -89,8 +95,16 @@ function spsChromaFormat(nal: Uint8Array): number {
   }
   let bit = 0;
   const read = () => (rbsp[bit >> 3] >> (7 - (bit++ & 7))) & 1;
-  const bits = (n: number) => { let v = 0; for (let i = 0; i < n; i++) v = (v << 1) | read(); return v; };
-  const ue = () => { let zeros = 0; while (read() === 0) zeros++; return (1 << zeros) - 1 + bits(zeros); };
+  const bits = (n: number) => {
+    let v = 0;
+    for (let i = 0; i < n; i++) v = (v << 1) | read();
+    return v;
+  };
+  const ue = () => {
+    let zeros = 0;
+    while (read() === 0) zeros++;
+    return (1 << zeros) - 1 + bits(zeros);
+  };
   const profile = bits(8);
   bits(16); // constraint flags + level
   ue(); // seq_parameter_set_id

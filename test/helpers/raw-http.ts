@@ -23,24 +23,37 @@ export function parseAnswer(raw: Buffer): RawAnswer {
     headers[line.slice(0, colon).trim().toLowerCase()] = line.slice(colon + 1).trim();
   }
   const length = headers['content-length'];
-  return { status: Number(statusLine.split(' ')[1]), headers, body: raw.subarray(end + 4), expected: length === undefined ? undefined : Number(length) };
+  return {
+    status: Number(statusLine.split(' ')[1]),
+    headers,
+    body: raw.subarray(end + 4),
+    expected: length === undefined ? undefined : Number(length),
+  };
 }
 
 /** Sends raw bytes, optionally half-closes, and collects everything until the server closes (or `ms`). */
-export function rawExchange(port: number, request: string | Buffer, options: { halfClose?: boolean; ms?: number } = {}): Promise<{ answer: RawAnswer; closedByServer: boolean }> {
+export function rawExchange(
+  port: number,
+  request: string | Buffer,
+  options: { halfClose?: boolean; ms?: number } = {},
+): Promise<{ answer: RawAnswer; closedByServer: boolean }> {
   return new Promise((resolve) => {
     const socket = connect(port, '127.0.0.1');
     const chunks: Buffer[] = [];
     let closedByServer = false;
     const timer = setTimeout(() => socket.destroy(), options.ms ?? 5000);
     socket.on('data', (c: Buffer) => chunks.push(c));
-    socket.on('end', () => { closedByServer = true; });
+    socket.on('end', () => {
+      closedByServer = true;
+    });
     socket.on('error', () => {});
     socket.on('close', () => {
       clearTimeout(timer);
       resolve({ answer: parseAnswer(Buffer.concat(chunks)), closedByServer });
     });
-    socket.write(request, () => { if (options.halfClose) socket.end(); });
+    socket.write(request, () => {
+      if (options.halfClose) socket.end();
+    });
   });
 }
 
@@ -54,12 +67,17 @@ export function rawPost(path: string, fields: Record<string, string>, extraHeade
  * A client that sends a request, reads the first chunk of the answer, then stops reading until `resume()`.
  * `firstChunk` resolves when the answer has begun; `done` when the connection closes, with all it got.
  */
-export function stallingClient(port: number, request: string): { firstChunk: Promise<void>; resume(): void; done: Promise<{ answer: RawAnswer; bytes: number }>; socket: Socket } {
+export function stallingClient(
+  port: number,
+  request: string,
+): { firstChunk: Promise<void>; resume(): void; done: Promise<{ answer: RawAnswer; bytes: number }>; socket: Socket } {
   const socket = connect(port, '127.0.0.1');
   const chunks: Buffer[] = [];
   let bytes = 0;
   let began: () => void;
-  const firstChunk = new Promise<void>((resolve) => { began = resolve; });
+  const firstChunk = new Promise<void>((resolve) => {
+    began = resolve;
+  });
   socket.on('data', (c: Buffer) => {
     chunks.push(c);
     bytes += c.length;

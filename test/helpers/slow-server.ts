@@ -7,6 +7,7 @@ import { startServer, stopOnSignals } from '../../src/main.js';
 import { fakeStages } from './fake-stages.js';
 
 const running = await startServer(process.argv.slice(2), {
-  stages: fakeStages({ imageTo3dMs: Number(process.env.FAKE_GPU_MS ?? 1000), gaussians: Number(process.env.FAKE_GAUSSIANS ?? 8000) }).stages,
+  stages: fakeStages({ imageTo3dMs: Number(process.env.FAKE_GPU_MS ?? 1000), gaussians: Number(process.env.FAKE_GAUSSIANS ?? 8000) })
+    .stages,
 });
 stopOnSignals(running);

@@ -33,7 +33,12 @@ export function flatViewRenderer(): RecordingRenderer {
     return Array.from({ length: views.count }, (_, i): RgbaImage => {
       const [r, g, b] = viewColour(subject.cloud, i);
       const data = new Uint8ClampedArray(views.size * views.size * 4);
-      for (let o = 0; o < data.length; o += 4) { data[o] = r; data[o + 1] = g; data[o + 2] = b; data[o + 3] = 255; }
+      for (let o = 0; o < data.length; o += 4) {
+        data[o] = r;
+        data[o + 1] = g;
+        data[o + 2] = b;
+        data[o + 3] = 255;
+      }
       return { width: views.size, height: views.size, data };
     });
   }) as RecordingRenderer;

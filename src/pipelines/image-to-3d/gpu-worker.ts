@@ -77,7 +77,8 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
 
   /** A worker started without meshes says so on /health: mesh requests are refused before they are queued. */
   meshReadiness(): Readiness {
-    if (this.client.makesMeshes() === false) return { ready: false, detail: 'the GPU worker was started without meshes (--mesh, FAST3D_WORKER_MESH=1)' };
+    if (this.client.makesMeshes() === false)
+      return { ready: false, detail: 'the GPU worker was started without meshes (--mesh, FAST3D_WORKER_MESH=1)' };
     return { ready: true };
   }
 
@@ -85,7 +86,7 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
   async generateWithMesh(image: RgbaImage, seed: number, ctx?: JobContext): Promise<CloudAndMesh> {
     const png = await encodePng(image);
     const section = ctx?.settings.image_to_3d.gpu_worker;
-    const bake = section ? meshBake(section) : this.options.mesh ?? DEFAULT_MESH_BAKE;
+    const bake = section ? meshBake(section) : (this.options.mesh ?? DEFAULT_MESH_BAKE);
     const { ply, glb } = await this.client.imageTo3dWithMesh({ png, seed, ...this.samplingOf(ctx) }, bake, ctx?.signal);
     const cloud = this.cloudOf(ply);
     let mesh: TriangleMesh;
@@ -137,7 +138,12 @@ export function multiply(a: Matrix3, b: Matrix3): Matrix3 {
 }
 
 /** The sampler parameters of a config section (the job's: a preset may change them). */
-export function trellisSampling(section: { sparse_structure_steps: number; sparse_structure_cfg: number; slat_steps: number; slat_cfg: number }): TrellisSampling {
+export function trellisSampling(section: {
+  sparse_structure_steps: number;
+  sparse_structure_cfg: number;
+  slat_steps: number;
+  slat_cfg: number;
+}): TrellisSampling {
   return {
     sparseStructureSteps: section.sparse_structure_steps,
     sparseStructureCfg: section.sparse_structure_cfg,

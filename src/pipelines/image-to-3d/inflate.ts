@@ -85,7 +85,11 @@ export class InflateImageTo3d implements ImageTo3d {
  * The splat body: the inflated surface at a grid spacing whose triangle count is within the Gaussian budget (and
  * at least MIN_GAUSSIANS), one Gaussian per triangle.
  */
-export function inflateSilhouette(image: RgbaImage, options: InflateOptions, silhouette = silhouetteOf(image, options.alphaThreshold)): GaussianCloud {
+export function inflateSilhouette(
+  image: RgbaImage,
+  options: InflateOptions,
+  silhouette = silhouetteOf(image, options.alphaThreshold),
+): GaussianCloud {
   const { area } = silhouette;
   if (area === 0) return allocateCloud(0);
 
@@ -96,7 +100,11 @@ export function inflateSilhouette(image: RgbaImage, options: InflateOptions, sil
   let surface = buildSurface(image, { ...surfaceOptions, triangles: target }, silhouette);
   // The count follows the spacing only roughly (the outline's cells): widen the grid until it fits.
   for (let attempt = 0; attempt < ATTEMPTS && triangles(surface) > cap; attempt++) {
-    surface = buildSurface(image, { ...surfaceOptions, spacing: surface.spacing * Math.sqrt(triangles(surface) / (0.98 * cap)) }, silhouette);
+    surface = buildSurface(
+      image,
+      { ...surfaceOptions, spacing: surface.spacing * Math.sqrt(triangles(surface) / (0.98 * cap)) },
+      silhouette,
+    );
   }
   if (triangles(surface) > cap) surface = buildSurface(image, { ...surfaceOptions, spacing: surface.spacing * 2 }, silhouette);
   return surfaceSplats(surface, options.opacity, Math.max(0, MIN_GAUSSIANS - triangles(surface)));
@@ -111,7 +119,10 @@ const triangles = (surface: InflatedSurface) => surface.mesh.indices.length / 3;
  * of the longest side), to reach the validator's minimum count.
  */
 function surfaceSplats(surface: InflatedSurface, opacity: number, split: number): GaussianCloud {
-  const { mesh: { positions: p, indices, colours }, alpha } = surface;
+  const {
+    mesh: { positions: p, indices, colours },
+    alpha,
+  } = surface;
   const count = indices.length / 3;
   const halve = new Uint8Array(count);
   if (split > 0) {
@@ -130,57 +141,101 @@ function surfaceSplats(surface: InflatedSurface, opacity: number, split: number)
   let g = 0;
 
   const emit = (c: Float64Array, r: number, gr: number, b: number, a: number) => {
-    const mx = (c[0] + c[3] + c[6]) / 3, my = (c[1] + c[4] + c[7]) / 3, mz = (c[2] + c[5] + c[8]) / 3;
-    const e1x = c[3] - c[0], e1y = c[4] - c[1], e1z = c[5] - c[2];
-    const e2x = c[6] - c[0], e2y = c[7] - c[1], e2z = c[8] - c[2];
-    let nx = e1y * e2z - e1z * e2y, ny = e1z * e2x - e1x * e2z, nz = e1x * e2y - e1y * e2x;
+    const mx = (c[0] + c[3] + c[6]) / 3,
+      my = (c[1] + c[4] + c[7]) / 3,
+      mz = (c[2] + c[5] + c[8]) / 3;
+    const e1x = c[3] - c[0],
+      e1y = c[4] - c[1],
+      e1z = c[5] - c[2];
+    const e2x = c[6] - c[0],
+      e2y = c[7] - c[1],
+      e2z = c[8] - c[2];
+    let nx = e1y * e2z - e1z * e2y,
+      ny = e1z * e2x - e1x * e2z,
+      nz = e1x * e2y - e1y * e2x;
     const nl = Math.sqrt(nx * nx + ny * ny + nz * nz) || 1;
-    nx /= nl; ny /= nl; nz /= nl;
+    nx /= nl;
+    ny /= nl;
+    nz /= nl;
     const e1l = Math.sqrt(e1x * e1x + e1y * e1y + e1z * e1z) || 1;
-    const t1x = e1x / e1l, t1y = e1y / e1l, t1z = e1z / e1l;
-    const t2x = ny * t1z - nz * t1y, t2y = nz * t1x - nx * t1z, t2z = nx * t1y - ny * t1x;
+    const t1x = e1x / e1l,
+      t1y = e1y / e1l,
+      t1z = e1z / e1l;
+    const t2x = ny * t1z - nz * t1y,
+      t2y = nz * t1x - nx * t1z,
+      t2z = nx * t1y - ny * t1x;
     // The corners in the triangle's plane, relative to the centroid: their 2x2 second moment.
-    let sxx = 0, sxy = 0, syy = 0;
+    let sxx = 0,
+      sxy = 0,
+      syy = 0;
     for (let k = 0; k < 9; k += 3) {
-      const dx = c[k] - mx, dy = c[k + 1] - my, dz = c[k + 2] - mz;
-      const a1 = dx * t1x + dy * t1y + dz * t1z, a2 = dx * t2x + dy * t2y + dz * t2z;
-      sxx += a1 * a1; sxy += a1 * a2; syy += a2 * a2;
+      const dx = c[k] - mx,
+        dy = c[k + 1] - my,
+        dz = c[k + 2] - mz;
+      const a1 = dx * t1x + dy * t1y + dz * t1z,
+        a2 = dx * t2x + dy * t2y + dz * t2z;
+      sxx += a1 * a1;
+      sxy += a1 * a2;
+      syy += a2 * a2;
     }
-    sxx /= 12; sxy /= 12; syy /= 12;
-    const half = (sxx - syy) / 2, mean = (sxx + syy) / 2;
+    sxx /= 12;
+    sxy /= 12;
+    syy /= 12;
+    const half = (sxx - syy) / 2,
+      mean = (sxx + syy) / 2;
     const root = Math.sqrt(half * half + sxy * sxy);
-    const major = Math.sqrt(Math.max(mean + root, 1e-30)), minor = Math.sqrt(Math.max(mean - root, 0));
+    const major = Math.sqrt(Math.max(mean + root, 1e-30)),
+      minor = Math.sqrt(Math.max(mean - root, 0));
     const angle = 0.5 * Math.atan2(2 * sxy, sxx - syy);
-    const cos = Math.cos(angle), sin = Math.sin(angle);
-    const ax = cos * t1x + sin * t2x, ay = cos * t1y + sin * t2y, az = cos * t1z + sin * t2z;
-    const bx = ny * az - nz * ay, by = nz * ax - nx * az, bz = nx * ay - ny * ax;
+    const cos = Math.cos(angle),
+      sin = Math.sin(angle);
+    const ax = cos * t1x + sin * t2x,
+      ay = cos * t1y + sin * t2y,
+      az = cos * t1z + sin * t2z;
+    const bx = ny * az - nz * ay,
+      by = nz * ax - nx * az,
+      bz = nx * ay - ny * ax;
     const q = matrixToQuaternion([ax, bx, nx, ay, by, ny, az, bz, nz]);
-    col.x[g] = mx; col.y[g] = my; col.z[g] = mz;
-    col.rot_0[g] = q[0]; col.rot_1[g] = q[1]; col.rot_2[g] = q[2]; col.rot_3[g] = q[3];
+    col.x[g] = mx;
+    col.y[g] = my;
+    col.z[g] = mz;
+    col.rot_0[g] = q[0];
+    col.rot_1[g] = q[1];
+    col.rot_2[g] = q[2];
+    col.rot_3[g] = q[3];
     col.scale_0[g] = Math.log(WIDEN * major);
     col.scale_1[g] = Math.log(WIDEN * Math.max(minor, MIN_ASPECT * major));
     col.scale_2[g] = Math.min(thin, col.scale_1[g]);
-    col.f_dc_0[g] = colourToDc(r); col.f_dc_1[g] = colourToDc(gr); col.f_dc_2[g] = colourToDc(b);
+    col.f_dc_0[g] = colourToDc(r);
+    col.f_dc_1[g] = colourToDc(gr);
+    col.f_dc_2[g] = colourToDc(b);
     col.opacity[g] = a >= 0.999 ? opacityLogit : logit(Math.max(0.01, Math.min(0.999, opacity * a)));
     g++;
   };
 
   for (let t = 0; t < count; t++) {
-    const i0 = indices[t * 3], i1 = indices[t * 3 + 1], i2 = indices[t * 3 + 2];
+    const i0 = indices[t * 3],
+      i1 = indices[t * 3 + 1],
+      i2 = indices[t * 3 + 2];
     const r = (colours![i0 * 3] + colours![i1 * 3] + colours![i2 * 3]) / 3;
     const gr = (colours![i0 * 3 + 1] + colours![i1 * 3 + 1] + colours![i2 * 3 + 1]) / 3;
     const b = (colours![i0 * 3 + 2] + colours![i1 * 3 + 2] + colours![i2 * 3 + 2]) / 3;
     const a = (alpha[i0] + alpha[i1] + alpha[i2]) / 3;
     for (let k = 0; k < 3; k++) {
-      corners[k] = p[i0 * 3 + k]; corners[3 + k] = p[i1 * 3 + k]; corners[6 + k] = p[i2 * 3 + k];
+      corners[k] = p[i0 * 3 + k];
+      corners[3 + k] = p[i1 * 3 + k];
+      corners[6 + k] = p[i2 * 3 + k];
     }
     if (!halve[t]) {
       emit(corners, r, gr, b, a);
       continue;
     }
     // Rotate the corners so the longest side runs from the second corner to the third, then cut it in half.
-    const side = (u: number, v: number) => Math.hypot(corners[u] - corners[v], corners[u + 1] - corners[v + 1], corners[u + 2] - corners[v + 2]);
-    const l0 = side(3, 6), l1 = side(6, 0), l2 = side(0, 3);
+    const side = (u: number, v: number) =>
+      Math.hypot(corners[u] - corners[v], corners[u + 1] - corners[v + 1], corners[u + 2] - corners[v + 2]);
+    const l0 = side(3, 6),
+      l1 = side(6, 0),
+      l2 = side(0, 3);
     const shift = l0 >= l1 && l0 >= l2 ? 0 : l1 >= l2 ? 1 : 2;
     const rotated = new Float64Array(9);
     for (let k = 0; k < 9; k++) rotated[k] = corners[(k + 3 * shift) % 9];
@@ -192,7 +247,11 @@ function surfaceSplats(surface: InflatedSurface, opacity: number, split: number)
 }
 
 function triangleArea(p: Float32Array, a: number, b: number, c: number): number {
-  const ux = p[b * 3] - p[a * 3], uy = p[b * 3 + 1] - p[a * 3 + 1], uz = p[b * 3 + 2] - p[a * 3 + 2];
-  const vx = p[c * 3] - p[a * 3], vy = p[c * 3 + 1] - p[a * 3 + 1], vz = p[c * 3 + 2] - p[a * 3 + 2];
+  const ux = p[b * 3] - p[a * 3],
+    uy = p[b * 3 + 1] - p[a * 3 + 1],
+    uz = p[b * 3 + 2] - p[a * 3 + 2];
+  const vx = p[c * 3] - p[a * 3],
+    vy = p[c * 3 + 1] - p[a * 3 + 1],
+    vz = p[c * 3 + 2] - p[a * 3 + 2];
   return Math.hypot(uy * vz - uz * vy, uz * vx - ux * vz, ux * vy - uy * vx) / 2;
 }

@@ -80,10 +80,19 @@ export function silhouetteOf(image: RgbaImage, alphaThreshold: number): Silhouet
 }
 
 /** The surface at a spacing (or a triangle target); `silhouette` must be `silhouetteOf` this image and threshold. */
-export function buildSurface(image: RgbaImage, options: SurfaceOptions, silhouette = silhouetteOf(image, options.alphaThreshold)): InflatedSurface {
+export function buildSurface(
+  image: RgbaImage,
+  options: SurfaceOptions,
+  silhouette = silhouetteOf(image, options.alphaThreshold),
+): InflatedSurface {
   const { width, height, data } = image;
   const { inside, area, x0, x1, y0, y1, field } = silhouette;
-  const empty = { mesh: { positions: new Float32Array(0), indices: new Uint32Array(0), colours: new Float32Array(0) }, alpha: new Float32Array(0), spacing: options.spacing ?? 1, pixelsPerUnit: Math.max(width, height) };
+  const empty = {
+    mesh: { positions: new Float32Array(0), indices: new Uint32Array(0), colours: new Float32Array(0) },
+    alpha: new Float32Array(0),
+    spacing: options.spacing ?? 1,
+    pixelsPerUnit: Math.max(width, height),
+  };
   if (!field) return empty;
 
   const R = field.deepest;
@@ -93,8 +102,10 @@ export function buildSurface(image: RgbaImage, options: SurfaceOptions, silhouet
   s = Math.max(s, (longest + 2) / (MAX_GRID_SIDE - 4));
 
   // The grid is centred on the silhouette's bounding box, with at least one outside point beyond each side.
-  const nc = Math.ceil((x1 + 1 - x0) / s) + 3, nr = Math.ceil((y1 + 1 - y0) / s) + 3;
-  const u0 = (x0 + x1 + 1) / 2 - ((nc - 1) * s) / 2, v0 = (y0 + y1 + 1) / 2 - ((nr - 1) * s) / 2;
+  const nc = Math.ceil((x1 + 1 - x0) / s) + 3,
+    nr = Math.ceil((y1 + 1 - y0) / s) + 3;
+  const u0 = (x0 + x1 + 1) / 2 - ((nc - 1) * s) / 2,
+    v0 = (y0 + y1 + 1) / 2 - ((nr - 1) * s) / 2;
   const points = nc * nr;
   const f = new Float32Array(points);
   for (let r = 0, p = 0; r < nr; r++) {
@@ -121,7 +132,8 @@ export function buildSurface(image: RgbaImage, options: SurfaceOptions, silhouet
   const colours = new Float32Array(vertices * 3);
   const alpha = new Float32Array(vertices);
   const unit = 1 / Math.max(width, height);
-  const cx = width / 2, cy = height / 2;
+  const cx = width / 2,
+    cy = height / 2;
 
   const place = (index: number, u: number, v: number, z: number) => {
     positions[index * 3] = (u - cx) * unit;
@@ -140,7 +152,8 @@ export function buildSurface(image: RgbaImage, options: SurfaceOptions, silhouet
       if (k >= 0) {
         const d = Math.min(f[p], R);
         const h = options.depthRatio * Math.sqrt(Math.max(0, d * (2 * R - d)));
-        const u = u0 + c * s, v = v0 + r * s;
+        const u = u0 + c * s,
+          v = v0 + r * s;
         place(k, u, v, h);
         place(k + insideCount, u, v, -h);
         for (let a = 0; a < 3; a++) colours[(k + insideCount) * 3 + a] = Math.max(0, colours[k * 3 + a] - BACK_SHADE);
@@ -172,36 +185,76 @@ export function buildSurface(image: RgbaImage, options: SurfaceOptions, silhouet
     // poly[start .. start + count) is convex, in the cell's order A B C D (clockwise seen from +Z), and starts at an inside corner.
     const a = poly[start];
     for (let i = 1; i + 1 < count; i++) {
-      const b = poly[start + i], c = poly[start + i + 1];
-      const cb = corner[start + i], cc = corner[start + i + 1];
+      const b = poly[start + i],
+        c = poly[start + i + 1];
+      const cb = corner[start + i],
+        cc = corner[start + i + 1];
       // Front: reversed, so counter-clockwise seen from +Z.
-      indices[n++] = a; indices[n++] = c; indices[n++] = b;
+      indices[n++] = a;
+      indices[n++] = c;
+      indices[n++] = b;
       // Back: the same triangle mirrored onto the back sheet, counter-clockwise seen from -Z.
-      indices[n++] = a + insideCount; indices[n++] = cb ? b + insideCount : b; indices[n++] = cc ? c + insideCount : c;
+      indices[n++] = a + insideCount;
+      indices[n++] = cb ? b + insideCount : b;
+      indices[n++] = cc ? c + insideCount : c;
     }
   };
   for (let r = 0; r + 1 < nr; r++) {
     for (let c = 0; c + 1 < nc; c++) {
-      const pa = r * nc + c, pb = pa + 1, pc = pa + nc + 1, pd = pa + nc;
-      const ia = f[pa] > 0, ib = f[pb] > 0, ic = f[pc] > 0, id = f[pd] > 0;
+      const pa = r * nc + c,
+        pb = pa + 1,
+        pc = pa + nc + 1,
+        pd = pa + nc;
+      const ia = f[pa] > 0,
+        ib = f[pb] > 0,
+        ic = f[pc] > 0,
+        id = f[pd] > 0;
       if (!(ia || ib || ic || id)) continue;
       // Walk A -> B -> C -> D: each inside corner, then the ring vertex on the side to the next corner if crossed.
       let m = 0;
-      if (ia) { poly[m] = front[pa]; corner[m++] = 1; }
-      if (ia !== ib) { poly[m] = across[pa]; corner[m++] = 0; }
-      if (ib) { poly[m] = front[pb]; corner[m++] = 1; }
-      if (ib !== ic) { poly[m] = down[pb]; corner[m++] = 0; }
-      if (ic) { poly[m] = front[pc]; corner[m++] = 1; }
-      if (ic !== id) { poly[m] = across[pd]; corner[m++] = 0; }
-      if (id) { poly[m] = front[pd]; corner[m++] = 1; }
-      if (id !== ia) { poly[m] = down[pa]; corner[m++] = 0; }
+      if (ia) {
+        poly[m] = front[pa];
+        corner[m++] = 1;
+      }
+      if (ia !== ib) {
+        poly[m] = across[pa];
+        corner[m++] = 0;
+      }
+      if (ib) {
+        poly[m] = front[pb];
+        corner[m++] = 1;
+      }
+      if (ib !== ic) {
+        poly[m] = down[pb];
+        corner[m++] = 0;
+      }
+      if (ic) {
+        poly[m] = front[pc];
+        corner[m++] = 1;
+      }
+      if (ic !== id) {
+        poly[m] = across[pd];
+        corner[m++] = 0;
+      }
+      if (id) {
+        poly[m] = front[pd];
+        corner[m++] = 1;
+      }
+      if (id !== ia) {
+        poly[m] = down[pa];
+        corner[m++] = 0;
+      }
       const saddle = ia === ic && ib === id && ia !== ib;
       if (saddle && (f[pa] + f[pb] + f[pc] + f[pd]) / 4 <= 0) {
         // Two separate corners: the hexagon splits into two triangles, each an inside corner and its two neighbours.
-        const hexagon = Array.from(poly.subarray(0, 6)), kinds = Array.from(corner.subarray(0, 6));
+        const hexagon = Array.from(poly.subarray(0, 6)),
+          kinds = Array.from(corner.subarray(0, 6));
         for (let k = 0, at = 0; k < 6; k++) {
           if (!kinds[k]) continue;
-          for (const j of [k, (k + 1) % 6, (k + 5) % 6]) { poly[at] = hexagon[j]; corner[at++] = kinds[j]; }
+          for (const j of [k, (k + 1) % 6, (k + 5) % 6]) {
+            poly[at] = hexagon[j];
+            corner[at++] = kinds[j];
+          }
         }
         fan(0, 3);
         fan(3, 3);
@@ -220,7 +273,8 @@ export function buildSurface(image: RgbaImage, options: SurfaceOptions, silhouet
 /** Rotates the first m entries of poly (and corner) so the entry at `first` comes first. */
 function rotate(poly: Int32Array, corner: Uint8Array, m: number, first: number): void {
   if (first === 0) return;
-  const p = Array.from(poly.subarray(0, m)), k = Array.from(corner.subarray(0, m));
+  const p = Array.from(poly.subarray(0, m)),
+    k = Array.from(corner.subarray(0, m));
   for (let i = 0; i < m; i++) {
     poly[i] = p[(i + first) % m];
     corner[i] = k[(i + first) % m];
@@ -235,14 +289,19 @@ function crossing(fa: number, fb: number): number {
 
 /** The pixel whose colour a vertex at (u, v) takes: its own if inside, else the nearest inside pixel nearby. */
 function nearestInside(inside: Uint8Array, width: number, height: number, u: number, v: number): number {
-  const px = Math.min(width - 1, Math.max(0, Math.floor(u))), py = Math.min(height - 1, Math.max(0, Math.floor(v)));
+  const px = Math.min(width - 1, Math.max(0, Math.floor(u))),
+    py = Math.min(height - 1, Math.max(0, Math.floor(v)));
   if (inside[py * width + px]) return py * width + px;
-  let best = py * width + px, bestDistance = Infinity;
+  let best = py * width + px,
+    bestDistance = Infinity;
   for (let y = Math.max(0, py - COLOUR_SEARCH); y <= Math.min(height - 1, py + COLOUR_SEARCH); y++) {
     for (let x = Math.max(0, px - COLOUR_SEARCH); x <= Math.min(width - 1, px + COLOUR_SEARCH); x++) {
       if (!inside[y * width + x]) continue;
       const d = (x + 0.5 - u) ** 2 + (y + 0.5 - v) ** 2;
-      if (d < bestDistance) { bestDistance = d; best = y * width + x; }
+      if (d < bestDistance) {
+        bestDistance = d;
+        best = y * width + x;
+      }
     }
   }
   return best;
@@ -261,12 +320,14 @@ export interface SignedDistance {
  * outside pixel all round, so the outline never leaves the image.
  */
 export function signedDistance(inside: Uint8Array, width: number, height: number): SignedDistance {
-  const W = width + 2, H = height + 2;
+  const W = width + 2,
+    H = height + 2;
   const padded = new Uint8Array(W * H);
   for (let y = 0; y < height; y++) padded.set(inside.subarray(y * width, (y + 1) * width), (y + 1) * W + 1);
   const outsideMask = new Uint8Array(W * H);
   for (let i = 0; i < outsideMask.length; i++) outsideMask[i] = padded[i] ? 0 : 1;
-  const toOutside = edt(padded, W, H), toInside = edt(outsideMask, W, H);
+  const toOutside = edt(padded, W, H),
+    toInside = edt(outsideMask, W, H);
   const sdf = new Float32Array(W * H);
   let deepest = 0;
   for (let i = 0; i < sdf.length; i++) {
@@ -277,9 +338,12 @@ export function signedDistance(inside: Uint8Array, width: number, height: number
     deepest,
     sample(u: number, v: number): number {
       // Pixel (x, y)'s centre is at (x + 0.5, y + 0.5) in the image, (x + 1, y + 1) in the padded grid.
-      const gx = Math.min(W - 1, Math.max(0, u + 0.5)), gy = Math.min(H - 1, Math.max(0, v + 0.5));
-      const ix = Math.min(W - 2, Math.floor(gx)), iy = Math.min(H - 2, Math.floor(gy));
-      const tx = gx - ix, ty = gy - iy;
+      const gx = Math.min(W - 1, Math.max(0, u + 0.5)),
+        gy = Math.min(H - 1, Math.max(0, v + 0.5));
+      const ix = Math.min(W - 2, Math.floor(gx)),
+        iy = Math.min(H - 2, Math.floor(gy));
+      const tx = gx - ix,
+        ty = gy - iy;
       const i = iy * W + ix;
       const top = sdf[i] + (sdf[i + 1] - sdf[i]) * tx;
       const bottom = sdf[i + W] + (sdf[i + W + 1] - sdf[i + W]) * tx;
@@ -294,7 +358,9 @@ export function edt(inside: Uint8Array, width: number, height: number): Float32A
   const grid = new Float32Array(width * height);
   for (let i = 0; i < grid.length; i++) grid[i] = inside[i] ? INF : 0;
   const n = Math.max(width, height);
-  const f = new Float32Array(n), d = new Float32Array(n), z = new Float32Array(n + 1);
+  const f = new Float32Array(n),
+    d = new Float32Array(n),
+    z = new Float32Array(n + 1);
   const v = new Int32Array(n);
   for (let x = 0; x < width; x++) {
     for (let y = 0; y < height; y++) f[y] = grid[y * width + x];

@@ -32,7 +32,8 @@ export async function loadIsnetModel(options: IsnetModelOptions): Promise<IsnetM
       const outputs = await session.run(feeds);
       try {
         const first = outputs[session.outputNames[0]].data as Float32Array;
-        if (first.length < size * size) throw new Error(`ISNet's first output holds ${first.length} values, expected at least ${size * size}`);
+        if (first.length < size * size)
+          throw new Error(`ISNet's first output holds ${first.length} values, expected at least ${size * size}`);
         // A copy of its own: only channel 0 travels back, and the session's buffers are freed below.
         return first.slice(0, size * size);
       } finally {

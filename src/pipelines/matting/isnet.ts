@@ -120,7 +120,8 @@ export async function isnetInput(image: RgbaImage, size: number): Promise<Float3
  */
 export function maskFromPrediction(prediction: Float32Array, size: number): Uint8Array | null {
   const n = size * size;
-  let min = Infinity, max = -Infinity;
+  let min = Infinity,
+    max = -Infinity;
   for (let i = 0; i < n; i++) {
     const v = prediction[i];
     if (v < min) min = v;
@@ -135,7 +136,9 @@ export function maskFromPrediction(prediction: Float32Array, size: number): Uint
 
 /** The image with the mask, resized back to the image's size (Lanczos), as its alpha channel. */
 export async function withMask(image: RgbaImage, mask: Uint8Array, maskSize: number): Promise<RgbaImage> {
-  const alpha = await sharp(Buffer.from(mask.buffer, mask.byteOffset, mask.length), { raw: { width: maskSize, height: maskSize, channels: 1 } })
+  const alpha = await sharp(Buffer.from(mask.buffer, mask.byteOffset, mask.length), {
+    raw: { width: maskSize, height: maskSize, channels: 1 },
+  })
     .resize(image.width, image.height, { kernel: 'lanczos3', fit: 'fill' })
     .extractChannel(0)
     .raw()

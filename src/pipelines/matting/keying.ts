@@ -45,7 +45,9 @@ export function keyBackground(image: RgbaImage, options: Pick<KeyingOptions, 'to
   const norm = 1 / (255 * Math.sqrt(3));
   const soft = Math.max(options.softness, 1e-6);
   for (let i = 0, o = 0; i < width * height; i++, o += 4) {
-    const dr = data[o] - bg[0], dg = data[o + 1] - bg[1], db = data[o + 2] - bg[2];
+    const dr = data[o] - bg[0],
+      dg = data[o + 1] - bg[1],
+      db = data[o + 2] - bg[2];
     const distance = Math.sqrt(dr * dr + dg * dg + db * db) * norm;
     const a = Math.min(1, Math.max(0, (distance - options.tolerance) / soft)) * (data[o + 3] / 255);
     out[o + 3] = Math.round(a * 255);
@@ -55,7 +57,9 @@ export function keyBackground(image: RgbaImage, options: Pick<KeyingOptions, 'to
       out[o + 1] = (data[o + 1] - (1 - a) * bg[1]) / a;
       out[o + 2] = (data[o + 2] - (1 - a) * bg[2]) / a;
     } else {
-      out[o] = data[o]; out[o + 1] = data[o + 1]; out[o + 2] = data[o + 2];
+      out[o] = data[o];
+      out[o + 1] = data[o + 1];
+      out[o + 2] = data[o + 2];
     }
   }
   dropSpecks(out, width, height, Math.round(options.alphaThreshold * 255));
@@ -70,8 +74,14 @@ export function borderMedian(image: RgbaImage): [number, number, number] {
     const o = (y * width + x) * 4;
     for (let c = 0; c < 3; c++) channels[c].push(data[o + c]);
   };
-  for (let x = 0; x < width; x++) { push(x, 0); push(x, height - 1); }
-  for (let y = 1; y < height - 1; y++) { push(0, y); push(width - 1, y); }
+  for (let x = 0; x < width; x++) {
+    push(x, 0);
+    push(x, height - 1);
+  }
+  for (let y = 1; y < height - 1; y++) {
+    push(0, y);
+    push(width - 1, y);
+  }
   return channels.map((values) => {
     values.sort((a, b) => a - b);
     return values[values.length >> 1];
@@ -90,7 +100,8 @@ function dropSpecks(rgba: Uint8ClampedArray, width: number, height: number, limi
   for (let start = 0; start < n; start++) {
     if (label[start] >= 0 || rgba[start * 4 + 3] <= limit) continue;
     const id = sizes.length;
-    let top = 0, size = 0;
+    let top = 0,
+      size = 0;
     stack[top++] = start;
     label[start] = id;
     while (top) {
@@ -98,7 +109,10 @@ function dropSpecks(rgba: Uint8ClampedArray, width: number, height: number, limi
       size++;
       const x = p % width;
       const visit = (q: number) => {
-        if (label[q] < 0 && rgba[q * 4 + 3] > limit) { label[q] = id; stack[top++] = q; }
+        if (label[q] < 0 && rgba[q * 4 + 3] > limit) {
+          label[q] = id;
+          stack[top++] = q;
+        }
       };
       if (x > 0) visit(p - 1);
       if (x < width - 1) visit(p + 1);

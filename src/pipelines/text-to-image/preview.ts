@@ -10,20 +10,78 @@ import type { Readiness, TextToImage } from '../stages.js';
 export type Shape = 'sphere' | 'box' | 'cylinder' | 'cone' | 'torus' | 'capsule';
 
 const SHAPE_WORDS: Record<string, Shape> = {
-  ball: 'sphere', sphere: 'sphere', apple: 'sphere', orange: 'sphere', globe: 'sphere', planet: 'sphere', head: 'sphere', egg: 'sphere',
-  box: 'box', cube: 'box', crate: 'box', house: 'box', chest: 'box', book: 'box', building: 'box', car: 'box', table: 'box', chair: 'box',
-  can: 'cylinder', cup: 'cylinder', mug: 'cylinder', bottle: 'cylinder', barrel: 'cylinder', drum: 'cylinder', vase: 'cylinder', tower: 'cylinder', candle: 'cylinder',
-  cone: 'cone', tree: 'cone', hat: 'cone', pyramid: 'cone', mountain: 'cone', rocket: 'cone',
-  donut: 'torus', doughnut: 'torus', ring: 'torus', tire: 'torus', tyre: 'torus', wheel: 'torus', bicycle: 'torus', bagel: 'torus',
-  capsule: 'capsule', pill: 'capsule', sausage: 'capsule', robot: 'capsule', bear: 'capsule', cat: 'capsule', dog: 'capsule', hamburger: 'capsule',
+  ball: 'sphere',
+  sphere: 'sphere',
+  apple: 'sphere',
+  orange: 'sphere',
+  globe: 'sphere',
+  planet: 'sphere',
+  head: 'sphere',
+  egg: 'sphere',
+  box: 'box',
+  cube: 'box',
+  crate: 'box',
+  house: 'box',
+  chest: 'box',
+  book: 'box',
+  building: 'box',
+  car: 'box',
+  table: 'box',
+  chair: 'box',
+  can: 'cylinder',
+  cup: 'cylinder',
+  mug: 'cylinder',
+  bottle: 'cylinder',
+  barrel: 'cylinder',
+  drum: 'cylinder',
+  vase: 'cylinder',
+  tower: 'cylinder',
+  candle: 'cylinder',
+  cone: 'cone',
+  tree: 'cone',
+  hat: 'cone',
+  pyramid: 'cone',
+  mountain: 'cone',
+  rocket: 'cone',
+  donut: 'torus',
+  doughnut: 'torus',
+  ring: 'torus',
+  tire: 'torus',
+  tyre: 'torus',
+  wheel: 'torus',
+  bicycle: 'torus',
+  bagel: 'torus',
+  capsule: 'capsule',
+  pill: 'capsule',
+  sausage: 'capsule',
+  robot: 'capsule',
+  bear: 'capsule',
+  cat: 'capsule',
+  dog: 'capsule',
+  hamburger: 'capsule',
 };
 
 const COLOUR_WORDS: Record<string, [number, number, number]> = {
-  red: [0.8, 0.1, 0.1], pink: [0.95, 0.45, 0.65], orange: [0.95, 0.5, 0.1], yellow: [0.95, 0.85, 0.15],
-  gold: [0.85, 0.65, 0.15], golden: [0.85, 0.65, 0.15], green: [0.15, 0.65, 0.2], blue: [0.15, 0.3, 0.85],
-  cyan: [0.1, 0.75, 0.8], teal: [0.05, 0.5, 0.5], purple: [0.5, 0.2, 0.7], violet: [0.55, 0.3, 0.8],
-  brown: [0.45, 0.28, 0.12], wooden: [0.55, 0.36, 0.18], black: [0.08, 0.08, 0.08], grey: [0.5, 0.5, 0.5],
-  gray: [0.5, 0.5, 0.5], silver: [0.72, 0.74, 0.78], white: [0.92, 0.92, 0.9], beige: [0.85, 0.78, 0.6],
+  red: [0.8, 0.1, 0.1],
+  pink: [0.95, 0.45, 0.65],
+  orange: [0.95, 0.5, 0.1],
+  yellow: [0.95, 0.85, 0.15],
+  gold: [0.85, 0.65, 0.15],
+  golden: [0.85, 0.65, 0.15],
+  green: [0.15, 0.65, 0.2],
+  blue: [0.15, 0.3, 0.85],
+  cyan: [0.1, 0.75, 0.8],
+  teal: [0.05, 0.5, 0.5],
+  purple: [0.5, 0.2, 0.7],
+  violet: [0.55, 0.3, 0.8],
+  brown: [0.45, 0.28, 0.12],
+  wooden: [0.55, 0.36, 0.18],
+  black: [0.08, 0.08, 0.08],
+  grey: [0.5, 0.5, 0.5],
+  gray: [0.5, 0.5, 0.5],
+  silver: [0.72, 0.74, 0.78],
+  white: [0.92, 0.92, 0.9],
+  beige: [0.85, 0.78, 0.6],
 };
 
 export interface PromptLook {
@@ -33,7 +91,10 @@ export interface PromptLook {
 
 /** The shape and colour a prompt asks for: named words win, otherwise a hash of the prompt decides. */
 export function lookOfPrompt(prompt: string): PromptLook {
-  const words = prompt.toLowerCase().split(/[^a-z]+/).filter(Boolean);
+  const words = prompt
+    .toLowerCase()
+    .split(/[^a-z]+/)
+    .filter(Boolean);
   const hash = fnv1a(prompt.toLowerCase().trim());
   const shapes = Object.values(SHAPE_WORDS);
   let shape: Shape | undefined;
@@ -84,7 +145,10 @@ export function drawPrimitive(look: PromptLook, seed: number, options: PreviewTe
   const yaw = 0.6 + (random() - 0.5) * 2 * jitter;
   const light = normalize([-0.5 + (random() - 0.5) * jitter, 0.8, 0.6]);
   const sdf = SDFS[look.shape];
-  const cp = Math.cos(pitch), sp = Math.sin(pitch), cy = Math.cos(yaw), sy = Math.sin(yaw);
+  const cp = Math.cos(pitch),
+    sp = Math.sin(pitch),
+    cy = Math.cos(yaw),
+    sy = Math.sin(yaw);
   // World -> object: undo pitch (about X) then yaw (about Y).
   const toObject = (p: Vec3): Vec3 => {
     const y1 = cp * p[1] + sp * p[2];
@@ -96,14 +160,17 @@ export function drawPrimitive(look: PromptLook, seed: number, options: PreviewTe
   const data = image.data;
   for (let py = 0; py < size; py++) {
     for (let px = 0; px < size; px++) {
-      const x = ((px + 0.5) / size * 2 - 1) * extent;
-      const y = (1 - (py + 0.5) / size * 2) * extent;
+      const x = (((px + 0.5) / size) * 2 - 1) * extent;
+      const y = (1 - ((py + 0.5) / size) * 2) * extent;
       if (x * x + y * y > 1.1) continue; // outside every primitive's bounding sphere
       let z = 2;
       let hit = false;
       for (let step = 0; step < 96 && z > -2; step++) {
         const d = scene([x, y, z]);
-        if (d < 1e-3) { hit = true; break; }
+        if (d < 1e-3) {
+          hit = true;
+          break;
+        }
         z -= d;
       }
       if (!hit) continue;
@@ -123,13 +190,16 @@ const SDFS: Record<Shape, (p: Vec3) => number> = {
   sphere: (p) => Math.hypot(p[0], p[1], p[2]) - 0.75,
   box: (p) => roundedBox(p, [0.5, 0.45, 0.5], 0.06),
   cylinder: (p) => {
-    const dr = Math.hypot(p[0], p[2]) - 0.42, dy = Math.abs(p[1]) - 0.65;
+    const dr = Math.hypot(p[0], p[2]) - 0.42,
+      dy = Math.abs(p[1]) - 0.65;
     return Math.min(Math.max(dr, dy), 0) + Math.hypot(Math.max(dr, 0), Math.max(dy, 0));
   },
   cone: (p) => {
     // Capped cone, apex up: radius 0.6 at y = -0.6 shrinking to 0 at y = 0.7.
     const q = Math.hypot(p[0], p[2]);
-    const h = 1.3, r = 0.6, y = p[1] + 0.6;
+    const h = 1.3,
+      r = 0.6,
+      y = p[1] + 0.6;
     const side = (q * h + (y - h) * r) / Math.hypot(h, r);
     return Math.max(side, -y);
   },
@@ -141,7 +211,9 @@ const SDFS: Record<Shape, (p: Vec3) => number> = {
 };
 
 function roundedBox(p: Vec3, b: Vec3, r: number): number {
-  const qx = Math.abs(p[0]) - b[0] + r, qy = Math.abs(p[1]) - b[1] + r, qz = Math.abs(p[2]) - b[2] + r;
+  const qx = Math.abs(p[0]) - b[0] + r,
+    qy = Math.abs(p[1]) - b[1] + r,
+    qz = Math.abs(p[2]) - b[2] + r;
   return Math.hypot(Math.max(qx, 0), Math.max(qy, 0), Math.max(qz, 0)) + Math.min(Math.max(qx, qy, qz), 0) - r;
 }
 

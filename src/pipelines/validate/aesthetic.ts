@@ -20,7 +20,8 @@ export function affinePredictor(weight: Float32Array, bias: number): AestheticPr
       if (embedding.length !== weight.length) {
         throw new Error(`aesthetic predictor takes ${weight.length}-d embeddings, got ${embedding.length}`);
       }
-      let norm = 0, dot = 0;
+      let norm = 0,
+        dot = 0;
       for (let i = 0; i < embedding.length; i++) {
         norm += embedding[i] * embedding[i];
         dot += embedding[i] * weight[i];
@@ -34,7 +35,8 @@ export async function loadAestheticPredictor(path: string): Promise<AestheticPre
   const tensors = readSafetensors(new Uint8Array(await readFile(path)), path);
   const weight = tensors.get('weight');
   const bias = tensors.get('bias');
-  if (!weight || !bias) throw new Error(`${path} must hold tensors "weight" and "bias" (convert with workers/gpu/tools/convert_aesthetic.py)`);
+  if (!weight || !bias)
+    throw new Error(`${path} must hold tensors "weight" and "bias" (convert with workers/gpu/tools/convert_aesthetic.py)`);
   if (weight.shape.length > 2 || (weight.shape.length === 2 && weight.shape[0] !== 1) || bias.data.length !== 1) {
     throw new Error(`${path}: expected weight 1 x N and bias 1, got weight ${weight.shape.join('x')} and bias ${bias.shape.join('x')}`);
   }

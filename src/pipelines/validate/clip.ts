@@ -55,8 +55,12 @@ interface Loaded {
 export function clipFolderFiles(dtype: ClipOptions['dtype']): string[] {
   const suffix = { fp32: '', fp16: '_fp16', q8: '_quantized' }[dtype];
   return [
-    'config.json', 'tokenizer.json', 'tokenizer_config.json', 'preprocessor_config.json',
-    `onnx/text_model${suffix}.onnx`, `onnx/vision_model${suffix}.onnx`,
+    'config.json',
+    'tokenizer.json',
+    'tokenizer_config.json',
+    'preprocessor_config.json',
+    `onnx/text_model${suffix}.onnx`,
+    `onnx/vision_model${suffix}.onnx`,
   ];
 }
 
@@ -116,13 +120,22 @@ export class ClipValidator implements Validator {
     // A mesh job is judged on its mesh: its views are the mesh's.
     const views = await this.renderViews(mesh ? { mesh } : { cloud }, { count: o.views, size: o.viewSize }, signal);
     signal?.throwIfAborted();
-    const check = (name: string, value: number, threshold: number): Check => ({ name, value, threshold, passed: value >= threshold, by: this.name });
+    const check = (name: string, value: number, threshold: number): Check => ({
+      name,
+      value,
+      threshold,
+      passed: value >= threshold,
+      by: this.name,
+    });
     const checks: Check[] = [];
 
     let viewAesthetic: number[] | null;
     if (job.task.kind === 'text') {
       const prompt = job.task.prompt;
-      const [text, embedded] = await onGpu(() => Promise.all([this.embedText(loaded, prompt, signal), this.embedImages(loaded, views, signal)]), signal);
+      const [text, embedded] = await onGpu(
+        () => Promise.all([this.embedText(loaded, prompt, signal), this.embedImages(loaded, views, signal)]),
+        signal,
+      );
       viewAesthetic = embedded.aesthetic;
       const cosines = embedded.embeddings.map((v) => cosine(v, text));
       checks.push(check('clip_geomean_cosine', geometricMeanCosine(cosines), o.minGeomeanCosine));
@@ -161,7 +174,9 @@ export class ClipValidator implements Validator {
   }
 }
 
-function clipThresholds(section: JobSettings['validate']['clip']): Pick<ClipOptions, 'minSimilarity' | 'minGeomeanCosine' | 'minImageSimilarity' | 'minAesthetic'> {
+function clipThresholds(
+  section: JobSettings['validate']['clip'],
+): Pick<ClipOptions, 'minSimilarity' | 'minGeomeanCosine' | 'minImageSimilarity' | 'minAesthetic'> {
   return {
     minSimilarity: section.min_similarity,
     minGeomeanCosine: section.min_geomean_cosine,
@@ -186,18 +201,27 @@ export interface ClipImageSettings {
  */
 export function clipImageSettings(config: Record<string, unknown>): ClipImageSettings {
   const size = config.size as number | { shortest_edge?: number; height?: number; width?: number } | undefined;
-  const shortestEdge = typeof size === 'number' ? size : size?.shortest_edge ?? Math.min(size?.height ?? NaN, size?.width ?? NaN);
-  const cropRaw = (config.do_center_crop === false ? shortestEdge : config.crop_size ?? shortestEdge) as number | { height: number; width: number };
+  const shortestEdge = typeof size === 'number' ? size : (size?.shortest_edge ?? Math.min(size?.height ?? NaN, size?.width ?? NaN));
+  const cropRaw = (config.do_center_crop === false ? shortestEdge : (config.crop_size ?? shortestEdge)) as
+    | number
+    | { height: number; width: number };
   const crop = typeof cropRaw === 'number' ? { width: cropRaw, height: cropRaw } : cropRaw;
-  const triple = (v: unknown, fallback: number) => (Array.isArray(v) && v.length === 3 ? v : [fallback, fallback, fallback]) as [number, number, number];
+  const triple = (v: unknown, fallback: number) =>
+    (Array.isArray(v) && v.length === 3 ? v : [fallback, fallback, fallback]) as [number, number, number];
   const settings = {
     shortestEdge,
     crop,
-    mean: config.do_normalize === false ? [0, 0, 0] as [number, number, number] : triple(config.image_mean, NaN),
-    std: config.do_normalize === false ? [1, 1, 1] as [number, number, number] : triple(config.image_std, NaN),
+    mean: config.do_normalize === false ? ([0, 0, 0] as [number, number, number]) : triple(config.image_mean, NaN),
+    std: config.do_normalize === false ? ([1, 1, 1] as [number, number, number]) : triple(config.image_std, NaN),
     rescale: typeof config.rescale_factor === 'number' ? config.rescale_factor : 1 / 255,
   };
-  if (!(settings.shortestEdge > 0) || !(crop?.width > 0) || !(crop?.height > 0) || settings.mean.some(Number.isNaN) || settings.std.some(Number.isNaN)) {
+  if (
+    !(settings.shortestEdge > 0) ||
+    !(crop?.width > 0) ||
+    !(crop?.height > 0) ||
+    settings.mean.some(Number.isNaN) ||
+    settings.std.some(Number.isNaN)
+  ) {
     throw new Error(`preprocessor_config.json lacks size, crop_size, image_mean or image_std: ${JSON.stringify(config).slice(0, 200)}`);
   }
   return settings;
@@ -215,22 +239,24 @@ export async function clipPixelValues(settings: ClipImageSettings, images: RgbaI
   const out = new Float32Array(images.length * 3 * plane);
   const scale = [0, 1, 2].map((c) => settings.rescale / settings.std[c]);
   const offset = [0, 1, 2].map((c) => -settings.mean[c] / settings.std[c]);
-  await Promise.all(images.map(async (image, n) => {
-    const k = settings.shortestEdge / Math.min(image.width, image.height);
-    const w = Math.max(cw, Math.round(image.width * k));
-    const h = Math.max(ch, Math.round(image.height * k));
-    const rgb = await sharp(Buffer.from(flattenOnWhite(image).buffer), { raw: { width: image.width, height: image.height, channels: 3 } })
-      .resize(w, h, { kernel: 'cubic', fit: 'fill' })
-      .extract({ left: (w - cw) >> 1, top: (h - ch) >> 1, width: cw, height: ch })
-      .raw()
-      .toBuffer();
-    const base = n * 3 * plane;
-    for (let p = 0, i = 0; p < plane; p++, i += 3) {
-      out[base + p] = rgb[i] * scale[0] + offset[0];
-      out[base + plane + p] = rgb[i + 1] * scale[1] + offset[1];
-      out[base + 2 * plane + p] = rgb[i + 2] * scale[2] + offset[2];
-    }
-  }));
+  await Promise.all(
+    images.map(async (image, n) => {
+      const k = settings.shortestEdge / Math.min(image.width, image.height);
+      const w = Math.max(cw, Math.round(image.width * k));
+      const h = Math.max(ch, Math.round(image.height * k));
+      const rgb = await sharp(Buffer.from(flattenOnWhite(image).buffer), { raw: { width: image.width, height: image.height, channels: 3 } })
+        .resize(w, h, { kernel: 'cubic', fit: 'fill' })
+        .extract({ left: (w - cw) >> 1, top: (h - ch) >> 1, width: cw, height: ch })
+        .raw()
+        .toBuffer();
+      const base = n * 3 * plane;
+      for (let p = 0, i = 0; p < plane; p++, i += 3) {
+        out[base + p] = rgb[i] * scale[0] + offset[0];
+        out[base + plane + p] = rgb[i + 1] * scale[1] + offset[1];
+        out[base + 2 * plane + p] = rgb[i + 2] * scale[2] + offset[2];
+      }
+    }),
+  );
   return { data: out, dims: [images.length, 3, ch, cw] };
 }
 
@@ -242,7 +268,9 @@ export function flattenOnWhite(image: RgbaImage): Uint8ClampedArray {
   for (let p = 0, i = 0, o = 0; p < n; p++, i += 4, o += 3) {
     const a = data[i + 3];
     if (a === 255) {
-      out[o] = data[i]; out[o + 1] = data[i + 1]; out[o + 2] = data[i + 2];
+      out[o] = data[i];
+      out[o + 1] = data[i + 1];
+      out[o + 2] = data[i + 2];
     } else {
       const w = 255 - a;
       out[o] = (data[i] * a + 255 * w + 127) / 255;
@@ -266,7 +294,9 @@ export function geometricMeanCosine(cosines: readonly number[]): number {
 }
 
 export function cosine(a: Float32Array, b: Float32Array): number {
-  let dot = 0, na = 0, nb = 0;
+  let dot = 0,
+    na = 0,
+    nb = 0;
   for (let i = 0; i < a.length; i++) {
     dot += a[i] * b[i];
     na += a[i] * a[i];

@@ -21,5 +21,9 @@ export class GatesValidator implements Validator {
 }
 
 export function gateLimits(section: JobSettings['validate']['gates']): GateLimits {
-  return { minGaussians: section.min_gaussians, transparentBelow: section.transparent_below, maxTransparentShare: section.max_transparent_share };
+  return {
+    minGaussians: section.min_gaussians,
+    transparentBelow: section.transparent_below,
+    maxTransparentShare: section.max_transparent_share,
+  };
 }

@@ -35,9 +35,13 @@ export class ValidatorServiceValidator implements Validator {
   async validate({ job, cloud }: ValidationInput, ctx?: JobContext): Promise<Check[]> {
     const signal = ctx?.signal;
     const data = Buffer.from(encodePly(cloud)).toString('base64');
-    const [path, body] = job.task.kind === 'text'
-      ? ['/validate_txt_to_3d_ply/', { prompt: job.task.prompt, data, compression: 0 }]
-      : ['/validate_img_to_3d_ply/', { prompt_image: Buffer.from(await encodePng(job.task.image)).toString('base64'), data, compression: 0 }];
+    const [path, body] =
+      job.task.kind === 'text'
+        ? ['/validate_txt_to_3d_ply/', { prompt: job.task.prompt, data, compression: 0 }]
+        : [
+            '/validate_img_to_3d_ply/',
+            { prompt_image: Buffer.from(await encodePng(job.task.image)).toString('base64'), data, compression: 0 },
+          ];
     const url = new URL(path, this.options.url).href;
     const timeout = AbortSignal.timeout(this.options.timeoutMs);
     let response: Response;
@@ -51,10 +55,13 @@ export class ValidatorServiceValidator implements Validator {
     } catch (err) {
       signal?.throwIfAborted();
       const why = timeout.aborted ? `no answer within ${this.options.timeoutMs / 1000} s` : (err as Error).message;
-      throw new ValidatorServiceError(`validation service at ${url} not reachable: ${why}; start it or remove "validator-service" from validate.checks`);
+      throw new ValidatorServiceError(
+        `validation service at ${url} not reachable: ${why}; start it or remove "validator-service" from validate.checks`,
+      );
     }
     const text = await response.text();
-    if (!response.ok) throw new ValidatorServiceError(`validation service at ${url} answered HTTP ${response.status}: ${text.slice(0, 200)}`);
+    if (!response.ok)
+      throw new ValidatorServiceError(`validation service at ${url} answered HTTP ${response.status}: ${text.slice(0, 200)}`);
     let score: unknown;
     try {
       score = (JSON.parse(text) as { score?: unknown }).score;
