@@ -13,18 +13,19 @@ import {
   assertFormContentType,
   GEOMETRY_FORMATS,
   mediaType,
-  parseGenerateRequest,
+  parseGenerateForm,
   requestPriority,
-  videoSize,
-  type GenerateRequest,
+  videoResField,
+  type GenerateForm,
   type GeometryFormatName,
   type RequestLimits,
 } from './contract/request.js';
 import { artefactResponse, assetHeaders, declinedResponse, declineHeaders, errorResponse } from './contract/responses.js';
 import { httpErrorOf, retryAfter } from './contract/status.js';
-import type { ArtefactSpec, Format } from './formats/registry.js';
+import type { Format, FormatName } from './formats/registry.js';
+import { buildAnswerRequest } from './contract/build.js';
 import { BusyError } from './runtime/admission.js';
-import type { Answer, AnswerPath, ResolvedPreset } from './runtime/answer.js';
+import type { Answer, AnswerPath } from './runtime/answer.js';
 import { FORMAT_HEADER, FORWARDED_HEADER, type ForwardedAnswer } from './runtime/burst.js';
 import { API_BASE, jobApi } from './api/routes.js';
 import { bearerAuth } from './http/auth.js';
@@ -33,10 +34,12 @@ import { studioRoutes } from './studio/routes.js';
 import { methodNotAllowed } from './http/method.js';
 import type { Logger } from './runtime/log.js';
 import type { Metrics } from './runtime/metrics.js';
-import type { GenerationService } from './runtime/service.js';
+import type { InputStore } from './runtime/inputs.js';
 
 export interface AppOptions {
   limits: RequestLimits;
+  /** Where requests' images wait for their jobs. */
+  inputs: InputStore;
   bodyLimitBytes: number;
   /** Word /health reports when ready ("ok", or "healthy" for the newer contract). */
   healthOkStatus: string;
@@ -75,7 +78,7 @@ export const PRESET_HEADER = 'X-Fast3d-Preset';
 export type AppEnv = { Variables: RequestIdVariables & { log: Record<string, unknown> } };
 type Env = AppEnv;
 
-export function createApp(service: GenerationService, answers: AnswerPath, options: AppOptions): Hono<Env> {
+export function createApp(answers: AnswerPath, options: AppOptions): Hono<Env> {
   const app = new Hono<Env>({ strict: false });
   let routeNames: Set<string> | undefined;
   const routeLabel = (path: string) => {
@@ -90,7 +93,7 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     const start = performance.now();
     c.set('log', {});
     await next();
-    c.res.headers.set('X-Fast3d-Mode', service.mode);
+    c.res.headers.set('X-Fast3d-Mode', answers.mode);
     c.res.headers.set('X-Request-Id', c.get('requestId'));
     const ms = performance.now() - start;
     if (c.req.path === '/metrics' || c.req.path === '/ping') return;
@@ -129,7 +132,7 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
   });
 
   /** The parsed request, plus the raw body when it may have to be forwarded to a peer as it came. */
-  async function readRequest(c: Context<Env>): Promise<{ request: GenerateRequest; raw?: ArrayBuffer }> {
+  async function readRequest(c: Context<Env>): Promise<{ form: GenerateForm; raw?: ArrayBuffer }> {
     const contentType = c.req.header('content-type');
     assertFormContentType(contentType);
     const mayForward = options.mayForward && !c.req.header(FORWARDED_HEADER);
@@ -158,51 +161,39 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
     } catch (err) {
       throw new HttpError(400, `malformed form body: ${(err as Error).message}`);
     }
-    const request = await parseGenerateRequest(fields, forwardedLimits(c, options.limits));
-    addLog(c, { task: request.task.kind, seed: request.seed });
-    return { request, raw };
+    return { form: await parseGenerateForm(fields, forwardedLimits(c, options.limits)), raw };
   }
 
-  /** Parse, answer, respond: the whole of a generate route, for the artefact it delivers. */
-  async function generate(c: Context<Env>, want: (request: GenerateRequest, preset: ResolvedPreset) => ArtefactSpec): Promise<Response> {
+  /** Parse, build, answer, respond: the whole of a generate route, for the artefact it delivers. */
+  async function generate(c: Context<Env>, output: (form: GenerateForm) => { format: FormatName; size?: number }): Promise<Response> {
     const priority = requestPriority(c.req.header('x-fast3d-priority'));
-    const { request, raw } = await readRequest(c);
-    try {
-      // An unknown name is a 400 here, before any work; the preset also gives the video's default size.
-      const preset = answers.presets.resolve(request.preset);
-      const spec = want(request, preset);
-      const answer = await answers.answer({
-        id: c.get('requestId'),
-        task: request.task,
-        seed: request.seed,
-        delivery: request.delivery,
-        priority,
-        wants: [spec],
-        // format=glb makes a mesh job: /generate answers the GLB, /generate_video/ turns the mesh.
-        mesh: request.format === 'glb',
-        preset: request.preset,
-        signal: c.req.raw.signal,
-        // The peer answers in the format decided here, whatever its own contract.image_file_output.
-        forward: raw && {
-          path: c.req.path,
-          contentType: c.req.header('content-type') ?? '',
-          body: raw,
-          headers: { [FORMAT_HEADER]: request.format },
-        },
-      });
-      addLog(c, answerLog(answer));
-      // Awaited here: the image's memory is given back only once the response's check is done.
-      return await respond(answer, answers.formats[spec.format]);
-    } finally {
-      request.release();
-    }
+    const { form, raw } = await readRequest(c);
+    const request = await buildAnswerRequest(
+      // format=glb makes a mesh job: /generate answers the GLB, /generate_video/ turns the mesh.
+      { ...form.request, id: c.get('requestId'), priority, outputs: [output(form)], mesh: form.format === 'glb' },
+      { limits: options.limits, presets: answers.presets, inputs: options.inputs },
+    );
+    addLog(c, { task: request.task.kind, seed: request.seed });
+    const answer = await answers.answer(request, {
+      signal: c.req.raw.signal,
+      // The peer answers in the format decided here, whatever its own contract.image_file_output.
+      forward: raw && {
+        path: c.req.path,
+        contentType: c.req.header('content-type') ?? '',
+        body: raw,
+        headers: { [FORMAT_HEADER]: form.format },
+      },
+    });
+    addLog(c, answerLog(answer));
+    return respond(answer, answers.formats[request.wants[0].format]);
   }
 
-  app.post('/generate', limitBody, (c) => generate(c, (request) => ({ format: request.format })));
+  app.post('/generate', limitBody, (c) => generate(c, (form) => ({ format: form.format })));
 
   app.post('/generate_video', limitBody, (c) => {
     if (!options.video) throw new HttpError(404, 'video rendering is not enabled in this service');
-    return generate(c, (request, preset) => ({ format: 'mp4', size: videoSize(request.fields, preset.settings.render.video_res) }));
+    // Without video_res, the builder gives the preset's render.video_res.
+    return generate(c, (form) => ({ format: 'mp4', size: videoResField(form.fields) }));
   });
 
   for (const path of ['/generate', '/generate_video']) app.all(path, methodNotAllowed('POST'));
@@ -211,7 +202,7 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
   if (mcp) app.all('/mcp', limitBody, (c) => mcp(c.req.raw));
 
   app.get('/health', (c) => {
-    const health = service.health();
+    const health = answers.health();
     const status = health.status === 'ok' ? options.healthOkStatus : health.status;
     return health.status === 'ok'
       ? c.json({ ...health, status })
@@ -220,7 +211,7 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
 
   // RunPod load-balancing endpoints: 200 ready, 204 still initialising, anything else unhealthy.
   app.get('/ping', (c) => {
-    const { status } = service.health();
+    const { status } = answers.health();
     if (status === 'ok') return c.json({ status: 'ready' });
     return status === 'starting' ? c.body(null, 204) : c.json({ status }, 503, retryAfter(options.retryAfterSeconds));
   });
@@ -232,8 +223,9 @@ export function createApp(service: GenerationService, answers: AnswerPath, optio
 
   app.route(
     API_BASE,
-    jobApi(service, answers, {
+    jobApi(answers, {
       limits: options.limits,
+      inputs: options.inputs,
       bodyLimitBytes: options.bodyLimitBytes,
       retryAfterSeconds: options.retryAfterSeconds,
       auth: !!options.authToken,

@@ -18,6 +18,8 @@ import { presetsOf } from './pipelines/presets.js';
 import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
 import { AnswerPath } from './runtime/answer.js';
+import { MemoryInputs } from './runtime/inputs.js';
+import type { RequestLimits } from './contract/request.js';
 import { AssetPool } from './runtime/asset-pool.js';
 import { Burst } from './runtime/burst.js';
 import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from './runtime/cpu-pool.js';
@@ -156,30 +158,32 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     retentionMs: config.jobs.retention_s * 1000,
     maxHeldBytes: config.jobs.memory_mb * 1024 * 1024,
   });
-  const answers = new AnswerPath({ service, formats, jobs, presets, cache, burst, metrics, logger });
-  const limits = {
+  const inputs = new MemoryInputs();
+  const answers = new AnswerPath({ service, formats, jobs, presets, inputs, cache, burst, metrics, logger });
+  // One set of limits for every surface: decoded images are held in the memory budget until their job ends.
+  const limits: RequestLimits = {
     maxPromptChars: config.contract.max_prompt_chars,
     maxImagePixels: config.contract.max_image_pixels,
     minImageSide: config.contract.min_image_side,
     imageFileDelivery: { rotation: orientationMatrix(config.contract.image_file_rotation), onReject: config.contract.image_file_on_reject },
     imageFileOutput: config.contract.image_file_output,
     imageFilePreset: config.contract.image_file_preset,
+    reserveImage: (bytes) => service.images.reserve(bytes),
   };
   const bodyLimitBytes = Math.round(config.server.body_limit_mb * 1024 * 1024);
   const mcpDeps = {
     answers,
-    service,
     renderPool,
     limits,
-    videoRes: config.render.video_res,
+    inputs,
     maxInlineBytes: bodyLimitBytes,
     retryAfterS: runtime.retry_after_s,
     logger,
     assets: assetPool,
   };
-  const app = createApp(service, answers, {
-    // The routes hold decoded images in the memory budget until they are answered.
-    limits: { ...limits, reserveImage: (bytes) => service.images.reserve(bytes) },
+  const app = createApp(answers, {
+    limits,
+    inputs,
     bodyLimitBytes,
     healthOkStatus: config.server.health_ok_status,
     retryAfterSeconds: config.runtime.retry_after_s,
@@ -189,7 +193,7 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     metricsAuth: config.server.metrics_auth === 'token',
     video: true,
     mayForward: burst !== undefined,
-    parseLargeForm: cpuPool && ((body) => cpuPool.parseUrlencoded(body)),
+    parseLargeForm: cpuPool && ((body: ArrayBuffer) => cpuPool.parseUrlencoded(body)),
     mcp: mcpHandler(mcpDeps, { maxBodyBytes: bodyLimitBytes }),
   });
   return { service, answers, app, gpu, renderPool, cpuPool, assetPool, formats, cache, metrics };

@@ -41,11 +41,12 @@ describe('the job registry', () => {
       seed: 5,
       priority: 'interactive',
       wants: [{ format: 'ply' }],
+      title: 'a red wooden chair',
     });
     // A live reader can take the raw cloud when it is shown.
     const rawCloud = (async () => {
-      for await (const e of c.answers.jobs.events('job-a'))
-        if (e.type === 'intermediate' && e.name === 'cloud') return c.answers.jobs.intermediate('job-a', 'cloud') as { count: number };
+      for await (const e of c.answers.events('job-a'))
+        if (e.type === 'intermediate' && e.name === 'cloud') return c.answers.intermediate('job-a', 'cloud') as { count: number };
       return undefined;
     })();
     const answer = await answering;
@@ -55,7 +56,7 @@ describe('the job registry', () => {
     expect(servablePlyViolation(answer.artefacts[0].bytes)).toBeNull();
 
     // A reader that comes after the end gets every event from the start.
-    const events = await collect(c.answers.jobs.events('job-a'));
+    const events = await collect(c.answers.events('job-a'));
     const shape = events.map((e) => (e.type === 'stage' ? `${e.phase}:${e.stage}` : e.type === 'intermediate' ? `show:${e.name}` : e.type));
     expect(shape).toEqual([
       'queued',
@@ -81,7 +82,7 @@ describe('the job registry', () => {
     for (const e of events) if (e.type === 'stage' && e.phase === 'end') expect(e.ms).toBeGreaterThanOrEqual(0);
     expect(events.at(-1)).toMatchObject({ type: 'end', state: 'done' });
 
-    const view = c.answers.jobs.get('job-a')!;
+    const view = c.answers.get('job-a')!;
     expect(view.state).toBe('done');
     expect(view.priority).toBe('interactive');
     expect(Object.keys(view.timings.stages)).toEqual(['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validate']);
@@ -89,38 +90,52 @@ describe('the job registry', () => {
     expect(view.report?.attempts[0].accepted).toBe(true);
     // The raw cloud was shown while the job ran; after its end only the pictures are kept (the asset is the artefact).
     expect(view.intermediates).toEqual(['image', 'matte']);
-    expect(c.answers.jobs.intermediate('job-a', 'cloud')).toBeUndefined();
+    expect(c.answers.intermediate('job-a', 'cloud')).toBeNull();
     expect((await rawCloud)?.count).toBe(answer.gaussians);
     expect(view.artefacts).toEqual([
       { name: 'ply', contentType: 'application/octet-stream', extension: '.ply', bytes: answer.artefacts[0].bytes.length },
     ]);
 
     // The intermediates are real values: the picture, the framed matte (transparent border).
-    const picture = c.answers.jobs.intermediate('job-a', 'image') as { width: number; data: Uint8ClampedArray };
-    const matte = c.answers.jobs.intermediate('job-a', 'matte') as { width: number; data: Uint8ClampedArray };
+    const picture = c.answers.intermediate('job-a', 'image') as { width: number; data: Uint8ClampedArray };
+    const matte = c.answers.intermediate('job-a', 'matte') as { width: number; data: Uint8ClampedArray };
     expect(picture.width).toBe(512);
     expect(matte.width).toBe(518);
     expect(matte.data[3]).toBe(0);
     // The artefact reads back through the registry.
-    const read = await c.answers.jobs.artefact('job-a', 'ply')!.read();
+    const read = await c.answers.artefact('job-a', 'ply')!.read();
     expect(Buffer.compare(read!, answer.artefacts[0].bytes)).toBe(0);
   });
 
   it('streams live events to a reader that joins while the job runs, and cancels a second job by id', async () => {
     const fake = fakeStages({ imageTo3dMs: 400 });
     const c = build({ runtime: { pipeline_concurrency: 1 } }, fake.stages);
-    const first = c.answers.answer({ id: 'first', task: text('a lamp'), seed: 1, priority: 'interactive', wants: [{ format: 'ply' }] });
-    const second = c.answers.answer({ id: 'second', task: text('a vase'), seed: 2, priority: 'interactive', wants: [{ format: 'ply' }] });
+    const first = c.answers.answer({
+      id: 'first',
+      task: text('a lamp'),
+      seed: 1,
+      priority: 'interactive',
+      wants: [{ format: 'ply' }],
+      title: 't',
+    });
+    const second = c.answers.answer({
+      id: 'second',
+      task: text('a vase'),
+      seed: 2,
+      priority: 'interactive',
+      wants: [{ format: 'ply' }],
+      title: 't',
+    });
     second.catch(() => undefined);
-    await until(() => c.answers.jobs.get('first')?.stage === 'image_to_3d');
-    const live = collect(c.answers.jobs.events('first'));
-    expect(c.answers.jobs.get('second')?.state).toBe('queued');
+    await until(() => c.answers.get('first')?.stage === 'image_to_3d');
+    const live = collect(c.answers.events('first'));
+    expect(c.answers.get('second')?.state).toBe('queued');
 
-    expect(c.answers.jobs.cancel('second')).toBe(true);
+    expect(c.answers.cancel('second')).toBe(true);
     await expect(second).rejects.toThrow(/job second was cancelled/);
-    expect(c.answers.jobs.get('second')?.state).toBe('cancelled');
-    expect(c.answers.jobs.cancel('second')).toBe(false); // already ended
-    expect(c.answers.jobs.cancel('no-such-job')).toBe(false);
+    expect(c.answers.get('second')?.state).toBe('cancelled');
+    expect(c.answers.cancel('second')).toBe(false); // already ended
+    expect(c.answers.cancel('no-such-job')).toBe(false);
 
     expect((await first).kind).toBe('asset');
     const events = await live;
@@ -132,14 +147,21 @@ describe('the job registry', () => {
   it('cancels a running job: its stages see the abort and the job ends cancelled', async () => {
     const fake = fakeStages({ imageTo3dMs: 5000 });
     const c = build({}, fake.stages);
-    const running = c.answers.answer({ id: 'long', task: text('a tower'), seed: 3, priority: 'interactive', wants: [{ format: 'ply' }] });
+    const running = c.answers.answer({
+      id: 'long',
+      task: text('a tower'),
+      seed: 3,
+      priority: 'interactive',
+      wants: [{ format: 'ply' }],
+      title: 't',
+    });
     running.catch(() => undefined);
-    await until(() => c.answers.jobs.get('long')?.stage === 'image_to_3d');
+    await until(() => c.answers.get('long')?.stage === 'image_to_3d');
     const started = performance.now();
-    c.answers.jobs.cancel('long');
+    c.answers.cancel('long');
     await expect(running).rejects.toThrow(/cancelled/);
     expect(performance.now() - started).toBeLessThan(1000);
-    expect(c.answers.jobs.get('long')).toMatchObject({ state: 'cancelled', error: 'job long was cancelled' });
+    expect(c.answers.get('long')).toMatchObject({ state: 'cancelled', error: 'job long was cancelled' });
     await sleep(0);
     expect(c.service.health().queue.running).toBe(0);
   });

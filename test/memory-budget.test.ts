@@ -39,10 +39,12 @@ describe('the memory budget of decoded images', () => {
       fake.stages,
     );
     servers.push(server);
-    const png = await discImage({ size: 512, radius: 150 });
+    // Each request its own image: the same image sent twice is held once.
+    const pngs = await Promise.all([150, 140, 130, 120].map((radius) => discImage({ size: 512, radius })));
+    let sent = 0;
     const post = () => {
       const form = new FormData();
-      form.set('prompt_image_file', new Blob([new Uint8Array(png)], { type: 'image/png' }), 'object.png');
+      form.set('prompt_image_file', new Blob([new Uint8Array(pngs[sent++])], { type: 'image/png' }), 'object.png');
       form.set('seed', '1');
       return fetch(`${server.url}/generate`, { method: 'POST', body: form });
     };

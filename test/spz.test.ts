@@ -340,6 +340,7 @@ describe('SPZ', () => {
     const c = compose(testConfig({ pipeline: { retries: 0 } }));
     try {
       const answer = await c.answers.answer({
+        title: 'a green teapot',
         task: { kind: 'text', prompt: 'a green teapot' },
         seed: 9,
         priority: 'interactive',

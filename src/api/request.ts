@@ -1,33 +1,18 @@
 /**
- * A job request's body (JSON, or multipart/urlencoded with the same field names) to an answer request's parts.
- * Both bodies are validated by the one zod schema; the prompt or image then goes through the contract's own
- * parsing, so the job API has exactly the contract's limits (prompt length, image size and formats).
+ * A job request's body (JSON, or multipart/urlencoded with the same field names) to the request builder's fields.
+ * Both bodies are validated by the one zod schema; the builder then holds the prompt and the image to the
+ * contract's own limits (prompt length, image size and formats), as on every other route.
  */
 import { assertFormFieldCount, overLongUrlencodedPrompt, parseBoundedJson } from '../contract/bounded-body.js';
 import { HttpError, issuesText, listed, quoted } from '../contract/errors.js';
 import { refusedImage, sniffImageField } from '../contract/prompt.js';
-import {
-  decimalInteger,
-  mediaType,
-  parseGenerateRequest,
-  type FormFields,
-  type FormValue,
-  type RequestLimits,
-} from '../contract/request.js';
-import type { ArtefactSpec, FormatName } from '../formats/registry.js';
+import type { RequestFields } from '../contract/build.js';
+import { decimalInteger, mediaType, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
 import { sniffImageFormat } from '../image/codec.js';
-import type { Task } from '../pipelines/job.js';
-import { DEFAULT_OUTPUTS, DEFAULT_VIDEO_SIZE, JobRequest, VIEW_SIZE } from './schemas.js';
+import { DEFAULT_OUTPUTS, JobRequest } from './schemas.js';
 
-export interface ParsedJobRequest {
-  task: Task;
-  seed: number;
-  preset?: string;
-  wants: ArtefactSpec[];
-  /** An image file part's name: what lists call the job. */
-  title?: string;
-  group?: string;
-}
+/** A job request's fields for the builder (the route sets its id and priority). */
+export type ParsedJobRequest = Omit<RequestFields, 'priority' | 'id'>;
 
 type Body = { json: unknown } | { form: FormFields };
 
@@ -91,7 +76,7 @@ export async function readJobBody(contentType: string | undefined, source: BodyS
   }
 }
 
-export async function parseJobRequest(body: Body, limits: RequestLimits): Promise<ParsedJobRequest> {
+export async function parseJobRequest(body: Body): Promise<ParsedJobRequest> {
   let imageFile: Uint8Array | undefined;
   let fileName: string | undefined;
   let candidate: unknown;
@@ -109,43 +94,17 @@ export async function parseJobRequest(body: Body, limits: RequestLimits): Promis
   if (hasImage === (request.prompt !== undefined)) throw new HttpError(400, 'send either "prompt" or "image", not both and not neither');
   const imageBytes = imageFile ?? (request.image !== undefined ? imageOfField(request.image) : undefined);
   if (imageBytes && !sniffImageFormat(imageBytes)) throw new HttpError(400, refusedImage('image', imageBytes));
-
-  // The contract's parser: an image travels as a file part, so a text prompt is never sniffed as base64 here.
-  const fields: FormFields = { prompt: imageBytes ? new File([imageBytes as Uint8Array<ArrayBuffer>], 'image') : request.prompt! };
-  if (request.seed !== undefined) fields.seed = String(request.seed);
-  const parsed = await parseGenerateRequest(fields, limits);
-  if (imageBytes && parsed.task.kind !== 'image') throw new HttpError(400, refusedImage('image', imageBytes));
-  const title = imageBytes && fileName !== undefined ? titleOfFile(fileName) : undefined;
+  // An image is always an image task here: a text prompt is never sniffed as base64.
+  const outputs = [...new Set(request.outputs ?? DEFAULT_OUTPUTS)].map((format) =>
+    format === 'mp4' ? { format, size: request.videoSize } : format === 'views' ? { format, size: request.viewSize } : { format },
+  );
   return {
-    task: parsed.task,
-    seed: parsed.seed,
-    preset: request.preset,
-    wants: wantsOf(request),
-    ...(title && { title }),
+    ...(imageBytes ? { image: { bytes: imageBytes, ...(fileName !== undefined && { name: fileName }) } } : { prompt: request.prompt! }),
+    ...(request.seed !== undefined && { seed: request.seed }),
+    ...(request.preset !== undefined && { preset: request.preset }),
+    outputs,
     ...(request.group !== undefined && { group: request.group }),
   };
-}
-
-// biome-ignore lint/suspicious/noControlCharactersInRegex: control characters are what it finds
-const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f-\u009f]/g;
-
-/** A file name as a title: printable, at most 80 characters; none for the name a nameless part gets. */
-function titleOfFile(name: string): string | undefined {
-  const clean = name.replace(CONTROL_CHARACTERS, '').trim().slice(0, 80);
-  return clean && clean !== 'blob' ? clean : undefined;
-}
-
-/** The artefacts a request asks for, each once, with the sizes rendered ones need. */
-export function wantsOf(request: JobRequest): ArtefactSpec[] {
-  const names = [...new Set<FormatName>(request.outputs ?? DEFAULT_OUTPUTS)];
-  return names.map((format) => {
-    if (format === 'mp4') {
-      const size = request.videoSize ?? DEFAULT_VIDEO_SIZE;
-      return { format, size: size - (size % 2) };
-    }
-    if (format === 'views') return { format, size: request.viewSize ?? VIEW_SIZE.default };
-    return { format };
-  });
 }
 
 const NUMERIC_FIELDS = new Set(['seed', 'videoSize', 'viewSize']);

@@ -13,12 +13,11 @@ import { FORMAT_NAMES, type FormatName } from '../formats/registry.js';
 import { encodePng } from '../image/codec.js';
 import type { RgbaImage } from '../image/rgba.js';
 import { methodNotAllowed } from '../http/method.js';
-import { BusyError, NotReadyError, ShuttingDownError } from '../pipelines/errors.js';
-import { UnknownPresetError } from '../pipelines/presets.js';
+import { buildAnswerRequest } from '../contract/build.js';
 import type { AnswerPath } from '../runtime/answer.js';
+import type { InputStore } from '../runtime/inputs.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
-import type { GenerationService } from '../runtime/service.js';
 import { openApiDocument } from './openapi.js';
 import { parseJobRequest, readJobBody } from './request.js';
 import { sseResponse, type SseMessage } from './sse.js';
@@ -27,6 +26,8 @@ export const API_BASE = '/api/v1';
 
 export interface JobApiOptions {
   limits: RequestLimits;
+  /** Where requests' images wait for their jobs. */
+  inputs: InputStore;
   bodyLimitBytes: number;
   retryAfterSeconds: number;
   /** Auth is on: the OpenAPI document says so. */
@@ -36,9 +37,8 @@ export interface JobApiOptions {
 
 const INTERMEDIATE_PICTURES = ['image', 'matte'] as const;
 
-export function jobApi(service: GenerationService, answers: AnswerPath, options: JobApiOptions): Hono {
+export function jobApi(answers: AnswerPath, options: JobApiOptions): Hono {
   const api = new Hono({ strict: false });
-  const jobs = answers.jobs;
   const document = openApiDocument(API_BASE, options.auth);
 
   const limitBody = bodyLimit({
@@ -47,40 +47,21 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
   });
 
   const jobOr404 = (id: string): JobView => {
-    const job = jobs.get(id);
+    const job = answers.get(id);
     if (!job) throw new HttpError(404, `no job "${id.slice(0, 80)}" (unknown, or finished long enough ago to be forgotten)`);
     return job;
   };
 
   api.post('/jobs', limitBody, async (c) => {
-    const request = await parseJobRequest(await readJobBody(c.req.header('content-type'), c.req, options.limits), options.limits);
-    if (request.preset !== undefined && !answers.presets.names().includes(request.preset)) {
-      throw new UnknownPresetError(request.preset, answers.presets.names());
-    }
-    refuseIfUnable(
-      service,
-      request.wants.some((w) => answers.formats[w.format].kind === 'render'),
-      options.retryAfterSeconds,
-    );
-
+    const fields = await parseJobRequest(await readJobBody(c.req.header('content-type'), c.req, options.limits));
     // The id is ours, so it can be answered before the job ends; the job itself runs on without this request.
-    const id = randomUUID();
-    const running = answers.answer({
-      id,
-      task: request.task,
-      seed: request.seed,
-      priority: 'interactive',
-      wants: request.wants,
-      preset: request.preset,
-      title: request.title,
-      group: request.group,
-    });
-    running.catch((err: Error) => options.logger?.info({ job: id, err: err.message }, 'job ended without an asset'));
-    // A request refused before its job was registered (shutting down) rejects at once: answer its error.
-    if (!jobs.get(id))
-      await running.then(() => {
-        throw new HttpError(500, 'the job was not registered');
-      });
+    const request = await buildAnswerRequest(
+      { ...fields, id: randomUUID(), priority: 'interactive' },
+      { limits: options.limits, presets: answers.presets, inputs: options.inputs },
+    );
+    // Refused now (503 with Retry-After) what the job would be refused a moment later: a 202 means an admitted job.
+    const { id, done } = await answers.submit(request);
+    done.catch((err: Error) => options.logger?.info({ job: id, err: err.message }, 'job ended without an asset'));
     const job = jobOr404(id);
     return c.json({ id, state: job.state, links: links(id) }, 202, { Location: links(id).self });
   });
@@ -89,7 +70,7 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
     const raw = c.req.query('limit');
     const limit = raw === undefined ? 50 : decimalInteger(raw);
     if (limit === null || limit < 1 || limit > 100) throw new HttpError(400, 'limit must be a decimal integer from 1 to 100');
-    return c.json({ jobs: jobs.list(limit).map(jobBody) });
+    return c.json({ jobs: answers.list(limit).map(jobBody) });
   });
 
   api.get('/jobs/:id', (c) => c.json(jobBody(jobOr404(c.req.param('id')))));
@@ -102,7 +83,7 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
         `job ${job.id} is a ${job.priority} job: it belongs to a request on a generate route, whose client waits for its answer; it cannot be cancelled here (it ends with its request)`,
       );
     }
-    if (!jobs.cancel(job.id)) throw new HttpError(409, `job ${job.id} has already ended (${job.state})`);
+    if (!answers.cancel(job.id)) throw new HttpError(409, `job ${job.id} has already ended (${job.state})`);
     return c.json({ id: job.id, state: 'cancelling', links: links(job.id) }, 202);
   });
 
@@ -118,7 +99,7 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
       );
     const stop = new AbortController();
     const signal = AbortSignal.any([stop.signal, c.req.raw.signal]);
-    return sseResponse(eventMessages(job.id, after, jobs.events(job.id, signal)), stop);
+    return sseResponse(eventMessages(job.id, after, answers.events(job.id, signal)), stop);
   });
 
   api.get('/jobs/:id/artifacts/:name', async (c) => {
@@ -126,7 +107,7 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
     const name = c.req.param('name');
     if (!(FORMAT_NAMES as readonly string[]).includes(name))
       throw new HttpError(404, `no artefact kind "${name.slice(0, 40)}"; kinds are ${FORMAT_NAMES.join(', ')}`);
-    const ref = jobs.artefact(job.id, name);
+    const ref = answers.artefact(job.id, name);
     if (!ref) {
       const made = job.artefacts.map((a) => a.name);
       throw new HttpError(
@@ -148,7 +129,7 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
     const name = c.req.param('name');
     if (!(INTERMEDIATE_PICTURES as readonly string[]).includes(name))
       throw new HttpError(404, `no intermediate picture "${name.slice(0, 40)}"; they are ${INTERMEDIATE_PICTURES.join(', ')}`);
-    const item = jobs.intermediate(job.id, name as 'image' | 'matte');
+    const item = answers.intermediate(job.id, name as 'image' | 'matte');
     if (!item) throw new HttpError(404, `job ${job.id} has no ${name} (yet)`);
     const png = await encodePng(item as RgbaImage);
     return c.body(png as Uint8Array<ArrayBuffer>, 200, { 'Content-Type': 'image/png', 'Cache-Control': 'private, max-age=3600' });
@@ -169,24 +150,6 @@ export function jobApi(service: GenerationService, answers: AnswerPath, options:
   for (const path of ['/jobs/:id/events', '/jobs/:id/artifacts/:name', '/jobs/:id/intermediates/:name', '/presets', '/openapi.json'])
     api.all(path, methodNotAllowed('GET'));
   return api;
-}
-
-/**
- * Refuses at once what the job would be refused a moment later, so a client gets a 503 with Retry-After
- * rather than a 202 for a job that fails at admission.
- */
-function refuseIfUnable(service: GenerationService, rendered: boolean, retryAfterS: number): void {
-  if (!service.accepting) throw new ShuttingDownError('service is shutting down; no new jobs are admitted');
-  const health = service.health();
-  if (health.status !== 'ok') throw new NotReadyError(`service is ${health.status}; retry when /health says ok`);
-  const waitS = (ms: number | null) => Math.max(retryAfterS, Math.ceil((ms ?? 0) / 1000));
-  if (service.admission.isFull('interactive')) {
-    throw new BusyError(
-      'busy: the interactive queue is full',
-      waitS(service.admission.estimatedWaitMs('interactive') || service.admission.meanJobMs()),
-    );
-  }
-  if (rendered && service.videos.full) throw new BusyError('busy: the render line is full', retryAfterS);
 }
 
 /**

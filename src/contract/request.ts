@@ -1,13 +1,14 @@
 /**
- * Turns a generate request's form into a task and a seed. Accepts the legacy contract (`prompt`: text or a
- * base64 image, urlencoded or multipart) and the newer one (multipart `prompt_image_file` plus `seed`).
+ * The generate routes' forms and the rules of their fields (prompt, image, seed, format, preset, video_res,
+ * the priority header), and the limits every surface's prompts and images are held to.
  */
 import { createHash } from 'node:crypto';
 import { VIDEO_RES } from '../config/schema.js';
 import { decodeImage, ImageDecodeError, imageSize, sniffImageFormat } from '../image/codec.js';
 import { MAGIC_BYTES, unsupportedImageFormat } from '../image/magic.js';
 import type { Delivery, Task } from '../pipelines/job.js';
-import { MAX_SEED, seedFromContent } from '../pipelines/seed.js';
+import { MAX_SEED } from '../pipelines/seed.js';
+import type { RequestFields } from './build.js';
 import { HttpError } from './errors.js';
 import { overLongPrompt, refusedImage, sniffPrompt } from './prompt.js';
 
@@ -35,15 +36,10 @@ export type GeometryFormatName = (typeof GEOMETRY_FORMATS)[number];
 export type FormValue = string | File;
 export type FormFields = Record<string, FormValue | FormValue[]>;
 
-export interface GenerateRequest {
-  task: Task;
-  seed: number;
-  /** The client chose the seed (otherwise it was derived from the content). */
-  seedGiven: boolean;
-  /** Set for the newer contract's requests; absent means the legacy delivery. */
-  delivery?: Delivery;
-  /** The preset the request names (the `preset` field), or the newer contract's default; absent: the service's. */
-  preset?: string;
+/** A generate route's form, parsed: the fields the request builder takes, and what the route decides from. */
+export interface GenerateForm {
+  /** For buildAnswerRequest, less what the route decides (priority, outputs). */
+  request: Omit<RequestFields, 'priority' | 'outputs'>;
   /**
    * The `format` field, else the newer contract's configured output, else PLY. Generate routes answer in it;
    * the video route renders the mesh when it is GLB.
@@ -51,8 +47,6 @@ export interface GenerateRequest {
   format: GeometryFormatName;
   /** The form, for route-specific fields such as video_res. */
   fields: FormFields;
-  /** Gives back what the request holds of the memory budget (its decoded image): call once it is answered. */
-  release(): void;
 }
 
 const FORM_TYPES = ['application/x-www-form-urlencoded', 'multipart/form-data'];
@@ -73,28 +67,27 @@ export function assertFormContentType(contentType: string | undefined): void {
   }
 }
 
-export async function parseGenerateRequest(fields: FormFields, limits: RequestLimits): Promise<GenerateRequest> {
+/**
+ * A generate route's form: the legacy contract (`prompt`: text or a base64 image, urlencoded or multipart) or
+ * the newer one (multipart `prompt_image_file` plus `seed`). Nothing is decoded here: a bad seed or format costs
+ * nothing, and the builder decodes the image.
+ */
+export async function parseGenerateForm(fields: FormFields, limits: Pick<RequestLimits, 'imageFileOutput'>): Promise<GenerateForm> {
   const prompt = single(fields, 'prompt');
   const file = single(fields, 'prompt_image_file');
-  // Checked before any image is decoded: a bad seed or format costs nothing.
   const seed = parseSeed(single(fields, 'seed'));
   const format = formatField(fields);
-  let release = () => {};
-  const reserve = limits.reserveImage;
-  if (reserve) limits = { ...limits, reserveImage: (bytes) => (release = reserve(bytes)) };
+  const preset = presetField(fields);
 
-  let task: Task;
-  let content: string | Uint8Array;
-  let delivery: Delivery | undefined;
   const promptText = typeof prompt === 'string' ? prompt : undefined;
   if (file !== undefined && file !== '' && promptText?.trim()) {
     throw new HttpError(400, 'send either prompt or prompt_image_file, not both');
   }
+  let request: GenerateForm['request'];
   if (file instanceof File) {
     const bytes = new Uint8Array(await file.arrayBuffer());
     if (!sniffImageFormat(bytes)) throw new HttpError(400, refusedImage('prompt_image_file', bytes));
-    ({ task, content } = await imageTask(bytes, limits));
-    delivery = limits.imageFileDelivery;
+    request = { image: { bytes, name: file.name }, imageFile: true };
   } else if (typeof file === 'string' && file !== '') {
     throw new HttpError(400, 'prompt_image_file must be a file part of a multipart/form-data body');
   } else if (prompt instanceof File) {
@@ -103,25 +96,16 @@ export async function parseGenerateRequest(fields: FormFields, limits: RequestLi
     const bytes = new Uint8Array(await prompt.arrayBuffer());
     if (!sniffImageFormat(bytes) && unsupportedImageFormat(bytes.subarray(0, MAGIC_BYTES)))
       throw new HttpError(400, refusedImage('prompt', bytes));
-    ({ task, content } = sniffImageFormat(bytes)
-      ? await imageTask(bytes, limits)
-      : await promptTask(new TextDecoder().decode(bytes), limits));
+    request = sniffImageFormat(bytes) ? { image: { bytes, name: prompt.name } } : { prompt: new TextDecoder().decode(bytes) };
   } else if (typeof prompt === 'string') {
-    ({ task, content } = await promptTask(prompt, limits));
+    request = { prompt };
   } else {
     throw new HttpError(400, 'form field "prompt" (text or a base64 image) or "prompt_image_file" is required');
   }
-
-  const preset = presetField(fields) ?? (delivery ? limits.imageFilePreset : undefined);
   return {
-    task,
-    seed: seed ?? seedFromContent(content),
-    seedGiven: seed !== undefined,
-    delivery,
-    preset,
-    format: format ?? (delivery ? (limits.imageFileOutput ?? 'ply') : 'ply'),
+    request: { ...request, ...(seed !== undefined && { seed }), ...(preset !== undefined && { preset }) },
+    format: format ?? (request.imageFile ? (limits.imageFileOutput ?? 'ply') : 'ply'),
     fields,
-    release: () => release(),
   };
 }
 
@@ -147,7 +131,14 @@ function presetField(fields: FormFields): string | undefined {
   return value.trim();
 }
 
-export async function promptTask(value: string, limits: RequestLimits): Promise<{ task: Task; content: string | Uint8Array }> {
+/** A task made from a prompt, and what gives back its image's share of the memory budget (nothing for text). */
+export interface MadeTask {
+  task: Task;
+  content: string | Uint8Array;
+  release: () => void;
+}
+
+export async function promptTask(value: string, limits: RequestLimits): Promise<MadeTask> {
   const sniffed = sniffPrompt(value, limits.maxPromptChars);
   switch (sniffed.kind) {
     case 'invalid':
@@ -159,19 +150,20 @@ export async function promptTask(value: string, limits: RequestLimits): Promise<
       if (!text) throw new HttpError(400, 'prompt is empty');
       const chars = [...text].length;
       if (chars > limits.maxPromptChars) throw new HttpError(400, overLongPrompt(chars, limits.maxPromptChars));
-      return { task: { kind: 'text', prompt: text }, content: text };
+      return { task: { kind: 'text', prompt: text }, content: text, release: () => {} };
     }
   }
 }
 
-export async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promise<{ task: Task; content: Uint8Array }> {
+/** An image task, decoded within the limits and the memory budget (its reservation given back by `release`). */
+export async function imageTask(bytes: Uint8Array, limits: RequestLimits): Promise<MadeTask & { content: Uint8Array }> {
   // The header says how large the decoded image will be: take that from the budget first, or refuse now.
   const size = limits.reserveImage ? await imageSize(bytes) : null;
   const release = size ? limits.reserveImage!(Math.min(size.width * size.height, limits.maxImagePixels) * 4) : () => {};
   try {
     const image = await decodeImage(bytes, { maxPixels: limits.maxImagePixels, minSide: limits.minImageSide });
     const digest = createHash('sha256').update(bytes).digest('hex');
-    return { task: { kind: 'image', image, digest }, content: bytes };
+    return { task: { kind: 'image', image, digest }, content: bytes, release };
   } catch (err) {
     release();
     if (err instanceof ImageDecodeError) throw new HttpError(400, err.message);
@@ -207,13 +199,9 @@ export function single(fields: FormFields, name: string): FormValue | undefined 
   return value;
 }
 
-/**
- * The side of a requested video: `video_res` within the contract's bounds, or the default; odd sides are
- * rounded down, since H.264 in yuv420p needs even ones.
- */
-export function videoSize(fields: FormFields, defaultRes: number): number {
-  const res = integerField(fields, 'video_res', VIDEO_RES.min, VIDEO_RES.max) ?? defaultRes;
-  return res - (res % 2);
+/** The `video_res` field: a video's side within the contract's bounds, or absent (the builder's default). */
+export function videoResField(fields: FormFields): number | undefined {
+  return integerField(fields, 'video_res', VIDEO_RES.min, VIDEO_RES.max);
 }
 
 /** Priority classes a generate request may ask for: its own (contract), or lower. */

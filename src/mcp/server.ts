@@ -19,12 +19,10 @@ import {
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { clipped, HttpError, issuesText, quoted } from '../contract/errors.js';
 import { sniffImageField } from '../contract/prompt.js';
-import { imageTask, promptTask, type RequestLimits } from '../contract/request.js';
+import type { RequestLimits } from '../contract/request.js';
 import { httpErrorOf } from '../contract/status.js';
-import { DEFAULT_VIEW_SIZE, type ArtefactSpec, type FormatName } from '../formats/registry.js';
+import { DEFAULT_VIEW_SIZE, type FormatName } from '../formats/registry.js';
 import { encodePng } from '../image/codec.js';
-import type { Task } from '../pipelines/job.js';
-import { seedFromContent } from '../pipelines/seed.js';
 import {
   parseBackground,
   renderViews,
@@ -36,11 +34,12 @@ import {
   type RenderPool,
   type Rgb,
 } from '../render/index.js';
-import type { AnswerPath } from '../runtime/answer.js';
+import type { AnswerPath, AnswerRequest } from '../runtime/answer.js';
+import { buildAnswerRequest } from '../contract/build.js';
 import { UserAssetError, type AssetPool } from '../runtime/asset-pool.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
-import type { GenerationService } from '../runtime/service.js';
+import type { InputStore } from '../runtime/inputs.js';
 import type { Scene } from '../render/pool.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { checkPly } from '../splat/gates.js';
@@ -58,12 +57,11 @@ import {
 
 export interface McpDeps {
   answers: AnswerPath;
-  service: GenerationService;
   renderPool: RenderPool;
   /** The contract's prompt and image limits (length, pixels, smallest side). */
   limits: RequestLimits;
-  /** Default side of mp4 artefacts. */
-  videoRes: number;
+  /** Where requests' images wait for their jobs. */
+  inputs: InputStore;
   /** Largest inline bytes (base64 PLY, GLB or image) a call may carry, decoded. */
   maxInlineBytes: number;
   /**
@@ -118,25 +116,16 @@ export function createMcpServer(deps: McpDeps): McpServer {
     'generate_3d_asset',
     TOOLS.generate_3d_asset,
     guarded('generate_3d_asset', async (args, extra) => {
-      const { task, content } = await taskOf(args, deps);
-      const wants = wantedArtefacts(args.formats ?? [], args.size, deps.videoRes);
-      const id = randomUUID();
-      // The id is chosen here so the job's events can be followed while it runs.
-      const answer = answers.answer({
-        id,
-        task,
-        seed: args.seed ?? seedFromContent(content),
-        priority: 'interactive',
-        wants,
-        preset: args.preset,
-      });
-      answer.catch(() => {}); // awaited below; this keeps an early rejection from being reported as unhandled
+      const request = await requestOf(args, deps);
+      // Registered before it runs: the job's events can be followed while it does.
+      const { id, done } = await answers.submit(request);
+      done.catch(() => {}); // awaited below; this keeps an early rejection from being reported as unhandled
       // A caller that goes away cancels its job by id, so the job reads "cancelled" afterwards.
-      const cancel = () => answers.jobs.cancel(id);
+      const cancel = () => answers.cancel(id);
       if (extra.signal.aborted) cancel();
       else extra.signal.addEventListener('abort', cancel, { once: true });
-      await reportProgress(answers.jobs.events(id, extra.signal), extra);
-      const result = await answer;
+      await reportProgress(answers.events(id, extra.signal), extra);
+      const result = await done;
       if (result.kind === 'declined') return toolError(`declined (job ${result.jobId}): ${result.reason}`);
       if (result.kind === 'forwarded')
         return toolError(`job ${result.jobId} was answered by a burst peer; its artefacts are not held here`);
@@ -176,7 +165,7 @@ export function createMcpServer(deps: McpDeps): McpServer {
     'get_job',
     TOOLS.get_job,
     guarded('get_job', async ({ job_id }) => {
-      const view = answers.jobs.get(job_id);
+      const view = answers.get(job_id);
       if (!view) throw new ToolInputError(`no job ${quoted(job_id, 80)} (unknown, or finished long enough ago to be forgotten)`);
       const job = jobSummary(view);
       return { content: [{ type: 'text', text: JSON.stringify(job) }], structuredContent: job };
@@ -223,7 +212,7 @@ export function createMcpServer(deps: McpDeps): McpServer {
       const count = args.count ?? DEFAULT_VIEW_COUNT;
       const { cameras, background, extent, azimuths } = camerasFor(args.cameras ?? 'validator', count, size, deps);
       // Views share the video line with videos: a full line refuses at once, before the asset is even decoded.
-      const { images, label } = await deps.service.renderVideo(async () => {
+      const { images, label } = await answers.renderLine(async () => {
         const { subject, label } = await assetOf(args, extent, deps, extra.signal);
         return { images: await renderViews(subject, cameras, { pool: deps.renderPool, background, extent }, extra.signal), label };
       }, extra.signal);
@@ -256,7 +245,7 @@ export function createMcpServer(deps: McpDeps): McpServer {
     { title: 'Job artefact', description: 'An artefact of a finished job: ply, spz, glb, mp4 or views (PNG).' },
     async (uri): Promise<ReadResourceResult> => {
       const parsed = parseArtefactUri(uri.href);
-      const ref = parsed && answers.jobs.artefact(parsed.jobId, parsed.artefact);
+      const ref = parsed && answers.artefact(parsed.jobId, parsed.artefact);
       if (!parsed || !ref) throw new Error(clipped(`no artefact at ${uri.href}`));
       const bytes = await ref.read();
       if (!bytes) throw new Error(clipped(`the bytes of ${uri.href} are no longer available`));
@@ -292,39 +281,42 @@ function answerBadParamsAsInvalidParams(server: McpServer): void {
   }
 }
 
-/** The task of a generate call: its prompt, or its image (base64 or a data: URL) under the contract's limits. */
-async function taskOf(
-  args: { prompt?: string; image_base64?: string },
+/**
+ * The answer request of a generate call: its prompt, or its image (base64 or a data: URL), through the one
+ * builder. The PLY always, then the other formats asked for, each once, `size` their side.
+ */
+async function requestOf(
+  args: { prompt?: string; image_base64?: string; seed?: number; preset?: string; formats?: FormatName[]; size?: number },
   deps: McpDeps,
-): Promise<{ task: Task; content: string | Uint8Array }> {
+): Promise<AnswerRequest> {
   if ((args.prompt === undefined) === (args.image_base64 === undefined)) {
     throw new ToolInputError('give exactly one of "prompt" (text) and "image_base64" (a base64 PNG, JPEG or WebP image)');
   }
-  try {
-    if (args.prompt !== undefined) return await promptTask(args.prompt, deps.limits);
-    if (args.image_base64!.length > base64Chars(deps.maxInlineBytes))
+  let image: Uint8Array | undefined;
+  if (args.image_base64 !== undefined) {
+    if (args.image_base64.length > base64Chars(deps.maxInlineBytes))
       throw new ToolInputError(`image_base64 is larger than ${deps.maxInlineBytes} bytes`);
-    const sniffed = sniffImageField('image_base64', args.image_base64!);
+    const sniffed = sniffImageField('image_base64', args.image_base64);
     if (sniffed.kind === 'invalid') throw new ToolInputError(sniffed.reason);
-    return await imageTask(sniffed.bytes, deps.limits);
+    image = sniffed.bytes;
+  }
+  const outputs = [{ format: 'ply' as const }, ...(args.formats ?? []).map((format) => ({ format, size: args.size }))];
+  try {
+    return await buildAnswerRequest(
+      {
+        id: randomUUID(),
+        priority: 'interactive',
+        ...(image ? { image: { bytes: image } } : { prompt: args.prompt! }),
+        ...(args.seed !== undefined && { seed: args.seed }),
+        ...(args.preset !== undefined && { preset: args.preset }),
+        outputs,
+      },
+      { limits: deps.limits, presets: deps.answers.presets, inputs: deps.inputs },
+    );
   } catch (err) {
     if (err instanceof HttpError) throw new ToolInputError(err.message);
     throw err;
   }
-}
-
-/** The PLY always, then the other formats asked for, each once. */
-function wantedArtefacts(formats: readonly FormatName[], size: number | undefined, videoRes: number): ArtefactSpec[] {
-  const wants: ArtefactSpec[] = [{ format: 'ply' }];
-  for (const format of new Set(formats)) {
-    if (format === 'ply') continue;
-    if (format === 'mp4') {
-      const side = size ?? videoRes;
-      wants.push({ format, size: side - (side % 2) });
-    } else if (format === 'views') wants.push({ format, size: size ?? DEFAULT_VIEW_SIZE });
-    else wants.push({ format });
-  }
-  return wants;
 }
 
 /** Sends the job's events as progress notifications when the caller asked for them (a progress token). */
@@ -389,7 +381,7 @@ function jobSummary(view: JobView) {
 }
 
 function recentAssets(answers: AnswerPath, limit: number): JobView[] {
-  return answers.jobs
+  return answers
     .list(Number.MAX_SAFE_INTEGER)
     .filter((v) => v.state === 'done' && v.artefacts.length > 0)
     .slice(0, limit);
@@ -526,9 +518,9 @@ function artefactOfUri(uri: string): { jobId: string; artefact: string } {
 }
 
 async function artefactBytes(jobId: string, artefact: string, deps: McpDeps): Promise<Uint8Array> {
-  const view = deps.answers.jobs.get(jobId);
+  const view = deps.answers.get(jobId);
   if (!view) throw new ToolInputError(`no job ${quoted(jobId, 80)} (unknown, or finished long enough ago to be forgotten)`);
-  const ref = deps.answers.jobs.artefact(jobId, artefact);
+  const ref = deps.answers.artefact(jobId, artefact);
   if (!ref)
     throw new ToolInputError(
       `job ${jobId} (${view.state}) has no ${artefact} artefact${view.artefacts.length ? ` (it has: ${view.artefacts.map((a) => a.name).join(', ')})` : ''}`,

@@ -1,76 +1,38 @@
 /**
- * The answer path: one parsed request in, the artefacts it asked for (or a decline) out, with no HTTP in it.
- * The contract routes call it, and so does every later entry point (job API, MCP).
+ * The answer path: the one runtime object every entry point talks to (the legacy and newer generate routes, the
+ * job API, MCP). It takes an answer request (runtime/request.ts, built by contract/build.ts) and says whether it
+ * would be taken now (`admissible`), runs it as a job (`submit`, or `answer` to wait for the end), and reads jobs
+ * back by id (state, events, artefacts, intermediates, cancel). No HTTP in it.
  *
- *   request -> cache (decline memory, artefacts + report) -> job (registry) -> service (admission, pipeline)
- *           -> or a burst peer when the local queue is full -> encode each format once, check it -> cache
+ *   request -> cache (answer-cache.ts: a remembered decline, artefacts + report) -> job (registry)
+ *           -> service (admission, pipeline) or a burst peer when the local queue is full
+ *           -> encode each format once, check it -> cache
  *
  * Every artefact is encoded from the canonical asset on the way out: splats in the delivery's frame, meshes in
  * glTF's axes, videos and views upright (of the mesh in a mesh job). Bytes are checked by their format before
- * they are returned or cached, and cached bytes are checked again when read: an entry its format refuses is
- * evicted and made again.
+ * they are returned or cached, and cached bytes are checked again when read.
  */
-import { decodeImage, encodePng, resizeImage } from '../image/codec.js';
+import { resizeImage } from '../image/codec.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { JobSettings } from '../pipelines/context.js';
-import type { Presets, ResolvedPreset } from '../pipelines/presets.js';
-import { AssetRefusedError, BusyError, CancelledError, MeshUnsupportedError } from '../pipelines/errors.js';
+import { AssetRefusedError, BusyError, CancelledError, MeshUnsupportedError, ShuttingDownError } from '../pipelines/errors.js';
 import type { Delivery, Outcome, PresetReport, Report, Task } from '../pipelines/job.js';
-import { renderFingerprint } from '../pipelines/settings.js';
+import type { Presets, ResolvedPreset } from '../pipelines/presets.js';
 import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
-import { IDENTITY3, rotateCloud, transpose, type Matrix3 } from '../splat/frame.js';
-import { specKey, type ArtefactSpec, type Asset, type Format, type FormatRegistry } from '../formats/registry.js';
-import type { TriangleMesh } from '../mesh/mesh.js';
+import { IDENTITY3, rotateCloud, type Matrix3 } from '../splat/frame.js';
+import type { ArtefactSpec, Asset, Format, FormatRegistry } from '../formats/registry.js';
 import { nextTurn } from '../turns.js';
-import type { Priority } from './admission.js';
-import type { Burst, ForwardedAnswer, ForwardedRequest } from './burst.js';
-import type { EntryKind, EntryName, ResultCache } from './cache.js';
-import type { JobHandle, JobRegistry } from './jobs.js';
+import { AnswerCache, type Delivered, type StoredReport } from './answer-cache.js';
+import type { Burst, ForwardedAnswer } from './burst.js';
+import type { ResultCache } from './cache.js';
+import type { InputStore } from './inputs.js';
+import type { ArtefactRef, JobEvent, JobHandle, JobRegistry, JobView } from './jobs.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
-import type { GenerationService } from './service.js';
+import type { AnswerOptions, AnswerRequest, TaskRef } from './request.js';
+import type { GenerationService, Health, Mode } from './service.js';
 
-export type { ResolvedPreset };
-
-export interface AnswerRequest {
-  /** Id for the job (the request id); the registry makes one when absent or taken. */
-  id?: string;
-  task: Task;
-  seed: number;
-  /** Absent: the legacy contract's delivery (validator frame, decline on rejection). */
-  delivery?: Delivery;
-  priority: Priority;
-  /** The artefacts to deliver, at least one. */
-  wants: ArtefactSpec[];
-  /**
-   * A mesh job: image-to-3d makes a mesh too, and validation and renders use it. Implied when a GLB is wanted;
-   * set it for a video or views of the mesh alone.
-   */
-  mesh?: boolean;
-  /** The preset whose settings the job runs with (default: the service's default preset). */
-  preset?: string;
-  /** What lists call the job (default: the prompt's first words, or the image's size). */
-  title?: string;
-  /** The client's tag for jobs that belong together (the studio's A/B pairs). */
-  group?: string;
-  /** Aborted when the client goes away. */
-  signal?: AbortSignal;
-  /** The request as received, for a burst peer when the local queue is full. */
-  forward?: ForwardedRequest;
-}
-
-export interface Delivered {
-  spec: ArtefactSpec;
-  format: Format;
-  bytes: Uint8Array;
-}
-
-/** What the cache remembers beside the artefacts, so a hit answers with the same headers as the miss did. */
-interface StoredReport {
-  seed: number;
-  gaussians: number;
-  report: Report;
-}
+export type { AnswerOptions, AnswerRequest, Delivered, ResolvedPreset, TaskRef };
 
 export type CacheSource = 'hit' | 'miss' | 'asset-hit' | 'decline-hit';
 
@@ -89,95 +51,203 @@ export type Answer =
   | { kind: 'declined'; jobId: string; preset: string; reason: string; report: Report | null; cache: CacheSource }
   | { kind: 'forwarded'; jobId: string; answer: ForwardedAnswer };
 
+/** A submitted job: its id (readable at once) and its answer to come. */
+export interface Submitted {
+  id: string;
+  done: Promise<Answer>;
+}
+
 export interface AnswerPathOptions {
   service: GenerationService;
   formats: FormatRegistry;
   jobs: JobRegistry;
   /** The named settings a request may choose. */
   presets: Presets;
+  /** Where the images of requests wait for their jobs. */
+  inputs: InputStore;
   cache?: ResultCache;
   burst?: Burst;
   metrics?: Metrics;
   logger?: Logger;
 }
 
-const REPORT_ENTRY: EntryName = { kind: 'json', variant: 'report' };
-/** A job's pictures (the one it was made from, and its matte), kept in the cache beside its asset. */
-const PICTURES = { image: { kind: 'png', variant: 'picture' }, matte: { kind: 'png', variant: 'matte' } } as const satisfies Record<
-  string,
-  EntryName
->;
-/** Cached pictures are ours (a pipeline's picture and matte): far under this, or not ours. */
-const PICTURE_LIMITS = { maxPixels: 4096 * 4096, minSide: 1 };
 /** Longest side of the picture an image task's job shows (its own image): the registry holds it until forgotten. */
 const PICTURE_SIDE = 512;
 
 export class AnswerPath {
-  constructor(private readonly options: AnswerPathOptions) {}
+  private readonly cache: AnswerCache | undefined;
+
+  constructor(private readonly options: AnswerPathOptions) {
+    this.cache = options.cache && new AnswerCache(options.cache, options.formats, options.logger, options.metrics);
+  }
 
   get formats(): FormatRegistry {
     return this.options.formats;
-  }
-
-  get jobs(): JobRegistry {
-    return this.options.jobs;
   }
 
   get presets(): Presets {
     return this.options.presets;
   }
 
-  /**
-   * Answers a request. Throws what the service throws before a job starts (busy, not ready, shutting down),
-   * DeadlineError, CancelledError, the backends' errors, and AssetRefusedError when a made artefact fails its
-   * format's check (never returned, never cached).
-   */
-  answer(request: AnswerRequest): Promise<Answer> {
-    if (!request.wants.length) throw new RangeError('an answer needs at least one artefact');
-    const meshes = this.isMeshJob(request) ? this.options.service.pipeline.meshReadiness() : null;
-    if (meshes && !meshes.ready) throw new MeshUnsupportedError(`this service cannot make meshes (${meshes.detail}): ask for ply or spz`);
-    // Held from here to the last byte encoded: a shutdown waits for this answer, whatever phase it is in.
-    return this.options.service.hold(() => this.run(request));
+  /** Preview (CPU stand-ins) or GPU backends. */
+  get mode(): Mode {
+    return this.options.service.mode;
   }
 
-  private async run(request: AnswerRequest): Promise<Answer> {
-    const { service, cache } = this.options;
-    const preset = this.options.presets.resolve(request.preset);
-    const settings = preset.settings;
-    const rendered = request.wants.some((w) => this.format(w).kind === 'render');
+  health(): Health {
+    return this.options.service.health();
+  }
+
+  /**
+   * Throws what the request would be refused with now, before any job: shutting down, no meshes here, then,
+   * unless the cache holds its whole answer, not ready, its class's queue full (not when a burst peer may take
+   * it) or, when it renders, the video line full. A 202 or an answer therefore always means an admitted job.
+   */
+  admissible(request: AnswerRequest, options: AnswerOptions = {}): void {
+    if (!request.wants.length) throw new RangeError('an answer needs at least one artefact');
+    const { service } = this.options;
+    if (!service.accepting) throw new ShuttingDownError('service is shutting down; no new jobs are admitted');
     const mesh = this.isMeshJob(request);
-    // A mesh job is validated on its mesh, so it may be declined where the same splat job is not: its own key.
-    const key = cache?.requestKey(request.task, request.seed, request.delivery, mesh ? `${preset.fingerprint}:mesh` : preset.fingerprint);
-    const job = this.options.jobs.create({
+    const meshes = mesh ? service.pipeline.meshReadiness() : null;
+    if (meshes && !meshes.ready) throw new MeshUnsupportedError(`this service cannot make meshes (${meshes.detail}): ask for ply or spz`);
+    const preset = this.options.presets.resolve(request.preset);
+    if (this.cache?.holds(this.cache.key(request, preset, mesh), request.wants, preset.settings)) return;
+    const rendered = request.wants.some((w) => this.format(w).kind === 'render');
+    const refusal = service.refusal(request.priority, { rendered, mayOverflow: !!options.forward && !!this.options.burst?.enabled });
+    if (refusal) throw refusal;
+  }
+
+  /**
+   * Takes a request (refused as `admissible` says), registers its job and runs it; resolves with the job's id
+   * as soon as it is registered, the answer to come beside it. The request's input image is let go at its end.
+   */
+  async submit(request: AnswerRequest, options: AnswerOptions = {}): Promise<Submitted> {
+    // Synchronous up to the hold: the job is registered by the time this call returns its promise.
+    try {
+      this.admissible(request, options);
+    } catch (err) {
+      this.release(request);
+      throw err;
+    }
+    let job: JobHandle | undefined;
+    // Held from here to the last byte encoded: a shutdown waits for this answer, whatever phase it is in.
+    const done = this.options.service.hold(async () => {
+      job = this.register(request);
+      return this.run(request, job, options);
+    });
+    done.then(
+      () => this.release(request),
+      () => this.release(request),
+    );
+    if (!job) await done; // refused before its job began (a shutdown began): rejects with why
+    return { id: job!.id, done };
+  }
+
+  /**
+   * Answers a request. Throws what `admissible` throws, what the service throws before a job starts, DeadlineError,
+   * CancelledError, the backends' errors, and AssetRefusedError when a made artefact fails its format's check
+   * (never returned, never cached).
+   */
+  answer(request: AnswerRequest, options: AnswerOptions = {}): Promise<Answer> {
+    return this.submit(request, options).then((submitted) => submitted.done);
+  }
+
+  /** A job as readers see it, or null (unknown, or forgotten). */
+  get(id: string): JobView | null {
+    return this.options.jobs.get(id) ?? null;
+  }
+
+  /** Recent jobs, newest first. */
+  list(limit = 50): JobView[] {
+    return this.options.jobs.list(limit);
+  }
+
+  /** A job's events: those so far, then live ones until its end (or `signal`). */
+  events(id: string, signal?: AbortSignal): AsyncIterable<JobEvent> {
+    return this.options.jobs.events(id, signal);
+  }
+
+  /** Cancels a job by id; false when it has already ended (or is unknown). */
+  cancel(id: string): boolean {
+    return this.options.jobs.cancel(id);
+  }
+
+  artefact(id: string, name: string): ArtefactRef | null {
+    return this.options.jobs.artefact(id, name) ?? null;
+  }
+
+  /** A picture (the image, the matte) or the raw cloud of a job, as soon as it exists. */
+  intermediate(id: string, name: 'image' | 'matte'): RgbaImage | null;
+  intermediate(id: string, name: 'cloud'): GaussianCloud | null;
+  intermediate(id: string, name: 'image' | 'matte' | 'cloud'): RgbaImage | GaussianCloud | null {
+    return this.options.jobs.intermediate(id, name) ?? null;
+  }
+
+  /** Runs `work` in the video line (views and videos share it): refused at once when the line is full. */
+  renderLine<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+    return this.options.service.renderVideo(work, signal);
+  }
+
+  private register(request: AnswerRequest): JobHandle {
+    const preset = this.options.presets.resolve(request.preset);
+    return this.options.jobs.create({
       id: request.id,
       priority: request.priority,
       task: request.task.kind,
       seed: request.seed,
-      title: request.title ?? titleOf(request.task),
+      title: request.title,
       ...(request.group !== undefined && { group: request.group }),
       preset: presetOfReport(preset),
     });
-    const signal = request.signal ? AbortSignal.any([request.signal, job.signal]) : job.signal;
+  }
+
+  private release(request: AnswerRequest): void {
+    if (request.task.kind === 'image') this.options.inputs.drop(request.task.input);
+  }
+
+  private async run(request: AnswerRequest, job: JobHandle, options: AnswerOptions): Promise<Answer> {
+    const { service } = this.options;
+    const cache = this.cache;
+    const preset = this.options.presets.resolve(request.preset);
+    const settings = preset.settings;
+    const rendered = request.wants.some((w) => this.format(w).kind === 'render');
+    const mesh = this.isMeshJob(request);
+    const key = cache?.key(request, preset, mesh);
+    const signal = options.signal ? AbortSignal.any([options.signal, job.signal]) : job.signal;
     try {
+      const task = await this.taskOf(request.task);
       // An image task's picture is the image it was sent: its job shows it as a text task's shows the generated one.
-      if (request.task.kind === 'image')
-        job.progress.intermediate({ name: 'image', image: await shrunk(request.task.image, PICTURE_SIDE) }, 0);
-      const cached = key === undefined ? null : await this.fromCache(key, request, preset, job);
-      if (cached) return cached;
+      if (task.kind === 'image') job.progress.intermediate({ name: 'image', image: await shrunk(task.image, PICTURE_SIDE) }, 0);
+      if (cache && key !== undefined) {
+        const reason = cache.declined(key, request.wants[0].format);
+        if (reason !== null) {
+          job.end('declined', { reason, cached: true });
+          return { kind: 'declined', jobId: job.id, preset: preset.name, reason, report: null, cache: 'decline-hit' };
+        }
+        const hit = await cache.answer(key, request.wants, settings);
+        if (hit) {
+          hit.stored.report.preset = presetOfReport(preset);
+          await this.showPictures(key, job);
+          for (const a of hit.artefacts) job.artefact(cache.ref(a, key, settings));
+          job.end('done', { report: hit.stored.report, cached: true });
+          return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts: hit.artefacts, ...hit.stored, cache: 'hit' };
+        }
+      }
       // Refuse before generating when the video line is already full: an asset nobody renders wastes the GPU.
       if (rendered && service.videos.full) throw new BusyError('busy: the video queue is full');
 
-      const assetHit = key === undefined || !rendered ? null : await this.cachedAsset(key, request, mesh);
+      const assetHit = cache && key !== undefined && rendered ? await cache.asset(key, request.delivery, mesh) : null;
       let outcome: Outcome;
       if (assetHit) {
-        await this.showCachedPictures(key!, job);
+        await this.showPictures(key!, job);
         outcome = { kind: 'asset', ...assetHit };
       } else {
-        const made = await this.generateOrForward(request, mesh, settings, job, signal);
+        const made = await this.generateOrForward(request, task, mesh, settings, job, signal, options);
         if ('forwarded' in made) {
           const { forwarded } = made;
           // A peer's bytes pass the same check as ours before anyone gets them.
-          const violation = forwarded.status === 200 ? await this.format(request.wants[0]).violation(forwarded.body) : null;
+          const violation =
+            forwarded.status === 200 ? await this.format(request.wants[0]).violation(forwarded.body, request.wants[0]) : null;
           if (violation) throw new BusyError(`busy, and burst peer ${forwarded.peer} returned unservable bytes (${violation})`);
           job.end(forwarded.status === 200 ? 'done' : 'declined', { reason: `answered by burst peer ${forwarded.peer}` });
           return { kind: 'forwarded', jobId: job.id, answer: made.forwarded };
@@ -196,27 +266,34 @@ export class AnswerPath {
       // A made asset is cached as its PLY (and a mesh job's GLB), with its report, before anything else is
       // encoded, whatever was asked: a later request for it, or for a video or views of it, needs no GPU work,
       // even when this client goes away or its render fails.
-      const geometry = key !== undefined && !assetHit ? await this.cacheGeometry(key, asset, request, settings, stored, job, signal) : [];
+      const geometry =
+        cache && key !== undefined && !assetHit ? await this.keepAsset(key, asset, request, settings, stored, job, signal) : [];
       const artefacts: Delivered[] = [];
       for (const spec of request.wants) {
-        const made = geometry.find((g) => g.spec.format === spec.format);
+        const made = geometry.find((g) => g.spec.format === spec.format && g.spec.mesh === undefined && spec.mesh === undefined);
         artefacts.push(made ?? (await this.encode(asset, spec, request.delivery, settings, outcome.report, signal)));
       }
-      if (key !== undefined)
-        await this.store(
+      if (cache && key !== undefined)
+        await cache.keep(
           key,
           artefacts.filter((a) => !geometry.includes(a)),
           settings,
         );
-      for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
+      for (const a of artefacts) job.artefact(cache && key !== undefined ? cache.ref(a, key, settings) : heldRef(a));
       job.end('done', { report: outcome.report, cached: assetHit !== null });
       return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
     } catch (err) {
-      if (job.signal.aborted || request.signal?.aborted)
-        job.end('cancelled', { error: ((job.signal.reason ?? request.signal?.reason) as Error | undefined)?.message ?? 'cancelled' });
+      if (job.signal.aborted || options.signal?.aborted)
+        job.end('cancelled', { error: ((job.signal.reason ?? options.signal?.reason) as Error | undefined)?.message ?? 'cancelled' });
       else job.end('failed', { error: (err as Error).message });
       throw job.signal.aborted && !(err instanceof CancelledError) ? job.signal.reason : err;
     }
+  }
+
+  /** The pipeline's task: a text prompt, or the request's image from the input store. */
+  private async taskOf(task: TaskRef): Promise<Task> {
+    if (task.kind === 'text') return task;
+    return { kind: 'image', image: await this.options.inputs.image(task.input), digest: task.digest };
   }
 
   private format(spec: ArtefactSpec): Format {
@@ -227,111 +304,25 @@ export class AnswerPath {
     return request.mesh === true || request.wants.some((w) => this.format(w).kind === 'mesh');
   }
 
-  private entryName(spec: ArtefactSpec, settings: JobSettings): EntryName {
-    const kind = this.format(spec).extension.slice(1) as EntryKind;
-    const variant = specKey(spec, renderFingerprint(settings));
-    return variant === spec.format ? { kind } : { kind, variant: variant.slice(spec.format.length + 1) };
-  }
-
-  /** Every wanted artefact and its report from the cache, or a remembered decline; null on any miss. */
-  private async fromCache(key: string, request: AnswerRequest, preset: ResolvedPreset, job: JobHandle): Promise<Answer | null> {
-    const cache = this.options.cache!;
-    const settings = preset.settings;
-    const reason = cache.declined(key);
-    if (reason !== null) {
-      this.options.metrics?.cacheLookup(request.wants[0].format, 'decline_hit');
-      job.end('declined', { reason, cached: true });
-      return { kind: 'declined', jobId: job.id, preset: preset.name, reason, report: null, cache: 'decline-hit' };
-    }
-    const artefacts: Delivered[] = [];
-    for (const spec of request.wants) {
-      const name = this.entryName(spec, settings);
-      const bytes = await cache.get(key, name);
-      if (!bytes) return null;
-      const format = this.format(spec);
-      if ((await format.violation(bytes)) !== null) {
-        // Intact on disk but not a valid file (or the rules changed since): make it again.
-        cache.discard(key, name);
-        return null;
-      }
-      artefacts.push({ spec, format, bytes });
-    }
-    const stored = await this.readReport(key);
-    if (!stored) return null;
-    stored.report.preset = presetOfReport(preset);
-    await this.showCachedPictures(key, job);
-    for (const a of artefacts) job.artefact(this.artefactRef(a, key, settings));
-    job.end('done', { report: stored.report, cached: true });
-    return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts, ...stored, cache: 'hit' };
-  }
-
-  private async readReport(key: string): Promise<StoredReport | null> {
-    const cache = this.options.cache!;
-    const bytes = await cache.get(key, REPORT_ENTRY);
-    if (!bytes) return null;
-    try {
-      const stored = JSON.parse(new TextDecoder().decode(bytes)) as StoredReport;
-      if (typeof stored.seed === 'number' && typeof stored.gaussians === 'number' && Array.isArray(stored.report?.attempts)) return stored;
-    } catch {
-      // Unreadable: evicted below.
-    }
-    cache.discard(key, REPORT_ENTRY);
-    return null;
-  }
-
-  /**
-   * The asset of this request cached as its geometry (say by /generate/ before /generate_video/): its PLY, and
-   * a mesh job's GLB. A video or views then need no GPU work. Bytes that do not decode are evicted, and the
-   * asset is made again.
-   */
-  private async cachedAsset(
-    key: string,
-    request: AnswerRequest,
-    mesh: boolean,
-  ): Promise<{ cloud: GaussianCloud; mesh?: TriangleMesh; seed: number; report: Report } | null> {
-    const cloud = await this.cachedGeometry(key, 'ply', (format, bytes) => format.decodeCloud!(bytes));
-    if (!cloud) return null;
-    const made = mesh ? await this.cachedGeometry(key, 'glb', (format, bytes) => format.decodeMesh!(bytes)) : undefined;
-    if (made === null) return null;
-    const stored = await this.readReport(key);
-    if (!stored) return null;
-    // Cached splats are in the delivery's frame; the canonical cloud is the validator's. A GLB is in glTF's axes.
-    if (request.delivery) rotateCloud(cloud, transpose(request.delivery.rotation));
-    return { cloud, ...(made && { mesh: made }), seed: stored.seed, report: stored.report };
-  }
-
-  /** One cached geometry entry, checked by its format and read; null (and evicted) when it is refused or unreadable. */
-  private async cachedGeometry<T>(
-    key: string,
-    kind: 'ply' | 'glb',
-    read: (format: Format, bytes: Uint8Array) => T | Promise<T>,
-  ): Promise<T | null> {
-    const cache = this.options.cache!;
-    const format = this.options.formats[kind];
-    const name: EntryName = { kind };
-    const bytes = await cache.get(key, name);
-    if (!bytes) return null;
-    try {
-      if ((await format.violation(bytes)) !== null) throw new Error('refused by its format');
-      return await read(format, bytes);
-    } catch {
-      cache.discard(key, name);
-      return null;
-    }
+  /** A cache hit's job shows the picture and matte the asset was made from, when the cache kept them. */
+  private async showPictures(key: string, job: JobHandle): Promise<void> {
+    for (const { name, image } of await this.cache!.pictures(key)) job.progress.intermediate({ name, image }, 0);
   }
 
   private async generateOrForward(
     request: AnswerRequest,
+    task: Task,
     mesh: boolean,
     settings: JobSettings,
     job: JobHandle,
     signal: AbortSignal,
+    options: AnswerOptions,
   ): Promise<{ outcome: Outcome } | { forwarded: ForwardedAnswer }> {
     const { service, burst } = this.options;
     try {
       const outcome = await service.generate({
-        job: { id: job.id, task: request.task, seed: request.seed, delivery: request.delivery, ...(mesh && { mesh }) },
-        // The answer is held (see answer()): a shutdown that began since must still let it through.
+        job: { id: job.id, task, seed: request.seed, delivery: request.delivery, ...(mesh && { mesh }) },
+        // The answer is held (see submit()): a shutdown that began since must still let it through.
         held: true,
         priority: request.priority,
         settings,
@@ -341,8 +332,8 @@ export class AnswerPath {
       });
       return { outcome };
     } catch (err) {
-      if (!(err instanceof BusyError) || !request.forward || !burst?.enabled) throw err;
-      const forwarded = await burst.forward(request.forward, signal);
+      if (!(err instanceof BusyError) || !options.forward || !burst?.enabled) throw err;
+      const forwarded = await burst.forward(options.forward, signal);
       if (!forwarded) throw err;
       return { forwarded };
     }
@@ -376,18 +367,18 @@ export class AnswerPath {
     // The check of 13 MB reads it all: on a turn of its own, apart from the encoding.
     await nextTurn();
     report.timings[name] = Math.round(((report.timings[name] ?? 0) + performance.now() - start) * 10) / 10;
-    const violation = await format.violation(bytes);
+    const violation = await format.violation(bytes, spec);
     if (violation) throw new AssetRefusedError(`refusing to serve a ${format.name} artefact that breaks its rules: ${violation}`);
     return { spec, format, bytes };
   }
 
   /**
-   * Encodes, checks and caches the asset's PLY, a mesh job's GLB, the picture and matte it was made from, and
-   * the report. Returns those that passed
-   * their checks (one refused is logged and left out: a request that asked for it encodes it again, and is
-   * refused, on its own). Nothing is cached when the PLY is refused.
+   * Encodes and checks the asset's PLY and a mesh job's GLB, and leaves them in the cache with the pictures it
+   * was made from and its report. Returns those that passed their checks (one refused is logged and left out: a
+   * request that asked for it encodes it again, and is refused, on its own). Nothing is cached when the PLY is
+   * refused.
    */
-  private async cacheGeometry(
+  private async keepAsset(
     key: string,
     asset: Asset,
     request: AnswerRequest,
@@ -406,70 +397,22 @@ export class AnswerPath {
         if (format === 'ply') return [];
       }
     }
-    await this.storePictures(key, job, request.task);
-    // The report goes last: an entry is only ever found with the report that describes it.
-    await this.store(key, geometry, settings, stored);
+    const pictures = (['image', 'matte'] as const).map((name) => ({ name, image: this.intermediate(job.id, name) ?? undefined }));
+    await this.cache!.keepAsset(key, geometry, settings, stored, request.task, pictures);
     return geometry;
-  }
-
-  /** Caches the job's picture and matte (an image task's picture is its own image, which a hit has again). */
-  private async storePictures(key: string, job: JobHandle, task: Task): Promise<void> {
-    const cache = this.options.cache!;
-    try {
-      for (const name of ['image', 'matte'] as const) {
-        if (name === 'image' && task.kind === 'image') continue;
-        const picture = this.options.jobs.intermediate(job.id, name);
-        if (picture && 'data' in picture) await cache.put(key, PICTURES[name], await encodePng(picture));
-      }
-    } catch (err) {
-      this.options.logger?.warn({ err: (err as Error).message }, 'cache write failed');
-    }
-  }
-
-  /** A cache hit's job shows the picture and matte the asset was made from, when the cache kept them. */
-  private async showCachedPictures(key: string, job: JobHandle): Promise<void> {
-    const cache = this.options.cache!;
-    for (const name of ['image', 'matte'] as const) {
-      const bytes = await cache.get(key, PICTURES[name]);
-      if (!bytes) continue;
-      try {
-        job.progress.intermediate({ name, image: await decodeImage(bytes, PICTURE_LIMITS) }, 0);
-      } catch {
-        cache.discard(key, PICTURES[name]);
-      }
-    }
-  }
-
-  /** Caches checked artefacts (and the report); a failed write is logged, never the request's failure. */
-  private async store(key: string, artefacts: Delivered[], settings: JobSettings, stored?: StoredReport): Promise<void> {
-    const cache = this.options.cache!;
-    try {
-      for (const a of artefacts) await cache.put(key, this.entryName(a.spec, settings), a.bytes);
-      if (stored) await cache.put(key, REPORT_ENTRY, new TextEncoder().encode(JSON.stringify(stored)));
-    } catch (err) {
-      this.options.logger?.warn({ err: (err as Error).message }, 'cache write failed');
-    }
-  }
-
-  private artefactRef(a: Delivered, key: string | undefined, settings: JobSettings) {
-    const cache = this.options.cache;
-    const name = this.entryName(a.spec, settings);
-    // With a cache the registry reads the bytes from it; without one it holds them.
-    const held = cache && key !== undefined ? null : a.bytes;
-    return {
-      name: a.spec.format,
-      contentType: a.format.contentType,
-      extension: a.format.extension,
-      bytes: a.bytes.length,
-      held: held !== null,
-      read: async () => held ?? (await cache!.get(key!, name)),
-    };
   }
 }
 
-/** A job's title when its request gives none: the prompt's first words, or the image's size. */
-function titleOf(task: Task): string {
-  return task.kind === 'text' ? task.prompt.slice(0, 80) : `image ${task.image.width}×${task.image.height}`;
+/** An artefact the registry holds itself, when there is no cache to read it back from. */
+function heldRef(a: Delivered): ArtefactRef {
+  return {
+    name: a.spec.format,
+    contentType: a.format.contentType,
+    extension: a.format.extension,
+    bytes: a.bytes.length,
+    held: true,
+    read: async () => a.bytes,
+  };
 }
 
 /** The image itself when its longest side is within `side`, else a copy scaled down to it. */

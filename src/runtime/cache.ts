@@ -17,13 +17,13 @@ import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { open, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
-import type { Delivery, Task } from '../pipelines/job.js';
+import type { Delivery } from '../pipelines/job.js';
 import { sha256, stableJson } from '../pipelines/settings.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
 
 /** File kinds of entries: the extension of their files. */
-export const ENTRY_KINDS = ['ply', 'spz', 'glb', 'mp4', 'png', 'json'] as const;
+export const ENTRY_KINDS = ['ply', 'spz', 'glb', 'mp4', 'png', 'json', 'zip'] as const;
 export type EntryKind = (typeof ENTRY_KINDS)[number];
 
 /**
@@ -34,6 +34,9 @@ export interface EntryName {
   kind: EntryKind;
   variant?: string;
 }
+
+/** What a request's content is to the cache: its text, or the digest of its image's bytes. */
+export type CacheContent = { kind: 'text'; prompt: string } | { kind: 'image'; digest: string };
 
 export interface CacheOptions {
   directory: string;
@@ -81,11 +84,16 @@ export class ResultCache {
    * The key of a request: content, seed, delivery and settings fingerprint (the job's, when it runs with other
    * settings than the cache's own). Artefacts and declines hang off it.
    */
-  requestKey(task: Task, seed: number, delivery?: Delivery, settings = this.options.fingerprint): string {
+  requestKey(task: CacheContent, seed: number, delivery?: Delivery, settings = this.options.fingerprint): string {
     const content = task.kind === 'text' ? `text:${sha256(task.prompt.trim())}` : `image:${task.digest}`;
     // The newer contract gets another frame and best-effort answers: never serve one contract's bytes to the other.
     const how = delivery ? stableJson(delivery) : 'legacy';
     return sha256(`fast3d-request\n${content}\n${seed}\n${how}\n${settings}`);
+  }
+
+  /** Whether an entry is indexed, without reading it: what `get` finds unless the entry turns out corrupt. */
+  has(requestKey: string, artefact: EntryName): boolean {
+    return this.index.has(entryKey(requestKey, artefact));
   }
 
   /** The cached bytes of one artefact of a request, or null (missing, or corrupt and now dropped). */

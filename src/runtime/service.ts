@@ -190,10 +190,7 @@ export class GenerationService {
     const allReady = Object.values(health.stages).every((s) => s.ready);
     if (!allReady || (health.status !== 'ok' && !request.held)) {
       metrics?.refusal('not_ready');
-      const missing = Object.entries(health.stages)
-        .filter(([, s]) => !s.ready)
-        .map(([name, s]) => `${name} (${s.backend}): ${s.detail ?? 'not ready'}`);
-      throw new NotReadyError(`service is ${health.status}: ${missing.join('; ')}`);
+      throw notReady(health);
     }
     // The miner drops an answer that comes too late; people and pregeneration would rather wait.
     const deadlineMs = priority === 'contract' ? this.deadlineMs : Infinity;
@@ -251,6 +248,29 @@ export class GenerationService {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * What a new job of `priority` would be refused with now, before any work, or null: not ready, its class's
+   * queue full (unless the caller has somewhere else to send it), or, for a job that renders, the video line
+   * full. The job itself is admitted (or refused after all) by generate().
+   */
+  refusal(priority: Priority, options: { rendered: boolean; mayOverflow?: boolean }): Error | null {
+    if (this.admission.isClosed) return new ShuttingDownError('service is shutting down; no new jobs are admitted');
+    const health = this.health();
+    if (health.status !== 'ok') {
+      this.options.metrics?.refusal('not_ready');
+      return notReady(health);
+    }
+    if (!options.mayOverflow && this.admission.isFull(priority)) {
+      this.options.metrics?.refusal('queue_full');
+      return new BusyError(
+        `busy: the ${priority} queue is full`,
+        this.retryAfter(this.admission.estimatedWaitMs(priority) || (this.admission.meanJobMs() ?? 0)),
+      );
+    }
+    if (options.rendered && this.videos.full) return new BusyError('busy: the video queue is full', this.retryAfterS);
+    return null;
   }
 
   /**
@@ -366,4 +386,12 @@ function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
       },
     );
   });
+}
+
+/** Not ready, naming each stage that is not and why. */
+function notReady(health: Health): NotReadyError {
+  const missing = Object.entries(health.stages)
+    .filter(([, s]) => !s.ready)
+    .map(([name, s]) => `${name} (${s.backend}): ${s.detail ?? 'not ready'}`);
+  return new NotReadyError(`service is ${health.status}${missing.length ? `: ${missing.join('; ')}` : ''}`);
 }
