@@ -9,8 +9,6 @@ import { MAX_SEED } from '../pipelines/seed.js';
 
 /** What a job delivers when the request names no outputs: the viewer's SPZ, the PLY, the validator's views. */
 export const DEFAULT_OUTPUTS = ['ply', 'spz', 'views'] as const;
-/** Side of a turntable video when `videoSize` is absent: small, since a video costs every render worker. */
-export const DEFAULT_VIDEO_SIZE = 512;
 export const VIEW_SIZE = { min: 64, max: 512, default: 256 };
 
 export const OutputName = z
@@ -47,7 +45,7 @@ export const JobRequest = z
       .min(VIDEO_RES.min)
       .max(VIDEO_RES.max)
       .optional()
-      .describe(`Side of the mp4 in pixels (default ${DEFAULT_VIDEO_SIZE}; odd sides are rounded down).`),
+      .describe("Side of the mp4 in pixels (default: the preset's render.video_res, as on every route; odd sides are rounded down)."),
     viewSize: z
       .number()
       .int()
