@@ -321,6 +321,9 @@ class JobPanel {
   }
 }
 
+/** Side of the videos the studio asks for. */
+const STUDIO_VIDEO_SIZE = 512;
+
 const EXTENSIONS = { ply: '.ply', spz: '.spz', glb: '.glb', mp4: '.mp4', views: '.png' };
 
 /** Downloads through fetch, so the token travels in its header rather than the URL. */
@@ -399,8 +402,11 @@ $('#job-form').addEventListener('submit', async (e) => {
     $('#prompt').focus();
     return;
   }
+  const outputs = ['spz', ...[...document.querySelectorAll('input[name=out]:checked')].map((i) => i.value)];
   const base = {
-    outputs: ['spz', ...[...document.querySelectorAll('input[name=out]:checked')].map((i) => i.value)],
+    outputs,
+    // A studio video is for a look in the page: smaller than a preset's, which is sized for the validator.
+    videoSize: outputs.includes('mp4') ? STUDIO_VIDEO_SIZE : undefined,
     preset: $('#preset').value || undefined,
     seed: $('#seed').value === '' ? undefined : Number($('#seed').value),
   };
