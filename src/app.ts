@@ -123,7 +123,7 @@ export function createApp(answers: AnswerPath, options: AppOptions): Hono<Env> {
     return errorResponse(new HttpError(500, `internal error: ${(err as Error).message}`));
   });
 
-  // Which paths need the token is http/auth.ts's PROTECTED_PATHS; /health, /ping (and by default /metrics) stay open.
+  // Every path needs the token but http/auth.ts's OPEN_PATHS: /health, /ping, the studio's files (and by default /metrics).
   if (options.authToken) app.use(bearerAuth(options.authToken, { metrics: options.metricsAuth }));
 
   const limitBody = bodyLimit({

@@ -76,10 +76,43 @@ describe('bearer auth on the generate routes', () => {
     expect(() => compose(testConfig({ server: { metrics_auth: 'token' } }), { env: {} })).toThrow(/auth.enabled/);
   });
 
-  it('keeps the rule of protected paths in one table', () => {
-    for (const path of ['/generate', '/generate/', '/generate_video', '/generate_video/', '/generate_anything'])
+  it('keeps the open paths in one table: every other path, a new route too, needs the token', () => {
+    for (const path of [
+      '/generate',
+      '/generate/',
+      '/generate_video',
+      '/generate_video/',
+      '/generate_anything',
+      '/generated',
+      '/mcp',
+      '/api/v1/jobs',
+      '/api/v2/anything',
+      '/studiox',
+      '/healthz',
+    ])
       expect(needsAuth(path), path).toBe(true);
-    for (const path of ['/health', '/ping', '/metrics', '/generated', '/']) expect(needsAuth(path), path).toBe(false);
+    for (const path of [
+      '/health',
+      '/health/',
+      '/ping',
+      '/metrics',
+      '/',
+      '/studio',
+      '/studio/',
+      '/studio/studio.js',
+      '/studio/vendor/three/build/three.module.js',
+      '/api/v1/openapi.json',
+    ])
+      expect(needsAuth(path), path).toBe(false);
     expect(needsAuth('/metrics', { metrics: true })).toBe(true);
+  });
+
+  it('protects a route the table has never heard of, over HTTP', async () => {
+    const s = await start({ enabled: true, token: 'inline-token' });
+    // No such route: still 401 before the 404, so nothing about the server's routes is told without the token.
+    const unknown = await fetch(`${s.url}/some/new/route`);
+    expect(unknown.status).toBe(401);
+    expect((await fetch(`${s.url}/some/new/route`, { headers: { Authorization: 'Bearer inline-token' } })).status).toBe(404);
+    expect((await fetch(`${s.url}/studio`)).status).toBe(200);
   });
 });

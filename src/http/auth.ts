@@ -8,11 +8,13 @@ import { HttpError } from '../contract/errors.js';
 import { errorResponse } from '../contract/responses.js';
 
 /**
- * Paths that need the token: "/x" covers /x and /x/...; "/x*" covers every path starting with "/x".
- * /health, /ping stay open for load balancers; /metrics is open unless server.metrics_auth is "token". The studio
- * page and /api/v1/openapi.json stay open (the page asks for the token).
+ * The paths open without the token, when auth is on; every other path needs it, so a new route is protected
+ * unless it is added here. "/x" is exactly /x (with or without a trailing slash); "/x/*" is every path under /x/.
+ * /health and /ping are for load balancers, the studio's page and static files ask for the token themselves, and
+ * the OpenAPI document describes the API to clients that then send it. /metrics is open unless server.metrics_auth
+ * is "token".
  */
-export const PROTECTED_PATHS: readonly string[] = ['/generate', '/generate_*', '/mcp', '/api/v1/jobs', '/api/v1/presets'];
+export const OPEN_PATHS: readonly string[] = ['/health', '/ping', '/', '/studio', '/studio/*', '/api/v1/openapi.json'];
 
 export interface AuthScope {
   /** Also protect GET /metrics (server.metrics_auth: token). */
@@ -20,8 +22,9 @@ export interface AuthScope {
 }
 
 export function needsAuth(path: string, scope: AuthScope = {}): boolean {
-  const paths = scope.metrics ? [...PROTECTED_PATHS, '/metrics'] : PROTECTED_PATHS;
-  return paths.some((p) => (p.endsWith('*') ? path.startsWith(p.slice(0, -1)) : path === p || path.startsWith(`${p}/`)));
+  const trimmed = path.length > 1 ? path.replace(/\/+$/, '') || '/' : path;
+  const open = scope.metrics ? OPEN_PATHS : [...OPEN_PATHS, '/metrics'];
+  return !open.some((p) => (p.endsWith('/*') ? trimmed.startsWith(p.slice(0, -1)) : trimmed === p));
 }
 
 const SCHEME = /^Bearer +/i;
