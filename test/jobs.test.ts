@@ -46,7 +46,7 @@ describe('the job registry', () => {
     // A live reader can take the raw cloud when it is shown.
     const rawCloud = (async () => {
       for await (const e of c.answers.events('job-a'))
-        if (e.type === 'intermediate' && e.name === 'cloud') return c.answers.intermediate('job-a', 'cloud') as { count: number };
+        if (e.type === 'intermediate' && e.name === 'cloud') return (await c.answers.intermediate('job-a', 'cloud')) as { count: number };
       return undefined;
     })();
     const answer = await answering;
@@ -82,7 +82,7 @@ describe('the job registry', () => {
     for (const e of events) if (e.type === 'stage' && e.phase === 'end') expect(e.ms).toBeGreaterThanOrEqual(0);
     expect(events.at(-1)).toMatchObject({ type: 'end', state: 'done' });
 
-    const view = c.answers.get('job-a')!;
+    const view = (await c.answers.get('job-a'))!;
     expect(view.state).toBe('done');
     expect(view.priority).toBe('interactive');
     expect(Object.keys(view.timings.stages)).toEqual(['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validate']);
@@ -90,20 +90,20 @@ describe('the job registry', () => {
     expect(view.report?.attempts[0].accepted).toBe(true);
     // The raw cloud was shown while the job ran; after its end only the pictures are kept (the asset is the artefact).
     expect(view.intermediates).toEqual(['image', 'matte']);
-    expect(c.answers.intermediate('job-a', 'cloud')).toBeNull();
+    expect(await c.answers.intermediate('job-a', 'cloud')).toBeNull();
     expect((await rawCloud)?.count).toBe(answer.gaussians);
     expect(view.artefacts).toEqual([
       { name: 'ply', contentType: 'application/octet-stream', extension: '.ply', bytes: answer.artefacts[0].bytes.length },
     ]);
 
     // The intermediates are real values: the picture, the framed matte (transparent border).
-    const picture = c.answers.intermediate('job-a', 'image') as { width: number; data: Uint8ClampedArray };
-    const matte = c.answers.intermediate('job-a', 'matte') as { width: number; data: Uint8ClampedArray };
+    const picture = (await c.answers.intermediate('job-a', 'image')) as { width: number; data: Uint8ClampedArray };
+    const matte = (await c.answers.intermediate('job-a', 'matte')) as { width: number; data: Uint8ClampedArray };
     expect(picture.width).toBe(512);
     expect(matte.width).toBe(518);
     expect(matte.data[3]).toBe(0);
     // The artefact reads back through the registry.
-    const read = await c.answers.artefact('job-a', 'ply')!.read();
+    const read = await (await c.answers.artefact('job-a', 'ply'))!.read();
     expect(Buffer.compare(read!, answer.artefacts[0].bytes)).toBe(0);
   });
 
@@ -127,15 +127,15 @@ describe('the job registry', () => {
       title: 't',
     });
     second.catch(() => undefined);
-    await until(() => c.answers.get('first')?.stage === 'image_to_3d');
+    await until(async () => (await c.answers.get('first'))?.stage === 'image_to_3d');
     const live = collect(c.answers.events('first'));
-    expect(c.answers.get('second')?.state).toBe('queued');
+    expect((await c.answers.get('second'))?.state).toBe('queued');
 
-    expect(c.answers.cancel('second')).toBe(true);
+    expect(await c.answers.cancel('second')).toBe(true);
     await expect(second).rejects.toThrow(/job second was cancelled/);
-    expect(c.answers.get('second')?.state).toBe('cancelled');
-    expect(c.answers.cancel('second')).toBe(false); // already ended
-    expect(c.answers.cancel('no-such-job')).toBe(false);
+    expect((await c.answers.get('second'))?.state).toBe('cancelled');
+    expect(await c.answers.cancel('second')).toBe(false); // already ended
+    expect(await c.answers.cancel('no-such-job')).toBe(false);
 
     expect((await first).kind).toBe('asset');
     const events = await live;
@@ -156,12 +156,12 @@ describe('the job registry', () => {
       title: 't',
     });
     running.catch(() => undefined);
-    await until(() => c.answers.get('long')?.stage === 'image_to_3d');
+    await until(async () => (await c.answers.get('long'))?.stage === 'image_to_3d');
     const started = performance.now();
-    c.answers.cancel('long');
+    await c.answers.cancel('long');
     await expect(running).rejects.toThrow(/cancelled/);
     expect(performance.now() - started).toBeLessThan(1000);
-    expect(c.answers.get('long')).toMatchObject({ state: 'cancelled', error: 'job long was cancelled' });
+    expect(await c.answers.get('long')).toMatchObject({ state: 'cancelled', error: 'job long was cancelled' });
     await sleep(0);
     expect(c.service.health().queue.running).toBe(0);
   });

@@ -95,7 +95,7 @@ describe('/mcp over Streamable HTTP', () => {
     expect(nonWhiteShare(image.data)).toBeGreaterThan(0.02);
 
     // The job ran as people's and agents' jobs do, and get_job reads it back.
-    expect(composed.answers.get(summary.job_id)?.priority).toBe('interactive');
+    expect((await composed.answers.get(summary.job_id))?.priority).toBe('interactive');
     const job = (await call('get_job', { job_id: summary.job_id })).structuredContent as {
       state: string;
       report: { attempts: unknown[] };
@@ -291,10 +291,10 @@ describe('/mcp over Streamable HTTP', () => {
       const pending = leaving
         .callTool({ name: 'generate_3d_asset', arguments: { prompt: 'a slow silver bell' } })
         .catch((err: Error) => err);
-      const running = () => composed.answers.list().find((j) => j.title === 'a slow silver bell');
-      await until(() => running()?.state === 'running');
+      const running = async () => (await composed.answers.list()).find((j) => j.title === 'a slow silver bell');
+      await until(async () => (await running())?.state === 'running');
       await leaving.close();
-      await until(() => running()?.state === 'cancelled');
+      await until(async () => (await running())?.state === 'cancelled');
       expect(await pending).toBeInstanceOf(Error);
     } finally {
       fakeOptions.textToImageMs = 0;

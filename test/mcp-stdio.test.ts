@@ -90,7 +90,7 @@ describe('fast3d mcp (stdio) against a running service', () => {
     expect(progress.at(-1)).toBe('done');
     const jobId = (result.structuredContent as { job_id: string }).job_id;
     // The job ran in the service the command forwards to.
-    expect(composed.answers.get(jobId)?.state).toBe('done');
+    expect((await composed.answers.get(jobId))?.state).toBe('done');
 
     const [link] = linksOf(result);
     expect(link.uri).toBe(`fast3d://jobs/${jobId}/ply`);

@@ -97,7 +97,7 @@ describe('presets over HTTP', () => {
       const file = await fetch(`${server.url}/generate`, { method: 'POST', body: form });
       expect(file.status).toBe(400);
       expect(await errorOf(file)).toMatch(/"preset" must be text, not a file/);
-      expect(server.answers.list()).toHaveLength(0); // refused before any job
+      expect(await server.answers.list()).toHaveLength(0); // refused before any job
     } finally {
       await server.close();
     }
@@ -123,7 +123,7 @@ describe('presets over HTTP', () => {
     try {
       const response = await post(server.url, { prompt: 'a green cone', seed: '4', preset: 'realtime' });
       await ply(response);
-      const job = server.answers.get(response.headers.get('x-request-id')!)!;
+      const job = (await server.answers.get(response.headers.get('x-request-id')!))!;
       expect(job.preset).toMatchObject({
         name: 'realtime',
         values: { pipeline: { retries: 0, max_gaussians: 60_000 }, text_to_image: { gpu_worker: { steps: 2 } } },

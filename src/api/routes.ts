@@ -46,8 +46,8 @@ export function jobApi(answers: AnswerPath, options: JobApiOptions): Hono {
     onError: () => errorResponse(new HttpError(413, `request body is larger than ${options.bodyLimitBytes} bytes`)),
   });
 
-  const jobOr404 = (id: string): JobView => {
-    const job = answers.get(id);
+  const jobOr404 = async (id: string): Promise<JobView> => {
+    const job = await answers.get(id);
     if (!job) throw new HttpError(404, `no job "${id.slice(0, 80)}" (unknown, or finished long enough ago to be forgotten)`);
     return job;
   };
@@ -62,33 +62,33 @@ export function jobApi(answers: AnswerPath, options: JobApiOptions): Hono {
     // Refused now (503 with Retry-After) what the job would be refused a moment later: a 202 means an admitted job.
     const { id, done } = await answers.submit(request);
     done.catch((err: Error) => options.logger?.info({ job: id, err: err.message }, 'job ended without an asset'));
-    const job = jobOr404(id);
+    const job = await jobOr404(id);
     return c.json({ id, state: job.state, links: links(id) }, 202, { Location: links(id).self });
   });
 
-  api.get('/jobs', (c) => {
+  api.get('/jobs', async (c) => {
     const raw = c.req.query('limit');
     const limit = raw === undefined ? 50 : decimalInteger(raw);
     if (limit === null || limit < 1 || limit > 100) throw new HttpError(400, 'limit must be a decimal integer from 1 to 100');
-    return c.json({ jobs: answers.list(limit).map(jobBody) });
+    return c.json({ jobs: (await answers.list(limit)).map(jobBody) });
   });
 
-  api.get('/jobs/:id', (c) => c.json(jobBody(jobOr404(c.req.param('id')))));
+  api.get('/jobs/:id', async (c) => c.json(jobBody(await jobOr404(c.req.param('id')))));
 
-  api.delete('/jobs/:id', (c) => {
-    const job = jobOr404(c.req.param('id'));
+  api.delete('/jobs/:id', async (c) => {
+    const job = await jobOr404(c.req.param('id'));
     if (!cancellable(job)) {
       throw new HttpError(
         409,
         `job ${job.id} is a ${job.priority} job: it belongs to a request on a generate route, whose client waits for its answer; it cannot be cancelled here (it ends with its request)`,
       );
     }
-    if (!answers.cancel(job.id)) throw new HttpError(409, `job ${job.id} has already ended (${job.state})`);
+    if (!(await answers.cancel(job.id))) throw new HttpError(409, `job ${job.id} has already ended (${job.state})`);
     return c.json({ id: job.id, state: 'cancelling', links: links(job.id) }, 202);
   });
 
-  api.get('/jobs/:id/events', (c) => {
-    const job = jobOr404(c.req.param('id'));
+  api.get('/jobs/:id/events', async (c) => {
+    const job = await jobOr404(c.req.param('id'));
     // An id is what the stream sent: its event's index, in decimal. None (or empty) replays from the start.
     const resume = c.req.header('last-event-id') ?? c.req.query('after');
     const after = resume === undefined || resume === '' ? -1 : decimalInteger(resume);
@@ -103,11 +103,11 @@ export function jobApi(answers: AnswerPath, options: JobApiOptions): Hono {
   });
 
   api.get('/jobs/:id/artifacts/:name', async (c) => {
-    const job = jobOr404(c.req.param('id'));
+    const job = await jobOr404(c.req.param('id'));
     const name = c.req.param('name');
     if (!(FORMAT_NAMES as readonly string[]).includes(name))
       throw new HttpError(404, `no artefact kind "${name.slice(0, 40)}"; kinds are ${FORMAT_NAMES.join(', ')}`);
-    const ref = answers.artefact(job.id, name);
+    const ref = await answers.artefact(job.id, name);
     if (!ref) {
       const made = job.artefacts.map((a) => a.name);
       throw new HttpError(
@@ -125,11 +125,11 @@ export function jobApi(answers: AnswerPath, options: JobApiOptions): Hono {
   });
 
   api.get('/jobs/:id/intermediates/:name', async (c) => {
-    const job = jobOr404(c.req.param('id'));
+    const job = await jobOr404(c.req.param('id'));
     const name = c.req.param('name');
     if (!(INTERMEDIATE_PICTURES as readonly string[]).includes(name))
       throw new HttpError(404, `no intermediate picture "${name.slice(0, 40)}"; they are ${INTERMEDIATE_PICTURES.join(', ')}`);
-    const item = answers.intermediate(job.id, name as 'image' | 'matte');
+    const item = await answers.intermediate(job.id, name as 'image' | 'matte');
     if (!item) throw new HttpError(404, `job ${job.id} has no ${name} (yet)`);
     const png = await encodePng(item as RgbaImage);
     return c.body(png as Uint8Array<ArrayBuffer>, 200, { 'Content-Type': 'image/png', 'Cache-Control': 'private, max-age=3600' });

@@ -121,7 +121,7 @@ export function createMcpServer(deps: McpDeps): McpServer {
       const { id, done } = await answers.submit(request);
       done.catch(() => {}); // awaited below; this keeps an early rejection from being reported as unhandled
       // A caller that goes away cancels its job by id, so the job reads "cancelled" afterwards.
-      const cancel = () => answers.cancel(id);
+      const cancel = () => void answers.cancel(id);
       if (extra.signal.aborted) cancel();
       else extra.signal.addEventListener('abort', cancel, { once: true });
       await reportProgress(answers.events(id, extra.signal), extra);
@@ -165,7 +165,7 @@ export function createMcpServer(deps: McpDeps): McpServer {
     'get_job',
     TOOLS.get_job,
     guarded('get_job', async ({ job_id }) => {
-      const view = answers.get(job_id);
+      const view = await answers.get(job_id);
       if (!view) throw new ToolInputError(`no job ${quoted(job_id, 80)} (unknown, or finished long enough ago to be forgotten)`);
       const job = jobSummary(view);
       return { content: [{ type: 'text', text: JSON.stringify(job) }], structuredContent: job };
@@ -176,7 +176,7 @@ export function createMcpServer(deps: McpDeps): McpServer {
     'list_recent_assets',
     TOOLS.list_recent_assets,
     guarded('list_recent_assets', async ({ limit }) => {
-      const assets = recentAssets(answers, limit ?? DEFAULT_LIST_LIMIT);
+      const assets = await recentAssets(answers, limit ?? DEFAULT_LIST_LIMIT);
       const listed = assets.map((v) => ({
         job_id: v.id,
         title: v.title,
@@ -241,11 +241,11 @@ export function createMcpServer(deps: McpDeps): McpServer {
 
   server.registerResource(
     'artefact',
-    new ResourceTemplate(ARTEFACT_URI_TEMPLATE, { list: async () => ({ resources: artefactResources(answers) }) }),
+    new ResourceTemplate(ARTEFACT_URI_TEMPLATE, { list: async () => ({ resources: await artefactResources(answers) }) }),
     { title: 'Job artefact', description: 'An artefact of a finished job: ply, spz, glb, mp4 or views (PNG).' },
     async (uri): Promise<ReadResourceResult> => {
       const parsed = parseArtefactUri(uri.href);
-      const ref = parsed && answers.artefact(parsed.jobId, parsed.artefact);
+      const ref = parsed && (await answers.artefact(parsed.jobId, parsed.artefact));
       if (!parsed || !ref) throw new Error(clipped(`no artefact at ${uri.href}`));
       const bytes = await ref.read();
       if (!bytes) throw new Error(clipped(`the bytes of ${uri.href} are no longer available`));
@@ -380,15 +380,12 @@ function jobSummary(view: JobView) {
   };
 }
 
-function recentAssets(answers: AnswerPath, limit: number): JobView[] {
-  return answers
-    .list(Number.MAX_SAFE_INTEGER)
-    .filter((v) => v.state === 'done' && v.artefacts.length > 0)
-    .slice(0, limit);
+async function recentAssets(answers: AnswerPath, limit: number): Promise<JobView[]> {
+  return (await answers.list(Number.MAX_SAFE_INTEGER)).filter((v) => v.state === 'done' && v.artefacts.length > 0).slice(0, limit);
 }
 
-function artefactResources(answers: AnswerPath): Resource[] {
-  return recentAssets(answers, 100).flatMap((v) =>
+async function artefactResources(answers: AnswerPath): Promise<Resource[]> {
+  return (await recentAssets(answers, 100)).flatMap((v) =>
     v.artefacts.map((a) => ({
       uri: artefactUri(v.id, a.name),
       name: `${v.id}${a.extension}`,
@@ -518,9 +515,9 @@ function artefactOfUri(uri: string): { jobId: string; artefact: string } {
 }
 
 async function artefactBytes(jobId: string, artefact: string, deps: McpDeps): Promise<Uint8Array> {
-  const view = deps.answers.get(jobId);
+  const view = await deps.answers.get(jobId);
   if (!view) throw new ToolInputError(`no job ${quoted(jobId, 80)} (unknown, or finished long enough ago to be forgotten)`);
-  const ref = deps.answers.artefact(jobId, artefact);
+  const ref = await deps.answers.artefact(jobId, artefact);
   if (!ref)
     throw new ToolInputError(
       `job ${jobId} (${view.state}) has no ${artefact} artefact${view.artefacts.length ? ` (it has: ${view.artefacts.map((a) => a.name).join(', ')})` : ''}`,

@@ -153,12 +153,12 @@ export class AnswerPath {
   }
 
   /** A job as readers see it, or null (unknown, or forgotten). */
-  get(id: string): JobView | null {
+  async get(id: string): Promise<JobView | null> {
     return this.options.jobs.get(id) ?? null;
   }
 
   /** Recent jobs, newest first. */
-  list(limit = 50): JobView[] {
+  async list(limit = 50): Promise<JobView[]> {
     return this.options.jobs.list(limit);
   }
 
@@ -168,18 +168,18 @@ export class AnswerPath {
   }
 
   /** Cancels a job by id; false when it has already ended (or is unknown). */
-  cancel(id: string): boolean {
+  async cancel(id: string): Promise<boolean> {
     return this.options.jobs.cancel(id);
   }
 
-  artefact(id: string, name: string): ArtefactRef | null {
+  async artefact(id: string, name: string): Promise<ArtefactRef | null> {
     return this.options.jobs.artefact(id, name) ?? null;
   }
 
   /** A picture (the image, the matte) or the raw cloud of a job, as soon as it exists. */
-  intermediate(id: string, name: 'image' | 'matte'): RgbaImage | null;
-  intermediate(id: string, name: 'cloud'): GaussianCloud | null;
-  intermediate(id: string, name: 'image' | 'matte' | 'cloud'): RgbaImage | GaussianCloud | null {
+  async intermediate(id: string, name: 'image' | 'matte'): Promise<RgbaImage | null>;
+  async intermediate(id: string, name: 'cloud'): Promise<GaussianCloud | null>;
+  async intermediate(id: string, name: 'image' | 'matte' | 'cloud'): Promise<RgbaImage | GaussianCloud | null> {
     return this.options.jobs.intermediate(id, name) ?? null;
   }
 
@@ -397,7 +397,10 @@ export class AnswerPath {
         if (format === 'ply') return [];
       }
     }
-    const pictures = (['image', 'matte'] as const).map((name) => ({ name, image: this.intermediate(job.id, name) ?? undefined }));
+    const pictures = (['image', 'matte'] as const).map((name) => {
+      const image = this.options.jobs.intermediate(job.id, name);
+      return { name, image: image && 'data' in image ? image : undefined };
+    });
     await this.cache!.keepAsset(key, geometry, settings, stored, request.task, pictures);
     return geometry;
   }
