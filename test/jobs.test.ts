@@ -35,7 +35,8 @@ describe('the job registry', () => {
   it('reports ordered stage events with timings, and the picture, matte and cloud as they appear', async () => {
     const c = build();
     await c.service.start();
-    const answering = c.answers.answer({
+    // Submitted: registered by the time its id comes back, so its events can be followed from there.
+    const { done: answering } = await c.answers.submit({
       id: 'job-a',
       task: text('a red wooden chair'),
       seed: 5,

@@ -14,7 +14,7 @@ import { renderFingerprint } from '../pipelines/settings.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { rotateCloud, transpose } from '../splat/frame.js';
 import { specKey, type ArtefactSpec, type Format, type FormatRegistry } from '../formats/registry.js';
-import type { EntryKind, EntryName, ResultCache } from './cache.js';
+import type { CacheBackend, EntryKind, EntryName } from './cache.js';
 import type { ArtefactRef } from './jobs.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -55,7 +55,7 @@ const PICTURE_LIMITS = { maxPixels: 4096 * 4096, minSide: 1 };
 
 export class AnswerCache {
   constructor(
-    private readonly cache: ResultCache,
+    private readonly cache: CacheBackend,
     private readonly formats: FormatRegistry,
     private readonly logger?: Logger,
     private readonly metrics?: Metrics,
@@ -66,14 +66,21 @@ export class AnswerCache {
     return this.cache.requestKey(request.task, request.seed, request.delivery, mesh ? `${preset.fingerprint}:mesh` : preset.fingerprint);
   }
 
-  /** Whether the cache holds this whole answer, or remembers its decline (read nothing yet). */
-  holds(key: string, wants: readonly ArtefactSpec[], settings: JobSettings): boolean {
-    if (this.cache.declined(key) !== null) return true;
-    return this.cache.has(key, REPORT_ENTRY) && wants.every((spec) => this.cache.has(key, this.entryName(spec, settings)));
+  /** The cache entry an artefact of a request is kept under (a shared store reads it back by this name). */
+  entryOf(spec: ArtefactSpec, settings: JobSettings): EntryName {
+    return this.entryName(spec, settings);
   }
 
-  declined(key: string, label: string): string | null {
-    const reason = this.cache.declined(key);
+  /** Whether the cache holds this whole answer, or remembers its decline (read nothing yet). */
+  async holds(key: string, wants: readonly ArtefactSpec[], settings: JobSettings): Promise<boolean> {
+    if ((await this.cache.declined(key)) !== null) return true;
+    if (!(await this.cache.has(key, REPORT_ENTRY))) return false;
+    for (const spec of wants) if (!(await this.cache.has(key, this.entryName(spec, settings)))) return false;
+    return true;
+  }
+
+  async declined(key: string, label: string): Promise<string | null> {
+    const reason = await this.cache.declined(key);
     if (reason !== null) this.metrics?.cacheLookup(label, 'decline_hit');
     return reason;
   }

@@ -24,7 +24,7 @@ import type { ArtefactSpec, Asset, Format, FormatRegistry } from '../formats/reg
 import { nextTurn } from '../turns.js';
 import { AnswerCache, type Delivered, type StoredReport } from './answer-cache.js';
 import type { Burst, ForwardedAnswer } from './burst.js';
-import type { ResultCache } from './cache.js';
+import type { CacheBackend } from './cache.js';
 import type { InputStore } from './inputs.js';
 import type { ArtefactRef, JobEvent, JobHandle, JobRegistry, JobView } from './jobs.js';
 import type { Logger } from './log.js';
@@ -65,7 +65,7 @@ export interface AnswerPathOptions {
   presets: Presets;
   /** Where the images of requests wait for their jobs. */
   inputs: InputStore;
-  cache?: ResultCache;
+  cache?: CacheBackend;
   burst?: Burst;
   metrics?: Metrics;
   logger?: Logger;
@@ -103,7 +103,7 @@ export class AnswerPath {
    * unless the cache holds its whole answer, not ready, its class's queue full (not when a burst peer may take
    * it) or, when it renders, the video line full. A 202 or an answer therefore always means an admitted job.
    */
-  admissible(request: AnswerRequest, options: AnswerOptions = {}): void {
+  async admissible(request: AnswerRequest, options: AnswerOptions = {}): Promise<void> {
     if (!request.wants.length) throw new RangeError('an answer needs at least one artefact');
     const { service } = this.options;
     if (!service.accepting) throw new ShuttingDownError('service is shutting down; no new jobs are admitted');
@@ -111,7 +111,7 @@ export class AnswerPath {
     const meshes = mesh ? service.pipeline.meshReadiness() : null;
     if (meshes && !meshes.ready) throw new MeshUnsupportedError(`this service cannot make meshes (${meshes.detail}): ask for ply or spz`);
     const preset = this.options.presets.resolve(request.preset);
-    if (this.cache?.holds(this.cache.key(request, preset, mesh), request.wants, preset.settings)) return;
+    if (this.cache && (await this.cache.holds(this.cache.key(request, preset, mesh), request.wants, preset.settings))) return;
     const rendered = request.wants.some((w) => this.format(w).kind === 'render');
     const refusal = service.refusal(request.priority, { rendered, mayOverflow: !!options.forward && !!this.options.burst?.enabled });
     if (refusal) throw refusal;
@@ -122,9 +122,8 @@ export class AnswerPath {
    * as soon as it is registered, the answer to come beside it. The request's input image is let go at its end.
    */
   async submit(request: AnswerRequest, options: AnswerOptions = {}): Promise<Submitted> {
-    // Synchronous up to the hold: the job is registered by the time this call returns its promise.
     try {
-      this.admissible(request, options);
+      await this.admissible(request, options);
     } catch (err) {
       this.release(request);
       throw err;
@@ -148,8 +147,8 @@ export class AnswerPath {
    * CancelledError, the backends' errors, and AssetRefusedError when a made artefact fails its format's check
    * (never returned, never cached).
    */
-  answer(request: AnswerRequest, options: AnswerOptions = {}): Promise<Answer> {
-    return this.submit(request, options).then((submitted) => submitted.done);
+  async answer(request: AnswerRequest, options: AnswerOptions = {}): Promise<Answer> {
+    return (await this.submit(request, options)).done;
   }
 
   /** A job as readers see it, or null (unknown, or forgotten). */
@@ -219,7 +218,7 @@ export class AnswerPath {
       // An image task's picture is the image it was sent: its job shows it as a text task's shows the generated one.
       if (task.kind === 'image') job.progress.intermediate({ name: 'image', image: await shrunk(task.image, PICTURE_SIDE) }, 0);
       if (cache && key !== undefined) {
-        const reason = cache.declined(key, request.wants[0].format);
+        const reason = await cache.declined(key, request.wants[0].format);
         if (reason !== null) {
           job.end('declined', { reason, cached: true });
           return { kind: 'declined', jobId: job.id, preset: preset.name, reason, report: null, cache: 'decline-hit' };

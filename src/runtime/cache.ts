@@ -38,6 +38,20 @@ export interface EntryName {
 /** What a request's content is to the cache: its text, or the digest of its image's bytes. */
 export type CacheContent = { kind: 'text'; prompt: string } | { kind: 'image'; digest: string };
 
+/**
+ * What the answer path needs of a result cache: this file's (one node, an index in memory, LRU eviction) or the
+ * shared store's (store-cache.ts: every node sees every entry). Reads and the decline memory may be asynchronous.
+ */
+export interface CacheBackend {
+  requestKey(task: CacheContent, seed: number, delivery: Delivery | undefined, settings: string): string;
+  has(requestKey: string, artefact: EntryName): boolean | Promise<boolean>;
+  get(requestKey: string, artefact: EntryName): Promise<Uint8Array | null>;
+  put(requestKey: string, artefact: EntryName, bytes: Uint8Array): Promise<void>;
+  discard(requestKey: string, artefact: EntryName): void;
+  declined(requestKey: string): string | null | Promise<string | null>;
+  rememberDecline(requestKey: string, reason: string): void;
+}
+
 export interface CacheOptions {
   directory: string;
   maxBytes: number;
@@ -65,7 +79,7 @@ const TMP = '.tmp';
 const MAX_DECLINES = 10_000;
 const TOUCH_INTERVAL_MS = 60_000;
 
-export class ResultCache {
+export class ResultCache implements CacheBackend {
   /** Insertion order is recency order: the first entry is the least recently used. */
   private readonly index = new Map<string, Entry>();
   private readonly declines = new Map<string, { reason: string; until: number }>();
@@ -85,10 +99,7 @@ export class ResultCache {
    * settings than the cache's own). Artefacts and declines hang off it.
    */
   requestKey(task: CacheContent, seed: number, delivery?: Delivery, settings = this.options.fingerprint): string {
-    const content = task.kind === 'text' ? `text:${sha256(task.prompt.trim())}` : `image:${task.digest}`;
-    // The newer contract gets another frame and best-effort answers: never serve one contract's bytes to the other.
-    const how = delivery ? stableJson(delivery) : 'legacy';
-    return sha256(`fast3d-request\n${content}\n${seed}\n${how}\n${settings}`);
+    return requestKey(task, seed, delivery, settings);
   }
 
   /** Whether an entry is indexed, without reading it: what `get` finds unless the entry turns out corrupt. */
@@ -292,7 +303,19 @@ async function readWhole(path: string, size: number): Promise<Buffer> {
   }
 }
 
-function entryKey(requestKey: string, artefact: EntryName): string {
+/** An entry's key: the request's key and the entry's kind and variant, hashed. */
+export function entryKey(requestKey: string, artefact: EntryName): string {
   const descriptor = artefact.variant === undefined ? artefact.kind : `${artefact.kind}:${artefact.variant}`;
   return sha256(`${requestKey}\n${descriptor}`);
+}
+
+/**
+ * The key of a request: content, seed, delivery and settings fingerprint (the job's). Artefacts and declines hang
+ * off it, in whichever cache.
+ */
+export function requestKey(task: CacheContent, seed: number, delivery: Delivery | undefined, settings: string): string {
+  const content = task.kind === 'text' ? `text:${sha256(task.prompt.trim())}` : `image:${task.digest}`;
+  // The newer contract gets another frame and best-effort answers: never serve one contract's bytes to the other.
+  const how = delivery ? stableJson(delivery) : 'legacy';
+  return sha256(`fast3d-request\n${content}\n${seed}\n${how}\n${settings}`);
 }
