@@ -12,10 +12,11 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { compose } from '../src/compose.js';
+import { compose, configSettings } from '../src/compose.js';
 import { parseConfig } from '../src/config/load.js';
 import type { RgbaImage } from '../src/image/rgba.js';
 import { createStages } from '../src/pipelines/backends.js';
+import { standaloneContext } from '../src/pipelines/context.js';
 import type { Stages } from '../src/pipelines/stages.js';
 import { PreviewTextToImage } from '../src/pipelines/text-to-image/preview.js';
 import { allocateCloud, GAUSSIAN_PROPERTIES, type GaussianCloud } from '../src/splat/cloud.js';
@@ -50,7 +51,7 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 async function benchStages(options: { textToImageMs: number; imageTo3dMs: number; cloud: GaussianCloud }): Promise<Partial<Stages>> {
   const config = parseConfig({});
   const real = createStages(config);
-  const picture = await new PreviewTextToImage({ size: config.pipeline.image_size, lightJitter: 0 }).generate('a red box', 1);
+  const picture = await new PreviewTextToImage({ lightJitter: 0 }).generate('a red box', 1, standaloneContext(configSettings(config)));
   const ready = () => ({ ready: true });
   return {
     textToImage: {

@@ -22,8 +22,9 @@ import sharp from 'sharp';
 import { loadConfig } from '../src/config/load.js';
 import { decodeImage, encodePng } from '../src/image/codec.js';
 import { hasTransparency, type RgbaImage } from '../src/image/rgba.js';
-import { defaultStageDeps } from '../src/compose.js';
+import { configSettings, defaultStageDeps } from '../src/compose.js';
 import { createStages } from '../src/pipelines/backends.js';
+import { standaloneContext } from '../src/pipelines/context.js';
 import { normalise } from '../src/pipelines/generate.js';
 import { GpuWorkerClient } from '../src/runtime/gpu-client.js';
 import { allocateCloud, type GaussianCloud } from '../src/splat/cloud.js';
@@ -105,7 +106,10 @@ async function main(): Promise<number> {
     }
     const stages = createStages(config, defaultStageDeps(config));
     await stages.matting.init?.();
-    const framed = await stages.matting.matte({ image: picture, fromUser: Boolean(values.image) && hasTransparency(picture) });
+    const framed = await stages.matting.matte(
+      { image: picture, fromUser: Boolean(values.image) && hasTransparency(picture) },
+      standaloneContext(configSettings(config)),
+    );
     await stages.matting.close?.();
     if (!framed) throw new Error('the matting found no object in the picture');
     const framedPng = await encodePng(framed);

@@ -173,10 +173,6 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
       lockModelsOnGpu: false,
       views: 4,
       viewSize: 32,
-      minSimilarity: 0.24,
-      minGeomeanCosine: 0.2,
-      minImageSimilarity: 0.75,
-      minAesthetic: 4.5,
       textCache: 8,
       runner: workerModels(),
       ...overrides,
@@ -207,7 +203,11 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
 
     const cloud = flatCloud(8000, [0.8, 0.3, 0.2]);
     const prompt = 'a red Cat';
-    const checks = await clip.validate({ job: textJob(prompt), cloud, image: { width: 1, height: 1, data: new Uint8ClampedArray(4) } });
+    // The thresholds are the job's: the config's defaults.
+    const checks = await clip.validate(
+      { job: textJob(prompt), cloud, image: { width: 1, height: 1, data: new Uint8ClampedArray(4) } },
+      jobContext(),
+    );
     expect(renderer.calls).toEqual([{ count: 4, size: 32 }]);
 
     expectTextChecks(checks, prompt, cloud);
@@ -245,11 +245,14 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     let longest: number;
     let took: number;
     try {
-      const checks = await clip.validate({
-        job: textJob('a red Cat'),
-        cloud,
-        image: { width: 1, height: 1, data: new Uint8ClampedArray(4) },
-      });
+      const checks = await clip.validate(
+        {
+          job: textJob('a red Cat'),
+          cloud,
+          image: { width: 1, height: 1, data: new Uint8ClampedArray(4) },
+        },
+        jobContext(),
+      );
       expectTextChecks(checks, 'a red Cat', cloud);
     } finally {
       longest = loop.stop();
@@ -352,20 +355,20 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     await clip.init();
     const cloud = flatCloud(8000, [0.2, 0.6, 0.3]);
     const image = { width: 1, height: 1, data: new Uint8ClampedArray(4) };
-    const first = await clip.validate({ job: textJob('green tree'), cloud, image });
+    const first = await clip.validate({ job: textJob('green tree'), cloud, image }, jobContext());
     const textPasses = () => methods.filter((m) => m === 'embedText').length;
     expect(textPasses()).toBe(1);
-    const second = await clip.validate({ job: textJob('green tree'), cloud, image });
+    const second = await clip.validate({ job: textJob('green tree'), cloud, image }, jobContext());
     expect(textPasses()).toBe(1);
     expect(second).toEqual(first);
-    await clip.validate({ job: textJob('blue box'), cloud, image });
+    await clip.validate({ job: textJob('blue box'), cloud, image }, jobContext());
     expect(textPasses()).toBe(2);
     expect(methods.filter((m) => m === 'embedImages')).toHaveLength(3);
     await clip.close();
   });
 
   it('scores image tasks by image-to-image similarity with the framed input on white', async () => {
-    const clip = new ClipValidator(options({ minAesthetic: 0 }), flatViewRenderer());
+    const clip = new ClipValidator(options(), flatViewRenderer());
     await clip.init();
     const cloud = flatCloud(8000, [0.1, 0.4, 0.9]);
     // Framed input: half-transparent everywhere, so on white it is one flat colour the test can embed by hand.
@@ -377,7 +380,9 @@ describe('clip validator on a tiny CLIP-like model loaded through transformers.j
     expect(onWhite).toEqual([161, 193, 241]);
 
     const job: Job = { id: 'i', task: { kind: 'image', image: framed, digest: 'x' }, seed: 1 };
-    const checks = await clip.validate({ job, cloud, image: framed });
+    // No aesthetic check: the job's min_aesthetic is 0.
+    const ctx = jobContext({ config: testConfig({ validate: { clip: { min_aesthetic: 0 } } }) });
+    const checks = await clip.validate({ job, cloud, image: framed }, ctx);
     expect(checks.map((c) => c.name)).toEqual(['clip_image_similarity']);
     const reference = imageEmbedding(onWhite);
     const expected = [0, 1, 2, 3].reduce((s, i) => s + cosine(imageEmbedding(viewColour(cloud, i)), reference), 0) / 4;

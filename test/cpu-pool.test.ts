@@ -107,6 +107,11 @@ describe('the CPU pool', () => {
     expect(image.width).toBe(512);
   });
 
+  it("runs each call under its job's settings, not those the workers were built with", async () => {
+    const small = jobContext({ config: testConfig({ pipeline: { image_size: 128 } }) });
+    expect((await pool.run<{ width: number }>('textToImage', ['a cube', 1], small)).width).toBe(128);
+  });
+
   it('rejects a failing call with its reason', async () => {
     await expect(pool.run('imageTo3d', [{ width: 8, height: 8, data: null }, 1], jobContext())).rejects.toThrow(/null/);
   });

@@ -19,7 +19,7 @@ import { dcToColour } from '../src/splat/cloud.js';
 import { checkGates } from '../src/splat/gates.js';
 import { decodePly, encodePly } from '../src/splat/ply.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
-import { jobContext } from './helpers/fake-stages.js';
+import { jobContext, testConfig } from './helpers/fake-stages.js';
 import { GpuWorkerImageTo3d } from '../src/pipelines/image-to-3d/gpu-worker.js';
 import { GpuWorkerClient } from '../src/runtime/gpu-client.js';
 import { IDENTITY3, orientationMatrix } from '../src/splat/frame.js';
@@ -213,6 +213,13 @@ describe('meshes through the GPU worker (fake provider)', () => {
   const fakeClient = (url: string) =>
     new GpuWorkerClient({ url, requestTimeoutMs: 30_000, connectRetries: 0, retryDelayMs: 10, pollIntervalMs: 50, readyTimeoutMs: 20_000 });
   const sampling = { sparseStructureSteps: 4, sparseStructureCfg: 7.5, slatSteps: 4, slatCfg: 3 };
+  /** A job whose settings ask TRELLIS for those sampler steps and a light bake (a preset's knobs). */
+  const meshJob = () =>
+    jobContext({
+      config: testConfig({
+        image_to_3d: { gpu_worker: { sparse_structure_steps: 4, slat_steps: 4, mesh_simplify: 0.9, mesh_texture_size: 512 } },
+      }),
+    });
   /** The vertex farthest along `axis` (0 x, 1 y, 2 z) and its coordinates. */
   const extreme = (p: Float32Array, axis: number, sign = 1) => {
     let best = 0;
@@ -235,11 +242,11 @@ describe('meshes through the GPU worker (fake provider)', () => {
       const report = await validator.validateBytes(glb);
       expect(report.issues.numErrors, JSON.stringify(report.issues.messages.slice(0, 3))).toBe(0);
 
-      const backend = new GpuWorkerImageTo3d({ client, sampling, orientation: orientationMatrix('z-up') });
-      const { cloud, mesh } = await backend.generateWithMesh(disc, 3);
+      const backend = new GpuWorkerImageTo3d({ client, orientation: orientationMatrix('z-up') });
+      const { cloud, mesh } = await backend.generateWithMesh(disc, 3, meshJob());
       expect(cloud.count).toBe(decodePly(ply).count);
       expect(triangleCount(mesh)).toBeGreaterThan(100);
-      expect(mesh.texture?.width).toBe(1024); // the default bake outside a job
+      expect(mesh.texture?.width).toBe(512); // the job's bake
       // The fake's spire is its top and its nose its front: +Y and +Z, as the splat's top and face are.
       const [sx, sy, sz] = extreme(mesh.positions, 1);
       expect(sy).toBeCloseTo(0.48, 5);
@@ -247,31 +254,35 @@ describe('meshes through the GPU worker (fake provider)', () => {
       expect(extreme(mesh.positions, 2)[2]).toBeCloseTo(0.42, 5);
 
       const { received } = (await (await fetch(`${worker.url}/v1/received`)).json()) as { received: Record<string, unknown>[] };
-      expect(received.at(-1)).toMatchObject({ route: 'image-to-3d', seed: 3, mesh: { simplify: 0.95, texture_size: 1024 } });
+      expect(received.at(-1)).toMatchObject({
+        route: 'image-to-3d',
+        seed: 3,
+        sparse_structure_steps: 4,
+        slat_steps: 4,
+        mesh: { simplify: 0.9, texture_size: 512 },
+      });
 
       // A GLB its reader cannot read is the worker's fault (502); the reader's own failure (a closed CPU pool) is not.
       const unreadable = new GpuWorkerImageTo3d({
         client,
-        sampling,
         orientation: IDENTITY3,
         decodeGlb: async () => {
           throw new GlbReadError('not a readable GLB: bad chunk');
         },
       });
-      await expect(unreadable.generateWithMesh(disc, 3)).rejects.toMatchObject({
+      await expect(unreadable.generateWithMesh(disc, 3, meshJob())).rejects.toMatchObject({
         name: 'GpuWorkerError',
         status: 502,
         message: expect.stringMatching(/GPU worker returned a GLB that cannot be read: not a readable GLB/),
       });
       const closed = new GpuWorkerImageTo3d({
         client,
-        sampling,
         orientation: IDENTITY3,
         decodeGlb: async () => {
           throw new Error('the CPU pool was closed');
         },
       });
-      await expect(closed.generateWithMesh(disc, 3)).rejects.toThrow(/^the CPU pool was closed$/);
+      await expect(closed.generateWithMesh(disc, 3, meshJob())).rejects.toThrow(/^the CPU pool was closed$/);
     } finally {
       client.close();
     }
@@ -317,8 +328,8 @@ describe('meshes through the GPU worker (fake provider)', () => {
     try {
       await client.waitUntilReady();
       // "identity" keeps TRELLIS's internal frame: +Z up, front toward -Y, for the mesh as for the splat.
-      const backend = new GpuWorkerImageTo3d({ client, sampling, orientation: orientationMatrix('identity') });
-      const { cloud, mesh } = await backend.generateWithMesh(disc, 3);
+      const backend = new GpuWorkerImageTo3d({ client, orientation: orientationMatrix('identity') });
+      const { cloud, mesh } = await backend.generateWithMesh(disc, 3, meshJob());
       expect(extreme(mesh.positions, 2)[2]).toBeCloseTo(0.48, 5);
       expect(extreme(mesh.positions, 1, -1)[1]).toBeCloseTo(-0.42, 5);
       let top = -Infinity;

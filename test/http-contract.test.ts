@@ -4,7 +4,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { Check } from '../src/pipelines/job.js';
-import type { Backend, Readiness, Validator } from '../src/pipelines/stages.js';
+import type { Backend, ImageTo3d, Readiness, Validator } from '../src/pipelines/stages.js';
 import { gateFigures, readPlyIndependently } from './helpers/independent-ply.js';
 import { discImage, twoToneDisc } from './helpers/images.js';
 import { until } from './helpers/fake-stages.js';
@@ -496,9 +496,9 @@ describe('overload', () => {
   it('refuses with 503 and Retry-After when the queue is full', async () => {
     const base = await startTestServer();
     const slow = Object.assign(Object.create(base.service.pipeline.stages.imageTo3d), {
-      generate: async (...args: unknown[]) => {
+      generate: async (...args: Parameters<ImageTo3d['generate']>) => {
         await new Promise((r) => setTimeout(r, 400));
-        return base.service.pipeline.stages.imageTo3d.generate(...(args as [never, number]));
+        return base.service.pipeline.stages.imageTo3d.generate(...args);
       },
     });
     await base.close();

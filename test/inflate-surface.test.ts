@@ -194,7 +194,7 @@ describe('the inflated surface', () => {
 
 describe('the preview splats', () => {
   it('lie on the same surface as the mesh: the bounds agree', async () => {
-    const backend = new InflateImageTo3d(options);
+    const backend = new InflateImageTo3d({ depthRatio: 0.6, opacity: 0.95, alphaThreshold: 0.5 });
     const ctx = jobContext({ config: testConfig({ image_to_3d: { inflate: { max_gaussians: 60_000, mesh_faces: 20_000 } } }) });
     const { cloud, mesh } = await backend.generateWithMesh(annulus(256, 100, 40), 1, ctx);
     expect(mesh.indices.length / 3).toBeGreaterThan(14_000);
@@ -213,7 +213,7 @@ describe('the preview splats', () => {
     // A 2-pixel line 2000 pixels long: at 1000 triangles the step is about 4 pixels, and no cell lies inside it.
     const line = silhouette(2048, (x, y) => y > 1024 && y < 1026 && x > 24 && x < 2024);
     expect(inflateSurface(line, { ...surfaceOptions, triangles: 1000 }).indices.length).toBe(0);
-    const backend = new InflateImageTo3d(options);
+    const backend = new InflateImageTo3d({ depthRatio: 0.6, opacity: 0.95, alphaThreshold: 0.5 });
     const ctx = jobContext({ config: testConfig({ image_to_3d: { inflate: { max_gaussians: 20_000, mesh_faces: 1000 } } }) });
     const { cloud, mesh } = await backend.generateWithMesh(line, 1, ctx);
     expect(cloud.count).toBeGreaterThan(0);

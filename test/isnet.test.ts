@@ -12,6 +12,7 @@ import { workerModels } from '../src/runtime/model-host.js';
 import { weightsStore } from '../src/weights/store.js';
 import { watchEventLoop } from './helpers/event-loop.js';
 import { heavyIsnetOnnx, tinyIsnetOnnx } from './helpers/models.js';
+import { jobContext } from './helpers/fake-stages.js';
 
 /** A w x h image filled with `bg`, with an opaque rectangle [x0,x1) x [y0,y1) of colour `fg`. */
 function rectImage(w: number, h: number, rect: [number, number, number, number], fg: number[], bg: number[]): RgbaImage {
@@ -115,7 +116,7 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
 
     // Bright object on black: the tiny model's output follows brightness, min-max maps it to 255 and 0.
     const image = rectImage(300, 200, [100, 50, 180, 130], [250, 240, 230], [0, 0, 0]);
-    const framed = await matting.matte({ image, fromUser: false });
+    const framed = await matting.matte({ image, fromUser: false }, jobContext());
     expectFramedRect(framed);
     // Colours come from the input image; the corners are transparent.
     // (Lanczos overshoot at the edges makes the interior a little less than the mask's maximum.)
@@ -139,7 +140,7 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
     let longest: number;
     let took: number;
     try {
-      expectFramedRect(await matting.matte({ image, fromUser: false }));
+      expectFramedRect(await matting.matte({ image, fromUser: false }, jobContext()));
     } finally {
       longest = loop.stop();
       took = performance.now() - start;
@@ -153,7 +154,9 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
   it('answers null for an image without an object (flat prediction)', async () => {
     const matting = backend();
     await matting.init();
-    expect(await matting.matte({ image: rectImage(64, 64, [0, 0, 0, 0], [0, 0, 0], [90, 90, 90]), fromUser: false })).toBeNull();
+    expect(
+      await matting.matte({ image: rectImage(64, 64, [0, 0, 0, 0], [0, 0, 0], [90, 90, 90]), fromUser: false }, jobContext()),
+    ).toBeNull();
     await matting.close();
   });
 
@@ -164,7 +167,7 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
 
     const keeping = backend(true);
     await keeping.init();
-    const kept = (await keeping.matte({ image, fromUser: true }))!;
+    const kept = (await keeping.matte({ image, fromUser: true }, jobContext()))!;
     // 60x80 box -> side 100; black object pixels, transparent around.
     const keptBox = alphaBox(kept, 0.5)!;
     expect((keptBox.x1 - keptBox.x0) / (keptBox.y1 - keptBox.y0)).toBeCloseTo(60 / 80, 1);
@@ -172,13 +175,13 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
 
     const rematting = backend(false);
     await rematting.init();
-    const rematted = (await rematting.matte({ image, fromUser: true }))!;
+    const rematted = (await rematting.matte({ image, fromUser: true }, jobContext()))!;
     const box = alphaBox(rematted, 0.5)!;
     // The bright 60x60 block: square box, white centre.
     expect((box.x1 - box.x0) / (box.y1 - box.y0)).toBeCloseTo(1, 1);
     expect(Array.from(rematted.data.subarray((259 * 518 + 259) * 4, (259 * 518 + 259) * 4 + 3))).toEqual([255, 255, 255]);
     // Images from text-to-image are always matted, alpha or not.
-    const fromText = (await keeping.matte({ image, fromUser: false }))!;
+    const fromText = (await keeping.matte({ image, fromUser: false }, jobContext()))!;
     expect(alphaBox(fromText, 0.5)).toEqual(box);
     await keeping.close();
     await rematting.close();
@@ -190,9 +193,9 @@ describe('isnet matting backend on a tiny ISNet-shaped ONNX model', () => {
     expect(matting.readiness()).toEqual({ ready: false, detail: `model file ${missing} not found (run: npm run weights)` });
     await expect(matting.init()).rejects.toThrow(missing);
     expect(matting.readiness().ready).toBe(false);
-    await expect(matting.matte({ image: rectImage(8, 8, [2, 2, 6, 6], [255, 255, 255], [0, 0, 0]), fromUser: false })).rejects.toThrow(
-      missing,
-    );
+    await expect(
+      matting.matte({ image: rectImage(8, 8, [2, 2, 6, 6], [255, 255, 255], [0, 0, 0]), fromUser: false }, jobContext()),
+    ).rejects.toThrow(missing);
   });
 
   it("fails init() with onnxruntime's reason when the file is not a model", async () => {

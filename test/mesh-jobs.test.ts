@@ -160,12 +160,12 @@ describe('contract.image_file_output: glb (competition 1 on port 10006)', () => 
 describe('GLBs that break a rule never leave with a 200', () => {
   /** The preview backend, with one vertex of the mesh's surface not a number: a broken backend. */
   function brokenVertexBackend(): ImageTo3d {
-    const inner = new InflateImageTo3d({ maxGaussians: 40_000, depthRatio: 0.6, opacity: 0.95, alphaThreshold: 0.5 });
+    const inner = new InflateImageTo3d({ depthRatio: 0.6, opacity: 0.95, alphaThreshold: 0.5 });
     return {
       name: 'broken-vertex',
       preview: true,
       readiness: () => ({ ready: true }),
-      generate: (image: RgbaImage, seed: number) => inner.generate(image, seed),
+      generate: (image, seed, ctx) => inner.generate(image, seed, ctx),
       async generateWithMesh(image: RgbaImage, seed: number, ctx) {
         const made = await inner.generateWithMesh!(image, seed, ctx);
         made.mesh.positions[made.mesh.indices[0] * 3 + 1] = Number.NaN;
@@ -201,12 +201,12 @@ describe('GLBs that break a rule never leave with a 200', () => {
   });
 
   it('answers 400 when the image-to-3d backend makes no meshes', async () => {
-    const inner = new InflateImageTo3d({ maxGaussians: 40_000, depthRatio: 0.6, opacity: 0.95, alphaThreshold: 0.5 });
+    const inner = new InflateImageTo3d({ depthRatio: 0.6, opacity: 0.95, alphaThreshold: 0.5 });
     const splatsOnly: ImageTo3d = {
       name: 'splats-only',
       preview: true,
       readiness: () => ({ ready: true }),
-      generate: (image, seed) => inner.generate(image, seed),
+      generate: (image, seed, ctx) => inner.generate(image, seed, ctx),
     };
     const server = await startTestServer({}, { imageTo3d: splatsOnly });
     try {

@@ -87,9 +87,9 @@ describe('Pipeline', () => {
       name: inner.name,
       preview: true,
       readiness: () => ({ ready: true }),
-      matte: (input) => {
+      matte: (input, ctx) => {
         mattes++;
-        return inner.matte(input);
+        return inner.matte(input, ctx);
       },
     };
     const image = createImage(64, 64);

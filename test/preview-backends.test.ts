@@ -7,6 +7,7 @@ import { borderMedian, keyBackground, KeyingMatting } from '../src/pipelines/mat
 import { lookOfPrompt, PreviewTextToImage } from '../src/pipelines/text-to-image/preview.js';
 import { sigmoid } from '../src/splat/cloud.js';
 import { checkGates } from '../src/splat/gates.js';
+import { jobContext, testConfig } from './helpers/fake-stages.js';
 
 const frame = { size: 518, margin: 0.1, alphaThreshold: 0.5 };
 const keying = { ...frame, tolerance: 0.12, softness: 0.08, minCoverage: 0.005, keepInputAlpha: true };
@@ -36,16 +37,17 @@ describe('preview text-to-image', () => {
     expect(lookOfPrompt('quux zorp')).toEqual(lookOfPrompt('quux zorp'));
   });
 
-  it("draws the object centred on white, in the prompt's colour, varying with the seed", async () => {
-    const t2i = new PreviewTextToImage({ size: 128, lightJitter: 0.25 });
-    const image = await t2i.generate('a blue cube', 3);
+  it("draws the object centred on white, in the prompt's colour, varying with the seed, at the job's side", async () => {
+    const t2i = new PreviewTextToImage({ lightJitter: 0.25 });
+    const ctx = jobContext({ config: testConfig({ pipeline: { image_size: 128 } }) });
+    const image = await t2i.generate('a blue cube', 3, ctx);
     expect([image.width, image.height]).toEqual([128, 128]);
     expect(Array.from(image.data.subarray(0, 4))).toEqual([255, 255, 255, 255]); // corner is background
     const centre = (64 * 128 + 64) * 4;
     expect(image.data[centre + 2]).toBeGreaterThan(image.data[centre]); // blue dominates
-    const other = await t2i.generate('a blue cube', 4);
+    const other = await t2i.generate('a blue cube', 4, ctx);
     expect(Buffer.from(other.data).equals(Buffer.from(image.data))).toBe(false);
-    const again = await t2i.generate('a blue cube', 3);
+    const again = await t2i.generate('a blue cube', 3, ctx);
     expect(Buffer.from(again.data).equals(Buffer.from(image.data))).toBe(true);
   });
 });
@@ -77,7 +79,7 @@ describe('keying matting', () => {
   it('drops specks and frames the object: square, centred, with the margin', async () => {
     const image = disc(400, 60, [20, 120, 200], [255, 255, 255]);
     image.data.set([0, 0, 0, 255], (10 * 400 + 10) * 4); // one dark speck far from the object
-    const framed = await new KeyingMatting(keying).matte({ image, fromUser: true });
+    const framed = await new KeyingMatting(keying).matte({ image, fromUser: true }, jobContext());
     expect(framed).not.toBeNull();
     expect([framed!.width, framed!.height]).toEqual([518, 518]);
     // The disc's 120 px diameter fills 80% of the side (margin 0.1 on each side): opaque rows span ~414 px.
@@ -96,7 +98,7 @@ describe('keying matting', () => {
 
   it('returns null when there is no object', async () => {
     const blank = disc(64, 0, [0, 0, 0], [250, 250, 250]);
-    expect(await new KeyingMatting(keying).matte({ image: blank, fromUser: false })).toBeNull();
+    expect(await new KeyingMatting(keying).matte({ image: blank, fromUser: false }, jobContext())).toBeNull();
   });
 });
 

@@ -76,9 +76,9 @@ describe('validator-service backend against a local validation service', () => {
     const service = await validationService(() => ({
       body: JSON.stringify({ score: 0.71, iqa: 0.8, alignment_score: 0.9, ssim: 0.9, lpips: 0.1 }),
     }));
-    const validator = new ValidatorServiceValidator({ url: service.url, timeoutMs: 5000, minScore: 0.6 });
+    const validator = new ValidatorServiceValidator({ url: service.url, timeoutMs: 5000 });
     const asset = cloud();
-    const checks = await validator.validate({ job: textJob, cloud: asset, image });
+    const checks = await validator.validate({ job: textJob, cloud: asset, image }, jobContext());
     expect(checks).toEqual([{ name: 'validator_score', value: 0.71, threshold: 0.6, passed: true, by: 'validator-service' }]);
 
     const [req] = service.received;
@@ -94,8 +94,8 @@ describe('validator-service backend against a local validation service', () => {
 
   it('posts image tasks to /validate_img_to_3d_ply/ with the image as base64', async () => {
     const service = await validationService(() => ({ body: '{"score": 0.59}' }));
-    const validator = new ValidatorServiceValidator({ url: service.url, timeoutMs: 5000, minScore: 0.6 });
-    const checks = await validator.validate({ job: imageJob, cloud: cloud(), image });
+    const validator = new ValidatorServiceValidator({ url: service.url, timeoutMs: 5000 });
+    const checks = await validator.validate({ job: imageJob, cloud: cloud(), image }, jobContext());
     expect(checks[0]).toMatchObject({ value: 0.59, passed: false });
     const [req] = service.received;
     expect(req.path).toBe('/validate_img_to_3d_ply/');
@@ -108,28 +108,31 @@ describe('validator-service backend against a local validation service', () => {
   });
 
   it('says clearly when the service is down, answers badly or too late', async () => {
-    const down = new ValidatorServiceValidator({ url: 'http://127.0.0.1:9', timeoutMs: 2000, minScore: 0.6 });
-    await expect(down.validate({ job: textJob, cloud: cloud(), image })).rejects.toThrow(
+    const down = new ValidatorServiceValidator({ url: 'http://127.0.0.1:9', timeoutMs: 2000 });
+    await expect(down.validate({ job: textJob, cloud: cloud(), image }, jobContext())).rejects.toThrow(
       /validation service at http:\/\/127\.0\.0\.1:9\/validate_txt_to_3d_ply\/ not reachable/,
     );
 
     const failing = await validationService(() => ({ status: 500, body: '{"detail":"boom"}' }));
     await expect(
-      new ValidatorServiceValidator({ url: failing.url, timeoutMs: 2000, minScore: 0.6 }).validate({ job: textJob, cloud: cloud(), image }),
+      new ValidatorServiceValidator({ url: failing.url, timeoutMs: 2000 }).validate({ job: textJob, cloud: cloud(), image }, jobContext()),
     ).rejects.toThrow(/answered HTTP 500: \{"detail":"boom"\}/);
 
     const scoreless = await validationService(() => ({ body: '{"iqa": 0.5}' }));
     await expect(
-      new ValidatorServiceValidator({ url: scoreless.url, timeoutMs: 2000, minScore: 0.6 }).validate({
-        job: textJob,
-        cloud: cloud(),
-        image,
-      }),
+      new ValidatorServiceValidator({ url: scoreless.url, timeoutMs: 2000 }).validate(
+        {
+          job: textJob,
+          cloud: cloud(),
+          image,
+        },
+        jobContext(),
+      ),
     ).rejects.toThrow(/without a numeric "score"/);
 
     const silent = await validationService(() => null);
     await expect(
-      new ValidatorServiceValidator({ url: silent.url, timeoutMs: 300, minScore: 0.6 }).validate({ job: textJob, cloud: cloud(), image }),
+      new ValidatorServiceValidator({ url: silent.url, timeoutMs: 300 }).validate({ job: textJob, cloud: cloud(), image }, jobContext()),
     ).rejects.toThrow(/no answer within 0.3 s/);
   });
 

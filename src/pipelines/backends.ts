@@ -51,8 +51,6 @@ function createTextToImage(config: Config, deps: StageDeps): TextToImage {
       return new GpuWorkerTextToImage({
         client: gpuWorker(deps, section.gpu_worker),
         promptSuffix: section.gpu_worker.prompt_suffix,
-        steps: section.gpu_worker.steps,
-        size: section.gpu_worker.size,
       });
   }
 }
@@ -88,14 +86,7 @@ function createImageTo3d(config: Config, deps: StageDeps): ImageTo3d {
       const worker = section.gpu_worker;
       return new GpuWorkerImageTo3d({
         client: gpuWorker(deps, worker),
-        sampling: {
-          sparseStructureSteps: worker.sparse_structure_steps,
-          sparseStructureCfg: worker.sparse_structure_cfg,
-          slatSteps: worker.slat_steps,
-          slatCfg: worker.slat_cfg,
-        },
         orientation: orientationMatrix(worker.orientation),
-        mesh: { simplify: worker.mesh_simplify, textureSize: worker.mesh_texture_size },
         decodeGlb: deps.decodeGlb,
       });
     }
@@ -121,11 +112,7 @@ function gpuWorker(deps: StageDeps, section: GpuWorkerSection): GpuWorker {
 function createValidator(config: Config, check: Config['validate']['checks'][number], deps: StageDeps): Validator {
   switch (check) {
     case 'gates':
-      return new GatesValidator({
-        minGaussians: config.validate.gates.min_gaussians,
-        transparentBelow: config.validate.gates.transparent_below,
-        maxTransparentShare: config.validate.gates.max_transparent_share,
-      });
+      return new GatesValidator();
     case 'clip': {
       if (!deps.renderViews) {
         throw new Error(
@@ -148,10 +135,6 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
           lockModelsOnGpu: clip.device === 'cuda',
           views: clip.views,
           viewSize: clip.view_size,
-          minSimilarity: clip.min_similarity,
-          minGeomeanCosine: clip.min_geomean_cosine,
-          minImageSimilarity: clip.min_image_similarity,
-          minAesthetic: clip.min_aesthetic,
           textCache: clip.text_cache,
           runner: modelRunner(deps),
         },
@@ -160,7 +143,7 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
     }
     case 'validator-service': {
       const service = config.validate.validator_service;
-      return new ValidatorServiceValidator({ url: service.url, timeoutMs: service.timeout_s * 1000, minScore: service.min_score });
+      return new ValidatorServiceValidator({ url: service.url, timeoutMs: service.timeout_s * 1000 });
     }
   }
 }

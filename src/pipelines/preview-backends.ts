@@ -9,7 +9,7 @@ import type { ImageTo3d, Matting, TextToImage } from './stages.js';
 import { PreviewTextToImage } from './text-to-image/preview.js';
 
 export function previewTextToImage(config: JobSettings): TextToImage {
-  return new PreviewTextToImage({ size: config.pipeline.image_size, lightJitter: config.text_to_image.preview.light_jitter });
+  return new PreviewTextToImage({ lightJitter: config.text_to_image.preview.light_jitter });
 }
 
 export function keyingMatting(config: JobSettings): Matting {
@@ -28,10 +28,8 @@ export function keyingMatting(config: JobSettings): Matting {
 export function inflateImageTo3d(config: JobSettings): ImageTo3d {
   const section = config.image_to_3d;
   return new InflateImageTo3d({
-    maxGaussians: section.inflate.max_gaussians,
     depthRatio: section.inflate.depth_ratio,
     opacity: section.inflate.opacity,
-    meshFaces: section.inflate.mesh_faces,
     alphaThreshold: config.matting.alpha_threshold,
   });
 }

@@ -1,7 +1,8 @@
 /**
  * Stage interfaces. Each stage has interchangeable backends chosen at start-up; the pipeline sees only these.
  * Every backend reports readiness so the service can answer 503 instead of failing a job halfway. Each call
- * receives the job's context (signal, GPU runner, settings, progress); it is absent only outside a job.
+ * receives the job's context (signal, GPU runner, settings, progress; outside a job, `standaloneContext()` makes one);
+ * a backend reads whatever a preset may change from its settings alone.
  */
 import type { RgbaImage } from '../image/rgba.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
@@ -29,7 +30,7 @@ export interface Backend {
 }
 
 export interface TextToImage extends Backend {
-  generate(prompt: string, seed: number, ctx?: JobContext): Promise<RgbaImage>;
+  generate(prompt: string, seed: number, ctx: JobContext): Promise<RgbaImage>;
 }
 
 export interface MattingInput {
@@ -40,17 +41,17 @@ export interface MattingInput {
 
 /** Returns the object cut out and framed (square, centred, transparent background), or null when none is found. */
 export interface Matting extends Backend {
-  matte(input: MattingInput, ctx?: JobContext): Promise<RgbaImage | null>;
+  matte(input: MattingInput, ctx: JobContext): Promise<RgbaImage | null>;
 }
 
 export interface ImageTo3d extends Backend {
   /** The cloud in the validator's frame: +Y up, front toward +Z. */
-  generate(image: RgbaImage, seed: number, ctx?: JobContext): Promise<GaussianCloud>;
+  generate(image: RgbaImage, seed: number, ctx: JobContext): Promise<GaussianCloud>;
   /**
    * The cloud and a mesh of the same object from one run, both in the validator's frame; only backends that
    * make meshes have it. The job's settings say how fine the mesh is.
    */
-  generateWithMesh?(image: RgbaImage, seed: number, ctx?: JobContext): Promise<CloudAndMesh>;
+  generateWithMesh?(image: RgbaImage, seed: number, ctx: JobContext): Promise<CloudAndMesh>;
   /** Whether generateWithMesh can run here now (a GPU worker started without meshes cannot); absent: it can. */
   meshReadiness?(): Readiness;
 }
@@ -70,7 +71,7 @@ export interface ValidationInput {
 }
 
 export interface Validator extends Backend {
-  validate(input: ValidationInput, ctx?: JobContext): Promise<Check[]>;
+  validate(input: ValidationInput, ctx: JobContext): Promise<Check[]>;
 }
 
 export interface Stages {

@@ -56,10 +56,10 @@ export class CpuPool {
     readonly threads: number,
   ) {}
 
-  /** Runs one stage call in the least busy worker; rejects at once when the job's signal aborts. */
-  run<T>(stage: OffloadedStage, args: unknown[], ctx: JobContext | undefined, settings = ctx?.settings): Promise<T> {
-    if (!settings) return Promise.reject(new Error("an offloaded stage call needs the job's settings"));
-    return this.send<T>((id) => ({ message: { type: 'call', id, stage, args, settings }, transfer: [] }), ctx?.signal);
+  /** Runs one stage call, under the job's settings, in the least busy worker; rejects at once when the job's signal aborts. */
+  run<T>(stage: OffloadedStage, args: unknown[], ctx: JobContext): Promise<T> {
+    const settings = ctx.settings;
+    return this.send<T>((id) => ({ message: { type: 'call', id, stage, args, settings }, transfer: [] }), ctx.signal);
   }
 
   /**
@@ -224,7 +224,7 @@ export function offloadImageTo3d(backend: ImageTo3d, pool: CpuPool): ImageTo3d {
     ...describedAs(backend),
     generate: (image, seed, ctx) => pool.run<GaussianCloud>('imageTo3d', [image, seed], ctx),
     ...(backend.generateWithMesh && {
-      generateWithMesh: (image: RgbaImage, seed: number, ctx?: JobContext) =>
+      generateWithMesh: (image: RgbaImage, seed: number, ctx: JobContext) =>
         pool.run<CloudAndMesh>('imageTo3dWithMesh', [image, seed], ctx),
     }),
     ...(backend.meshReadiness && { meshReadiness: () => backend.meshReadiness!() }),

@@ -48,9 +48,9 @@ export function fakeStages(options: FakeOptions = {}): { stages: Partial<Stages>
   };
   const prompts = new WeakMap<RgbaImage, string>();
   const ready = () => ({ ready: true });
-  const makeCloud = async (seed: number, ctx?: JobContext): Promise<GaussianCloud> => {
+  const makeCloud = async (seed: number, ctx: JobContext): Promise<GaussianCloud> => {
     calls.imageTo3d++;
-    await gpuWait(options.imageTo3dMs ?? 0, ctx?.signal);
+    await gpuWait(options.imageTo3dMs ?? 0, ctx.signal);
     return ballCloud(options.gaussians ?? 8000, seed);
   };
   const stages: Partial<Stages> = {
@@ -61,7 +61,7 @@ export function fakeStages(options: FakeOptions = {}): { stages: Partial<Stages>
       readiness: ready,
       async generate(prompt, seed, ctx) {
         calls.textToImage++;
-        await gpuWait(options.textToImageMs ?? 0, ctx?.signal);
+        await gpuWait(options.textToImageMs ?? 0, ctx.signal);
         const image: RgbaImage = { width: 8, height: 8, data: new Uint8ClampedArray(8 * 8 * 4).fill(seed & 0xff) };
         prompts.set(image, prompt);
         return image;
@@ -87,7 +87,7 @@ export function fakeStages(options: FakeOptions = {}): { stages: Partial<Stages>
       readiness: ready,
       generate: (_image, seed, ctx) => makeCloud(seed, ctx),
       ...(options.mesh && {
-        generateWithMesh: async (_image: RgbaImage, seed: number, ctx?: JobContext) => ({
+        generateWithMesh: async (_image: RgbaImage, seed: number, ctx: JobContext) => ({
           cloud: await makeCloud(seed, ctx),
           mesh: sphereMesh(24, 12, 0.5, true),
         }),

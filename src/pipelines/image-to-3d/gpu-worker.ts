@@ -34,11 +34,8 @@ export interface TrellisSampling {
 export interface GpuWorkerImageTo3dOptions {
   /** The worker's client (compose.ts builds it from the config). */
   client: GpuWorker;
-  sampling: TrellisSampling;
   /** TRELLIS internal frame -> validator frame. */
   orientation: Matrix3;
-  /** How meshes are baked outside a job (a job's settings win). */
-  mesh?: MeshBake;
   /** Reads the worker's GLB (default: in this thread). */
   decodeGlb?: (bytes: Uint8Array) => Promise<TriangleMesh>;
 }
@@ -69,9 +66,10 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
     this.client.close();
   }
 
-  async generate(image: RgbaImage, seed: number, ctx?: JobContext): Promise<GaussianCloud> {
+  /** The sampler settings are the job's (a preset may change them). */
+  async generate(image: RgbaImage, seed: number, ctx: JobContext): Promise<GaussianCloud> {
     const png = await encodePng(image);
-    const ply = await this.client.imageTo3d({ png, seed, ...this.samplingOf(ctx) }, ctx?.signal);
+    const ply = await this.client.imageTo3d({ png, seed, ...trellisSampling(ctx.settings.image_to_3d.gpu_worker) }, ctx.signal);
     return this.cloudOf(ply);
   }
 
@@ -82,12 +80,11 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
     return { ready: true };
   }
 
-  /** One TRELLIS run: the cloud and the baked mesh, both in the validator's frame. */
-  async generateWithMesh(image: RgbaImage, seed: number, ctx?: JobContext): Promise<CloudAndMesh> {
+  /** One TRELLIS run: the cloud and the baked mesh, both in the validator's frame; sampler and bake are the job's. */
+  async generateWithMesh(image: RgbaImage, seed: number, ctx: JobContext): Promise<CloudAndMesh> {
     const png = await encodePng(image);
-    const section = ctx?.settings.image_to_3d.gpu_worker;
-    const bake = section ? meshBake(section) : (this.options.mesh ?? DEFAULT_MESH_BAKE);
-    const { ply, glb } = await this.client.imageTo3dWithMesh({ png, seed, ...this.samplingOf(ctx) }, bake, ctx?.signal);
+    const section = ctx.settings.image_to_3d.gpu_worker;
+    const { ply, glb } = await this.client.imageTo3dWithMesh({ png, seed, ...trellisSampling(section) }, meshBake(section), ctx.signal);
     const cloud = this.cloudOf(ply);
     let mesh: TriangleMesh;
     try {
@@ -102,11 +99,6 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
     return { cloud, mesh };
   }
 
-  /** The sampler settings of the job (a preset may change them), else the constructor's. */
-  private samplingOf(ctx?: JobContext): TrellisSampling {
-    return ctx ? trellisSampling(ctx.settings.image_to_3d.gpu_worker) : this.options.sampling;
-  }
-
   private cloudOf(ply: Uint8Array): GaussianCloud {
     let cloud: GaussianCloud;
     try {
@@ -118,9 +110,6 @@ export class GpuWorkerImageTo3d implements ImageTo3d {
     return cloud;
   }
 }
-
-/** to_glb's own defaults (simplify 0.95, texture_size 1024), which the config's defaults repeat. */
-export const DEFAULT_MESH_BAKE: MeshBake = { simplify: 0.95, textureSize: 1024 };
 
 /** The mesh bake of a config section (the job's: a preset may change it). */
 export function meshBake(section: { mesh_simplify: number; mesh_texture_size: number }): MeshBake {

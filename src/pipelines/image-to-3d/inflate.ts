@@ -12,15 +12,18 @@ import type { JobContext } from '../context.js';
 import type { CloudAndMesh, ImageTo3d, Readiness } from '../stages.js';
 import { buildSurface, inflateSurface, silhouetteOf, type InflatedSurface } from './surface.js';
 
-export interface InflateOptions {
-  maxGaussians: number;
+/** What shapes the surface and its splats whatever the job: the backend's own (presets do not change it). */
+export interface InflateSurfaceOptions {
   /** Half-thickness at the deepest point relative to the inscribed radius. */
   depthRatio: number;
   /** Opacity (after sigmoid) of each Gaussian. */
   opacity: number;
   alphaThreshold: number;
-  /** About how many triangles a mesh has (the job's image_to_3d.inflate.mesh_faces wins). */
-  meshFaces?: number;
+}
+
+export interface InflateOptions extends InflateSurfaceOptions {
+  /** The Gaussian budget of the splat body (a job's image_to_3d.inflate.max_gaussians). */
+  maxGaussians: number;
 }
 
 /** Fewer Gaussians than this make blocky previews; small silhouettes are sampled below one pixel instead. */
@@ -43,25 +46,25 @@ export class InflateImageTo3d implements ImageTo3d {
   readonly name = 'inflate';
   readonly preview = true;
 
-  constructor(private readonly options: InflateOptions) {}
+  constructor(private readonly options: InflateSurfaceOptions) {}
 
   readiness(): Readiness {
     return { ready: true };
   }
 
-  /** At most the job's image_to_3d.inflate.max_gaussians (a preset may change it), else the constructor's. */
-  async generate(image: RgbaImage, _seed: number, ctx?: JobContext): Promise<GaussianCloud> {
+  /** At most the job's image_to_3d.inflate.max_gaussians (a preset may change it). */
+  async generate(image: RgbaImage, _seed: number, ctx: JobContext): Promise<GaussianCloud> {
     return inflateSilhouette(image, this.jobOptions(ctx));
   }
 
   /** The cloud as `generate` makes it, and the same surface as a mesh of about the job's mesh_faces triangles. */
-  async generateWithMesh(image: RgbaImage, _seed: number, ctx?: JobContext): Promise<CloudAndMesh> {
+  async generateWithMesh(image: RgbaImage, _seed: number, ctx: JobContext): Promise<CloudAndMesh> {
     const options = this.jobOptions(ctx);
     // One silhouette and distance field for the splats' surface and the mesh.
     const silhouette = silhouetteOf(image, options.alphaThreshold);
     const cloud = inflateSilhouette(image, options, silhouette);
     const surfaceOptions = { depthRatio: options.depthRatio, alphaThreshold: options.alphaThreshold };
-    let triangles = options.meshFaces ?? 100_000;
+    let triangles = ctx.settings.image_to_3d.inflate.mesh_faces;
     let mesh = inflateSurface(image, { ...surfaceOptions, triangles }, silhouette);
     // A silhouette thinner than the grid's step has no cell inside it: a finer grid, until some cells are.
     for (let attempt = 1; attempt < ATTEMPTS && mesh.indices.length === 0; attempt++) {
@@ -71,13 +74,8 @@ export class InflateImageTo3d implements ImageTo3d {
     return { cloud, mesh };
   }
 
-  private jobOptions(ctx?: JobContext): InflateOptions {
-    const section = ctx?.settings.image_to_3d.inflate;
-    return {
-      ...this.options,
-      maxGaussians: section?.max_gaussians ?? this.options.maxGaussians,
-      meshFaces: section?.mesh_faces ?? this.options.meshFaces,
-    };
+  private jobOptions(ctx: JobContext): InflateOptions {
+    return { ...this.options, maxGaussians: ctx.settings.image_to_3d.inflate.max_gaussians };
   }
 }
 

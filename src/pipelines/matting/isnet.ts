@@ -67,7 +67,7 @@ export class IsnetMatting implements Matting {
     await session?.release();
   }
 
-  async matte({ image, fromUser }: MattingInput, ctx?: JobContext): Promise<RgbaImage | null> {
+  async matte({ image, fromUser }: MattingInput, ctx: JobContext): Promise<RgbaImage | null> {
     const keepAlpha = fromUser && this.options.keepInputAlpha && hasTransparency(image);
     let matted = image;
     if (!keepAlpha) {
@@ -75,9 +75,9 @@ export class IsnetMatting implements Matting {
       if (!session) throw new Error(this.readiness().detail ?? 'ISNet model not loaded');
       const size = this.options.inputSize;
       const input = await isnetInput(image, size);
-      ctx?.signal.throwIfAborted();
+      ctx.signal.throwIfAborted();
       // The 12 MB input is handed over, not copied.
-      const prediction = await session.call('predict', [input], { transfer: [input.buffer as ArrayBuffer], signal: ctx?.signal });
+      const prediction = await session.call('predict', [input], { transfer: [input.buffer as ArrayBuffer], signal: ctx.signal });
       const mask = maskFromPrediction(prediction, size);
       if (!mask) return null;
       matted = await withMask(image, mask, size);

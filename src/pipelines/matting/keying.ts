@@ -5,6 +5,7 @@
  */
 import { alphaBox, frameObject, type FrameOptions } from '../../image/frame-object.js';
 import { hasTransparency, type RgbaImage } from '../../image/rgba.js';
+import type { JobContext } from '../context.js';
 import type { Matting, MattingInput, Readiness } from '../stages.js';
 
 export interface KeyingOptions extends FrameOptions {
@@ -28,7 +29,8 @@ export class KeyingMatting implements Matting {
     return { ready: true };
   }
 
-  async matte({ image, fromUser }: MattingInput): Promise<RgbaImage | null> {
+  /** Nothing of it is a preset's: the job's context goes unread. */
+  async matte({ image, fromUser }: MattingInput, _ctx: JobContext): Promise<RgbaImage | null> {
     const keepAlpha = fromUser && this.options.keepInputAlpha && hasTransparency(image);
     const matted = keepAlpha ? image : keyBackground(image, this.options);
     const box = alphaBox(matted, this.options.alphaThreshold);

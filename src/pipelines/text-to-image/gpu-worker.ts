@@ -12,9 +12,6 @@ export interface GpuWorkerTextToImageOptions {
   /** The worker's client (compose.ts builds it from the config). */
   client: GpuWorker;
   promptSuffix: string;
-  steps: number;
-  /** Side of the square image, a multiple of 16. */
-  size: number;
 }
 
 export class GpuWorkerTextToImage implements TextToImage {
@@ -44,10 +41,10 @@ export class GpuWorkerTextToImage implements TextToImage {
     return prompt.trim() + this.options.promptSuffix;
   }
 
-  /** Steps and size are the job's (a preset may change them), else the constructor's. */
-  async generate(prompt: string, seed: number, ctx?: JobContext): Promise<RgbaImage> {
-    const { size, steps } = ctx?.settings.text_to_image.gpu_worker ?? this.options;
-    const png = await this.client.generateImage({ prompt: this.prompt(prompt), size: `${size}x${size}`, steps, seed }, ctx?.signal);
+  /** Steps and the square image's side (a multiple of 16) are the job's (a preset may change them). */
+  async generate(prompt: string, seed: number, ctx: JobContext): Promise<RgbaImage> {
+    const { size, steps } = ctx.settings.text_to_image.gpu_worker;
+    const png = await this.client.generateImage({ prompt: this.prompt(prompt), size: `${size}x${size}`, steps, seed }, ctx.signal);
     let image: RgbaImage;
     try {
       image = await decodeImage(png, { maxPixels: size * size * 4, minSide: 16 });

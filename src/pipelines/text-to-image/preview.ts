@@ -110,9 +110,13 @@ export function lookOfPrompt(prompt: string): PromptLook {
 }
 
 export interface PreviewTextToImageOptions {
-  size: number;
   /** 0..1: how much the seed perturbs pose and light. */
   lightJitter: number;
+}
+
+export interface PrimitiveOptions extends PreviewTextToImageOptions {
+  /** Side of the square picture in pixels. */
+  size: number;
 }
 
 export class PreviewTextToImage implements TextToImage {
@@ -125,16 +129,15 @@ export class PreviewTextToImage implements TextToImage {
     return { ready: true };
   }
 
-  /** The picture's side is the job's (pipeline.image_size, which a preset may change), else the constructor's. */
-  async generate(prompt: string, seed: number, ctx?: JobContext): Promise<RgbaImage> {
-    const size = ctx?.settings.pipeline.image_size ?? this.options.size;
-    return drawPrimitive(lookOfPrompt(prompt), seed, { ...this.options, size });
+  /** The picture's side is the job's pipeline.image_size (a preset may change it). */
+  async generate(prompt: string, seed: number, ctx: JobContext): Promise<RgbaImage> {
+    return drawPrimitive(lookOfPrompt(prompt), seed, { ...this.options, size: ctx.settings.pipeline.image_size });
   }
 }
 
 type Vec3 = [number, number, number];
 
-export function drawPrimitive(look: PromptLook, seed: number, options: PreviewTextToImageOptions): RgbaImage {
+export function drawPrimitive(look: PromptLook, seed: number, options: PrimitiveOptions): RgbaImage {
   const size = options.size;
   const image = createImage(size, size);
   image.data.fill(255);

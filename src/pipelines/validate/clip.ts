@@ -35,11 +35,6 @@ export interface ClipOptions {
   lockModelsOnGpu: boolean;
   views: number;
   viewSize: number;
-  minSimilarity: number;
-  /** Lowest geometric mean of the clipped raw cosines. */
-  minGeomeanCosine: number;
-  minImageSimilarity: number;
-  minAesthetic: number;
   /** Prompts whose text embedding stays cached. */
   textCache: number;
   /** Where the models run (compose.ts: a worker thread, so an inference never holds the event loop). */
@@ -109,17 +104,17 @@ export class ClipValidator implements Validator {
     await loaded?.models.release();
   }
 
-  async validate({ job, cloud, mesh, image }: ValidationInput, ctx?: JobContext): Promise<Check[]> {
-    const signal = ctx?.signal;
+  async validate({ job, cloud, mesh, image }: ValidationInput, ctx: JobContext): Promise<Check[]> {
+    const signal = ctx.signal;
     // Only the model calls take the job's GPU runner (and count as its GPU time).
-    const onGpu: GpuRunner = this.options.lockModelsOnGpu && ctx ? ctx.gpu : (work) => work();
+    const onGpu: GpuRunner = this.options.lockModelsOnGpu ? ctx.gpu : (work) => work();
     const loaded = this.loaded;
     if (!loaded) throw new Error(this.readiness().detail ?? 'CLIP not loaded');
     // Thresholds are the job's (a preset may change them); the models and views are the constructor's.
-    const o = ctx ? { ...this.options, ...clipThresholds(ctx.settings.validate.clip) } : this.options;
+    const thresholds = clipThresholds(ctx.settings.validate.clip);
     // A mesh job is judged on its mesh: its views are the mesh's.
-    const views = await this.renderViews(mesh ? { mesh } : { cloud }, { count: o.views, size: o.viewSize }, signal);
-    signal?.throwIfAborted();
+    const views = await this.renderViews(mesh ? { mesh } : { cloud }, { count: this.options.views, size: this.options.viewSize }, signal);
+    signal.throwIfAborted();
     const check = (name: string, value: number, threshold: number): Check => ({
       name,
       value,
@@ -138,20 +133,20 @@ export class ClipValidator implements Validator {
       );
       viewAesthetic = embedded.aesthetic;
       const cosines = embedded.embeddings.map((v) => cosine(v, text));
-      checks.push(check('clip_geomean_cosine', geometricMeanCosine(cosines), o.minGeomeanCosine));
-      checks.push(check('clip_similarity', mean(cosines), o.minSimilarity));
+      checks.push(check('clip_geomean_cosine', geometricMeanCosine(cosines), thresholds.minGeomeanCosine));
+      checks.push(check('clip_similarity', mean(cosines), thresholds.minSimilarity));
     } else {
       // The framed input against the views, both on the validator's white background.
       const embedded = await onGpu(() => this.embedImages(loaded, [image, ...views], signal), signal);
       const [reference, ...viewEmbeds] = embedded.embeddings;
       viewAesthetic = embedded.aesthetic?.slice(1) ?? null;
-      checks.push(check('clip_image_similarity', mean(viewEmbeds.map((v) => cosine(v, reference))), o.minImageSimilarity));
+      checks.push(check('clip_image_similarity', mean(viewEmbeds.map((v) => cosine(v, reference))), thresholds.minImageSimilarity));
     }
-    if (viewAesthetic && o.minAesthetic > 0) checks.push(check('aesthetic', mean(viewAesthetic), o.minAesthetic));
+    if (viewAesthetic && thresholds.minAesthetic > 0) checks.push(check('aesthetic', mean(viewAesthetic), thresholds.minAesthetic));
     return checks;
   }
 
-  private async embedText(loaded: Loaded, prompt: string, signal?: AbortSignal): Promise<Float32Array> {
+  private async embedText(loaded: Loaded, prompt: string, signal: AbortSignal): Promise<Float32Array> {
     const cached = this.textEmbeddings.get(prompt);
     if (cached) {
       // Refresh its place in the insertion-ordered map (least recently used goes first).
@@ -168,15 +163,22 @@ export class ClipValidator implements Validator {
   }
 
   /** Each image's embedding (and aesthetic rating); the pixel values are handed over, not copied. */
-  private async embedImages(loaded: Loaded, images: RgbaImage[], signal?: AbortSignal): Promise<ImageEmbeddings> {
+  private async embedImages(loaded: Loaded, images: RgbaImage[], signal: AbortSignal): Promise<ImageEmbeddings> {
     const pixels = await clipPixelValues(loaded.imageSettings, images);
     return loaded.models.call('embedImages', [pixels.data, pixels.dims], { transfer: [pixels.data.buffer as ArrayBuffer], signal });
   }
 }
 
-function clipThresholds(
-  section: JobSettings['validate']['clip'],
-): Pick<ClipOptions, 'minSimilarity' | 'minGeomeanCosine' | 'minImageSimilarity' | 'minAesthetic'> {
+/** The thresholds of a job's clip section (a preset may change them). */
+interface ClipThresholds {
+  minSimilarity: number;
+  /** Lowest geometric mean of the clipped raw cosines. */
+  minGeomeanCosine: number;
+  minImageSimilarity: number;
+  minAesthetic: number;
+}
+
+function clipThresholds(section: JobSettings['validate']['clip']): ClipThresholds {
   return {
     minSimilarity: section.min_similarity,
     minGeomeanCosine: section.min_geomean_cosine,

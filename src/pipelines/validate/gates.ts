@@ -8,15 +8,13 @@ export class GatesValidator implements Validator {
   readonly name = 'gates';
   readonly preview = false;
 
-  constructor(private readonly limits: GateLimits) {}
-
   readiness(): Readiness {
     return { ready: true };
   }
 
-  /** The job's thresholds (a preset may change them), else the constructor's. */
-  async validate({ cloud }: ValidationInput, ctx?: JobContext): Promise<Check[]> {
-    return checkGates(cloud, ctx ? gateLimits(ctx.settings.validate.gates) : this.limits).map((gate) => ({ ...gate, by: this.name }));
+  /** The job's thresholds (a preset may change them). */
+  async validate({ cloud }: ValidationInput, ctx: JobContext): Promise<Check[]> {
+    return checkGates(cloud, gateLimits(ctx.settings.validate.gates)).map((gate) => ({ ...gate, by: this.name }));
   }
 }
 

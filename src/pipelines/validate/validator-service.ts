@@ -14,7 +14,6 @@ export interface ValidatorServiceOptions {
   /** Base URL, e.g. http://127.0.0.1:8094. */
   url: string;
   timeoutMs: number;
-  minScore: number;
 }
 
 export class ValidatorServiceError extends Error {
@@ -32,8 +31,8 @@ export class ValidatorServiceValidator implements Validator {
     return { ready: true, detail: `scores with ${this.options.url}` };
   }
 
-  async validate({ job, cloud }: ValidationInput, ctx?: JobContext): Promise<Check[]> {
-    const signal = ctx?.signal;
+  async validate({ job, cloud }: ValidationInput, ctx: JobContext): Promise<Check[]> {
+    const signal = ctx.signal;
     const data = Buffer.from(encodePly(cloud)).toString('base64');
     const [path, body] =
       job.task.kind === 'text'
@@ -50,10 +49,10 @@ export class ValidatorServiceValidator implements Validator {
         method: 'POST',
         headers: { 'Content-Type': 'application/json' },
         body: JSON.stringify(body),
-        signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
+        signal: AbortSignal.any([signal, timeout]),
       });
     } catch (err) {
-      signal?.throwIfAborted();
+      signal.throwIfAborted();
       const why = timeout.aborted ? `no answer within ${this.options.timeoutMs / 1000} s` : (err as Error).message;
       throw new ValidatorServiceError(
         `validation service at ${url} not reachable: ${why}; start it or remove "validator-service" from validate.checks`,
@@ -71,8 +70,8 @@ export class ValidatorServiceValidator implements Validator {
     if (typeof score !== 'number' || !Number.isFinite(score)) {
       throw new ValidatorServiceError(`validation service at ${url} answered without a numeric "score": ${text.slice(0, 200)}`);
     }
-    // The job's threshold (a preset may change it), else the constructor's.
-    const minScore = ctx?.settings.validate.validator_service.min_score ?? this.options.minScore;
+    // The job's threshold (a preset may change it).
+    const minScore = ctx.settings.validate.validator_service.min_score;
     return [{ name: 'validator_score', value: score, threshold: minScore, passed: score >= minScore, by: this.name }];
   }
 }
