@@ -1,4 +1,5 @@
 /** Builds each stage's backend from the config: swapping a backend is a config line. */
+import { applyPreset } from '../config/presets.js';
 import type { Config } from '../config/schema.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import { orientationMatrix } from '../splat/frame.js';
@@ -122,7 +123,11 @@ function createValidator(config: Config, check: Config['validate']['checks'][num
       const clip = config.validate.clip;
       const store = models(deps);
       const modelDir = store.resolve(clip.model);
-      const aestheticPath = clip.min_aesthetic > 0 ? store.resolve(clip.aesthetic_weights) : null;
+      // The aesthetic head is loaded when the config or any preset asks for its score.
+      const aesthetic = [config.validate, ...Object.values(config.presets).map((p) => applyPreset(config, p).validate)].some(
+        (v) => v.clip.min_aesthetic > 0,
+      );
+      const aestheticPath = aesthetic ? store.resolve(clip.aesthetic_weights) : null;
       const paths = clipFolderFiles(clip.dtype).map((f) => `${modelDir}/${f}`);
       if (aestheticPath) paths.push(aestheticPath);
       return new ClipValidator(
