@@ -25,7 +25,7 @@ import { httpErrorOf, retryAfter } from './contract/status.js';
 import type { Format, FormatName } from './formats/registry.js';
 import { buildAnswerRequest } from './contract/build.js';
 import { BusyError } from './runtime/admission.js';
-import type { Answer, AnswerPath } from './runtime/answer.js';
+import type { Answer, Answers } from './runtime/answer.js';
 import { FORMAT_HEADER, FORWARDED_HEADER, type ForwardedAnswer } from './runtime/burst.js';
 import { API_BASE, jobApi } from './api/routes.js';
 import { bearerAuth } from './http/auth.js';
@@ -57,6 +57,8 @@ export interface AppOptions {
   mayForward?: boolean;
   /** Parses a large urlencoded body off the event loop (its buffer is handed over); absent: parsed in place. */
   parseLargeForm?: (body: ArrayBuffer) => Promise<Record<string, string | string[]>>;
+  /** Serves the entry points (generate routes, job API, MCP, studio); false on a worker node (default true). */
+  entryPoints?: boolean;
   /** Serves MCP's Streamable HTTP transport at /mcp when given. */
   mcp?: (request: Request) => Promise<Response>;
 }
@@ -78,7 +80,7 @@ export const PRESET_HEADER = 'X-Fast3d-Preset';
 export type AppEnv = { Variables: RequestIdVariables & { log: Record<string, unknown> } };
 type Env = AppEnv;
 
-export function createApp(answers: AnswerPath, options: AppOptions): Hono<Env> {
+export function createApp(answers: Answers, options: AppOptions): Hono<Env> {
   const app = new Hono<Env>({ strict: false });
   let routeNames: Set<string> | undefined;
   const routeLabel = (path: string) => {
@@ -188,19 +190,6 @@ export function createApp(answers: AnswerPath, options: AppOptions): Hono<Env> {
     return respond(answer, answers.formats[request.wants[0].format]);
   }
 
-  app.post('/generate', limitBody, (c) => generate(c, (form) => ({ format: form.format })));
-
-  app.post('/generate_video', limitBody, (c) => {
-    if (!options.video) throw new HttpError(404, 'video rendering is not enabled in this service');
-    // Without video_res, the builder gives the preset's render.video_res.
-    return generate(c, (form) => ({ format: 'mp4', size: videoResField(form.fields) }));
-  });
-
-  for (const path of ['/generate', '/generate_video']) app.all(path, methodNotAllowed('POST'));
-
-  const mcp = options.mcp;
-  if (mcp) app.all('/mcp', limitBody, (c) => mcp(c.req.raw));
-
   app.get('/health', (c) => {
     const health = answers.health();
     const status = health.status === 'ok' ? options.healthOkStatus : health.status;
@@ -221,18 +210,34 @@ export function createApp(answers: AnswerPath, options: AppOptions): Hono<Env> {
     app.get('/metrics', async (c) => c.body(await metrics.text(), 200, { 'Content-Type': metrics.contentType }));
   }
 
-  app.route(
-    API_BASE,
-    jobApi(answers, {
-      limits: options.limits,
-      inputs: options.inputs,
-      bodyLimitBytes: options.bodyLimitBytes,
-      retryAfterSeconds: options.retryAfterSeconds,
-      auth: !!options.authToken,
-      logger: options.logger,
-    }),
-  );
-  app.route('/', studioRoutes());
+  // A worker node takes no requests: it serves /health, /ping and /metrics alone.
+  if (options.entryPoints !== false) {
+    app.post('/generate', limitBody, (c) => generate(c, (form) => ({ format: form.format })));
+
+    app.post('/generate_video', limitBody, (c) => {
+      if (!options.video) throw new HttpError(404, 'video rendering is not enabled in this service');
+      // Without video_res, the builder gives the preset's render.video_res.
+      return generate(c, (form) => ({ format: 'mp4', size: videoResField(form.fields) }));
+    });
+
+    for (const path of ['/generate', '/generate_video']) app.all(path, methodNotAllowed('POST'));
+
+    const mcp = options.mcp;
+    if (mcp) app.all('/mcp', limitBody, (c) => mcp(c.req.raw));
+
+    app.route(
+      API_BASE,
+      jobApi(answers, {
+        limits: options.limits,
+        inputs: options.inputs,
+        bodyLimitBytes: options.bodyLimitBytes,
+        retryAfterSeconds: options.retryAfterSeconds,
+        auth: !!options.authToken,
+        logger: options.logger,
+      }),
+    );
+    app.route('/', studioRoutes());
+  }
 
   app.notFound((c) => errorResponse(new HttpError(404, `no route for ${c.req.method} ${c.req.path}`)));
   return app;

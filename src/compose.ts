@@ -2,6 +2,7 @@
  * Builds the object graph from a config: render pool and formats -> backends -> pipeline -> service (GPU lock,
  * admission) -> cache, burst, job registry -> answer path -> app. Tests pass their own stages.
  */
+import { hostname } from 'node:os';
 import type { Hono } from 'hono';
 import { createApp, type AppEnv } from './app.js';
 import { ConfigError } from './config/load.js';
@@ -17,13 +18,21 @@ import { Pipeline } from './pipelines/generate.js';
 import { presetsOf } from './pipelines/presets.js';
 import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
-import { AnswerPath } from './runtime/answer.js';
-import { MemoryInputs } from './runtime/inputs.js';
+import { AnswerPath, type Answers } from './runtime/answer.js';
+import { type InputStore, MemoryInputs, StoredInputs } from './runtime/inputs.js';
+import type { Priority } from './runtime/admission.js';
+import { ClusterAnswers, startWorking } from './runtime/cluster/answers.js';
+import { RedisJobs } from './runtime/cluster/jobs.js';
+import { JobQueue } from './runtime/cluster/queue.js';
+import { checkRedis, redactedUrl, redisConnection } from './runtime/cluster/redis.js';
+import { StoreCache } from './runtime/store-cache.js';
+import { openStore } from './store/index.js';
+import { decodeImage } from './image/codec.js';
 import type { RequestLimits } from './contract/request.js';
 import { AssetPool } from './runtime/asset-pool.js';
 import { Burst } from './runtime/burst.js';
 import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from './runtime/cpu-pool.js';
-import { ResultCache } from './runtime/cache.js';
+import { type CacheBackend, ResultCache } from './runtime/cache.js';
 import { GpuWorkerClient } from './runtime/gpu-client.js';
 import { GpuLock } from './runtime/gpu-lock.js';
 import { JobRegistry } from './runtime/jobs.js';
@@ -32,12 +41,17 @@ import { renderValidatorViews, RenderPool } from './render/index.js';
 import type { Logger } from './runtime/log.js';
 import { Metrics } from './runtime/metrics.js';
 import { mcpHandler } from './mcp/http.js';
-import { GenerationService } from './runtime/service.js';
+import { GenerationService, type NodeRole } from './runtime/service.js';
 import { weightsStore } from './weights/store.js';
 
 export interface Composed {
   service: GenerationService;
-  answers: AnswerPath;
+  /** What the surfaces talk to: this node's answer path, or the cluster's. */
+  answers: Answers;
+  /** This node's own answer path (in a cluster: the one that runs this node's jobs). */
+  local: AnswerPath;
+  /** The registry this node's answer path records its jobs in. */
+  jobs: JobRegistry;
   app: Hono<AppEnv>;
   gpu: GpuLock;
   /** The render workers every view and video of this service uses (closed by whoever stops the service). */
@@ -47,8 +61,21 @@ export interface Composed {
   /** The worker threads that read the assets users send (closed likewise). */
   assetPool: AssetPool;
   formats: FormatRegistry;
-  cache?: ResultCache;
+  cache?: CacheBackend;
   metrics?: Metrics;
+  /** What this node does (serve --role). */
+  role: NodeRole;
+  /** Stops the cluster's part (queue, Redis, store) when there is one; the caller closes the rest. */
+  closeCluster?: () => Promise<void>;
+}
+
+/** What a composition may take instead of the single node's parts: a cluster's cache, inputs and answers. */
+export interface ComposeParts {
+  cache?: CacheBackend;
+  inputs?: InputStore;
+  role?: NodeRole;
+  /** The surfaces' answers, made from this node's answer path (default: that path itself). */
+  answersOf?: (local: AnswerPath, parts: { jobs: JobRegistry; inputs: InputStore; service: GenerationService }) => Answers;
 }
 
 export interface ComposeOptions {
@@ -82,7 +109,13 @@ export function configSettings(config: Config): JobSettings {
   return { pipeline, text_to_image, matting, image_to_3d, validate, render };
 }
 
-export function compose(config: Config, options: ComposeOptions = {}): Composed {
+/** A single node (queue.backend local): its own queue, cache directory and registry. */
+export function compose(config: Config, options: ComposeOptions = {}, parts: ComposeParts = {}): Composed {
+  if (config.queue.backend !== 'local' && !parts.answersOf) {
+    throw new ConfigError(
+      `queue.backend is "${config.queue.backend}": build the service with composeService(), which connects the cluster`,
+    );
+  }
   const env = options.env ?? process.env;
   const logger = options.logger;
   const gpu = new GpuLock();
@@ -134,18 +167,20 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     logger,
   );
   const presets = presetsOf(config);
-  const cache = config.cache.enabled
-    ? new ResultCache({
-        directory: config.cache.directory,
-        maxBytes: config.cache.max_size_mb * 1024 * 1024,
-        memoryBytes: config.cache.memory_mb * 1024 * 1024,
-        declineTtlMs: config.cache.decline_ttl_s * 1000,
-        fingerprint: presets.resolve().fingerprint,
-        metrics,
-        logger,
-      })
-    : undefined;
-  if (cache) metrics?.watch({ cacheSize: () => cache.size() });
+  const cache: CacheBackend | undefined =
+    parts.cache ??
+    (config.cache.enabled
+      ? new ResultCache({
+          directory: config.cache.directory,
+          maxBytes: config.cache.max_size_mb * 1024 * 1024,
+          memoryBytes: config.cache.memory_mb * 1024 * 1024,
+          declineTtlMs: config.cache.decline_ttl_s * 1000,
+          fingerprint: presets.resolve().fingerprint,
+          metrics,
+          logger,
+        })
+      : undefined);
+  if (cache instanceof ResultCache) metrics?.watch({ cacheSize: () => cache.size() });
   const peers = config.burst.peers.map((peer) => {
     const token = peer.token_env ? env[peer.token_env] : undefined;
     if (peer.token_env && !token)
@@ -158,8 +193,10 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     retentionMs: config.jobs.retention_s * 1000,
     maxHeldBytes: config.jobs.memory_mb * 1024 * 1024,
   });
-  const inputs = new MemoryInputs();
-  const answers = new AnswerPath({ service, formats, jobs, presets, inputs, cache, burst, metrics, logger });
+  const inputs = parts.inputs ?? new MemoryInputs();
+  const local = new AnswerPath({ service, formats, jobs, presets, inputs, cache, burst, metrics, logger });
+  const answers = parts.answersOf ? parts.answersOf(local, { jobs, inputs, service }) : local;
+  const role = parts.role ?? 'all';
   // One set of limits for every surface: decoded images are held in the memory budget until their job ends.
   const limits: RequestLimits = {
     maxPromptChars: config.contract.max_prompt_chars,
@@ -195,8 +232,10 @@ export function compose(config: Config, options: ComposeOptions = {}): Composed 
     mayForward: burst !== undefined,
     parseLargeForm: cpuPool && ((body: ArrayBuffer) => cpuPool.parseUrlencoded(body)),
     mcp: mcpHandler(mcpDeps, { maxBodyBytes: bodyLimitBytes }),
+    // A worker node takes no requests: it serves /health, /ping and /metrics.
+    entryPoints: role !== 'worker',
   });
-  return { service, answers, app, gpu, renderPool, cpuPool, assetPool, formats, cache, metrics };
+  return { service, answers, local, jobs, app, gpu, renderPool, cpuPool, assetPool, formats, cache, metrics, role };
 }
 
 /**
@@ -232,4 +271,110 @@ export function authToken(config: Config, env: NodeJS.ProcessEnv): string | unde
     );
   }
   return token;
+}
+
+/**
+ * The service as the config says: a single node (compose), or a node of a cluster (queue.backend bullmq) that
+ * shares a Redis and an artefact store with the others, in `role`. A cluster's Redis and store are checked here:
+ * an unreachable URL or a store that refuses writes stops the start with a sentence that names it.
+ */
+export async function composeService(config: Config, options: ComposeOptions & { role?: NodeRole } = {}): Promise<Composed> {
+  const role = options.role ?? 'all';
+  if (config.queue.backend === 'local') {
+    if (role !== 'all') throw new ConfigError(`serve --role ${role} needs queue.backend: bullmq (a queue that nodes share)`);
+    return compose(config, options);
+  }
+  const env = options.env ?? process.env;
+  const logger = options.logger;
+  const url = config.queue.redis_url;
+  await checkRedis(url);
+  const store = await openStore(config.store, { env });
+  await store.probe();
+  const node = config.queue.node || `${hostname()}-${process.pid}`;
+  const redis = redisConnection(url, `fast3d:${node}`);
+  const subscriber = redisConnection(url, `fast3d:${node}:events`);
+  redis.on('error', () => undefined);
+  subscriber.on('error', () => undefined);
+  const prefix = `${config.queue.name}:`;
+  const jobs = new RedisJobs(redis, subscriber, store, { prefix, retentionMs: config.jobs.retention_s * 1000, keep: config.jobs.keep });
+  const queue = new JobQueue(redis, {
+    name: config.queue.name,
+    limits: {
+      contract: config.runtime.queue_length,
+      interactive: config.runtime.interactive_queue_length,
+      background: config.runtime.background_queue_length,
+    },
+    attempts: config.queue.attempts,
+    lockMs: config.queue.lock_s * 1000,
+    retryAfterS: config.runtime.retry_after_s,
+  });
+  const cache = new StoreCache(store, {
+    declineTtlMs: config.cache.decline_ttl_s * 1000,
+    memoryBytes: config.cache.memory_mb * 1024 * 1024,
+    logger,
+  });
+  const decodeLimits = { maxPixels: config.contract.max_image_pixels, minSide: config.contract.min_image_side };
+  const inputs = new StoredInputs(store, (bytes) => decodeImage(bytes, decodeLimits));
+
+  // Redis's health and the cluster's waiting jobs, as /health reports them: polled, so /ping never waits on Redis.
+  let redisUp = true;
+  let waiting: Record<Priority, number> | null = null;
+  const poll = async () => {
+    try {
+      await redis.ping();
+      waiting = await queue.waiting();
+      if (!redisUp) logger?.info({ redis: redactedUrl(url) }, 'Redis answers again');
+      redisUp = true;
+    } catch (err) {
+      if (redisUp) logger?.warn({ redis: redactedUrl(url), err: (err as Error).message }, 'Redis does not answer: new jobs are refused');
+      redisUp = false;
+    }
+  };
+  await poll();
+  const poller = setInterval(() => void poll(), 2000);
+  poller.unref();
+
+  const composed = compose(config, options, {
+    cache,
+    inputs,
+    role,
+    answersOf: (local) =>
+      new ClusterAnswers({
+        node,
+        role,
+        local,
+        inputs,
+        jobs,
+        queue,
+        store,
+        deadlineMs: config.runtime.deadline_s * 1000,
+        redisUp: () => redisUp,
+        waiting: () => waiting,
+        logger,
+      }),
+  });
+  if (role !== 'api') {
+    // A worker takes jobs once its stages are ready (a job taken before would fail).
+    void (async () => {
+      while (composed.service.health().status !== 'ok') await new Promise((resolve) => setTimeout(resolve, 200));
+      await startWorking({
+        node,
+        local: composed.local,
+        localJobs: composed.jobs,
+        jobs,
+        queue,
+        concurrency: config.runtime.pipeline_concurrency,
+        logger,
+      });
+      logger?.info({ node, queue: config.queue.name }, 'taking jobs from the queue');
+    })();
+  }
+  composed.closeCluster = async () => {
+    clearInterval(poller);
+    await queue.close();
+    subscriber.disconnect();
+    await redis.quit().catch(() => undefined);
+    await store.close();
+  };
+  return composed;
 }

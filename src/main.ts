@@ -6,9 +6,10 @@ import type { ServerType } from '@hono/node-server';
 import type { Server } from 'node:http';
 import { resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import { loadConfig } from './config/load.js';
+import { ConfigError, loadConfig } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { compose } from './compose.js';
+import { composeService } from './compose.js';
+import type { NodeRole } from './runtime/service.js';
 import { answerClientErrors } from './http/client-error.js';
 import { ResponsesInFlight } from './http/in-flight.js';
 import { listen } from './http/listen.js';
@@ -34,16 +35,22 @@ export interface StartOptions {
 }
 
 /** The flags `fast3d serve` takes. */
-export const SERVER_FLAGS = { config: { type: 'string', short: 'c' } } as const;
+export const SERVER_FLAGS = { config: { type: 'string', short: 'c' }, role: { type: 'string' } } as const;
+
+const ROLES: readonly NodeRole[] = ['all', 'api', 'worker'];
 
 export async function startServer(argv: string[] = process.argv.slice(2), options: StartOptions = {}): Promise<RunningServer> {
   const { values } = parseArgs({ args: argv, options: SERVER_FLAGS, allowPositionals: true });
   const config = loadConfig({ path: values.config });
+  const role = (values.role ?? 'all') as NodeRole;
+  if (!ROLES.includes(role)) throw new ConfigError(`--role must be one of ${ROLES.join(', ')}, got "${String(values.role).slice(0, 40)}"`);
   const logger = createLogger(config.log.level, undefined, config.log.format);
-  const { service, app, renderPool, cpuPool, assetPool } = compose(config, { logger, stages: options.stages });
+  const composed = await composeService(config, { logger, stages: options.stages, role });
+  const { service, app, renderPool, cpuPool, assetPool } = composed;
 
-  if (service.mode === 'preview') printPreviewBanner();
-  void service.start();
+  if (service.mode === 'preview' && role !== 'api') printPreviewBanner();
+  // An api node runs no stage: its backends stay unloaded.
+  if (role !== 'api') void service.start();
   // Start the render workers now, so the first validator views or video do not wait for them.
   const warmStart = performance.now();
   renderPool.warm().then(
@@ -55,7 +62,16 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.server.port;
   logger.info(
-    { version: VERSION, mode: service.mode, host: config.server.host, port, auth: config.auth.enabled ? 'on' : 'off', pid: process.pid },
+    {
+      version: VERSION,
+      mode: service.mode,
+      role,
+      queue: config.queue.backend,
+      host: config.server.host,
+      port,
+      auth: config.auth.enabled ? 'on' : 'off',
+      pid: process.pid,
+    },
     'listening',
   );
   logStartupNotes(logger, config, port);
@@ -119,6 +135,7 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
       await renderPool.close();
       await cpuPool?.close();
       await assetPool.close();
+      await composed.closeCluster?.();
       logger.info({ drained, flushed }, 'stopped');
     })();
     return stopping;

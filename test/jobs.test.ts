@@ -47,7 +47,7 @@ describe('the job registry', () => {
     // A live reader can take the raw cloud when it is shown.
     const rawCloud = (async () => {
       for await (const e of c.answers.events('job-a'))
-        if (e.type === 'intermediate' && e.name === 'cloud') return (await c.answers.intermediate('job-a', 'cloud')) as { count: number };
+        if (e.type === 'intermediate' && e.name === 'cloud') return (await c.local.intermediate('job-a', 'cloud')) as { count: number };
       return undefined;
     })();
     const answer = await answering;
@@ -91,7 +91,7 @@ describe('the job registry', () => {
     expect(view.report?.attempts[0].accepted).toBe(true);
     // The raw cloud was shown while the job ran; after its end only the pictures are kept (the asset is the artefact).
     expect(view.intermediates).toEqual(['image', 'matte']);
-    expect(await c.answers.intermediate('job-a', 'cloud')).toBeNull();
+    expect(await c.local.intermediate('job-a', 'cloud')).toBeNull();
     expect((await rawCloud)?.count).toBe(answer.gaussians);
     expect(view.artefacts).toEqual([
       { name: 'ply', contentType: 'application/octet-stream', extension: '.ply', bytes: answer.artefacts[0].bytes.length },

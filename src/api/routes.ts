@@ -14,7 +14,7 @@ import { encodePng } from '../image/codec.js';
 import type { RgbaImage } from '../image/rgba.js';
 import { methodNotAllowed } from '../http/method.js';
 import { buildAnswerRequest } from '../contract/build.js';
-import type { AnswerPath } from '../runtime/answer.js';
+import type { Answers } from '../runtime/answer.js';
 import type { InputStore } from '../runtime/inputs.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
@@ -37,7 +37,7 @@ export interface JobApiOptions {
 
 const INTERMEDIATE_PICTURES = ['image', 'matte'] as const;
 
-export function jobApi(answers: AnswerPath, options: JobApiOptions): Hono {
+export function jobApi(answers: Answers, options: JobApiOptions): Hono {
   const api = new Hono({ strict: false });
   const document = openApiDocument(API_BASE, options.auth);
 

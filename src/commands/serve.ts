@@ -6,14 +6,17 @@ import { ConfigError } from '../config/load.js';
 import { SERVER_FLAGS, startServer, stopOnSignals } from '../main.js';
 import { parseFlags } from './args.js';
 
-export const summary = 'start the HTTP service (--config FILE; env PORT, HOST, FAST3D_CONFIG)';
+export const summary = 'start the HTTP service (--config FILE, --role all|api|worker; env PORT, HOST, FAST3D_CONFIG)';
 
-export const usage = `usage: fast3d serve [--config FILE]
+export const usage = `usage: fast3d serve [--config FILE] [--role all|api|worker]
 
 Runs the HTTP service until SIGTERM or Ctrl-C, then finishes the jobs in flight and sends their answers
 (within server.shutdown_grace_s); a second signal stops at once.
 
   -c, --config FILE   YAML config (default: FAST3D_CONFIG, else built-in defaults; see \`fast3d config\`)
+      --role ROLE     all (default: takes requests and runs jobs), api (takes every request, runs no job) or
+                      worker (runs jobs from the queue; serves /health, /ping and /metrics); api and worker
+                      need queue.backend: bullmq, a queue the nodes share
 
 Environment: PORT and HOST override server.port and server.host.
 `;

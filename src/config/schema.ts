@@ -611,6 +611,39 @@ export const assetsSchema = z.strictObject({
     .describe("Most megapixels (2^20 pixels) all of one GLB's distinct textures may decode to, together, after scaling down."),
 });
 
+export const queueSchema = z.strictObject({
+  backend: z
+    .enum(['local', 'bullmq'])
+    .default('local')
+    .describe(
+      'Where jobs wait: "local", in this process (one node, nothing else to run); "bullmq", on a BullMQ queue in Redis that every node of a cluster shares (serve --role api|worker|all), with jobs, events and artefacts any node reads.',
+    ),
+  redis_url: z
+    .string()
+    .regex(/^rediss?:\/\/\S+$/, 'a redis:// or rediss:// URL')
+    .default('redis://127.0.0.1:6379')
+    .describe("Redis of the bullmq queue (6.2 or newer): the queue, the jobs' records and events, and their notifications."),
+  name: z
+    .string()
+    .regex(/^[A-Za-z0-9_-]{1,40}$/, 'letters, digits, "_" and "-", at most 40')
+    .default('fast3d')
+    .describe('Name of the queue and prefix of its Redis keys: clusters that share one Redis use different names.'),
+  attempts: z
+    .number()
+    .int()
+    .min(1)
+    .max(10)
+    .default(3)
+    .describe('Runs of a job at most, counting those a dead worker lost: a job whose worker died is taken up by another until then.'),
+  lock_s: z
+    .number()
+    .min(1)
+    .max(600)
+    .default(30)
+    .describe("Seconds a worker's hold on its job lasts without renewal: a job whose worker died is taken up again after at most this."),
+  node: z.string().max(100).default('').describe("This node's name in job views and logs (empty: the host name and the process id)."),
+});
+
 export const jobsSchema = z.strictObject({
   keep: z
     .number()
@@ -881,6 +914,7 @@ export const configSchema = z
     validate: validateSchema.prefault({}),
     weights: weightsSchema.prefault({}),
     runtime: runtimeSchema.prefault({}),
+    queue: queueSchema.prefault({}),
     assets: assetsSchema.prefault({}),
     jobs: jobsSchema.prefault({}),
     cache: cacheSchema.prefault({}),

@@ -71,7 +71,7 @@ export async function buildAnswerRequest(fields: RequestFields, context: BuildCo
     title = fields.title ?? made.task.prompt.slice(0, 80);
   } else {
     const { image, digest } = made.task;
-    const input = context.inputs.put(made.content as Uint8Array, image, made.release);
+    const input = await context.inputs.put(made.content as Uint8Array, image, made.release);
     task = { kind: 'image', input, digest, width: image.width, height: image.height };
     title = fields.title ?? titleOfFile(fields.image?.name) ?? `image ${image.width}×${image.height}`;
   }

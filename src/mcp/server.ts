@@ -34,7 +34,7 @@ import {
   type RenderPool,
   type Rgb,
 } from '../render/index.js';
-import type { AnswerPath, AnswerRequest } from '../runtime/answer.js';
+import type { Answers, AnswerRequest } from '../runtime/answer.js';
 import { buildAnswerRequest } from '../contract/build.js';
 import { UserAssetError, type AssetPool } from '../runtime/asset-pool.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
@@ -56,7 +56,7 @@ import {
 } from './tools.js';
 
 export interface McpDeps {
-  answers: AnswerPath;
+  answers: Answers;
   renderPool: RenderPool;
   /** The contract's prompt and image limits (length, pixels, smallest side). */
   limits: RequestLimits;
@@ -380,11 +380,11 @@ function jobSummary(view: JobView) {
   };
 }
 
-async function recentAssets(answers: AnswerPath, limit: number): Promise<JobView[]> {
+async function recentAssets(answers: Answers, limit: number): Promise<JobView[]> {
   return (await answers.list(Number.MAX_SAFE_INTEGER)).filter((v) => v.state === 'done' && v.artefacts.length > 0).slice(0, limit);
 }
 
-async function artefactResources(answers: AnswerPath): Promise<Resource[]> {
+async function artefactResources(answers: Answers): Promise<Resource[]> {
   return (await recentAssets(answers, 100)).flatMap((v) =>
     v.artefacts.map((a) => ({
       uri: artefactUri(v.id, a.name),

@@ -186,6 +186,7 @@ export class AnswerCache {
       extension: a.format.extension,
       bytes: a.bytes.length,
       held: false,
+      ...(this.cache.keyOf && { storeKey: this.cache.keyOf(key, name) }),
       read: () => this.cache.get(key, name),
     };
   }

@@ -57,6 +57,28 @@ export interface Submitted {
   done: Promise<Answer>;
 }
 
+/**
+ * What every entry point talks to: the answer path of one node (AnswerPath), or of a cluster that shares a queue
+ * and a store (cluster/answers.ts). Nothing else of the runtime is theirs to call.
+ */
+export interface Answers {
+  readonly formats: FormatRegistry;
+  readonly presets: Presets;
+  /** Preview (CPU stand-ins) or GPU backends. */
+  readonly mode: Mode;
+  health(): Health;
+  submit(request: AnswerRequest, options?: AnswerOptions): Promise<Submitted>;
+  answer(request: AnswerRequest, options?: AnswerOptions): Promise<Answer>;
+  get(id: string): Promise<JobView | null>;
+  list(limit?: number): Promise<JobView[]>;
+  events(id: string, signal?: AbortSignal): AsyncIterable<JobEvent>;
+  cancel(id: string): Promise<boolean>;
+  artefact(id: string, name: string): Promise<ArtefactRef | null>;
+  intermediate(id: string, name: 'image' | 'matte'): Promise<RgbaImage | null>;
+  /** Runs `work` in the video line (views and videos share it): refused at once when the line is full. */
+  renderLine<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T>;
+}
+
 export interface AnswerPathOptions {
   service: GenerationService;
   formats: FormatRegistry;
@@ -74,7 +96,7 @@ export interface AnswerPathOptions {
 /** Longest side of the picture an image task's job shows (its own image): the registry holds it until forgotten. */
 const PICTURE_SIDE = 512;
 
-export class AnswerPath {
+export class AnswerPath implements Answers {
   private readonly cache: AnswerCache | undefined;
 
   constructor(private readonly options: AnswerPathOptions) {
@@ -115,6 +137,23 @@ export class AnswerPath {
     const rendered = request.wants.some((w) => this.format(w).kind === 'render');
     const refusal = service.refusal(request.priority, { rendered, mayOverflow: !!options.forward && !!this.options.burst?.enabled });
     if (refusal) throw refusal;
+  }
+
+  /** Whether the cache holds this request's whole answer, or remembers its decline (nothing read yet). */
+  async holds(request: AnswerRequest): Promise<boolean> {
+    if (!this.cache) return false;
+    const preset = this.options.presets.resolve(request.preset);
+    return this.cache.holds(this.cache.key(request, preset, this.isMeshJob(request)), request.wants, preset.settings);
+  }
+
+  /** Holds the service open for `work` (an answer waited for elsewhere): a shutdown waits for it. */
+  hold<T>(work: () => Promise<T>): Promise<T> {
+    return this.options.service.hold(work);
+  }
+
+  /** False once shutdown began: nothing new is taken. */
+  get accepting(): boolean {
+    return this.options.service.accepting;
   }
 
   /**

@@ -50,6 +50,8 @@ export interface CacheBackend {
   discard(requestKey: string, artefact: EntryName): void;
   declined(requestKey: string): string | null | Promise<string | null>;
   rememberDecline(requestKey: string, reason: string): void;
+  /** Where an entry is in a shared store, when the cache keeps its entries there. */
+  keyOf?(requestKey: string, artefact: EntryName): string;
 }
 
 export interface CacheOptions {

@@ -12,7 +12,7 @@ export interface InputStore {
    * Holds an image's bytes and its decoded pixels under a key named by their digest; `release` gives back what
    * the pixels took of the memory budget once nothing holds them. Each put is one hold: drop it once.
    */
-  put(bytes: Uint8Array, image: RgbaImage, release: () => void): string;
+  put(bytes: Uint8Array, image: RgbaImage, release: () => void): Promise<string>;
   /** The decoded image of a key: the pixels held here, or its bytes read back and decoded. */
   image(key: string): Promise<RgbaImage>;
   /** One hold of the key is over; the image goes when the last one is. */
@@ -44,7 +44,12 @@ export class MemoryInputs implements InputStore {
     return this.held.size;
   }
 
-  put(bytes: Uint8Array, image: RgbaImage, release: () => void): string {
+  async put(bytes: Uint8Array, image: RgbaImage, release: () => void): Promise<string> {
+    return this.hold(bytes, image, release);
+  }
+
+  /** Holds the image here and returns its key (synchronously: what put does, for stores built on this one). */
+  hold(bytes: Uint8Array, image: RgbaImage, release: () => void): string {
     const key = inputKey(bytes);
     const entry = this.held.get(key);
     if (entry) {
@@ -73,5 +78,40 @@ export class MemoryInputs implements InputStore {
     if (!entry || --entry.holds > 0) return;
     this.held.delete(key);
     entry.release();
+  }
+}
+
+/**
+ * The input store of a cluster: an image is held here like MemoryInputs does, and its bytes are also written to
+ * the shared store under its key, so the worker that runs its job, on any node, reads and decodes them there.
+ */
+export class StoredInputs implements InputStore {
+  private readonly local = new MemoryInputs();
+
+  constructor(
+    private readonly store: { get(key: string): Promise<Uint8Array | null>; put(key: string, bytes: Uint8Array): Promise<void> },
+    private readonly decode: (bytes: Uint8Array) => Promise<RgbaImage>,
+  ) {}
+
+  async put(bytes: Uint8Array, image: RgbaImage, release: () => void): Promise<string> {
+    const key = this.local.hold(bytes, image, release);
+    try {
+      await this.store.put(key, bytes);
+    } catch (err) {
+      this.local.drop(key);
+      throw err;
+    }
+    return key;
+  }
+
+  async image(key: string): Promise<RgbaImage> {
+    if (this.local.bytes(key)) return this.local.image(key);
+    const bytes = await this.store.get(key);
+    if (!bytes) throw new UnknownInputError(`the input image ${key} is not in the shared store`);
+    return this.decode(bytes);
+  }
+
+  drop(key: string): void {
+    this.local.drop(key);
   }
 }

@@ -33,6 +33,8 @@ export interface ArtefactRef {
   bytes: number;
   /** The registry holds the bytes itself (no cache): they count against `maxHeldBytes`. */
   held: boolean;
+  /** Where the bytes are in the shared store, when they are there (any node reads them by it). */
+  storeKey?: string;
   read(): Promise<Uint8Array | null>;
 }
 
@@ -64,6 +66,10 @@ export interface JobView extends JobSummary {
   intermediates: Intermediate['name'][];
   /** The answer came from the result cache (a remembered asset or decline): no stage ran. */
   cached: boolean;
+  /** The node that ran the job (in a cluster; absent on a single node). */
+  node?: string;
+  /** While the job waits: its place in line, counting from 1 (jobs of higher classes go first). */
+  queuePosition?: number | null;
 }
 
 export interface RegistryOptions {

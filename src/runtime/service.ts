@@ -18,6 +18,7 @@ import type { Metrics } from './metrics.js';
 export { NotReadyError };
 
 export type Mode = 'preview' | 'gpu';
+export type NodeRole = 'all' | 'api' | 'worker';
 export type HealthStatus = 'ok' | 'starting' | 'degraded' | 'stopping';
 
 export interface StageHealth extends Readiness {
@@ -29,6 +30,10 @@ export interface Health {
   status: HealthStatus;
   mode: Mode;
   version: string;
+  /** What this node does: all (one node, or api and worker in one), api (takes requests), worker (runs jobs). */
+  role: NodeRole;
+  /** In a cluster: Redis, and the jobs waiting across it. */
+  cluster?: { redis: 'up' | 'down'; waiting_by_class: Record<Priority, number> | null };
   stages: Record<string, StageHealth>;
   queue: {
     running: number;
@@ -152,6 +157,7 @@ export class GenerationService {
       status,
       mode: this.mode,
       version: VERSION,
+      role: 'all',
       stages,
       queue: {
         running: this.admission.active,

@@ -96,7 +96,9 @@ export class StoreCache implements CacheBackend {
   rememberDecline(request: string, reason: string): void {
     if (this.options.declineTtlMs <= 0) return;
     const body = new TextEncoder().encode(JSON.stringify({ reason, until: this.now() + this.options.declineTtlMs }));
-    this.store.put(`${DECLINES}${request}.json`, body).catch((err: Error) => this.options.logger?.warn({ err: err.message }, 'cache write failed'));
+    this.store
+      .put(`${DECLINES}${request}.json`, body)
+      .catch((err: Error) => this.options.logger?.warn({ err: err.message }, 'cache write failed'));
   }
 
   /**
