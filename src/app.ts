@@ -34,12 +34,18 @@ import { studioRoutes } from './studio/routes.js';
 import { methodNotAllowed } from './http/method.js';
 import type { Logger } from './runtime/log.js';
 import type { Metrics } from './runtime/metrics.js';
+import type { IdempotencyKeys } from './runtime/idempotency.js';
 import type { InputStore } from './runtime/inputs.js';
+import type { WebhookDispatch } from './runtime/webhook-dispatch.js';
 
 export interface AppOptions {
   limits: RequestLimits;
   /** Where requests' images wait for their jobs. */
   inputs: InputStore;
+  /** Where the job API keeps Idempotency-Key headers. */
+  idempotency: IdempotencyKeys;
+  /** Checks and calls jobs' webhooks (the job API's `webhook`); absent: webhooks are refused. */
+  webhooks?: WebhookDispatch;
   bodyLimitBytes: number;
   /** Word /health reports when ready ("ok", or "healthy" for the newer contract). */
   healthOkStatus: string;
@@ -230,6 +236,8 @@ export function createApp(answers: Answers, options: AppOptions): Hono<Env> {
       jobApi(answers, {
         limits: options.limits,
         inputs: options.inputs,
+        idempotency: options.idempotency,
+        webhooks: options.webhooks,
         bodyLimitBytes: options.bodyLimitBytes,
         retryAfterSeconds: options.retryAfterSeconds,
         auth: !!options.authToken,

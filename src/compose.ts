@@ -20,6 +20,9 @@ import type { Stages, ViewRenderer } from './pipelines/stages.js';
 import { orientationMatrix } from './splat/frame.js';
 import { AnswerPath, type Answers } from './runtime/answer.js';
 import { type InputStore, MemoryInputs, StoredInputs } from './runtime/inputs.js';
+import { type IdempotencyKeys, MemoryIdempotencyKeys, RedisIdempotencyKeys } from './runtime/idempotency.js';
+import { LocalWebhooks, QueuedWebhooks, type WebhookDispatch } from './runtime/webhook-dispatch.js';
+import { WebhookSender } from './runtime/webhooks.js';
 import type { Priority } from './runtime/admission.js';
 import { ClusterAnswers, startWorking } from './runtime/cluster/answers.js';
 import { RedisJobs } from './runtime/cluster/jobs.js';
@@ -65,6 +68,8 @@ export interface Composed {
   metrics?: Metrics;
   /** What this node does (serve --role). */
   role: NodeRole;
+  /** Where jobs' webhooks go (closed by whoever stops the service: deliveries in flight end). */
+  webhooks: WebhookDispatch;
   /** Stops the cluster's part (queue, Redis, store) when there is one; the caller closes the rest. */
   closeCluster?: () => Promise<void>;
 }
@@ -73,6 +78,8 @@ export interface Composed {
 export interface ComposeParts {
   cache?: CacheBackend;
   inputs?: InputStore;
+  idempotency?: IdempotencyKeys;
+  webhooks?: WebhookDispatch;
   role?: NodeRole;
   /** The surfaces' answers, made from this node's answer path (default: that path itself). */
   answersOf?: (local: AnswerPath, parts: { jobs: JobRegistry; inputs: InputStore; service: GenerationService }) => Answers;
@@ -80,6 +87,8 @@ export interface ComposeParts {
 
 export interface ComposeOptions {
   logger?: Logger;
+  /** The metrics to count in (default: new ones, when metrics.enabled). */
+  metrics?: Metrics;
   stages?: Partial<Stages>;
   /** Renders the validator's views (the "clip" check needs it). */
   renderViews?: ViewRenderer;
@@ -144,7 +153,7 @@ export function compose(config: Config, options: ComposeOptions = {}, parts: Com
   const deps: StageDeps = { ...defaultStageDeps(config), renderViews, decodeGlb: glb.decode };
   const stages: Stages = { ...offloadPreviewStages(createStages(config, deps), cpuPool), ...options.stages };
   const pipeline = new Pipeline(stages);
-  const metrics = config.metrics.enabled ? new Metrics() : undefined;
+  const metrics = options.metrics ?? (config.metrics.enabled ? new Metrics() : undefined);
   const runtime = config.runtime;
   const service = new GenerationService(
     pipeline,
@@ -194,7 +203,8 @@ export function compose(config: Config, options: ComposeOptions = {}, parts: Com
     maxHeldBytes: config.jobs.memory_mb * 1024 * 1024,
   });
   const inputs = parts.inputs ?? new MemoryInputs();
-  const local = new AnswerPath({ service, formats, jobs, presets, inputs, cache, burst, metrics, logger });
+  const webhooks = parts.webhooks ?? localWebhooks(config, env, metrics, logger);
+  const local = new AnswerPath({ service, formats, jobs, presets, inputs, webhooks, cache, burst, metrics, logger });
   const answers = parts.answersOf ? parts.answersOf(local, { jobs, inputs, service }) : local;
   const role = parts.role ?? 'all';
   // One set of limits for every surface: decoded images are held in the memory budget until their job ends.
@@ -221,6 +231,8 @@ export function compose(config: Config, options: ComposeOptions = {}, parts: Com
   const app = createApp(answers, {
     limits,
     inputs,
+    idempotency: parts.idempotency ?? new MemoryIdempotencyKeys(config.jobs.retention_s * 1000),
+    webhooks,
     bodyLimitBytes,
     healthOkStatus: config.server.health_ok_status,
     retryAfterSeconds: config.runtime.retry_after_s,
@@ -235,7 +247,16 @@ export function compose(config: Config, options: ComposeOptions = {}, parts: Com
     // A worker node takes no requests: it serves /health, /ping and /metrics.
     entryPoints: role !== 'worker',
   });
-  return { service, answers, local, jobs, app, gpu, renderPool, cpuPool, assetPool, formats, cache, metrics, role };
+  return { service, answers, local, jobs, app, gpu, renderPool, cpuPool, assetPool, formats, cache, metrics, role, webhooks };
+}
+
+/** Webhooks delivered from this process, counted in the metrics. */
+function webhookSender(config: Config, env: NodeJS.ProcessEnv, metrics: Metrics | undefined): WebhookSender {
+  return new WebhookSender(config.webhooks, { env, onOutcome: (outcome) => metrics?.webhook(outcome) });
+}
+
+function localWebhooks(config: Config, env: NodeJS.ProcessEnv, metrics: Metrics | undefined, logger: Logger | undefined): WebhookDispatch {
+  return new LocalWebhooks(webhookSender(config, env, metrics), logger);
 }
 
 /**
@@ -319,10 +340,12 @@ export async function composeService(config: Config, options: ComposeOptions & {
   // Redis's health and the cluster's waiting jobs, as /health reports them: polled, so /ping never waits on Redis.
   let redisUp = true;
   let waiting: Record<Priority, number> | null = null;
+  let workers: number | null = null;
   const poll = async () => {
     try {
       await redis.ping();
       waiting = await queue.waiting();
+      workers = await queue.workers();
       if (!redisUp) logger?.info({ redis: redactedUrl(url) }, 'Redis answers again');
       redisUp = true;
     } catch (err) {
@@ -334,27 +357,37 @@ export async function composeService(config: Config, options: ComposeOptions & {
   const poller = setInterval(() => void poll(), 2000);
   poller.unref();
 
-  const composed = compose(config, options, {
-    cache,
-    inputs,
-    role,
-    answersOf: (local) =>
-      new ClusterAnswers({
-        node,
-        role,
-        local,
-        inputs,
-        jobs,
-        queue,
-        store,
-        deadlineMs: config.runtime.deadline_s * 1000,
-        redisUp: () => redisUp,
-        waiting: () => waiting,
-        logger,
-      }),
-  });
+  const metrics = config.metrics.enabled ? new Metrics() : undefined;
+  const webhooks = new QueuedWebhooks(webhookSender(config, env, metrics), redis, config.queue.name, logger);
+  const composed = compose(
+    config,
+    { ...options, metrics },
+    {
+      cache,
+      inputs,
+      role,
+      webhooks,
+      idempotency: new RedisIdempotencyKeys(redis, prefix, config.jobs.retention_s * 1000),
+      answersOf: (local) =>
+        new ClusterAnswers({
+          node,
+          role,
+          local,
+          inputs,
+          jobs,
+          queue,
+          store,
+          deadlineMs: config.runtime.deadline_s * 1000,
+          redisUp: () => redisUp,
+          waiting: () => waiting,
+          logger,
+        }),
+    },
+  );
+  metrics?.watch({ clusterWaiting: () => waiting, clusterWorkers: () => workers });
   if (role !== 'api') {
-    // A worker takes jobs once its stages are ready (a job taken before would fail).
+    // A worker takes jobs once its stages are ready (a job taken before would fail), and delivers webhooks.
+    webhooks.work();
     void (async () => {
       while (composed.service.health().status !== 'ok') await new Promise((resolve) => setTimeout(resolve, 200));
       await startWorking({
@@ -365,6 +398,7 @@ export async function composeService(config: Config, options: ComposeOptions & {
         queue,
         concurrency: config.runtime.pipeline_concurrency,
         logger,
+        onRecovered: () => metrics?.jobRecovered(),
       });
       logger?.info({ node, queue: config.queue.name }, 'taking jobs from the queue');
     })();
@@ -372,6 +406,7 @@ export async function composeService(config: Config, options: ComposeOptions & {
   composed.closeCluster = async () => {
     clearInterval(poller);
     await queue.close();
+    await webhooks.close();
     subscriber.disconnect();
     await redis.quit().catch(() => undefined);
     await store.close();

@@ -135,6 +135,7 @@ export async function startServer(argv: string[] = process.argv.slice(2), option
       await renderPool.close();
       await cpuPool?.close();
       await assetPool.close();
+      await composed.webhooks.close();
       await composed.closeCluster?.();
       logger.info({ drained, flushed }, 'stopped');
     })();

@@ -237,7 +237,7 @@ describe('job API', () => {
       [
         postJob(server.url, { prompt: 'x', a: 1, b: 2, c: 3, d: 4 }),
         400,
-        /^invalid job request: unknown fields "a", "b", "c" and 1 more; the fields are prompt, image, seed, preset, outputs, videoSize, viewSize, group$/,
+        /^invalid job request: unknown fields "a", "b", "c" and 1 more; the fields are prompt, image, seed, preset, outputs, videoSize, viewSize, group, webhook$/,
       ],
       [
         postJob(server.url, { prompt: 'x', ['k'.repeat(400_000)]: 1 }),
@@ -539,7 +539,7 @@ describe('job API auth, OpenAPI and the studio files', () => {
       '/presets',
     ]);
     const request = doc.components.schemas.JobRequest;
-    expect(Object.keys(request.properties)).toEqual(['prompt', 'image', 'seed', 'preset', 'outputs', 'videoSize', 'viewSize', 'group']);
+    expect(Object.keys(request.properties)).toEqual(['prompt', 'image', 'seed', 'preset', 'outputs', 'videoSize', 'viewSize', 'group', 'webhook']);
     expect(request.properties.outputs.items.enum).toEqual(['ply', 'spz', 'glb', 'mp4', 'views']);
     expect(request.additionalProperties).toBe(false);
     expect(doc.security).toEqual([{ bearer: [] }]);

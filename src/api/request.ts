@@ -104,6 +104,7 @@ export async function parseJobRequest(body: Body): Promise<ParsedJobRequest> {
     ...(request.preset !== undefined && { preset: request.preset }),
     outputs,
     ...(request.group !== undefined && { group: request.group }),
+    ...(request.webhook !== undefined && { webhook: request.webhook }),
   };
 }
 

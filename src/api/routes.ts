@@ -3,7 +3,7 @@
  * replay for late or reconnecting clients), download its artefacts and intermediates, cancel it, list recent
  * jobs and the presets. Jobs run in the interactive priority class; routes stay thin: parse, answer, respond.
  */
-import { randomUUID } from 'node:crypto';
+import { createHash, randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HttpError } from '../contract/errors.js';
@@ -14,12 +14,15 @@ import { encodePng } from '../image/codec.js';
 import type { RgbaImage } from '../image/rgba.js';
 import { methodNotAllowed } from '../http/method.js';
 import { buildAnswerRequest } from '../contract/build.js';
+import { stableJson } from '../pipelines/settings.js';
 import type { Answers } from '../runtime/answer.js';
+import type { IdempotencyKeys } from '../runtime/idempotency.js';
 import type { InputStore } from '../runtime/inputs.js';
+import type { WebhookDispatch } from '../runtime/webhook-dispatch.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
 import { openApiDocument } from './openapi.js';
-import { parseJobRequest, readJobBody } from './request.js';
+import { type ParsedJobRequest, parseJobRequest, readJobBody } from './request.js';
 import { sseResponse, type SseMessage } from './sse.js';
 
 export const API_BASE = '/api/v1';
@@ -32,8 +35,15 @@ export interface JobApiOptions {
   retryAfterSeconds: number;
   /** Auth is on: the OpenAPI document says so. */
   auth: boolean;
+  /** Where Idempotency-Key headers are kept (this node's memory, or the cluster's Redis). */
+  idempotency: IdempotencyKeys;
+  /** Checks and calls jobs' webhooks; absent: a request with a webhook is refused. */
+  webhooks?: WebhookDispatch;
   logger?: Logger;
 }
+
+/** What an Idempotency-Key may be: printable ASCII, 1 to 255 characters (as the IETF draft and vendors take). */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,255}$/;
 
 const INTERMEDIATE_PICTURES = ['image', 'matte'] as const;
 
@@ -53,15 +63,37 @@ export function jobApi(answers: Answers, options: JobApiOptions): Hono {
   };
 
   api.post('/jobs', limitBody, async (c) => {
+    const key = c.req.header('idempotency-key');
+    if (key !== undefined && !IDEMPOTENCY_KEY.test(key))
+      throw new HttpError(400, 'Idempotency-Key must be 1 to 255 printable ASCII characters');
     const fields = await parseJobRequest(await readJobBody(c.req.header('content-type'), c.req, options.limits));
     // The id is ours, so it can be answered before the job ends; the job itself runs on without this request.
-    const request = await buildAnswerRequest(
-      { ...fields, id: randomUUID(), priority: 'interactive' },
-      { limits: options.limits, presets: answers.presets, inputs: options.inputs },
-    );
-    // Refused now (503 with Retry-After) what the job would be refused a moment later: a 202 means an admitted job.
-    const { id, done } = await answers.submit(request);
-    done.catch((err: Error) => options.logger?.info({ job: id, err: err.message }, 'job ended without an asset'));
+    let id: string = randomUUID();
+    if (key !== undefined) {
+      const claim = await options.idempotency.claim(key, fingerprintOf(fields), id);
+      // The same key and body again: the job the first request made.
+      if (!claim.fresh) {
+        const job = await jobOr404(claim.id);
+        return c.json({ id: job.id, state: job.state, links: links(job.id) }, 202, {
+          Location: links(job.id).self,
+          'Idempotent-Replayed': 'true',
+        });
+      }
+    }
+    try {
+      const request = await buildAnswerRequest(
+        { ...fields, id, priority: 'interactive' },
+        { limits: options.limits, presets: answers.presets, inputs: options.inputs, webhooks: options.webhooks },
+      );
+      // Refused now (503 with Retry-After) what the job would be refused a moment later: a 202 means an admitted job.
+      const submitted = await answers.submit(request);
+      id = submitted.id;
+      submitted.done.catch((err: Error) => options.logger?.info({ job: id, err: err.message }, 'job ended without an asset'));
+    } catch (err) {
+      // Refused before any job: the key may be used again.
+      if (key !== undefined) await options.idempotency.release(key, id);
+      throw err;
+    }
     const job = await jobOr404(id);
     return c.json({ id, state: job.state, links: links(id) }, 202, { Location: links(id).self });
   });
@@ -190,4 +222,13 @@ async function* eventMessages(id: string, after: number, events: AsyncIterable<J
     if (event.type === 'end') data = { ...event, job: self };
     yield { id: String(index), event: event.type, data };
   }
+}
+
+/** What makes two job requests the same for an Idempotency-Key: their fields, an image by its digest. */
+function fingerprintOf(fields: ParsedJobRequest): string {
+  const { image, ...rest } = fields;
+  const digest = image && createHash('sha256').update(image.bytes).digest('hex');
+  return createHash('sha256')
+    .update(stableJson({ ...rest, ...(digest && { image: digest }) }))
+    .digest('hex');
 }

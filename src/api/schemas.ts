@@ -60,6 +60,13 @@ export const JobRequest = z
       .describe(
         'A tag of your own for jobs that belong together (the studio gives the two jobs of an A/B comparison the same one); job views echo it.',
       ),
+    webhook: z
+      .string()
+      .max(2048)
+      .optional()
+      .describe(
+        "A URL (http or https, to a public address unless webhooks.allow_private) called with POST at the job's end: JSON with the job's state and artefact URLs, signed in X-Fast3d-Signature: sha256=<hex>, the HMAC-SHA256 of the raw body under the webhook secret; retried with backoff.",
+      ),
   })
   .describe('A job: a prompt or an image, with optional seed, preset and outputs.');
 export type JobRequest = z.infer<typeof JobRequest>;

@@ -13,6 +13,7 @@ import { seedFromContent } from '../pipelines/seed.js';
 import type { Presets } from '../pipelines/presets.js';
 import type { Priority } from '../runtime/admission.js';
 import type { InputStore } from '../runtime/inputs.js';
+import type { WebhookDispatch } from '../runtime/webhook-dispatch.js';
 import type { AnswerRequest, TaskRef } from '../runtime/request.js';
 import { HttpError } from './errors.js';
 import { imageTask, promptTask, type RequestLimits } from './request.js';
@@ -37,12 +38,16 @@ export interface RequestFields {
   /** What lists call the job; default: the prompt's first words, the image's file name, or its size. */
   title?: string;
   group?: string;
+  /** A URL to call at the job's end. */
+  webhook?: string;
 }
 
 export interface BuildContext {
   limits: RequestLimits;
   presets: Pick<Presets, 'resolve'>;
   inputs: InputStore;
+  /** Checks webhook URLs; absent: a request with a webhook is refused. */
+  webhooks?: Pick<WebhookDispatch, 'check'>;
 }
 
 /**
@@ -57,6 +62,11 @@ export async function buildAnswerRequest(fields: RequestFields, context: BuildCo
   const preset = context.presets.resolve(presetName);
   const wants = wantsOf(fields.outputs, preset.settings.render.video_res);
   if (!wants.length) throw new HttpError(400, 'ask for at least one artefact');
+  let webhook: string | undefined;
+  if (fields.webhook !== undefined) {
+    if (!context.webhooks) throw new HttpError(400, 'this route takes no webhook');
+    webhook = await context.webhooks.check(fields.webhook);
+  }
 
   const made = fields.image
     ? await imageTask(fields.image.bytes, limits)
@@ -87,6 +97,7 @@ export async function buildAnswerRequest(fields: RequestFields, context: BuildCo
     ...(presetName !== undefined && { preset: preset.name }),
     title,
     ...(fields.group !== undefined && { group: fields.group }),
+    ...(webhook !== undefined && { webhook }),
   };
 }
 

@@ -15,6 +15,8 @@ import {
   ShuttingDownError,
 } from '../pipelines/errors.js';
 import { UnknownPresetError } from '../pipelines/presets.js';
+import { IdempotencyConflictError } from '../runtime/idempotency.js';
+import { WebhookUrlError } from '../runtime/webhooks.js';
 import { HttpError } from './errors.js';
 
 export interface StatusOptions {
@@ -31,7 +33,9 @@ export function retryAfter(seconds: number): Record<string, string> {
 export function httpErrorOf(err: unknown, options: StatusOptions): HttpError | null {
   const retry = (seconds = options.retryAfterS) => retryAfter(seconds);
   if (err instanceof HttpError) return err;
-  if (err instanceof UnknownPresetError || err instanceof MeshUnsupportedError) return new HttpError(400, err.message);
+  if (err instanceof UnknownPresetError || err instanceof MeshUnsupportedError || err instanceof WebhookUrlError)
+    return new HttpError(400, err.message);
+  if (err instanceof IdempotencyConflictError) return new HttpError(409, err.message);
   if (err instanceof BusyError) return new HttpError(503, `${err.message}; retry later`, retry(err.retryAfterS ?? options.retryAfterS));
   if (err instanceof DeadlineError) return new HttpError(503, err.message, retry());
   if (err instanceof ShuttingDownError) return new HttpError(503, err.message, { ...retry(), Connection: 'close' });

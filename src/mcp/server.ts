@@ -342,6 +342,8 @@ function describeEvent(event: JobEvent): string {
   switch (event.type) {
     case 'queued':
       return 'queued';
+    case 'position':
+      return `waiting: number ${event.position} in line${event.estimatedStartAt ? `, likely starting at ${event.estimatedStartAt}` : ''}`;
     case 'running':
       return 'running';
     case 'stage':

@@ -22,9 +22,12 @@ export interface RunOptions {
   priority?: Priority;
   /** Admit even after close(): the work belongs to a request admitted before (a held answer). */
   evenIfClosed?: boolean;
+  /** The job's id, by which its place in line is told (`position`). */
+  id?: string;
 }
 
 interface Waiter {
+  id?: string;
   start: () => void;
   abort: () => void;
 }
@@ -85,6 +88,26 @@ export class Admission {
     return n;
   }
 
+  /**
+   * A waiting job's place in line, counting from 1 (the jobs of higher classes first, then its own class's in
+   * order), or null when it is not waiting.
+   */
+  position(id: string): number | null {
+    let ahead = 0;
+    for (const p of PRIORITIES) {
+      const at = this.waiting[p].findIndex((w) => w.id === id);
+      if (at >= 0) return ahead + at + 1;
+      ahead += this.waiting[p].length;
+    }
+    return null;
+  }
+
+  /** When a job at `position` in line likely starts, in ms from now (null before any job finished). */
+  startInMs(position: number): number | null {
+    const perJob = this.meanJobMs();
+    return perJob === null ? null : Math.ceil(position / this.concurrency) * perJob;
+  }
+
   /** Mean wall time of recent jobs in ms, or null before the first one finished. */
   meanJobMs(): number | null {
     if (!this.recentMs.length) return null;
@@ -127,6 +150,7 @@ export class Admission {
       }
       await new Promise<void>((resolve, reject) => {
         const entry: Waiter = {
+          id: options.id,
           start: () => {
             signal?.removeEventListener('abort', entry.abort);
             resolve();

@@ -26,6 +26,7 @@ import { AnswerCache, type Delivered, type StoredReport } from './answer-cache.j
 import type { Burst, ForwardedAnswer } from './burst.js';
 import type { CacheBackend } from './cache.js';
 import type { InputStore } from './inputs.js';
+import type { WebhookDispatch } from './webhook-dispatch.js';
 import type { ArtefactRef, JobEvent, JobHandle, JobRegistry, JobView } from './jobs.js';
 import type { Logger } from './log.js';
 import type { Metrics } from './metrics.js';
@@ -87,6 +88,8 @@ export interface AnswerPathOptions {
   presets: Presets;
   /** Where the images of requests wait for their jobs. */
   inputs: InputStore;
+  /** Where a job's webhook goes at its end. */
+  webhooks?: WebhookDispatch;
   cache?: CacheBackend;
   burst?: Burst;
   metrics?: Metrics;
@@ -173,10 +176,11 @@ export class AnswerPath implements Answers {
       job = this.register(request);
       return this.run(request, job, options);
     });
-    done.then(
-      () => this.release(request),
-      () => this.release(request),
-    );
+    const ended = () => {
+      this.release(request);
+      if (request.webhook && job) this.callWebhook(request.webhook, job.id);
+    };
+    done.then(ended, ended);
     if (!job) await done; // refused before its job began (a shutdown began): rejects with why
     return { id: job!.id, done };
   }
@@ -192,7 +196,14 @@ export class AnswerPath implements Answers {
 
   /** A job as readers see it, or null (unknown, or forgotten). */
   async get(id: string): Promise<JobView | null> {
-    return this.options.jobs.get(id) ?? null;
+    const view = this.options.jobs.get(id);
+    if (!view) return null;
+    if (view.state !== 'queued') return view;
+    // Where it waits now, and when it likely starts: from the line as it is.
+    const { admission } = this.options.service;
+    const position = admission.position(id);
+    const startIn = position === null ? null : admission.startInMs(position);
+    return { ...view, queuePosition: position, estimatedStartAt: startIn === null ? null : new Date(Date.now() + startIn).toISOString() };
   }
 
   /** Recent jobs, newest first. */
@@ -236,6 +247,31 @@ export class AnswerPath implements Answers {
       title: request.title,
       ...(request.group !== undefined && { group: request.group }),
       preset: presetOfReport(preset),
+    });
+  }
+
+  /** Calls a job's webhook with its end: its state, reason or error, and where its artefacts are. */
+  private callWebhook(url: string, id: string): void {
+    const view = this.options.jobs.get(id);
+    if (!view || !this.options.webhooks) return;
+    const self = `/api/v1/jobs/${encodeURIComponent(id)}`;
+    this.options.webhooks.send(url, {
+      job: {
+        id,
+        state: view.state,
+        reason: view.reason,
+        error: view.error,
+        title: view.title,
+        seed: view.seed,
+        preset: view.preset?.name ?? null,
+        url: self,
+      },
+      artefacts: view.artefacts.map((a) => ({
+        name: a.name,
+        contentType: a.contentType,
+        bytes: a.bytes,
+        url: `${self}/artifacts/${a.name}`,
+      })),
     });
   }
 
@@ -367,6 +403,7 @@ export class AnswerPath implements Answers {
         signal,
         progress: job.progress,
         onStart: job.started,
+        onQueued: job.waiting,
       });
       return { outcome };
     } catch (err) {

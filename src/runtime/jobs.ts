@@ -19,6 +19,8 @@ type At = { at: number };
 
 export type JobEvent =
   | ({ type: 'queued' } & At)
+  /** The job waits in line: its place (from 1) and when it likely starts (ISO time, null while unknown). */
+  | ({ type: 'position'; position: number; estimatedStartAt: string | null } & At)
   | ({ type: 'running' } & At)
   | ({ type: 'stage'; phase: 'start' | 'end'; stage: StageName; attempt: number; ms?: number } & At)
   | ({ type: 'intermediate'; name: Intermediate['name']; attempt: number } & At)
@@ -70,6 +72,8 @@ export interface JobView extends JobSummary {
   node?: string;
   /** While the job waits: its place in line, counting from 1 (jobs of higher classes go first). */
   queuePosition?: number | null;
+  /** While the job waits: when it likely starts (ISO time), from recent jobs' times; null while unknown. */
+  estimatedStartAt?: string | null;
 }
 
 export interface RegistryOptions {
@@ -100,6 +104,8 @@ export interface JobHandle {
   readonly signal: AbortSignal;
   readonly progress: ProgressSink;
   started(): void;
+  /** The job waits in line at `position`, likely starting in `startInMs` (null while unknown). */
+  waiting(position: number, startInMs: number | null): void;
   artefact(ref: ArtefactRef): void;
   end(state: EndState, details?: { report?: Report; reason?: string; error?: string; cached?: boolean }): void;
 }
@@ -182,6 +188,11 @@ export class JobRegistry {
       id,
       signal: entry.controller.signal,
       progress,
+      waiting: (position, startInMs) => {
+        if (ended()) return;
+        const estimatedStartAt = startInMs === null ? null : new Date(this.now() + startInMs).toISOString();
+        emit({ type: 'position', position, estimatedStartAt, at: at() });
+      },
       started: () => {
         entry.startedAt = this.now();
         view.state = 'running';

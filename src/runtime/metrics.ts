@@ -12,6 +12,10 @@ export interface MetricsSources {
   gpuBusyRatio?(): number;
   gpuBusySeconds?(): number;
   cacheSize?(): { entries: number; bytes: number };
+  /** Jobs waiting per class across a cluster (its queue), as last counted. */
+  clusterWaiting?(): Record<string, number> | null;
+  /** Nodes taking jobs from a cluster's queue, as last counted. */
+  clusterWorkers?(): number | null;
 }
 
 const STAGE_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 40, 80, 160];
@@ -81,6 +85,18 @@ export class Metrics {
     registers: [this.registry],
   });
 
+  private readonly webhooks = new Counter({
+    name: 'fast3d_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by outcome (delivered, retry, gave_up, rejected, refused).',
+    labelNames: ['outcome'] as const,
+    registers: [this.registry],
+  });
+  private readonly recovered = new Counter({
+    name: 'fast3d_jobs_recovered_total',
+    help: 'Jobs this node took up again after the worker that held them died (a cluster).',
+    registers: [this.registry],
+  });
+
   private readonly sources: MetricsSources = {};
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -108,6 +124,17 @@ export class Metrics {
       () => sources.cacheSize?.().entries,
     );
     gauge('fast3d_cache_bytes', 'Bytes of artefacts in the result cache.', () => sources.cacheSize?.().bytes);
+    new Gauge({
+      name: 'fast3d_cluster_queue_depth',
+      help: "Jobs waiting on a cluster's queue, by class, across every node.",
+      labelNames: ['class'] as const,
+      registers: [this.registry],
+      collect() {
+        const waiting = sources.clusterWaiting?.();
+        if (waiting) for (const [name, count] of Object.entries(waiting)) this.set({ class: name }, count);
+      },
+    });
+    gauge('fast3d_cluster_workers', "Nodes taking jobs from a cluster's queue.", () => sources.clusterWorkers?.() ?? undefined);
     // Stalls of the event loop delay every answer, /ping included (a load balancer drops a worker whose /ping
     // is late). A 10 ms ticker sees each stall as a late tick; the longest since the last scrape is reported.
     // (perf_hooks' monitorEventLoopDelay drops the first delay after each reset, which may be the stall itself.)
@@ -135,6 +162,14 @@ export class Metrics {
 
   /** Stops the event-loop ticker (tests that build many services). */
   readonly stopDelay: () => void;
+
+  webhook(outcome: string): void {
+    this.webhooks.inc({ outcome });
+  }
+
+  jobRecovered(): void {
+    this.recovered.inc();
+  }
 
   /** Registers live values for the gauges. */
   watch(sources: MetricsSources): void {

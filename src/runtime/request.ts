@@ -42,6 +42,8 @@ export interface AnswerRequest {
   title: string;
   /** The client's tag for jobs that belong together (the studio's A/B pairs). */
   group?: string;
+  /** A checked URL called at the job's end with its state and artefacts (signed; webhooks.ts). */
+  webhook?: string;
 }
 
 /** What travels with a request in the process that received it, and never further. */

@@ -77,6 +77,8 @@ export interface RunRequest {
   progress?: ProgressSink;
   /** Called when the job gets its place in the pipeline (after waiting in its class's queue). */
   onStart?: () => void;
+  /** Called when the job has to wait: its place in line and when it likely starts (ms from now, or null). */
+  onQueued?: (position: number, startInMs: number | null) => void;
   /** Part of an answer held open (hold()): admitted even when a shutdown began after it was held. */
   held?: boolean;
 }
@@ -226,8 +228,10 @@ export class GenerationService {
         this.recordGpuMs(ctx.gpuMs());
         return outcome;
       },
-      { signal, priority, evenIfClosed: request.held },
+      { signal, priority, evenIfClosed: request.held, id: job.id },
     );
+    const position = this.admission.position(job.id);
+    if (position !== null) request.onQueued?.(position, this.admission.startInMs(position));
     // Abandoned jobs keep their place until their stages return; their late result is dropped here.
     admitted.catch(() => undefined);
     try {

@@ -88,6 +88,8 @@ export class ClusterAnswers implements Answers {
       const deadlineAt =
         queued.priority === 'contract' && Number.isFinite(this.options.deadlineMs) ? Date.now() + this.options.deadlineMs : undefined;
       const job = await queue.add({ request: queued, from: this.options.node, ...(deadlineAt !== undefined && { deadlineAt }) });
+      const position = await queue.position(id);
+      if (position !== null) await jobs.append(id, { type: 'position', position, estimatedStartAt: null, at: Date.now() - job.timestamp });
       // Held open: a shutdown waits for the answer of every request this node took.
       const done = local.hold(() => this.wait(queued, job, deadlineAt, options.signal));
       done.catch(() => undefined);
@@ -246,6 +248,8 @@ export interface WorkerOptions {
   queue: JobQueue;
   concurrency: number;
   logger?: Logger;
+  /** Called for each job taken up again after the worker that held it died. */
+  onRecovered?: () => void;
 }
 
 /**
@@ -257,8 +261,12 @@ export async function startWorking(options: WorkerOptions): Promise<void> {
   await jobs.onCancel((id) => {
     localJobs.cancel(id);
   });
-  queue.work(async (queued, id, signal) => {
+  queue.work(async (queued, id, signal, recovered) => {
     const request = { ...queued.request, id };
+    if (recovered) {
+      options.onRecovered?.();
+      options.logger?.warn({ job: id, node }, 'taking up a job whose worker died');
+    }
     const signals = [signal];
     if (queued.deadlineAt !== undefined) {
       const left = queued.deadlineAt - Date.now();

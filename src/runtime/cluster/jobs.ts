@@ -74,6 +74,12 @@ export class RedisJobs {
     await this.redis.publish(this.key('events', view.id), '1');
   }
 
+  /** Adds an event to a job's record (one the taking node knows of: its place in line). */
+  async append(id: string, event: JobEvent): Promise<void> {
+    await this.redis.rpush(this.key('job', id, 'events'), JSON.stringify(event));
+    await this.redis.publish(this.key('events', id), '1');
+  }
+
   async get(id: string): Promise<JobView | null> {
     const text = await this.redis.get(this.key('job', id));
     return text ? (JSON.parse(text) as JobView) : null;

@@ -52,7 +52,7 @@ export interface JobQueueOptions {
 export class JobQueue {
   readonly queue: Queue<QueuedJob, JobSummary>;
   private readonly events: QueueEvents;
-  private workers: Worker<QueuedJob, JobSummary>[] = [];
+  private running: Worker<QueuedJob, JobSummary>[] = [];
 
   constructor(
     private readonly connection: Redis,
@@ -73,6 +73,11 @@ export class JobQueue {
       interactive: counts[String(PRIORITY.interactive)] ?? 0,
       background: counts[String(PRIORITY.background)] ?? 0,
     };
+  }
+
+  /** Nodes taking jobs from the queue now. */
+  async workers(): Promise<number> {
+    return this.queue.getWorkersCount();
   }
 
   /** Refuses (BusyError) a job whose class's queue is full. */
@@ -130,15 +135,19 @@ export class JobQueue {
    * Takes jobs from the queue, `concurrency` at a time, and runs each with `run`. A job whose run throws is
    * failed for good: only a lost lock (a dead worker) runs it again.
    */
-  work(run: (job: QueuedJob, id: string, signal: AbortSignal) => Promise<JobSummary>, concurrency: number): Worker<QueuedJob, JobSummary> {
+  work(
+    run: (job: QueuedJob, id: string, signal: AbortSignal, recovered: boolean) => Promise<JobSummary>,
+    concurrency: number,
+  ): Worker<QueuedJob, JobSummary> {
     const worker = new Worker<QueuedJob, JobSummary>(
       this.options.name,
       async (job, _token, signal) => {
+        // A job started before (by a worker that died holding it) is taken up again here.
         const controller = new AbortController();
         const abort = () => controller.abort(signal?.reason);
         signal?.addEventListener('abort', abort, { once: true });
         try {
-          return await run(job.data, job.id!, controller.signal);
+          return await run(job.data, job.id!, controller.signal, job.attemptsStarted > 1 || job.stalledCounter > 0);
         } catch (err) {
           throw new UnrecoverableError(carryError(err));
         } finally {
@@ -154,13 +163,13 @@ export class JobQueue {
       },
     );
     worker.on('error', () => undefined);
-    this.workers.push(worker);
+    this.running.push(worker);
     return worker;
   }
 
   /** Stops taking jobs; waits for those running here to end (or not, with `force`). */
   async close(force = false): Promise<void> {
-    await Promise.all(this.workers.map((w) => w.close(force)));
+    await Promise.all(this.running.map((w) => w.close(force)));
     await this.events.close();
     await this.queue.close();
   }
