@@ -341,16 +341,23 @@ export async function composeService(config: Config, options: ComposeOptions & {
   let redisUp = true;
   let waiting: Record<Priority, number> | null = null;
   let workers: number | null = null;
+  let polling = false;
   const poll = async () => {
+    if (polling) return;
+    polling = true;
     try {
-      await redis.ping();
-      waiting = await queue.waiting();
-      workers = await queue.workers();
+      // Commands wait for a reconnection rather than fail (BullMQ's setting): a ping that does not come back in
+      // time is Redis down.
+      await withTimeout(redis.ping(), 1500);
+      waiting = await withTimeout(queue.waiting(), 1500);
+      workers = await withTimeout(queue.workers(), 1500);
       if (!redisUp) logger?.info({ redis: redactedUrl(url) }, 'Redis answers again');
       redisUp = true;
     } catch (err) {
       if (redisUp) logger?.warn({ redis: redactedUrl(url), err: (err as Error).message }, 'Redis does not answer: new jobs are refused');
       redisUp = false;
+    } finally {
+      polling = false;
     }
   };
   await poll();
@@ -412,4 +419,14 @@ export async function composeService(config: Config, options: ComposeOptions & {
     await store.close();
   };
   return composed;
+}
+
+/** `promise`, or a rejection after `ms`. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  promise.catch(() => undefined);
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

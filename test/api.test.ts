@@ -539,7 +539,17 @@ describe('job API auth, OpenAPI and the studio files', () => {
       '/presets',
     ]);
     const request = doc.components.schemas.JobRequest;
-    expect(Object.keys(request.properties)).toEqual(['prompt', 'image', 'seed', 'preset', 'outputs', 'videoSize', 'viewSize', 'group', 'webhook']);
+    expect(Object.keys(request.properties)).toEqual([
+      'prompt',
+      'image',
+      'seed',
+      'preset',
+      'outputs',
+      'videoSize',
+      'viewSize',
+      'group',
+      'webhook',
+    ]);
     expect(request.properties.outputs.items.enum).toEqual(['ply', 'spz', 'glb', 'mp4', 'views']);
     expect(request.additionalProperties).toBe(false);
     expect(doc.security).toEqual([{ bearer: [] }]);
