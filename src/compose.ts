@@ -29,7 +29,7 @@ import { RedisJobs } from './runtime/cluster/jobs.js';
 import { JobQueue } from './runtime/cluster/queue.js';
 import { checkRedis, redactedUrl, redisConnection } from './runtime/cluster/redis.js';
 import { StoreCache } from './runtime/store-cache.js';
-import { openStore } from './store/index.js';
+import { type ArtefactStore, openStore } from './store/index.js';
 import { decodeImage } from './image/codec.js';
 import type { RequestLimits } from './contract/request.js';
 import { AssetPool } from './runtime/asset-pool.js';
@@ -301,11 +301,17 @@ export function authToken(config: Config, env: NodeJS.ProcessEnv): string | unde
  */
 export async function composeService(config: Config, options: ComposeOptions & { role?: NodeRole } = {}): Promise<Composed> {
   const role = options.role ?? 'all';
+  const env = options.env ?? process.env;
   if (config.queue.backend === 'local') {
     if (role !== 'all') throw new ConfigError(`serve --role ${role} needs queue.backend: bullmq (a queue that nodes share)`);
-    return compose(config, options);
+    if (config.store.backend === 'disk' || !config.cache.enabled) return compose(config, options);
+    // One node with its cache in a bucket: every node that shares the bucket reads what the others made.
+    const store = await openStore(config.store, { env });
+    await store.probe();
+    const composed = compose(config, options, { cache: storeCacheOf(config, store, options.logger) });
+    composed.closeCluster = () => store.close();
+    return composed;
   }
-  const env = options.env ?? process.env;
   const logger = options.logger;
   const url = config.queue.redis_url;
   await checkRedis(url);
@@ -329,11 +335,7 @@ export async function composeService(config: Config, options: ComposeOptions & {
     lockMs: config.queue.lock_s * 1000,
     retryAfterS: config.runtime.retry_after_s,
   });
-  const cache = new StoreCache(store, {
-    declineTtlMs: config.cache.decline_ttl_s * 1000,
-    memoryBytes: config.cache.memory_mb * 1024 * 1024,
-    logger,
-  });
+  const cache = storeCacheOf(config, store, logger);
   const decodeLimits = { maxPixels: config.contract.max_image_pixels, minSide: config.contract.min_image_side };
   const inputs = new StoredInputs(store, (bytes) => decodeImage(bytes, decodeLimits));
 
@@ -429,4 +431,13 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
   });
   promise.catch(() => undefined);
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/** The result cache in a shared store, with the cache section's decline memory and memory tier. */
+function storeCacheOf(config: Config, store: ArtefactStore, logger: Logger | undefined): StoreCache {
+  return new StoreCache(store, {
+    declineTtlMs: config.cache.decline_ttl_s * 1000,
+    memoryBytes: config.cache.memory_mb * 1024 * 1024,
+    logger,
+  });
 }
