@@ -373,11 +373,15 @@ function jobSummary(view: JobView) {
     reason: view.reason,
     error: view.error,
     report: view.report,
+    queue_position: view.queuePosition ?? null,
+    estimated_start_at: view.estimatedStartAt ?? null,
+    node: view.node ?? null,
     artefacts: view.artefacts.map((a) => ({
       name: a.name,
       uri: artefactUri(view.id, a.name),
       content_type: a.contentType,
       bytes: a.bytes,
+      expires_at: a.expiresAt ?? null,
     })),
   };
 }

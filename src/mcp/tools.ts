@@ -97,7 +97,7 @@ export const TOOLS = {
   get_job: {
     title: 'Get a job',
     description:
-      'The state of a job (queued, running with its stage, done, declined, failed, cancelled), its timings, report (attempts, checks, timings) and artefacts with their resource URIs.',
+      'The state of a job (queued, running with its stage, done, declined, failed, cancelled), while it waits its place in line and likely start, the node that ran it (in a cluster), its timings, report (attempts, checks, timings) and artefacts with their resource URIs and when they expire.',
     inputSchema: {
       job_id: z.string().min(1).describe('The job id.'),
     },

@@ -64,7 +64,8 @@ export interface JobView extends JobSummary {
   report: Report | null;
   reason: string | null;
   error: string | null;
-  artefacts: { name: string; contentType: string; extension: string; bytes: number }[];
+  /** `expiresAt` (ISO): when the job, and with it this link, is forgotten (jobs.retention_s after its end). */
+  artefacts: { name: string; contentType: string; extension: string; bytes: number; expiresAt?: string }[];
   intermediates: Intermediate['name'][];
   /** The answer came from the result cache (a remembered asset or decline): no stage ran. */
   cached: boolean;
@@ -213,6 +214,8 @@ export class JobRegistry {
         view.error = details.error ?? null;
         view.cached = details.cached ?? false;
         if (entry.startedAt !== null) view.timings.runMs = this.now() - entry.startedAt;
+        const expiresAt = new Date(this.now() + this.options.retentionMs).toISOString();
+        for (const artefact of view.artefacts) artefact.expiresAt = expiresAt;
         emit({
           type: 'end',
           state,
