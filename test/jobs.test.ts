@@ -94,8 +94,18 @@ describe('the job registry', () => {
     expect(await c.local.intermediate('job-a', 'cloud')).toBeNull();
     expect((await rawCloud)?.count).toBe(answer.gaussians);
     expect(view.artefacts).toEqual([
-      { name: 'ply', contentType: 'application/octet-stream', extension: '.ply', bytes: answer.artefacts[0].bytes.length },
+      {
+        name: 'ply',
+        contentType: 'application/octet-stream',
+        extension: '.ply',
+        bytes: answer.artefacts[0].bytes.length,
+        expiresAt: expect.any(String),
+      },
     ]);
+    // The link lasts as long as the job is kept after its end (jobs.retention_s, 900 s by default).
+    const lasts = Date.parse(view.artefacts[0].expiresAt!) - Date.now();
+    expect(lasts).toBeGreaterThan(890_000);
+    expect(lasts).toBeLessThanOrEqual(900_000);
 
     // The intermediates are real values: the picture, the framed matte (transparent border).
     const picture = (await c.answers.intermediate('job-a', 'image')) as { width: number; data: Uint8ClampedArray };
