@@ -20,7 +20,7 @@ import type { Delivery, Outcome, PresetReport, Report, Task } from '../pipelines
 import type { Presets, ResolvedPreset } from '../pipelines/presets.js';
 import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
 import { IDENTITY3, rotateCloud, type Matrix3 } from '../splat/frame.js';
-import type { ArtefactSpec, Asset, Format, FormatRegistry } from '../formats/registry.js';
+import { artefactTriangles, type ArtefactSpec, type Asset, type Format, type FormatRegistry } from '../formats/registry.js';
 import { nextTurn } from '../turns.js';
 import { AnswerCache, type Delivered, type StoredReport } from './answer-cache.js';
 import type { Burst, ForwardedAnswer } from './burst.js';
@@ -176,6 +176,11 @@ export class AnswerPath {
     return this.options.jobs.artefact(id, name) ?? null;
   }
 
+  /** Lists a draft's artefact on a running job (runtime/progressive.ts); false once the job has its own. */
+  attachDraft(id: string, ref: ArtefactRef): boolean {
+    return this.options.jobs.attachDraft(id, ref);
+  }
+
   /** A picture (the image, the matte) or the raw cloud of a job, as soon as it exists. */
   intermediate(id: string, name: 'image' | 'matte'): RgbaImage | null;
   intermediate(id: string, name: 'cloud'): GaussianCloud | null;
@@ -197,6 +202,7 @@ export class AnswerPath {
       seed: request.seed,
       title: request.title,
       ...(request.group !== undefined && { group: request.group }),
+      ...(request.draftOf !== undefined && { draftOf: request.draftOf }),
       preset: presetOfReport(preset),
     });
   }
@@ -405,11 +411,14 @@ export class AnswerPath {
 
 /** An artefact the registry holds itself, when there is no cache to read it back from. */
 function heldRef(a: Delivered): ArtefactRef {
+  const triangles = artefactTriangles(a.spec.format, a.bytes);
   return {
     name: a.spec.format,
     contentType: a.format.contentType,
     extension: a.format.extension,
     bytes: a.bytes.length,
+    spec: a.spec,
+    ...(triangles !== undefined && { triangles }),
     held: true,
     read: async () => a.bytes,
   };

@@ -42,6 +42,16 @@ export interface AnswerRequest {
   title: string;
   /** The client's tag for jobs that belong together (the studio's A/B pairs). */
   group?: string;
+  /** Progressive: a draft to deliver first, as artefacts of this job marked draft (runtime/progressive.ts). */
+  draft?: DraftRequest;
+  /** This request makes the draft of the job with this id: lists leave its own job out. */
+  draftOf?: string;
+}
+
+/** What a draft differs in from its request: a quicker preset, and the few artefacts a viewer shows. */
+export interface DraftRequest {
+  preset: string;
+  wants: ArtefactSpec[];
 }
 
 /** What travels with a request in the process that received it, and never further. */
