@@ -566,6 +566,8 @@ describe('job API auth, OpenAPI and the studio files', () => {
     const artefact = doc.components.schemas.Job.properties.artefacts.items.properties;
     expect(Object.keys(artefact)).toEqual(['name', 'contentType', 'bytes', 'triangles', 'draft', 'url']);
     expect(doc.components.schemas.JobEvent.description).toMatch(/draft: true/);
+    expect(doc.components.schemas.JobEvent.properties.draft).toMatchObject({ const: true });
+    expect(doc.components.schemas.JobEvent.properties.triangles.type).toBe('number');
     const name = doc.paths['/jobs/{id}/artifacts/{name}'].parameters[1].schema.pattern;
     for (const kind of ['glb', 'glb_lod3', 'obj', 'draft_spz', 'draft_glb']) expect(kind).toMatch(new RegExp(name));
     expect('fbx').not.toMatch(new RegExp(name));

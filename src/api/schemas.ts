@@ -143,6 +143,11 @@ export const JobEventBody = z
   .object({
     type: z.enum(['queued', 'running', 'stage', 'intermediate', 'artefact', 'end']),
     at: z.number().describe('Milliseconds since the job was created.'),
+    triangles: z.number().optional().describe("An artefact event's GLB: its triangles."),
+    draft: z
+      .literal(true)
+      .optional()
+      .describe("An artefact event of a progressive job's draft (named draft_<kind>); every one comes before the final's first artefact."),
   })
   .loose()
   .describe(
