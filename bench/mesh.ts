@@ -7,7 +7,13 @@
  * Then the game-ready controls on each preset's mesh and on a 100k-triangle sphere: simplify time for a few
  * `faces` values (target: 100k to 10k in at most 150 ms), GLB bytes for compression none, meshopt and draco
  * (target: meshopt at most 40% of none), and the time of a LOD chain [1, 0.5, 0.25, 0.1].
+ *
+ * Last, draft then final: a preview service in this process over real HTTP (cache off), progressive jobs through
+ * the job API, the time from the POST to the draft's first artefact event and to the final's (target: the draft
+ * within 1 s), beside the same job without a draft.
  */
+import { serve } from '@hono/node-server';
+import { compose } from '../src/compose.js';
 import { parseConfig } from '../src/config/load.js';
 import { encodeGlb } from '../src/mesh/glb.js';
 import { glbRulesOf, glbViolation } from '../src/mesh/rules.js';
@@ -169,3 +175,82 @@ const gameWidths = game[0].map((_, c) => Math.max(...game.map((r) => r[c].length
 for (const row of game)
   process.stdout.write(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(gameWidths[c]) : cell.padStart(gameWidths[c]))).join('  ')}\n`);
 process.stdout.write('  targets: simplify 100k to 10k at most 150 ms; meshopt at most 40% of none\n');
+
+// ---- Draft, then final ----
+
+const service = compose(parseConfig({ log: { level: 'silent' }, cache: { enabled: false }, server: { host: '127.0.0.1', port: 0 } }));
+await service.service.start();
+const server = serve({ fetch: service.app.fetch, hostname: '127.0.0.1', port: 0 });
+await new Promise<void>((resolve) => server.once('listening', () => resolve()));
+const address = server.address();
+const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}/api/v1`;
+
+/** Milliseconds from the POST to the first draft artefact event, the first of the final's, and the job's end. */
+async function progressiveJob(body: Record<string, unknown>): Promise<{ draft: number | null; final: number; end: number }> {
+  const start = performance.now();
+  const created = await fetch(`${base}/jobs`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  if (created.status !== 202) throw new Error(`job refused: ${created.status} ${await created.text()}`);
+  const { id } = (await created.json()) as { id: string };
+  const stream = (await fetch(`${base}/jobs/${id}/events`)).body!.pipeThrough(new TextDecoderStream()).getReader();
+  let draft: number | null = null;
+  let final: number | null = null;
+  let buffer = '';
+  for (;;) {
+    const { value, done } = await stream.read();
+    if (done) throw new Error(`job ${id}: the stream ended before the job`);
+    buffer += value;
+    const lines = buffer.split('\n');
+    buffer = lines.pop()!;
+    for (const line of lines) {
+      if (!line.startsWith('data: ')) continue;
+      const event = JSON.parse(line.slice(6)) as { type: string; draft?: boolean; state?: string };
+      const at = performance.now() - start;
+      if (event.type === 'artefact' && event.draft) draft ??= at;
+      else if (event.type === 'artefact') final ??= at;
+      else if (event.type === 'end') {
+        await stream.cancel();
+        if (event.state !== 'done' || final === null) throw new Error(`job ${id} ended ${event.state}`);
+        return { draft, final, end: at };
+      }
+    }
+  }
+}
+
+process.stdout.write(`\ndraft then final: the job API over HTTP, preview backends, median of ${RUNS} jobs each (ms from the POST)\n`);
+const cases: [string, Record<string, unknown>][] = [
+  ['fast, spz', { preset: 'fast', outputs: ['spz'] }],
+  ['balanced, spz', { preset: 'balanced', outputs: ['spz'] }],
+  ['quality, spz', { preset: 'quality', outputs: ['spz'] }],
+  ['balanced, spz + glb 10k, lods', { preset: 'balanced', outputs: ['spz', 'glb'], faces: 10_000, lods: LODS }],
+];
+const drafts: string[][] = [['request', 'draft 1st artefact', 'final 1st artefact', 'final end', 'no draft: end', 'drafts']];
+let seed = 1000;
+for (const [label, request] of cases) {
+  await progressiveJob({ prompt: PROMPT, seed: seed++, progressive: true, ...request }); // warm-up
+  const runs = [];
+  const plain = [];
+  for (let i = 0; i < RUNS; i++) {
+    runs.push(await progressiveJob({ prompt: PROMPT, seed: seed++, progressive: true, ...request }));
+    plain.push(await progressiveJob({ prompt: PROMPT, seed: seed++, ...request }));
+  }
+  const made = runs.filter((r) => r.draft !== null);
+  drafts.push([
+    label,
+    made.length ? median(made.map((r) => r.draft!)).toFixed(0) : '-',
+    median(runs.map((r) => r.final)).toFixed(0),
+    median(runs.map((r) => r.end)).toFixed(0),
+    median(plain.map((r) => r.end)).toFixed(0),
+    `${made.length}/${runs.length}`,
+  ]);
+}
+const draftWidths = drafts[0].map((_, c) => Math.max(...drafts.map((r) => r[c].length)));
+for (const row of drafts)
+  process.stdout.write(`  ${row.map((cell, c) => (c === 0 ? cell.padEnd(draftWidths[c]) : cell.padStart(draftWidths[c]))).join('  ')}\n`);
+process.stdout.write("  target: the draft's first artefact within 1 s of submit; 'drafts': jobs whose draft came before the final\n");
+server.close();
+await service.service.close();
+await service.renderPool.close();

@@ -20,9 +20,9 @@ import {
   type GeometryFormatName,
   type RequestLimits,
 } from './contract/request.js';
-import { artefactResponse, assetHeaders, declinedResponse, declineHeaders, errorResponse } from './contract/responses.js';
+import { artefactResponse, assetHeaders, declinedResponse, declineHeaders, errorResponse, TRIANGLES_HEADER } from './contract/responses.js';
 import { httpErrorOf, retryAfter } from './contract/status.js';
-import type { Format, FormatName } from './formats/registry.js';
+import { artefactTriangles, type ArtefactSpec, type Format, type FormatName } from './formats/registry.js';
 import { buildAnswerRequest } from './contract/build.js';
 import { BusyError } from './runtime/admission.js';
 import type { Answer, Answers } from './runtime/answer.js';
@@ -193,7 +193,7 @@ export function createApp(answers: Answers, options: AppOptions): Hono<Env> {
       },
     });
     addLog(c, answerLog(answer));
-    return respond(answer, answers.formats[request.wants[0].format]);
+    return respond(answer, answers.formats[request.wants[0].format], request.wants[0]);
   }
 
   app.get('/health', (c) => {
@@ -264,21 +264,33 @@ function forwardedLimits(c: Context<Env>, limits: RequestLimits): RequestLimits 
   return { ...limits, imageFileOutput: format as GeometryFormatName };
 }
 
-/** An answer as a response: the artefact (checked once more by its format), a 204, or a peer's answer. */
-function respond(answer: Answer, format: Format): Promise<Response> {
+/**
+ * An answer as a response: the artefact (checked once more by its format, against the bounds its spec asked
+ * for), a 204, or a peer's answer. A GLB says how many triangles it holds (the count `faces` reached).
+ */
+function respond(answer: Answer, format: Format, spec: ArtefactSpec): Promise<Response> {
   switch (answer.kind) {
-    case 'asset':
-      return artefactResponse(format, answer.artefacts[0].bytes, {
-        ...assetHeaders(answer),
-        [CACHE_HEADER]: answer.cache,
-        [PRESET_HEADER]: answer.preset,
-      });
+    case 'asset': {
+      const { bytes } = answer.artefacts[0];
+      const triangles = artefactTriangles(spec.format, bytes);
+      return artefactResponse(
+        format,
+        bytes,
+        {
+          ...assetHeaders(answer),
+          ...(triangles !== undefined && { [TRIANGLES_HEADER]: String(triangles) }),
+          [CACHE_HEADER]: answer.cache,
+          [PRESET_HEADER]: answer.preset,
+        },
+        spec,
+      );
+    }
     case 'declined':
       return Promise.resolve(
         declinedResponse({ ...declineHeaders(answer.reason, answer.report), [CACHE_HEADER]: answer.cache, [PRESET_HEADER]: answer.preset }),
       );
     case 'forwarded':
-      return forwardedResponse(answer.answer, format);
+      return forwardedResponse(answer.answer, format, spec);
   }
 }
 
@@ -314,7 +326,7 @@ function answerLog(answer: Answer): Record<string, unknown> {
  * A peer's answer as ours: a 204 passes through; a 200's bytes are checked by the artefact's format, and bytes it
  * refuses become the usual 503 rather than a bad 200.
  */
-async function forwardedResponse(answer: ForwardedAnswer, format: Format): Promise<Response> {
+async function forwardedResponse(answer: ForwardedAnswer, format: Format, spec: ArtefactSpec): Promise<Response> {
   const headers: Record<string, string> = { [CACHE_HEADER]: 'peer' };
   answer.headers.forEach((value, name) => {
     if (name.toLowerCase().startsWith('x-fast3d-') && name.toLowerCase() !== 'x-fast3d-cache') headers[name] = value;
@@ -322,7 +334,7 @@ async function forwardedResponse(answer: ForwardedAnswer, format: Format): Promi
   headers['X-Fast3d-Peer'] = String(answer.peer);
   if (answer.status === 204) return declinedResponse(headers);
   try {
-    return await artefactResponse(format, answer.body, headers);
+    return await artefactResponse(format, answer.body, headers, spec);
   } catch (err) {
     if (err instanceof HttpError) throw new BusyError(`busy, and burst peer ${answer.peer} returned unservable bytes (${err.message})`);
     throw err;

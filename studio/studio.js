@@ -132,6 +132,13 @@ class JobPanel {
   tab(name) {
     for (const tab of this.el.querySelectorAll('[role=tab]')) tab.setAttribute('aria-selected', String(tab.dataset.tab === name));
     for (const panel of this.el.querySelectorAll('[data-panel]')) panel.hidden = panel.dataset.panel !== name;
+    this.showLevels();
+  }
+
+  /** The level switch shows on the Mesh tab once a job has levels of detail. */
+  showLevels() {
+    const lods = $('.lods', this.el);
+    lods.hidden = $('[data-panel=mesh]', this.el).hidden || lods.childElementCount < 2;
   }
 
   setState(state, detail = '') {
@@ -203,29 +210,39 @@ class JobPanel {
     box.closest('figure').hidden = false;
   }
 
-  async artefact({ name, url, bytes }) {
+  async artefact({ name, url, bytes, triangles, draft }) {
+    // A progressive job's draft (draft_spz, draft_glb) shows at once; the final of its kind replaces it.
+    const kind = draft ? name.replace(/^draft_/, '') : name;
     const link = document.createElement('a');
     link.href = url;
-    link.textContent = `${name === 'views' ? 'views.png' : name} (${formatBytes(bytes)})`;
+    link.textContent = `${draft ? `draft ${kind}` : name === 'views' ? 'views.png' : name} (${formatBytes(bytes)}${triangles === undefined ? '' : `, ${triangles.toLocaleString()} ▲`})`;
     link.dataset.artefact = name;
     link.addEventListener('click', (e) => {
       e.preventDefault();
-      download(url, `${this.id.slice(0, 8)}-${name}${EXTENSIONS[name]}`);
+      download(url, `${this.id.slice(0, 8)}-${name}${extensionOf(kind)}`);
     });
     $('.downloads', this.el).append(link);
-    if (name === 'spz') {
+    if (draft) {
+      this.el.dataset.draft = 'shown';
+      $('.draft-badge', this.el).hidden = false;
+    } else if (this.el.dataset.draft === 'shown' && (kind === 'spz' || kind === 'glb')) {
+      this.el.dataset.draft = 'replaced';
+      $('.draft-badge', this.el).hidden = true;
+    }
+    const level = lodLevel(kind);
+    if (kind === 'spz') {
       const data = new Uint8Array(await (await api(url)).arrayBuffer());
       this.viewer ??= new Viewer($('[data-panel=viewer]', this.el));
       await this.viewer.load(data);
+      this.shown($('[data-panel=viewer]', this.el), name);
       this.onViewer?.(this.viewer);
       this.linkMeshCamera();
-    } else if (name === 'glb') {
-      const data = new Uint8Array(await (await api(url)).arrayBuffer());
-      this.meshViewer ??= new Viewer($('[data-panel=mesh]', this.el));
-      await this.meshViewer.loadGlb(data);
-      this.linkMeshCamera();
-      // A job with a mesh and no splats (a reopened GLB-only job): show what there is.
-      if (!this.viewer) this.tab('mesh');
+    } else if (level !== null && !draft) {
+      this.addLevel(level, url, triangles);
+      // The top level shows first; the others on their button.
+      if (level === 0) await this.showGlb(url, name);
+    } else if (kind === 'glb') {
+      await this.showGlb(url, name);
     } else if (name === 'views') {
       const img = new Image();
       img.alt = "the validator's 16 views";
@@ -237,6 +254,45 @@ class JobPanel {
       video.src = await blobUrl(url);
       $('[data-panel=video]', this.el).replaceChildren(video);
     }
+  }
+
+  /** Loads a GLB into the Mesh tab (meshopt and Draco decoders at hand). */
+  async showGlb(url, name) {
+    const data = new Uint8Array(await (await api(url)).arrayBuffer());
+    this.meshViewer ??= new Viewer($('[data-panel=mesh]', this.el));
+    await this.meshViewer.loadGlb(data);
+    this.shown($('[data-panel=mesh]', this.el), name);
+    this.linkMeshCamera();
+    // A job with a mesh and no splats (a reopened GLB-only job): show what there is.
+    if (!this.viewer) this.tab('mesh');
+  }
+
+  /** What a viewer shows now, and what it showed before (a draft, then the final). */
+  shown(panel, name) {
+    panel.dataset.shows = name;
+    panel.dataset.history = panel.dataset.history ? `${panel.dataset.history} ${name}` : name;
+  }
+
+  /** A level of detail's button: its level and triangle count; pressing it shows that level. */
+  addLevel(level, url, triangles) {
+    const lods = $('.lods', this.el);
+    const button = document.createElement('button');
+    button.type = 'button';
+    button.dataset.level = String(level);
+    button.setAttribute('aria-pressed', String(level === 0));
+    button.textContent = `LOD${level}${triangles === undefined ? '' : ` · ${triangles.toLocaleString()} ▲`}`;
+    button.title = `level ${level} of detail${triangles === undefined ? '' : `: ${triangles.toLocaleString()} triangles`}`;
+    button.addEventListener('click', async () => {
+      for (const b of lods.children) b.setAttribute('aria-pressed', String(b === button));
+      try {
+        await this.showGlb(url, level === 0 ? 'glb' : `glb_lod${level}`);
+      } catch (err) {
+        say(err.message, true);
+      }
+    });
+    const after = [...lods.children].find((b) => Number(b.dataset.level) > level);
+    lods.insertBefore(button, after ?? null);
+    this.showLevels();
   }
 
   /** The mesh turns with the splats, whichever arrived first: one camera for both tabs. */
@@ -324,7 +380,16 @@ class JobPanel {
 /** Side of the videos the studio asks for. */
 const STUDIO_VIDEO_SIZE = 512;
 
-const EXTENSIONS = { ply: '.ply', spz: '.spz', glb: '.glb', mp4: '.mp4', views: '.png' };
+const EXTENSIONS = { ply: '.ply', spz: '.spz', glb: '.glb', mp4: '.mp4', views: '.png', obj: '.obj.zip', glb_splat: '.splat.glb' };
+
+/** A GLB's level of detail: glb is 0, glb_lod2 is 2; null for another kind. */
+function lodLevel(kind) {
+  if (kind === 'glb') return 0;
+  const m = /^glb_lod(\d)$/.exec(kind);
+  return m ? Number(m[1]) : null;
+}
+
+const extensionOf = (kind) => EXTENSIONS[kind] ?? (lodLevel(kind) ? `.lod${lodLevel(kind)}.glb` : '');
 
 /** Downloads through fetch, so the token travels in its header rather than the URL. */
 async function download(url, filename) {
@@ -382,6 +447,28 @@ $('#clear-image').addEventListener('click', () => {
   setImage(null);
   fileInput.value = '';
 });
+// The mesh options apply to a GLB: asked for with it.
+const meshBox = $('input[name=out][value=glb]');
+const syncMeshOptions = () => {
+  $('#mesh-options').disabled = !meshBox.checked;
+};
+meshBox.addEventListener('change', syncMeshOptions);
+syncMeshOptions();
+
+/** The mesh options the form sets, as the job API names them (absent: the preset's). */
+function meshOptions() {
+  if (!meshBox.checked) return {};
+  const number = (id) => ($(id).value === '' ? undefined : Number($(id).value));
+  const lods = $('#lods').value.trim();
+  return {
+    faces: number('#faces'),
+    sizeM: number('#size-m'),
+    pivot: $('#pivot').value || undefined,
+    compression: $('#compression').value || undefined,
+    lods: lods ? lods.split(',').map((f) => Number(f.trim())) : undefined,
+  };
+}
+
 $('#ab-kind').addEventListener('change', () => {
   const bySeed = $('#ab-kind').value === 'seed';
   $('#ab-seed-box').hidden = !bySeed;
@@ -409,6 +496,8 @@ $('#job-form').addEventListener('submit', async (e) => {
     videoSize: outputs.includes('mp4') ? STUDIO_VIDEO_SIZE : undefined,
     preset: $('#preset').value || undefined,
     seed: $('#seed').value === '' ? undefined : Number($('#seed').value),
+    progressive: $('#progressive').checked || undefined,
+    ...meshOptions(),
   };
   const requests = [{ label: 'A', ...base }];
   if ($('#ab').checked) {

@@ -3,13 +3,25 @@
 // drawing shortly after its last change, so an idle page costs no GPU (or CPU, on software WebGL).
 import * as THREE from 'three';
 import { OrbitControls } from 'three/addons/controls/OrbitControls.js';
+import { DRACOLoader } from 'three/addons/loaders/DRACOLoader.js';
 import { GLTFLoader } from 'three/addons/loaders/GLTFLoader.js';
+import { MeshoptDecoder } from 'three/addons/libs/meshopt_decoder.module.js';
 import { SparkRenderer, SplatMesh } from '@sparkjsdev/spark';
 
 // Assets are centred with their largest extent at 1.5 (the validator's frame: +Y up, front toward +Z).
 const HOME = new THREE.Vector3(0, 0.45, 2.6);
-// A GLB fits the unit cube (glTF's axes are the same frame): shown at the splats' size, so both look alike.
-const MESH_SCALE = 1.5;
+// A GLB is shown at the splats' size, centred, so both look alike (its own size and pivot may be any: size_m, pivot).
+const MESH_EXTENT = 1.5;
+let gltfLoader;
+
+/** One loader for every viewer, with the meshopt and Draco decoders (compressed GLBs; Draco's from three's own libs). */
+function loader() {
+  if (!gltfLoader) {
+    const draco = new DRACOLoader();
+    gltfLoader = new GLTFLoader().setMeshoptDecoder(MeshoptDecoder).setDRACOLoader(draco);
+  }
+  return gltfLoader;
+}
 // Frames keep coming this long after a change (damping eases out; Spark's onDirty asks for more).
 const SETTLE_MS = 600;
 const motion = !matchMedia('(prefers-reduced-motion: reduce)').matches;
@@ -100,10 +112,16 @@ export class Viewer {
   async loadGlb(bytes) {
     this.clear();
     const buffer = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
-    const gltf = await new GLTFLoader().parseAsync(buffer, '');
-    gltf.scene.scale.setScalar(MESH_SCALE);
-    this.shown = gltf.scene;
-    this.scene.add(gltf.scene);
+    const gltf = await loader().parseAsync(buffer, '');
+    const box = new THREE.Box3().setFromObject(gltf.scene);
+    const side = Math.max(...box.getSize(new THREE.Vector3()).toArray());
+    const scale = side > 0 ? MESH_EXTENT / side : 1;
+    const holder = new THREE.Group();
+    gltf.scene.position.copy(box.getCenter(new THREE.Vector3()).multiplyScalar(-1));
+    holder.add(gltf.scene);
+    holder.scale.setScalar(scale);
+    this.shown = holder;
+    this.scene.add(holder);
     this.invalidate();
     this.container.dataset.loaded = 'true';
   }

@@ -197,7 +197,7 @@ describe('job API', () => {
         /malformed JSON/,
       ],
       [postJob(server.url, { prompt: 'x', seed: -1 }), 400, /seed/],
-      [postJob(server.url, { prompt: 'x', outputs: ['obj'] }), 400, /outputs/],
+      [postJob(server.url, { prompt: 'x', outputs: ['fbx'] }), 400, /outputs/],
       [postJob(server.url, { prompt: 'x', colour: 'red' }), 400, /colour/],
       [postJob(server.url, { prompt: 'x', image: 'aGVsbG8=' }), 400, /either "prompt" or "image"/],
       [postJob(server.url, {}), 400, /either "prompt" or "image"/],
@@ -237,7 +237,7 @@ describe('job API', () => {
       [
         postJob(server.url, { prompt: 'x', a: 1, b: 2, c: 3, d: 4 }),
         400,
-        /^invalid job request: unknown fields "a", "b", "c" and 1 more; the fields are prompt, image, seed, preset, outputs, videoSize, viewSize, group, webhook$/,
+        /^invalid job request: unknown fields "a", "b", "c" and 1 more; the fields are prompt, image, seed, preset, outputs, videoSize, viewSize, group, webhook, faces, textureSize, pivot, sizeM, lods, compression, textureFormat, spzVersion, progressive$/,
       ],
       [
         postJob(server.url, { prompt: 'x', ['k'.repeat(400_000)]: 1 }),
@@ -295,7 +295,8 @@ describe('job API', () => {
     await ended(server.url, id);
     const cases: [string, RequestInit, number, RegExp][] = [
       [`/api/v1/jobs/${id}/artifacts/ply`, {}, 404, /has no ply artefact; it has spz/],
-      [`/api/v1/jobs/${id}/artifacts/obj`, {}, 404, /no artefact kind "obj"/],
+      [`/api/v1/jobs/${id}/artifacts/fbx`, {}, 404, /no artefact kind "fbx"/],
+      [`/api/v1/jobs/${id}/artifacts/draft_spz`, {}, 404, /has no draft_spz artefact; it has spz/],
       [`/api/v1/jobs/${id}/intermediates/cloud`, {}, 404, /image, matte/],
       [`/api/v1/jobs/${id}`, { method: 'DELETE' }, 409, /already ended \(done\)/],
       [`/api/v1/jobs/${id}/events`, { headers: { 'Last-Event-ID': 'x' } }, 400, /Last-Event-ID/],
@@ -549,8 +550,28 @@ describe('job API auth, OpenAPI and the studio files', () => {
       'viewSize',
       'group',
       'webhook',
+      ...['faces', 'textureSize', 'pivot', 'sizeM', 'lods', 'compression', 'textureFormat', 'spzVersion', 'progressive'],
     ]);
-    expect(request.properties.outputs.items.enum).toEqual(['ply', 'spz', 'glb', 'mp4', 'views']);
+    expect(request.properties.outputs.items.enum).toEqual([
+      ...['ply', 'spz', 'glb', 'mp4', 'views', 'obj', 'glb_splat'],
+      ...['glb_lod1', 'glb_lod2', 'glb_lod3', 'glb_lod4', 'glb_lod5', 'glb_lod6', 'glb_lod7'],
+    ]);
+    // The game options with their ranges and choices, as a client generated from the document sees them.
+    expect(request.properties.faces).toMatchObject({ type: 'integer', minimum: 500 });
+    expect(request.properties.textureSize).toMatchObject({ type: 'integer', minimum: 256, maximum: 4096 });
+    expect(request.properties.pivot.enum).toEqual(['center', 'bottom']);
+    expect(request.properties.sizeM).toMatchObject({ type: 'number', minimum: 0.001, maximum: 1000 });
+    expect(request.properties.lods).toMatchObject({ type: 'array', maxItems: 8 });
+    expect(request.properties.compression.enum).toEqual(['none', 'meshopt', 'draco']);
+    expect(request.properties.progressive.type).toBe('boolean');
+    const artefact = doc.components.schemas.Job.properties.artefacts.items.properties;
+    expect(Object.keys(artefact)).toEqual(['name', 'contentType', 'bytes', 'triangles', 'draft', 'url']);
+    expect(doc.components.schemas.JobEvent.description).toMatch(/draft: true/);
+    expect(doc.components.schemas.JobEvent.properties.draft).toMatchObject({ const: true });
+    expect(doc.components.schemas.JobEvent.properties.triangles.type).toBe('number');
+    const name = doc.paths['/jobs/{id}/artifacts/{name}'].parameters[1].schema.pattern;
+    for (const kind of ['glb', 'glb_lod3', 'obj', 'draft_spz', 'draft_glb']) expect(kind).toMatch(new RegExp(name));
+    expect('fbx').not.toMatch(new RegExp(name));
     expect(request.additionalProperties).toBe(false);
     expect(doc.security).toEqual([{ bearer: [] }]);
   });

@@ -134,6 +134,26 @@ describe('presets in the config', () => {
       /contract\.image_file_preset: unknown preset "turbo"; known presets: realtime, fast, balanced, quality/,
     );
   });
+
+  it('gives presets mesh knobs (the most faces a request may ask, default faces and texture side) whose defaults every request can meet', async () => {
+    const { presetsOf } = await import('../src/pipelines/presets.js');
+    const presets = presetsOf(parseConfig({ presets: { props: { pipeline: { glb_faces: 20_000, glb_texture_size: 1024 } } } }));
+    expect(presets.resolve('props').settings.pipeline).toMatchObject({ max_faces: 100_000, glb_faces: 20_000, glb_texture_size: 1024 });
+    expect(presets.resolve('realtime').settings.pipeline.max_faces).toBe(30_000);
+    expect(presets.resolve('quality').settings.pipeline.max_faces).toBe(250_000);
+    // Delivery only: the asset a preset makes, and so its cache key, is the same whatever its mesh defaults.
+    expect(presets.resolve('props').fingerprint).toBe(presets.resolve('balanced').fingerprint);
+    expect(() => parseConfig({ presets: { mine: { pipeline: { glb_faces: 300 } } } })).toThrow(
+      /presets\.mine\.pipeline\.glb_faces: 0 \(the mesh as made\), or from 500 to max_faces \(100000\)/,
+    );
+    expect(() => parseConfig({ presets: { mine: { pipeline: { max_faces: 20_000, glb_faces: 30_000 } } } })).toThrow(
+      /presets\.mine\.pipeline\.glb_faces: /,
+    );
+    expect(() => parseConfig({ presets: { mine: { pipeline: { glb_texture_size: 512 } } } })).toThrow(
+      /presets\.mine\.pipeline\.glb_texture_size: a 512 px texture holds the colours of at most 65536 triangles, fewer than max_faces \(100000\)/,
+    );
+    expect(() => parseConfig({ pipeline: { glb_texture_size: 100 } })).toThrow(/glb_texture_size: 0 \(as made\), or from 256 to 4096/);
+  });
 });
 
 describe('configuration reference', () => {

@@ -5,7 +5,7 @@
 import { afterEach, describe, expect, it } from 'vitest';
 import { compose, configSettings, type Composed } from '../src/compose.js';
 import type { Stages } from '../src/pipelines/stages.js';
-import type { JobEvent } from '../src/runtime/jobs.js';
+import { JobRegistry, type ArtefactRef, type JobEvent } from '../src/runtime/jobs.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
 import { fakeStages, sleep, testConfig, until } from './helpers/fake-stages.js';
 
@@ -192,5 +192,43 @@ describe('the job registry', () => {
       /shutting down/,
     );
     await expect(c.service.hold(async () => 1)).rejects.toThrow(/shutting down/);
+  });
+});
+
+describe("a progressive job's drafts in the registry", () => {
+  const ref = (name: string): ArtefactRef => ({
+    name,
+    contentType: 'application/x-spz',
+    extension: '.spz',
+    bytes: 3,
+    held: true,
+    read: async () => new Uint8Array(3),
+  });
+
+  it('lists a draft on a running job, marked, but never after the job has a file of its own or has ended; lists leave draft jobs out', async () => {
+    const registry = new JobRegistry({ keep: 10, retentionMs: 60_000 });
+    const job = registry.create({ id: 'final', priority: 'interactive', title: 'a duck', task: 'text', seed: 1 });
+    const draft = registry.create({ id: 'final.draft', priority: 'interactive', title: 'a duck', task: 'text', seed: 1, draftOf: 'final' });
+    expect(registry.attachDraft('final', ref('draft_spz'))).toBe(true);
+    job.artefact(ref('spz'));
+    // The final has its own file now: a draft arriving late is not listed.
+    expect(registry.attachDraft('final', ref('draft_ply'))).toBe(false);
+    job.end('done');
+    expect(registry.attachDraft('final', ref('draft_glb'))).toBe(false);
+    expect(registry.attachDraft('no-such-job', ref('draft_spz'))).toBe(false);
+    draft.end('cancelled');
+
+    expect(registry.get('final')!.artefacts.map((a) => [a.name, a.draft ?? false])).toEqual([
+      ['draft_spz', true],
+      ['spz', false],
+    ]);
+    const events = (await collect(registry.events('final'))).filter((e) => e.type === 'artefact');
+    expect(events.map((e) => e.type === 'artefact' && [e.name, e.draft ?? false])).toEqual([
+      ['draft_spz', true],
+      ['spz', false],
+    ]);
+    expect(await registry.artefact('final', 'draft_spz')!.read()).toHaveLength(3);
+    expect(registry.list().map((v) => v.id)).toEqual(['final']);
+    expect(registry.get('final.draft')!.draftOf).toBe('final');
   });
 });

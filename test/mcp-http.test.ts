@@ -209,7 +209,7 @@ describe('/mcp over Streamable HTTP', () => {
       ['generate_3d_asset', {}, /exactly one of "prompt".*"image_base64"/],
       ['generate_3d_asset', { prompt: 'a chair', image_base64: 'iVBORw0KGgo=' }, /exactly one of/],
       ['generate_3d_asset', { prompt: 'a chair', seed: -3 }, /seed/],
-      ['generate_3d_asset', { prompt: 'a chair', formats: ['obj'] }, /formats/],
+      ['generate_3d_asset', { prompt: 'a chair', formats: ['fbx'] }, /formats/],
       [
         'generate_3d_asset',
         { image_base64: Buffer.from('just some words, not an image').toString('base64') },

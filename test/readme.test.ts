@@ -11,6 +11,7 @@ import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { parse as parseYaml } from 'yaml';
 import { run as check } from '../src/commands/check.js';
+import { inspectGlb } from '../src/mesh/rules.js';
 import { compose } from '../src/compose.js';
 import { parseConfig } from '../src/config/load.js';
 import { serveApp } from './helpers/fake-stages.js';
@@ -91,7 +92,26 @@ describe('README examples', () => {
       expect(report).toMatch(/^ok {3}.*bicycle\.glb: 1 mesh, /m);
       expect(code).toBe(0);
       for (const file of ['apple.ply', 'apple-7.ply', 'barrel.ply', 'bicycle.mp4']) expect(existsSync(join(dir, file)), file).toBe(true);
+      // The game team's line: the faces, size and pivot it asked for, meshopt, and every rule of a GLB 200.
+      const game = new Uint8Array(readFileSync(join(dir, 'bicycle-game.glb')));
+      const inspected = await inspectGlb(game, { extent: 1, maxBytes: 200e6, placement: { sizeM: 1.8, pivot: 'bottom' } });
+      expect(inspected.violations).toEqual([]);
+      expect(inspected.triangles).toBeLessThanOrEqual(10_000);
+      expect(new TextDecoder().decode(game).includes('EXT_meshopt_compression')).toBe(true);
     }, 240_000);
+
+    it("the game team's job succeeds as written: its levels with their triangles, and its OBJ", async () => {
+      const line = blocks.flatMap((block) => block.split('\n')).find((l) => l.startsWith('curl ') && l.includes('"lods"'))!;
+      const { id } = JSON.parse((await bash(line, dir, url)).stdout) as { id: string };
+      let job: { state: string; artefacts: { name: string; triangles?: number }[] };
+      do {
+        await new Promise((r) => setTimeout(r, 100));
+        job = (await (await fetch(`${url}/api/v1/jobs/${id}`)).json()) as typeof job;
+      } while (job.state === 'queued' || job.state === 'running');
+      expect(job.state).toBe('done');
+      expect(job.artefacts.map((a) => a.name)).toEqual(expect.arrayContaining(['glb', 'glb_lod1', 'glb_lod2', 'obj']));
+      expect(job.artefacts.find((a) => a.name === 'glb')!.triangles).toBeLessThanOrEqual(10_000);
+    }, 120_000);
 
     it("the job API's examples succeed as written, with the id the first one answers", async () => {
       const [post, events, artefact] = jobBlock.split('\n').filter((line) => line.startsWith('curl '));

@@ -2,6 +2,7 @@
  * The studio in a real browser: Debian's chromium (/usr/bin/chromium, WebGL through SwiftShader) driven by
  * playwright-core against the preview service. It submits a prompt through the page, then checks the timeline,
  * the picture and matte, that the viewer's canvas is not blank (pixels unlike the clear colour), a PLY download, and A/B;
+ * a progressive job's draft shown first and replaced by the final, LODs with their level switch, meshopt and Draco GLBs;
  * and that the page never grows wider than the window, whatever Recent jobs holds. Screenshots go to
  * test-output/studio/.
  */
@@ -71,6 +72,8 @@ describe('studio in chromium', () => {
       matting: { backend: 'keying' },
       image_to_3d: { backend: 'inflate', inflate: { max_gaussians: 40_000 } },
       validate: { checks: ['gates'] },
+      // One job at a time: a progressive job's draft, submitted first, is made first.
+      runtime: { pipeline_concurrency: 1 },
       // Cache hits and remembered declines are jobs a person sees too.
       cache: { enabled: true, directory: mkdtempSync(join(tmpdir(), 'fast3d-studio-')) },
     });
@@ -160,6 +163,75 @@ describe('studio in chromium', () => {
     expect(await glbViolation(bytes, { extent: 1, maxBytes: 200e6 })).toBeNull();
     expect(errors).toEqual([]);
   }, 60_000);
+
+  it('a draft shows at once and the final replaces it; LODs come with a level switch and triangle counts, meshopt-compressed and placed as asked', async () => {
+    await page.check('input[name=out][value=glb]');
+    await page.check('#progressive');
+    await page.fill('#faces', '6000');
+    await page.fill('#lods', '1,0.5,0.25');
+    await page.fill('#size-m', '1.8');
+    await page.selectOption('#pivot', 'bottom');
+    await page.selectOption('#compression', 'meshopt');
+    await page.fill('#prompt', 'a green teapot');
+    await page.fill('#seed', '9');
+    await page.click('#generate');
+    await page.waitForFunction(
+      "document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=mesh]')?.dataset.shows === 'glb'",
+      undefined,
+      { timeout: 60_000 },
+    );
+    // The realtime draft came first in each viewer, then the final replaced it; the badge went with the draft.
+    expect(await page.getAttribute('[data-panel=viewer]', 'data-history')).toBe('draft_spz spz');
+    expect(await page.getAttribute('[data-panel=mesh]', 'data-history')).toBe('draft_glb glb');
+    expect(await page.getAttribute('.result', 'data-draft')).toBe('replaced');
+    expect(await page.isHidden('.result .draft-badge')).toBe(true);
+    expect(await page.locator('a[data-artefact=draft_spz]').count()).toBe(1);
+
+    // One button per level with its triangles, the top level pressed; another level loads on its button.
+    await page.click('.result [role=tab][data-tab=mesh]');
+    const levels = await page.$$eval('.lods button', (els: any[]) =>
+      els.map((e) => [e.dataset.level, e.textContent, e.getAttribute('aria-pressed')]),
+    );
+    expect(levels.map(([level]) => level)).toEqual(['0', '1', '2']);
+    const triangles = levels.map(([, text]) => Number(/· ([\d,]+) ▲/.exec(text)![1].replace(/,/g, '')));
+    expect(triangles[0]).toBeLessThanOrEqual(6000);
+    expect(triangles[1]).toBeLessThan(triangles[0]);
+    expect(triangles[2]).toBeLessThan(triangles[1]);
+    expect(levels.map(([, , pressed]) => pressed)).toEqual(['true', 'false', 'false']);
+    expect(await untilDrawn(page, 0, 15_000, 'mesh')).toBeGreaterThanOrEqual(DRAWN);
+    await page.click('.lods button[data-level="2"]');
+    await page.waitForFunction("document.querySelector('[data-panel=mesh]').dataset.shows === 'glb_lod2'");
+    expect(await page.getAttribute('.lods button[data-level="2"]', 'aria-pressed')).toBe('true');
+    expect(await untilDrawn(page, 0, 15_000, 'mesh')).toBeGreaterThanOrEqual(DRAWN);
+    await page.screenshot({ path: `${SHOTS}lods.png` });
+
+    // The level's download is the file asked for: its size, its pivot, meshopt.
+    const [download] = await Promise.all([page.waitForEvent('download'), page.click('a[data-artefact=glb_lod2]')]);
+    expect(download.suggestedFilename()).toMatch(/\.lod2\.glb$/);
+    const bytes = new Uint8Array(readFileSync(await download.path()));
+    expect(new TextDecoder().decode(bytes).includes('EXT_meshopt_compression')).toBe(true);
+    expect(await glbViolation(bytes, { extent: 1, maxBytes: 200e6, placement: { sizeM: 1.8, pivot: 'bottom' } })).toBeNull();
+    expect(errors).toEqual([]);
+
+    // A Draco GLB draws too: the decoder comes from three's own files.
+    for (const id of ['#faces', '#lods', '#size-m']) await page.fill(id, '');
+    await page.selectOption('#pivot', '');
+    await page.selectOption('#compression', 'draco');
+    await page.uncheck('#progressive');
+    await page.click('#generate');
+    await page.waitForFunction(
+      "document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=mesh]')?.dataset.shows === 'glb'",
+      undefined,
+      { timeout: 60_000 },
+    );
+    await page.click('.result [role=tab][data-tab=mesh]');
+    expect(await untilDrawn(page, 0, 15_000, 'mesh')).toBeGreaterThanOrEqual(DRAWN);
+    const [draco] = await Promise.all([page.waitForEvent('download'), page.click('a[data-artefact=glb]')]);
+    expect(new TextDecoder().decode(readFileSync(await draco.path())).includes('KHR_draco_mesh_compression')).toBe(true);
+    expect(errors).toEqual([]);
+    // The form as the other tests expect it (the mesh output stays asked for, as the test before left it).
+    await page.selectOption('#compression', '');
+  }, 120_000);
 
   it('stays within the window at 1280, 1024 and 390 px with 20 recent jobs: badge, API link, job state and verdicts on screen', async () => {
     // One job made, then cache hits of it, under a title long enough to need cutting.

@@ -1,5 +1,9 @@
 /** The OpenAPI 3.1 document of the job API, generated from the zod schemas the handlers use. */
 import { z } from 'zod';
+import { SPZ_VERSIONS, TEXTURE_FORMATS } from '../contract/game-options.js';
+import { ALL_FORMAT_NAMES } from '../formats/registry.js';
+import { GLB_COMPRESSIONS } from '../mesh/glb-variants.js';
+import { PIVOTS } from '../mesh/placement.js';
 import { VERSION } from '../version.js';
 import { ErrorBody, JobBody, JobCreated, JobEventBody, JobList, JobRequest, PresetList } from './schemas.js';
 
@@ -35,6 +39,16 @@ export function openApiDocument(base = '/api/v1', auth = false): Record<string, 
         outputs: { type: 'array', items: { type: 'string' } },
         videoSize: { type: 'integer' },
         viewSize: { type: 'integer' },
+        group: { type: 'string' },
+        faces: { type: 'integer' },
+        textureSize: { type: 'integer' },
+        pivot: { type: 'string', enum: [...PIVOTS] },
+        sizeM: { type: 'number' },
+        lods: { type: 'string', description: 'Comma-separated fractions, such as 1,0.5,0.25,0.1.' },
+        compression: { type: 'string', enum: [...GLB_COMPRESSIONS] },
+        textureFormat: { type: 'string', enum: [...TEXTURE_FORMATS] },
+        spzVersion: { type: 'integer', enum: [...SPZ_VERSIONS] },
+        progressive: { type: 'boolean' },
       },
     },
   };
@@ -115,12 +129,21 @@ export function openApiDocument(base = '/api/v1', auth = false): Record<string, 
       '/jobs/{id}/artifacts/{name}': {
         parameters: [
           idParam,
-          { name: 'name', in: 'path', required: true, schema: { type: 'string', enum: ['ply', 'spz', 'mp4', 'views'] } },
+          {
+            name: 'name',
+            in: 'path',
+            required: true,
+            description: "An artefact kind, or draft_<kind> for a progressive job's draft (draft_spz, draft_ply, draft_glb).",
+            schema: { type: 'string', pattern: `^(draft_)?(${ALL_FORMAT_NAMES.join('|')})$` },
+          },
         ],
         get: {
           summary: 'An artefact, with its content type',
           responses: {
-            '200': { description: 'The bytes (application/octet-stream, application/x-spz, video/mp4, image/png)' },
+            '200': {
+              description:
+                'The bytes (application/octet-stream, application/x-spz, model/gltf-binary, application/zip, video/mp4, image/png); a GLB says its triangles in X-Fast3d-Triangles.',
+            },
             '404': error('No such job or artefact (yet).'),
             '410': error('No longer held.'),
             ...common,

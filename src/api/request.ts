@@ -7,6 +7,7 @@ import { assertFormFieldCount, overLongUrlencodedPrompt, parseBoundedJson } from
 import { HttpError, issuesText, listed, quoted } from '../contract/errors.js';
 import { refusedImage, sniffImageField } from '../contract/prompt.js';
 import type { RequestFields } from '../contract/build.js';
+import { GAME_OPTION_NAMES, type GameOptions } from '../contract/game-options.js';
 import { decimalInteger, mediaType, type FormFields, type FormValue, type RequestLimits } from '../contract/request.js';
 import { sniffImageFormat } from '../image/codec.js';
 import { DEFAULT_OUTPUTS, JobRequest } from './schemas.js';
@@ -39,7 +40,7 @@ function looksLikeJson(bytes: Uint8Array): boolean {
   return false;
 }
 
-/** A job request has 7 fields and at most 5 outputs: a body with far more keys and items is refused unparsed. */
+/** A job request has 17 fields, at most 15 outputs and 8 lods: a body with far more keys and items is refused unparsed. */
 const MAX_JSON_VALUES = 64;
 /** The same for a form, whose outputs may be repeated fields. */
 const MAX_FORM_FIELDS = 32;
@@ -98,6 +99,7 @@ export async function parseJobRequest(body: Body): Promise<ParsedJobRequest> {
   const outputs = [...new Set(request.outputs ?? DEFAULT_OUTPUTS)].map((format) =>
     format === 'mp4' ? { format, size: request.videoSize } : format === 'views' ? { format, size: request.viewSize } : { format },
   );
+  const options = Object.fromEntries(GAME_OPTION_NAMES.filter((name) => request[name] !== undefined).map((name) => [name, request[name]]));
   return {
     ...(imageBytes ? { image: { bytes: imageBytes, ...(fileName !== undefined && { name: fileName }) } } : { prompt: request.prompt! }),
     ...(request.seed !== undefined && { seed: request.seed }),
@@ -105,10 +107,24 @@ export async function parseJobRequest(body: Body): Promise<ParsedJobRequest> {
     outputs,
     ...(request.group !== undefined && { group: request.group }),
     ...(request.webhook !== undefined && { webhook: request.webhook }),
+    ...(options as GameOptions),
   };
 }
 
-const NUMERIC_FIELDS = new Set(['seed', 'videoSize', 'viewSize']);
+const NUMERIC_FIELDS = new Set(['seed', 'videoSize', 'viewSize', 'faces', 'textureSize', 'spzVersion']);
+/** Form fields whose value is a decimal number, or a comma-separated list of them (lods). */
+const DECIMAL_FIELDS = new Set(['sizeM']);
+const DECIMAL = /^(\d{1,9}(\.\d{0,9})?|\.\d{1,9})$/;
+
+/** A form field's text as the JSON body's value (numbers as numbers, lods as a list, progressive as a boolean); the schema judges it. */
+function formValue(name: string, value: string): unknown {
+  const text = value.trim();
+  if (NUMERIC_FIELDS.has(name)) return decimalInteger(text) ?? value;
+  if (DECIMAL_FIELDS.has(name)) return DECIMAL.test(text) ? Number(text) : value;
+  if (name === 'lods') return text.split(',').map((part) => (DECIMAL.test(part.trim()) ? Number(part.trim()) : part));
+  if (name === 'progressive') return text === 'true' ? true : text === 'false' ? false : value;
+  return value;
+}
 
 /** A form's fields as the JSON body's shape (numbers as numbers, outputs as a list), and the image file part and its name. */
 async function formToObject(form: FormFields): Promise<{ fields: Record<string, unknown>; file?: Uint8Array; fileName?: string }> {
@@ -138,7 +154,7 @@ async function formToObject(form: FormFields): Promise<{ fields: Record<string, 
       continue;
     }
     if (value instanceof File) throw new HttpError(400, `form field ${quoted(name)} must be text, not a file`);
-    fields[name] = (NUMERIC_FIELDS.has(name) ? decimalInteger(value.trim()) : null) ?? value;
+    fields[name] = formValue(name, value);
   }
   return { fields, file, fileName };
 }

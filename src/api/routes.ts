@@ -8,8 +8,8 @@ import { Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { HttpError } from '../contract/errors.js';
 import { decimalInteger, type RequestLimits } from '../contract/request.js';
-import { artefactResponse, errorResponse } from '../contract/responses.js';
-import { FORMAT_NAMES, type FormatName } from '../formats/registry.js';
+import { artefactResponse, errorResponse, TRIANGLES_HEADER } from '../contract/responses.js';
+import { ALL_FORMAT_NAMES, type FormatName } from '../formats/registry.js';
 import { encodePng } from '../image/codec.js';
 import type { RgbaImage } from '../image/rgba.js';
 import { methodNotAllowed } from '../http/method.js';
@@ -21,6 +21,7 @@ import type { InputStore } from '../runtime/inputs.js';
 import type { WebhookDispatch } from '../runtime/webhook-dispatch.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
+import { draftKind, submitProgressive } from '../runtime/progressive.js';
 import { openApiDocument } from './openapi.js';
 import { type ParsedJobRequest, parseJobRequest, readJobBody } from './request.js';
 import { sseResponse, type SseMessage } from './sse.js';
@@ -86,7 +87,8 @@ export function jobApi(answers: Answers, options: JobApiOptions): Hono {
         { limits: options.limits, presets: answers.presets, inputs: options.inputs, webhooks: options.webhooks },
       );
       // Refused now (503 with Retry-After) what the job would be refused a moment later: a 202 means an admitted job.
-      const submitted = await answers.submit(request);
+      // A progressive job's draft is submitted first and listed on it (runtime/progressive.ts).
+      const submitted = await submitProgressive(answers, request, {}, options.logger);
       id = submitted.id;
       submitted.done.catch((err: Error) => options.logger?.info({ job: id, err: err.message }, 'job ended without an asset'));
     } catch (err) {
@@ -137,8 +139,13 @@ export function jobApi(answers: Answers, options: JobApiOptions): Hono {
   api.get('/jobs/:id/artifacts/:name', async (c) => {
     const job = await jobOr404(c.req.param('id'));
     const name = c.req.param('name');
-    if (!(FORMAT_NAMES as readonly string[]).includes(name))
-      throw new HttpError(404, `no artefact kind "${name.slice(0, 40)}"; kinds are ${FORMAT_NAMES.join(', ')}`);
+    // A progressive job's draft is draft_<kind>.
+    const kind = draftKind(name) ?? name;
+    if (!(ALL_FORMAT_NAMES as readonly string[]).includes(kind))
+      throw new HttpError(
+        404,
+        `no artefact kind "${name.slice(0, 40)}"; kinds are ${ALL_FORMAT_NAMES.join(', ')}, and draft_<kind> for a progressive job's draft`,
+      );
     const ref = await answers.artefact(job.id, name);
     if (!ref) {
       const made = job.artefacts.map((a) => a.name);
@@ -149,11 +156,19 @@ export function jobApi(answers: Answers, options: JobApiOptions): Hono {
     }
     const bytes = await ref.read();
     if (!bytes) throw new HttpError(410, `the ${name} artefact of job ${job.id} is no longer held`);
-    const filename = `fast3d-${job.id.slice(0, 8)}${name === 'views' ? '-views' : ''}${ref.extension}`;
-    return artefactResponse(answers.formats[name as FormatName], bytes, {
-      'Content-Disposition': `attachment; filename="${filename}"`,
-      'Cache-Control': 'private, max-age=3600',
-    });
+    const suffix = kind === name ? (name === 'views' ? '-views' : '') : '-draft';
+    const filename = `fast3d-${job.id.slice(0, 8)}${suffix}${ref.extension}`;
+    // Checked against what the request asked of it (a size or pivot), as when it was made.
+    return artefactResponse(
+      answers.formats[kind as FormatName],
+      bytes,
+      {
+        'Content-Disposition': `attachment; filename="${filename}"`,
+        'Cache-Control': 'private, max-age=3600',
+        ...(ref.triangles !== undefined && { [TRIANGLES_HEADER]: String(ref.triangles) }),
+      },
+      ref.spec,
+    );
   });
 
   api.get('/jobs/:id/intermediates/:name', async (c) => {
@@ -203,7 +218,14 @@ function jobBody(job: JobView) {
   return {
     ...job,
     group: job.group ?? null,
-    artefacts: job.artefacts.map(({ name, contentType, bytes }) => ({ name, contentType, bytes, url: `${own.self}/artifacts/${name}` })),
+    artefacts: job.artefacts.map(({ name, contentType, bytes, triangles, draft }) => ({
+      name,
+      contentType,
+      bytes,
+      ...(triangles !== undefined && { triangles }),
+      ...(draft && { draft }),
+      url: `${own.self}/artifacts/${name}`,
+    })),
     intermediates: job.intermediates.map((name) => ({ name, url: name === 'cloud' ? null : `${own.self}/intermediates/${name}` })),
     links: own,
   };

@@ -4,7 +4,8 @@
  */
 import { z } from 'zod';
 import { VIDEO_RES } from '../config/schema.js';
-import { FORMAT_NAMES } from '../formats/registry.js';
+import { gameOptionShapes } from '../contract/game-options.js';
+import { ALL_FORMAT_NAMES } from '../formats/registry.js';
 import { MAX_SEED } from '../pipelines/seed.js';
 
 /** What a job delivers when the request names no outputs: the viewer's SPZ, the PLY, the validator's views. */
@@ -12,9 +13,9 @@ export const DEFAULT_OUTPUTS = ['ply', 'spz', 'views'] as const;
 export const VIEW_SIZE = { min: 64, max: 512, default: 256 };
 
 export const OutputName = z
-  .enum(FORMAT_NAMES)
+  .enum(ALL_FORMAT_NAMES)
   .describe(
-    "An artefact kind: ply, spz (Spark loads SPZ v3), glb (a textured or vertex-coloured mesh; the job then renders and validates its mesh), mp4 (turntable video), views (PNG grid of the validator's 16 views).",
+    "An artefact kind: ply, spz (Spark loads SPZ v3), glb (a textured or vertex-coloured mesh; the job then renders and validates its mesh), mp4 (turntable video), views (PNG grid of the validator's 16 views), obj (a zip of OBJ, MTL and texture), glb_splat (the Gaussians as a KHR_gaussian_splatting GLB), glb_lod1..glb_lod7 (levels of detail: lods lists them, and delivers them all).",
   );
 
 export const JobRequest = z
@@ -36,7 +37,7 @@ export const JobRequest = z
     outputs: z
       .array(OutputName)
       .min(1)
-      .max(FORMAT_NAMES.length)
+      .max(ALL_FORMAT_NAMES.length)
       .optional()
       .describe(`Artefacts to make; default ${DEFAULT_OUTPUTS.join(', ')} (mp4 only when asked: it costs CPU).`),
     videoSize: z
@@ -67,8 +68,11 @@ export const JobRequest = z
       .describe(
         "A URL (http or https, to a public address unless webhooks.allow_private) called with POST at the job's end: JSON with the job's state and artefact URLs, signed in X-Fast3d-Signature: sha256=<hex>, the HMAC-SHA256 of the raw body under the webhook secret; retried with backoff.",
       ),
+    ...gameOptionShapes,
   })
-  .describe('A job: a prompt or an image, with optional seed, preset and outputs.');
+  .describe(
+    'A job: a prompt or an image, with optional seed, preset and outputs, and what to make of its mesh and splat files (docs/meshes.md). An option for none of the outputs, or one the preset cannot meet, is a 400 that says why.',
+  );
 export type JobRequest = z.infer<typeof JobRequest>;
 
 export const ErrorBody = z.object({ error: z.string() }).describe('Every 4xx and 5xx answer.');
@@ -119,7 +123,16 @@ export const JobBody = z.object({
   report: Report.nullable(),
   reason: z.string().nullable().describe('Why the job was declined.'),
   error: z.string().nullable().describe('Why the job failed or was cancelled.'),
-  artefacts: z.array(z.object({ name: z.string(), contentType: z.string(), bytes: z.number(), url: z.string() })),
+  artefacts: z.array(
+    z.object({
+      name: z.string().describe("Its kind (glb, glb_lod1, ...), or draft_<kind> for a progressive job's draft."),
+      contentType: z.string(),
+      bytes: z.number(),
+      triangles: z.number().optional().describe("A GLB's triangles: the count faces (or its LOD level) reached."),
+      draft: z.literal(true).optional().describe("A progressive job's draft, made with the realtime preset before the final."),
+      url: z.string(),
+    }),
+  ),
   intermediates: z
     .array(z.object({ name: z.string(), url: z.string().nullable() }))
     .describe("The picture (`image`: generated, or an image task's own image) and the `matte`; a cache hit has those the cache kept."),
@@ -137,8 +150,13 @@ export const JobEventBody = z
   .object({
     type: z.enum(['queued', 'running', 'stage', 'intermediate', 'artefact', 'end']),
     at: z.number().describe('Milliseconds since the job was created.'),
+    triangles: z.number().optional().describe("An artefact event's GLB: its triangles."),
+    draft: z
+      .literal(true)
+      .optional()
+      .describe("An artefact event of a progressive job's draft (named draft_<kind>); every one comes before the final's first artefact."),
   })
   .loose()
   .describe(
-    "One server-sent event (its SSE `event` field is `type`, its `id` the event's index): stage start/end with `stage`, `attempt`, `ms`; intermediate with `name` and `url`; artefact with `name`, `bytes`, `url`; end with `state` and `reason` or `error`.",
+    "One server-sent event (its SSE `event` field is `type`, its `id` the event's index): stage start/end with `stage`, `attempt`, `ms`; intermediate with `name` and `url`; artefact with `name`, `bytes`, `url`, a GLB's `triangles`, and `draft: true` for a progressive job's draft (named draft_<kind>, before any of the final's); end with `state` and `reason` or `error`.",
   );

@@ -12,6 +12,11 @@ export const JOB_SECTIONS = ['pipeline', 'text_to_image', 'matting', 'image_to_3
 export type JobSection = (typeof JOB_SECTIONS)[number];
 export type JobSections = Pick<Config, JobSection>;
 
+/** The fewest faces a request may ask of a mesh (mesh/game.ts's MIN_FACES; a test holds the two equal). */
+export const MIN_REQUEST_FACES = 500;
+/** The sides a delivered mesh's texture may have (mesh/bake.ts's; a test holds them equal). */
+export const TEXTURE_SIDES = { min: 256, max: 4096 } as const;
+
 /** Names of presets: what a request's "preset" field may say. */
 export const PRESET_NAME = /^[a-z0-9][a-z0-9_-]{0,39}$/;
 
@@ -30,6 +35,11 @@ const KNOBS = {
     retries: int('Extra attempts after self-validation fails (pipeline.retries).'),
     image_size: int('Side of the preview text-to-image picture in pixels (pipeline.image_size).'),
     max_gaussians: int('Gaussian budget: larger clouds keep their most important Gaussians (pipeline.max_gaussians; 0 = none).'),
+    max_faces: int("Most triangles a request's faces may ask for (pipeline.max_faces)."),
+    glb_faces: int('Triangles of a delivered mesh when the request names no faces (pipeline.glb_faces; 0 = as made).'),
+    glb_texture_size: int(
+      'Texture side of a delivered mesh when the request names no texture_size (pipeline.glb_texture_size; 0 = as made).',
+    ),
   },
   text_to_image: {
     gpu_worker: {
@@ -90,7 +100,7 @@ export const BUILT_IN_PRESETS: Record<'realtime' | 'fast' | 'balanced' | 'qualit
   realtime: {
     description: 'A quick look: one attempt, few sampler steps, a 60,000-Gaussian budget and a short small video.',
     values: {
-      pipeline: { retries: 0, image_size: 256, max_gaussians: 60_000 },
+      pipeline: { retries: 0, image_size: 256, max_gaussians: 60_000, max_faces: 30_000 },
       text_to_image: { gpu_worker: { steps: 2, size: 512 } },
       image_to_3d: {
         inflate: { max_gaussians: 120_000, mesh_faces: 30_000 },
@@ -102,7 +112,7 @@ export const BUILT_IN_PRESETS: Record<'realtime' | 'fast' | 'balanced' | 'qualit
   fast: {
     description: "One attempt and two-thirds of the sampler steps: the newer contract's 30 s per asset.",
     values: {
-      pipeline: { retries: 0, image_size: 384, max_gaussians: 300_000 },
+      pipeline: { retries: 0, image_size: 384, max_gaussians: 300_000, max_faces: 60_000 },
       text_to_image: { gpu_worker: { steps: 3, size: 768 } },
       image_to_3d: { inflate: { mesh_faces: 60_000 }, gpu_worker: { sparse_structure_steps: 8, slat_steps: 8 } },
     },
@@ -114,7 +124,7 @@ export const BUILT_IN_PRESETS: Record<'realtime' | 'fast' | 'balanced' | 'qualit
   quality: {
     description: 'A careful asset: two retries, twice the sampler steps, denser preview, stricter checks, a longer video.',
     values: {
-      pipeline: { retries: 2, image_size: 768 },
+      pipeline: { retries: 2, image_size: 768, max_faces: 250_000 },
       image_to_3d: {
         inflate: { max_gaussians: 480_000, mesh_faces: 250_000 },
         gpu_worker: { sparse_structure_steps: 25, slat_steps: 25, mesh_simplify: 0.9, mesh_texture_size: 2048 },
@@ -239,6 +249,27 @@ export function flattenValues(values: PresetValues, prefix = ''): [string, numbe
 }
 
 /**
+ * Why a preset's mesh defaults (`glb_faces`, `glb_texture_size`) are no request its own `max_faces` lets through,
+ * or null: faces 0 or 500 to max_faces, a texture side 0 or 256 to 4096 that holds their colours (one 2 x 2
+ * cell per triangle, as mesh/bake.ts bakes them).
+ */
+export function meshDefaultsIssue(pipeline: JobSections['pipeline']): { key: string; message: string } | null {
+  const { glb_faces: faces, max_faces: max, glb_texture_size: side } = pipeline;
+  if (faces !== 0 && (faces < MIN_REQUEST_FACES || faces > max))
+    return { key: 'glb_faces', message: `0 (the mesh as made), or from ${MIN_REQUEST_FACES} to max_faces (${max})` };
+  if (side === 0) return null;
+  if (side < TEXTURE_SIDES.min)
+    return { key: 'glb_texture_size', message: `0 (as made), or from ${TEXTURE_SIDES.min} to ${TEXTURE_SIDES.max}` };
+  const holds = Math.floor(side / 2) ** 2;
+  if (holds < (faces || max))
+    return {
+      key: 'glb_texture_size',
+      message: `a ${side} px texture holds the colours of at most ${holds} triangles, fewer than ${faces ? 'glb_faces' : 'max_faces'} (${faces || max})`,
+    };
+  return null;
+}
+
+/**
  * Validates every preset as the config's sections are (its merged sections through their schemas) and the
  * contract's default presets; issues name the key (`presets.fast.pipeline.retries: ...`).
  */
@@ -254,13 +285,18 @@ export function checkPresets(config: Config, ctx: z.RefinementCtx, schemas: Reco
       continue;
     }
     const merged = applyPreset(config, config.presets[name]);
+    let valid = true;
     for (const section of JOB_SECTIONS) {
       const result = schemas[section].safeParse(merged[section]);
       if (result.success) continue;
+      valid = false;
       for (const issue of result.error.issues) {
         ctx.addIssue({ code: 'custom', path: ['presets', name, section, ...issue.path.map(String)], message: issue.message });
       }
     }
+    // A preset's mesh defaults must be a request that can be met: refused at start-up, not on every request.
+    const delivery = valid ? meshDefaultsIssue(merged.pipeline) : null;
+    if (delivery) ctx.addIssue({ code: 'custom', path: ['presets', name, 'pipeline', delivery.key], message: delivery.message });
   }
   for (const key of ['preset', 'image_file_preset'] as const) {
     const name = config.contract[key];

@@ -3,7 +3,7 @@
  * misspelt key is an error rather than a silently ignored setting.
  */
 import { z } from 'zod';
-import { checkPresets, PRESET_NAME, presetsSchema } from './presets.js';
+import { checkPresets, MIN_REQUEST_FACES, PRESET_NAME, presetsSchema } from './presets.js';
 import { rotationProblem, VALIDATOR_ELEVATION, VALIDATOR_EXTENT, VALIDATOR_FOV, VALIDATOR_RADIUS } from '../splat/frame.js';
 
 const port = z.number().int().min(0).max(65535);
@@ -123,6 +123,33 @@ export const pipelineSchema = z.strictObject({
     .default(0)
     .describe(
       "Gaussian budget: a larger cloud keeps its most important Gaussians (opacity x area) in every region of its body, widened to cover the dropped ones; never fewer than the gates' minimum (0 = no budget).",
+    ),
+  max_faces: z
+    .number()
+    .int()
+    .min(MIN_REQUEST_FACES)
+    .max(2_000_000)
+    .default(100_000)
+    .describe(
+      "Most triangles a request's `faces` may ask for (from 500); a mesh made with fewer keeps its own count. Delivery only: the asset's cache key leaves it out.",
+    ),
+  glb_faces: z
+    .number()
+    .int()
+    .min(0)
+    .max(2_000_000)
+    .default(0)
+    .describe(
+      'Triangles of a delivered mesh (GLB, its LODs, OBJ) when the request names no `faces`: simplified to at most this many (0 = the mesh as made; else 500 to max_faces).',
+    ),
+  glb_texture_size: z
+    .number()
+    .int()
+    .min(0)
+    .max(4096)
+    .default(0)
+    .describe(
+      'Texture side of a delivered mesh when the request names no `texture_size`: vertex colours baked into one, a texture scaled to it (0 = as made; else 256 to 4096).',
     ),
 });
 

@@ -10,6 +10,7 @@ import type { Delivery, Task } from '../pipelines/job.js';
 import { MAX_SEED } from '../pipelines/seed.js';
 import type { RequestFields } from './build.js';
 import { HttpError } from './errors.js';
+import { gameFormOptions } from './game-options.js';
 import { overLongPrompt, refusedImage, sniffPrompt } from './prompt.js';
 
 export interface RequestLimits {
@@ -70,7 +71,10 @@ export function assertFormContentType(contentType: string | undefined): void {
 /**
  * A generate route's form: the legacy contract (`prompt`: text or a base64 image, urlencoded or multipart) or
  * the newer one (multipart `prompt_image_file` plus `seed`). Nothing is decoded here: a bad seed or format costs
- * nothing, and the builder decodes the image.
+ * nothing, and the builder decodes the image. The game options (`faces`, `texture_size`, `pivot`, `size_m`,
+ * `compression`, `texture_format`, `spz_version`) are read for the builder, which takes them with a prompt and
+ * refuses them with the competitions' `prompt_image_file`; `lods` is refused (a generate route answers one file)
+ * and `progressive` ignored (the answer is the final file, whenever it comes).
  */
 export async function parseGenerateForm(fields: FormFields, limits: Pick<RequestLimits, 'imageFileOutput'>): Promise<GenerateForm> {
   const prompt = single(fields, 'prompt');
@@ -78,6 +82,12 @@ export async function parseGenerateForm(fields: FormFields, limits: Pick<Request
   const seed = parseSeed(single(fields, 'seed'));
   const format = formatField(fields);
   const preset = presetField(fields);
+  const { progressive: _ignored, ...options } = gameFormOptions(fields);
+  if (options.lods !== undefined)
+    throw new HttpError(
+      400,
+      'lods delivers one GLB per level, and a generate route answers one file: ask /api/v1/jobs for levels of detail',
+    );
 
   const promptText = typeof prompt === 'string' ? prompt : undefined;
   if (file !== undefined && file !== '' && promptText?.trim()) {
@@ -103,7 +113,7 @@ export async function parseGenerateForm(fields: FormFields, limits: Pick<Request
     throw new HttpError(400, 'form field "prompt" (text or a base64 image) or "prompt_image_file" is required');
   }
   return {
-    request: { ...request, ...(seed !== undefined && { seed }), ...(preset !== undefined && { preset }) },
+    request: { ...request, ...(seed !== undefined && { seed }), ...(preset !== undefined && { preset }), ...options },
     format: format ?? (request.imageFile ? (limits.imageFileOutput ?? 'ply') : 'ply'),
     fields,
   };

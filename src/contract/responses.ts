@@ -2,12 +2,24 @@
  * Answers -> HTTP. `artefactResponse` is the only way a 200 with asset bytes leaves the service, and it refuses
  * bytes that break their format's rules (for PLY, the subnet's): a bad 200 would kill the miner's worker loop.
  */
-import type { Format } from '../formats/registry.js';
+import type { ArtefactSpec, Format } from '../formats/registry.js';
 import type { Report } from '../pipelines/job.js';
 import { HttpError } from './errors.js';
 
-export async function artefactResponse(format: Format, bytes: Uint8Array, headers: Record<string, string> = {}): Promise<Response> {
-  const violation = await format.violation(bytes);
+/** Header of a GLB answer: the triangles it holds (the count a request's `faces`, or its LOD level, reached). */
+export const TRIANGLES_HEADER = 'X-Fast3d-Triangles';
+
+/**
+ * A 200 with the artefact's bytes, once its format has checked them: against the bounds its spec asked for (a
+ * size or pivot) when there is one, else the unit cube every default answer keeps.
+ */
+export async function artefactResponse(
+  format: Format,
+  bytes: Uint8Array,
+  headers: Record<string, string> = {},
+  spec?: ArtefactSpec,
+): Promise<Response> {
+  const violation = await format.violation(bytes, spec);
   if (violation) throw new HttpError(500, `refusing to serve a ${format.name} artefact that breaks its rules: ${violation}`);
   return new Response(bytes, {
     status: 200,

@@ -11,6 +11,7 @@ import { gameMeshViolation, prepareGameMesh, type GameMesh, type GameMeshOptions
 import { decodeGlb, encodeGlb, type GlbTextureFormat } from '../mesh/glb.js';
 import { decodeSplatGlb, encodeSplatGlb, splatGlbViolation } from '../mesh/glb-splat.js';
 import { encodeGlbVariant, GLB_COMPRESSIONS, type GlbCompression } from '../mesh/glb-variants.js';
+import { glbBounds } from '../mesh/glb-limits.js';
 import { MAX_LODS } from '../mesh/lod.js';
 import { inspectGlb, type GlbInspection, type GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
@@ -316,6 +317,19 @@ export function specKey(spec: ArtefactSpec, renderFingerprint: string): string {
       return `${spec.format}:${JSON.stringify([m.faces, m.textureSize, m.pivot, m.sizeM, m.lods, m.compression, m.textureFormat])}`;
     }
   }
+}
+
+/** Whether a kind is a GLB mesh: the glb, or one of its levels of detail. */
+export const isGlbFormat = (name: FormatName): boolean => name === 'glb' || lodLevelOf(name) !== null;
+
+/**
+ * The triangles a GLB artefact holds, as its JSON declares them (no geometry is decoded: the count faces and
+ * lods reached, for job views and headers), or undefined for another kind or a file the bounds refuse.
+ */
+export function artefactTriangles(name: FormatName, bytes: Uint8Array): number | undefined {
+  if (!isGlbFormat(name)) return undefined;
+  const bounds = glbBounds(bytes);
+  return 'shape' in bounds ? bounds.shape.triangles : undefined;
 }
 
 /** The format whose files end with `path`'s extension (the longest that matches: x.lod1.glb is a LOD), or null. */

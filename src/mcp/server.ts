@@ -18,10 +18,11 @@ import {
 } from '@modelcontextprotocol/sdk/types.js';
 import type { RequestHandlerExtra } from '@modelcontextprotocol/sdk/shared/protocol.js';
 import { clipped, HttpError, issuesText, quoted } from '../contract/errors.js';
+import { GAME_OPTION_NAMES, type GameOptions } from '../contract/game-options.js';
 import { sniffImageField } from '../contract/prompt.js';
 import type { RequestLimits } from '../contract/request.js';
 import { httpErrorOf } from '../contract/status.js';
-import { DEFAULT_VIEW_SIZE, type FormatName } from '../formats/registry.js';
+import { artefactTriangles, DEFAULT_VIEW_SIZE, type FormatName } from '../formats/registry.js';
 import { encodePng } from '../image/codec.js';
 import {
   parseBackground,
@@ -37,7 +38,8 @@ import {
 import type { Answers, AnswerRequest } from '../runtime/answer.js';
 import { buildAnswerRequest } from '../contract/build.js';
 import { UserAssetError, type AssetPool } from '../runtime/asset-pool.js';
-import type { JobEvent, JobView } from '../runtime/jobs.js';
+import type { ArtefactEntry, JobEvent, JobView } from '../runtime/jobs.js';
+import { submitProgressive } from '../runtime/progressive.js';
 import type { Logger } from '../runtime/log.js';
 import type { InputStore } from '../runtime/inputs.js';
 import type { Scene } from '../render/pool.js';
@@ -117,14 +119,14 @@ export function createMcpServer(deps: McpDeps): McpServer {
     TOOLS.generate_3d_asset,
     guarded('generate_3d_asset', async (args, extra) => {
       const request = await requestOf(args, deps);
-      // Registered before it runs: the job's events can be followed while it does.
-      const { id, done } = await answers.submit(request);
+      // Registered before it runs: the job's events can be followed while it does (a progressive job's draft first).
+      const { id, done } = await submitProgressive(answers, request, {}, deps.logger);
       done.catch(() => {}); // awaited below; this keeps an early rejection from being reported as unhandled
       // A caller that goes away cancels its job by id, so the job reads "cancelled" afterwards.
       const cancel = () => void answers.cancel(id);
       if (extra.signal.aborted) cancel();
       else extra.signal.addEventListener('abort', cancel, { once: true });
-      await reportProgress(answers.events(id, extra.signal), extra);
+      await reportProgress(id, answers.events(id, extra.signal), extra);
       const result = await done;
       if (result.kind === 'declined') return toolError(`declined (job ${result.jobId}): ${result.reason}`);
       if (result.kind === 'forwarded')
@@ -137,12 +139,16 @@ export function createMcpServer(deps: McpDeps): McpServer {
         gaussians: result.gaussians,
         preview: result.report.preview,
         cache: result.cache,
-        artefacts: result.artefacts.map((a) => ({
-          name: a.spec.format,
-          uri: artefactUri(result.jobId, a.spec.format),
-          content_type: a.format.contentType,
-          bytes: a.bytes.length,
-        })),
+        artefacts: result.artefacts.map((a) => {
+          const triangles = artefactTriangles(a.spec.format, a.bytes);
+          return {
+            name: a.spec.format,
+            uri: artefactUri(result.jobId, a.spec.format),
+            content_type: a.format.contentType,
+            bytes: a.bytes.length,
+            ...(triangles !== undefined && { triangles }),
+          };
+        }),
       };
       return {
         content: [
@@ -183,7 +189,7 @@ export function createMcpServer(deps: McpDeps): McpServer {
         task: v.task,
         seed: v.seed,
         created_at: new Date(v.createdAt).toISOString(),
-        artefacts: v.artefacts.map((a) => ({ name: a.name, uri: artefactUri(v.id, a.name), content_type: a.contentType, bytes: a.bytes })),
+        artefacts: v.artefacts.map(artefactSummary(v.id)),
       }));
       return {
         content: [
@@ -286,7 +292,7 @@ function answerBadParamsAsInvalidParams(server: McpServer): void {
  * builder. The PLY always, then the other formats asked for, each once, `size` their side.
  */
 async function requestOf(
-  args: { prompt?: string; image_base64?: string; seed?: number; preset?: string; formats?: FormatName[]; size?: number },
+  args: { prompt?: string; image_base64?: string; seed?: number; preset?: string; formats?: FormatName[]; size?: number } & GameOptions,
   deps: McpDeps,
 ): Promise<AnswerRequest> {
   if ((args.prompt === undefined) === (args.image_base64 === undefined)) {
@@ -310,6 +316,8 @@ async function requestOf(
         ...(args.seed !== undefined && { seed: args.seed }),
         ...(args.preset !== undefined && { preset: args.preset }),
         outputs,
+        // The same names as the job API's JSON; the builder says what cannot be met.
+        ...Object.fromEntries(GAME_OPTION_NAMES.filter((name) => args[name] !== undefined).map((name) => [name, args[name]])),
       },
       { limits: deps.limits, presets: deps.answers.presets, inputs: deps.inputs },
     );
@@ -320,7 +328,7 @@ async function requestOf(
 }
 
 /** Sends the job's events as progress notifications when the caller asked for them (a progress token). */
-async function reportProgress(events: AsyncIterable<JobEvent>, extra: Extra): Promise<void> {
+async function reportProgress(jobId: string, events: AsyncIterable<JobEvent>, extra: Extra): Promise<void> {
   const token = extra._meta?.progressToken;
   let progress = 0;
   for await (const event of events) {
@@ -329,7 +337,7 @@ async function reportProgress(events: AsyncIterable<JobEvent>, extra: Extra): Pr
     try {
       await extra.sendNotification({
         method: 'notifications/progress',
-        params: { progressToken: token, progress, message: describeEvent(event) },
+        params: { progressToken: token, progress, message: describeEvent(jobId, event) },
       });
     } catch {
       // The caller went away: the job goes on (or is cancelled through the signal); nothing to report to.
@@ -337,8 +345,8 @@ async function reportProgress(events: AsyncIterable<JobEvent>, extra: Extra): Pr
   }
 }
 
-/** One line per event, for people: attempts are counted from 1. */
-function describeEvent(event: JobEvent): string {
+/** One line per event, for people: attempts are counted from 1; a draft names its URI, to read at once. */
+function describeEvent(jobId: string, event: JobEvent): string {
   switch (event.type) {
     case 'queued':
       return 'queued';
@@ -352,8 +360,12 @@ function describeEvent(event: JobEvent): string {
         : `${event.stage} done in ${event.ms} ms (attempt ${event.attempt + 1})`;
     case 'intermediate':
       return `${event.name} ready (attempt ${event.attempt + 1})`;
-    case 'artefact':
-      return `${event.name} ready (${event.bytes} bytes)`;
+    case 'artefact': {
+      const triangles = event.triangles !== undefined ? `, ${event.triangles} triangles` : '';
+      return event.draft
+        ? `draft ready: ${artefactUri(jobId, event.name)} (${event.bytes} bytes${triangles}); the final follows`
+        : `${event.name} ready (${event.bytes} bytes${triangles})`;
+    }
     case 'end':
       return event.reason ? `${event.state}: ${event.reason}` : event.error ? `${event.state}: ${event.error}` : event.state;
   }
@@ -376,14 +388,21 @@ function jobSummary(view: JobView) {
     queue_position: view.queuePosition ?? null,
     estimated_start_at: view.estimatedStartAt ?? null,
     node: view.node ?? null,
-    artefacts: view.artefacts.map((a) => ({
-      name: a.name,
-      uri: artefactUri(view.id, a.name),
-      content_type: a.contentType,
-      bytes: a.bytes,
-      expires_at: a.expiresAt ?? null,
-    })),
+    artefacts: view.artefacts.map(artefactSummary(view.id)),
   };
+}
+
+/** An artefact as the tools list it: name, URI, type, size, a GLB's triangles, whether it is a draft, its expiry. */
+function artefactSummary(jobId: string) {
+  return (a: ArtefactEntry) => ({
+    name: a.name,
+    uri: artefactUri(jobId, a.name),
+    content_type: a.contentType,
+    bytes: a.bytes,
+    ...(a.triangles !== undefined && { triangles: a.triangles }),
+    ...(a.draft && { draft: true }),
+    expires_at: a.expiresAt ?? null,
+  });
 }
 
 async function recentAssets(answers: Answers, limit: number): Promise<JobView[]> {

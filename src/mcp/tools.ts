@@ -5,10 +5,14 @@
  */
 import { z } from 'zod';
 import { VIDEO_RES } from '../config/schema.js';
-import { FORMAT_NAMES } from '../formats/registry.js';
+import { gameOptionShapes } from '../contract/game-options.js';
+import { ALL_FORMAT_NAMES } from '../formats/registry.js';
 import { MAX_SEED } from '../pipelines/seed.js';
 
-/** Resources: one per artefact of a job, `fast3d://jobs/{job_id}/{artefact}` (artefact: ply, spz, glb, mp4, views). */
+/**
+ * Resources: one per artefact of a job, `fast3d://jobs/{job_id}/{artefact}` (artefact: ply, spz, glb, glb_lod1, ...,
+ * obj, glb_splat, mp4, views, and draft_<kind> for a progressive job's draft).
+ */
 export const ARTEFACT_URI_TEMPLATE = 'fast3d://jobs/{job_id}/{artefact}';
 
 export function artefactUri(jobId: string, artefact: string): string {
@@ -65,8 +69,10 @@ export const TOOLS = {
       'Generates a 3D Gaussian-splat asset from a text prompt or from an image (base64 PNG, JPEG or WebP with one object on a plain ' +
       'background). Reports progress while the job runs (queued, each stage, each artefact). Returns the job id, a resource link per ' +
       "artefact (fast3d://jobs/{job_id}/{artefact}; read them with resources/read) and a PNG of the asset's front view. The PLY is " +
-      'always delivered; ask for more formats with "formats". A prompt the service cannot make a good asset of is declined: the ' +
-      'tool error says why.',
+      'always delivered; ask for more formats with "formats". For game engines: "faces", "textureSize", "pivot", "sizeM", ' +
+      '"compression" and "textureFormat" shape the mesh files, "lods" delivers one GLB per level (glb, glb_lod1, ...), "spzVersion" ' +
+      'picks the SPZ version. "progressive": a quick draft first (draft_spz, draft_glb), its URI in a progress notification. ' +
+      'A prompt the service cannot make a good asset of is declined: the tool error says why.',
     inputSchema: {
       prompt: z.string().min(1).optional().describe('What to make, in words (e.g. "a wooden treasure chest"). Give this or image_base64.'),
       image_base64: z.string().min(1).optional().describe('An image of one object as base64 (a data: URL works too). Give this or prompt.'),
@@ -79,11 +85,11 @@ export const TOOLS = {
         .optional()
         .describe('Seed of the first attempt; by default derived from the prompt or image, so a repeated request gives the same asset.'),
       formats: z
-        .array(z.enum(FORMAT_NAMES))
-        .max(FORMAT_NAMES.length)
+        .array(z.enum(ALL_FORMAT_NAMES))
+        .max(ALL_FORMAT_NAMES.length)
         .optional()
         .describe(
-          'Artefacts to deliver besides the PLY: "spz" (compressed splats), "glb" (a mesh for game engines; the video and views then show the mesh), "mp4" (turntable video), "views" (a PNG grid of the validator\'s 16 views).',
+          'Artefacts to deliver besides the PLY: "spz" (compressed splats), "glb" (a mesh for game engines; the video and views then show the mesh), "glb_lod1".."glb_lod7" (levels of detail; "lods" delivers them all), "obj" (a zip of OBJ, MTL and texture), "glb_splat" (the splats as a KHR_gaussian_splatting GLB), "mp4" (turntable video), "views" (a PNG grid of the validator\'s 16 views).',
         ),
       size: z
         .number()
@@ -92,6 +98,7 @@ export const TOOLS = {
         .max(VIDEO_RES.max)
         .optional()
         .describe('Side in pixels of the mp4 video (default: the service\'s video side) and of each view in "views" (default 256).'),
+      ...gameOptionShapes,
     },
   },
   get_job: {

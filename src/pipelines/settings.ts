@@ -12,7 +12,10 @@ import type { JobSettings } from './context.js';
 export const ASSET_SECTIONS = ['pipeline', 'text_to_image', 'matting', 'image_to_3d', 'validate'] as const;
 
 export function settingsFingerprint(settings: JobSettings): string {
-  const sections = Object.fromEntries(ASSET_SECTIONS.map((s) => [s, settings[s]]));
+  // What a delivered mesh is by default, and what a request may ask of it, changes a mesh artefact's own key
+  // (its spec), never the asset: left out, so changing them regenerates nothing.
+  const { max_faces: _max, glb_faces: _faces, glb_texture_size: _side, ...pipeline } = settings.pipeline;
+  const sections = Object.fromEntries(ASSET_SECTIONS.map((s) => [s, s === 'pipeline' ? pipeline : settings[s]]));
   return sha256(stableJson({ version: VERSION, sections }));
 }
 

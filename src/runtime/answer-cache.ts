@@ -13,7 +13,7 @@ import type { ResolvedPreset } from '../pipelines/presets.js';
 import { renderFingerprint } from '../pipelines/settings.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { rotateCloud, transpose } from '../splat/frame.js';
-import { specKey, type ArtefactSpec, type Format, type FormatRegistry } from '../formats/registry.js';
+import { artefactTriangles, specKey, type ArtefactSpec, type Format, type FormatRegistry } from '../formats/registry.js';
 import type { CacheBackend, EntryKind, EntryName } from './cache.js';
 import type { ArtefactRef } from './jobs.js';
 import type { Logger } from './log.js';
@@ -180,11 +180,14 @@ export class AnswerCache {
   /** An artefact as the job registry lists it, its bytes read back through the cache. */
   ref(a: Delivered, key: string, settings: JobSettings): ArtefactRef {
     const name = this.entryName(a.spec, settings);
+    const triangles = artefactTriangles(a.spec.format, a.bytes);
     return {
       name: a.spec.format,
       contentType: a.format.contentType,
       extension: a.format.extension,
       bytes: a.bytes.length,
+      spec: a.spec,
+      ...(triangles !== undefined && { triangles }),
       held: false,
       ...(this.cache.keyOf && { storeKey: this.cache.keyOf(key, name) }),
       read: () => this.cache.get(key, name),

@@ -20,7 +20,7 @@ import type { Delivery, Outcome, PresetReport, Report, Task } from '../pipelines
 import type { Presets, ResolvedPreset } from '../pipelines/presets.js';
 import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
 import { IDENTITY3, rotateCloud, type Matrix3 } from '../splat/frame.js';
-import type { ArtefactSpec, Asset, Format, FormatRegistry } from '../formats/registry.js';
+import { artefactTriangles, type ArtefactSpec, type Asset, type Format, type FormatRegistry } from '../formats/registry.js';
 import { nextTurn } from '../turns.js';
 import { AnswerCache, type Delivered, type StoredReport } from './answer-cache.js';
 import type { Burst, ForwardedAnswer } from './burst.js';
@@ -76,6 +76,8 @@ export interface Answers {
   cancel(id: string): Promise<boolean>;
   artefact(id: string, name: string): Promise<ArtefactRef | null>;
   intermediate(id: string, name: 'image' | 'matte'): Promise<RgbaImage | null>;
+  /** Lists a draft's artefact on a running job (progressive jobs); false once the job has an artefact of its own. */
+  attachDraft(id: string, ref: ArtefactRef): Promise<boolean>;
   /** Runs `work` in the video line (views and videos share it): refused at once when the line is full. */
   renderLine<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T>;
 }
@@ -225,6 +227,11 @@ export class AnswerPath implements Answers {
     return this.options.jobs.artefact(id, name) ?? null;
   }
 
+  /** Lists a draft's artefact on a running job (runtime/progressive.ts); false once the job has its own. */
+  async attachDraft(id: string, ref: ArtefactRef): Promise<boolean> {
+    return this.options.jobs.attachDraft(id, ref);
+  }
+
   /** A picture (the image, the matte) or the raw cloud of a job, as soon as it exists. */
   async intermediate(id: string, name: 'image' | 'matte'): Promise<RgbaImage | null>;
   async intermediate(id: string, name: 'cloud'): Promise<GaussianCloud | null>;
@@ -246,6 +253,7 @@ export class AnswerPath implements Answers {
       seed: request.seed,
       title: request.title,
       ...(request.group !== undefined && { group: request.group }),
+      ...(request.draftOf !== undefined && { draftOf: request.draftOf }),
       preset: presetOfReport(preset),
     });
   }
@@ -483,11 +491,14 @@ export class AnswerPath implements Answers {
 
 /** An artefact the registry holds itself, when there is no cache to read it back from. */
 function heldRef(a: Delivered): ArtefactRef {
+  const triangles = artefactTriangles(a.spec.format, a.bytes);
   return {
     name: a.spec.format,
     contentType: a.format.contentType,
     extension: a.format.extension,
     bytes: a.bytes.length,
+    spec: a.spec,
+    ...(triangles !== undefined && { triangles }),
     held: true,
     read: async () => a.bytes,
   };

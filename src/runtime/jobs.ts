@@ -9,6 +9,7 @@ import { CancelledError } from '../pipelines/errors.js';
 import type { PresetReport, Report } from '../pipelines/job.js';
 import type { RgbaImage } from '../image/rgba.js';
 import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
+import type { ArtefactSpec } from '../formats/registry.js';
 import type { Priority } from './admission.js';
 
 export type JobState = 'queued' | 'running' | 'done' | 'declined' | 'failed' | 'cancelled';
@@ -24,7 +25,16 @@ export type JobEvent =
   | ({ type: 'running' } & At)
   | ({ type: 'stage'; phase: 'start' | 'end'; stage: StageName; attempt: number; ms?: number } & At)
   | ({ type: 'intermediate'; name: Intermediate['name']; attempt: number } & At)
-  | ({ type: 'artefact'; name: string; contentType: string; bytes: number } & At)
+  | ({
+      type: 'artefact';
+      name: string;
+      contentType: string;
+      bytes: number;
+      /** A GLB's triangles. */
+      triangles?: number;
+      /** A progressive job's draft (its name is draft_<kind>): the final's artefacts come later. */
+      draft?: true;
+    } & At)
   | ({ type: 'end'; state: EndState; reason?: string; error?: string } & At);
 
 /** An artefact of a finished job: what it is, and how to read its bytes. */
@@ -33,6 +43,10 @@ export interface ArtefactRef {
   contentType: string;
   extension: string;
   bytes: number;
+  /** What was asked of it: its check before a 200 reads the bounds the request asked for. */
+  spec?: ArtefactSpec;
+  /** A GLB's triangles. */
+  triangles?: number;
   /** The registry holds the bytes itself (no cache): they count against `maxHeldBytes`. */
   held: boolean;
   /** Where the bytes are in the shared store, when they are there (any node reads them by it). */
@@ -49,6 +63,20 @@ export interface JobSummary {
   preset?: PresetReport;
   /** The client's tag for jobs that belong together (the studio's A/B pairs). */
   group?: string;
+  /** The draft of this job (progressive): readable by id, left out of lists; its artefacts show on that job. */
+  draftOf?: string;
+}
+
+/** An artefact as a job view lists it. */
+export interface ArtefactEntry {
+  name: string;
+  contentType: string;
+  extension: string;
+  bytes: number;
+  triangles?: number;
+  draft?: true;
+  /** When the job, and with it this link, is forgotten (ISO; jobs.retention_s after its end). */
+  expiresAt?: string;
 }
 
 /** A job as readers see it. */
@@ -64,8 +92,7 @@ export interface JobView extends JobSummary {
   report: Report | null;
   reason: string | null;
   error: string | null;
-  /** `expiresAt` (ISO): when the job, and with it this link, is forgotten (jobs.retention_s after its end). */
-  artefacts: { name: string; contentType: string; extension: string; bytes: number; expiresAt?: string }[];
+  artefacts: ArtefactEntry[];
   intermediates: Intermediate['name'][];
   /** The answer came from the result cache (a remembered asset or decline): no stage ran. */
   cached: boolean;
@@ -96,6 +123,8 @@ interface Entry {
   artefacts: Map<string, ArtefactRef>;
   endedAt: number | null;
   startedAt: number | null;
+  /** Lists a draft's artefact on this job (set once the job is created). */
+  addDraft?: (ref: ArtefactRef) => void;
 }
 
 /** What the answer path holds for one running job. */
@@ -134,6 +163,7 @@ export class JobRegistry {
         seed: init.seed,
         preset: init.preset,
         ...(init.group !== undefined && { group: init.group }),
+        ...(init.draftOf !== undefined && { draftOf: init.draftOf }),
         state: 'queued',
         stage: null,
         createdAt,
@@ -160,6 +190,13 @@ export class JobRegistry {
       for (const listener of entry.listeners) listener();
     };
     const at = () => this.now() - createdAt;
+    const addArtefact = (ref: ArtefactRef, draft: boolean) => {
+      entry.artefacts.set(ref.name, ref);
+      const facts = { ...(ref.triangles !== undefined && { triangles: ref.triangles }), ...(draft && { draft: true as const }) };
+      view.artefacts.push({ name: ref.name, contentType: ref.contentType, extension: ref.extension, bytes: ref.bytes, ...facts });
+      emit({ type: 'artefact', name: ref.name, contentType: ref.contentType, bytes: ref.bytes, ...facts, at: at() });
+    };
+    entry.addDraft = (ref) => addArtefact(ref, true);
     emit({ type: 'queued', at: 0 });
     const { view } = entry;
     const ended = () => entry.endedAt !== null;
@@ -200,11 +237,7 @@ export class JobRegistry {
         view.timings.queuedMs = entry.startedAt - createdAt;
         emit({ type: 'running', at: at() });
       },
-      artefact: (ref) => {
-        entry.artefacts.set(ref.name, ref);
-        view.artefacts.push({ name: ref.name, contentType: ref.contentType, extension: ref.extension, bytes: ref.bytes });
-        emit({ type: 'artefact', name: ref.name, contentType: ref.contentType, bytes: ref.bytes, at: at() });
-      },
+      artefact: (ref) => addArtefact(ref, false),
       end: (state, details = {}) => {
         if (entry.endedAt !== null) return;
         view.state = state;
@@ -237,10 +270,11 @@ export class JobRegistry {
     return this.jobs.get(id)?.view;
   }
 
-  /** The most recent jobs, newest first. */
+  /** The most recent jobs, newest first (drafts are seen through the jobs they draft for). */
   list(limit = 50): JobView[] {
     this.sweep();
     return [...this.jobs.values()]
+      .filter((e) => e.view.draftOf === undefined)
       .reverse()
       .slice(0, limit)
       .map((e) => e.view);
@@ -252,6 +286,18 @@ export class JobRegistry {
 
   artefact(id: string, name: string): ArtefactRef | undefined {
     return this.jobs.get(id)?.artefacts.get(name);
+  }
+
+  /**
+   * Lists a draft's artefact on a running job, marked draft (its event too), under the ref's name (draft_<kind>);
+   * false when the job is unknown, has ended, or already has an artefact of its own: a draft never follows the
+   * final.
+   */
+  attachDraft(id: string, ref: ArtefactRef): boolean {
+    const entry = this.jobs.get(id);
+    if (!entry || entry.endedAt !== null || !entry.addDraft || entry.view.artefacts.some((a) => !a.draft)) return false;
+    entry.addDraft(ref);
+    return true;
   }
 
   /** Cancels a queued or running job; false when there is no such job or it has already ended. */

@@ -44,6 +44,16 @@ export interface AnswerRequest {
   group?: string;
   /** A checked URL called at the job's end with its state and artefacts (signed; webhooks.ts). */
   webhook?: string;
+  /** Progressive: a draft to deliver first, as artefacts of this job marked draft (runtime/progressive.ts). */
+  draft?: DraftRequest;
+  /** This request makes the draft of the job with this id: lists leave its own job out. */
+  draftOf?: string;
+}
+
+/** What a draft differs in from its request: a quicker preset, and the few artefacts a viewer shows. */
+export interface DraftRequest {
+  preset: string;
+  wants: ArtefactSpec[];
 }
 
 /** What travels with a request in the process that received it, and never further. */

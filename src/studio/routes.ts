@@ -34,6 +34,7 @@ const TYPES = new Map([
   ['.css', 'text/css; charset=utf-8'],
   ['.svg', 'image/svg+xml'],
   ['.png', 'image/png'],
+  ['.wasm', 'application/wasm'],
 ]);
 
 export function studioRoutes(): Hono {
@@ -46,7 +47,9 @@ export function studioRoutes(): Hono {
     const root = vendors.get(c.req.param('pkg'));
     if (!root) throw new HttpError(404, `no vendored package "${c.req.param('pkg').slice(0, 40)}"`);
     const rest = c.req.path.slice(`/studio/vendor/${c.req.param('pkg')}/`.length);
-    if (extname(rest) !== '.js') throw new HttpError(404, 'only JavaScript modules are served from vendored packages');
+    // WebAssembly too: three's Draco decoder, which the viewer loads for compressed GLBs.
+    if (!['.js', '.wasm'].includes(extname(rest)))
+      throw new HttpError(404, 'only JavaScript modules and WebAssembly are served from vendored packages');
     return serveFile(c, root, rest, 'public, max-age=86400');
   });
   studio.get('/studio/:file', (c) => serveFile(c, PAGE_DIR, c.req.param('file'), 'no-cache'));

@@ -135,6 +135,10 @@ export class ClusterAnswers implements Answers {
     return this.options.jobs.intermediate(id, name);
   }
 
+  attachDraft(id: string, ref: ArtefactRef): Promise<boolean> {
+    return this.options.jobs.attachDraft(id, ref);
+  }
+
   renderLine<T>(work: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     return this.options.local.renderLine(work, signal);
   }

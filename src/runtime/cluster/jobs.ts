@@ -160,6 +160,40 @@ export class RedisJobs {
     }
   }
 
+  /**
+   * Lists a draft's artefact on a job still running, marked draft (its event too); false when the job has ended or
+   * has an artefact of its own (a draft never follows the final). The mirror of the running worker keeps it listed.
+   */
+  async attachDraft(id: string, ref: ArtefactRef): Promise<boolean> {
+    const view = await this.get(id);
+    if (!view || !['queued', 'running'].includes(view.state) || view.artefacts.some((a) => !a.draft) || !ref.storeKey) return false;
+    const entry = {
+      name: ref.name,
+      contentType: ref.contentType,
+      extension: ref.extension,
+      bytes: ref.bytes,
+      ...(ref.triangles !== undefined && { triangles: ref.triangles }),
+      draft: true as const,
+    };
+    const stored: StoredRef = { contentType: ref.contentType, extension: ref.extension, bytes: ref.bytes, key: ref.storeKey };
+    const event: JobEvent = {
+      type: 'artefact',
+      name: ref.name,
+      contentType: ref.contentType,
+      bytes: ref.bytes,
+      draft: true,
+      at: this.now() - view.createdAt,
+    };
+    await this.redis
+      .multi()
+      .set(this.key('job', id), JSON.stringify({ ...view, artefacts: [...view.artefacts, entry] }), 'KEEPTTL')
+      .hset(this.key('job', id, 'refs'), ref.name, JSON.stringify(stored))
+      .rpush(this.key('job', id, 'events'), JSON.stringify(event))
+      .exec();
+    await this.redis.publish(this.key('events', id), '1');
+    return true;
+  }
+
   /** Asks every node to cancel a job: the one running it aborts it. False when the job has ended (or is unknown). */
   async requestCancel(id: string): Promise<boolean> {
     const view = await this.get(id);
@@ -201,7 +235,9 @@ export class RedisJobs {
       const view = local.get(id);
       const ended = event.type === 'end';
       const ttl = ended ? this.options.retentionMs : ACTIVE_TTL_MS;
-      if (view) multi.set(this.key('job', id), JSON.stringify({ ...view, node }), 'PX', ttl);
+      // Drafts another node listed on the job (progressive jobs) stay listed.
+      const drafts = (await this.get(id))?.artefacts.filter((a) => a.draft) ?? [];
+      if (view) multi.set(this.key('job', id), JSON.stringify({ ...view, artefacts: [...drafts, ...view.artefacts], node }), 'PX', ttl);
       multi.rpush(this.key('job', id, 'events'), JSON.stringify(event)).pexpire(this.key('job', id, 'events'), ttl);
       if (ended) multi.pexpire(this.key('job', id, 'refs'), ttl);
       await multi.exec();
