@@ -160,7 +160,10 @@ function logStartupNotes(logger: Logger, config: Config, port: number): void {
         `set auth.enabled: true in a config file (--config FILE or FAST3D_CONFIG) and ${token}; or listen on this machine only with HOST=127.0.0.1`,
     );
   }
-  if (config.cache.enabled) {
+  if (config.queue.backend === 'bullmq' || config.store.backend === 's3') {
+    const where = config.store.backend === 's3' ? `the bucket ${config.store.s3.bucket}` : resolve(config.store.directory);
+    logger.info({ store: config.store.backend, where }, `results, artefacts and inputs in the shared store: ${where} (store.*)`);
+  } else if (config.cache.enabled) {
     const directory = resolve(config.cache.directory);
     logger.info(
       { directory, max_size_mb: config.cache.max_size_mb },
