@@ -163,6 +163,13 @@ class JobPanel {
 
   async onEvent(event) {
     switch (event.type) {
+      case 'position':
+        // Waiting in line (the queue is busy): where, and when it likely starts.
+        this.setState(
+          'queued',
+          `number ${event.position} in line${event.estimatedStartAt ? `, starts about ${new Date(event.estimatedStartAt).toLocaleTimeString()}` : ''}`,
+        );
+        break;
       case 'running':
         this.setState('running');
         break;
@@ -332,8 +339,10 @@ class JobPanel {
       line(`seed ${job.seed} · declined earlier with these settings; the cache remembers the decline, so nothing ran now`);
     } else {
       line(
-        `seed ${job.seed} · ${attempts.length} attempt${attempts.length === 1 ? '' : 's'}${attempts.length ? ` (seeds ${attempts.map((a) => a.seed).join(', ')})` : ''}${last ? ` · ${last.gaussians.toLocaleString()} Gaussians` : ''}${job.report?.preview ? ' · preview backends' : ''}${job.cached ? ' · from the cache' : ''}`,
+        `seed ${job.seed} · ${attempts.length} attempt${attempts.length === 1 ? '' : 's'}${attempts.length ? ` (seeds ${attempts.map((a) => a.seed).join(', ')})` : ''}${last ? ` · ${last.gaussians.toLocaleString()} Gaussians` : ''}${job.report?.preview ? ' · preview backends' : ''}${job.cached ? ' · from the cache' : ''}${job.node ? ` · ran on ${job.node}` : ''}`,
       );
+      const expires = job.artefacts.find((a) => a.expiresAt)?.expiresAt;
+      if (expires) line(`files kept until ${new Date(expires).toLocaleString()}`);
     }
     if (job.reason) line(`Declined: ${job.reason}`, 'why');
     if (job.error) line(`${job.state === 'cancelled' ? 'Cancelled' : 'Failed'}: ${job.error}`, 'why');

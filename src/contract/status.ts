@@ -17,6 +17,7 @@ import {
 import { UnknownPresetError } from '../pipelines/presets.js';
 import { IdempotencyConflictError } from '../runtime/idempotency.js';
 import { WebhookUrlError } from '../runtime/webhooks.js';
+import { StoreError } from '../store/store.js';
 import { HttpError } from './errors.js';
 
 export interface StatusOptions {
@@ -36,6 +37,8 @@ export function httpErrorOf(err: unknown, options: StatusOptions): HttpError | n
   if (err instanceof UnknownPresetError || err instanceof MeshUnsupportedError || err instanceof WebhookUrlError)
     return new HttpError(400, err.message);
   if (err instanceof IdempotencyConflictError) return new HttpError(409, err.message);
+  // The shared store refused (or could not be reached): the service cannot take the request now.
+  if (err instanceof StoreError) return new HttpError(503, err.message, retryAfter(options.retryAfterS));
   if (err instanceof BusyError) return new HttpError(503, `${err.message}; retry later`, retry(err.retryAfterS ?? options.retryAfterS));
   if (err instanceof DeadlineError) return new HttpError(503, err.message, retry());
   if (err instanceof ShuttingDownError) return new HttpError(503, err.message, { ...retry(), Connection: 'close' });
