@@ -70,7 +70,7 @@ describe('a cluster of nodes on one Redis and one store', () => {
     redis = await startRedis();
     config = {
       ...JOB_SECTIONS,
-      queue: { backend: 'bullmq', redis_url: redis.url, name: `t${randomUUID().slice(0, 8)}`, lock_s: 2 },
+      queue: { backend: 'bullmq', redis_url: redis.url, name: `t${randomUUID().slice(0, 8)}`, lock_s: 5 },
       store: { backend: 'disk', directory: tempDir() },
       webhooks: { allow_private: true, backoff_s: 0.2 },
     };
@@ -231,7 +231,7 @@ describe('a cluster whose Redis goes away', () => {
     const node = await startNode(
       {
         ...JOB_SECTIONS,
-        queue: { backend: 'bullmq', redis_url: redis.url, name: 'down', lock_s: 2 },
+        queue: { backend: 'bullmq', redis_url: redis.url, name: 'down' },
         store: { backend: 'disk', directory: tempDir() },
       },
       'all',
@@ -251,7 +251,9 @@ describe('a cluster whose Redis goes away', () => {
       const taken = await postJob(node.url, { prompt: 'a welcome vase', outputs: ['ply'] });
       expect(taken.status).toBe(202);
       const { id } = await json<{ id: string }>(taken);
-      await until(async () => (await view(node.url, id)).state === 'done', 30_000);
+      await until(async () => ['done', 'failed', 'cancelled'].includes((await view(node.url, id)).state), 60_000);
+      const ended = await view(node.url, id);
+      expect([ended.state, ended.error]).toEqual(['done', null]);
     } finally {
       await node.stop('SIGKILL');
       await redis.stop();
