@@ -5,6 +5,7 @@
  */
 import { createHash, randomUUID } from 'node:crypto';
 import { Hono } from 'hono';
+import type { z } from 'zod';
 import { bodyLimit } from 'hono/body-limit';
 import { HttpError } from '../contract/errors.js';
 import { decimalInteger, type RequestLimits } from '../contract/request.js';
@@ -22,8 +23,10 @@ import type { WebhookDispatch } from '../runtime/webhook-dispatch.js';
 import type { JobEvent, JobView } from '../runtime/jobs.js';
 import type { Logger } from '../runtime/log.js';
 import { draftKind, submitProgressive } from '../runtime/progressive.js';
+import type { PresetReport, Report } from '../pipelines/job.js';
 import { openApiDocument } from './openapi.js';
 import { type ParsedJobRequest, parseJobRequest, readJobBody } from './request.js';
+import type { JobBody, JobEventBody, PresetBody, Report as ReportBody } from './schemas.js';
 import { sseResponse, type SseMessage } from './sse.js';
 
 export const API_BASE = '/api/v1';
@@ -213,21 +216,60 @@ function links(id: string, cancel = true) {
   return { self, events: `${self}/events`, cancel: cancel ? self : null };
 }
 
-function jobBody(job: JobView) {
+/** A job as the API declares it (schemas.ts's JobBody): every field named, so nothing internal leaks out. */
+function jobBody(job: JobView): z.output<typeof JobBody> {
   const own = links(job.id, cancellable(job));
   return {
-    ...job,
+    id: job.id,
+    title: job.title,
+    task: job.task,
     group: job.group ?? null,
-    artefacts: job.artefacts.map(({ name, contentType, bytes, triangles, draft }) => ({
+    seed: job.seed,
+    priority: job.priority,
+    preset: job.preset ? presetBody(job.preset) : null,
+    state: job.state,
+    stage: job.stage,
+    createdAt: job.createdAt,
+    timings: { queuedMs: job.timings.queuedMs, runMs: job.timings.runMs, stages: job.timings.stages },
+    report: job.report && reportBody(job.report),
+    reason: job.reason,
+    error: job.error,
+    artefacts: job.artefacts.map(({ name, contentType, bytes, triangles, draft, expiresAt }) => ({
       name,
       contentType,
       bytes,
       ...(triangles !== undefined && { triangles }),
       ...(draft && { draft }),
+      expiresAt: expiresAt ?? null,
       url: `${own.self}/artifacts/${name}`,
     })),
     intermediates: job.intermediates.map((name) => ({ name, url: name === 'cloud' ? null : `${own.self}/intermediates/${name}` })),
+    cached: job.cached,
+    node: job.node ?? null,
+    queuePosition: job.queuePosition ?? null,
+    estimatedStartAt: job.estimatedStartAt ?? null,
     links: own,
+  };
+}
+
+function presetBody({ name, fingerprint, values }: PresetReport): z.output<typeof PresetBody> {
+  return { name, fingerprint, values };
+}
+
+function reportBody(report: Report): z.output<typeof ReportBody> {
+  return {
+    attempts: report.attempts.map((a) => ({
+      seed: a.seed,
+      checks: a.checks.map(({ name, value, threshold, passed, by }) => ({ name, value, threshold, passed, by })),
+      gaussians: a.gaussians,
+      ...(a.dropped !== undefined && { dropped: a.dropped }),
+      accepted: a.accepted,
+      ...(a.reason !== undefined && { reason: a.reason }),
+    })),
+    timings: report.timings,
+    preview: report.preview,
+    ...(report.bestEffort !== undefined && { bestEffort: report.bestEffort }),
+    ...(report.preset && { preset: presetBody(report.preset) }),
   };
 }
 
@@ -238,11 +280,21 @@ async function* eventMessages(id: string, after: number, events: AsyncIterable<J
   for await (const event of events) {
     index++;
     if (index <= after) continue;
-    let data: Record<string, unknown> = event;
-    if (event.type === 'intermediate') data = { ...event, url: event.name === 'cloud' ? null : `${self}/intermediates/${event.name}` };
-    if (event.type === 'artefact') data = { ...event, url: `${self}/artifacts/${event.name}` };
-    if (event.type === 'end') data = { ...event, job: self };
-    yield { id: String(index), event: event.type, data };
+    yield { id: String(index), event: event.type, data: eventBody(event, self) };
+  }
+}
+
+/** An event as the API declares it (schemas.ts's JobEventBody), with the links a client follows. */
+function eventBody(event: JobEvent, self: string): z.output<typeof JobEventBody> {
+  switch (event.type) {
+    case 'intermediate':
+      return { ...event, url: event.name === 'cloud' ? null : `${self}/intermediates/${event.name}` };
+    case 'artefact':
+      return { ...event, url: `${self}/artifacts/${event.name}` };
+    case 'end':
+      return { ...event, job: self };
+    default:
+      return event;
   }
 }
 

@@ -226,6 +226,20 @@ export function knobValues(sections: JobSections): PresetValues {
   return read(sections as unknown as Record<string, unknown>, KNOBS) as PresetValues;
 }
 
+/** What `knobValues` gives, as a schema (job views and reports in the OpenAPI document): every knob, a number. */
+export const presetValuesSchema: z.ZodObject = (() => {
+  const tree = (knobs: KnobTree): z.ZodObject =>
+    z.object(
+      Object.fromEntries(
+        Object.entries(knobs).map(([key, knob]) => [
+          key,
+          isKnob(knob) ? (knob.integer ? z.number().int() : z.number()).describe(knob.description) : tree(knob),
+        ]),
+      ),
+    );
+  return tree(KNOBS);
+})();
+
 /** A preset's own overrides (its non-null knobs). */
 export function presetOverrides(preset: Preset): PresetValues {
   const pick = (from: Record<string, unknown> | undefined, knobs: KnobTree): Record<string, unknown> | undefined => {

@@ -37,6 +37,18 @@ export type FormatName = (typeof ALL_FORMAT_NAMES)[number];
 export const lodFormat = (level: number): FormatName => `glb_lod${level}` as FormatName;
 export const lodLevelOf = (name: FormatName): number | null => (/^glb_lod(\d)$/.test(name) ? Number(name.slice(7)) : null);
 
+/** The content type each kind is served with (downloads, job views, the OpenAPI document). */
+export const CONTENT_TYPES: Readonly<Record<FormatName, string>> = {
+  ply: 'application/octet-stream',
+  spz: 'application/x-spz',
+  glb: 'model/gltf-binary',
+  mp4: 'video/mp4',
+  views: 'image/png',
+  obj: 'application/zip',
+  glb_splat: 'model/gltf-binary',
+  ...(Object.fromEntries(LOD_FORMAT_NAMES.map((name) => [name, 'model/gltf-binary'])) as Record<(typeof LOD_FORMAT_NAMES)[number], string>),
+};
+
 /**
  * What a request asked of its mesh: the game options (faces, texture size, pivot, size, LODs), the GLB's
  * compression and its texture's format. One object for every mesh artefact of a request (glb, glb_lodN, obj),
@@ -143,7 +155,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
     ply: {
       name: 'ply',
       extension: '.ply',
-      contentType: 'application/octet-stream',
+      contentType: CONTENT_TYPES.ply,
       kind: 'splats',
       // A slice of Gaussians per turn of the event loop: 13 MB written at once would hold it.
       encode: ({ cloud }) => encodePlyInSlices(cloud, nextTurn),
@@ -153,7 +165,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
     spz: {
       name: 'spz',
       extension: '.spz',
-      contentType: 'application/x-spz',
+      contentType: CONTENT_TYPES.spz,
       kind: 'splats',
       encode: ({ cloud }, spec) => encodeSpzAsync(cloud, spec.spzVersion),
       violation: async (bytes) => spzViolation(bytes),
@@ -162,7 +174,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
     glb: {
       name: 'glb',
       extension: '.glb',
-      contentType: 'model/gltf-binary',
+      contentType: CONTENT_TYPES.glb,
       kind: 'mesh',
       encode: ({ mesh }, spec) => (spec.mesh ? encodeLevel(meshOf(mesh), spec.mesh, 0) : glb.encode(meshOf(mesh))),
       violation: async (bytes, spec) => (await glb.inspect(bytes, rulesFor(rules, spec))).violations[0] ?? null,
@@ -171,7 +183,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
     obj: {
       name: 'obj',
       extension: '.obj.zip',
-      contentType: 'application/zip',
+      contentType: CONTENT_TYPES.obj,
       kind: 'mesh',
       async encode({ mesh }, spec) {
         const top = spec.mesh ? (await gameMeshOf(meshOf(mesh), spec.mesh)).levels[0].mesh : meshOf(mesh);
@@ -182,7 +194,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
     glb_splat: {
       name: 'glb_splat',
       extension: '.splat.glb',
-      contentType: 'model/gltf-binary',
+      contentType: CONTENT_TYPES.glb_splat,
       kind: 'splats',
       encode: ({ cloud }) => encodeSplatGlb(cloud),
       violation: (bytes) => splatGlbViolation(bytes, rules.maxBytes),
@@ -194,7 +206,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
         {
           name,
           extension: `.lod${i + 1}.glb`,
-          contentType: 'model/gltf-binary',
+          contentType: CONTENT_TYPES[name],
           kind: 'mesh',
           encode: ({ mesh }, spec) => encodeLevel(meshOf(mesh), spec.mesh ?? {}, i + 1),
           violation: async (bytes, spec) => (await glb.inspect(bytes, rulesFor(rules, spec))).violations[0] ?? null,
@@ -205,7 +217,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
     mp4: {
       name: 'mp4',
       extension: '.mp4',
-      contentType: 'video/mp4',
+      contentType: CONTENT_TYPES.mp4,
       kind: 'render',
       encode({ cloud, mesh }, spec, env) {
         const options = { ...env.turntable, size: sizeOf(spec), pool };
@@ -216,7 +228,7 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
     views: {
       name: 'views',
       extension: '.png',
-      contentType: 'image/png',
+      contentType: CONTENT_TYPES.views,
       kind: 'render',
       async encode({ cloud, mesh }, spec, env) {
         const cameras = validatorCameras(VIEW_COUNT, spec.size ?? DEFAULT_VIEW_SIZE);

@@ -15,7 +15,7 @@ import type { Redis } from 'ioredis';
 import { decodeImage, encodePng } from '../../image/codec.js';
 import type { RgbaImage } from '../../image/rgba.js';
 import type { ArtefactStore } from '../../store/store.js';
-import type { ArtefactRef, JobEvent, JobRegistry, JobView } from '../jobs.js';
+import type { ArtefactEntry, ArtefactRef, JobEvent, JobRegistry, JobView } from '../jobs.js';
 
 export interface RedisJobsOptions {
   prefix: string;
@@ -235,8 +235,11 @@ export class RedisJobs {
       const view = local.get(id);
       const ended = event.type === 'end';
       const ttl = ended ? this.options.retentionMs : ACTIVE_TTL_MS;
-      // Drafts another node listed on the job (progressive jobs) stay listed.
-      const drafts = (await this.get(id))?.artefacts.filter((a) => a.draft) ?? [];
+      // Drafts another node listed on the job (progressive jobs) stay listed, and expire with the job's own files
+      // (the local view may have ended before its end event is mirrored).
+      const listed = (await this.get(id))?.artefacts.filter((a) => a.draft) ?? [];
+      const over = view !== undefined && !['queued', 'running'].includes(view.state);
+      const drafts = over ? this.expiring(listed, view.artefacts.find((a) => a.expiresAt)?.expiresAt) : listed;
       if (view) multi.set(this.key('job', id), JSON.stringify({ ...view, artefacts: [...drafts, ...view.artefacts], node }), 'PX', ttl);
       multi.rpush(this.key('job', id, 'events'), JSON.stringify(event)).pexpire(this.key('job', id, 'events'), ttl);
       if (ended) multi.pexpire(this.key('job', id, 'refs'), ttl);
@@ -247,6 +250,12 @@ export class RedisJobs {
     await this.trim();
   }
 
+  /** Artefacts of an ended job, each saying when its link goes: `at`, or with the job's record, retentionMs from now. */
+  private expiring(artefacts: ArtefactEntry[], at?: string): ArtefactEntry[] {
+    const expiresAt = at ?? new Date(this.now() + this.options.retentionMs).toISOString();
+    return artefacts.map((a) => ({ ...a, expiresAt }));
+  }
+
   /** Ends a job that no worker will run (refused after its record was made, or cancelled while it waited). */
   async endUnrun(id: string, state: 'failed' | 'cancelled', error: string): Promise<void> {
     const view = await this.get(id);
@@ -254,7 +263,12 @@ export class RedisJobs {
     const event: JobEvent = { type: 'end', state, error, at: this.now() - view.createdAt };
     await this.redis
       .multi()
-      .set(this.key('job', id), JSON.stringify({ ...view, state, stage: null, error }), 'PX', this.options.retentionMs)
+      .set(
+        this.key('job', id),
+        JSON.stringify({ ...view, state, stage: null, error, artefacts: this.expiring(view.artefacts) }),
+        'PX',
+        this.options.retentionMs,
+      )
       .rpush(this.key('job', id, 'events'), JSON.stringify(event))
       .pexpire(this.key('job', id, 'events'), this.options.retentionMs)
       .exec();
