@@ -564,11 +564,13 @@ describe('job API auth, OpenAPI and the studio files', () => {
     expect(request.properties.lods).toMatchObject({ type: 'array', maxItems: 8 });
     expect(request.properties.compression.enum).toEqual(['none', 'meshopt', 'draco']);
     expect(request.properties.progressive.type).toBe('boolean');
-    const artefact = doc.components.schemas.Job.properties.artefacts.items.properties;
-    expect(Object.keys(artefact)).toEqual(['name', 'contentType', 'bytes', 'triangles', 'draft', 'url']);
+    expect(doc.components.schemas.Job.properties.artefacts.items).toEqual({ $ref: '#/components/schemas/Artefact' });
+    const artefact = doc.components.schemas.Artefact.properties;
+    expect(Object.keys(artefact)).toEqual(['name', 'contentType', 'bytes', 'triangles', 'draft', 'expiresAt', 'url']);
     expect(doc.components.schemas.JobEvent.description).toMatch(/draft: true/);
-    expect(doc.components.schemas.JobEvent.properties.draft).toMatchObject({ const: true });
-    expect(doc.components.schemas.JobEvent.properties.triangles.type).toBe('number');
+    const artefactEvent = doc.components.schemas.JobEvent.oneOf.find((v: Json) => v.properties.type.const === 'artefact');
+    expect(artefactEvent.properties.draft).toMatchObject({ const: true });
+    expect(artefactEvent.properties.triangles.type).toBe('number');
     const name = doc.paths['/jobs/{id}/artifacts/{name}'].parameters[1].schema.pattern;
     for (const kind of ['glb', 'glb_lod3', 'obj', 'draft_spz', 'draft_glb']) expect(kind).toMatch(new RegExp(name));
     expect('fbx').not.toMatch(new RegExp(name));
