@@ -187,6 +187,27 @@ describe('/mcp over Streamable HTTP', () => {
     }
   });
 
+  it("check_asset and render_views take a job's LOD, by artefact or by URI, as a GLB of its own", async () => {
+    const made = await call('generate_3d_asset', { prompt: 'a round clay pot', formats: ['glb'], lods: [1, 0.5] });
+    expect(made.isError).toBeFalsy();
+    const jobId = (made.structuredContent as { job_id: string }).job_id;
+    expect(linksOf(made).map((l) => l.uri)).toContain(`fast3d://jobs/${jobId}/glb_lod1`);
+    for (const args of [{ job_id: jobId, artefact: 'glb_lod1' }, { uri: `fast3d://jobs/${jobId}/glb_lod1` }]) {
+      const checked = await call('check_asset', args);
+      expect(checked.isError).toBeFalsy();
+      const verdict = checked.structuredContent as { format: string; ok: boolean; triangles: number };
+      expect([verdict.format, verdict.ok]).toEqual(['glb', true]);
+      // Half the top level's 528 triangles, as simplification reaches it.
+      expect(verdict.triangles).toBeGreaterThan(200);
+      expect(verdict.triangles).toBeLessThanOrEqual(264);
+    }
+    const views = await call('render_views', { uri: `fast3d://jobs/${jobId}/glb_lod1`, count: 1, size: 64 });
+    expect(views.isError).toBeFalsy();
+    expect(textOf(views)).toContain(`job ${jobId}'s glb_lod1`);
+    const spz = await call('check_asset', { uri: `fast3d://jobs/${jobId}/spz` });
+    expect(spz.isError).toBe(true);
+  });
+
   it('check_asset names the broken rule of a given GLB outside the unit cube; render_views still shows it', async () => {
     const big = Buffer.from(await encodeGlb(sphereMesh(16, 8, 1, true))).toString('base64');
     const checked = await call('check_asset', { glb_base64: big });

@@ -47,15 +47,7 @@ import type { GaussianCloud } from '../splat/cloud.js';
 import { checkPly } from '../splat/gates.js';
 import { decodePly } from '../splat/ply.js';
 import { VERSION } from '../version.js';
-import {
-  ARTEFACT_URI_TEMPLATE,
-  artefactUri,
-  GEOMETRY_ARTEFACTS,
-  MAX_VIEWS,
-  parseArtefactUri,
-  TOOLS,
-  type GeometryArtefact,
-} from './tools.js';
+import { ARTEFACT_URI_TEMPLATE, artefactUri, geometryFormat, MAX_VIEWS, parseArtefactUri, TOOLS } from './tools.js';
 
 export interface McpDeps {
   answers: Answers;
@@ -462,7 +454,7 @@ async function glbVerdict(bytes: Uint8Array, label: string, deps: McpDeps, signa
   };
 }
 
-type SourceArgs = { job_id?: string; artefact?: GeometryArtefact; uri?: string; ply_base64?: string; glb_base64?: string };
+type SourceArgs = { job_id?: string; artefact?: string; uri?: string; ply_base64?: string; glb_base64?: string };
 
 /** The file a check names: a job's PLY (or GLB), an artefact URI of either, or base64 bytes. */
 async function checkedBytesOf(args: SourceArgs, deps: McpDeps): Promise<{ bytes: Uint8Array; label: string; kind: 'ply' | 'glb' }> {
@@ -470,9 +462,10 @@ async function checkedBytesOf(args: SourceArgs, deps: McpDeps): Promise<{ bytes:
   if (source === 'ply_base64') return { bytes: inlineBytes('ply_base64', args.ply_base64!, deps), label: 'the given PLY', kind: 'ply' };
   if (source === 'glb_base64') return { bytes: inlineBytes('glb_base64', args.glb_base64!, deps), label: 'the given GLB', kind: 'glb' };
   const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: args.artefact ?? 'ply' };
-  if (artefact !== 'ply' && artefact !== 'glb')
+  const kind = geometryFormat(artefact);
+  if (kind !== 'ply' && kind !== 'glb')
     throw new ToolInputError(`${artefactUri(jobId, artefact)} is neither a PLY nor a GLB; check_asset checks those`);
-  return { bytes: await artefactBytes(jobId, artefact, deps), label: `job ${jobId}'s ${artefact.toUpperCase()}`, kind: artefact };
+  return { bytes: await artefactBytes(jobId, artefact, deps), label: `job ${jobId}'s ${artefact}`, kind };
 }
 
 /**
@@ -498,13 +491,16 @@ async function assetOf(
       label: 'the given GLB',
     };
   const { jobId, artefact } = source === 'uri' ? artefactOfUri(args.uri!) : { jobId: args.job_id!, artefact: args.artefact ?? 'ply' };
-  if (!(GEOMETRY_ARTEFACTS as readonly string[]).includes(artefact)) {
-    throw new ToolInputError(`${artefactUri(jobId, artefact)} is not geometry; render_views renders a ply, spz or glb artefact`);
+  const kind = geometryFormat(artefact);
+  if (!kind) {
+    throw new ToolInputError(
+      `${artefactUri(jobId, artefact)} is not geometry; render_views renders a ply, spz, glb or glb_lodN artefact (or a draft's)`,
+    );
   }
   const bytes = await artefactBytes(jobId, artefact, deps);
   const label = `job ${jobId}'s ${artefact}`;
-  if (artefact === 'spz') return { subject: deps.answers.formats.spz.decodeCloud!(bytes), label };
-  return { subject: await sceneOf(artefact as 'ply' | 'glb', bytes, label, extent, deps, signal), label };
+  if (kind === 'spz') return { subject: deps.answers.formats.spz.decodeCloud!(bytes), label };
+  return { subject: await sceneOf(kind, bytes, label, extent, deps, signal), label };
 }
 
 /** A PLY or GLB read in the asset pool; a file it refuses is a tool error that says why. */

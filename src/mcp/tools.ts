@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import { VIDEO_RES } from '../config/schema.js';
 import { gameOptionShapes } from '../contract/game-options.js';
-import { ALL_FORMAT_NAMES } from '../formats/registry.js';
+import { ALL_FORMAT_NAMES, LOD_FORMAT_NAMES } from '../formats/registry.js';
 import { MAX_SEED } from '../pipelines/seed.js';
 
 /**
@@ -34,9 +34,15 @@ export const MAX_VIEWS = 16;
 export const MIN_VIEW_SIZE = 32;
 export const MAX_VIEW_SIZE = 1024;
 
-/** The artefacts that hold an asset's geometry: splats (ply, spz) or a mesh (glb). */
-export const GEOMETRY_ARTEFACTS = ['ply', 'spz', 'glb'] as const;
-export type GeometryArtefact = (typeof GEOMETRY_ARTEFACTS)[number];
+/** The artefacts that hold an asset's geometry: splats (ply, spz) or a mesh (glb, its LODs), and a draft's. */
+export const GEOMETRY_ARTEFACTS = ['ply', 'spz', 'glb', ...LOD_FORMAT_NAMES, 'draft_ply', 'draft_spz', 'draft_glb'] as const;
+
+/** The file format of a geometry artefact (a LOD is a GLB, a draft is its kind's), or null for another artefact. */
+export function geometryFormat(artefact: string): 'ply' | 'spz' | 'glb' | null {
+  if (!(GEOMETRY_ARTEFACTS as readonly string[]).includes(artefact)) return null;
+  const kind = artefact.replace(/^draft_/, '');
+  return kind.startsWith('glb') ? 'glb' : (kind as 'ply' | 'spz');
+}
 
 /** Where a tool finds an asset: a job's artefact, an artefact URI, or the file's bytes themselves. */
 const assetSource = {
@@ -48,7 +54,9 @@ const assetSource = {
   artefact: z
     .enum(GEOMETRY_ARTEFACTS)
     .optional()
-    .describe('With job_id: which geometry artefact to use (default ply; glb is the mesh of a job that asked for one).'),
+    .describe(
+      "With job_id: which geometry artefact to use (default ply; glb is the mesh of a job that asked for one, glb_lod1... its LODs, draft_<kind> a progressive job's draft).",
+    ),
   uri: z.string().min(1).optional().describe('An artefact resource URI, fast3d://jobs/{job_id}/{artefact}.'),
   ply_base64: z
     .string()
@@ -139,7 +147,10 @@ export const TOOLS = {
       "competition's rules (one mesh, centred, inside the unit cube, size limit). Reports each verdict. Give one of job_id, uri, ply_base64 or glb_base64.",
     inputSchema: {
       job_id: assetSource.job_id,
-      artefact: z.enum(['ply', 'glb']).optional().describe('With job_id: which file to check (default ply).'),
+      artefact: z
+        .enum(GEOMETRY_ARTEFACTS.filter((a) => geometryFormat(a) !== 'spz') as [string, ...string[]])
+        .optional()
+        .describe("With job_id: which file to check (default ply; a GLB, a LOD or a draft's PLY or GLB too)."),
       uri: assetSource.uri,
       ply_base64: assetSource.ply_base64,
       glb_base64: assetSource.glb_base64,

@@ -57,6 +57,7 @@ export class LocalWebhooks implements WebhookDispatch {
 export class QueuedWebhooks implements WebhookDispatch {
   private readonly queue: Queue<WebhookDelivery>;
   private worker: Worker<WebhookDelivery> | null = null;
+  private workerConnection: Redis | null = null;
 
   constructor(
     private readonly sender: WebhookSender,
@@ -85,6 +86,9 @@ export class QueuedWebhooks implements WebhookDispatch {
   /** Makes this node attempt deliveries (a node that runs jobs). */
   work(): void {
     const policy = this.sender.policy;
+    // BullMQ leaves a connection it was given open: this one is closed with the dispatch.
+    this.workerConnection = this.connection.duplicate();
+    this.workerConnection.on('error', () => undefined);
     this.worker = new Worker<WebhookDelivery>(
       `${this.name}-webhooks`,
       async (job) => {
@@ -98,7 +102,7 @@ export class QueuedWebhooks implements WebhookDispatch {
         throw new UnrecoverableError(result.detail);
       },
       {
-        connection: this.connection.duplicate(),
+        connection: this.workerConnection,
         settings: { backoffStrategy: (attemptsMade: number) => backoffMs(attemptsMade, policy) },
       },
     );
@@ -108,5 +112,6 @@ export class QueuedWebhooks implements WebhookDispatch {
   async close(): Promise<void> {
     await this.worker?.close();
     await this.queue.close();
+    this.workerConnection?.disconnect();
   }
 }

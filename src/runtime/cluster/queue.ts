@@ -53,6 +53,8 @@ export class JobQueue {
   readonly queue: Queue<QueuedJob, JobSummary>;
   private readonly events: QueueEvents;
   private running: Worker<QueuedJob, JobSummary>[] = [];
+  /** The connections made here (BullMQ leaves a connection it was given open): closed with the queue. */
+  private readonly own: Redis[] = [];
 
   constructor(
     private readonly connection: Redis,
@@ -62,7 +64,16 @@ export class JobQueue {
       connection,
       defaultJobOptions: { removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } },
     });
-    this.events = new QueueEvents(options.name, { connection: connection.duplicate() });
+    this.events = new QueueEvents(options.name, { connection: this.duplicate() });
+  }
+
+  /** A connection of this queue's own, to the same Redis. */
+  private duplicate(): Redis {
+    const copy = this.connection.duplicate();
+    // Errors while Redis is away are the health poller's to report; unheard, ioredis prints each one.
+    copy.on('error', () => undefined);
+    this.own.push(copy);
+    return copy;
   }
 
   /** Jobs waiting per class, across the cluster. */
@@ -155,7 +166,7 @@ export class JobQueue {
         }
       },
       {
-        connection: this.connection.duplicate(),
+        connection: this.duplicate(),
         concurrency,
         lockDuration: this.options.lockMs,
         stalledInterval: Math.max(1000, Math.round(this.options.lockMs / 2)),
@@ -172,5 +183,6 @@ export class JobQueue {
     await Promise.all(this.running.map((w) => w.close(force)));
     await this.events.close();
     await this.queue.close();
+    for (const connection of this.own) connection.disconnect();
   }
 }
