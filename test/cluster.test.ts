@@ -138,6 +138,7 @@ describe('a cluster of nodes on one Redis and one store', () => {
     const cancelled = await fetch(`${other.url}/api/v1/jobs/${id}`, { method: 'DELETE' });
     expect(cancelled.status).toBe(202);
     await until(async () => (await view(api.url, id)).state === 'cancelled', 30_000);
+    expect((await view(api.url, id)).error).toBe(`job ${id} was cancelled`);
     expect((await eventsOf(api.url, id)).at(-1)).toBe('end');
   }, 60_000);
 

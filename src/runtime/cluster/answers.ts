@@ -262,10 +262,7 @@ export interface WorkerOptions {
  */
 export async function startWorking(options: WorkerOptions): Promise<void> {
   const { local, localJobs, jobs, queue, node } = options;
-  await jobs.onCancel((id) => {
-    localJobs.cancel(id);
-  });
-  queue.work(async (queued, id, signal, recovered) => {
+  const worker = queue.work(async (queued, id, signal, recovered) => {
     const request = { ...queued.request, id };
     if (recovered) {
       options.onRecovered?.();
@@ -286,6 +283,10 @@ export async function startWorking(options: WorkerOptions): Promise<void> {
       await mirrored.catch((err: Error) => options.logger?.warn({ job: ran, err: err.message }, 'job events could not be mirrored'));
     }
   }, options.concurrency);
+  // A cancel asked on any node reaches every worker; BullMQ's cancellation aborts the job's signal where it runs.
+  await jobs.onCancel((id) => {
+    worker.cancelJob(id, `job ${id} was cancelled`);
+  });
 }
 
 /** What a worker hands back: the answer without its bytes, each artefact by its key in the shared store. */

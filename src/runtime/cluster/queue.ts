@@ -7,7 +7,7 @@
  */
 import { type Job, Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { BusyError } from '../../pipelines/errors.js';
+import { BusyError, CancelledError } from '../../pipelines/errors.js';
 import type { Priority, QueueLimits } from '../admission.js';
 import type { AnswerRequest } from '../request.js';
 import { carryError, droppedError } from './errors.js';
@@ -155,7 +155,11 @@ export class JobQueue {
       async (job, _token, signal) => {
         // A job started before (by a worker that died holding it) is taken up again here.
         const controller = new AbortController();
-        const abort = () => controller.abort(signal?.reason);
+        // BullMQ aborts with the reason it was given (a string): the job ends cancelled, saying so.
+        const abort = () => {
+          const reason = signal?.reason;
+          controller.abort(reason instanceof Error ? reason : new CancelledError(String(reason ?? `job ${job.id} was cancelled`)));
+        };
         signal?.addEventListener('abort', abort, { once: true });
         try {
           return await run(job.data, job.id!, controller.signal, job.attemptsStarted > 1 || job.stalledCounter > 0);
