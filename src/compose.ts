@@ -334,6 +334,12 @@ export async function composeService(config: Config, options: ComposeOptions & {
     attempts: config.queue.attempts,
     lockMs: config.queue.lock_s * 1000,
     retryAfterS: config.runtime.retry_after_s,
+    stuckMs: config.queue.stuck_s * 1000,
+    onStuckWorker: (waiting) =>
+      logger?.warn(
+        { waiting, node },
+        `this node took no job for ${config.queue.stuck_s} s while jobs waited: its queue worker was replaced`,
+      ),
   });
   const cache = storeCacheOf(config, store, logger);
   const decodeLimits = { maxPixels: config.contract.max_image_pixels, minSide: config.contract.min_image_side };
@@ -396,7 +402,7 @@ export async function composeService(config: Config, options: ComposeOptions & {
   metrics?.watch({ clusterWaiting: () => waiting, clusterWorkers: () => workers });
   if (role !== 'api') {
     // A worker takes jobs once its stages are ready (a job taken before would fail), and delivers webhooks.
-    webhooks.work();
+    webhooks.work(config.queue.stuck_s * 1000);
     void (async () => {
       while (composed.service.health().status !== 'ok') await new Promise((resolve) => setTimeout(resolve, 200));
       await startWorking({

@@ -668,6 +668,12 @@ export const queueSchema = z.strictObject({
     .max(600)
     .default(30)
     .describe("Seconds a worker's hold on its job lasts without renewal: a job whose worker died is taken up again after at most this."),
+  stuck_s: z
+    .number()
+    .min(1)
+    .max(600)
+    .default(15)
+    .describe('Seconds an idle worker may leave jobs waiting before it is taken for stuck (lost its Redis connection) and replaced.'),
   node: z.string().max(100).default('').describe("This node's name in job views and logs (empty: the host name and the process id)."),
 });
 

@@ -5,6 +5,7 @@
  */
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { type Processor, SupervisedWorker } from './cluster/supervised-worker.js';
 import type { Logger } from './log.js';
 import { backoffMs, type WebhookDelivery, type WebhookSender } from './webhooks.js';
 
@@ -55,9 +56,9 @@ export class LocalWebhooks implements WebhookDispatch {
 
 /** A cluster: deliveries are jobs on the queue `<name>-webhooks`, attempted by any node that works. */
 export class QueuedWebhooks implements WebhookDispatch {
-  private readonly queue: Queue<WebhookDelivery>;
-  private worker: Worker<WebhookDelivery> | null = null;
-  private workerConnection: Redis | null = null;
+  private readonly queue: Queue<WebhookDelivery, void>;
+  private worker: SupervisedWorker<WebhookDelivery, void> | null = null;
+  private readonly connections: Redis[] = [];
 
   constructor(
     private readonly sender: WebhookSender,
@@ -83,14 +84,24 @@ export class QueuedWebhooks implements WebhookDispatch {
       .catch((err: Error) => this.logger?.warn({ webhook: delivery.id, url, err: err.message }, 'webhook not queued'));
   }
 
-  /** Makes this node attempt deliveries (a node that runs jobs). */
-  work(): void {
+  /** Makes this node attempt deliveries (a node that runs jobs), with a worker replaced when it gets stuck. */
+  work(stuckMs = 15_000): void {
     const policy = this.sender.policy;
-    // BullMQ leaves a connection it was given open: this one is closed with the dispatch.
-    this.workerConnection = this.connection.duplicate();
-    this.workerConnection.on('error', () => undefined);
-    this.worker = new Worker<WebhookDelivery>(
-      `${this.name}-webhooks`,
+    const start = (processor: Processor<WebhookDelivery, void>) => {
+      // BullMQ leaves a connection it was given open: each is closed with the dispatch.
+      const connection = this.connection.duplicate();
+      connection.on('error', () => undefined);
+      this.connections.push(connection);
+      const worker = new Worker<WebhookDelivery, void>(`${this.name}-webhooks`, processor, {
+        connection,
+        settings: { backoffStrategy: (attemptsMade: number) => backoffMs(attemptsMade, policy) },
+      });
+      worker.on('error', () => undefined);
+      return worker;
+    };
+    this.worker = new SupervisedWorker<WebhookDelivery, void>(
+      this.queue,
+      start,
       async (job) => {
         const result = await this.sender.attempt(job.data, job.attemptsMade + 1);
         this.logger?.info(
@@ -101,17 +112,13 @@ export class QueuedWebhooks implements WebhookDispatch {
         if (result.outcome === 'retry') throw new Error(result.detail);
         throw new UnrecoverableError(result.detail);
       },
-      {
-        connection: this.workerConnection,
-        settings: { backoffStrategy: (attemptsMade: number) => backoffMs(attemptsMade, policy) },
-      },
+      { concurrency: 1, stuckMs, onReplaced: () => this.logger?.warn('the webhook worker took no delivery while some waited: replaced') },
     );
-    this.worker.on('error', () => undefined);
   }
 
   async close(): Promise<void> {
     await this.worker?.close();
     await this.queue.close();
-    this.workerConnection?.disconnect();
+    for (const connection of this.connections) connection.disconnect();
   }
 }

@@ -11,6 +11,7 @@ import { BusyError, CancelledError } from '../../pipelines/errors.js';
 import type { Priority, QueueLimits } from '../admission.js';
 import type { AnswerRequest } from '../request.js';
 import { carryError, droppedError } from './errors.js';
+import { type Processor, SupervisedWorker } from './supervised-worker.js';
 
 /** BullMQ's priority of each class: lower runs first. */
 export const PRIORITY: Record<Priority, number> = { contract: 1, interactive: 2, background: 3 };
@@ -47,12 +48,16 @@ export interface JobQueueOptions {
   /** How long a worker's lock on its job lasts without renewal: a dead worker's job is taken up after it. */
   lockMs: number;
   retryAfterS: number;
+  /** How long an idle worker may leave jobs waiting before it is taken for stuck and replaced (default 15 s). */
+  stuckMs?: number;
+  /** Called when a stuck worker is replaced. */
+  onStuckWorker?: (waiting: number) => void;
 }
 
 export class JobQueue {
   readonly queue: Queue<QueuedJob, JobSummary>;
   private readonly events: QueueEvents;
-  private running: Worker<QueuedJob, JobSummary>[] = [];
+  private running: SupervisedWorker<QueuedJob, JobSummary>[] = [];
   /** The connections made here (BullMQ leaves a connection it was given open): closed with the queue. */
   private readonly own: Redis[] = [];
 
@@ -149,9 +154,21 @@ export class JobQueue {
   work(
     run: (job: QueuedJob, id: string, signal: AbortSignal, recovered: boolean) => Promise<JobSummary>,
     concurrency: number,
-  ): Worker<QueuedJob, JobSummary> {
-    const worker = new Worker<QueuedJob, JobSummary>(
-      this.options.name,
+  ): SupervisedWorker<QueuedJob, JobSummary> {
+    const start = (processor: Processor<QueuedJob, JobSummary>) => {
+      const worker = new Worker<QueuedJob, JobSummary>(this.options.name, processor, {
+        connection: this.duplicate(),
+        concurrency,
+        lockDuration: this.options.lockMs,
+        stalledInterval: Math.max(1000, Math.round(this.options.lockMs / 2)),
+        maxStalledCount: Math.max(0, this.options.attempts - 1),
+      });
+      worker.on('error', () => undefined);
+      return worker;
+    };
+    const worker = new SupervisedWorker<QueuedJob, JobSummary>(
+      this.queue,
+      start,
       async (job, _token, signal) => {
         // A job started before (by a worker that died holding it) is taken up again here.
         const controller = new AbortController();
@@ -169,15 +186,8 @@ export class JobQueue {
           signal?.removeEventListener('abort', abort);
         }
       },
-      {
-        connection: this.duplicate(),
-        concurrency,
-        lockDuration: this.options.lockMs,
-        stalledInterval: Math.max(1000, Math.round(this.options.lockMs / 2)),
-        maxStalledCount: Math.max(0, this.options.attempts - 1),
-      },
+      { concurrency, stuckMs: this.options.stuckMs ?? 15_000, onReplaced: this.options.onStuckWorker },
     );
-    worker.on('error', () => undefined);
     this.running.push(worker);
     return worker;
   }
