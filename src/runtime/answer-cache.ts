@@ -27,6 +27,20 @@ export interface Delivered {
   bytes: Uint8Array;
 }
 
+/** A delivered artefact as the job registry lists it; `source` says where its bytes are read from. */
+export function deliveredRef(a: Delivered, source: Pick<ArtefactRef, 'held' | 'storeKey' | 'read'>): ArtefactRef {
+  const triangles = artefactTriangles(a.spec.format, a.bytes);
+  return {
+    name: a.spec.format,
+    contentType: a.format.contentType,
+    extension: a.format.extension,
+    bytes: a.bytes.length,
+    spec: a.spec,
+    ...(triangles !== undefined && { triangles }),
+    ...source,
+  };
+}
+
 /** What the cache remembers beside the artefacts, so a hit answers with the same headers as the miss did. */
 export interface StoredReport {
   seed: number;
@@ -180,18 +194,11 @@ export class AnswerCache {
   /** An artefact as the job registry lists it, its bytes read back through the cache. */
   ref(a: Delivered, key: string, settings: JobSettings): ArtefactRef {
     const name = this.entryName(a.spec, settings);
-    const triangles = artefactTriangles(a.spec.format, a.bytes);
-    return {
-      name: a.spec.format,
-      contentType: a.format.contentType,
-      extension: a.format.extension,
-      bytes: a.bytes.length,
-      spec: a.spec,
-      ...(triangles !== undefined && { triangles }),
+    return deliveredRef(a, {
       held: false,
       ...(this.cache.keyOf && { storeKey: this.cache.keyOf(key, name) }),
       read: () => this.cache.get(key, name),
-    };
+    });
   }
 
   /** An artefact's entry: its file kind (its extension's last part), told apart by its spec when that is more. */

@@ -20,9 +20,9 @@ import type { Delivery, Outcome, PresetReport, Report, Task } from '../pipelines
 import type { Presets, ResolvedPreset } from '../pipelines/presets.js';
 import { cloneCloud, type GaussianCloud } from '../splat/cloud.js';
 import { IDENTITY3, rotateCloud, type Matrix3 } from '../splat/frame.js';
-import { artefactTriangles, type ArtefactSpec, type Asset, type Format, type FormatRegistry } from '../formats/registry.js';
+import type { ArtefactSpec, Asset, Format, FormatRegistry } from '../formats/registry.js';
 import { nextTurn } from '../turns.js';
-import { AnswerCache, type Delivered, type StoredReport } from './answer-cache.js';
+import { AnswerCache, type Delivered, deliveredRef, type StoredReport } from './answer-cache.js';
 import type { Burst, ForwardedAnswer } from './burst.js';
 import type { CacheBackend } from './cache.js';
 import type { InputStore } from './inputs.js';
@@ -361,7 +361,8 @@ export class AnswerPath implements Answers {
           artefacts.filter((a) => !geometry.includes(a)),
           settings,
         );
-      for (const a of artefacts) job.artefact(cache && key !== undefined ? cache.ref(a, key, settings) : heldRef(a));
+      for (const a of artefacts)
+        job.artefact(cache && key !== undefined ? cache.ref(a, key, settings) : deliveredRef(a, { held: true, read: async () => a.bytes }));
       job.end('done', { report: outcome.report, cached: assetHit !== null });
       return { kind: 'asset', jobId: job.id, preset: preset.name, artefacts, ...stored, cache: assetHit ? 'asset-hit' : 'miss' };
     } catch (err) {
@@ -487,21 +488,6 @@ export class AnswerPath implements Answers {
     await this.cache!.keepAsset(key, geometry, settings, stored, request.task, pictures);
     return geometry;
   }
-}
-
-/** An artefact the registry holds itself, when there is no cache to read it back from. */
-function heldRef(a: Delivered): ArtefactRef {
-  const triangles = artefactTriangles(a.spec.format, a.bytes);
-  return {
-    name: a.spec.format,
-    contentType: a.format.contentType,
-    extension: a.format.extension,
-    bytes: a.bytes.length,
-    spec: a.spec,
-    ...(triangles !== undefined && { triangles }),
-    held: true,
-    read: async () => a.bytes,
-  };
 }
 
 /** The image itself when its longest side is within `side`, else a copy scaled down to it. */
