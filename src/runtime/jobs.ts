@@ -140,6 +140,30 @@ export interface JobHandle {
   end(state: EndState, details?: { report?: Report; reason?: string; error?: string; cached?: boolean }): void;
 }
 
+/** The view of a job just admitted: queued, nothing run yet. */
+export function queuedView(init: { id: string; priority: Priority } & JobSummary, createdAt: number): JobView {
+  return {
+    id: init.id,
+    priority: init.priority,
+    title: init.title,
+    task: init.task,
+    seed: init.seed,
+    preset: init.preset,
+    ...(init.group !== undefined && { group: init.group }),
+    ...(init.draftOf !== undefined && { draftOf: init.draftOf }),
+    state: 'queued',
+    stage: null,
+    createdAt,
+    timings: { queuedMs: null, runMs: null, stages: {} },
+    report: null,
+    reason: null,
+    error: null,
+    artefacts: [],
+    intermediates: [],
+    cached: false,
+  };
+}
+
 export class JobRegistry {
   private readonly jobs = new Map<string, Entry>();
   private readonly now: () => number;
@@ -155,26 +179,7 @@ export class JobRegistry {
     const id = init.id && !this.jobs.has(init.id) ? init.id : this.newId();
     const createdAt = this.now();
     const entry: Entry = {
-      view: {
-        id,
-        priority: init.priority,
-        title: init.title,
-        task: init.task,
-        seed: init.seed,
-        preset: init.preset,
-        ...(init.group !== undefined && { group: init.group }),
-        ...(init.draftOf !== undefined && { draftOf: init.draftOf }),
-        state: 'queued',
-        stage: null,
-        createdAt,
-        timings: { queuedMs: null, runMs: null, stages: {} },
-        report: null,
-        reason: null,
-        error: null,
-        artefacts: [],
-        intermediates: [],
-        cached: false,
-      },
+      view: queuedView({ ...init, id }, createdAt),
       events: [],
       listeners: new Set(),
       controller: new AbortController(),

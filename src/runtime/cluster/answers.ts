@@ -15,7 +15,7 @@ import type { Presets } from '../../pipelines/presets.js';
 import type { ArtefactStore } from '../../store/store.js';
 import type { Answer, AnswerPath, Answers, Delivered, Submitted } from '../answer.js';
 import type { InputStore } from '../inputs.js';
-import type { ArtefactRef, JobEvent, JobRegistry, JobView } from '../jobs.js';
+import { type ArtefactRef, type JobEvent, type JobRegistry, type JobView, queuedView } from '../jobs.js';
 import type { Logger } from '../log.js';
 import type { AnswerOptions, AnswerRequest } from '../request.js';
 import type { Health, Mode, NodeRole } from '../service.js';
@@ -223,24 +223,8 @@ export class ClusterAnswers implements Answers {
 
 /** The view of a job just taken, before any worker has it. */
 function viewOf(request: AnswerRequest & { id: string }): JobView {
-  return {
-    id: request.id,
-    priority: request.priority,
-    title: request.title,
-    task: request.task.kind,
-    seed: request.seed,
-    ...(request.group !== undefined && { group: request.group }),
-    state: 'queued',
-    stage: null,
-    createdAt: Date.now(),
-    timings: { queuedMs: null, runMs: null, stages: {} },
-    report: null,
-    reason: null,
-    error: null,
-    artefacts: [],
-    intermediates: [],
-    cached: false,
-  };
+  const { id, priority, title, seed, group } = request;
+  return queuedView({ id, priority, title, task: request.task.kind, seed, ...(group !== undefined && { group }) }, Date.now());
 }
 
 export interface WorkerOptions {
