@@ -25,6 +25,7 @@ import { createStages } from '../src/pipelines/backends.js';
 import { standaloneContext } from '../src/pipelines/context.js';
 import { Pipeline } from '../src/pipelines/generate.js';
 import { presetsOf } from '../src/pipelines/presets.js';
+import { sphereMesh } from '../test/helpers/meshes.js';
 import { median } from './stats.js';
 
 const RUNS = 7;
@@ -101,30 +102,8 @@ for (const row of rows)
 
 /** A closed, coloured UV sphere of about `triangles` triangles (2 * s * (s/2 - 1) for s segments). */
 function sphere(triangles: number): TriangleMesh {
-  const segments = Math.round(Math.sqrt(triangles + 4) + 1) & ~1,
-    rings = segments / 2;
-  const positions: number[] = [],
-    colours: number[] = [],
-    indices: number[] = [];
-  for (let r = 0; r <= rings; r++) {
-    const theta = (Math.PI * r) / rings;
-    for (let s = 0; s < segments; s++) {
-      const phi = (2 * Math.PI * s) / segments;
-      const x = Math.sin(theta) * Math.sin(phi),
-        y = Math.cos(theta),
-        z = Math.sin(theta) * Math.cos(phi);
-      positions.push(0.5 * x, 0.5 * y, 0.5 * z);
-      colours.push(0.5 + 0.5 * x, 0.5 + 0.5 * y, 0.5 + 0.5 * z);
-    }
-  }
-  const at = (r: number, s: number) => r * segments + (s % segments);
-  for (let r = 0; r < rings; r++) {
-    for (let s = 0; s < segments; s++) {
-      if (r > 0) indices.push(at(r, s), at(r + 1, s), at(r, s + 1));
-      if (r < rings - 1) indices.push(at(r, s + 1), at(r + 1, s), at(r + 1, s + 1));
-    }
-  }
-  return { positions: new Float32Array(positions), indices: new Uint32Array(indices), colours: new Float32Array(colours) };
+  const segments = Math.round(Math.sqrt(triangles + 4) + 1) & ~1;
+  return sphereMesh(segments, segments / 2, 0.5, true);
 }
 
 async function timed(work: () => Promise<unknown>): Promise<number> {
