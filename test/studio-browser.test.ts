@@ -6,10 +6,11 @@
  * and that the page never grows wider than the window, whatever Recent jobs holds. Screenshots go to
  * test-output/studio/.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium, requireChromium } from './helpers/chromium.js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { glbViolation } from '../src/mesh/rules.js';
@@ -18,20 +19,8 @@ import { until } from './helpers/fake-stages.js';
 import { discImage } from './helpers/images.js';
 import { startTestServer, type TestServer } from './helpers/server.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const SHOTS = new URL('../test-output/studio/', import.meta.url).pathname;
 const STAGES = ['text_to_image', 'matting', 'image_to_3d', 'normalise', 'validate'];
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-gl=angle',
-  '--use-angle=swiftshader',
-  '--enable-unsafe-swiftshader',
-];
 
 // The viewers' clear colour (studio/viewer.js); a pixel is drawn when it is clearly unlike it.
 const CLEAR = [0x0c, 0x0d, 0x10];
@@ -64,8 +53,7 @@ describe('studio in chromium', () => {
   const errors: string[] = [];
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM))
-      throw new Error(`${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (.ci/run does this)`);
+    requireChromium();
     mkdirSync(SHOTS, { recursive: true });
     server = await startTestServer({
       text_to_image: { backend: 'preview' },
@@ -77,7 +65,7 @@ describe('studio in chromium', () => {
       // Cache hits and remembered declines are jobs a person sees too.
       cache: { enabled: true, directory: mkdtempSync(join(tmpdir(), 'fast3d-studio-')) },
     });
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    browser = await launchChromium();
     // Reduced motion: no turntable, so software WebGL draws only after changes and the page stays responsive.
     page = await browser.newPage({ viewport: { width: 1366, height: 800 }, reducedMotion: 'reduce' });
     page.on('pageerror', (err) => errors.push(err.message));

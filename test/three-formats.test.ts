@@ -10,7 +10,8 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { launchChromium, requireChromium } from './helpers/chromium.js';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { prepareGameMesh } from '../src/mesh/game.js';
@@ -21,18 +22,6 @@ import { encodeSpz } from '../src/splat/spz.js';
 import { ballCloud } from './helpers/clouds.js';
 import { sphereMesh } from './helpers/meshes.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const FLAGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  '--use-gl=angle',
-  '--use-angle=swiftshader',
-  '--enable-unsafe-swiftshader',
-];
 const PAGES = fileURLToPath(new URL('./three/', import.meta.url));
 const THREE = fileURLToPath(new URL('../node_modules/three/', import.meta.url));
 const TYPES: Record<string, string> = {
@@ -62,8 +51,7 @@ describe('three.js loads and draws what fast3d delivers', () => {
   let triangles = 0;
 
   beforeAll(async () => {
-    if (!existsSync(CHROMIUM))
-      throw new Error(`${CHROMIUM} is missing: apt-get install -y --no-install-recommends chromium (.ci/run does this)`);
+    requireChromium();
     const game = await prepareGameMesh(mesh, { faces: 5000, sizeM: 1.5, pivot: 'bottom' });
     triangles = game.levels[0].triangles;
     for (const compression of ['none', 'meshopt', 'draco'] as GlbCompression[])
@@ -88,7 +76,7 @@ describe('three.js loads and draws what fast3d delivers', () => {
     });
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
-    browser = await chromium.launch({ executablePath: CHROMIUM, args: FLAGS });
+    browser = await launchChromium();
   }, 60_000);
 
   afterAll(async () => {
