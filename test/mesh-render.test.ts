@@ -207,8 +207,9 @@ describe('mesh rasteriser', () => {
 
   it('clips triangles crossing the near plane and skips those behind the camera (no crash, no smear)', () => {
     const camera = front(64, 2, 40);
-    const floor = flatTriangles([
-      // A floor 0.5 below the camera, from 12 units in front of it to 8 behind it.
+    // A floor 0.5 below the camera, from 12 units in front of it to 8 behind it, and a large triangle wholly
+    // behind the camera, which must draw nothing.
+    const floorAndBehind: Parameters<typeof flatTriangles>[0] = [
       {
         corners: [
           [-20, -0.5, 10],
@@ -225,7 +226,6 @@ describe('mesh rasteriser', () => {
         ],
         colour: [0, 1, 0],
       },
-      // Wholly behind the camera, large: must draw nothing.
       {
         corners: [
           [-5, -5, 4],
@@ -234,6 +234,9 @@ describe('mesh rasteriser', () => {
         ],
         colour: [1, 0, 0],
       },
+    ];
+    const floor = flatTriangles([
+      ...floorAndBehind,
       // A vertex in the camera's own plane (z = 0 in camera space), and one not finite: no crash.
       {
         corners: [
@@ -268,36 +271,8 @@ describe('mesh rasteriser', () => {
     expect(red).toBeGreaterThan(20); // the part of the triangle in front of the camera shows...
     expect(aboveHorizon).toBe(0); // ...but the floor does not smear over the sky
     expect(bottomGreen).toBe(64); // the part of the floor in front of the camera is drawn up to the image's edge
-    // The floor alone: the sky is untouched.
-    const only = render(
-      flatTriangles([
-        {
-          corners: [
-            [-20, -0.5, 10],
-            [20, -0.5, 10],
-            [20, -0.5, -10],
-          ],
-          colour: [0, 1, 0],
-        },
-        {
-          corners: [
-            [-20, -0.5, 10],
-            [20, -0.5, -10],
-            [-20, -0.5, -10],
-          ],
-          colour: [0, 1, 0],
-        },
-        {
-          corners: [
-            [-5, -5, 4],
-            [5, -5, 4],
-            [0, 5, 4],
-          ],
-          colour: [1, 0, 0],
-        },
-      ]),
-      camera,
-    );
+    // Without the triangles that cross the camera plane: the sky is untouched.
+    const only = render(flatTriangles(floorAndBehind), camera);
     for (let y = 0; y < horizon; y++) for (let x = 0; x < 64; x++) expect(pixel(only, camera, x, y)).toEqual([255, 255, 255]);
     for (let x = 0; x < 64; x++) expect(pixel(only, camera, x, 63)[1]).toBeGreaterThan(60);
   });
