@@ -8,47 +8,16 @@
  *
  *   npm run bench -- hostile        (BENCH_RUNS=3 by default)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { deepJsonGlb, manyMeshesGlb, nodeChainGlb, nodeCycleGlb, texturedGlb, unbackedAccessorGlb } from '../test/helpers/hostile-glb.js';
+import { startService } from './service.js';
 import { median } from './stats.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const TARGETS = { seconds: 2, mb: 300, stallMs: 100 };
 
-async function startService(dir: string): Promise<{ url: string; child: ChildProcess }> {
-  const config = join(dir, 'config.yaml');
-  writeFileSync(
-    config,
-    [
-      'server: { host: 127.0.0.1, port: 0, body_limit_mb: 40 }',
-      'cache: { enabled: false }',
-      'render: { threads: 1 }',
-      'log: { level: info, format: json }',
-      '',
-    ].join('\n'),
-  );
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', config], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let buffered = '';
-    child.stdout!.on('data', (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const m = /"port":(\d+)/.exec(buffered);
-      if (m) resolve(`http://127.0.0.1:${m[1]}`);
-    });
-    child.stderr!.on('data', () => undefined);
-    child.once('exit', (code) => reject(new Error(`service exited with ${code} before listening`)));
-  });
-  for (let i = 0; i < 400 && (await fetch(`${url}/ping`).catch(() => null))?.status !== 200; i++)
-    await new Promise((r) => setTimeout(r, 50));
-  return { url, child };
-}
+const SERVICE_CONFIG = ['server: { host: 127.0.0.1, port: 0, body_limit_mb: 40 }', 'cache: { enabled: false }', 'render: { threads: 1 }'];
 
 /** One MCP tool call over /mcp (stateless: no session), its result's text. */
 async function callTool(url: string, name: string, args: Record<string, unknown>): Promise<string> {
@@ -104,7 +73,7 @@ async function main(): Promise<void> {
     ['5,000 meshes', manyMeshesGlb(5000)],
   ];
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-bench-hostile-'));
-  const { url, child } = await startService(dir);
+  const { url, child } = await startService(dir, SERVICE_CONFIG);
   const pid = child.pid!;
   try {
     // Warm-up: the asset worker and the render worker started, so the first file pays no start-up.

@@ -7,15 +7,13 @@
  *
  *   npm run bench -- responsiveness        (BENCH_RUNS=3 by default; BENCH_FORMAT=glb makes them mesh jobs)
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { startService } from './service.js';
 import { median } from './stats.js';
 
-const root = fileURLToPath(new URL('..', import.meta.url));
 const CONCURRENT_JOBS = Number(process.env.BENCH_JOBS ?? 8);
 const BIG_BODY_MIB = Number(process.env.BENCH_BIG_MIB ?? 32);
 /**
@@ -26,45 +24,15 @@ const BIG_BODY = BIG_BODY_MIB > 0 ? Buffer.from(`prompt=${'a'.repeat(BIG_BODY_MI
 /** ply (default) or glb: mesh jobs also write and check a GLB per answer. */
 const FORMAT = process.env.BENCH_FORMAT ?? 'ply';
 
-async function startService(dir: string): Promise<{ url: string; child: ChildProcess }> {
-  const config = join(dir, 'config.yaml');
-  writeFileSync(
-    config,
-    [
-      'server: { host: 127.0.0.1, port: 0, body_limit_mb: 40 }',
-      'cache: { enabled: false }',
-      'runtime: { queue_length: 16 }',
-      'text_to_image: { backend: preview }',
-      'matting: { backend: keying }',
-      'image_to_3d: { backend: inflate, inflate: { max_gaussians: 240000 } }',
-      'validate: { checks: [gates] }',
-      'log: { level: info, format: json }',
-      '',
-    ].join('\n'),
-  );
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', 'serve', '--config', config], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, LOG_FORMAT: 'json' },
-  });
-  const url = await new Promise<string>((resolve, reject) => {
-    let buffered = '';
-    const onData = (chunk: Buffer) => {
-      buffered += chunk.toString();
-      const m = /"port":(\d+)/.exec(buffered);
-      if (m) resolve(`http://127.0.0.1:${m[1]}`);
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', () => undefined);
-    child.once('exit', (code) => reject(new Error(`service exited with ${code} before listening`)));
-  });
-  // Listening is not ready: poll /ping until the stages answer.
-  for (let i = 0; i < 200; i++) {
-    if ((await ping(url).catch(() => null)) !== null) break;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { url, child };
-}
+const SERVICE_CONFIG = [
+  'server: { host: 127.0.0.1, port: 0, body_limit_mb: 40 }',
+  'cache: { enabled: false }',
+  'runtime: { queue_length: 16 }',
+  'text_to_image: { backend: preview }',
+  'matting: { backend: keying }',
+  'image_to_3d: { backend: inflate, inflate: { max_gaussians: 240000 } }',
+  'validate: { checks: [gates] }',
+];
 
 /** Milliseconds /ping takes, node:http (one socket per request, so a slow answer never queues behind another). */
 function ping(url: string): Promise<number> {
@@ -176,7 +144,7 @@ async function main(): Promise<void> {
       .join(' ')} (shared with other work: figures are noisy)`,
   );
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-bench-responsiveness-'));
-  const { url, child } = await startService(dir);
+  const { url, child } = await startService(dir, SERVICE_CONFIG);
   try {
     await post(url, 'prompt=warm-up');
     const results = [];
