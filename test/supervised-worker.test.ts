@@ -65,8 +65,11 @@ describe('the queue worker', () => {
       return DECLINED;
     }, 1);
     await queue.finished(await queue.add(job('first')), 10_000);
-    // A worker that takes no job: what a worker whose blocking connection never came back looks like.
-    await (worker as unknown as { worker: { pause(doNotWait: boolean): Promise<void> } }).worker.pause(true);
+    // A worker that takes no job: what a worker whose blocking connection never came back looks like. Paused, it
+    // ends its loop once the fetch in flight returns (BullMQ blocks for at most its drainDelay, 5 s).
+    const inner = (worker as unknown as { worker: { pause(doNotWait: boolean): Promise<void>; isRunning(): boolean } }).worker;
+    await inner.pause(true);
+    await until(async () => !inner.isRunning(), 10_000);
     const waiting = await queue.add(job('second'));
     await until(async () => ran.includes('second'), 10_000);
     expect(await queue.finished(waiting, 10_000)).toMatchObject({ kind: 'declined' });

@@ -5,6 +5,7 @@
  */
 import { Queue, UnrecoverableError, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
+import { ownConnection } from './cluster/queue.js';
 import { type Processor, SupervisedWorker } from './cluster/supervised-worker.js';
 import type { Logger } from './log.js';
 import { backoffMs, type WebhookDelivery, type WebhookSender } from './webhooks.js';
@@ -58,7 +59,6 @@ export class LocalWebhooks implements WebhookDispatch {
 export class QueuedWebhooks implements WebhookDispatch {
   private readonly queue: Queue<WebhookDelivery, void>;
   private worker: SupervisedWorker<WebhookDelivery, void> | null = null;
-  private readonly connections: Redis[] = [];
 
   constructor(
     private readonly sender: WebhookSender,
@@ -88,15 +88,13 @@ export class QueuedWebhooks implements WebhookDispatch {
   work(stuckMs = 15_000): void {
     const policy = this.sender.policy;
     const start = (processor: Processor<WebhookDelivery, void>) => {
-      // BullMQ leaves a connection it was given open: each is closed with the dispatch.
-      const connection = this.connection.duplicate();
-      connection.on('error', () => undefined);
-      this.connections.push(connection);
+      const connection = ownConnection(this.connection);
       const worker = new Worker<WebhookDelivery, void>(`${this.name}-webhooks`, processor, {
         connection,
         settings: { backoffStrategy: (attemptsMade: number) => backoffMs(attemptsMade, policy) },
       });
       worker.on('error', () => undefined);
+      worker.once('closed', () => connection.disconnect());
       return worker;
     };
     this.worker = new SupervisedWorker<WebhookDelivery, void>(
@@ -119,6 +117,5 @@ export class QueuedWebhooks implements WebhookDispatch {
   async close(): Promise<void> {
     await this.worker?.close();
     await this.queue.close();
-    for (const connection of this.connections) connection.disconnect();
   }
 }

@@ -6,6 +6,7 @@
  * final (UnrecoverableError), so nothing runs twice for any other reason.
  */
 import { type Job, Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
+import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { BusyError, CancelledError } from '../../pipelines/errors.js';
 import type { Priority, QueueLimits } from '../admission.js';
@@ -15,6 +16,9 @@ import { type Processor, SupervisedWorker } from './supervised-worker.js';
 
 /** BullMQ's priority of each class: lower runs first. */
 export const PRIORITY: Record<Priority, number> = { contract: 1, interactive: 2, background: 3 };
+
+/** How often a waited-for job's state is read back, beside its events. */
+const FINISHED_POLL_MS = 2000;
 
 /** What a job carries. */
 export interface QueuedJob {
@@ -58,8 +62,8 @@ export class JobQueue {
   readonly queue: Queue<QueuedJob, JobSummary>;
   private readonly events: QueueEvents;
   private running: SupervisedWorker<QueuedJob, JobSummary>[] = [];
-  /** The connections made here (BullMQ leaves a connection it was given open): closed with the queue. */
-  private readonly own: Redis[] = [];
+  /** The events' own connection (BullMQ leaves a connection it was given open): closed with the queue. */
+  private readonly eventsConnection: Redis;
 
   constructor(
     private readonly connection: Redis,
@@ -69,16 +73,8 @@ export class JobQueue {
       connection,
       defaultJobOptions: { removeOnComplete: { count: 1000 }, removeOnFail: { count: 1000 } },
     });
-    this.events = new QueueEvents(options.name, { connection: this.duplicate() });
-  }
-
-  /** A connection of this queue's own, to the same Redis. */
-  private duplicate(): Redis {
-    const copy = this.connection.duplicate();
-    // Errors while Redis is away are the health poller's to report; unheard, ioredis prints each one.
-    copy.on('error', () => undefined);
-    this.own.push(copy);
-    return copy;
+    this.eventsConnection = ownConnection(connection);
+    this.events = new QueueEvents(options.name, { connection: this.eventsConnection });
   }
 
   /** Jobs waiting per class, across the cluster. */
@@ -115,14 +111,37 @@ export class JobQueue {
     });
   }
 
-  /** Waits for a job's end: its summary, or its error as its own class again. */
+  /**
+   * Waits for a job's end: its summary, or its error as its own class again. QueueEvents reads the events from
+   * its first read on, so a job that ends just before that read (a node's first job) sends no event it sees:
+   * the job's state is read back every few seconds as well.
+   */
   async finished(job: Job<QueuedJob, JobSummary>, ttlMs?: number): Promise<JobSummary> {
     await this.events.waitUntilReady();
+    const stop = new AbortController();
     try {
-      return await job.waitUntilFinished(this.events, ttlMs);
+      return await Promise.race([job.waitUntilFinished(this.events, ttlMs), this.endRead(job.id!, stop.signal)]);
     } catch (err) {
       throw droppedError((err as Error).message);
+    } finally {
+      stop.abort();
     }
+  }
+
+  /** A job's end, read from Redis every FINISHED_POLL_MS until `signal`; never settles otherwise. */
+  private async endRead(id: string, signal: AbortSignal): Promise<JobSummary> {
+    while (!signal.aborted) {
+      await sleep(FINISHED_POLL_MS, undefined, { signal }).catch(() => undefined);
+      if (signal.aborted) break;
+      // The state first: a job read after it is complete holds its summary (or its reason).
+      const state = await this.queue.getJobState(id).catch(() => 'unknown');
+      if (state !== 'completed' && state !== 'failed') continue;
+      const job = await this.queue.getJob(id).catch(() => undefined);
+      if (!job) continue;
+      if (state === 'failed') throw new Error(job.failedReason);
+      return job.returnvalue;
+    }
+    return new Promise<never>(() => undefined);
   }
 
   /** Removes a job that no worker has taken yet; false when one has (or it has ended). */
@@ -156,14 +175,16 @@ export class JobQueue {
     concurrency: number,
   ): SupervisedWorker<QueuedJob, JobSummary> {
     const start = (processor: Processor<QueuedJob, JobSummary>) => {
+      const connection = ownConnection(this.connection);
       const worker = new Worker<QueuedJob, JobSummary>(this.options.name, processor, {
-        connection: this.duplicate(),
+        connection,
         concurrency,
         lockDuration: this.options.lockMs,
         stalledInterval: Math.max(1000, Math.round(this.options.lockMs / 2)),
         maxStalledCount: Math.max(0, this.options.attempts - 1),
       });
       worker.on('error', () => undefined);
+      worker.once('closed', () => connection.disconnect());
       return worker;
     };
     const worker = new SupervisedWorker<QueuedJob, JobSummary>(
@@ -197,6 +218,16 @@ export class JobQueue {
     await Promise.all(this.running.map((w) => w.close(force)));
     await this.events.close();
     await this.queue.close();
-    for (const connection of this.own) connection.disconnect();
+    this.eventsConnection.disconnect();
   }
+}
+
+/**
+ * A connection of its own to the same Redis, for one BullMQ object, which leaves a connection it was given open:
+ * its owner closes it. Errors while Redis is away are the health poller's to report; unheard, ioredis prints each.
+ */
+export function ownConnection(connection: Redis): Redis {
+  const copy = connection.duplicate();
+  copy.on('error', () => undefined);
+  return copy;
 }
