@@ -46,6 +46,27 @@ async function untilDrawn(page: Page, panel: number, ms = 15_000, kind = 'viewer
   return share;
 }
 
+/** Marks the job panels on the page, so that a wait afterwards is for the ones a click opens. */
+async function markPanels(page: Page): Promise<void> {
+  await page.$$eval('.result', (els) =>
+    els.forEach((e: any) => {
+      e.dataset.seen = 'true';
+    }),
+  );
+}
+
+/**
+ * Clicks Generate and waits until its panels have replaced the last job's. Until the job is created the old panels
+ * stay, and a wait for "done" would otherwise see the last job's.
+ */
+async function generate(page: Page): Promise<void> {
+  await markPanels(page);
+  await page.click('#generate');
+  await page.waitForFunction(
+    "document.querySelector('.result:not([data-seen])') !== null && document.querySelector('.result[data-seen]') === null",
+  );
+}
+
 describe('studio in chromium', () => {
   let server: TestServer;
   let browser: Browser;
@@ -110,7 +131,7 @@ describe('studio in chromium', () => {
     await page.selectOption('#ab-kind', 'seed');
     await page.fill('#seed', '11');
     await page.fill('#ab-seed', '12');
-    await page.click('#generate');
+    await generate(page);
     await page.waitForFunction(
       `(() => {
       const results = [...document.querySelectorAll('.result')];
@@ -135,7 +156,7 @@ describe('studio in chromium', () => {
     await page.check('input[name=out][value=glb]');
     await page.fill('#prompt', 'a blue teapot');
     await page.fill('#seed', '5');
-    await page.click('#generate');
+    await generate(page);
     await page.waitForFunction(
       "document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=mesh]')?.dataset.loaded === 'true'",
       undefined,
@@ -162,7 +183,7 @@ describe('studio in chromium', () => {
     await page.selectOption('#compression', 'meshopt');
     await page.fill('#prompt', 'a green teapot');
     await page.fill('#seed', '9');
-    await page.click('#generate');
+    await generate(page);
     await page.waitForFunction(
       "document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=mesh]')?.dataset.shows === 'glb'",
       undefined,
@@ -206,7 +227,7 @@ describe('studio in chromium', () => {
     await page.selectOption('#pivot', '');
     await page.selectOption('#compression', 'draco');
     await page.uncheck('#progressive');
-    await page.click('#generate');
+    await generate(page);
     await page.waitForFunction(
       "document.querySelector('.result')?.dataset.state === 'done' && document.querySelector('[data-panel=mesh]')?.dataset.shows === 'glb'",
       undefined,
@@ -263,19 +284,11 @@ describe('studio in chromium', () => {
   }, 120_000);
 
   it("Recent jobs keep each job's detail: pictures of image jobs and cache hits, file names, A/B pairs, the end, a remembered decline", async () => {
-    // Panels already on the page are marked, so a wait is for the ones a click opens.
-    const mark = () =>
-      page.$$eval('.result', (els) =>
-        els.forEach((e: any) => {
-          e.dataset.seen = 'true';
-        }),
-      );
     const ended =
       "document.querySelectorAll('.result:not([data-seen])').length > 0 && [...document.querySelectorAll('.result')].every((r) => !r.dataset.seen && ['done', 'declined', 'failed', 'cancelled'].includes(r.dataset.state))";
     const first = (selector: string) => page.locator(`#gallery [role=listitem]:first-child ${selector}`);
     const submit = async () => {
-      await mark();
-      await page.click('#generate');
+      await generate(page);
       await page.waitForFunction(ended, undefined, { timeout: 40_000 });
     };
     const picture = (name: string) =>
@@ -338,7 +351,7 @@ describe('studio in chromium', () => {
     await page.waitForFunction("document.querySelector('#gallery [role=listitem]')?.classList.contains('pair')");
     expect(await first('.t').textContent()).toBe('A/B · a green cone');
     expect(await first('.thumb').count()).toBe(2);
-    await mark();
+    await markPanels(page);
     await page.click('#gallery [role=listitem]:first-child');
     await page.waitForFunction(`${ended} && document.querySelectorAll('.result').length === 2`);
     expect(await page.$$eval('.result .label', (els) => els.map((e) => e.textContent))).toEqual(labels);
