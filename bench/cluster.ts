@@ -22,7 +22,8 @@ import { RedisJobs } from '../src/runtime/cluster/jobs.js';
 import { JobQueue } from '../src/runtime/cluster/queue.js';
 import { JobRegistry } from '../src/runtime/jobs.js';
 import type { ArtefactStore } from '../src/store/store.js';
-import { freePort, startRedis } from '../test/helpers/redis.js';
+import { freePort } from '../test/helpers/ports.js';
+import { startRedis } from '../test/helpers/redis.js';
 import { median } from './stats.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

@@ -17,7 +17,8 @@ import { verifyWebhookSignature } from '../src/runtime/webhooks.js';
 import { servablePlyViolation } from '../src/splat/servable.js';
 import { serveApp, testConfig, until } from './helpers/fake-stages.js';
 import { startNode, type TestNode, untilReady } from './helpers/nodes.js';
-import { freePort, startRedis, type TestRedis } from './helpers/redis.js';
+import { freePort } from './helpers/ports.js';
+import { startRedis, type TestRedis } from './helpers/redis.js';
 
 const SECRET = 'cluster-webhook-secret';
 const dirs: string[] = [];

@@ -24,6 +24,7 @@ import {
 } from '../scripts/acceptance-probe.js';
 import { allocateCloud } from '../src/splat/cloud.js';
 import { NAMED_ROTATIONS, rotateCloud } from '../src/splat/frame.js';
+import { freePort } from './helpers/ports.js';
 
 const PYTHON = process.env.FAST3D_PYTHON ?? (existsSync('/usr/bin/python3') ? '/usr/bin/python3' : 'python3');
 const temp = mkdtempSync(join(tmpdir(), 'fast3d-acceptance-'));
@@ -283,16 +284,6 @@ describe('bash scripts/gpu-acceptance.sh', () => {
     expect([...readFileSync(join(out, 'prompt.jpg')).subarray(0, 3)]).toEqual([0xff, 0xd8, 0xff]);
   }, 300_000);
 });
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = createServer();
-    probe.listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs the script without blocking this process (the service under test may share its event loop). */
 function runScript(args: string[], env: Record<string, string>): Promise<{ status: number | null; stdout: string; stderr: string }> {
