@@ -19,6 +19,9 @@ async function instance(sections: Record<string, Record<string, unknown>>, env: 
   return { ...composed, ...fake, url: served.url };
 }
 
+/** How long a busy instance's job holds its place: long enough that a request sent meanwhile finds it full. */
+const BUSY_MS = 1000;
+
 /** A full local instance (one running job, no queue) that bursts to `peers`. */
 function busyLocal(
   peers: { url: string; token_env?: string }[],
@@ -26,7 +29,7 @@ function busyLocal(
   timeout_s = 10,
   contract: Record<string, unknown> = {},
 ) {
-  return instance({ runtime: { queue_length: 0, pipeline_concurrency: 1 }, burst: { peers, timeout_s }, contract }, env);
+  return instance({ runtime: { queue_length: 0, pipeline_concurrency: 1 }, burst: { peers, timeout_s }, contract }, env, BUSY_MS);
 }
 
 /** The newer contract's request: an image file and a seed, no format field. */
@@ -126,7 +129,7 @@ describe('burst to peers', () => {
 
   it('never forwards a forwarded request again', async () => {
     // Two full instances that name each other as peers: the request bounces at most once.
-    const b = await instance({ runtime: { queue_length: 0, pipeline_concurrency: 1 } });
+    const b = await instance({ runtime: { queue_length: 0, pipeline_concurrency: 1 } }, {}, BUSY_MS);
     const a = await busyLocal([{ url: b.url }]);
     const busyA = postPrompt(a.url, 'a chair for a');
     const busyB = postPrompt(b.url, 'a chair for b');

@@ -271,13 +271,13 @@ describe('the service over a misbehaving GPU worker', () => {
     let slow = false;
     const { url } = await scriptedWorker((req, res) => {
       if (req.url === '/health') return json(res, 200, health('ready'));
-      if (slow) return void setTimeout(() => json(res, 200, { data: [] }), 5000);
+      if (slow) return void setTimeout(() => json(res, 200, { data: [] }), 10_000);
       json(res, 500, { error: 'CUDA kernel failed: illegal memory access' });
     });
     const config = parseConfig({
       log: { level: 'silent' },
       cache: { enabled: false },
-      text_to_image: { backend: 'gpu-worker', gpu_worker: { url, request_timeout_s: 0.3, poll_interval_s: 0.05 } },
+      text_to_image: { backend: 'gpu-worker', gpu_worker: { url, request_timeout_s: 2, poll_interval_s: 0.05 } },
     });
     const { service, app } = compose(config);
     await service.start();
@@ -289,7 +289,7 @@ describe('the service over a misbehaving GPU worker', () => {
       slow = true;
       const late = await fetch(`${served.url}/generate/`, { method: 'POST', body: new URLSearchParams({ prompt: 'a cup' }) });
       expect(late.status).toBe(504);
-      expect(((await late.json()) as { error: string }).error).toMatch(/did not answer \/v1\/images\/generations within 0\.3 s/);
+      expect(((await late.json()) as { error: string }).error).toMatch(/did not answer \/v1\/images\/generations within 2 s/);
     } finally {
       await served.close();
       await service.close();

@@ -22,7 +22,8 @@ function sample(text: string, series: string): number | undefined {
 describe('GET /metrics', () => {
   it('reports requests, stage durations, declines, cache lookups, queue depth, GPU busy ratio in Prometheus text', async () => {
     dir = mkdtempSync(join(tmpdir(), 'fast3d-metrics-test-'));
-    const fake = fakeStages({ textToImageMs: 30, imageTo3dMs: 150 });
+    // The first job holds the only place for 1 s: the scrape and the refused request come meanwhile.
+    const fake = fakeStages({ textToImageMs: 30, imageTo3dMs: 1000 });
     const composed = compose(
       testConfig({
         cache: { enabled: true, directory: dir },
@@ -60,7 +61,7 @@ describe('GET /metrics', () => {
     // Stage durations come from the job reports: the asset job ran every stage, the declined one stopped at matting.
     expect(sample(text, 'fast3d_stage_duration_seconds_count{stage="image_to_3d"}')).toBe(1);
     expect(sample(text, 'fast3d_stage_duration_seconds_count{stage="text_to_image"}')).toBe(2);
-    expect(sample(text, 'fast3d_stage_duration_seconds_sum{stage="image_to_3d"}')).toBeGreaterThanOrEqual(0.14);
+    expect(sample(text, 'fast3d_stage_duration_seconds_sum{stage="image_to_3d"}')).toBeGreaterThanOrEqual(0.99);
     expect(sample(text, 'fast3d_declines_total{reason="no_object"}')).toBe(1);
     expect(sample(text, 'fast3d_jobs_total{outcome="asset"}')).toBe(1);
     expect(sample(text, 'fast3d_cache_lookups_total{artefact="ply",result="hit"}')).toBe(1);
@@ -74,7 +75,7 @@ describe('GET /metrics', () => {
     const ratio = sample(text, 'fast3d_gpu_busy_ratio')!;
     expect(ratio).toBeGreaterThan(0);
     expect(ratio).toBeLessThanOrEqual(1);
-    expect(sample(text, 'fast3d_gpu_busy_seconds')).toBeGreaterThanOrEqual(0.2);
+    expect(sample(text, 'fast3d_gpu_busy_seconds')).toBeGreaterThanOrEqual(0.99);
     expect(text).toMatch(/^process_cpu_seconds_total /m);
   });
 

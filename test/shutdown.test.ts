@@ -65,7 +65,7 @@ async function runningJobs(url: string): Promise<number> {
 
 describe('graceful shutdown', () => {
   it('on SIGTERM refuses new jobs with 503, finishes the job in flight, then exits 0', async () => {
-    const child = await startChild(10, 1200);
+    const child = await startChild(20, 2000);
     const inFlight = postPrompt(child.url, 'a chair in flight');
     await until(async () => runningJobs(child.url).then((n) => n === 1));
     const signalledAt = performance.now();
@@ -81,9 +81,9 @@ describe('graceful shutdown', () => {
     expect(servablePlyViolation(new Uint8Array(await response.arrayBuffer()))).toBeNull();
     const { code, at } = await child.exited;
     expect(code).toBe(0);
-    // It waited for the job (about 0.9 s were left) but not for the whole 10 s grace period.
-    expect(at - signalledAt).toBeGreaterThan(700);
-    expect(at - signalledAt).toBeLessThan(5000);
+    // It waited for the job (nearly 2 s were left) but not for the whole 20 s grace period.
+    expect(at - signalledAt).toBeGreaterThan(1000);
+    expect(at - signalledAt).toBeLessThan(10_000);
   });
 
   it('on SIGTERM answers 200 to both a /generate/ and a /generate_video/ in flight', async () => {
@@ -140,12 +140,13 @@ describe('graceful shutdown', () => {
   });
 
   it('closes the connection of a client that reads none of its answer for server.write_timeout_s', async () => {
-    const child = await startChild(15, 0, { env: BIG, server: ', write_timeout_s: 1' });
+    const child = await startChild(15, 0, { env: BIG, server: ', write_timeout_s: 2' });
     const client = stallingClient(child.port, rawPost('/generate/', { prompt: 'a chair nobody reads' }));
     await client.firstChunk;
     const began = performance.now();
     await until(() => child.logs.some((msg) => msg.includes('read nothing of its answer')), 10_000);
-    expect(performance.now() - began).toBeGreaterThan(800);
+    // Measured from when this process saw the first chunk, which a loaded machine may see late.
+    expect(performance.now() - began).toBeGreaterThan(1200);
     // Reading again, the client finds its connection closed with the answer cut short.
     client.resume();
     const { answer } = await client.done;

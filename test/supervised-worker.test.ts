@@ -73,7 +73,10 @@ describe('the queue worker', () => {
     const waiting = await queue.add(job('second'));
     await until(async () => ran.includes('second'), 10_000);
     expect(await queue.finished(waiting, 10_000)).toMatchObject({ kind: 'declined' });
-    expect(stuck).toEqual([1]);
+    // Replaced with one job waiting (a loaded machine may take long enough to start the new worker that it is
+    // replaced once more, each time for the same job).
+    expect(stuck.length).toBeGreaterThanOrEqual(1);
+    expect(stuck.every((waiting) => waiting === 1)).toBe(true);
   }, 30_000);
 
   it('is not replaced while it is busy with as many jobs as it runs at once, however many wait', async () => {

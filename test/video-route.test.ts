@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { ffmpegPath } from '../src/render/index.js';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fakeStages } from './helpers/fake-stages.js';
+import { fakeStages, until } from './helpers/fake-stages.js';
 import { summariseMp4 } from './helpers/mp4.js';
 import { postForm, startTestServer } from './helpers/server.js';
 
@@ -200,8 +200,7 @@ describe('POST /generate_video/ admission', () => {
     try {
       const first = postForm(`${server.url}/generate_video/`, { prompt: 'one' });
       // Wait until the first video holds the only place.
-      for (let i = 0; i < 200 && server.service.videos.active === 0; i++) await new Promise((r) => setTimeout(r, 10));
-      expect(server.service.videos.active).toBe(1);
+      await until(() => server.service.videos.active === 1, 20_000);
       const second = await postForm(`${server.url}/generate_video/`, { prompt: 'two' });
       expect(second.status).toBe(503);
       expect(second.headers.get('retry-after')).toMatch(/^\d+$/);
