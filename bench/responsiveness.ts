@@ -5,7 +5,8 @@
  * max) and the service's longest event-loop stall during the load (from /metrics), against the 100 ms targets,
  * and its own longest stall, which the /ping times include (it should be a few milliseconds).
  *
- *   npm run bench -- responsiveness        (BENCH_RUNS=3 by default; BENCH_FORMAT=glb makes them mesh jobs)
+ *   npm run bench -- responsiveness        (BENCH_RUNS=3 by default; BENCH_FORMAT=glb makes them mesh jobs, and
+ *                                          BENCH_FIELDS adds form fields to each, e.g. compression=draco&faces=20000)
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { request } from 'node:http';
@@ -23,6 +24,8 @@ const BIG_BODY_MIB = Number(process.env.BENCH_BIG_MIB ?? 32);
 const BIG_BODY = BIG_BODY_MIB > 0 ? Buffer.from(`prompt=${'a'.repeat(BIG_BODY_MIB * 1024 * 1024)}`) : null;
 /** ply (default) or glb: mesh jobs also write and check a GLB per answer. */
 const FORMAT = process.env.BENCH_FORMAT ?? 'ply';
+/** More form fields for each generation (urlencoded): a mesh job's game options. */
+const FIELDS = new URLSearchParams(process.env.BENCH_FIELDS ?? '');
 
 const SERVICE_CONFIG = [
   'server: { host: 127.0.0.1, port: 0, body_limit_mb: 40 }',
@@ -116,7 +119,10 @@ async function oneRun(url: string, run: number): Promise<RunResult> {
       }
     })();
     const prompts = Array.from({ length: CONCURRENT_JOBS }, (_, i) =>
-      post(url, new URLSearchParams({ prompt: `a red wooden chair ${run}-${i}`, format: FORMAT }).toString()),
+      post(
+        url,
+        new URLSearchParams({ prompt: `a red wooden chair ${run}-${i}`, format: FORMAT, ...Object.fromEntries(FIELDS) }).toString(),
+      ),
     );
     // A text prompt far over the limit, as a hostile client sends it: it must be refused without stalling anyone.
     const big = BIG_BODY ? post(url, BIG_BODY) : Promise.resolve(400);
@@ -151,7 +157,7 @@ async function main(): Promise<void> {
     for (let run = 0; run < runs; run++) results.push(await oneRun(url, run));
     const statuses = results.flatMap((r) => r.statuses);
     console.log(
-      `responsiveness: ${CONCURRENT_JOBS} concurrent preview generations (${FORMAT}) plus one ${BIG_BODY_MIB} MiB urlencoded prompt, /ping every 20 ms, ${runs} runs:`,
+      `responsiveness: ${CONCURRENT_JOBS} concurrent preview generations (${FORMAT}${FIELDS.size ? `, ${FIELDS}` : ''}) plus one ${BIG_BODY_MIB} MiB urlencoded prompt, /ping every 20 ms, ${runs} runs:`,
     );
     console.log(
       `  answers: ${statuses.filter((s) => s === 200).length} x 200, ${statuses.filter((s) => s === 400).length} x 400, others: ${statuses.filter((s) => s !== 200 && s !== 400).join(', ') || 'none'}`,

@@ -7,11 +7,10 @@ import type { Hono } from 'hono';
 import { createApp, type AppEnv } from './app.js';
 import { ConfigError } from './config/load.js';
 import type { Config } from './config/schema.js';
-import { createFormats, IN_PROCESS_GLB, type FormatRegistry, type GlbCodec } from './formats/registry.js';
-import { decodeGlb } from './mesh/glb.js';
+import { IN_THREAD } from './formats/artefact-work.js';
+import { createFormats, type FormatRegistry } from './formats/registry.js';
 import { glbLimitsOf } from './mesh/glb-limits.js';
-import { glbRulesOf, type GlbRules } from './mesh/rules.js';
-import type { TriangleMesh } from './mesh/mesh.js';
+import { glbRulesOf } from './mesh/rules.js';
 import { createStages, type GpuWorkerSection, type StageDeps } from './pipelines/backends.js';
 import type { JobSettings } from './pipelines/context.js';
 import { Pipeline } from './pipelines/generate.js';
@@ -131,14 +130,8 @@ export function compose(config: Config, options: ComposeOptions = {}, parts: Com
   const renderPool = new RenderPool(config.render.threads);
   const cpuPool = config.runtime.cpu_workers > 0 ? new CpuPool(configSettings(config), config.runtime.cpu_workers) : undefined;
   const glbLimits = glbLimitsOf(config.assets);
-  // GLBs are written, checked and read in the CPU pool when there is one: off the event loop.
-  const glb: GlbCodec = cpuPool
-    ? {
-        encode: (mesh: TriangleMesh) => cpuPool.encodeGlb(mesh),
-        inspect: (bytes: Uint8Array, rules: GlbRules) => cpuPool.inspectGlb(bytes, rules),
-        decode: (bytes: Uint8Array) => cpuPool.decodeGlb(bytes, glbLimits),
-      }
-    : { ...IN_PROCESS_GLB, decode: (bytes: Uint8Array) => decodeGlb(bytes, glbLimits) };
+  // Mesh artefacts and splat GLBs are made, checked and read in the CPU pool when there is one: off the event loop.
+  const artefactWork = cpuPool?.artefacts ?? IN_THREAD;
   const glbRules = glbRulesOf(config.pipeline, glbLimits);
   // Users' assets are read apart from the pipeline's workers, each under a time budget and a heap limit.
   const assetPool = new AssetPool({
@@ -148,9 +141,9 @@ export function compose(config: Config, options: ComposeOptions = {}, parts: Com
     queueLength: config.assets.queue_length,
     rules: glbRules,
   });
-  const formats = createFormats({ pool: renderPool, mesh: glbRules, glb });
+  const formats = createFormats({ pool: renderPool, mesh: glbRules, work: artefactWork });
   const renderViews: ViewRenderer = options.renderViews ?? poolViewRenderer(renderPool);
-  const deps: StageDeps = { ...defaultStageDeps(config), renderViews, decodeGlb: glb.decode };
+  const deps: StageDeps = { ...defaultStageDeps(config), renderViews, decodeGlb: (bytes) => artefactWork.decodeGlb(bytes, glbLimits) };
   const stages: Stages = { ...offloadPreviewStages(createStages(config, deps), cpuPool), ...options.stages };
   const pipeline = new Pipeline(stages);
   const metrics = options.metrics ?? (config.metrics.enabled ? new Metrics() : undefined);

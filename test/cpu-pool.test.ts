@@ -10,7 +10,9 @@ import { CpuPool, offloadImageTo3d, offloadMatting, offloadTextToImage } from '.
 import { decodeGlb, encodeGlb, GlbReadError } from '../src/mesh/glb.js';
 import { DEFAULT_GLB_LIMITS } from '../src/mesh/glb-limits.js';
 import { centreAndFit } from '../src/mesh/mesh.js';
-import { inspectGlb } from '../src/mesh/rules.js';
+import { glbRulesOf, inspectGlb } from '../src/mesh/rules.js';
+import { createFormats } from '../src/formats/registry.js';
+import { RenderPool } from '../src/render/index.js';
 import { encodePly } from '../src/splat/ply.js';
 import type { ImageTo3d } from '../src/pipelines/stages.js';
 import { jobContext, testConfig } from './helpers/fake-stages.js';
@@ -75,27 +77,63 @@ describe('the CPU pool', () => {
     const { mesh } = await inflateImageTo3d(configSettings(config)).generateWithMesh!(matte, 2, ctx);
     centreAndFit(mesh, 1);
     const rules = { extent: 1, maxBytes: 200e6 };
-    const remote = await pool.encodeGlb(mesh);
-    const verdict = (await pool.inspectGlb(remote, rules)).violations[0] ?? null;
+    const remote = await pool.artefacts.encodeGlb(mesh);
+    const verdict = (await pool.artefacts.inspectGlb(remote, rules)).violations[0] ?? null;
     expect(Buffer.compare(remote, await encodeGlb(mesh))).toBe(0);
     expect(verdict).toBeNull();
     const wide = { extent: 0.5, maxBytes: 200e6 };
     // A rule broken is the same report from the worker as in process.
-    const inspection = await pool.inspectGlb(remote, wide);
+    const inspection = await pool.artefacts.inspectGlb(remote, wide);
     expect(inspection).toEqual(await inspectGlb(remote, wide));
     expect(inspection.violations[0]).toMatch(/extent|outside|cube/);
     // Read back in a worker: the same columns as in process.
-    const read = await pool.decodeGlb(remote, DEFAULT_GLB_LIMITS);
+    const read = await pool.artefacts.decodeGlb(remote, DEFAULT_GLB_LIMITS);
     expect(read).toEqual(await decodeGlb(remote));
     // A GLB cut from a larger buffer (as from the GPU worker's parts) reads the same, and the caller keeps its bytes.
     const parts = new Uint8Array(remote.length + 16);
     parts.set(remote, 8);
-    expect(await pool.decodeGlb(parts.subarray(8, 8 + remote.length), DEFAULT_GLB_LIMITS)).toEqual(read);
+    expect(await pool.artefacts.decodeGlb(parts.subarray(8, 8 + remote.length), DEFAULT_GLB_LIMITS)).toEqual(read);
     expect([parts.byteLength, remote.byteLength]).toEqual([remote.length + 16, remote.length]);
     expect(read.indices.length / 3).toBe(mesh.indices.length / 3);
     // A file that cannot be read stays a GlbReadError across the thread, so callers can tell it from the pool's own failures.
-    await expect(pool.decodeGlb(remote.subarray(0, 100), DEFAULT_GLB_LIMITS)).rejects.toBeInstanceOf(GlbReadError);
+    await expect(pool.artefacts.decodeGlb(remote.subarray(0, 100), DEFAULT_GLB_LIMITS)).rejects.toBeInstanceOf(GlbReadError);
   });
+
+  it('makes game meshes, their LODs, the OBJ zip and the splat GLB in a worker, byte for byte as in this thread', async () => {
+    const config = testConfig({ image_to_3d: { inflate: { max_gaussians: 20000, mesh_faces: 20_000 } } });
+    const ctx = jobContext({ config });
+    const image = await previewTextToImage(settings).generate('a yellow vase', 3, ctx);
+    const matte = (await keyingMatting(settings).matte({ image, fromUser: false }, ctx))!;
+    const { cloud, mesh } = await inflateImageTo3d(configSettings(config)).generateWithMesh!(matte, 3, ctx);
+    centreAndFit(mesh, 1);
+    const before = { positions: mesh.positions.slice(), columns: cloud.columns.opacity.slice() };
+    const rules = glbRulesOf(config.pipeline);
+    const inThread = createFormats({ pool: new RenderPool(0), mesh: rules });
+    const inPool = createFormats({ pool: new RenderPool(0), mesh: rules, work: pool.artefacts });
+    const request = { faces: 6000, lods: [1, 0.5], pivot: 'bottom' as const, sizeM: 2, textureSize: 512 };
+    for (const [format, compression] of [
+      ['glb', 'meshopt'],
+      ['glb_lod1', 'draco'],
+      ['obj', 'none'],
+      ['glb_splat', 'none'],
+    ] as const) {
+      const spec = { format, mesh: { ...request, compression } };
+      const [local, remote] = [
+        await inThread[format].encode({ cloud, mesh }, spec, { turntable: {} as never }),
+        await inPool[format].encode({ cloud, mesh }, spec, { turntable: {} as never }),
+      ];
+      expect(Buffer.compare(local, remote), format).toBe(0);
+      expect(await inPool[format].violation(remote, spec), format).toBeNull();
+    }
+    // The arguments went over as copies: the caller's mesh and cloud are whole and unchanged.
+    expect(mesh.positions).toEqual(before.positions);
+    expect(cloud.columns.opacity).toEqual(before.columns);
+    // A broken rule is told from the worker too: the LOD against the bounds of another size.
+    const lod = await inPool.glb_lod1.encode({ cloud, mesh }, { format: 'glb_lod1', mesh: request }, { turntable: {} as never });
+    expect(await inPool.glb_lod1.violation(lod, { format: 'glb_lod1', mesh: { ...request, sizeM: 1 } })).toMatch(
+      /outside .*\(size 1 m, pivot bottom, raw vertices\)/,
+    );
+  }, 60_000);
 
   it('releases a caller whose job aborts, and the pool goes on serving', async () => {
     const controller = new AbortController();

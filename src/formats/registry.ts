@@ -7,13 +7,13 @@
  */
 import { encodePng } from '../image/codec.js';
 import { gridImage } from '../image/rgba.js';
-import { gameMeshViolation, prepareGameMesh, type GameMesh, type GameMeshOptions } from '../mesh/game.js';
-import { decodeGlb, encodeGlb, type GlbTextureFormat } from '../mesh/glb.js';
-import { decodeSplatGlb, encodeSplatGlb, splatGlbViolation } from '../mesh/glb-splat.js';
-import { encodeGlbVariant, GLB_COMPRESSIONS, type GlbCompression } from '../mesh/glb-variants.js';
+import { gameMeshViolation, type GameMesh, type GameMeshOptions } from '../mesh/game.js';
+import type { GlbTextureFormat } from '../mesh/glb.js';
+import { decodeSplatGlb } from '../mesh/glb-splat.js';
+import { GLB_COMPRESSIONS, type GlbCompression } from '../mesh/glb-variants.js';
 import { glbBounds } from '../mesh/glb-limits.js';
 import { MAX_LODS } from '../mesh/lod.js';
-import { inspectGlb, type GlbInspection, type GlbRules } from '../mesh/rules.js';
+import type { GlbRules } from '../mesh/rules.js';
 import type { TriangleMesh } from '../mesh/mesh.js';
 import { renderViews, turntableMp4, validatorCameras, type RenderPool, type TurntableSettings } from '../render/index.js';
 import type { GaussianCloud } from '../splat/cloud.js';
@@ -22,7 +22,7 @@ import { servablePlyViolation } from '../splat/servable.js';
 import { decodeSpz, encodeSpzAsync, spzVersionViolation, spzViolation, type SpzVersion } from '../splat/spz.js';
 import { nextTurn } from '../turns.js';
 import { mp4Violation, pngViolation } from './containers.js';
-import { encodeObjZip, objZipViolation } from './obj-zip.js';
+import { IN_THREAD, type ArtefactWorker } from './artefact-work.js';
 
 /** The kinds the request surfaces offer today. */
 export const FORMAT_NAMES = ['ply', 'spz', 'glb', 'mp4', 'views'] as const;
@@ -137,20 +137,16 @@ export const DEFAULT_VIEW_SIZE = 256;
 export type FormatRegistry = Readonly<Record<FormatName, Format>>;
 
 /**
- * Where GLBs are written, checked and read: in this thread by default; the service hands in its CPU pool's, so that
- * glTF-Transform and the validator do not hold the event loop.
+ * `work`: where mesh artefacts and splat GLBs are made, checked and read: in this thread by default; the service
+ * hands in its CPU pool's, so that none of it holds the event loop.
  */
-export interface GlbCodec {
-  encode(mesh: TriangleMesh): Promise<Uint8Array>;
-  inspect(bytes: Uint8Array, rules: GlbRules): Promise<GlbInspection>;
-  decode(bytes: Uint8Array): Promise<TriangleMesh>;
-}
-
-export const IN_PROCESS_GLB: GlbCodec = { encode: encodeGlb, inspect: inspectGlb, decode: decodeGlb };
-
-export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: GlbCodec }): FormatRegistry {
+export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; work?: ArtefactWorker }): FormatRegistry {
   const { pool, mesh: rules } = deps;
-  const glb = deps.glb ?? IN_PROCESS_GLB;
+  const work = deps.work ?? IN_THREAD;
+  const inspect = async (bytes: Uint8Array, spec: ArtefactSpec | undefined) =>
+    (await work.inspectGlb(bytes, rulesFor(rules, spec))).violations[0] ?? null;
+  const decodeMesh = (bytes: Uint8Array) => work.decodeGlb(bytes, rules.limits);
+  const level = (mesh: TriangleMesh | undefined, request: MeshRequest, at: number) => encodeLevel(work, meshOf(mesh), request, at);
   const formats = {
     ply: {
       name: 'ply',
@@ -176,9 +172,9 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       extension: '.glb',
       contentType: CONTENT_TYPES.glb,
       kind: 'mesh',
-      encode: ({ mesh }, spec) => (spec.mesh ? encodeLevel(meshOf(mesh), spec.mesh, 0) : glb.encode(meshOf(mesh))),
-      violation: async (bytes, spec) => (await glb.inspect(bytes, rulesFor(rules, spec))).violations[0] ?? null,
-      decodeMesh: (bytes) => glb.decode(bytes),
+      encode: ({ mesh }, spec) => (spec.mesh ? level(mesh, spec.mesh, 0) : work.encodeGlb(meshOf(mesh))),
+      violation: inspect,
+      decodeMesh,
     },
     obj: {
       name: 'obj',
@@ -186,18 +182,18 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
       contentType: CONTENT_TYPES.obj,
       kind: 'mesh',
       async encode({ mesh }, spec) {
-        const top = spec.mesh ? (await gameMeshOf(meshOf(mesh), spec.mesh)).levels[0].mesh : meshOf(mesh);
-        return encodeObjZip(top, { textureSize: spec.mesh?.textureSize });
+        const top = spec.mesh ? (await gameMeshOf(work, meshOf(mesh), spec.mesh)).levels[0].mesh : meshOf(mesh);
+        return work.encodeObjZip(top, { textureSize: spec.mesh?.textureSize });
       },
-      violation: async (bytes) => objZipViolation(bytes, { maxBytes: rules.maxBytes, maxUnzippedBytes: 4 * rules.maxBytes }),
+      violation: (bytes) => work.objZipViolation(bytes, { maxBytes: rules.maxBytes, maxUnzippedBytes: 4 * rules.maxBytes }),
     },
     glb_splat: {
       name: 'glb_splat',
       extension: '.splat.glb',
       contentType: CONTENT_TYPES.glb_splat,
       kind: 'splats',
-      encode: ({ cloud }) => encodeSplatGlb(cloud),
-      violation: (bytes) => splatGlbViolation(bytes, rules.maxBytes),
+      encode: ({ cloud }) => work.encodeSplatGlb(cloud),
+      violation: (bytes) => work.splatGlbViolation(bytes, rules.maxBytes),
       decodeCloud: decodeSplatGlb,
     },
     ...Object.fromEntries(
@@ -208,9 +204,9 @@ export function createFormats(deps: { pool: RenderPool; mesh: GlbRules; glb?: Gl
           extension: `.lod${i + 1}.glb`,
           contentType: CONTENT_TYPES[name],
           kind: 'mesh',
-          encode: ({ mesh }, spec) => encodeLevel(meshOf(mesh), spec.mesh ?? {}, i + 1),
-          violation: async (bytes, spec) => (await glb.inspect(bytes, rulesFor(rules, spec))).violations[0] ?? null,
-          decodeMesh: (bytes) => glb.decode(bytes),
+          encode: ({ mesh }, spec) => level(mesh, spec.mesh ?? {}, i + 1),
+          violation: inspect,
+          decodeMesh,
         },
       ]),
     ),
@@ -255,14 +251,14 @@ function rulesFor(rules: GlbRules, spec: ArtefactSpec | undefined): GlbRules {
  */
 const gameMeshes = new WeakMap<TriangleMesh, Map<string, Promise<GameMesh>>>();
 
-function gameMeshOf(mesh: TriangleMesh, request: MeshRequest): Promise<GameMesh> {
+function gameMeshOf(work: ArtefactWorker, mesh: TriangleMesh, request: MeshRequest): Promise<GameMesh> {
   const { faces, textureSize, pivot, sizeM, lods } = request;
   const key = JSON.stringify([faces, textureSize, pivot, sizeM, lods]);
   let byOptions = gameMeshes.get(mesh);
   if (!byOptions) gameMeshes.set(mesh, (byOptions = new Map()));
   let game = byOptions.get(key);
   if (!game) {
-    game = prepareGameMesh(mesh, { faces, textureSize, pivot, sizeM, lods });
+    game = work.prepareGameMesh(mesh, { faces, textureSize, pivot, sizeM, lods });
     byOptions.set(key, game);
     game.catch(() => byOptions.delete(key));
   }
@@ -270,11 +266,11 @@ function gameMeshOf(mesh: TriangleMesh, request: MeshRequest): Promise<GameMesh>
 }
 
 /** One level of the request's game mesh as a GLB in the compression and texture format it asked for. */
-async function encodeLevel(mesh: TriangleMesh, request: MeshRequest, level: number): Promise<Uint8Array> {
-  const game = await gameMeshOf(mesh, request);
+async function encodeLevel(work: ArtefactWorker, mesh: TriangleMesh, request: MeshRequest, level: number): Promise<Uint8Array> {
+  const game = await gameMeshOf(work, mesh, request);
   const at = game.levels[level];
   if (!at) throw new RangeError(`level ${level} of the LOD chain was not asked for (lods has ${game.levels.length} levels)`);
-  return encodeGlbVariant(at.mesh, { compression: request.compression ?? 'none', texture: request.textureFormat ?? 'png' });
+  return work.encodeGlbVariant(at.mesh, { compression: request.compression ?? 'none', texture: request.textureFormat ?? 'png' });
 }
 
 /**

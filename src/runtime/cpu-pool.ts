@@ -2,28 +2,20 @@
  * The CPU pool: worker threads that run the CPU preview backends (text-to-image, keying, silhouette inflation),
  * so their hundreds of milliseconds of work per job never stall the event loop that answers /ping, /health and
  * every other request. Each worker builds the same backends from the service's settings; a call carries the job's settings
- * and returns the image, cloud or cloud and mesh transferred. GLBs are written and checked there too. Workers start on
- * first use and are unreferenced while idle.
+ * and returns the image, cloud or cloud and mesh transferred. The artefact work runs there too: GLBs written, checked
+ * and read, game meshes and their LODs, compressed GLBs, the OBJ zip and the splat GLB. Workers start on first use
+ * and are unreferenced while idle.
  */
 import type { Worker } from 'node:worker_threads';
 import { GlbReadError } from '../mesh/glb.js';
-import type { GlbLimits } from '../mesh/glb-limits.js';
-import type { GlbInspection, GlbRules } from '../mesh/rules.js';
-import type { TriangleMesh } from '../mesh/mesh.js';
+import { artefactWorkerOf, type ArtefactWorker } from '../formats/artefact-work.js';
 import type { JobContext, JobSettings } from '../pipelines/context.js';
 import type { Backend, CloudAndMesh, ImageTo3d, Matting, MattingInput, TextToImage } from '../pipelines/stages.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { GaussianCloud } from '../splat/cloud.js';
 import { startWorker } from '../threads.js';
-import type {
-  CpuFormCall,
-  CpuGlbDecodeCall,
-  CpuGlbInspectCall,
-  CpuGlbEncodeCall,
-  CpuMessage,
-  CpuReply,
-  OffloadedStage,
-} from './cpu-protocol.js';
+import type { CpuArtefactCall, CpuFormCall, CpuMessage, CpuReply, OffloadedStage } from './cpu-protocol.js';
+import { ownCopy } from './transfer.js';
 
 /** A message for the worker and the buffers it hands over; made anew for each attempt. */
 type Dispatch = (id: number) => { message: CpuMessage; transfer: ArrayBuffer[] };
@@ -74,26 +66,16 @@ export class CpuPool {
   }
 
   /**
-   * Writes, checks and reads GLBs in a worker: glTF-Transform and the Khronos validator take the event loop for
-   * 60-400 ms on a preview mesh. Same results as `encodeGlb`, `inspectGlb` and `decodeGlb` in process.
+   * The artefact work (GLBs written, checked and read; game meshes, LODs, compressed GLBs, the OBJ zip, the splat
+   * GLB) in a worker: each takes 0.1 to 3 s of a thread on a preview mesh. Same results as in this thread; the
+   * caller keeps its arguments.
    */
-  encodeGlb(mesh: TriangleMesh): Promise<Uint8Array> {
-    return this.send((id) => ({ message: { type: 'glb-encode', id, mesh } satisfies CpuGlbEncodeCall, transfer: [] }));
-  }
-
-  inspectGlb(bytes: Uint8Array, rules: GlbRules): Promise<GlbInspection> {
-    return this.send((id) => {
-      const own = ownBytes(bytes);
-      return { message: { type: 'glb-inspect', id, bytes: own, rules } satisfies CpuGlbInspectCall, transfer: [own.buffer as ArrayBuffer] };
-    });
-  }
-
-  decodeGlb(bytes: Uint8Array, limits: GlbLimits): Promise<TriangleMesh> {
-    return this.send((id) => {
-      const own = ownBytes(bytes);
-      return { message: { type: 'glb-decode', id, bytes: own, limits } satisfies CpuGlbDecodeCall, transfer: [own.buffer as ArrayBuffer] };
-    });
-  }
+  readonly artefacts: ArtefactWorker = artefactWorkerOf((name, args) =>
+    this.send((id) => {
+      const own = ownCopy(args);
+      return { message: { type: 'artefact', id, name, args: own.value } satisfies CpuArtefactCall, transfer: own.transfer };
+    }),
+  );
 
   /** Sends one call to the least busy worker and waits for its reply (or for `signal` to abort). */
   private send<T>(dispatch: Dispatch, signal?: AbortSignal): Promise<T> {
@@ -191,14 +173,6 @@ export class CpuPool {
     this.slots.push(slot);
     return slot;
   }
-}
-
-/**
- * A copy of the bytes in a buffer of their own, to hand to a worker: posting a view copies its whole buffer (a
- * GLB cut from the GPU worker's parts would take the PLY beside it along), and the caller keeps its bytes.
- */
-function ownBytes(bytes: Uint8Array): Uint8Array {
-  return bytes.slice();
 }
 
 /** What an offloaded backend says of itself: the wrapped backend's name, label and readiness. */

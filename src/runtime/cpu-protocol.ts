@@ -1,7 +1,5 @@
 /** Messages between the CPU pool (cpu-pool.ts) and its worker threads (cpu-worker.ts). */
-import type { GlbLimits } from '../mesh/glb-limits.js';
-import type { GlbRules } from '../mesh/rules.js';
-import type { TriangleMesh } from '../mesh/mesh.js';
+import type { ArtefactFunction } from '../formats/artefact-work.js';
 import type { JobSettings } from '../pipelines/context.js';
 
 /** The stage calls whose CPU preview backends run in the pool (`imageTo3dWithMesh`: ImageTo3d.generateWithMesh). */
@@ -29,33 +27,18 @@ export interface CpuFormCall {
   body: ArrayBuffer;
 }
 
-/** Writes a GLB (the mesh is copied over; the bytes come back transferred). */
-export interface CpuGlbEncodeCall {
-  type: 'glb-encode';
-  id: number;
-  mesh: TriangleMesh;
-}
-
 /**
- * Inspects a GLB's bytes (a copy of their own, transferred): the Khronos validator's report, the geometry and
- * every rule broken.
+ * One function of the artefact work (formats/artefact-work.ts: GLBs, game meshes, the OBJ zip, the splat GLB), by
+ * name. Its arguments' typed arrays come as copies of their own, transferred; its result's come back transferred.
  */
-export interface CpuGlbInspectCall {
-  type: 'glb-inspect';
+export interface CpuArtefactCall {
+  type: 'artefact';
   id: number;
-  bytes: Uint8Array;
-  rules: GlbRules;
+  name: ArtefactFunction;
+  args: unknown[];
 }
 
-/** Reads a GLB's bytes (a copy of their own, transferred) into a mesh (its columns come back transferred). */
-export interface CpuGlbDecodeCall {
-  type: 'glb-decode';
-  id: number;
-  bytes: Uint8Array;
-  limits: GlbLimits;
-}
-
-export type CpuMessage = CpuCall | CpuFormCall | CpuGlbEncodeCall | CpuGlbInspectCall | CpuGlbDecodeCall;
+export type CpuMessage = CpuCall | CpuFormCall | CpuArtefactCall;
 
 export type CpuReply =
   | { id: number; ok: true; value: unknown }

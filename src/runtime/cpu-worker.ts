@@ -1,17 +1,16 @@
 /**
  * Worker thread of the CPU pool: builds the CPU preview backends from the config once, then runs the stage calls
- * it is sent, each under a context carrying the job's settings. Results go back transferred, not copied.
+ * it is sent, each under a context carrying the job's settings, and the artefact work by name. Results go back
+ * transferred, not copied.
  */
 import { parentPort } from 'node:worker_threads';
-import { decodeGlb, encodeGlb } from '../mesh/glb.js';
-import { inspectGlb } from '../mesh/rules.js';
+import { runArtefactWork } from '../formats/artefact-work.js';
 import { standaloneContext, type JobSettings } from '../pipelines/context.js';
 import { inflateImageTo3d, keyingMatting, previewTextToImage } from '../pipelines/preview-backends.js';
-import type { CloudAndMesh, ImageTo3d, Matting, TextToImage } from '../pipelines/stages.js';
-import type { TriangleMesh } from '../mesh/mesh.js';
-import type { GaussianCloud } from '../splat/cloud.js';
+import type { ImageTo3d, Matting, TextToImage } from '../pipelines/stages.js';
 import type { RgbaImage } from '../image/rgba.js';
 import type { CpuCall, CpuInit, CpuMessage, CpuReply } from './cpu-protocol.js';
+import { transferablesOf } from './transfer.js';
 
 const port = parentPort;
 if (!port) throw new Error('the CPU worker must run in a worker thread');
@@ -38,36 +37,6 @@ async function call(message: CpuCall): Promise<unknown> {
   }
 }
 
-/**
- * The typed arrays of a result: an image's pixels, a cloud's columns, a mesh's arrays (and texture), a cloud and
- * mesh's both.
- */
-function viewsOf(value: unknown): ArrayBufferView[] {
-  if (!value || typeof value !== 'object') return [];
-  if (value instanceof Uint8Array) return [value];
-  if ('columns' in value) return Object.values((value as GaussianCloud).columns);
-  if ('data' in value) return [(value as RgbaImage).data];
-  if ('positions' in value && 'indices' in value) {
-    const mesh = value as TriangleMesh;
-    const arrays: (ArrayBufferView | undefined)[] = [mesh.positions, mesh.indices, mesh.colours, mesh.uvs, mesh.texture?.data];
-    return arrays.filter((a): a is ArrayBufferView => a !== undefined);
-  }
-  if ('cloud' in value && 'mesh' in value) {
-    const { cloud, mesh } = value as CloudAndMesh;
-    return [...viewsOf(cloud), ...viewsOf(mesh)];
-  }
-  return [];
-}
-
-/** The buffers of a result, handed over rather than copied (the worker keeps nothing of it). */
-function buffersOf(value: unknown): ArrayBuffer[] {
-  const views = viewsOf(value);
-  const buffers = new Set<ArrayBuffer>();
-  // Only views that span their whole buffer: a view into a shared slab must be copied.
-  for (const v of views) if (v.byteOffset === 0 && v.byteLength === v.buffer.byteLength) buffers.add(v.buffer as ArrayBuffer);
-  return [...buffers];
-}
-
 function parseForm(body: ArrayBuffer): Record<string, string | string[]> {
   const fields: Record<string, string | string[]> = {};
   for (const [name, value] of new URLSearchParams(new TextDecoder().decode(body))) {
@@ -83,12 +52,8 @@ function work(message: CpuMessage): Promise<unknown> {
       return call(message);
     case 'form':
       return Promise.resolve().then(() => parseForm(message.body));
-    case 'glb-encode':
-      return encodeGlb(message.mesh);
-    case 'glb-inspect':
-      return inspectGlb(message.bytes, message.rules);
-    case 'glb-decode':
-      return decodeGlb(message.bytes, message.limits);
+    case 'artefact':
+      return runArtefactWork(message.name, message.args);
   }
 }
 
@@ -101,7 +66,7 @@ port.on('message', (message: CpuInit | CpuMessage) => {
   done.then(
     (value) => {
       const reply: CpuReply = { id: message.id, ok: true, value };
-      port.postMessage(reply, buffersOf(value));
+      port.postMessage(reply, transferablesOf(value));
     },
     (err: Error) => {
       const reply: CpuReply = { id: message.id, ok: false, error: err.message, name: err.name };
