@@ -1,6 +1,7 @@
 /**
  * A worker that stops taking jobs (after a Redis outage its blocking connection can stay down for good) is
- * replaced, so jobs do not wait forever behind a node that looks healthy; a worker busy with its jobs is not.
+ * replaced, so jobs do not wait forever behind a node that looks healthy; a worker busy with its jobs is not. And a
+ * node waiting for a job's end learns it even when the event that says so never reaches it.
  */
 import { randomUUID } from 'node:crypto';
 import { Redis } from 'ioredis';
@@ -93,4 +94,38 @@ describe('the queue worker', () => {
     expect(ran).toEqual(['a', 'b', 'c']);
     expect(stuck).toEqual([]);
   }, 30_000);
+});
+
+describe('waiting for a job to end', () => {
+  let redis: TestRedis;
+  let connection: Redis;
+  let queue: JobQueue;
+
+  beforeAll(async () => {
+    redis = await startRedis();
+    connection = new Redis(redis.url, { maxRetriesPerRequest: null });
+    queue = new JobQueue(connection, {
+      name: `f${randomUUID().slice(0, 8)}`,
+      limits: { contract: 100, interactive: 100, background: 100 },
+      attempts: 1,
+      lockMs: 30_000,
+      retryAfterS: 1,
+      stuckMs: 60_000,
+      onStuckWorker: () => undefined,
+    });
+  });
+
+  afterAll(async () => {
+    await queue?.close(true);
+    connection?.disconnect();
+    await redis?.stop();
+  });
+
+  it("reads the job's end back from Redis when its event never comes", async () => {
+    queue.work(async () => DECLINED, 1);
+    const added = await queue.add(job('missed'));
+    // What QueueEvents does with an event that comes before its first read: it never tells of it.
+    added.waitUntilFinished = () => new Promise(() => undefined);
+    expect(await queue.finished(added, 10_000)).toMatchObject({ kind: 'declined' });
+  }, 15_000);
 });
