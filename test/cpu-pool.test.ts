@@ -16,6 +16,7 @@ import { RenderPool } from '../src/render/index.js';
 import { encodePly } from '../src/splat/ply.js';
 import type { ImageTo3d } from '../src/pipelines/stages.js';
 import { jobContext, testConfig } from './helpers/fake-stages.js';
+import { sphereMesh } from './helpers/meshes.js';
 
 const settings = configSettings(testConfig({ image_to_3d: { inflate: { max_gaussians: 20000 } } }));
 const pool = new CpuPool(settings, 1);
@@ -134,6 +135,17 @@ describe('the CPU pool', () => {
       /outside .*\(size 1 m, pivot bottom, raw vertices\)/,
     );
   }, 60_000);
+
+  it("sends copies of a caller's bytes, whatever holds them: a Buffer from Node's shared pool or one of its own", async () => {
+    const glb = await encodeGlb(sphereMesh(8, 4, 0.5, true));
+    for (const bytes of [Buffer.from(glb), Buffer.alloc(64, 1), new Uint8Array(glb)]) {
+      const before = Buffer.from(bytes);
+      const inspection = await pool.artefacts.inspectGlb(bytes, { extent: 1, maxBytes: 200e6 });
+      expect(inspection.violations.length === 0, `${bytes.length} bytes`).toBe(bytes.length === glb.length);
+      // Still the caller's: whole, unchanged, not detached by the transfer.
+      expect(Buffer.compare(Buffer.from(bytes), before)).toBe(0);
+    }
+  });
 
   it('releases a caller whose job aborts, and the pool goes on serving', async () => {
     const controller = new AbortController();

@@ -111,12 +111,19 @@ export class CpuPool {
   private dispatch(pending: Pending): void {
     const slot = this.leastBusy();
     const id = this.nextId++;
-    const { message, transfer } = pending.dispatch(id);
     pending.attempts++;
     pending.at = { slot, id };
     slot.pending.set(id, pending);
     slot.worker.ref();
-    slot.worker.postMessage(message, transfer);
+    try {
+      const { message, transfer } = pending.dispatch(id);
+      slot.worker.postMessage(message, transfer);
+    } catch (err) {
+      // A message that cannot be cloned fails its own call, here and now (this may run in a worker's exit handler).
+      slot.pending.delete(id);
+      this.settle(slot);
+      pending.reject(err as Error);
+    }
   }
 
   async close(): Promise<void> {

@@ -35,7 +35,8 @@ export function ownCopy<T>(value: T): { value: T; transfer: ArrayBuffer[] } {
   const copy = (v: unknown, depth: number): unknown => {
     if (!v || typeof v !== 'object' || depth > 8) return v;
     if (ArrayBuffer.isView(v) && !(v instanceof DataView)) {
-      const own = (v as unknown as { slice(): ArrayBufferView }).slice();
+      // A Buffer's slice() is a view of the same memory, not a copy: it becomes a Uint8Array of its own.
+      const own = Buffer.isBuffer(v) ? new Uint8Array(v) : (v as unknown as { slice(): ArrayBufferView }).slice();
       transfer.push(own.buffer as ArrayBuffer);
       return own;
     }
