@@ -94,34 +94,9 @@ describe('the queue worker', () => {
     expect(ran).toEqual(['a', 'b', 'c']);
     expect(stuck).toEqual([]);
   }, 30_000);
-});
 
-describe('waiting for a job to end', () => {
-  let redis: TestRedis;
-  let connection: Redis;
-  let queue: JobQueue;
-
-  beforeAll(async () => {
-    redis = await startRedis();
-    connection = new Redis(redis.url, { maxRetriesPerRequest: null });
-    queue = new JobQueue(connection, {
-      name: `f${randomUUID().slice(0, 8)}`,
-      limits: { contract: 100, interactive: 100, background: 100 },
-      attempts: 1,
-      lockMs: 30_000,
-      retryAfterS: 1,
-      stuckMs: 60_000,
-      onStuckWorker: () => undefined,
-    });
-  });
-
-  afterAll(async () => {
-    await queue?.close(true);
-    connection?.disconnect();
-    await redis?.stop();
-  });
-
-  it("reads the job's end back from Redis when its event never comes", async () => {
+  it("lets a node waiting for a job's end read it back from Redis when its event never comes", async () => {
+    const queue = queueOf([]);
     queue.work(async () => DECLINED, 1);
     const added = await queue.add(job('missed'));
     // What QueueEvents does with an event that comes before its first read: it never tells of it.
