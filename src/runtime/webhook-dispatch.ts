@@ -3,10 +3,9 @@
  * in a cluster, a job on a BullMQ queue of its own, whose attempts any node's worker makes, so a delivery
  * outlives the node that ran the job. Either way a delivery is signed (webhooks.ts) and never the job's failure.
  */
-import { Queue, UnrecoverableError, Worker } from 'bullmq';
+import { Queue, UnrecoverableError } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { ownConnection } from './cluster/queue.js';
-import { type Processor, SupervisedWorker } from './cluster/supervised-worker.js';
+import { SupervisedWorker, workerStarter } from './cluster/supervised-worker.js';
 import type { Logger } from './log.js';
 import { backoffMs, type WebhookDelivery, type WebhookSender } from './webhooks.js';
 
@@ -87,16 +86,9 @@ export class QueuedWebhooks implements WebhookDispatch {
   /** Makes this node attempt deliveries (a node that runs jobs), with a worker replaced when it gets stuck. */
   work(stuckMs = 15_000): void {
     const policy = this.sender.policy;
-    const start = (processor: Processor<WebhookDelivery, void>) => {
-      const connection = ownConnection(this.connection);
-      const worker = new Worker<WebhookDelivery, void>(`${this.name}-webhooks`, processor, {
-        connection,
-        settings: { backoffStrategy: (attemptsMade: number) => backoffMs(attemptsMade, policy) },
-      });
-      worker.on('error', () => undefined);
-      worker.once('closed', () => connection.disconnect());
-      return worker;
-    };
+    const start = workerStarter<WebhookDelivery, void>(`${this.name}-webhooks`, this.connection, {
+      settings: { backoffStrategy: (attemptsMade: number) => backoffMs(attemptsMade, policy) },
+    });
     this.worker = new SupervisedWorker<WebhookDelivery, void>(
       this.queue,
       start,

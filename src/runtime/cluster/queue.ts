@@ -5,14 +5,15 @@
  * to wait and another worker takes it up, at most `attempts` times in all. Everything else a job can end with is
  * final (UnrecoverableError), so nothing runs twice for any other reason.
  */
-import { type Job, Queue, QueueEvents, UnrecoverableError, Worker } from 'bullmq';
+import { type Job, Queue, QueueEvents, UnrecoverableError } from 'bullmq';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Redis } from 'ioredis';
 import { BusyError, CancelledError } from '../../pipelines/errors.js';
 import type { Priority, QueueLimits } from '../admission.js';
 import type { AnswerRequest } from '../request.js';
 import { carryError, droppedError } from './errors.js';
-import { type Processor, SupervisedWorker } from './supervised-worker.js';
+import { ownConnection } from './redis.js';
+import { SupervisedWorker, workerStarter } from './supervised-worker.js';
 
 /** BullMQ's priority of each class: lower runs first. */
 export const PRIORITY: Record<Priority, number> = { contract: 1, interactive: 2, background: 3 };
@@ -174,19 +175,12 @@ export class JobQueue {
     run: (job: QueuedJob, id: string, signal: AbortSignal, recovered: boolean) => Promise<JobSummary>,
     concurrency: number,
   ): SupervisedWorker<QueuedJob, JobSummary> {
-    const start = (processor: Processor<QueuedJob, JobSummary>) => {
-      const connection = ownConnection(this.connection);
-      const worker = new Worker<QueuedJob, JobSummary>(this.options.name, processor, {
-        connection,
-        concurrency,
-        lockDuration: this.options.lockMs,
-        stalledInterval: Math.max(1000, Math.round(this.options.lockMs / 2)),
-        maxStalledCount: Math.max(0, this.options.attempts - 1),
-      });
-      worker.on('error', () => undefined);
-      worker.once('closed', () => connection.disconnect());
-      return worker;
-    };
+    const start = workerStarter<QueuedJob, JobSummary>(this.options.name, this.connection, {
+      concurrency,
+      lockDuration: this.options.lockMs,
+      stalledInterval: Math.max(1000, Math.round(this.options.lockMs / 2)),
+      maxStalledCount: Math.max(0, this.options.attempts - 1),
+    });
     const worker = new SupervisedWorker<QueuedJob, JobSummary>(
       this.queue,
       start,
@@ -220,14 +214,4 @@ export class JobQueue {
     await this.queue.close();
     this.eventsConnection.disconnect();
   }
-}
-
-/**
- * A connection of its own to the same Redis, for one BullMQ object, which leaves a connection it was given open:
- * its owner closes it. Errors while Redis is away are the health poller's to report; unheard, ioredis prints each.
- */
-export function ownConnection(connection: Redis): Redis {
-  const copy = connection.duplicate();
-  copy.on('error', () => undefined);
-  return copy;
 }

@@ -26,6 +26,16 @@ export function redisConnection(url: string, name: string): Redis {
   return new Redis(url, { maxRetriesPerRequest: null, lazyConnect: true, connectionName: name, enableOfflineQueue: true });
 }
 
+/**
+ * A connection of its own to the same Redis, for one BullMQ object, which leaves a connection it was given open:
+ * its owner closes it. Errors while Redis is away are the health poller's to report; unheard, ioredis prints each.
+ */
+export function ownConnection(connection: Redis): Redis {
+  const copy = connection.duplicate();
+  copy.on('error', () => undefined);
+  return copy;
+}
+
 /** Connects and pings within `timeoutMs`, or throws RedisUnavailableError naming the URL and the reason. */
 export async function checkRedis(url: string, timeoutMs = 5000): Promise<void> {
   const probe = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: timeoutMs });

@@ -5,9 +5,29 @@
  * idle worker with jobs waiting takes one within milliseconds, so one that stays idle with jobs waiting for
  * `stuckMs` is stuck, and a new worker takes its place (the old one held no job, so nothing is lost).
  */
-import type { Job, Queue, Worker } from 'bullmq';
+import { type Job, type Queue, Worker, type WorkerOptions } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { ownConnection } from './redis.js';
 
 export type Processor<D, R> = (job: Job<D, R>, token?: string, signal?: AbortSignal) => Promise<R>;
+
+/**
+ * Starts BullMQ workers of the queue `name`, each on a Redis connection of its own that closes with it (a replaced
+ * worker's too). Its errors while Redis is away are the health poller's to report.
+ */
+export function workerStarter<D, R>(
+  name: string,
+  connection: Redis,
+  options: Omit<WorkerOptions, 'connection'>,
+): (processor: Processor<D, R>) => Worker<D, R> {
+  return (processor) => {
+    const own = ownConnection(connection);
+    const worker = new Worker<D, R>(name, processor, { ...options, connection: own });
+    worker.on('error', () => undefined);
+    worker.once('closed', () => own.disconnect());
+    return worker;
+  };
+}
 
 export interface SupervisedWorkerOptions {
   concurrency: number;
