@@ -160,7 +160,7 @@ async function untilOk(url: string): Promise<void> {
   throw new Error(`${url} never became ready`);
 }
 
-/** Jobs per second through an api node and `n` worker nodes, each with a fake GPU worker of its own. */
+/** One timed run: its jobs per second, and the CPU seconds each job took of this machine (all processes). */
 interface Run {
   rate: number;
   seconds: number;
@@ -168,6 +168,7 @@ interface Run {
   cpuPerJob: number;
 }
 
+/** Runs through an api node and `n` worker nodes, each with a fake GPU worker of its own, after a warm-up. */
 async function throughput(redisUrl: string, n: number): Promise<Run[]> {
   const dir = mkdtempSync(join(tmpdir(), 'fast3d-bench-cluster-'));
   const procs: Proc[] = [];
